@@ -1,0 +1,180 @@
+"""Endpoint base class, capabilities and the URL scheme registry.
+
+An endpoint family registers a *factory* (a light class in its package ``__init__``) for its
+URL schemes; the driver is imported only when a connection is made, so naming an endpoint never
+needs its driver. Third-party families register through the ``replikit.endpoints`` entry-point
+group (``scheme = "package.module:EndpointClass"``).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from replikit.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from replikit.mapping import Selection
+    from replikit.pipeline.contracts import Reader, Writer
+    from replikit.schema.convert import Dialect
+    from replikit.schema.model import Catalog
+
+__all__ = ["Capabilities", "Endpoint", "endpoint", "mask_url", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an endpoint can do, as data (tests and the planner ask these, not names)."""
+
+    source: bool = True
+    target: bool = True
+    cdc: bool = False
+    schemas: bool = True
+    transactions: bool = True
+    concurrent_writes: bool = True
+    raw_copy: str | None = None
+
+
+class Endpoint(abc.ABC):
+    """One database (or file set), addressed by URL.
+
+    Subclasses set ``schemes``, ``capabilities`` and ``dialect`` and implement the abstract
+    methods. ``repr`` and ``str`` mask the password.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    family: ClassVar[str] = ""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._url = url
+        self.options = options
+
+    @property
+    def url(self) -> str:
+        """The URL with the password masked."""
+        return mask_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    @property
+    @abc.abstractmethod
+    def dialect(self) -> Dialect:
+        """Type rules, quoting and defaults of this endpoint's SQL dialect."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Connect once; raise :class:`~replikit.ConnectError` with the cause if that fails."""
+
+    @abc.abstractmethod
+    def reflect(self, selection: Selection | None = None) -> Catalog:
+        """Tables (and views) selected by ``selection`` (None: all user tables)."""
+
+    @abc.abstractmethod
+    def reader(self, tables: Sequence[Any] | None = None, **options: Any) -> Reader:
+        """A full-load reader for ``tables`` (names, ``TableId`` s or ``TableSchema`` s)."""
+
+    @abc.abstractmethod
+    def writer(self, **options: Any) -> Writer:
+        """A full-load writer into this endpoint."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections (endpoints without pools do nothing)."""
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_REGISTRY: dict[str, str] = {
+    "postgresql": "replikit.endpoints.postgres:PostgresEndpoint",
+    "postgres": "replikit.endpoints.postgres:PostgresEndpoint",
+    "postgresql+psycopg": "replikit.endpoints.postgres:PostgresEndpoint",
+    "sqlite": "replikit.endpoints.sqlite:SqliteEndpoint",
+}
+_LOADED: dict[str, type[Endpoint]] = {}
+
+
+def register(scheme: str, target: str | type[Endpoint]) -> None:
+    """Register an endpoint class (or ``"module:Class"`` path) for a URL scheme."""
+    if isinstance(target, str):
+        _REGISTRY[scheme] = target
+        _LOADED.pop(scheme, None)
+    else:
+        _LOADED[scheme] = target
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep and url.endswith((".db", ".sqlite", ".sqlite3")):
+        return "sqlite"
+    if not sep:
+        raise ConfigError(
+            f"{mask_url(url)!r} is not an endpoint URL; expected scheme://..., "
+            "e.g. postgresql://user@host/db or sqlite:///path/to/file.db"
+        )
+    return scheme.lower()
+
+
+def _resolve(scheme: str) -> type[Endpoint]:
+    if scheme in _LOADED:
+        return _LOADED[scheme]
+    target = _REGISTRY.get(scheme)
+    if target is None:
+        for ep in entry_points(group="replikit.endpoints"):
+            if ep.name == scheme:
+                target = ep.value
+                break
+    if target is None:
+        known = ", ".join(sorted(set(_REGISTRY)))
+        raise ConfigError(f"unknown URL scheme {scheme!r}; known schemes: {known}")
+    module, _, attr = target.partition(":")
+    cls: type[Endpoint] = getattr(importlib.import_module(module), attr)
+    _LOADED[scheme] = cls
+    return cls
+
+
+def endpoint(url: str, **options: Any) -> Endpoint:
+    """Make the endpoint for ``url``.
+
+    >>> endpoint("sqlite:///:memory:")
+    SqliteEndpoint('sqlite:///:memory:')
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"endpoint URL must be a string, got {type(url).__name__}")
+    return _resolve(_scheme(url))(url, **options)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, colon, _pw = userinfo.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{hosts}"
+    if "password=" in tail:
+        import re
+
+        tail = re.sub(r"(password=)[^&]*", r"\1***", tail)
+    return f"{scheme}{sep}{netloc}{slash}{tail}"
+
+
+def require(module: str, *, package: str, extra: str, purpose: str) -> Any:
+    """Import an optional driver or raise :class:`MissingDependencyError` with the pip hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(package, extra, purpose) from exc
+
+
+Factory = Callable[..., Endpoint]

@@ -1,0 +1,135 @@
+"""The replikit exception tree.
+
+Every error replikit raises on purpose derives from :class:`Error`::
+
+    Error
+    ├── ConfigError              bad settings, URL, pattern or mapping (fix the input)
+    │   └── MissingDependencyError   an optional driver is not installed (pip install hint)
+    ├── CapabilityError          the endpoint cannot do what was asked (e.g. CDC from files)
+    ├── ConnectError             host unreachable, login refused, database missing   [retryable]
+    ├── SchemaError              source/target schemas do not fit (e.g. do-nothing on a wrong shape)
+    ├── ConversionError          a value or type cannot be converted without loss
+    ├── DataError                a row could not be written (names table, column, key)
+    ├── PositionLostError        a CDC position is gone (slot dropped, binlog purged)
+    ├── DecodeError              a change stream message could not be decoded
+    ├── ValidationError          source and target differ
+    └── TaskError                a task failed; ``table_errors`` says which tables and why
+
+Each class has a ``retryable`` attribute that error policies read. Messages say what failed,
+where (table, column, row key) and what to do; they never contain passwords. Errors are
+picklable so they cross process-pool boundaries intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "CapabilityError",
+    "ConfigError",
+    "ConnectError",
+    "ConversionError",
+    "DataError",
+    "DecodeError",
+    "Error",
+    "MissingDependencyError",
+    "PositionLostError",
+    "SchemaError",
+    "TaskError",
+    "ValidationError",
+]
+
+
+class Error(Exception):
+    """Base class of every error replikit raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[Error], args: tuple[Any, ...], state: dict[str, Any]) -> Error:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(Error):
+    """A setting, URL, pattern or mapping is invalid; fix the input and retry."""
+
+
+class MissingDependencyError(ConfigError):
+    """An optional driver is not installed; the message gives the ``pip install`` to run."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the {package!r} package, which is not installed. "
+            f'Install it with: pip install "replikit[{extra}]"'
+        )
+
+
+class CapabilityError(Error):
+    """The endpoint cannot do what was asked (its capabilities say so)."""
+
+
+class ConnectError(Error):
+    """Could not connect: host unreachable, login refused or database missing."""
+
+    retryable = True
+
+
+class SchemaError(Error):
+    """Source and target schemas do not fit together, or a table/column is missing."""
+
+
+class ConversionError(Error):
+    """A type or value cannot be converted without losing data."""
+
+
+class DataError(Error):
+    """A row could not be read or written; the message names table, column and key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+        key: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.key = dict(key) if key is not None else None
+        where = []
+        if table:
+            where.append(f"table {table}")
+        if column:
+            where.append(f"column {column}")
+        if key:
+            where.append("key " + ", ".join(f"{k}={v!r}" for k, v in key.items()))
+        super().__init__(f"{message} ({'; '.join(where)})" if where else message)
+
+
+class PositionLostError(Error):
+    """A CDC start or resume position no longer exists at the source."""
+
+
+class DecodeError(Error):
+    """A change message from the source could not be decoded."""
+
+
+class ValidationError(Error):
+    """Source and target contents differ."""
+
+
+class TaskError(Error):
+    """A task failed. ``table_errors`` maps table names to the error that stopped each."""
+
+    def __init__(self, message: str, table_errors: Mapping[str, BaseException] | None = None):
+        self.table_errors = dict(table_errors or {})
+        super().__init__(message)

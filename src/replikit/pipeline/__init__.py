@@ -1,0 +1,1 @@
+"""The composable pipeline: reader -> transforms -> cache -> writer."""

@@ -1,0 +1,125 @@
+"""The small contracts that pipeline stages implement.
+
+A full load moves :class:`Batch` es of rows. A :class:`Reader` is bound to a set of tables;
+it splits each into work :class:`Unit` s (whole table or primary-key ranges) and reads one
+unit as a stream of batches. A :class:`Writer` loads the stream of batches for one unit.
+Abilities beyond that are separate protocols a stage may also implement:
+:class:`SupportsPrepare` (create/truncate before, indexes and sequences after) and
+:class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format through untouched when types match).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from replikit.schema.convert import TablePlan
+from replikit.schema.model import TableId, TableSchema
+
+__all__ = [
+    "Batch",
+    "KeyRange",
+    "Reader",
+    "SupportsPrepare",
+    "SupportsRawRead",
+    "SupportsRawWrite",
+    "Unit",
+    "Writer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """Rows whose key is ``>= lower`` and ``< upper`` (``None``: unbounded on that side)."""
+
+    columns: tuple[str, ...]
+    lower: tuple[Any, ...] | None = None
+    upper: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One piece of full-load work: a table, or one key range of it."""
+
+    table: TableId
+    range: KeyRange | None = None
+    index: int = 0
+    count: int = 1
+
+    def __str__(self) -> str:
+        return str(self.table) if self.count == 1 else f"{self.table}[{self.index + 1}/{self.count}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows of one table: ``rows[i][j]`` is the canonical value of column ``columns[j]``."""
+
+    table: TableId
+    columns: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Reads full-load data from a source."""
+
+    @property
+    def tables(self) -> Sequence[TableSchema]:
+        """The tables this reader was made for."""
+        ...
+
+    def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
+        """Split ``table`` into units of about ``split_rows`` rows (None: one unit)."""
+        ...
+
+    def read(self, unit: Unit) -> Iterator[Batch]:
+        """Stream the rows of ``unit``; memory stays bounded whatever the table size."""
+        ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Writes full-load data to a target. May be called from several threads at once."""
+
+    def load(self, plan: TablePlan, batches: Iterable[Batch]) -> int:
+        """Write every batch for one unit of ``plan``; return the number of rows written."""
+        ...
+
+
+@runtime_checkable
+class SupportsPrepare(Protocol):
+    """A writer that manages target tables around the load."""
+
+    def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
+        """Before the load: create, drop-and-create, truncate or check each table."""
+        ...
+
+    def finish(self, plans: Sequence[TablePlan]) -> None:
+        """After the load: indexes, foreign keys, sequence values."""
+        ...
+
+
+@runtime_checkable
+class SupportsRawRead(Protocol):
+    """A reader that can hand out a unit in its database's bulk wire format."""
+
+    raw_format: str
+
+    def read_raw(self, unit: Unit) -> Iterator[bytes]:
+        """The unit's rows in the bulk wire format (e.g. PostgreSQL binary COPY)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRawWrite(Protocol):
+    """A writer that loads a bulk wire format as it is (same dialect, identical types)."""
+
+    raw_format: str
+
+    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
+        """Load chunks in the bulk wire format; return the number of rows written."""
+        ...

@@ -1,0 +1,307 @@
+"""Schema conversion: source table -> portable types -> target dialect, with a verdict per column.
+
+The rules themselves are data owned by each dialect (``endpoints/<family>/_types.py``): a
+:class:`Dialect` answers ``target_type(portable)`` with a :class:`TargetType` that carries the
+native DDL type, the fidelity, the reason and the value adapter together, so that what the
+assessment says and what the writer does cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Kind, Type
+
+__all__ = [
+    "ColumnPlan",
+    "Dialect",
+    "Fidelity",
+    "TablePlan",
+    "TargetType",
+    "plan_table",
+]
+
+Adapter = Callable[[Any], Any]
+
+
+class Fidelity(enum.StrEnum):
+    """How faithfully a column converts."""
+
+    EXACT = "exact"
+    LOSSY = "lossy"
+    UNSUPPORTED = "unsupported"
+
+    def worst(self, other: Fidelity) -> Fidelity:
+        """The worse of two verdicts."""
+        order = [Fidelity.EXACT, Fidelity.LOSSY, Fidelity.UNSUPPORTED]
+        return max(self, other, key=order.index)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetType:
+    """A dialect's answer for one portable type.
+
+    ``adapt`` turns a canonical Python value (see :mod:`replikit.schema.types`) into what the
+    target driver binds; ``None`` means the value passes unchanged. ``reason`` explains any
+    fidelity other than exact, and may annotate exact ones.
+    """
+
+    sql: str
+    type: Type
+    fidelity: Fidelity = Fidelity.EXACT
+    reason: str | None = None
+    adapt: Adapter | None = None
+
+
+class Dialect(Protocol):
+    """What the conversion engine needs from a database family."""
+
+    name: str
+
+    def quote(self, identifier: str) -> str:
+        """Quote one identifier (always; no "only when needed")."""
+        ...
+
+    def target_type(self, source: Type, source_dialect: str) -> TargetType:
+        """How a column of portable type ``source`` is declared and written here.
+
+        ``source_dialect`` is the name of the dialect ``source`` was reflected from; when it
+        is this dialect, ``source.native`` can be kept as it is.
+        """
+        ...
+
+    def parse_type(self, native: str) -> Type:
+        """The portable meaning of a native type spelling (reflection, overrides)."""
+        ...
+
+    def convert_default(self, column: Column, source_dialect: str) -> str | None:
+        """The default expression for ``column`` in this dialect, or ``None`` to drop it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """How one source column becomes one target column."""
+
+    source: Column
+    name: str
+    target: TargetType
+    nullable: bool
+    default: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The verdict for this column."""
+        return self.target.fidelity
+
+    @property
+    def reason(self) -> str | None:
+        """Why the verdict is not exact (plus any notes)."""
+        parts = [p for p in (self.target.reason, *self.notes) if p]
+        return "; ".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
+class TablePlan:
+    """How one source table becomes one target table.
+
+    ``target_schema`` is the portable description of the table to create; writers turn it
+    into DDL. ``problems`` are table-level findings (dropped defaults, index expressions that do
+    not translate, ...); they do not stop the load but appear in the assessment.
+    """
+
+    source: TableSchema
+    target_id: TableId
+    columns: tuple[ColumnPlan, ...]
+    target_schema: TableSchema
+    source_dialect: str = ""
+    target_dialect: str = ""
+    problems: tuple[str, ...] = ()
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The worst column verdict."""
+        result = Fidelity.EXACT
+        for col in self.columns:
+            result = result.worst(col.fidelity)
+        return result
+
+    @property
+    def adapters(self) -> tuple[Adapter | None, ...]:
+        """Per column value adapters, in column order."""
+        return tuple(c.target.adapt for c in self.columns)
+
+    @property
+    def identical(self) -> bool:
+        """True when every column keeps its exact native type (raw copy can pass through)."""
+        return self.source_dialect == self.target_dialect and all(
+            c.target.sql == c.source.type.native and c.target.adapt is None
+            for c in self.columns
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Passthrough:
+    """A dialect stand-in for writers that take canonical Python values as they are."""
+
+    name: str = "python"
+
+    def quote(self, identifier: str) -> str:
+        return identifier
+
+    def target_type(self, source: Type, source_dialect: str) -> TargetType:
+        return TargetType(source.native or source.describe(), source)
+
+    def parse_type(self, native: str) -> Type:
+        return Type.other(native)
+
+    def convert_default(self, column: Column, source_dialect: str) -> str | None:
+        return None
+
+
+PYTHON = _Passthrough()
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Per-column target type overrides: ``{"schema.table.column": "native type"}``."""
+
+    types: Mapping[str, str] = field(default_factory=dict)
+
+    def for_column(self, table: TableId, column: str) -> str | None:
+        return self.types.get(f"{table}.{column}") or self.types.get(f"{table.name}.{column}")
+
+
+def plan_table(
+    table: TableSchema,
+    *,
+    source_dialect: str,
+    target: Dialect,
+    target_id: TableId | None = None,
+    column_names: Mapping[str, str] | None = None,
+    type_overrides: Mapping[str, str] | None = None,
+) -> TablePlan:
+    """Plan the conversion of ``table`` into ``target``'s dialect.
+
+    ``column_names`` renames columns (source name -> target name). ``type_overrides`` maps
+    ``"table.column"`` or ``"schema.table.column"`` to a native target type; the target's
+    ``parse_type`` supplies its portable meaning, and fidelity is judged by :func:`judge`.
+    """
+    names = dict(column_names or {})
+    overrides = Overrides(type_overrides or {})
+    plans = []
+    for col in table.columns:
+        target_type = target.target_type(col.type, source_dialect)
+        forced = overrides.for_column(table.id, col.name)
+        if forced is not None:
+            forced_type = target.parse_type(forced)
+            fidelity, why = judge(col.type, forced_type)
+            target_type = TargetType(
+                forced, forced_type, fidelity, why or "type set by override", target_type.adapt
+            )
+        notes: list[str] = []
+        default = None
+        if col.default is not None and col.identity is None:
+            if source_dialect == target.name:
+                default = col.default
+            else:
+                default = target.convert_default(col, source_dialect)
+                if default is None:
+                    notes.append(f"default {col.default} not converted")
+        if col.generated is not None:
+            notes.append(f"generated column ({col.generated}) is copied as plain values")
+        plans.append(
+            ColumnPlan(
+                source=col,
+                name=names.get(col.name, col.name),
+                target=target_type,
+                nullable=col.nullable,
+                default=default,
+                notes=tuple(notes),
+            )
+        )
+    tid = target_id or table.id
+    target_schema = _target_schema(table, tid, plans)
+    return TablePlan(
+        source=table,
+        target_id=tid,
+        columns=tuple(plans),
+        target_schema=target_schema,
+        source_dialect=source_dialect,
+        target_dialect=target.name,
+    )
+
+
+def _target_schema(table: TableSchema, tid: TableId, plans: list[ColumnPlan]) -> TableSchema:
+    rename = {p.source.name: p.name for p in plans}
+
+    def cols(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(rename.get(n, n) for n in names)
+
+    columns = tuple(
+        Column(
+            name=p.name,
+            type=p.target.type.with_native(p.target.sql),
+            nullable=p.nullable,
+            default=p.default,
+            identity=p.source.identity,
+            collation=None,
+            comment=p.source.comment,
+        )
+        for p in plans
+    )
+    return replace(
+        table,
+        id=tid,
+        columns=columns,
+        primary_key=cols(table.primary_key),
+        unique=tuple(cols(u) for u in table.unique),
+        indexes=tuple(replace(i, columns=cols(i.columns)) for i in table.indexes),
+        foreign_keys=tuple(replace(fk, columns=cols(fk.columns)) for fk in table.foreign_keys),
+    )
+
+
+_INT_RANGE = {8: 8, 16: 16, 32: 32, 64: 64}
+
+
+def judge(source: Type, target: Type) -> tuple[Fidelity, str | None]:
+    """Judge a conversion between two portable types generically (used for overrides)."""
+    if source == target:
+        return Fidelity.EXACT, None
+    s, t = source.kind, target.kind
+    if t in (Kind.TEXT, Kind.OTHER) and s not in (Kind.BYTES,):
+        return Fidelity.EXACT, f"{source} stored as its text form"
+    if s is Kind.INT and t is Kind.INT:
+        sb, tb = source.bits or 64, target.bits or 64
+        ok = (tb > sb) if source.unsigned and not target.unsigned else tb >= sb
+        if ok and not (target.unsigned and not source.unsigned):
+            return Fidelity.EXACT, None
+        return Fidelity.LOSSY, f"{source} values may not fit {target}"
+    if s is Kind.INT and t is Kind.DECIMAL:
+        digits = {8: 3, 16: 5, 32: 10, 64: 20}[source.bits or 64]
+        if target.precision is None or target.precision - (target.scale or 0) >= digits:
+            return Fidelity.EXACT, None
+        return Fidelity.LOSSY, f"{source} values may not fit {target}"
+    if s is Kind.DECIMAL and t is Kind.DECIMAL:
+        if target.precision is None or (
+            source.precision is not None
+            and target.precision - (target.scale or 0)
+            >= source.precision - (source.scale or 0)
+            and (target.scale or 0) >= (source.scale or 0)
+        ):
+            return Fidelity.EXACT, None
+        return Fidelity.LOSSY, f"{source} rounded or out of range in {target}"
+    if s in (Kind.STRING, Kind.TEXT) and t in (Kind.STRING, Kind.TEXT):
+        if t is Kind.TEXT or (source.length is not None and (target.length or 0) >= source.length):
+            return Fidelity.EXACT, None
+        return Fidelity.LOSSY, f"{source} values longer than {target.length} would not fit"
+    if s is Kind.FLOAT and t is Kind.FLOAT:
+        if (target.bits or 64) >= (source.bits or 64):
+            return Fidelity.EXACT, None
+        return Fidelity.LOSSY, "float64 rounded to float32"
+    return Fidelity.LOSSY, f"{source} converted to {target}; values may change"

@@ -1,0 +1,160 @@
+"""The portable schema model: what reflection returns and what DDL generation consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from replikit.schema.types import Type
+
+__all__ = [
+    "Catalog",
+    "CheckConstraint",
+    "Column",
+    "ForeignKey",
+    "Identity",
+    "Index",
+    "TableId",
+    "TableSchema",
+    "View",
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TableId:
+    """A table's name and schema (``schema`` is ``None`` where the database has none)."""
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    @classmethod
+    def parse(cls, text: str) -> TableId:
+        """``"schema.table"`` or ``"table"`` (split at the first dot)."""
+        schema, dot, name = text.partition(".")
+        return cls(schema, name) if dot else cls(None, schema)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How a column gets generated key values, and where the generator stands.
+
+    ``kind`` is ``"always"`` / ``"by-default"`` (SQL identity), ``"serial"`` (a sequence
+    default) or ``"autoincrement"`` (SQLite/MySQL). ``next_value`` is the value the generator
+    would hand out next, when known.
+    """
+
+    kind: str
+    sequence: str | None = None
+    next_value: int | None = None
+    increment: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column. ``default`` is a native SQL expression of the source dialect."""
+
+    name: str
+    type: Type
+    nullable: bool = True
+    default: str | None = None
+    identity: Identity | None = None
+    generated: str | None = None
+    collation: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """An index. ``expressions`` holds native SQL for expression or partial indexes."""
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str | None = None
+    expressions: tuple[str, ...] = ()
+    method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """A foreign key from ``columns`` to ``ref_columns`` of ``ref_table``."""
+
+    name: str | None
+    columns: tuple[str, ...]
+    ref_table: TableId
+    ref_columns: tuple[str, ...]
+    on_delete: str | None = None
+    on_update: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConstraint:
+    """A CHECK constraint (native SQL of the source dialect)."""
+
+    name: str | None
+    expression: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """One table as reflected from a source (or planned for a target)."""
+
+    id: TableId
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+    indexes: tuple[Index, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    checks: tuple[CheckConstraint, ...] = ()
+    estimated_rows: int | None = None
+    estimated_bytes: int | None = None
+    comment: str | None = None
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``; ``KeyError`` when there is none."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.id} has no column {name!r}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The column names in table order."""
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The primary key, or else the first unique key whose columns are all NOT NULL."""
+        if self.primary_key:
+            return self.primary_key
+        for uniq in self.unique:
+            if all(not self.column(c).nullable for c in uniq):
+                return uniq
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A view; listed by reflection, not converted yet."""
+
+    id: TableId
+    definition: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything reflection found in the selected part of a database."""
+
+    tables: tuple[TableSchema, ...] = ()
+    views: tuple[View, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+    def table(self, table: TableId | str) -> TableSchema:
+        """The table with this id (or ``"schema.name"``)."""
+        tid = TableId.parse(table) if isinstance(table, str) else table
+        for t in self.tables:
+            if t.id == tid:
+                return t
+        raise KeyError(f"no table {tid} in the catalog")

@@ -1,0 +1,15 @@
+import os
+
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["fix_pg"]
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+# "db": examples that each touch a real database; fewer, because each costs a round trip
+settings.register_profile(
+    "db", max_examples=25, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
