@@ -1,6 +1,14 @@
-"""replikit: database migration and replication as a Python library."""
+"""replikit: database migration and replication as a Python library.
 
-from replikit.endpoints.base import Endpoint, endpoint
+>>> import replikit as rk
+>>> task = rk.Task("sqlite:///source.db", "postgresql://app@db/shop")   # doctest: +SKIP
+>>> print(task.plan())                                                     # doctest: +SKIP
+>>> task.run()                                                             # doctest: +SKIP
+"""
+
+from replikit import transforms
+from replikit.changes import Change, Op
+from replikit.endpoints.base import Capabilities, Endpoint, endpoint, register
 from replikit.errors import (
     CapabilityError,
     ConfigError,
@@ -15,11 +23,27 @@ from replikit.errors import (
     TaskError,
     ValidationError,
 )
+from replikit.mapping import Mappings, Selection
+from replikit.pipeline.contracts import Batch, KeyRange, Reader, Unit, Writer
+from replikit.pipeline.runner import Pipeline
+from replikit.pipeline.stats import Statistics, TableState, TableStats
+from replikit.positions import PgLsn, Position, SqliteSeq
+from replikit.schema.assessment import Assessment
+from replikit.schema.convert import Fidelity, TablePlan
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Kind, Type
+from replikit.task import Plan, Task, TaskSettings
+from replikit.validate import compare
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessment",
+    "Batch",
+    "Capabilities",
     "CapabilityError",
+    "Change",
+    "Column",
     "ConfigError",
     "ConnectError",
     "ConversionError",
@@ -27,10 +51,36 @@ __all__ = [
     "DecodeError",
     "Endpoint",
     "Error",
+    "Fidelity",
+    "KeyRange",
+    "Kind",
+    "Mappings",
     "MissingDependencyError",
+    "Op",
+    "PgLsn",
+    "Pipeline",
+    "Plan",
+    "Position",
     "PositionLostError",
+    "Reader",
     "SchemaError",
+    "Selection",
+    "SqliteSeq",
+    "Statistics",
+    "TableId",
+    "TablePlan",
+    "TableSchema",
+    "TableState",
+    "TableStats",
+    "Task",
     "TaskError",
+    "TaskSettings",
+    "Type",
+    "Unit",
     "ValidationError",
+    "Writer",
+    "compare",
     "endpoint",
+    "register",
+    "transforms",
 ]

@@ -44,7 +44,7 @@ class Position(abc.ABC):
     def __lt__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return bool(self._key() < other._key())  # type: ignore[attr-defined]
+        return bool(self._key() < other._key())
 
     @staticmethod
     def parse(text: str) -> Position:
@@ -76,7 +76,7 @@ class PgLsn(Position):
     @classmethod
     def from_pg(cls, text: str) -> PgLsn:
         """Parse PostgreSQL's ``X/Y`` notation."""
-        hi, sep, lo = text.partition("/")
+        hi, _, lo = text.partition("/")
         try:
             return cls((int(hi, 16) << 32) | int(lo, 16))
         except ValueError:

@@ -5,7 +5,8 @@ it splits each into work :class:`Unit` s (whole table or primary-key ranges) and
 unit as a stream of batches. A :class:`Writer` loads the stream of batches for one unit.
 Abilities beyond that are separate protocols a stage may also implement:
 :class:`SupportsPrepare` (create/truncate before, indexes and sequences after) and
-:class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format through untouched when types match).
+:class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format
+through untouched when types match).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Unit:
     count: int = 1
 
     def __str__(self) -> str:
-        return str(self.table) if self.count == 1 else f"{self.table}[{self.index + 1}/{self.count}]"
+        return (
+            str(self.table) if self.count == 1 else f"{self.table}[{self.index + 1}/{self.count}]"
+        )
 
 
 @dataclass(frozen=True, slots=True)

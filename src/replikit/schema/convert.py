@@ -60,7 +60,10 @@ class TargetType:
 class Dialect(Protocol):
     """What the conversion engine needs from a database family."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The dialect's name (``"postgresql"``, ``"sqlite"``...)."""
+        ...
 
     def quote(self, identifier: str) -> str:
         """Quote one identifier (always; no "only when needed")."""
@@ -140,8 +143,7 @@ class TablePlan:
     def identical(self) -> bool:
         """True when every column keeps its exact native type (raw copy can pass through)."""
         return self.source_dialect == self.target_dialect and all(
-            c.target.sql == c.source.type.native and c.target.adapt is None
-            for c in self.columns
+            c.target.sql == c.source.type.native and c.target.adapt is None for c in self.columns
         )
 
 
@@ -164,7 +166,7 @@ class _Passthrough:
         return None
 
 
-PYTHON = _Passthrough()
+PYTHON: Dialect = _Passthrough()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +292,7 @@ def judge(source: Type, target: Type) -> tuple[Fidelity, str | None]:
     if s is Kind.DECIMAL and t is Kind.DECIMAL:
         if target.precision is None or (
             source.precision is not None
-            and target.precision - (target.scale or 0)
-            >= source.precision - (source.scale or 0)
+            and target.precision - (target.scale or 0) >= source.precision - (source.scale or 0)
             and (target.scale or 0) >= (source.scale or 0)
         ):
             return Fidelity.EXACT, None

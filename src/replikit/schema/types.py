@@ -127,9 +127,7 @@ class Type:
         return cls(Kind.TIME, precision=precision, tz=tz, native=native)
 
     @classmethod
-    def timestamp(
-        cls, precision: int | None = None, *, tz: bool = False, native: str = ""
-    ) -> Type:
+    def timestamp(cls, precision: int | None = None, *, tz: bool = False, native: str = "") -> Type:
         """A date and time; ``tz`` means an instant (PostgreSQL ``timestamptz``)."""
         return cls(Kind.TIMESTAMP, precision=precision, tz=tz, native=native)
 

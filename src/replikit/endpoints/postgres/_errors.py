@@ -1,0 +1,76 @@
+"""The one place where psycopg errors become replikit errors.
+
+Connection failures become :class:`~replikit.ConnectError` with the cause in plain words and
+what to check; row failures become :class:`~replikit.DataError` naming table, column and key.
+Messages never carry the password: it is scrubbed from driver text, and driver exceptions
+are not chained when their text held it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from replikit.endpoints.base import require
+
+require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
+
+import psycopg  # noqa: E402
+from psycopg import errors as pgerrors  # noqa: E402
+
+from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
+from replikit.errors import ConnectError, DataError, Error, SchemaError  # noqa: E402
+
+__all__ = ["connect_error", "copy_position", "data_error", "scrub"]
+
+
+def scrub(text: str, params: ConnParams) -> str:
+    """``text`` without the password (and any ``password=...`` conninfo fragment)."""
+    if params.password:
+        text = text.replace(params.password, "***")
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", text)
+
+
+def connect_error(exc: psycopg.Error, params: ConnParams) -> ConnectError:
+    """A :class:`ConnectError` explaining why connecting to ``params`` failed."""
+    raw = scrub(str(exc).strip(), params)
+    where = params.where()
+    user = params.user or "(default user)"
+    state = getattr(exc, "sqlstate", None) or ""
+    low = raw.lower()
+    if state in ("28P01", "28000") or "password authentication failed" in low:
+        hint = f"login refused for user {user!r} at {where}; check the user name and password"
+    elif state == "3D000" or ("database" in low and "does not exist" in low):
+        hint = f"database {params.dbname!r} does not exist at {where}; create it or fix the URL"
+    elif "could not translate host name" in low or "name or service not known" in low:
+        hint = f"unknown host {params.host!r}; check the host name in the URL"
+    elif "connection refused" in low:
+        hint = f"connection refused by {where}; is PostgreSQL running and listening there?"
+    elif "timeout" in low:
+        hint = f"timed out connecting to {where}; check the host, port and firewall"
+    else:
+        hint = f"could not connect to {where}"
+    return ConnectError(f"{hint} (driver said: {raw})")
+
+
+_COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+
+
+def copy_position(exc: psycopg.Error) -> tuple[int | None, str | None]:
+    """(1-based line, column name) of a COPY FROM error, from the server's CONTEXT."""
+    context = exc.diag.context or ""
+    m = _COPY_CONTEXT.search(context)
+    if m is None:
+        return None, exc.diag.column_name
+    return int(m.group(1)), m.group(2) or exc.diag.column_name
+
+
+def data_error(
+    exc: BaseException, table: str, *, column: str | None, key: Mapping[str, Any] | None
+) -> Error:
+    """A :class:`DataError` (or :class:`SchemaError` for a missing table) for a failed write."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
+        return SchemaError(f"cannot write {table}: {message}")
+    return DataError(f"cannot write row: {message}", table=table, column=column, key=key)

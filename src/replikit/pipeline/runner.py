@@ -1,0 +1,280 @@
+"""``Pipeline``: reader -> transforms -> writer, for a full load, on any executor.
+
+The pipeline plans each table (portable types -> the writer's dialect), prepares the target,
+splits tables into units, runs the units on a ``concurrent.futures.Executor`` (threads by
+default), and finishes the target (indexes, foreign keys, sequences) for the tables that
+completed. When reader and writer speak the same bulk wire format and a table's column types
+are identical, rows pass through undecoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from typing import Any
+
+from replikit.changes import Change, Op
+from replikit.errors import ConfigError, ConversionError, TaskError
+from replikit.mapping import Mappings
+from replikit.pipeline.contracts import (
+    Batch,
+    Reader,
+    SupportsPrepare,
+    SupportsRawRead,
+    SupportsRawWrite,
+    Unit,
+    Writer,
+)
+from replikit.pipeline.progress import Progress
+from replikit.pipeline.stats import Statistics, TableState
+from replikit.schema.convert import PYTHON, Dialect, TablePlan, plan_table
+from replikit.schema.model import TableId, TableSchema
+from replikit.transforms import SchemaTransform, Transform
+
+__all__ = ["PREP_MODES", "Pipeline"]
+
+log = logging.getLogger("replikit.pipeline")
+
+PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
+
+
+def _dialect_of(stage: object) -> Dialect:
+    dialect: Dialect | None = getattr(stage, "dialect", None)
+    return dialect if dialect is not None else PYTHON
+
+
+class Pipeline:
+    """A full-load pipeline assembled from stages.
+
+    Args:
+        reader: where rows come from (``endpoint.reader(...)`` or your own :class:`Reader`).
+        writer: where rows go (``endpoint.writer()`` or any object with ``load(plan, batches)``).
+        transforms: callables applied to every row, as :class:`~replikit.Change` inserts.
+        cache: holds CDC changes during the load; unused by a plain full load.
+        mappings: target names (schema/table renames).
+        type_overrides: ``{"schema.table.column": "native target type"}``.
+        prep_mode: ``drop-and-create``, ``truncate`` or ``do-nothing``.
+        executor: runs the units; by default a thread pool of ``parallel`` workers.
+        parallel: workers of the default executor.
+        split_rows: split tables above this many (estimated) rows into key ranges.
+        statistics: where counters go (a new :class:`Statistics` by default).
+        progress: show a progress line on stderr (``None``: only when it is a terminal).
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        writer: Writer,
+        *,
+        transforms: Sequence[Transform] = (),
+        cache: object | None = None,
+        mappings: Mappings | None = None,
+        type_overrides: Mapping[str, str] | None = None,
+        prep_mode: str = "drop-and-create",
+        executor: Executor | None = None,
+        parallel: int = 4,
+        split_rows: int | None = None,
+        statistics: Statistics | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if prep_mode not in PREP_MODES:
+            raise ConfigError(
+                f"prep_mode must be one of {', '.join(PREP_MODES)}; got {prep_mode!r}"
+            )
+        self.reader = reader
+        self.writer = writer
+        self.transforms = tuple(transforms)
+        self.cache = cache
+        self.mappings = mappings or Mappings()
+        self.type_overrides = dict(type_overrides or {})
+        self.prep_mode = prep_mode
+        self.executor = executor
+        self.parallel = max(1, parallel)
+        self.split_rows = split_rows
+        self.statistics = statistics if statistics is not None else Statistics()
+        self.progress = progress
+        self._plans: list[TablePlan] | None = None
+        self._sources: dict[TableId, TableSchema] = {}
+
+    # -- planning ---------------------------------------------------------------------------
+    def _shape(self, table: TableSchema) -> TableSchema:
+        for t in self.transforms:
+            if isinstance(t, SchemaTransform):
+                table = t.transform_schema(table)
+        return table
+
+    def _target_id(self, table: TableId) -> TableId:
+        target = _dialect_of(self.writer)
+        if target is PYTHON:
+            return self.mappings.target_id(table, schemas=True, default_schema=table.schema)
+        default_schema = getattr(self.writer, "default_schema", None)
+        return self.mappings.target_id(
+            table, schemas=default_schema is not None, default_schema=default_schema
+        )
+
+    def plans(self) -> list[TablePlan]:
+        """One :class:`TablePlan` per table of the reader (computed once)."""
+        if self._plans is None:
+            source = _dialect_of(self.reader).name
+            target = _dialect_of(self.writer)
+            plans = []
+            for table in self.reader.tables:
+                tid = self._target_id(table.id)
+                plan = plan_table(
+                    self._shape(table),
+                    source_dialect=source,
+                    target=target,
+                    target_id=tid,
+                    type_overrides=self.type_overrides,
+                )
+                self._sources[tid] = table
+                plans.append(plan)
+            self._plans = plans
+        return self._plans
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> Statistics:
+        """Load every table; return the statistics.
+
+        Raises:
+            ConversionError: a column is unsupported (before anything is written).
+            TaskError: some tables failed; the others completed (see ``statistics``).
+        """
+        plans = self.plans()
+        unsupported = [
+            f"{p.source.id}.{c.source.name} ({c.reason})"
+            for p in plans
+            for c in p.columns
+            if c.fidelity.value == "unsupported"
+        ]
+        if unsupported:
+            raise ConversionError(
+                "these columns cannot be converted: "
+                + "; ".join(unsupported)
+                + ". Exclude the tables, drop the columns with a transform, or set a type "
+                "override."
+            )
+        for p in plans:
+            self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
+        if isinstance(self.writer, SupportsPrepare):
+            self.writer.prepare(plans, self.prep_mode)
+        work = self._work(plans)
+        with Progress(self.statistics, enabled=self.progress):
+            failed = self._execute(work)
+        done = [p for p in plans if str(p.source.id) not in failed]
+        if isinstance(self.writer, SupportsPrepare) and done:
+            self.writer.finish(done)
+        for p in done:
+            self.statistics.finish(str(p.source.id), TableState.COMPLETED)
+        if failed:
+            names = ", ".join(sorted(failed))
+            raise TaskError(
+                f"{len(failed)} of {len(plans)} tables failed: {names}. "
+                f"First error: {next(iter(failed.values()))}",
+                failed,
+            )
+        return self.statistics
+
+    def _work(self, plans: list[TablePlan]) -> list[tuple[TablePlan, Unit]]:
+        work: list[tuple[TablePlan, Unit]] = []
+        for plan in plans:
+            units = self.reader.units(self._sources[plan.target_id], split_rows=self.split_rows)
+            self.statistics[str(plan.source.id)].units_total = len(units)
+            work.extend((plan, u) for u in units)
+        # biggest tables first: the longest unit bounds the wall time
+        work.sort(key=lambda pu: -(pu[0].source.estimated_rows or 0) / max(pu[1].count, 1))
+        return work
+
+    def _execute(self, work: list[tuple[TablePlan, Unit]]) -> dict[str, BaseException]:
+        failed: dict[str, BaseException] = {}
+        own = self.executor is None
+        executor = self.executor or ThreadPoolExecutor(self.parallel, "replikit-load")
+        futures: dict[Future[int], tuple[TablePlan, Unit]] = {}
+        try:
+            for plan, unit in work:
+                futures[executor.submit(self._load_unit, plan, unit)] = (plan, unit)
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in finished:
+                    plan, unit = futures[fut]
+                    self._collect(fut, plan, unit, failed)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            for st in self.statistics:
+                if st.state in (TableState.BEFORE_LOAD, TableState.FULL_LOAD):
+                    self.statistics.finish(st.table, TableState.CANCELLED)
+            raise
+        finally:
+            if own:
+                executor.shutdown(wait=True, cancel_futures=True)
+        return failed
+
+    def _collect(
+        self, fut: Future[int], plan: TablePlan, unit: Unit, failed: dict[str, BaseException]
+    ) -> None:
+        name = str(plan.source.id)
+        exc = fut.exception()
+        if exc is None:
+            self.statistics.unit_done(name)
+            return
+        if not isinstance(exc, Exception):
+            raise exc
+        log.error("table %s unit %s failed: %s", name, unit, exc)
+        failed.setdefault(name, exc)
+        self.statistics.finish(name, TableState.ERROR, str(exc))
+
+    def _load_unit(self, plan: TablePlan, unit: Unit) -> int:
+        name = str(plan.source.id)
+        if self.statistics[name].state is TableState.ERROR:
+            return 0
+        self.statistics.started(name, self.statistics[name].units_total)
+        if self._raw_ok(plan):
+            assert isinstance(self.reader, SupportsRawRead)
+            assert isinstance(self.writer, SupportsRawWrite)
+            n = self.writer.load_raw(plan, self.reader.read_raw(unit))
+            self.statistics.rows(name, n)
+            return n
+        return self.writer.load(plan, self._counted(name, self._batches(plan, unit)))
+
+    def _raw_ok(self, plan: TablePlan) -> bool:
+        return (
+            not self.transforms
+            and plan.identical
+            and isinstance(self.reader, SupportsRawRead)
+            and isinstance(self.writer, SupportsRawWrite)
+            and self.reader.raw_format == self.writer.raw_format
+            and plan.target_schema.column_names == self._sources[plan.target_id].column_names
+        )
+
+    def _counted(self, name: str, batches: Iterable[Batch]) -> Iterator[Batch]:
+        for batch in batches:
+            yield batch
+            self.statistics.rows(name, len(batch))
+
+    def _batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
+        batches = self.reader.read(unit)
+        if not self.transforms:
+            yield from batches
+            return
+        out_cols = plan.source.column_names
+        for batch in batches:
+            rows = []
+            for row in batch.rows:
+                after = self._transform(
+                    Change(Op.INSERT, batch.table, after=dict(zip(batch.columns, row, strict=True)))
+                )
+                if after is not None:
+                    rows.append(tuple(after.get(c) for c in out_cols))
+            yield replace(batch, columns=out_cols, rows=rows)
+
+    def _transform(self, change: Change) -> Mapping[str, Any] | None:
+        current: Change | None = change
+        for t in self.transforms:
+            if current is None:
+                return None
+            current = t(current)
+        return current.after if current is not None else None

@@ -1,0 +1,161 @@
+"""Per-table statistics and table states (DMS vocabulary)."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+__all__ = ["Statistics", "TableState", "TableStats"]
+
+
+class TableState(enum.StrEnum):
+    """Where a table is in a task (the names DMS shows)."""
+
+    BEFORE_LOAD = "Before load"
+    FULL_LOAD = "Full load"
+    COMPLETED = "Table completed"
+    ERROR = "Table error"
+    CANCELLED = "Table cancelled"
+
+
+@dataclass(slots=True)
+class TableStats:
+    """Counters and state of one table in a task."""
+
+    table: str
+    target: str
+    state: TableState = TableState.BEFORE_LOAD
+    full_load_rows: int = 0
+    estimated_rows: int | None = None
+    units_total: int = 0
+    units_done: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+    error: str | None = None
+    _t0: float = field(default=0.0, repr=False)
+    _t1: float = field(default=0.0, repr=False)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent loading this table so far."""
+        if not self._t0:
+            return 0.0
+        return (self._t1 or time.perf_counter()) - self._t0
+
+    @property
+    def rows_per_second(self) -> float:
+        """Average load rate."""
+        s = self.seconds
+        return self.full_load_rows / s if s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (times in ISO 8601)."""
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        d["state"] = self.state.value
+        d["start"] = self.start.isoformat() if self.start else None
+        d["end"] = self.end.isoformat() if self.end else None
+        d["seconds"] = round(self.seconds, 3)
+        d["rows_per_second"] = round(self.rows_per_second, 1)
+        return d
+
+
+class Statistics:
+    """Thread-safe statistics of a task: one :class:`TableStats` per table."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableStats] = {}
+
+    def add(self, table: str, target: str, estimated_rows: int | None) -> TableStats:
+        """Register a table (idempotent)."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is None:
+                st = self._tables[table] = TableStats(table, target, estimated_rows=estimated_rows)
+            return st
+
+    def __getitem__(self, table: str) -> TableStats:
+        return self._tables[table]
+
+    def __iter__(self) -> Iterator[TableStats]:
+        return iter(list(self._tables.values()))
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def started(self, table: str, units: int) -> None:
+        """A table's load began."""
+        with self._lock:
+            st = self._tables[table]
+            if st.state is TableState.BEFORE_LOAD:
+                st.state = TableState.FULL_LOAD
+                st.start = datetime.now(UTC)
+                st._t0 = time.perf_counter()
+            st.units_total = units
+
+    def rows(self, table: str, n: int) -> None:
+        """Count ``n`` more loaded rows."""
+        with self._lock:
+            self._tables[table].full_load_rows += n
+
+    def unit_done(self, table: str) -> bool:
+        """Count a finished unit; True when it was the table's last."""
+        with self._lock:
+            st = self._tables[table]
+            st.units_done += 1
+            return st.units_done >= st.units_total
+
+    def finish(self, table: str, state: TableState, error: str | None = None) -> None:
+        """Set a table's final state."""
+        with self._lock:
+            st = self._tables[table]
+            if st.state in (TableState.ERROR, TableState.COMPLETED):
+                return
+            st.state = state
+            st.error = error
+            st.end = datetime.now(UTC)
+            st._t1 = time.perf_counter()
+
+    @property
+    def total_rows(self) -> int:
+        """Rows loaded over all tables."""
+        return sum(t.full_load_rows for t in self)
+
+    def by_state(self, state: TableState) -> list[TableStats]:
+        """Tables in ``state``."""
+        return [t for t in self if t.state is state]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Every table's statistics as dicts."""
+        return [t.as_dict() for t in self]
+
+    def __str__(self) -> str:
+        head = f"{'table':<36} {'state':<16} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
+        lines = [head, "-" * len(head)]
+        for t in self:
+            lines.append(
+                f"{t.table[:36]:<36} {t.state.value:<16} {t.full_load_rows:>12,} "
+                f"{t.seconds:>9.2f} {t.rows_per_second:>12,.0f}"
+            )
+            if t.error:
+                lines.append(f"    error: {t.error}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(t.table)}</td><td>{escape(t.target)}</td>"
+            f"<td>{escape(t.state.value)}</td><td>{t.full_load_rows:,}</td>"
+            f"<td>{t.seconds:.2f}</td><td>{t.rows_per_second:,.0f}</td>"
+            f"<td>{escape(t.error or '')}</td></tr>"
+            for t in self
+        )
+        return (
+            "<table><thead><tr><th>table</th><th>target</th><th>state</th><th>rows</th>"
+            f"<th>seconds</th><th>rows/s</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
+        )

@@ -1,0 +1,154 @@
+"""The assessment: every column's conversion verdict, before any data moves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
+
+__all__ = ["Assessment", "Finding"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One lossy or unsupported column conversion."""
+
+    table: str
+    column: str
+    source_type: str
+    target_type: str
+    fidelity: Fidelity
+    reason: str | None
+
+    def __str__(self) -> str:
+        return (
+            f"{self.table}.{self.column}: {self.source_type} -> {self.target_type} "
+            f"[{self.fidelity.value}] {self.reason or ''}".rstrip()
+        )
+
+
+def _source_type(col: ColumnPlan) -> str:
+    return col.source.type.native or col.source.type.describe()
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """How every selected table and column converts, plus problems found while planning.
+
+    ``lossy`` and ``unsupported`` list the columns that will not (or cannot) arrive exactly;
+    ``problems`` holds everything else a user should know (dropped defaults, views that are
+    not converted, missing privileges, source settings).
+    """
+
+    tables: tuple[TablePlan, ...]
+    problems: tuple[str, ...] = field(default=())
+
+    def findings(self, fidelity: Fidelity) -> list[Finding]:
+        """Columns with the given verdict."""
+        return [
+            Finding(
+                str(t.source.id), c.source.name, _source_type(c), c.target.sql, c.fidelity, c.reason
+            )
+            for t in self.tables
+            for c in t.columns
+            if c.fidelity is fidelity
+        ]
+
+    @property
+    def lossy(self) -> list[Finding]:
+        """Columns whose values may change on the way (each with its reason)."""
+        return self.findings(Fidelity.LOSSY)
+
+    @property
+    def unsupported(self) -> list[Finding]:
+        """Columns that cannot be converted; a task refuses to run while any remain."""
+        return self.findings(Fidelity.UNSUPPORTED)
+
+    @property
+    def exact(self) -> bool:
+        """True when every column converts exactly."""
+        return not self.lossy and not self.unsupported
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``replikit plan --json``."""
+        return {
+            "tables": [
+                {
+                    "source": str(t.source.id),
+                    "target": str(t.target_id),
+                    "fidelity": t.fidelity.value,
+                    "columns": [
+                        {
+                            "name": c.source.name,
+                            "target_name": c.name,
+                            "source_type": _source_type(c),
+                            "target_type": c.target.sql,
+                            "fidelity": c.fidelity.value,
+                            "reason": c.reason,
+                        }
+                        for c in t.columns
+                    ],
+                    "problems": list(t.problems),
+                }
+                for t in self.tables
+            ],
+            "problems": list(self.problems),
+            "summary": {
+                "tables": len(self.tables),
+                "columns": sum(len(t.columns) for t in self.tables),
+                "lossy": len(self.lossy),
+                "unsupported": len(self.unsupported),
+            },
+        }
+
+    def __str__(self) -> str:
+        lines = []
+        for t in self.tables:
+            lines.append(f"{t.source.id} -> {t.target_id}  [{t.fidelity.value}]")
+            width = max((len(c.source.name) for c in t.columns), default=0)
+            for c in t.columns:
+                flag = "" if c.fidelity is Fidelity.EXACT else f"  [{c.fidelity.value}]"
+                why = f"  {c.reason}" if c.reason and c.fidelity is not Fidelity.EXACT else ""
+                lines.append(
+                    f"  {c.source.name:<{width}}  {_source_type(c)} -> {c.target.sql}{flag}{why}"
+                )
+            lines.extend(f"  ! {p}" for p in t.problems)
+        if self.problems:
+            lines.append("problems:")
+            lines.extend(f"  ! {p}" for p in self.problems)
+        n_lossy, n_unsup = len(self.lossy), len(self.unsupported)
+        lines.append(
+            f"{len(self.tables)} tables, {sum(len(t.columns) for t in self.tables)} columns: "
+            f"{n_lossy} lossy, {n_unsup} unsupported"
+        )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for t in self.tables:
+            for c in t.columns:
+                style = {
+                    "exact": "",
+                    "lossy": "background:#fff3cd",
+                    "unsupported": "background:#f8d7da",
+                }
+                rows.append(
+                    f"<tr style='{style[c.fidelity.value]}'><td>{escape(str(t.source.id))}</td>"
+                    f"<td>{escape(c.source.name)}</td><td>{escape(_source_type(c))}</td>"
+                    f"<td>{escape(c.target.sql)}</td><td>{c.fidelity.value}</td>"
+                    f"<td>{escape(c.reason or '')}</td></tr>"
+                )
+        problems = "".join(f"<li>{escape(p)}</li>" for p in self.problems)
+        return (
+            "<table><thead><tr><th>table</th><th>column</th><th>source type</th>"
+            "<th>target type</th><th>fidelity</th><th>reason</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>" + (f"<ul>{problems}</ul>" if problems else "")
+        )
+
+
+def summarize(plans: Sequence[TablePlan], problems: Sequence[str]) -> Assessment:
+    """Build an assessment from table plans and planning problems."""
+    return Assessment(tuple(plans), tuple(problems))
