@@ -69,7 +69,7 @@ select
         [1 + {_h(3)} % 12],
     (array['FR','DE','PL','CN','GR','SE','ES','US','RU','NO','NL','TR'])[1 + {_h(4)} % 12],
     timestamp '2015-01-01' + ({_h(5)} % 157680000000000) * interval '1 microsecond'
-from generate_series(1, %(customers)s::bigint) as g
+from generate_series(1, __CUSTOMERS__::bigint) as g
 """
 
 ORDERS_INSERT = f"""
@@ -77,7 +77,7 @@ insert into orders (id, customer_id, quantity, amount, discount, status, sku, no
                     created_at, shipped_at, delivery_date, is_gift, metadata)
 select
     g,
-    1 + {_h(11)} % %(customers)s::bigint,
+    1 + {_h(11)} % __CUSTOMERS__::bigint,
     (1 + {_h(12)} % 100)::int,
     (({_h(13)} % 10000000000) / 100.0)::numeric(12,2),
     case when {_h(14)} % 5 = 0 then null
@@ -86,9 +86,9 @@ select
     'SKU-' || lpad(({_h(16)} % 1000000)::text, 6, '0') || '-' || substr(md5(g::text), 1, 12),
     case when {_h(17)} % 4 = 0 then null
          else format(
-           E'Commande n°%%s, "livrée" à l''adresse: %%s rue de l''Église, Zürich;\\n'
-           || E'note: %%s, ½ prix — ça va? path C:\\\\tmp\\\\x\\ttab, '
-           || E'emoji 🚚, id=%%s\\n%%s',
+           E'Commande n°%s, "livrée" à l''adresse: %s rue de l''Église, Zürich;\\n'
+           || E'note: %s, ½ prix — ça va? path C:\\\\tmp\\\\x\\ttab, '
+           || E'emoji 🚚, id=%s\\n%s',
            g, {_h(18)} % 1000, substr(md5((g * 7)::text), 1, 20), g,
            repeat(substr(md5(g::text), 1, 8), 1 + ({_h(19)} % 8)::int))
     end,
@@ -106,7 +106,7 @@ select
            'coupon', case when {_h(25)} % 3 = 0 then null else 'C' || ({_h(25)} % 999) end,
            'tags', json_build_array('a', 'ü', {_h(26)} % 100))
     end
-from generate_series(1, %(rows)s::bigint) as g
+from generate_series(1, __ROWS__::bigint) as g
 """
 
 POST_DDL = """
@@ -140,8 +140,9 @@ def is_current(url: str, rows: int, customers: int) -> bool:
     return bool(row and row[0] == marker(rows, customers))
 
 
-def generate(url: str, rows: int, customers: int | None = None, force: bool = False,
-             verbose: bool = True) -> bool:
+def generate(
+    url: str, rows: int, customers: int | None = None, force: bool = False, verbose: bool = True
+) -> bool:
     """Generate the data set into ``url``; returns False if it was already there."""
     customers = customers or default_customers(rows)
     if not force and is_current(url, rows, customers):
@@ -154,15 +155,19 @@ def generate(url: str, rows: int, customers: int | None = None, force: bool = Fa
         conn.execute(f'comment on database "{dbname}" is null')
         with conn.transaction():
             conn.execute(DDL)
-            conn.execute(CUSTOMERS_INSERT, {"customers": customers})
-            conn.execute(ORDERS_INSERT, {"rows": rows, "customers": customers})
+            # ints formatted in (no params): the SQL is full of the % operator.
+            conn.execute(CUSTOMERS_INSERT.replace("__CUSTOMERS__", str(int(customers))))
+            conn.execute(
+                ORDERS_INSERT.replace("__CUSTOMERS__", str(int(customers))).replace(
+                    "__ROWS__", str(int(rows))
+                )
+            )
             conn.execute(POST_DDL)
         conn.execute("vacuum analyze customers")
         conn.execute("vacuum analyze orders")
         conn.execute(f"comment on database \"{dbname}\" is '{marker(rows, customers)}'")
     if verbose:
-        print(f"generated {rows} orders + {customers} customers in "
-              f"{time.perf_counter() - t0:.1f}s")
+        print(f"generated {rows} orders + {customers} customers in {time.perf_counter() - t0:.1f}s")
     return True
 
 
@@ -170,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the benchmark source data.")
     parser.add_argument("--url", required=True, help="source database URL")
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders rows")
-    parser.add_argument("--customers", type=int, default=None,
-                        help="customers rows (default rows/10, min 1000)")
+    parser.add_argument(
+        "--customers", type=int, default=None, help="customers rows (default rows/10, min 1000)"
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if current")
     args = parser.parse_args(argv)
     generate(args.url, args.rows, args.customers, force=args.force)

@@ -141,8 +141,15 @@ class PgServer:
             return
         if self.datadir.exists():
             _run_as_postgres(
-                [str(Path(self.bindir) / "pg_ctl"), "-D", str(self.datadir), "-m", "fast",
-                 "-w", "stop"],
+                [
+                    str(Path(self.bindir) / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
                 check=False,
             )
         assert self.base_dir is not None
@@ -164,9 +171,7 @@ def _as_postgres_prefix() -> list[str]:
 
 
 def _run_as_postgres(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        _as_postgres_prefix() + cmd, check=check, capture_output=True, text=True
-    )
+    return subprocess.run(_as_postgres_prefix() + cmd, check=check, capture_output=True, text=True)
 
 
 def _free_port() -> int:
@@ -178,8 +183,17 @@ def _free_port() -> int:
 def _pg_ctl_start(server: PgServer) -> None:
     log = Path(server.base_dir or ".") / "server.log"
     proc = _run_as_postgres(
-        [str(Path(server.bindir) / "pg_ctl"), "-D", str(server.datadir), "-l", str(log),
-         "-w", "-t", "60", "start"],
+        [
+            str(Path(server.bindir) / "pg_ctl"),
+            "-D",
+            str(server.datadir),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
         check=False,
     )
     if proc.returncode != 0:
@@ -195,8 +209,19 @@ def _init_new(bindir: Path) -> PgServer:
     os.chmod(base, 0o755)
     datadir = base / "data"
     proc = _run_as_postgres(
-        [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
         check=False,
     )
     if proc.returncode != 0:
@@ -210,7 +235,9 @@ def _init_new(bindir: Path) -> PgServer:
             fh.write(f"{key} = {value}\n")
     server = PgServer(
         admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
-        base_dir=str(base), port=port, bindir=str(bindir),
+        base_dir=str(base),
+        port=port,
+        bindir=str(bindir),
     )
     _pg_ctl_start(server)
     return server

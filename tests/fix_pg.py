@@ -46,7 +46,9 @@ _SETTINGS = {
     "shared_buffers": "32MB",
     "log_min_messages": "warning",
 }
+# replikit_pw must log in with a password, so tests can see a wrong one refused
 _HBA = """\
+host    all          replikit_pw   127.0.0.1/32  scram-sha-256
 local   all          all                 trust
 local   replication  all                 trust
 host    all          all   127.0.0.1/32  trust

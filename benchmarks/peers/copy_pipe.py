@@ -21,8 +21,15 @@ PG_BINDIR = os.environ.get("REPLIKIT_BENCH_PG_BINDIR", "/usr/lib/postgresql/15/b
 
 
 def schema_section(src_url: str, tables: list[str], section: str) -> str:
-    cmd = [os.path.join(PG_BINDIR, "pg_dump"), "--schema-only", "--no-owner",
-           "--no-privileges", f"--section={section}", "-d", src_url]
+    cmd = [
+        os.path.join(PG_BINDIR, "pg_dump"),
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        f"--section={section}",
+        "-d",
+        src_url,
+    ]
     for table in tables:
         cmd += ["-t", table]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -37,16 +44,18 @@ def run_sql(dst_url: str, sql: str) -> None:
         conn.execute(script.encode())
 
 
-def copy_table(src: psycopg.Connection, dst: psycopg.Connection, table: str,
-               fmt: str) -> int:
+def copy_table(src: psycopg.Connection, dst: psycopg.Connection, table: str, fmt: str) -> int:
     opts = " (format binary)" if fmt == "binary" else ""
     nbytes = 0
-    with src.cursor() as scur, dst.cursor() as dcur:
-        with scur.copy(f"copy {table} to stdout{opts}") as out, \
-                dcur.copy(f"copy {table} from stdin{opts}") as inp:
-            for chunk in out:
-                nbytes += len(chunk)
-                inp.write(chunk)
+    with (
+        src.cursor() as scur,
+        dst.cursor() as dcur,
+        scur.copy(f"copy {table} to stdout{opts}") as out,
+        dcur.copy(f"copy {table} from stdin{opts}") as inp,
+    ):
+        for chunk in out:
+            nbytes += len(chunk)
+            inp.write(chunk)
     return nbytes
 
 

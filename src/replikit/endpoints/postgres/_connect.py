@@ -32,7 +32,7 @@ def connect(params: ConnParams, *, autocommit: bool = False) -> Connection:
         )
     except psycopg.Error as exc:
         err = connect_error(exc, params)
-        hidden = bool(params.password) and params.password in str(exc)
+        hidden = params.password is not None and params.password in str(exc)
         raise err from (None if hidden else exc)
     conn.execute(_SESSION)
     conn.autocommit = autocommit

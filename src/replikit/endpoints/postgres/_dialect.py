@@ -67,7 +67,8 @@ _ALIASES = {
     "timetz": "time with time zone",
 }
 _TYPE_RE = re.compile(
-    r"^(?P<base>[a-z_ ]+?|\"char\")\s*(?:\((?P<args>[^)]*)\))?\s*(?P<tail>with(?:out)? time zone)?$"
+    r"^(?P<base>[a-z_ 0-9]+?|\"char\")\s*(?:\((?P<args>[^)]*)\))?"
+    r"\s*(?P<tail>with(?:out)? time zone)?$"
 )
 
 

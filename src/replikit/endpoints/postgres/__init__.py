@@ -1,0 +1,90 @@
+"""PostgreSQL endpoint family (light: importing this module does not import psycopg).
+
+``postgresql://user:password@host:port/dbname?sslmode=require`` -- every query parameter is
+passed to libpq as a connection keyword, so TLS settings (``sslmode``, ``sslrootcert``...)
+reach every connection this endpoint opens. The heavy modules (``reflect``, ``source``,
+``target``) import the driver when first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints.postgres._dialect import DIALECT, PostgresDialect
+from replikit.endpoints.postgres._params import ConnParams
+from replikit.mapping import Selection
+from replikit.schema.model import Catalog, TableId, TableSchema
+
+if TYPE_CHECKING:
+    from replikit.endpoints.postgres.source import PostgresReader
+    from replikit.endpoints.postgres.target import PostgresWriter
+
+__all__ = ["PostgresDialect", "PostgresEndpoint"]
+
+
+class PostgresEndpoint(Endpoint):
+    """A PostgreSQL database, as a source (full load) and a target (COPY bulk load)."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "postgresql+psycopg")
+    family: ClassVar[str] = "postgres"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        cdc=False, schemas=True, raw_copy="postgresql-binary"
+    )
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.params = ConnParams.from_url(url, self.url)
+
+    @property
+    def dialect(self) -> PostgresDialect:
+        """PostgreSQL quoting and type rules."""
+        return DIALECT
+
+    def check(self) -> None:
+        """Connect once and run a trivial query; ``ConnectError`` explains any failure."""
+        from replikit.endpoints.postgres._connect import connect
+
+        with connect(self.params, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+
+    def reflect(self, selection: Selection | None = None) -> Catalog:
+        """The user tables and views selected by ``selection`` (None: all)."""
+        from replikit.endpoints.postgres._connect import connect
+        from replikit.endpoints.postgres.reflect import reflect
+
+        with connect(self.params) as conn:
+            return reflect(conn, selection)
+
+    def reader(self, tables: Sequence[Any] | None = None, **options: Any) -> PostgresReader:
+        """A full-load reader for ``tables`` ("schema.table", ``TableId`` or ``TableSchema``)."""
+        from replikit.endpoints.postgres.source import PostgresReader
+
+        return PostgresReader(self.params, self._schemas(tables), **options)
+
+    def writer(self, **options: Any) -> PostgresWriter:
+        """A COPY-based full-load writer into this database."""
+        from replikit.endpoints.postgres.target import PostgresWriter
+
+        return PostgresWriter(self.params, **options)
+
+    def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
+        if tables is not None and all(isinstance(t, TableSchema) for t in tables):
+            return list(tables)
+        catalog = self.reflect()
+        if tables is None:
+            return list(catalog.tables)
+        out = []
+        for t in tables:
+            if isinstance(t, TableSchema):
+                out.append(t)
+            else:
+                tid = t if isinstance(t, TableId) else _table_id(str(t))
+                out.append(catalog.table(tid))
+        return out
+
+
+def _table_id(name: str) -> TableId:
+    tid = TableId.parse(name)
+    return tid if tid.schema else TableId("public", tid.name)

@@ -1,0 +1,302 @@
+"""Reflect a PostgreSQL database into the portable :class:`~replikit.schema.model.Catalog`.
+
+Everything is read from the system catalogs in one read-only REPEATABLE READ transaction, with
+bound parameters. Types resolve through ``pg_type``: enums keep their labels, domains resolve to
+their base type (their constraints are reported in ``Catalog.problems``, not carried), arrays
+keep their item type, and ranges, composites and other types without a portable meaning become
+``other``. Index keys that are expressions are kept as native SQL: when an index has any, its
+``expressions`` hold every key part in order and ``columns`` the plain columns among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from replikit.endpoints.postgres._connect import Connection
+from replikit.endpoints.postgres._dialect import DIALECT
+from replikit.mapping import Selection
+from replikit.schema.model import (
+    Catalog,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Identity,
+    Index,
+    TableId,
+    TableSchema,
+    View,
+)
+from replikit.schema.types import Type
+
+__all__ = ["reflect"]
+
+_RELATIONS = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::bigint,
+       pg_table_size(c.oid), obj_description(c.oid, 'pg_class'),
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replikit')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+ORDER BY n.nspname, c.relname
+"""
+_COLUMNS = """
+SELECT a.attrelid, a.attname, a.attnum, a.atttypid, a.atttypmod, a.attndims, a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, co.collname,
+       col_description(a.attrelid, a.attnum),
+       CASE WHEN a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%'
+            THEN pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) END
+FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 100
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+_TYPE = """
+SELECT t.typtype, t.typcategory, t.typelem, t.typbasetype, t.typtypmod, format_type(t.oid, %s),
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
+             ORDER BY e.enumsortorder),
+       ARRAY(SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.contypid = t.oid)
+FROM pg_type t WHERE t.oid = %s
+"""
+_SEQUENCE = """
+SELECT s.last_value, s.start_value, s.increment_by FROM pg_sequences s
+WHERE s.schemaname = %s AND s.sequencename = %s
+"""
+_CONSTRAINTS = """
+SELECT k.conrelid, k.conname, k.contype,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+       rn.nspname, r.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
+       k.confdeltype, k.confupdtype, pg_get_constraintdef(k.oid, true)
+FROM pg_constraint k
+LEFT JOIN pg_class r ON r.oid = k.confrelid
+LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE k.conrelid = ANY(%s) AND k.contype IN ('p', 'u', 'f', 'c')
+ORDER BY k.conrelid, k.contype, k.conname
+"""
+_INDEXES = """
+SELECT i.indrelid, ic.relname, i.indisunique, am.amname, pg_get_expr(i.indpred, i.indrelid),
+       ARRAY(SELECT i.indkey[k - 1] FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+             FROM generate_series(1, i.indnkeyatts) k ORDER BY k)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = ANY(%s) AND NOT i.indisprimary AND NOT EXISTS (
+    SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
+ORDER BY i.indrelid, ic.relname
+"""
+_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+@dataclass
+class _Table:
+    """A table being assembled from several catalog queries."""
+
+    oid: int
+    id: TableId
+    rows: int | None
+    size: int | None
+    comment: str | None
+    columns: list[Column] = field(default_factory=list)
+    attnames: dict[int, str] = field(default_factory=dict)
+    primary_key: tuple[str, ...] = ()
+    unique: list[tuple[str, ...]] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    checks: list[CheckConstraint] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+
+    def build(self) -> TableSchema:
+        return TableSchema(
+            id=self.id,
+            columns=tuple(self.columns),
+            primary_key=self.primary_key,
+            unique=tuple(self.unique),
+            indexes=tuple(self.indexes),
+            foreign_keys=tuple(self.foreign_keys),
+            checks=tuple(self.checks),
+            estimated_rows=self.rows,
+            estimated_bytes=self.size,
+            comment=self.comment,
+        )
+
+
+class _Types:
+    """Resolves type oids (with typmods) to portable types, caching per reflection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cache: dict[tuple[int, int, int], tuple[Type, tuple[str, ...]]] = {}
+
+    def resolve(self, oid: int, typmod: int, dims: int) -> tuple[Type, tuple[str, ...]]:
+        """(portable type, domain constraints that were dropped) for one column type."""
+        key = (oid, typmod, dims)
+        if key not in self.cache:
+            self.cache[key] = self._load(oid, typmod, dims)
+        return self.cache[key]
+
+    def _load(self, oid: int, typmod: int, dims: int) -> tuple[Type, tuple[str, ...]]:
+        row = self.conn.execute(_TYPE, (typmod if typmod >= 0 else None, oid)).fetchone()
+        assert row is not None, f"type oid {oid} vanished during reflection"
+        typtype, category, elem, base, base_mod, spelled, labels, domain_checks = row
+        if typtype == "d":
+            inner, dropped = self.resolve(base, base_mod, dims)
+            notes = tuple(f"domain {spelled} {c}" for c in domain_checks) or (f"domain {spelled}",)
+            return inner, (*dropped, *notes)
+        if typtype == "e":
+            return Type.enum(tuple(labels), native=spelled), ()
+        if category == "A" and elem:
+            item, dropped = self.resolve(elem, typmod, 0)
+            n = max(dims, 1)
+            return Type.array(item, n, native=item.native + "[]" * n), dropped
+        if typtype in ("r", "m", "c", "p"):
+            return Type.other(spelled), ()
+        return DIALECT.parse_type(spelled), ()
+
+
+def reflect(conn: Connection, selection: Selection | None = None) -> Catalog:
+    """Reflect the user tables and views of ``conn``'s database selected by ``selection``."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        tables, views = _relations(conn, selection or Selection())
+        problems: list[str] = []
+        oids = list(tables)
+        _columns(conn, tables, oids, problems)
+        _constraints(conn, tables, oids)
+        _indexes(conn, tables, oids)
+    return Catalog(
+        tables=tuple(t.build() for t in tables.values()),
+        views=tuple(views),
+        problems=tuple(problems),
+    )
+
+
+def _relations(conn: Connection, selection: Selection) -> tuple[dict[int, _Table], list[View]]:
+    tables: dict[int, _Table] = {}
+    views: list[View] = []
+    for oid, schema, name, kind, rows, size, comment, viewdef in conn.execute(_RELATIONS):
+        tid = TableId(schema, name)
+        if not selection.matches(tid):
+            continue
+        if kind in ("v", "m"):
+            views.append(View(tid, viewdef))
+        else:
+            est = rows if rows is not None and rows >= 0 else None
+            tables[oid] = _Table(oid, tid, est, size, comment)
+    return tables, views
+
+
+def _columns(
+    conn: Connection, tables: dict[int, _Table], oids: list[int], problems: list[str]
+) -> None:
+    types = _Types(conn)
+    for row in conn.execute(_COLUMNS, (oids,)):
+        rel, name, attnum, typoid, typmod, dims, notnull, default = row[:8]
+        ident, gen, coll, comment, seq = row[8:]
+        table = tables[rel]
+        type_, dropped = types.resolve(typoid, typmod, dims)
+        problems += [f"{table.id}.{name}: {d} is not carried" for d in dropped]
+        column = Column(
+            name=name,
+            type=type_,
+            nullable=not notnull,
+            default=None if gen else default,
+            identity=_identity(conn, ident, seq) if seq else None,
+            generated=default if gen else None,
+            collation=coll,
+            comment=comment,
+        )
+        table.columns.append(column)
+        table.attnames[attnum] = name
+
+
+def _identity(conn: Connection, attidentity: str, sequence: str) -> Identity:
+    kind = {"a": "always", "d": "by-default"}.get(attidentity, "serial")
+    schema, _, name = _split_qualified(sequence)
+    row = conn.execute(_SEQUENCE, (schema, name)).fetchone()
+    if row is None:
+        return Identity(kind, sequence)
+    last, start, increment = row
+    nxt = start if last is None else last + increment
+    return Identity(kind, sequence, int(nxt), int(increment))
+
+
+def _split_qualified(text: str) -> tuple[str, str, str]:
+    """Split ``schema.name`` as printed by PostgreSQL (either part may be double-quoted)."""
+    parts: list[str] = []
+    buf, quoted, i = "", False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            if quoted and text[i + 1 : i + 2] == '"':
+                buf += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+        i += 1
+    parts.append(buf)
+    return (parts[0], ".", parts[1]) if len(parts) == 2 else ("", "", parts[-1])
+
+
+def _constraints(conn: Connection, tables: dict[int, _Table], oids: list[int]) -> None:
+    for row in conn.execute(_CONSTRAINTS, (oids,)):
+        rel, name, kind, cols, ref_schema, ref_name, ref_cols, on_del, on_upd, definition = row
+        table = tables[rel]
+        if kind == "p":
+            table.primary_key = tuple(cols)
+        elif kind == "u":
+            table.unique.append(tuple(cols))
+        elif kind == "f":
+            fk = ForeignKey(
+                name,
+                tuple(cols),
+                TableId(ref_schema, ref_name),
+                tuple(ref_cols),
+                _ACTIONS.get(on_del),
+                _ACTIONS.get(on_upd),
+            )
+            table.foreign_keys.append(fk)
+        else:
+            table.checks.append(CheckConstraint(name, _check_expression(definition)))
+
+
+def _check_expression(definition: str) -> str:
+    text = definition.strip()
+    if text.upper().startswith("CHECK "):
+        text = text[6:].strip()
+    return text.removesuffix(" NOT VALID")
+
+
+def _indexes(conn: Connection, tables: dict[int, _Table], oids: list[int]) -> None:
+    for rel, name, unique, method, where, attnums, keys in conn.execute(_INDEXES, (oids,)):
+        table = tables[rel]
+        table.indexes.append(_index(table, name, unique, method, where, attnums, keys))
+
+
+def _index(
+    table: _Table,
+    name: str,
+    unique: bool,
+    method: str,
+    where: str | None,
+    attnums: Iterable[int],
+    keys: Iterable[str],
+) -> Index:
+    nums, parts = list(attnums), list(keys)
+    columns = tuple(table.attnames[n] for n in nums if n)
+    expressions: tuple[str, ...] = ()
+    if any(n == 0 for n in nums):
+        expressions = tuple(
+            DIALECT.quote(table.attnames[n]) if n else part
+            for n, part in zip(nums, parts, strict=True)
+        )
+    return Index(name, columns, unique, where, expressions, None if method == "btree" else method)

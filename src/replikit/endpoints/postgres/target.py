@@ -1,0 +1,208 @@
+"""Full-load writing into PostgreSQL with COPY.
+
+``load`` opens its own connection and transaction, so units load in parallel threads and a
+failed unit leaves nothing behind. Each batch is one text-format ``COPY ... FROM STDIN``: the
+server parses the canonical values' text forms, so ``str`` stand-ins (``infinity``, BC dates,
+ISO 8601 intervals) need no special case. A rejected value becomes a
+:class:`~replikit.DataError` naming table, column and row key; nothing is altered silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from replikit.endpoints.base import require
+
+require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from replikit.endpoints.postgres import _ddl  # noqa: E402
+from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
+from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
+from replikit.endpoints.postgres._errors import copy_position, data_error  # noqa: E402
+from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
+from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
+from replikit.schema.convert import Adapter, TablePlan  # noqa: E402
+from replikit.schema.model import TableId  # noqa: E402
+
+__all__ = ["PostgresWriter"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("drop-and-create", "truncate", "do-nothing")
+_COLUMNS = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+class PostgresWriter:
+    """Creates target tables, bulk-loads them with COPY, then adds indexes and keys."""
+
+    raw_format = "postgresql-binary"
+    dialect = DIALECT
+    #: where tables without a schema land
+    default_schema = "public"
+
+    def __init__(self, params: ConnParams) -> None:
+        self._params = params
+
+    # -- DDL ------------------------------------------------------------------------------
+    def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
+        """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
+        out: list[str] = []
+        for plan in plans:
+            out += _ddl.create_statements(plan)
+        finish = _ddl.finish_statements(plans)
+        out += finish.statements
+        for tid, column, nxt in finish.identities:
+            if nxt is not None:
+                out.append(_ddl.restart_statement(tid, column, nxt))
+        return out
+
+    def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
+        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        with connect(self._params) as conn:
+            if mode == "drop-and-create":
+                for plan in plans:
+                    self._create(conn, plan)
+                return
+            for plan in plans:
+                _check_columns(conn, plan)
+            if mode == "truncate" and plans:
+                names = ", ".join(_ddl.table_name(p.target_id) for p in plans)
+                conn.execute(f"TRUNCATE {names}")  # identifiers quoted by the dialect
+
+    def _create(self, conn: Connection, plan: TablePlan) -> None:
+        enums = {name for name, _ in _ddl.enum_types(plan)}
+        for statement in _ddl.create_statements(plan):
+            if statement.startswith("CREATE TYPE"):
+                name = statement.split()[2]
+                exists = conn.execute("SELECT to_regtype(%s)", (name,)).fetchone()
+                if name in enums and exists is not None and exists[0] is not None:
+                    continue
+            conn.execute(statement)
+
+    def finish(self, plans: Sequence[TablePlan]) -> None:
+        """After the load: unique keys, indexes, checks, foreign keys, identity restarts."""
+        finish = _ddl.finish_statements(plans)
+        with connect(self._params) as conn:
+            for statement in finish.statements:
+                conn.execute(statement)
+            for tid, column, nxt in finish.identities:
+                _restart(conn, tid, column, nxt)
+
+    # -- data -----------------------------------------------------------------------------
+    def load(self, plan: TablePlan, batches: Iterable[Any]) -> int:
+        """COPY every batch into ``plan``'s table in one transaction; return the row count."""
+        total = 0
+        with connect(self._params) as conn, conn.cursor() as cur:
+            for batch in batches:
+                total += self._copy_batch(cur, plan, batch.columns, batch.rows)
+        return total
+
+    def _copy_batch(
+        self, cur: psycopg.Cursor[Any], plan: TablePlan, columns: Sequence[str], rows: Any
+    ) -> int:
+        by_source = {c.source.name: c for c in plan.columns}
+        try:
+            targets = [by_source[c] for c in columns]
+        except KeyError as exc:
+            raise SchemaError(f"{plan.target_id}: batch column {exc} is not planned") from None
+        adapters = [c.target.adapt for c in targets]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.SQL(_ddl.table_name(plan.target_id)),
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in targets),
+        )
+        names = [c.name for c in targets]
+        rows = _adapt(rows, adapters) if any(adapters) else rows
+        done = 0
+        try:
+            with cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    done += 1
+        except psycopg.Error as exc:
+            raise _row_error(exc, plan, names, rows, done) from exc
+        return len(rows)
+
+    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
+        """Binary COPY of raw chunks (from a PostgreSQL reader with identical types)."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.SQL(_ddl.table_name(plan.target_id)),
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns),
+        )
+        with connect(self._params) as conn, conn.cursor() as cur:
+            try:
+                with cur.copy(statement) as copy:
+                    for chunk in chunks:
+                        copy.write(chunk)
+            except psycopg.Error as exc:
+                line, column = copy_position(exc)
+                where = {"row": line} if line else None
+                raise data_error(exc, str(plan.target_id), column=column, key=where) from exc
+            return max(cur.rowcount, 0)
+
+
+def _adapt(rows: Sequence[Sequence[Any]], adapters: list[Adapter | None]) -> list[list[Any]]:
+    pairs = [(i, a) for i, a in enumerate(adapters) if a is not None]
+    out = []
+    for row in rows:
+        new = list(row)
+        for i, adapt in pairs:
+            if new[i] is not None:
+                new[i] = adapt(new[i])
+        out.append(new)
+    return out
+
+
+def _row_error(
+    exc: psycopg.Error, plan: TablePlan, names: list[str], rows: Any, done: int
+) -> Error:
+    line, column = copy_position(exc)
+    index = line - 1 if line else done  # client-side failures stop at the row being written
+    key_cols = plan.target_schema.key or tuple(names)
+    key = None
+    if 0 <= index < len(rows):
+        row = rows[index]
+        key = {k: row[names.index(k)] for k in key_cols if k in names}
+    if column is None and 0 <= index < len(rows):
+        column = _guess_column(rows[index], names)
+    return data_error(exc, str(plan.target_id), column=column, key=key)
+
+
+def _guess_column(row: Sequence[Any], names: list[str]) -> str | None:
+    """The first column whose value psycopg cannot send (client-side errors have no column)."""
+    for name, value in zip(names, row, strict=False):
+        if isinstance(value, str) and "\x00" in value:
+            return name
+    return None
+
+
+def _check_columns(conn: Connection, plan: TablePlan) -> None:
+    name = _ddl.table_name(plan.target_id)
+    found = {r[0] for r in conn.execute(_COLUMNS, (name,))}
+    if not found:
+        raise SchemaError(f"target table {plan.target_id} does not exist; create it first")
+    missing = [c.name for c in plan.columns if c.name not in found]
+    if missing:
+        raise SchemaError(
+            f"target table {plan.target_id} lacks columns {', '.join(missing)}; "
+            "use drop-and-create or add them"
+        )
+
+
+def _restart(conn: Connection, tid: TableId, column: str, nxt: int | None) -> None:
+    query = sql.SQL("SELECT max({}) FROM {}").format(
+        sql.Identifier(column), sql.SQL(_ddl.table_name(tid))
+    )
+    row = conn.execute(query).fetchone()
+    loaded_max = row[0] if row else None
+    value = max(v for v in (nxt, None if loaded_max is None else loaded_max + 1, 1) if v)
+    conn.execute(_ddl.restart_statement(tid, column, value))

@@ -1,0 +1,200 @@
+"""Full-load reading from SQLite.
+
+SQLite is dynamically typed: a column declared ``INTEGER`` can hold ``'abc'``. Every value is
+checked against the column's portable type and turned into its canonical Python value; a value
+that does not fit raises :class:`~replikit.DataError` naming table, column and row key, never a
+silent alteration. Columns whose stored values are canonical already (integers, text, blobs) are
+checked with one ``typeof()`` query in SQL, so reading them costs no Python work per value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from typing_extensions import override
+
+from replikit.endpoints.sqlite._conn import Connections
+from replikit.endpoints.sqlite._dialect import DIALECT, affinity
+from replikit.endpoints.sqlite._values import BadValue, Converter, converter_for, preview
+from replikit.endpoints.sqlite._values import storage_classes as _classes
+from replikit.errors import DataError, SchemaError
+from replikit.pipeline.contracts import Batch, Reader, Unit
+from replikit.schema.model import TableId, TableSchema
+
+__all__ = ["SqliteReader"]
+
+_ROWID_NAMES = ("rowid", "_rowid_", "oid")
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """How to read one table: the query, per column converters, and how to name a row."""
+
+    table: TableSchema
+    select: str
+    converters: tuple[tuple[int, Converter], ...]
+    key_names: tuple[str, ...]
+    key_index: tuple[int, ...]
+    extra: bool  # a trailing rowid column was added to name rows of a keyless table
+    check: str | None
+    checked: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def key_of(self, row: Sequence[Any]) -> dict[str, Any]:
+        return {n: row[i] for n, i in zip(self.key_names, self.key_index, strict=True)}
+
+
+def _scan(table: TableSchema) -> _Scan:
+    quote = DIALECT.quote
+    names = list(table.column_names)
+    key = table.key
+    extra = False
+    key_names: tuple[str, ...] = key
+    if not key:
+        lowered = {n.lower() for n in names}
+        free = [r for r in _ROWID_NAMES if r not in lowered]
+        if free:
+            key_names, extra = (free[0],), True
+    key_index = (len(names),) if extra else tuple(names.index(k) for k in key_names)
+    selected = [quote(n) for n in names] + ([key_names[0]] if extra else [])
+    converters = []
+    checked = []
+    for i, col in enumerate(table.columns):
+        conv = converter_for(col.type, affinity(col.type.native))
+        if conv is not None:
+            converters.append((i, conv))
+        elif (classes := _classes(col.type)) is not None:
+            checked.append((col.name, classes))
+    return _Scan(
+        table=table,
+        select=f"SELECT {', '.join(selected)} FROM {quote(table.id.name)}",  # noqa: S608
+        converters=tuple(converters),
+        key_names=key_names,
+        key_index=key_index,
+        extra=extra,
+        check=_check_sql(table, checked, selected),
+        checked=tuple(checked),
+    )
+
+
+def _check_sql(
+    table: TableSchema, checked: list[tuple[str, tuple[str, ...]]], selected: list[str]
+) -> str | None:
+    """A query for the first row holding a value of the wrong storage class, if any."""
+    if not checked:
+        return None
+    quote = DIALECT.quote
+    conditions = " OR ".join(
+        f"typeof({quote(name)}) NOT IN ({', '.join(repr(c) for c in (*classes, 'null'))})"
+        for name, classes in checked
+    )
+    table_sql = quote(table.id.name)
+    return f"SELECT {', '.join(selected)} FROM {table_sql} WHERE {conditions} LIMIT 1"  # noqa: S608
+
+
+_STORAGE = {int: "integer", float: "real", str: "text", bytes: "blob"}
+
+
+class SqliteReader(Reader):
+    """Reads whole tables of a SQLite database, one read transaction per table.
+
+    ``dialect`` tells planners which type rules the tables were reflected with.
+    """
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        connections: Connections,
+        tables: Sequence[TableSchema],
+        *,
+        batch_size: int = 10_000,
+    ) -> None:
+        self._conns = connections
+        self._tables = tuple(tables)
+        self._by_id = {t.id: t for t in self._tables}
+        self.batch_size = batch_size
+
+    @property
+    @override
+    def tables(self) -> Sequence[TableSchema]:
+        """The tables this reader was made for."""
+        return self._tables
+
+    @override
+    def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
+        """One unit per table (SQLite reads fast enough that splitting buys nothing)."""
+        return [Unit(table.id)]
+
+    @override
+    def read(self, unit: Unit) -> Iterator[Batch]:
+        """Stream the rows of ``unit`` as batches of canonical values."""
+        table = self._table(unit.table)
+        scan = _scan(table)
+        with self._conns.reading() as (conn, shared):
+            lock = self._conns.lock if shared else contextlib.nullcontext()
+            if not shared:
+                conn.execute("BEGIN")
+            with lock:
+                self._validate(conn, scan)
+                cursor = conn.execute(scan.select)
+            while True:
+                with lock:
+                    rows = cursor.fetchmany(self.batch_size)
+                if not rows:
+                    break
+                yield Batch(table.id, table.column_names, _convert(scan, rows))
+
+    def _table(self, tid: TableId) -> TableSchema:
+        try:
+            return self._by_id[tid]
+        except KeyError:
+            raise SchemaError(f"this reader was not made for table {tid}") from None
+
+    def _validate(self, conn: sqlite3.Connection, scan: _Scan) -> None:
+        if scan.check is None:
+            return
+        row = conn.execute(scan.check).fetchone()
+        if row is None:
+            return
+        for name, classes in scan.checked:
+            value = row[scan.table.column_names.index(name)]
+            if value is not None and _STORAGE.get(type(value)) not in classes:
+                ptype = scan.table.column(name).type
+                raise DataError(
+                    f"stored {_STORAGE.get(type(value), '?')} value {preview(value)} is not a "
+                    f"valid {ptype} ({ptype.native or 'no declared type'})",
+                    table=str(scan.table.id),
+                    column=name,
+                    key=scan.key_of(row),
+                )
+
+
+def _convert(scan: _Scan, rows: list[Any]) -> Sequence[Sequence[Any]]:
+    """Rows with converters applied (and the helper rowid column dropped)."""
+    if not scan.converters:
+        return [r[:-1] for r in rows] if scan.extra else rows
+    out = []
+    row: Any = ()
+    index = 0
+    try:
+        for row in rows:
+            values = list(row)
+            for index, conv in scan.converters:
+                value = values[index]
+                if value is not None:
+                    values[index] = conv(value)
+            out.append(values[:-1] if scan.extra else values)
+    except (BadValue, ValueError, TypeError, ArithmeticError) as exc:
+        col = scan.table.columns[index]
+        raise DataError(
+            f"stored value {preview(row[index])} is not a valid {col.type} "
+            f"({col.type.native or 'no declared type'}): {exc}",
+            table=str(scan.table.id),
+            column=col.name,
+            key=scan.key_of(row),
+        ) from None
+    return out

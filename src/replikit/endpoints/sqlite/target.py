@@ -1,0 +1,302 @@
+"""Full-load writing into SQLite.
+
+SQLite has one writer at a time, so every :meth:`SqliteWriter.load` call, from whatever thread,
+writes through the endpoint's single write connection under its lock, one transaction per
+~50,000 rows. Rows are adapted (canonical value -> what sqlite3 binds, per the plan's
+adapters) outside the lock. A row SQLite refuses (NOT NULL, CHECK, UNIQUE, an integer too big)
+raises :class:`~replikit.DataError` naming table, column and key; its transaction is rolled
+back, earlier transactions of the same load stay committed.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from typing_extensions import override
+
+from replikit.endpoints.sqlite import _ddl
+from replikit.endpoints.sqlite._conn import Connections
+from replikit.endpoints.sqlite._dialect import DIALECT
+from replikit.endpoints.sqlite._values import BadValue, Converter, preview
+from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
+from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer
+from replikit.schema.convert import ColumnPlan, TablePlan
+
+__all__ = ["MODES", "SqliteWriter"]
+
+MODES = ("drop-and-create", "create", "truncate", "do-nothing")
+_ROW_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+)
+_PARAMETER = re.compile(r"parameter (\d+)")
+_INT64 = range(-(2**63), 2**63)
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    """The INSERT for one table and batch column order, with adapters and key positions."""
+
+    table: str
+    sql: str
+    names: tuple[str, ...]
+    adapters: tuple[tuple[int, Converter], ...]
+    key: tuple[int, ...]
+
+    def key_of(self, row: Sequence[Any]) -> dict[str, Any]:
+        return {self.names[i]: row[i] for i in self.key}
+
+
+def _match(plan: TablePlan, column: str) -> ColumnPlan:
+    for cp in plan.columns:
+        if cp.source.name == column:
+            return cp
+    for cp in plan.columns:
+        if cp.name == column:
+            return cp
+    raise SchemaError(f"column {column!r} of the rows is not planned for table {plan.target_id}")
+
+
+def _insert(plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
+    cols = [_match(plan, c) for c in columns]
+    names = tuple(cp.name for cp in cols)
+    quote = DIALECT.quote
+    sql = (
+        f"INSERT INTO {quote(plan.target_id.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' * len(names))})"
+    )
+    key_cols = plan.target_schema.key
+    return _Insert(
+        table=str(plan.target_id),
+        sql=sql,
+        names=names,
+        adapters=tuple((i, cp.target.adapt) for i, cp in enumerate(cols) if cp.target.adapt),
+        key=tuple(names.index(k) for k in key_cols if k in names),
+    )
+
+
+def _adapt(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    if not ins.adapters:
+        return list(rows)
+    out: list[Sequence[Any]] = []
+    row: Sequence[Any] = ()
+    index = 0
+    try:
+        for row in rows:
+            values = list(row)
+            for index, adapt in ins.adapters:
+                value = values[index]
+                if value is not None:
+                    values[index] = adapt(value)
+            out.append(values)
+    except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise DataError(
+            f"value {preview(row[index])} cannot be written: {exc}",
+            table=ins.table,
+            column=ins.names[index],
+            key=ins.key_of(row),
+        ) from None
+    return out
+
+
+def _bad_column(ins: _Insert, row: Sequence[Any], exc: BaseException) -> str | None:
+    message = str(exc)
+    for name in ins.names:
+        if message.endswith(f".{name}"):
+            return name
+    if (match := _PARAMETER.search(message)) and 0 < int(match.group(1)) <= len(ins.names):
+        return ins.names[int(match.group(1)) - 1]
+    for name, value in zip(ins.names, row, strict=True):
+        if isinstance(value, int) and value not in _INT64:
+            return name
+    return None
+
+
+class SqliteWriter(Writer, SupportsPrepare):
+    """Creates, truncates or checks tables, loads rows, then builds indexes.
+
+    ``problems`` collects what could not be done as planned (indexes left out, renamed).
+    ``dialect`` is the SQLite type rules to plan with; ``default_schema`` is None because
+    SQLite has no schemas (target tables are named without one).
+    """
+
+    dialect = DIALECT
+    default_schema: str | None = None
+
+    def __init__(self, connections: Connections, *, commit_rows: int = 50_000) -> None:
+        self._conns = connections
+        self.commit_rows = commit_rows
+        self.problems: list[str] = []
+        self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
+
+    # -- DDL --------------------------------------------------------------------------------
+    def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
+        """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
+        statements: list[str] = []
+        for plan in plans:
+            statements += [_ddl.drop_table(plan), _ddl.create_table(plan)]
+        for plan in plans:
+            statements += [sql for _, sql in _ddl.index_statements(plan)[0]]
+        return statements
+
+    @override
+    def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
+        """Before the load: ``drop-and-create``, ``create``, ``truncate`` or ``do-nothing``."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        conn = self._conns.shared()
+        with self._conns.lock:
+            self._transaction(conn, [s for p in plans for s in self._prepare_sql(conn, p, mode)])
+
+    def _prepare_sql(self, conn: sqlite3.Connection, plan: TablePlan, mode: str) -> list[str]:
+        if mode == "drop-and-create":
+            return [_ddl.drop_table(plan), _ddl.create_table(plan)]
+        if mode == "create":
+            if self._existing_columns(conn, plan.target_id.name):
+                raise SchemaError(f"table {plan.target_id} already exists")
+            return [_ddl.create_table(plan)]
+        self._check_table(conn, plan)
+        if mode == "truncate":
+            return [f"DELETE FROM {DIALECT.quote(plan.target_id.name)}"]  # noqa: S608
+        return []
+
+    @staticmethod
+    def _existing_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+        rows = conn.execute("SELECT name FROM pragma_table_xinfo(?)", (table,)).fetchall()
+        return {str(r[0]).lower() for r in rows}
+
+    def _check_table(self, conn: sqlite3.Connection, plan: TablePlan) -> None:
+        existing = self._existing_columns(conn, plan.target_id.name)
+        if not existing:
+            raise SchemaError(f"target table {plan.target_id} does not exist")
+        missing = [c.name for c in plan.columns if c.name.lower() not in existing]
+        if missing:
+            raise SchemaError(f"target table {plan.target_id} lacks columns {', '.join(missing)}")
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, statements: list[str]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for sql in statements:
+                conn.execute(sql)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise SchemaError(f"SQLite refused the DDL: {exc}") from exc
+
+    # -- load -------------------------------------------------------------------------------
+    @override
+    def load(self, plan: TablePlan, batches: Iterable[Batch]) -> int:
+        """Insert every batch; commits every ~``commit_rows`` rows and at the end."""
+        conn = self._conns.shared()
+        total = 0
+        pending: list[Sequence[Any]] = []
+        ins: _Insert | None = None
+        for batch in batches:
+            current = self._insert_for(plan, batch.columns)
+            if ins is not None and current is not ins and pending:
+                total += self._flush(conn, ins, pending)
+                pending = []
+            ins = current
+            pending.extend(_adapt(ins, batch.rows))
+            if len(pending) >= self.commit_rows:
+                total += self._flush(conn, ins, pending)
+                pending = []
+        if ins is not None and pending:
+            total += self._flush(conn, ins, pending)
+        return total
+
+    def _insert_for(self, plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
+        cache_key = (str(plan.target_id), columns)
+        ins = self._inserts.get(cache_key)
+        if ins is None:
+            ins = self._inserts[cache_key] = _insert(plan, columns)
+        return ins
+
+    def _flush(self, conn: sqlite3.Connection, ins: _Insert, rows: list[Sequence[Any]]) -> int:
+        with self._conns.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(ins.sql, rows)
+                conn.execute("COMMIT")
+            except _ROW_ERRORS:
+                self._rollback(conn)
+                self._find_bad_row(conn, ins, rows)
+                raise  # not reached unless the rows pass one by one
+            except sqlite3.OperationalError as exc:
+                self._rollback(conn)
+                raise ConnectError(f"SQLite write to {ins.table} failed: {exc}") from exc
+        return len(rows)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _find_bad_row(
+        self, conn: sqlite3.Connection, ins: _Insert, rows: list[Sequence[Any]]
+    ) -> None:
+        """Replay ``rows`` one by one inside a transaction that is always rolled back."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                try:
+                    conn.execute(ins.sql, row)
+                except _ROW_ERRORS as exc:
+                    raise DataError(
+                        f"SQLite refused the row: {exc}",
+                        table=ins.table,
+                        column=_bad_column(ins, row, exc),
+                        key=ins.key_of(row),
+                    ) from None
+        finally:
+            self._rollback(conn)
+
+    # -- after the load -----------------------------------------------------------------------
+    @override
+    def finish(self, plans: Sequence[TablePlan]) -> None:
+        """Create indexes (recording those SQLite cannot take) and move AUTOINCREMENT counters."""
+        conn = self._conns.shared()
+        with self._conns.lock:
+            for plan in plans:
+                statements, problems = _ddl.index_statements(plan)
+                self.problems.extend(problems)
+                for name, sql in statements:
+                    self._create_index(conn, plan, name, sql)
+                self._set_sequence(conn, plan)
+
+    def _create_index(self, conn: sqlite3.Connection, plan: TablePlan, name: str, sql: str) -> None:
+        try:
+            conn.execute(sql)
+        except sqlite3.OperationalError as exc:
+            if "already exists" not in str(exc):
+                raise SchemaError(f"cannot create index {name} on {plan.target_id}: {exc}") from exc
+            new = f"{plan.target_id.name}_{name}"
+            old_ref, new_ref = (f"INDEX {DIALECT.quote(n)} ON" for n in (name, new))
+            conn.execute(sql.replace(old_ref, new_ref, 1))
+            self.problems.append(
+                f"{plan.target_id}: index {name} exists on another table; created as {new}"
+            )
+
+    @staticmethod
+    def _set_sequence(conn: sqlite3.Connection, plan: TablePlan) -> None:
+        col = _ddl.autoincrement_column(plan)
+        if col is None:
+            return
+        table = plan.target_id.name
+        (top,) = conn.execute(
+            f"SELECT max({DIALECT.quote(col.name)}) FROM {DIALECT.quote(table)}"  # noqa: S608
+        ).fetchone()
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        planned = (col.identity.next_value if col.identity else None) or 1
+        wanted = max(top or 0, planned - 1, (seq[0] if seq else 0) or 0)
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, wanted))

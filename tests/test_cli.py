@@ -1,0 +1,79 @@
+"""The replikit command: exit codes, JSON shapes, errors without tracebacks or passwords."""
+
+import json
+import sqlite3
+
+import pytest
+
+from replikit.cli import main
+from replikit.demo import sample_database
+
+
+@pytest.fixture
+def chinook(tmp_path):
+    return f"sqlite:///{sample_database(tmp_path / 'chinook.db')}"
+
+
+def test_copy_json_summary(chinook, tmp_path, capsys):
+    out_db = tmp_path / "out.db"
+    status = main(["copy", chinook, f"sqlite:///{out_db}", "--include", "Album", "--include",
+                   "Artist", "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True
+    assert {t["table"]: t["full_load_rows"] for t in result["tables"]} == {"Album": 347, "Artist": 275}
+    assert all(t["state"] == "Table completed" for t in result["tables"])
+    with sqlite3.connect(out_db) as conn:
+        assert conn.execute('select count(*) from "Album"').fetchone() == (347,)
+
+
+def test_plan_json_shape(chinook, tmp_path, capsys):
+    assert main(["plan", chinook, f"sqlite:///{tmp_path / 'x.db'}", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {"tables", "problems"} <= plan.keys()
+    album = next(t for t in plan["tables"] if t["source"] == "Album")
+    col = album["columns"][0]
+    assert set(col) >= {"name", "source_type", "target_type", "fidelity", "reason"}
+    assert col["fidelity"] in {"exact", "lossy", "unsupported"}
+    assert not (tmp_path / "x.db").exists() or sqlite3.connect(tmp_path / "x.db").execute(
+        "select count(*) from sqlite_master where type='table'"
+    ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["copy", "oracle://u:hunter2@h/db", "sqlite:///x.db"], "unknown URL scheme 'oracle'"),
+        (["copy", "sqlite:///does/not/exist.db", "sqlite:///x.db"], "exist"),
+        (["copy", "postgresql://u:hunter2@127.0.0.1:1/db", "sqlite:///x.db"], "127.0.0.1"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback_or_password(args, message, capsys, tmp_path,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert "hunter2" not in err
+
+
+def test_pattern_selecting_nothing_exits_2(chinook, tmp_path, capsys):
+    assert main(["copy", chinook, f"sqlite:///{tmp_path / 'o.db'}", "--include", "nope%"]) == 2
+    assert "'nope%' selects no table" in capsys.readouterr().err
+
+
+def test_wrong_password_names_the_problem(pg_server, capsys, tmp_path):
+    # trust auth accepts any password; a missing database is the reliable failure here
+    url = pg_server.url("no_such_db_here").replace("postgres@", "postgres:hunter2@")
+    assert main(["plan", url, f"sqlite:///{tmp_path / 'o.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_db_here" in err
+    assert "hunter2" not in err
+
+
+def test_demo_runs_and_verifies(tmp_path, capsys):
+    assert main(["demo", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "every table identical" in out
+    assert "15,607 rows" in out
