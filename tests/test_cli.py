@@ -16,12 +16,25 @@ def chinook(tmp_path):
 
 def test_copy_json_summary(chinook, tmp_path, capsys):
     out_db = tmp_path / "out.db"
-    status = main(["copy", chinook, f"sqlite:///{out_db}", "--include", "Album", "--include",
-                   "Artist", "--json"])
+    status = main(
+        [
+            "copy",
+            chinook,
+            f"sqlite:///{out_db}",
+            "--include",
+            "Album",
+            "--include",
+            "Artist",
+            "--json",
+        ]
+    )
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is True
-    assert {t["table"]: t["full_load_rows"] for t in result["tables"]} == {"Album": 347, "Artist": 275}
+    assert {t["table"]: t["full_load_rows"] for t in result["tables"]} == {
+        "Album": 347,
+        "Artist": 275,
+    }
     assert all(t["state"] == "Table completed" for t in result["tables"])
     with sqlite3.connect(out_db) as conn:
         assert conn.execute('select count(*) from "Album"').fetchone() == (347,)
@@ -48,8 +61,9 @@ def test_plan_json_shape(chinook, tmp_path, capsys):
         (["copy", "postgresql://u:hunter2@127.0.0.1:1/db", "sqlite:///x.db"], "127.0.0.1"),
     ],
 )
-def test_bad_input_exits_2_without_traceback_or_password(args, message, capsys, tmp_path,
-                                                         monkeypatch):
+def test_bad_input_exits_2_without_traceback_or_password(
+    args, message, capsys, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err

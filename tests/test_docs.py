@@ -21,4 +21,4 @@ def test_doc_example_runs(code, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     pg_url = request.getfixturevalue("pg_url") if "PG_URL" in code else None
     namespace = {"__name__": "__doc__", "PG_URL": pg_url}
-    exec(compile(code, "<doc>", "exec"), namespace)  # noqa: S102 - our own docs
+    exec(compile(code, "<doc>", "exec"), namespace)

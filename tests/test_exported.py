@@ -10,11 +10,24 @@ def test_all_is_exact():
     public = {
         name
         for name in dir(replikit)
-        if not name.startswith("_") and name not in {"annotations"}
-        and not isinstance(getattr(replikit, name), type(replikit)) or name == "transforms"
+        if (not name.startswith("_")
+        and name not in {"annotations"}
+        and not isinstance(getattr(replikit, name), type(replikit)))
+        or name == "transforms"
     }
-    modules = {"changes", "endpoints", "errors", "mapping", "pipeline", "positions", "schema",
-               "task", "validate", "demo", "cli"}
+    modules = {
+        "changes",
+        "endpoints",
+        "errors",
+        "mapping",
+        "pipeline",
+        "positions",
+        "schema",
+        "task",
+        "validate",
+        "demo",
+        "cli",
+    }
     assert set(replikit.__all__) == public - modules
 
 

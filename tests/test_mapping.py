@@ -51,7 +51,9 @@ def test_mappings_rename_schema_and_table():
     assert m.target_id(TableId("shop", "a"), schemas=True, default_schema=None) == TableId(
         "public", "b"
     )
-    assert m.target_id(TableId("shop", "a"), schemas=False, default_schema=None) == TableId(None, "b")
+    assert m.target_id(TableId("shop", "a"), schemas=False, default_schema=None) == TableId(
+        None, "b"
+    )
     assert m.target_id(TableId(None, "x"), schemas=True, default_schema="public") == TableId(
         "public", "x"
     )

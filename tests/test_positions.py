@@ -1,9 +1,8 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from replikit import ConfigError, PgLsn, Position, SqliteSeq
-
-import pytest
 
 
 @given(st.integers(min_value=0, max_value=2**64 - 1))

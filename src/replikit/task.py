@@ -213,6 +213,14 @@ class Task:
         problems = list(self.catalog().problems)
         problems += [f"view {v.id} is listed but not converted" for v in self.catalog().views]
         problems += [f"{p.source.id}: {msg}" for p in plans for msg in p.problems]
+        selected = {p.source.id for p in plans}
+        problems += [
+            f"{p.source.id}: foreign key to {fk.ref_table} is not created "
+            "(that table is not selected)"
+            for p in plans
+            for fk in p.source.foreign_keys
+            if fk.ref_table not in selected
+        ]
         ddl_fn = getattr(pipe.writer, "ddl", None)
         ddl = tuple(ddl_fn(plans)) if callable(ddl_fn) else ()
         return Plan(Assessment(tuple(plans), tuple(problems)), ddl)

@@ -69,8 +69,18 @@ def sakila_pg(pg_url, pg_server):
         pytest.fail("psql is needed to load Sakila (apt-get install postgresql-client)")
     for name in ("sakila-postgres-schema.sql", "sakila-postgres-data-copy.sql"):
         subprocess.run(
-            [psql, "-q", "-v", "ON_ERROR_STOP=0", "-d", pg_url, "-f", str(DATASETS / "sakila" / name)],
-            check=True, capture_output=True,
+            [
+                psql,
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-d",
+                pg_url,
+                "-f",
+                str(DATASETS / "sakila" / name),
+            ],
+            check=True,
+            capture_output=True,
         )
     return pg_url
 
@@ -93,7 +103,8 @@ def test_sakila_postgres_to_sqlite_declares_every_loss(tmp_path, sakila_pg):
         counts = dict(
             conn.execute(
                 "select c.relname, (xpath('/row/n/text()', query_to_xml("
-                "format('select count(*) as n from only public.%I', c.relname), false, true, '')))[1]::text::int "
+                "format('select count(*) as n from only public.%I', c.relname), "
+                "false, true, '')))[1]::text::int "
                 "from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                 "where n.nspname = 'public' and c.relkind = 'r'"
             ).fetchall()

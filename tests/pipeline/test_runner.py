@@ -29,16 +29,16 @@ class ListReader:
         bounds = keys[::split_rows][1:]
         edges = [None, *[(b,) for b in bounds], None]
         n = len(edges) - 1
-        return [
-            Unit(table.id, KeyRange(("id",), edges[i], edges[i + 1]), i, n) for i in range(n)
-        ]
+        return [Unit(table.id, KeyRange(("id",), edges[i], edges[i + 1]), i, n) for i in range(n)]
 
     def read(self, unit: Unit) -> Iterator[Batch]:
         table = next(t for t in self.data if t.id == unit.table)
         rows = self.data[table]
         if unit.range is not None:
             lo, hi = unit.range.lower, unit.range.upper
-            rows = [r for r in rows if (lo is None or (r[0],) >= lo) and (hi is None or (r[0],) < hi)]
+            rows = [
+                r for r in rows if (lo is None or (r[0],) >= lo) and (hi is None or (r[0],) < hi)
+            ]
         for i in range(0, len(rows), self.batch_size):
             yield Batch(table.id, table.column_names, rows[i : i + self.batch_size])
 
@@ -62,8 +62,11 @@ class ListWriter:
 
 USERS = TableSchema(
     TableId("app", "users"),
-    (Column("id", Type.int_(64), nullable=False), Column("email", Type.string(100)),
-     Column("card", Type.string(19))),
+    (
+        Column("id", Type.int_(64), nullable=False),
+        Column("email", Type.string(100)),
+        Column("card", Type.string(19)),
+    ),
     primary_key=("id",),
     estimated_rows=10,
 )

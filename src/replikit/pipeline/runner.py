@@ -29,7 +29,7 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
-from replikit.schema.convert import PYTHON, Dialect, TablePlan, plan_table
+from replikit.schema.convert import PYTHON, Dialect, TablePlan, link_foreign_keys, plan_table
 from replikit.schema.model import TableId, TableSchema
 from replikit.transforms import SchemaTransform, Transform
 
@@ -131,7 +131,7 @@ class Pipeline:
                 )
                 self._sources[tid] = table
                 plans.append(plan)
-            self._plans = plans
+            self._plans = link_foreign_keys(plans)
         return self._plans
 
     # -- running ----------------------------------------------------------------------------
@@ -160,9 +160,13 @@ class Pipeline:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
         if isinstance(self.writer, SupportsPrepare):
             self.writer.prepare(plans, self.prep_mode)
-        work = self._work(plans)
-        with Progress(self.statistics, enabled=self.progress):
-            failed = self._execute(work)
+        try:
+            with Progress(self.statistics, enabled=self.progress):
+                failed = self._execute(self._work(plans))
+        finally:
+            close = getattr(self.reader, "close", None)
+            if callable(close):
+                close()
         done = [p for p in plans if str(p.source.id) not in failed]
         if isinstance(self.writer, SupportsPrepare) and done:
             self.writer.finish(done)

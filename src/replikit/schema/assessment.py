@@ -115,7 +115,6 @@ class Assessment:
                 lines.append(
                     f"  {c.source.name:<{width}}  {_source_type(c)} -> {c.target.sql}{flag}{why}"
                 )
-            lines.extend(f"  ! {p}" for p in t.problems)
         if self.problems:
             lines.append("problems:")
             lines.extend(f"  ! {p}" for p in self.problems)

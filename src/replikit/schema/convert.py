@@ -9,7 +9,7 @@ assessment says and what the writer does cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ __all__ = [
     "Fidelity",
     "TablePlan",
     "TargetType",
+    "link_foreign_keys",
     "plan_table",
 ]
 
@@ -236,7 +237,26 @@ def plan_table(
         target_schema=target_schema,
         source_dialect=source_dialect,
         target_dialect=target.name,
+        problems=_untranslated(table, source_dialect, target.name),
     )
+
+
+def _untranslated(table: TableSchema, source_dialect: str, target_dialect: str) -> tuple[str, ...]:
+    """Native SQL pieces that do not cross dialects (writers leave them out)."""
+    if source_dialect == target_dialect or target_dialect == PYTHON.name:
+        return ()
+    problems = [
+        f"index {i.name} ({', '.join(i.expressions) or i.where}) is an expression or partial "
+        f"index in {source_dialect} SQL; it is not created"
+        for i in table.indexes
+        if i.expressions or i.where
+    ]
+    problems += [
+        f"CHECK constraint {c.name or ''} ({c.expression}) is {source_dialect} SQL; "
+        "it is not created".replace("  ", " ")
+        for c in table.checks
+    ]
+    return tuple(problems)
 
 
 def _target_schema(table: TableSchema, tid: TableId, plans: list[ColumnPlan]) -> TableSchema:
@@ -266,6 +286,26 @@ def _target_schema(table: TableSchema, tid: TableId, plans: list[ColumnPlan]) ->
         indexes=tuple(replace(i, columns=cols(i.columns)) for i in table.indexes),
         foreign_keys=tuple(replace(fk, columns=cols(fk.columns)) for fk in table.foreign_keys),
     )
+
+
+def link_foreign_keys(plans: Sequence[TablePlan]) -> list[TablePlan]:
+    """Point foreign keys at the referenced tables' target names and columns.
+
+    Foreign keys to tables that are not being moved are dropped (the task reports them).
+    """
+    by_source = {p.source.id: p for p in plans}
+    out = []
+    for p in plans:
+        fks = []
+        for fk in p.target_schema.foreign_keys:
+            ref = by_source.get(fk.ref_table)
+            if ref is None:
+                continue
+            names = {c.source.name: c.name for c in ref.columns}
+            ref_columns = tuple(names.get(c, c) for c in fk.ref_columns)
+            fks.append(replace(fk, ref_table=ref.target_id, ref_columns=ref_columns))
+        out.append(replace(p, target_schema=replace(p.target_schema, foreign_keys=tuple(fks))))
+    return out
 
 
 _INT_RANGE = {8: 8, 16: 16, 32: 32, 64: 64}

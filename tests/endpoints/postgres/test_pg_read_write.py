@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import replikit as rk
-from replikit.schema.convert import TablePlan, plan_table
+from replikit.schema.convert import TablePlan, link_foreign_keys, plan_table
 from replikit.schema.model import TableId
 
 UTC = dt.UTC
@@ -39,15 +39,17 @@ def _norm(value: Any) -> Any:
 
 
 def _plans(src: Any, dst: Any, schema: str = "copy") -> list[TablePlan]:
-    return [
-        plan_table(
-            t,
-            source_dialect="postgresql",
-            target=dst.dialect,
-            target_id=TableId(schema, t.id.name),
-        )
-        for t in src.reflect().tables
-    ]
+    return link_foreign_keys(
+        [
+            plan_table(
+                t,
+                source_dialect="postgresql",
+                target=dst.dialect,
+                target_id=TableId(schema, t.id.name),
+            )
+            for t in src.reflect().tables
+        ]
+    )
 
 
 def test_reader_canonical_values(pg_url: str) -> None:

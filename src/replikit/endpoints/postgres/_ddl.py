@@ -103,7 +103,7 @@ class Finish:
 
 def finish_statements(plans: Sequence[TablePlan]) -> Finish:
     """Unique constraints, indexes, CHECKs, then foreign keys; identity columns to restart."""
-    targets = {p.source.id: p for p in plans}
+    targets = {p.target_id: p for p in plans}
     statements: list[str] = []
     fks: list[str] = []
     identities: list[tuple[TableId, str, int | None]] = []
@@ -144,11 +144,11 @@ def _index(table: str, index: Index, same: bool) -> str:
 
 
 def _fk(plan: TablePlan, fk: ForeignKey, targets: dict[TableId, TablePlan]) -> str | None:
+    # the pipeline already points fk at target names; skip tables that did not complete
     ref = targets.get(fk.ref_table)
     if ref is None:
         return None
-    rename = {c.source.name: c.name for c in ref.columns}
-    ref_cols = ", ".join(q(rename.get(c, c)) for c in fk.ref_columns)
+    ref_cols = ", ".join(q(c) for c in fk.ref_columns)
     name = f"CONSTRAINT {q(fk.name)} " if fk.name else ""
     text = (
         f"ALTER TABLE {table_name(plan.target_id)} ADD {name}FOREIGN KEY "
