@@ -11,7 +11,7 @@ from typing import Any
 from replikit.positions import Position
 from replikit.schema.model import TableId
 
-__all__ = ["Change", "Op", "TableId"]
+__all__ = ["Change", "Op", "TableId", "Transaction"]
 
 
 class Op(enum.StrEnum):
@@ -42,3 +42,20 @@ class Change:
     position: Position | None = None
     commit_ts: datetime | None = None
     txid: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The changes of one source transaction, in commit order.
+
+    ``position`` points after the transaction's commit: resuming from it delivers the next
+    transaction. CDC readers yield transactions; a checkpoint is only ever taken between them.
+    """
+
+    changes: tuple[Change, ...]
+    position: Position
+    commit_ts: datetime | None = None
+    txid: int | str | None = None
+
+    def __len__(self) -> int:
+        return len(self.changes)

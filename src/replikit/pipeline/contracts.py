@@ -15,11 +15,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from replikit.changes import Transaction
+from replikit.positions import Position
 from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId, TableSchema
 
 __all__ = [
     "Batch",
+    "ChangeReader",
     "KeyRange",
     "Reader",
     "SupportsPrepare",
@@ -125,4 +128,25 @@ class SupportsRawWrite(Protocol):
 
     def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
         """Load chunks in the bulk wire format; return the number of rows written."""
+        ...
+
+
+@runtime_checkable
+class ChangeReader(Protocol):
+    """Reads changes from a source's log (CDC), one source transaction at a time.
+
+    Delivery is at least once: the source forgets changes only up to the position passed to
+    :meth:`ack`, which callers pass only after the changes are durable downstream.
+    """
+
+    def transactions(self, start: Position | None = None) -> Iterator[Transaction]:
+        """Transactions committed after ``start`` (``None``: the reader's stored start)."""
+        ...
+
+    def ack(self, position: Position) -> None:
+        """Everything up to ``position`` is durable downstream; the source may discard it."""
+        ...
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
         ...
