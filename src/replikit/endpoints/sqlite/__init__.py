@@ -42,7 +42,7 @@ class SqliteEndpoint(Endpoint):
     """A SQLite database file (or an in-memory database).
 
     Options: ``timeout`` (seconds to wait for a lock, default 30), ``batch_size`` (rows per
-    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 50,000).
+    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 10,000).
     """
 
     schemes = ("sqlite",)
@@ -130,7 +130,7 @@ class SqliteEndpoint(Endpoint):
         """A :class:`~replikit.endpoints.sqlite.target.SqliteWriter` (options: ``commit_rows``)."""
         from replikit.endpoints.sqlite.target import SqliteWriter
 
-        commit_rows = int(options.pop("commit_rows", self.options.get("commit_rows", 50_000)))
+        commit_rows = int(options.pop("commit_rows", self.options.get("commit_rows", 10_000)))
         if options:
             raise TypeError(f"unknown writer options: {', '.join(sorted(options))}")
         return SqliteWriter(self._conns, commit_rows=commit_rows)

@@ -83,8 +83,20 @@ def _insert(plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
 
 
 def _adapt(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
-    if not ins.adapters:
+    """Adapt a batch column by column (comprehensions per column run far faster than a
+    per-row loop); on a bad value, redo it row by row to name the row in the error."""
+    if not ins.adapters or not rows:
         return list(rows)
+    try:
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, adapt in ins.adapters:
+            columns[index] = [None if v is None else adapt(v) for v in columns[index]]
+        return list(zip(*columns, strict=True))
+    except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError):
+        return _adapt_rows(ins, rows)
+
+
+def _adapt_rows(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     out: list[Sequence[Any]] = []
     row: Sequence[Any] = ()
     index = 0
@@ -130,7 +142,7 @@ class SqliteWriter(Writer, SupportsPrepare):
     dialect = DIALECT
     default_schema: str | None = None
 
-    def __init__(self, connections: Connections, *, commit_rows: int = 50_000) -> None:
+    def __init__(self, connections: Connections, *, commit_rows: int = 10_000) -> None:
         self._conns = connections
         self.commit_rows = commit_rows
         self.problems: list[str] = []

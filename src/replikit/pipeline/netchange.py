@@ -1,0 +1,277 @@
+"""Net changes: the core of batch apply.
+
+:func:`net_changes` reduces a run of source transactions to the net effect per
+``(table, key)``, as groups a writer applies with bulk operations instead of one statement per
+change. Keys are tuples of the key columns' values, in the order given by ``keys[table]``.
+
+Rules (per key, in source order):
+
+* insert, or update with a *full* after-image: the key holds that image (``upserts``);
+* insert -> delete: the key is **deleted** (not dropped from the batch): with idempotent apply the
+  target may already hold the row (crash replay, full-load overlap);
+* update that moves the key (full image): delete the old key, upsert the new one;
+* update with a *partial* after-image (absent columns are unchanged, e.g. PostgreSQL unchanged
+  TOAST): never a full-row upsert. On a key whose full image the batch holds it merges into that
+  image; otherwise it is kept as a partial update (``updates``: key -> {column: value}) merged
+  with later partial updates of the same key;
+* a partial update that moves a key whose full image the batch does not hold cannot be reduced
+  (the new row is the old *target* row plus the new values). It ends the current group and forms a
+  group of its own: ``updates[old_key]`` holds the new key's values, i.e.
+  ``UPDATE t SET <cols> WHERE <key> = old_key``;
+* TRUNCATE: everything earlier for that table (in the group) is discarded and the group records a
+  truncate, applied before that table's other operations.
+
+Whether an update's after-image is full is decided from ``columns`` (the table's column names):
+an image containing every column is full. Tables missing from ``columns`` treat every update as
+partial: always correct, it only reduces less.
+
+Apply order (the writer must respect it): the groups of :attr:`NetBatch.groups` one after the
+other; within a group, per table: **truncate, then deletes, then upserts, then partial updates**;
+tables are independent. Inside each of the four steps rows may be written in any order (bulk).
+
+Why this order is correct. Within a group each key has exactly one final state: absent
+(``deletes``), a full row (``upserts``) or "existing row plus these values" (``updates``); the
+three sets are disjoint, and every operation touches only its own key, so for the primary key
+any order of the steps gives the same result. The state is *absolute* for deletes and upserts
+(it does not depend on what the target held), which is what makes replays converge; a partial
+update only exists for keys no insert/delete/full image touched in the group, so its effect
+(``row | values`` if the row exists, nothing otherwise) is exactly that of the sequence.
+
+* A key deleted and re-inserted within the batch ends as one upsert of the final image (not a
+  delete plus an insert); a key inserted and then deleted ends as one delete.
+* Two rows that swap keys (``1 -> 3, 2 -> 1, 3 -> 2`` with full images) end as upserts of
+  keys 1 and 2 with their final images: no intermediate state with two rows on one key exists,
+  because the batch never moves rows, it writes final images.
+* Deletes go before upserts so that a row removed in the batch releases its *other* unique values
+  (e.g. an e-mail column) before a new row takes them; truncate goes first because it would
+  otherwise wipe the table's later upserts. Partial updates come last: their keys are disjoint
+  from the others, so this costs nothing, and it keeps them after any re-created rows should a
+  writer choose to fold key moves into them.
+* A partial key move forms its own group, applied after everything before it and before
+  everything after it, exactly like the sequence.
+
+Idempotence: applying a batch to a target that already holds some of its effects (a replay)
+gives the same result as applying its changes one by one with idempotent semantics (upsert for
+inserts and full updates, delete-if-exists, ``UPDATE ... WHERE key`` for partial updates). With
+partial updates on rows missing from the target, both lose the unchanged columns: the values are
+not in the stream (use REPLICA IDENTITY FULL or re-fetch the row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from replikit.changes import Change, Op, Transaction
+from replikit.errors import ConfigError
+from replikit.positions import Position
+from replikit.schema.model import TableId
+
+__all__ = ["Key", "NetBatch", "TableNet", "net_changes"]
+
+Key = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class TableNet:
+    """The net operations on one table in one group, applied in the field order."""
+
+    truncate: bool = False
+    deletes: set[Key] = field(default_factory=set)
+    upserts: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.truncate) + len(self.deletes) + len(self.upserts) + len(self.updates)
+
+
+@dataclass(slots=True)
+class NetBatch:
+    """The net effect of a run of transactions.
+
+    ``groups`` apply one after the other (almost always there is one); see the module docs for
+    the order within a group. ``position`` is the position of the last transaction (``None`` for
+    an empty run). The counters count source changes seen (``inserts`` ... ``truncates``).
+    """
+
+    groups: list[dict[TableId, TableNet]] = field(default_factory=list)
+    position: Position | None = None
+    transactions: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+
+    @property
+    def changes(self) -> int:
+        """Source changes seen."""
+        return self.inserts + self.updates + self.deletes + self.truncates
+
+    @property
+    def net_operations(self) -> int:
+        """Operations the writer performs: truncates + deletes + upserts + partial updates."""
+        return sum(len(t) for g in self.groups for t in g.values())
+
+    def tables(self) -> set[TableId]:
+        """Tables with at least one operation."""
+        return {t for g in self.groups for t, n in g.items() if len(n)}
+
+
+# Per-key states while reducing.
+_ABSENT = "absent"
+_FULL = "full"
+_PARTIAL = "partial"
+
+
+class _TableState:
+    __slots__ = ("entries", "truncated")
+
+    def __init__(self) -> None:
+        self.truncated = False
+        self.entries: dict[Key, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, key: Key) -> tuple[str, dict[str, Any]] | None:
+        entry = self.entries.get(key)
+        if entry is None and self.truncated:
+            return (_ABSENT, {})
+        return entry
+
+    def freeze(self) -> TableNet:
+        net = TableNet(truncate=self.truncated)
+        for key, (state, row) in self.entries.items():
+            if state == _ABSENT:
+                if not self.truncated:  # after a truncate the key is gone anyway
+                    net.deletes.add(key)
+            elif state == _FULL:
+                net.upserts[key] = row
+            else:
+                net.updates[key] = row
+        return net
+
+
+class _Reducer:
+    def __init__(
+        self,
+        keys: Mapping[TableId, tuple[str, ...]],
+        columns: Mapping[TableId, Collection[str]] | None,
+    ) -> None:
+        self.keys = keys
+        self.columns = columns or {}
+        self.batch = NetBatch()
+        self.tables: dict[TableId, _TableState] = {}
+
+    def _key_columns(self, table: TableId) -> tuple[str, ...]:
+        cols = self.keys.get(table)
+        if not cols:
+            raise ConfigError(
+                f"batch apply needs the key columns of table {table}; "
+                "give them in keys or apply this table transactionally"
+            )
+        return cols
+
+    def _state(self, table: TableId) -> _TableState:
+        state = self.tables.get(table)
+        if state is None:
+            state = self.tables[table] = _TableState()
+        return state
+
+    def _cut(self) -> None:
+        """End the current group."""
+        group = {t: s.freeze() for t, s in self.tables.items()}
+        group = {t: n for t, n in group.items() if len(n)}
+        if group:
+            self.batch.groups.append(group)
+        self.tables = {}
+
+    def _is_full(self, table: TableId, image: Mapping[str, Any]) -> bool:
+        cols = self.columns.get(table)
+        return cols is not None and all(c in image for c in cols)
+
+    def add(self, change: Change) -> None:
+        table = change.table
+        if change.op is Op.TRUNCATE:
+            self.batch.truncates += 1
+            state = self._state(table)
+            state.entries.clear()
+            state.truncated = True
+            return
+        kcols = self._key_columns(table)
+        if change.op is Op.INSERT:
+            self.batch.inserts += 1
+            after = dict(change.after or {})
+            key = _key_of(kcols, after, change.key)
+            self._state(table).entries[key] = (_FULL, after)
+        elif change.op is Op.DELETE:
+            self.batch.deletes += 1
+            key = _key_of(kcols, change.key, change.before)
+            self._state(table).entries[key] = (_ABSENT, {})
+        elif change.op is Op.UPDATE:
+            self.batch.updates += 1
+            self._update(table, kcols, change)
+        else:  # pragma: no cover - Op is closed
+            raise ConfigError(f"unknown change op {change.op!r}")
+
+    def _update(self, table: TableId, kcols: tuple[str, ...], change: Change) -> None:
+        old = _key_of(kcols, change.key, change.before, change.after)
+        after = dict(change.after or {})
+        new = tuple(after.get(c, v) for c, v in zip(kcols, old, strict=True))
+        state = self._state(table)
+        if self._is_full(table, after):
+            if new != old:
+                state.entries[old] = (_ABSENT, {})
+            state.entries[new] = (_FULL, after)
+            return
+        entry = state.get(old)
+        if entry is not None and entry[0] == _ABSENT:
+            return  # updating a row that is not there: nothing, as in the sequence
+        if entry is not None and entry[0] == _FULL:
+            row = {**entry[1], **after}
+            if new != old:
+                state.entries[old] = (_ABSENT, {})
+            state.entries[new] = (_FULL, row)
+            return
+        if new == old:
+            values = {**entry[1], **after} if entry is not None else after
+            state.entries[old] = (_PARTIAL, values)
+            return
+        # A partial key move of a row the batch has no image of: its own group.
+        self._cut()
+        self.batch.groups.append({table: TableNet(updates={old: after})})
+
+
+def _key_of(kcols: tuple[str, ...], *images: Mapping[str, Any] | None) -> Key:
+    values = []
+    for col in kcols:
+        for image in images:
+            if image is not None and col in image:
+                values.append(image[col])
+                break
+        else:
+            raise ConfigError(f"change has no value for key column {col!r}")
+    return tuple(values)
+
+
+def net_changes(
+    transactions: Iterable[Transaction],
+    keys: Mapping[TableId, tuple[str, ...]],
+    columns: Mapping[TableId, Collection[str]] | None = None,
+) -> NetBatch:
+    """Reduce ``transactions`` (in commit order) to their net effect; see the module docs.
+
+    Args:
+        transactions: source transactions, oldest first; the batch ends at the last one.
+        keys: each table's key columns (primary key or unique key used for apply).
+        columns: each table's column names, to tell full after-images from partial ones.
+
+    Raises:
+        ConfigError: a table has no key columns, or a change lacks a key value.
+    """
+    reducer = _Reducer(keys, columns)
+    for tx in transactions:
+        for change in tx.changes:
+            reducer.add(change)
+        reducer.batch.transactions += 1
+        reducer.batch.position = tx.position
+    reducer._cut()
+    return reducer.batch
