@@ -19,7 +19,13 @@ from typing_extensions import override
 
 from replikit.endpoints.sqlite._conn import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
-from replikit.endpoints.sqlite._values import BadValue, Converter, converter_for, preview
+from replikit.endpoints.sqlite._values import (
+    BadValue,
+    Converter,
+    converter_for,
+    map_columns,
+    preview,
+)
 from replikit.endpoints.sqlite._values import storage_classes as _classes
 from replikit.errors import DataError, SchemaError
 from replikit.pipeline.contracts import Batch, Reader, Unit
@@ -177,6 +183,12 @@ def _convert(scan: _Scan, rows: list[Any]) -> Sequence[Sequence[Any]]:
     """Rows with converters applied (and the helper rowid column dropped)."""
     if not scan.converters:
         return [r[:-1] for r in rows] if scan.extra else rows
+    if rows:
+        try:
+            converted = map_columns(rows, scan.converters)
+            return [r[:-1] for r in converted] if scan.extra else converted
+        except (BadValue, ValueError, TypeError, ArithmeticError):
+            pass  # redo row by row below, to name the bad row
     out = []
     row: Any = ()
     index = 0

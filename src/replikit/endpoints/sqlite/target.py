@@ -21,7 +21,7 @@ from typing_extensions import override
 from replikit.endpoints.sqlite import _ddl
 from replikit.endpoints.sqlite._conn import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT
-from replikit.endpoints.sqlite._values import BadValue, Converter, preview
+from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -88,10 +88,7 @@ def _adapt(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     if not ins.adapters or not rows:
         return list(rows)
     try:
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        for index, adapt in ins.adapters:
-            columns[index] = [None if v is None else adapt(v) for v in columns[index]]
-        return list(zip(*columns, strict=True))
+        return list(map_columns(rows, ins.adapters))
     except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError):
         return _adapt_rows(ins, rows)
 
