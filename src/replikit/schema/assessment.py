@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -146,8 +145,3 @@ class Assessment:
             "<th>target type</th><th>fidelity</th><th>reason</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>" + (f"<ul>{problems}</ul>" if problems else "")
         )
-
-
-def summarize(plans: Sequence[TablePlan], problems: Sequence[str]) -> Assessment:
-    """Build an assessment from table plans and planning problems."""
-    return Assessment(tuple(plans), tuple(problems))

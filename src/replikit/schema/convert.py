@@ -308,9 +308,6 @@ def link_foreign_keys(plans: Sequence[TablePlan]) -> list[TablePlan]:
     return out
 
 
-_INT_RANGE = {8: 8, 16: 16, 32: 32, 64: 64}
-
-
 def judge(source: Type, target: Type) -> tuple[Fidelity, str | None]:
     """Judge a conversion between two portable types generically (used for overrides)."""
     if source == target:

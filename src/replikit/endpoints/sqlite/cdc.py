@@ -219,33 +219,44 @@ def install(endpoint: SqliteEndpoint, tables: Sequence[str | TableId | TableSche
     Re-running it regenerates the triggers, e.g. after ``ALTER TABLE``. Switches the database
     to WAL mode (persistent), which the handoff :func:`snapshot` relies on.
     """
+    with _write_transaction(endpoint, "set up SQLite CDC in", wal=True) as conn:
+        for statement in _CREATE:
+            conn.execute(statement)
+        for item in tables:
+            name = _name(item)
+            schema = reflect_table(conn, name)
+            if schema is None or name.startswith(("sqlite_", "_replikit_")):
+                raise SchemaError(f"no table {name!r} to set up CDC for in {endpoint.url}")
+            name = schema.id.name
+            _drop_triggers(conn, name)
+            for statement in _triggers(schema):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO _replikit_cdc_tables (tbl, schema_hash) VALUES (?, ?)",
+                (name, schema_hash(conn, name)),
+            )
+
+
+@contextlib.contextmanager
+def _write_transaction(
+    endpoint: SqliteEndpoint, what: str, *, wal: bool = False
+) -> Iterator[sqlite3.Connection]:
+    """A connection in ``BEGIN IMMEDIATE``: committed on success, rolled back on any error;
+    sqlite3 errors become :class:`SchemaError` ("cannot <what> <url>")."""
     conn = _connect(endpoint)
     try:
-        _check_math(conn)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if wal:
+            _check_math(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _CREATE:
-                conn.execute(statement)
-            for item in tables:
-                name = _name(item)
-                schema = reflect_table(conn, name)
-                if schema is None or name.startswith(("sqlite_", "_replikit_")):
-                    raise SchemaError(f"no table {name!r} to set up CDC for in {endpoint.url}")
-                name = schema.id.name
-                _drop_triggers(conn, name)
-                for statement in _triggers(schema):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR REPLACE INTO _replikit_cdc_tables (tbl, schema_hash) VALUES (?, ?)",
-                    (name, schema_hash(conn, name)),
-                )
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        raise SchemaError(f"cannot set up SQLite CDC in {endpoint.url}: {exc}") from exc
+        raise SchemaError(f"cannot {what} {endpoint.url}: {exc}") from exc
     finally:
         conn.close()
 
@@ -274,38 +285,27 @@ def uninstall(
     With ``None`` (or once no table is left) the change and bookkeeping tables are dropped too.
     Idempotent.
     """
-    conn = _connect(endpoint)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = (
-                [r[0] for r in conn.execute("SELECT tbl FROM _replikit_cdc_tables")]
-                if _exists(conn, TABLES_TABLE)
-                else []
-            )
-            names = known if tables is None else [_name(t) for t in tables]
-            for name in names:
-                _drop_triggers(conn, name)
-                if known:
-                    conn.execute("DELETE FROM _replikit_cdc_tables WHERE tbl = ?", (name,))
-                if _exists(conn, CHANGES_TABLE):
-                    conn.execute("DELETE FROM _replikit_changes WHERE tbl = ?", (name,))
-            left = (
-                conn.execute("SELECT count(*) FROM _replikit_cdc_tables").fetchone()[0]
-                if _exists(conn, TABLES_TABLE)
-                else 0
-            )
-            if tables is None or not left:
-                for table in (CHANGES_TABLE, TABLES_TABLE, STATE_TABLE):
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        raise SchemaError(f"cannot remove SQLite CDC from {endpoint.url}: {exc}") from exc
-    finally:
-        conn.close()
+    with _write_transaction(endpoint, "remove SQLite CDC from") as conn:
+        known = (
+            [r[0] for r in conn.execute("SELECT tbl FROM _replikit_cdc_tables")]
+            if _exists(conn, TABLES_TABLE)
+            else []
+        )
+        names = known if tables is None else [_name(t) for t in tables]
+        for name in names:
+            _drop_triggers(conn, name)
+            if known:
+                conn.execute("DELETE FROM _replikit_cdc_tables WHERE tbl = ?", (name,))
+            if _exists(conn, CHANGES_TABLE):
+                conn.execute("DELETE FROM _replikit_changes WHERE tbl = ?", (name,))
+        left = (
+            conn.execute("SELECT count(*) FROM _replikit_cdc_tables").fetchone()[0]
+            if _exists(conn, TABLES_TABLE)
+            else 0
+        )
+        if tables is None or not left:
+            for table in (CHANGES_TABLE, TABLES_TABLE, STATE_TABLE):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 # -- handoff -------------------------------------------------------------------------------
