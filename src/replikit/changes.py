@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from replikit.positions import Position
-from replikit.schema.model import TableId
+from replikit.schema.model import Column, TableId
 
-__all__ = ["Change", "Op", "TableId", "Transaction"]
+__all__ = ["Change", "Op", "SchemaChange", "TableId", "Transaction"]
 
 
 class Op(enum.StrEnum):
@@ -45,17 +45,47 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """A source table's columns changed (seen in the log before the first row of the new shape).
+
+    ``added`` are new columns (portable types); ``dropped`` names removed columns; ``changed``
+    names columns whose type, nullability or key membership changed. Readers report what the
+    log shows; the task decides: a new nullable column is added to the target, anything else
+    stops the table with this change's :attr:`description`.
+    """
+
+    table: TableId
+    added: tuple[Column, ...] = ()
+    dropped: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def additive(self) -> bool:
+        """Only nullable columns were added: the target can follow without losing anything."""
+        return (
+            bool(self.added)
+            and not self.dropped
+            and not self.changed
+            and all(c.nullable for c in self.added)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """The changes of one source transaction, in commit order.
 
     ``position`` points after the transaction's commit: resuming from it delivers the next
     transaction. CDC readers yield transactions; a checkpoint is only ever taken between them.
+    ``schema_changes`` are column changes the log showed before this transaction's rows; they
+    apply before its changes. A transaction may carry no changes (e.g. only a schema change).
     """
 
     changes: tuple[Change, ...]
     position: Position
     commit_ts: datetime | None = None
     txid: int | str | None = None
+    schema_changes: tuple[SchemaChange, ...] = ()
 
     def __len__(self) -> int:
         return len(self.changes)

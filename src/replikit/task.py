@@ -8,25 +8,60 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from replikit.changes import SchemaChange
 from replikit.endpoints.base import Endpoint, endpoint
-from replikit.errors import CapabilityError, ConfigError, ConversionError
+from replikit.errors import CapabilityError, ConfigError, ConversionError, SchemaError
 from replikit.mapping import Mappings
+from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.cdc import Replicator, StopCondition
+from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
 from replikit.pipeline.runner import PREP_MODES, Pipeline
 from replikit.pipeline.stats import Statistics
+from replikit.positions import Position
 from replikit.schema.assessment import Assessment
-from replikit.schema.model import Catalog
+from replikit.schema.convert import TablePlan
+from replikit.schema.model import Catalog, TableSchema
 from replikit.transforms import Transform
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MIGRATION_TYPES", "Plan", "Task", "TaskSettings"]
 
 MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
 PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
+_TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
+
+
+def _stop_condition(settings: TaskSettings) -> StopCondition:
+    position: Position | None = None
+    commit_time: datetime | None = None
+    text = settings.cdc_stop_position
+    if text is not None:
+        if text.startswith("server_time:"):
+            try:
+                commit_time = datetime.fromisoformat(text.removeprefix("server_time:"))
+            except ValueError:
+                raise ConfigError(
+                    f"cdc_stop_position {text!r}: expected server_time:<ISO 8601 time>"
+                ) from None
+            if commit_time.tzinfo is None:
+                commit_time = commit_time.replace(tzinfo=UTC)
+        else:
+            position = Position.parse(text)
+    return StopCondition(
+        idle_seconds=settings.stop_when_idle, position=position, commit_time=commit_time
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,6 +77,19 @@ class TaskSettings:
             first); ``False`` makes ``run`` refuse.
         type_overrides: ``{"schema.table.column": "native target type"}``.
         progress: show a progress line (``None``: when stderr is a terminal).
+        task_id: names the task's checkpoint in the target and its objects on the source
+            (PostgreSQL slot and publication ``replikit_<task_id>``); lowercase letters,
+            digits and ``_``, at most 40. ``None``: derived from the source and target URLs,
+            so running the same task again resumes it.
+        batch_apply: CDC applies the net change per key of each batch with bulk statements
+            (DMS ``BatchApplyEnabled``); ``False`` applies every change in source order.
+        batch_changes: most changes per target transaction during CDC.
+        cdc_start_position: where a CDC-only task starts the first time: ``"now"``
+            (default) or a position (``str(position)``, e.g. ``"pg:0/1A2B3C"``). Later runs
+            resume from the checkpoint.
+        cdc_stop_position: stop once a transaction at or after this position was applied, or
+            committed at or after ``"server_time:<ISO 8601>"`` (DMS ``CdcStopPosition``).
+        stop_when_idle: stop CDC after this many seconds without a source transaction.
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -50,6 +98,12 @@ class TaskSettings:
     allow_lossy: bool = True
     type_overrides: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
+    task_id: str | None = None
+    batch_apply: bool = False
+    batch_changes: int = 10_000
+    cdc_start_position: str | None = None
+    cdc_stop_position: str | None = None
+    stop_when_idle: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_table_prep_mode not in PREP_MODES:
@@ -61,6 +115,17 @@ class TaskSettings:
             raise ConfigError(f"parallel_tables must be >= 1; got {self.parallel_tables}")
         if self.split_rows is not None and self.split_rows < 1000:
             raise ConfigError(f"split_rows must be >= 1000 or None; got {self.split_rows}")
+        if self.task_id is not None and not _TASK_ID.fullmatch(self.task_id):
+            raise ConfigError(
+                f"task_id must be 1-40 lowercase letters, digits or '_'; got {self.task_id!r}"
+            )
+        if self.batch_changes < 1:
+            raise ConfigError(f"batch_changes must be >= 1; got {self.batch_changes}")
+        if self.stop_when_idle is not None and self.stop_when_idle < 0:
+            raise ConfigError(f"stop_when_idle must be >= 0; got {self.stop_when_idle}")
+        if self.cdc_start_position not in (None, "now"):
+            Position.parse(self.cdc_start_position)
+        _stop_condition(self)
 
     @classmethod
     def from_env(cls, prefix: str = "REPLIKIT_") -> TaskSettings:
@@ -70,9 +135,11 @@ class TaskSettings:
             raw = os.environ.get(prefix + f.name.upper())
             if raw is None or f.name == "type_overrides":
                 continue
-            if f.name in ("parallel_tables", "split_rows"):
+            if f.name in ("parallel_tables", "split_rows", "batch_changes"):
                 values[f.name] = None if raw.lower() == "none" else int(raw)
-            elif f.name in ("allow_lossy", "progress"):
+            elif f.name == "stop_when_idle":
+                values[f.name] = None if raw.lower() == "none" else float(raw)
+            elif f.name in ("allow_lossy", "progress", "batch_apply"):
                 values[f.name] = raw.lower() in ("1", "true", "yes", "on")
             else:
                 values[f.name] = raw
@@ -148,6 +215,8 @@ class Task:
         self._statistics = Statistics()
         self._pipeline: Pipeline | None = None
         self._catalog: Catalog | None = None
+        self._replicator: Replicator | None = None
+        self._stopping = threading.Event()
 
     def __repr__(self) -> str:
         return (
@@ -160,12 +229,20 @@ class Task:
             raise CapabilityError(f"{self.source.url} cannot be a source")
         if not self.target.capabilities.target:
             raise CapabilityError(f"{self.target.url} cannot be a target")
-        if self.migration_type != "full-load":
+        if self.migration_type != "full-load" and not self.source.capabilities.cdc:
             raise CapabilityError(
                 f"migration_type {self.migration_type!r} needs change data capture, which "
                 f"{type(self.source).__name__} does not support in this version; "
                 "use migration_type='full-load'"
             )
+
+    @property
+    def task_id(self) -> str:
+        """The task's name in checkpoints and on the source (see ``TaskSettings.task_id``)."""
+        if self.settings.task_id is not None:
+            return self.settings.task_id
+        digest = hashlib.sha256(f"{self.source.url}|{self.target.url}".encode()).hexdigest()
+        return "t" + digest[:12]
 
     def catalog(self) -> Catalog:
         """The selected source tables (reflected once per task)."""
@@ -235,6 +312,10 @@ class Task:
     def run(self) -> Statistics:
         """Run the task; return the statistics (also on failure, via ``statistics()``).
 
+        ``full-load`` returns when every table is loaded. ``cdc`` and ``full-load-and-cdc``
+        replicate until :meth:`stop`, a stop condition of the settings, or an error; run
+        again, they resume from the checkpoint stored in the target.
+
         Raises:
             ConfigError, ConnectError: before anything is written.
             ConversionError: unsupported columns, or lossy ones with ``allow_lossy=False``.
@@ -249,10 +330,205 @@ class Task:
                     + "; ".join(str(f) for f in lossy)
                 )
         try:
-            return pipe.run()
+            if self.migration_type == "full-load":
+                return pipe.run()
+            return self._run_cdc(pipe)
         finally:
             for ep in (self.source, self.target):
                 ep.close()
+
+    def stop(self) -> None:
+        """Stop a running CDC task gracefully: finish the batch, commit its checkpoint, return.
+
+        Thread-safe; ``run`` returns the statistics. Running the task again resumes.
+        """
+        self._stopping.set()
+        if self._replicator is not None:
+            self._replicator.stop()
+
+    def drop(self) -> None:
+        """Remove what this task created: the source's CDC objects (slot, publication,
+        triggers) and the task's control rows in the target. The target's tables stay."""
+        if self.source.capabilities.cdc:
+            self.source.cdc_teardown(task=self.task_id)
+        try:
+            writer = self.target.change_writer()
+        except CapabilityError:
+            return
+        try:
+            writer.drop_control(self.task_id)
+        finally:
+            writer.close()
+            for ep in (self.source, self.target):
+                ep.close()
+
+    # -- CDC ----------------------------------------------------------------------------------
+    def _run_cdc(self, pipe: Pipeline) -> Statistics:
+        plans = pipe.plans()
+        _refuse_unsupported(plans)
+        tables = list(self.catalog().tables)
+        tid = self.task_id
+        writer = self.target.change_writer()
+        try:
+            checkpoint = writer.read_checkpoint(tid)
+            self.source.cdc_setup(tables, task=tid)
+            replicator = Replicator(
+                self.source.cdc_reader(tables, task=tid),
+                writer,
+                plans,
+                task=tid,
+                transforms=self.transforms,
+                batch_apply=self.settings.batch_apply,
+                batch_changes=self.settings.batch_changes,
+                statistics=self._statistics,
+                replan=self._replan(pipe),
+            )
+            self._replicator = replicator
+            try:
+                if self._stopping.is_set():
+                    replicator.stop()
+                if self.migration_type == "full-load-and-cdc" and (
+                    checkpoint is None or checkpoint.phase == "full-load"
+                ):
+                    checkpoint = self._full_load_phase(replicator, writer, checkpoint, tables)
+                elif checkpoint is None:
+                    checkpoint = self._cdc_start(writer, plans, tables)
+                replicator.run(checkpoint, _stop_condition(self.settings))
+            finally:
+                replicator.close()
+        finally:
+            writer.close()
+        return self._statistics
+
+    def _cdc_start(
+        self, writer: ChangeWriter, plans: list[TablePlan], tables: list[TableSchema]
+    ) -> Checkpoint:
+        tid = self.task_id
+        text = self.settings.cdc_start_position
+        slot_start = self.source.cdc_start(tables, task=tid)
+        start = slot_start if text in (None, "now") else Position.parse(text)
+        self._ensure_target_tables(plans)
+        checkpoint = Checkpoint(tid, start=start, phase="cdc")
+        writer.write_checkpoint(checkpoint)
+        return checkpoint
+
+    def _ensure_target_tables(self, plans: list[TablePlan]) -> None:
+        """CDC-only: create missing target tables, check existing ones (never drop data)."""
+        full_writer = self.target.writer()
+        if not isinstance(full_writer, SupportsPrepare):
+            return
+        for plan in plans:
+            try:
+                full_writer.prepare([plan], "do-nothing")
+            except SchemaError as exc:
+                if "does not exist" not in str(exc):
+                    raise
+                full_writer.prepare([plan], "drop-and-create")
+                full_writer.finish([plan])
+
+    def _full_load_phase(
+        self,
+        replicator: Replicator,
+        writer: ChangeWriter,
+        checkpoint: Checkpoint | None,
+        tables: list[TableSchema],
+    ) -> Checkpoint:
+        tid = self.task_id
+        if checkpoint is None:
+            with self.source.cdc_snapshot(tables, task=tid) as (reader, start):
+                checkpoint = Checkpoint(tid, start=start, phase="full-load")
+                writer.write_checkpoint(checkpoint)
+                return self._load_and_cache(
+                    replicator, writer, checkpoint, reader, tables, resumed=False
+                )
+        todo = [t for t in tables if str(t.id) not in checkpoint.loaded]
+        log.info(
+            "resuming the full load of task %s: %d of %d tables to (re)load",
+            tid,
+            len(todo),
+            len(tables),
+        )
+        reader = self.source.reader(todo)
+        return self._load_and_cache(replicator, writer, checkpoint, reader, tables, resumed=True)
+
+    def _load_and_cache(
+        self,
+        replicator: Replicator,
+        writer: ChangeWriter,
+        checkpoint: Checkpoint,
+        reader: Reader,
+        tables: list[TableSchema],
+        *,
+        resumed: bool,
+    ) -> Checkpoint:
+        """Full load from ``reader`` while the change stream fills a cache; then apply it."""
+        s = self.settings
+        loaded = set(checkpoint.loaded)
+        state = {"checkpoint": checkpoint}
+
+        def table_loaded(plan: TablePlan) -> None:
+            loaded.add(str(plan.source.id))
+            state["checkpoint"] = replace(state["checkpoint"], loaded=frozenset(loaded))
+            writer.write_checkpoint(state["checkpoint"])
+
+        prep = s.target_table_prep_mode
+        if resumed and prep == "do-nothing":
+            prep = "truncate"  # a table loaded halfway must be emptied before loading again
+        full_writer = self.target.writer()
+        pipe = Pipeline(
+            reader,
+            full_writer,
+            transforms=self.transforms,
+            mappings=self.mappings,
+            type_overrides=s.type_overrides,
+            prep_mode=prep,
+            executor=self.executor,
+            parallel=self._parallel(),
+            split_rows=s.split_rows,
+            statistics=self._statistics,
+            progress=s.progress,
+            on_table_loaded=table_loaded,
+            finish=not resumed,
+        )
+        cache = ChangeCache()
+        try:
+            replicator.open(checkpoint)
+            for t in tables:
+                cache.hold(t.id)
+            done = threading.Event()
+            feeder = threading.Thread(
+                target=replicator.cache_until, args=(cache, done), name="replikit-cdc-cache"
+            )
+            feeder.start()
+            try:
+                pipe.run()
+                if resumed and isinstance(full_writer, SupportsPrepare):
+                    full_writer.finish(self.pipeline().plans())
+            finally:
+                done.set()
+                feeder.join()
+            checkpoint = replace(
+                state["checkpoint"],
+                phase="cdc",
+                loaded=frozenset(str(t.id) for t in tables),
+            )
+            replicator.apply_cache(cache, [t.id for t in tables])
+            writer.write_checkpoint(checkpoint)
+        finally:
+            cache.close()
+        return checkpoint
+
+    def _replan(self, pipe: Pipeline) -> Callable[[TablePlan, SchemaChange], TablePlan]:
+        originals = {t.id: t for t in self.catalog().tables}
+
+        def replan(plan: TablePlan, change: SchemaChange) -> TablePlan:
+            original = originals[change.table]
+            known = {c.name for c in original.columns}
+            added = tuple(c for c in change.added if c.name not in known)
+            originals[change.table] = replace(original, columns=original.columns + added)
+            return pipe.plan_for(originals[change.table])
+
+        return replan
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""
@@ -261,3 +537,17 @@ class Task:
     def ddl(self) -> list[str]:
         """The target DDL statements the task would run."""
         return list(self.plan().ddl)
+
+
+def _refuse_unsupported(plans: Sequence[TablePlan]) -> None:
+    bad = [
+        f"{p.source.id}.{c.source.name} ({c.reason})"
+        for p in plans
+        for c in p.columns
+        if c.fidelity.value == "unsupported"
+    ]
+    if bad:
+        raise ConversionError(
+            "these columns cannot be converted: " + "; ".join(bad) + ". Exclude the tables, "
+            "drop the columns with a transform, or set a type override."
+        )

@@ -11,17 +11,19 @@ from __future__ import annotations
 import abc
 import importlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from replikit.errors import ConfigError, MissingDependencyError
+from replikit.errors import CapabilityError, ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from replikit.mapping import Selection
-    from replikit.pipeline.contracts import Reader, Writer
+    from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Reader, Writer
+    from replikit.positions import Position
     from replikit.schema.convert import Dialect
-    from replikit.schema.model import Catalog
+    from replikit.schema.model import Catalog, TableSchema
 
 __all__ = ["Capabilities", "Endpoint", "endpoint", "mask_url", "register"]
 
@@ -85,6 +87,54 @@ class Endpoint(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (endpoints without pools do nothing)."""
+
+    # -- change data capture (endpoints with ``capabilities.cdc``) -----------------------
+    # ``task`` names the replication task; source objects (slot, publication, triggers) and
+    # control rows are named after it, so two tasks on one source never collide.
+
+    def _no_cdc(self, what: str) -> CapabilityError:
+        return CapabilityError(
+            f"{type(self).__name__} ({self.url}) does not support change data capture "
+            f"({what}); use migration_type='full-load'"
+        )
+
+    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
+        """Check the source can feed CDC for ``tables`` and create what it needs (idempotent).
+
+        Raises :class:`~replikit.ConfigError` naming the setting, privilege or table (e.g. a
+        table without a primary key or replica identity) before anything is created.
+        """
+        raise self._no_cdc("cdc_setup")
+
+    def cdc_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> AbstractContextManager[tuple[Reader, Position]]:
+        """A full-load reader consistent with a CDC start position: ``with ... as (reader, pos)``.
+
+        Every change committed after the snapshot the reader sees is delivered by a change
+        reader started at ``pos``; none before it is. The reader stays valid inside the block.
+        """
+        raise self._no_cdc("cdc_snapshot")
+
+    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
+        """The position "now" for a CDC-only task (creating the source's stream if needed)."""
+        raise self._no_cdc("cdc_start")
+
+    def cdc_reader(
+        self, tables: Sequence[TableSchema], *, task: str, **options: Any
+    ) -> ChangeReader:
+        """A change reader for ``tables``; ``transactions(start)`` picks the position."""
+        raise self._no_cdc("cdc_reader")
+
+    def cdc_teardown(self, *, task: str) -> None:
+        """Remove what :meth:`cdc_setup` / :meth:`cdc_snapshot` created (idempotent)."""
+        raise self._no_cdc("cdc_teardown")
+
+    def change_writer(self, **options: Any) -> ChangeWriter:
+        """A CDC apply writer into this endpoint (checkpoints in its control tables)."""
+        raise CapabilityError(
+            f"{type(self).__name__} ({self.url}) cannot apply changes as a CDC target"
+        )
 
     def __enter__(self) -> Endpoint:
         return self

@@ -11,18 +11,21 @@ through untouched when types match).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from replikit.changes import Transaction
 from replikit.positions import Position
-from replikit.schema.convert import TablePlan
+from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId, TableSchema
 
 __all__ = [
     "Batch",
     "ChangeReader",
+    "ChangeWriter",
+    "Checkpoint",
     "KeyRange",
     "Reader",
     "SupportsPrepare",
@@ -149,4 +152,79 @@ class ChangeReader(Protocol):
 
     def close(self) -> None:
         """Stop reading and release the connection."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A task's recovery state, kept in the target's ``replikit_checkpoints`` control table.
+
+    ``position`` points after the last source transaction whose changes the target committed
+    (``None`` until CDC applied something: resume from ``start``). ``start`` is where CDC
+    begins: the position the full load's snapshot is consistent with, or "now" for a CDC-only
+    task. ``phase`` is ``"full-load"`` until every selected table is loaded, then ``"cdc"``.
+    ``loaded`` holds the source table names (``str(TableId)``) whose full load finished.
+    ``commit_ts`` is the source commit time of the transaction at ``position``.
+    """
+
+    task: str
+    start: Position | None = None
+    position: Position | None = None
+    phase: Literal["full-load", "cdc"] = "cdc"
+    loaded: frozenset[str] = field(default_factory=frozenset)
+    commit_ts: datetime | None = None
+
+    @property
+    def resume(self) -> Position | None:
+        """Where CDC continues: after the last applied transaction, else at ``start``."""
+        return self.position if self.position is not None else self.start
+
+
+@runtime_checkable
+class ChangeWriter(Protocol):
+    """Applies CDC transactions to a target, committing the checkpoint with the data.
+
+    Changes handed to :meth:`apply` are already transformed and mapped: ``change.table`` is the
+    plan's ``target_id`` and column names (in ``key``, ``before``, ``after``) are the planned
+    *source* column names (``ColumnPlan.source.name``), exactly as full-load batches carry
+    them; values are canonical Python values, adapted by the plan's column adapters. Apply is
+    idempotent (upsert by key, delete-if-exists, partial ``UPDATE ... WHERE key``), so a replay
+    after a crash or the overlap of a full-load snapshot converges. Used from one thread.
+    """
+
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        """The stored checkpoint of ``task`` (``None``: never started, or dropped)."""
+        ...
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` on its own (creates the control tables when missing)."""
+        ...
+
+    def apply(
+        self,
+        plans: Mapping[TableId, TablePlan],
+        transactions: Sequence[Transaction],
+        *,
+        checkpoint: Checkpoint | None,
+        batch: bool,
+    ) -> None:
+        """Apply ``transactions`` in one target transaction, with ``checkpoint`` if given.
+
+        ``plans`` is keyed by target table id. ``batch=True``: net change per key over all of
+        ``transactions`` (``replikit.pipeline.netchange``) written with bulk statements;
+        ``batch=False``: every change in source order. Either way everything, checkpoint
+        included, commits together or not at all. Errors name table, key and column.
+        """
+        ...
+
+    def add_columns(self, plan: TablePlan, columns: Sequence[ColumnPlan]) -> None:
+        """Add new nullable columns to ``plan``'s target table (a source schema change)."""
+        ...
+
+    def drop_control(self, task: str) -> None:
+        """Forget ``task``'s control rows; drop the control tables when no task is left."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
         ...

@@ -10,11 +10,12 @@ are identical, rows pass through undecoded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
+from replikit._failpoints import failpoint
 from replikit.changes import Change, Op
 from replikit.errors import ConfigError, ConversionError, TaskError
 from replikit.mapping import Mappings
@@ -61,6 +62,10 @@ class Pipeline:
         split_rows: split tables above this many (estimated) rows into key ranges.
         statistics: where counters go (a new :class:`Statistics` by default).
         progress: show a progress line on stderr (``None``: only when it is a terminal).
+        on_table_loaded: called (in the thread that called ``run``) with each table's plan
+            as soon as its last unit is written, before indexes and keys are added.
+        finish: add indexes, keys and sequence values after the load (the writer's
+            ``finish``); ``False`` leaves that to the caller.
     """
 
     def __init__(
@@ -78,6 +83,8 @@ class Pipeline:
         split_rows: int | None = None,
         statistics: Statistics | None = None,
         progress: bool | None = None,
+        on_table_loaded: Callable[[TablePlan], None] | None = None,
+        finish: bool = True,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -95,6 +102,8 @@ class Pipeline:
         self.split_rows = split_rows
         self.statistics = statistics if statistics is not None else Statistics()
         self.progress = progress
+        self.on_table_loaded = on_table_loaded
+        self.finish = finish
         self._plans: list[TablePlan] | None = None
         self._sources: dict[TableId, TableSchema] = {}
 
@@ -117,22 +126,23 @@ class Pipeline:
     def plans(self) -> list[TablePlan]:
         """One :class:`TablePlan` per table of the reader (computed once)."""
         if self._plans is None:
-            source = _dialect_of(self.reader).name
-            target = _dialect_of(self.writer)
             plans = []
             for table in self.reader.tables:
-                tid = self._target_id(table.id)
-                plan = plan_table(
-                    self._shape(table),
-                    source_dialect=source,
-                    target=target,
-                    target_id=tid,
-                    type_overrides=self.type_overrides,
-                )
-                self._sources[tid] = table
+                plan = self.plan_for(table)
+                self._sources[plan.target_id] = table
                 plans.append(plan)
             self._plans = link_foreign_keys(plans)
         return self._plans
+
+    def plan_for(self, table: TableSchema) -> TablePlan:
+        """Plan one source table as this pipeline would (transforms, mappings, overrides)."""
+        return plan_table(
+            self._shape(table),
+            source_dialect=_dialect_of(self.reader).name,
+            target=_dialect_of(self.writer),
+            target_id=self._target_id(table.id),
+            type_overrides=self.type_overrides,
+        )
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> Statistics:
@@ -168,7 +178,7 @@ class Pipeline:
             if callable(close):
                 close()
         done = [p for p in plans if str(p.source.id) not in failed]
-        if isinstance(self.writer, SupportsPrepare) and done:
+        if self.finish and isinstance(self.writer, SupportsPrepare) and done:
             self.writer.finish(done)
         for p in done:
             self.statistics.finish(str(p.source.id), TableState.COMPLETED)
@@ -223,7 +233,9 @@ class Pipeline:
         name = str(plan.source.id)
         exc = fut.exception()
         if exc is None:
-            self.statistics.unit_done(name)
+            last = self.statistics.unit_done(name)
+            if last and self.on_table_loaded is not None and name not in failed:
+                self.on_table_loaded(plan)
             return
         if not isinstance(exc, Exception):
             raise exc
@@ -258,6 +270,7 @@ class Pipeline:
         for batch in batches:
             yield batch
             self.statistics.rows(name, len(batch))
+            failpoint("full-load.batch")
 
     def _batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
         batches = self.reader.read(unit)

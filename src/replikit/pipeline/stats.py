@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-__all__ = ["Statistics", "TableState", "TableStats"]
+__all__ = ["CdcStats", "Statistics", "TableState", "TableStats"]
 
 
 class TableState(enum.StrEnum):
@@ -20,6 +21,7 @@ class TableState(enum.StrEnum):
     BEFORE_LOAD = "Before load"
     FULL_LOAD = "Full load"
     COMPLETED = "Table completed"
+    REPLICATING = "Replicating"
     ERROR = "Table error"
     CANCELLED = "Table cancelled"
 
@@ -35,6 +37,11 @@ class TableStats:
     estimated_rows: int | None = None
     units_total: int = 0
     units_done: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+    ddls: int = 0
     start: datetime | None = None
     end: datetime | None = None
     error: str | None = None
@@ -65,12 +72,83 @@ class TableStats:
         return d
 
 
+class CdcStats:
+    """Task-wide CDC counters and the latency of applied transactions.
+
+    Latency is source commit -> target commit, over the most recent ``window`` transactions.
+    """
+
+    def __init__(self, window: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._latency: deque[float] = deque(maxlen=window)
+        self.transactions = 0
+        self.changes = 0
+        self.batches = 0
+        self.position: str | None = None
+        self.source_commit_ts: datetime | None = None
+        self.cached_changes = 0
+
+    def applied(self, transactions: int, changes: int, latencies: list[float], pos: str) -> None:
+        """Record one committed target batch."""
+        with self._lock:
+            self.transactions += transactions
+            self.changes += changes
+            self.batches += 1
+            self._latency.extend(latencies)
+            self.position = pos
+
+    def percentile(self, q: float) -> float | None:
+        """Latency percentile in seconds (``q`` in 0..100); None before any sample."""
+        with self._lock:
+            data = sorted(self._latency)
+        if not data:
+            return None
+        index = min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))
+        return data[index]
+
+    @property
+    def latency_p50(self) -> float | None:
+        """Median source-commit -> target-commit latency in seconds."""
+        return self.percentile(50)
+
+    @property
+    def latency_p99(self) -> float | None:
+        """99th percentile source-commit -> target-commit latency in seconds."""
+        return self.percentile(99)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        p50, p99 = self.latency_p50, self.latency_p99
+        return {
+            "transactions": self.transactions,
+            "changes": self.changes,
+            "batches": self.batches,
+            "cached_changes": self.cached_changes,
+            "position": self.position,
+            "latency_p50_ms": None if p50 is None else round(p50 * 1000, 2),
+            "latency_p99_ms": None if p99 is None else round(p99 * 1000, 2),
+        }
+
+    def __str__(self) -> str:
+        p50, p99 = self.latency_p50, self.latency_p99
+        lat = (
+            f", latency p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+            if p50 is not None and p99 is not None
+            else ""
+        )
+        return (
+            f"CDC: {self.transactions:,} transactions, {self.changes:,} changes applied "
+            f"in {self.batches:,} target commits{lat}; position {self.position}"
+        )
+
+
 class Statistics:
-    """Thread-safe statistics of a task: one :class:`TableStats` per table."""
+    """Thread-safe statistics of a task: one :class:`TableStats` per table, plus :attr:`cdc`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tables: dict[str, TableStats] = {}
+        self.cdc = CdcStats()
 
     def add(self, table: str, target: str, estimated_rows: int | None) -> TableStats:
         """Register a table (idempotent)."""
@@ -122,6 +200,23 @@ class Statistics:
             st.end = datetime.now(UTC)
             st._t1 = time.perf_counter()
 
+    def count_changes(self, table: str, op: str, n: int = 1) -> None:
+        """Count ``n`` applied changes of ``op`` (insert/update/delete/truncate/ddl)."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is not None:
+                attr = "ddls" if op == "ddl" else op + "s"
+                setattr(st, attr, getattr(st, attr) + n)
+
+    def set_state(self, table: str, state: TableState, error: str | None = None) -> None:
+        """Move a table to ``state`` (CDC: replicating, or an error that stops the table)."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is not None:
+                st.state = state
+                if error is not None:
+                    st.error = error
+
     @property
     def total_rows(self) -> int:
         """Rows loaded over all tables."""
@@ -136,15 +231,23 @@ class Statistics:
         return [t.as_dict() for t in self]
 
     def __str__(self) -> str:
+        cdc = self.cdc.batches > 0
         head = f"{'table':<36} {'state':<16} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
+        if cdc:
+            head += f" {'inserts':>9} {'updates':>9} {'deletes':>9} {'ddls':>5}"
         lines = [head, "-" * len(head)]
         for t in self:
-            lines.append(
+            line = (
                 f"{t.table[:36]:<36} {t.state.value:<16} {t.full_load_rows:>12,} "
                 f"{t.seconds:>9.2f} {t.rows_per_second:>12,.0f}"
             )
+            if cdc:
+                line += f" {t.inserts:>9,} {t.updates:>9,} {t.deletes:>9,} {t.ddls:>5,}"
+            lines.append(line)
             if t.error:
                 lines.append(f"    error: {t.error}")
+        if cdc:
+            lines.append(str(self.cdc))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

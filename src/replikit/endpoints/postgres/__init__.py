@@ -9,6 +9,7 @@ reach every connection this endpoint opens. The heavy modules (``reflect``, ``so
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from replikit.endpoints.base import Capabilities, Endpoint
@@ -18,8 +19,12 @@ from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
 if TYPE_CHECKING:
+    from replikit.endpoints.postgres.apply import PostgresChangeWriter
+    from replikit.endpoints.postgres.cdc import PostgresChangeReader
     from replikit.endpoints.postgres.source import PostgresReader
     from replikit.endpoints.postgres.target import PostgresWriter
+    from replikit.pipeline.contracts import Reader
+    from replikit.positions import Position
 
 __all__ = ["PostgresDialect", "PostgresEndpoint"]
 
@@ -68,6 +73,47 @@ class PostgresEndpoint(Endpoint):
         from replikit.endpoints.postgres.target import PostgresWriter
 
         return PostgresWriter(self.params, **options)
+
+    # -- CDC: logical decoding (pgoutput) -------------------------------------------------
+    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
+        """Preflight (wal_level, privileges, replica identity) and the task's publication."""
+        from replikit.endpoints.postgres import cdc
+
+        cdc.setup(self.params, tables, task=task)
+
+    def cdc_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> AbstractContextManager[tuple[Reader, Position]]:
+        """The task's slot, created with an exported snapshot that the full-load reader uses."""
+        from replikit.endpoints.postgres import cdc
+
+        return cdc.snapshot(self.params, tables, task=task)
+
+    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
+        """The task's slot (created if missing) and its position: "now" for a CDC-only task."""
+        from replikit.endpoints.postgres import cdc
+
+        return cdc.start(self.params, tables, task=task)
+
+    def cdc_reader(
+        self, tables: Sequence[TableSchema], *, task: str, **options: Any
+    ) -> PostgresChangeReader:
+        """A pgoutput change reader on the task's slot (streaming; ``mode="poll"`` for SQL)."""
+        from replikit.endpoints.postgres.cdc import PostgresChangeReader
+
+        return PostgresChangeReader(self.params, tables, task=task, **options)
+
+    def cdc_teardown(self, *, task: str) -> None:
+        """Drop the task's slot and publication (idempotent)."""
+        from replikit.endpoints.postgres import cdc
+
+        cdc.teardown(self.params, task=task)
+
+    def change_writer(self, **options: Any) -> PostgresChangeWriter:
+        """A CDC apply writer (checkpoints in ``replikit.replikit_checkpoints``)."""
+        from replikit.endpoints.postgres.apply import PostgresChangeWriter
+
+        return PostgresChangeWriter(self.params, **options)
 
     def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
         if tables is not None and all(isinstance(t, TableSchema) for t in tables):

@@ -1,0 +1,390 @@
+"""The CDC stage of a pipeline: read source transactions, apply them, checkpoint, acknowledge.
+
+:class:`Replicator` runs a :class:`~replikit.pipeline.contracts.ChangeReader` in a thread of its
+own that fills a bounded queue (backpressure: a slow target stops the reader, memory stays
+bounded); the calling thread takes transactions off the queue, transforms and maps them to the
+target, and applies them with a :class:`~replikit.pipeline.contracts.ChangeWriter`. Batching is
+adaptive: every transaction already queued (up to ``batch_changes``) goes into one target
+transaction, so an idle stream applies each transaction at once (low latency) and a backlog
+drains in large batches (throughput). The checkpoint -- the position after the last source
+transaction of the batch -- commits in the same target transaction, and only then is the
+source acknowledged: a crash at any point replays from the checkpoint, which idempotent apply
+turns into exactly-once effect on a transactional target.
+
+During a full load the same queue feeds a :class:`~replikit.pipeline.cache.ChangeCache`
+instead (:meth:`Replicator.cache_until`): changes of tables being loaded are held, then applied
+after the load (DMS "cached changes") before the stream continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from replikit._failpoints import failpoint
+from replikit.changes import Change, SchemaChange, Transaction
+from replikit.errors import ConfigError, Error
+from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
+from replikit.pipeline.stats import Statistics, TableState
+from replikit.positions import Position
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.model import TableId
+from replikit.transforms import Transform
+
+__all__ = ["Replicator", "StopCondition"]
+
+log = logging.getLogger(__name__)
+
+_END = object()  # the reader's iterator ended
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopCondition:
+    """When a replicator stops on its own (besides :meth:`Replicator.stop`).
+
+    Attributes:
+        idle_seconds: no source transaction for this long (``None``: never).
+        position: a transaction at or after this position was applied.
+        commit_time: a transaction committed at or after this time was applied.
+    """
+
+    idle_seconds: float | None = None
+    position: Position | None = None
+    commit_time: datetime | None = None
+
+    def reached(self, tx: Transaction) -> bool:
+        """Whether applying ``tx`` meets the position or time condition."""
+        if self.position is not None and not tx.position < self.position:
+            return True
+        if self.commit_time is not None and tx.commit_ts is not None:
+            return tx.commit_ts >= self.commit_time
+        return False
+
+
+class _Stream:
+    """The reader thread and its bounded queue."""
+
+    def __init__(self, reader: ChangeReader, start: Position | None, maxsize: int) -> None:
+        self.reader = reader
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(start,), name="replikit-cdc-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, start: Position | None) -> None:
+        try:
+            for tx in self.reader.transactions(start):
+                if not self._put(tx):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the applying thread, which re-raises it
+            self._put(exc)
+
+    def get(self, timeout: float) -> Any:
+        """The next transaction, ``_END``, an exception, or ``None`` after ``timeout``."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def get_nowait(self) -> Any:
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self.reader.close()
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():  # pragma: no cover - a reader that ignores close()
+            log.warning("the CDC reader thread did not stop within 10 s")
+
+
+def _transform(change: Change, transforms: Sequence[Transform]) -> Change | None:
+    current: Change | None = change
+    for t in transforms:
+        if current is None:
+            return None
+        current = t(current)
+    return current
+
+
+class Replicator:
+    """Applies a source's change stream to a target, with checkpoints (see module docs).
+
+    Args:
+        reader: the source's change reader.
+        writer: the target's change writer.
+        plans: one plan per replicated table (``plan.source.id`` is the source table).
+        task: the task name the checkpoint is stored under.
+        transforms: applied to every change, in order (``None`` drops the change).
+        batch_apply: net change per key per batch with bulk statements (fast path), instead
+            of applying every change in source order (transactional apply).
+        batch_changes: most changes per target transaction.
+        queue_transactions: source transactions buffered between reader and applier.
+        statistics: where per-table and CDC counters go.
+        replan: builds a plan for a source table whose columns changed (``add_columns``).
+    """
+
+    def __init__(
+        self,
+        reader: ChangeReader,
+        writer: ChangeWriter,
+        plans: Sequence[TablePlan],
+        *,
+        task: str,
+        transforms: Sequence[Transform] = (),
+        batch_apply: bool = False,
+        batch_changes: int = 10_000,
+        queue_transactions: int = 10_000,
+        statistics: Statistics | None = None,
+        replan: Callable[[TablePlan, SchemaChange], TablePlan] | None = None,
+    ) -> None:
+        if batch_changes < 1 or queue_transactions < 1:
+            raise ConfigError("batch_changes and queue_transactions must be >= 1")
+        self.reader = reader
+        self.writer = writer
+        self.task = task
+        self.transforms = tuple(transforms)
+        self.batch_apply = batch_apply
+        self.batch_changes = batch_changes
+        self.queue_transactions = queue_transactions
+        self.statistics = statistics if statistics is not None else Statistics()
+        self._replan = replan
+        self._by_source: dict[TableId, TablePlan] = {p.source.id: p for p in plans}
+        self._stopped: dict[TableId, str] = {}
+        self._stop = threading.Event()
+        self._stream: _Stream | None = None
+        self._cached_upto: Transaction | None = None
+        self._pushback: Any = None
+        self.checkpoint: Checkpoint | None = None
+        for p in plans:
+            self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
+
+    # -- control ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish its batch, commit its checkpoint and return (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def plans(self) -> dict[TableId, TablePlan]:
+        """Current plans by target table id (schema changes replace them)."""
+        return {p.target_id: p for p in self._by_source.values()}
+
+    def open(self, checkpoint: Checkpoint) -> None:
+        """Start the reader thread at ``checkpoint.resume``."""
+        if self._stream is None:
+            self.checkpoint = checkpoint
+            self._stream = _Stream(self.reader, checkpoint.resume, self.queue_transactions)
+
+    def close(self) -> None:
+        """Stop the reader thread and close the reader."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        else:
+            self.reader.close()
+
+    # -- full load phase: cache ---------------------------------------------------------------
+    def cache_until(self, cache: ChangeCache, done: threading.Event) -> None:
+        """Move queued transactions into ``cache`` until ``done`` is set (run in a thread).
+
+        Stops between transactions, so what stays in the queue follows what was cached.
+        """
+        stream = self._require_stream()
+        while not done.is_set():
+            item = stream.get(0.1)
+            if item is None:
+                continue
+            if item is _END or isinstance(item, BaseException):
+                self._pushback = item
+                return
+            cache.add(item)
+            self.statistics.cdc.cached_changes += len(item)
+            self._cached_upto = item
+
+    def apply_cache(self, cache: ChangeCache, tables: Iterable[TableId]) -> None:
+        """Apply every held change of ``tables`` (source ids), table by table, idempotently.
+
+        No checkpoint position is written: a crash here replays from the stored position,
+        which converges because apply is idempotent.
+        """
+        last = self._cached_upto
+        if last is None:
+            for table in tables:
+                if cache.is_held(table):
+                    list(cache.release(table))
+            return
+        for table in tables:
+            chunk: list[Change] = []
+            for change in cache.release(table):
+                chunk.append(change)
+                if len(chunk) >= self.batch_changes:
+                    self._apply_cached(chunk, last)
+                    chunk = []
+            if chunk:
+                self._apply_cached(chunk, last)
+
+    def _apply_cached(self, changes: list[Change], last: Transaction) -> None:
+        tx = Transaction(tuple(changes), last.position, last.commit_ts, last.txid)
+        mapped = self._map(tx)
+        if mapped.changes:
+            self.writer.apply(self.plans, [mapped], checkpoint=None, batch=self.batch_apply)
+            self._count(mapped)
+
+    # -- CDC phase --------------------------------------------------------------------------
+    def run(self, checkpoint: Checkpoint, stop: StopCondition | None = None) -> Checkpoint:
+        """Apply transactions until stopped; return the last committed checkpoint.
+
+        Raises the reader's or the writer's error after committing what was applied before it.
+        """
+        self.open(checkpoint)
+        stream = self._require_stream()
+        stop = stop or StopCondition()
+        self.checkpoint = checkpoint
+        for p in self._by_source.values():
+            if p.source.id not in self._stopped:
+                self.statistics.set_state(str(p.source.id), TableState.REPLICATING)
+        pending, self._pushback = self._pushback, None
+        last_activity = time.monotonic()
+        while not self._stop.is_set():
+            item = pending if pending is not None else stream.get(0.2)
+            pending = None
+            if item is None:
+                idle = stop.idle_seconds
+                if idle is not None and time.monotonic() - last_activity >= idle:
+                    log.info("no source transaction for %.1f s: stopping", idle)
+                    break
+                continue
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            last_activity = time.monotonic()
+            batch, pending, reached = self._take_batch(stream, item, stop)
+            self._flush(batch)
+            if reached:
+                break
+        return self.checkpoint
+
+    def _take_batch(
+        self, stream: _Stream, first: Transaction, stop: StopCondition
+    ) -> tuple[list[Transaction], Any, bool]:
+        """``first`` plus what is already queued; a schema change or a stop point ends it."""
+        batch: list[Transaction] = []
+        size = 0
+        item: Any = first
+        while True:
+            if item.schema_changes and batch:
+                return batch, item, False  # apply what came before the new shape first
+            if item.schema_changes:
+                self._schema_changes(item.schema_changes)
+            batch.append(item)
+            size += len(item)
+            if stop.reached(item):
+                return batch, None, True
+            if size >= self.batch_changes:
+                return batch, None, False
+            item = stream.get_nowait()
+            if item is None:
+                return batch, None, False
+            if item is _END or isinstance(item, BaseException):
+                return batch, item, False
+
+    def _flush(self, batch: list[Transaction]) -> None:
+        if not batch:
+            return
+        assert self.checkpoint is not None
+        last = batch[-1]
+        mapped = [self._map(tx) for tx in batch]
+        checkpoint = replace(
+            self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc"
+        )
+        self.writer.apply(self.plans, mapped, checkpoint=checkpoint, batch=self.batch_apply)
+        committed = datetime.now(UTC)
+        failpoint("apply.after-commit")
+        self.checkpoint = checkpoint
+        self.reader.ack(last.position)
+        for tx in mapped:
+            self._count(tx)
+        latencies = [
+            (committed - tx.commit_ts).total_seconds() for tx in batch if tx.commit_ts is not None
+        ]
+        self.statistics.cdc.applied(
+            len(batch), sum(len(tx) for tx in mapped), latencies, str(last.position)
+        )
+        self.statistics.cdc.source_commit_ts = last.commit_ts
+
+    # -- mapping --------------------------------------------------------------------------------
+    def _map(self, tx: Transaction) -> Transaction:
+        changes = []
+        for change in tx.changes:
+            plan = self._by_source.get(change.table)
+            if plan is None or change.table in self._stopped:
+                continue
+            current = _transform(change, self.transforms)
+            if current is not None:
+                changes.append(replace(current, table=plan.target_id))
+        return replace(tx, changes=tuple(changes), schema_changes=())
+
+    def _count(self, tx: Transaction) -> None:
+        sources = {p.target_id: str(p.source.id) for p in self._by_source.values()}
+        counts: dict[tuple[str, str], int] = {}
+        for change in tx.changes:
+            key = (sources[change.table], change.op.value)
+            counts[key] = counts.get(key, 0) + 1
+        for (table, op), n in counts.items():
+            self.statistics.count_changes(table, op, n)
+
+    def _schema_changes(self, changes: Sequence[SchemaChange]) -> None:
+        for sc in changes:
+            plan = self._by_source.get(sc.table)
+            if plan is None or sc.table in self._stopped:
+                continue
+            name = str(sc.table)
+            if sc.additive and self._replan is not None:
+                new_plan = self._replan(plan, sc)
+                known = {c.name for c in plan.columns}
+                added: list[ColumnPlan] = [c for c in new_plan.columns if c.name not in known]
+                self.writer.add_columns(new_plan, added)
+                self._by_source[sc.table] = new_plan
+                self.statistics.count_changes(name, "ddl")
+                log.info("%s: added column(s) %s to the target", name, [c.name for c in added])
+                continue
+            why = sc.description or (
+                f"columns dropped {list(sc.dropped)}, changed {list(sc.changed)}, "
+                f"added {[c.name for c in sc.added]}"
+            )
+            message = (
+                f"table {name} stopped: its source schema changed in a way replikit does not "
+                f"follow ({why}); its changes are no longer applied. Reload it (run the task "
+                "again with full-load-and-cdc after `replikit drop`) or exclude it."
+            )
+            log.error("%s", message)
+            self._stopped[sc.table] = message
+            self.statistics.count_changes(name, "ddl")
+            self.statistics.set_state(name, TableState.ERROR, message)
+
+    def _require_stream(self) -> _Stream:
+        if self._stream is None:
+            raise Error("the replicator is not open; call open(checkpoint) first")
+        return self._stream
