@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from replikit import __version__
+from replikit.endpoints.base import Endpoint, endpoint
 from replikit.errors import Error, TaskError
 from replikit.mapping import Mappings, Selection
 from replikit.pipeline.runner import PREP_MODES
@@ -44,7 +47,8 @@ def _add_endpoints(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="replikit", description="Move and replicate databases: full load, plan, demo."
+        prog="replikit",
+        description="Move and replicate databases: full load, CDC, plan, demo.",
     )
     parser.add_argument("--version", action="version", version=f"replikit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -77,8 +81,63 @@ def _parser() -> argparse.ArgumentParser:
     _add_endpoints(plan)
     plan.add_argument("--ddl", action="store_true", help="also print the target DDL")
 
+    rep = sub.add_parser(
+        "replicate",
+        help="full load + change data capture (or CDC only) until Ctrl-C; run again to resume",
+    )
+    _add_endpoints(rep)
+    rep.add_argument(
+        "--mode",
+        choices=("full-load-and-cdc", "cdc"),
+        default="full-load-and-cdc",
+        help="full-load-and-cdc (default) or cdc (changes from now on only)",
+    )
+    rep.add_argument(
+        "--batch-apply",
+        action="store_true",
+        help="apply the net change per key of each batch in bulk (fast) instead of every "
+        "change in source order",
+    )
+    rep.add_argument(
+        "--stop-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop after SECONDS without a source transaction (default: run until Ctrl-C)",
+    )
+    rep.add_argument(
+        "--task-id", help="name of the task's checkpoint and source objects (default: derived)"
+    )
+    rep.add_argument(
+        "--prep",
+        choices=PREP_MODES,
+        default="drop-and-create",
+        help="what the full load does with existing target tables (default: drop-and-create)",
+    )
+    rep.add_argument(
+        "--cdc-setup",
+        action="store_true",
+        help="SQLite source: install the change triggers replikit needs (opt-in)",
+    )
+    rep.add_argument("--no-progress", action="store_true", help="never show a progress line")
+
+    drop = sub.add_parser(
+        "drop", help="remove a task's slot, publication, triggers and control rows"
+    )
+    drop.add_argument("source", metavar="SRC_URL", help="source URL")
+    drop.add_argument("target", metavar="DST_URL", help="target URL")
+    drop.add_argument("--task-id", help="the task's id (default: derived from the URLs)")
+
+    setup = sub.add_parser(
+        "cdc-setup", help="check a source for CDC and create what it needs (SQLite: triggers)"
+    )
+    setup.add_argument("source", metavar="SRC_URL", help="source URL")
+    setup.add_argument("--include", action="append", default=[], metavar="PATTERN")
+    setup.add_argument("--exclude", action="append", default=[], metavar="PATTERN")
+    setup.add_argument("--task-id", default="default", help="names the source objects")
+
     demo = sub.add_parser("demo", help="copy a bundled sample database, SQLite to SQLite")
     demo.add_argument("--dir", help="where to put the demo databases (default: a temp dir)")
+    demo.add_argument("--no-cdc", action="store_true", help="full load only, no live CDC part")
     return parser
 
 
@@ -131,10 +190,89 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source(url: str, cdc_setup: bool) -> Endpoint:
+    if cdc_setup and url.startswith("sqlite"):
+        return endpoint(url, cdc_setup=True)
+    return endpoint(url)
+
+
+def _cmd_replicate(args: argparse.Namespace) -> int:
+    settings = TaskSettings(
+        target_table_prep_mode=args.prep,
+        task_id=args.task_id,
+        batch_apply=args.batch_apply,
+        stop_when_idle=args.stop_when_idle,
+        progress=False if (args.no_progress or args.json) else None,
+    )
+    mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
+    task = Task(
+        _source(args.source, args.cdc_setup),
+        args.target,
+        migration_type=args.mode,
+        mappings=mappings,
+        settings=settings,
+    )
+    interrupts = 0
+
+    def graceful(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        print(
+            "replikit: stopping after the current batch (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+        task.stop()
+
+    old_int = signal.signal(signal.SIGINT, graceful)
+    old_term = signal.signal(signal.SIGTERM, graceful)
+    status, error = 0, None
+    try:
+        task.run()
+    except TaskError as exc:
+        status, error = 1, str(exc)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    stats = task.statistics()
+    if args.json:
+        out = {
+            "ok": status == 0,
+            "task_id": task.task_id,
+            "tables": stats.as_dicts(),
+            "cdc": stats.cdc.as_dict(),
+            "error": error,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(stats)
+        print(f"task {task.task_id}: run the same command again to resume")
+        if error:
+            print(f"replikit: {error}", file=sys.stderr)
+    return status
+
+
+def _cmd_drop(args: argparse.Namespace) -> int:
+    task = Task(args.source, args.target, settings=TaskSettings(task_id=args.task_id))
+    task.drop()
+    print(f"dropped task {task.task_id}: source CDC objects and target control rows")
+    return 0
+
+
+def _cmd_cdc_setup(args: argparse.Namespace) -> int:
+    source = _source(args.source, True)
+    selection = Selection(tuple(args.include), tuple(args.exclude))
+    tables = list(source.reflect(selection).tables)
+    source.cdc_setup(tables, task=args.task_id)
+    print(f"CDC is set up on {source.url} for {len(tables)} tables")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from replikit.demo import run_demo
 
-    return run_demo(args.dir)
+    return run_demo(args.dir, cdc=not args.no_cdc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,7 +282,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    commands = {"copy": _cmd_copy, "plan": _cmd_plan, "demo": _cmd_demo}
+    commands = {
+        "copy": _cmd_copy,
+        "plan": _cmd_plan,
+        "replicate": _cmd_replicate,
+        "drop": _cmd_drop,
+        "cdc-setup": _cmd_cdc_setup,
+        "demo": _cmd_demo,
+    }
     try:
         return commands[args.command](args)
     except Error as exc:

@@ -1,20 +1,39 @@
 """``replikit demo``: the embedded default, no server needed.
 
-Copies the bundled Chinook sample database (SQLite) into a new SQLite database with a full-load
-task, prints the per-table summary, and verifies the copy table by table.
+Copies the bundled Chinook sample database (SQLite) into a new SQLite database with a
+full-load-and-cdc task, prints the per-table summary, then changes the source while the task
+runs and shows the changes arriving in the target (live CDC through SQLite triggers), and
+finally verifies the copy table by table.
 """
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from importlib.resources import as_file, files
 from pathlib import Path
 
+from replikit.endpoints.base import endpoint
+from replikit.pipeline.stats import Statistics
 from replikit.task import Task, TaskSettings
 from replikit.validate import compare
 
 __all__ = ["run_demo", "sample_database"]
+
+# What the demo does to the source while CDC runs: (description, SQL, changes it makes).
+_EDITS = (
+    ("insert an artist", "INSERT INTO Artist (Name) VALUES ('replikit demo artist')", 1),
+    (
+        "raise the price of every rock track",
+        "UPDATE Track SET UnitPrice = 1.29 WHERE GenreId = 1",
+        1297,
+    ),
+    ("delete the lines of invoice 1", "DELETE FROM InvoiceLine WHERE InvoiceId = 1", 2),
+)
 
 
 def sample_database(dest: Path) -> Path:
@@ -24,7 +43,7 @@ def sample_database(dest: Path) -> Path:
     return dest
 
 
-def run_demo(directory: str | None = None) -> int:
+def run_demo(directory: str | None = None, *, cdc: bool = True) -> int:
     """Run the demo in ``directory`` (a new temp dir by default); return an exit status."""
     where = Path(directory or tempfile.mkdtemp(prefix="replikit-demo-"))
     where.mkdir(parents=True, exist_ok=True)
@@ -34,16 +53,80 @@ def run_demo(directory: str | None = None) -> int:
     print(f"source: {source}  (Chinook sample database, bundled)")
     print(f"target: {target}\n")
 
-    task = Task(f"sqlite:///{source}", f"sqlite:///{target}", settings=TaskSettings())
+    src = endpoint(f"sqlite:///{source}", cdc_setup=cdc)
+    mode = "full-load-and-cdc" if cdc else "full-load"
+    task = Task(src, f"sqlite:///{target}", migration_type=mode, settings=TaskSettings())
     plan = task.plan()
     print(f"plan: {plan.assessment.to_dict()['summary']}")
-    stats = task.run()
-    print(stats)
-    print(f"\ncopied {len(stats)} tables, {stats.total_rows:,} rows\n")
-
+    if cdc:
+        ok = _live(task, source)
+    else:
+        stats = task.run()
+        print(stats)
+        print(f"\ncopied {len(stats)} tables, {stats.total_rows:,} rows\n")
+        ok = True
     results = compare(task.source, task.target, plan.assessment.tables)
     for r in results:
         print(f"  verify {r}")
-    ok = all(r.equal for r in results)
+    ok = ok and all(r.equal for r in results)
     print("\nverification:", "every table identical" if ok else "DIFFERENCES FOUND")
     return 0 if ok else 1
+
+
+def _live(task: Task, source: Path) -> bool:
+    """Run the task in a thread, edit the source, wait for the edits to arrive, stop."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            task.run()
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    runner = threading.Thread(target=run, name="replikit-demo-task")
+    runner.start()
+    stats = task.statistics()
+    if not _wait(lambda: task.phase == "cdc" or bool(errors), 120):
+        print("the full load did not finish within 120 s")
+    if errors:
+        runner.join()
+        raise errors[0]
+    print(stats)
+    print(f"\nfull load: {len(stats)} tables, {stats.total_rows:,} rows; now replicating\n")
+
+    expected = 0
+    with sqlite3.connect(source) as conn:
+        for what, statement, n in _EDITS:
+            conn.execute(statement)
+            conn.commit()
+            expected += n
+            print(f"  source: {what}")
+    arrived = _wait(lambda: _applied(stats) >= expected or bool(errors), 30)
+    task.stop()
+    runner.join()
+    if errors:
+        raise errors[0]
+    print()
+    for t in stats:
+        if t.inserts or t.updates or t.deletes:
+            print(
+                f"  target: {t.table}: {t.inserts} inserted, {t.updates} updated, "
+                f"{t.deletes} deleted"
+            )
+    print(f"\n{stats.cdc}\n")
+    if not arrived:
+        print(f"only {_applied(stats)} of {expected} changes arrived within 30 s")
+    return arrived
+
+
+def _applied(stats: Statistics) -> int:
+    return sum(t.inserts + t.updates + t.deletes for t in stats)
+
+
+def _wait(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -217,6 +217,8 @@ class Task:
         self._catalog: Catalog | None = None
         self._replicator: Replicator | None = None
         self._stopping = threading.Event()
+        #: ``"idle"``, ``"full-load"``, ``"cdc"`` (replicating) or ``"stopped"``
+        self.phase = "idle"
 
     def __repr__(self) -> str:
         return (
@@ -390,11 +392,14 @@ class Task:
                 if self.migration_type == "full-load-and-cdc" and (
                     checkpoint is None or checkpoint.phase == "full-load"
                 ):
+                    self.phase = "full-load"
                     checkpoint = self._full_load_phase(replicator, writer, checkpoint, tables)
                 elif checkpoint is None:
                     checkpoint = self._cdc_start(writer, plans, tables)
+                self.phase = "cdc"
                 replicator.run(checkpoint, _stop_condition(self.settings))
             finally:
+                self.phase = "stopped"
                 replicator.close()
         finally:
             writer.close()

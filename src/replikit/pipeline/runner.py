@@ -253,6 +253,7 @@ class Pipeline:
             assert isinstance(self.writer, SupportsRawWrite)
             n = self.writer.load_raw(plan, self.reader.read_raw(unit))
             self.statistics.rows(name, n)
+            failpoint("full-load.batch")
             return n
         return self.writer.load(plan, self._counted(name, self._batches(plan, unit)))
 

@@ -35,7 +35,7 @@ class PostgresEndpoint(Endpoint):
     schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "postgresql+psycopg")
     family: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        cdc=False, schemas=True, raw_copy="postgresql-binary"
+        cdc=True, schemas=True, raw_copy="postgresql-binary"
     )
 
     def __init__(self, url: str, **options: Any) -> None:

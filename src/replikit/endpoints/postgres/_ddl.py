@@ -16,7 +16,14 @@ from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import ForeignKey, Index, TableId
 from replikit.schema.types import Kind, Type
 
-__all__ = ["Finish", "create_statements", "finish_statements", "literal", "table_name"]
+__all__ = [
+    "Finish",
+    "add_column_statements",
+    "create_statements",
+    "finish_statements",
+    "literal",
+    "table_name",
+]
 
 q = DIALECT.quote
 _ACTIONS = frozenset({"CASCADE", "RESTRICT", "SET NULL", "SET DEFAULT", "NO ACTION"})
@@ -165,3 +172,25 @@ def _fk(plan: TablePlan, fk: ForeignKey, targets: dict[TableId, TablePlan]) -> s
 def restart_statement(tid: TableId, column: str, value: int) -> str:
     """``ALTER TABLE ... ALTER COLUMN ... RESTART WITH value``."""
     return f"ALTER TABLE {table_name(tid)} ALTER COLUMN {q(column)} RESTART WITH {int(value)}"
+
+
+def add_column_statements(plan: TablePlan, columns: Sequence[ColumnPlan]) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` for new nullable columns of ``plan``.
+
+    Enum types the columns need (PostgreSQL sources) come first, as ``CREATE TYPE`` statements
+    the caller skips when the type exists. Columns are added nullable; a planned default is
+    kept, so rows that existed before the change get it, as they did on the source.
+    """
+    tid = plan.target_id
+    sub = TablePlan(plan.source, tid, tuple(columns), plan.target_schema, plan.source_dialect)
+    out = [create_enum(name, labels) for name, labels in enum_types(sub)]
+    for col in columns:
+        text = f"ALTER TABLE {table_name(tid)} ADD COLUMN IF NOT EXISTS {q(col.name)} "
+        text += col.target.sql
+        if col.default is not None and col.source.identity is None:
+            text += f" DEFAULT {col.default}"
+        t = col.target.type
+        if t.kind is Kind.ENUM and plan.source_dialect != NAME:
+            text += f" CHECK ({q(col.name)} IN ({', '.join(literal(x) for x in t.values)}))"
+        out.append(text)
+    return out

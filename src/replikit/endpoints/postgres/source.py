@@ -3,7 +3,10 @@
 All reads of one reader share one snapshot: the first use opens a REPEATABLE READ, READ ONLY
 transaction that exports its snapshot (``pg_export_snapshot``), and every unit's connection
 imports it. So units of one table, and different tables, are mutually consistent. Call
-:meth:`PostgresReader.close` (or use it as a context manager) to end that transaction.
+:meth:`PostgresReader.close` (or use it as a context manager) to end that transaction. Given
+``snapshot=`` (a name exported elsewhere, e.g. by ``CREATE_REPLICATION_SLOT ... (SNAPSHOT
+'export')`` for a CDC handoff), every connection imports that snapshot instead; it must stay
+exported (its exporting transaction open) until the reader's units have started.
 
 Values are loaded with binary COPY (``COPY (SELECT ...) TO STDOUT (FORMAT BINARY)`` with
 ``copy.rows()``), chosen over a server-side cursor for its lower per-row cost (not yet
@@ -22,13 +25,14 @@ from replikit.endpoints.base import require
 
 require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
 
+import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres._values import load_type, register_loaders  # noqa: E402
-from replikit.errors import ConfigError  # noqa: E402
+from replikit.errors import ConfigError, PositionLostError  # noqa: E402
 from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
 from replikit.schema.types import Kind  # noqa: E402
@@ -43,7 +47,12 @@ class PostgresReader:
     dialect = DIALECT
 
     def __init__(
-        self, params: ConnParams, tables: Sequence[TableSchema], *, batch_rows: int = 10_000
+        self,
+        params: ConnParams,
+        tables: Sequence[TableSchema],
+        *,
+        batch_rows: int = 10_000,
+        snapshot: str | None = None,
     ) -> None:
         if batch_rows < 1:
             raise ConfigError(f"batch_rows must be positive, got {batch_rows}")
@@ -54,6 +63,7 @@ class PostgresReader:
         self._lock = threading.Lock()
         self._snapshot_conn: Connection | None = None
         self._snapshot: str | None = None
+        self._imported = snapshot
 
     @property
     def tables(self) -> Sequence[TableSchema]:
@@ -64,19 +74,37 @@ class PostgresReader:
     def _exporter(self) -> tuple[Connection, str]:
         with self._lock:
             if self._snapshot_conn is None or self._snapshot is None:
-                conn = connect(self._params)
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-                assert row is not None
-                self._snapshot_conn, self._snapshot = conn, str(row[0])
+                if self._imported is not None:
+                    conn = self._importer(self._imported)
+                    self._snapshot_conn, self._snapshot = conn, self._imported
+                else:
+                    conn = connect(self._params)
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+                    assert row is not None
+                    self._snapshot_conn, self._snapshot = conn, str(row[0])
             return self._snapshot_conn, self._snapshot
+
+    def _importer(self, snapshot: str) -> Connection:
+        conn = connect(self._params)
+        try:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise PositionLostError(
+                f"cannot import snapshot {snapshot!r} at {self._params.where()} "
+                f"({str(exc).strip()}): the transaction that exported it has ended or ran "
+                "another command; start the full load again"
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _connect(self) -> Connection:
         _, snapshot = self._exporter()
-        conn = connect(self._params)
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        return conn
+        return self._importer(snapshot)
 
     def close(self) -> None:
         """End the shared snapshot transaction."""

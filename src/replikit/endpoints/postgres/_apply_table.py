@@ -1,0 +1,259 @@
+# ruff: noqa: S608 -- every identifier goes through DIALECT.quote; values are always bound
+"""Per-table apply statements and value conversion, shared by the two apply modes.
+
+Changes name columns by their planned *source* names; :class:`TableApply` maps them to target
+columns, adapts values with ``ColumnPlan.target.adapt`` (as the full-load writer does) and
+builds the statements. Parameters are bound as **text of unknown type**, produced by the same
+psycopg text dumpers that the full-load writer's text ``COPY`` uses: the server then parses
+each value with the target column's own input function, exactly as ``COPY`` does. (Binding
+typed values would not land identically: a ``float`` bound to a ``numeric`` column goes through
+the server's float8 -> numeric cast, which keeps 15 digits.)
+
+Identifiers are quoted by the dialect; statements executed with parameters additionally double
+``%`` (psycopg's placeholder marker) inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from replikit.endpoints.base import require
+
+require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
+
+from psycopg.adapt import PyFormat, Transformer  # noqa: E402
+
+from replikit.endpoints.postgres import _ddl  # noqa: E402
+from replikit.endpoints.postgres._connect import Connection  # noqa: E402
+from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
+from replikit.errors import ConfigError, SchemaError  # noqa: E402
+from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
+from replikit.schema.model import TableId  # noqa: E402
+
+__all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key", "key_of"]
+
+Key = tuple[Any, ...]
+Image = Mapping[str, Any]
+q = DIALECT.quote
+
+
+def _p(text: str) -> str:
+    """``text`` made safe for a statement executed with parameters."""
+    return text.replace("%", "%%")
+
+
+def key_of(columns: Sequence[str], *images: Image | None) -> Key:
+    """The key values for ``columns``, each from the first image that has it."""
+    values = []
+    for col in columns:
+        for image in images:
+            if image is not None and col in image:
+                values.append(image[col])
+                break
+        else:
+            raise ConfigError(f"change has no value for key column {col!r}")
+    return tuple(values)
+
+
+class TextParams:
+    """Canonical values -> the text ``COPY`` would send, as parameters of unknown type."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._tx = Transformer(conn)
+        self._encoding = conn.info.encoding
+        self._formats: dict[int, list[PyFormat]] = {}
+
+    def __call__(self, values: Sequence[Any]) -> list[str | None]:
+        n = len(values)
+        formats = self._formats.get(n)
+        if formats is None:
+            formats = self._formats[n] = [PyFormat.TEXT] * n
+        enc = self._encoding
+        return [None if b is None else str(b, enc) for b in self._tx.dump_sequence(values, formats)]
+
+
+class Shape:
+    """One column set of a table (source names, in table order) and its statements."""
+
+    __slots__ = ("adapters", "names", "source", "sql")
+
+    def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
+        self.source = source
+        self.names = tuple(p.name for p in plans)
+        self.adapters: list[tuple[int, Adapter]] = [
+            (i, p.target.adapt) for i, p in enumerate(plans) if p.target.adapt is not None
+        ]
+        self.sql: dict[str, str] = {}
+
+    def row(self, image: Image) -> list[Any]:
+        """The image's values in shape order, adapted for the target."""
+        values = [image[c] for c in self.source]
+        for i, adapt in self.adapters:
+            if values[i] is not None:
+                values[i] = adapt(values[i])
+        return values
+
+    def values(self, values: Sequence[Any]) -> list[Any]:
+        """Values already in shape order, adapted for the target."""
+        out = list(values)
+        for i, adapt in self.adapters:
+            if out[i] is not None:
+                out[i] = adapt(out[i])
+        return out
+
+
+class TableApply:
+    """What applying changes to one planned table needs: key, shapes and statements."""
+
+    def __init__(self, plan: TablePlan) -> None:
+        self.plan = plan
+        self.id: TableId = plan.target_id
+        self.name = _ddl.table_name(plan.target_id)
+        self.by_source = {c.source.name: c for c in plan.columns}
+        self.order = tuple(c.source.name for c in plan.columns)
+        self.all = frozenset(self.order)
+        by_target = {c.name: c for c in plan.columns}
+        self.target_key = plan.target_schema.key
+        if not self.target_key or any(k not in by_target for k in self.target_key):
+            raise ConfigError(
+                f"target table {plan.target_id} has no primary key (or NOT NULL unique key); "
+                "CDC apply needs one to find rows: add a key to the source table or leave the "
+                "table out of the CDC task"
+            )
+        self.key = tuple(by_target[k].source.name for k in self.target_key)
+        self.key_set = frozenset(self.key)
+        self._shapes: dict[tuple[str, ...], Shape] = {}
+        self.key_shape = self.shape(self.key)
+
+    # -- columns --------------------------------------------------------------------------
+    def columns(self, image: Image) -> tuple[str, ...]:
+        """The image's columns in table order; ``SchemaError`` for unplanned ones."""
+        if image.keys() == self.all:
+            return self.order
+        if not image.keys() <= self.all:
+            unknown = sorted(set(image) - self.all)
+            raise SchemaError(
+                f"changes for {self.id} carry columns {', '.join(unknown)} that are not in its "
+                "plan; add them to the target (add_columns) and re-plan the table"
+            )
+        return tuple(c for c in self.order if c in image)
+
+    def is_full(self, image: Image) -> bool:
+        """Whether ``image`` holds every planned column (else it is a partial image)."""
+        return image.keys() >= self.all
+
+    def shape(self, columns: tuple[str, ...]) -> Shape:
+        """The (cached) shape of ``columns`` (source names in table order)."""
+        shape = self._shapes.get(columns)
+        if shape is None:
+            shape = Shape(columns, [self.by_source[c] for c in columns])
+            self._shapes[columns] = shape
+        return shape
+
+    def key_dict(self, key: Key) -> dict[str, Any]:
+        """``key`` by target column name (for error messages)."""
+        return dict(zip(self.target_key, key, strict=True))
+
+    # -- statements executed with parameters ----------------------------------------------
+    def _where(self, prefix: str = "") -> str:
+        return " AND ".join(f"{prefix}{_p(q(k))} = %s" for k in self.target_key)
+
+    def upsert_sql(self, shape: Shape) -> str:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of the shape's columns."""
+        text = shape.sql.get("upsert")
+        if text is None:
+            cols = ", ".join(_p(q(n)) for n in shape.names)
+            marks = ", ".join(["%s"] * len(shape.names))
+            text = shape.sql["upsert"] = (
+                f"INSERT INTO {_p(self.name)} ({cols}) OVERRIDING SYSTEM VALUE "
+                f"VALUES ({marks}) {self._conflict(shape, _p)}"
+            )
+        return text
+
+    def _conflict(self, shape: Shape, esc: Any = lambda s: s) -> str:
+        keys = ", ".join(esc(q(k)) for k in self.target_key)
+        rest = [n for n in shape.names if n not in self.target_key]
+        if not rest:
+            return f"ON CONFLICT ({keys}) DO NOTHING"
+        sets = ", ".join(f"{esc(q(n))} = EXCLUDED.{esc(q(n))}" for n in rest)
+        return f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+
+    def delete_sql(self) -> str:
+        """``DELETE ... WHERE key = %s``."""
+        text = self.key_shape.sql.get("delete")
+        if text is None:
+            text = self.key_shape.sql["delete"] = (
+                f"DELETE FROM {_p(self.name)} WHERE {self._where()}"
+            )
+        return text
+
+    def update_sql(self, shape: Shape) -> str:
+        """``UPDATE ... SET <shape columns> = %s WHERE key = %s`` (key values last)."""
+        text = shape.sql.get("update")
+        if text is None:
+            sets = ", ".join(f"{_p(q(n))} = %s" for n in shape.names)
+            text = shape.sql["update"] = f"UPDATE {_p(self.name)} SET {sets} WHERE {self._where()}"
+        return text
+
+    def evict_sql(self) -> str:
+        """Delete the row at a new key while the old key still exists (key-moving update).
+
+        Parameters: the new key, then the old key. A source key is unique, so a row already
+        at the new key is one a replay re-created ahead of time; the move replaces it, as the
+        source sequence did.
+        """
+        text = self.key_shape.sql.get("evict")
+        if text is None:
+            text = self.key_shape.sql["evict"] = (
+                f"DELETE FROM {_p(self.name)} WHERE {self._where()} AND EXISTS "
+                f"(SELECT 1 FROM {_p(self.name)} rk_old WHERE {self._where('rk_old.')})"
+            )
+        return text
+
+    # -- bulk merge statements (no parameters) ---------------------------------------------
+    def merge_upsert(self, shape: Shape, stage: str) -> str:
+        """Upsert every staged row."""
+        cols = ", ".join(q(n) for n in shape.names)
+        return (
+            f"INSERT INTO {self.name} ({cols}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {cols} FROM {stage} {self._conflict(shape)}"
+        )
+
+    def merge_delete(self, stage: str) -> str:
+        """Delete every row whose key is staged."""
+        on = " AND ".join(f"rk_t.{q(k)} = rk_s.{q(k)}" for k in self.target_key)
+        return f"DELETE FROM {self.name} AS rk_t USING {stage} AS rk_s WHERE {on}"
+
+    def merge_update(self, shape: Shape, stage: str) -> str:
+        """Set the staged non-key columns on the rows whose key is staged."""
+        on = " AND ".join(f"rk_t.{q(k)} = rk_s.{q(k)}" for k in self.target_key)
+        sets = ", ".join(f"{q(n)} = rk_s.{q(n)}" for n in shape.names if n not in self.target_key)
+        return f"UPDATE {self.name} AS rk_t SET {sets} FROM {stage} AS rk_s WHERE {on}"
+
+
+_UNIQUE_KEYS = """
+SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY u(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n
+             WHERE u.o <= i.indnkeyatts)
+FROM pg_index i
+WHERE i.indrelid = %s AND i.indisunique AND i.indimmediate AND i.indisvalid
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+"""
+
+
+def check_key(conn: Connection, table: TableApply) -> None:
+    """The target table exists and has a unique index on exactly the apply key."""
+    row = conn.execute("SELECT to_regclass(%s)::oid", (table.name,)).fetchone()
+    if row is None or row[0] is None:
+        raise SchemaError(
+            f"target table {table.id} does not exist; run the full load (or prepare) first"
+        )
+    wanted = set(table.target_key)
+    if any(set(r[0]) == wanted for r in conn.execute(_UNIQUE_KEYS, (row[0],))):
+        return
+    raise ConfigError(
+        f"target table {table.id} has no primary key or unique index on "
+        f"({', '.join(table.target_key)}); CDC apply upserts by that key. Create the key "
+        "(the full-load writer creates the primary key with the table; unique keys in finish)"
+    )

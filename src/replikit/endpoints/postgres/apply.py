@@ -1,0 +1,347 @@
+"""CDC apply into PostgreSQL: :class:`PostgresChangeWriter`.
+
+One connection (autocommit off, the full-load writer's session settings: UTC, ISO dates and
+intervals), reopened when it was lost. :meth:`~PostgresChangeWriter.apply` writes a run of
+source transactions and the task's checkpoint in **one** target transaction: all of it commits
+or none of it does, so a crash anywhere replays from a checkpoint that matches the data.
+
+Two modes, both idempotent, so replays after a crash and the overlap of a full-load snapshot
+converge:
+
+* ``batch=False`` -- every change in source order (:mod:`._apply_tx`);
+* ``batch=True`` -- the net change per key (:func:`~replikit.pipeline.netchange.net_changes`),
+  staged with ``COPY`` and merged with set statements (:mod:`._apply_batch`).
+
+Rows are found by the plan's key (``target_schema.key``: the primary key, else a NOT NULL
+unique key); the target must have a unique index on exactly those columns, which is checked
+once per table and connection. Values are written as text that the server parses with each
+column's input function, exactly as the full-load writer's ``COPY`` does.
+
+A change's ``after`` image that lacks planned columns is *partial* (unchanged values the source
+did not send, e.g. PostgreSQL unchanged TOAST): only the present columns are written, never a
+full row that would null the others. Partial images are the one limit of idempotence: a
+partial update or key move of a row that a replay finds missing (deleted later in the stream,
+or never loaded) cannot be rebuilt, exactly as :mod:`replikit.pipeline.netchange` explains.
+
+Errors: a value the server rejects becomes :class:`~replikit.DataError` naming target table,
+key and column; nothing of the call is committed. When a pipeline or a set statement fails
+without saying which row, the writer replays the call change by change (in a transaction it
+rolls back) to find it. A connection found dead before COMMIT is reopened and the call runs
+again (nothing was committed); one lost during COMMIT, or that cannot be reopened, raises
+:class:`~replikit.ConnectError` (retryable: applying the same transactions again is safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from replikit.endpoints.base import require
+
+require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
+
+import psycopg  # noqa: E402
+
+from replikit._failpoints import failpoint  # noqa: E402
+from replikit.changes import Transaction  # noqa: E402
+from replikit.endpoints.postgres import _apply_tx, _control, _ddl  # noqa: E402
+from replikit.endpoints.postgres._apply_batch import BatchApply, Stager  # noqa: E402
+from replikit.endpoints.postgres._apply_errors import diagnose  # noqa: E402
+from replikit.endpoints.postgres._apply_table import (  # noqa: E402
+    TableApply,
+    TextParams,
+    check_key,
+)
+from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
+from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
+from replikit.endpoints.postgres._errors import data_error, scrub  # noqa: E402
+from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
+from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
+from replikit.pipeline.contracts import Checkpoint  # noqa: E402
+from replikit.pipeline.netchange import net_changes  # noqa: E402
+from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
+from replikit.schema.model import TableId  # noqa: E402
+
+__all__ = ["BULK_MIN_ROWS", "PostgresChangeWriter"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TARGET_CHANGED = (psycopg.errors.InvalidColumnReference, psycopg.errors.UndefinedTable)
+#: batch apply stages a step's rows with COPY from this many rows on. Measured on a 2-core
+#: box (benchmarks/apply_micro.py --sweep): executemany is faster below ~32-64 rows for
+#: upserts and ~64-96 for deletes, staging beyond (2x at 256 rows, 2.5x at 1024)
+BULK_MIN_ROWS = 64
+
+
+class _Session:
+    """One open connection and what was set up on it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.text = TextParams(conn)
+        self.stager = Stager(conn)
+        self.checked: set[TableId] = set()
+        self.control = False  # control tables known to exist
+        self.committing = False  # COMMIT sent: a lost connection leaves the outcome unknown
+
+    @property
+    def alive(self) -> bool:
+        return not (self.conn.closed or self.conn.broken)
+
+
+class PostgresChangeWriter:
+    """Applies CDC transactions to PostgreSQL; checkpoints in ``replikit.replikit_checkpoints``.
+
+    Implements :class:`replikit.pipeline.contracts.ChangeWriter`. Used from one thread.
+
+    Args:
+        params: the target's connection parameters.
+        bulk_min_rows: in batch apply, stage a table's deletes/upserts/updates with ``COPY``
+            from this many rows on; smaller steps use parameterised statements.
+    """
+
+    dialect = DIALECT
+
+    def __init__(self, params: ConnParams, *, bulk_min_rows: int = BULK_MIN_ROWS) -> None:
+        self._params = params
+        self.bulk_min_rows = max(1, int(bulk_min_rows))
+        self._session: _Session | None = None
+        self._tables: dict[TableId, TableApply] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresChangeWriter({self._params.where()!r})"
+
+    def __enter__(self) -> PostgresChangeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection ------------------------------------------------------------------------
+    def _connect(self) -> _Session:
+        s = self._session
+        if s is not None and s.alive:
+            return s
+        if s is not None:
+            s.conn.close()
+            log.info("reconnecting to %s", self._params.where())
+        self._session = None
+        self._session = _Session(connect(self._params))
+        return self._session
+
+    def close(self) -> None:
+        """Close the connection (a later call reconnects)."""
+        if self._session is not None:
+            self._session.conn.close()
+            self._session = None
+
+    def _rollback(self, s: _Session) -> None:
+        if s.alive:
+            with contextlib.suppress(psycopg.Error):  # died meanwhile: nothing is committed
+                s.conn.rollback()
+        s.stager.rolled_back()
+        s.control = False
+
+    def _commit(self, s: _Session) -> None:
+        failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction
+        s.committing = True
+        s.conn.commit()
+
+    def _run(
+        self,
+        work: Callable[[_Session], T],
+        doing: str,
+        translate: Callable[[_Session, psycopg.Error], Error],
+    ) -> T:
+        """Run ``work`` (which commits with :meth:`_commit`) in one transaction.
+
+        A connection found dead before COMMIT was sent is reopened and ``work`` runs again:
+        nothing had been committed. Lost during COMMIT, the outcome is unknown, so the caller
+        gets a :class:`ConnectError` (applying again is safe: apply is idempotent).
+        """
+        for attempt in range(2):
+            s = self._connect()
+            s.committing = False
+            try:
+                return work(s)
+            except BaseException as exc:
+                self._rollback(s)
+                if not isinstance(exc, psycopg.Error):
+                    raise
+                if s.alive:
+                    raise translate(s, exc) from exc
+                if attempt == 0 and not s.committing:
+                    log.warning("lost the connection to %s while %s; reconnecting",
+                                self._params.where(), doing)  # fmt: skip
+                    continue
+                raise self._lost(exc, doing, s.committing) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost(self, exc: psycopg.Error, doing: str, committing: bool) -> ConnectError:
+        text = scrub(str(exc).strip(), self._params)
+        outcome = (
+            "during COMMIT, so the transaction may or may not have committed"
+            if committing
+            else "twice in a row; nothing was committed"
+        )
+        return ConnectError(
+            f"lost the connection to {self._params.where()} while {doing} {outcome} ({text}). "
+            "Retry: applying the same changes again is safe, and the next call reconnects"
+        )
+
+    def _control_error(self, doing: str) -> Callable[[_Session, psycopg.Error], Error]:
+        def translate(s: _Session, exc: psycopg.Error) -> Error:
+            text = scrub(str(exc).strip(), self._params)
+            return SchemaError(f"{doing} in {_control.TABLE} failed: {text}")
+
+        return translate
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        """The stored checkpoint of ``task`` (``None``: no control table, or no row)."""
+
+        def work(s: _Session) -> Checkpoint | None:
+            checkpoint = _control.read(s.conn, task)
+            self._commit(s)
+            return checkpoint
+
+        doing = f"reading the checkpoint of task {task!r}"
+        return self._run(work, doing, self._control_error(doing))
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` on its own, creating the control schema and table if missing."""
+
+        def work(s: _Session) -> None:
+            self._checkpoint(s, checkpoint)
+            self._commit(s)
+            s.control = True
+
+        doing = f"writing the checkpoint of task {checkpoint.task!r}"
+        self._run(work, doing, self._control_error(doing))
+
+    def drop_control(self, task: str) -> None:
+        """Delete ``task``'s checkpoint; drop the table and schema when no task is left."""
+
+        def work(s: _Session) -> None:
+            _control.drop(s.conn, task)
+            self._commit(s)
+            s.control = False
+
+        doing = f"dropping the control rows of task {task!r}"
+        self._run(work, doing, self._control_error(doing))
+
+    def _checkpoint(self, s: _Session, checkpoint: Checkpoint) -> None:
+        if not s.control:
+            _control.ensure(s.conn)
+        _control.write(s.conn, checkpoint)
+
+    # -- schema changes --------------------------------------------------------------------
+    def add_columns(self, plan: TablePlan, columns: Sequence[ColumnPlan]) -> None:
+        """Add ``columns`` (nullable, planned target types) to ``plan``'s target table.
+
+        ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``, so adding a column twice is harmless;
+        PostgreSQL enum types the columns need are created when missing.
+        """
+        statements = _ddl.add_column_statements(plan, columns)
+
+        def work(s: _Session) -> None:
+            for statement in statements:
+                if statement.startswith("CREATE TYPE"):
+                    name = statement.split()[2]
+                    found = s.conn.execute("SELECT to_regtype(%s)", (name,)).fetchone()
+                    if found is not None and found[0] is not None:
+                        continue
+                s.conn.execute(statement)
+            self._commit(s)
+
+        def translate(s: _Session, exc: psycopg.Error) -> Error:
+            return data_error(exc, str(plan.target_id), column=exc.diag.column_name, key=None)
+
+        self._run(work, f"adding columns to {plan.target_id}", translate)
+        self._tables.pop(plan.target_id, None)
+
+    # -- apply -----------------------------------------------------------------------------
+    def apply(
+        self,
+        plans: Mapping[TableId, TablePlan],
+        transactions: Sequence[Transaction],
+        *,
+        checkpoint: Checkpoint | None,
+        batch: bool,
+    ) -> None:
+        """Apply ``transactions`` and ``checkpoint`` in one target transaction (see the module).
+
+        Raises:
+            SchemaError: a change's table has no plan, a column is not planned, or the target
+                table is missing.
+            ConfigError: a table has no key, or its target lacks a unique index on the key.
+            DataError: the server rejected a value (table, key and column named).
+            ConnectError: the connection was lost and could not be reopened, or was lost
+                during COMMIT (retry).
+        """
+        tables = self._tables_for(plans, transactions)
+        step: list[BatchApply] = []
+
+        def work(s: _Session) -> None:
+            step.clear()
+            for table in tables.values():
+                if table.id not in s.checked:
+                    check_key(s.conn, table)
+                    s.checked.add(table.id)
+            if batch:
+                keys = {t: a.key for t, a in tables.items()}
+                columns = {t: a.all for t, a in tables.items()}
+                net = net_changes(transactions, keys, columns)
+                step.append(BatchApply(s.conn, tables.__getitem__, s.stager, s.text,
+                                       self.bulk_min_rows))  # fmt: skip
+                step[0].apply(net)
+                self._finish(s, checkpoint)
+            else:
+                with s.conn.pipeline():  # one round trip: changes, checkpoint and commit
+                    _apply_tx.run(s.conn, transactions, tables.__getitem__, s.text)
+                    self._finish(s, checkpoint)
+            s.stager.committed()
+            s.control = s.control or checkpoint is not None
+
+        def translate(s: _Session, exc: psycopg.Error) -> Error:
+            rollback = functools.partial(self._rollback, s)
+            if isinstance(exc, _TARGET_CHANGED):  # a table or key went since it was checked
+                s.checked.clear()
+                try:
+                    for table in tables.values():
+                        check_key(s.conn, table)
+                except Error as err:
+                    return err
+                finally:
+                    rollback()
+            hint = step[0].current if step else None
+            return diagnose(s.conn, exc, transactions, tables, s.text, hint, rollback)
+
+        self._run(work, "applying changes", translate)
+
+    def _finish(self, s: _Session, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is not None:
+            self._checkpoint(s, checkpoint)
+        self._commit(s)
+
+    def _tables_for(
+        self, plans: Mapping[TableId, TablePlan], transactions: Sequence[Transaction]
+    ) -> dict[TableId, TableApply]:
+        """The appliers of every table the changes touch (before any SQL runs)."""
+        out: dict[TableId, TableApply] = {}
+        for tid in {c.table for tx in transactions for c in tx.changes}:
+            plan = plans.get(tid)
+            if plan is None:
+                raise SchemaError(
+                    f"changes for table {tid} but no plan for it; plans are keyed by target "
+                    "table id and changes must carry the target id"
+                )
+            table = self._tables.get(tid)
+            if table is None or table.plan is not plan:
+                table = self._tables[tid] = TableApply(plan)
+            out[tid] = table
+        return out

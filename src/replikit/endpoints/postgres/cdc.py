@@ -1,0 +1,282 @@
+"""Change data capture from PostgreSQL: logical decoding with the built-in ``pgoutput`` plugin.
+
+A task named ``t`` owns publication ``replikit_t`` (its selected tables) and logical
+replication slot ``replikit_t`` (where CDC stands). The lifecycle, as
+:class:`~replikit.endpoints.postgres.PostgresEndpoint` delegates it:
+
+* :func:`setup` checks the source first (``wal_level``, the role's REPLICATION attribute, a
+  free slot, a primary key or replica identity on every table) and raises one
+  :class:`~replikit.ConfigError` naming every problem and its fix before creating anything;
+  then it creates the publication or brings its table list to the selection.
+* :func:`snapshot` creates the slot on a replication connection with an exported snapshot and
+  yields a full-load reader whose every unit imports it, with the slot's consistent point:
+  the exact full-load/CDC handoff.
+* :func:`start` creates the slot without a snapshot (a CDC-only task) or returns where it is.
+* :class:`PostgresChangeReader` reads the slot (:mod:`._cdc_reader`).
+* :func:`teardown` drops the slot (ending a walsender that holds it) and the publication.
+
+Server requirements: ``wal_level = logical`` (restart), ``max_replication_slots`` and
+``max_wal_senders`` with room for one more, a role with REPLICATION (or superuser) that owns
+the tables (``CREATE PUBLICATION ... FOR TABLE`` needs ownership), and ``pg_hba.conf`` letting
+that role make ``replication=database`` connections (a normal *database* line) for streaming;
+without them the reader polls. Setting ``max_slot_wal_keep_size`` keeps an abandoned slot from
+filling the disk (the slot is then invalidated, and the reader says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from replikit.endpoints.postgres._cdc_reader import PostgresChangeReader
+from replikit.endpoints.postgres._connect import Connection, connect
+from replikit.endpoints.postgres._dialect import DIALECT
+from replikit.endpoints.postgres._params import ConnParams
+from replikit.endpoints.postgres._slots import drop_slot, object_name, slot_state
+from replikit.endpoints.postgres._stream import replication_connect
+from replikit.endpoints.postgres.source import PostgresReader
+from replikit.errors import ConfigError
+from replikit.positions import PgLsn
+from replikit.schema.model import TableId, TableSchema
+
+__all__ = [
+    "PostgresChangeReader",
+    "object_name",
+    "preflight",
+    "setup",
+    "snapshot",
+    "start",
+    "teardown",
+]
+
+_IDENTITY = """
+SELECT t.schema, t.name, c.relkind::text, c.relreplident::text,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+FROM unnest(%s::text[], %s::text[]) AS t(schema, name)
+LEFT JOIN pg_namespace n ON n.nspname = t.schema
+LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+"""
+_PUBLICATION = """
+SELECT oid, puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate AND pubviaroot
+FROM pg_publication WHERE pubname = %s
+"""
+_PUBLICATION_OLD = _PUBLICATION.replace(" AND pubviaroot", "")  # PostgreSQL < 13
+_ROLE = """
+SELECT current_user, rolreplication OR EXISTS (
+           SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication'
+           AND pg_has_role(current_user, g.oid, 'member')),
+       rolsuper
+FROM pg_roles WHERE rolname = current_user
+"""
+_SLOTS = """
+SELECT current_setting('max_replication_slots')::int, count(*),
+       count(*) FILTER (WHERE slot_name = %s), string_agg(slot_name, ', ' ORDER BY slot_name)
+FROM pg_replication_slots
+"""
+
+
+def preflight(conn: Connection, tables: Sequence[TableSchema], *, task: str) -> list[str]:
+    """Every reason the source cannot feed CDC for ``tables``, each with its fix (empty: ok)."""
+    name = object_name(task)
+    problems: list[str] = []
+    row = conn.execute("SELECT current_setting('wal_level')").fetchone()
+    level = row[0] if row else "?"
+    if level != "logical":
+        problems.append(
+            f"wal_level is {level!r}, logical decoding needs 'logical': run "
+            "`ALTER SYSTEM SET wal_level = logical` as a superuser and restart PostgreSQL"
+        )
+    row = conn.execute(_ROLE).fetchone()
+    if row is not None and not (row[1] or row[2]):
+        problems.append(
+            f"role {row[0]} has no REPLICATION attribute: run `ALTER ROLE {DIALECT.quote(row[0])} "
+            "REPLICATION` as a superuser (on Amazon RDS: `GRANT rds_replication TO ...`)"
+        )
+    row = conn.execute(_SLOTS, (name,)).fetchone()
+    if row is not None and not row[2] and row[1] >= row[0]:
+        problems.append(
+            f"no free replication slot: max_replication_slots = {row[0]} and all are used "
+            f"({row[3] or 'none listed'}): drop unused slots or raise max_replication_slots "
+            "(restart)"
+        )
+    problems += _identity_problems(conn, tables)
+    return problems
+
+
+def _identity_problems(conn: Connection, tables: Sequence[TableSchema]) -> list[str]:
+    ids = [t.id for t in tables]
+    rows = conn.execute(
+        _IDENTITY, ([t.schema or "public" for t in ids], [t.name for t in ids])
+    ).fetchall()
+    missing, bare = [], []
+    for schema, table, kind, ident, has_pk, has_index in rows:
+        qualified = DIALECT.qualified(schema, table)
+        if kind not in ("r", "p"):
+            missing.append(qualified)
+        elif not (ident == "f" or (ident == "d" and has_pk) or (ident == "i" and has_index)):
+            bare.append(qualified)
+    out = []
+    if missing:
+        out.append(f"not tables in this database: {', '.join(missing)}")
+    if bare:
+        out.append(
+            f"tables without a primary key or replica identity: {', '.join(bare)}. Published, "
+            "their UPDATEs and DELETEs would fail in the source application. Add a primary key, "
+            f"or run `ALTER TABLE {bare[0]} REPLICA IDENTITY FULL` (each such table; every "
+            "changed row is then logged whole), or leave them out of the task"
+        )
+    return out
+
+
+def setup(params: ConnParams, tables: Sequence[TableSchema], *, task: str) -> None:
+    """Check the source (:func:`preflight`), then create or update publication ``replikit_<task>``.
+
+    Idempotent: an existing publication gets exactly the selected tables and publishes
+    inserts, updates, deletes and truncates (partition changes as their root table).
+    """
+    name = object_name(task)
+    with connect(params, autocommit=True) as conn:
+        problems = preflight(conn, tables, task=task)
+        if problems:
+            raise ConfigError(
+                f"{params.where()} cannot feed CDC for task {task!r}:\n- " + "\n- ".join(problems)
+            )
+        try:
+            _sync_publication(conn, name, [t.id for t in tables])
+        except pgerrors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"cannot create or change publication {name} at {params.where()} "
+                f"({str(exc).strip()}): CREATE PUBLICATION ... FOR TABLE needs ownership of "
+                "every table; run the setup as the tables' owner, or have the owner run "
+                f"`CREATE PUBLICATION {name} FOR TABLE ...` with the task's tables"
+            ) from None
+
+
+def _sync_publication(conn: Connection, name: str, tables: list[TableId]) -> None:
+    wanted = {(t.schema or "public", t.name) for t in tables}
+    listed = ", ".join(DIALECT.qualified(s, n) for s, n in sorted(wanted))
+    via_root = conn.info.server_version >= 130000
+    options = " WITH (publish_via_partition_root = true)" if via_root else ""
+    row = conn.execute(_PUBLICATION if via_root else _PUBLICATION_OLD, (name,)).fetchone()
+    with conn.transaction():
+        if row is not None and row[1]:  # FOR ALL TABLES cannot be narrowed
+            conn.execute(f"DROP PUBLICATION {name}")
+            row = None
+        if row is None:
+            target = f" FOR TABLE {listed}" if wanted else ""
+            conn.execute(f"CREATE PUBLICATION {name}{target}{options}")
+            return
+        current = set(
+            conn.execute(
+                "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel r"
+                " JOIN pg_class c ON c.oid = r.prrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.prpubid = %s",
+                (row[0],),
+            ).fetchall()
+        )
+        if current != wanted:
+            if wanted:
+                conn.execute(f"ALTER PUBLICATION {name} SET TABLE {listed}")
+            else:
+                dropped = ", ".join(DIALECT.qualified(s, n) for s, n in sorted(current))
+                conn.execute(f"ALTER PUBLICATION {name} DROP TABLE {dropped}")
+        if not row[2]:
+            publish = "publish = 'insert, update, delete, truncate'"
+            root = ", publish_via_partition_root = true" if via_root else ""
+            conn.execute(f"ALTER PUBLICATION {name} SET ({publish}{root})")
+
+
+@contextlib.contextmanager
+def snapshot(
+    params: ConnParams, tables: Sequence[TableSchema], *, task: str
+) -> Iterator[tuple[PostgresReader, PgLsn]]:
+    """``with snapshot(...) as (reader, start)``: a full load exactly consistent with ``start``.
+
+    Drops a leftover slot ``replikit_<task>`` (the caller holds no checkpoint, so nothing
+    depends on it), creates it with ``(SNAPSHOT 'export')`` on a replication connection and
+    yields a :class:`~replikit.endpoints.postgres.source.PostgresReader` whose every unit (in
+    any thread) imports that snapshot, with the slot's consistent point. Changes committed
+    after the snapshot are exactly those a change reader started at ``start`` delivers. The
+    replication connection stays open and idle until the block ends (any command on it would
+    end the export). The slot is kept when the block fails, so a resumed load can use it.
+    """
+    name = object_name(task)
+    with connect(params, autocommit=True) as conn:
+        drop_slot(conn, name)
+    rep = replication_connect(params)
+    try:
+        new_syntax = rep.info.server_version >= 150000
+        export = "(SNAPSHOT 'export')" if new_syntax else "EXPORT_SNAPSHOT"
+        try:
+            row = rep.execute(
+                f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput {export}"
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise _slot_error(exc, name, params) from None
+        assert row is not None
+        reader = PostgresReader(params, tables, snapshot=row[2])
+        try:
+            yield reader, PgLsn.from_pg(row[1])
+        finally:
+            reader.close()
+    finally:
+        rep.close()
+
+
+def start(params: ConnParams, tables: Sequence[TableSchema], *, task: str) -> PgLsn:
+    """The slot's position: created now (its consistent point) or its confirmed position."""
+    name = object_name(task)
+    with connect(params, autocommit=True) as conn:
+        state = slot_state(conn, name)
+        if state is None:
+            try:
+                row = conn.execute(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                    (name,),
+                ).fetchone()
+            except pgerrors.DuplicateObject:
+                state = slot_state(conn, name)
+            except psycopg.Error as exc:
+                raise _slot_error(exc, name, params) from None
+            else:
+                assert row is not None
+                return PgLsn.from_pg(row[0])
+        assert state is not None
+        state.check(params.where())
+        assert state.confirmed_flush is not None
+        return state.confirmed_flush
+
+
+def teardown(params: ConnParams, *, task: str) -> None:
+    """Drop slot and publication ``replikit_<task>`` (terminating a walsender using the slot).
+
+    Idempotent: nothing to drop is not an error.
+    """
+    name = object_name(task)
+    with connect(params, autocommit=True) as conn:
+        drop_slot(conn, name)
+        try:
+            conn.execute(f"DROP PUBLICATION IF EXISTS {name}")
+        except pgerrors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"cannot drop publication {name} at {params.where()} ({str(exc).strip()}): "
+                "run the teardown as its owner"
+            ) from None
+
+
+def _slot_error(exc: psycopg.Error, name: str, params: ConnParams) -> ConfigError:
+    text = str(exc).strip()
+    where = params.where()
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        hint = "the role needs the REPLICATION attribute: ALTER ROLE ... REPLICATION"
+    elif isinstance(exc, pgerrors.ConfigurationLimitExceeded):
+        hint = "drop unused replication slots or raise max_replication_slots (restart)"
+    elif "wal_level" in text:
+        hint = "run `ALTER SYSTEM SET wal_level = logical` and restart PostgreSQL"
+    else:
+        hint = "see the server's message"
+    return ConfigError(f"cannot create replication slot {name} at {where} ({text}): {hint}")

@@ -1,0 +1,414 @@
+"""Full load + CDC tasks end to end, on real databases: SQLite and PostgreSQL, both directions.
+
+A writer changes the source while the task loads and replicates; the target must end equal to
+the source. Crash tests kill the replicating process at failpoints (``os._exit``, no cleanup)
+and restart it: a ledger table (per-writer sequence numbers) must arrive with no gap and no
+duplicate, and every table must end equal.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import replikit as rk
+from replikit._failpoints import FAILPOINT_EXIT
+
+CHILD = Path(__file__).with_name("_cdc_child.py")
+
+SCHEMA = (
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER, note TEXT)",
+    "CREATE TABLE ledger (writer INTEGER NOT NULL, seq INTEGER NOT NULL, "
+    "PRIMARY KEY (writer, seq))",
+    "CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
+)
+
+
+@dataclass
+class Db:
+    """One database of a test: its URL and a way to run SQL on it."""
+
+    url: str
+    kind: str  # "sqlite" | "pg"
+
+    def connect(self) -> Any:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        conn = psycopg.connect(self.url.replace("postgresql+psycopg", "postgresql"))
+        conn.execute("SET synchronous_commit = on")
+        return conn
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.kind == "pg" else statement
+
+    def execute(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run statements in one transaction."""
+        conn = self.connect()
+        try:
+            for statement, params in statements:
+                conn.execute(self.sql(statement), params)
+            conn.commit()
+        finally:
+            conn.close()
+
+    def rows(self, table: str, order: str) -> list[tuple[Any, ...]]:
+        conn = self.connect()
+        try:
+            return [tuple(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+        finally:
+            conn.close()
+
+
+def _sqlite_db(tmp_path: Path, name: str) -> Db:
+    return Db(f"sqlite:///{tmp_path / name}", "sqlite")
+
+
+@pytest.fixture
+def make_db(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Db]]:
+    made: list[str] = []
+
+    def make(kind: str) -> Db:
+        if kind == "sqlite":
+            return _sqlite_db(tmp_path, f"{uuid.uuid4().hex[:8]}.db")
+        server = request.getfixturevalue("pg_server")
+        name = f"cdc_{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        return Db(server.create_database(name), "pg")
+
+    yield make
+    if made:
+        server = request.getfixturevalue("pg_server")
+        for name in made:
+            _drop_pg(server, name)
+
+
+def _drop_pg(server: Any, name: str) -> None:
+    with server.connect() as conn:
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = %s AND NOT active",
+            (name,),
+        )
+    server.drop_database(name)
+
+
+def _create_source(db: Db, items: int = 300) -> None:
+    db.execute([(s, ()) for s in SCHEMA])
+    db.execute(
+        [
+            ("INSERT INTO items VALUES (?, ?, ?, ?)", (i, f"item {i}", i % 7, None))
+            for i in range(1, items + 1)
+        ]
+        + [("INSERT INTO counters VALUES (?, ?)", (i, 0)) for i in range(1, 4)]
+    )
+
+
+class Workload:
+    """Random source transactions from a thread: items churn, ledger appends, counter bumps."""
+
+    def __init__(self, db: Db, writer: int = 1, seed: int = 0) -> None:
+        self.db = db
+        self.writer = writer
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.next_id = 100_000 * writer
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.transactions = 0
+
+    def step(self, conn: Any) -> None:
+        rng = self.rng
+        for _ in range(rng.randint(1, 4)):
+            roll = rng.random()
+            if roll < 0.5:
+                self.next_id += 1
+                conn.execute(
+                    self.db.sql("INSERT INTO items VALUES (?, ?, ?, ?)"),
+                    (
+                        self.next_id,
+                        f"new {self.next_id}",
+                        rng.randint(0, 9),
+                        "x" * rng.randint(0, 50),
+                    ),
+                )
+            elif roll < 0.8:
+                conn.execute(
+                    self.db.sql("UPDATE items SET qty = qty + 1, note = ? WHERE id = ?"),
+                    (f"upd {rng.random()}", rng.randint(1, 300)),
+                )
+            elif roll < 0.9:
+                # a primary key change
+                conn.execute(
+                    self.db.sql("UPDATE items SET id = ? WHERE id = ?"),
+                    (self.next_id + 50_000, rng.randint(1, 300)),
+                )
+                self.next_id += 1
+            else:
+                conn.execute(self.db.sql("DELETE FROM items WHERE id = ?"), (rng.randint(1, 300),))
+        self.seq += 1
+        conn.execute(self.db.sql("INSERT INTO ledger VALUES (?, ?)"), (self.writer, self.seq))
+        conn.execute(self.db.sql("UPDATE counters SET n = n + 1 WHERE id = ?"), (self.writer,))
+        conn.commit()
+        self.transactions += 1
+
+    def run(self, count: int | None = None, pause: float = 0.0) -> None:
+        conn = self.db.connect()
+        try:
+            done = 0
+            while not self._stop.is_set() and (count is None or done < count):
+                self.step(conn)
+                done += 1
+                if pause:
+                    time.sleep(pause)
+        finally:
+            conn.close()
+
+    def start(self, pause: float = 0.002) -> None:
+        self._thread = threading.Thread(target=self.run, kwargs={"pause": pause}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _assert_equal(source: Db, target: Db) -> None:
+    for table, order in (("items", "id"), ("ledger", "writer, seq"), ("counters", "id")):
+        s, t = source.rows(table, order), target.rows(table, order)
+        assert len(t) == len(s), f"{table}: {len(s)} source rows, {len(t)} target rows"
+        assert t == s, f"{table} differs"
+
+
+def _assert_ledger(target: Db, writers: dict[int, int]) -> None:
+    rows = target.rows("ledger", "writer, seq")
+    for writer, last in writers.items():
+        seqs = [seq for w, seq in rows if w == writer]
+        assert seqs == list(range(1, last + 1)), f"writer {writer}: gaps or duplicates"
+
+
+def _source_endpoint(db: Db) -> Any:
+    return rk.endpoint(db.url, cdc_setup=True) if db.kind == "sqlite" else db.url
+
+
+def _task(source: Db, target: Db, **settings: Any) -> rk.Task:
+    base: dict[str, Any] = {"task_id": "t1", "progress": False, "split_rows": 1000}
+    base.update(settings)
+    mode = base.pop("mode", "full-load-and-cdc")
+    return rk.Task(
+        _source_endpoint(source), target.url, migration_type=mode, settings=rk.TaskSettings(**base)
+    )
+
+
+def _run_in_thread(task: rk.Task) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            task.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _drain(source: Db, target: Db, task_id: str = "t1", **settings: Any) -> rk.Task:
+    """Run the task again until idle; return it."""
+    task = _task(source, target, task_id=task_id, stop_when_idle=1.5, **settings)
+    task.run()
+    return task
+
+
+PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("sqlite", "pg"), ("pg", "sqlite")]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["transactional", "batch"])
+@pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS)
+def test_full_load_and_cdc_under_concurrent_writes(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str, batch: bool
+) -> None:
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source)
+    load = Workload(source, writer=1, seed=1)
+    load.start()  # changes during the full load: cached, then applied
+    time.sleep(0.2)
+    task = _task(source, target, batch_apply=batch)
+    thread, errors = _run_in_thread(task)
+    _wait_for(lambda: task.phase in ("cdc", "stopped"))
+    time.sleep(0.3)
+    load.stop()
+    _wait_for(lambda: target_has(target, "ledger", load.seq) or bool(errors))
+    task.stop()
+    thread.join(30)
+    assert not errors, errors
+    _assert_equal(source, target)
+    _assert_ledger(target, {1: load.seq})
+    stats = task.statistics()
+    assert stats.cdc.transactions > 0
+    assert sum(t.inserts for t in stats) > 0
+    assert stats.cdc.latency_p99 is not None
+
+
+def target_has(target: Db, table: str, count: int) -> bool:
+    try:
+        return len(target.rows(table, "1")) >= count
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+def test_stop_and_resume_picks_up_changes_made_while_stopped(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source)
+    first = _drain(source, target)
+    assert first.statistics().total_rows == 303
+    load = Workload(source, writer=2, seed=2)
+    load.run(count=40)
+    second = _drain(source, target)
+    assert second.statistics().total_rows == 0  # no second full load
+    assert second.statistics().cdc.transactions >= 40  # SQLite: one per change row
+    _assert_equal(source, target)
+    _assert_ledger(target, {2: 40})
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+def test_cdc_only_starts_now_and_creates_missing_tables(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=5)
+    task = _task(source, target, mode="cdc")
+    thread, errors = _run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    time.sleep(0.5)
+    source.execute([("INSERT INTO items VALUES (?, ?, ?, ?)", (77, "late", 1, None))])
+    _wait_for(lambda: target_has(target, "items", 1) or bool(errors))
+    task.stop()
+    thread.join(30)
+    assert not errors, errors
+    assert target.rows("items", "id") == [(77, "late", 1, None)]  # nothing from before "now"
+
+
+def _child(source: Db, target: Db, mode: str, failpoint: str | None, *extra: str) -> int:
+    env = dict(os.environ)
+    env.pop("REPLIKIT_FAILPOINT", None)
+    if failpoint:
+        env["REPLIKIT_FAILPOINT"] = failpoint
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), source.url, target.url, mode, "t1", "2.0", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if proc.returncode not in (0, FAILPOINT_EXIT):
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode
+
+
+CRASHES = [
+    ("full-load.batch:2", ()),
+    ("apply.before-commit:3", ()),
+    ("apply.after-commit:3", ()),
+    ("apply.before-commit:2", ("--batch-apply",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "extra"), CRASHES, ids=[c[0] + "".join(c[1]) for c in CRASHES]
+)
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+def test_killed_process_resumes_without_loss_or_duplicates(
+    make_db: Callable[[str], Db],
+    src_kind: str,
+    dst_kind: str,
+    failpoint: str,
+    extra: tuple[str, ...],
+) -> None:
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=3000)  # several full-load batches (split_rows=1000)
+    load = Workload(source, writer=3, seed=3)
+    load.run(count=30)  # before the task: part of the snapshot
+    load.start(pause=0.005)  # during: cached / streamed
+    code = _child(source, target, "full-load-and-cdc", failpoint, *extra)
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    load.run(count=20)  # while the replicator is down
+    assert _child(source, target, "full-load-and-cdc", None, *extra) == 0
+    _assert_equal(source, target)
+    _assert_ledger(target, {3: load.seq})
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+def test_sigkill_mid_stream_then_resume(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source)
+    env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), source.url, target.url, "full-load-and-cdc", "t1", "600"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    load = Workload(source, writer=4, seed=4)
+    load.start(pause=0.001)
+    time.sleep(3)
+    proc.kill()
+    proc.wait()
+    load.stop()
+    assert _child(source, target, "full-load-and-cdc", None) == 0
+    _assert_equal(source, target)
+    _assert_ledger(target, {4: load.seq})
+
+
+def test_drop_removes_source_objects_and_control_rows(make_db: Callable[[str], Db]) -> None:
+    source, target = make_db("pg"), make_db("pg")
+    _create_source(source, items=3)
+    _drain(source, target)
+    with psycopg.connect(source.url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'replikit_t1'"
+        ).fetchone() == (1,)
+    _task(source, target).drop()
+    with psycopg.connect(source.url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'replikit_t1'"
+        ).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_publication WHERE pubname = 'replikit_t1'"
+        ).fetchone() == (0,)
+    with psycopg.connect(target.url) as conn:
+        assert conn.execute("SELECT to_regclass('replikit.replikit_checkpoints')").fetchone() == (
+            None,
+        )
+    assert target.rows("items", "id")  # data stays
