@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import abc
 import functools
+import importlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from replikit.errors import ConfigError
 
 __all__ = ["PgLsn", "Position", "SqliteSeq"]
+
+# Position classes that live in an endpoint family (imported when first parsed).
+_LAZY = {"mysql": "replikit.endpoints.mysql._positions"}
 
 
 @functools.total_ordering
@@ -50,6 +54,8 @@ class Position(abc.ABC):
     def parse(text: str) -> Position:
         """Parse ``str(position)`` back into a position."""
         prefix, sep, rest = text.partition(":")
+        if prefix not in Position._types and prefix in _LAZY:
+            importlib.import_module(_LAZY[prefix])  # defines the class, which registers it
         cls = Position._types.get(prefix)
         if not sep or cls is None:
             raise ConfigError(f"not a replikit position: {text!r}")

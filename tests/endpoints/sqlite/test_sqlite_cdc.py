@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from replikit.changes import Op, Transaction
 from replikit.endpoints.sqlite import SqliteEndpoint, cdc
-from replikit.errors import CapabilityError, DataError, PositionLostError, SchemaError
+from replikit.errors import ConfigError, DataError, PositionLostError, SchemaError
 from replikit.pipeline.contracts import Unit
 from replikit.positions import Position, SqliteSeq
 from replikit.schema.model import TableId
@@ -102,7 +102,7 @@ def test_install_and_uninstall_are_idempotent(ep: SqliteEndpoint, path: Path) ->
 def test_install_refuses_missing_tables_and_memory(ep: SqliteEndpoint) -> None:
     with pytest.raises(SchemaError, match="nope"):
         cdc.install(ep, ["nope"])
-    with SqliteEndpoint("sqlite:///:memory:") as mem, pytest.raises(CapabilityError):
+    with SqliteEndpoint("sqlite:///:memory:") as mem, pytest.raises(ConfigError, match="in-memory"):
         cdc.install(mem, ["x"])
 
 

@@ -40,7 +40,7 @@ def test_registry_and_capabilities() -> None:
     assert ep.path is None
     assert not ep.capabilities.schemas
     assert not ep.capabilities.concurrent_writes
-    assert not ep.capabilities.cdc
+    assert ep.capabilities.cdc
     assert rk.endpoint("sqlite:///rel/x.db").path == "rel/x.db"
     assert rk.endpoint("sqlite:////abs/x.db").path == "/abs/x.db"
     assert rk.endpoint("data.sqlite").path == "data.sqlite"

@@ -5,7 +5,12 @@ path ending in ``.db``/``.sqlite``/``.sqlite3``). A missing file is an error for
 (``ConnectError: no such database file``) and is created when written to.
 
 ``sqlite:///:memory:`` is one shared connection: what the endpoint's writer loads, its reader
-and ``reflect`` see, until :meth:`SqliteEndpoint.close`. It is useful in tests and notebooks.
+and ``reflect`` see, until :meth:`SqliteEndpoint.close`. It is useful in tests and notebooks,
+but cannot be a CDC source.
+
+Options are keywords or URL query parameters (``sqlite:///app.db?cdc_setup=true``); a keyword
+wins over the URL. CDC reads the changes that triggers record (:mod:`.cdc`); replikit creates
+those triggers on the source only when asked to (``cdc_setup=True``).
 
 >>> import replikit as rk
 >>> with rk.endpoint("sqlite:///:memory:") as db:
@@ -17,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
@@ -25,37 +31,72 @@ from typing_extensions import override
 from replikit.endpoints.base import Capabilities, Endpoint
 from replikit.endpoints.sqlite._conn import Connections, parse_url
 from replikit.endpoints.sqlite._dialect import DIALECT, SqliteDialect
-from replikit.errors import ConnectError, SchemaError
+from replikit.errors import ConfigError, ConnectError, SchemaError
 from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
 if TYPE_CHECKING:
+    from replikit.endpoints.sqlite.apply import SqliteChangeWriter
+    from replikit.endpoints.sqlite.cdc import SqliteChangeReader
     from replikit.endpoints.sqlite.source import SqliteReader
     from replikit.endpoints.sqlite.target import SqliteWriter
+    from replikit.positions import SqliteSeq
 
 __all__ = ["SqliteDialect", "SqliteEndpoint"]
 
-_OPTIONS = {"timeout", "batch_size", "commit_rows"}
+_OPTIONS = {"timeout", "batch_size", "commit_rows", "cdc_setup"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _url_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without its query, and the options the query sets (typed)."""
+    base, sep, query = url.partition("?")
+    if not sep or "://" not in base:
+        return url, {}
+    options: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True):
+        if key not in _OPTIONS:
+            raise ConfigError(
+                f"unknown SQLite URL parameter {key!r}; known: {', '.join(sorted(_OPTIONS))}"
+            )
+        options[key] = _typed(key, value)
+    return base, options
+
+
+def _typed(key: str, value: str) -> Any:
+    try:
+        if key == "cdc_setup":
+            if value.lower() not in _TRUE + _FALSE:
+                raise ValueError(value)
+            return value.lower() in _TRUE
+        return float(value) if key == "timeout" else int(value)
+    except ValueError:
+        raise ConfigError(f"bad value {value!r} for SQLite URL parameter {key!r}") from None
 
 
 class SqliteEndpoint(Endpoint):
     """A SQLite database file (or an in-memory database).
 
     Options: ``timeout`` (seconds to wait for a lock, default 30), ``batch_size`` (rows per
-    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 10,000).
+    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 10,000),
+    ``cdc_setup`` (default False: replikit may create the CDC change table and triggers on
+    this database, and remake them after ``ALTER TABLE ... ADD COLUMN``).
     """
 
     schemes = ("sqlite",)
     family = "sqlite"
-    capabilities = Capabilities(schemas=False, concurrent_writes=False, cdc=False)
+    capabilities = Capabilities(schemas=False, concurrent_writes=False, cdc=True)
 
     def __init__(self, url: str, **options: Any) -> None:
         unknown = set(options) - _OPTIONS
         if unknown:
             raise TypeError(f"unknown SQLite endpoint options: {', '.join(sorted(unknown))}")
-        super().__init__(url, **options)
-        self._location = parse_url(url)
-        self._conns = Connections(self._location, timeout=float(options.get("timeout", 30.0)))
+        base, from_url = _url_options(url)
+        super().__init__(url, **{**from_url, **options})
+        self._location = parse_url(base)
+        timeout = float(self.options.get("timeout", 30.0))
+        self._conns = Connections(self._location, timeout=timeout)
 
     @property
     @override
@@ -85,7 +126,7 @@ class SqliteEndpoint(Endpoint):
 
     @override
     def reflect(self, selection: Selection | None = None) -> Catalog:
-        """User tables (not ``sqlite_%``/``_replikit_%``) and views chosen by ``selection``."""
+        """User tables (not ``sqlite_%``, ``_replikit_%``, ``replikit_%``) and chosen views."""
         from replikit.endpoints.sqlite.reflect import reflect_catalog
 
         with self._conns.reading() as (conn, shared), self._locked(shared):
@@ -134,6 +175,80 @@ class SqliteEndpoint(Endpoint):
         if options:
             raise TypeError(f"unknown writer options: {', '.join(sorted(options))}")
         return SqliteWriter(self._conns, commit_rows=commit_rows)
+
+    # -- CDC: triggers into a change table (see .cdc) --------------------------------------
+    @override
+    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
+        """Check the change triggers of ``tables`` (creating them with ``cdc_setup=True``).
+
+        ConfigError for an in-memory database, for tables without a primary key (rows named
+        only by a rowid that ``VACUUM`` may renumber cannot be matched on a target) and, without
+        the opt-in, for tables whose triggers are missing or stale. Without the opt-in this
+        only reads the source.
+        """
+        from replikit.endpoints.sqlite import cdc
+
+        cdc.setup(self, tables, task=task, create=bool(self.options.get("cdc_setup", False)))
+
+    @override
+    def cdc_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> contextlib.AbstractContextManager[tuple[SqliteReader, SqliteSeq]]:
+        """A full-load reader that reads every table inside one read transaction, and the
+        change position of that snapshot (exact handoff; WAL mode keeps writers going).
+
+        The reader may be used from any threads inside the block, one unit after another or
+        several at once. ``task`` is registered as reading from the position.
+        """
+        return self._snapshot(tables, task)
+
+    @contextlib.contextmanager
+    def _snapshot(
+        self, tables: Sequence[TableSchema], task: str
+    ) -> Iterator[tuple[SqliteReader, SqliteSeq]]:
+        from replikit.endpoints.sqlite import cdc
+        from replikit.endpoints.sqlite.source import Pinned, SqliteReader
+
+        batch_size = int(self.options.get("batch_size", 10_000))
+        with cdc.snapshot(self, tables, task=task) as (conn, mark):
+            pinned = Pinned(conn, self.url)
+            try:
+                yield SqliteReader(self._conns, tables, batch_size=batch_size, pinned=pinned), mark
+            finally:
+                pinned.release()
+
+    @override
+    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> SqliteSeq:
+        """The current change position (after the last recorded change); registers ``task``
+        as reading from it, so another task's purge keeps its changes."""
+        from replikit.endpoints.sqlite import cdc
+
+        return cdc.start(self, tables, task=task)
+
+    @override
+    def cdc_reader(
+        self, tables: Sequence[TableSchema], *, task: str, **options: Any
+    ) -> SqliteChangeReader:
+        """A polling change reader for ``tables`` (options: see ``SqliteChangeReader``)."""
+        from replikit.endpoints.sqlite.cdc import SqliteChangeReader
+
+        return SqliteChangeReader(self, tables, task=task, **options)
+
+    @override
+    def cdc_teardown(self, *, task: str) -> None:
+        """Forget ``task``; drop the triggers and change table once no task uses them."""
+        from replikit.endpoints.sqlite import cdc
+
+        cdc.teardown(self, task=task)
+
+    @override
+    def change_writer(self, **options: Any) -> SqliteChangeWriter:
+        """A CDC apply writer (checkpoints in the ``replikit_checkpoints`` table)."""
+        from replikit.endpoints.sqlite.apply import SqliteChangeWriter
+
+        if options:
+            raise TypeError(f"unknown change writer options: {', '.join(sorted(options))}")
+        return SqliteChangeWriter(self._conns)
 
     def _locked(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
         return self._conns.lock if shared else contextlib.nullcontext()

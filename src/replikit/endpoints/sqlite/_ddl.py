@@ -14,6 +14,7 @@ from replikit.schema.model import Column, ForeignKey, Index
 from replikit.schema.types import Kind
 
 __all__ = [
+    "add_column",
     "autoincrement_column",
     "create_table",
     "drop_table",
@@ -114,6 +115,24 @@ def create_table(plan: TablePlan) -> str:
         lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
     body = ",\n    ".join(lines)
     return f"CREATE TABLE {_q(schema.id.name)} (\n    {body}\n)"
+
+
+def add_column(plan: TablePlan, cp: ColumnPlan) -> str:
+    """``ALTER TABLE ... ADD COLUMN`` for a column new to the source (a schema change).
+
+    SQLite refuses a NOT NULL column without a default, and a non-constant default on a table
+    that has rows; callers report that as a schema error.
+    """
+    parts = [_q(cp.name)]
+    if cp.target.sql:
+        parts.append(cp.target.sql)
+    if not cp.nullable:
+        parts.append("NOT NULL")
+    if cp.default is not None:
+        parts.append(f"DEFAULT ({cp.default})")
+    if cp.target.type.kind is Kind.ENUM and cp.target.type.values:
+        parts.append(DIALECT.enum_check(cp.name, cp.target.type.values))
+    return f"ALTER TABLE {_q(plan.target_id.name)} ADD COLUMN {' '.join(parts)}"
 
 
 def drop_table(plan: TablePlan) -> str:

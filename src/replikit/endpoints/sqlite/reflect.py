@@ -25,9 +25,16 @@ from replikit.schema.model import (
     View,
 )
 
-__all__ = ["INTERNAL_PREFIX", "reflect_catalog", "reflect_table", "table_names"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "INTERNAL_PREFIX",
+    "reflect_catalog",
+    "reflect_table",
+    "table_names",
+]
 
-INTERNAL_PREFIX = "_replikit_"
+INTERNAL_PREFIX = "_replikit_"  # CDC bookkeeping in a source database
+CONTROL_PREFIX = "replikit_"  # a task's control tables in a target (checkpoints, ...)
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\b[^)]*$", re.IGNORECASE)
 _GENERATED = {2: "virtual", 3: "stored"}
@@ -46,7 +53,7 @@ class _TableRow:
 
 def _user_table(name: str) -> bool:
     lower = name.lower()
-    return not lower.startswith("sqlite_") and not lower.startswith(INTERNAL_PREFIX)
+    return not lower.startswith(("sqlite_", INTERNAL_PREFIX, CONTROL_PREFIX))
 
 
 def _table_rows(conn: sqlite3.Connection) -> list[_TableRow]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,11 @@ from replikit.endpoints.sqlite._values import (
     preview,
 )
 from replikit.endpoints.sqlite._values import storage_classes as _classes
-from replikit.errors import DataError, SchemaError
+from replikit.errors import ConfigError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, Reader, Unit
 from replikit.schema.model import TableId, TableSchema
 
-__all__ = ["SqliteReader"]
+__all__ = ["Pinned", "SqliteReader"]
 
 _ROWID_NAMES = ("rowid", "_rowid_", "oid")
 
@@ -104,9 +105,38 @@ def _check_sql(
 _STORAGE = {int: "integer", float: "real", str: "text", bytes: "blob"}
 
 
+class Pinned:
+    """One connection inside an open read transaction (a snapshot), shared by readers.
+
+    Every use of the connection holds :attr:`lock`, so units may be read from any threads,
+    one after another or at once (their cursors interleave inside the one transaction).
+    After :meth:`release` (the snapshot ended) reading raises :class:`ConfigError`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, what: str) -> None:
+        self.lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = conn
+        self._what = what
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection (hold :attr:`lock`); ConfigError once released."""
+        if self._conn is None:
+            raise ConfigError(
+                f"the snapshot of {self._what} has ended: read the full load inside its "
+                "`with endpoint.cdc_snapshot(...)` block"
+            )
+        return self._conn
+
+    def release(self) -> None:
+        """End every use of the connection (the snapshot's owner closes it)."""
+        with self.lock:
+            self._conn = None
+
+
 class SqliteReader(Reader):
     """Reads whole tables of a SQLite database, one read transaction per table.
 
+    With ``pinned``, every table is read inside that one snapshot instead (the CDC handoff).
     ``dialect`` tells planners which type rules the tables were reflected with.
     """
 
@@ -118,11 +148,13 @@ class SqliteReader(Reader):
         tables: Sequence[TableSchema],
         *,
         batch_size: int = 10_000,
+        pinned: Pinned | None = None,
     ) -> None:
         self._conns = connections
         self._tables = tuple(tables)
         self._by_id = {t.id: t for t in self._tables}
         self.batch_size = batch_size
+        self._pinned = pinned
 
     @property
     @override
@@ -140,6 +172,9 @@ class SqliteReader(Reader):
         """Stream the rows of ``unit`` as batches of canonical values."""
         table = self._table(unit.table)
         scan = _scan(table)
+        if self._pinned is not None:
+            yield from self._read_pinned(self._pinned, scan)
+            return
         with self._conns.reading() as (conn, shared):
             lock = self._conns.lock if shared else contextlib.nullcontext()
             if not shared:
@@ -153,6 +188,20 @@ class SqliteReader(Reader):
                 if not rows:
                     break
                 yield Batch(table.id, table.column_names, _convert(scan, rows))
+
+    def _read_pinned(self, pinned: Pinned, scan: _Scan) -> Iterator[Batch]:
+        table = scan.table
+        with pinned.lock:
+            conn = pinned.connection()
+            self._validate(conn, scan)
+            cursor = conn.execute(scan.select)
+        while True:
+            with pinned.lock:
+                pinned.connection()
+                rows = cursor.fetchmany(self.batch_size)
+            if not rows:
+                break
+            yield Batch(table.id, table.column_names, _convert(scan, rows))
 
     def _table(self, tid: TableId) -> TableSchema:
         try:
