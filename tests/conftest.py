@@ -2,7 +2,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fix_pg"]
+pytest_plugins = ["fix_pg", "fix_mysql"]
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(

@@ -91,3 +91,59 @@ def test_demo_runs_and_verifies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "every table identical" in out
     assert "15,607 rows" in out
+    assert "Track: 0 inserted, 1297 updated, 0 deleted" in out  # live CDC part
+    assert "Artist: 1 inserted" in out
+
+
+def test_demo_without_cdc(tmp_path, capsys):
+    assert main(["demo", "--dir", str(tmp_path), "--no-cdc"]) == 0
+    out = capsys.readouterr().out
+    assert "every table identical" in out
+    assert "inserted" not in out
+
+
+def _replicate(src: str, dst: str, *extra: str) -> int:
+    return main(["replicate", src, dst, "--stop-when-idle", "0.5", "--json", *extra])
+
+
+def test_replicate_resumes_and_drop_removes_everything(chinook, tmp_path, capsys):
+    dst = f"sqlite:///{tmp_path / 'copy.db'}"
+    # without the opt-in, a SQLite source refuses before anything is created
+    assert _replicate(chinook, dst) == 2
+    assert "cdc_setup=True" in capsys.readouterr().err
+    assert _replicate(chinook, dst, "--cdc-setup", "--task-id", "cli") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["ok"] and first["task_id"] == "cli"
+    assert sum(t["full_load_rows"] for t in first["tables"]) == 15_607
+    with sqlite3.connect(tmp_path / "chinook.db") as conn:
+        conn.execute("UPDATE Genre SET Name = 'Rock & Roll' WHERE GenreId = 1")
+        conn.execute("DELETE FROM PlaylistTrack WHERE PlaylistId = 1")
+    assert _replicate(chinook, dst, "--cdc-setup", "--task-id", "cli") == 0
+    second = json.loads(capsys.readouterr().out)
+    assert sum(t["full_load_rows"] for t in second["tables"]) == 0  # resumed, no reload
+    by_table = {t["table"]: t for t in second["tables"]}
+    assert by_table["Genre"]["updates"] == 1
+    assert by_table["PlaylistTrack"]["deletes"] == 3290
+    assert second["cdc"]["changes"] == 3291
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("SELECT Name FROM Genre WHERE GenreId = 1").fetchone() == (
+            "Rock & Roll",
+        )
+    assert main(["drop", chinook, dst, "--task-id", "cli"]) == 0
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "replikit_checkpoints" not in tables
+    assert "Genre" in tables  # the data stays
+    with sqlite3.connect(tmp_path / "chinook.db") as conn:
+        triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")
+        assert triggers.fetchone() == (0,)
+
+
+def test_cdc_setup_installs_triggers(chinook, tmp_path, capsys):
+    assert main(["cdc-setup", chinook, "--include", "Artist"]) == 0
+    assert "for 1 tables" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "chinook.db") as conn:
+        names = {
+            r[0] for r in conn.execute("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        }
+    assert names == {"Artist"}

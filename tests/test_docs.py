@@ -20,5 +20,6 @@ def _blocks():
 def test_doc_example_runs(code, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     pg_url = request.getfixturevalue("pg_url") if "PG_URL" in code else None
-    namespace = {"__name__": "__doc__", "PG_URL": pg_url}
+    mysql_url = request.getfixturevalue("mysql_url") if "MYSQL_URL" in code else None
+    namespace = {"__name__": "__doc__", "PG_URL": pg_url, "MYSQL_URL": mysql_url}
     exec(compile(code, "<doc>", "exec"), namespace)

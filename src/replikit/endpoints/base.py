@@ -148,6 +148,12 @@ _REGISTRY: dict[str, str] = {
     "postgres": "replikit.endpoints.postgres:PostgresEndpoint",
     "postgresql+psycopg": "replikit.endpoints.postgres:PostgresEndpoint",
     "sqlite": "replikit.endpoints.sqlite:SqliteEndpoint",
+    "mysql": "replikit.endpoints.mysql:MysqlEndpoint",
+    "mariadb": "replikit.endpoints.mysql:MysqlEndpoint",
+    "mysql+pymysql": "replikit.endpoints.mysql:MysqlEndpoint",
+    "mysql+mysqldb": "replikit.endpoints.mysql:MysqlEndpoint",
+    "mariadb+pymysql": "replikit.endpoints.mysql:MysqlEndpoint",
+    "mariadb+mysqldb": "replikit.endpoints.mysql:MysqlEndpoint",
 }
 _LOADED: dict[str, type[Endpoint]] = {}
 

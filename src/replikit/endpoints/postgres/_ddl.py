@@ -8,7 +8,7 @@ expressions) is used only when the source dialect is PostgreSQL too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from replikit.endpoints.postgres._dialect import DIALECT, NAME
 from replikit.errors import ConfigError
@@ -114,8 +114,9 @@ def finish_statements(plans: Sequence[TablePlan]) -> Finish:
     statements: list[str] = []
     fks: list[str] = []
     identities: list[tuple[TableId, str, int | None]] = []
+    taken = {(p.target_id.schema or "public", _cut(p.target_id.name)) for p in plans}
     for plan in plans:
-        statements += _table_finish(plan)
+        statements += _table_finish(plan, taken)
         fks += [s for fk in plan.target_schema.foreign_keys if (s := _fk(plan, fk, targets))]
         for col in plan.columns:
             if col.source.identity is not None and col.target.type.kind is Kind.INT:
@@ -123,13 +124,35 @@ def finish_statements(plans: Sequence[TablePlan]) -> Finish:
     return Finish(statements + fks, identities)
 
 
-def _table_finish(plan: TablePlan) -> list[str]:
+def _cut(name: str, limit: int = 63) -> str:
+    """``name`` as PostgreSQL stores it: at most ``limit`` bytes (63: NAMEDATALEN - 1)."""
+    return name.encode()[:limit].decode(errors="ignore")
+
+
+def _index_name(plan: TablePlan, name: str, taken: set[tuple[str, str]]) -> str:
+    """``name``, or ``<table>_<name>[_n]`` when the schema already has that relation name.
+
+    Index names share one namespace per schema with tables; MySQL's are per table, so
+    ``idx_fk_film_id`` may exist on two tables there.
+    """
+    schema = plan.target_id.schema or "public"
+    candidate, n = _cut(name), 1
+    while (schema, candidate) in taken:
+        suffix = "" if n == 1 else f"_{n}"
+        candidate = _cut(f"{plan.target_id.name}_{name}", 63 - len(suffix)) + suffix
+        n += 1
+    taken.add((schema, candidate))
+    return candidate
+
+
+def _table_finish(plan: TablePlan, taken: set[tuple[str, str]]) -> list[str]:
     name = table_name(plan.target_id)
     out = [f"ALTER TABLE {name} ADD UNIQUE ({', '.join(q(c) for c in u)})"
            for u in plan.target_schema.unique]  # fmt: skip
     same = plan.source_dialect == NAME
     for index in plan.target_schema.indexes:
         if same or not (index.expressions or index.where):
+            index = replace(index, name=_index_name(plan, index.name, taken))
             out.append(_index(name, index, same))
     if same:
         for check in plan.target_schema.checks:

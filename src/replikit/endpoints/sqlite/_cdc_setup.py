@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -127,7 +128,7 @@ def write_transaction(
     try:
         if wal:
             _check_math(conn)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _to_wal(conn, float(endpoint.options.get("timeout", 30.0)))
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -139,6 +140,23 @@ def write_transaction(
         raise SchemaError(f"cannot {what} {endpoint.url}: {exc}") from exc
     finally:
         conn.close()
+
+
+def _to_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL mode, waiting for other connections' transactions to end.
+
+    Changing the journal mode needs a moment with no other transaction open, and SQLite
+    reports "database is locked" at once instead of calling the busy handler: retry.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _check_math(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,187 @@
+"""MySQL and MariaDB endpoint family (light: importing this module imports no driver).
+
+``mysql://user:password@host:port/db`` or ``mariadb://...``; ``mysql+pymysql://`` /
+``mysql+mysqldb://`` or ``?driver=`` pick the driver (default: mysqlclient when installed,
+else PyMySQL). TLS settings in the URL (``ssl_mode``, ``ssl_ca``, ``ssl_cert``, ``ssl_key``)
+reach every connection, the binlog stream's included. A table's schema is its database: a
+source URL with a database reflects that database, one without reflects every non-system
+database; a target URL must name the database the tables are written into.
+
+>>> import replikit as rk
+>>> ep = rk.endpoint("mysql://app:secret@db.example/shop")
+>>> ep
+MysqlEndpoint('mysql://app:***@db.example/shop')
+>>> ep.capabilities.cdc
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from typing_extensions import override
+
+from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints.mysql._dialect import DIALECT, MysqlDialect
+from replikit.endpoints.mysql._params import ConnParams
+from replikit.errors import ConfigError, SchemaError
+from replikit.mapping import Selection
+from replikit.schema.model import Catalog, TableId, TableSchema
+
+if TYPE_CHECKING:
+    from replikit.endpoints.mysql.cdc import MysqlChangeReader
+    from replikit.endpoints.mysql.source import MysqlReader
+    from replikit.endpoints.mysql.target import MysqlWriter
+    from replikit.pipeline.contracts import Reader
+    from replikit.positions import Position
+
+__all__ = ["MysqlDialect", "MysqlEndpoint"]
+
+_READER_OPTIONS = {"batch_rows", "zero_dates", "tinyint1_as_bool"}
+_WRITER_OPTIONS = {"method", "chunk_rows"}
+
+
+class MysqlEndpoint(Endpoint):
+    """A MySQL (8.0+) or MariaDB (10.5+) database: full-load source and target, binlog CDC.
+
+    Options (keywords, also accepted by :meth:`reader` / :meth:`writer`): ``batch_rows`` (rows
+    per batch read, default 10,000), ``zero_dates`` (``"null"``: zero dates read as NULL in
+    nullable columns, refused in NOT NULL ones; ``"error"``: always refused),
+    ``tinyint1_as_bool`` (default True), ``method`` (writer: ``"load-data"`` or ``"insert"``),
+    ``chunk_rows`` (writer: rows per LOAD DATA / INSERT round).
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = (
+        "mysql",
+        "mariadb",
+        "mysql+pymysql",
+        "mysql+mysqldb",
+        "mariadb+pymysql",
+        "mariadb+mysqldb",
+    )
+    family: ClassVar[str] = "mysql"
+    capabilities: ClassVar[Capabilities] = Capabilities(cdc=True, schemas=True)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        unknown = set(options) - _READER_OPTIONS - _WRITER_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown MySQL endpoint options: {', '.join(sorted(unknown))}")
+        super().__init__(url, **options)
+        self.params = ConnParams.from_url(url, self.url)
+
+    @property
+    @override
+    def dialect(self) -> MysqlDialect:
+        """MySQL quoting and type rules."""
+        return DIALECT
+
+    @override
+    def check(self) -> None:
+        """Connect once and run a trivial query; ``ConnectError`` explains any failure."""
+        from replikit.endpoints.mysql._driver import connect
+
+        conn = connect(self.params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+        finally:
+            conn.close()
+
+    @override
+    def reflect(self, selection: Selection | None = None) -> Catalog:
+        """Tables and views of the URL's database (or of all non-system databases)."""
+        from replikit.endpoints.mysql._driver import connect
+        from replikit.endpoints.mysql.reflect import reflect
+
+        conn = connect(self.params, autocommit=True)
+        try:
+            return reflect(conn, self.params.database, selection)
+        finally:
+            conn.close()
+
+    @override
+    def reader(self, tables: Sequence[Any] | None = None, **options: Any) -> MysqlReader:
+        """A streaming full-load reader for ``tables`` (names, ``TableId`` s, ``TableSchema`` s).
+
+        ``connection=`` makes every read go through one caller-owned connection (see
+        :class:`~replikit.endpoints.mysql.source.MysqlReader`).
+        """
+        from replikit.endpoints.mysql.source import MysqlReader
+
+        merged = {k: v for k, v in self.options.items() if k in _READER_OPTIONS}
+        merged.update(options)
+        return MysqlReader(self.params, self._schemas(tables), **merged)
+
+    @override
+    def writer(self, **options: Any) -> MysqlWriter:
+        """A full-load writer into the URL's database."""
+        from replikit.endpoints.mysql.target import MysqlWriter
+
+        if not self.params.database:
+            raise ConfigError(f"{self.url}: a MySQL target URL must name the database")
+        merged = {k: v for k, v in self.options.items() if k in _WRITER_OPTIONS}
+        merged.update(options)
+        return MysqlWriter(self.params, **merged)
+
+    # -- CDC: the binlog (replikit.endpoints.mysql.cdc) -----------------------------------
+    @override
+    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
+        """Preflight: binlog settings, privileges, keys of ``tables``."""
+        from replikit.endpoints.mysql import cdc
+
+        cdc.setup(self.params, tables, task=task)
+
+    @override
+    def cdc_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> AbstractContextManager[tuple[Reader, Position]]:
+        """A reader in ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and its binlog position."""
+        from replikit.endpoints.mysql import cdc
+
+        return cdc.snapshot(self.params, tables, task=task)
+
+    @override
+    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
+        """The binlog position "now" for a CDC-only task."""
+        from replikit.endpoints.mysql import cdc
+
+        return cdc.start(self.params, tables, task=task)
+
+    @override
+    def cdc_reader(
+        self, tables: Sequence[TableSchema], *, task: str, **options: Any
+    ) -> MysqlChangeReader:
+        """A binlog change reader for ``tables``."""
+        from replikit.endpoints.mysql.cdc import MysqlChangeReader
+
+        return MysqlChangeReader(self.params, tables, task=task, **options)
+
+    @override
+    def cdc_teardown(self, *, task: str) -> None:
+        """Nothing is created on a MySQL source; kept for symmetry (idempotent)."""
+        from replikit.endpoints.mysql import cdc
+
+        cdc.teardown(self.params, task=task)
+
+    def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
+        if tables is not None and all(isinstance(t, TableSchema) for t in tables):
+            return list(tables)
+        catalog = self.reflect()
+        if tables is None:
+            return list(catalog.tables)
+        out = []
+        for t in tables:
+            if isinstance(t, TableSchema):
+                out.append(t)
+                continue
+            tid = t if isinstance(t, TableId) else TableId.parse(str(t))
+            if tid.schema is None:
+                tid = TableId(self.params.database, tid.name)
+            try:
+                out.append(catalog.table(tid))
+            except KeyError:
+                raise SchemaError(f"no table {tid} in {self.url}") from None
+        return out

@@ -1,0 +1,244 @@
+"""What the binlog reader asks the source server: settings, privileges, binlog files, GTIDs.
+
+Every call opens a short-lived PyMySQL connection (the stream has its own), so a reader can
+be closed from any thread without racing a control query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pymysql
+
+from replikit.endpoints.mysql._positions import BinlogPosition
+from replikit.errors import ConfigError, ConnectError, Error, PositionLostError, SchemaError
+from replikit.schema.model import TableId, TableSchema
+
+__all__ = ["Server", "quote"]
+
+_ACCESS_DENIED = frozenset({1044, 1045, 1142, 1143, 1227, 1370})
+_ER_NO_SUCH_TABLE = 1146
+
+
+def quote(name: str) -> str:
+    """A MySQL identifier in backticks."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class Server:
+    """Control queries against the source server of ``params``."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+        self._mariadb: bool | None = None
+
+    # -- connections ---------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """PyMySQL keyword arguments for the source (database left unset)."""
+        from replikit.endpoints.mysql._binlog_bridge import pymysql_kwargs
+
+        return pymysql_kwargs(self.params)
+
+    def stream_settings(self) -> dict[str, Any]:
+        """Settings for the binlog stream connection."""
+        settings = self.settings()
+        settings.pop("database", None)
+        settings.pop("db", None)
+        return settings
+
+    @property
+    def where(self) -> str:
+        """The server, password masked, for messages."""
+        from replikit.endpoints.mysql._binlog_bridge import masked
+
+        return masked(self.params)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A short-lived autocommit connection (errors translated)."""
+        try:
+            conn = pymysql.connect(**self.settings(), autocommit=True)
+        except pymysql.err.MySQLError as exc:
+            raise self.translate(exc, "connect to") from exc
+        try:
+            yield conn
+        except pymysql.err.MySQLError as exc:
+            raise self.translate(exc, "query") from exc
+        finally:
+            conn.close()
+
+    def translate(self, exc: BaseException, what: str) -> Error:
+        """A PyMySQL error as a replikit error (no password in the message)."""
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        detail = exc.args[1] if len(exc.args) > 1 else str(exc)
+        if code in _ACCESS_DENIED:
+            return ConfigError(f"cannot {what} {self.where}: {detail} (error {code})")
+        if isinstance(exc, pymysql.err.OperationalError):
+            return ConnectError(f"cannot {what} {self.where}: {detail} (error {code})")
+        return SchemaError(f"cannot {what} {self.where}: {detail} (error {code})")
+
+    @staticmethod
+    def rows(conn: Any, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of ``query``."""
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            return list(cur.fetchall())
+
+    def is_mariadb(self, conn: Any) -> bool:
+        """Whether the server is MariaDB (cached)."""
+        if self._mariadb is None:
+            self._mariadb = "mariadb" in conn.get_server_info().lower()
+        return self._mariadb
+
+    @property
+    def mariadb(self) -> bool:
+        """Whether the server is MariaDB (asks it the first time)."""
+        if self._mariadb is None:
+            with self.connect() as conn:
+                self.is_mariadb(conn)
+        assert self._mariadb is not None
+        return self._mariadb
+
+    # -- settings and privileges ---------------------------------------------------------
+    def check_settings(self, conn: Any) -> None:
+        """ConfigError unless the binlog is on, ROW based, FULL row image and FULL metadata."""
+        names = ("log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata")
+        found = {
+            str(k).lower(): str(v)
+            for k, v in self.rows(
+                conn,
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s, %s, %s, %s)",
+                names,
+            )
+        }
+        if found.get("log_bin", "OFF").upper() not in ("ON", "1"):
+            raise ConfigError(
+                f"log_bin is OFF on {self.where}: CDC reads the binary log. Start the server "
+                "with log_bin (e.g. log-bin=binlog), a server_id and binlog_format=ROW"
+            )
+        wanted = {"binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}
+        why = {
+            "binlog_format": "row changes are only in the binlog in ROW format",
+            "binlog_row_image": "updates and deletes must carry whole rows",
+            "binlog_row_metadata": "rows need column names, keys and ENUM/SET labels",
+        }
+        for name, value in wanted.items():
+            actual = found.get(name)
+            if actual is None:
+                raise ConfigError(
+                    f"{self.where} has no {name} setting: CDC needs MariaDB 10.5+ or MySQL 8.0.14+"
+                )
+            if actual.upper() != value:
+                raise ConfigError(
+                    f"{name} is {actual} on {self.where}, CDC needs {value} ({why[name]}). "
+                    f"Run SET GLOBAL {name} = '{value}' and put {name} = {value} in the "
+                    "server configuration; sessions already open keep their old value"
+                )
+
+    def check_privileges(self, conn: Any, tables: Sequence[TableSchema]) -> None:
+        """ConfigError naming the missing replication and SELECT privileges."""
+        missing: list[str] = []
+        grants = [str(r[0]).upper() for r in self.rows(conn, "SHOW GRANTS")]
+        global_grants = [g for g in grants if re.search(r" ON \*\.\* TO ", g)]
+        if not any(
+            "ALL PRIVILEGES" in g or "REPLICATION SLAVE" in g or "REPLICATION REPLICA" in g
+            for g in global_grants
+        ):
+            missing.append("REPLICATION SLAVE ON *.*")
+        try:
+            self.rows(conn, "SHOW BINARY LOGS")
+        except pymysql.err.MySQLError as exc:
+            if exc.args[0] not in _ACCESS_DENIED:
+                raise
+            missing.append("BINLOG MONITOR ON *.* (MariaDB 10.5+; REPLICATION CLIENT on MySQL)")
+        for table in tables:
+            try:
+                self.rows(conn, f"SELECT 1 FROM {_qualified(table.id)} LIMIT 0")  # noqa: S608
+            except pymysql.err.MySQLError as exc:
+                if exc.args[0] == _ER_NO_SUCH_TABLE:
+                    raise SchemaError(f"table {table.id} does not exist on {self.where}") from exc
+                if exc.args[0] not in _ACCESS_DENIED:
+                    raise
+                missing.append(f"SELECT ON {_qualified(table.id)}")
+        if missing:
+            raise ConfigError(
+                f"the CDC user of {self.where} lacks privileges: {'; '.join(missing)}. "
+                f"Grant them, e.g. GRANT {', '.join(m.split(' ON ')[0] for m in missing[:2])} "
+                "ON *.* TO the user"
+            )
+
+    # -- positions -----------------------------------------------------------------------
+    def binary_logs(self, conn: Any) -> list[tuple[str, int]]:
+        """``SHOW BINARY LOGS``: (file, size) of every binlog the server still has."""
+        return [(str(r[0]), int(r[1])) for r in self.rows(conn, "SHOW BINARY LOGS")]
+
+    def current(self, conn: Any) -> BinlogPosition:
+        """The end of the binlog now, with the GTID state there."""
+        row = self.rows(conn, "SHOW MASTER STATUS")
+        if not row:
+            raise ConfigError(f"log_bin is OFF on {self.where}: CDC reads the binary log")
+        file, pos = str(row[0][0]), int(row[0][1])
+        if self.is_mariadb(conn):
+            return BinlogPosition(file, pos, self._gtid_pos(conn, file, pos))
+        gtid = str(row[0][4]).replace("\n", "") if len(row[0]) > 4 and row[0][4] else ""
+        return BinlogPosition(file, pos, gtid)
+
+    def _gtid_pos(self, conn: Any, file: str, pos: int) -> str:
+        found = self.rows(conn, "SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+        return str(found[0][0] or "") if found else ""
+
+    def prepare(self, position: BinlogPosition, *, gtid_mode: bool) -> str:
+        """Check the server can stream from ``position``; the GTID state there.
+
+        Re-checks the binlog settings (``binlog_row_metadata`` is dynamic and global), then
+        :meth:`check_position`. The GTID state is the position's own, else asked (MariaDB).
+        """
+        with self.connect() as conn:
+            self.check_settings(conn)
+            logs = self.binary_logs(conn)
+            if not gtid_mode:
+                self.check_position(position, logs)
+            if position.gtid or not self.is_mariadb(conn):
+                return position.gtid
+            return self._gtid_pos(conn, position.file, position.pos)
+
+    def check_position(self, position: BinlogPosition, logs: list[tuple[str, int]]) -> None:
+        """PositionLostError unless the server still has ``position`` and has reached it."""
+        sizes = dict(logs)
+        if not logs:
+            raise ConfigError(f"log_bin is OFF on {self.where}: CDC reads the binary log")
+        first, last = BinlogPosition(logs[0][0], 4), BinlogPosition(logs[-1][0], sizes[logs[-1][0]])
+        if position.file not in sizes:
+            if position.sequence < first.sequence:
+                raise PositionLostError(
+                    f"binlog position {position} is gone from {self.where}: {position.file} "
+                    f"was purged (the oldest binlog is {first.file}); the changes since then "
+                    "are lost to CDC: run a new full load (migration_type='full-load-and-cdc') "
+                    "and keep binlogs longer (binlog_expire_logs_seconds) than the longest "
+                    "CDC downtime"
+                )
+            raise PositionLostError(
+                f"binlog position {position} is not on {self.where} (binlogs {first.file} to "
+                f"{last.file}): is this the same server, or was RESET MASTER run? Run a new "
+                "full load"
+            )
+        if position.pos > sizes[position.file]:
+            raise PositionLostError(
+                f"binlog position {position} is ahead of {self.where} ({position.file} has "
+                f"{sizes[position.file]} bytes): is this the same server? Run a new full load"
+            )
+
+    # -- schema --------------------------------------------------------------------------
+    def reflect(self, table: TableId) -> TableSchema | None:
+        """The table's current definition (``None``: it no longer exists)."""
+        from replikit.endpoints.mysql._binlog_bridge import reflect_table
+
+        with self.connect() as conn:
+            return reflect_table(conn, self.params, table)
+
+
+def _qualified(table: TableId) -> str:
+    return (quote(table.schema) + "." if table.schema else "") + quote(table.name)

@@ -1,0 +1,236 @@
+"""DDL text for MySQL/MariaDB targets (pure: plans in, SQL out; ``replikit plan`` prints it).
+
+Identifiers go through :meth:`MysqlDialect.quote`, literals (comments, enum labels) through
+:meth:`MysqlDialect.literal`. ``CREATE TABLE`` carries columns, NOT NULL, defaults, generated
+columns (same dialect), AUTO_INCREMENT and the primary key, so CDC upserts work as soon as the
+table exists; unique keys, indexes, CHECKs (same dialect) and foreign keys come after the load
+in one ``ALTER TABLE`` per table, then ``AUTO_INCREMENT`` restarts.
+
+MySQL cannot index a TEXT/BLOB column without a prefix length. Such columns in a primary or
+unique key become ``varchar(768)`` / ``varbinary(3072)`` (longer values are refused, never
+cut); plain indexes on them index a 255-character prefix. Both are listed in ``problems``.
+Tables from other dialects are created with a binary, no-pad collation (``utf8mb4_nopad_bin``
+on MariaDB, ``utf8mb4_0900_bin`` on MySQL), so keys compare as in PostgreSQL and SQLite:
+``'a'``, ``'A'`` and ``'a '`` stay distinct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from replikit.endpoints.mysql._dialect import DIALECT, MAX_IDENTIFIER, NAME
+from replikit.errors import SchemaError
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.model import ForeignKey, Index, TableId
+from replikit.schema.types import Kind
+
+__all__ = ["Ddl", "check_identifiers", "table_name"]
+
+q = DIALECT.quote
+_ACTIONS = frozenset({"CASCADE", "RESTRICT", "SET NULL", "SET DEFAULT", "NO ACTION"})
+_UNBOUNDED = {"longtext": "varchar(768)", "longblob": "varbinary(3072)"}
+_PREFIX = 255
+
+
+def table_name(tid: TableId) -> str:
+    """The quoted table name (no database: targets write into the URL's database)."""
+    return q(tid.name)
+
+
+def check_identifiers(plans: Sequence[TablePlan]) -> None:
+    """Refuse, before any DDL runs, names MySQL would reject (longer than 64 characters)."""
+    too_long: list[str] = []
+    for plan in plans:
+        names = [plan.target_id.name, *(c.name for c in plan.columns)]
+        names += [i.name for i in plan.target_schema.indexes]
+        names += [fk.name for fk in plan.target_schema.foreign_keys if fk.name]
+        too_long += [f"{plan.target_id}: {n!r}" for n in names if len(n) > MAX_IDENTIFIER]
+    if too_long:
+        raise SchemaError(
+            f"MySQL names are at most {MAX_IDENTIFIER} characters; rename these (mappings "
+            "rename_table / a column rename transform) before loading: " + "; ".join(too_long)
+        )
+
+
+def _collation(flavor: str) -> str:
+    return "utf8mb4_nopad_bin" if flavor == "mariadb" else "utf8mb4_0900_bin"
+
+
+@dataclass
+class Ddl:
+    """DDL for a set of plans on one server flavor (``"mariadb"`` or ``"mysql"``)."""
+
+    flavor: str = "mariadb"
+    problems: list[str] = field(default_factory=list)
+
+    # -- create ---------------------------------------------------------------------------
+    def create(self, plan: TablePlan) -> list[str]:
+        """Drop and create one table (drop-and-create mode)."""
+        return [f"DROP TABLE IF EXISTS {table_name(plan.target_id)}", self.create_table(plan)]
+
+    def create_table(self, plan: TablePlan) -> str:
+        """``CREATE TABLE`` with columns, defaults, AUTO_INCREMENT and the primary key."""
+        same = plan.source_dialect == NAME
+        auto = _auto_column(plan)
+        keyed = _key_columns(plan)
+        parts = [self._column(plan, c, same, c.name == auto, c.name in keyed) for c in plan.columns]
+        pk = plan.target_schema.primary_key
+        if pk:
+            parts.append(f"PRIMARY KEY ({', '.join(q(c) for c in pk)})")
+        if auto is not None and (not pk or pk[0] != auto):
+            parts.append(f"KEY ({q(auto)})")  # an AUTO_INCREMENT column must lead an index
+        body = ",\n  ".join(parts)
+        options = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        if not same:
+            options += f" COLLATE={_collation(self.flavor)}"
+        if plan.target_schema.comment:
+            options += f" COMMENT={DIALECT.literal(plan.target_schema.comment)}"
+        return f"CREATE TABLE {table_name(plan.target_id)} (\n  {body}\n) {options}"
+
+    def _column(self, plan: TablePlan, col: ColumnPlan, same: bool, auto: bool, keyed: bool) -> str:
+        sql = col.target.sql
+        if keyed and sql in _UNBOUNDED:
+            self.problems.append(
+                f"{plan.target_id}.{col.name}: {sql} in a key becomes {_UNBOUNDED[sql]} "
+                "(longer values are refused)"
+            )
+            sql = _UNBOUNDED[sql]
+        text = f"{q(col.name)} {sql}"
+        if (
+            same
+            and col.source.collation
+            and col.target.type.kind in (Kind.STRING, Kind.TEXT, Kind.ENUM)
+        ):
+            text += f" COLLATE {q(col.source.collation)}"
+        generated = col.source.generated if same else None
+        if generated:
+            expr, _, kind = generated.rpartition(" ")
+            return f"{text} GENERATED ALWAYS AS ({expr}) {kind if kind in ('STORED', 'VIRTUAL') else 'VIRTUAL'}"  # noqa: E501
+        text += " NULL" if col.nullable else " NOT NULL"
+        if auto:
+            text += " AUTO_INCREMENT"
+        elif col.default is not None:
+            text += f" DEFAULT {col.default}"
+        if col.source.comment:
+            text += f" COMMENT {DIALECT.literal(col.source.comment)}"
+        return text
+
+    # -- after the load -------------------------------------------------------------------
+    def finish(self, plans: Sequence[TablePlan]) -> list[str]:
+        """Per table one ALTER for keys, indexes and CHECKs; then foreign keys, then restarts."""
+        targets = {p.target_id: p for p in plans}
+        fk_names = _fk_names(plans)
+        tables: list[str] = []
+        fks: list[str] = []
+        for plan in plans:
+            clauses = self._table_clauses(plan)
+            if clauses:
+                tables.append(f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(clauses))
+            fk_clauses = [
+                c
+                for fk in plan.target_schema.foreign_keys
+                if (c := _fk(fk, targets, fk_names.get((plan.target_id, fk.name))))
+            ]
+            if fk_clauses:
+                fks.append(f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(fk_clauses))
+        return tables + fks
+
+    def _table_clauses(self, plan: TablePlan) -> list[str]:
+        same = plan.source_dialect == NAME
+        unbounded = {c.name for c in plan.columns if c.target.sql in _UNBOUNDED}
+        keyed = _key_columns(plan)
+        out = [f"ADD UNIQUE KEY ({', '.join(q(c) for c in u)})" for u in plan.target_schema.unique]
+        for index in plan.target_schema.indexes:
+            clause = self._index(plan, index, same, unbounded - keyed)
+            if clause:
+                out.append(clause)
+        if same:
+            out += [
+                f"ADD {'CONSTRAINT ' + q(c.name) + ' ' if c.name else ''}CHECK ({c.expression})"
+                for c in plan.target_schema.checks
+            ]
+        return out
+
+    def _index(self, plan: TablePlan, index: Index, same: bool, prefix: set[str]) -> str | None:
+        method = (index.method or "").upper()
+        if same and index.expressions:
+            keys = ", ".join(index.expressions)
+        elif index.expressions or index.where:
+            return None  # other dialects' SQL: plan.problems says so
+        elif method and method not in ("BTREE", "HASH") and not same:
+            self.problems.append(
+                f"{plan.target_id}: index {index.name} uses method {index.method}; not created"
+            )
+            return None
+        else:
+            keys = ", ".join(f"{q(c)}({_PREFIX})" if c in prefix else q(c) for c in index.columns)
+            if prefix & set(index.columns):
+                self.problems.append(
+                    f"{plan.target_id}: index {index.name} indexes the first {_PREFIX} "
+                    "characters of its text/blob column(s)"
+                )
+        kind = "INDEX"
+        if index.unique:
+            kind = "UNIQUE INDEX"
+        elif same and method in ("FULLTEXT", "SPATIAL"):
+            kind = f"{method} INDEX"
+        return f"ADD {kind} {q(index.name)} ({keys})"
+
+    def restart(self, tid: TableId, value: int) -> str:
+        """``ALTER TABLE ... AUTO_INCREMENT = value``."""
+        return f"ALTER TABLE {table_name(tid)} AUTO_INCREMENT = {int(value)}"
+
+
+def _auto_column(plan: TablePlan) -> str | None:
+    for col in plan.columns:
+        if col.source.identity is not None and col.target.type.kind is Kind.INT:
+            return col.name
+    return None
+
+
+def auto_column(plan: TablePlan) -> str | None:
+    """The column created AUTO_INCREMENT (the first identity column), if any."""
+    return _auto_column(plan)
+
+
+def _key_columns(plan: TablePlan) -> set[str]:
+    schema = plan.target_schema
+    keyed = set(schema.primary_key)
+    for u in schema.unique:
+        keyed.update(u)
+    for i in schema.indexes:
+        if i.unique and not i.expressions:
+            keyed.update(i.columns)
+    return keyed
+
+
+def _fk_names(plans: Sequence[TablePlan]) -> dict[tuple[TableId, str | None], str | None]:
+    """FK names are unique per database in MySQL: later duplicates get a generated name."""
+    seen: set[str] = set()
+    out: dict[tuple[TableId, str | None], str | None] = {}
+    for plan in plans:
+        for fk in plan.target_schema.foreign_keys:
+            name = fk.name
+            if name is not None and name.lower() in seen:
+                name = None
+            if name is not None:
+                seen.add(name.lower())
+            out[(plan.target_id, fk.name)] = name
+    return out
+
+
+def _fk(fk: ForeignKey, targets: dict[TableId, TablePlan], name: str | None) -> str | None:
+    ref = targets.get(fk.ref_table)
+    if ref is None:
+        return None
+    text = (
+        f"ADD {'CONSTRAINT ' + q(name) + ' ' if name else ''}FOREIGN KEY "
+        f"({', '.join(q(c) for c in fk.columns)}) REFERENCES {table_name(ref.target_id)} "
+        f"({', '.join(q(c) for c in fk.ref_columns)})"
+    )
+    if fk.on_delete and fk.on_delete.upper() in _ACTIONS:
+        text += f" ON DELETE {fk.on_delete.upper()}"
+    if fk.on_update and fk.on_update.upper() in _ACTIONS:
+        text += f" ON UPDATE {fk.on_update.upper()}"
+    return text

@@ -1,0 +1,220 @@
+"""The one place that imports a MySQL driver, opens connections and translates driver errors.
+
+Two DB-API drivers are supported: mysqlclient (``MySQLdb``, C, measured about 2.7x faster
+than PyMySQL at streaming reads here) and PyMySQL (pure Python, always installed with
+``replikit[mysql]`` because the binlog reader needs it). ``driver="auto"`` takes mysqlclient
+when it is importable.
+
+Every connection gets replikit's session: ``time_zone='+00:00'`` (TIMESTAMP values read and
+written as UTC instants, whatever the server's zone), a strict ``sql_mode`` without
+``NO_BACKSLASH_ESCAPES`` (the drivers escape with backslashes) and with
+``NO_AUTO_VALUE_ON_ZERO`` (a loaded 0 stays 0 in an AUTO_INCREMENT column), utf8mb4, and long
+network timeouts so a slow consumer of a streaming read is not cut off.
+
+Connection failures become :class:`~replikit.ConnectError`, row failures
+:class:`~replikit.DataError` naming table, column and key; the password never appears in a
+message and driver exceptions whose text held it are not chained.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from replikit.endpoints.base import require
+from replikit.endpoints.mysql._params import ConnParams
+from replikit.errors import ConnectError, DataError, Error, MissingDependencyError, SchemaError
+
+__all__ = [
+    "SQL_MODE",
+    "Driver",
+    "connect",
+    "connect_error",
+    "data_error",
+    "driver_of",
+    "load_driver",
+    "scrub",
+    "setup_session",
+]
+
+SQL_MODE = (
+    "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+)
+_TIMEOUT = 86_400  # seconds a streaming read may wait for its consumer
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One DB-API driver module and the pieces replikit uses from it."""
+
+    name: str
+    module: Any
+    ss_cursor: type[Any]
+    Error: type[Exception]
+    OperationalError: type[Exception]
+
+    def warning_count(self, conn: Any, cursor: Any) -> int:
+        """Warnings of the last statement run by ``cursor`` on ``conn``."""
+        if self.name == "mysqlclient":
+            return int(conn.warning_count())
+        return int(cursor.warning_count)
+
+
+def _mysqlclient() -> Driver:
+    mod = importlib.import_module("MySQLdb")
+    cursors = importlib.import_module("MySQLdb.cursors")
+    return Driver("mysqlclient", mod, cursors.SSCursor, mod.Error, mod.OperationalError)
+
+
+def _pymysql() -> Driver:
+    mod = require("pymysql", package="PyMySQL", extra="mysql", purpose="The MySQL endpoint")
+    cursors = importlib.import_module("pymysql.cursors")
+    return Driver("pymysql", mod, cursors.SSCursor, mod.Error, mod.OperationalError)
+
+
+_LOADED: dict[str, Driver] = {}
+
+
+def load_driver(name: str = "auto") -> Driver:
+    """The driver called ``name`` (``auto``: mysqlclient if installed, else PyMySQL)."""
+    if name in _LOADED:
+        return _LOADED[name]
+    if name == "mysqlclient":
+        try:
+            driver = _mysqlclient()
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "mysqlclient", "mysqlclient", "driver=mysqlclient"
+            ) from exc
+    elif name == "pymysql":
+        driver = _pymysql()
+    else:
+        try:
+            driver = _mysqlclient()
+        except ImportError:
+            driver = _pymysql()
+    _LOADED[name] = driver
+    return driver
+
+
+def driver_of(conn: Any) -> Driver:
+    """The driver a caller-supplied connection belongs to."""
+    module = type(conn).__module__
+    if module.startswith("MySQLdb"):
+        return load_driver("mysqlclient")
+    if module.startswith("pymysql"):
+        return load_driver("pymysql")
+    raise TypeError(f"not a MySQLdb or PyMySQL connection: {type(conn).__name__}")
+
+
+def setup_session(conn: Any, *, sql_mode: bool = True) -> None:
+    """Apply replikit's session settings (see the module docstring) to ``conn``."""
+    settings = [
+        "time_zone = '+00:00'",
+        f"net_write_timeout = {_TIMEOUT}",
+        f"net_read_timeout = {_TIMEOUT}",
+    ]
+    if sql_mode:
+        settings.append(f"sql_mode = '{SQL_MODE}'")
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION " + ", ".join(settings))
+
+
+def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool = False) -> Any:
+    """A DB-API connection to ``params`` with replikit's session; ``ConnectError`` on failure."""
+    driver = load_driver(params.driver)
+    try:
+        if driver.name == "mysqlclient":
+            kwargs = params.mysqlclient_kwargs(autocommit=autocommit)
+            if local_infile:
+                kwargs["local_infile"] = 1
+            conn = driver.module.connect(**kwargs)
+        else:
+            conn = driver.module.connect(
+                **params.pymysql_kwargs(autocommit=autocommit, local_infile=local_infile)
+            )
+    except driver.Error as exc:
+        err = connect_error(exc, params)
+        hidden = bool(params.password) and str(params.password) in str(exc)
+        raise err from (None if hidden else exc)
+    try:
+        setup_session(conn)
+    except driver.Error as exc:
+        conn.close()
+        raise ConnectError(
+            f"could not set up a session at {params.where()}: {scrub(str(exc), params)}"
+        ) from None
+    return conn
+
+
+def scrub(text: str, params: ConnParams) -> str:
+    """``text`` without the password."""
+    if params.password:
+        text = text.replace(params.password, "***")
+    return re.sub(r"(password\s*[=:]\s*)\S+", r"\1***", text)
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The server/client error number of a driver exception, when it has one."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of a driver exception without its error number."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return str(args[1])
+    return str(exc)
+
+
+def connect_error(exc: BaseException, params: ConnParams) -> ConnectError:
+    """A :class:`ConnectError` explaining why connecting to ``params`` failed."""
+    raw = scrub(error_text(exc).strip(), params)
+    code = error_code(exc)
+    where = params.where()
+    user = params.user or "(default user)"
+    low = raw.lower()
+    if code in (1044, 1045, 1698) or "access denied" in low:
+        hint = f"login refused for user {user!r} at {where}; check the user name and password"
+    elif code == 1049 or "unknown database" in low:
+        hint = f"database {params.database!r} does not exist at {where}; create it or fix the URL"
+    elif code == 2005 or ("unknown" in low and "host" in low):
+        hint = f"unknown host {params.host!r}; check the host name in the URL"
+    elif code in (2002, 2003) or "can't connect" in low:
+        hint = f"connection refused by {where}; is the MySQL/MariaDB server running there?"
+    elif "timeout" in low or "timed out" in low:
+        hint = f"timed out connecting to {where}; check the host, port and firewall"
+    else:
+        hint = f"could not connect to {where}"
+    return ConnectError(f"{hint} (driver said: {raw})")
+
+
+def data_error(
+    exc: BaseException,
+    table: str,
+    *,
+    column: str | None = None,
+    key: Mapping[str, Any] | None = None,
+) -> Error:
+    """A :class:`DataError` (or :class:`SchemaError` for a missing table) for a failed write."""
+    message = error_text(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if error_code(exc) in (1146, 1054):
+        return SchemaError(f"cannot write {table}: {message}")
+    if column is None:
+        column = column_in_message(message)
+    return DataError(f"cannot write row: {message}", table=table, column=column, key=key)
+
+
+def column_in_message(message: str) -> str | None:
+    """The column a MySQL error message names (``... for column `db`.`t`.`c` at row 1``)."""
+    m = re.search(r"column\s+((?:`[^`]*`\.)*`[^`]*`|'[^']*')", message, re.I)
+    if m is None:
+        return None
+    last = m.group(1).split(".")[-1]
+    return last.strip("`'")

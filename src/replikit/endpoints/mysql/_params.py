@@ -1,0 +1,148 @@
+"""Connection parameters parsed from a MySQL/MariaDB URL (no driver import).
+
+``mysql://user:password@host:port/db?ssl_mode=VERIFY_IDENTITY&ssl_ca=/ca.pem`` (also
+``mariadb://``). ``mysql+pymysql://`` and ``mysql+mysqldb://`` pick the driver; otherwise
+``?driver=pymysql|mysqlclient`` does, and by default mysqlclient is used when it is installed
+(measured faster) and PyMySQL otherwise. Recognised query keys: ``ssl_mode``
+(``DISABLED``/``PREFERRED``/``REQUIRED``/``VERIFY_CA``/``VERIFY_IDENTITY``), ``ssl_ca``,
+``ssl_cert``, ``ssl_key``, ``unix_socket``, ``connect_timeout``, ``driver``. Anything else is
+a :class:`~replikit.ConfigError`, so a misspelt TLS option never silently connects in clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from replikit.errors import ConfigError
+
+__all__ = ["DRIVERS", "SSL_MODES", "ConnParams"]
+
+DRIVERS = ("auto", "mysqlclient", "pymysql")
+SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+_QUERY_KEYS = {"ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "unix_socket", "connect_timeout"}
+_SCHEME_DRIVERS = {"pymysql": "pymysql", "mysqldb": "mysqlclient", "mysqlclient": "mysqlclient"}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnParams:
+    """Where and how to connect; the password is kept out of ``repr``.
+
+    ``database`` is the URL's database: the one a reader reflects and a writer writes into.
+    ``ssl`` holds the TLS keys given in the URL (``ssl_mode``, ``ssl_ca``, ...); they reach
+    every connection replikit opens, the binlog stream's included (:meth:`pymysql_kwargs`).
+    """
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    database: str | None = None
+    password: str | None = field(default=None, repr=False)
+    unix_socket: str | None = None
+    connect_timeout: int = 10
+    driver: str = "auto"
+    ssl: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_url(cls, url: str, masked: str) -> ConnParams:
+        """Parse a ``mysql://`` / ``mariadb://`` URL (``masked`` is used in errors)."""
+        try:
+            u = make_url(url)
+            port = u.port
+        except (ArgumentError, ValueError):
+            raise ConfigError(f"invalid MySQL URL {masked!r}") from None
+        query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
+        driver = query.pop("driver", None) or _SCHEME_DRIVERS.get(u.get_driver_name(), "auto")
+        if driver not in DRIVERS:
+            raise ConfigError(
+                f"unknown MySQL driver {driver!r} in {masked!r}; use one of {DRIVERS}"
+            )
+        unknown = sorted(set(query) - _QUERY_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"unknown MySQL URL option(s) {', '.join(unknown)} in {masked!r}; "
+                f"known: driver, {', '.join(sorted(_QUERY_KEYS))}"
+            )
+        ssl = {k: v for k, v in query.items() if k.startswith("ssl_")}
+        mode = ssl.get("ssl_mode", "").upper()
+        if mode and mode not in SSL_MODES:
+            raise ConfigError(f"ssl_mode must be one of {', '.join(SSL_MODES)}; got {mode!r}")
+        if mode:
+            ssl["ssl_mode"] = mode
+        try:
+            timeout = int(query.get("connect_timeout", 10))
+        except ValueError:
+            raise ConfigError(f"connect_timeout must be an integer in {masked!r}") from None
+        return cls(
+            host=u.host,
+            port=port,
+            user=u.username,
+            database=u.database or None,
+            password=u.password,
+            unix_socket=query.get("unix_socket"),
+            connect_timeout=timeout,
+            driver=driver,
+            ssl=ssl,
+        )
+
+    def where(self) -> str:
+        """``host:port/db`` (or the socket) for messages."""
+        place = self.unix_socket or f"{self.host or 'localhost'}:{self.port or 3306}"
+        return f"{place}/{self.database or ''}"
+
+    def _ssl_pymysql(self) -> dict[str, Any]:
+        mode = self.ssl.get("ssl_mode")
+        out: dict[str, Any] = {}
+        for key in ("ssl_ca", "ssl_cert", "ssl_key"):
+            if key in self.ssl:
+                out[key] = self.ssl[key]
+        if mode == "DISABLED":
+            return {"ssl_disabled": True}
+        if mode in ("VERIFY_CA", "VERIFY_IDENTITY"):
+            out["ssl_verify_cert"] = True
+            out["ssl_verify_identity"] = mode == "VERIFY_IDENTITY"
+        elif mode == "REQUIRED" and not out:
+            out["ssl"] = {"check_hostname": False, "verify_mode": 0}  # encrypt, no verification
+        elif mode == "REQUIRED":
+            out["ssl_verify_cert"] = False
+        return out
+
+    def pymysql_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``pymysql.connect`` (also the binlog stream's settings)."""
+        base: dict[str, Any] = {
+            "host": self.host or "localhost",
+            "port": self.port or 3306,
+            "user": self.user or "",
+            "password": self.password or "",
+            "database": self.database,
+            "unix_socket": self.unix_socket,
+            "connect_timeout": self.connect_timeout,
+            "charset": "utf8mb4",
+            **self._ssl_pymysql(),
+            **overrides,
+        }
+        return {k: v for k, v in base.items() if v is not None}
+
+    def mysqlclient_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``MySQLdb.connect``."""
+        base: dict[str, Any] = {
+            "host": self.host or "localhost",
+            "port": self.port or 3306,
+            "user": self.user or "",
+            "password": self.password or "",
+            "database": self.database,
+            "unix_socket": self.unix_socket,
+            "connect_timeout": self.connect_timeout,
+            "charset": "utf8mb4",
+            **overrides,
+        }
+        if self.ssl.get("ssl_mode"):
+            base["ssl_mode"] = self.ssl["ssl_mode"]
+        files = {k[4:]: v for k, v in self.ssl.items() if k in ("ssl_ca", "ssl_cert", "ssl_key")}
+        if files:
+            base["ssl"] = files
+        return {k: v for k, v in base.items() if v is not None}

@@ -1,0 +1,95 @@
+"""Binlog positions of MySQL and MariaDB sources (sans-IO).
+
+A :class:`BinlogPosition` is the ``(file, pos)`` of the end of the last delivered transaction's
+commit event (``XID`` or ``COMMIT``, or a standalone DDL statement): resuming there delivers
+the next transaction. It also carries the server's GTID state at that point when known
+(MariaDB ``domain-server-seq`` list, MySQL ``uuid:interval`` set), for reading after a failover
+to another server, where file names differ. Positions of one server are ordered by file
+sequence number, then offset; the GTID part takes no part in ordering.
+
+``str(BinlogPosition("binlog.000003", 1234, "0-101-7"))`` is ``"mysql:binlog.000003:1234@0-101-7"``
+and round-trips through :meth:`replikit.positions.Position.parse`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from replikit.errors import ConfigError
+from replikit.positions import Position
+
+__all__ = ["BinlogPosition", "mariadb_gtid_add", "mariadb_gtid_domains"]
+
+_FILE = re.compile(r"^(?P<stem>[^:@/\\]*?)(?P<seq>\d+)$")
+_MARIADB_GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class BinlogPosition(Position):
+    """The end of a transaction in a MySQL/MariaDB binary log.
+
+    Attributes:
+        file: binlog file name as the server lists it (``SHOW BINARY LOGS``), e.g.
+            ``"binlog.000003"``.
+        pos: byte offset in ``file`` just after the transaction's commit event.
+        gtid: the GTID state at ``pos`` (``""``: unknown): MariaDB ``"0-101-7,1-102-3"``
+            (last GTID per domain) or a MySQL GTID set ``"3E11FA47-...:1-5"``.
+    """
+
+    file: str
+    pos: int
+    gtid: str = ""
+    _order: tuple[str, int, int] = field(init=False, repr=False, compare=False, hash=False)
+    prefix: ClassVar[str] = "mysql"
+
+    def __post_init__(self) -> None:
+        match = _FILE.match(self.file)
+        if match is None or self.pos < 0:
+            raise ConfigError(
+                f"not a binlog position: file {self.file!r}, offset {self.pos} "
+                "(expected e.g. 'binlog.000003' and an offset >= 4)"
+            )
+        object.__setattr__(self, "_order", (match["stem"], int(match["seq"]), self.pos))
+
+    @property
+    def sequence(self) -> int:
+        """The file's sequence number (``binlog.000042`` -> 42)."""
+        return self._order[1]
+
+    def _key(self) -> tuple[str, int, int]:
+        return self._order
+
+    def _text(self) -> str:
+        return f"{self.file}:{self.pos}" + (f"@{self.gtid}" if self.gtid else "")
+
+    @classmethod
+    def _from_text(cls, text: str) -> BinlogPosition:
+        head, _, gtid = text.partition("@")
+        file, sep, pos = head.rpartition(":")
+        if not sep or not pos.isdigit():
+            raise ConfigError(f"not a binlog position: {text!r} (expected 'file:offset[@gtid]')")
+        return cls(file, int(pos), gtid)
+
+    def with_gtid(self, gtid: str) -> BinlogPosition:
+        """The same file and offset with another GTID state."""
+        return BinlogPosition(self.file, self.pos, gtid)
+
+
+def mariadb_gtid_domains(state: str) -> dict[int, tuple[int, int]]:
+    """Parse a MariaDB GTID position (``"0-101-7,1-102-3"``) into ``{domain: (server, seq)}``."""
+    out: dict[int, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in state.split(","))):
+        match = _MARIADB_GTID.match(part)
+        if match is None:
+            raise ConfigError(f"not a MariaDB GTID: {part!r} in {state!r}")
+        out[int(match[1])] = (int(match[2]), int(match[3]))
+    return out
+
+
+def mariadb_gtid_add(state: str, gtid: str) -> str:
+    """``state`` with ``gtid`` (``"domain-server-seq"``) as its domain's last transaction."""
+    domains = mariadb_gtid_domains(state)
+    domains.update(mariadb_gtid_domains(gtid))
+    return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(domains.items()))

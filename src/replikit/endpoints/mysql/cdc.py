@@ -1,0 +1,145 @@
+"""MySQL/MariaDB change data capture from the row-based binary log.
+
+The source needs ``log_bin``, ``binlog_format=ROW``, ``binlog_row_image=FULL`` and
+``binlog_row_metadata=FULL`` (MariaDB 10.5+ / MySQL 8.0.14+), and the CDC user
+``REPLICATION SLAVE``, ``BINLOG MONITOR`` (MySQL: ``REPLICATION CLIENT``) and ``SELECT`` on the
+tables. Nothing is created on the source: the binlog is read like a replica does, and the
+position lives with the target's checkpoint.
+
+* :func:`setup` checks all that (and that every table has a primary key) and says what to fix.
+* :func:`snapshot` gives the exact full-load/CDC handoff without a global lock:
+  ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and the binlog position consistent with it
+  (``binlog_snapshot_file/position``, MariaDB) on one connection, which the full-load reader
+  then reads through. InnoDB tables only; MySQL, which lacks those status variables, takes a
+  brief ``FLUSH TABLES WITH READ LOCK`` instead.
+* :func:`start` is "now", for a CDC-only task.
+* :class:`MysqlChangeReader` streams transactions (see :mod:`._binlog_reader`).
+
+Positions are :class:`BinlogPosition` (file, offset and the GTID state there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from replikit.endpoints.mysql._binlog_reader import MysqlChangeReader
+from replikit.endpoints.mysql._binlog_server import Server
+from replikit.endpoints.mysql._positions import BinlogPosition
+from replikit.errors import ConfigError
+from replikit.pipeline.contracts import Reader
+from replikit.schema.model import TableSchema
+
+__all__ = ["BinlogPosition", "MysqlChangeReader", "setup", "snapshot", "start", "teardown"]
+
+_TRANSACTIONAL = frozenset({"innodb", "xtradb", "rocksdb", "tokudb", "ndbcluster"})
+
+
+def setup(params: Any, tables: Sequence[TableSchema], *, task: str) -> None:
+    """Preflight: binlog settings, privileges and primary keys (creates nothing).
+
+    Raises :class:`~replikit.errors.ConfigError` naming the setting, privilege or tables.
+    """
+    _no_key(tables)
+    server = Server(params)
+    with server.connect() as conn:
+        server.check_settings(conn)
+        server.check_privileges(conn, tables)
+
+
+def _no_key(tables: Sequence[TableSchema]) -> None:
+    keyless = [str(t.id) for t in tables if not t.primary_key]
+    if keyless:
+        raise ConfigError(
+            f"tables without a primary key cannot be replicated with CDC: {', '.join(keyless)}. "
+            "Add a primary key or exclude them from the CDC task"
+        )
+
+
+def start(params: Any, tables: Sequence[TableSchema], *, task: str) -> BinlogPosition:
+    """The binlog position now (with its GTID state): where a CDC-only task begins."""
+    server = Server(params)
+    with server.connect() as conn:
+        server.check_settings(conn)
+        return server.current(conn)
+
+
+def teardown(params: Any, *, task: str) -> None:
+    """Nothing to remove: binlog CDC creates no object on the source."""
+
+
+@contextlib.contextmanager
+def snapshot(
+    params: Any, tables: Sequence[TableSchema], *, task: str
+) -> Iterator[tuple[Reader, BinlogPosition]]:
+    """A full-load reader and the binlog position exactly consistent with what it reads.
+
+    Every transaction committed after the position is in the binlog after it; none before.
+    The reader reads through the snapshot's connection inside the ``with`` block only.
+    """
+    from replikit.endpoints.mysql import _binlog_bridge as bridge
+
+    server = Server(params)
+    conn, errors = bridge.connect(params)
+    try:
+        try:
+            _check_engines(server, conn, tables)
+            position = _consistent_snapshot(server, conn)
+        except errors as exc:
+            raise server.translate(exc, "take a consistent snapshot of") from exc
+        yield bridge.snapshot_reader(params, tables, conn), position
+    finally:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        conn.close()
+
+
+def _check_engines(server: Server, conn: Any, tables: Sequence[TableSchema]) -> None:
+    """ConfigError for tables whose engine a consistent snapshot does not cover."""
+    bad = []
+    for table in tables:
+        rows = server.rows(
+            conn,
+            "SELECT ENGINE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (table.id.schema, table.id.name),
+        )
+        engine = str(rows[0][0] or "") if rows else ""
+        if engine and engine.lower() not in _TRANSACTIONAL:
+            bad.append(f"{table.id} ({engine})")
+    if bad:
+        raise ConfigError(
+            "a consistent full load + CDC handoff needs transactional tables; these are not: "
+            f"{', '.join(bad)}. Convert them (ALTER TABLE ... ENGINE=InnoDB), or load them "
+            "while nothing writes to them"
+        )
+
+
+def _consistent_snapshot(server: Server, conn: Any) -> BinlogPosition:
+    """Open a consistent-snapshot transaction on ``conn``; its binlog position."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        if not server.is_mariadb(conn):
+            return _mysql_snapshot(server, conn)
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+        file, pos = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
+        if not file:
+            raise ConfigError(f"log_bin is OFF on {server.where}: CDC reads the binary log")
+        cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+        row = cur.fetchone()
+    return BinlogPosition(file, pos, str(row[0] or "") if row else "")
+
+
+def _mysql_snapshot(server: Server, conn: Any) -> BinlogPosition:
+    """MySQL has no binlog_snapshot_* status: hold a global read lock for an instant."""
+    with conn.cursor() as cur:
+        cur.execute("FLUSH TABLES WITH READ LOCK")
+        try:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            position = server.current(conn)
+        finally:
+            cur.execute("UNLOCK TABLES")
+    return position

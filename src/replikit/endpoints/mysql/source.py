@@ -1,0 +1,331 @@
+"""Full-load reading from MySQL/MariaDB with a server-side streaming cursor.
+
+Each unit streams through an unbuffered cursor (``SSCursor``: ``mysql_use_result``), so memory
+stays bounded whatever the table size; columns are selected and converted as described in
+:mod:`replikit.endpoints.mysql._values`. Big tables with a single integer primary key are split
+into key ranges, as for PostgreSQL.
+
+Consistency. By default each unit opens its own connection and reads inside its own
+``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY``: every unit is consistent in itself,
+but units (and tables) are read at slightly different moments, as in any parallel full load
+without CDC. MySQL cannot share one snapshot between connections, so a reader that must be
+consistent with a binlog position (the full-load + CDC handoff) is given **one connection**
+that already holds the snapshot: ``MysqlReader(params, tables, connection=conn)``. Every read
+(units, bounds, rows) then goes through that connection, one unit at a time under a lock;
+units run by a thread pool simply queue. The reader never begins, commits or closes a
+caller's connection; it only sets ``time_zone='+00:00'`` and network timeouts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from replikit.endpoints.mysql._dialect import DIALECT
+from replikit.endpoints.mysql._driver import (
+    Driver,
+    connect,
+    driver_of,
+    error_text,
+    load_driver,
+    scrub,
+    setup_session,
+)
+from replikit.endpoints.mysql._params import ConnParams
+from replikit.endpoints.mysql._values import (
+    ZERO_DATE_POLICIES,
+    BadValue,
+    ColumnReader,
+    ZeroDates,
+    column_reader,
+    convert_columns,
+)
+from replikit.errors import ConfigError, ConnectError, DataError
+from replikit.pipeline.contracts import Batch, KeyRange, Unit
+from replikit.schema.model import TableId, TableSchema
+from replikit.schema.types import Kind
+
+__all__ = ["MysqlReader"]
+
+log = logging.getLogger(__name__)
+
+
+class MysqlReader:
+    """Reads full-load batches of a set of MySQL/MariaDB tables.
+
+    Args:
+        params: where to connect (ignored for reads when ``connection`` is given).
+        tables: the reflected tables to read.
+        connection: a caller-owned DB-API connection (mysqlclient or PyMySQL) that every read
+            goes through, e.g. one inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``;
+            units are then read one at a time. ``None``: a connection (and snapshot) per unit.
+        batch_rows: rows per :class:`Batch`.
+        zero_dates: ``"null"`` (zero/invalid dates become NULL in nullable columns, refused in
+            NOT NULL ones) or ``"error"`` (always refused). Counted in :attr:`zero_dates`.
+        tinyint1_as_bool: read ``TINYINT(1)`` as bool (a value other than 0/1 stops the read);
+            ``False`` keeps such columns integers.
+    """
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        params: ConnParams,
+        tables: Sequence[TableSchema],
+        *,
+        connection: Any | None = None,
+        batch_rows: int = 5_000,
+        zero_dates: str = "null",
+        tinyint1_as_bool: bool = True,
+    ) -> None:
+        if batch_rows < 1:
+            raise ConfigError(f"batch_rows must be positive, got {batch_rows}")
+        if zero_dates not in ZERO_DATE_POLICIES:
+            raise ConfigError(f"zero_dates must be one of {ZERO_DATE_POLICIES}, got {zero_dates!r}")
+        self._params = params
+        self._tables = list(tables)
+        self._by_id = {t.id: t for t in self._tables}
+        self.batch_rows = batch_rows
+        self.tinyint1_as_bool = tinyint1_as_bool
+        self._shared = connection
+        self._shared_ready = False
+        self._busy: Unit | None = None
+        self._lock = threading.RLock()
+        self._zero = ZeroDates(zero_dates)
+
+    @property
+    def tables(self) -> Sequence[TableSchema]:
+        """The tables this reader was made for."""
+        return self._tables
+
+    @property
+    def zero_dates(self) -> dict[tuple[str, str], int]:
+        """How many zero/invalid dates were read as NULL, per ``(table, column)``."""
+        return dict(self._zero.counts)
+
+    def close(self) -> None:
+        """Nothing to release: unit connections close with their unit; shared ones are yours."""
+
+    def __enter__(self) -> MysqlReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections ------------------------------------------------------------------------
+    @property
+    def driver(self) -> Driver:
+        """The driver of the shared connection, or the one ``params`` selects."""
+        return (
+            driver_of(self._shared)
+            if self._shared is not None
+            else load_driver(self._params.driver)
+        )
+
+    @contextmanager
+    def _connection(self, unit: Unit | None) -> Iterator[Any]:
+        if self._shared is None:
+            conn = connect(self._params)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                yield conn
+            finally:
+                conn.close()
+            return
+        with self._lock:
+            if self._busy is not None:
+                raise ConfigError(
+                    f"the reader's shared connection is still streaming {self._busy}; read "
+                    "one unit to its end before starting another in the same thread"
+                )
+            if not self._shared_ready:
+                setup_session(self._shared, sql_mode=False)
+                self._shared_ready = True
+            self._busy = unit
+            try:
+                yield self._shared
+            finally:
+                self._busy = None
+
+    # -- units ------------------------------------------------------------------------------
+    def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
+        """One unit, or integer primary-key ranges of about ``split_rows`` rows each."""
+        rows = table.estimated_rows or 0
+        key = table.primary_key
+        if not split_rows or rows <= split_rows or len(key) != 1:
+            return [Unit(table.id)]
+        if table.column(key[0]).type.kind is not Kind.INT:
+            return [Unit(table.id)]
+        bounds = self._bounds(table, key[0], math.ceil(rows / split_rows))
+        edges: list[Any] = [None, *bounds, None]
+        n = len(edges) - 1
+        return [
+            Unit(table.id, KeyRange(key, _one(edges[i]), _one(edges[i + 1])), index=i, count=n)
+            for i in range(n)
+        ]
+
+    def _bounds(self, table: TableSchema, column: str, pieces: int) -> list[int]:
+        q = DIALECT.quote(column)
+        sql = f"SELECT MIN({q}), MAX({q}) FROM {_name(table.id)}"  # noqa: S608
+        with self._connection(None) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+        if row is None or row[0] is None:
+            return []
+        lo, hi = int(row[0]), int(row[1])
+        step = max(1, math.ceil((hi - lo + 1) / pieces))
+        return list(range(lo + step, hi + 1, step))
+
+    # -- reading ----------------------------------------------------------------------------
+    def _table(self, tid: TableId) -> TableSchema:
+        try:
+            return self._by_id[tid]
+        except KeyError:
+            raise ConfigError(f"table {tid} is not one of this reader's tables") from None
+
+    def columns(self, table: TableSchema) -> list[ColumnReader]:
+        """How each column of ``table`` is selected and converted."""
+        name = str(table.id)
+        return [
+            column_reader(name, c, zero=self._zero, tinyint1_as_bool=self.tinyint1_as_bool)
+            for c in table.columns
+        ]
+
+    def read(self, unit: Unit) -> Iterator[Batch]:
+        """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
+        table = self._table(unit.table)
+        readers = self.columns(table)
+        where, params = _where(unit.range)
+        exprs = ", ".join(r.expression for r in readers)
+        sql = f"SELECT {exprs} FROM {_name(table.id)}{where}"  # noqa: S608
+        converters = [(i, r) for i, r in enumerate(readers) if r.convert is not None]
+        before = dict(self._zero.counts)
+        with self._connection(unit) as conn:
+            driver = driver_of(conn)
+            cur = conn.cursor(driver.ss_cursor)
+            try:
+                yield from self._stream(cur, driver, sql, params, table, converters)
+            finally:
+                cur.close()  # an unbuffered cursor drains what is left, keeping conn usable
+        self._report_zero_dates(table, before)
+
+    def _stream(
+        self,
+        cur: Any,
+        driver: Driver,
+        sql: str,
+        params: list[Any],
+        table: TableSchema,
+        converters: list[tuple[int, ColumnReader]],
+    ) -> Iterator[Batch]:
+        names = table.column_names
+        last: Sequence[Any] | None = None
+        try:
+            cur.execute(sql, params)
+            while True:
+                rows = cur.fetchmany(self.batch_rows)
+                if not rows:
+                    return
+                last = rows[-1]
+                yield Batch(table.id, names, self._convert(table, rows, converters))
+        except UnicodeDecodeError as exc:
+            after = f" after key {_key(table, last)}" if last is not None else ""
+            raise DataError(
+                f"a text value is not valid in its character set ({exc.reason}){after}; "
+                "fix the value at the source or declare the column with its real charset",
+                table=str(table.id),
+            ) from None
+        except driver.OperationalError as exc:
+            raise ConnectError(
+                f"reading {table.id} from {self._params.where()} failed: "
+                f"{scrub(error_text(exc), self._params)}"
+            ) from None
+
+    def _convert(
+        self,
+        table: TableSchema,
+        rows: Sequence[Sequence[Any]],
+        converters: list[tuple[int, ColumnReader]],
+    ) -> list[Sequence[Any]]:
+        try:
+            return convert_columns(rows, converters)
+        except (BadValue, ValueError, TypeError) as exc:
+            return self._convert_rows(table, rows, converters, exc)
+
+    def _convert_rows(
+        self,
+        table: TableSchema,
+        rows: Sequence[Sequence[Any]],
+        converters: list[tuple[int, ColumnReader]],
+        first: Exception,
+    ) -> list[Sequence[Any]]:
+        """Redo a failed batch row by row to name the row and column in the error."""
+        for row in rows:
+            for index, reader in converters:
+                value = row[index]
+                if value is None or reader.convert is None:
+                    continue
+                try:
+                    reader.convert(value)
+                except (BadValue, ValueError, TypeError) as exc:
+                    raise DataError(
+                        f"cannot read value {_preview(value)}: {exc}",
+                        table=str(table.id),
+                        column=table.columns[index].name,
+                        key=_key_dict(table, row),
+                    ) from None
+        raise DataError(f"cannot read a batch: {first}", table=str(table.id)) from first
+
+    def _report_zero_dates(self, table: TableSchema, before: dict[tuple[str, str], int]) -> None:
+        for (tname, column), count in self._zero.counts.items():
+            new = count - before.get((tname, column), 0)
+            if tname == str(table.id) and new:
+                log.warning(
+                    "%s.%s: %d zero or invalid date(s) read as NULL (zero_dates='null')",
+                    tname,
+                    column,
+                    new,
+                )
+
+
+def _one(value: Any) -> tuple[Any, ...] | None:
+    return None if value is None else (value,)
+
+
+def _name(tid: TableId) -> str:
+    return DIALECT.qualified(tid.schema, tid.name)
+
+
+def _where(key_range: KeyRange | None) -> tuple[str, list[Any]]:
+    if key_range is None:
+        return "", []
+    cols = ", ".join(DIALECT.quote(c) for c in key_range.columns)
+    parts: list[str] = []
+    params: list[Any] = []
+    for op, bound in ((">=", key_range.lower), ("<", key_range.upper)):
+        if bound is not None:
+            marks = ", ".join(["%s"] * len(bound))
+            parts.append(f"({cols}) {op} ({marks})")
+            params.extend(bound)
+    return (" WHERE " + " AND ".join(parts), params) if parts else ("", [])
+
+
+def _key_dict(table: TableSchema, row: Sequence[Any]) -> dict[str, Any]:
+    names = table.column_names
+    key = table.key or names
+    return {k: row[names.index(k)] for k in key}
+
+
+def _key(table: TableSchema, row: Sequence[Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in _key_dict(table, row).items())
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,376 @@
+"""Full-load writing into MySQL/MariaDB.
+
+``load`` opens its own connection and transaction per unit (units load in parallel threads; a
+failed unit leaves nothing behind), with foreign key checks off (keys are added after the
+load). Rows are adapted column by column with the plan's adapters, then written in chunks:
+
+* ``method="load-data"`` (default): ``LOAD DATA LOCAL INFILE`` from a temporary file per chunk
+  (see :mod:`replikit.endpoints.mysql._load`). MySQL turns errors of a LOCAL load into
+  warnings and skips or alters the row, so every chunk's warning count is checked: any warning
+  rolls the unit back and the chunk is replayed row by row with INSERTs, in a transaction that
+  is rolled back, to name the failing row.
+* ``method="insert"``: multi-row ``INSERT`` statements built by the driver.
+
+Strict ``sql_mode`` makes MySQL refuse (not clip) out-of-range and too-long values; the
+adapters refuse what MySQL would still round silently (extra decimal places, NaN). Every
+refusal is a :class:`~replikit.DataError` naming table, column and key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from replikit.endpoints.mysql import _ddl
+from replikit.endpoints.mysql._dialect import DIALECT, BadValue
+from replikit.endpoints.mysql._driver import (
+    connect,
+    data_error,
+    driver_of,
+    error_code,
+    error_text,
+    load_driver,
+    scrub,
+)
+from replikit.endpoints.mysql._load import Load, load_for
+from replikit.endpoints.mysql._params import ConnParams
+from replikit.endpoints.mysql.reflect import Server, server_info
+from replikit.errors import ConfigError, ConnectError, DataError, Error, SchemaError
+from replikit.pipeline.contracts import Batch
+from replikit.schema.convert import TablePlan
+
+__all__ = ["METHODS", "MODES", "MysqlWriter"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("drop-and-create", "truncate", "do-nothing")
+METHODS = ("load-data", "insert")
+_LOST = {2006, 2013, 2055}
+_NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # server or client refuses LOAD DATA LOCAL
+
+
+class _LocalInfileDisabled(Exception):
+    """LOAD DATA LOCAL is switched off: fall back to INSERTs."""
+
+
+class MysqlWriter:
+    """Creates target tables, bulk-loads them, then adds keys, indexes and foreign keys.
+
+    ``problems`` collects what was done differently from the plan (key columns narrowed,
+    prefix indexes, indexes left out). Tables land in the URL's database
+    (``default_schema`` is None: target table ids carry no schema).
+    """
+
+    dialect = DIALECT
+    default_schema: str | None = None
+
+    def __init__(
+        self, params: ConnParams, *, method: str = "load-data", chunk_rows: int = 5_000
+    ) -> None:
+        if method not in METHODS:
+            raise ConfigError(f"unknown MySQL load method {method!r}; use one of {METHODS}")
+        if chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be positive, got {chunk_rows}")
+        self._params = params
+        self.method = method
+        self.chunk_rows = chunk_rows
+        self.problems: list[str] = []
+        self._server: Server | None = None
+        self._no_local_infile = False
+        self._loads: dict[tuple[str, tuple[str, ...]], Load] = {}
+
+    # -- DDL ------------------------------------------------------------------------------
+    @property
+    def server(self) -> Server:
+        """Version and flavor of the target server (asked once)."""
+        if self._server is None:
+            conn = connect(self._params, autocommit=True)
+            try:
+                self._server = server_info(conn)
+            finally:
+                conn.close()
+        return self._server
+
+    def _generator(self) -> _ddl.Ddl:
+        return _ddl.Ddl(self.server.flavor)
+
+    def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
+        """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
+        gen = self._generator()
+        out = [s for p in plans for s in gen.create(p)]
+        out += gen.finish(plans)
+        for plan in plans:
+            nxt = _next_value(plan)
+            if nxt is not None:
+                out.append(gen.restart(plan.target_id, nxt))
+        return out
+
+    def _execute(self, statements: Sequence[str]) -> None:
+        driver = load_driver(self._params.driver)
+        conn = connect(self._params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION foreign_key_checks = 0")
+                with contextlib.suppress(driver.Error):  # MySQL 8.0.x: read-only once set
+                    cur.execute("SET SESSION explicit_defaults_for_timestamp = 1")
+                for statement in statements:
+                    try:
+                        cur.execute(statement)
+                    except driver.Error as exc:
+                        raise SchemaError(
+                            f"MySQL refused: {error_text(exc)}\n  statement: {statement}"
+                        ) from None
+        finally:
+            conn.close()
+
+    def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
+        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        _ddl.check_identifiers(plans)
+        if mode == "drop-and-create":
+            gen = self._generator()
+            self._execute([s for p in plans for s in gen.create(p)])
+            self.problems += gen.problems
+            return
+        self._check_tables(plans)
+        if mode == "truncate":
+            self._execute([f"TRUNCATE TABLE {_ddl.table_name(p.target_id)}" for p in plans])
+
+    def _check_tables(self, plans: Sequence[TablePlan]) -> None:
+        conn = connect(self._params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for plan in plans:
+                    cur.execute(
+                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                        (plan.target_id.name,),
+                    )
+                    found = {str(r[0]).lower() for r in cur.fetchall()}
+                    if not found:
+                        raise SchemaError(
+                            f"target table {plan.target_id} does not exist; create it first"
+                        )
+                    missing = [c.name for c in plan.columns if c.name.lower() not in found]
+                    if missing:
+                        raise SchemaError(
+                            f"target table {plan.target_id} lacks columns {', '.join(missing)}; "
+                            "use drop-and-create or add them"
+                        )
+        finally:
+            conn.close()
+
+    def finish(self, plans: Sequence[TablePlan]) -> None:
+        """After the load: keys, indexes, CHECKs, foreign keys, AUTO_INCREMENT restarts."""
+        gen = self._generator()
+        statements = gen.finish(plans)
+        self.problems += gen.problems
+        self._execute(statements)
+        restarts = [(p, _next_value(p)) for p in plans if _ddl.auto_column(p) is not None]
+        if restarts:
+            self._restart(gen, restarts)
+
+    def _restart(self, gen: _ddl.Ddl, restarts: list[tuple[TablePlan, int | None]]) -> None:
+        conn = connect(self._params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for plan, nxt in restarts:
+                    column = _ddl.auto_column(plan)
+                    assert column is not None
+                    q = DIALECT.quote(column)
+                    cur.execute(f"SELECT MAX({q}) FROM {_ddl.table_name(plan.target_id)}")  # noqa: S608
+                    (top,) = cur.fetchone()
+                    value = max(v for v in (nxt, None if top is None else int(top) + 1, 1) if v)
+                    cur.execute(gen.restart(plan.target_id, value))
+        finally:
+            conn.close()
+
+    # -- data -----------------------------------------------------------------------------
+    def load(self, plan: TablePlan, batches: Iterable[Batch]) -> int:
+        """Write every batch of one unit in one transaction; return the number of rows."""
+        conn = connect(self._params, local_infile=self.method == "load-data")
+        total = 0
+        pending: list[Sequence[Any]] = []
+        load: Load | None = None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION foreign_key_checks = 0")
+            for batch in batches:
+                current = self._load_for(plan, batch.columns)
+                if load is not None and current is not load and pending:
+                    total += self._flush(conn, load, pending)
+                    pending = []
+                load = current
+                pending.extend(_adapt(load, batch.rows))
+                if len(pending) >= self.chunk_rows:
+                    total += self._flush(conn, load, pending)
+                    pending = []
+            if load is not None and pending:
+                total += self._flush(conn, load, pending)
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+        return total
+
+    def _load_for(self, plan: TablePlan, columns: tuple[str, ...]) -> Load:
+        key = (str(plan.target_id), columns)
+        load = self._loads.get(key)
+        if load is None:
+            load = self._loads[key] = load_for(plan, columns)
+        return load
+
+    def _flush(self, conn: Any, load: Load, rows: list[Sequence[Any]]) -> int:
+        if self.method == "load-data" and not self._no_local_infile:
+            try:
+                return self._load_data(conn, load, rows)
+            except _LocalInfileDisabled:
+                self._no_local_infile = True
+                log.warning(
+                    "%s does not allow LOAD DATA LOCAL INFILE (local_infile=OFF); writing "
+                    "with multi-row INSERTs instead (about half the speed)",
+                    self._params.where(),
+                )
+        return self._insert(conn, load, rows)
+
+    def _insert(self, conn: Any, load: Load, rows: list[Sequence[Any]]) -> int:
+        driver = driver_of(conn)
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(load.insert_head + load.placeholders, rows)
+        except driver.Error as exc:
+            raise self._failure(conn, load, rows, exc) from None
+        return len(rows)
+
+    def _load_data(self, conn: Any, load: Load, rows: list[Sequence[Any]]) -> int:
+        driver = driver_of(conn)
+        try:
+            data = load.tsv(rows)
+        except UnicodeEncodeError:
+            raise self._failure(conn, load, rows, None) from None
+        fd, path = tempfile.mkstemp(prefix="replikit-", suffix=".tsv")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            with conn.cursor() as cur:
+                cur.execute(load.load_sql, (path,))
+                loaded = cur.rowcount
+                warnings = driver.warning_count(conn, cur)
+        except driver.Error as exc:
+            if error_code(exc) in _NO_LOCAL_INFILE:
+                raise _LocalInfileDisabled from None
+            raise self._failure(conn, load, rows, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if warnings or loaded != len(rows):
+            raise self._failure(conn, load, rows, None, warnings=self._warnings(conn))
+        return len(rows)
+
+    @staticmethod
+    def _warnings(conn: Any) -> list[str]:
+        with conn.cursor() as cur:
+            cur.execute("SHOW WARNINGS LIMIT 5")
+            return [f"{r[2]} ({r[0]} {r[1]})" for r in cur.fetchall()]
+
+    def _failure(
+        self,
+        conn: Any,
+        load: Load,
+        rows: list[Sequence[Any]],
+        exc: BaseException | None,
+        *,
+        warnings: Sequence[str] = (),
+    ) -> Error:
+        """Roll back, replay the chunk row by row to find the failing row, return its error."""
+        if exc is not None and error_code(exc) in _LOST:
+            return ConnectError(
+                f"lost the connection writing {load.table} at {self._params.where()}: "
+                f"{scrub(error_text(exc), self._params)}"
+            )
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        found = self._replay(conn, load, rows)
+        if found is not None:
+            return found
+        what = error_text(exc) if exc is not None else "; ".join(warnings) or "rows were skipped"
+        if exc is not None:
+            return data_error(exc, load.table, key=None)
+        return DataError(f"MySQL did not load the rows as sent: {what}", table=load.table)
+
+    def _replay(self, conn: Any, load: Load, rows: list[Sequence[Any]]) -> Error | None:
+        driver = driver_of(conn)
+        sql = load.insert_head + load.placeholders
+        try:
+            with conn.cursor() as cur:
+                for row in rows:
+                    try:
+                        cur.execute(sql, row)
+                    except driver.Error as exc:
+                        return data_error(exc, load.table, key=load.key_of(row))
+                    except UnicodeEncodeError as exc:
+                        return DataError(
+                            f"cannot encode a text value: {exc.reason}",
+                            table=load.table,
+                            key=load.key_of(row),
+                        )
+                    if driver.warning_count(conn, cur):
+                        (message,) = self._warnings(conn)[:1] or ["a warning"]
+                        return DataError(
+                            f"MySQL would alter the value: {message}",
+                            table=load.table,
+                            key=load.key_of(row),
+                        )
+        finally:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+        return None
+
+
+def _adapt(load: Load, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """Select the written columns and apply the adapters, column by column."""
+    picked = rows
+    if load.positions != tuple(range(len(rows[0]) if rows else 0)):
+        picked = [tuple(r[i] for i in load.positions) for r in rows]
+    if not load.adapters or not picked:
+        return list(picked)
+    columns = list(zip(*picked, strict=True))
+    for index, adapt in load.adapters:
+        try:
+            columns[index] = tuple([None if v is None else adapt(v) for v in columns[index]])
+        except (BadValue, ValueError, TypeError, ArithmeticError, AttributeError) as exc:
+            _raise_bad_row(load, picked, index, adapt)
+            raise DataError(f"cannot adapt a batch: {exc}", table=load.table) from exc
+    return list(zip(*columns, strict=True))
+
+
+def _raise_bad_row(load: Load, rows: Sequence[Sequence[Any]], index: int, adapt: Any) -> None:
+    for row in rows:
+        value = row[index]
+        if value is None:
+            continue
+        try:
+            adapt(value)
+        except (BadValue, ValueError, TypeError, ArithmeticError, AttributeError) as exc:
+            text = repr(value)
+            raise DataError(
+                f"value {text if len(text) <= 60 else text[:57] + '...'} cannot be written: {exc}",
+                table=load.table,
+                column=load.names[index],
+                key=load.key_of(row),
+            ) from None
+
+
+def _next_value(plan: TablePlan) -> int | None:
+    for col in plan.columns:
+        if col.source.identity is not None and col.target.type.kind.value == "int":
+            return col.source.identity.next_value
+    return None
