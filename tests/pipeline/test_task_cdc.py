@@ -42,19 +42,23 @@ class Db:
     """One database of a test: its URL and a way to run SQL on it."""
 
     url: str
-    kind: str  # "sqlite" | "pg"
+    kind: str  # "sqlite" | "pg" | "mysql"
+    name: str = ""
+    server: Any = None
 
     def connect(self) -> Any:
         if self.kind == "sqlite":
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             return conn
+        if self.kind == "mysql":
+            return _MyConn(self.server.connect(self.name, autocommit=False))
         conn = psycopg.connect(self.url.replace("postgresql+psycopg", "postgresql"))
         conn.execute("SET synchronous_commit = on")
         return conn
 
     def sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self.kind == "pg" else statement
+        return statement.replace("?", "%s") if self.kind in ("pg", "mysql") else statement
 
     def execute(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Run statements in one transaction."""
@@ -66,12 +70,31 @@ class Db:
         finally:
             conn.close()
 
-    def rows(self, table: str, order: str) -> list[tuple[Any, ...]]:
+    def rows(self, table: str, order: str, schema: str | None = None) -> list[tuple[Any, ...]]:
+        name = f'"{schema}".{table}' if schema else table
         conn = self.connect()
         try:
-            return [tuple(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+            return [tuple(r) for r in conn.execute(f"SELECT * FROM {name} ORDER BY {order}")]
         finally:
             conn.close()
+
+
+class _MyConn:
+    """A PyMySQL connection with the ``execute`` shortcut sqlite3 and psycopg have."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> Any:
+        cur = self._conn.cursor()
+        cur.execute(statement, params or None)
+        return cur.fetchall() if cur.description else cur
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _sqlite_db(tmp_path: Path, name: str) -> Db:
@@ -81,16 +104,24 @@ def _sqlite_db(tmp_path: Path, name: str) -> Db:
 @pytest.fixture
 def make_db(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Db]]:
     made: list[str] = []
+    my_made: list[str] = []
 
     def make(kind: str) -> Db:
         if kind == "sqlite":
             return _sqlite_db(tmp_path, f"{uuid.uuid4().hex[:8]}.db")
+        if kind == "mysql":
+            my = request.getfixturevalue("mysql_server")
+            name = f"cdc_{uuid.uuid4().hex[:10]}"
+            my_made.append(name)
+            return Db(my.create_database(name), "mysql", name, my)
         server = request.getfixturevalue("pg_server")
         name = f"cdc_{uuid.uuid4().hex[:10]}"
         made.append(name)
         return Db(server.create_database(name), "pg")
 
     yield make
+    for name in my_made:
+        request.getfixturevalue("mysql_server").drop_database(name)
     if made:
         server = request.getfixturevalue("pg_server")
         for name in made:
@@ -188,15 +219,21 @@ class Workload:
             self._thread.join()
 
 
+def _target_schema(source: Db, target: Db) -> str | None:
+    """MySQL tables land in a PostgreSQL schema named after their database."""
+    return source.name if source.kind == "mysql" and target.kind == "pg" else None
+
+
 def _assert_equal(source: Db, target: Db) -> None:
+    schema = _target_schema(source, target)
     for table, order in (("items", "id"), ("ledger", "writer, seq"), ("counters", "id")):
-        s, t = source.rows(table, order), target.rows(table, order)
+        s, t = source.rows(table, order), target.rows(table, order, schema)
         assert len(t) == len(s), f"{table}: {len(s)} source rows, {len(t)} target rows"
         assert t == s, f"{table} differs"
 
 
-def _assert_ledger(target: Db, writers: dict[int, int]) -> None:
-    rows = target.rows("ledger", "writer, seq")
+def _assert_ledger(target: Db, writers: dict[int, int], schema: str | None = None) -> None:
+    rows = target.rows("ledger", "writer, seq", schema)
     for writer, last in writers.items():
         seqs = [seq for w, seq in rows if w == writer]
         assert seqs == list(range(1, last + 1)), f"writer {writer}: gaps or duplicates"
@@ -245,7 +282,14 @@ def _drain(source: Db, target: Db, task_id: str = "t1", **settings: Any) -> rk.T
     return task
 
 
-PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("sqlite", "pg"), ("pg", "sqlite")]
+PAIRS = [
+    ("sqlite", "sqlite"),
+    ("pg", "pg"),
+    ("sqlite", "pg"),
+    ("pg", "sqlite"),
+    ("mysql", "pg"),
+    ("mysql", "sqlite"),
+]
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["transactional", "batch"])
@@ -263,26 +307,29 @@ def test_full_load_and_cdc_under_concurrent_writes(
     _wait_for(lambda: task.phase in ("cdc", "stopped"))
     time.sleep(0.3)
     load.stop()
-    _wait_for(lambda: target_has(target, "ledger", load.seq) or bool(errors))
+    schema = _target_schema(source, target)
+    _wait_for(lambda: target_has(target, "ledger", load.seq, schema) or bool(errors))
     task.stop()
     thread.join(30)
     assert not errors, errors
     _assert_equal(source, target)
-    _assert_ledger(target, {1: load.seq})
+    _assert_ledger(target, {1: load.seq}, _target_schema(source, target))
     stats = task.statistics()
     assert stats.cdc.transactions > 0
     assert sum(t.inserts for t in stats) > 0
     assert stats.cdc.latency_p99 is not None
 
 
-def target_has(target: Db, table: str, count: int) -> bool:
+def target_has(target: Db, table: str, count: int, schema: str | None = None) -> bool:
     try:
-        return len(target.rows(table, "1")) >= count
+        return len(target.rows(table, "1", schema)) >= count
     except Exception:
         return False
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+)
 def test_stop_and_resume_picks_up_changes_made_while_stopped(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
 ) -> None:
@@ -296,10 +343,12 @@ def test_stop_and_resume_picks_up_changes_made_while_stopped(
     assert second.statistics().total_rows == 0  # no second full load
     assert second.statistics().cdc.transactions >= 40  # SQLite: one per change row
     _assert_equal(source, target)
-    _assert_ledger(target, {2: 40})
+    _assert_ledger(target, {2: 40}, _target_schema(source, target))
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+)
 def test_cdc_only_starts_now_and_creates_missing_tables(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
 ) -> None:
@@ -310,11 +359,15 @@ def test_cdc_only_starts_now_and_creates_missing_tables(
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     time.sleep(0.5)
     source.execute([("INSERT INTO items VALUES (?, ?, ?, ?)", (77, "late", 1, None))])
-    _wait_for(lambda: target_has(target, "items", 1) or bool(errors))
+    _wait_for(
+        lambda: target_has(target, "items", 1, _target_schema(source, target)) or bool(errors)
+    )
     task.stop()
     thread.join(30)
     assert not errors, errors
-    assert target.rows("items", "id") == [(77, "late", 1, None)]  # nothing from before "now"
+    assert target.rows("items", "id", _target_schema(source, target)) == [
+        (77, "late", 1, None)
+    ]  # nothing from before "now"
 
 
 def _child(source: Db, target: Db, mode: str, failpoint: str | None, *extra: str) -> int:
@@ -346,7 +399,9 @@ CRASHES = [
 @pytest.mark.parametrize(
     ("failpoint", "extra"), CRASHES, ids=[c[0] + "".join(c[1]) for c in CRASHES]
 )
-@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+)
 def test_killed_process_resumes_without_loss_or_duplicates(
     make_db: Callable[[str], Db],
     src_kind: str,
@@ -365,10 +420,12 @@ def test_killed_process_resumes_without_loss_or_duplicates(
     load.run(count=20)  # while the replicator is down
     assert _child(source, target, "full-load-and-cdc", None, *extra) == 0
     _assert_equal(source, target)
-    _assert_ledger(target, {3: load.seq})
+    _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+)
 def test_sigkill_mid_stream_then_resume(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
 ) -> None:
@@ -388,7 +445,7 @@ def test_sigkill_mid_stream_then_resume(
     load.stop()
     assert _child(source, target, "full-load-and-cdc", None) == 0
     _assert_equal(source, target)
-    _assert_ledger(target, {4: load.seq})
+    _assert_ledger(target, {4: load.seq}, _target_schema(source, target))
 
 
 def test_drop_removes_source_objects_and_control_rows(make_db: Callable[[str], Db]) -> None:
