@@ -469,3 +469,85 @@ def test_drop_removes_source_objects_and_control_rows(make_db: Callable[[str], D
             None,
         )
     assert target.rows("items", "id")  # data stays
+
+
+def _pg_exec(db: Db, statement: str) -> None:
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def test_pg_schema_change_adds_nullable_column_and_stops_table_on_drop(
+    make_db: Callable[[str], Db],
+) -> None:
+    source, target = make_db("pg"), make_db("pg")
+    _create_source(source, items=5)
+    task = _task(source, target)
+    thread, errors = _run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    _pg_exec(source, "ALTER TABLE items ADD COLUMN color text")
+    source.execute([("UPDATE items SET color = ? WHERE id = ?", ("red", 1))])
+    _wait_for(lambda: task.statistics()["public.items"].updates >= 1 or bool(errors))
+    assert target.rows("items", "id")[0] == (1, "item 1", 1, None, "red")
+    _pg_exec(source, "ALTER TABLE counters DROP COLUMN n")
+    source.execute([("INSERT INTO counters VALUES (?)", (9,))])
+    source.execute([("INSERT INTO ledger VALUES (?, ?)", (8, 1))])
+    _wait_for(lambda: target_has(target, "ledger", 1) or bool(errors))
+    task.stop()
+    thread.join(30)
+    assert not errors, errors
+    stats = task.statistics()
+    assert stats["public.items"].ddls == 1
+    assert stats["public.counters"].state is rk.TableState.ERROR
+    assert "n" in (stats["public.counters"].error or "")
+    assert stats["public.ledger"].state is rk.TableState.REPLICATING  # the others continue
+    assert (9,) not in [r[:1] for r in target.rows("counters", "id")]
+
+
+def test_pg_walsender_terminated_mid_stream_task_continues(make_db: Callable[[str], Db]) -> None:
+    source, target = make_db("pg"), make_db("pg")
+    _create_source(source, items=5)
+    task = _task(source, target)
+    thread, errors = _run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    load = Workload(source, writer=5, seed=5)
+    load.start(pause=0.003)
+    for _ in range(3):
+        time.sleep(0.4)
+        _pg_exec(
+            source,
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = 'replikit_t1' AND active_pid IS NOT NULL",
+        )
+    load.stop()
+    _wait_for(lambda: target_has(target, "ledger", load.seq) or bool(errors))
+    task.stop()
+    thread.join(30)
+    assert not errors, errors
+    _assert_equal(source, target)
+    _assert_ledger(target, {5: load.seq})
+
+
+def test_pg_table_without_replica_identity_is_refused_by_name(
+    make_db: Callable[[str], Db],
+) -> None:
+    source, target = make_db("pg"), make_db("pg")
+    _create_source(source, items=1)
+    _pg_exec(source, "CREATE TABLE no_key (a int, b text)")
+    with pytest.raises(rk.ConfigError, match="no_key"):
+        _task(source, target).run()
+    with psycopg.connect(source.url) as conn:  # nothing was created on the source
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+
+
+def test_stop_at_position(make_db: Callable[[str], Db]) -> None:
+    source, target = make_db("sqlite"), make_db("sqlite")
+    _create_source(source, items=3)
+    _drain(source, target)
+    load = Workload(source, writer=6, seed=6)
+    load.run(count=5)
+    with sqlite3.connect(source.url.removeprefix("sqlite:///")) as conn:
+        (mid,) = conn.execute("SELECT max(seq) - 3 FROM _replikit_changes").fetchone()
+    task = _task(source, target, cdc_stop_position=f"sqlite:{mid}")
+    task.run()  # returns by itself at the stop position
+    assert task.statistics().cdc.position == f"sqlite:{mid}"
