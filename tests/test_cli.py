@@ -1,7 +1,11 @@
 """The replikit command: exit codes, JSON shapes, errors without tracebacks or passwords."""
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -147,3 +151,28 @@ def test_cdc_setup_installs_triggers(chinook, tmp_path, capsys):
             r[0] for r in conn.execute("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger'")
         }
     assert names == {"Artist"}
+
+
+def test_replicate_stops_gracefully_on_sigint(chinook, tmp_path):
+    dst = f"sqlite:///{tmp_path / 'copy.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replikit.cli", "replicate", chinook, dst, "--cdc-setup"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the full load to commit its checkpoint
+        try:
+            with sqlite3.connect(tmp_path / "copy.db") as conn:
+                phase = conn.execute("SELECT phase FROM replikit_checkpoints").fetchone()
+            if phase == ("cdc",):
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping after the current batch" in err
+    assert "run the same command again to resume" in out
