@@ -108,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
         "--task-id", help="name of the task's checkpoint and source objects (default: derived)"
     )
     rep.add_argument(
+        "--start-position",
+        metavar="POS",
+        help="CDC-only, first run: start at POS (e.g. pg:0/1A2B3C) instead of now",
+    )
+    rep.add_argument(
+        "--stop-position",
+        metavar="POS",
+        help="stop once POS (a position, or server_time:<ISO 8601>) is applied",
+    )
+    rep.add_argument(
         "--prep",
         choices=PREP_MODES,
         default="drop-and-create",
@@ -202,6 +212,8 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         task_id=args.task_id,
         batch_apply=args.batch_apply,
         stop_when_idle=args.stop_when_idle,
+        cdc_start_position=args.start_position,
+        cdc_stop_position=args.stop_position,
         progress=False if (args.no_progress or args.json) else None,
     )
     mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
