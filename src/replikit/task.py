@@ -26,7 +26,7 @@ from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator, StopCondition
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
-from replikit.pipeline.runner import PREP_MODES, Pipeline
+from replikit.pipeline.runner import PREP_MODES, Pipeline, refuse_unsupported
 from replikit.pipeline.stats import Statistics
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
@@ -367,7 +367,7 @@ class Task:
     # -- CDC ----------------------------------------------------------------------------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
         plans = pipe.plans()
-        _refuse_unsupported(plans)
+        refuse_unsupported(plans)
         tables = list(self.catalog().tables)
         tid = self.task_id
         writer = self.target.change_writer()
@@ -543,16 +543,3 @@ class Task:
         """The target DDL statements the task would run."""
         return list(self.plan().ddl)
 
-
-def _refuse_unsupported(plans: Sequence[TablePlan]) -> None:
-    bad = [
-        f"{p.source.id}.{c.source.name} ({c.reason})"
-        for p in plans
-        for c in p.columns
-        if c.fidelity.value == "unsupported"
-    ]
-    if bad:
-        raise ConversionError(
-            "these columns cannot be converted: " + "; ".join(bad) + ". Exclude the tables, "
-            "drop the columns with a transform, or set a type override."
-        )

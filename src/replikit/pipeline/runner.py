@@ -41,6 +41,22 @@ log = logging.getLogger("replikit.pipeline")
 PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
 
 
+def refuse_unsupported(plans: Sequence[TablePlan]) -> None:
+    """Raise :class:`ConversionError` naming every unsupported column (before any write)."""
+    unsupported = [
+        f"{p.source.id}.{c.source.name} ({c.reason})"
+        for p in plans
+        for c in p.columns
+        if c.fidelity.value == "unsupported"
+    ]
+    if unsupported:
+        raise ConversionError(
+            "these columns cannot be converted: "
+            + "; ".join(unsupported)
+            + ". Exclude the tables, drop the columns with a transform, or set a type override."
+        )
+
+
 def _dialect_of(stage: object) -> Dialect:
     dialect: Dialect | None = getattr(stage, "dialect", None)
     return dialect if dialect is not None else PYTHON
@@ -153,19 +169,7 @@ class Pipeline:
             TaskError: some tables failed; the others completed (see ``statistics``).
         """
         plans = self.plans()
-        unsupported = [
-            f"{p.source.id}.{c.source.name} ({c.reason})"
-            for p in plans
-            for c in p.columns
-            if c.fidelity.value == "unsupported"
-        ]
-        if unsupported:
-            raise ConversionError(
-                "these columns cannot be converted: "
-                + "; ".join(unsupported)
-                + ". Exclude the tables, drop the columns with a transform, or set a type "
-                "override."
-            )
+        refuse_unsupported(plans)
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
         if isinstance(self.writer, SupportsPrepare):
