@@ -289,6 +289,9 @@ PAIRS = [
     ("pg", "sqlite"),
     ("mysql", "pg"),
     ("mysql", "sqlite"),
+    ("pg", "mysql"),
+    ("sqlite", "mysql"),
+    ("mysql", "mysql"),
 ]
 
 
@@ -328,7 +331,8 @@ def target_has(target: Db, table: str, count: int, schema: str | None = None) ->
 
 
 @pytest.mark.parametrize(
-    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+    ("src_kind", "dst_kind"),
+    [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("sqlite", "mysql"), ("pg", "mysql")],
 )
 def test_stop_and_resume_picks_up_changes_made_while_stopped(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
@@ -347,7 +351,8 @@ def test_stop_and_resume_picks_up_changes_made_while_stopped(
 
 
 @pytest.mark.parametrize(
-    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+    ("src_kind", "dst_kind"),
+    [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("sqlite", "mysql"), ("pg", "mysql")],
 )
 def test_cdc_only_starts_now_and_creates_missing_tables(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
@@ -400,7 +405,8 @@ CRASHES = [
     ("failpoint", "extra"), CRASHES, ids=[c[0] + "".join(c[1]) for c in CRASHES]
 )
 @pytest.mark.parametrize(
-    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+    ("src_kind", "dst_kind"),
+    [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("pg", "mysql"), ("mysql", "mysql")],
 )
 def test_killed_process_resumes_without_loss_or_duplicates(
     make_db: Callable[[str], Db],
@@ -424,7 +430,8 @@ def test_killed_process_resumes_without_loss_or_duplicates(
 
 
 @pytest.mark.parametrize(
-    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+    ("src_kind", "dst_kind"),
+    [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("pg", "mysql"), ("mysql", "mysql")],
 )
 def test_sigkill_mid_stream_then_resume(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str

@@ -31,6 +31,7 @@ from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
 if TYPE_CHECKING:
+    from replikit.endpoints.mysql.apply import MysqlChangeWriter
     from replikit.endpoints.mysql.cdc import MysqlChangeReader
     from replikit.endpoints.mysql.source import MysqlReader
     from replikit.endpoints.mysql.target import MysqlWriter
@@ -165,6 +166,13 @@ class MysqlEndpoint(Endpoint):
         from replikit.endpoints.mysql import cdc
 
         cdc.teardown(self.params, task=task)
+
+    @override
+    def change_writer(self, **options: Any) -> MysqlChangeWriter:
+        """A CDC apply writer into the URL's database (checkpoints in ``replikit_checkpoints``)."""
+        from replikit.endpoints.mysql.apply import MysqlChangeWriter
+
+        return MysqlChangeWriter(self.params, **options)
 
     def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
         if tables is not None and all(isinstance(t, TableSchema) for t in tables):

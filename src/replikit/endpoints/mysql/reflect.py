@@ -150,6 +150,9 @@ def _in(schemas: Sequence[str]) -> str:
     return ", ".join(["%s"] * len(schemas))
 
 
+CONTROL_PREFIX = "replikit_"
+
+
 def _tables(
     conn: Any, schemas: Sequence[str], selection: Selection, problems: list[str]
 ) -> tuple[dict[TableId, _Table], list[View]]:
@@ -164,8 +167,8 @@ def _tables(
     views: list[View] = []
     for schema, name, kind, rows, size, auto, comment, viewdef in _rows(conn, sql, schemas):
         tid = TableId(schema, name)
-        if not selection.matches(tid):
-            continue
+        if not selection.matches(tid) or name.lower().startswith(CONTROL_PREFIX):
+            continue  # replikit's control tables (replikit_checkpoints) are not user data
         if kind == "VIEW":
             views.append(View(tid, viewdef))
         elif kind in ("BASE TABLE", "SYSTEM VERSIONED"):

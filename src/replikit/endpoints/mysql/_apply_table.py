@@ -1,0 +1,281 @@
+# ruff: noqa: S608 -- every identifier goes through DIALECT.quote; values are always bound
+"""Per-table apply statements and values for a MySQL/MariaDB target (sans-IO).
+
+Changes name columns by their planned *source* names; :class:`TableApply` maps them to target
+columns and adapts values with ``ColumnPlan.target.adapt``, exactly as the full-load writer's
+``INSERT`` path does (the driver then binds the adapted values), so a row lands the same
+whether it came by full load or by CDC. Generated columns of a MySQL source are left out, as
+in full load: the target computes them.
+
+Upserts are ``INSERT ... ON DUPLICATE KEY UPDATE``. MySQL fires that clause on a conflict with
+*any* unique index, not only the apply key: a row colliding on a secondary unique key (an
+e-mail column, say) with a row of another key would silently overwrite that other row. On
+tables with such indexes the first assignment is a guard,
+``k = IF(k <=> new.k, k, NULL)``: when the conflicting row has another key it sets its key to
+NULL, which strict mode refuses (error 1048), so the statement fails as PostgreSQL's
+``ON CONFLICT (key)`` does, and the writer names the change (see :func:`guard_message`).
+Deleting by key then inserting would also refuse such a collision, but the delete fires the
+target's ``ON DELETE CASCADE`` / ``SET NULL`` foreign keys and delete triggers on every
+update, which is why it is not used.
+
+Statements are executed with parameters, so ``%`` inside identifiers is doubled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from replikit.endpoints.mysql import _ddl
+from replikit.endpoints.mysql._dialect import DIALECT, NAME, BadValue
+from replikit.errors import ConfigError, DataError, SchemaError
+from replikit.schema.convert import Adapter, ColumnPlan, TablePlan
+from replikit.schema.model import TableId
+
+__all__ = ["Key", "Shape", "TableApply", "fk_order", "guard_message", "key_of"]
+
+Key = tuple[Any, ...]
+Image = Mapping[str, Any]
+q = DIALECT.quote
+_ADAPT_ERRORS = (BadValue, ValueError, TypeError, ArithmeticError, AttributeError)
+_ALIAS = "rk_new"
+
+
+def _p(text: str) -> str:
+    """``text`` made safe for a statement executed with parameters."""
+    return text.replace("%", "%%")
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def key_of(table: TableApply, *images: Image | None) -> Key:
+    """The key values, each from the first image that has it."""
+    values = []
+    for col in table.key:
+        for image in images:
+            if image is not None and col in image:
+                values.append(image[col])
+                break
+        else:
+            raise DataError(
+                f"a change has no value for key column {col!r}", table=table.label, column=col
+            )
+    return tuple(values)
+
+
+def guard_message() -> str:
+    """What a tripped secondary-unique-key guard means (see the module docs)."""
+    return (
+        "the row collides on a unique key other than the apply key with a row of another key "
+        "(MySQL's ON DUPLICATE KEY UPDATE would have overwritten that row)"
+    )
+
+
+class Shape:
+    """One column set of a table (source names, in table order): adapters and statements."""
+
+    __slots__ = ("adapters", "names", "source", "sql", "upsert")
+
+    def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
+        self.source = source
+        self.names = tuple(p.name for p in plans)
+        self.adapters: list[tuple[int, Adapter]] = [
+            (i, p.target.adapt) for i, p in enumerate(plans) if p.target.adapt is not None
+        ]
+        self.sql: dict[str, str] = {}
+        self.upsert: tuple[str, str, str] | None = None  # head, one row's marks, tail
+
+
+class TableApply:
+    """What applying changes to one planned table needs: key, shapes and statements.
+
+    ``guard`` says whether the target has unique indexes besides the apply key, and
+    ``mysql_alias`` whether the server wants ``VALUES (...) AS rk_new`` (MySQL 8.0.19+) rather
+    than ``VALUES(column)``; the writer sets both with :meth:`configure` after checking the
+    target table.
+    """
+
+    def __init__(self, plan: TablePlan) -> None:
+        self.plan = plan
+        self.id: TableId = plan.target_id
+        self.label = str(plan.target_id)
+        self.name = _p(_ddl.table_name(plan.target_id))
+        self.mysql_alias = False  # MySQL 8: ``VALUES (...) AS rk_new`` replaces VALUES()
+        same = plan.source_dialect == NAME
+        self.by_source: dict[str, ColumnPlan] = {}
+        generated: set[str] = set()
+        for c in plan.columns:
+            if same and c.source.generated is not None:
+                generated.add(c.source.name)
+            else:
+                self.by_source.setdefault(c.source.name, c)
+        self.generated = frozenset(generated)
+        self.order = tuple(self.by_source)
+        self.all = frozenset(self.order)
+        by_target = {c.name: c for c in self.by_source.values()}
+        self.target_key = plan.target_schema.key
+        if not self.target_key or any(k not in by_target for k in self.target_key):
+            raise ConfigError(
+                f"target table {plan.target_id} has no primary key (or NOT NULL unique key); "
+                "CDC apply needs one to find rows: add a key to the source table or leave the "
+                "table out of the CDC task"
+            )
+        self.key = tuple(by_target[k].source.name for k in self.target_key)
+        self.key_set = frozenset(self.key)
+        self._guard = False
+        self._shapes: dict[tuple[str, ...], Shape] = {}
+        self.key_shape = self.shape(self.key)
+
+    @property
+    def guard(self) -> bool:
+        """Whether upserts carry the secondary-unique-key guard."""
+        return self._guard
+
+    def configure(self, *, guard: bool, alias: bool) -> None:
+        """Set what the target server and table need (resets cached upsert statements)."""
+        if (guard, alias) != (self._guard, self.mysql_alias):
+            self._guard, self.mysql_alias = guard, alias
+            for shape in self._shapes.values():
+                shape.upsert = None
+
+    # -- columns and values ---------------------------------------------------------------
+    def columns(self, image: Image) -> tuple[str, ...]:
+        """The image's written columns in table order; ``SchemaError`` for unplanned ones."""
+        keys = image.keys()
+        if keys == self.all:
+            return self.order
+        unknown = [c for c in keys if c not in self.all and c not in self.generated]
+        if unknown:
+            raise SchemaError(
+                f"changes for {self.id} carry columns {', '.join(sorted(unknown))} that are not "
+                "in its plan; add them to the target (add_columns) and re-plan the table"
+            )
+        return tuple(c for c in self.order if c in keys)
+
+    def is_full(self, image: Image) -> bool:
+        """Whether ``image`` holds every written column (else it is a partial image)."""
+        return image.keys() >= self.all
+
+    def shape(self, columns: tuple[str, ...]) -> Shape:
+        """The (cached) shape of ``columns`` (source names in table order)."""
+        shape = self._shapes.get(columns)
+        if shape is None:
+            shape = Shape(columns, [self.by_source[c] for c in columns])
+            self._shapes[columns] = shape
+        return shape
+
+    def named_key(self, key: Key) -> dict[str, Any]:
+        """``key`` by target column name (for error messages)."""
+        return dict(zip(self.target_key, key, strict=True))
+
+    def row(self, shape: Shape, image: Image, key: Key) -> list[Any]:
+        """The image's values in shape order, adapted for the target."""
+        values = [image[c] for c in shape.source]
+        return self._adapt(shape, values, key)
+
+    def key_values(self, key: Key) -> list[Any]:
+        """``key`` adapted for the target."""
+        return self._adapt(self.key_shape, list(key), key)
+
+    def _adapt(self, shape: Shape, values: list[Any], key: Key) -> list[Any]:
+        for i, adapt in shape.adapters:
+            value = values[i]
+            if value is None:
+                continue
+            try:
+                values[i] = adapt(value)
+            except _ADAPT_ERRORS as exc:
+                raise DataError(
+                    f"value {_preview(value)} cannot be written: {exc}",
+                    table=self.label,
+                    column=shape.names[i],
+                    key=self.named_key(key),
+                ) from None
+        return values
+
+    # -- statements -----------------------------------------------------------------------
+    def upsert_sql(self, shape: Shape, rows: int) -> str:
+        """A ``rows``-row ``INSERT ... ON DUPLICATE KEY UPDATE`` of the shape's columns."""
+        if shape.upsert is None:
+            cols = ", ".join(_p(q(n)) for n in shape.names)
+            marks = "(" + ", ".join(["%s"] * len(shape.names)) + ")"
+            head = f"INSERT INTO {self.name} ({cols}) VALUES "
+            shape.upsert = (head, marks, self._on_duplicate(shape))
+        head, marks, tail = shape.upsert
+        return head + ", ".join([marks] * rows) + tail
+
+    def _on_duplicate(self, shape: Shape) -> str:
+        def new(column: str) -> str:
+            return f"{_ALIAS}.{column}" if self.mysql_alias else f"VALUES({column})"
+
+        keys = [_p(q(k)) for k in self.target_key]
+        sets = []
+        if self.guard:
+            same = " AND ".join(f"{k} <=> {new(k)}" for k in keys)
+            sets.append(f"{keys[0]} = IF({same}, {keys[0]}, NULL)")
+        sets += [f"{_p(q(n))} = {new(_p(q(n)))}" for n in shape.names if n not in self.target_key]
+        if not sets:
+            sets.append(f"{keys[0]} = {keys[0]}")  # the row is there: nothing to change
+        alias = f" AS {_ALIAS}" if self.mysql_alias else ""
+        return f"{alias} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+
+    def _match(self, prefix: str = "") -> str:
+        return " AND ".join(f"{prefix}{_p(q(k))} = %s" for k in self.target_key)
+
+    def delete_sql(self, rows: int) -> str:
+        """Delete the rows of ``rows`` keys (key values as parameters, key after key)."""
+        if len(self.target_key) == 1:
+            marks = ", ".join(["%s"] * rows)
+            return f"DELETE FROM {self.name} WHERE {_p(q(self.target_key[0]))} IN ({marks})"
+        one = f"({self._match()})"
+        return f"DELETE FROM {self.name} WHERE {' OR '.join([one] * rows)}"
+
+    def update_sql(self, shape: Shape) -> str:
+        """``UPDATE ... SET <shape columns> = %s WHERE key = %s`` (key values last)."""
+        text = shape.sql.get("update")
+        if text is None:
+            sets = ", ".join(f"{_p(q(n))} = %s" for n in shape.names)
+            text = shape.sql["update"] = f"UPDATE {self.name} SET {sets} WHERE {self._match()}"
+        return text
+
+    def evict_sql(self) -> str:
+        """Delete the row at a new key while the old key still exists (key-moving update).
+
+        Parameters: the old key, then the new key. A source key is unique, so a row already at
+        the new key is one a replay re-created ahead of time; the move replaces it, as the
+        source sequence did. (A self-join: MySQL refuses a subquery on the deleted table.)
+        """
+        on = self._match("rk_o.")
+        where = self._match("rk_n.")
+        return (
+            f"DELETE rk_n FROM {self.name} AS rk_n JOIN {self.name} AS rk_o ON {on} WHERE {where}"
+        )
+
+    def clear_sql(self) -> str:
+        """Delete every row (``TRUNCATE`` would commit the transaction: it is DDL in MySQL)."""
+        return f"DELETE FROM {self.name}"
+
+
+def fk_order(tids: Iterable[TableId], plan_of: Callable[[TableId], TablePlan]) -> list[TableId]:
+    """``tids`` with referenced tables before the tables that reference them (cycles: as is)."""
+    todo = sorted(tids, key=str)
+    present = set(todo)
+    deps = {
+        t: {
+            fk.ref_table
+            for fk in plan_of(t).target_schema.foreign_keys
+            if fk.ref_table in present and fk.ref_table != t
+        }
+        for t in todo
+    }
+    out: list[TableId] = []
+    done: set[TableId] = set()
+    while todo:
+        ready = [t for t in todo if deps[t] <= done] or todo
+        out += ready
+        done.update(ready)
+        todo = [t for t in todo if t not in done]
+    return out
