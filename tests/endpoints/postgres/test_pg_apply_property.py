@@ -10,16 +10,13 @@ applied again, split differently (a replay), and each must still equal the model
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
-
 import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import apply_model as model
 import replikit as rk
-from replikit.changes import Change, Op, Transaction
 from replikit.pipeline.contracts import Checkpoint
 from replikit.positions import PgLsn
 from replikit.schema.convert import TablePlan, plan_table
@@ -30,21 +27,10 @@ CREATE SCHEMA src;
 CREATE TABLE src.t (k integer, k2 text, a text, b integer, c numeric, PRIMARY KEY (k, k2));
 CREATE TABLE src.u (id integer PRIMARY KEY, v text);
 """
-KEY_COLUMNS = {"t": ("k", "k2"), "u": ("id",)}
-OTHER_COLUMNS = {"t": ("a", "b", "c"), "u": ("v",)}
-KEY_SPACE = {"t": [(k, k2) for k in range(3) for k2 in ("x", "y")], "u": [(i,) for i in range(4)]}
-TEXT = st.none() | st.text(alphabet="ab%'\"\\\t\né😀", max_size=4)
-VALUES = {
-    "a": TEXT,
-    "b": st.none() | st.integers(-(2**31), 2**31 - 1),
-    "c": st.none() | st.decimals(-1000, 1000, places=2, allow_nan=False),
-    "v": TEXT,
-}
+KEY_SPACE = model.key_space()
+VALUES = model.values()
 # name -> (batch, bulk_min_rows)
 TARGETS = {"staged": (True, 1), "statements": (True, 10**9), "transactional": (False, 100)}
-
-Model = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
-Step = tuple[Op, str, tuple[Any, ...] | None, dict[str, Any] | None]
 
 _PLANS: dict[str, dict[str, dict[TableId, TablePlan]]] = {}
 
@@ -69,94 +55,14 @@ def _plans(url: str) -> dict[str, dict[TableId, TablePlan]]:
     return _PLANS[url]
 
 
-def _draw_history(data: st.DataObject) -> tuple[list[Step], Model]:
-    """A valid source history and the state it leaves (every row is born in the history)."""
-    model: Model = {"t": {}, "u": {}}
-    steps: list[Step] = []
-    for _ in range(data.draw(st.integers(0, 30), label="changes")):
-        table = data.draw(st.sampled_from(["t", "u"]))
-        rows = model[table]
-        free = [k for k in KEY_SPACE[table] if k not in rows]
-        used = sorted(rows)
-        ops = ["truncate"] + ["insert"] * bool(free) + ["update", "partial", "delete"] * bool(used)
-        ops += ["move", "partial-move"] * bool(used and free)
-        op = data.draw(st.sampled_from(ops))
-        kcols, others = KEY_COLUMNS[table], OTHER_COLUMNS[table]
-        if op == "truncate":
-            rows.clear()
-            steps.append((Op.TRUNCATE, table, None, None))
-            continue
-        old = data.draw(st.sampled_from(used)) if op != "insert" else None
-        new = data.draw(st.sampled_from(free)) if op in ("insert", "move", "partial-move") else old
-        assert new is not None
-        if op == "delete":
-            del rows[new]
-            steps.append((Op.DELETE, table, new, None))
-            continue
-        partial = op.startswith("partial")
-        names = data.draw(st.sets(st.sampled_from(others))) if partial else set(others)
-        after = {c: data.draw(VALUES[c], label=c) for c in others if c in names}
-        if not partial or new != old or data.draw(st.booleans(), label="key in image"):
-            after.update(zip(kcols, new, strict=True))
-        if op == "insert":
-            rows[new] = after
-            steps.append((Op.INSERT, table, None, after))
-            continue
-        assert old is not None
-        row = rows.pop(old)
-        rows[new] = {**row, **after} if partial else after
-        steps.append((Op.UPDATE, table, old, after))
-    return steps, model
-
-
-def _transactions(steps: list[Step], schema: str, cuts: list[bool]) -> list[Transaction]:
-    txs: list[Transaction] = []
-    pending: list[Change] = []
-    for i, (op, table, key, after) in enumerate(steps):
-        keys = {} if key is None else dict(zip(KEY_COLUMNS[table], key, strict=True))
-        pending.append(Change(op, TableId(schema, table), key=keys, after=after))
-        if cuts[i] or i == len(steps) - 1:
-            txs.append(Transaction(tuple(pending), PgLsn(len(txs) + 1)))
-            pending = []
-    return txs
-
-
-def _calls(txs: list[Transaction], cuts: list[bool]) -> list[list[Transaction]]:
-    calls: list[list[Transaction]] = [[]]
-    for tx, cut in zip(txs, cuts, strict=True):
-        calls[-1].append(tx)
-        if cut:
-            calls.append([])
-    return [c for c in calls if c]
-
-
-def _contents(url: str, schema: str) -> Model:
-    out: Model = {}
+def _contents(url: str, schema: str) -> model.Model:
+    out: model.Model = {}
     with psycopg.connect(url) as conn:
         for table in ("t", "u"):
-            cols = KEY_COLUMNS[table] + OTHER_COLUMNS[table]
-            query = f"SELECT {', '.join(cols)} FROM {schema}.{table}"
-            nk = len(KEY_COLUMNS[table])
-            out[table] = {r[:nk]: dict(zip(cols, r, strict=True)) for r in conn.execute(query)}
+            cols = model.KEY_COLUMNS[table] + model.OTHER_COLUMNS[table]
+            rows = conn.execute(f"SELECT {', '.join(cols)} FROM {schema}.{table}").fetchall()
+            out[table] = model.rows_to_model(table, rows)
     return out
-
-
-def _expected(model: Model) -> Model:
-    """The model as the target holds it: absent columns of inserted images are NULL."""
-    out: Model = {}
-    for table, rows in model.items():
-        cols = KEY_COLUMNS[table] + OTHER_COLUMNS[table]
-        out[table] = {k: {c: row.get(c) for c in cols} for k, row in rows.items()}
-    return out
-
-
-def _apply_all(
-    writer: Any, schema: str, calls: list[list[Transaction]], plans: dict[TableId, TablePlan]
-) -> None:
-    batch = TARGETS[schema][0]
-    for call in calls:
-        cp = Checkpoint(f"prop-{schema}", position=call[-1].position)
-        writer.apply(plans, call, checkpoint=cp, batch=batch)
 
 
 @settings(settings.get_profile("db"), max_examples=40)
@@ -165,28 +71,26 @@ def test_apply_matches_model_and_replays(pg_url: str, data: st.DataObject) -> No
     targets = _plans(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(f'{s}.t, {s}.u' for s in TARGETS)}")
-    steps, model = _draw_history(data)
-    expected = _expected(model)
+    steps, final = model.draw_history(data, KEY_SPACE, VALUES)
+    expected = model.expected(final)
     n = len(steps)
     tx_cuts = data.draw(st.lists(st.booleans(), min_size=n, max_size=n), label="tx cuts")
     ep = rk.endpoint(pg_url)
-    for schema, (_, bulk) in TARGETS.items():
-        txs = _transactions(steps, schema, tx_cuts)
+    for schema, (batch, bulk) in TARGETS.items():
+        txs = model.transactions(steps, lambda t, s=schema: TableId(s, t), PgLsn, tx_cuts)
         with ep.change_writer(bulk_min_rows=bulk) as writer:
             for attempt in ("first", "replay"):
                 cuts = data.draw(
                     st.lists(st.booleans(), min_size=len(txs), max_size=len(txs)),
                     label=f"{schema} {attempt} calls",
                 )
-                _apply_all(writer, schema, _calls(txs, cuts), targets[schema])
+                for call in model.calls(txs, cuts):
+                    cp = Checkpoint(f"prop-{schema}", position=call[-1].position)
+                    writer.apply(targets[schema], call, checkpoint=cp, batch=batch)
                 assert _contents(pg_url, schema) == expected, (schema, attempt)
             if txs:
                 stored = writer.read_checkpoint(f"prop-{schema}")
                 assert stored is not None and stored.position == txs[-1].position
-
-
-def _change(schema: str, op: Op, key: dict[str, Any] | None = None, **after: Any) -> Change:
-    return Change(op, TableId(schema, "t"), key=key or {}, after=after or None)
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -194,59 +98,16 @@ def test_tricky_histories(pg_url: str, target: str) -> None:
     """Histories the reduction must get right, in one call and change by change."""
     plans = _plans(pg_url)[target]
     batch, bulk = TARGETS[target]
-    ep = rk.endpoint(pg_url)
-    k = lambda n: {"k": n, "k2": "x"}  # noqa: E731
-    full = lambda n, a: {"k": n, "k2": "x", "a": a, "b": n, "c": Decimal(n)}  # noqa: E731
-    histories = {
-        # two rows swap keys through a third, with full images
-        "swap": [
-            _change(target, Op.INSERT, **full(1, "one")),
-            _change(target, Op.INSERT, **full(2, "two")),
-            _change(target, Op.UPDATE, k(1), **full(3, "one")),
-            _change(target, Op.UPDATE, k(2), **full(1, "two")),
-            _change(target, Op.UPDATE, k(3), **full(2, "one")),
-        ],
-        # a partial key move onto a key deleted just before; the unchanged b survives
-        "partial-move": [
-            _change(target, Op.INSERT, **full(1, "one")),
-            _change(target, Op.INSERT, **full(2, "two")),
-            _change(target, Op.DELETE, k(2)),
-            _change(target, Op.UPDATE, k(1), k=2, k2="x", a="moved"),
-            _change(target, Op.UPDATE, k(2), a="again"),
-        ],
-        # a partial key move, then the old key is used again: on replay the moved row is
-        # already at the new key when the move comes
-        "move-reinsert": [
-            _change(target, Op.INSERT, **full(1, "one")),
-            _change(target, Op.UPDATE, k(1), k=2, k2="x", a="moved"),
-            _change(target, Op.INSERT, **full(1, "new")),
-        ],
-        # insert then delete, delete then insert
-        "churn": [
-            _change(target, Op.INSERT, **full(1, "one")),
-            _change(target, Op.DELETE, k(1)),
-            _change(target, Op.INSERT, **full(2, "two")),
-            _change(target, Op.DELETE, k(2)),
-            _change(target, Op.INSERT, **full(2, "deux")),
-        ],
-    }
-    expected = {
-        "swap": {(1, "x"): "two", (2, "x"): "one"},
-        "partial-move": {(2, "x"): "again"},
-        "move-reinsert": {(1, "x"): "new", (2, "x"): "moved"},
-        "churn": {(2, "x"): "deux"},
-    }
-    with ep.change_writer(bulk_min_rows=bulk) as writer:
-        for name, changes in histories.items():
-            for split in (False, True):
-                with psycopg.connect(pg_url, autocommit=True) as conn:
-                    conn.execute(f"TRUNCATE {target}.t")
-                txs = [Transaction((c,), PgLsn(i + 1)) for i, c in enumerate(changes)]
-                for _ in range(2):  # and a replay
-                    calls = [[tx] for tx in txs] if split else [txs]
-                    for call in calls:
-                        writer.apply(plans, call, checkpoint=None, batch=batch)
-                    got = _contents(pg_url, target)["t"]
-                    assert {key: row["a"] for key, row in got.items()} == expected[name], name
-                if name == "partial-move":
-                    assert got[(2, "x")]["b"] == 1  # from the moved row, never nulled
+
+    def clear() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {target}.t")
+
+    with rk.endpoint(pg_url).change_writer(bulk_min_rows=bulk) as writer:
+        model.check_tricky_histories(
+            lambda call: writer.apply(plans, call, checkpoint=None, batch=batch),
+            clear,
+            lambda: _contents(pg_url, target)["t"],
+            TableId(target, "t"),
+            PgLsn,
+        )
