@@ -1,4 +1,7 @@
-"""Workload and child processes of the CDC benchmark (benchmarks/cdc.py).
+"""Workload, server setup, measuring helpers and child processes of benchmarks/cdc.py.
+
+The child processes import only what they need (not pgserver/full_load), so the replikit
+child's RSS is replikit's.
 
 The source has two tables: ``orders`` (bigint key, 8 columns: bigint, int, numeric(12,2),
 varchar, text, timestamp(6), timestamptz) and ``bench_marker`` (one row, bumped to mark a sync
@@ -23,16 +26,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+if TYPE_CHECKING:
+    import pgserver
+
+CDC_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}
+SRC_DB = "cdc_src"
+NATIVE = "bench_native"  # publication, slot and subscription of the native peer
 TABLES = ("orders", "bench_marker")
 STATUSES = ("new", "paid", "shipped", "cancelled")
 
@@ -108,9 +121,10 @@ END $$;
 # On a target: every applied insert/update of ``orders`` logs (source time, arrival time).
 LAG_PROBE = """
 CREATE TABLE IF NOT EXISTS bench_lag (src_ts timestamptz NOT NULL, dst_ts timestamptz NOT NULL);
+-- qualified: a subscription's apply worker runs with an empty search_path
 CREATE OR REPLACE FUNCTION bench_lag_probe() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO bench_lag VALUES (NEW.changed_at, clock_timestamp());
+    INSERT INTO public.bench_lag VALUES (NEW.changed_at, clock_timestamp());
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS bench_lag_probe ON orders;
@@ -170,6 +184,141 @@ def marker(url: str) -> int:
     return lsn_int(row[0])
 
 
+# -- the server -----------------------------------------------------------------------------
+
+
+def start_server(keep: bool) -> tuple[pgserver.PgServer, bool]:
+    """A server with ``wal_level=logical``; ``owned``: started by this run (stop it after).
+
+    Without ``--keep`` always a fresh cluster, never a server kept by another benchmark
+    (this one may need to restart it). With ``--keep``, a kept server that lacks
+    ``wal_level=logical`` gets it (``ALTER SYSTEM`` and a restart).
+    """
+    import pgserver
+
+    pgserver.SERVER_SETTINGS.update(CDC_SETTINGS)  # read when a new cluster is initialised
+    external = bool(os.environ.get(pgserver.ENV_URL))
+    if not keep and not external:
+        return pgserver._init_new(pgserver.DEFAULT_BINDIR), True
+    reused = external or pgserver.STATE_FILE.exists()
+    server = pgserver.start(keep=keep)
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        row = conn.execute("SHOW wal_level").fetchone()
+        level = row[0] if row else "?"
+        if level != "logical":
+            if server.external:
+                raise SystemExit(f"{pgserver.ENV_URL}: wal_level is {level}; CDC needs logical")
+            conn.execute("ALTER SYSTEM SET wal_level = logical")
+    if level != "logical":
+        pg_ctl = str(Path(server.bindir) / "pg_ctl")
+        log = str(Path(server.datadir).parent / "server.log")  # no log: pg_ctl keeps our pipes
+        pgserver._run_as_postgres(
+            [pg_ctl, "-D", str(server.datadir), "-l", log, "-m", "fast", "-w", "restart"]
+        )
+    return server, not reused
+
+
+def cleanup(server: pgserver.PgServer, dbs: list[str]) -> None:
+    """Drop the native subscription, every slot of ``dbs``, then ``dbs`` (leftovers too)."""
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        subs = conn.execute(
+            "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid"
+            " WHERE s.subname = %s",
+            (NATIVE,),
+        ).fetchall()
+        for (db,) in subs:
+            with psycopg.connect(server.url(db), autocommit=True) as sub:
+                sub.execute(f"ALTER SUBSCRIPTION {NATIVE} DISABLE")
+                sub.execute(f"ALTER SUBSCRIPTION {NATIVE} SET (slot_name = NONE)")
+                sub.execute(f"DROP SUBSCRIPTION {NATIVE}")
+        deadline = time.monotonic() + 30
+        while True:
+            slots = conn.execute(
+                "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = ANY(%s)",
+                (dbs,),
+            ).fetchall()
+            for name, pid in slots:
+                if pid:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                else:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+            if not slots or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for db in dbs:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# -- RSS over time ------------------------------------------------------------------------
+
+
+class RssTimeline(threading.Thread):
+    """Samples the process-tree RSS of ``pid`` every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        from full_load import tree_rss_bytes
+
+        while not self._done.is_set():
+            rss = tree_rss_bytes(self.pid)
+            if rss:
+                self.samples.append((time.perf_counter(), rss))
+            self._done.wait(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    @property
+    def peak(self) -> int:
+        return max((r for _, r in self.samples), default=0)
+
+    def at(self, t0: float, t1: float, fractions: tuple[float, ...]) -> list[int | None]:
+        """RSS at each fraction of the window [t0, t1] (the last sample at or before it)."""
+        out: list[int | None] = []
+        for f in fractions:
+            when = t0 + f * (t1 - t0)
+            before = [r for t, r in self.samples if t <= when + self.interval / 2]
+            out.append(before[-1] if before else None)
+        return out
+
+
+def server_cpu(server: pgserver.PgServer) -> float | None:
+    """CPU seconds used so far by an owned server: the postmaster, its live children and the
+    children it has reaped (``cutime``), so backends that ended in between count too."""
+    if server.external:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        pid = int((server.datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    from full_load import _ppid_map
+
+    children = _ppid_map()
+    total, stack, root = 0, [pid], True
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if root:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+            root = False
+        stack.extend(children.get(p, ()))
+    return total / tick
+
+
 # -- fixed-rate load ----------------------------------------------------------------------
 
 _INSERT = "INSERT INTO orders VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
@@ -180,24 +329,33 @@ _UPDATE = (
 _DELETE = "DELETE FROM orders WHERE id = %s"
 
 
-def run_rate(url: str, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+def run_rate(
+    url: str, rate: float, seconds: float, seed: int, sync_commit: bool = True
+) -> dict[str, Any]:
     """Single-row autocommit transactions at ``rate`` per second for ``seconds``."""
     rng = random.Random(seed)
     counts = {"insert": 0, "update": 0, "delete": 0}
     with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
+        # An OLTP application's commits are flushed at once; with synchronous_commit=off a
+        # walsender only sees them after the WAL writer's next flush (wal_writer_delay).
+        conn.execute(f"SET synchronous_commit = {'on' if sync_commit else 'off'}")
         row = conn.execute("SELECT min(id), max(id), clock_timestamp() FROM orders").fetchone()
         assert row is not None
         lo, hi, started_db = row
         total = int(rate * seconds)
         late = 0.0
         t0 = time.perf_counter()
-        for i in range(total):
+        done = 0
+        for i in range(total):  # on schedule, or as fast as it can when behind, until time
             due = t0 + i / rate
             now = time.perf_counter()
+            if now - t0 >= seconds:
+                break
             if now < due:
                 time.sleep(due - now)
             else:
                 late = max(late, now - due)
+            done += 1
             r = rng.random()
             price = round(rng.uniform(1, 100000), 2)
             status = rng.choice(STATUSES)
@@ -217,13 +375,38 @@ def run_rate(url: str, rate: float, seconds: float, seed: int) -> dict[str, Any]
                 counts["delete"] += 1
         elapsed = time.perf_counter() - t0
     return {
-        "changes": total,
+        "changes": done,
         "seconds": elapsed,
-        "achieved_rate": total / elapsed if elapsed else None,
+        "achieved_rate": done / elapsed if elapsed else None,
         "max_late_s": late,
+        "synchronous_commit": sync_commit,
         "started_db": started_db.isoformat(),
         **counts,
     }
+
+
+def rate_child(url: str, rate: float, seconds: float, *, async_commit: bool) -> dict[str, Any]:
+    """:func:`run_rate` in a child process (its pacing is not disturbed by our threads)."""
+    cmd = [sys.executable, __file__, "rate", url, "--rate", str(rate), "--seconds", str(seconds)]
+    if async_commit:
+        cmd.append("--async-commit")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def lag_stats(url: str, since: str) -> dict[str, Any]:
+    """Per-row lag (ms) logged by the probe for rows changed at or after ``since``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d),"
+            " max(d) FROM (SELECT extract(epoch FROM dst_ts - src_ts)::float8 * 1000 AS d"
+            " FROM bench_lag WHERE src_ts >= %s) x",
+            (since,),
+        ).fetchone()
+    assert row is not None
+    p50, p99 = row[1] if row[1] else (None, None)
+    return {"rows": row[0], "p50_ms": p50, "p99_ms": p99, "max_ms": row[2]}
 
 
 # -- the replikit child -------------------------------------------------------------------
@@ -259,9 +442,25 @@ def _profile_threads(prefix: str) -> Callable[[], None]:
     return dump
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of every thread started from now on, filled in as each one ends."""
+    times: dict[str, float] = {}
+    original = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        try:
+            original(self)
+        finally:
+            times[self.name] = time.thread_time()
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    return times
+
+
 def run_replikit(args: argparse.Namespace) -> dict[str, Any]:
-    """One replikit task run; returns its statistics and timings."""
+    """One replikit task run; returns its statistics, timings and CPU use per thread."""
     t_spawned = time.time()
+    cpu = _thread_cpu()
     dump = _profile_threads(args.profile) if args.profile else None
     import replikit as rk
 
@@ -291,6 +490,9 @@ def run_replikit(args: argparse.Namespace) -> dict[str, Any]:
     except Exception as exc:  # reported in the JSON, the parent marks the run failed
         stats, error = task.statistics(), f"{type(exc).__name__}: {exc}"
     t_end = time.time()
+    cpu["main"] = time.thread_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu["process"] = usage.ru_utime + usage.ru_stime
     if dump is not None:
         dump()
     return {
@@ -299,6 +501,7 @@ def run_replikit(args: argparse.Namespace) -> dict[str, Any]:
         "t_imported": t_spawned,
         "t_run": t_run,
         "t_end": t_end,
+        "cpu_s": cpu,
         "cdc": stats.cdc.as_dict(),
         "tables": {t.table: t.as_dict() for t in stats},
     }
@@ -312,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     rate.add_argument("--rate", type=float, default=1000.0)
     rate.add_argument("--seconds", type=float, default=20.0)
     rate.add_argument("--seed", type=int, default=7)
+    rate.add_argument("--async-commit", action="store_true", help="synchronous_commit=off")
     rk = sub.add_parser("replikit")
     rk.add_argument("source")
     rk.add_argument("target")
@@ -323,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     rk.add_argument("--profile", help="cProfile output prefix (one file per thread)")
     args = parser.parse_args(argv)
     if args.cmd == "rate":
-        out = run_rate(args.url, args.rate, args.seconds, args.seed)
+        out = run_rate(args.url, args.rate, args.seconds, args.seed, not args.async_commit)
     else:
         out = run_replikit(args)
     print(json.dumps(out, default=str))

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from replikit._failpoints import failpoint
-from replikit.changes import Change, SchemaChange, Transaction
+from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, Error
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
@@ -249,7 +249,7 @@ class Replicator:
         mapped = self._map(tx)
         if mapped.changes:
             self.writer.apply(self.plans, [mapped], checkpoint=None, batch=self.batch_apply)
-            self._count(mapped)
+            self._count([mapped])
 
     # -- CDC phase --------------------------------------------------------------------------
     def run(self, checkpoint: Checkpoint, stop: StopCondition | None = None) -> Checkpoint:
@@ -324,8 +324,7 @@ class Replicator:
         failpoint("apply.after-commit")
         self.checkpoint = checkpoint
         self.reader.ack(last.position)
-        for tx in mapped:
-            self._count(tx)
+        self._count(mapped)
         latencies = [
             (committed - tx.commit_ts).total_seconds() for tx in batch if tx.commit_ts is not None
         ]
@@ -336,24 +335,45 @@ class Replicator:
 
     # -- mapping --------------------------------------------------------------------------------
     def _map(self, tx: Transaction) -> Transaction:
-        changes = []
+        """Transform and re-address ``tx``'s changes to the target (the hot path: no copies
+        of changes that need none, positional constructors instead of ``replace``)."""
+        by_source, stopped, transforms = self._by_source, self._stopped, self.transforms
+        changes: list[Change] = []
         for change in tx.changes:
-            plan = self._by_source.get(change.table)
-            if plan is None or change.table in self._stopped:
+            plan = by_source.get(change.table)
+            if plan is None or (stopped and change.table in stopped):
                 continue
-            current = _transform(change, self.transforms)
-            if current is not None:
-                changes.append(replace(current, table=plan.target_id))
-        return replace(tx, changes=tuple(changes), schema_changes=())
+            current = _transform(change, transforms) if transforms else change
+            if current is None:
+                continue
+            target = plan.target_id
+            if current.table != target:
+                current = Change(
+                    current.op,
+                    target,
+                    current.key,
+                    current.before,
+                    current.after,
+                    current.position,
+                    current.commit_ts,
+                    current.txid,
+                )
+            changes.append(current)
+        unchanged = len(changes) == len(tx.changes) and not tx.schema_changes
+        if unchanged and all(a is b for a, b in zip(changes, tx.changes, strict=True)):
+            return tx
+        return Transaction(tuple(changes), tx.position, tx.commit_ts, tx.txid)
 
-    def _count(self, tx: Transaction) -> None:
+    def _count(self, transactions: Sequence[Transaction]) -> None:
+        """Add the batch's changes to the per-table counters (one lock round per table/op)."""
         sources = {p.target_id: str(p.source.id) for p in self._by_source.values()}
-        counts: dict[tuple[str, str], int] = {}
-        for change in tx.changes:
-            key = (sources[change.table], change.op.value)
-            counts[key] = counts.get(key, 0) + 1
+        counts: dict[tuple[TableId, Op], int] = {}
+        for tx in transactions:
+            for change in tx.changes:
+                key = (change.table, change.op)
+                counts[key] = counts.get(key, 0) + 1
         for (table, op), n in counts.items():
-            self.statistics.count_changes(table, op, n)
+            self.statistics.count_changes(sources[table], op.value, n)
 
     def _schema_changes(self, changes: Sequence[SchemaChange]) -> None:
         for sc in changes:
