@@ -165,24 +165,36 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         progress=False if (args.no_progress or args.json) else None,
     )
     task = _task(args, settings)
-    status = 0
-    error: str | None = None
+    status, error = _run(task)
+    stats = task.statistics()
+    details = {"tables": stats.as_dicts(), "rows": stats.total_rows}
+    summary = f"{len(stats)} tables, {stats.total_rows:,} rows"
+    return _report(args, status, error, stats, details, summary)
+
+
+def _run(task: Task) -> tuple[int, str | None]:
+    """Run ``task``: exit status 1 and the message when it fails with a task error."""
     try:
         task.run()
     except TaskError as exc:
-        status, error = 1, str(exc)
-    stats = task.statistics()
+        return 1, str(exc)
+    return 0, None
+
+
+def _report(
+    args: argparse.Namespace,
+    status: int,
+    error: str | None,
+    stats: object,
+    details: dict[str, Any],
+    summary: str,
+) -> int:
+    """Print a run's outcome (JSON with ``details``, or ``stats`` and ``summary``)."""
     if args.json:
-        out: dict[str, Any] = {
-            "ok": status == 0,
-            "tables": stats.as_dicts(),
-            "rows": stats.total_rows,
-            "error": error,
-        }
-        print(json.dumps(out, indent=2))
+        print(json.dumps({"ok": status == 0, **details, "error": error}, indent=2))
     else:
         print(stats)
-        print(f"{len(stats)} tables, {stats.total_rows:,} rows")
+        print(summary)
         if error:
             print(f"replikit: {error}", file=sys.stderr)
     return status
@@ -239,30 +251,15 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
 
     old_int = signal.signal(signal.SIGINT, graceful)
     old_term = signal.signal(signal.SIGTERM, graceful)
-    status, error = 0, None
     try:
-        task.run()
-    except TaskError as exc:
-        status, error = 1, str(exc)
+        status, error = _run(task)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     stats = task.statistics()
-    if args.json:
-        out = {
-            "ok": status == 0,
-            "task_id": task.task_id,
-            "tables": stats.as_dicts(),
-            "cdc": stats.cdc.as_dict(),
-            "error": error,
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(stats)
-        print(f"task {task.task_id}: run the same command again to resume")
-        if error:
-            print(f"replikit: {error}", file=sys.stderr)
-    return status
+    details = {"task_id": task.task_id, "tables": stats.as_dicts(), "cdc": stats.cdc.as_dict()}
+    summary = f"task {task.task_id}: run the same command again to resume"
+    return _report(args, status, error, stats, details, summary)
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:

@@ -38,9 +38,7 @@ from replikit.endpoints.mysql._apply_table import (
     Key,
     Shape,
     TableApply,
-    fk_order,
     guard_message,
-    key_of,
 )
 from replikit.endpoints.mysql._driver import (
     Driver,
@@ -50,6 +48,8 @@ from replikit.endpoints.mysql._driver import (
     error_text,
 )
 from replikit.errors import DataError, Error
+from replikit.pipeline import apply_support
+from replikit.pipeline.apply_support import Unit, fk_order, units
 from replikit.pipeline.netchange import NetBatch, TableNet
 from replikit.schema.model import TableId
 
@@ -191,9 +191,13 @@ def _update(table: TableApply, old: Key, values: Mapping[str, Any]) -> list[Step
 
 def change_key(table: TableApply, change: Change) -> Key:
     """The key a change addresses (the old key for updates)."""
-    if change.op is Op.INSERT:
-        return key_of(table, change.after, change.key)
-    return key_of(table, change.key, change.before, change.after)
+
+    def missing(column: str) -> DataError:
+        return DataError(
+            f"a change has no value for key column {column!r}", table=table.label, column=column
+        )
+
+    return apply_support.change_key(table.key, change, missing)
 
 
 def render(change: Change, table: TableApply) -> list[Step]:
@@ -209,25 +213,6 @@ def render(change: Change, table: TableApply) -> list[Step]:
         upsert = _upsert(table, new, after)
         return [upsert] if new == key else [_delete(table, [key]), upsert]
     return _update(table, key, after)
-
-
-Unit = Change | list[Change]
-
-
-def units(transactions: Sequence[Transaction]) -> Iterator[Unit]:
-    """Changes in source order; runs of consecutive truncates come as one list."""
-    pending: list[Change] = []
-    for tx in transactions:
-        for change in tx.changes:
-            if change.op is Op.TRUNCATE:
-                pending.append(change)
-                continue
-            if pending:
-                yield pending
-                pending = []
-            yield change
-    if pending:
-        yield pending
 
 
 def _steps(unit: Unit, tables: Tables) -> list[Step]:

@@ -23,19 +23,18 @@ Statements are executed with parameters, so ``%`` inside identifiers is doubled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from replikit.endpoints.mysql import _ddl
 from replikit.endpoints.mysql._dialect import DIALECT, NAME, BadValue
-from replikit.errors import ConfigError, DataError, SchemaError
+from replikit.errors import DataError
+from replikit.pipeline.apply_support import Image, Key, apply_key, image_columns
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan
 from replikit.schema.model import TableId
 
-__all__ = ["Key", "Shape", "TableApply", "fk_order", "guard_message", "key_of"]
+__all__ = ["Key", "Shape", "TableApply", "guard_message"]
 
-Key = tuple[Any, ...]
-Image = Mapping[str, Any]
 q = DIALECT.quote
 _ADAPT_ERRORS = (BadValue, ValueError, TypeError, ArithmeticError, AttributeError)
 _ALIAS = "rk_new"
@@ -49,21 +48,6 @@ def _p(text: str) -> str:
 def _preview(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def key_of(table: TableApply, *images: Image | None) -> Key:
-    """The key values, each from the first image that has it."""
-    values = []
-    for col in table.key:
-        for image in images:
-            if image is not None and col in image:
-                values.append(image[col])
-                break
-        else:
-            raise DataError(
-                f"a change has no value for key column {col!r}", table=table.label, column=col
-            )
-    return tuple(values)
 
 
 def guard_message() -> str:
@@ -116,14 +100,7 @@ class TableApply:
         self.order = tuple(self.by_source)
         self.all = frozenset(self.order)
         by_target = {c.name: c for c in self.by_source.values()}
-        self.target_key = plan.target_schema.key
-        if not self.target_key or any(k not in by_target for k in self.target_key):
-            raise ConfigError(
-                f"target table {plan.target_id} has no primary key (or NOT NULL unique key); "
-                "CDC apply needs one to find rows: add a key to the source table or leave the "
-                "table out of the CDC task"
-            )
-        self.key = tuple(by_target[k].source.name for k in self.target_key)
+        self.target_key, self.key = apply_key(plan, by_target)
         self.key_set = frozenset(self.key)
         self._guard = False
         self._shapes: dict[tuple[str, ...], Shape] = {}
@@ -144,16 +121,7 @@ class TableApply:
     # -- columns and values ---------------------------------------------------------------
     def columns(self, image: Image) -> tuple[str, ...]:
         """The image's written columns in table order; ``SchemaError`` for unplanned ones."""
-        keys = image.keys()
-        if keys == self.all:
-            return self.order
-        unknown = [c for c in keys if c not in self.all and c not in self.generated]
-        if unknown:
-            raise SchemaError(
-                f"changes for {self.id} carry columns {', '.join(sorted(unknown))} that are not "
-                "in its plan; add them to the target (add_columns) and re-plan the table"
-            )
-        return tuple(c for c in self.order if c in keys)
+        return image_columns(self.id, image, self.order, self.all, self.generated)
 
     def is_full(self, image: Image) -> bool:
         """Whether ``image`` holds every written column (else it is a partial image)."""
@@ -257,25 +225,3 @@ class TableApply:
     def clear_sql(self) -> str:
         """Delete every row (``TRUNCATE`` would commit the transaction: it is DDL in MySQL)."""
         return f"DELETE FROM {self.name}"
-
-
-def fk_order(tids: Iterable[TableId], plan_of: Callable[[TableId], TablePlan]) -> list[TableId]:
-    """``tids`` with referenced tables before the tables that reference them (cycles: as is)."""
-    todo = sorted(tids, key=str)
-    present = set(todo)
-    deps = {
-        t: {
-            fk.ref_table
-            for fk in plan_of(t).target_schema.foreign_keys
-            if fk.ref_table in present and fk.ref_table != t
-        }
-        for t in todo
-    }
-    out: list[TableId] = []
-    done: set[TableId] = set()
-    while todo:
-        ready = [t for t in todo if deps[t] <= done] or todo
-        out += ready
-        done.update(ready)
-        todo = [t for t in todo if t not in done]
-    return out

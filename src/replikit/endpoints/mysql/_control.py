@@ -16,13 +16,11 @@ back, so a checkpoint commits with the data it covers.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from replikit.errors import SchemaError
+from replikit.pipeline.apply_support import checkpoint_from_row, checkpoint_values
 from replikit.pipeline.contracts import Checkpoint
-from replikit.positions import Position
 
 __all__ = ["TABLE", "drop", "ensure", "exists", "read", "write"]
 
@@ -52,7 +50,6 @@ _SELECT = (
 _EXISTS = (
     "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s"
 )
-_PHASES = ("full-load", "cdc")
 
 
 def exists(cur: Any) -> bool:
@@ -84,20 +81,8 @@ def _utc(ts: datetime | None) -> datetime | None:
 
 def write(cur: Any, checkpoint: Checkpoint) -> None:
     """Upsert ``checkpoint`` (the table must exist: :func:`ensure` first)."""
-    cp = checkpoint
-    if cp.phase not in _PHASES:
-        raise SchemaError(f"checkpoint of task {cp.task!r}: unknown phase {cp.phase!r}")
-    cur.execute(
-        _UPSERT,
-        (
-            cp.task,
-            None if cp.start is None else str(cp.start),
-            None if cp.position is None else str(cp.position),
-            cp.phase,
-            json.dumps(sorted(cp.loaded)),
-            _utc(cp.commit_ts),
-        ),
-    )
+    *values, commit_ts = checkpoint_values(checkpoint)
+    cur.execute(_UPSERT, (*values, _utc(commit_ts)))
 
 
 def _text(value: Any) -> Any:
@@ -112,24 +97,9 @@ def read(cur: Any, task: str) -> Checkpoint | None:
     rows = cur.fetchall()
     if not rows:
         return None
-    start, position, phase, loaded, commit_ts = (_text(v) for v in rows[0])
-    try:
-        names = json.loads(loaded)
-    except (TypeError, ValueError):
-        names = None
-    if phase not in _PHASES or not isinstance(names, list):
-        raise SchemaError(
-            f"{TABLE} row of task {task!r} is damaged (phase {phase!r}, loaded {loaded!r}); "
-            "fix it or drop the task's control rows and start the task again"
-        )
-    return Checkpoint(
-        task=task,
-        start=None if start is None else Position.parse(start),
-        position=None if position is None else Position.parse(position),
-        phase=cast(Any, phase),
-        loaded=frozenset(str(n) for n in names),
-        commit_ts=None if commit_ts is None else commit_ts.replace(tzinfo=UTC),
-    )
+    *values, commit_ts = (_text(v) for v in rows[0])
+    commit_ts = None if commit_ts is None else commit_ts.replace(tzinfo=UTC)
+    return checkpoint_from_row(task, (*values, commit_ts), table=TABLE)
 
 
 def drop(conn: Any, task: str) -> None:

@@ -49,7 +49,15 @@ from replikit.schema.convert import Adapter, Fidelity, TargetType
 from replikit.schema.model import Column
 from replikit.schema.types import Kind, Type
 
-__all__ = ["DIALECT", "MAX_IDENTIFIER", "NAME", "BadValue", "MysqlDialect", "labels"]
+__all__ = [
+    "DIALECT",
+    "GEOMETRY_TYPES",
+    "MAX_IDENTIFIER",
+    "NAME",
+    "BadValue",
+    "MysqlDialect",
+    "labels",
+]
 
 NAME: Final = "mysql"
 MAX_IDENTIFIER: Final = 64  # characters, for tables, columns, indexes and constraints
@@ -107,17 +115,20 @@ def _ints(args: str | None) -> list[int]:
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 32, "int": 32, "integer": 32, "bigint": 64}
 _TEXTS = {"tinytext": 255, "text": None, "mediumtext": None, "longtext": None}
 _BLOBS = {"tinyblob": 255, "blob": None, "mediumblob": None, "longblob": None}
-_GEOMETRY = {
-    "geometry",
-    "point",
-    "linestring",
-    "polygon",
-    "multipoint",
-    "multilinestring",
-    "multipolygon",
-    "geometrycollection",
-    "geomcollection",
-}
+#: MySQL's spatial types (base names); values travel as EWKB / internal geometry bytes
+GEOMETRY_TYPES: Final = frozenset(
+    {
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+        "geomcollection",
+    }
+)
 
 
 def _parse(base: str, args: str | None, rest: str, native: str) -> Type:
@@ -422,7 +433,7 @@ def _naive_utc(value: Any) -> Any:
 def _same_dialect_adapter(t: Type) -> Adapter | None:
     if t.kind is Kind.TIMESTAMP and t.tz:
         return _naive_utc  # the session's time zone is UTC
-    if t.kind is Kind.OTHER and _base(t.native) in _GEOMETRY:
+    if t.kind is Kind.OTHER and _base(t.native) in GEOMETRY_TYPES:
         from replikit.endpoints.mysql._values import ewkb_to_internal
 
         return ewkb_to_internal

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from replikit.endpoints.mysql._ddl import table_name
-from replikit.endpoints.mysql._dialect import DIALECT, NAME
+from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES, NAME
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan
 from replikit.schema.types import Kind
 
@@ -196,7 +196,7 @@ def load_for(plan: TablePlan, batch_columns: Sequence[str]) -> Load:
     for n, cp in enumerate(plans):
         base = _native_base(cp)
         quoted = DIALECT.quote(cp.name)
-        if cp.target.type.kind is Kind.BYTES or base in _GEOMETRY:
+        if cp.target.type.kind is Kind.BYTES or base in GEOMETRY_TYPES:
             targets.append(f"@v{n}")
             sets.append(f"{quoted} = UNHEX(@v{n})")
             formatters.append(_mapped(_hex))
@@ -228,18 +228,3 @@ def load_for(plan: TablePlan, batch_columns: Sequence[str]) -> Load:
         insert_head=insert_head,
         placeholders="(" + ", ".join(["%s"] * len(names)) + ")",
     )
-
-
-_GEOMETRY = frozenset(
-    [
-        "geometry",
-        "point",
-        "linestring",
-        "polygon",
-        "multipoint",
-        "multilinestring",
-        "multipolygon",
-        "geometrycollection",
-        "geomcollection",
-    ]
-)

@@ -111,9 +111,9 @@ class ConnParams:
             out["ssl_verify_cert"] = False
         return out
 
-    def pymysql_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``pymysql.connect`` (also the binlog stream's settings)."""
-        base: dict[str, Any] = {
+    def _common_kwargs(self) -> dict[str, Any]:
+        """The connection settings both drivers take under the same names."""
+        return {
             "host": self.host or "localhost",
             "port": self.port or 3306,
             "user": self.user or "",
@@ -122,24 +122,16 @@ class ConnParams:
             "unix_socket": self.unix_socket,
             "connect_timeout": self.connect_timeout,
             "charset": "utf8mb4",
-            **self._ssl_pymysql(),
-            **overrides,
         }
+
+    def pymysql_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``pymysql.connect`` (also the binlog stream's settings)."""
+        base = {**self._common_kwargs(), **self._ssl_pymysql(), **overrides}
         return {k: v for k, v in base.items() if v is not None}
 
     def mysqlclient_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for ``MySQLdb.connect``."""
-        base: dict[str, Any] = {
-            "host": self.host or "localhost",
-            "port": self.port or 3306,
-            "user": self.user or "",
-            "password": self.password or "",
-            "database": self.database,
-            "unix_socket": self.unix_socket,
-            "connect_timeout": self.connect_timeout,
-            "charset": "utf8mb4",
-            **overrides,
-        }
+        base = {**self._common_kwargs(), **overrides}
         if self.ssl.get("ssl_mode"):
             base["ssl_mode"] = self.ssl["ssl_mode"]
         files = {k[4:]: v for k, v in self.ssl.items() if k in ("ssl_ca", "ssl_cert", "ssl_key")}

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from replikit.endpoints.mysql._dialect import DIALECT, BadValue
+from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES, BadValue
 from replikit.schema.model import Column
 from replikit.schema.types import Kind
 
@@ -245,7 +245,7 @@ def column_reader(
         if (t.bits or 64) <= 32:
             return ColumnReader(f"CAST({q} AS DOUBLE)", _float32)
         return ColumnReader(q, float, float)
-    if t.kind is Kind.OTHER and base in _GEOMETRY_BASES:
+    if t.kind is Kind.OTHER and base in GEOMETRY_TYPES:
         return ColumnReader(q, internal_to_ewkb)
     if t.kind in (Kind.UUID, Kind.OTHER):
         return ColumnReader(f"CAST({q} AS CHAR)", _SIMPLE[t.kind])
@@ -260,21 +260,6 @@ _READY: dict[Kind, type] = {
     Kind.ENUM: str,
     Kind.BYTES: bytes,
 }
-
-
-_GEOMETRY_BASES = frozenset(
-    [
-        "geometry",
-        "point",
-        "linestring",
-        "polygon",
-        "multipoint",
-        "multilinestring",
-        "multipolygon",
-        "geometrycollection",
-        "geomcollection",
-    ]
-)
 
 
 def convert_columns(

@@ -65,6 +65,7 @@ from replikit.endpoints.mysql._driver import (
 )
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.pipeline.apply_support import lost_connection, tables_for
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -224,15 +225,7 @@ class MysqlChangeWriter:
 
     def _lost(self, exc: BaseException, doing: str, committing: bool) -> ConnectError:
         text = scrub(str(exc).strip(), self._params)
-        outcome = (
-            "during COMMIT, so the transaction may or may not have committed"
-            if committing
-            else "twice in a row; nothing was committed"
-        )
-        return ConnectError(
-            f"lost the connection to {self._params.where()} while {doing} {outcome} ({text}). "
-            "Retry: applying the same changes again is safe, and the next call reconnects"
-        )
+        return lost_connection(self._params.where(), doing, committing, text)
 
     # -- checkpoints -----------------------------------------------------------------------
     def read_checkpoint(self, task: str) -> Checkpoint | None:
@@ -355,19 +348,7 @@ class MysqlChangeWriter:
         self, plans: Mapping[TableId, TablePlan], transactions: Sequence[Transaction]
     ) -> dict[TableId, TableApply]:
         """The appliers of every table the changes touch (before any SQL runs)."""
-        out: dict[TableId, TableApply] = {}
-        for tid in {c.table for tx in transactions for c in tx.changes}:
-            plan = plans.get(tid)
-            if plan is None:
-                raise SchemaError(
-                    f"changes for table {tid} but no plan for it; plans are keyed by target "
-                    "table id and changes must carry the target id"
-                )
-            table = self._tables.get(tid)
-            if table is None or table.plan is not plan:
-                table = self._tables[tid] = TableApply(plan)
-            out[tid] = table
-        return out
+        return tables_for(plans, transactions, self._tables, TableApply)
 
     def _check(self, s: _Session, tables: Mapping[TableId, TableApply]) -> None:
         """Every target table exists with a unique index on exactly its apply key.

@@ -39,10 +39,11 @@ from replikit.endpoints.postgres._apply_table import (  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import copy_position, data_error  # noqa: E402
+from replikit.pipeline.apply_support import fk_order  # noqa: E402
 from replikit.pipeline.netchange import NetBatch, TableNet  # noqa: E402
 from replikit.schema.model import TableId  # noqa: E402
 
-__all__ = ["BatchApply", "Stager", "fk_order"]
+__all__ = ["BatchApply", "Stager"]
 
 Tables = Callable[[TableId], TableApply]
 
@@ -90,28 +91,6 @@ class Stager:
         self.committed()
 
 
-def fk_order(tids: Iterable[TableId], tables: Tables) -> list[TableId]:
-    """``tids`` with referenced tables before the tables that reference them (cycles: as is)."""
-    todo = sorted(tids, key=str)
-    present = set(todo)
-    deps = {
-        t: {
-            fk.ref_table
-            for fk in tables(t).plan.target_schema.foreign_keys
-            if fk.ref_table in present and fk.ref_table != t
-        }
-        for t in todo
-    }
-    out: list[TableId] = []
-    done: set[TableId] = set()
-    while todo:
-        ready = [t for t in todo if deps[t] <= done] or todo
-        out += ready
-        done.update(ready)
-        todo = [t for t in todo if t not in done]
-    return out
-
-
 class BatchApply:
     """Writes one :class:`NetBatch` inside the caller's transaction."""
 
@@ -139,7 +118,7 @@ class BatchApply:
                 self._group(cur, group)
 
     def _group(self, cur: psycopg.Cursor[Any], group: Mapping[TableId, TableNet]) -> None:
-        order = fk_order(group, self.tables)
+        order = fk_order(group, lambda t: self.tables(t).plan)
         truncated = [self.tables(t).name for t in order if group[t].truncate]
         if truncated:
             self.current = self.tables(order[0])

@@ -15,7 +15,7 @@ Identifiers are quoted by the dialect; statements executed with parameters addit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from replikit.endpoints.base import require
@@ -28,32 +28,18 @@ from replikit.endpoints.postgres import _ddl  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.errors import ConfigError, SchemaError  # noqa: E402
+from replikit.pipeline.apply_support import Image, Key, apply_key, image_columns  # noqa: E402
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
 from replikit.schema.model import TableId  # noqa: E402
 
-__all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key", "key_of"]
+__all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key"]
 
-Key = tuple[Any, ...]
-Image = Mapping[str, Any]
 q = DIALECT.quote
 
 
 def _p(text: str) -> str:
     """``text`` made safe for a statement executed with parameters."""
     return text.replace("%", "%%")
-
-
-def key_of(columns: Sequence[str], *images: Image | None) -> Key:
-    """The key values for ``columns``, each from the first image that has it."""
-    values = []
-    for col in columns:
-        for image in images:
-            if image is not None and col in image:
-                values.append(image[col])
-                break
-        else:
-            raise ConfigError(f"change has no value for key column {col!r}")
-    return tuple(values)
 
 
 class TextParams:
@@ -114,14 +100,7 @@ class TableApply:
         self.order = tuple(c.source.name for c in plan.columns)
         self.all = frozenset(self.order)
         by_target = {c.name: c for c in plan.columns}
-        self.target_key = plan.target_schema.key
-        if not self.target_key or any(k not in by_target for k in self.target_key):
-            raise ConfigError(
-                f"target table {plan.target_id} has no primary key (or NOT NULL unique key); "
-                "CDC apply needs one to find rows: add a key to the source table or leave the "
-                "table out of the CDC task"
-            )
-        self.key = tuple(by_target[k].source.name for k in self.target_key)
+        self.target_key, self.key = apply_key(plan, by_target)
         self.key_set = frozenset(self.key)
         self._shapes: dict[tuple[str, ...], Shape] = {}
         self.key_shape = self.shape(self.key)
@@ -129,15 +108,7 @@ class TableApply:
     # -- columns --------------------------------------------------------------------------
     def columns(self, image: Image) -> tuple[str, ...]:
         """The image's columns in table order; ``SchemaError`` for unplanned ones."""
-        if image.keys() == self.all:
-            return self.order
-        if not image.keys() <= self.all:
-            unknown = sorted(set(image) - self.all)
-            raise SchemaError(
-                f"changes for {self.id} carry columns {', '.join(unknown)} that are not in its "
-                "plan; add them to the target (add_columns) and re-plan the table"
-            )
-        return tuple(c for c in self.order if c in image)
+        return image_columns(self.id, image, self.order, self.all)
 
     def is_full(self, image: Image) -> bool:
         """Whether ``image`` holds every planned column (else it is a partial image)."""

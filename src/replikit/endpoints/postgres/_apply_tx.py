@@ -19,7 +19,7 @@ change a failed pipeline stopped at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from replikit.endpoints.base import require
@@ -33,39 +33,26 @@ from replikit.endpoints.postgres._apply_table import (  # noqa: E402
     Key,
     TableApply,
     TextParams,
-    key_of,
 )
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
+from replikit.errors import ConfigError  # noqa: E402
+from replikit.pipeline import apply_support  # noqa: E402
+from replikit.pipeline.apply_support import Unit, units  # noqa: E402
 from replikit.schema.model import TableId  # noqa: E402
 
 __all__ = ["Unit", "change_key", "find_failure", "render", "run", "units"]
 
-Unit = Change | list[Change]
 Statement = tuple[str, Sequence[Any] | None]
 Tables = Callable[[TableId], TableApply]
 
 
-def units(transactions: Sequence[Transaction]) -> Iterator[Unit]:
-    """Changes in source order; runs of consecutive truncates come as one list."""
-    pending: list[Change] = []
-    for tx in transactions:
-        for change in tx.changes:
-            if change.op is Op.TRUNCATE:
-                pending.append(change)
-                continue
-            if pending:
-                yield pending
-                pending = []
-            yield change
-    if pending:
-        yield pending
-
-
 def change_key(table: TableApply, change: Change) -> Key:
     """The key a change addresses (the old key for updates)."""
-    if change.op is Op.INSERT:
-        return key_of(table.key, change.after, change.key)
-    return key_of(table.key, change.key, change.before, change.after)
+    return apply_support.change_key(table.key, change, _no_key)
+
+
+def _no_key(column: str) -> ConfigError:
+    return ConfigError(f"change has no value for key column {column!r}")
 
 
 def render(unit: Unit, tables: Tables, text: TextParams) -> list[Statement]:

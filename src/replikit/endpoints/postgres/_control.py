@@ -10,9 +10,6 @@ two tasks sharing a target do not race on ``CREATE TABLE IF NOT EXISTS``.
 
 from __future__ import annotations
 
-import json
-from typing import Any, cast
-
 from replikit.endpoints.base import require
 
 require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
@@ -20,9 +17,8 @@ require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL 
 import psycopg  # noqa: E402
 
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
-from replikit.errors import SchemaError  # noqa: E402
+from replikit.pipeline.apply_support import checkpoint_from_row, checkpoint_values  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
-from replikit.positions import Position  # noqa: E402
 
 __all__ = ["SCHEMA", "TABLE", "drop", "ensure", "exists", "read", "write"]
 
@@ -55,7 +51,6 @@ _SELECT = """
 SELECT start_position, position, phase, loaded, commit_ts
 FROM replikit.replikit_checkpoints WHERE task = %s
 """
-_PHASES = ("full-load", "cdc")
 
 
 def exists(conn: Connection) -> bool:
@@ -75,18 +70,7 @@ def ensure(conn: Connection) -> None:
 
 def write(conn: Connection, checkpoint: Checkpoint) -> None:
     """Upsert ``checkpoint`` (the table must exist: call :func:`ensure` first)."""
-    cp = checkpoint
-    if cp.phase not in _PHASES:
-        raise SchemaError(f"checkpoint of task {cp.task!r}: unknown phase {cp.phase!r}")
-    params = (
-        cp.task,
-        None if cp.start is None else str(cp.start),
-        None if cp.position is None else str(cp.position),
-        cp.phase,
-        json.dumps(sorted(cp.loaded)),
-        cp.commit_ts,
-    )
-    conn.execute(_UPSERT, params)
+    conn.execute(_UPSERT, checkpoint_values(checkpoint))
 
 
 def read(conn: Connection, task: str) -> Checkpoint | None:
@@ -94,30 +78,7 @@ def read(conn: Connection, task: str) -> Checkpoint | None:
     if not exists(conn):
         return None
     row = conn.execute(_SELECT, (task,)).fetchone()
-    if row is None:
-        return None
-    start, position, phase, loaded, commit_ts = row
-    try:
-        names = json.loads(loaded)
-    except ValueError:
-        names = None
-    if phase not in _PHASES or not isinstance(names, list):
-        raise SchemaError(
-            f"{TABLE} row of task {task!r} is damaged (phase {phase!r}, loaded {loaded!r}); "
-            "fix it or drop the task's control rows and start the task again"
-        )
-    return Checkpoint(
-        task=task,
-        start=_position(start),
-        position=_position(position),
-        phase=cast(Any, phase),
-        loaded=frozenset(str(n) for n in names),
-        commit_ts=commit_ts,
-    )
-
-
-def _position(text: str | None) -> Position | None:
-    return None if text is None else Position.parse(text)
+    return None if row is None else checkpoint_from_row(task, row, table=TABLE)
 
 
 def drop(conn: Connection, task: str) -> None:

@@ -60,6 +60,7 @@ from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import data_error, scrub  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
+from replikit.pipeline.apply_support import lost_connection, tables_for  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
 from replikit.pipeline.netchange import net_changes  # noqa: E402
 from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
@@ -183,15 +184,7 @@ class PostgresChangeWriter:
 
     def _lost(self, exc: psycopg.Error, doing: str, committing: bool) -> ConnectError:
         text = scrub(str(exc).strip(), self._params)
-        outcome = (
-            "during COMMIT, so the transaction may or may not have committed"
-            if committing
-            else "twice in a row; nothing was committed"
-        )
-        return ConnectError(
-            f"lost the connection to {self._params.where()} while {doing} {outcome} ({text}). "
-            "Retry: applying the same changes again is safe, and the next call reconnects"
-        )
+        return lost_connection(self._params.where(), doing, committing, text)
 
     def _control_error(self, doing: str) -> Callable[[_Session, psycopg.Error], Error]:
         def translate(s: _Session, exc: psycopg.Error) -> Error:
@@ -332,16 +325,4 @@ class PostgresChangeWriter:
         self, plans: Mapping[TableId, TablePlan], transactions: Sequence[Transaction]
     ) -> dict[TableId, TableApply]:
         """The appliers of every table the changes touch (before any SQL runs)."""
-        out: dict[TableId, TableApply] = {}
-        for tid in {c.table for tx in transactions for c in tx.changes}:
-            plan = plans.get(tid)
-            if plan is None:
-                raise SchemaError(
-                    f"changes for table {tid} but no plan for it; plans are keyed by target "
-                    "table id and changes must carry the target id"
-                )
-            table = self._tables.get(tid)
-            if table is None or table.plan is not plan:
-                table = self._tables[tid] = TableApply(plan)
-            out[tid] = table
-        return out
+        return tables_for(plans, transactions, self._tables, TableApply)

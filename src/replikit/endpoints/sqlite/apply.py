@@ -36,6 +36,7 @@ from replikit.endpoints.sqlite._conn import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
+from replikit.pipeline import apply_support
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint
 from replikit.pipeline.netchange import Key, net_changes
 from replikit.positions import Position
@@ -102,13 +103,10 @@ class _Table:
         return names
 
     def key_of(self, *images: Mapping[str, Any] | None) -> Key:
-        values = []
-        for col in self.key:
-            image = next((i for i in images if i is not None and col in i), None)
-            if image is None:
-                raise DataError(f"change has no value for key column {col!r}", table=self.label)
-            values.append(image[col])
-        return tuple(values)
+        def missing(column: str) -> DataError:
+            return DataError(f"change has no value for key column {column!r}", table=self.label)
+
+        return apply_support.key_of(self.key, images, missing)
 
     def named_key(self, key: Key) -> dict[str, Any]:
         """A key with target column names, for messages."""

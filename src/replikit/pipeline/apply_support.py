@@ -1,0 +1,272 @@
+"""Family-independent pieces of the CDC apply writers (PostgreSQL, MySQL/MariaDB, SQLite).
+
+Each writer keeps its own SQL, connection handling and error translation; what is the same
+logic whatever the target lives here, as plain functions:
+
+* the apply key of a plan and the column set of a change image (:func:`apply_key`,
+  :func:`image_columns`), the key a change addresses (:func:`key_of`, :func:`change_key`);
+* source order with runs of truncates grouped (:func:`units`) and foreign-key order
+  (:func:`fk_order`);
+* the per-writer cache of table appliers (:func:`tables_for`);
+* the checkpoint row shared by the control tables (:func:`checkpoint_values`,
+  :func:`checkpoint_from_row`);
+* the error of a connection lost while applying (:func:`lost_connection`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, cast
+
+from replikit.changes import Change, Op, Transaction
+from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.pipeline.contracts import Checkpoint
+from replikit.positions import Position
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.model import TableId
+
+__all__ = [
+    "PHASES",
+    "Image",
+    "Key",
+    "Unit",
+    "apply_key",
+    "change_key",
+    "checkpoint_from_row",
+    "checkpoint_values",
+    "fk_order",
+    "image_columns",
+    "key_of",
+    "lost_connection",
+    "tables_for",
+    "units",
+]
+
+Key = tuple[Any, ...]
+Image = Mapping[str, Any]
+#: one change, or a run of consecutive truncates (applied as one statement or step)
+Unit = Change | list[Change]
+#: the phases a checkpoint row may hold
+PHASES = ("full-load", "cdc")
+
+
+class _Planned(Protocol):
+    @property
+    def plan(self) -> TablePlan: ...
+
+
+A = TypeVar("A", bound=_Planned)
+
+
+# -- keys and column sets ---------------------------------------------------------------------
+def apply_key(plan: TablePlan, by_target: Mapping[str, ColumnPlan]) -> tuple[Key, Key]:
+    """The apply key of ``plan``: (target column names, source column names).
+
+    ``by_target`` maps the target names of the columns the writer writes to their plans.
+
+    Raises:
+        ConfigError: the target has no key, or a key column is not written.
+    """
+    target_key = plan.target_schema.key
+    if not target_key or any(k not in by_target for k in target_key):
+        raise ConfigError(
+            f"target table {plan.target_id} has no primary key (or NOT NULL unique key); "
+            "CDC apply needs one to find rows: add a key to the source table or leave the "
+            "table out of the CDC task"
+        )
+    return tuple(target_key), tuple(by_target[k].source.name for k in target_key)
+
+
+def image_columns(
+    table: TableId,
+    image: Image,
+    order: tuple[str, ...],
+    planned: frozenset[str],
+    ignored: frozenset[str] = frozenset(),
+) -> tuple[str, ...]:
+    """The columns of ``image`` that are in ``planned``, in table ``order``.
+
+    Columns in ``ignored`` (e.g. generated columns the target computes) are left out silently.
+
+    Raises:
+        SchemaError: ``image`` carries a column that is neither planned nor ignored.
+    """
+    keys = image.keys()
+    if keys == planned:
+        return order
+    unknown = [c for c in keys if c not in planned and c not in ignored]
+    if unknown:
+        raise SchemaError(
+            f"changes for {table} carry columns {', '.join(sorted(unknown))} that are not "
+            "in its plan; add them to the target (add_columns) and re-plan the table"
+        )
+    return tuple(c for c in order if c in keys)
+
+
+def key_of(
+    columns: Sequence[str], images: Iterable[Image | None], missing: Callable[[str], Exception]
+) -> Key:
+    """The values of ``columns``, each from the first image that has it.
+
+    ``missing(column)`` makes the error raised when no image has a key column.
+    """
+    images = tuple(images)
+    values = []
+    for col in columns:
+        for image in images:
+            if image is not None and col in image:
+                values.append(image[col])
+                break
+        else:
+            raise missing(col)
+    return tuple(values)
+
+
+def change_key(columns: Sequence[str], change: Change, missing: Callable[[str], Exception]) -> Key:
+    """The key a change addresses (the old key for updates); see :func:`key_of`."""
+    if change.op is Op.INSERT:
+        return key_of(columns, (change.after, change.key), missing)
+    return key_of(columns, (change.key, change.before, change.after), missing)
+
+
+# -- order ------------------------------------------------------------------------------------
+def units(transactions: Sequence[Transaction]) -> Iterator[Unit]:
+    """Changes in source order; runs of consecutive truncates come as one list."""
+    pending: list[Change] = []
+    for tx in transactions:
+        for change in tx.changes:
+            if change.op is Op.TRUNCATE:
+                pending.append(change)
+                continue
+            if pending:
+                yield pending
+                pending = []
+            yield change
+    if pending:
+        yield pending
+
+
+def fk_order(tids: Iterable[TableId], plan_of: Callable[[TableId], TablePlan]) -> list[TableId]:
+    """``tids`` with referenced tables before the tables that reference them (cycles: as is)."""
+    todo = sorted(tids, key=str)
+    present = set(todo)
+    deps = {
+        t: {
+            fk.ref_table
+            for fk in plan_of(t).target_schema.foreign_keys
+            if fk.ref_table in present and fk.ref_table != t
+        }
+        for t in todo
+    }
+    out: list[TableId] = []
+    done: set[TableId] = set()
+    while todo:
+        ready = [t for t in todo if deps[t] <= done] or todo
+        out += ready
+        done.update(ready)
+        todo = [t for t in todo if t not in done]
+    return out
+
+
+# -- table appliers ---------------------------------------------------------------------------
+def tables_for(
+    plans: Mapping[TableId, TablePlan],
+    transactions: Sequence[Transaction],
+    cache: MutableMapping[TableId, A],
+    make: Callable[[TablePlan], A],
+) -> dict[TableId, A]:
+    """The appliers of every table the changes touch (before any SQL runs).
+
+    An applier is taken from ``cache`` while its plan is the same object, else made anew with
+    ``make`` and cached.
+
+    Raises:
+        SchemaError: a change's table has no plan.
+    """
+    out: dict[TableId, A] = {}
+    for tid in {c.table for tx in transactions for c in tx.changes}:
+        plan = plans.get(tid)
+        if plan is None:
+            raise SchemaError(
+                f"changes for table {tid} but no plan for it; plans are keyed by target "
+                "table id and changes must carry the target id"
+            )
+        table = cache.get(tid)
+        if table is None or table.plan is not plan:
+            table = cache[tid] = make(plan)
+        out[tid] = table
+    return out
+
+
+# -- checkpoint rows --------------------------------------------------------------------------
+def checkpoint_values(
+    checkpoint: Checkpoint,
+) -> tuple[str, str | None, str | None, str, str, datetime | None]:
+    """``(task, start_position, position, phase, loaded, commit_ts)`` of a control-table row.
+
+    Positions as ``str(position)``, ``loaded`` as a JSON array of sorted table names.
+
+    Raises:
+        SchemaError: the checkpoint's phase is unknown.
+    """
+    cp = checkpoint
+    if cp.phase not in PHASES:
+        raise SchemaError(f"checkpoint of task {cp.task!r}: unknown phase {cp.phase!r}")
+    return (
+        cp.task,
+        None if cp.start is None else str(cp.start),
+        None if cp.position is None else str(cp.position),
+        cp.phase,
+        json.dumps(sorted(cp.loaded)),
+        cp.commit_ts,
+    )
+
+
+def checkpoint_from_row(task: str, row: Sequence[Any], *, table: str) -> Checkpoint:
+    """The checkpoint of ``task`` from ``(start_position, position, phase, loaded, commit_ts)``.
+
+    Values as :func:`checkpoint_values` wrote them (text already decoded; ``commit_ts`` as the
+    caller wants it in the checkpoint).
+
+    Raises:
+        SchemaError: the row of ``table`` is damaged (unknown phase, ``loaded`` not a list).
+    """
+    start, position, phase, loaded, commit_ts = row
+    try:
+        names = json.loads(loaded)
+    except (TypeError, ValueError):
+        names = None
+    if phase not in PHASES or not isinstance(names, list):
+        raise SchemaError(
+            f"{table} row of task {task!r} is damaged (phase {phase!r}, loaded {loaded!r}); "
+            "fix it or drop the task's control rows and start the task again"
+        )
+    return Checkpoint(
+        task=task,
+        start=None if start is None else Position.parse(start),
+        position=None if position is None else Position.parse(position),
+        phase=cast(Any, phase),
+        loaded=frozenset(str(n) for n in names),
+        commit_ts=commit_ts,
+    )
+
+
+# -- connection loss --------------------------------------------------------------------------
+def lost_connection(where: str, doing: str, committing: bool, detail: str) -> ConnectError:
+    """The error of a connection lost while ``doing`` (``detail``: the scrubbed driver text).
+
+    ``committing``: the loss came during COMMIT, so the outcome is unknown; otherwise the
+    connection was lost twice in a row and nothing was committed. Either way applying again is
+    safe (apply is idempotent).
+    """
+    outcome = (
+        "during COMMIT, so the transaction may or may not have committed"
+        if committing
+        else "twice in a row; nothing was committed"
+    )
+    return ConnectError(
+        f"lost the connection to {where} while {doing} {outcome} ({detail}). "
+        "Retry: applying the same changes again is safe, and the next call reconnects"
+    )
