@@ -542,4 +542,3 @@ class Task:
     def ddl(self) -> list[str]:
         """The target DDL statements the task would run."""
         return list(self.plan().ddl)
-

@@ -436,21 +436,24 @@ def test_killed_process_resumes_without_loss_or_duplicates(
 def test_sigkill_mid_stream_then_resume(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
 ) -> None:
+    """``replikit replicate`` killed with SIGKILL while it streams, then run again."""
     source, target = make_db(src_kind), make_db(dst_kind)
     _create_source(source)
     env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), source.url, target.url, "full-load-and-cdc", "t1", "600"],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "replikit.cli", "replicate", source.url, target.url]
+    command += ["--task-id", "t1", "--cdc-setup", "--no-progress"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = Workload(source, writer=4, seed=4)
     load.start(pause=0.001)
     time.sleep(3)
     proc.kill()
     proc.wait()
     load.stop()
-    assert _child(source, target, "full-load-and-cdc", None) == 0
+    again = subprocess.run(
+        [*command, "--stop-when-idle", "2"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "run the same command again to resume" in again.stdout
     _assert_equal(source, target)
     _assert_ledger(target, {4: load.seq}, _target_schema(source, target))
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from replikit.changes import Op
+from replikit.endpoints.mysql._binlog_rows import RowsPlan, plan
 from replikit.endpoints.mysql._binlog_values import (
     EMPTY_SET,
     OUT_OF_RANGE,
@@ -34,6 +35,8 @@ class TableDecoder:
     columns the schema lacks (a DDL the reader could not parse), once per table map.
     ``lenient`` names columns a schema change already reported without a definition (gone
     again by the time the reader reflected the table): their values pass through unconverted.
+    Rows are decoded from the event bytes by a :class:`~._binlog_rows.RowsPlan` per table map
+    where one exists, else (and with ``fast=False``) by mysql-replication; both give the same.
     """
 
     def __init__(
@@ -43,7 +46,9 @@ class TableDecoder:
         zero_dates: ZeroDates,
         tinyint1_as_bool: bool,
         refresh: Callable[[TableId], TableSchema | None],
+        fast: bool = True,
     ) -> None:
+        self.fast = fast
         self._zero_dates = zero_dates
         self._tinyint1_as_bool = tinyint1_as_bool
         self._refresh = refresh
@@ -64,14 +69,21 @@ class TableDecoder:
             if conv is not None or special:
                 self.convs.append((col.name, conv, special))
         self._maps: set[int] = set()
+        self._plans: dict[int, tuple[Any, RowsPlan | None]] = {}
 
     def forget_maps(self) -> None:
         """Check the next table maps again (their ids may now name other definitions)."""
         self._maps = set()
+        self._plans = {}
 
     def collect(self, event: Any, op: Op, out: list[Row]) -> None:
         """Append the changes of a rows event to ``out``."""
-        if event.table_id not in self._maps:
+        if self.fast:
+            rows = self.fast_rows(event, op)
+            if rows is not None:
+                out += rows
+                return
+        elif event.table_id not in self._maps:
             self._check(event)
         tid = self.id
         key = self.key
@@ -120,6 +132,34 @@ class TableDecoder:
                 f"rows of table {self.id} in the binlog lack key columns {', '.join(missing)}"
             )
         self._maps.add(event.table_id)
+
+    def fast_rows(self, event: Any, op: Op) -> list[Row] | None:
+        """The rows of ``event`` decoded from its bytes; None: only the library can.
+
+        The event is left unread, so ``None`` leaves :meth:`collect`'s library path open.
+        """
+        if event.table_id not in self._maps:
+            self._check(event)
+        fast = self._plan(event)
+        return None if fast is None else fast.rows(event, op)
+
+    def _plan(self, event: Any) -> RowsPlan | None:
+        table_map = event.table_map[event.table_id]
+        cached = self._plans.get(event.table_id)
+        if cached is not None and cached[0] is table_map:
+            return cached[1]
+        found = plan(
+            table_map,
+            self.columns,
+            key=self.key,
+            table=self.id,
+            tinyint1_as_bool=self._tinyint1_as_bool,
+            zero_dates=self._zero_dates.policy,
+            errors="ignore" if getattr(event, "_ignore_decode_errors", False) else "strict",
+            on_zero=self._zero,
+        )
+        self._plans[event.table_id] = (table_map, found)
+        return found
 
     def _image(self, values: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
         name = ""

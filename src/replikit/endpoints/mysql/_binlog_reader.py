@@ -63,13 +63,14 @@ class _Gtids:
     """The GTID state, advanced transaction by transaction (MariaDB domains or a MySQL set)."""
 
     def __init__(self, state: str) -> None:
-        self.mariadb: dict[int, tuple[int, int]] | None = None
+        self.mariadb: dict[int, str] | None = None  # domain -> its last "domain-server-seq"
         self.mysql: Any = None
         self.text = state
         if state and ":" in state:
             self.mysql = MysqlGtidSet(state)
         else:
-            self.mariadb = mariadb_gtid_domains(state)
+            domains = mariadb_gtid_domains(state)
+            self.mariadb = {d: f"{d}-{s}-{n}" for d, (s, n) in domains.items()}
 
     def add(self, gtid: str) -> None:
         if ":" in gtid:
@@ -79,15 +80,15 @@ class _Gtids:
                 self.mysql = self.mysql + MysqlGtidSet(gtid)
             self.text = str(self.mysql)
             return
-        domain, server, seq = (int(p) for p in gtid.split("-"))
+        domain = int(gtid.partition("-")[0])
         if self.mariadb is None:
             self.mariadb = {}
-        self.mariadb[domain] = (server, seq)
-        self.text = ""  # formatted on demand
+        self.mariadb[domain] = gtid
+        self.text = gtid if len(self.mariadb) == 1 else ""  # else formatted on demand
 
     def __str__(self) -> str:
         if not self.text and self.mariadb:
-            self.text = ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.mariadb.items()))
+            self.text = ",".join(self.mariadb[d] for d in sorted(self.mariadb))
         return self.text
 
 
@@ -347,17 +348,10 @@ class MysqlChangeReader:
         commit_ts = datetime.fromtimestamp(timestamp, UTC)
         txid = pending.gtid or pending.xid
         changes = tuple(
-            Change(
-                op=op,
-                table=table,
-                key=key,
-                before=before,
-                after=after,
-                position=position,
-                commit_ts=commit_ts,
-                txid=txid,
-            )
-            for op, table, key, before, after in pending.rows
+            [
+                Change(op, table, key, before, after, position, commit_ts, txid)
+                for op, table, key, before, after in pending.rows
+            ]
         )
         return Transaction(
             changes=changes,

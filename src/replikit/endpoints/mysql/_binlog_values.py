@@ -3,10 +3,12 @@
 mysql-replication decodes row images into Python values that differ from what the full-load
 reader (:mod:`._values`) makes of the same row: ``BINARY(n)`` loses its trailing zero bytes,
 ``BIT`` comes as a string of ``0``/``1``, ``SET`` as a Python set, ``TIMESTAMP`` as a naive
-UTC datetime, ``YEAR 0000`` as 1900, ``TIME`` as a ``timedelta``, MariaDB ``UUID``/``INET6``
-and geometries as raw bytes, and zero dates (``0000-00-00``, ``2020-00-15``) as ``None`` with a
-reason in ``none_sources``. :func:`converter` builds, per column, the function that undoes
-this, so a change carries exactly the values a full load of the same row does.
+UTC datetime, ``YEAR 0000`` as 1900, ``TIME`` as a ``timedelta`` (a wrong one when negative
+with a fraction), MariaDB ``UUID``/``INET6`` as raw bytes without their trailing zero bytes,
+geometries as raw bytes, and zero dates (``0000-00-00``, ``2020-00-15``) as ``None`` with a
+reason in ``none_sources``.
+:func:`converter` builds, per column, the function that undoes this, so a change carries
+exactly the values a full load of the same row does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from replikit.endpoints.mysql._values import internal_to_ewkb
 from replikit.schema.model import Column
 from replikit.schema.types import Kind
 
-__all__ = ["EMPTY_SET", "OUT_OF_RANGE", "ZERO_DATE", "Converter", "base_type", "converter"]
+__all__ = [
+    "CONVERSIONS",
+    "EMPTY_SET",
+    "OUT_OF_RANGE",
+    "ZERO_DATE",
+    "Converter",
+    "base_type",
+    "conversion",
+    "converter",
+]
 
 Converter = Callable[[Any], Any]
 
@@ -102,6 +113,10 @@ def _time(precision: int) -> Converter:
             return (datetime.min + value).time()
         micros = value // timedelta(microseconds=1)  # negative or >= 24 h: MySQL's text form
         sign, micros = ("-" if micros < 0 else ""), abs(micros)
+        if sign and micros % 1_000_000:
+            # a negative TIME2 with a fraction f is stored as -(s + 1) and -f; mysql-replication
+            # reads that as -(s + 1 - f) (-12:00:00.001 as -12:00:00.999): take f back
+            micros = micros // 1_000_000 * 1_000_000 + 1_000_000 - micros % 1_000_000
         seconds, micro = divmod(micros, 1_000_000)
         minutes, second = divmod(seconds, 60)
         hours, minute = divmod(minutes, 60)
@@ -117,19 +132,26 @@ def _year(value: Any) -> Any:
 
 def _uuid(value: Any) -> Any:
     # the binlog carries MariaDB UUIDs in text order (verified on 10.11), whatever the
-    # storage engine's index-friendly record layout
-    if isinstance(value, bytes | bytearray) and len(value) == 16:
-        return uuid.UUID(bytes=bytes(value))
+    # storage engine's index-friendly record layout, without their trailing zero bytes
+    if isinstance(value, bytes | bytearray):
+        return uuid.UUID(bytes=bytes(value).ljust(16, b"\x00"))
+    if value == "":  # all zero bytes, stripped, decode to "" (see _bytes)
+        return uuid.UUID(int=0)
     return uuid.UUID(str(value))
 
 
-def _inet(value: Any) -> Any:
-    if not isinstance(value, bytes | bytearray):
-        return value
-    address = ipaddress.ip_address(bytes(value))
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return f"::ffff:{address.ipv4_mapped}"  # MariaDB prints the IPv4 part dotted
-    return str(address)
+def _inet(width: int) -> Converter:
+    def convert(value: Any) -> Any:
+        if value == "":  # all zero bytes, stripped
+            value = b""
+        if not isinstance(value, bytes | bytearray):
+            return value
+        address = ipaddress.ip_address(bytes(value).ljust(width, b"\x00"))
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return f"::ffff:{address.ipv4_mapped}"  # MariaDB prints the IPv4 part dotted
+        return str(address)
+
+    return convert
 
 
 def _json(value: Any) -> Any:
@@ -140,31 +162,58 @@ def _json(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False)  # MySQL binary JSON, already parsed
 
 
-def converter(col: Column, *, tinyint1_as_bool: bool = True) -> Converter | None:
-    """The conversion for ``col`` (``None``: binlog values are canonical already)."""
+def conversion(col: Column, *, tinyint1_as_bool: bool = True) -> tuple[str, Any] | None:
+    """How binlog values of ``col`` become canonical: ``(name, argument)`` (None: as they are).
+
+    The name is one of :data:`CONVERSIONS`; :func:`converter` makes the function, the fast
+    rows decoder inlines the common ones.
+    """
     t = col.type
     base = base_type(col)
     kind = t.kind
     if kind is Kind.BOOL:
-        return None if base == "tinyint" and not tinyint1_as_bool else _bool
+        return None if base == "tinyint" and not tinyint1_as_bool else ("bool", None)
     if base == "bit":
-        return _bits
+        return ("bits", None)
     if base == "year":
-        return _year
+        return ("year", None)
     if kind is Kind.BYTES:
-        return _padded(t.length) if t.fixed and t.length else _bytes
+        return ("padded", t.length) if t.fixed and t.length else ("bytes", None)
     if base == "set":
-        return _set(t.native)
+        return ("set", t.native)
     if base in _GEOMETRY:
-        return internal_to_ewkb
+        return ("geometry", None)
     if kind is Kind.UUID:
-        return _uuid
+        return ("uuid", None)
     if base in ("inet6", "inet4"):
-        return _inet
+        return ("inet", 16 if base == "inet6" else 4)
     if kind is Kind.JSON:
-        return _json
+        return ("json", None)
     if kind is Kind.TIMESTAMP and t.tz:
-        return _timestamp
+        return ("timestamp", None)
     if kind is Kind.TIME:
-        return _time(t.precision or 0)
+        return ("time", t.precision or 0)
     return None  # DECIMAL comes as Decimal already
+
+
+CONVERSIONS: dict[str, Callable[[Any], Converter]] = {
+    "bool": lambda _: _bool,
+    "bits": lambda _: _bits,
+    "year": lambda _: _year,
+    "padded": _padded,
+    "bytes": lambda _: _bytes,
+    "set": _set,
+    "geometry": lambda _: internal_to_ewkb,
+    "uuid": lambda _: _uuid,
+    "inet": _inet,
+    "json": lambda _: _json,
+    "timestamp": lambda _: _timestamp,
+    "time": _time,
+}
+"""Conversion name -> factory of the converter (its argument: the one :func:`conversion` gives)."""
+
+
+def converter(col: Column, *, tinyint1_as_bool: bool = True) -> Converter | None:
+    """The conversion for ``col`` (``None``: binlog values are canonical already)."""
+    how = conversion(col, tinyint1_as_bool=tinyint1_as_bool)
+    return None if how is None else CONVERSIONS[how[0]](how[1])
