@@ -447,14 +447,14 @@ def test_reconnects_after_the_dump_thread_is_killed_without_loss_or_duplicates(d
     assert sorted(keys) == sorted({*keys}) and len(keys) == 170
     positions = [tx.position for tx in follower.txs]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
-    assert took < 1.0
+    assert took < 3.0  # heartbeat-bound, not the 60 s library timeout
 
 
 def test_close_from_another_thread_stops_an_idle_reader_promptly(db: Db) -> None:
     db.run("CREATE TABLE c (id INT PRIMARY KEY)")
     follower = Follower(db, db.tables("c"), db.position(), heartbeat=5.0)
     time.sleep(0.5)
-    assert follower.stop() < 1.0
+    assert follower.stop() < 3.0  # well under the 5 s heartbeat
 
 
 def test_a_purged_binlog_position_is_lost_never_a_silent_restart(db: Db) -> None:

@@ -341,8 +341,8 @@ def test_close_from_another_thread_ends_the_iteration(source: Any, mode: str) ->
     time.sleep(0.3)  # idle: waiting for more
     t0 = time.monotonic()
     reader.close()
-    assert ended.wait(2.0)
-    assert time.monotonic() - t0 < 1.5
+    assert ended.wait(5.0)
+    assert time.monotonic() - t0 < 4  # not the 10 s status interval
     thread.join()
     # the reader released its connections
     query = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'replikit%'"
@@ -377,7 +377,7 @@ def test_transactions_arrive_as_their_commit_does(source: Any) -> None:
         assert tx.changes[0].key == {"id": i}
     assert reader.mode == "stream"
     reader.close()
-    assert max(lags) < 0.5, lags
+    assert max(lags) < 2.0, lags  # pushed at commit, not at the next status update
 
 
 def test_reader_options_are_checked(source: Any) -> None:

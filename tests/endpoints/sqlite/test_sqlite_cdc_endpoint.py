@@ -307,8 +307,8 @@ def test_reader_thread_with_ack_and_close_from_another_thread(
         time.sleep(0.2)
         began = time.monotonic()
         reader.close()
-        assert done.wait(2.0)
-        assert time.monotonic() - began < 1.2
+        assert done.wait(5.0)
+        assert time.monotonic() - began < 4  # not the 30 s poll interval
     finally:
         reader.close()
         thread.join(5)
@@ -379,7 +379,7 @@ def test_busy_database_delays_the_purge_but_not_the_reading(
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
         began = time.monotonic()
         assert [next(it).position for _ in range(2)] == [SqliteSeq(2), SqliteSeq(3)]
-        assert time.monotonic() - began < 2
+        assert time.monotonic() - began < 5
         blocker.execute("COMMIT")
         assert _changes_left(path) == [1, 2, 3]
         _insert(path, range(103, 104))
