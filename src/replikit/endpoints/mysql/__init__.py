@@ -48,7 +48,7 @@ class MysqlEndpoint(Endpoint):
     """A MySQL (8.0+) or MariaDB (10.5+) database: full-load source and target, binlog CDC.
 
     Options (keywords, also accepted by :meth:`reader` / :meth:`writer`): ``batch_rows`` (rows
-    per batch read, default 10,000), ``zero_dates`` (``"null"``: zero dates read as NULL in
+    per batch read, default 1,000), ``zero_dates`` (``"null"``: zero dates read as NULL in
     nullable columns, refused in NOT NULL ones; ``"error"``: always refused),
     ``tinyint1_as_bool`` (default True), ``method`` (writer: ``"load-data"`` or ``"insert"``),
     ``chunk_rows`` (writer: rows per LOAD DATA / INSERT round).

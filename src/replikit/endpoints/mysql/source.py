@@ -78,7 +78,7 @@ class MysqlReader:
         tables: Sequence[TableSchema],
         *,
         connection: Any | None = None,
-        batch_rows: int = 5_000,
+        batch_rows: int = 1_000,
         zero_dates: str = "null",
         tinyint1_as_bool: bool = True,
     ) -> None:
