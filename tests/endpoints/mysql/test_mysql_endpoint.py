@@ -133,3 +133,18 @@ def test_reader_accepts_names_ids_and_reports_unknown_tables(mysql_url):
     assert [t.id for t in ep.reader([f"{db}.a"]).tables] == [rk.TableId(db, "a")]
     with pytest.raises(rk.SchemaError, match="no table"):
         ep.reader(["nope"])
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("mysql://u@h/db", "auto"),
+        ("mariadb://u@h/db", "auto"),
+        ("mysql+pymysql://u@h/db", "pymysql"),
+        ("mysql+mysqldb://u@h/db", "mysqlclient"),
+        ("mysql://u@h/db?driver=pymysql", "pymysql"),
+    ],
+)
+def test_only_an_explicit_driver_is_forced(url: str, driver: str) -> None:
+    """A plain mysql:// URL works with a PyMySQL-only install (mysqlclient is optional)."""
+    assert ConnParams.from_url(url, url).driver == driver

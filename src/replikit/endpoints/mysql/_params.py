@@ -56,7 +56,10 @@ class ConnParams:
         except (ArgumentError, ValueError):
             raise ConfigError(f"invalid MySQL URL {masked!r}") from None
         query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
-        driver = query.pop("driver", None) or _SCHEME_DRIVERS.get(u.get_driver_name(), "auto")
+        # only an explicit "+driver" picks one: SQLAlchemy's get_driver_name() answers its own
+        # default (mysqldb) for a plain mysql:// URL
+        explicit = u.drivername.partition("+")[2]
+        driver = query.pop("driver", None) or _SCHEME_DRIVERS.get(explicit, "auto")
         if driver not in DRIVERS:
             raise ConfigError(
                 f"unknown MySQL driver {driver!r} in {masked!r}; use one of {DRIVERS}"
