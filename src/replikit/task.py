@@ -351,16 +351,18 @@ class Task:
     def drop(self) -> None:
         """Remove what this task created: the source's CDC objects (slot, publication,
         triggers) and the task's control rows in the target. The target's tables stay."""
-        if self.source.capabilities.cdc:
-            self.source.cdc_teardown(task=self.task_id)
         try:
-            writer = self.target.change_writer()
-        except CapabilityError:
-            return
-        try:
-            writer.drop_control(self.task_id)
+            if self.source.capabilities.cdc:
+                self.source.cdc_teardown(task=self.task_id)
+            try:
+                writer = self.target.change_writer()
+            except CapabilityError:
+                return
+            try:
+                writer.drop_control(self.task_id)
+            finally:
+                writer.close()
         finally:
-            writer.close()
             for ep in (self.source, self.target):
                 ep.close()
 
@@ -469,12 +471,10 @@ class Task:
         """Full load from ``reader`` while the change stream fills a cache; then apply it."""
         s = self.settings
         loaded = set(checkpoint.loaded)
-        state = {"checkpoint": checkpoint}
 
         def table_loaded(plan: TablePlan) -> None:
             loaded.add(str(plan.source.id))
-            state["checkpoint"] = replace(state["checkpoint"], loaded=frozenset(loaded))
-            writer.write_checkpoint(state["checkpoint"])
+            writer.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
 
         prep = s.target_table_prep_mode
         if resumed and prep == "do-nothing":
@@ -513,9 +513,7 @@ class Task:
                 done.set()
                 feeder.join()
             checkpoint = replace(
-                state["checkpoint"],
-                phase="cdc",
-                loaded=frozenset(str(t.id) for t in tables),
+                checkpoint, phase="cdc", loaded=frozenset(str(t.id) for t in tables)
             )
             replicator.apply_cache(cache, [t.id for t in tables])
             writer.write_checkpoint(checkpoint)

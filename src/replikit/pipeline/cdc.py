@@ -171,6 +171,8 @@ class Replicator:
         self.statistics = statistics if statistics is not None else Statistics()
         self._replan = replan
         self._by_source: dict[TableId, TablePlan] = {p.source.id: p for p in plans}
+        # target id -> source name for the counters (re-planning keeps target ids)
+        self._source_names = {p.target_id: str(p.source.id) for p in plans}
         self._stopped: dict[TableId, str] = {}
         self._stop = threading.Event()
         self._stream: _Stream | None = None
@@ -366,7 +368,7 @@ class Replicator:
 
     def _count(self, transactions: Sequence[Transaction]) -> None:
         """Add the batch's changes to the per-table counters (one lock round per table/op)."""
-        sources = {p.target_id: str(p.source.id) for p in self._by_source.values()}
+        sources = self._source_names
         counts: dict[tuple[TableId, Op], int] = {}
         for tx in transactions:
             for change in tx.changes:
