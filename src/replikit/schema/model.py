@@ -13,6 +13,7 @@ __all__ = [
     "ForeignKey",
     "Identity",
     "Index",
+    "TableDraft",
     "TableId",
     "TableSchema",
     "View",
@@ -133,6 +134,38 @@ class TableSchema:
             if all(not self.column(c).nullable for c in uniq):
                 return uniq
         return ()
+
+
+@dataclass(kw_only=True)
+class TableDraft:
+    """A table being reflected: parts collected catalog query by catalog query, then
+    :meth:`build` into a :class:`TableSchema`. Families subclass it for their own keys."""
+
+    id: TableId
+    rows: int | None = None
+    size: int | None = None
+    comment: str | None = None
+    columns: list[Column] = field(default_factory=list)
+    primary_key: tuple[str, ...] = ()
+    unique: list[tuple[str, ...]] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    checks: list[CheckConstraint] = field(default_factory=list)
+
+    def build(self) -> TableSchema:
+        """The finished, immutable schema."""
+        return TableSchema(
+            id=self.id,
+            columns=tuple(self.columns),
+            primary_key=self.primary_key,
+            unique=tuple(self.unique),
+            indexes=tuple(self.indexes),
+            foreign_keys=tuple(self.foreign_keys),
+            checks=tuple(self.checks),
+            estimated_rows=self.rows,
+            estimated_bytes=self.size,
+            comment=self.comment,
+        )
 
 
 @dataclass(frozen=True, slots=True)

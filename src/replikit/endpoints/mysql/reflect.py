@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from replikit.endpoints.mysql._dialect import DIALECT
@@ -32,6 +32,7 @@ from replikit.schema.model import (
     ForeignKey,
     Identity,
     Index,
+    TableDraft,
     TableId,
     TableSchema,
     View,
@@ -76,33 +77,11 @@ def server_info(conn: Any) -> Server:
     return Server(str(version), "mariadb" in str(version).lower())
 
 
-@dataclass
-class _Table:
-    id: TableId
-    rows: int | None
-    size: int | None
-    auto_increment: int | None
-    comment: str | None
-    columns: list[Column] = field(default_factory=list)
-    primary_key: tuple[str, ...] = ()
-    unique: list[tuple[str, ...]] = field(default_factory=list)
-    indexes: list[Index] = field(default_factory=list)
-    foreign_keys: list[ForeignKey] = field(default_factory=list)
-    checks: list[CheckConstraint] = field(default_factory=list)
+@dataclass(kw_only=True)
+class _Table(TableDraft):
+    """A table being assembled from several catalog queries."""
 
-    def build(self) -> TableSchema:
-        return TableSchema(
-            id=self.id,
-            columns=tuple(self.columns),
-            primary_key=self.primary_key,
-            unique=tuple(self.unique),
-            indexes=tuple(self.indexes),
-            foreign_keys=tuple(self.foreign_keys),
-            checks=tuple(self.checks),
-            estimated_rows=self.rows,
-            estimated_bytes=self.size,
-            comment=self.comment,
-        )
+    auto_increment: int | None = None
 
 
 def reflect(conn: Any, database: str | None, selection: Selection | None = None) -> Catalog:
@@ -175,7 +154,9 @@ def _tables(
             if kind == "SYSTEM VERSIONED":
                 problems.append(f"{tid}: system-versioned history rows are not read")
             est = int(rows) if rows is not None else None
-            tables[tid] = _Table(tid, est, size, auto, comment or None)
+            tables[tid] = _Table(
+                id=tid, rows=est, size=size, auto_increment=auto, comment=comment or None
+            )
         elif kind == "SEQUENCE":
             problems.append(f"{tid}: sequence objects are not converted")
     return tables, views

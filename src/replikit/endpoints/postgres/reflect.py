@@ -23,8 +23,8 @@ from replikit.schema.model import (
     ForeignKey,
     Identity,
     Index,
+    TableDraft,
     TableId,
-    TableSchema,
     View,
 )
 from replikit.schema.types import Type
@@ -94,35 +94,11 @@ _ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"
 
 
 @dataclass
-class _Table:
+class _Table(TableDraft):
     """A table being assembled from several catalog queries."""
 
     oid: int
-    id: TableId
-    rows: int | None
-    size: int | None
-    comment: str | None
-    columns: list[Column] = field(default_factory=list)
     attnames: dict[int, str] = field(default_factory=dict)
-    primary_key: tuple[str, ...] = ()
-    unique: list[tuple[str, ...]] = field(default_factory=list)
-    foreign_keys: list[ForeignKey] = field(default_factory=list)
-    checks: list[CheckConstraint] = field(default_factory=list)
-    indexes: list[Index] = field(default_factory=list)
-
-    def build(self) -> TableSchema:
-        return TableSchema(
-            id=self.id,
-            columns=tuple(self.columns),
-            primary_key=self.primary_key,
-            unique=tuple(self.unique),
-            indexes=tuple(self.indexes),
-            foreign_keys=tuple(self.foreign_keys),
-            checks=tuple(self.checks),
-            estimated_rows=self.rows,
-            estimated_bytes=self.size,
-            comment=self.comment,
-        )
 
 
 class _Types:
@@ -186,7 +162,7 @@ def _relations(conn: Connection, selection: Selection) -> tuple[dict[int, _Table
             views.append(View(tid, viewdef))
         else:
             est = rows if rows is not None and rows >= 0 else None
-            tables[oid] = _Table(oid, tid, est, size, comment)
+            tables[oid] = _Table(oid, id=tid, rows=est, size=size, comment=comment)
     return tables, views
 
 
