@@ -1,7 +1,7 @@
 """The one place that imports a MySQL driver, opens connections and translates driver errors.
 
-Two DB-API drivers are supported: mysqlclient (``MySQLdb``, C, measured about 2.7x faster
-than PyMySQL at streaming reads here) and PyMySQL (pure Python, always installed with
+Two DB-API drivers are supported: mysqlclient (``MySQLdb``, C, about 1.6x faster than PyMySQL
+end to end in ``benchmarks/full_load_mysql.py``) and PyMySQL (pure Python, always installed with
 ``replikit[mysql]`` because the binlog reader needs it). ``driver="auto"`` takes mysqlclient
 when it is importable.
 
