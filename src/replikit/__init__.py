@@ -30,6 +30,7 @@ from replikit.pipeline.stats import Statistics, TableState, TableStats
 from replikit.positions import PgLsn, Position, SqliteSeq
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import Fidelity, TablePlan
+from replikit.schema.findings import Finding
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Kind, Type
 from replikit.task import Plan, Task, TaskSettings
@@ -52,6 +53,7 @@ __all__ = [
     "Endpoint",
     "Error",
     "Fidelity",
+    "Finding",
     "KeyRange",
     "Kind",
     "Mappings",

@@ -309,7 +309,7 @@ class Task:
         ]
         ddl_fn = getattr(pipe.writer, "ddl", None)
         ddl = tuple(ddl_fn(plans)) if callable(ddl_fn) else ()
-        return Plan(Assessment(tuple(plans), tuple(problems)), ddl)
+        return Plan(Assessment(tuple(plans), tuple(problems), tuple(pipe.findings())), ddl)
 
     def run(self) -> Statistics:
         """Run the task; return the statistics (also on failure, via ``statistics()``).
@@ -369,7 +369,7 @@ class Task:
     # -- CDC ----------------------------------------------------------------------------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
         plans = pipe.plans()
-        refuse_unsupported(plans)
+        refuse_unsupported(plans, pipe.findings())
         tables = list(self.catalog().tables)
         tid = self.task_id
         writer = self.target.change_writer()

@@ -19,6 +19,7 @@ from replikit._failpoints import failpoint
 from replikit.changes import Change, Op
 from replikit.errors import ConfigError, ConversionError, TaskError
 from replikit.mapping import Mappings
+from replikit.pipeline.checks import plan_findings
 from replikit.pipeline.contracts import (
     Batch,
     Reader,
@@ -30,7 +31,15 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
-from replikit.schema.convert import PYTHON, Dialect, TablePlan, link_foreign_keys, plan_table
+from replikit.schema.convert import (
+    PYTHON,
+    Dialect,
+    Fidelity,
+    TablePlan,
+    link_foreign_keys,
+    plan_table,
+)
+from replikit.schema.findings import Finding
 from replikit.schema.model import TableId, TableSchema
 from replikit.transforms import SchemaTransform, Transform
 
@@ -41,20 +50,31 @@ log = logging.getLogger("replikit.pipeline")
 PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
 
 
-def refuse_unsupported(plans: Sequence[TablePlan]) -> None:
-    """Raise :class:`ConversionError` naming every unsupported column (before any write)."""
+def refuse_unsupported(plans: Sequence[TablePlan], findings: Sequence[Finding] = ()) -> None:
+    """Raise :class:`ConversionError` naming every unsupported finding (before any write).
+
+    ``plans`` give the unsupported column conversions; ``findings`` the object-level ones
+    (name collisions, target limits, existing target tables: :meth:`Pipeline.findings`).
+    """
     unsupported = [
         f"{p.source.id}.{c.source.name} ({c.reason})"
         for p in plans
         for c in p.columns
         if c.fidelity.value == "unsupported"
     ]
+    objects = [str(f) for f in findings if f.fidelity is Fidelity.UNSUPPORTED]
+    if not unsupported and not objects:
+        return
+    parts = []
     if unsupported:
-        raise ConversionError(
+        parts.append(
             "these columns cannot be converted: "
             + "; ".join(unsupported)
             + ". Exclude the tables, drop the columns with a transform, or set a type override."
         )
+    if objects:
+        parts.append("the plan cannot be carried out faithfully: " + "; ".join(objects))
+    raise ConversionError(" ".join(parts) + " Nothing was created in the target.")
 
 
 def _dialect_of(stage: object) -> Dialect:
@@ -121,6 +141,7 @@ class Pipeline:
         self.on_table_loaded = on_table_loaded
         self.finish = finish
         self._plans: list[TablePlan] | None = None
+        self._findings: list[Finding] | None = None
         self._sources: dict[TableId, TableSchema] = {}
 
     # -- planning ---------------------------------------------------------------------------
@@ -160,6 +181,13 @@ class Pipeline:
             type_overrides=self.type_overrides,
         )
 
+    def findings(self) -> list[Finding]:
+        """Object-level findings of the plan (computed once): what the target cannot hold
+        faithfully beyond single column types. Unsupported ones stop :meth:`run`."""
+        if self._findings is None:
+            self._findings = plan_findings(self.plans(), self.writer, self.prep_mode)
+        return self._findings
+
     # -- running ----------------------------------------------------------------------------
     def run(self) -> Statistics:
         """Load every table; return the statistics.
@@ -169,7 +197,7 @@ class Pipeline:
             TaskError: some tables failed; the others completed (see ``statistics``).
         """
         plans = self.plans()
-        refuse_unsupported(plans)
+        refuse_unsupported(plans, self.findings())
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
         if isinstance(self.writer, SupportsPrepare):

@@ -7,26 +7,9 @@ from html import escape
 from typing import Any
 
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
+from replikit.schema.findings import Finding
 
 __all__ = ["Assessment", "Finding"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One lossy or unsupported column conversion."""
-
-    table: str
-    column: str
-    source_type: str
-    target_type: str
-    fidelity: Fidelity
-    reason: str | None
-
-    def __str__(self) -> str:
-        return (
-            f"{self.table}.{self.column}: {self.source_type} -> {self.target_type} "
-            f"[{self.fidelity.value}] {self.reason or ''}".rstrip()
-        )
 
 
 def _source_type(col: ColumnPlan) -> str:
@@ -38,16 +21,19 @@ class Assessment:
     """How every selected table and column converts, plus problems found while planning.
 
     ``lossy`` and ``unsupported`` list the columns that will not (or cannot) arrive exactly;
+    ``extra`` holds findings about objects rather than column types (name collisions, target
+    limits, existing target tables); they count in ``lossy`` and ``unsupported`` too.
     ``problems`` holds everything else a user should know (dropped defaults, views that are
     not converted, missing privileges, source settings).
     """
 
     tables: tuple[TablePlan, ...]
     problems: tuple[str, ...] = field(default=())
+    extra: tuple[Finding, ...] = field(default=())
 
     def findings(self, fidelity: Fidelity) -> list[Finding]:
-        """Columns with the given verdict."""
-        return [
+        """Findings with the given verdict: column conversions first, then object findings."""
+        columns = [
             Finding(
                 str(t.source.id), c.source.name, _source_type(c), c.target.sql, c.fidelity, c.reason
             )
@@ -55,6 +41,7 @@ class Assessment:
             for c in t.columns
             if c.fidelity is fidelity
         ]
+        return columns + [f for f in self.extra if f.fidelity is fidelity]
 
     @property
     def lossy(self) -> list[Finding]:
@@ -94,6 +81,7 @@ class Assessment:
                 }
                 for t in self.tables
             ],
+            "findings": [f.to_dict() for f in self.extra],
             "problems": list(self.problems),
             "summary": {
                 "tables": len(self.tables),
@@ -114,6 +102,9 @@ class Assessment:
                 lines.append(
                     f"  {c.source.name:<{width}}  {_source_type(c)} -> {c.target.sql}{flag}{why}"
                 )
+        if self.extra:
+            lines.append("findings:")
+            lines.extend(f"  x {f}" for f in self.extra)
         if self.problems:
             lines.append("problems:")
             lines.extend(f"  ! {p}" for p in self.problems)
@@ -139,7 +130,9 @@ class Assessment:
                     f"<td>{escape(c.target.sql)}</td><td>{c.fidelity.value}</td>"
                     f"<td>{escape(c.reason or '')}</td></tr>"
                 )
-        problems = "".join(f"<li>{escape(p)}</li>" for p in self.problems)
+        problems = "".join(
+            f"<li style='background:#f8d7da'>{escape(str(f))}</li>" for f in self.extra
+        ) + "".join(f"<li>{escape(p)}</li>" for p in self.problems)
         return (
             "<table><thead><tr><th>table</th><th>column</th><th>source type</th>"
             "<th>target type</th><th>fidelity</th><th>reason</th></tr></thead>"

@@ -1,0 +1,47 @@
+"""Object-level checks of a plan, run before any DDL: names, limits, existing target tables.
+
+Column type conversions are judged one column at a time (:mod:`replikit.schema.convert`).
+What can only be seen across columns, tables or the target's current state is checked here
+and reported as :class:`~replikit.schema.findings.Finding` s; unsupported ones stop the task
+before anything is created (:func:`replikit.pipeline.runner.refuse_unsupported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from replikit.schema.convert import PYTHON, Dialect, TablePlan
+from replikit.schema.findings import Finding
+
+__all__ = ["SupportsCheckExisting", "plan_findings"]
+
+
+@runtime_checkable
+class SupportsCheckExisting(Protocol):
+    """A writer that can compare existing target tables with the plan."""
+
+    def check_existing(self, plans: Sequence[TablePlan], mode: str) -> list[Finding]:
+        """Findings for target tables that exist and do not fit ``plans`` under ``mode``."""
+        ...
+
+
+def plan_findings(plans: Sequence[TablePlan], writer: object, prep_mode: str) -> list[Finding]:
+    """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``."""
+    dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
+    findings: list[Finding] = []
+    findings += name_findings(plans, dialect)
+    findings += limit_findings(plans, dialect)
+    if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
+        findings += writer.check_existing(plans, prep_mode)
+    return findings
+
+
+def name_findings(plans: Sequence[TablePlan], dialect: Dialect) -> list[Finding]:
+    """Two source objects that land on one target name (after the target's rules)."""
+    return []  # filled in by the identifier-rules work (issue 8 item 1)
+
+
+def limit_findings(plans: Sequence[TablePlan], dialect: Dialect) -> list[Finding]:
+    """Target limits a plan exceeds (columns per table, row size, key length...)."""
+    return []  # filled in by the target-limits work (issue 8 item 16)
