@@ -3,17 +3,15 @@
 import shutil
 import subprocess
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
 
 import replikit as rk
+from datasets import script
 from replikit.demo import sample_database
 
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-if not DATASETS.is_dir():  # CI lays shared/ beside the checkout; developers too
-    DATASETS = Path("/work/shared/datasets")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _norm(v):
@@ -76,9 +74,8 @@ def sakila_pg(pg_url, pg_server):
                 "ON_ERROR_STOP=0",
                 "-d",
                 pg_url,
-                "-f",
-                str(DATASETS / "sakila" / name),
             ],
+            input=script(f"sakila/{name}"),
             check=True,
             capture_output=True,
         )

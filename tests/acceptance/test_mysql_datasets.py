@@ -9,56 +9,52 @@ compare without trailing spaces (PostgreSQL pads ``character(n)``, MySQL strips 
 import shutil
 import subprocess
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 import replikit as rk
+from datasets import script
 from replikit.endpoints.mysql import MysqlEndpoint
 from replikit.schema.types import Kind
 
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-if not DATASETS.is_dir():
-    DATASETS = Path("/work/shared/datasets")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SAKILA_TABLES = 16
 SAKILA_ROWS = 47273
 CHINOOK_ROWS = 15607
 
 
-def _load_script(server, database: str, *scripts: Path) -> str:
+def _load_script(server, database: str, *scripts: str) -> str:
     client = shutil.which("mariadb") or shutil.which("mysql")
     if client is None:
         pytest.fail("the mariadb (or mysql) client is needed to load the datasets")
     u = make_url(server.admin_url)
     server.drop_database(database)
-    for script in scripts:
-        with script.open("rb") as fh:
-            subprocess.run(
-                [
-                    client,
-                    "-h",
-                    u.host,
-                    "-P",
-                    str(server.port),
-                    "-u",
-                    u.username or "root",
-                    f"--password={u.password or ''}",
-                    "--default-character-set=utf8mb4",
-                ],
-                stdin=fh,
-                check=True,
-                capture_output=True,
-            )
+    for name in scripts:
+        subprocess.run(
+            [
+                client,
+                "-h",
+                u.host,
+                "-P",
+                str(server.port),
+                "-u",
+                u.username or "root",
+                f"--password={u.password or ''}",
+                "--default-character-set=utf8mb4",
+            ],
+            input=script(name),
+            check=True,
+            capture_output=True,
+        )
     return server.url(database)
 
 
 @pytest.fixture(scope="module")
 def sakila(mysql_server):
-    folder = DATASETS / "sakila"
     url = _load_script(
-        mysql_server, "sakila", folder / "sakila-mysql-schema.sql", folder / "sakila-mysql-data.sql"
+        mysql_server, "sakila", "sakila/sakila-mysql-schema.sql", "sakila/sakila-mysql-data.sql"
     )
     yield url
     mysql_server.drop_database("sakila")
@@ -66,7 +62,7 @@ def sakila(mysql_server):
 
 @pytest.fixture(scope="module")
 def chinook(mysql_server):
-    url = _load_script(mysql_server, "Chinook", DATASETS / "chinook" / "Chinook_MySql.sql")
+    url = _load_script(mysql_server, "Chinook", "chinook/Chinook_MySql.sql")
     yield url
     mysql_server.drop_database("Chinook")
 

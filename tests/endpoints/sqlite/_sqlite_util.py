@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from datasets import CHINOOK_SQLITE
 from replikit.endpoints.sqlite import SqliteEndpoint
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.pipeline.contracts import Batch
@@ -15,7 +16,7 @@ from replikit.schema.convert import TablePlan, plan_table
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Type
 
-CHINOOK = Path("/work/shared/datasets/chinook/Chinook_Sqlite.sqlite")
+CHINOOK = CHINOOK_SQLITE  # the copy bundled with the package, in this repository
 CHINOOK_TABLES = {
     "Album",
     "Artist",

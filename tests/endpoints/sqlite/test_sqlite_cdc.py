@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datasets import CHINOOK_SQLITE
 from replikit.changes import Op, Transaction
 from replikit.endpoints.sqlite import SqliteEndpoint, cdc
 from replikit.errors import ConfigError, DataError, PositionLostError, SchemaError
@@ -25,7 +26,7 @@ from replikit.pipeline.contracts import Unit
 from replikit.positions import Position, SqliteSeq
 from replikit.schema.model import TableId
 
-CHINOOK = Path("/work/shared/datasets/chinook/Chinook_Sqlite.sqlite")
+CHINOOK = CHINOOK_SQLITE
 
 ITEMS = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price NUMERIC(10,2), "
