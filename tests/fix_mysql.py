@@ -14,6 +14,10 @@ and removed at session end. mariadbd refuses to run as root, so as root it runs 
   ``create_database(name)``, ``drop_database(name)``, ``connect(db)``, ``port``, ``socket``
   and ``binlog_dir`` (``socket``/``binlog_dir`` are ``None`` for an external server);
 * ``mysql_url`` (function): the URL of a fresh empty database, dropped after the test.
+
+``MysqlServer.restart()`` (or ``stop()`` then ``start()``) restarts a private server on the same
+port, socket and data directory: every open connection breaks, new ones succeed after
+``start()``.
 """
 
 from __future__ import annotations
@@ -76,11 +80,40 @@ class MysqlServer:
     """A MySQL/MariaDB server the tests may create and drop databases on."""
 
     def __init__(
-        self, admin_url: str, *, socket: str | None = None, binlog_dir: str | None = None
+        self,
+        admin_url: str,
+        *,
+        socket: str | None = None,
+        binlog_dir: str | None = None,
+        local: _LocalServer | None = None,
     ) -> None:
         self._admin = make_url(admin_url)
         self.socket = socket
         self.binlog_dir = binlog_dir
+        self._local = local
+
+    @property
+    def private(self) -> bool:
+        """True for the session's own server, False for ``REPLIKIT_TEST_MYSQL_URL``'s."""
+        return self._local is not None
+
+    def _own_server(self) -> _LocalServer:
+        if self._local is None:
+            pytest.skip(f"{ENV_URL} names an external server: the tests do not restart it")
+        return self._local
+
+    def stop(self) -> None:
+        """Stop the private server (open connections break)."""
+        self._own_server().stop_process()
+
+    def start(self) -> None:
+        """Start the private server again on the same port; wait until it accepts logins."""
+        self._own_server().start_process()
+
+    def restart(self) -> None:
+        """Stop and start the private server: every open connection breaks."""
+        self.stop()
+        self.start()
 
     @property
     def port(self) -> int:
@@ -218,6 +251,15 @@ class _LocalServer:
             self.stop_process()
         self._fail("mariadbd start")
 
+    def start_process(self) -> None:
+        """Start again with the same port, socket and data (a restart: no bootstrap)."""
+        self.proc = subprocess.Popen(
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if not self._wait_ready(timeout=60):
+            self.stop_process()
+            self._fail("mariadbd restart")
+
     def _wait_ready(self, timeout: float) -> bool:
         pymysql = _pymysql()
         deadline = time.monotonic() + timeout
@@ -297,6 +339,7 @@ def mysql_server(worker_id: str) -> Iterator[MysqlServer]:
             f"mysql://root@127.0.0.1:{server.port}/mysql",
             socket=server.socket,
             binlog_dir=str(server.binlogs),
+            local=server,
         )
     finally:
         server.stop()

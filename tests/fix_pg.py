@@ -8,7 +8,13 @@ the ``postgres`` OS user. Fixtures:
 
 * ``pg_server`` (session): a :class:`PgServer` with ``url(db)``, ``admin_url``,
   ``create_database(name)`` and ``drop_database(name)``;
-* ``pg_url`` (function): the URL of a fresh empty database, dropped after the test.
+* ``pg_url`` (function): the URL of a fresh empty database, dropped after the test;
+* ``pg_password_user`` (session): ``(user, password)`` of the role ``replikit_pw``, which must
+  log in with its password (the private cluster's pg_hba.conf says ``scram-sha-256`` for it), so
+  tests can see a wrong password refused.
+
+``PgServer.restart()`` (or ``stop()`` then ``start()``) restarts a private cluster on the same
+port and data directory: every open connection breaks, new ones succeed after ``start()``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 ENV_URL = "REPLIKIT_TEST_PG_URL"
+PASSWORD_USER = ("replikit_pw", "secret-pw")
 INSTALL_HINT = (
     "PostgreSQL tests need a server: install the server binaries "
     "(apt-get install postgresql) or set REPLIKIT_TEST_PG_URL to an admin-capable URL, "
@@ -59,8 +66,32 @@ host    replication  all   127.0.0.1/32  trust
 class PgServer:
     """A PostgreSQL server the tests may create and drop databases on."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, cluster: _LocalCluster | None = None) -> None:
         self._admin = make_url(admin_url)
+        self._cluster = cluster
+
+    @property
+    def private(self) -> bool:
+        """True for the session's own cluster, False for ``REPLIKIT_TEST_PG_URL``'s server."""
+        return self._cluster is not None
+
+    def _own_cluster(self) -> _LocalCluster:
+        if self._cluster is None:
+            pytest.skip(f"{ENV_URL} names an external server: the tests do not restart it")
+        return self._cluster
+
+    def stop(self) -> None:
+        """Stop the private cluster (fast shutdown: open sessions are disconnected)."""
+        self._own_cluster().stop_server()
+
+    def start(self) -> None:
+        """Start the private cluster again, on the same port, and wait until it accepts logins."""
+        self._own_cluster().start_server()
+
+    def restart(self) -> None:
+        """Stop and start the private cluster: every open connection breaks."""
+        self.stop()
+        self.start()
 
     @property
     def admin_url(self) -> str:
@@ -84,6 +115,27 @@ class PgServer:
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
+
+    def password_user(self) -> tuple[str, str]:
+        """Create ``replikit_pw`` with its password; check a wrong one is refused."""
+        user, password = PASSWORD_USER
+        with self.connect() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = sql.SQL("ALTER" if exists else "CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    verb, sql.Identifier(user), sql.Literal(password)
+                )
+            )
+        login = self._admin.set(drivername="postgresql", username=user)
+        psycopg.connect(login.set(password=password).render_as_string(False)).close()
+        try:
+            psycopg.connect(login.set(password="not-" + password).render_as_string(False)).close()
+        except psycopg.OperationalError:
+            return user, password
+        if self.private:  # our pg_hba.conf asks replikit_pw for its password
+            pytest.fail(f"the test cluster accepted a wrong password for {user}", pytrace=False)
+        pytest.skip(f"{ENV_URL}'s server trusts {user}: a wrong password is not refused there")
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists, disconnecting its sessions first."""
@@ -160,13 +212,26 @@ class _LocalCluster:
             conf = dict(_SETTINGS, port=str(self.port), unix_socket_directories=f"'{self.root}'")
             lines = "".join(f"{k} = {v}\n" for k, v in conf.items())
             (self.data / "postgresql.auto.conf").write_text(lines)
-            proc = self._run(
-                "pg_ctl", "start", "-w", "-t", "30", "-D", str(self.data),
-                "-l", str(self.root / "server.log"),
-            )  # fmt: skip
+            proc = self._pg_ctl_start()
             if proc.returncode == 0:
                 return
         self._check(proc, "pg_ctl start")
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            "pg_ctl", "start", "-w", "-t", "30", "-D", str(self.data),
+            "-l", str(self.root / "server.log"),
+        )  # fmt: skip
+
+    def start_server(self) -> None:
+        """Start again on the same port (``-w``: returns once it accepts connections)."""
+        self._check(self._pg_ctl_start(), "pg_ctl start (restart)")
+
+    def stop_server(self) -> None:
+        """Stop, disconnecting every session; the data directory stays."""
+        self._check(
+            self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data)), "pg_ctl stop"
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data))
@@ -187,7 +252,7 @@ def pg_server(worker_id: str) -> Iterator[PgServer]:
     try:
         cluster.init()
         cluster.start()
-        yield PgServer(f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres")
+        yield PgServer(f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres", cluster)
     finally:
         cluster.stop()
 
@@ -201,3 +266,9 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
         yield url
     finally:
         pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_password_user(pg_server: PgServer) -> tuple[str, str]:
+    """``(user, password)`` of a role that must log in with its password."""
+    return pg_server.password_user()

@@ -81,12 +81,14 @@ def test_pattern_selecting_nothing_exits_2(chinook, tmp_path, capsys):
     assert "'nope%' selects no table" in capsys.readouterr().err
 
 
-def test_wrong_password_names_the_problem(pg_server, capsys, tmp_path):
-    # trust auth accepts any password; a missing database is the reliable failure here
-    url = pg_server.url("no_such_db_here").replace("postgres@", "postgres:hunter2@")
+def test_wrong_password_names_the_problem(pg_url, pg_password_user, capsys, tmp_path):
+    # replikit_pw must log in with its password (tests/fix_pg.py); the database exists
+    user, _ = pg_password_user
+    url = pg_url.replace("postgres@", f"{user}:hunter2@")
     assert main(["plan", url, f"sqlite:///{tmp_path / 'o.db'}"]) == 2
     err = capsys.readouterr().err
-    assert "no_such_db_here" in err
+    assert "login refused for user 'replikit_pw'" in err
+    assert "check the user name and password" in err
     assert "hunter2" not in err
 
 

@@ -220,7 +220,15 @@ def test_every_type_equals_the_full_load_whatever_the_session_time_zone(db: Db) 
     assert inserts[0]["ts"] == datetime(2024, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
     # row 3's zero dates, NULL in each of its 4 images (insert, update before/after, delete)
     assert zero == {(str(table.id), c): 4 for c in ("dt", "dtt", "dt0", "ts")}
-    assert all(tx.position <= at or tx.position > at for tx in txs)
+    # the inserts (one transaction per row) precede the snapshot; everything after follows it
+    positions = [tx.position for tx in txs]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert [tx.position <= at for tx in txs] == [True] * len(ROWS) + [False] * 3
+    assert [{c.op for c in tx.changes} for tx in txs] == [{Op.INSERT}] * len(ROWS) + [
+        {Op.UPDATE},
+        {Op.UPDATE},
+        {Op.DELETE},
+    ]
 
 
 def test_zero_date_in_a_not_null_column_is_refused_naming_table_column_and_key(db: Db) -> None:
