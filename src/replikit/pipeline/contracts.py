@@ -47,12 +47,20 @@ class KeyRange:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """One piece of full-load work: a table, or one key range of it."""
+    """One piece of full-load work: a table, or one key range of it.
+
+    ``as_text`` names columns the reader delivers as the source database's own text form
+    (``str``), not as canonical values: columns whose type the plan overrides to text, so that
+    values with no Python form (``24:00:00``, ``infinity``, BC dates) arrive as the source
+    prints them. A reader that cannot do so may ignore it (the plan's adapter renders the
+    canonical value as text instead).
+    """
 
     table: TableId
     range: KeyRange | None = None
     index: int = 0
     count: int = 1
+    as_text: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
         return (

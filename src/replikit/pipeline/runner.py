@@ -77,6 +77,12 @@ def refuse_unsupported(plans: Sequence[TablePlan], findings: Sequence[Finding] =
     raise ConversionError(" ".join(parts) + " Nothing was created in the target.")
 
 
+def _with_text_columns(plan: TablePlan, units: list[Unit]) -> list[Unit]:
+    """Ask the reader for the source's text form of the columns the plan reads as text."""
+    as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
+    return [replace(u, as_text=as_text) for u in units] if as_text else units
+
+
 def _dialect_of(stage: object) -> Dialect:
     dialect: Dialect | None = getattr(stage, "dialect", None)
     return dialect if dialect is not None else PYTHON
@@ -227,6 +233,7 @@ class Pipeline:
         work: list[tuple[TablePlan, Unit]] = []
         for plan in plans:
             units = self.reader.units(self._sources[plan.target_id], split_rows=self.split_rows)
+            units = _with_text_columns(plan, units)
             self.statistics[str(plan.source.id)].units_total = len(units)
             work.extend((plan, u) for u in units)
         # biggest tables first: the longest unit bounds the wall time

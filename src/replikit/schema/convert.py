@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.textform import text_form
 from replikit.schema.types import Kind, Type
 
 __all__ = [
@@ -48,7 +49,8 @@ class TargetType:
 
     ``adapt`` turns a canonical Python value (see :mod:`replikit.schema.types`) into what the
     target driver binds; ``None`` means the value passes unchanged. ``reason`` explains any
-    fidelity other than exact, and may annotate exact ones.
+    fidelity other than exact, and may annotate exact ones. ``as_text``: the column is read
+    as the source's own text form (a type override to text).
     """
 
     sql: str
@@ -56,6 +58,7 @@ class TargetType:
     fidelity: Fidelity = Fidelity.EXACT
     reason: str | None = None
     adapt: Adapter | None = None
+    as_text: bool = False
 
 
 class Dialect(Protocol):
@@ -202,11 +205,7 @@ def plan_table(
         target_type = target.target_type(col.type, source_dialect)
         forced = overrides.for_column(table.id, col.name)
         if forced is not None:
-            forced_type = target.parse_type(forced)
-            fidelity, why = judge(col.type, forced_type)
-            target_type = TargetType(
-                forced, forced_type, fidelity, why or "type set by override", target_type.adapt
-            )
+            target_type = _override(col.type, forced, target, target_type)
         notes: list[str] = []
         default = None
         if col.default is not None and col.identity is None:
@@ -239,6 +238,23 @@ def plan_table(
         target_dialect=target.name,
         problems=_untranslated(table, source_dialect, target.name),
     )
+
+
+_TEXTS = (Kind.TEXT, Kind.STRING)
+
+
+def _override(source: Type, forced: str, target: Dialect, rule: TargetType) -> TargetType:
+    """The target type of a column whose type is set by an override.
+
+    An override to text (any text or character type) reads the column as the source's text
+    form, so every value arrives as the source prints it, including values with no Python form.
+    """
+    forced_type = target.parse_type(forced)
+    fidelity, why = judge(source, forced_type)
+    reason = why or "type set by override"
+    if forced_type.kind in _TEXTS and source.kind not in (*_TEXTS, Kind.BYTES):
+        return TargetType(forced, forced_type, fidelity, reason, text_form, as_text=True)
+    return TargetType(forced, forced_type, fidelity, reason, rule.adapt)
 
 
 def _untranslated(table: TableSchema, source_dialect: str, target_dialect: str) -> tuple[str, ...]:

@@ -99,7 +99,7 @@ TO_PG = [
     ("set('a','b')", "character varying(3)", Fidelity.EXACT),
     ("json", "json", Fidelity.EXACT),
     ("longblob", "bytea", Fidelity.EXACT),
-    ("char(2)", "character(2)", Fidelity.EXACT),
+    ("char(2)", "character varying(2)", Fidelity.EXACT),  # MySQL reads CHAR trimmed
     ("geometry", "text", Fidelity.LOSSY),
 ]
 
@@ -147,20 +147,21 @@ FROM_PG = [
     ("boolean", "tinyint(1)", Fidelity.EXACT),
     ("smallint", "smallint", Fidelity.EXACT),
     ("bigint", "bigint", Fidelity.EXACT),
-    ("numeric(20,0)", "decimal(20,0)", Fidelity.EXACT),
-    ("numeric(65,30)", "decimal(65,30)", Fidelity.EXACT),
+    # PostgreSQL numeric holds NaN (and Infinity), MySQL DECIMAL does not
+    ("numeric(20,0)", "decimal(20,0)", Fidelity.LOSSY),
+    ("numeric(65,30)", "decimal(65,30)", Fidelity.LOSSY),
     ("numeric", "decimal(65,30)", Fidelity.LOSSY),
     ("numeric(70,2)", "decimal(65,30)", Fidelity.LOSSY),
-    ("real", "float", Fidelity.EXACT),
-    ("double precision", "double", Fidelity.EXACT),
+    ("real", "float", Fidelity.LOSSY),  # NaN and Infinity
+    ("double precision", "double", Fidelity.LOSSY),
     ("character varying(45)", "varchar(45)", Fidelity.EXACT),
-    ("character(20)", "char(20)", Fidelity.EXACT),
+    ("character(20)", "varchar(20)", Fidelity.EXACT),  # PostgreSQL reads it padded
     ("text", "longtext", Fidelity.EXACT),
     ("bytea", "longblob", Fidelity.EXACT),
-    ("date", "date", Fidelity.EXACT),
+    ("date", "date", Fidelity.LOSSY),  # infinity, BC, year > 9999
     ("time(6) without time zone", "time(6)", Fidelity.EXACT),
     ("time with time zone", "time(6)", Fidelity.LOSSY),
-    ("timestamp(6) without time zone", "datetime(6)", Fidelity.EXACT),
+    ("timestamp(6) without time zone", "datetime(6)", Fidelity.LOSSY),
     ("timestamp(6) with time zone", "timestamp(6)", Fidelity.LOSSY),
     ("interval", "varchar(64)", Fidelity.LOSSY),
     ("json", "json", Fidelity.EXACT),

@@ -56,7 +56,7 @@ def test_unknown_type_is_other() -> None:
         (Type.int_(64, unsigned=True), "numeric(20,0)"),
         (Type.decimal(10, 3), "numeric(10,3)"),
         (Type.float_(32), "real"),
-        (Type.string(5, fixed=True), "character(5)"),
+        (Type.string(5, fixed=True), "character varying(5)"),  # MySQL reads CHAR trimmed
         (Type.string(40), "character varying(40)"),
         (Type.timestamp(3, tz=True), "timestamp(3) with time zone"),
         (Type.time(), "time without time zone"),

@@ -244,7 +244,25 @@ def _instant(value: Any) -> Any:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+_CLOCK_TZ = re.compile(r"(\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-])(\d{2}):?(\d{2})?:?(\d{2})?")
+
+
+def _utc_text(value: str) -> str:
+    """A time-with-time-zone text Python cannot hold (``24:00:00+00``) as UTC MySQL TIME text."""
+    m = _CLOCK_TZ.fullmatch(value)
+    if m is None:
+        raise BadValue(f"{value!r} is not a time with time zone")
+    h, mi, sec, frac, sign, oh, om, os_ = m.groups()
+    offset = int(oh) * 3600 + int(om or 0) * 60 + int(os_ or 0)
+    utc = int(h) * 3600 + int(mi) * 60 + int(sec) - (offset if sign == "+" else -offset)
+    if not 0 <= utc <= 86_400:
+        utc %= 86_400  # the UTC time of day, as for values Python holds
+    return f"{utc // 3600:02d}:{utc // 60 % 60:02d}:{utc % 60:02d}{frac or ''}"
+
+
 def _utc_time(value: Any) -> Any:
+    if isinstance(value, str):
+        return _utc_text(value)
     if isinstance(value, time) and value.tzinfo is not None:
         offset = value.utcoffset()
         moment = datetime.combine(datetime(2000, 1, 1), value.replace(tzinfo=None))
@@ -288,6 +306,11 @@ class _Rule:
 
 
 _INT_SQL = {8: "tinyint", 16: "smallint", 32: "int", 64: "bigint"}
+_NO_NAN_DECIMAL = "NaN and Infinity have no MySQL DECIMAL form: rows holding them are refused"
+_NO_INFINITY = (
+    "infinity, BC and year > 9999 values (PostgreSQL) have no MySQL form: rows holding them "
+    "are refused"
+)
 
 
 def _int_rule(t: Type) -> _Rule:
@@ -303,7 +326,7 @@ def _decimal_rule(t: Type) -> _Rule:
     if p is not None and p <= 65 and 0 <= s <= 30 and s <= p:
         sql = f"decimal({p},{s})"
         return _Rule(
-            sql, Type.decimal(p, s), reason="NaN/Infinity are refused", adapt=_decimal_check(p, s)
+            sql, Type.decimal(p, s), Fidelity.LOSSY, _NO_NAN_DECIMAL, _decimal_check(p, s)
         )
     why = "unbounded numeric" if p is None else f"decimal({p},{s})"
     return _Rule(
@@ -319,18 +342,21 @@ def _decimal_rule(t: Type) -> _Rule:
 def _float_rule(t: Type) -> _Rule:
     sql = "float" if (t.bits or 64) <= 32 else "double"
     return _Rule(
-        sql, Type.float_(t.bits or 64), reason="NaN and Infinity are refused", adapt=_finite
+        sql,
+        Type.float_(t.bits or 64),
+        Fidelity.LOSSY,
+        "NaN and Infinity have no MySQL FLOAT/DOUBLE form: rows holding them are refused",
+        _finite,
     )
 
 
 def _string_rule(t: Type) -> _Rule:
     n = t.length
-    if n is not None and t.fixed and n <= 255:
-        return _Rule(
-            f"char({n})", Type.string(n, fixed=True), reason="trailing spaces are not kept (CHAR)"
-        )
     if n is not None and n <= _MAX_VARCHAR:
-        return _Rule(f"varchar({n})", Type.string(n))
+        # not char(n): MySQL strips a CHAR's trailing spaces on read, PostgreSQL pads
+        # character(n) on read, SQLite keeps them; varchar(n) keeps what the source read
+        why = "fixed-length text stored as varchar: values read back as the source reads them"
+        return _Rule(f"varchar({n})", Type.string(n), reason=why if t.fixed else None)
     return _Rule("longtext", Type.text(), reason=f"length {n} not enforced (longtext)")
 
 
@@ -374,8 +400,8 @@ def _time_rule(t: Type) -> _Rule:
     return _Rule(
         f"datetime({p})",
         Type.timestamp(p),
-        fidelity,
-        reason or "infinity and BC values are refused",
+        Fidelity.LOSSY,
+        "; ".join(r for r in (reason, _NO_INFINITY) if r),
         _not_text,
     )
 
@@ -393,9 +419,7 @@ _RULES: dict[Kind, Callable[[Type], _Rule]] = {
     Kind.STRING: _string_rule,
     Kind.TEXT: lambda t: _Rule("longtext", Type.text()),
     Kind.BYTES: _bytes_rule,
-    Kind.DATE: lambda t: _Rule(
-        "date", Type.date(), reason="infinity and BC dates are refused", adapt=_not_text
-    ),
+    Kind.DATE: lambda t: _Rule("date", Type.date(), Fidelity.LOSSY, _NO_INFINITY, _not_text),
     Kind.TIME: _time_rule,
     Kind.TIMESTAMP: _time_rule,
     Kind.INTERVAL: lambda t: _Rule(

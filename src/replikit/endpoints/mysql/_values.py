@@ -38,6 +38,7 @@ __all__ = [
     "convert_columns",
     "ewkb_to_internal",
     "internal_to_ewkb",
+    "text_reader",
 ]
 
 ZERO_DATE_POLICIES = ("null", "error")
@@ -250,6 +251,11 @@ def column_reader(
     if t.kind in (Kind.UUID, Kind.OTHER):
         return ColumnReader(f"CAST({q} AS CHAR)", _SIMPLE[t.kind])
     return ColumnReader(q, _SIMPLE.get(t.kind), _READY.get(t.kind))
+
+
+def text_reader(column: Column) -> ColumnReader:
+    """``column`` read as MySQL's own text form (a type override to text)."""
+    return ColumnReader(f"CAST({DIALECT.quote(column.name)} AS CHAR)", _text, str)
 
 
 _READY: dict[Kind, type] = {

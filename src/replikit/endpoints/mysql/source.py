@@ -43,6 +43,7 @@ from replikit.endpoints.mysql._values import (
     ZeroDates,
     column_reader,
     convert_columns,
+    text_reader,
 )
 from replikit.errors import ConfigError, ConnectError, DataError
 from replikit.pipeline.contracts import Batch, KeyRange, Unit
@@ -189,18 +190,23 @@ class MysqlReader:
         except KeyError:
             raise ConfigError(f"table {tid} is not one of this reader's tables") from None
 
-    def columns(self, table: TableSchema) -> list[ColumnReader]:
-        """How each column of ``table`` is selected and converted."""
+    def columns(
+        self, table: TableSchema, as_text: frozenset[str] = frozenset()
+    ) -> list[ColumnReader]:
+        """How each column of ``table`` is selected and converted (``as_text``: the columns
+        read as MySQL's own text form, e.g. ``838:59:59`` or ``0000-00-00``)."""
         name = str(table.id)
         return [
-            column_reader(name, c, zero=self._zero, tinyint1_as_bool=self.tinyint1_as_bool)
+            text_reader(c)
+            if c.name in as_text
+            else column_reader(name, c, zero=self._zero, tinyint1_as_bool=self.tinyint1_as_bool)
             for c in table.columns
         ]
 
     def read(self, unit: Unit) -> Iterator[Batch]:
         """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
         table = self._table(unit.table)
-        readers = self.columns(table)
+        readers = self.columns(table, unit.as_text)
         where, params = _where(unit.range)
         exprs = ", ".join(r.expression for r in readers)
         sql = f"SELECT {exprs} FROM {_name(table.id)}{where}"  # noqa: S608

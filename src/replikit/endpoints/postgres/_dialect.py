@@ -208,8 +208,16 @@ def _float(t: Type) -> TargetType:
 def _string_rule(t: Type) -> TargetType:
     if t.length is None or t.length > _MAX_VARCHAR:
         return TargetType("text", Type.text("text"))
-    sql = f"{'character' if t.fixed else 'character varying'}({t.length})"
-    return TargetType(sql, replace(t, native=sql))
+    sql = f"character varying({t.length})"
+    if not t.fixed:
+        return TargetType(sql, replace(t, native=sql))
+    # not character(n), which pads values on read: MySQL's CHAR(n) reads without trailing
+    # spaces and SQLite keeps what it was given, so varchar(n) reads back what the source read
+    return TargetType(
+        sql,
+        replace(t, fixed=False, native=sql),
+        reason="fixed-length text stored as varchar: values read back as the source reads them",
+    )
 
 
 def _time_rule(t: Type) -> TargetType:

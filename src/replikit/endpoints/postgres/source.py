@@ -35,7 +35,7 @@ from replikit.endpoints.postgres._values import load_type, register_loaders  # n
 from replikit.errors import ConfigError, PositionLostError  # noqa: E402
 from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
-from replikit.schema.types import Kind  # noqa: E402
+from replikit.schema.types import Kind, Type  # noqa: E402
 
 __all__ = ["PostgresReader"]
 
@@ -165,12 +165,13 @@ class PostgresReader:
         """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
         table = self._table(unit.table)
         columns = table.column_names
-        select, params = _select(table, unit.range, cast=True)
+        types = [_read_type(c.type, c.name in unit.as_text) for c in table.columns]
+        select, params = _select(table, unit.range, types)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
         with self._connect() as conn:
             register_loaders(conn)
             with conn.cursor() as cur, cur.copy(statement, params) as copy:
-                copy.set_types([load_type(c.type) for c in table.columns])
+                copy.set_types(types)
                 rows: list[tuple[Any, ...]] = []
                 for row in copy.rows():
                     rows.append(row)
@@ -184,7 +185,7 @@ class PostgresReader:
         """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer)."""
         table = self._table(unit.table)
         # the SELECT form: COPY of a table refuses generated columns
-        select, params = _select(table, unit.range, cast=False)
+        select, params = _select(table, unit.range, None)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
         with self._connect() as conn, conn.cursor() as cur, cur.copy(statement, params) as copy:
             for chunk in copy:
@@ -205,14 +206,20 @@ def _table(tid: TableId) -> sql.Composable:
     return sql.SQL(DIALECT.qualified(tid.schema, tid.name))
 
 
+def _read_type(t: Type, as_text: bool) -> str:
+    """What a column is cast to for reading: its canonical load type, or ``text`` when the
+    plan reads it as PostgreSQL's own text form (``24:00:00``, ``infinity``, ``2000-01-01 BC``
+    arrive as PostgreSQL prints them)."""
+    return "text" if as_text else load_type(t)
+
+
 def _select(
-    table: TableSchema, key_range: KeyRange | None, *, cast: bool
+    table: TableSchema, key_range: KeyRange | None, casts: Sequence[str] | None
 ) -> tuple[sql.Composed, list[Any]]:
-    exprs = []
-    for col in table.columns:
+    exprs: list[sql.Composable] = []
+    for i, col in enumerate(table.columns):
         ident = sql.Identifier(col.name)
-        cast_to = sql.SQL(load_type(col.type))
-        exprs.append(sql.SQL("{}::{}").format(ident, cast_to) if cast else ident)
+        exprs.append(ident if casts is None else sql.SQL("{}::{}").format(ident, sql.SQL(casts[i])))
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), _table(table.id))
     where, params = _where(key_range)
     return sql.Composed([query, where]), params

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from replikit.schema.types import Kind, Type
 
-__all__ = ["BadValue", "Converter", "converter_for", "storage_classes"]
+__all__ = ["BadValue", "Converter", "converter_for", "storage_classes", "text_form"]
 
 Converter = Callable[[Any], Any]
 
@@ -27,6 +27,7 @@ _MAX_INT64 = 2**63 - 1
 _SPECIAL_DATE = re.compile(r"-?infinity|.*\sBC|[+-]?\d{5,}-.*", re.IGNORECASE | re.DOTALL)
 _WIDE = Context(prec=200)  # quantize never runs out of digits for declared scales
 _FRACTION = re.compile(r"[.,](\d{7,})")
+_END_OF_DAY = re.compile(r"24:00(?::00(?:\.0*)?)?(?:[+-]\d{2}(?::?\d{2}){0,2})?")
 
 
 class BadValue(ValueError):
@@ -90,9 +91,9 @@ def date_out(value: date | str) -> str:
     return value if isinstance(value, str) else value.isoformat()
 
 
-def time_out(value: time) -> str:
-    """``HH:MM:SS[.ffffff][+HH:MM]``."""
-    return value.isoformat()
+def time_out(value: time | str) -> str:
+    """``HH:MM:SS[.ffffff][+HH:MM]``; text (PostgreSQL's ``24:00:00``) as it is."""
+    return value if isinstance(value, str) else value.isoformat()
 
 
 def timestamp_out(value: datetime | str) -> str:
@@ -258,11 +259,13 @@ def _timestamp_in(tz: bool) -> Converter:
     return convert
 
 
-def _time_in(value: Any) -> time:
+def _time_in(value: Any) -> time | str:
     text = _text(value, "time")
     try:
         result = time.fromisoformat(text)
     except ValueError:
+        if _END_OF_DAY.fullmatch(text):
+            return text  # PostgreSQL's 24:00:00: no Python form, kept as its text
         raise BadValue(f"{preview(value)} is not a time (HH:MM:SS)") from None
     _check_fraction(text)
     return result
@@ -277,7 +280,8 @@ def _uuid_in(value: Any) -> UUID:
         raise BadValue(f"{preview(value)} is not a UUID") from None
 
 
-def _text_form(value: Any) -> str:
+def text_form(value: Any) -> str:
+    """A stored value as text (a column read as text: its type overridden to text)."""
     if isinstance(value, str):
         return value
     if isinstance(value, int):
@@ -293,7 +297,7 @@ _SIMPLE: dict[Kind, Converter] = {
     Kind.DATE: _date_in,
     Kind.TIME: _time_in,
     Kind.UUID: _uuid_in,
-    Kind.OTHER: _text_form,
+    Kind.OTHER: text_form,
 }
 
 
@@ -311,7 +315,7 @@ def converter_for(ptype: Type, affinity: str) -> Converter | None:
     if kind is Kind.TIMESTAMP:
         return _timestamp_in(ptype.tz)
     if kind is Kind.JSON:
-        return None if affinity == "TEXT" else _text_form
+        return None if affinity == "TEXT" else text_form
     return _SIMPLE.get(kind)
 
 

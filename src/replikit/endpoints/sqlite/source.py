@@ -28,6 +28,7 @@ from replikit.endpoints.sqlite._values import (
     preview,
 )
 from replikit.endpoints.sqlite._values import storage_classes as _classes
+from replikit.endpoints.sqlite._values import text_form
 from replikit.errors import ConfigError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, Reader, Unit
 from replikit.schema.model import TableId, TableSchema
@@ -54,7 +55,7 @@ class _Scan:
         return {n: row[i] for n, i in zip(self.key_names, self.key_index, strict=True)}
 
 
-def _scan(table: TableSchema) -> _Scan:
+def _scan(table: TableSchema, as_text: frozenset[str] = frozenset()) -> _Scan:
     quote = DIALECT.quote
     names = list(table.column_names)
     key = table.key
@@ -70,7 +71,11 @@ def _scan(table: TableSchema) -> _Scan:
     converters = []
     checked = []
     for i, col in enumerate(table.columns):
-        conv = converter_for(col.type, affinity(col.type.native))
+        conv = (
+            text_form
+            if col.name in as_text
+            else converter_for(col.type, affinity(col.type.native))
+        )
         if conv is not None:
             converters.append((i, conv))
         elif (classes := _classes(col.type)) is not None:
@@ -171,7 +176,7 @@ class SqliteReader(Reader):
     def read(self, unit: Unit) -> Iterator[Batch]:
         """Stream the rows of ``unit`` as batches of canonical values."""
         table = self._table(unit.table)
-        scan = _scan(table)
+        scan = _scan(table, unit.as_text)
         if self._pinned is not None:
             yield from self._read_pinned(self._pinned, scan)
             return
