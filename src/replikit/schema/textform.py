@@ -28,8 +28,10 @@ def text_form(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f") if value.is_finite() else str(value)
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else {"inf": "Infinity", "-inf": "-Infinity"}.get(
-            repr(value), "NaN"
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else {"inf": "Infinity", "-inf": "-Infinity"}.get(repr(value), "NaN")
         )
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")

@@ -325,9 +325,7 @@ def _decimal_rule(t: Type) -> _Rule:
     p, s = t.precision, t.scale or 0
     if p is not None and p <= 65 and 0 <= s <= 30 and s <= p:
         sql = f"decimal({p},{s})"
-        return _Rule(
-            sql, Type.decimal(p, s), Fidelity.LOSSY, _NO_NAN_DECIMAL, _decimal_check(p, s)
-        )
+        return _Rule(sql, Type.decimal(p, s), Fidelity.LOSSY, _NO_NAN_DECIMAL, _decimal_check(p, s))
     why = "unbounded numeric" if p is None else f"decimal({p},{s})"
     return _Rule(
         "decimal(65,30)",

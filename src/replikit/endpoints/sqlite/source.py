@@ -26,9 +26,9 @@ from replikit.endpoints.sqlite._values import (
     converter_for,
     map_columns,
     preview,
+    text_form,
 )
 from replikit.endpoints.sqlite._values import storage_classes as _classes
-from replikit.endpoints.sqlite._values import text_form
 from replikit.errors import ConfigError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, Reader, Unit
 from replikit.schema.model import TableId, TableSchema
@@ -72,9 +72,7 @@ def _scan(table: TableSchema, as_text: frozenset[str] = frozenset()) -> _Scan:
     checked = []
     for i, col in enumerate(table.columns):
         conv = (
-            text_form
-            if col.name in as_text
-            else converter_for(col.type, affinity(col.type.native))
+            text_form if col.name in as_text else converter_for(col.type, affinity(col.type.native))
         )
         if conv is not None:
             converters.append((i, conv))
