@@ -15,8 +15,10 @@ decimal        ``decimal.Decimal`` (NaN and +-Infinity included)
 float          ``float`` (``bits`` 32/64; nan and inf included)
 string, text   ``str``
 bytes          ``bytes``
-date           ``datetime.date``, or ``str`` for values Python cannot hold (infinity, BC)
-time           ``datetime.time`` (aware when ``tz``)
+date           ``datetime.date``, or ``str`` for values Python cannot hold (infinity, BC,
+               year > 9999): the source's own text
+time           ``datetime.time`` (aware when ``tz``), or ``str`` for ``24:00:00`` (and MySQL
+               TIME values outside one day)
 timestamp      ``datetime.datetime`` (aware UTC when ``tz``), or ``str`` as for date
 interval       ``str`` (ISO 8601 duration, e.g. ``P1Y2M3DT4H5M6S``)
 json           ``str`` (the JSON text, untouched: number precision is kept)

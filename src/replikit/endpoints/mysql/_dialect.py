@@ -343,7 +343,8 @@ def _float_rule(t: Type) -> _Rule:
         sql,
         Type.float_(t.bits or 64),
         Fidelity.LOSSY,
-        "NaN and Infinity have no MySQL FLOAT/DOUBLE form: rows holding them are refused",
+        "NaN and Infinity have no MySQL FLOAT/DOUBLE form: rows holding them are refused; "
+        "-0.0 is stored as 0",
         _finite,
     )
 

@@ -163,6 +163,12 @@ class _Rule:
     reason: str | None = None
 
 
+# SQLite binds NaN as NULL and stores -0.0 as 0 in a REAL column: text markers keep them
+_NO_NAN = (
+    Fidelity.LOSSY,
+    f"NaN and -0.0 have no SQLite REAL form: stored as the text 'NaN' and {v.NEGATIVE_ZERO!r}, "
+    "which replikit reads back as floats but other clients read as text",
+)
 _ISO_DATE = "stored as ISO 8601 text; values Python cannot hold (infinity, BC) as the source's text"
 _TZ_REASON = "keeps the instant, not the zone name (stored as ISO 8601 text with offset)"
 _INT_SQL = {8: "TINYINT", 16: "SMALLINT", 32: "INT4", 64: "INTEGER"}
@@ -223,9 +229,7 @@ _RULES: dict[Kind, Callable[[Type], _Rule]] = {
     Kind.BOOL: lambda t: _Rule("BOOLEAN", reason="stored as 0/1"),
     Kind.INT: _int_rule,
     Kind.DECIMAL: _decimal_rule,
-    Kind.FLOAT: lambda t: _Rule(
-        "FLOAT4" if t.bits == 32 else "REAL", v.float_out, reason="NaN and -0.0 stored as text"
-    ),
+    Kind.FLOAT: lambda t: _Rule("FLOAT4" if t.bits == 32 else "REAL", v.float_out, *_NO_NAN),
     Kind.STRING: _string_rule,
     Kind.TEXT: lambda t: _Rule("TEXT"),
     Kind.BYTES: lambda t: _Rule("BLOB"),
