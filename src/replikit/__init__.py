@@ -20,6 +20,7 @@ from replikit.errors import (
     MissingDependencyError,
     PositionLostError,
     SchemaError,
+    StoppedError,
     TaskError,
     ValidationError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Selection",
     "SqliteSeq",
     "Statistics",
+    "StoppedError",
     "TableId",
     "TablePlan",
     "TableSchema",

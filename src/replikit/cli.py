@@ -1,23 +1,28 @@
 """The ``replikit`` command line.
 
-Exit codes: 0 success; 1 the task ran and some tables failed; 2 bad input or an unreachable
-endpoint (a :class:`replikit.Error` before any data moved), printed without a traceback.
+Exit codes: 0 success; 1 the task ran and some tables failed (or an unexpected error);
+2 bad input or an unreachable endpoint (a :class:`replikit.Error` before any data moved);
+130 stopped by Ctrl-C / SIGTERM. Every failure is one line on stderr without a traceback
+(``-v`` adds it for unexpected errors) and, with ``--json``, a JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
 from replikit import __version__
 from replikit.endpoints.base import Endpoint, endpoint
-from replikit.errors import Error, TaskError
+from replikit.errors import Error, StoppedError, TaskError
 from replikit.mapping import Mappings, Selection
 from replikit.pipeline.runner import PREP_MODES
 from replikit.task import Task, TaskSettings
@@ -165,7 +170,8 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         progress=False if (args.no_progress or args.json) else None,
     )
     task = _task(args, settings)
-    status, error = _run(task)
+    with _graceful(task):
+        status, error = _run(task)
     stats = task.statistics()
     details = {"tables": stats.as_dicts(), "rows": stats.total_rows}
     summary = f"{len(stats)} tables, {stats.total_rows:,} rows"
@@ -173,12 +179,43 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
 
 def _run(task: Task) -> tuple[int, str | None]:
-    """Run ``task``: exit status 1 and the message when it fails with a task error."""
+    """Run ``task``: exit status 1 and the message when tables failed, 130 when stopped."""
     try:
         task.run()
+    except StoppedError as exc:
+        return 130, str(exc)
+    except KeyboardInterrupt:
+        return 130, "interrupted; the statistics show what was done"
     except TaskError as exc:
         return 1, str(exc)
     return 0, None
+
+
+@contextlib.contextmanager
+def _graceful(task: Task) -> Iterator[None]:
+    """While running ``task``: the first Ctrl-C (or SIGTERM) stops it after the current
+    batch, a second one aborts."""
+    interrupts = 0
+
+    def graceful(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        print(
+            "replikit: stopping after the current batch (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+        task.stop()
+
+    old_int = signal.signal(signal.SIGINT, graceful)
+    old_term = signal.signal(signal.SIGTERM, graceful)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
 
 
 def _report(
@@ -195,8 +232,8 @@ def _report(
     else:
         print(stats)
         print(summary)
-        if error:
-            print(f"replikit: {error}", file=sys.stderr)
+    if error:
+        print(f"replikit: {error}", file=sys.stderr)
     return status
 
 
@@ -229,33 +266,12 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         progress=False if (args.no_progress or args.json) else None,
     )
     mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
-    task = Task(
-        _source(args.source, args.cdc_setup),
-        args.target,
-        migration_type=args.mode,
-        mappings=mappings,
-        settings=settings,
-    )
-    interrupts = 0
-
-    def graceful(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            raise KeyboardInterrupt
-        print(
-            "replikit: stopping after the current batch (Ctrl-C again to abort)",
-            file=sys.stderr,
+    with _source(args.source, args.cdc_setup) as source:  # the task closes only its own
+        task = Task(
+            source, args.target, migration_type=args.mode, mappings=mappings, settings=settings
         )
-        task.stop()
-
-    old_int = signal.signal(signal.SIGINT, graceful)
-    old_term = signal.signal(signal.SIGTERM, graceful)
-    try:
-        status, error = _run(task)
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        with _graceful(task):
+            status, error = _run(task)
     stats = task.statistics()
     details = {"task_id": task.task_id, "tables": stats.as_dicts(), "cdc": stats.cdc.as_dict()}
     summary = f"task {task.task_id}: run the same command again to resume"
@@ -270,10 +286,10 @@ def _cmd_drop(args: argparse.Namespace) -> int:
 
 
 def _cmd_cdc_setup(args: argparse.Namespace) -> int:
-    source = _source(args.source, True)
     selection = Selection(tuple(args.include), tuple(args.exclude))
-    tables = list(source.reflect(selection).tables)
-    source.cdc_setup(tables, task=args.task_id)
+    with _source(args.source, True) as source:
+        tables = list(source.reflect(selection).tables)
+        source.cdc_setup(tables, task=args.task_id)
     print(f"CDC is set up on {source.url} for {len(tables)} tables")
     return 0
 
@@ -301,12 +317,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
+    except BrokenPipeError:
+        return _broken_pipe()
     except Error as exc:
-        print(f"replikit: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, 2, str(exc), exc)
     except KeyboardInterrupt:
-        print("replikit: interrupted", file=sys.stderr)
-        return 130
+        return _fail(args, 130, "interrupted", None)
+    except Exception as exc:  # a person reads this: one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        hint = "" if args.verbose else " (run with -v for the traceback)"
+        return _fail(args, 1, f"unexpected {type(exc).__name__}: {exc}{hint}", exc)
+
+
+def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseException | None) -> int:
+    """Report a failure: one line on stderr, and a JSON error object on stdout with --json."""
+    print(f"replikit: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        error = {"ok": False, "error": message, "error_type": type(exc).__name__ if exc else None}
+        try:
+            print(json.dumps({**error, "exit_status": status}, indent=2))
+        except BrokenPipeError:
+            return _broken_pipe()
+    return status
+
+
+def _broken_pipe() -> int:
+    """Whoever read stdout stopped (``| head``): no traceback, no second error at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    print("replikit: output stopped: stdout was closed (broken pipe)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

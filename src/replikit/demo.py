@@ -69,6 +69,8 @@ def run_demo(directory: str | None = None, *, cdc: bool = True) -> int:
     for r in results:
         print(f"  verify {r}")
     ok = ok and all(r.equal for r in results)
+    for ep in (src, task.target):  # the task closes only the endpoints it made itself
+        ep.close()
     print("\nverification:", "every table identical" if ok else "DIFFERENCES FOUND")
     return 0 if ok else 1
 

@@ -14,6 +14,7 @@ Every error replikit raises on purpose derives from :class:`Error`::
     ├── DecodeError              a change stream message could not be decoded
     ├── ValidationError          source and target differ
     └── TaskError                a task failed; ``table_errors`` says which tables and why
+        └── StoppedError         ``Task.stop()`` or Ctrl-C ended a full load before it finished
 
 Each class has a ``retryable`` attribute that error policies read. Messages say what failed,
 where (table, column, row key) and what to do; they never contain passwords. Errors are
@@ -36,6 +37,7 @@ __all__ = [
     "MissingDependencyError",
     "PositionLostError",
     "SchemaError",
+    "StoppedError",
     "TaskError",
     "ValidationError",
 ]
@@ -133,3 +135,11 @@ class TaskError(Error):
     def __init__(self, message: str, table_errors: Mapping[str, BaseException] | None = None):
         self.table_errors = dict(table_errors or {})
         super().__init__(message)
+
+
+class StoppedError(TaskError):
+    """The task was stopped (``Task.stop()``, Ctrl-C) before its full load finished.
+
+    Tables not loaded yet are ``Table cancelled`` in the statistics; running the task again
+    with ``drop-and-create`` or ``truncate`` (or resuming a CDC task) loads them.
+    """

@@ -21,13 +21,20 @@ from typing import Any, Literal
 
 from replikit.changes import SchemaChange
 from replikit.endpoints.base import Endpoint, endpoint
-from replikit.errors import CapabilityError, ConfigError, ConversionError, SchemaError
+from replikit.errors import (
+    CapabilityError,
+    ConfigError,
+    ConversionError,
+    Error,
+    SchemaError,
+    TaskError,
+)
 from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator, StopCondition
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
 from replikit.pipeline.runner import PREP_MODES, Pipeline, refuse_unsupported
-from replikit.pipeline.stats import Statistics
+from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
@@ -174,6 +181,18 @@ class Plan:
         return self.assessment._repr_html_()
 
 
+def _raise_table_errors(stats: Statistics) -> None:
+    """Raise :class:`TaskError` naming every table that ended in error (e.g. during CDC)."""
+    failed = stats.by_state(TableState.ERROR)
+    if failed:
+        names = ", ".join(t.table for t in failed)
+        raise TaskError(
+            f"{len(failed)} of {len(stats)} tables ended in error: {names}. "
+            f"First error: {failed[0].error}",
+            {t.table: Error(t.error or "table error") for t in failed},
+        )
+
+
 def _as_endpoint(value: Endpoint | str, role: str) -> Endpoint:
     if isinstance(value, Endpoint):
         return value
@@ -207,6 +226,9 @@ class Task:
             )
         self.source = _as_endpoint(source, "source")
         self.target = _as_endpoint(target, "target")
+        # endpoints made here from URLs are the task's to close; the caller's stay open
+        self._owned = [ep for ep, given in ((self.source, source), (self.target, target))
+                       if not isinstance(given, Endpoint)]  # fmt: skip
         self.migration_type = migration_type
         self.mappings = mappings or Mappings()
         self.transforms = tuple(transforms)
@@ -217,6 +239,7 @@ class Task:
         self._catalog: Catalog | None = None
         self._replicator: Replicator | None = None
         self._stopping = threading.Event()
+        self._loading: Pipeline | None = None
         #: ``"idle"``, ``"full-load"``, ``"cdc"`` (replicating) or ``"stopped"``
         self.phase = "idle"
 
@@ -321,30 +344,54 @@ class Task:
         Raises:
             ConfigError, ConnectError: before anything is written.
             ConversionError: unsupported columns, or lossy ones with ``allow_lossy=False``.
-            TaskError: some tables failed; the statistics say which completed.
+            TaskError: some tables failed (during CDC too); the statistics say which and why.
+            StoppedError: :meth:`stop` ended the full load before every table was loaded.
         """
-        pipe = self.pipeline()
-        if not self.settings.allow_lossy:
-            lossy = self.plan().lossy
-            if lossy:
-                raise ConversionError(
-                    "allow_lossy=False and these columns would not arrive exactly: "
-                    + "; ".join(str(f) for f in lossy)
-                )
         try:
+            self._statistics.reset()
+            pipe = self.pipeline()
+            if not self.settings.allow_lossy:
+                lossy = self.plan().lossy
+                if lossy:
+                    raise ConversionError(
+                        "allow_lossy=False and these columns would not arrive exactly: "
+                        + "; ".join(str(f) for f in lossy)
+                    )
             if self.migration_type == "full-load":
-                return pipe.run()
-            return self._run_cdc(pipe)
+                return self._load(pipe)
+            stats = self._run_cdc(pipe)
+            _raise_table_errors(stats)
+            return stats
         finally:
-            for ep in (self.source, self.target):
-                ep.close()
+            self._stopping.clear()
+            self._close_owned()
+
+    def _load(self, pipe: Pipeline) -> Statistics:
+        """Run a full-load pipeline that :meth:`stop` can reach."""
+        self._loading = pipe
+        try:
+            if self._stopping.is_set():
+                pipe.stop()
+            return pipe.run()
+        finally:
+            self._loading = None
+
+    def _close_owned(self) -> None:
+        for ep in self._owned:
+            ep.close()
 
     def stop(self) -> None:
-        """Stop a running CDC task gracefully: finish the batch, commit its checkpoint, return.
+        """Stop a running task gracefully (thread-safe; also before ``run`` started).
 
-        Thread-safe; ``run`` returns the statistics. Running the task again resumes.
+        During CDC: finish the batch, commit its checkpoint; ``run`` returns the statistics.
+        During a full load: every unit stops after its current batch; ``run`` raises
+        :class:`~replikit.StoppedError` and the tables not loaded are ``Table cancelled``.
+        Running the task again resumes (CDC) or reloads (full load, ``drop-and-create``).
         """
         self._stopping.set()
+        loading = self._loading
+        if loading is not None:
+            loading.stop()
         if self._replicator is not None:
             self._replicator.stop()
 
@@ -363,8 +410,7 @@ class Task:
             finally:
                 writer.close()
         finally:
-            for ep in (self.source, self.target):
-                ep.close()
+            self._close_owned()
 
     # -- CDC ----------------------------------------------------------------------------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
@@ -506,7 +552,7 @@ class Task:
             )
             feeder.start()
             try:
-                pipe.run()
+                self._load(pipe)
                 if resumed and isinstance(full_writer, SupportsPrepare):
                     full_writer.finish(self.pipeline().plans())
             finally:

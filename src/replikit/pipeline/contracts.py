@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from replikit.changes import Transaction
+from replikit.errors import TaskError
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId, TableSchema
@@ -33,6 +34,7 @@ __all__ = [
     "SupportsRawWrite",
     "Unit",
     "Writer",
+    "table_errors",
 ]
 
 
@@ -112,12 +114,23 @@ class SupportsPrepare(Protocol):
     """A writer that manages target tables around the load."""
 
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: create, drop-and-create, truncate or check each table."""
+        """Before the load: create, drop-and-create, truncate or check each table.
+
+        A table that cannot be prepared must not stop the others: prepare the rest, then
+        raise :func:`table_errors` naming the failed ones (other errors stop the task).
+        """
         ...
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: indexes, foreign keys, sequence values."""
+        """After the load: indexes, foreign keys, sequence values (per table, as ``prepare``)."""
         ...
+
+
+def table_errors(errors: Mapping[str, BaseException], what: str, total: int) -> TaskError:
+    """The :class:`TaskError` a writer raises when ``errors`` (target table name -> cause)
+    failed and the other tables of ``total`` were done."""
+    names = ", ".join(sorted(errors))
+    return TaskError(f"{what}: {len(errors)} of {total} tables failed ({names})", errors)
 
 
 @runtime_checkable

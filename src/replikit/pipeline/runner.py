@@ -10,14 +10,16 @@ are identical, rows pass through undecoded.
 from __future__ import annotations
 
 import logging
+import pickle
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.changes import Change, Op
-from replikit.errors import ConfigError, ConversionError, TaskError
+from replikit.errors import ConfigError, ConversionError, StoppedError, TaskError
 from replikit.mapping import Mappings
 from replikit.pipeline.checks import plan_findings
 from replikit.pipeline.contracts import (
@@ -43,7 +45,7 @@ from replikit.schema.findings import Finding
 from replikit.schema.model import TableId, TableSchema
 from replikit.transforms import SchemaTransform, Transform
 
-__all__ = ["PREP_MODES", "Pipeline"]
+__all__ = ["PREP_MODES", "Pipeline", "UnitLoader"]
 
 log = logging.getLogger("replikit.pipeline")
 
@@ -146,6 +148,8 @@ class Pipeline:
         self.progress = progress
         self.on_table_loaded = on_table_loaded
         self.finish = finish
+        self._stop = threading.Event()
+        self._remote: set[Future[int]] = set()
         self._plans: list[TablePlan] | None = None
         self._findings: list[Finding] | None = None
         self._sources: dict[TableId, TableSchema] = {}
@@ -195,31 +199,46 @@ class Pipeline:
         return self._findings
 
     # -- running ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running load to stop: each unit ends after its current batch (thread-safe).
+
+        ``run`` then raises :class:`StoppedError`; tables not loaded are ``Table cancelled``.
+        """
+        self._stop.set()
+
     def run(self) -> Statistics:
         """Load every table; return the statistics.
 
+        A table that cannot be prepared, loaded or finished is ``Table error`` with its cause;
+        the others go on.
+
         Raises:
             ConversionError: a column is unsupported (before anything is written).
+            ConfigError: the executor cannot run this pipeline's work (before any write).
             TaskError: some tables failed; the others completed (see ``statistics``).
+            StoppedError: :meth:`stop` was called before every table was loaded.
         """
         plans = self.plans()
         refuse_unsupported(plans, self.findings())
+        self._loader().check_executor(self.executor, plans)
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
-        if isinstance(self.writer, SupportsPrepare):
-            self.writer.prepare(plans, self.prep_mode)
         try:
+            failed = self._prepare(plans)
             with Progress(self.statistics, enabled=self.progress):
-                failed = self._execute(self._work(plans))
+                failed |= self._execute(self._work([p for p in plans if self._ok(p, failed)]))
+            self._raise_if_stopped(plans, failed)
         finally:
+            self._stop.clear()  # a stop request ends this run, not the next one
             close = getattr(self.reader, "close", None)
             if callable(close):
                 close()
-        done = [p for p in plans if str(p.source.id) not in failed]
+        done = [p for p in plans if self._ok(p, failed)]
         if self.finish and isinstance(self.writer, SupportsPrepare) and done:
-            self.writer.finish(done)
+            failed |= self._finish(done, [p for p in plans if not self._ok(p, failed)])
         for p in done:
-            self.statistics.finish(str(p.source.id), TableState.COMPLETED)
+            if self._ok(p, failed):
+                self.statistics.finish(str(p.source.id), TableState.COMPLETED)
         if failed:
             names = ", ".join(sorted(failed))
             raise TaskError(
@@ -228,6 +247,81 @@ class Pipeline:
                 failed,
             )
         return self.statistics
+
+    @staticmethod
+    def _ok(plan: TablePlan, failed: Mapping[str, BaseException]) -> bool:
+        return str(plan.source.id) not in failed
+
+    def _prepare(self, plans: list[TablePlan]) -> dict[str, BaseException]:
+        """Create/truncate/check the target tables; the ones the writer refused are in error."""
+        if not isinstance(self.writer, SupportsPrepare):
+            return {}
+        try:
+            self.writer.prepare(plans, self.prep_mode)
+        except TaskError as exc:
+            return self._table_errors(plans, exc, "target table not prepared")
+        return {}
+
+    def _finish(self, done: list[TablePlan], skipped: list[TablePlan]) -> dict[str, BaseException]:
+        """Indexes, keys and sequences for the loaded tables; report foreign keys left out."""
+        assert isinstance(self.writer, SupportsPrepare)
+        failed: dict[str, BaseException] = {}
+        try:
+            self.writer.finish(done)
+        except TaskError as exc:
+            failed = self._table_errors(done, exc, "indexes and keys not completed")
+        bad = {p.target_id: str(p.source.id) for p in skipped}
+        bad |= {p.target_id: str(p.source.id) for p in done if not self._ok(p, failed)}
+        inline = getattr(self.writer, "foreign_keys_in_create", False)
+        for plan in done:
+            for fk in plan.target_schema.foreign_keys:
+                if fk.ref_table in bad and self._ok(plan, failed):
+                    name, source = fk.name or "(unnamed)", bad[fk.ref_table]
+                    self.statistics.warn(
+                        str(plan.source.id),
+                        f"foreign key {name} refers to {fk.ref_table}, which failed ({source})"
+                        if inline
+                        else f"foreign key {name} to {fk.ref_table} not created: {source} failed",
+                    )
+        return failed
+
+    def _table_errors(
+        self, plans: list[TablePlan], exc: TaskError, what: str
+    ) -> dict[str, BaseException]:
+        """Mark the tables a writer named in ``exc.table_errors`` (target or source names)."""
+        names = {str(p.target_id): str(p.source.id) for p in plans}
+        names.update({str(p.source.id): str(p.source.id) for p in plans})
+        failed: dict[str, BaseException] = {}
+        for table, error in exc.table_errors.items():
+            name = names.get(table)
+            if name is None:
+                raise exc
+            log.info("table %s: %s: %s", name, what, error)
+            failed[name] = error
+            self.statistics.finish(name, TableState.ERROR, f"{what}: {error}")
+        return failed
+
+    def _raise_if_stopped(
+        self, plans: list[TablePlan], failed: Mapping[str, BaseException]
+    ) -> None:
+        if not self._stop.is_set():
+            return
+        for st in self.statistics:
+            if st.state in (TableState.BEFORE_LOAD, TableState.FULL_LOAD):
+                self.statistics.finish(st.table, TableState.CANCELLED, "stopped before loaded")
+        loaded = sum(
+            1
+            for p in plans
+            if self._ok(p, failed)
+            and self.statistics[str(p.source.id)].units_done
+            >= self.statistics[str(p.source.id)].units_total
+        )
+        raise StoppedError(
+            f"stopped before the full load finished: {loaded} of {len(plans)} tables loaded "
+            "(indexes and keys not added); run again with drop-and-create or truncate to "
+            "load the rest",
+            dict(failed),
+        )
 
     def _work(self, plans: list[TablePlan]) -> list[tuple[TablePlan, Unit]]:
         work: list[tuple[TablePlan, Unit]] = []
@@ -247,7 +341,7 @@ class Pipeline:
         futures: dict[Future[int], tuple[TablePlan, Unit]] = {}
         try:
             for plan, unit in work:
-                futures[executor.submit(self._load_unit, plan, unit)] = (plan, unit)
+                futures[self._submit(executor, plan, unit)] = (plan, unit)
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -255,6 +349,7 @@ class Pipeline:
                     plan, unit = futures[fut]
                     self._collect(fut, plan, unit, failed)
         except BaseException:
+            self._stop.set()  # running units end after their current batch
             for fut in futures:
                 fut.cancel()
             for st in self.statistics:
@@ -266,19 +361,38 @@ class Pipeline:
                 executor.shutdown(wait=True, cancel_futures=True)
         return failed
 
+    def _submit(self, executor: Executor, plan: TablePlan, unit: Unit) -> Future[int]:
+        if _in_process(executor):
+            return executor.submit(self._load_unit, plan, unit)
+        # another process: the loader pickles; rows are counted when the unit returns
+        self.statistics.started(
+            str(plan.source.id), self.statistics[str(plan.source.id)].units_total
+        )
+        future = executor.submit(self._loader(), plan, unit, self._raw_ok(plan))
+        self._remote.add(future)
+        return future
+
+    def _loader(self) -> UnitLoader:
+        return UnitLoader(self.reader, self.writer, self.transforms)
+
     def _collect(
         self, fut: Future[int], plan: TablePlan, unit: Unit, failed: dict[str, BaseException]
     ) -> None:
         name = str(plan.source.id)
         exc = fut.exception()
         if exc is None:
+            if fut in self._remote:
+                self.statistics.rows(name, fut.result())
             last = self.statistics.unit_done(name)
             if last and self.on_table_loaded is not None and name not in failed:
                 self.on_table_loaded(plan)
             return
+        if isinstance(exc, StoppedError):
+            self.statistics.finish(name, TableState.CANCELLED, "stopped before loaded")
+            return
         if not isinstance(exc, Exception):
             raise exc
-        log.error("table %s unit %s failed: %s", name, unit, exc)
+        log.info("table %s unit %s failed: %s", name, unit, exc)
         failed.setdefault(name, exc)
         self.statistics.finish(name, TableState.ERROR, str(exc))
 
@@ -286,15 +400,26 @@ class Pipeline:
         name = str(plan.source.id)
         if self.statistics[name].state is TableState.ERROR:
             return 0
+        self._check_stop()
         self.statistics.started(name, self.statistics[name].units_total)
+        loader = self._loader()
         if self._raw_ok(plan):
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
-            n = self.writer.load_raw(plan, self.reader.read_raw(unit))
+            n = self.writer.load_raw(plan, self._checked(self.reader.read_raw(unit)))
             self.statistics.rows(name, n)
-            failpoint("full-load.batch")
+            failpoint("full-load.batch", wake=self._stop)
             return n
-        return self.writer.load(plan, self._counted(name, self._batches(plan, unit)))
+        return self.writer.load(plan, self._counted(name, loader.batches(plan, unit)))
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise StoppedError("stopped")
+
+    def _checked(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self._check_stop()
+            yield chunk
 
     def _raw_ok(self, plan: TablePlan) -> bool:
         return (
@@ -308,11 +433,60 @@ class Pipeline:
 
     def _counted(self, name: str, batches: Iterable[Batch]) -> Iterator[Batch]:
         for batch in batches:
+            self._check_stop()
             yield batch
             self.statistics.rows(name, len(batch))
-            failpoint("full-load.batch")
+            failpoint("full-load.batch", wake=self._stop)
 
-    def _batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
+
+def _in_process(executor: Executor) -> bool:
+    """True when ``executor`` runs work in this process (threads share the pipeline)."""
+    return isinstance(executor, ThreadPoolExecutor)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitLoader:
+    """Loads one unit: reader -> transforms -> writer; returns the rows written.
+
+    Picklable when its stages are, so a process pool (or Dask) can run it: the stages are
+    pickled to the worker, which reads and writes there.
+    """
+
+    reader: Reader
+    writer: Writer
+    transforms: tuple[Transform, ...]
+
+    def __call__(self, plan: TablePlan, unit: Unit, raw: bool) -> int:
+        if raw:
+            assert isinstance(self.reader, SupportsRawRead)
+            assert isinstance(self.writer, SupportsRawWrite)
+            return self.writer.load_raw(plan, self.reader.read_raw(unit))
+        return self.writer.load(plan, self.batches(plan, unit))
+
+    def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
+        """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage
+        cannot be pickled there."""
+        if executor is None or _in_process(executor):
+            return
+        stages = [
+            ("reader", self.reader),
+            ("writer", self.writer),
+            ("transforms", self.transforms),
+            ("table plans", tuple(plans)),
+        ]
+        for what, stage in stages:
+            try:
+                pickle.dumps(stage)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise ConfigError(
+                    f"{type(executor).__name__} runs each unit in another process, so the "
+                    f"{what} must pickle, and {type(stage).__name__} does not ({exc}); "
+                    "endpoint readers and writers hold open connections. Use the default "
+                    "thread pool (executor=None) or a ThreadPoolExecutor, or stages that pickle"
+                ) from None
+
+    def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
+        """The unit's batches, transformed (rows a transform drops are left out)."""
         batches = self.reader.read(unit)
         if not self.transforms:
             yield from batches

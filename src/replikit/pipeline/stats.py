@@ -45,6 +45,8 @@ class TableStats:
     start: datetime | None = None
     end: datetime | None = None
     error: str | None = None
+    #: what was left out although the table loaded (e.g. a foreign key to a failed table)
+    warnings: list[str] = field(default_factory=list)
     _t0: float = field(default=0.0, repr=False)
     _t1: float = field(default=0.0, repr=False)
 
@@ -158,6 +160,17 @@ class Statistics:
                 st = self._tables[table] = TableStats(table, target, estimated_rows=estimated_rows)
             return st
 
+    def reset(self) -> None:
+        """Forget every table and the CDC counters (a task starts each run from zero)."""
+        with self._lock:
+            self._tables.clear()
+            self.cdc = CdcStats()
+
+    def warn(self, table: str, message: str) -> None:
+        """Note something left out of ``table`` that does not stop it."""
+        with self._lock:
+            self._tables[table].warnings.append(message)
+
     def __getitem__(self, table: str) -> TableStats:
         return self._tables[table]
 
@@ -246,6 +259,7 @@ class Statistics:
             lines.append(line)
             if t.error:
                 lines.append(f"    error: {t.error}")
+            lines += [f"    note: {w}" for w in t.warnings]
         if cdc:
             lines.append(str(self.cdc))
         return "\n".join(lines)

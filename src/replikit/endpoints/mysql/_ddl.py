@@ -119,22 +119,45 @@ class Ddl:
     # -- after the load -------------------------------------------------------------------
     def finish(self, plans: Sequence[TablePlan]) -> list[str]:
         """Per table one ALTER for keys, indexes and CHECKs; then foreign keys, then restarts."""
-        targets = {p.target_id: p for p in plans}
-        fk_names = _fk_names(plans)
-        tables: list[str] = []
-        fks: list[str] = []
+        alters = self.table_alters(plans) + self.foreign_key_alters(plans, plans)
+        return [statement for _, statement in alters]
+
+    def table_alters(self, plans: Sequence[TablePlan]) -> list[tuple[TableId, str]]:
+        """Per table one ALTER for keys, indexes and CHECKs."""
+        out: list[tuple[TableId, str]] = []
         for plan in plans:
             clauses = self._table_clauses(plan)
             if clauses:
-                tables.append(f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(clauses))
+                out.append(
+                    (
+                        plan.target_id,
+                        f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(clauses),
+                    )
+                )
+        return out
+
+    def foreign_key_alters(
+        self, plans: Sequence[TablePlan], refs: Sequence[TablePlan]
+    ) -> list[tuple[TableId, str]]:
+        """Per table of ``plans`` one ALTER adding its foreign keys to tables in ``refs``
+        (keys to other tables are left out)."""
+        targets = {p.target_id: p for p in refs}
+        fk_names = _fk_names(plans)
+        out: list[tuple[TableId, str]] = []
+        for plan in plans:
             fk_clauses = [
                 c
                 for fk in plan.target_schema.foreign_keys
                 if (c := _fk(fk, targets, fk_names.get((plan.target_id, fk.name))))
             ]
             if fk_clauses:
-                fks.append(f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(fk_clauses))
-        return tables + fks
+                out.append(
+                    (
+                        plan.target_id,
+                        f"ALTER TABLE {table_name(plan.target_id)} " + ", ".join(fk_clauses),
+                    )
+                )
+        return out
 
     def _table_clauses(self, plan: TablePlan) -> list[str]:
         same = plan.source_dialect == NAME

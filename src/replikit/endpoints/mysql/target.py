@@ -40,8 +40,9 @@ from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql.reflect import Server, server_info
 from replikit.errors import ConfigError, ConnectError, DataError, Error, SchemaError
-from replikit.pipeline.contracts import Batch
+from replikit.pipeline.contracts import Batch, table_errors
 from replikit.schema.convert import TablePlan
+from replikit.schema.model import TableId
 
 __all__ = ["METHODS", "MODES", "MysqlWriter"]
 
@@ -109,40 +110,60 @@ class MysqlWriter:
                 out.append(gen.restart(plan.target_id, nxt))
         return out
 
-    def _execute(self, statements: Sequence[str]) -> None:
+    def _execute_tables(
+        self, groups: Sequence[tuple[TableId | None, Sequence[str]]]
+    ) -> dict[str, BaseException]:
+        """Run each table's statements on one connection; a refused table's error is returned
+        (by target table name) and the next table goes on."""
         driver = load_driver(self._params.driver)
         conn = connect(self._params, autocommit=True)
+        errors: dict[str, BaseException] = {}
         try:
             with conn.cursor() as cur:
                 cur.execute("SET SESSION foreign_key_checks = 0")
                 with contextlib.suppress(driver.Error):  # MySQL 8.0.x: read-only once set
                     cur.execute("SET SESSION explicit_defaults_for_timestamp = 1")
-                for statement in statements:
-                    try:
-                        cur.execute(statement)
-                    except driver.Error as exc:
-                        raise SchemaError(
-                            f"MySQL refused: {error_text(exc)}\n  statement: {statement}"
-                        ) from None
+                for tid, statements in groups:
+                    for statement in statements:
+                        try:
+                            cur.execute(statement)
+                        except driver.Error as exc:
+                            errors[str(tid)] = SchemaError(
+                                f"MySQL refused: {error_text(exc)}\n  statement: {statement}"
+                            )
+                            break
         finally:
             conn.close()
+        return errors
 
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only)."""
+        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
+
+        A table the server refuses is named in a :class:`~replikit.TaskError` raised after
+        the others were prepared.
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         _ddl.check_identifiers(plans)
         if mode == "drop-and-create":
             gen = self._generator()
-            self._execute([s for p in plans for s in gen.create(p)])
+            errors = self._execute_tables([(p.target_id, gen.create(p)) for p in plans])
             self.problems += gen.problems
-            return
-        self._check_tables(plans)
-        if mode == "truncate":
-            self._execute([f"TRUNCATE TABLE {_ddl.table_name(p.target_id)}" for p in plans])
+        else:
+            errors = self._check_tables(plans)
+            if mode == "truncate":
+                truncates = [
+                    (p.target_id, [f"TRUNCATE TABLE {_ddl.table_name(p.target_id)}"])
+                    for p in plans
+                    if str(p.target_id) not in errors
+                ]
+                errors |= self._execute_tables(truncates)
+        if errors:
+            raise table_errors(errors, f"MySQL {mode}", len(plans))
 
-    def _check_tables(self, plans: Sequence[TablePlan]) -> None:
+    def _check_tables(self, plans: Sequence[TablePlan]) -> dict[str, BaseException]:
         conn = connect(self._params, autocommit=True)
+        errors: dict[str, BaseException] = {}
         try:
             with conn.cursor() as cur:
                 for plan in plans:
@@ -152,28 +173,39 @@ class MysqlWriter:
                         (plan.target_id.name,),
                     )
                     found = {str(r[0]).lower() for r in cur.fetchall()}
+                    missing = [c.name for c in plan.columns if c.name.lower() not in found]
                     if not found:
-                        raise SchemaError(
+                        errors[str(plan.target_id)] = SchemaError(
                             f"target table {plan.target_id} does not exist; create it first"
                         )
-                    missing = [c.name for c in plan.columns if c.name.lower() not in found]
-                    if missing:
-                        raise SchemaError(
+                    elif missing:
+                        errors[str(plan.target_id)] = SchemaError(
                             f"target table {plan.target_id} lacks columns {', '.join(missing)}; "
                             "use drop-and-create or add them"
                         )
         finally:
             conn.close()
+        return errors
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: keys, indexes, CHECKs, foreign keys, AUTO_INCREMENT restarts."""
+        """After the load: keys, indexes, CHECKs, foreign keys, AUTO_INCREMENT restarts.
+
+        Per table, as :meth:`prepare`; a foreign key to a table that failed is left out.
+        """
         gen = self._generator()
-        statements = gen.finish(plans)
+        errors = self._execute_tables([(t, [s]) for t, s in gen.table_alters(plans)])
+        ok = [p for p in plans if str(p.target_id) not in errors]
+        errors |= self._execute_tables([(t, [s]) for t, s in gen.foreign_key_alters(ok, ok)])
         self.problems += gen.problems
-        self._execute(statements)
-        restarts = [(p, _next_value(p)) for p in plans if _ddl.auto_column(p) is not None]
+        restarts = [
+            (p, _next_value(p))
+            for p in plans
+            if _ddl.auto_column(p) is not None and str(p.target_id) not in errors
+        ]
         if restarts:
             self._restart(gen, restarts)
+        if errors:
+            raise table_errors(errors, "MySQL indexes and keys", len(plans))
 
     def _restart(self, gen: _ddl.Ddl, restarts: list[tuple[TablePlan, int | None]]) -> None:
         conn = connect(self._params, autocommit=True)

@@ -102,26 +102,38 @@ def _column(col: ColumnPlan, source_dialect: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """What ``finish`` runs: constraint/index DDL, then identity columns to restart."""
+    """What ``finish`` runs: per table its constraint/index DDL, then the foreign keys (owner,
+    referenced table, statement), then identity columns to restart."""
 
-    statements: list[str]
+    tables: list[tuple[TableId, list[str]]]
+    foreign_keys: list[tuple[TableId, TableId, str]]
     identities: list[tuple[TableId, str, int | None]]
+
+    @property
+    def statements(self) -> list[str]:
+        """Every statement in order: tables' DDL, then foreign keys."""
+        out = [s for _, statements in self.tables for s in statements]
+        return out + [s for _, _, s in self.foreign_keys]
 
 
 def finish_statements(plans: Sequence[TablePlan]) -> Finish:
     """Unique constraints, indexes, CHECKs, then foreign keys; identity columns to restart."""
     targets = {p.target_id: p for p in plans}
-    statements: list[str] = []
-    fks: list[str] = []
+    tables: list[tuple[TableId, list[str]]] = []
+    fks: list[tuple[TableId, TableId, str]] = []
     identities: list[tuple[TableId, str, int | None]] = []
     taken = {(p.target_id.schema or "public", _cut(p.target_id.name)) for p in plans}
     for plan in plans:
-        statements += _table_finish(plan, taken)
-        fks += [s for fk in plan.target_schema.foreign_keys if (s := _fk(plan, fk, targets))]
+        tables.append((plan.target_id, _table_finish(plan, taken)))
+        fks += [
+            (plan.target_id, fk.ref_table, s)
+            for fk in plan.target_schema.foreign_keys
+            if (s := _fk(plan, fk, targets))
+        ]
         for col in plan.columns:
             if col.source.identity is not None and col.target.type.kind is Kind.INT:
                 identities.append((plan.target_id, col.name, col.source.identity.next_value))
-    return Finish(statements + fks, identities)
+    return Finish(tables, fks, identities)
 
 
 def _cut(name: str, limit: int = 63) -> str:

@@ -10,7 +10,8 @@ ISO 8601 intervals) need no special case. A rejected value becomes a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from replikit.endpoints.base import require
@@ -26,6 +27,7 @@ from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import copy_position, data_error  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
+from replikit.pipeline.contracts import table_errors  # noqa: E402
 from replikit.schema.convert import Adapter, TablePlan  # noqa: E402
 from replikit.schema.model import TableId  # noqa: E402
 
@@ -65,19 +67,31 @@ class PostgresWriter:
         return out
 
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only)."""
+        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
+
+        Each table is its own transaction: one the server refuses is named in a
+        :class:`~replikit.TaskError` raised after the others were prepared.
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
             if mode == "drop-and-create":
                 for plan in plans:
-                    self._create(conn, plan)
-                return
-            for plan in plans:
-                _check_columns(conn, plan)
-            if mode == "truncate" and plans:
-                names = ", ".join(_ddl.table_name(p.target_id) for p in plans)
-                conn.execute(f"TRUNCATE {names}")  # identifiers quoted by the dialect
+                    _per_table(conn, plan.target_id, errors, partial(self._create, conn, plan))
+            else:
+                for plan in plans:
+                    _per_table(conn, plan.target_id, errors, partial(_check_columns, conn, plan))
+            ok = [p for p in plans if str(p.target_id) not in errors]
+            if mode == "truncate" and ok:
+                # one statement: tables that reference each other are emptied together
+                names = ", ".join(_ddl.table_name(p.target_id) for p in ok)
+                try:
+                    conn.execute(f"TRUNCATE {names}")  # identifiers quoted by the dialect
+                except psycopg.Error as exc:
+                    raise SchemaError(f"PostgreSQL refused TRUNCATE {names}: {exc}") from exc
+        if errors:
+            raise table_errors(errors, f"PostgreSQL {mode}", len(plans))
 
     def _create(self, conn: Connection, plan: TablePlan) -> None:
         enums = {name for name, _ in _ddl.enum_types(plan)}
@@ -90,13 +104,24 @@ class PostgresWriter:
             conn.execute(statement)
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: unique keys, indexes, checks, foreign keys, identity restarts."""
+        """After the load: unique keys, indexes, checks, foreign keys, identity restarts.
+
+        Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
+        is left out.
+        """
         finish = _ddl.finish_statements(plans)
+        errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
-            for statement in finish.statements:
-                conn.execute(statement)
+            for tid, statements in finish.tables:
+                _per_table(conn, tid, errors, partial(_execute, conn, statements))
+            for tid, ref, statement in finish.foreign_keys:
+                if str(tid) not in errors and str(ref) not in errors:
+                    _per_table(conn, tid, errors, partial(_execute, conn, [statement]))
             for tid, column, nxt in finish.identities:
-                _restart(conn, tid, column, nxt)
+                if str(tid) not in errors:
+                    _per_table(conn, tid, errors, partial(_restart, conn, tid, column, nxt))
+        if errors:
+            raise table_errors(errors, "PostgreSQL indexes and keys", len(plans))
 
     # -- data -----------------------------------------------------------------------------
     def load(self, plan: TablePlan, batches: Iterable[Any]) -> int:
@@ -183,6 +208,24 @@ def _guess_column(row: Sequence[Any], names: list[str]) -> str | None:
         if isinstance(value, str) and "\x00" in value:
             return name
     return None
+
+
+def _execute(conn: Connection, statements: Sequence[str]) -> None:
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _per_table(
+    conn: Connection, tid: TableId, errors: dict[str, BaseException], work: Callable[[], None]
+) -> None:
+    """Run ``work`` for one table in its own transaction; a refusal goes into ``errors``."""
+    try:
+        with conn.transaction():
+            work()
+    except SchemaError as exc:
+        errors[str(tid)] = exc
+    except psycopg.Error as exc:
+        errors[str(tid)] = SchemaError(f"PostgreSQL refused the DDL of {tid}: {exc}")
 
 
 def _check_columns(conn: Connection, plan: TablePlan) -> None:

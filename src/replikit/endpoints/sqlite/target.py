@@ -23,7 +23,7 @@ from replikit.endpoints.sqlite._conn import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
-from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer
+from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
 from replikit.schema.convert import ColumnPlan, TablePlan
 
 __all__ = ["MODES", "SqliteWriter"]
@@ -138,6 +138,8 @@ class SqliteWriter(Writer, SupportsPrepare):
 
     dialect = DIALECT
     default_schema: str | None = None
+    #: foreign keys are part of ``CREATE TABLE`` (declared, not enforced: foreign_keys=OFF)
+    foreign_keys_in_create = True
 
     def __init__(self, connections: Connections, *, commit_rows: int = 10_000) -> None:
         self._conns = connections
@@ -161,8 +163,15 @@ class SqliteWriter(Writer, SupportsPrepare):
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         conn = self._conns.shared()
+        errors: dict[str, BaseException] = {}
         with self._conns.lock:
-            self._transaction(conn, [s for p in plans for s in self._prepare_sql(conn, p, mode)])
+            for plan in plans:  # one transaction per table: a refused table spares the others
+                try:
+                    self._transaction(conn, self._prepare_sql(conn, plan, mode))
+                except SchemaError as exc:
+                    errors[str(plan.target_id)] = exc
+        if errors:
+            raise table_errors(errors, f"SQLite {mode}", len(plans))
 
     def _prepare_sql(self, conn: sqlite3.Connection, plan: TablePlan, mode: str) -> list[str]:
         if mode == "drop-and-create":
@@ -274,13 +283,26 @@ class SqliteWriter(Writer, SupportsPrepare):
     def finish(self, plans: Sequence[TablePlan]) -> None:
         """Create indexes (recording those SQLite cannot take) and move AUTOINCREMENT counters."""
         conn = self._conns.shared()
+        errors: dict[str, BaseException] = {}
         with self._conns.lock:
             for plan in plans:
-                statements, problems = _ddl.index_statements(plan)
-                self.problems.extend(problems)
-                for name, sql in statements:
-                    self._create_index(conn, plan, name, sql)
-                self._set_sequence(conn, plan)
+                try:
+                    self._finish_table(conn, plan)
+                except SchemaError as exc:
+                    errors[str(plan.target_id)] = exc
+                except sqlite3.Error as exc:
+                    errors[str(plan.target_id)] = SchemaError(
+                        f"SQLite refused an index or key of {plan.target_id}: {exc}"
+                    )
+        if errors:
+            raise table_errors(errors, "SQLite indexes", len(plans))
+
+    def _finish_table(self, conn: sqlite3.Connection, plan: TablePlan) -> None:
+        statements, problems = _ddl.index_statements(plan)
+        self.problems.extend(problems)
+        for name, sql in statements:
+            self._create_index(conn, plan, name, sql)
+        self._set_sequence(conn, plan)
 
     def _create_index(self, conn: sqlite3.Connection, plan: TablePlan, name: str, sql: str) -> None:
         try:
