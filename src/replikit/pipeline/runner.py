@@ -270,18 +270,20 @@ class Pipeline:
             self.writer.finish(done)
         except TaskError as exc:
             failed = self._table_errors(done, exc, "indexes and keys not completed")
-        bad = {p.target_id: str(p.source.id) for p in skipped}
-        bad |= {p.target_id: str(p.source.id) for p in done if not self._ok(p, failed)}
+        bad = {p.target_id for p in skipped} | {
+            p.target_id for p in done if not self._ok(p, failed)
+        }
         inline = getattr(self.writer, "foreign_keys_in_create", False)
         for plan in done:
             for fk in plan.target_schema.foreign_keys:
                 if fk.ref_table in bad and self._ok(plan, failed):
-                    name, source = fk.name or "(unnamed)", bad[fk.ref_table]
+                    label = fk.name or f"({', '.join(fk.columns)})"
                     self.statistics.warn(
                         str(plan.source.id),
-                        f"foreign key {name} refers to {fk.ref_table}, which failed ({source})"
+                        f"foreign key {label} refers to {fk.ref_table}, which failed"
                         if inline
-                        else f"foreign key {name} to {fk.ref_table} not created: {source} failed",
+                        else f"foreign key {label} to {fk.ref_table} not created: that table "
+                        "failed",
                     )
         return failed
 
