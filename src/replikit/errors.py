@@ -8,6 +8,7 @@ Every error replikit raises on purpose derives from :class:`Error`::
     ├── CapabilityError          the endpoint cannot do what was asked (e.g. CDC from files)
     ├── ConnectError             host unreachable, login refused, database missing   [retryable]
     ├── SchemaError              source/target schemas do not fit (e.g. do-nothing on a wrong shape)
+    │   └── TableDdlError        the target refused some tables' DDL; the others were done
     ├── ConversionError          a value or type cannot be converted without loss
     ├── DataError                a row could not be written (names table, column, key)
     ├── PositionLostError        a CDC position is gone (slot dropped, binlog purged)
@@ -38,6 +39,7 @@ __all__ = [
     "PositionLostError",
     "SchemaError",
     "StoppedError",
+    "TableDdlError",
     "TaskError",
     "ValidationError",
 ]
@@ -87,6 +89,15 @@ class ConnectError(Error):
 
 class SchemaError(Error):
     """Source and target schemas do not fit together, or a table/column is missing."""
+
+
+class TableDdlError(SchemaError):
+    """The target refused the DDL of some tables (create, truncate, indexes, keys); a writer
+    did the other tables. ``table_errors`` maps each failed target table name to its cause."""
+
+    def __init__(self, message: str, table_errors: Mapping[str, BaseException] | None = None):
+        self.table_errors = dict(table_errors or {})
+        super().__init__(message)
 
 
 class ConversionError(Error):

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from replikit.changes import Transaction
-from replikit.errors import TaskError
+from replikit.errors import TableDdlError
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId, TableSchema
@@ -117,7 +117,8 @@ class SupportsPrepare(Protocol):
         """Before the load: create, drop-and-create, truncate or check each table.
 
         A table that cannot be prepared must not stop the others: prepare the rest, then
-        raise :func:`table_errors` naming the failed ones (other errors stop the task).
+        raise :class:`~replikit.errors.TableDdlError` naming the failed ones
+        (:func:`table_errors`); other errors stop the task.
         """
         ...
 
@@ -126,11 +127,16 @@ class SupportsPrepare(Protocol):
         ...
 
 
-def table_errors(errors: Mapping[str, BaseException], what: str, total: int) -> TaskError:
-    """The :class:`TaskError` a writer raises when ``errors`` (target table name -> cause)
-    failed and the other tables of ``total`` were done."""
+def table_errors(errors: Mapping[str, BaseException], what: str, total: int) -> TableDdlError:
+    """The :class:`TableDdlError` a writer raises when ``errors`` (target table name -> cause)
+    failed and the other tables of ``total`` were done (one table: its own message)."""
+    if total == 1 and len(errors) == 1:
+        return TableDdlError(str(next(iter(errors.values()))), errors)
     names = ", ".join(sorted(errors))
-    return TaskError(f"{what}: {len(errors)} of {total} tables failed ({names})", errors)
+    first = next(iter(errors.values()))
+    return TableDdlError(
+        f"{what}: {len(errors)} of {total} tables failed ({names}). First error: {first}", errors
+    )
 
 
 @runtime_checkable

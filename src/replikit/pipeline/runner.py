@@ -19,7 +19,13 @@ from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.changes import Change, Op
-from replikit.errors import ConfigError, ConversionError, StoppedError, TaskError
+from replikit.errors import (
+    ConfigError,
+    ConversionError,
+    StoppedError,
+    TableDdlError,
+    TaskError,
+)
 from replikit.mapping import Mappings
 from replikit.pipeline.checks import plan_findings
 from replikit.pipeline.contracts import (
@@ -258,7 +264,7 @@ class Pipeline:
             return {}
         try:
             self.writer.prepare(plans, self.prep_mode)
-        except TaskError as exc:
+        except TableDdlError as exc:
             return self._table_errors(plans, exc, "target table not prepared")
         return {}
 
@@ -268,7 +274,7 @@ class Pipeline:
         failed: dict[str, BaseException] = {}
         try:
             self.writer.finish(done)
-        except TaskError as exc:
+        except TableDdlError as exc:
             failed = self._table_errors(done, exc, "indexes and keys not completed")
         bad = {p.target_id for p in skipped} | {
             p.target_id for p in done if not self._ok(p, failed)
@@ -288,7 +294,7 @@ class Pipeline:
         return failed
 
     def _table_errors(
-        self, plans: list[TablePlan], exc: TaskError, what: str
+        self, plans: list[TablePlan], exc: TableDdlError, what: str
     ) -> dict[str, BaseException]:
         """Mark the tables a writer named in ``exc.table_errors`` (target or source names)."""
         names = {str(p.target_id): str(p.source.id) for p in plans}

@@ -139,7 +139,7 @@ class MysqlWriter:
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
         """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
 
-        A table the server refuses is named in a :class:`~replikit.TaskError` raised after
+        A table the server refuses is named in a :class:`~replikit.errors.TableDdlError` raised after
         the others were prepared.
         """
         if mode not in MODES:

@@ -70,7 +70,7 @@ class PostgresWriter:
         """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
 
         Each table is its own transaction: one the server refuses is named in a
-        :class:`~replikit.TaskError` raised after the others were prepared.
+        :class:`~replikit.errors.TableDdlError` raised after the others were prepared.
         """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
