@@ -65,6 +65,12 @@ def db(mysql_server: Any, mysql_url: str) -> Iterator[Db]:
     conn.close()
 
 
+@pytest.fixture
+def marker_table(db: Db) -> None:
+    """The table a :class:`Follower` syncs on, made before the test takes a position."""
+    db.run(f"CREATE TABLE {MARKER} (id INT AUTO_INCREMENT PRIMARY KEY)")
+
+
 def drain(
     db: Db, tables: Sequence[TableSchema], start: Position, **options: Any
 ) -> list[Transaction]:
@@ -103,45 +109,89 @@ def full_load(
     return out, position
 
 
+MARKER = "rk_marker"
+# Followers read until a marker row arrives, never for a while. HANG only turns a reader that
+# would block for ever into a failure (an hour-long heartbeat, the library's 60 s read timeout
+# and a lost marker are all beyond it); no passing test waits for it.
+HANG = 30.0
+NEVER = 3600.0
+
+
+def _is_marker(tx: Transaction) -> bool:
+    return any(c.table.name == MARKER for c in tx.changes)
+
+
 class Follower:
-    """A blocking reader in a thread, collecting transactions until stopped."""
+    """A blocking reader in a thread, collecting transactions until stopped.
+
+    Its tables include the marker table: :meth:`sync` commits a marker row and returns once
+    the reader handed it out, so every transaction committed before is in :attr:`txs`.
+    """
 
     def __init__(self, db: Db, tables: Sequence[TableSchema], start: Position, **kw: Any):
         kw.setdefault("heartbeat", 0.2)
         kw.setdefault("reconnect_delay", 0.05)
+        self.db = db
+        tables = [*tables, *db.tables(MARKER)]
         self.reader = cdc.MysqlChangeReader(db.params, tables, task="t", **kw)
-        self.txs: list[Transaction] = []
+        self.all: list[Transaction] = []
         self.error: BaseException | None = None
+        self.arrived = threading.Condition()
         self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
         self.thread.start()
 
     def _run(self, start: Position) -> None:
         try:
             for tx in self.reader.transactions(start):
-                self.txs.append(tx)
+                with self.arrived:
+                    self.all.append(tx)
+                    self.arrived.notify_all()
         except BaseException as exc:  # re-raised in the test's thread
             self.error = exc
+        with self.arrived:
+            self.arrived.notify_all()
+
+    @property
+    def txs(self) -> list[Transaction]:
+        """The transactions handed out so far, without the marker transactions."""
+        with self.arrived:
+            return [tx for tx in self.all if not _is_marker(tx)]
 
     def changes(self) -> int:
-        return sum(len(tx.changes) for tx in list(self.txs))
+        return sum(len(tx.changes) for tx in self.txs)
 
-    def wait_for(self, changes: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.changes() < changes and time.monotonic() < deadline:
-            if self.error is not None:
-                raise self.error
-            time.sleep(0.01)
-        assert self.changes() >= changes, f"timed out at {self.changes()} of {changes} changes"
-
-    def stop(self) -> float:
-        """Close from this thread; the seconds until the reading thread returned."""
-        began = time.monotonic()
-        self.reader.close()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
+    def _wait(self, condition: Any, what: str) -> None:
+        with self.arrived:
+            done = self.arrived.wait_for(
+                lambda: condition() or self.error is not None or not self.thread.is_alive(),
+                timeout=HANG,
+            )
         if self.error is not None:
             raise self.error
-        return time.monotonic() - began
+        assert done and condition(), f"the reader stopped or hung before {what}"
+
+    def wait_for(self, changes: int) -> None:
+        self._wait(lambda: self.changes() >= changes, f"{changes} changes")
+
+    def sync(self) -> None:
+        """Commit a marker row and wait until the reader has handed it out."""
+        self.db.run(f"INSERT INTO {MARKER} VALUES ()")
+        (last,) = self.db.run("SELECT LAST_INSERT_ID()")[0]
+        marker = {"id": last}
+
+        def arrived() -> bool:
+            changes = [c for tx in self.all for c in tx.changes]
+            return any(c.table.name == MARKER and dict(c.key) == marker for c in changes)
+
+        self._wait(arrived, f"marker {last}")
+
+    def stop(self) -> None:
+        """Close from this thread; the reading thread must return (see HANG)."""
+        self.reader.close()
+        self.thread.join(HANG)
+        assert not self.thread.is_alive(), "close() did not end the reading thread"
+        if self.error is not None:
+            raise self.error
 
 
 def dump_threads(db: Db) -> list[int]:
@@ -309,7 +359,9 @@ def test_truncate_is_a_truncate_change(db: Db) -> None:
     ]
 
 
-def test_alter_table_add_column_is_a_schema_change_then_rows_carry_it(db: Db) -> None:
+def test_alter_table_add_column_is_a_schema_change_then_rows_carry_it(
+    db: Db, marker_table: None
+) -> None:
     db.run("CREATE TABLE s (id INT PRIMARY KEY, a INT)", "CREATE TABLE o (id INT PRIMARY KEY)")
     follower = Follower(db, db.tables("s"), db.position(), progress_interval=3600)
     seen = 0
@@ -318,9 +370,7 @@ def test_alter_table_add_column_is_a_schema_change_then_rows_carry_it(db: Db) ->
         nonlocal seen
         db.run(*statements)
         seen += expect
-        deadline = time.monotonic() + 20
-        while len(follower.txs) < seen and time.monotonic() < deadline:
-            time.sleep(0.01)
+        follower.sync()
         assert len(follower.txs) == seen
 
     try:
@@ -333,7 +383,6 @@ def test_alter_table_add_column_is_a_schema_change_then_rows_carry_it(db: Db) ->
         step("UPDATE s SET c = 2.25 WHERE id = 2")
         step("ALTER TABLE s ADD INDEX (c)", expect=0)  # no column changed
         step("RENAME TABLE s TO s2")
-        time.sleep(0.3)
     finally:
         follower.stop()
     txs = follower.txs
@@ -374,10 +423,29 @@ def test_a_column_added_then_dropped_before_the_reader_got_there_is_not_additive
 # -- handoff, restart, reconnect ---------------------------------------------------------
 
 
-def _writer(db_conn: Any, stop: threading.Event, seed: int) -> None:
+class Progress:
+    """A count of writes another thread can wait on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def tick(self) -> None:
+        with self.changed:
+            self.count += 1
+            self.changed.notify_all()
+
+    def wait_for_more(self, n: int) -> None:
+        with self.changed:
+            target = self.count + n
+            assert self.changed.wait_for(lambda: self.count >= target, timeout=HANG)
+
+
+def _writer(db_conn: Any, stop: threading.Event, seed: int, progress: Progress) -> None:
     rnd = random.Random(seed)
     with db_conn.cursor() as cur:
         while not stop.is_set():
+            progress.tick()
             k = rnd.randrange(300)
             op = rnd.random()
             if op < 0.5:
@@ -403,12 +471,13 @@ def test_snapshot_handoff_is_exact_under_a_concurrent_writer(db: Db) -> None:
     db.run("INSERT INTO h SELECT seq, seq FROM seq_0_to_149")
     stop = threading.Event()
     conn = db.server.connect(db.name)
-    writer = threading.Thread(target=_writer, args=(conn, stop, 7), daemon=True)
+    progress = Progress()
+    writer = threading.Thread(target=_writer, args=(conn, stop, 7, progress), daemon=True)
     writer.start()
     try:
-        time.sleep(0.3)
+        progress.wait_for_more(100)  # the writer is busy before the snapshot ...
         loaded, position = full_load(db, tables)
-        time.sleep(0.3)
+        progress.wait_for_more(100)  # ... and after it
     finally:
         stop.set()
         writer.join(10)
@@ -432,7 +501,9 @@ def test_snapshot_handoff_is_exact_under_a_concurrent_writer(db: Db) -> None:
     assert state == final
 
 
-def test_reconnects_after_the_dump_thread_is_killed_without_loss_or_duplicates(db: Db) -> None:
+def test_reconnects_after_the_dump_thread_is_killed_without_loss_or_duplicates(
+    db: Db, marker_table: None
+) -> None:
     db.run("CREATE TABLE k (id INT PRIMARY KEY)")
     tables = db.tables("k")
     follower = Follower(db, tables, db.position())
@@ -448,21 +519,20 @@ def test_reconnects_after_the_dump_thread_is_killed_without_loss_or_duplicates(d
         for i in range(20):
             db.run(f"INSERT INTO k VALUES ({5000 + i})")
         follower.wait_for(170)
-        time.sleep(0.5)  # any duplicate would arrive now
+        follower.sync()  # any duplicate arrives before the marker
     finally:
-        took = follower.stop()
+        follower.stop()  # close() works on the reconnected stream too
     keys = [c.key["id"] for tx in follower.txs for c in tx.changes]
     assert sorted(keys) == sorted({*keys}) and len(keys) == 170
     positions = [tx.position for tx in follower.txs]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
-    assert took < 3.0  # heartbeat-bound, not the 60 s library timeout
 
 
-def test_close_from_another_thread_stops_an_idle_reader_promptly(db: Db) -> None:
+def test_close_from_another_thread_stops_an_idle_reader(db: Db, marker_table: None) -> None:
     db.run("CREATE TABLE c (id INT PRIMARY KEY)")
-    follower = Follower(db, db.tables("c"), db.position(), heartbeat=5.0)
-    time.sleep(0.5)
-    assert follower.stop() < 3.0  # well under the 5 s heartbeat
+    follower = Follower(db, db.tables("c"), db.position(), heartbeat=NEVER)
+    follower.sync()  # the reader is up and idle, waiting for the next event
+    follower.stop()  # ends it, not the heartbeat an hour away (see HANG)
 
 
 def test_a_purged_binlog_position_is_lost_never_a_silent_restart(db: Db) -> None:
