@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+import queue
 import shutil
 import sqlite3
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -376,15 +376,22 @@ def test_snapshot_handoff_is_exact(ep: SqliteEndpoint, path: Path) -> None:
 
 def test_reader_polls_for_new_changes(ep: SqliteEndpoint, path: Path) -> None:
     cdc.install(ep, ["items"])
-    timer = threading.Timer(0.15, _insert, (path, range(1, 3)))
-    timer.start()
-    started = time.monotonic()
+    reader = _reader(ep, poll_interval=0.02, stop_when_idle=None)  # runs until closed
+    out: queue.Queue[Transaction] = queue.Queue()
+    thread = threading.Thread(
+        target=lambda: [out.put(tx) for tx in reader.transactions(None)], daemon=True
+    )
+    thread.start()
+    got = []
     try:
-        txs = _drain(ep, poll_interval=0.02, stop_when_idle=0.6)
+        for i in (1, 2):  # each row commits while the reader is already running
+            _insert(path, range(i, i + 1))
+            got.append(out.get(timeout=60).position)  # 60 s: a reader that stopped polling
     finally:
-        timer.join()
-    assert [t.position for t in txs] == [SqliteSeq(1), SqliteSeq(2)]
-    assert time.monotonic() - started < 5
+        reader.close()
+        thread.join(60)
+    assert got == [SqliteSeq(1), SqliteSeq(2)]
+    assert not thread.is_alive() and out.empty()
 
 
 # -- a realistic database ------------------------------------------------------------------

@@ -7,7 +7,6 @@ import random
 import sqlite3
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,10 @@ SCHEMA = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",
     "CREATE TABLE other (k TEXT PRIMARY KEY, v REAL)",
 )
+# Waits end on events; HANG only turns a reader or writer that would block for ever into a
+# failure, and NEVER is an interval that no passing test waits out.
+HANG = 60.0
+NEVER = 3600.0
 OPT_IN_ERROR = (
     "SQLite CDC needs change triggers on the source tables (items, other); opt in with "
     "rk.endpoint(url, cdc_setup=True) or run `replikit cdc-setup URL`"
@@ -188,13 +191,11 @@ def _writer_thread(path: Path, stop: threading.Event, started: threading.Event) 
             started.set()
 
 
-def _read_all(reader: Any, table: TableSchema, *, sleep: bool = False) -> list[dict[str, Any]]:
+def _read_all(reader: Any, table: TableSchema) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for unit in reader.units(table):
         for batch in reader.read(unit):
             rows.extend(dict(zip(batch.columns, r, strict=True)) for r in batch.rows)
-            if sleep:
-                time.sleep(0.002)  # let the writer thread commit between batches
     return rows
 
 
@@ -207,12 +208,14 @@ def test_full_load_and_cdc_handoff_is_exact_under_a_concurrent_writer(
     writer = threading.Thread(target=_writer_thread, args=(path, stop, started))
     writer.start()
     try:
-        assert started.wait(10)
+        assert started.wait(HANG)
         with ep.cdc_snapshot(tables, task="t1") as (reader, mark), ThreadPoolExecutor(2) as pool:
             loaded = dict(
                 zip(tables, pool.map(lambda t: _read_all(reader, t), tables), strict=True)
             )
-        time.sleep(0.1)  # the writer keeps going after the snapshot
+        for _ in range(20):  # the writer keeps going after the snapshot: 20 more commits
+            started.clear()
+            assert started.wait(HANG)
     finally:
         stop.set()
         writer.join()
@@ -277,11 +280,14 @@ def _changes_left(path: Path) -> list[int]:
         return [r[0] for r in conn.execute("SELECT seq FROM _replikit_changes ORDER BY seq")]
 
 
-def _wait(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def _wait(predicate: Any) -> None:
+    """Poll the database file until ``predicate`` holds (False after HANG: a lost event)."""
+    pause = threading.Event()
+    for _ in range(int(HANG / 0.01)):
+        if predicate():
+            return
+        pause.wait(0.01)
+    raise AssertionError("timed out")
 
 
 def test_reader_thread_with_ack_and_close_from_another_thread(
@@ -303,12 +309,9 @@ def test_reader_thread_with_ack_and_close_from_another_thread(
         _wait(lambda: _changes_left(path) == [8, 9, 10])
         _insert(path, range(110, 111))
         assert out.get(timeout=10).position == SqliteSeq(11)
-        reader.poll_interval = 30.0  # now it sleeps long between polls
-        time.sleep(0.2)
-        began = time.monotonic()
+        reader.poll_interval = NEVER  # its next idle wait is an hour long
         reader.close()
-        assert done.wait(5.0)
-        assert time.monotonic() - began < 4  # not the 30 s poll interval
+        assert done.wait(HANG)  # close ends the wait (a sleep would run for the hour)
     finally:
         reader.close()
         thread.join(5)
@@ -371,15 +374,19 @@ def test_busy_database_delays_the_purge_but_not_the_reading(
     ep: SqliteEndpoint, path: Path, tables: list[TableSchema]
 ) -> None:
     ep.cdc_setup(tables, task="t1")
+    ep.options["timeout"] = NEVER  # a purge that waited for the lock like a write: an hour
     _insert(path, range(100, 103))
+    pool = ThreadPoolExecutor(1)
     with _open(path) as blocker, ep.cdc_reader(tables, task="t1", purge_interval=0) as reader:
         it = reader.transactions(SqliteSeq(0))
         first = next(it)
         reader.ack(first.position)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
-        began = time.monotonic()
-        assert [next(it).position for _ in range(2)] == [SqliteSeq(2), SqliteSeq(3)]
-        assert time.monotonic() - began < 5
+        reads = pool.submit(lambda: [next(it).position for _ in range(2)])
+        try:
+            assert reads.result(timeout=HANG) == [SqliteSeq(2), SqliteSeq(3)]
+        finally:
+            pool.shutdown(wait=False)
         blocker.execute("COMMIT")
         assert _changes_left(path) == [1, 2, 3]
         _insert(path, range(103, 104))
