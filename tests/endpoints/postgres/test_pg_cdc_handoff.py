@@ -4,7 +4,6 @@ slot's consistent point give exactly the source, with no overlap and no gap."""
 
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,14 +17,35 @@ from replikit.endpoints.postgres.source import PostgresReader
 from replikit.pipeline.contracts import ChangeReader
 
 TASK = "handoff"
+HANG = 60.0  # turns a writer or reader that would block for ever into a failure
+MARKER = -1  # the key of the row whose change ends a read
 
 
-def _writer(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
+class Progress:
+    """A count of the writer's commits the test can wait on (instead of sleeping)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.changed = threading.Condition()
+
+    def tick(self) -> None:
+        with self.changed:
+            self.commits += 1
+            self.changed.notify_all()
+
+    def wait_for_more(self, n: int) -> None:
+        with self.changed:
+            target = self.commits + n
+            assert self.changed.wait_for(lambda: self.commits >= target, timeout=HANG)
+
+
+def _writer(url: str, stop: threading.Event, counts: dict[str, int], progress: Progress) -> None:
     rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = on")
         next_id = 10_000
         while not stop.is_set():
+            progress.tick()
             roll = rng.random()
             with conn.transaction():
                 if roll < 0.5:
@@ -58,14 +78,15 @@ def test_snapshot_handoff_is_exact_under_concurrent_writes(pg_url: str, mode: st
     ep.cdc_setup(tables, task=TASK)  # through the endpoint, as a task does
     stop = threading.Event()
     counts = {"insert": 0, "update": 0, "delete": 0}
-    writer = threading.Thread(target=_writer, args=(pg_url, stop, counts))
+    progress = Progress()
+    writer = threading.Thread(target=_writer, args=(pg_url, stop, counts, progress))
     writer.start()
     try:
-        time.sleep(0.3)
+        progress.wait_for_more(50)
         target: dict[int, int] = {}
         with ep.cdc_snapshot(tables, task=TASK) as (reader, start):
             assert isinstance(reader, PostgresReader)
-            time.sleep(0.3)  # the writer moves on; the snapshot must not see it
+            progress.wait_for_more(50)  # the writer moves on; the snapshot must not see it
             units = reader.units(tables[0], split_rows=1000)
             assert len(units) > 1
 
@@ -77,15 +98,20 @@ def test_snapshot_handoff_is_exact_under_concurrent_writes(pg_url: str, mode: st
                     for key, value in rows:
                         assert key not in target
                         target[key] = value
-        time.sleep(0.3)
+        progress.wait_for_more(50)
     finally:
         stop.set()
         writer.join()
     assert min(counts.values()) > 10, counts
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the last change to read
+        conn.execute("SET synchronous_commit = on")
+        conn.execute("INSERT INTO h VALUES (%s, 0)", (MARKER,))
     overlap = gaps = applied = 0
-    with ep.cdc_reader(tables, task=TASK, mode=mode, stop_when_idle=0.8) as changes:
+    with ep.cdc_reader(tables, task=TASK, mode=mode, stop_when_idle=HANG) as changes:
         assert isinstance(changes, ChangeReader)
         for tx in changes.transactions(start):
+            if any(c.key["id"] == MARKER for c in tx.changes):
+                break
             for c in tx.changes:
                 key = c.key["id"]
                 applied += 1
@@ -102,7 +128,7 @@ def test_snapshot_handoff_is_exact_under_concurrent_writes(pg_url: str, mode: st
                     target.pop(key, None)
     assert (overlap, gaps) == (0, 0)
     assert applied > 50
-    assert target == _current(pg_url)
+    assert target == {k: v for k, v in _current(pg_url).items() if k != MARKER}
     ep.cdc_teardown(task=TASK)
 
 
@@ -152,8 +178,13 @@ def test_changes_stream_while_the_snapshot_is_being_loaded(pg_url: str) -> None:
         ep.cdc_setup(tables, task=TASK)
         with ep.cdc_snapshot(tables, task=TASK) as (reader, start):
             conn.execute("INSERT INTO h VALUES (2, 2)")
-            with ep.cdc_reader(tables, task=TASK, mode="stream", stop_when_idle=0.5) as changes:
-                txs = list(changes.transactions(start))  # the slot is free during the load
+            conn.execute("INSERT INTO h VALUES (%s, 0)", (MARKER,))
+            with ep.cdc_reader(tables, task=TASK, mode="stream", stop_when_idle=HANG) as changes:
+                txs = []  # the slot is free during the load
+                for tx in changes.transactions(start):
+                    if any(c.key["id"] == MARKER for c in tx.changes):
+                        break
+                    txs.append(tx)
             (unit,) = reader.units(tables[0])
             rows = [tuple(r) for b in reader.read(unit) for r in b.rows]  # still importable
         assert rows == [(1, 1)]

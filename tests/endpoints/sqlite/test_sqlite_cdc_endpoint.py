@@ -290,6 +290,24 @@ def _wait(predicate: Any) -> None:
     raise AssertionError("timed out")
 
 
+def _wait_an_hour_next(reader: Any) -> threading.Event:
+    """Make the reader's next idle wait an hour long; the event is set as it starts it."""
+    waiting = threading.Event()
+
+    class HourLong(type(reader)):  # type: ignore[misc]
+        @property
+        def poll_interval(self) -> float:
+            waiting.set()
+            return NEVER
+
+        @poll_interval.setter
+        def poll_interval(self, value: float) -> None:
+            pass
+
+    reader.__class__ = HourLong
+    return waiting
+
+
 def test_reader_thread_with_ack_and_close_from_another_thread(
     ep: SqliteEndpoint, path: Path, tables: list[TableSchema]
 ) -> None:
@@ -309,7 +327,8 @@ def test_reader_thread_with_ack_and_close_from_another_thread(
         _wait(lambda: _changes_left(path) == [8, 9, 10])
         _insert(path, range(110, 111))
         assert out.get(timeout=10).position == SqliteSeq(11)
-        reader.poll_interval = NEVER  # its next idle wait is an hour long
+        waiting = _wait_an_hour_next(reader)
+        assert waiting.wait(HANG)  # the reader is about to wait an hour for its next poll
         reader.close()
         assert done.wait(HANG)  # close ends the wait (a sleep would run for the hour)
     finally:
@@ -376,22 +395,35 @@ def test_busy_database_delays_the_purge_but_not_the_reading(
     ep.cdc_setup(tables, task="t1")
     ep.options["timeout"] = NEVER  # a purge that waited for the lock like a write: an hour
     _insert(path, range(100, 103))
-    pool = ThreadPoolExecutor(1)
-    with _open(path) as blocker, ep.cdc_reader(tables, task="t1", purge_interval=0) as reader:
+    opts: dict[str, Any] = {"purge_interval": 0, "stop_when_idle": 0}
+    with _open(path) as blocker, ep.cdc_reader(tables, task="t1", **opts) as reader:
         it = reader.transactions(SqliteSeq(0))
         first = next(it)
         reader.ack(first.position)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
-        reads = pool.submit(lambda: [next(it).position for _ in range(2)])
-        try:
-            assert reads.result(timeout=HANG) == [SqliteSeq(2), SqliteSeq(3)]
-        finally:
-            pool.shutdown(wait=False)
+        # the rest is read, and the poll after it tries to purge, gives up and ends the read
+        rest = _in_thread(lambda: [t.position for t in it])
+        assert rest.get(timeout=HANG) == [SqliteSeq(2), SqliteSeq(3)]
         blocker.execute("COMMIT")
         assert _changes_left(path) == [1, 2, 3]
         _insert(path, range(103, 104))
-        assert next(it).position == SqliteSeq(4)  # this poll purged
+        more = [t.position for t in reader.transactions(SqliteSeq(3))]
+        assert more == [SqliteSeq(4)]  # this poll purged
         assert _changes_left(path) == [2, 3, 4]
+
+
+def _in_thread(call: Any) -> queue.Queue[Any]:
+    """Run ``call`` in a daemon thread; its result (or exception) arrives on the queue."""
+    out: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        try:
+            out.put(call())
+        except BaseException as exc:
+            out.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return out
 
 
 def test_a_purge_the_database_refuses_stops_the_reader(
