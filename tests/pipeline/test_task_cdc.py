@@ -509,9 +509,9 @@ def test_pg_schema_change_adds_nullable_column_and_stops_table_on_drop(
     stats = task.statistics()
     assert stats["public.items"].ddls == 1
     assert stats["public.counters"].state is rk.TableState.ERROR
-    error = stats["public.counters"].error or ""
-    assert error.startswith("table public.counters stopped:"), error
-    assert "(public.counters: dropped column n)" in error, error
+    message = stats["public.counters"].error or ""
+    assert message.startswith("table public.counters stopped:"), message
+    assert "(public.counters: dropped column n)" in message, message
     assert stats["public.ledger"].state is rk.TableState.REPLICATING  # the others continue
     assert (9,) not in [r[:1] for r in target.rows("counters", "id")]
 
