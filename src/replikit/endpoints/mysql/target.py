@@ -139,8 +139,8 @@ class MysqlWriter:
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
         """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
 
-        A table the server refuses is named in a :class:`~replikit.errors.TableDdlError` raised after
-        the others were prepared.
+        A table the server refuses is named in a :class:`~replikit.errors.TableDdlError`
+        raised after the others were prepared.
         """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
