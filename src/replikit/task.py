@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -546,18 +547,18 @@ class Task:
             replicator.open(checkpoint)
             for t in tables:
                 cache.hold(t.id)
-            done = threading.Event()
-            feeder = threading.Thread(
-                target=replicator.cache_until, args=(cache, done), name="replikit-cdc-cache"
-            )
-            feeder.start()
+            feeder = replicator.start_caching(cache)
             try:
                 self._load(pipe)
                 if resumed and isinstance(full_writer, SupportsPrepare):
                     full_writer.finish(self.pipeline().plans())
-            finally:
-                done.set()
-                feeder.join()
+            except BaseException:
+                with contextlib.suppress(BaseException):  # the load's error comes first
+                    feeder.finish()
+                raise
+            # A feeder that failed may have taken a transaction off the queue without caching
+            # it: raise before the checkpoint leaves the full-load phase (a rerun replays).
+            feeder.finish()
             checkpoint = replace(
                 checkpoint, phase="cdc", loaded=frozenset(str(t.id) for t in tables)
             )

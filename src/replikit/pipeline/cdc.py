@@ -38,7 +38,7 @@ from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
 from replikit.transforms import Transform
 
-__all__ = ["Replicator", "StopCondition"]
+__all__ = ["CacheFeeder", "Replicator", "StopCondition", "thread_error"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class _Stream:
     def _run(self, start: Position | None) -> None:
         try:
             for tx in self.reader.transactions(start):
+                failpoint("cdc.read")
                 if not self._put(tx):
                     return
             self._put(_END)
@@ -117,6 +118,60 @@ class _Stream:
         self._thread.join(timeout=10)
         if self._thread.is_alive():  # pragma: no cover - a reader that ignores close()
             log.warning("the CDC reader thread did not stop within 10 s")
+
+
+def thread_error(doing: str, exc: BaseException) -> BaseException:
+    """``exc`` as the caller of a task sees it: a :class:`~replikit.Error` naming what failed.
+
+    replikit's own errors pass unchanged (they name their cause); anything else (a bug, an
+    unexpected driver exception) becomes an :class:`~replikit.Error` chained to it.
+    """
+    if isinstance(exc, Error) or not isinstance(exc, Exception):
+        return exc
+    err = Error(
+        f"{doing} failed: {type(exc).__name__}: {exc}. Nothing after the last checkpoint was "
+        "applied or acknowledged; run the task again to resume from it"
+    )
+    err.__cause__ = exc
+    return err
+
+
+class CacheFeeder:
+    """The thread that moves queued transactions into a cache while a full load runs.
+
+    :meth:`finish` stops it between transactions and raises what it failed with, if anything
+    (as :func:`thread_error`): its caller must then not move the checkpoint past the full load,
+    since a transaction the thread took off the queue may be in neither the cache nor the queue.
+    """
+
+    def __init__(self, replicator: Replicator, cache: ChangeCache) -> None:
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(replicator, cache), name="replikit-cdc-cache", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, replicator: Replicator, cache: ChangeCache) -> None:
+        try:
+            replicator.cache_until(cache, self._done)
+        except BaseException as exc:
+            log.error("moving changes into the cache failed: %r", exc)
+            self.error = exc
+
+    @property
+    def failed(self) -> bool:
+        """Whether the thread ended with an error."""
+        return self.error is not None
+
+    def finish(self) -> None:
+        """Stop the thread (after the transaction it is moving) and raise its error, if any."""
+        self._done.set()
+        self._thread.join()
+        if self.error is not None:
+            raise thread_error(
+                "moving source changes into the cache during the full load", self.error
+            )
 
 
 def _transform(change: Change, transforms: Sequence[Transform]) -> Change | None:
@@ -220,16 +275,31 @@ class Replicator:
             if item is _END or isinstance(item, BaseException):
                 self._pushback = item
                 return
+            failpoint("cdc.cache")
             cache.add(item)
             self.statistics.cdc.cached_changes += len(item)
             self._cached_upto = item
+
+    def start_caching(self, cache: ChangeCache) -> CacheFeeder:
+        """Run :meth:`cache_until` in a thread of its own; ``finish()`` it after the load."""
+        self._require_stream()
+        return CacheFeeder(self, cache)
 
     def apply_cache(self, cache: ChangeCache, tables: Iterable[TableId]) -> None:
         """Apply every held change of ``tables`` (source ids), table by table, idempotently.
 
         No checkpoint position is written: a crash here replays from the stored position,
-        which converges because apply is idempotent.
+        which converges because apply is idempotent. Errors other than replikit's are
+        raised as :class:`~replikit.Error` (see :func:`thread_error`).
         """
+        try:
+            self._apply_cache(cache, tables)
+        except Error:
+            raise
+        except Exception as exc:
+            raise thread_error("applying the changes cached during the full load", exc) from exc
+
+    def _apply_cache(self, cache: ChangeCache, tables: Iterable[TableId]) -> None:
         last = self._cached_upto
         if last is None:
             for table in tables:
@@ -250,6 +320,7 @@ class Replicator:
         tx = Transaction(tuple(changes), last.position, last.commit_ts, last.txid)
         mapped = self._map(tx)
         if mapped.changes:
+            failpoint("cdc.apply-cached")
             self.writer.apply(self.plans, [mapped], checkpoint=None, batch=self.batch_apply)
             self._count([mapped])
 
@@ -280,10 +351,17 @@ class Replicator:
             if item is _END:
                 break
             if isinstance(item, BaseException):
-                raise item
+                raise thread_error("reading the source's changes", item)
             last_activity = time.monotonic()
-            batch, pending, reached = self._take_batch(stream, item, stop)
-            self._flush(batch)
+            try:
+                batch, pending, reached = self._take_batch(stream, item, stop)
+                self._flush(batch)
+            except Error:
+                raise
+            except Exception as exc:
+                where = self.checkpoint.resume if self.checkpoint is not None else None
+                doing = f"applying source transactions after position {where}"
+                raise thread_error(doing, exc) from exc
             if reached:
                 break
         return self.checkpoint
@@ -318,6 +396,7 @@ class Replicator:
         assert self.checkpoint is not None
         last = batch[-1]
         mapped = [self._map(tx) for tx in batch]
+        failpoint("cdc.apply")
         checkpoint = replace(
             self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc"
         )
