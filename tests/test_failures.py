@@ -207,6 +207,15 @@ def test_json_failure_prints_a_json_error_object(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "hunter2" not in out + err
 
 
+def test_a_usage_error_with_json_prints_a_json_error_object(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["copy", "sqlite:///a.db", "--json"])  # DST_URL missing
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["exit_status"] == 2
+    assert "the following arguments are required: DST_URL" in err
+
+
 class BuggyEndpoint(SqliteEndpoint):
     """A third-party plug-in with a bug: reflection raises something that is no rk.Error."""
 

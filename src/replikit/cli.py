@@ -302,7 +302,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage and the error on stderr
+        if exc.code == 2 and "--json" in argv:
+            error = {"ok": False, "error": "invalid command line (see the usage on stderr)"}
+            print(json.dumps({**error, "error_type": "UsageError", "exit_status": 2}, indent=2))
+        raise
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
