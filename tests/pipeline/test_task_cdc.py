@@ -161,6 +161,7 @@ class Workload:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.transactions = 0
+        self._committed = threading.Condition()
 
     def step(self, conn: Any) -> None:
         rng = self.rng
@@ -195,7 +196,15 @@ class Workload:
         conn.execute(self.db.sql("INSERT INTO ledger VALUES (?, ?)"), (self.writer, self.seq))
         conn.execute(self.db.sql("UPDATE counters SET n = n + 1 WHERE id = ?"), (self.writer,))
         conn.commit()
-        self.transactions += 1
+        with self._committed:
+            self.transactions += 1
+            self._committed.notify_all()
+
+    def wait_for_more(self, n: int) -> None:
+        """Wait until the running workload committed ``n`` more transactions."""
+        with self._committed:
+            target = self.transactions + n
+            assert self._committed.wait_for(lambda: self.transactions >= target, timeout=60)
 
     def run(self, count: int | None = None, pause: float = 0.0) -> None:
         conn = self.db.connect()
@@ -275,11 +284,33 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     raise AssertionError("timed out waiting")
 
 
+_MARKERS = iter(range(1_000_000, 2_000_000))
+
+
 def _drain(source: Db, target: Db, task_id: str = "t1", **settings: Any) -> rk.Task:
-    """Run the task again until idle; return it."""
-    task = _task(source, target, task_id=task_id, stop_when_idle=1.5, **settings)
-    task.run()
+    """Run the task until everything committed before this call reached the target; return it.
+
+    Once the task streams changes, a marker row (a ``counters`` row) is committed on the
+    source; the task stops when that row is in the target, never after an idle time.
+    """
+    task = _task(source, target, task_id=task_id, **settings)
+    thread, errors = _run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    marker = next(_MARKERS)
+    source.execute([("INSERT INTO counters VALUES (?, ?)", (marker, 0))])
+    schema = _target_schema(source, target)
+    _wait_for(lambda: bool(errors) or _has_key(target, "counters", marker, schema))
+    task.stop()
+    thread.join(60)
+    assert not thread.is_alive() and not errors, errors
     return task
+
+
+def _has_key(target: Db, table: str, key: int, schema: str | None = None) -> bool:
+    try:
+        return any(row[0] == key for row in target.rows(table, "1", schema))
+    except Exception:  # the table is not there yet
+        return False
 
 
 PAIRS = [
@@ -304,11 +335,11 @@ def test_full_load_and_cdc_under_concurrent_writes(
     _create_source(source)
     load = Workload(source, writer=1, seed=1)
     load.start()  # changes during the full load: cached, then applied
-    time.sleep(0.2)
+    load.wait_for_more(20)
     task = _task(source, target, batch_apply=batch)
     thread, errors = _run_in_thread(task)
     _wait_for(lambda: task.phase in ("cdc", "stopped"))
-    time.sleep(0.3)
+    load.wait_for_more(20)  # and changes while it streams
     load.stop()
     schema = _target_schema(source, target)
     _wait_for(lambda: target_has(target, "ledger", load.seq, schema) or bool(errors))
@@ -361,8 +392,7 @@ def test_cdc_only_starts_now_and_creates_missing_tables(
     _create_source(source, items=5)
     task = _task(source, target, mode="cdc")
     thread, errors = _run_in_thread(task)
-    _wait_for(lambda: task.phase == "cdc" or bool(errors))
-    time.sleep(0.5)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))  # its start position is taken
     source.execute([("INSERT INTO items VALUES (?, ?, ?, ?)", (77, "late", 1, None))])
     _wait_for(
         lambda: target_has(target, "items", 1, _target_schema(source, target)) or bool(errors)
@@ -445,7 +475,8 @@ def test_sigkill_mid_stream_then_resume(
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = Workload(source, writer=4, seed=4)
     load.start(pause=0.001)
-    time.sleep(3)
+    schema = _target_schema(source, target)
+    _wait_for(lambda: target_has(target, "ledger", 20, schema))  # it streams: kill it now
     proc.kill()
     proc.wait()
     load.stop()
@@ -525,7 +556,8 @@ def test_pg_walsender_terminated_mid_stream_task_continues(make_db: Callable[[st
     load = Workload(source, writer=5, seed=5)
     load.start(pause=0.003)
     for _ in range(3):
-        time.sleep(0.4)
+        applied = len(target.rows("ledger", "1"))
+        _wait_for(lambda n=applied: target_has(target, "ledger", n + 10) or bool(errors))
         _pg_exec(
             source,
             "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
