@@ -127,8 +127,8 @@ def test_setup_refuses_a_role_without_replication(pg_server: Any, pg_url: str, s
 @pytest.fixture(scope="module")
 def replica_server() -> Iterator[fix_pg.PgServer]:
     bindir = fix_pg._bindir()
-    if bindir is None:
-        pytest.skip(fix_pg.INSTALL_HINT)
+    if bindir is None:  # as for pg_server: a missing server fails, it is not skipped
+        pytest.fail(f"a second, wal_level=replica server: {fix_pg.INSTALL_HINT}", pytrace=False)
     cluster = fix_pg._LocalCluster(bindir, "walreplica")
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(fix_pg._SETTINGS, "wal_level", "replica")
