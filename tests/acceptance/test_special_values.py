@@ -216,3 +216,63 @@ def test_sqlite_round_trip_keeps_24_00(source, tmp_path, pg_target):
     back = _read_pg(pg_target)
     for name in ("v0", "v1", "v2", "v3", "v5", "v9", "v14"):
         assert back[name] == texts[name], name
+
+
+# -- MySQL's own values with no Python form: TIME beyond a day, zero dates -------------------
+MYSQL_SPECIAL = [
+    ("time", "'838:59:59'"),
+    ("time", "'-01:00:00'"),
+    ("time", "'24:00:00'"),
+    ("date", "'0000-00-00'"),
+    ("datetime", "'0000-00-00 00:00:00'"),
+]
+MYSQL_TABLES = [f"m{i}" for i in range(len(MYSQL_SPECIAL))]
+
+
+def _mysql_source(server, url: str) -> dict[str, str]:
+    texts = {}
+    conn = server.connect(url.rsplit("/", 1)[1], init_command="SET sql_mode = ''")
+    try:
+        with conn.cursor() as cur:
+            for name, (mytype, literal) in zip(MYSQL_TABLES, MYSQL_SPECIAL, strict=True):
+                cur.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v {mytype})")
+                cur.execute(f"INSERT INTO {name} VALUES (1, {literal})")
+                cur.execute(f"SELECT CAST(v AS CHAR) FROM {name}")
+                texts[name] = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return texts
+
+
+def test_mysql_time_beyond_a_day_and_zero_dates(mysql_server, mysql_url, pg_url, tmp_path):
+    texts = _mysql_source(mysql_server, mysql_url)
+    schema = mysql_url.rsplit("/", 1)[1]
+    # into PostgreSQL: TIME is declared lossy, and what has no time-of-day form is refused by row
+    plan, errors = _copy(mysql_url, pg_url, {})
+    for name in MYSQL_TABLES[:2]:
+        [tplan] = [t for t in plan.assessment.tables if t.source.id.name == name]
+        assert tplan.columns[1].fidelity is rk.Fidelity.LOSSY
+        message = str(errors[f"{schema}.{name}"])
+        assert "column v" in message and "id=1" in message and texts[name] in message, message
+    assert f"{schema}.m2" not in errors  # 24:00:00 is a PostgreSQL time
+    # into SQLite, which keeps MySQL's text
+    lite = tmp_path / "m.db"
+    _, errors = _copy(mysql_url, f"sqlite:///{lite}", {})
+    assert errors == {}
+    with sqlite3.connect(lite) as conn:
+        for name in MYSQL_TABLES[:3]:
+            assert conn.execute(f"SELECT v FROM {name}").fetchone()[0] == texts[name], name
+    # a text override: MySQL's own text arrives, zero dates included
+    overrides = {f"{schema}.{t}.v": "text" for t in MYSQL_TABLES}
+    again = f"sqlite:///{tmp_path / 'again.db'}"
+    _, errors = _copy(mysql_url, again, overrides)
+    assert errors == {}
+    with sqlite3.connect(tmp_path / "again.db") as conn:
+        for name in MYSQL_TABLES:
+            assert conn.execute(f"SELECT v FROM {name}").fetchone()[0] == texts[name], name
+    _, errors = _copy(mysql_url, pg_url, overrides)
+    assert errors == {}
+    with psycopg.connect(pg_url) as conn:
+        for name in MYSQL_TABLES:
+            row = conn.execute(f'SELECT v FROM "{schema}".{name}').fetchone()
+            assert row == (texts[name],), name

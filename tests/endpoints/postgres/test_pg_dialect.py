@@ -67,7 +67,7 @@ def test_unknown_type_is_other() -> None:
     ],
 )
 def test_target_type_rules(source: Type, sql: str) -> None:
-    target = DIALECT.target_type(source, "mysql")
+    target = DIALECT.target_type(source, "sqlite")
     assert target.sql == sql
     assert target.fidelity is Fidelity.EXACT
 

@@ -3,8 +3,8 @@
 Everything comes from ``information_schema`` with bound parameters, over any DB-API
 connection (mysqlclient or PyMySQL). A table's schema is its database. What MySQL keeps that
 other databases need to hear about goes to ``Catalog.problems``: zero-date defaults (dropped),
-SET columns (carried as comma-separated text), TIME columns (values beyond 24 h have no
-time-of-day form elsewhere), names longer than PostgreSQL's 63 bytes and the collisions
+SET columns (carried as comma-separated text), TIME columns (values beyond a day have no
+time-of-day form in PostgreSQL), names longer than PostgreSQL's 63 bytes and the collisions
 truncating them would cause. MariaDB's JSON is LONGTEXT with a ``json_valid`` CHECK: such
 columns reflect as ``json`` and the CHECK is not carried separately.
 
@@ -280,9 +280,9 @@ def _type_notes(where: str, type_: Type, problems: list[str]) -> None:
         )
     elif type_.kind is Kind.TIME:
         problems.append(
-            f"{where}: TIME values outside 00:00:00..23:59:59 (negative or 24 h and more) have "
-            "no time-of-day form in PostgreSQL or SQLite; rows holding one stop the load "
-            "(override the column's type, e.g. to interval, to keep them)"
+            f"{where}: TIME values outside 00:00:00..24:00:00 (negative or beyond a day) have "
+            "no time-of-day form in PostgreSQL; rows holding one are refused there (override "
+            "the column's type, e.g. to interval or text, to keep them); SQLite keeps their text"
         )
 
 

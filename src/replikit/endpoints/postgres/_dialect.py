@@ -108,6 +108,8 @@ class PostgresDialect:
         """How ``source`` is declared and written in PostgreSQL (see the module docstring)."""
         if source_dialect == NAME and source.native:
             return TargetType(source.native, source)
+        if source_dialect == "mysql" and source.kind is Kind.TIME:
+            return _mysql_time(source)
         return _RULES[source.kind](source)
 
     def convert_default(self, column: Column, source_dialect: str) -> str | None:
@@ -228,6 +230,18 @@ def _time_rule(t: Type) -> TargetType:
     p = f"({precision})" if precision is not None else ""
     sql = f"{word}{p} {'with' if t.tz else 'without'} time zone"
     return TargetType(sql, replace(t, precision=precision, native=sql), fidelity, reason)
+
+
+def _mysql_time(t: Type) -> TargetType:
+    """MySQL's TIME is a duration (-838:59:59..838:59:59); PostgreSQL's a time of day."""
+    rule = _time_rule(t)
+    return replace(
+        rule,
+        fidelity=Fidelity.LOSSY,
+        reason="MySQL TIME values outside 00:00:00..24:00:00 (negative, or beyond a day) have "
+        "no PostgreSQL time form: rows holding one are refused (override the column to "
+        "interval or text to keep them)",
+    )
 
 
 def _json(t: Type) -> TargetType:

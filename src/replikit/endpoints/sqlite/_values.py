@@ -27,6 +27,7 @@ _MAX_INT64 = 2**63 - 1
 _SPECIAL_DATE = re.compile(r"-?infinity|.*\sBC|[+-]?\d{5,}-.*", re.IGNORECASE | re.DOTALL)
 _WIDE = Context(prec=200)  # quantize never runs out of digits for declared scales
 _FRACTION = re.compile(r"[.,](\d{7,})")
+_DURATION = re.compile(r"-?\d{2,3}:\d{2}:\d{2}(?:\.\d{1,6})?")  # MySQL TIME beyond a day
 _END_OF_DAY = re.compile(r"24:00(?::00(?:\.0*)?)?(?:[+-]\d{2}(?::?\d{2}){0,2})?")
 
 
@@ -264,8 +265,8 @@ def _time_in(value: Any) -> time | str:
     try:
         result = time.fromisoformat(text)
     except ValueError:
-        if _END_OF_DAY.fullmatch(text):
-            return text  # PostgreSQL's 24:00:00: no Python form, kept as its text
+        if _END_OF_DAY.fullmatch(text) or _DURATION.fullmatch(text):
+            return text  # PostgreSQL's 24:00:00, MySQL's 838:59:59: kept as their text
         raise BadValue(f"{preview(value)} is not a time (HH:MM:SS)") from None
     _check_fraction(text)
     return result
