@@ -300,14 +300,20 @@ class Task:
                 transforms=self.transforms,
                 mappings=self.mappings,
                 type_overrides=s.type_overrides,
-                prep_mode=s.target_table_prep_mode,
+                prep_mode=self._prep_mode(),
                 executor=self.executor,
                 parallel=self._parallel(),
                 split_rows=s.split_rows,
                 statistics=self._statistics,
                 progress=s.progress,
+                replicate=self.migration_type != "full-load",
             )
         return self._pipeline
+
+    def _prep_mode(self) -> str:
+        # CDC alone never drops or truncates: it keeps existing tables (do-nothing)
+        cdc_only = self.migration_type == "cdc"
+        return "do-nothing" if cdc_only else self.settings.target_table_prep_mode
 
     def _parallel(self) -> int:
         # A target that serialises writes (SQLite) gains nothing from more loaders: they
@@ -541,6 +547,7 @@ class Task:
             progress=s.progress,
             on_table_loaded=table_loaded,
             finish=not resumed,
+            replicate=True,
         )
         cache = ChangeCache()
         try:

@@ -21,19 +21,25 @@ __all__ = ["SupportsCheckExisting", "plan_findings"]
 class SupportsCheckExisting(Protocol):
     """A writer that can compare existing target tables with the plan."""
 
-    def check_existing(self, plans: Sequence[TablePlan], mode: str) -> list[Finding]:
-        """Findings for target tables that exist and do not fit ``plans`` under ``mode``."""
+    def check_existing(
+        self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False
+    ) -> list[Finding]:
+        """Findings for target tables that exist and do not fit ``plans`` under ``mode``
+        (``replicate``: they will also receive changes, applied by key)."""
         ...
 
 
-def plan_findings(plans: Sequence[TablePlan], writer: object, prep_mode: str) -> list[Finding]:
-    """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``."""
+def plan_findings(
+    plans: Sequence[TablePlan], writer: object, prep_mode: str, *, replicate: bool = False
+) -> list[Finding]:
+    """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``
+    (``replicate``: the target tables will also receive changes, CDC)."""
     dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
     findings: list[Finding] = []
     findings += name_findings(plans, dialect)
     findings += limit_findings(plans, dialect)
     if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
-        findings += writer.check_existing(plans, prep_mode)
+        findings += writer.check_existing(plans, prep_mode, replicate=replicate)
     return findings
 
 

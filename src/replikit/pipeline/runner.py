@@ -116,6 +116,8 @@ class Pipeline:
             as soon as its last unit is written, before indexes and keys are added.
         finish: add indexes, keys and sequence values after the load (the writer's
             ``finish``); ``False`` leaves that to the caller.
+        replicate: the target tables will also receive changes (CDC); existing target
+            tables are then also checked for the key changes are applied by.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class Pipeline:
         progress: bool | None = None,
         on_table_loaded: Callable[[TablePlan], None] | None = None,
         finish: bool = True,
+        replicate: bool = False,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -154,6 +157,7 @@ class Pipeline:
         self.progress = progress
         self.on_table_loaded = on_table_loaded
         self.finish = finish
+        self.replicate = replicate
         self._stop = threading.Event()
         self._remote: set[Future[int]] = set()
         self._plans: list[TablePlan] | None = None
@@ -201,7 +205,9 @@ class Pipeline:
         """Object-level findings of the plan (computed once): what the target cannot hold
         faithfully beyond single column types. Unsupported ones stop :meth:`run`."""
         if self._findings is None:
-            self._findings = plan_findings(self.plans(), self.writer, self.prep_mode)
+            self._findings = plan_findings(
+                self.plans(), self.writer, self.prep_mode, replicate=self.replicate
+            )
         return self._findings
 
     # -- running ----------------------------------------------------------------------------

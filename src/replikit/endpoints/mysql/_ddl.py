@@ -17,11 +17,11 @@ on MariaDB, ``utf8mb4_0900_bin`` on MySQL), so keys compare as in PostgreSQL and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from replikit.endpoints.mysql._dialect import DIALECT, MAX_IDENTIFIER, NAME
 from replikit.errors import SchemaError
-from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.convert import ColumnPlan, TablePlan, TargetType
 from replikit.schema.model import ForeignKey, Index, TableId
 from replikit.schema.types import Kind
 
@@ -257,3 +257,20 @@ def _fk(fk: ForeignKey, targets: dict[TableId, TablePlan], name: str | None) -> 
     if fk.on_update and fk.on_update.upper() in _ACTIONS:
         text += f" ON UPDATE {fk.on_update.upper()}"
     return text
+
+
+def as_created(plan: TablePlan) -> TablePlan:
+    """``plan`` with the column types :meth:`Ddl.create_table` really declares (unbounded
+    key columns narrowed), so an existing table made by it compares equal."""
+    keyed = _key_columns(plan)
+    columns = tuple(
+        replace(c, target=_narrowed(c.target)) if c.name in keyed else c for c in plan.columns
+    )
+    return replace(plan, columns=columns)
+
+
+def _narrowed(target: TargetType) -> TargetType:
+    sql = _UNBOUNDED.get(target.sql)
+    if sql is None:
+        return target
+    return replace(target, sql=sql, type=DIALECT.parse_type(sql))

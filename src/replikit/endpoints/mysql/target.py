@@ -38,11 +38,20 @@ from replikit.endpoints.mysql._driver import (
 )
 from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams
-from replikit.endpoints.mysql.reflect import Server, server_info
+from replikit.endpoints.mysql.reflect import Server, reflect, server_info
 from replikit.errors import ConfigError, ConnectError, DataError, Error, SchemaError
 from replikit.pipeline.contracts import Batch, table_errors
-from replikit.schema.convert import TablePlan
-from replikit.schema.model import TableId
+from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
+from replikit.schema.existing import (
+    TargetRules,
+    exactly,
+    existing_findings,
+    judge_existing,
+    refuse_existing,
+)
+from replikit.schema.findings import Finding
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Kind
 
 __all__ = ["METHODS", "MODES", "MysqlWriter"]
 
@@ -52,6 +61,35 @@ MODES = ("drop-and-create", "truncate", "do-nothing")
 METHODS = ("load-data", "insert")
 _LOST = {2006, 2013, 2055}
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # server or client refuses LOAD DATA LOCAL
+
+
+def _modify(tid: TableId, col: ColumnPlan) -> str:
+    null = "" if col.nullable else " NOT NULL"
+    return (
+        f"ALTER TABLE {_ddl.table_name(tid)} MODIFY {DIALECT.quote(col.name)} "
+        f"{col.target.sql}{null}"
+    )
+
+
+_FULL_UNICODE = ("utf8mb4", "binary")
+_TEXT_KINDS = (Kind.STRING, Kind.TEXT, Kind.ENUM, Kind.JSON, Kind.OTHER)
+
+
+def _judge(col: ColumnPlan, found: Column) -> tuple[Fidelity, str | None]:
+    """:func:`judge_existing`, and the column's character set must hold every character."""
+    verdict = judge_existing(col.target.type, found.type)
+    charset = (found.collation or "").split("_")[0].lower()
+    if not charset or charset in _FULL_UNICODE or verdict[0] is Fidelity.UNSUPPORTED:
+        return verdict
+    source = (col.source.collation or "").split("_")[0].lower()
+    if col.source.type.kind in _TEXT_KINDS and source != charset:
+        return Fidelity.UNSUPPORTED, (
+            f"its character set {charset} cannot hold every character (utf8mb4 can)"
+        )
+    return verdict
+
+
+RULES = TargetRules(fold=str.lower, judge=_judge, alter=_modify)
 
 
 class _LocalInfileDisabled(Exception):
@@ -83,6 +121,7 @@ class MysqlWriter:
         self._server: Server | None = None
         self._no_local_infile = False
         self._loads: dict[tuple[str, tuple[str, ...]], Load] = {}
+        self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
 
     # -- DDL ------------------------------------------------------------------------------
     @property
@@ -136,62 +175,64 @@ class MysqlWriter:
             conn.close()
         return errors
 
+    def check_existing(
+        self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False
+    ) -> list[Finding]:
+        """What the existing target tables of ``plans`` cannot hold as planned (for
+        ``truncate`` and ``do-nothing``; a missing table is created by :meth:`prepare`)."""
+        existing = self._existing(plans)
+        return _findings(plans, existing, replicate=replicate)
+
+    def _existing(self, plans: Sequence[TablePlan]) -> dict[TableId, TableSchema]:
+        """The target tables of ``plans`` that exist in the URL's database, reflected."""
+        conn = connect(self._params, autocommit=True)
+        try:
+            catalog = reflect(conn, self._params.database, exactly(p.target_id for p in plans))
+        finally:
+            conn.close()
+        found = {t.id.name.lower(): t for t in catalog.tables}
+        return {
+            p.target_id: found[p.target_id.name.lower()]
+            for p in plans
+            if p.target_id.name.lower() in found
+        }
+
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
+        """Before the load: ``drop-and-create``; or ``truncate`` / ``do-nothing``, which keep
+        existing tables (refused with :class:`SchemaError` when they do not fit the plan, see
+        :meth:`check_existing`) and create missing ones.
 
         A table the server refuses is named in a :class:`~replikit.errors.TableDdlError`
         raised after the others were prepared.
         """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        self._kept.difference_update(p.target_id for p in plans)
         _ddl.check_identifiers(plans)
-        if mode == "drop-and-create":
-            gen = self._generator()
-            errors = self._execute_tables([(p.target_id, gen.create(p)) for p in plans])
-            self.problems += gen.problems
-        else:
-            errors = self._check_tables(plans)
-            if mode == "truncate":
-                truncates = [
-                    (p.target_id, [f"TRUNCATE TABLE {_ddl.table_name(p.target_id)}"])
-                    for p in plans
-                    if str(p.target_id) not in errors
-                ]
-                errors |= self._execute_tables(truncates)
+        existing = {} if mode == "drop-and-create" else self._existing(plans)
+        refuse_existing(_findings(plans, existing))
+        self._kept.update(existing)
+        gen = self._generator()
+        created = [p for p in plans if p.target_id not in existing]
+        errors = self._execute_tables([(p.target_id, gen.create(p)) for p in created])
+        self.problems += gen.problems
+        if mode == "truncate":
+            truncates = [
+                (p.target_id, [f"TRUNCATE TABLE {_ddl.table_name(p.target_id)}"])
+                for p in plans
+                if p.target_id in existing and str(p.target_id) not in errors
+            ]
+            errors |= self._execute_tables(truncates)
         if errors:
             raise table_errors(errors, f"MySQL {mode}", len(plans))
-
-    def _check_tables(self, plans: Sequence[TablePlan]) -> dict[str, BaseException]:
-        conn = connect(self._params, autocommit=True)
-        errors: dict[str, BaseException] = {}
-        try:
-            with conn.cursor() as cur:
-                for plan in plans:
-                    cur.execute(
-                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-                        (plan.target_id.name,),
-                    )
-                    found = {str(r[0]).lower() for r in cur.fetchall()}
-                    missing = [c.name for c in plan.columns if c.name.lower() not in found]
-                    if not found:
-                        errors[str(plan.target_id)] = SchemaError(
-                            f"target table {plan.target_id} does not exist; create it first"
-                        )
-                    elif missing:
-                        errors[str(plan.target_id)] = SchemaError(
-                            f"target table {plan.target_id} lacks columns {', '.join(missing)}; "
-                            "use drop-and-create or add them"
-                        )
-        finally:
-            conn.close()
-        return errors
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
         """After the load: keys, indexes, CHECKs, foreign keys, AUTO_INCREMENT restarts.
 
-        Per table, as :meth:`prepare`; a foreign key to a table that failed is left out.
+        Per table, as :meth:`prepare`; a foreign key to a table that failed is left out. Not
+        on existing tables that ``truncate`` / ``do-nothing`` kept as they are.
         """
+        plans = [p for p in plans if p.target_id not in self._kept]
         gen = self._generator()
         errors = self._execute_tables([(t, [s]) for t, s in gen.table_alters(plans)])
         ok = [p for p in plans if str(p.target_id) not in errors]
@@ -365,6 +406,13 @@ class MysqlWriter:
             with contextlib.suppress(Exception):
                 conn.rollback()
         return None
+
+
+def _findings(
+    plans: Sequence[TablePlan], existing: dict[TableId, TableSchema], *, replicate: bool = False
+) -> list[Finding]:
+    pairs = [(_ddl.as_created(p), existing[p.target_id]) for p in plans if p.target_id in existing]
+    return existing_findings(pairs, RULES, replicate=replicate)
 
 
 def _adapt(load: Load, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:

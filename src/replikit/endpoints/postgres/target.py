@@ -26,20 +26,32 @@ from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E4
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import copy_position, data_error  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
+from replikit.endpoints.postgres.reflect import reflect  # noqa: E402
 from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
 from replikit.pipeline.contracts import table_errors  # noqa: E402
-from replikit.schema.convert import Adapter, TablePlan  # noqa: E402
-from replikit.schema.model import TableId  # noqa: E402
+from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
+from replikit.schema.existing import (  # noqa: E402
+    TargetRules,
+    exactly,
+    existing_findings,
+    refuse_existing,
+)
+from replikit.schema.findings import Finding  # noqa: E402
+from replikit.schema.model import TableId, TableSchema  # noqa: E402
 
 __all__ = ["PostgresWriter"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("drop-and-create", "truncate", "do-nothing")
-_COLUMNS = """
-SELECT a.attname FROM pg_attribute a
-WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
-"""
+
+
+def _alter(tid: TableId, col: ColumnPlan) -> str:
+    name = DIALECT.quote(col.name)
+    return f"ALTER TABLE {_ddl.table_name(tid)} ALTER COLUMN {name} TYPE {col.target.sql}"
+
+
+RULES = TargetRules(alter=_alter)
 
 
 class PostgresWriter:
@@ -52,6 +64,7 @@ class PostgresWriter:
 
     def __init__(self, params: ConnParams) -> None:
         self._params = params
+        self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
 
     # -- DDL ------------------------------------------------------------------------------
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
@@ -66,22 +79,34 @@ class PostgresWriter:
                 out.append(_ddl.restart_statement(tid, column, nxt))
         return out
 
+    def check_existing(
+        self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False
+    ) -> list[Finding]:
+        """What the existing target tables of ``plans`` cannot hold as planned (for
+        ``truncate`` and ``do-nothing``; a missing table is created by :meth:`prepare`)."""
+        with connect(self._params, autocommit=True) as conn:
+            existing = _reflect_targets(conn, plans)
+        return _findings(plans, existing, replicate)
+
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: ``drop-and-create``, ``truncate`` or ``do-nothing`` (check only).
+        """Before the load: ``drop-and-create``; or ``truncate`` / ``do-nothing``, which keep
+        existing tables (refused with :class:`SchemaError` when they do not fit the plan, see
+        :meth:`check_existing`) and create missing ones.
 
         Each table is its own transaction: one the server refuses is named in a
         :class:`~replikit.errors.TableDdlError` raised after the others were prepared.
         """
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        self._kept.difference_update(p.target_id for p in plans)
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
-            if mode == "drop-and-create":
-                for plan in plans:
+            existing = {} if mode == "drop-and-create" else _reflect_targets(conn, plans)
+            refuse_existing(_findings(plans, existing, replicate=False))
+            self._kept.update(existing)
+            for plan in plans:
+                if plan.target_id not in existing:
                     _per_table(conn, plan.target_id, errors, partial(self._create, conn, plan))
-            else:
-                for plan in plans:
-                    _per_table(conn, plan.target_id, errors, partial(_check_columns, conn, plan))
             ok = [p for p in plans if str(p.target_id) not in errors]
             if mode == "truncate" and ok:
                 # one statement: tables that reference each other are emptied together
@@ -104,11 +129,13 @@ class PostgresWriter:
             conn.execute(statement)
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: unique keys, indexes, checks, foreign keys, identity restarts.
+        """After the load: unique keys, indexes, checks, foreign keys, identity restarts
+        (not on existing tables that ``truncate`` / ``do-nothing`` kept as they are).
 
         Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
         is left out.
         """
+        plans = [p for p in plans if p.target_id not in self._kept]
         finish = _ddl.finish_statements(plans)
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
@@ -228,17 +255,17 @@ def _per_table(
         errors[str(tid)] = SchemaError(f"PostgreSQL refused the DDL of {tid}: {exc}")
 
 
-def _check_columns(conn: Connection, plan: TablePlan) -> None:
-    name = _ddl.table_name(plan.target_id)
-    found = {r[0] for r in conn.execute(_COLUMNS, (name,))}
-    if not found:
-        raise SchemaError(f"target table {plan.target_id} does not exist; create it first")
-    missing = [c.name for c in plan.columns if c.name not in found]
-    if missing:
-        raise SchemaError(
-            f"target table {plan.target_id} lacks columns {', '.join(missing)}; "
-            "use drop-and-create or add them"
-        )
+def _reflect_targets(conn: Connection, plans: Sequence[TablePlan]) -> dict[TableId, TableSchema]:
+    """The target tables of ``plans`` that exist, as the PostgreSQL reflection sees them."""
+    catalog = reflect(conn, exactly(p.target_id for p in plans))
+    return {t.id: t for t in catalog.tables}
+
+
+def _findings(
+    plans: Sequence[TablePlan], existing: dict[TableId, TableSchema], replicate: bool
+) -> list[Finding]:
+    pairs = [(p, existing[p.target_id]) for p in plans if p.target_id in existing]
+    return existing_findings(pairs, RULES, replicate=replicate)
 
 
 def _restart(conn: Connection, tid: TableId, column: str, nxt: int | None) -> None:

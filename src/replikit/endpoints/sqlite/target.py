@@ -20,11 +20,20 @@ from typing_extensions import override
 
 from replikit.endpoints.sqlite import _ddl
 from replikit.endpoints.sqlite._conn import Connections
-from replikit.endpoints.sqlite._dialect import DIALECT
+from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns, preview
+from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
-from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
+from replikit.schema.existing import (
+    TargetRules,
+    existing_findings,
+    judge_existing,
+    refuse_existing,
+)
+from replikit.schema.findings import Finding
+from replikit.schema.model import Column, TableId, TableSchema
 
 __all__ = ["MODES", "SqliteWriter"]
 
@@ -38,6 +47,17 @@ _ROW_ERRORS = (
 )
 _PARAMETER = re.compile(r"parameter (\d+)")
 _INT64 = range(-(2**63), 2**63)
+
+
+def _stored(col: ColumnPlan, found: Column) -> tuple[Fidelity, str | None]:
+    """SQLite keeps what it is given within an affinity (declared lengths and widths are not
+    enforced), so only a different affinity can change values."""
+    if affinity(col.target.sql) == affinity(found.type.native):
+        return Fidelity.EXACT, None
+    return judge_existing(col.target.type, found.type)
+
+
+RULES = TargetRules(fold=str.lower, judge=_stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +135,13 @@ def _adapt_rows(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[An
     return out
 
 
+def _findings(
+    plans: Sequence[TablePlan], existing: dict[TableId, TableSchema], *, replicate: bool = False
+) -> list[Finding]:
+    pairs = [(p, existing[p.target_id]) for p in plans if p.target_id in existing]
+    return existing_findings(pairs, RULES, replicate=replicate)
+
+
 def _bad_column(ins: _Insert, row: Sequence[Any], exc: BaseException) -> str | None:
     message = str(exc)
     for name in ins.names:
@@ -146,6 +173,7 @@ class SqliteWriter(Writer, SupportsPrepare):
         self.commit_rows = commit_rows
         self.problems: list[str] = []
         self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
+        self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
 
     # -- DDL --------------------------------------------------------------------------------
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
@@ -157,14 +185,37 @@ class SqliteWriter(Writer, SupportsPrepare):
             statements += [sql for _, sql in _ddl.index_statements(plan)[0]]
         return statements
 
+    def check_existing(
+        self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False
+    ) -> list[Finding]:
+        """What the existing target tables of ``plans`` cannot hold as planned (for
+        ``truncate`` and ``do-nothing``; a missing table is created by :meth:`prepare`)."""
+        with self._conns.lock:
+            existing = self._existing(self._conns.shared(), plans)
+        return _findings(plans, existing, replicate=replicate)
+
+    @staticmethod
+    def _existing(
+        conn: sqlite3.Connection, plans: Sequence[TablePlan]
+    ) -> dict[TableId, TableSchema]:
+        tables = {p.target_id: reflect_table(conn, p.target_id.name) for p in plans}
+        return {tid: t for tid, t in tables.items() if t is not None}
+
     @override
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
-        """Before the load: ``drop-and-create``, ``create``, ``truncate`` or ``do-nothing``."""
+        """Before the load: ``drop-and-create``, ``create``; or ``truncate`` / ``do-nothing``,
+        which keep existing tables (refused with :class:`SchemaError` when they do not fit the
+        plan, see :meth:`check_existing`) and create missing ones."""
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        self._kept.difference_update(p.target_id for p in plans)
         conn = self._conns.shared()
         errors: dict[str, BaseException] = {}
         with self._conns.lock:
+            if mode in ("truncate", "do-nothing"):
+                existing = self._existing(conn, plans)
+                refuse_existing(_findings(plans, existing))
+                self._kept.update(existing)
             for plan in plans:  # one transaction per table: a refused table spares the others
                 try:
                     self._transaction(conn, self._prepare_sql(conn, plan, mode))
@@ -180,7 +231,8 @@ class SqliteWriter(Writer, SupportsPrepare):
             if self._existing_columns(conn, plan.target_id.name):
                 raise SchemaError(f"table {plan.target_id} already exists")
             return [_ddl.create_table(plan)]
-        self._check_table(conn, plan)
+        if plan.target_id not in self._kept:
+            return [_ddl.create_table(plan)]
         if mode == "truncate":
             return [f"DELETE FROM {DIALECT.quote(plan.target_id.name)}"]  # noqa: S608
         return []
@@ -189,14 +241,6 @@ class SqliteWriter(Writer, SupportsPrepare):
     def _existing_columns(conn: sqlite3.Connection, table: str) -> set[str]:
         rows = conn.execute("SELECT name FROM pragma_table_xinfo(?)", (table,)).fetchall()
         return {str(r[0]).lower() for r in rows}
-
-    def _check_table(self, conn: sqlite3.Connection, plan: TablePlan) -> None:
-        existing = self._existing_columns(conn, plan.target_id.name)
-        if not existing:
-            raise SchemaError(f"target table {plan.target_id} does not exist")
-        missing = [c.name for c in plan.columns if c.name.lower() not in existing]
-        if missing:
-            raise SchemaError(f"target table {plan.target_id} lacks columns {', '.join(missing)}")
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, statements: list[str]) -> None:
@@ -281,11 +325,12 @@ class SqliteWriter(Writer, SupportsPrepare):
     # -- after the load -----------------------------------------------------------------------
     @override
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """Create indexes (recording those SQLite cannot take) and move AUTOINCREMENT counters."""
+        """Create indexes (recording those SQLite cannot take) and move AUTOINCREMENT counters
+        (not on existing tables that ``truncate`` / ``do-nothing`` kept as they are)."""
         conn = self._conns.shared()
         errors: dict[str, BaseException] = {}
         with self._conns.lock:
-            for plan in plans:
+            for plan in [p for p in plans if p.target_id not in self._kept]:
                 try:
                     self._finish_table(conn, plan)
                 except SchemaError as exc:
