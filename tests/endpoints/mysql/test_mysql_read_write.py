@@ -228,20 +228,34 @@ def test_text_a_latin1_column_cannot_hold_is_refused(pg_source, target_url, meth
     run_sql(
         target_url,
         "CREATE TABLE t (id INT PRIMARY KEY, n DECIMAL(65,30), d DOUBLE, "
-        "at TIMESTAMP(6) NULL, label VARCHAR(10) CHARACTER SET latin1)",
+        "at TIMESTAMP(6) NULL, label VARCHAR(10) CHARACTER SET latin1);\n"
+        "INSERT INTO t (id, label) VALUES (5, 'kept')",
     )
     task = rk.Task(
         rk.endpoint(pg_source),
         endpoint(target_url, method=method),
         mappings=rk.Mappings().include("public", "%"),
-        settings=rk.TaskSettings(target_table_prep_mode="truncate"),
+        settings=rk.TaskSettings(
+            target_table_prep_mode="truncate", type_overrides={"public.t.label": "varchar(10)"}
+        ),
     )
-    with pytest.raises(rk.TaskError) as info:
+    # the plan sees it: refused before anything is truncated
+    plan = task.plan()
+    (finding,) = plan.unsupported
+    assert (finding.column, finding.kind) == ("label", "target")
+    assert "character set latin1" in finding.reason and "utf8mb4" in finding.reason
+    with pytest.raises(rk.ConversionError, match="label"):
         task.run()
-    (err,) = info.value.table_errors.values()
-    assert isinstance(err, DataError) and err.key == {"id": 1}
-    assert "label" in str(err)
-    assert query(target_url, "SELECT count(*) FROM t") == [(0,)]
+    assert query(target_url, "SELECT id, label FROM t") == [(5, "kept")]
+    # a writer used without the plan's check still refuses the row, naming it
+    (plan,) = plan.assessment.tables
+    writer = endpoint(target_url, method=method).writer()
+    reader = rk.endpoint(pg_source).reader([plan.source])
+    (unit,) = reader.units(plan.source)
+    with pytest.raises(DataError) as info:
+        writer.load(plan, reader.read(unit))
+    assert info.value.key == {"id": 1} and "label" in str(info.value)
+    assert query(target_url, "SELECT id, label FROM t") == [(5, "kept")]
 
 
 def test_postgres_to_mysql_values_and_keys(pg_source, target_url):

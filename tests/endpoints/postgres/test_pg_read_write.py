@@ -233,12 +233,8 @@ def test_prepare_modes_check_target_shape(pg_url: str) -> None:
     writer = ep.writer()
     wrong = plan_table(table, source_dialect="postgresql", target=ep.dialect,
                        target_id=TableId("other", "t"))  # fmt: skip
-    with pytest.raises(rk.SchemaError, match=r"other\.t lacks columns s"):
+    with pytest.raises(rk.SchemaError, match=r"other\.t: has no column s .* Fix: "):
         writer.prepare([wrong], "do-nothing")
-    missing = plan_table(table, source_dialect="postgresql", target=ep.dialect,
-                         target_id=TableId("other", "nope"))  # fmt: skip
-    with pytest.raises(rk.SchemaError, match="does not exist"):
-        writer.prepare([missing], "truncate")
     same = plan_table(table, source_dialect="postgresql", target=ep.dialect)
     writer.prepare([same], "do-nothing")
     assert _rows(ep, "public.t") == [(1, "a")]
