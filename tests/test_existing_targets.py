@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 import replikit as rk
 from replikit.cli import main
 from replikit.schema.convert import Fidelity
+from replikit.schema.existing import judge_existing
+from replikit.schema.types import Type
 
 SOURCE = """
 CREATE TABLE items (
@@ -38,7 +40,7 @@ INSERT INTO items VALUES (2, 'a name much longer than ten', 1099511627776, 12345
 INSERT INTO items VALUES (3, 'x', NULL, NULL, NULL);
 """
 SOURCE_ROWS = [(1, "short"), (2, "a name much longer than ten"), (3, "x")]
-U, L = Fidelity.UNSUPPORTED.value, Fidelity.LOSSY.value
+U, L, E = Fidelity.UNSUPPORTED.value, Fidelity.LOSSY.value, Fidelity.EXACT.value
 
 # per family: a table that misses qty, has narrower types, an extra NOT NULL column without
 # default (note), an extra nullable one (extra), NOT NULL where the source allows NULL (at)
@@ -253,3 +255,41 @@ def test_replication_needs_the_key_on_an_existing_table(source: str, target: Tar
     assert finding.fidelity is Fidelity.UNSUPPORTED and finding.table == "items"
     assert "no primary key or unique constraint on (id)" in (finding.reason or "")
     assert "PRIMARY KEY (id)" in (finding.fix or "")
+
+
+# -- the type rule alone (no server) -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("planned", "existing", "verdict"),
+    [
+        (Type.string(120), Type.string(10), U),
+        (Type.string(10), Type.string(120), E),
+        (Type.string(10), Type.text(), E),
+        (Type.text(), Type.string(255), U),
+        (Type.string(10), Type.string(10, fixed=True), L),  # padded with spaces
+        (Type.int_(64), Type.int_(32), U),
+        (Type.int_(32), Type.int_(64), E),
+        (Type.int_(64), Type.text(), E),  # its text form
+        (Type.decimal(10, 2), Type.decimal(5, 2), U),
+        (Type.decimal(10, 2), Type.decimal(10, 1), U),
+        (Type.decimal(10, 2), Type.decimal(12, 2), E),
+        (Type.float_(64), Type.float_(32), L),
+        (Type.timestamp(6, tz=True), Type.timestamp(6), U),
+        (Type.timestamp(6), Type.timestamp(6, tz=True), U),
+        (Type.timestamp(6), Type.timestamp(0), L),
+        (Type.timestamp(None), Type.timestamp(6), E),
+        (Type.timestamp(6), Type.date(), U),
+        (Type.json(), Type.json(binary=True), L),
+        (Type.enum(("a", "b")), Type.enum(("a", "b", "c")), E),
+        (Type.enum(("a", "z")), Type.enum(("a", "b")), U),
+        (Type.array(Type.int_(64)), Type.array(Type.int_(32)), U),
+        (Type.other("point"), Type.other("point"), E),
+        (Type.other("point"), Type.other("inet"), U),
+        (Type.int_(64), Type.other("inet"), U),
+        (Type.string(10), Type.int_(64), U),
+    ],
+)
+def test_judge_existing(planned: Type, existing: Type, verdict: str) -> None:
+    fidelity, why = judge_existing(planned, existing)
+    assert fidelity.value == verdict
+    assert why or fidelity is Fidelity.EXACT  # every verdict but exact says why

@@ -78,6 +78,9 @@ class TaskSettings:
 
     Attributes:
         target_table_prep_mode: ``drop-and-create`` (default), ``truncate`` or ``do-nothing``.
+            The last two keep existing tables as they are (creating missing ones) after
+            comparing them with the plan: what does not fit is a finding of ``plan()``, and
+            unsupported ones stop ``run`` before anything is truncated (docs/quickstart.md).
         parallel_tables: how many units load at once (DMS ``MaxFullLoadSubTasks``).
         split_rows: tables with more (estimated) rows are split into key ranges of about this
             size; ``None`` never splits.
