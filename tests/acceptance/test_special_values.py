@@ -276,3 +276,23 @@ def test_mysql_time_beyond_a_day_and_zero_dates(mysql_server, mysql_url, pg_url,
         for name in MYSQL_TABLES:
             row = conn.execute(f'SELECT v FROM "{schema}".{name}').fetchone()
             assert row == (texts[name],), name
+
+
+def test_mysql_text_override_of_bit_and_geometry(mysql_server, mysql_url, pg_url):
+    """Binary-stored types print as text too: BIT as its number, geometry as hex EWKB."""
+    conn = mysql_server.connect(mysql_url.rsplit("/", 1)[1])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE g (id int PRIMARY KEY, b bit(8), p point, y year)")
+            cur.execute(
+                "INSERT INTO g VALUES (1, b'10000001', ST_GeomFromText('POINT(1 2)'), 2001)"
+            )
+    finally:
+        conn.close()
+    schema = mysql_url.rsplit("/", 1)[1]
+    overrides = {f"{schema}.g.{c}": "text" for c in ("b", "p", "y")}
+    _, errors = _copy(mysql_url, pg_url, overrides)
+    assert errors == {}
+    with psycopg.connect(pg_url) as pg:
+        row = pg.execute(f'SELECT b, p, y FROM "{schema}".g').fetchone()
+    assert row == ("129", "0101000000000000000000F03F0000000000000040", "2001")

@@ -254,8 +254,18 @@ def column_reader(
 
 
 def text_reader(column: Column) -> ColumnReader:
-    """``column`` read as MySQL's own text form (a type override to text)."""
-    return ColumnReader(f"CAST({DIALECT.quote(column.name)} AS CHAR)", _text, str)
+    """``column`` read as MySQL's own text form (a type override to text).
+
+    BIT prints as its number (its CAST is raw bytes) and geometry as hex EWKB, as read
+    without an override (its CAST is binary storage).
+    """
+    q = DIALECT.quote(column.name)
+    base = _base(column.type.native)
+    if base == "bit":
+        return ColumnReader(f"CAST({q} + 0 AS CHAR)", _text, str)
+    if base in GEOMETRY_TYPES:
+        return ColumnReader(q, internal_to_ewkb)
+    return ColumnReader(f"CAST({q} AS CHAR)", _text, str)
 
 
 _READY: dict[Kind, type] = {
