@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from replikit.schema.model import Column, TableId, TableSchema
-from replikit.schema.textform import text_form
+from replikit.schema.textform import text_form_for
 from replikit.schema.types import Kind, Type
 
 __all__ = [
@@ -205,7 +205,7 @@ def plan_table(
         target_type = target.target_type(col.type, source_dialect)
         forced = overrides.for_column(table.id, col.name)
         if forced is not None:
-            target_type = _override(col.type, forced, target, target_type)
+            target_type = _override(col.type, forced, target, target_type, source_dialect)
         notes: list[str] = []
         default = None
         if col.default is not None and col.identity is None:
@@ -243,7 +243,9 @@ def plan_table(
 _TEXTS = (Kind.TEXT, Kind.STRING)
 
 
-def _override(source: Type, forced: str, target: Dialect, rule: TargetType) -> TargetType:
+def _override(
+    source: Type, forced: str, target: Dialect, rule: TargetType, source_dialect: str
+) -> TargetType:
     """The target type of a column whose type is set by an override.
 
     An override to text (any text or character type) reads the column as the source's text
@@ -253,7 +255,8 @@ def _override(source: Type, forced: str, target: Dialect, rule: TargetType) -> T
     fidelity, why = judge(source, forced_type)
     reason = why or "type set by override"
     if forced_type.kind in _TEXTS and source.kind not in (*_TEXTS, Kind.BYTES):
-        return TargetType(forced, forced_type, fidelity, reason, text_form, as_text=True)
+        adapt = text_form_for(source, source_dialect)
+        return TargetType(forced, forced_type, fidelity, reason, adapt, as_text=True)
     return TargetType(forced, forced_type, fidelity, reason, rule.adapt)
 
 
