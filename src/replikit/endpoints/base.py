@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import importlib
+import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from replikit.schema.convert import Dialect
     from replikit.schema.model import Catalog, TableSchema
 
-__all__ = ["Capabilities", "Endpoint", "endpoint", "mask_url", "register"]
+__all__ = ["Capabilities", "Endpoint", "endpoint", "hide_secret", "mask_url", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,21 +210,44 @@ def endpoint(url: str, **options: Any) -> Endpoint:
     return _resolve(_scheme(url))(url, **options)
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _pw = userinfo.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{hosts}"
-    if "password=" in tail:
-        import re
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@?]*):")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
 
-        tail = re.sub(r"(password=)[^&]*", r"\1***", tail)
-    return f"{scheme}{sep}{netloc}{slash}{tail}"
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, however the password is spelt.
+
+    The password is what SQLAlchemy's ``make_url`` reads (``user:<password>@``, up to an
+    ``@``), extended to the last ``@`` before the query, so a password holding ``/``, ``:``,
+    ``?``, ``%``-escapes or even a bare ``@`` never shows; a ``password=`` query parameter is
+    masked too. The rest of the URL is kept as written (task ids are derived from it).
+    """
+    m = _USERINFO.match(url)
+    if m is not None:
+        start = m.end()
+        head = url.partition("?")[0]
+        at = head.rfind("@")
+        if at < start:
+            at = url.rfind("@")
+        if at >= start:
+            url = f"{url[:start]}***{url[at:]}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def hide_secret(text: str, secret: str | None) -> str:
+    """``text`` with each delimited occurrence of ``secret`` (or its URL escape) as ``***``.
+
+    Only whole occurrences count (not inside a longer word), so a short password such as
+    ``e`` leaves ``connection failed`` readable. Drivers are given the password as a keyword
+    and do not echo it; this is the second line of defence.
+    """
+    if not secret:
+        return text
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        pattern = r"(?<!\w)" + re.escape(form) + r"(?!\w)"
+        text = re.sub(pattern, "***", text)
+    return text
 
 
 def require(module: str, *, package: str, extra: str, purpose: str) -> Any:

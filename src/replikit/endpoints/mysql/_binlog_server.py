@@ -60,7 +60,10 @@ class Server:
     def connect(self) -> Iterator[Any]:
         """A short-lived autocommit connection (errors translated)."""
         try:
-            conn = pymysql.connect(**self.settings(), autocommit=True)
+            limit = self.params.connect_timeout  # short queries only: a silent server fails
+            conn = pymysql.connect(
+                **self.settings(), autocommit=True, read_timeout=limit, write_timeout=limit
+            )
         except pymysql.err.MySQLError as exc:
             raise self.translate(exc, "connect to") from exc
         try:

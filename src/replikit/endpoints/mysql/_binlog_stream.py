@@ -110,6 +110,7 @@ def open_stream(
     conn_settings = dict(settings)
     # a dead server or network is noticed after a few missed heartbeats
     conn_settings.setdefault("read_timeout", max(10, int(heartbeat * 4) + 1))
+    conn_settings.setdefault("write_timeout", conn_settings["read_timeout"])
     conn_settings.setdefault("charset", "utf8mb4")
     position: dict[str, Any]
     if gtid is not None:

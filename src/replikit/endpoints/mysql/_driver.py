@@ -18,13 +18,16 @@ message and driver exceptions whose text held it are not chained.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from replikit.endpoints.base import require
+from replikit.endpoints.base import hide_secret, require
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.errors import ConnectError, DataError, Error, MissingDependencyError, SchemaError
 
@@ -124,8 +127,15 @@ def setup_session(conn: Any, *, sql_mode: bool = True) -> None:
 
 
 def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool = False) -> Any:
-    """A DB-API connection to ``params`` with replikit's session; ``ConnectError`` on failure."""
+    """A DB-API connection to ``params`` with replikit's session; ``ConnectError`` on failure.
+
+    ``params.connect_timeout`` bounds the TCP connect, the server greeting, the login and the
+    session setup (PyMySQL would otherwise wait for a silent server's greeting for ever);
+    after that, reads may take as long as the server needs and a dead peer is found by TCP
+    keepalive probes (:func:`_keep_alive`).
+    """
     driver = load_driver(params.driver)
+    bounded = {"read_timeout": params.connect_timeout, "write_timeout": params.connect_timeout}
     try:
         if driver.name == "mysqlclient":
             kwargs = params.mysqlclient_kwargs(autocommit=autocommit)
@@ -134,7 +144,7 @@ def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool 
             conn = driver.module.connect(**kwargs)
         else:
             conn = driver.module.connect(
-                **params.pymysql_kwargs(autocommit=autocommit, local_infile=local_infile)
+                **params.pymysql_kwargs(autocommit=autocommit, local_infile=local_infile, **bounded)
             )
     except driver.Error as exc:
         err = connect_error(exc, params)
@@ -147,14 +157,42 @@ def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool 
         raise ConnectError(
             f"could not set up a session at {params.where()}: {scrub(str(exc), params)}"
         ) from None
+    _keep_alive(conn, driver, params.connect_timeout)
     return conn
 
 
+def _keep_alive(conn: Any, driver: Driver, seconds: int) -> None:
+    """Unbound the reads of an established connection; let TCP keepalives find a dead peer.
+
+    A long statement (an index build, a big sort before the first row) must not be cut off,
+    so the connect-time read timeout is lifted; a silent peer is detected after ``seconds``
+    idle seconds and 3 unanswered probes ``seconds`` apart.
+    """
+    if driver.name == "pymysql":
+        # PyMySQL re-applies these before each read and write; None means wait as needed
+        conn._read_timeout = None
+        conn._write_timeout = None
+        fd = conn._sock.fileno() if conn._sock is not None else -1
+    else:
+        fd = conn.fileno()
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", seconds)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        if hasattr(socket, "TCP_KEEPCNT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 def scrub(text: str, params: ConnParams) -> str:
-    """``text`` without the password."""
-    if params.password:
-        text = text.replace(params.password, "***")
-    return re.sub(r"(password\s*[=:]\s*)\S+", r"\1***", text)
+    """``text`` without the password: whole occurrences only, so ``(using password: NO)``
+    and words that happen to contain a short password stay readable. The drivers get the
+    password as a keyword and do not put it in their messages; this is a second guard."""
+    return hide_secret(text, params.password)
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -186,13 +224,22 @@ def connect_error(exc: BaseException, params: ConnParams) -> ConnectError:
         hint = f"database {params.database!r} does not exist at {where}; create it or fix the URL"
     elif code == 2005 or ("unknown" in low and "host" in low):
         hint = f"unknown host {params.host!r}; check the host name in the URL"
+    elif _timed_out(exc, code):
+        hint = (
+            f"no answer from {where} within {params.connect_timeout} s (connect_timeout); "
+            "check the host, port and firewall"
+        )
     elif code in (2002, 2003) or "can't connect" in low:
         hint = f"connection refused by {where}; is the MySQL/MariaDB server running there?"
-    elif "timeout" in low or "timed out" in low:
-        hint = f"timed out connecting to {where}; check the host, port and firewall"
     else:
         hint = f"could not connect to {where}"
     return ConnectError(f"{hint} (driver said: {raw})")
+
+
+def _timed_out(exc: BaseException, code: int | None) -> bool:
+    """True when connecting gave up waiting (PyMySQL keeps the socket error it wraps;
+    libmysqlclient reports a handshake that never came as a lost connection, 2013)."""
+    return isinstance(getattr(exc, "original_exception", None), TimeoutError) or code == 2013
 
 
 def data_error(

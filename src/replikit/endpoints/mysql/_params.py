@@ -7,6 +7,11 @@
 (``DISABLED``/``PREFERRED``/``REQUIRED``/``VERIFY_CA``/``VERIFY_IDENTITY``), ``ssl_ca``,
 ``ssl_cert``, ``ssl_key``, ``unix_socket``, ``connect_timeout``, ``driver``. Anything else is
 a :class:`~replikit.ConfigError`, so a misspelt TLS option never silently connects in clear.
+
+``connect_timeout`` (seconds, default 10) is the one timeout setting: it bounds the TCP
+connect, the server greeting, the login and the session setup of every connection (the
+binlog stream's included), and established connections find a dead peer by TCP keepalive
+probes after that many idle seconds (see :func:`replikit.endpoints.mysql._driver.connect`).
 """
 
 from __future__ import annotations
@@ -79,7 +84,11 @@ class ConnParams:
         try:
             timeout = int(query.get("connect_timeout", 10))
         except ValueError:
-            raise ConfigError(f"connect_timeout must be an integer in {masked!r}") from None
+            timeout = 0
+        if timeout <= 0:
+            raise ConfigError(
+                f"connect_timeout must be a whole number of seconds > 0 in {masked!r}"
+            )
         return cls(
             host=u.host,
             port=port,

@@ -28,7 +28,7 @@ def connect(params: ConnParams, *, autocommit: bool = False) -> Connection:
     """A connection to ``params`` with UTC, ISO styles; ``ConnectError`` when that fails."""
     try:
         conn: Connection = psycopg.connect(
-            autocommit=True, **params.kwargs(application_name="replikit", connect_timeout=10)
+            autocommit=True, **params.kwargs(application_name="replikit")
         )
     except psycopg.Error as exc:
         err = connect_error(exc, params)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from replikit.endpoints.base import require
+from replikit.endpoints.base import hide_secret, require
 
 require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
 
@@ -26,10 +26,15 @@ __all__ = ["connect_error", "copy_position", "data_error", "scrub"]
 
 
 def scrub(text: str, params: ConnParams) -> str:
-    """``text`` without the password (and any ``password=...`` conninfo fragment)."""
-    if params.password:
-        text = text.replace(params.password, "***")
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", text)
+    """``text`` without the password (and any ``password=...`` conninfo fragment).
+
+    The password reaches libpq as a keyword, never inside a message; this only guards
+    against a driver echoing it, and matches whole occurrences only.
+    """
+    return _CONNINFO_PASSWORD.sub(r"\1***", hide_secret(text, params.password))
+
+
+_CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s']\S*)")
 
 
 def connect_error(exc: psycopg.Error, params: ConnParams) -> ConnectError:
@@ -47,8 +52,11 @@ def connect_error(exc: psycopg.Error, params: ConnParams) -> ConnectError:
         hint = f"unknown host {params.host!r}; check the host name in the URL"
     elif "connection refused" in low:
         hint = f"connection refused by {where}; is PostgreSQL running and listening there?"
-    elif "timeout" in low:
-        hint = f"timed out connecting to {where}; check the host, port and firewall"
+    elif isinstance(exc, pgerrors.ConnectionTimeout) or "timeout" in low:
+        hint = (
+            f"no answer from {where} within {params.connect_timeout} s (connect_timeout); "
+            "check the host, port and firewall"
+        )
     else:
         hint = f"could not connect to {where}"
     return ConnectError(f"{hint} (driver said: {raw})")

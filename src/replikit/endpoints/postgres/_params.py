@@ -1,4 +1,13 @@
-"""Connection parameters parsed from a URL (no driver import)."""
+"""Connection parameters parsed from a URL (no driver import).
+
+One setting bounds waiting on the server: ``?connect_timeout=N`` (seconds, default 10). It is
+libpq's connect timeout, which covers the TCP connect, TLS and the login exchange, so a host
+that accepts the connection and never answers is given up after ``N`` seconds; and every
+established connection (replication streams included) probes a silent peer with TCP
+keepalives after ``N`` idle seconds (every ``N`` seconds, 3 probes), so a dead host or
+network is noticed within about ``4 * N`` seconds while a slow query on a live server is
+never cut off.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,9 @@ from sqlalchemy.exc import ArgumentError
 
 from replikit.errors import ConfigError
 
-__all__ = ["ConnParams"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "ConnParams"]
+
+DEFAULT_CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +50,23 @@ class ConnParams:
             port = u.port
         except ValueError:
             raise ConfigError(f"invalid port in PostgreSQL URL {masked!r}") from None
+        _timeout(extra, masked)
         return cls(u.host, port, u.username, u.database, u.password, extra)
+
+    @property
+    def connect_timeout(self) -> int:
+        """Seconds to wait for the server (URL ``?connect_timeout=``; see the module doc)."""
+        return int(self.extra.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+
+    def _timeouts(self) -> dict[str, Any]:
+        n = self.connect_timeout
+        return {
+            "connect_timeout": n,
+            "keepalives": 1,
+            "keepalives_idle": n,
+            "keepalives_interval": n,
+            "keepalives_count": 3,
+        }
 
     def kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` (``None`` values left out)."""
@@ -49,6 +76,7 @@ class ConnParams:
             "user": self.user,
             "dbname": self.dbname,
             "password": self.password,
+            **self._timeouts(),
             **self.extra,
             **overrides,
         }
@@ -57,3 +85,17 @@ class ConnParams:
     def where(self) -> str:
         """``host:port/db`` for messages."""
         return f"{self.host or 'localhost'}:{self.port or 5432}/{self.dbname or ''}"
+
+
+def _timeout(extra: dict[str, str], masked: str) -> None:
+    raw = extra.get("connect_timeout")
+    if raw is None:
+        return
+    try:
+        ok = int(raw) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"connect_timeout must be a whole number of seconds > 0 in {masked!r}; got {raw!r}"
+        )

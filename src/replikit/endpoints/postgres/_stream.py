@@ -69,9 +69,7 @@ def replication_connect(params: ConnParams) -> Connection:
     they are set before any decoding. Such connections speak only the simple query protocol:
     send statements without parameters.
     """
-    kwargs = params.kwargs(
-        application_name="replikit_cdc", connect_timeout=10, replication="database"
-    )
+    kwargs = params.kwargs(application_name="replikit_cdc", replication="database")
     try:
         conn: Connection = psycopg.connect(autocommit=True, **kwargs)
     except psycopg.Error as exc:

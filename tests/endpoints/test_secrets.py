@@ -1,0 +1,104 @@
+"""Passwords never show: in repr, str, messages, logs or CLI output, however they are spelt.
+
+Driver messages are scrubbed of whole occurrences only, so a short password leaves the
+driver's words (``connection``, ``(using password: NO)``) readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+
+import psycopg
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+import replikit as rk
+from replikit.cli import main
+
+PASSWORDS = st.text(
+    alphabet=st.sampled_from("/@:%?#&=+ ~!$'\"\\")
+    | st.characters(codec="utf-8", categories=("L", "N", "P", "S")),
+    min_size=8,
+    max_size=24,
+).filter(lambda p: p.strip() == p)
+
+
+def _spellings(scheme: str, password: str) -> list[str]:
+    """The URL spelt escaped (as SQLAlchemy renders it) and raw, as a user might type it."""
+    escaped = URL.create(
+        scheme, username="app", password=password, host="127.0.0.1", port=1, database="shop"
+    ).render_as_string(hide_password=False)
+    return [escaped, f"{scheme}://app:{password}@127.0.0.1:1/shop"]
+
+
+def _leaks(text: str, password: str) -> bool:
+    forms = {password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)}
+    return any(f in text for f in forms)
+
+
+@settings(max_examples=200)
+@given(password=PASSWORDS, scheme=st.sampled_from(["postgresql", "mysql"]))
+def test_repr_str_and_errors_hide_any_password(password, scheme) -> None:
+    masked = rk.endpoint(f"{scheme}://app:***@127.0.0.1:1/shop")
+    plain = repr(masked) + repr(rk.Task(masked, "sqlite:///:memory:"))
+    assume(not _leaks(plain, password))  # e.g. ":memory:" is in the text anyway
+    for url in _spellings(scheme, password):
+        try:
+            ep = rk.endpoint(url)
+        except rk.Error as exc:  # a raw spelling may not parse; its message must not leak
+            assert not _leaks(str(exc), password), str(exc)  # noqa: PT017
+            continue
+        for text in (repr(ep), str(ep), ep.url, repr(rk.Task(ep, "sqlite:///:memory:"))):
+            assert not _leaks(text, password), text
+
+
+def test_cli_json_and_logs_hide_the_password(tmp_path, capsys, caplog) -> None:
+    password = "p/w@x:y%2F?z"
+    url = URL.create(
+        "postgresql", username="app", password=password, host="127.0.0.1", port=1, database="d"
+    ).render_as_string(hide_password=False)
+    caplog.set_level(logging.DEBUG)
+    status = main(["copy", f"sqlite:///{tmp_path / 'none.db'}", url, "--json"])
+    captured = capsys.readouterr()
+    assert status != 0
+    for text in (captured.out, captured.err, caplog.text):
+        assert not _leaks(text, password), text
+
+
+@pytest.fixture
+def pg_pw_url(pg_server, pg_url) -> str:
+    """``pg_url`` as the password-checked role ``replikit_pw`` (password ``right-pw``)."""
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS replikit_pw")
+        conn.execute(
+            sql.SQL("CREATE ROLE replikit_pw LOGIN PASSWORD {}").format(sql.Literal("right-pw"))
+        )
+    return pg_url
+
+
+def test_pg_short_password_leaves_the_message_readable(pg_pw_url) -> None:
+    url = pg_pw_url.replace("postgres@", "replikit_pw:e@")
+    with pytest.raises(rk.ConnectError, match="login refused") as info:
+        rk.endpoint(url).check()
+    assert "password authentication failed for user" in str(info.value)
+
+
+def test_mysql_short_password_leaves_the_message_readable(mysql_server) -> None:
+    base = mysql_server.url("mysql").replace("://root@", "://replikit_pw:e@")
+    assert "replikit_pw:e@" in base
+    with pytest.raises(rk.ConnectError, match="login refused") as info:
+        rk.endpoint(base).check()
+    message = str(info.value)
+    assert "Access denied for user" in message
+    assert "(using password: YES)" in message
+
+
+def test_mysql_no_password_keeps_using_password_no(mysql_server) -> None:
+    url = mysql_server.url("mysql").replace("://root@", "://replikit_pw@")
+    with pytest.raises(rk.ConnectError, match="login refused") as info:
+        rk.endpoint(url).check()
+    assert "(using password: NO)" in str(info.value)
