@@ -360,6 +360,7 @@ class Task:
         try:
             self._statistics.reset()
             pipe = self.pipeline()
+            self._refuse_copy_onto_source(pipe.plans())
             if not self.settings.allow_lossy:
                 lossy = self.plan().lossy
                 if lossy:
@@ -389,6 +390,35 @@ class Task:
     def _close_owned(self) -> None:
         for ep in self._owned:
             ep.close()
+
+    def _refuse_copy_onto_source(self, plans: Sequence[TablePlan]) -> None:
+        """ConfigError when a planned target table is one of the source tables.
+
+        Source and target are compared by identity (same file, same server and database),
+        not by URL, so ``localhost`` vs ``127.0.0.1`` or a symlinked path are caught; the
+        tables are compared by schema and name, so copying between two schemas of one
+        database stays allowed.
+        """
+        same = self.source is self.target or (
+            (ident := self.source.identity()) is not None and ident == self.target.identity()
+        )
+        if not same:
+            return
+
+        home = self.target.home_schema()
+
+        def key(tid: Any, default: str | None) -> tuple[str, str]:
+            return (str(tid.schema or default or "").casefold(), str(tid.name).casefold())
+
+        sources = {key(p.source.id, None) for p in plans}
+        clash = sorted(str(p.target_id) for p in plans if key(p.target_id, home) in sources)
+        if clash:
+            raise ConfigError(
+                f"source and target are the same database ({self.target.url}): the target "
+                f"table(s) {', '.join(clash)} ARE the source tables, and preparing them "
+                "would empty them. Use another target database, or map the tables to "
+                "another schema or name (Mappings.rename_schema / rename_table)."
+            )
 
     def stop(self) -> None:
         """Stop a running task gracefully (thread-safe; also before ``run`` started).

@@ -90,6 +90,18 @@ class Endpoint(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (endpoints without pools do nothing)."""
 
+    def identity(self) -> tuple[object, ...] | None:
+        """What makes two endpoints the same database, however their URLs are spelt.
+
+        Equal identities mean equal table names are the same tables (a task refuses to copy
+        a table onto itself). ``None``: unknown, never equal to anything.
+        """
+        return None
+
+    def home_schema(self) -> str | None:
+        """The schema a target table id without one lands in (None: the endpoint has none)."""
+        return None
+
     # -- change data capture (endpoints with ``capabilities.cdc``) -----------------------
     # ``task`` names the replication task; source objects (slot, publication, triggers) and
     # control rows are named after it, so two tasks on one source never collide.

@@ -92,6 +92,27 @@ class MysqlEndpoint(Endpoint):
             conn.close()
 
     @override
+    def identity(self) -> tuple[object, ...] | None:
+        """The server: ``@@server_id``, ``@@hostname``, ``@@port`` and ``@@datadir`` (MariaDB
+        has no ``@@server_uuid``); tables are named with their schema, so one server is one
+        namespace."""
+        from replikit.endpoints.mysql._driver import connect
+
+        conn = connect(self.params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@server_id, @@hostname, @@port, @@datadir")
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        return ("mysql", *row)
+
+    @override
+    def home_schema(self) -> str | None:
+        """The URL's database: target tables land there."""
+        return self.params.database
+
+    @override
     def reflect(self, selection: Selection | None = None) -> Catalog:
         """Tables and views of the URL's database (or of all non-system databases)."""
         from replikit.endpoints.mysql._driver import connect

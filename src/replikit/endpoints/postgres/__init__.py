@@ -54,6 +54,16 @@ class PostgresEndpoint(Endpoint):
         with connect(self.params, autocommit=True) as conn:
             conn.execute("SELECT 1")
 
+    def identity(self) -> tuple[object, ...] | None:
+        """The cluster's system identifier and the database's oid (``None`` when the user
+        may not read ``pg_control_system()``: then the server address, port and database)."""
+        from replikit.endpoints.postgres._connect import connect
+
+        with connect(self.params, autocommit=True) as conn:
+            row = conn.execute(_IDENTITY).fetchone()
+        assert row is not None
+        return ("postgres", *row)
+
     def reflect(self, selection: Selection | None = None) -> Catalog:
         """The user tables and views selected by ``selection`` (None: all)."""
         from replikit.endpoints.postgres._connect import connect
@@ -129,6 +139,15 @@ class PostgresEndpoint(Endpoint):
                 tid = t if isinstance(t, TableId) else _table_id(str(t))
                 out.append(catalog.table(tid))
         return out
+
+
+_IDENTITY = """
+SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier::text FROM pg_control_system())
+            ELSE coalesce(inet_server_addr()::text, 'local') || ':' || current_setting('port')
+       END,
+       (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 
 
 def _table_id(name: str) -> TableId:

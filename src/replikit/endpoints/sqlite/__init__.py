@@ -254,6 +254,18 @@ class SqliteEndpoint(Endpoint):
         return self._conns.lock if shared else contextlib.nullcontext()
 
     @override
+    def identity(self) -> tuple[object, ...] | None:
+        """The file's device and inode (any spelling, symlinks included); an in-memory
+        database is only ever itself."""
+        path = self._location.path
+        if path is None:
+            return ("sqlite-memory", id(self))
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ("sqlite-path", os.path.realpath(path))
+        return ("sqlite", st.st_dev, st.st_ino)
+
     def close(self) -> None:
         """Close the write connection (an in-memory database is discarded)."""
         self._conns.close()
