@@ -27,7 +27,6 @@ from replikit.errors import (
     ConfigError,
     ConversionError,
     Error,
-    SchemaError,
     TaskError,
 )
 from replikit.mapping import Mappings
@@ -510,14 +509,10 @@ class Task:
         full_writer = self.target.writer()
         if not isinstance(full_writer, SupportsPrepare):
             return
-        for plan in plans:
-            try:
-                full_writer.prepare([plan], "do-nothing")
-            except SchemaError as exc:
-                if "does not exist" not in str(exc):
-                    raise
-                full_writer.prepare([plan], "drop-and-create")
-                full_writer.finish([plan])
+        # do-nothing keeps (and checks) existing tables and creates missing ones; finish adds
+        # keys and indexes to the created ones only
+        full_writer.prepare(plans, "do-nothing")
+        full_writer.finish(plans)
 
     def _full_load_phase(
         self,

@@ -22,7 +22,7 @@ from psycopg import errors as pgerrors  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, DataError, Error, SchemaError  # noqa: E402
 
-__all__ = ["connect_error", "copy_position", "data_error", "scrub"]
+__all__ = ["connect_error", "copy_position", "data_error", "refusal", "scrub"]
 
 
 def scrub(text: str, params: ConnParams) -> str:
@@ -82,3 +82,41 @@ def data_error(
     if isinstance(exc, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
         return SchemaError(f"cannot write {table}: {message}")
     return DataError(f"cannot write row: {message}", table=table, column=column, key=key)
+
+
+#: what to grant for each action a writer takes (``{obj}``, ``{schema}``, ``{user}``)
+_GRANTS = {
+    "create": "GRANT CREATE ON SCHEMA {schema} TO {user}",
+    "load": "GRANT INSERT ON {obj} TO {user}",
+    "truncate": "GRANT TRUNCATE ON {obj} TO {user}",
+    "index": "ALTER TABLE {obj} OWNER TO {user} (indexes and keys need the owner)",
+}
+
+
+def refusal(
+    exc: psycopg.Error, action: str, obj: str, params: ConnParams, *, schema: str | None = None
+) -> SchemaError | None:
+    """A :class:`SchemaError` naming the object and the missing right when the server refused
+    ``action`` on ``obj`` for lack of privilege or because it is read-only; else None.
+
+    Decided by SQLSTATE class (42501 insufficient_privilege, 25006 read_only_sql_transaction),
+    never by the message text.
+    """
+    where = params.where()
+    user = params.user or "(default user)"
+    said = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", params)
+    if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
+        return SchemaError(
+            f"cannot {action} {obj}: the target {where} is read-only (a standby, or "
+            "default_transaction_read_only is on); use a writable primary database "
+            f"(server said: {said})"
+        )
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        grant = _GRANTS.get(action, "grant the privilege").format(
+            obj=obj, schema=schema or "public", user=user
+        )
+        return SchemaError(
+            f"cannot {action} {obj}: user {user!r} lacks the privilege at {where}; "
+            f"as an administrator run: {grant} (server said: {said})"
+        )
+    return None

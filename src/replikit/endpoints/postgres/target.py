@@ -24,7 +24,7 @@ from psycopg import sql  # noqa: E402
 from replikit.endpoints.postgres import _ddl  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
-from replikit.endpoints.postgres._errors import copy_position, data_error  # noqa: E402
+from replikit.endpoints.postgres._errors import copy_position, data_error, refusal  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres.reflect import reflect  # noqa: E402
 from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
@@ -106,7 +106,13 @@ class PostgresWriter:
             self._kept.update(existing)
             for plan in plans:
                 if plan.target_id not in existing:
-                    _per_table(conn, plan.target_id, errors, partial(self._create, conn, plan))
+                    _per_table(
+                        conn,
+                        plan.target_id,
+                        errors,
+                        partial(self._create, conn, plan),
+                        params=self._params,
+                    )
             ok = [p for p in plans if str(p.target_id) not in errors]
             if mode == "truncate" and ok:
                 # one statement: tables that reference each other are emptied together
@@ -114,7 +120,10 @@ class PostgresWriter:
                 try:
                     conn.execute(f"TRUNCATE {names}")  # identifiers quoted by the dialect
                 except psycopg.Error as exc:
-                    raise SchemaError(f"PostgreSQL refused TRUNCATE {names}: {exc}") from exc
+                    known = refusal(exc, "truncate", names, self._params)
+                    raise known or SchemaError(
+                        f"PostgreSQL refused TRUNCATE {names}: {exc}"
+                    ) from exc
         if errors:
             raise table_errors(errors, f"PostgreSQL {mode}", len(plans))
 
@@ -140,13 +149,34 @@ class PostgresWriter:
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
             for tid, statements in finish.tables:
-                _per_table(conn, tid, errors, partial(_execute, conn, statements))
+                _per_table(
+                    conn,
+                    tid,
+                    errors,
+                    partial(_execute, conn, statements),
+                    action="index",
+                    params=self._params,
+                )
             for tid, ref, statement in finish.foreign_keys:
                 if str(tid) not in errors and str(ref) not in errors:
-                    _per_table(conn, tid, errors, partial(_execute, conn, [statement]))
+                    _per_table(
+                        conn,
+                        tid,
+                        errors,
+                        partial(_execute, conn, [statement]),
+                        action="index",
+                        params=self._params,
+                    )
             for tid, column, nxt in finish.identities:
                 if str(tid) not in errors:
-                    _per_table(conn, tid, errors, partial(_restart, conn, tid, column, nxt))
+                    _per_table(
+                        conn,
+                        tid,
+                        errors,
+                        partial(_restart, conn, tid, column, nxt),
+                        action="index",
+                        params=self._params,
+                    )
         if errors:
             raise table_errors(errors, "PostgreSQL indexes and keys", len(plans))
 
@@ -181,7 +211,8 @@ class PostgresWriter:
                     copy.write_row(row)
                     done += 1
         except psycopg.Error as exc:
-            raise _row_error(exc, plan, names, rows, done) from exc
+            known = refusal(exc, "load", str(plan.target_id), self._params)
+            raise known or _row_error(exc, plan, names, rows, done) from exc
         return len(rows)
 
     def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
@@ -198,7 +229,10 @@ class PostgresWriter:
             except psycopg.Error as exc:
                 line, column = copy_position(exc)
                 where = {"row": line} if line else None
-                raise data_error(exc, str(plan.target_id), column=column, key=where) from exc
+                known = refusal(exc, "load", str(plan.target_id), self._params)
+                raise known or data_error(
+                    exc, str(plan.target_id), column=column, key=where
+                ) from exc
             return max(cur.rowcount, 0)
 
 
@@ -243,7 +277,13 @@ def _execute(conn: Connection, statements: Sequence[str]) -> None:
 
 
 def _per_table(
-    conn: Connection, tid: TableId, errors: dict[str, BaseException], work: Callable[[], None]
+    conn: Connection,
+    tid: TableId,
+    errors: dict[str, BaseException],
+    work: Callable[[], None],
+    *,
+    action: str = "create",
+    params: ConnParams,
 ) -> None:
     """Run ``work`` for one table in its own transaction; a refusal goes into ``errors``."""
     try:
@@ -252,7 +292,9 @@ def _per_table(
     except SchemaError as exc:
         errors[str(tid)] = exc
     except psycopg.Error as exc:
-        errors[str(tid)] = SchemaError(f"PostgreSQL refused the DDL of {tid}: {exc}")
+        errors[str(tid)] = refusal(exc, action, str(tid), params, schema=tid.schema) or (
+            SchemaError(f"PostgreSQL refused the DDL of {tid}: {exc}")
+        )
 
 
 def _reflect_targets(conn: Connection, plans: Sequence[TablePlan]) -> dict[TableId, TableSchema]:
