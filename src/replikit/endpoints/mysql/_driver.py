@@ -39,6 +39,7 @@ __all__ = [
     "data_error",
     "driver_of",
     "load_driver",
+    "read_error",
     "scrub",
     "setup_session",
 ]
@@ -256,6 +257,25 @@ def data_error(
     if column is None:
         column = column_in_message(message)
     return DataError(f"cannot write row: {message}", table=table, column=column, key=key)
+
+
+def read_error(exc: BaseException, table: str, params: ConnParams) -> Error:
+    """A replikit error for a failed read of ``table`` (decided by the error number)."""
+    code = error_code(exc)
+    said = scrub(error_text(exc).strip(), params) or type(exc).__name__
+    where = params.where()
+    if code in (1146, 1054):  # no such table / column
+        return SchemaError(
+            f"cannot read {table} at {where}: it was dropped or changed after planning "
+            f"({said}); plan and run the task again"
+        )
+    if code in (1142, 1143):  # SELECT denied on table / column
+        user = params.user or "(default user)"
+        return SchemaError(
+            f"cannot read {table}: user {user!r} lacks SELECT at {where}; as an administrator "
+            f"run: GRANT SELECT ON {table} TO {user!r} (server said: {said})"
+        )
+    return DataError(f"cannot read {table} at {where}: {said}", table=table)
 
 
 def column_in_message(message: str) -> str | None:

@@ -32,6 +32,7 @@ from replikit.endpoints.mysql._driver import (
     driver_of,
     error_text,
     load_driver,
+    read_error,
     scrub,
     setup_session,
 )
@@ -175,8 +176,11 @@ class MysqlReader:
         q = DIALECT.quote(column)
         sql = f"SELECT MIN({q}), MAX({q}) FROM {_name(table.id)}"  # noqa: S608
         with self._connection(None) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            row = cur.fetchone()
+            try:
+                cur.execute(sql)
+                row = cur.fetchone()
+            except driver_of(conn).Error as exc:
+                raise read_error(exc, str(table.id), self._params) from exc
         if row is None or row[0] is None:
             return []
         lo, hi = int(row[0]), int(row[1])
@@ -252,6 +256,8 @@ class MysqlReader:
                 f"reading {table.id} from {self._params.where()} failed: "
                 f"{scrub(error_text(exc), self._params)}"
             ) from None
+        except driver.Error as exc:
+            raise read_error(exc, str(table.id), self._params) from exc
 
     def _convert(
         self,

@@ -22,7 +22,7 @@ from psycopg import errors as pgerrors  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, DataError, Error, SchemaError  # noqa: E402
 
-__all__ = ["connect_error", "copy_position", "data_error", "refusal", "scrub"]
+__all__ = ["connect_error", "copy_position", "data_error", "read_error", "refusal", "scrub"]
 
 
 def scrub(text: str, params: ConnParams) -> str:
@@ -120,3 +120,24 @@ def refusal(
             f"as an administrator run: {grant} (server said: {said})"
         )
     return None
+
+
+def read_error(exc: psycopg.Error, table: str, params: ConnParams) -> Error:
+    """A replikit error for a failed read of ``table`` (by exception class and SQLSTATE)."""
+    where = params.where()
+    said = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", params)
+    said = said or type(exc).__name__
+    if isinstance(exc, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
+        return SchemaError(
+            f"cannot read {table} at {where}: it was dropped or changed after planning "
+            f"({said}); plan and run the task again"
+        )
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        user = params.user or "(default user)"
+        return SchemaError(
+            f"cannot read {table}: user {user!r} lacks SELECT at {where}; as an administrator "
+            f"run: GRANT SELECT ON {table} TO {user} (server said: {said})"
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return ConnectError(f"lost the connection to {where} while reading {table}: {said}")
+    return DataError(f"cannot read {table} at {where}: {said}", table=table)

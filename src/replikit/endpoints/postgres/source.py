@@ -16,6 +16,7 @@ benchmarked here). Columns are cast so each comes out in its canonical Python fo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ from psycopg import sql  # noqa: E402
 
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
+from replikit.endpoints.postgres._errors import read_error  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres._values import load_type, register_loaders  # noqa: E402
 from replikit.errors import ConfigError, PositionLostError  # noqa: E402
@@ -134,7 +136,8 @@ class PostgresReader:
             return [Unit(table.id)]
         if table.column(key[0]).type.kind is not Kind.INT:
             return [Unit(table.id)]
-        bounds = self._bounds(table, key[0], math.ceil(rows / split_rows))
+        with self._reading(table.id):
+            bounds = self._bounds(table, key[0], math.ceil(rows / split_rows))
         edges: list[Any] = [None, *bounds, None]
         n = len(edges) - 1
         return [
@@ -168,7 +171,7 @@ class PostgresReader:
         types = [_read_type(c.type, c.name in unit.as_text) for c in table.columns]
         select, params = _select(table, unit.range, types)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
-        with self._connect() as conn:
+        with self._reading(unit.table), self._connect() as conn:
             register_loaders(conn)
             with conn.cursor() as cur, cur.copy(statement, params) as copy:
                 copy.set_types(types)
@@ -187,9 +190,22 @@ class PostgresReader:
         # the SELECT form: COPY of a table refuses generated columns
         select, params = _select(table, unit.range, None)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
-        with self._connect() as conn, conn.cursor() as cur, cur.copy(statement, params) as copy:
+        with (
+            self._reading(unit.table),
+            self._connect() as conn,
+            conn.cursor() as cur,
+            cur.copy(statement, params) as copy,
+        ):
             for chunk in copy:
                 yield bytes(chunk)
+
+    @contextlib.contextmanager
+    def _reading(self, tid: TableId) -> Iterator[None]:
+        """Driver errors while reading ``tid`` as replikit errors naming it."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise read_error(exc, str(tid), self._params) from exc
 
     def _table(self, tid: TableId) -> TableSchema:
         try:

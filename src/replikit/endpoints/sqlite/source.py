@@ -178,7 +178,7 @@ class SqliteReader(Reader):
         if self._pinned is not None:
             yield from self._read_pinned(self._pinned, scan)
             return
-        with self._conns.reading() as (conn, shared):
+        with self._conns.reading() as (conn, shared), self._translated(table.id):
             lock = self._conns.lock if shared else contextlib.nullcontext()
             if not shared:
                 conn.execute("BEGIN")
@@ -191,6 +191,21 @@ class SqliteReader(Reader):
                 if not rows:
                     break
                 yield Batch(table.id, table.column_names, _convert(scan, rows))
+
+    @contextlib.contextmanager
+    def _translated(self, tid: TableId) -> Iterator[None]:
+        """sqlite3 errors while reading ``tid`` as replikit errors naming it (by class)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise SchemaError(
+                f"cannot read {tid} from {self._conns.where}: {exc}; if it was dropped or "
+                "changed after planning, plan and run the task again"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise DataError(
+                f"cannot read {tid} from {self._conns.where}: {exc}", table=str(tid)
+            ) from exc
 
     def _read_pinned(self, pinned: Pinned, scan: _Scan) -> Iterator[Batch]:
         table = scan.table
