@@ -350,11 +350,17 @@ class SqliteWriter(Writer, SupportsPrepare):
         self._set_sequence(conn, plan)
 
     def _create_index(self, conn: sqlite3.Connection, plan: TablePlan, name: str, sql: str) -> None:
-        try:
-            conn.execute(sql)
-        except sqlite3.OperationalError as exc:
-            if "already exists" not in str(exc):
+        # index names are database-wide in SQLite: one held by another table is looked up,
+        # not guessed from the error text
+        taken = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+        ).fetchone()
+        if taken is None:
+            try:
+                conn.execute(sql)
+            except sqlite3.Error as exc:
                 raise SchemaError(f"cannot create index {name} on {plan.target_id}: {exc}") from exc
+        else:
             new = f"{plan.target_id.name}_{name}"
             old_ref, new_ref = (f"INDEX {DIALECT.quote(n)} ON" for n in (name, new))
             conn.execute(sql.replace(old_ref, new_ref, 1))
