@@ -11,7 +11,7 @@ import urllib.parse
 
 import psycopg
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from sqlalchemy.engine import URL
@@ -102,3 +102,78 @@ def test_mysql_no_password_keeps_using_password_no(mysql_server) -> None:
     with pytest.raises(rk.ConnectError, match="login refused") as info:
         rk.endpoint(url).check()
     assert "(using password: NO)" in str(info.value)
+
+
+@settings(settings.get_profile("db"), max_examples=10)
+@given(password=PASSWORDS)
+@example(password="pw/with:slash")
+def test_pg_real_logins_never_show_the_password(pg_server, pg_pw_url, tmp_path_factory, password):
+    """Right and wrong logins with a random password, on a real server: messages, log
+    records, statistics, CLI --json output and the target's tables never hold it."""
+    import contextlib
+    import io
+    import sqlite3
+
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE replikit_pw PASSWORD {}").format(sql.Literal(password)))
+        conn.execute(
+            sql.SQL("GRANT ALL ON DATABASE {} TO replikit_pw").format(
+                sql.Identifier(pg_pw_url.rsplit("/", 1)[1])
+            )
+        )
+    with psycopg.connect(pg_pw_url, autocommit=True) as conn:
+        conn.execute("GRANT ALL ON SCHEMA public TO replikit_pw")
+    base = URL.create("postgresql", username="replikit_pw", host="127.0.0.1")
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(pg_pw_url)
+    good_url = base.set(password=password, port=admin.port, database=admin.database)
+    bad = good_url.set(password=password + "x")
+    # as a user would type it, when that spelling means this password; else escaped
+    raw = f"postgresql://replikit_pw:{password}@127.0.0.1:{admin.port}/{admin.database}"
+    try:
+        same = make_url(raw).password == password and make_url(raw).port == admin.port
+    except Exception:
+        same = False
+    good = raw if same else good_url.render_as_string(hide_password=False)
+    src = tmp_path_factory.mktemp("src") / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT OR REPLACE INTO t VALUES (1, 'x')")
+    conn.close()
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    keep = Keep(logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(keep)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(rk.ConnectError) as info:
+            rk.endpoint(bad.render_as_string(hide_password=False)).check()
+        texts = [str(info.value), repr(info.value), repr(rk.endpoint(good))]
+        texts.append(repr(rk.Task(f"sqlite:///{src}", good)))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["copy", f"sqlite:///{src}", good, "--json"])
+        assert status == 0, err.getvalue()
+        texts += [out.getvalue(), err.getvalue()]
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(old_level)
+    texts += records
+    with psycopg.connect(pg_pw_url) as conn:
+        for schema, table in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall():
+            query = sql.SQL("SELECT t::text FROM {}.{} t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            texts += [r[0] for r in conn.execute(query)]
+    for text in texts:
+        assert not _leaks(text, password), text
