@@ -238,7 +238,8 @@ class Pipeline:
         try:
             failed = self._prepare(plans)
             with Progress(self.statistics, enabled=self.progress):
-                failed |= self._execute(self._work([p for p in plans if self._ok(p, failed)]))
+                work = self._work([p for p in plans if self._ok(p, failed)], failed)
+                failed |= self._execute(work)
             self._raise_if_stopped(plans, failed)
         finally:
             self._stop.clear()  # a stop request ends this run, not the next one
@@ -337,12 +338,25 @@ class Pipeline:
             dict(failed),
         )
 
-    def _work(self, plans: list[TablePlan]) -> list[tuple[TablePlan, Unit]]:
+    def _work(
+        self, plans: list[TablePlan], failed: dict[str, BaseException]
+    ) -> list[tuple[TablePlan, Unit]]:
+        """The units to load; a table the reader cannot split is in error (added to
+        ``failed``), the others go on."""
         work: list[tuple[TablePlan, Unit]] = []
         for plan in plans:
-            units = self.reader.units(self._sources[plan.target_id], split_rows=self.split_rows)
+            name = str(plan.source.id)
+            try:
+                units = self.reader.units(
+                    self._sources[plan.target_id], split_rows=self.split_rows
+                )
+            except Exception as exc:  # one table's failure is that table's failure
+                log.info("table %s: not split into units: %s", name, exc)
+                failed[name] = exc
+                self.statistics.finish(name, TableState.ERROR, f"not read: {exc}")
+                continue
             units = _with_text_columns(plan, units)
-            self.statistics[str(plan.source.id)].units_total = len(units)
+            self.statistics[name].units_total = len(units)
             work.extend((plan, u) for u in units)
         # biggest tables first: the longest unit bounds the wall time
         work.sort(key=lambda pu: -(pu[0].source.estimated_rows or 0) / max(pu[1].count, 1))

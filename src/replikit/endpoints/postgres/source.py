@@ -155,7 +155,9 @@ class PostgresReader:
         query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
             c=sql.Identifier(column), t=_table(table.id)
         )
-        with self._lock:
+        # a savepoint: a failed query (table dropped since planning) must not abort the
+        # snapshot transaction that every other table's readers import
+        with self._lock, conn.transaction():
             row = conn.execute(query).fetchone()
         if row is None or row[0] is None:
             return []
