@@ -347,9 +347,7 @@ class Pipeline:
         for plan in plans:
             name = str(plan.source.id)
             try:
-                units = self.reader.units(
-                    self._sources[plan.target_id], split_rows=self.split_rows
-                )
+                units = self.reader.units(self._sources[plan.target_id], split_rows=self.split_rows)
             except Exception as exc:  # one table's failure is that table's failure
                 log.info("table %s: not split into units: %s", name, exc)
                 failed[name] = exc
