@@ -38,6 +38,7 @@ from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
+from replikit.schema.findings import Finding
 from replikit.schema.model import Catalog, TableSchema
 from replikit.transforms import Transform
 
@@ -47,6 +48,10 @@ __all__ = ["MIGRATION_TYPES", "Plan", "Task", "TaskSettings"]
 
 MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
 PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
+_ONTO_SOURCE_FIX = (
+    "Use another target database, or map the tables to another schema or name "
+    "(Mappings.rename_schema / rename_table)."
+)
 _TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
 
 
@@ -341,7 +346,8 @@ class Task:
         ]
         ddl_fn = getattr(pipe.writer, "ddl", None)
         ddl = tuple(ddl_fn(plans)) if callable(ddl_fn) else ()
-        return Plan(Assessment(tuple(plans), tuple(problems), tuple(pipe.findings())), ddl)
+        findings = (*self._onto_source(plans), *pipe.findings())
+        return Plan(Assessment(tuple(plans), tuple(problems), findings), ddl)
 
     def run(self) -> Statistics:
         """Run the task; return the statistics (also on failure, via ``statistics()``).
@@ -391,7 +397,17 @@ class Task:
             ep.close()
 
     def _refuse_copy_onto_source(self, plans: Sequence[TablePlan]) -> None:
-        """ConfigError when a planned target table is one of the source tables.
+        """ConfigError when a planned target table is one of the source tables."""
+        clash = self._onto_source(plans)
+        if clash:
+            raise ConfigError(
+                f"source and target are the same database ({self.target.url}): the target "
+                f"table(s) {', '.join(f.table for f in clash)} ARE the source tables, and "
+                f"preparing them would empty them. {_ONTO_SOURCE_FIX}"
+            )
+
+    def _onto_source(self, plans: Sequence[TablePlan]) -> list[Finding]:
+        """A finding per planned target table that is one of the source tables.
 
         Source and target are compared by identity (same file, same server and database),
         not by URL, so ``localhost`` vs ``127.0.0.1`` or a symlinked path are caught; the
@@ -402,22 +418,24 @@ class Task:
             (ident := self.source.identity()) is not None and ident == self.target.identity()
         )
         if not same:
-            return
-
+            return []
         home = self.target.home_schema()
 
         def key(tid: Any, default: str | None) -> tuple[str, str]:
             return (str(tid.schema or default or "").casefold(), str(tid.name).casefold())
 
         sources = {key(p.source.id, None) for p in plans}
-        clash = sorted(str(p.target_id) for p in plans if key(p.target_id, home) in sources)
-        if clash:
-            raise ConfigError(
-                f"source and target are the same database ({self.target.url}): the target "
-                f"table(s) {', '.join(clash)} ARE the source tables, and preparing them "
-                "would empty them. Use another target database, or map the tables to "
-                "another schema or name (Mappings.rename_schema / rename_table)."
+        return [
+            Finding.about(
+                str(p.source.id),
+                f"the target table {p.target_id} IS this source table (source and target "
+                "are the same database): preparing it would empty it",
+                kind="target",
+                fix=_ONTO_SOURCE_FIX,
             )
+            for p in plans
+            if key(p.target_id, home) in sources
+        ]
 
     def stop(self) -> None:
         """Stop a running task gracefully (thread-safe; also before ``run`` started).

@@ -99,3 +99,13 @@ def test_mysql_same_database_by_another_spelling(mysql_url) -> None:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM t")
         assert cur.fetchone() == (2,)
+
+
+def test_plan_names_the_tables_that_are_their_own_target(db, capsys) -> None:
+    plan = rk.Task(f"sqlite:///{db}", f"sqlite:///{db}").plan()
+    found = [f for f in plan.assessment.unsupported if f.kind == "target"]
+    assert [f.table for f in found] == ["t"], plan.assessment.unsupported
+    assert "IS this source table" in str(found[0]) and "rename_schema" in str(found[0])
+    assert main(["plan", f"sqlite:///{db}", f"sqlite:///{db}"]) == 0  # a plan is a report
+    assert "IS this source table" in capsys.readouterr().out
+    assert _rows(db) == 5
