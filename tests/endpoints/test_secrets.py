@@ -177,3 +177,79 @@ def test_pg_real_logins_never_show_the_password(pg_server, pg_pw_url, tmp_path_f
             texts += [r[0] for r in conn.execute(query)]
     for text in texts:
         assert not _leaks(text, password), text
+
+
+IDLE = ("--stop-when-idle", "0.2", "--task-id", "secrets")
+
+
+@settings(settings.get_profile("db"), max_examples=6)
+@given(password=PASSWORDS)
+@example(password="pw/with:slash@%2F")
+def test_mysql_real_logins_never_show_the_password(
+    mysql_server, mysql_url, tmp_path_factory, password
+):
+    """Right and wrong logins with a random password on a real MariaDB: messages, log
+    records, CLI --json output of copy and replicate, and the target's tables (data and the
+    CDC control tables) never hold it."""
+    import contextlib
+    import io
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(mysql_url)
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS 'replikit_rnd'@'%'")
+        cur.execute("ALTER USER 'replikit_rnd'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute(f"GRANT ALL ON `{admin.database}`.* TO 'replikit_rnd'@'%'")
+    good_url = admin.set(username="replikit_rnd", password=password, drivername="mysql")
+    good = good_url.render_as_string(hide_password=False)
+    bad = good_url.set(password=password + "x").render_as_string(hide_password=False)
+    src = tmp_path_factory.mktemp("src") / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT OR REPLACE INTO t VALUES (1, 'x')")
+    conn.close()
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    keep = Keep(logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(keep)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(rk.ConnectError) as info:
+            rk.endpoint(bad).check()
+        texts = [str(info.value), repr(info.value), repr(rk.endpoint(good))]
+        texts.append(repr(rk.Task(f"sqlite:///{src}", good)))
+        for argv in (
+            ["copy", f"sqlite:///{src}", good, "--json"],
+            ["replicate", f"sqlite:///{src}", good, "--json", "--cdc-setup", *IDLE],
+        ):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = main(argv)
+            assert status == 0, err.getvalue()
+            texts += [out.getvalue(), err.getvalue()]
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(old_level)
+    texts += records
+    tables = 0
+    with mysql_server.connect(admin.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('mysql', 'sys', 'information_schema', "
+            "'performance_schema')"
+        )
+        for schema, table in cur.fetchall():
+            cur.execute(f"SELECT * FROM `{schema}`.`{table}`")
+            texts += [repr(row) for row in cur.fetchall()]
+            tables += 1
+    assert tables >= 2, "the copy and the replicate control tables were expected"
+    for text in texts:
+        assert not _leaks(text, password), text
