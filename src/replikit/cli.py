@@ -22,7 +22,7 @@ from typing import Any
 
 from replikit import __version__
 from replikit.endpoints.base import Endpoint, endpoint
-from replikit.errors import Error, StoppedError, TaskError
+from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.mapping import Mappings, Selection
 from replikit.pipeline.runner import PREP_MODES
 from replikit.task import Task, TaskSettings
@@ -46,6 +46,27 @@ def _add_endpoints(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PATTERN",
         help="schema.table to leave out (repeatable)",
+    )
+    p.add_argument(
+        "--rename-schema",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="put the tables of source schema SRC into target schema DST (repeatable)",
+    )
+    p.add_argument(
+        "--rename-table",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="create source table SRC (schema.table or table) as DST (repeatable)",
+    )
+    p.add_argument(
+        "--rename-column",
+        action="append",
+        default=[],
+        metavar="SCHEMA.TABLE.COLUMN=NEW",
+        help="create a source column under the name NEW in its target table (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -156,9 +177,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _task(args: argparse.Namespace, settings: TaskSettings | None = None) -> Task:
+def _pair(text: str, flag: str, shape: str) -> tuple[str, str]:
+    source, eq, target = text.partition("=")
+    if not eq or not source or not target:
+        raise ConfigError(f"{flag} {text!r}: expected {shape}")
+    return source, target
+
+
+def _mappings(args: argparse.Namespace) -> Mappings:
+    """Selection and renames from the command line."""
     mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
-    return Task(args.source, args.target, mappings=mappings, settings=settings)
+    for text in args.rename_schema:
+        mappings = mappings.rename_schema(*_pair(text, "--rename-schema", "SRC=DST"))
+    for text in args.rename_table:
+        mappings = mappings.rename_table(*_pair(text, "--rename-table", "SRC=DST"))
+    for text in args.rename_column:
+        shape = "SCHEMA.TABLE.COLUMN=NEW (or TABLE.COLUMN=NEW)"
+        source, target = _pair(text, "--rename-column", shape)
+        table, dot, column = source.rpartition(".")
+        if not dot or not table or not column:
+            raise ConfigError(f"--rename-column {text!r}: expected {shape}")
+        mappings = mappings.rename_column(table, column, target)
+    return mappings
+
+
+def _task(args: argparse.Namespace, settings: TaskSettings | None = None) -> Task:
+    return Task(args.source, args.target, mappings=_mappings(args), settings=settings)
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
@@ -265,7 +309,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         cdc_stop_position=args.stop_position,
         progress=False if (args.no_progress or args.json) else None,
     )
-    mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
+    mappings = _mappings(args)
     with _source(args.source, args.cdc_setup) as source:  # the task closes only its own
         task = Task(
             source, args.target, migration_type=args.mode, mappings=mappings, settings=settings

@@ -91,6 +91,7 @@ class Mappings:
     selection: Selection = field(default_factory=Selection)
     schema_names: tuple[tuple[str, str], ...] = ()
     table_names: tuple[tuple[str, str], ...] = ()
+    column_names: tuple[tuple[str, str, str], ...] = ()
 
     def include(self, schema: str, table: str = "%") -> Mappings:
         """Select tables matching ``schema.table``."""
@@ -109,6 +110,24 @@ class Mappings:
     def rename_table(self, source: str, target: str) -> Mappings:
         """Rename table ``source`` (``schema.table`` or ``table``) to ``target``."""
         return replace(self, table_names=(*self.table_names, (source, target)))
+
+    def rename_column(self, table: str, column: str, target: str) -> Mappings:
+        """Rename ``column`` of source table ``table`` (``schema.table`` or ``table``) to
+        ``target`` in the target table (the source keeps its name).
+
+        >>> m = Mappings().rename_column("public.users", "ID", "legacy_id")
+        >>> m.columns_of(TableId("public", "users"))
+        {'ID': 'legacy_id'}
+        """
+        return replace(self, column_names=(*self.column_names, (table, column, target)))
+
+    def columns_of(self, table: TableId) -> dict[str, str]:
+        """The column renames for source table ``table`` (source name -> target name)."""
+        return {
+            column: target
+            for src, column, target in self.column_names
+            if src in (str(table), table.name)
+        }
 
     def target_id(self, table: TableId, *, schemas: bool, default_schema: str | None) -> TableId:
         """Where ``table`` lands in a target (with or without schemas)."""

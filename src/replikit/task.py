@@ -39,6 +39,7 @@ from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
+from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableSchema
 from replikit.transforms import Transform
 
@@ -346,6 +347,9 @@ class Task:
         ]
         ddl_fn = getattr(pipe.writer, "ddl", None)
         ddl = tuple(ddl_fn(plans)) if callable(ddl_fn) else ()
+        dialect = getattr(pipe.writer, "dialect", None)
+        if dialect is not None and callable(ddl_fn):  # index names the target cannot keep
+            problems += object_names(plans, dialect).renamed
         findings = (*self._onto_source(plans), *pipe.findings())
         return Plan(Assessment(tuple(plans), tuple(problems), findings), ddl)
 

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from replikit.schema.convert import PYTHON, Dialect, TablePlan
 from replikit.schema.findings import Finding
+from replikit.schema.identifiers import name_findings
 
 __all__ = ["SupportsCheckExisting", "plan_findings"]
 
@@ -36,16 +37,12 @@ def plan_findings(
     (``replicate``: the target tables will also receive changes, CDC)."""
     dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
     findings: list[Finding] = []
+    # names the target cannot create, and source objects that land on one target name
     findings += name_findings(plans, dialect)
     findings += limit_findings(plans, dialect)
     if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
         findings += writer.check_existing(plans, prep_mode, replicate=replicate)
     return findings
-
-
-def name_findings(plans: Sequence[TablePlan], dialect: Dialect) -> list[Finding]:
-    """Two source objects that land on one target name (after the target's rules)."""
-    return []  # filled in by the identifier-rules work (issue 8 item 1)
 
 
 def limit_findings(plans: Sequence[TablePlan], dialect: Dialect) -> list[Finding]:

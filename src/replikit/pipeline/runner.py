@@ -104,7 +104,7 @@ class Pipeline:
         writer: where rows go (``endpoint.writer()`` or any object with ``load(plan, batches)``).
         transforms: callables applied to every row, as :class:`~replikit.Change` inserts.
         cache: holds CDC changes during the load; unused by a plain full load.
-        mappings: target names (schema/table renames).
+        mappings: target names (schema, table and column renames).
         type_overrides: ``{"schema.table.column": "native target type"}``.
         prep_mode: ``drop-and-create``, ``truncate`` or ``do-nothing``.
         executor: runs the units; by default a thread pool of ``parallel`` workers.
@@ -198,6 +198,7 @@ class Pipeline:
             source_dialect=_dialect_of(self.reader).name,
             target=_dialect_of(self.writer),
             target_id=self._target_id(table.id),
+            column_names=self.mappings.columns_of(table.id),
             type_overrides=self.type_overrides,
         )
 

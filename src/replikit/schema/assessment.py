@@ -99,8 +99,10 @@ class Assessment:
             for c in t.columns:
                 flag = "" if c.fidelity is Fidelity.EXACT else f"  [{c.fidelity.value}]"
                 why = f"  {c.reason}" if c.reason and c.fidelity is not Fidelity.EXACT else ""
+                named = f"  (as {c.name!r})" if c.name != c.source.name else ""
                 lines.append(
-                    f"  {c.source.name:<{width}}  {_source_type(c)} -> {c.target.sql}{flag}{why}"
+                    f"  {c.source.name:<{width}}  {_source_type(c)} -> {c.target.sql}"
+                    f"{named}{flag}{why}"
                 )
         if self.extra:
             lines.append("findings:")

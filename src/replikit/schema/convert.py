@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
 from replikit.schema.textform import text_form_for
 from replikit.schema.types import Kind, Type
 
@@ -89,6 +90,23 @@ class Dialect(Protocol):
         """The default expression for ``column`` in this dialect, or ``None`` to drop it."""
         ...
 
+    @property
+    def identifiers(self) -> IdentifierRules:
+        """How this dialect stores and compares names (:mod:`replikit.schema.names`)."""
+        ...
+
+    def target_name(self, name: str, kind: NameKind) -> str:
+        """The name this dialect stores for ``name`` (e.g. cut to PostgreSQL's 63 bytes)."""
+        ...
+
+    def name_key(self, name: str, kind: NameKind) -> str:
+        """Two names with equal keys are one object here (e.g. MySQL ignores case)."""
+        ...
+
+    def name_problem(self, name: str, kind: NameKind) -> str | None:
+        """Why an object called ``name`` cannot be created here, or ``None``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ColumnPlan:
@@ -120,6 +138,9 @@ class TablePlan:
     ``target_schema`` is the portable description of the table to create; writers turn it
     into DDL. ``problems`` are table-level findings (dropped defaults, index expressions that do
     not translate, ...); they do not stop the load but appear in the assessment.
+    ``target_id`` and the column names are the names the target stores (after its identifier
+    rules, e.g. cut to PostgreSQL's 63 bytes); ``requested_id`` is the id the mappings asked
+    for when those rules changed it (``None`` otherwise).
     """
 
     source: TableSchema
@@ -129,6 +150,7 @@ class TablePlan:
     source_dialect: str = ""
     target_dialect: str = ""
     problems: tuple[str, ...] = ()
+    requested_id: TableId | None = None
 
     @property
     def fidelity(self) -> Fidelity:
@@ -152,10 +174,14 @@ class TablePlan:
 
 
 @dataclass(frozen=True, slots=True)
-class _Passthrough:
-    """A dialect stand-in for writers that take canonical Python values as they are."""
+class _Passthrough(NamedByRules):
+    """A dialect stand-in for writers that take canonical Python values as they are.
+
+    Names are kept exactly and compared exactly; any name is possible but a NUL character.
+    """
 
     name: str = "python"
+    identifiers: ClassVar[IdentifierRules] = IdentifierRules("python", allows_empty=True)
 
     def quote(self, identifier: str) -> str:
         return identifier
@@ -197,8 +223,12 @@ def plan_table(
     ``column_names`` renames columns (source name -> target name). ``type_overrides`` maps
     ``"table.column"`` or ``"schema.table.column"`` to a native target type; the target's
     ``parse_type`` supplies its portable meaning, and fidelity is judged by :func:`judge`.
+    Names pass through the target's identifier rules (``target.target_name``); a name they
+    change is listed in ``problems``. Collisions are judged over all plans together
+    (:func:`replikit.schema.identifiers.name_findings`).
     """
     names = dict(column_names or {})
+    renamed: list[str] = []
     overrides = Overrides(type_overrides or {})
     plans = []
     for col in table.columns:
@@ -220,14 +250,18 @@ def plan_table(
         plans.append(
             ColumnPlan(
                 source=col,
-                name=names.get(col.name, col.name),
+                name=_stored(target, names.get(col.name, col.name), "column", renamed),
                 target=target_type,
                 nullable=col.nullable,
                 default=default,
                 notes=tuple(notes),
             )
         )
-    tid = target_id or table.id
+    requested = target_id or table.id
+    tid = TableId(
+        None if requested.schema is None else _stored(target, requested.schema, "schema", renamed),
+        _stored(target, requested.name, "table", renamed),
+    )
     target_schema = _target_schema(table, tid, plans)
     return TablePlan(
         source=table,
@@ -236,8 +270,23 @@ def plan_table(
         target_schema=target_schema,
         source_dialect=source_dialect,
         target_dialect=target.name,
-        problems=_untranslated(table, source_dialect, target.name),
+        problems=(*renamed, *_untranslated(table, source_dialect, target.name)),
+        requested_id=None if tid == requested else requested,
     )
+
+
+def _stored(target: Dialect, name: str, kind: NameKind, renamed: list[str]) -> str:
+    """``name`` as ``target`` stores it; a change is noted in ``renamed``."""
+    stored = target.target_name(name, kind)
+    if stored != name:
+        rules = target.identifiers
+        why = (
+            f"is longer than {rules.dialect}'s {rules.max_length} {rules.length_unit}"
+            if rules.max_length is not None and rules.length(name) > rules.max_length
+            else f"is stored differently by {rules.dialect}"
+        )
+        renamed.append(f"{kind} name {name!r} {why}; it is created as {stored!r}")
+    return stored
 
 
 _TEXTS = (Kind.TEXT, Kind.STRING)

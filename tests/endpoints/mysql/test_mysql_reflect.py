@@ -77,13 +77,12 @@ def test_keys_indexes_fks_checks_auto_increment_and_generated(zoo):
     assert {i.name: i.unique for i in parent.indexes} == {"uq_code": True}
 
 
-def test_problems_name_set_time_zero_dates_and_long_names(mysql_url):
-    long_a = "a" * 63 + "x"
-    long_b = "a" * 63 + "y"
+def test_problems_name_set_time_and_zero_dates(mysql_url):
+    # long names are judged by the plan, against the target's rules (test_identifiers.py)
     run_sql(
         mysql_url,
-        f"CREATE TABLE p (id INT PRIMARY KEY, d DATE NOT NULL DEFAULT '0000-00-00', "
-        f"s SET('x','y'), t TIME, `{long_a}` INT, `{long_b}` INT)",
+        "CREATE TABLE p (id INT PRIMARY KEY, d DATE NOT NULL DEFAULT '0000-00-00', "
+        "s SET('x','y'), t TIME)",
         sql_mode="",
     )
     catalog = endpoint(mysql_url).reflect()
@@ -91,7 +90,6 @@ def test_problems_name_set_time_zero_dates_and_long_names(mysql_url):
     assert "zero date" in text and ".p.d" in text
     assert "SET is carried" in text
     assert "TIME values outside" in text
-    assert "same in their first 63 bytes" in text
     (table,) = catalog.tables
     assert table.column("d").default is None
 

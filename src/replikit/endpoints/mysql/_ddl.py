@@ -12,6 +12,11 @@ cut); plain indexes on them index a 255-character prefix. Both are listed in ``p
 Tables from other dialects are created with a binary, no-pad collation (``utf8mb4_nopad_bin``
 on MariaDB, ``utf8mb4_0900_bin`` on MySQL), so keys compare as in PostgreSQL and SQLite:
 ``'a'``, ``'A'`` and ``'a '`` stay distinct.
+
+Index and unique key names come from :func:`~replikit.schema.identifiers.object_names` (per
+table, without case, at most 64 characters, never ``PRIMARY``), so a taken name is renamed
+rather than refused; foreign key names are per database, and a later duplicate (or one MySQL
+cannot take) is left to the server to name.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from replikit.endpoints.mysql._dialect import DIALECT, MAX_IDENTIFIER, NAME
-from replikit.errors import SchemaError
+from replikit.endpoints.mysql._dialect import DIALECT, NAME
 from replikit.schema.convert import ColumnPlan, TablePlan, TargetType
+from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import ForeignKey, Index, TableId
 from replikit.schema.types import Kind
 
-__all__ = ["Ddl", "check_identifiers", "table_name"]
+__all__ = ["Ddl", "table_name"]
 
 q = DIALECT.quote
 _ACTIONS = frozenset({"CASCADE", "RESTRICT", "SET NULL", "SET DEFAULT", "NO ACTION"})
@@ -36,21 +41,6 @@ _PREFIX = 255
 def table_name(tid: TableId) -> str:
     """The quoted table name (no database: targets write into the URL's database)."""
     return q(tid.name)
-
-
-def check_identifiers(plans: Sequence[TablePlan]) -> None:
-    """Refuse, before any DDL runs, names MySQL would reject (longer than 64 characters)."""
-    too_long: list[str] = []
-    for plan in plans:
-        names = [plan.target_id.name, *(c.name for c in plan.columns)]
-        names += [i.name for i in plan.target_schema.indexes]
-        names += [fk.name for fk in plan.target_schema.foreign_keys if fk.name]
-        too_long += [f"{plan.target_id}: {n!r}" for n in names if len(n) > MAX_IDENTIFIER]
-    if too_long:
-        raise SchemaError(
-            f"MySQL names are at most {MAX_IDENTIFIER} characters; rename these (mappings "
-            "rename_table / a column rename transform) before loading: " + "; ".join(too_long)
-        )
 
 
 def _collation(flavor: str) -> str:
@@ -124,9 +114,10 @@ class Ddl:
 
     def table_alters(self, plans: Sequence[TablePlan]) -> list[tuple[TableId, str]]:
         """Per table one ALTER for keys, indexes and CHECKs."""
+        names = object_names(plans, DIALECT)  # per table: the other plans do not matter
         out: list[tuple[TableId, str]] = []
         for plan in plans:
-            clauses = self._table_clauses(plan)
+            clauses = self._table_clauses(plan, names)
             if clauses:
                 out.append(
                     (
@@ -159,13 +150,17 @@ class Ddl:
                 )
         return out
 
-    def _table_clauses(self, plan: TablePlan) -> list[str]:
+    def _table_clauses(self, plan: TablePlan, names: ObjectNames) -> list[str]:
         same = plan.source_dialect == NAME
         unbounded = {c.name for c in plan.columns if c.target.sql in _UNBOUNDED}
         keyed = _key_columns(plan)
-        out = [f"ADD UNIQUE KEY ({', '.join(q(c) for c in u)})" for u in plan.target_schema.unique]
-        for index in plan.target_schema.indexes:
-            clause = self._index(plan, index, same, unbounded - keyed)
+        tid = plan.target_id
+        out = [
+            f"ADD UNIQUE KEY {q(name)} ({', '.join(q(c) for c in u)})"
+            for u, name in zip(plan.target_schema.unique, names.unique[tid], strict=True)
+        ]
+        for index, name in zip(plan.target_schema.indexes, names.indexes[tid], strict=True):
+            clause = self._index(plan, replace(index, name=name), same, unbounded - keyed)
             if clause:
                 out.append(clause)
         if same:
@@ -229,16 +224,20 @@ def _key_columns(plan: TablePlan) -> set[str]:
 
 
 def _fk_names(plans: Sequence[TablePlan]) -> dict[tuple[TableId, str | None], str | None]:
-    """FK names are unique per database in MySQL: later duplicates get a generated name."""
+    """FK names are unique per database in MySQL: later duplicates, and names MySQL cannot
+    take (too long), get a name the server generates."""
     seen: set[str] = set()
     out: dict[tuple[TableId, str | None], str | None] = {}
     for plan in plans:
         for fk in plan.target_schema.foreign_keys:
             name = fk.name
-            if name is not None and name.lower() in seen:
+            if name is not None and (
+                DIALECT.name_key(name, "constraint") in seen
+                or DIALECT.name_problem(name, "constraint")
+            ):
                 name = None
             if name is not None:
-                seen.add(name.lower())
+                seen.add(DIALECT.name_key(name, "constraint"))
             out[(plan.target_id, fk.name)] = name
     return out
 

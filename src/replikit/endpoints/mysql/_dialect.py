@@ -44,14 +44,17 @@ from decimal import Context, Decimal
 from typing import Any, Final
 from uuid import UUID
 
+from replikit.endpoints.mysql._names import IDENTIFIERS, MAX_IDENTIFIER
 from replikit.errors import ConfigError
 from replikit.schema.convert import Adapter, Fidelity, TargetType
 from replikit.schema.model import Column
+from replikit.schema.names import NamedByRules
 from replikit.schema.types import Kind, Type
 
 __all__ = [
     "DIALECT",
     "GEOMETRY_TYPES",
+    "IDENTIFIERS",
     "MAX_IDENTIFIER",
     "NAME",
     "BadValue",
@@ -60,7 +63,6 @@ __all__ = [
 ]
 
 NAME: Final = "mysql"
-MAX_IDENTIFIER: Final = 64  # characters, for tables, columns, indexes and constraints
 _MAX_VARCHAR = 16_383  # utf8mb4 characters in 65,535 bytes
 _TS_MIN = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
 _TS_MAX = datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=UTC)
@@ -468,10 +470,11 @@ def _base(native: str) -> str:
     return m.group("base").strip() if m else native.lower()
 
 
-class MysqlDialect:
-    """Quoting, type rules and default translation for MySQL and MariaDB."""
+class MysqlDialect(NamedByRules):
+    """Quoting, identifier rules, type rules and default translation for MySQL and MariaDB."""
 
     name: str = NAME
+    identifiers = IDENTIFIERS
 
     def quote(self, identifier: str) -> str:
         """Backquote ``identifier`` (embedded backquotes doubled); NUL is refused."""

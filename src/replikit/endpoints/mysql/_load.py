@@ -209,13 +209,14 @@ def load_for(plan: TablePlan, batch_columns: Sequence[str]) -> Load:
             adapted = cp.target.adapt is not None and cp.target.type.kind is Kind.STRING
             formatters.append(_any if adapted else _BY_KIND.get(cp.target.type.kind, _any))
     table = table_name(plan.target_id)
-    load_sql = (
-        f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4 "
+    # both run with parameters: a % in a quoted name is doubled for the driver's formatting
+    load_sql = "LOAD DATA LOCAL INFILE %s " + (
+        f"INTO TABLE {table} CHARACTER SET utf8mb4 "
         "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
         f"({', '.join(targets)})" + (f" SET {', '.join(sets)}" if sets else "")
-    )
+    ).replace("%", "%%")
     columns = ", ".join(DIALECT.quote(n) for n in names)
-    insert_head = f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608 - quoted identifiers
+    insert_head = f"INSERT INTO {table} ({columns}) VALUES ".replace("%", "%%")  # noqa: S608
     key_cols = plan.target_schema.key
     return Load(
         table=str(plan.target_id),

@@ -4,9 +4,10 @@ Everything comes from ``information_schema`` with bound parameters, over any DB-
 connection (mysqlclient or PyMySQL). A table's schema is its database. What MySQL keeps that
 other databases need to hear about goes to ``Catalog.problems``: zero-date defaults (dropped),
 SET columns (carried as comma-separated text), TIME columns (values beyond a day have no
-time-of-day form in PostgreSQL), names longer than PostgreSQL's 63 bytes and the collisions
-truncating them would cause. MariaDB's JSON is LONGTEXT with a ``json_valid`` CHECK: such
-columns reflect as ``json`` and the CHECK is not carried separately.
+time-of-day form in PostgreSQL). Names are the target's business: the plan judges them by
+the target's rules (:mod:`replikit.schema.identifiers`). MariaDB's JSON is LONGTEXT with a
+``json_valid`` CHECK: such columns reflect as ``json`` and the CHECK is not carried
+separately.
 
 Defaults are normalised to MySQL SQL (MariaDB already reports them so; MySQL 8 reports bare
 literals): ``NULL`` defaults become ``None``, ``current_timestamp()`` becomes
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +35,6 @@ from replikit.schema.model import (
     Index,
     TableDraft,
     TableId,
-    TableSchema,
     View,
 )
 from replikit.schema.types import Kind, Type
@@ -42,7 +42,6 @@ from replikit.schema.types import Kind, Type
 __all__ = ["SYSTEM_SCHEMAS", "Server", "reflect", "server_info"]
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
-PG_MAX_IDENTIFIER = 63  # bytes
 _NOW = re.compile(r"^(current_timestamp|now|localtimestamp|localtime)\s*(\(\s*(\d*)\s*\))?$", re.I)
 _ZERO_DATE = re.compile(r"^'?0000-00-00")
 _JSON_CHECK = re.compile(r"^\(?json_valid\(`((?:[^`]|``)+)`\)\)?$", re.I)
@@ -99,7 +98,6 @@ def reflect(conn: Any, database: str | None, selection: Selection | None = None)
         _indexes(conn, schemas, tables)
         _foreign_keys(conn, schemas, tables)
     built = tuple(t.build() for t in tables.values())
-    problems += _identifier_problems(built)
     return Catalog(tables=built, views=tuple(views), problems=tuple(problems))
 
 
@@ -395,31 +393,3 @@ def _foreign_keys(conn: Any, schemas: Sequence[str], tables: dict[TableId, _Tabl
 def _action(rule: Any) -> str | None:
     text = str(rule or "").upper()
     return None if text in ("", "NO ACTION") else text
-
-
-def _identifier_problems(tables: Iterable[TableSchema]) -> list[str]:
-    """Names PostgreSQL would truncate to 63 bytes, and the collisions that would cause."""
-    out: list[str] = []
-
-    def check(kind: str, where: str, names: Iterable[str]) -> None:
-        seen: dict[bytes, str] = {}
-        for name in names:
-            raw = name.encode()
-            cut = raw[:PG_MAX_IDENTIFIER]
-            if len(raw) > PG_MAX_IDENTIFIER:
-                out.append(f"{where}: {kind} name {name!r} is longer than PostgreSQL's 63 bytes")
-            if cut in seen and seen[cut] != name:
-                out.append(
-                    f"{where}: {kind} names {seen[cut]!r} and {name!r} are the same in their "
-                    "first 63 bytes; rename one (mappings) before moving to PostgreSQL"
-                )
-            seen.setdefault(cut, name)
-
-    by_schema: dict[str | None, list[str]] = defaultdict(list)
-    for t in tables:
-        by_schema[t.id.schema].append(t.id.name)
-        check("column", str(t.id), t.column_names)
-        check("index", str(t.id), [i.name for i in t.indexes])
-    for schema, names in by_schema.items():
-        check("table", str(schema), names)
-    return out

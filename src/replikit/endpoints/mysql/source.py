@@ -213,7 +213,9 @@ class MysqlReader:
         readers = self.columns(table, unit.as_text)
         where, params = _where(unit.range)
         exprs = ", ".join(r.expression for r in readers)
-        sql = f"SELECT {exprs} FROM {_name(table.id)}{where}"  # noqa: S608
+        sql = f"SELECT {exprs} FROM {_name(table.id)}"  # noqa: S608
+        if params:  # run with parameters: a % in a quoted name is doubled for the driver
+            sql = sql.replace("%", "%%") + where
         converters = [(i, r) for i, r in enumerate(readers) if r.convert is not None]
         before = dict(self._zero.counts)
         with self._connection(unit) as conn:
@@ -237,7 +239,7 @@ class MysqlReader:
         names = table.column_names
         last: Sequence[Any] | None = None
         try:
-            cur.execute(sql, params)
+            cur.execute(sql, params or None)
             while True:
                 rows = cur.fetchmany(self.batch_rows)
                 if not rows:
@@ -317,7 +319,7 @@ def _name(tid: TableId) -> str:
 def _where(key_range: KeyRange | None) -> tuple[str, list[Any]]:
     if key_range is None:
         return "", []
-    cols = ", ".join(DIALECT.quote(c) for c in key_range.columns)
+    cols = ", ".join(DIALECT.quote(c) for c in key_range.columns).replace("%", "%%")
     parts: list[str] = []
     params: list[Any] = []
     for op, bound in ((">=", key_range.lower), ("<", key_range.upper)):

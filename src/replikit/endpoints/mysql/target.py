@@ -208,7 +208,6 @@ class MysqlWriter:
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
-        _ddl.check_identifiers(plans)
         existing = {} if mode == "drop-and-create" else self._existing(plans)
         refuse_existing(_findings(plans, existing))
         self._kept.update(existing)

@@ -17,11 +17,32 @@ from typing import Any, Final
 from replikit.errors import ConfigError
 from replikit.schema.convert import Adapter, Fidelity, TargetType
 from replikit.schema.model import Column
+from replikit.schema.names import IdentifierRules, NamedByRules
 from replikit.schema.types import Kind, Type
 
-__all__ = ["DIALECT", "PostgresDialect"]
+__all__ = ["DIALECT", "IDENTIFIERS", "PostgresDialect"]
 
 NAME: Final = "postgresql"
+
+
+#: Names are at most 63 bytes (NAMEDATALEN - 1); longer ones are cut at a character boundary
+#: (quoted or not). replikit always quotes, so case is kept and names compare exactly.
+#: Indexes, key constraints and sequences share one namespace per schema with the tables;
+#: schema names starting with ``pg_`` are the system's.
+def _pg_problem(name: str, kind: str) -> str | None:
+    if kind == "schema" and name.startswith("pg_"):
+        return "PostgreSQL reserves schema names that start with pg_ for itself"
+    return None
+
+
+IDENTIFIERS: Final = IdentifierRules(
+    "PostgreSQL",
+    max_length=63,
+    length_unit="bytes",
+    truncates=True,
+    index_scope="schema",
+    extra_problem=_pg_problem,
+)
 _MAX_NUMERIC_PRECISION = 1000
 _MAX_VARCHAR = 10_485_760
 
@@ -72,10 +93,11 @@ _TYPE_RE = re.compile(
 )
 
 
-class PostgresDialect:
-    """Type rules, identifier quoting and default translation for PostgreSQL."""
+class PostgresDialect(NamedByRules):
+    """Type rules, identifier rules and quoting, and default translation for PostgreSQL."""
 
     name: str = NAME
+    identifiers = IDENTIFIERS
 
     def quote(self, identifier: str) -> str:
         """Double-quote ``identifier`` (embedded quotes doubled); NUL is rejected."""

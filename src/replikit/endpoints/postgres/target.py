@@ -37,6 +37,7 @@ from replikit.schema.existing import (  # noqa: E402
     refuse_existing,
 )
 from replikit.schema.findings import Finding  # noqa: E402
+from replikit.schema.identifiers import ObjectNames, object_names  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
 
 __all__ = ["PostgresWriter"]
@@ -65,14 +66,23 @@ class PostgresWriter:
     def __init__(self, params: ConnParams) -> None:
         self._params = params
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
+        self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+
+    def _names_for(self, plans: Sequence[TablePlan]) -> ObjectNames:
+        """The object names ``prepare`` chose, when it prepared these plans; else new ones."""
+        names = self._names
+        if names is None or any(p.target_id not in names.primary_key for p in plans):
+            names = object_names(plans, DIALECT)
+        return names
 
     # -- DDL ------------------------------------------------------------------------------
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
         """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
+        names = object_names(plans, DIALECT)
         out: list[str] = []
         for plan in plans:
-            out += _ddl.create_statements(plan)
-        finish = _ddl.finish_statements(plans)
+            out += _ddl.create_statements(plan, names)
+        finish = _ddl.finish_statements(plans, names)
         out += finish.statements
         for tid, column, nxt in finish.identities:
             if nxt is not None:
@@ -99,6 +109,7 @@ class PostgresWriter:
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
+        self._names = object_names(plans, DIALECT)
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
             existing = {} if mode == "drop-and-create" else _reflect_targets(conn, plans)
@@ -129,7 +140,8 @@ class PostgresWriter:
 
     def _create(self, conn: Connection, plan: TablePlan) -> None:
         enums = {name for name, _ in _ddl.enum_types(plan)}
-        for statement in _ddl.create_statements(plan):
+        assert self._names is not None
+        for statement in _ddl.create_statements(plan, self._names):
             if statement.startswith("CREATE TYPE"):
                 name = statement.split()[2]
                 exists = conn.execute("SELECT to_regtype(%s)", (name,)).fetchone()
@@ -144,8 +156,9 @@ class PostgresWriter:
         Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
         is left out.
         """
+        names = self._names_for(plans)
         plans = [p for p in plans if p.target_id not in self._kept]
-        finish = _ddl.finish_statements(plans)
+        finish = _ddl.finish_statements(plans, names)
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
             for tid, statements in finish.tables:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.identifiers import ObjectNames
 from replikit.schema.model import Column, ForeignKey, Index
 from replikit.schema.types import Kind
 
@@ -18,7 +19,6 @@ __all__ = [
     "autoincrement_column",
     "create_table",
     "drop_table",
-    "index_name",
     "index_statements",
     "rowid_key",
 ]
@@ -140,13 +140,6 @@ def drop_table(plan: TablePlan) -> str:
     return f"DROP TABLE IF EXISTS {_q(plan.target_schema.id.name)}"
 
 
-def index_name(plan: TablePlan, index: Index) -> str:
-    """The index name to create (``sqlite_`` names are reserved, so those get the table's)."""
-    if index.name.lower().startswith("sqlite_"):
-        return f"{plan.target_schema.id.name}_{index.name[7:]}"
-    return index.name
-
-
 def _index_statement(plan: TablePlan, index: Index, name: str) -> str | None:
     same = plan.source_dialect == DIALECT.name
     if index.expressions:
@@ -167,12 +160,18 @@ def _index_statement(plan: TablePlan, index: Index, name: str) -> str | None:
     return f"CREATE {unique}INDEX {_q(name)} ON {table} ({keys}){where}"
 
 
-def index_statements(plan: TablePlan) -> tuple[list[tuple[str, str]], list[str]]:
-    """``(name, CREATE INDEX)`` pairs, and problems for indexes SQLite cannot take as they are."""
+def index_statements(
+    plan: TablePlan, names: ObjectNames
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(name, CREATE INDEX)`` pairs, and problems for indexes SQLite cannot take as they are.
+
+    Index names are ``names.indexes`` (one namespace per database, shared with the tables;
+    ``sqlite_`` names are SQLite's own, so such an index gets its table's name in front).
+    """
     statements: list[tuple[str, str]] = []
     problems: list[str] = []
-    for index in plan.target_schema.indexes:
-        name = index_name(plan, index)
+    chosen = names.indexes[plan.target_id]
+    for index, name in zip(plan.target_schema.indexes, chosen, strict=True):
         stmt = _index_statement(plan, index, name)
         if stmt is None:
             what = "partial index" if index.where else "expression index"

@@ -45,9 +45,10 @@ from replikit.endpoints.sqlite import _values as v
 from replikit.errors import ConfigError
 from replikit.schema.convert import Fidelity, TargetType
 from replikit.schema.model import Column
+from replikit.schema.names import IdentifierRules, NamedByRules, ascii_fold
 from replikit.schema.types import Kind, Type
 
-__all__ = ["DIALECT", "SqliteDialect", "affinity"]
+__all__ = ["DIALECT", "IDENTIFIERS", "SqliteDialect", "affinity"]
 
 Adapter = Callable[[Any], Any]
 
@@ -271,10 +272,28 @@ def _same_dialect_adapter(t: Type, aff: str) -> Adapter | None:
     return simple.get(kind)
 
 
-class SqliteDialect:
-    """Quoting, type rules and default translation for SQLite."""
+def _sqlite_problem(name: str, kind: str) -> str | None:
+    if kind in ("table", "index") and ascii_fold(name).startswith("sqlite_"):
+        return "SQLite reserves names that start with sqlite_ for itself"
+    return None
+
+
+#: No length limit; ASCII letters compare without case, other characters exactly; tables,
+#: indexes (and views, triggers) share one namespace per database; ``sqlite_`` is reserved.
+IDENTIFIERS = IdentifierRules(
+    "SQLite",
+    fold=ascii_fold,
+    index_scope="schema",
+    allows_empty=True,
+    extra_problem=_sqlite_problem,
+)
+
+
+class SqliteDialect(NamedByRules):
+    """Quoting, identifier rules, type rules and default translation for SQLite."""
 
     name = "sqlite"
+    identifiers = IDENTIFIERS
 
     def quote(self, identifier: str) -> str:
         """``"name"`` with inner double quotes doubled; NUL is refused."""

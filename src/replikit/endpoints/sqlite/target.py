@@ -33,6 +33,7 @@ from replikit.schema.existing import (
     refuse_existing,
 )
 from replikit.schema.findings import Finding
+from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import Column, TableId, TableSchema
 
 __all__ = ["MODES", "SqliteWriter"]
@@ -174,6 +175,14 @@ class SqliteWriter(Writer, SupportsPrepare):
         self.problems: list[str] = []
         self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
+        self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+
+    def _names_for(self, plans: Sequence[TablePlan]) -> ObjectNames:
+        """The index names ``prepare`` chose, when it prepared these plans; else new ones."""
+        names = self._names
+        if names is None or any(p.target_id not in names.indexes for p in plans):
+            names = object_names(plans, DIALECT)
+        return names
 
     # -- DDL --------------------------------------------------------------------------------
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
@@ -181,8 +190,9 @@ class SqliteWriter(Writer, SupportsPrepare):
         statements: list[str] = []
         for plan in plans:
             statements += [_ddl.drop_table(plan), _ddl.create_table(plan)]
+        names = object_names(plans, DIALECT)
         for plan in plans:
-            statements += [sql for _, sql in _ddl.index_statements(plan)[0]]
+            statements += [sql for _, sql in _ddl.index_statements(plan, names)[0]]
         return statements
 
     def check_existing(
@@ -209,6 +219,7 @@ class SqliteWriter(Writer, SupportsPrepare):
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
+        self._names = object_names(plans, DIALECT)
         conn = self._conns.shared()
         errors: dict[str, BaseException] = {}
         with self._conns.lock:
@@ -329,10 +340,11 @@ class SqliteWriter(Writer, SupportsPrepare):
         (not on existing tables that ``truncate`` / ``do-nothing`` kept as they are)."""
         conn = self._conns.shared()
         errors: dict[str, BaseException] = {}
+        names = self._names_for(plans)
         with self._conns.lock:
             for plan in [p for p in plans if p.target_id not in self._kept]:
                 try:
-                    self._finish_table(conn, plan)
+                    self._finish_table(conn, plan, names)
                 except SchemaError as exc:
                     errors[str(plan.target_id)] = exc
                 except sqlite3.Error as exc:
@@ -342,18 +354,18 @@ class SqliteWriter(Writer, SupportsPrepare):
         if errors:
             raise table_errors(errors, "SQLite indexes", len(plans))
 
-    def _finish_table(self, conn: sqlite3.Connection, plan: TablePlan) -> None:
-        statements, problems = _ddl.index_statements(plan)
+    def _finish_table(self, conn: sqlite3.Connection, plan: TablePlan, names: ObjectNames) -> None:
+        statements, problems = _ddl.index_statements(plan, names)
         self.problems.extend(problems)
         for name, sql in statements:
             self._create_index(conn, plan, name, sql)
         self._set_sequence(conn, plan)
 
     def _create_index(self, conn: sqlite3.Connection, plan: TablePlan, name: str, sql: str) -> None:
-        # index names are database-wide in SQLite: one held by another table is looked up,
-        # not guessed from the error text
+        # names are database-wide in SQLite (tables, indexes, views, triggers): one held by an
+        # object the plan does not know is looked up, not guessed from the error text
         taken = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+            "SELECT 1 FROM sqlite_master WHERE name = ? COLLATE NOCASE", (name,)
         ).fetchone()
         if taken is None:
             try:
