@@ -12,8 +12,10 @@ same way; index, key and sequence names the writers choose never clash.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -321,3 +323,47 @@ def test_percent_in_names_through_mysql(mysql_server, method):
     finally:
         for n in names:
             mysql_server.drop_database(n)
+
+
+def test_renamed_column_receives_changes_during_cdc(pg_url, tmp_path):
+    """rename_column holds for CDC too: changes to "id" land in id_2 (keys by "ID")."""
+    source, target = Db("postgresql", pg_url), sqlite_db(tmp_path / "t.db")
+    source.execute(
+        'CREATE TABLE t ("ID" int PRIMARY KEY, id text)',
+        "INSERT INTO t VALUES (1, 'one'), (2, 'two')",
+    )
+    mappings = rk.Mappings().rename_column("public.t", "id", "id_2")
+    settings = rk.TaskSettings(task_id="idents", progress=False)
+    task = rk.Task(pg_url, target.url, migration_type="full-load-and-cdc", mappings=mappings,
+                   settings=settings)  # fmt: skip
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            task.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not condition() and not errors:
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: task.phase == "cdc")
+        source.execute(
+            "INSERT INTO t VALUES (3, 'three')",
+            "UPDATE t SET id = 'ONE' WHERE \"ID\" = 1",
+            'DELETE FROM t WHERE "ID" = 2',
+        )
+        expected = [(1, "ONE"), (3, "three")]
+        wait_for(lambda: target.rows('SELECT "ID", id_2 FROM t ORDER BY 1') == expected)
+    finally:
+        task.stop()
+        thread.join(60)
+        rk.Task(pg_url, target.url, settings=settings).drop()
+    assert not errors, errors
+    assert target.columns(None, "t") == ["ID", "id_2"]
