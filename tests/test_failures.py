@@ -107,6 +107,44 @@ def test_a_row_refused_mid_load_spares_the_other_tables(tmp_path, capsys):
     assert "Traceback" not in err and err.count("\n") == 1
 
 
+def test_a_refused_value_names_the_fix_and_the_fix_works(tmp_path, capsys):
+    # SQLite keeps 'twelve' in an INTEGER column; the message says how to load it anyway
+    src = _db(
+        tmp_path / "src.db",
+        "CREATE TABLE bad (id INTEGER PRIMARY KEY, amount INTEGER)",
+        "CREATE TABLE good (id INTEGER PRIMARY KEY, v TEXT)",
+        rows={"bad": [(1, 12), (2, "twelve")], "good": [(i, "x") for i in range(100)]},
+    )
+    dst = f"sqlite:///{tmp_path / 'out.db'}"
+    status, result, _ = _copy_json(capsys, src, dst)
+    assert status == 1
+    error = {t["table"]: t for t in result["tables"]}["bad"]["error"]
+    assert "'twelve'" in error and "column amount" in error and "key id=2" in error
+    assert "--type bad.amount=text" in error
+    status, result, _ = _copy_json(capsys, src, dst, "--type", "bad.amount=text")
+    assert status == 0, result
+    assert _rows(tmp_path / "out.db", "bad") == [(1, "12"), (2, "twelve")]
+
+
+def test_a_type_override_that_names_no_column_stops_the_task_before_any_ddl(shop, tmp_path, capsys):
+    out = tmp_path / "out.db"
+    status, result, err = _copy_json(
+        capsys, shop, f"sqlite:///{out}", "--type", "main.note.body=text"
+    )
+    assert status == 2
+    assert "'main.note.body' names no column" in result["error"]
+    assert "'notes.body'" in result["error"]  # the spelling that would work
+    assert "Traceback" not in err
+    with sqlite3.connect(out) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    conn.close()
+    plan = rk.Task(
+        shop, f"sqlite:///{out}", settings=rk.TaskSettings(type_overrides={"notes.bodyy": "text"})
+    ).plan()
+    [finding] = [f for f in plan.unsupported if f.kind == "setting"]
+    assert finding.fidelity.value == "unsupported" and "notes.bodyy" in str(finding)
+
+
 def test_the_text_summary_names_the_failed_table_and_the_cause(shop, tmp_path, capsys):
     dst = _db(tmp_path / "out.db", "CREATE VIEW notes AS SELECT 1 AS id")
     assert main(["copy", shop, dst]) == 1

@@ -17,6 +17,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -67,6 +68,13 @@ def _add_endpoints(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="SCHEMA.TABLE.COLUMN=NEW",
         help="create a source column under the name NEW in its target table (repeatable)",
+    )
+    p.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="SCHEMA.TABLE.COLUMN=TYPE",
+        help="create a column with this native target type, e.g. main.t.amount=text (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -201,7 +209,20 @@ def _mappings(args: argparse.Namespace) -> Mappings:
     return mappings
 
 
+def _type_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``--type SCHEMA.TABLE.COLUMN=TYPE`` options as ``TaskSettings.type_overrides``."""
+    shape = "SCHEMA.TABLE.COLUMN=TYPE (or TABLE.COLUMN=TYPE)"
+    overrides = {}
+    for text in args.type:
+        column, native = _pair(text, "--type", shape)
+        if "." not in column.strip("."):
+            raise ConfigError(f"--type {text!r}: expected {shape}")
+        overrides[column] = native
+    return overrides
+
+
 def _task(args: argparse.Namespace, settings: TaskSettings | None = None) -> Task:
+    settings = replace(settings or TaskSettings(), type_overrides=_type_overrides(args))
     return Task(args.source, args.target, mappings=_mappings(args), settings=settings)
 
 
@@ -308,6 +329,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
         progress=False if (args.no_progress or args.json) else None,
+        type_overrides=_type_overrides(args),
     )
     mappings = _mappings(args)
     with _source(args.source, args.cdc_setup) as source:  # the task closes only its own

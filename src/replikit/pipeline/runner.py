@@ -43,6 +43,7 @@ from replikit.schema.convert import (
     PYTHON,
     Dialect,
     Fidelity,
+    Overrides,
     TablePlan,
     link_foreign_keys,
     plan_table,
@@ -81,7 +82,7 @@ def refuse_unsupported(plans: Sequence[TablePlan], findings: Sequence[Finding] =
             + ". Exclude the tables, drop the columns with a transform, or set a type override."
         )
     if objects:
-        parts.append("the plan cannot be carried out faithfully: " + "; ".join(objects))
+        parts.append("the plan cannot be carried out faithfully: " + "; ".join(objects) + ".")
     raise ConversionError(" ".join(parts) + " Nothing was created in the target.")
 
 
@@ -206,9 +207,10 @@ class Pipeline:
         """Object-level findings of the plan (computed once): what the target cannot hold
         faithfully beyond single column types. Unsupported ones stop :meth:`run`."""
         if self._findings is None:
+            plans = self.plans()
             self._findings = plan_findings(
-                self.plans(), self.writer, self.prep_mode, replicate=self.replicate
-            )
+                plans, self.writer, self.prep_mode, replicate=self.replicate
+            ) + _override_findings(self.type_overrides, plans)
         return self._findings
 
     # -- running ----------------------------------------------------------------------------
@@ -536,3 +538,27 @@ class UnitLoader:
                 return None
             current = t(current)
         return current.after if current is not None else None
+
+
+def _override_findings(overrides: Mapping[str, str], plans: Sequence[TablePlan]) -> list[Finding]:
+    """An unsupported finding per type override that names no planned column: a typo in
+    ``type_overrides`` must not let the run go on as if the override were applied."""
+    unmatched = Overrides(overrides).unmatched(plan.source for plan in plans)
+    if not unmatched:
+        return []
+    columns = [f"{p.source.id}.{c.source.name}" for p in plans for c in p.columns]
+
+    def finding(key: str) -> Finding:
+        name = key.rpartition(".")[2]
+        like = [c for c in columns if c.rpartition(".")[2].casefold() == name.casefold()]
+        example = like or columns[:1]
+        hint = f" (e.g. {', '.join(map(repr, example[:3]))})" if example else ""
+        return Finding.about(
+            key.rpartition(".")[0],
+            f"type override {key!r} names no column of the selected source tables",
+            kind="setting",
+            fix=f"spell the key as table.column or schema.table.column as the plan names the "
+            f"source column{hint}",
+        )
+
+    return [finding(key) for key in unmatched]

@@ -9,7 +9,7 @@ assessment says and what the writer does cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -207,6 +207,15 @@ class Overrides:
 
     def for_column(self, table: TableId, column: str) -> str | None:
         return self.types.get(f"{table}.{column}") or self.types.get(f"{table.name}.{column}")
+
+    def unmatched(self, tables: Iterable[TableSchema]) -> list[str]:
+        """The keys that name no column of ``tables`` (a typo would otherwise be ignored)."""
+        known = set()
+        for table in tables:
+            for col in table.columns:
+                known.add(f"{table.id}.{col.name}")
+                known.add(f"{table.id.name}.{col.name}")
+        return [key for key in self.types if key not in known]
 
 
 def plan_table(

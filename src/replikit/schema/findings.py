@@ -4,8 +4,9 @@ A finding is either about one column's type conversion (``kind="type"``, made fr
 column plans) or about an object the plan cannot create faithfully (``kind`` ``"name"``:
 two source objects land on one target name; ``"limit"``: a target limit is exceeded;
 ``"target"``: an existing target table does not fit the plan; ``"value"``: values the
-target cannot hold). ``unsupported`` findings stop a task before any DDL; ``lossy`` ones are
-listed first and stop it only with ``allow_lossy=False``.
+target cannot hold; ``"setting"``: a task setting names something the plan does not have,
+such as a type override for a column no selected table holds). ``unsupported`` findings stop
+a task before any DDL; ``lossy`` ones are listed first and stop it only with ``allow_lossy=False``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Finding:
         target_type: the target column's type (``""`` when not about a type).
         fidelity: ``lossy`` or ``unsupported``.
         reason: what would happen to the data, naming every object involved.
-        kind: ``"type"``, ``"name"``, ``"limit"``, ``"target"`` or ``"value"``.
+        kind: ``"type"``, ``"name"``, ``"limit"``, ``"target"``, ``"value"`` or ``"setting"``.
         fix: what the user can do (a mapping, an override, a setting).
     """
 

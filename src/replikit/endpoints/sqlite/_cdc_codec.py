@@ -21,7 +21,13 @@ from typing import Any
 
 from replikit.changes import Op, SchemaChange
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
-from replikit.endpoints.sqlite._values import BadValue, Converter, converter_for, preview
+from replikit.endpoints.sqlite._values import (
+    BadValue,
+    Converter,
+    converter_for,
+    not_valid,
+    preview,
+)
 from replikit.endpoints.sqlite._values import storage_classes as _classes
 from replikit.errors import DataError, SchemaError
 from replikit.schema.model import Column, TableSchema
@@ -291,21 +297,12 @@ class Decoder:
             try:
                 return conv(raw)
             except (BadValue, ValueError, TypeError, ArithmeticError) as exc:
-                raise DataError(
-                    f"changed value {preview(raw)} is not a valid {col.type} "
-                    f"({col.type.native or 'no declared type'}): {exc}",
-                    table=self.table.id.name,
-                    column=name,
-                    key=key,
+                raise not_valid(
+                    "changed value", raw, col, str(self.table.id), key, str(exc)
                 ) from None
         if classes is not None and _STORAGE.get(type(raw)) not in classes:
-            raise DataError(
-                f"changed {_STORAGE.get(type(raw), '?')} value {preview(raw)} is not a valid "
-                f"{col.type} ({col.type.native or 'no declared type'})",
-                table=self.table.id.name,
-                column=name,
-                key=key,
-            )
+            kind = _STORAGE.get(type(raw), "?")
+            raise not_valid(f"changed {kind} value", raw, col, str(self.table.id), key)
         return raw
 
     def key(self, text: str) -> dict[str, Any]:

@@ -14,10 +14,14 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from replikit.errors import DataError
 from replikit.schema.types import Kind, Type
+
+if TYPE_CHECKING:
+    from replikit.schema.model import Column
 
 __all__ = ["BadValue", "Converter", "converter_for", "storage_classes", "text_form"]
 
@@ -39,6 +43,32 @@ def preview(value: Any) -> str:
     """A short repr of ``value`` for error messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def not_valid(
+    what: str,
+    value: Any,
+    col: Column,
+    table: str,
+    key: Any = None,
+    why: str = "",
+) -> DataError:
+    """The error for a stored value that its column's declared type cannot hold.
+
+    SQLite keeps any value in any column, so a source can hold ``'twelve'`` in an ``INTEGER``
+    column; the message names the value, where it is, and the two ways out.
+    """
+    declared = col.type.native or "no declared type"
+    reason = f": {why}" if why else ""
+    override = f"{table}.{col.name}"
+    return DataError(
+        f"{what} {preview(value)} is not a valid {col.type} ({declared}){reason}. Fix the "
+        f"value in the source, or load the column as text: type_overrides={{{override!r}: "
+        f"'text'}} (CLI: --type {override}=text)",
+        table=table,
+        column=col.name,
+        key=key,
+    )
 
 
 # -- write side ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from replikit.endpoints.sqlite._values import (
     Converter,
     converter_for,
     map_columns,
-    preview,
+    not_valid,
     text_form,
 )
 from replikit.endpoints.sqlite._values import storage_classes as _classes
@@ -236,13 +236,12 @@ class SqliteReader(Reader):
         for name, classes in scan.checked:
             value = row[scan.table.column_names.index(name)]
             if value is not None and _STORAGE.get(type(value)) not in classes:
-                ptype = scan.table.column(name).type
-                raise DataError(
-                    f"stored {_STORAGE.get(type(value), '?')} value {preview(value)} is not a "
-                    f"valid {ptype} ({ptype.native or 'no declared type'})",
-                    table=str(scan.table.id),
-                    column=name,
-                    key=scan.key_of(row),
+                raise not_valid(
+                    f"stored {_STORAGE.get(type(value), '?')} value",
+                    value,
+                    scan.table.column(name),
+                    str(scan.table.id),
+                    scan.key_of(row),
                 )
 
 
@@ -269,11 +268,7 @@ def _convert(scan: _Scan, rows: list[Any]) -> Sequence[Sequence[Any]]:
             out.append(values[:-1] if scan.extra else values)
     except (BadValue, ValueError, TypeError, ArithmeticError) as exc:
         col = scan.table.columns[index]
-        raise DataError(
-            f"stored value {preview(row[index])} is not a valid {col.type} "
-            f"({col.type.native or 'no declared type'}): {exc}",
-            table=str(scan.table.id),
-            column=col.name,
-            key=scan.key_of(row),
+        raise not_valid(
+            "stored value", row[index], col, str(scan.table.id), scan.key_of(row), str(exc)
         ) from None
     return out
