@@ -375,3 +375,15 @@ def test_sigint_stops_a_copy_within_a_batch_and_a_rerun_completes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert _rows(tmp_path / "out.db", "big") == big
     assert _rows(tmp_path / "out.db", "small") == [(1, "x")]
+
+
+def test_the_summary_keeps_long_table_names_apart():
+    from replikit.pipeline.stats import Statistics
+
+    stats = Statistics()
+    long = "dwcheck.customer_addresses_for_the_northern_region_warehouse_2023_part_"
+    stats.add(long + "a", long + "a", 2)
+    stats.add(long + "b", long[:-4] + "_2", 1)
+    lines = str(stats).splitlines()[2:]
+    assert lines[0].split()[0] != lines[1].split()[0]
+    assert lines[0].split()[0].endswith("part_a") and lines[1].split()[0].endswith("part_b")

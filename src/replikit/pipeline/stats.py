@@ -245,13 +245,14 @@ class Statistics:
 
     def __str__(self) -> str:
         cdc = self.cdc.batches > 0
-        head = f"{'table':<36} {'state':<16} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
+        width = min(max([len(t.table) for t in self] + [24]), _NAME_WIDTH)
+        head = f"{'table':<{width}} {'state':<16} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
         if cdc:
             head += f" {'inserts':>9} {'updates':>9} {'deletes':>9} {'ddls':>5}"
         lines = [head, "-" * len(head)]
         for t in self:
             line = (
-                f"{t.table[:36]:<36} {t.state.value:<16} {t.full_load_rows:>12,} "
+                f"{_fit(t.table, width):<{width}} {t.state.value:<16} {t.full_load_rows:>12,} "
                 f"{t.seconds:>9.2f} {t.rows_per_second:>12,.0f}"
             )
             if cdc:
@@ -276,3 +277,15 @@ class Statistics:
             "<table><thead><tr><th>table</th><th>target</th><th>state</th><th>rows</th>"
             f"<th>seconds</th><th>rows/s</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
         )
+
+
+_NAME_WIDTH = 60  # table names longer than this are shortened in the middle
+
+
+def _fit(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters, keeping both ends (long names that differ
+    only at the end stay distinguishable)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return f"{name[: width - 1 - tail]}…{name[-tail:]}"
