@@ -35,7 +35,7 @@ from replikit.schema.findings import Finding
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Kind, Type
 from replikit.task import Plan, Task, TaskSettings
-from replikit.validate import compare
+from replikit.validate import Comparison, compare
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [
     "CapabilityError",
     "Change",
     "Column",
+    "Comparison",
     "ConfigError",
     "ConnectError",
     "ConversionError",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from replikit import display
 from replikit.changes import SchemaChange
 from replikit.endpoints.base import Endpoint, endpoint
 from replikit.errors import (
@@ -186,8 +187,12 @@ class Plan:
     def __str__(self) -> str:
         return str(self.assessment)
 
+    def __repr__(self) -> str:
+        summary = display.assessment_summary(self.assessment)
+        return f"<Plan {summary}; {len(self.ddl)} DDL statements>"
+
     def _repr_html_(self) -> str:
-        return self.assessment._repr_html_()
+        return display.html_assessment(self.assessment, self.ddl)
 
 
 def _raise_table_errors(stats: Statistics) -> None:
@@ -255,8 +260,11 @@ class Task:
     def __repr__(self) -> str:
         return (
             f"Task({self.source.url!r} -> {self.target.url!r}, "
-            f"migration_type={self.migration_type!r})"
+            f"migration_type={self.migration_type!r}, phase={self.phase!r})"
         )
+
+    def _repr_html_(self) -> str:
+        return display.html_task(self)
 
     def _check_capabilities(self) -> None:
         if not self.source.capabilities.source:
@@ -378,7 +386,11 @@ class Task:
                         + "; ".join(str(f) for f in lossy)
                     )
             if self.migration_type == "full-load":
-                return self._load(pipe)
+                self.phase = "full-load"
+                try:
+                    return self._load(pipe)
+                finally:
+                    self.phase = "stopped"
             stats = self._run_cdc(pipe)
             _raise_table_errors(stats)
             return stats

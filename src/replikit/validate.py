@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from replikit import display
 from replikit.endpoints.base import Endpoint
 from replikit.mapping import Selection
 from replikit.schema.convert import Fidelity, TablePlan
 
-__all__ = ["TableComparison", "compare"]
+__all__ = ["Comparison", "TableComparison", "compare"]
 
 _MASK = (1 << 64) - 1
 
@@ -44,6 +45,25 @@ class TableComparison:
         return f"{self.source} -> {self.target}: {counts}, {verdict}{skipped}"
 
 
+class Comparison(list[TableComparison]):
+    """What :func:`compare` returns: a list of :class:`TableComparison`, one per table, that
+    prints a summary line and shows a table in notebooks."""
+
+    @property
+    def equal(self) -> bool:
+        """True when every table is identical on both sides."""
+        return all(c.equal for c in self)
+
+    def __repr__(self) -> str:
+        return f"<Comparison {display.comparison_summary(self)}>"
+
+    def __str__(self) -> str:
+        return "\n".join([*(str(c) for c in self), display.comparison_summary(self)])
+
+    def _repr_html_(self) -> str:
+        return display.html_comparison(self)
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, Decimal):
         return value.normalize() if value.is_finite() else str(value)
@@ -65,14 +85,12 @@ def _digest(endpoint: Endpoint, table: Any, columns: Sequence[int]) -> tuple[int
     return count, total
 
 
-def compare(
-    source: Endpoint, target: Endpoint, plans: Iterable[TablePlan]
-) -> list[TableComparison]:
+def compare(source: Endpoint, target: Endpoint, plans: Iterable[TablePlan]) -> Comparison:
     """Compare each planned table between ``source`` and ``target``."""
     plans = list(plans)
     catalog = target.reflect(Selection(include=tuple(str(p.target_id) for p in plans)))
     by_id = {t.id: t for t in catalog.tables}
-    out = []
+    out = Comparison()
     for plan in plans:
         keep = [i for i, c in enumerate(plan.columns) if c.fidelity is Fidelity.EXACT]
         skipped = tuple(c.source.name for c in plan.columns if c.fidelity is not Fidelity.EXACT)

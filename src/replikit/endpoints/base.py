@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from replikit import display
 from replikit.errors import CapabilityError, ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class Endpoint(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    def _repr_html_(self) -> str:
+        return display.html_endpoint(self)
 
     @property
     @abc.abstractmethod

@@ -9,8 +9,9 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
+
+from replikit import display
 
 __all__ = ["CdcStats", "Statistics", "TableState", "TableStats"]
 
@@ -73,6 +74,12 @@ class TableStats:
         d["rows_per_second"] = round(self.rows_per_second, 1)
         return d
 
+    def __repr__(self) -> str:
+        return f"<TableStats {display.table_stats_summary(self)}>"
+
+    def _repr_html_(self) -> str:
+        return display.html_table_stats(self)
+
 
 class CdcStats:
     """Task-wide CDC counters and the latency of applied transactions.
@@ -130,6 +137,12 @@ class CdcStats:
             "latency_p50_ms": None if p50 is None else round(p50 * 1000, 2),
             "latency_p99_ms": None if p99 is None else round(p99 * 1000, 2),
         }
+
+    def __repr__(self) -> str:
+        return f"<CdcStats {display.cdc_summary(self)}>"
+
+    def _repr_html_(self) -> str:
+        return display.html_cdc(self)
 
     def __str__(self) -> str:
         p50, p99 = self.latency_p50, self.latency_p99
@@ -265,18 +278,11 @@ class Statistics:
             lines.append(str(self.cdc))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return f"<Statistics {display.statistics_summary(self)}>"
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{escape(t.table)}</td><td>{escape(t.target)}</td>"
-            f"<td>{escape(t.state.value)}</td><td>{t.full_load_rows:,}</td>"
-            f"<td>{t.seconds:.2f}</td><td>{t.rows_per_second:,.0f}</td>"
-            f"<td>{escape(t.error or '')}</td></tr>"
-            for t in self
-        )
-        return (
-            "<table><thead><tr><th>table</th><th>target</th><th>state</th><th>rows</th>"
-            f"<th>seconds</th><th>rows/s</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        return display.html_statistics(self)
 
 
 _NAME_WIDTH = 60  # table names longer than this are shortened in the middle

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
+from replikit import display
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.findings import Finding
 
@@ -117,26 +117,8 @@ class Assessment:
         )
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return f"<Assessment {display.assessment_summary(self)}>"
+
     def _repr_html_(self) -> str:
-        rows = []
-        for t in self.tables:
-            for c in t.columns:
-                style = {
-                    "exact": "",
-                    "lossy": "background:#fff3cd",
-                    "unsupported": "background:#f8d7da",
-                }
-                rows.append(
-                    f"<tr style='{style[c.fidelity.value]}'><td>{escape(str(t.source.id))}</td>"
-                    f"<td>{escape(c.source.name)}</td><td>{escape(_source_type(c))}</td>"
-                    f"<td>{escape(c.target.sql)}</td><td>{c.fidelity.value}</td>"
-                    f"<td>{escape(c.reason or '')}</td></tr>"
-                )
-        problems = "".join(
-            f"<li style='background:#f8d7da'>{escape(str(f))}</li>" for f in self.extra
-        ) + "".join(f"<li>{escape(p)}</li>" for p in self.problems)
-        return (
-            "<table><thead><tr><th>table</th><th>column</th><th>source type</th>"
-            "<th>target type</th><th>fidelity</th><th>reason</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>" + (f"<ul>{problems}</ul>" if problems else "")
-        )
+        return display.html_assessment(self)

@@ -152,6 +152,12 @@ class TablePlan:
     problems: tuple[str, ...] = ()
     requested_id: TableId | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"<TablePlan {self.source.id} -> {self.target_id}: {len(self.columns)} columns, "
+            f"{self.fidelity.value}>"
+        )
+
     @property
     def fidelity(self) -> Fidelity:
         """The worst column verdict."""
