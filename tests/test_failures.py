@@ -150,7 +150,8 @@ def test_the_text_summary_names_the_failed_table_and_the_cause(shop, tmp_path, c
     assert main(["copy", shop, dst]) == 1
     out, err = capsys.readouterr()
     assert "Table error" in out and "error: target table not prepared" in out
-    assert err.startswith("replikit: 1 of 3 tables failed: notes.")
+    assert err.splitlines()[-1].startswith("replikit: 1 of 3 tables failed: notes.")
+    assert "replikit: notes: failed: target table not prepared" in err  # the progress line
 
 
 @pytest.mark.parametrize("server", ["pg_url", "mysql_url"])

@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     copy.add_argument(
         "--strict", action="store_true", help="refuse to run when any column converts lossily"
     )
-    copy.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    copy.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
 
     plan = sub.add_parser("plan", help="show the target DDL and the conversion assessment")
     _add_endpoints(plan)
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="SQLite source: install the change triggers replikit needs (opt-in)",
     )
-    rep.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    rep.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
 
     drop = sub.add_parser(
         "drop", help="remove a task's slot, publication, triggers and control rows"
@@ -226,13 +226,21 @@ def _task(args: argparse.Namespace, settings: TaskSettings | None = None) -> Tas
     return Task(args.source, args.target, mappings=_mappings(args), settings=settings)
 
 
+def _progress(args: argparse.Namespace) -> bool | None:
+    """Live progress on stderr in a terminal, plain lines in a pipe; with --json only in a
+    terminal (stdout carries the JSON either way)."""
+    if args.no_progress:
+        return False
+    return None if args.json else True
+
+
 def _cmd_copy(args: argparse.Namespace) -> int:
     settings = TaskSettings(
         target_table_prep_mode=args.prep,
         parallel_tables=args.parallel,
         split_rows=args.split_rows,
         allow_lossy=not args.strict,
-        progress=False if (args.no_progress or args.json) else None,
+        progress=_progress(args),
     )
     task = _task(args, settings)
     with _graceful(task):
@@ -328,7 +336,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         stop_when_idle=args.stop_when_idle,
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
-        progress=False if (args.no_progress or args.json) else None,
+        progress=_progress(args),
         type_overrides=_type_overrides(args),
     )
     mappings = _mappings(args)

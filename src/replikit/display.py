@@ -33,6 +33,7 @@ __all__ = [
     "html_statistics",
     "html_table_stats",
     "html_task",
+    "plural",
     "statistics_summary",
     "table_stats_summary",
 ]
@@ -103,7 +104,7 @@ def _n(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _count(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     """``"1 table"``, ``"3 tables"``."""
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
@@ -118,7 +119,7 @@ def assessment_summary(a: Assessment) -> str:
     """``"3 tables, 20 columns: 2 lossy, 0 unsupported"``."""
     tables, columns, lossy, unsupported = _counts(a)
     return (
-        f"{_count(tables, 'table')}, {_count(columns, 'column')}: "
+        f"{plural(tables, 'table')}, {plural(columns, 'column')}: "
         f"{lossy} lossy, {unsupported} unsupported"
     )
 
@@ -182,7 +183,7 @@ def html_assessment(a: Assessment, ddl: Sequence[str] | None = None) -> str:
         parts.append("</ul>")
     parts.append(
         _details(
-            f"Columns ({n_columns} in {_count(len(a.tables), 'table')})",
+            f"Columns ({n_columns} in {plural(len(a.tables), 'table')})",
             _columns_table(a.tables),
             open_=n_columns <= _OPEN_COLUMNS,
         )
@@ -208,10 +209,10 @@ def statistics_summary(stats: Statistics) -> str:
     for t in tables:
         states[t.state.value] = states.get(t.state.value, 0) + 1
     by_state = ", ".join(f"{n} {state}" for state, n in states.items())
-    text = _count(len(tables), "table") + (f": {by_state}" if by_state else "")
-    text += f"; {_count(sum(t.full_load_rows for t in tables), 'row')}"
+    text = plural(len(tables), "table") + (f": {by_state}" if by_state else "")
+    text += f"; {plural(sum(t.full_load_rows for t in tables), 'row')}"
     if stats.cdc.batches:
-        text += f"; CDC {_count(stats.cdc.changes, 'change')}"
+        text += f"; CDC {plural(stats.cdc.changes, 'change')}"
     return text
 
 
@@ -219,11 +220,11 @@ def table_stats_summary(t: TableStats) -> str:
     """``"main.a -> main.a: Table completed, 1,000 rows in 0.12 s"`` (plus a cut error)."""
     text = (
         f"{t.table} -> {t.target}: {t.state.value}, "
-        f"{_count(t.full_load_rows, 'row')} in {t.seconds:.2f} s"
+        f"{plural(t.full_load_rows, 'row')} in {t.seconds:.2f} s"
     )
     changes = t.inserts + t.updates + t.deletes + t.truncates + t.ddls
     if changes:
-        text += f", {_count(changes, 'change')}"
+        text += f", {plural(changes, 'change')}"
     return text + (f"; error: {_cut(t.error)}" if t.error else "")
 
 
@@ -286,8 +287,8 @@ def _ms(seconds: float | None) -> str:
 def cdc_summary(cdc: CdcStats) -> str:
     """``"12 transactions, 40 changes in 3 target commits, latency p50 1.2 ms"``."""
     text = (
-        f"{_count(cdc.transactions, 'transaction')}, {_count(cdc.changes, 'change')} "
-        f"in {_count(cdc.batches, 'target commit')}"
+        f"{plural(cdc.transactions, 'transaction')}, {plural(cdc.changes, 'change')} "
+        f"in {plural(cdc.batches, 'target commit')}"
     )
     p50 = cdc.latency_p50
     return text + (f", latency p50 {_ms(p50)}" if p50 is not None else "")
@@ -344,7 +345,7 @@ def html_task(task: Task) -> str:
 def comparison_summary(result: Comparison) -> str:
     """``"3 tables compared: 2 identical, 1 different (main.x)"``."""
     different = [c.source for c in result if not c.equal]
-    text = f"{_count(len(result), 'table')} compared: {len(result) - len(different)} identical"
+    text = f"{plural(len(result), 'table')} compared: {len(result) - len(different)} identical"
     if different:
         text += f", {len(different)} different ({_cut(', '.join(different), 60)})"
     return text

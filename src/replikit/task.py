@@ -34,6 +34,7 @@ from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator, StopCondition
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
+from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import PREP_MODES, Pipeline, refuse_unsupported
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
@@ -93,7 +94,11 @@ class TaskSettings:
         allow_lossy: run even when the assessment lists lossy columns (they are always listed
             first); ``False`` makes ``run`` refuse.
         type_overrides: ``{"schema.table.column": "native target type"}``.
-        progress: show a progress line (``None``: when stderr is a terminal).
+        progress: live progress on stderr: ``None`` (default) in a terminal or a notebook
+            only; ``True`` also as plain lines (one per table event, a summary every
+            ``progress_interval`` seconds) when stderr is a file or a pipe; ``False`` never
+            (docs/progress.md).
+        progress_interval: seconds between the summary lines of plain progress.
         task_id: names the task's checkpoint in the target and its objects on the source
             (PostgreSQL slot and publication ``replikit_<task_id>``); lowercase letters,
             digits and ``_``, at most 40. ``None``: derived from the source and target URLs,
@@ -115,6 +120,7 @@ class TaskSettings:
     allow_lossy: bool = True
     type_overrides: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
+    progress_interval: float = 10.0
     task_id: str | None = None
     batch_apply: bool = False
     batch_changes: int = 10_000
@@ -138,6 +144,8 @@ class TaskSettings:
             )
         if self.batch_changes < 1:
             raise ConfigError(f"batch_changes must be >= 1; got {self.batch_changes}")
+        if self.progress_interval <= 0:
+            raise ConfigError(f"progress_interval must be > 0; got {self.progress_interval}")
         if self.stop_when_idle is not None and self.stop_when_idle < 0:
             raise ConfigError(f"stop_when_idle must be >= 0; got {self.stop_when_idle}")
         if self.cdc_start_position not in (None, "now"):
@@ -154,7 +162,7 @@ class TaskSettings:
                 continue
             if f.name in ("parallel_tables", "split_rows", "batch_changes"):
                 values[f.name] = None if raw.lower() == "none" else int(raw)
-            elif f.name == "stop_when_idle":
+            elif f.name in ("stop_when_idle", "progress_interval"):
                 values[f.name] = None if raw.lower() == "none" else float(raw)
             elif f.name in ("allow_lossy", "progress", "batch_apply"):
                 values[f.name] = raw.lower() in ("1", "true", "yes", "on")
@@ -321,7 +329,7 @@ class Task:
                 parallel=self._parallel(),
                 split_rows=s.split_rows,
                 statistics=self._statistics,
-                progress=s.progress,
+                progress=False,  # run() shows the whole task's progress
                 replicate=self.migration_type != "full-load",
             )
         return self._pipeline
@@ -385,18 +393,26 @@ class Task:
                         "allow_lossy=False and these columns would not arrive exactly: "
                         + "; ".join(str(f) for f in lossy)
                     )
-            if self.migration_type == "full-load":
-                self.phase = "full-load"
-                try:
-                    return self._load(pipe)
-                finally:
-                    self.phase = "stopped"
-            stats = self._run_cdc(pipe)
+            with self._progress():
+                if self.migration_type == "full-load":
+                    return self._full_load(pipe)
+                stats = self._run_cdc(pipe)
             _raise_table_errors(stats)
             return stats
         finally:
             self._stopping.clear()
             self._close_owned()
+
+    def _progress(self) -> Progress:
+        s = self.settings
+        return Progress(self._statistics, enabled=s.progress, interval=s.progress_interval)
+
+    def _full_load(self, pipe: Pipeline) -> Statistics:
+        self.phase = "full-load"
+        try:
+            return self._load(pipe)
+        finally:
+            self.phase = "stopped"
 
     def _load(self, pipe: Pipeline) -> Statistics:
         """Run a full-load pipeline that :meth:`stop` can reach."""
@@ -606,7 +622,7 @@ class Task:
             parallel=self._parallel(),
             split_rows=s.split_rows,
             statistics=self._statistics,
-            progress=s.progress,
+            progress=False,  # run() shows the whole task's progress
             on_table_loaded=table_loaded,
             finish=not resumed,
             replicate=True,
