@@ -9,14 +9,16 @@ group (``scheme = "package.module:EndpointClass"``).
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
+import inspect
 import re
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from replikit import display
 from replikit.errors import CapabilityError, ConfigError, MissingDependencyError
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from replikit.schema.model import Catalog, TableSchema
 
 __all__ = ["Capabilities", "Endpoint", "endpoint", "hide_secret", "mask_url", "register"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,23 @@ class Endpoint(abc.ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[Capabilities] = Capabilities()
     family: ClassVar[str] = ""
+    #: options the constructor takes: the endpoint's own, and defaults it passes on to the
+    #: readers and writers it makes (each of those checks its own options: :meth:`_build`)
+    endpoint_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: str, **options: Any) -> None:
         self._url = url
+        refuse_unknown(options, self.endpoint_options, f"{type(self).__name__} option")
         self.options = options
+
+    def _build(self, factory: Callable[..., _T], what: str, *args: Any, **given: Any) -> _T:
+        """``factory(*args, **options)`` for a reader or writer: ``given`` options, over the
+        endpoint's options that ``factory`` takes. An option ``factory`` does not take is a
+        :class:`~replikit.ConfigError` naming the ones it does (the same for every family)."""
+        accepted = keyword_options(factory)
+        refuse_unknown(given, accepted, f"{type(self).__name__} {what} option")
+        merged = {k: v for k, v in self.options.items() if k in accepted}
+        return factory(*args, **{**merged, **given})
 
     @property
     def url(self) -> str:
@@ -264,6 +281,28 @@ def hide_secret(text: str, secret: str | None) -> str:
         pattern = r"(?<!\w)" + re.escape(form) + r"(?!\w)"
         text = re.sub(pattern, "***", text)
     return text
+
+
+def keyword_options(factory: Callable[..., Any]) -> frozenset[str]:
+    """The keyword-only parameters of ``factory`` (a class or function): its options."""
+    return _keyword_options(factory)
+
+
+@functools.cache
+def _keyword_options(factory: Callable[..., Any]) -> frozenset[str]:
+    params = inspect.signature(factory).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def refuse_unknown(given: Mapping[str, Any], known: Iterable[str], what: str) -> None:
+    """:class:`~replikit.ConfigError` when ``given`` holds a name not in ``known``."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    hint = f"; known: {', '.join(known)}" if known else "; it takes none"
+    plural = "s" if len(unknown) > 1 else ""
+    raise ConfigError(f"unknown {what}{plural} {', '.join(map(repr, unknown))}{hint}")
 
 
 def require(module: str, *, package: str, extra: str, purpose: str) -> Any:

@@ -50,7 +50,7 @@ def test_bad_urls_are_config_errors(url):
 
 
 def test_unknown_options_and_target_without_database():
-    with pytest.raises(TypeError, match="bogus"):
+    with pytest.raises(rk.ConfigError, match="bogus"):
         MysqlEndpoint("mysql://h/db", bogus=1)
     with pytest.raises(ConfigError, match="must name the database"):
         MysqlEndpoint("mysql://h").writer()

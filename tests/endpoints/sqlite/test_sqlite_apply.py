@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.sqlite import SqliteEndpoint
 from replikit.endpoints.sqlite.apply import SqliteChangeWriter
-from replikit.errors import DataError, SchemaError
+from replikit.errors import ConfigError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, ChangeWriter, Checkpoint
 from replikit.positions import SqliteSeq
 from replikit.schema.convert import TablePlan
@@ -102,7 +102,7 @@ def test_endpoint_gives_a_change_writer(target: SqliteEndpoint) -> None:
     writer = target.change_writer()
     assert isinstance(writer, SqliteChangeWriter)
     assert isinstance(writer, ChangeWriter)
-    with pytest.raises(TypeError, match="nope"):
+    with pytest.raises(ConfigError, match="nope"):
         target.change_writer(nope=1)
 
 

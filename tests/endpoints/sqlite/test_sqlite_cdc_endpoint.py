@@ -106,7 +106,7 @@ def test_capability_and_the_cdc_setup_option_in_url_and_keyword(path: Path) -> N
         rk.endpoint(url + "?nope=1")
     with pytest.raises(ConfigError, match="bad value 'maybe'"):
         rk.endpoint(url + "?cdc_setup=maybe")
-    with pytest.raises(TypeError, match="nope"):
+    with pytest.raises(rk.ConfigError, match="nope"):
         rk.endpoint(url, nope=1)
 
 

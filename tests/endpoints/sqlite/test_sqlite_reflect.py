@@ -52,8 +52,8 @@ def test_bad_urls(url: str) -> None:
         rk.endpoint(url)
 
 
-def test_unknown_option_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="colour"):
+def test_unknown_option_is_a_config_error() -> None:
+    with pytest.raises(rk.ConfigError, match="colour"):
         rk.endpoint("sqlite:///:memory:", colour="red")
 
 

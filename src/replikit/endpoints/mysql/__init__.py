@@ -65,10 +65,9 @@ class MysqlEndpoint(Endpoint):
     family: ClassVar[str] = "mysql"
     capabilities: ClassVar[Capabilities] = Capabilities(cdc=True, schemas=True)
 
+    endpoint_options = frozenset(_READER_OPTIONS | _WRITER_OPTIONS)
+
     def __init__(self, url: str, **options: Any) -> None:
-        unknown = set(options) - _READER_OPTIONS - _WRITER_OPTIONS
-        if unknown:
-            raise TypeError(f"unknown MySQL endpoint options: {', '.join(sorted(unknown))}")
         super().__init__(url, **options)
         self.params = ConnParams.from_url(url, self.url)
 
@@ -133,9 +132,7 @@ class MysqlEndpoint(Endpoint):
         """
         from replikit.endpoints.mysql.source import MysqlReader
 
-        merged = {k: v for k, v in self.options.items() if k in _READER_OPTIONS}
-        merged.update(options)
-        return MysqlReader(self.params, self._schemas(tables), **merged)
+        return self._build(MysqlReader, "reader", self.params, self._schemas(tables), **options)
 
     @override
     def writer(self, **options: Any) -> MysqlWriter:
@@ -144,9 +141,7 @@ class MysqlEndpoint(Endpoint):
 
         if not self.params.database:
             raise ConfigError(f"{self.url}: a MySQL target URL must name the database")
-        merged = {k: v for k, v in self.options.items() if k in _WRITER_OPTIONS}
-        merged.update(options)
-        return MysqlWriter(self.params, **merged)
+        return self._build(MysqlWriter, "writer", self.params, **options)
 
     # -- CDC: the binlog (replikit.endpoints.mysql.cdc) -----------------------------------
     @override
@@ -193,7 +188,7 @@ class MysqlEndpoint(Endpoint):
         """A CDC apply writer into the URL's database (checkpoints in ``replikit_checkpoints``)."""
         from replikit.endpoints.mysql.apply import MysqlChangeWriter
 
-        return MysqlChangeWriter(self.params, **options)
+        return self._build(MysqlChangeWriter, "change writer", self.params, **options)
 
     def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
         if tables is not None and all(isinstance(t, TableSchema) for t in tables):

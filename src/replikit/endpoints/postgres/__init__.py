@@ -38,6 +38,8 @@ class PostgresEndpoint(Endpoint):
         cdc=True, schemas=True, raw_copy="postgresql-binary"
     )
 
+    endpoint_options = frozenset({"batch_rows", "bulk_min_rows"})
+
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
         self.params = ConnParams.from_url(url, self.url)
@@ -76,13 +78,13 @@ class PostgresEndpoint(Endpoint):
         """A full-load reader for ``tables`` ("schema.table", ``TableId`` or ``TableSchema``)."""
         from replikit.endpoints.postgres.source import PostgresReader
 
-        return PostgresReader(self.params, self._schemas(tables), **options)
+        return self._build(PostgresReader, "reader", self.params, self._schemas(tables), **options)
 
     def writer(self, **options: Any) -> PostgresWriter:
         """A COPY-based full-load writer into this database."""
         from replikit.endpoints.postgres.target import PostgresWriter
 
-        return PostgresWriter(self.params, **options)
+        return self._build(PostgresWriter, "writer", self.params, **options)
 
     # -- CDC: logical decoding (pgoutput) -------------------------------------------------
     def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
@@ -123,7 +125,7 @@ class PostgresEndpoint(Endpoint):
         """A CDC apply writer (checkpoints in ``replikit.replikit_checkpoints``)."""
         from replikit.endpoints.postgres.apply import PostgresChangeWriter
 
-        return PostgresChangeWriter(self.params, **options)
+        return self._build(PostgresChangeWriter, "change writer", self.params, **options)
 
     def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
         if tables is not None and all(isinstance(t, TableSchema) for t in tables):

@@ -88,10 +88,9 @@ class SqliteEndpoint(Endpoint):
     family = "sqlite"
     capabilities = Capabilities(schemas=False, concurrent_writes=False, cdc=True)
 
+    endpoint_options = frozenset(_OPTIONS)
+
     def __init__(self, url: str, **options: Any) -> None:
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise TypeError(f"unknown SQLite endpoint options: {', '.join(sorted(unknown))}")
         base, from_url = _url_options(url)
         super().__init__(url, **{**from_url, **options})
         self._location = parse_url(base)
@@ -141,10 +140,7 @@ class SqliteEndpoint(Endpoint):
         """
         from replikit.endpoints.sqlite.source import SqliteReader
 
-        batch_size = int(options.pop("batch_size", self.options.get("batch_size", 10_000)))
-        if options:
-            raise TypeError(f"unknown reader options: {', '.join(sorted(options))}")
-        return SqliteReader(self._conns, self._resolve(tables), batch_size=batch_size)
+        return self._build(SqliteReader, "reader", self._conns, self._resolve(tables), **options)
 
     def _resolve(self, tables: Sequence[Any] | None) -> list[TableSchema]:
         from replikit.endpoints.sqlite.reflect import reflect_table
@@ -171,10 +167,7 @@ class SqliteEndpoint(Endpoint):
         """A :class:`~replikit.endpoints.sqlite.target.SqliteWriter` (options: ``commit_rows``)."""
         from replikit.endpoints.sqlite.target import SqliteWriter
 
-        commit_rows = int(options.pop("commit_rows", self.options.get("commit_rows", 10_000)))
-        if options:
-            raise TypeError(f"unknown writer options: {', '.join(sorted(options))}")
-        return SqliteWriter(self._conns, commit_rows=commit_rows)
+        return self._build(SqliteWriter, "writer", self._conns, **options)
 
     # -- CDC: triggers into a change table (see .cdc) --------------------------------------
     @override
@@ -246,9 +239,7 @@ class SqliteEndpoint(Endpoint):
         """A CDC apply writer (checkpoints in the ``replikit_checkpoints`` table)."""
         from replikit.endpoints.sqlite.apply import SqliteChangeWriter
 
-        if options:
-            raise TypeError(f"unknown change writer options: {', '.join(sorted(options))}")
-        return SqliteChangeWriter(self._conns)
+        return self._build(SqliteChangeWriter, "change writer", self._conns, **options)
 
     def _locked(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
         return self._conns.lock if shared else contextlib.nullcontext()
