@@ -43,11 +43,16 @@ def test_every_error_derives_from_error_and_pickles(name):
         assert "table public.t" in str(err) and "id=7" in str(err)
     elif cls is errors.TaskError:
         err = cls("1 of 2 tables failed", {"public.t": ValueError("x")})
+    elif cls is errors.TableNotFoundError:
+        err = cls("no table public.t in the catalog", table="public.t")
+        assert isinstance(err, errors.SchemaError)
     else:
         err = cls("boom")
     clone = pickle.loads(pickle.dumps(err))
     assert type(clone) is cls
     assert str(clone) == str(err)
+    if cls is not errors.TaskError:  # its causes are exceptions, which compare by identity
+        assert clone.__dict__ == err.__dict__
     assert clone.__dict__.keys() == err.__dict__.keys()
 
 

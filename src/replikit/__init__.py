@@ -21,6 +21,8 @@ from replikit.errors import (
     PositionLostError,
     SchemaError,
     StoppedError,
+    TableDdlError,
+    TableNotFoundError,
     TaskError,
     ValidationError,
 )
@@ -72,7 +74,9 @@ __all__ = [
     "SqliteSeq",
     "Statistics",
     "StoppedError",
+    "TableDdlError",
     "TableId",
+    "TableNotFoundError",
     "TablePlan",
     "TableSchema",
     "TableState",

@@ -8,6 +8,7 @@ Every error replikit raises on purpose derives from :class:`Error`::
     ├── CapabilityError          the endpoint cannot do what was asked (e.g. CDC from files)
     ├── ConnectError             host unreachable, login refused, database missing   [retryable]
     ├── SchemaError              source/target schemas do not fit (e.g. do-nothing on a wrong shape)
+    │   ├── TableNotFoundError   a named table does not exist
     │   └── TableDdlError        the target refused some tables' DDL; the others were done
     ├── ConversionError          a value or type cannot be converted without loss
     ├── DataError                a row could not be written (names table, column, key)
@@ -40,6 +41,7 @@ __all__ = [
     "SchemaError",
     "StoppedError",
     "TableDdlError",
+    "TableNotFoundError",
     "TaskError",
     "ValidationError",
 ]
@@ -89,6 +91,15 @@ class ConnectError(Error):
 
 class SchemaError(Error):
     """Source and target schemas do not fit together, or a table/column is missing."""
+
+
+class TableNotFoundError(SchemaError):
+    """A named table does not exist (``table`` names it as asked). Code that must tell a
+    missing table from other failures catches this class, never a driver's message text."""
+
+    def __init__(self, message: str, *, table: str) -> None:
+        self.table = table
+        super().__init__(message)
 
 
 class TableDdlError(SchemaError):

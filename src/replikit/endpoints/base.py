@@ -21,7 +21,12 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from replikit import display
-from replikit.errors import CapabilityError, ConfigError, MissingDependencyError
+from replikit.errors import (
+    CapabilityError,
+    ConfigError,
+    MissingDependencyError,
+    TableNotFoundError,
+)
 
 if TYPE_CHECKING:
     from replikit.mapping import Selection
@@ -122,6 +127,31 @@ class Endpoint(abc.ABC):
     def home_schema(self) -> str | None:
         """The schema a target table id without one lands in (None: the endpoint has none)."""
         return None
+
+    def _tables(self, tables: Sequence[Any] | None) -> list[TableSchema]:
+        """``tables`` (names, ``TableId`` s or ``TableSchema`` s; ``None``: every table) as
+        reflected schemas. A name without a schema is looked up in :meth:`home_schema`; a
+        missing table is a :class:`~replikit.TableNotFoundError` naming this endpoint."""
+        from replikit.schema.model import TableId, TableSchema
+
+        if tables is not None and all(isinstance(t, TableSchema) for t in tables):
+            return list(tables)
+        catalog = self.reflect()
+        if tables is None:
+            return list(catalog.tables)
+        out = []
+        for t in tables:
+            if isinstance(t, TableSchema):
+                out.append(t)
+                continue
+            tid = t if isinstance(t, TableId) else TableId.parse(str(t))
+            if tid.schema is None:
+                tid = TableId(self.home_schema(), tid.name)
+            try:
+                out.append(catalog.table(tid))
+            except TableNotFoundError:
+                raise TableNotFoundError(f"no table {tid} in {self.url}", table=str(tid)) from None
+        return out
 
     # -- change data capture (endpoints with ``capabilities.cdc``) -----------------------
     # ``task`` names the replication task; source objects (slot, publication, triggers) and

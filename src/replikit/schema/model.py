@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from replikit.errors import TableNotFoundError
 from replikit.schema.types import Type
 
 __all__ = [
@@ -190,4 +191,4 @@ class Catalog:
         for t in self.tables:
             if t.id == tid:
                 return t
-        raise KeyError(f"no table {tid} in the catalog")
+        raise TableNotFoundError(f"no table {tid} in the catalog", table=str(tid))

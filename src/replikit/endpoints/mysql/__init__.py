@@ -26,9 +26,9 @@ from typing_extensions import override
 from replikit.endpoints.base import Capabilities, Endpoint
 from replikit.endpoints.mysql._dialect import DIALECT, MysqlDialect
 from replikit.endpoints.mysql._params import ConnParams
-from replikit.errors import ConfigError, SchemaError
+from replikit.errors import ConfigError
 from replikit.mapping import Selection
-from replikit.schema.model import Catalog, TableId, TableSchema
+from replikit.schema.model import Catalog, TableSchema
 
 if TYPE_CHECKING:
     from replikit.endpoints.mysql.apply import MysqlChangeWriter
@@ -132,7 +132,7 @@ class MysqlEndpoint(Endpoint):
         """
         from replikit.endpoints.mysql.source import MysqlReader
 
-        return self._build(MysqlReader, "reader", self.params, self._schemas(tables), **options)
+        return self._build(MysqlReader, "reader", self.params, self._tables(tables), **options)
 
     @override
     def writer(self, **options: Any) -> MysqlWriter:
@@ -189,23 +189,3 @@ class MysqlEndpoint(Endpoint):
         from replikit.endpoints.mysql.apply import MysqlChangeWriter
 
         return self._build(MysqlChangeWriter, "change writer", self.params, **options)
-
-    def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
-        if tables is not None and all(isinstance(t, TableSchema) for t in tables):
-            return list(tables)
-        catalog = self.reflect()
-        if tables is None:
-            return list(catalog.tables)
-        out = []
-        for t in tables:
-            if isinstance(t, TableSchema):
-                out.append(t)
-                continue
-            tid = t if isinstance(t, TableId) else TableId.parse(str(t))
-            if tid.schema is None:
-                tid = TableId(self.params.database, tid.name)
-            try:
-                out.append(catalog.table(tid))
-            except KeyError:
-                raise SchemaError(f"no table {tid} in {self.url}") from None
-        return out

@@ -16,7 +16,7 @@ from replikit.endpoints.base import Capabilities, Endpoint
 from replikit.endpoints.postgres._dialect import DIALECT, PostgresDialect
 from replikit.endpoints.postgres._params import ConnParams
 from replikit.mapping import Selection
-from replikit.schema.model import Catalog, TableId, TableSchema
+from replikit.schema.model import Catalog, TableSchema
 
 if TYPE_CHECKING:
     from replikit.endpoints.postgres.apply import PostgresChangeWriter
@@ -56,6 +56,10 @@ class PostgresEndpoint(Endpoint):
         with connect(self.params, autocommit=True) as conn:
             conn.execute("SELECT 1")
 
+    def home_schema(self) -> str | None:
+        """``public``: target tables without a schema land there."""
+        return "public"
+
     def identity(self) -> tuple[object, ...] | None:
         """The cluster's system identifier and the database's oid (``None`` when the user
         may not read ``pg_control_system()``: then the server address, port and database)."""
@@ -78,7 +82,7 @@ class PostgresEndpoint(Endpoint):
         """A full-load reader for ``tables`` ("schema.table", ``TableId`` or ``TableSchema``)."""
         from replikit.endpoints.postgres.source import PostgresReader
 
-        return self._build(PostgresReader, "reader", self.params, self._schemas(tables), **options)
+        return self._build(PostgresReader, "reader", self.params, self._tables(tables), **options)
 
     def writer(self, **options: Any) -> PostgresWriter:
         """A COPY-based full-load writer into this database."""
@@ -127,21 +131,6 @@ class PostgresEndpoint(Endpoint):
 
         return self._build(PostgresChangeWriter, "change writer", self.params, **options)
 
-    def _schemas(self, tables: Sequence[Any] | None) -> list[TableSchema]:
-        if tables is not None and all(isinstance(t, TableSchema) for t in tables):
-            return list(tables)
-        catalog = self.reflect()
-        if tables is None:
-            return list(catalog.tables)
-        out = []
-        for t in tables:
-            if isinstance(t, TableSchema):
-                out.append(t)
-            else:
-                tid = t if isinstance(t, TableId) else _table_id(str(t))
-                out.append(catalog.table(tid))
-        return out
-
 
 _IDENTITY = """
 SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
@@ -150,8 +139,3 @@ SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
        END,
        (SELECT oid FROM pg_database WHERE datname = current_database())
 """
-
-
-def _table_id(name: str) -> TableId:
-    tid = TableId.parse(name)
-    return tid if tid.schema else TableId("public", tid.name)

@@ -31,7 +31,7 @@ from typing_extensions import override
 from replikit.endpoints.base import Capabilities, Endpoint
 from replikit.endpoints.sqlite._conn import Connections, parse_url
 from replikit.endpoints.sqlite._dialect import DIALECT, SqliteDialect
-from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.errors import ConfigError, ConnectError, TableNotFoundError
 from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
@@ -155,7 +155,7 @@ class SqliteEndpoint(Endpoint):
                     name = item.name if isinstance(item, TableId) else str(item)
                     schema = reflect_table(conn, name)
                     if schema is None:
-                        raise SchemaError(f"no table {name!r} in {self.url}")
+                        raise TableNotFoundError(f"no table {name!r} in {self.url}", table=name)
                     found[name] = schema
         return [
             t if isinstance(t, TableSchema) else found[t.name if isinstance(t, TableId) else str(t)]

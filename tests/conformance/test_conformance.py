@@ -1,0 +1,34 @@
+"""Every endpoint family replikit ships runs the conformance suite (replikit.testing.conformance)
+on a fresh, empty database per test: the same tests a third-party endpoint runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import replikit as rk
+from replikit.endpoints.base import Endpoint
+from replikit.testing.conformance import EndpointConformance
+
+
+class TestSqlite(EndpointConformance):
+    @pytest.fixture
+    def conformance_endpoint(self, tmp_path: Path) -> Iterator[Endpoint]:
+        with rk.endpoint(f"sqlite:///{tmp_path / 'conformance.db'}", cdc_setup=True) as ep:
+            yield ep
+
+
+class TestPostgres(EndpointConformance):
+    @pytest.fixture
+    def conformance_endpoint(self, pg_url: str) -> Iterator[Endpoint]:
+        with rk.endpoint(pg_url) as ep:
+            yield ep
+
+
+class TestMysql(EndpointConformance):
+    @pytest.fixture
+    def conformance_endpoint(self, mysql_url: str) -> Iterator[Endpoint]:
+        with rk.endpoint(mysql_url) as ep:
+            yield ep
