@@ -26,7 +26,7 @@ def test_finding_text_names_object_reason_and_fix():
 def test_unsupported_finding_stops_the_task_before_any_ddl(tmp_path, monkeypatch):
     _source(tmp_path / "s.db")
     finding = rk.Finding.about("main.a", "invented for the test", kind="limit", fix="none")
-    monkeypatch.setattr(checks, "limit_findings", lambda plans, dialect: [finding])
+    monkeypatch.setattr(checks, "limit_findings", lambda plans, *_: [finding])
     task = rk.Task(f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}")
     plan = task.plan()
     assert plan.unsupported == [finding]
@@ -44,7 +44,7 @@ def test_lossy_finding_refused_only_when_strict(tmp_path, monkeypatch):
     finding = rk.Finding.about(
         "main.a", "a lossy thing", kind="target", fidelity=Fidelity.LOSSY
     )
-    monkeypatch.setattr(checks, "limit_findings", lambda plans, dialect: [finding])
+    monkeypatch.setattr(checks, "limit_findings", lambda plans, *_: [finding])
     strict = rk.Task(
         f"sqlite:///{tmp_path / 's.db'}",
         f"sqlite:///{tmp_path / 't.db'}",

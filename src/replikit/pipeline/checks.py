@@ -14,8 +14,9 @@ from typing import Protocol, runtime_checkable
 from replikit.schema.convert import PYTHON, Dialect, TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import name_findings
+from replikit.schema.limits import Limits, limit_findings
 
-__all__ = ["SupportsCheckExisting", "plan_findings"]
+__all__ = ["SupportsCheckExisting", "SupportsLimits", "plan_findings", "target_limits"]
 
 
 @runtime_checkable
@@ -30,21 +31,42 @@ class SupportsCheckExisting(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsLimits(Protocol):
+    """A writer that knows its server's limits (settings read from the live server)."""
+
+    def limits(self, *, replicate: bool = False) -> Limits:
+        """The dialect's limits refined with the server's settings (``replicate``: changes
+        will also be applied, which may take another write path)."""
+        ...
+
+
+def target_limits(writer: object, *, replicate: bool = False) -> Limits:
+    """The limits ``writer``'s target has: the live server's, else its dialect's."""
+    if isinstance(writer, SupportsLimits):
+        return writer.limits(replicate=replicate)
+    dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
+    return dialect.limits
+
+
 def plan_findings(
-    plans: Sequence[TablePlan], writer: object, prep_mode: str, *, replicate: bool = False
+    plans: Sequence[TablePlan],
+    writer: object,
+    prep_mode: str,
+    *,
+    replicate: bool = False,
+    source: Dialect | None = None,
 ) -> list[Finding]:
     """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``
-    (``replicate``: the target tables will also receive changes, CDC)."""
+    (``replicate``: the target tables will also receive changes, CDC; ``source``: the
+    dialect the rows come from, whose limits bound the values)."""
     dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
     findings: list[Finding] = []
     # names the target cannot create, and source objects that land on one target name
     findings += name_findings(plans, dialect)
-    findings += limit_findings(plans, dialect)
+    # columns, row size, keys and values beyond the target's limits
+    limits = target_limits(writer, replicate=replicate)
+    findings += limit_findings(plans, limits, None if source is None else source.limits)
     if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
         findings += writer.check_existing(plans, prep_mode, replicate=replicate)
     return findings
-
-
-def limit_findings(plans: Sequence[TablePlan], dialect: Dialect) -> list[Finding]:
-    """Target limits a plan exceeds (columns per table, row size, key length...)."""
-    return []  # filled in by the target-limits work (issue 8 item 16)

@@ -209,7 +209,11 @@ class Pipeline:
         if self._findings is None:
             plans = self.plans()
             self._findings = plan_findings(
-                plans, self.writer, self.prep_mode, replicate=self.replicate
+                plans,
+                self.writer,
+                self.prep_mode,
+                replicate=self.replicate,
+                source=_dialect_of(self.reader),
             ) + _override_findings(self.type_overrides, plans)
         return self._findings
 

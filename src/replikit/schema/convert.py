@@ -11,12 +11,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
 from replikit.schema.textform import text_form_for
 from replikit.schema.types import Kind, Type
+
+if TYPE_CHECKING:
+    from replikit.schema.limits import Limits
 
 __all__ = [
     "ColumnPlan",
@@ -105,6 +108,11 @@ class Dialect(Protocol):
 
     def name_problem(self, name: str, kind: NameKind) -> str | None:
         """Why an object called ``name`` cannot be created here, or ``None``."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """What this dialect can create and hold (:mod:`replikit.schema.limits`)."""
         ...
 
 
@@ -200,6 +208,12 @@ class _Passthrough(NamedByRules):
 
     def convert_default(self, column: Column, source_dialect: str) -> str | None:
         return None
+
+    @property
+    def limits(self) -> Limits:
+        from replikit.schema.limits import Limits  # limits imports this module
+
+        return Limits("python")
 
 
 PYTHON: Dialect = _Passthrough()

@@ -44,6 +44,7 @@ from decimal import Context, Decimal
 from typing import Any, Final
 from uuid import UUID
 
+from replikit.endpoints.mysql._limits import LIMITS
 from replikit.endpoints.mysql._names import IDENTIFIERS, MAX_IDENTIFIER
 from replikit.errors import ConfigError
 from replikit.schema.convert import Adapter, Fidelity, TargetType
@@ -475,6 +476,7 @@ class MysqlDialect(NamedByRules):
 
     name: str = NAME
     identifiers = IDENTIFIERS
+    limits = LIMITS
 
     def quote(self, identifier: str) -> str:
         """Backquote ``identifier`` (embedded backquotes doubled); NUL is refused."""

@@ -36,6 +36,7 @@ from replikit.endpoints.mysql._driver import (
     load_driver,
     scrub,
 )
+from replikit.endpoints.mysql._limits import live_limits
 from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql.reflect import Server, reflect, server_info
@@ -50,6 +51,7 @@ from replikit.schema.existing import (
     refuse_existing,
 )
 from replikit.schema.findings import Finding
+from replikit.schema.limits import Limits
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Kind
 
@@ -119,6 +121,7 @@ class MysqlWriter:
         self.chunk_rows = chunk_rows
         self.problems: list[str] = []
         self._server: Server | None = None
+        self._settings: tuple[int, int, bool] | None = None
         self._no_local_infile = False
         self._loads: dict[tuple[str, tuple[str, ...]], Load] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
@@ -134,6 +137,25 @@ class MysqlWriter:
             finally:
                 conn.close()
         return self._server
+
+    def limits(self, *, replicate: bool = False) -> Limits:
+        """This server's InnoDB limits (:mod:`~replikit.endpoints.mysql._limits`): its flavor
+        and page size, and ``max_allowed_packet`` when rows travel in INSERTs (CDC,
+        ``method="insert"``, or a server that refuses LOAD DATA LOCAL)."""
+        if self._settings is None:
+            conn = connect(self._params, autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT @@innodb_page_size, @@max_allowed_packet, @@local_infile")
+                    page, packet, local = cur.fetchone()
+                self._settings = (int(page), int(packet), bool(int(local)))
+            finally:
+                conn.close()
+        page, packet, local = self._settings
+        inserts = replicate or self.method == "insert" or not local or self._no_local_infile
+        return live_limits(
+            flavor=self.server.flavor, page_size=page, packet=packet if inserts else None
+        )
 
     def _generator(self) -> _ddl.Ddl:
         return _ddl.Ddl(self.server.flavor)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
+from replikit.endpoints.postgres._limits import LIMITS
 from replikit.errors import ConfigError
 from replikit.schema.convert import Adapter, Fidelity, TargetType
 from replikit.schema.model import Column
@@ -98,6 +99,7 @@ class PostgresDialect(NamedByRules):
 
     name: str = NAME
     identifiers = IDENTIFIERS
+    limits = LIMITS
 
     def quote(self, identifier: str) -> str:
         """Double-quote ``identifier`` (embedded quotes doubled); NUL is rejected."""

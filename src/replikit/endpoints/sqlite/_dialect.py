@@ -44,6 +44,7 @@ from typing import Any
 from replikit.endpoints.sqlite import _values as v
 from replikit.errors import ConfigError
 from replikit.schema.convert import Fidelity, TargetType
+from replikit.schema.limits import Limits
 from replikit.schema.model import Column
 from replikit.schema.names import IdentifierRules, NamedByRules, ascii_fold
 from replikit.schema.types import Kind, Type
@@ -289,11 +290,23 @@ IDENTIFIERS = IdentifierRules(
 )
 
 
+#: SQLite's compiled-in defaults (SQLITE_MAX_COLUMN, SQLITE_MAX_LENGTH): columns per table
+#: and per index, and the bytes of one value
+LIMITS = Limits(
+    "SQLite",
+    max_columns=2000,
+    max_index_columns=2000,
+    max_value_bytes=1_000_000_000,
+    value_limit="SQLITE_MAX_LENGTH",
+)
+
+
 class SqliteDialect(NamedByRules):
     """Quoting, identifier rules, type rules and default translation for SQLite."""
 
     name = "sqlite"
     identifiers = IDENTIFIERS
+    limits = LIMITS
 
     def quote(self, identifier: str) -> str:
         """``"name"`` with inner double quotes doubled; NUL is refused."""
