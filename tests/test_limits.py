@@ -317,7 +317,8 @@ def test_value_size_finding_names_max_allowed_packet_where_inserts_carry_rows(my
     assert limit_findings([plan], loader.limits(), PG.limits) == []  # LOAD DATA streams values
     (finding,) = limit_findings([plan], loader.limits(replicate=True), PG.limits)
     assert finding.fidelity is Fidelity.LOSSY and "max_allowed_packet = 16 MiB" in finding.reason
-    assert "values of c1 can be larger" in finding.reason  # c2 (20 characters) cannot
+    assert finding.column == "c1"  # c2 (20 characters) cannot be larger
+    assert "SET GLOBAL max_allowed_packet" in (finding.fix or "")
     inserts = rk.endpoint(mysql_url, method="insert").writer()
     assert limit_findings([plan], inserts.limits(), PG.limits) != []
 

@@ -90,6 +90,7 @@ class Limits:
         max_index_columns: columns per index.
         max_value_bytes: the largest value a write can carry.
         value_limit: what sets ``max_value_bytes`` (``"max_allowed_packet"``...).
+        value_fix: how to raise it, when the target can (``""``: it cannot).
         key_per_value: ``True``: a key entry over the limit is refused row by row
             (PostgreSQL: lossy); ``False``: the DDL is refused (MySQL: unsupported).
         long_unique: unique keys over the key limit are enforced through a hash (MariaDB).
@@ -106,6 +107,7 @@ class Limits:
     max_index_columns: int | None = None
     max_value_bytes: int | None = None
     value_limit: str = "the largest value"
+    value_fix: str = ""
     key_per_value: bool = False
     long_unique: bool = False
     long_index_prefix: bool = False
@@ -306,15 +308,17 @@ def _values(plan: TablePlan, limits: Limits, source: Limits | None) -> list[Find
             most = ceiling  # a source of unknown bounds (a custom reader) is not judged
         if most is not None and most > top:
             over.append(c)
-    if not over:
-        return []
-    names = ", ".join(c.source.name for c in over)
     return [
-        _finding(
-            plan,
-            f"values of {names} can be larger than {_mib(top)} ({limits.dialect}: "
-            f"{limits.value_limit} = {_mib(top)}); writing a row that holds a larger value fails",
-            f"raise {limits.value_limit} on the target, or keep such values out of the source",
-            Fidelity.LOSSY,
+        Finding.about(
+            str(plan.source.id),
+            f"values can be larger than {_mib(top)} ({limits.dialect}: {limits.value_limit} = "
+            f"{_mib(top)}); writing a row that holds a larger value fails",
+            kind="limit",
+            fix=" or ".join(
+                x for x in (limits.value_fix, f"keep values of {c.source.name} smaller") if x
+            ),
+            column=c.source.name,
+            fidelity=Fidelity.LOSSY,
         )
+        for c in over
     ]

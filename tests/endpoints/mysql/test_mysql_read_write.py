@@ -64,7 +64,10 @@ def test_mysql_to_mysql_keeps_every_value_and_the_schema(zoo, target_url, driver
     src = endpoint(f"{zoo}?driver={driver}")
     dst = endpoint(f"{target_url}?driver={driver}", method=method)
     task = rk.Task(src, dst)
-    assert task.plan().lossy == []
+    lossy = task.plan().lossy
+    # INSERTs carry each row in one packet: values over max_allowed_packet are declared
+    assert all(f.kind == "limit" and "max_allowed_packet" in (f.reason or "") for f in lossy)
+    assert (lossy == []) is (method == "load-data")
     assert task.run().total_rows == 5
     for table in ("parent", "zoo"):
         assert read_all(src, table) == read_all(dst, table), table
@@ -94,10 +97,13 @@ def test_mysql_to_postgres_values(zoo, pg_url):
     task = rk.Task(endpoint(zoo), rk.endpoint(pg_url))
     plan = task.plan()
     # tm: MySQL TIME beyond a day has no PostgreSQL time form
-    assert {(f.table.split(".")[1], f.column) for f in plan.lossy} == {
+    assert {(f.table.split(".")[1], f.column) for f in plan.lossy if f.kind == "type"} == {
         ("zoo", "geo"),
         ("zoo", "tm"),
     }
+    # the FULLTEXT key on txt becomes a btree index: long values exceed its 2,704-byte entry
+    (key,) = [f for f in plan.lossy if f.kind == "limit"]
+    assert "index ft_txt" in (key.reason or "") and "2,704" in (key.reason or "")
     task.run()
     with psycopg.connect(pg_url) as conn:
         row = conn.execute(

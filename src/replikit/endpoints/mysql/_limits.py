@@ -221,4 +221,6 @@ def live_limits(*, flavor: str, page_size: int, packet: int | None) -> Limits:
         max_record_bytes=PAGE_RECORD.get(page_size),
         max_value_bytes=packet if packet is not None else LIMITS.max_value_bytes,
         value_limit="max_allowed_packet" if packet is not None else LIMITS.value_limit,
+        value_fix="raise max_allowed_packet on the target server "
+        "(SET GLOBAL max_allowed_packet = 1073741824, up to 1 GiB)",
     )
