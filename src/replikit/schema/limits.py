@@ -171,8 +171,8 @@ def _finding(
     return Finding.about(str(plan.source.id), reason, kind="limit", fix=fix, fidelity=fidelity)
 
 
-def _drop(plan: TablePlan, names: Sequence[str]) -> str:
-    cols = ", ".join(repr(n) for n in names)
+def _drop(plan: TablePlan, names: Sequence[str], *, more: bool = False) -> str:
+    cols = ", ".join([repr(n) for n in names] + (["..."] if more else []))
     return _DROP.format(cols=cols, table=str(plan.source.id))
 
 
@@ -181,16 +181,15 @@ def _columns(plan: TablePlan, limits: Limits) -> list[Finding]:
     if top is None or n <= top:
         return []
     extra = [c.source.name for c in plan.columns[top:]]
-    shown = extra[:3] + (["..."] if len(extra) > 3 else [])
+    drop = _drop(plan, extra[:3], more=len(extra) > 3)
     return [
         _finding(
             plan,
             f"the table has {n:,} columns and {limits.dialect} takes at most {top:,} "
             f"columns per table (limit: columns per table = {top:,}); "
             f"CREATE TABLE {plan.target_id} would fail",
-            f"leave at least {n - top:,} columns out (transforms=[{_drop(plan, shown)}], "
-            "naming the columns to drop), or split the table into two tasks that each "
-            "drop a different half of the columns",
+            f"leave at least {n - top:,} columns out, e.g. the last ones: transforms=[{drop}]; "
+            "or split the table into two tasks that each leave out a different part",
         )
     ]
 
