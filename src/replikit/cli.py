@@ -1,9 +1,13 @@
-"""The ``replikit`` command line.
+"""The ``replikit`` command line (the parser and its help texts: :mod:`replikit._cli_parser`).
 
 Exit codes: 0 success; 1 the task ran and some tables failed (or an unexpected error);
 2 bad input or an unreachable endpoint (a :class:`replikit.Error` before any data moved);
 130 stopped by Ctrl-C / SIGTERM. Every failure is one line on stderr without a traceback
 (``-v`` adds it for unexpected errors) and, with ``--json``, a JSON object on stdout.
+
+Settings come from ``REPLIKIT_*`` environment variables (:meth:`TaskSettings.from_env`),
+overridden by the flags given; errors in a flag's value name the flag. The library logs under
+``replikit.*``; ``-v`` shows INFO, ``-vv`` DEBUG, ``-q`` only errors, on stderr.
 """
 
 from __future__ import annotations
@@ -16,173 +20,18 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from replikit import __version__
+from replikit._cli_parser import SETTING_FLAGS, parser
 from replikit.endpoints.base import Endpoint, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.mapping import Mappings, Selection
-from replikit.pipeline.runner import PREP_MODES
 from replikit.task import Task, TaskSettings
 
 __all__ = ["main"]
-
-
-def _add_endpoints(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SRC_URL", help="source URL, e.g. postgresql://user@host/db")
-    p.add_argument("target", metavar="DST_URL", help="target URL, e.g. sqlite:///out.db")
-    p.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="schema.table to include, %% as wildcard (repeatable; default: all tables)",
-    )
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="schema.table to leave out (repeatable)",
-    )
-    p.add_argument(
-        "--rename-schema",
-        action="append",
-        default=[],
-        metavar="SRC=DST",
-        help="put the tables of source schema SRC into target schema DST (repeatable)",
-    )
-    p.add_argument(
-        "--rename-table",
-        action="append",
-        default=[],
-        metavar="SRC=DST",
-        help="create source table SRC (schema.table or table) as DST (repeatable)",
-    )
-    p.add_argument(
-        "--rename-column",
-        action="append",
-        default=[],
-        metavar="SCHEMA.TABLE.COLUMN=NEW",
-        help="create a source column under the name NEW in its target table (repeatable)",
-    )
-    p.add_argument(
-        "--type",
-        action="append",
-        default=[],
-        metavar="SCHEMA.TABLE.COLUMN=TYPE",
-        help="create a column with this native target type, e.g. main.t.amount=text (repeatable)",
-    )
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="replikit",
-        description="Move and replicate databases: full load, CDC, plan, demo.",
-    )
-    parser.add_argument("--version", action="version", version=f"replikit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    copy = sub.add_parser("copy", help="full load: copy tables from SRC_URL to DST_URL")
-    _add_endpoints(copy)
-    copy.add_argument(
-        "--prep",
-        choices=PREP_MODES,
-        default="drop-and-create",
-        help="what to do with existing target tables (default: drop-and-create)",
-    )
-    copy.add_argument(
-        "--parallel", type=int, default=4, metavar="N", help="units loaded at once (default: 4)"
-    )
-    copy.add_argument(
-        "--split-rows",
-        type=int,
-        default=250_000,
-        metavar="N",
-        help="split tables above N rows into key ranges (default: 250000)",
-    )
-    copy.add_argument(
-        "--strict", action="store_true", help="refuse to run when any column converts lossily"
-    )
-    copy.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
-
-    plan = sub.add_parser("plan", help="show the target DDL and the conversion assessment")
-    _add_endpoints(plan)
-    plan.add_argument("--ddl", action="store_true", help="also print the target DDL")
-
-    rep = sub.add_parser(
-        "replicate",
-        help="full load + change data capture (or CDC only) until Ctrl-C; run again to resume",
-    )
-    _add_endpoints(rep)
-    rep.add_argument(
-        "--mode",
-        choices=("full-load-and-cdc", "cdc"),
-        default="full-load-and-cdc",
-        help="full-load-and-cdc (default) or cdc (changes from now on only)",
-    )
-    rep.add_argument(
-        "--batch-apply",
-        action="store_true",
-        help="apply the net change per key of each batch in bulk (fast) instead of every "
-        "change in source order",
-    )
-    rep.add_argument(
-        "--stop-when-idle",
-        type=float,
-        metavar="SECONDS",
-        help="stop after SECONDS without a source transaction (default: run until Ctrl-C)",
-    )
-    rep.add_argument(
-        "--task-id", help="name of the task's checkpoint and source objects (default: derived)"
-    )
-    rep.add_argument(
-        "--start-position",
-        metavar="POS",
-        help="CDC-only, first run: start at POS (e.g. pg:0/1A2B3C) instead of now",
-    )
-    rep.add_argument(
-        "--stop-position",
-        metavar="POS",
-        help="stop once POS (a position, or server_time:<ISO 8601>) is applied",
-    )
-    rep.add_argument(
-        "--prep",
-        choices=PREP_MODES,
-        default="drop-and-create",
-        help="what the full load does with existing target tables (default: drop-and-create)",
-    )
-    rep.add_argument(
-        "--cdc-setup",
-        action="store_true",
-        help="SQLite source: install the change triggers replikit needs (opt-in)",
-    )
-    rep.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
-
-    drop = sub.add_parser(
-        "drop", help="remove a task's slot, publication, triggers and control rows"
-    )
-    drop.add_argument("source", metavar="SRC_URL", help="source URL")
-    drop.add_argument("target", metavar="DST_URL", help="target URL")
-    drop.add_argument("--task-id", help="the task's id (default: derived from the URLs)")
-
-    setup = sub.add_parser(
-        "cdc-setup", help="check a source for CDC and create what it needs (SQLite: triggers)"
-    )
-    setup.add_argument("source", metavar="SRC_URL", help="source URL")
-    setup.add_argument("--include", action="append", default=[], metavar="PATTERN")
-    setup.add_argument("--exclude", action="append", default=[], metavar="PATTERN")
-    setup.add_argument("--task-id", default="default", help="names the source objects")
-
-    demo = sub.add_parser("demo", help="copy a bundled sample database, SQLite to SQLite")
-    demo.add_argument("--dir", help="where to put the demo databases (default: a temp dir)")
-    demo.add_argument("--no-cdc", action="store_true", help="full load only, no live CDC part")
-    return parser
 
 
 def _pair(text: str, flag: str, shape: str) -> tuple[str, str]:
@@ -221,28 +70,52 @@ def _type_overrides(args: argparse.Namespace) -> dict[str, str]:
     return overrides
 
 
-def _task(args: argparse.Namespace, settings: TaskSettings | None = None) -> Task:
-    settings = replace(settings or TaskSettings(), type_overrides=_type_overrides(args))
+def _task(args: argparse.Namespace, **flags: Any) -> Task:
+    settings = _settings(args, **flags)
     return Task(args.source, args.target, mappings=_mappings(args), settings=settings)
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> TaskSettings:
+    """``REPLIKIT_*`` settings overridden by the flags given (``None``: not given).
+
+    A bad flag value raises :class:`ConfigError` naming the flag, not the setting.
+    """
+    base = TaskSettings.from_env()  # its errors name the environment variable
+    given = {k: v for k, v in flags.items() if v is not None}
+    if getattr(args, "type", None):
+        given["type_overrides"] = _type_overrides(args)
+    try:
+        return replace(base, **given)
+    except ConfigError as exc:
+        setting = exc.setting or ""
+        if setting not in given or setting not in SETTING_FLAGS:
+            raise
+        message = str(exc).replace(setting, SETTING_FLAGS[setting], 1)
+        raise ConfigError(message, setting=setting) from None
+
+
+def _load_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the full-load flags (``copy``, ``replicate``) give."""
+    return {
+        "target_table_prep_mode": args.prep,
+        "parallel_tables": args.parallel,
+        "split_rows": args.split_rows,
+        "allow_lossy": args.allow_lossy,
+        "progress": _progress(args),
+    }
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
     """Live progress on stderr in a terminal, plain lines in a pipe; with --json only in a
-    terminal (stdout carries the JSON either way)."""
-    if args.no_progress:
+    terminal (stdout carries the JSON either way); none with --no-progress or -q. ``None``
+    leaves it to ``REPLIKIT_PROGRESS`` when that is set."""
+    if args.progress is False or args.quiet or args.quiet_sub:
         return False
-    return None if args.json else True
+    return None if args.json or "REPLIKIT_PROGRESS" in os.environ else True
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    settings = TaskSettings(
-        target_table_prep_mode=args.prep,
-        parallel_tables=args.parallel,
-        split_rows=args.split_rows,
-        allow_lossy=not args.strict,
-        progress=_progress(args),
-    )
-    task = _task(args, settings)
+    task = _task(args, **_load_flags(args))
     with _graceful(task):
         status, error = _run(task)
     stats = task.statistics()
@@ -302,7 +175,7 @@ def _report(
     """Print a run's outcome (JSON with ``details``, or ``stats`` and ``summary``)."""
     if args.json:
         print(json.dumps({"ok": status == 0, **details, "error": error}, indent=2))
-    else:
+    elif not (args.quiet or args.quiet_sub):
         print(stats)
         print(summary)
     if error:
@@ -329,15 +202,14 @@ def _source(url: str, cdc_setup: bool) -> Endpoint:
 
 
 def _cmd_replicate(args: argparse.Namespace) -> int:
-    settings = TaskSettings(
-        target_table_prep_mode=args.prep,
+    settings = _settings(
+        args,
+        **_load_flags(args),
         task_id=args.task_id,
         batch_apply=args.batch_apply,
         stop_when_idle=args.stop_when_idle,
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
-        progress=_progress(args),
-        type_overrides=_type_overrides(args),
     )
     mappings = _mappings(args)
     with _source(args.source, args.cdc_setup) as source:  # the task closes only its own
@@ -353,7 +225,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:
-    task = Task(args.source, args.target, settings=TaskSettings(task_id=args.task_id))
+    task = Task(args.source, args.target, settings=_settings(args, task_id=args.task_id))
     task.drop()
     print(f"dropped task {task.task_id}: source CDC objects and target control rows")
     return 0
@@ -371,44 +243,96 @@ def _cmd_cdc_setup(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from replikit.demo import run_demo
 
-    return run_demo(args.dir, cdc=not args.no_cdc)
+    return run_demo(args.dir, cdc=not args.no_cdc, out=sys.stdout)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "copy": _cmd_copy,
+    "plan": _cmd_plan,
+    "replicate": _cmd_replicate,
+    "drop": _cmd_drop,
+    "cdc-setup": _cmd_cdc_setup,
+    "demo": _cmd_demo,
+}
+_URL_ENV = {"source": "REPLIKIT_SOURCE_URL", "target": "REPLIKIT_TARGET_URL"}
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage and the error on stderr
         if exc.code == 2 and "--json" in argv:
             error = {"ok": False, "error": "invalid command line (see the usage on stderr)"}
             print(json.dumps({**error, "error_type": "UsageError", "exit_status": 2}, indent=2))
         raise
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    commands = {
-        "copy": _cmd_copy,
-        "plan": _cmd_plan,
-        "replicate": _cmd_replicate,
-        "drop": _cmd_drop,
-        "cdc-setup": _cmd_cdc_setup,
-        "demo": _cmd_demo,
-    }
+    args.verbose_total = args.verbose + args.verbose_sub
+    args.quiet = args.quiet or args.quiet_sub
+    if args.quiet and args.verbose_total:
+        parser().error("-q and -v contradict each other; give one")
+    return args
+
+
+def _urls_from_env(args: argparse.Namespace) -> None:
+    """Fill SRC_URL / DST_URL not given on the line from ``REPLIKIT_SOURCE_URL`` /
+    ``REPLIKIT_TARGET_URL``."""
+    for role, var in _URL_ENV.items():
+        if role in vars(args) and getattr(args, role) is None:
+            url = os.environ.get(var)
+            if not url:
+                flag = "SRC_URL" if role == "source" else "DST_URL"
+                raise ConfigError(f"no {role} URL: give {flag} or set {var}")
+            setattr(args, role, url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    with _logging(args.verbose_total, args.quiet):
+        try:
+            _urls_from_env(args)
+            return _COMMANDS[args.command](args)
+        except BrokenPipeError:
+            return _broken_pipe()
+        except Error as exc:
+            return _fail(args, 2, str(exc), exc)
+        except KeyboardInterrupt:
+            return _fail(args, 130, "interrupted", None)
+        except Exception as exc:  # a person reads this: one line, the traceback with -v
+            if args.verbose_total:
+                traceback.print_exc()
+            hint = "" if args.verbose_total else " (run with -v for the traceback)"
+            return _fail(args, 1, f"unexpected {type(exc).__name__}: {exc}{hint}", exc)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _logging(verbose: int, quiet: bool) -> Iterator[None]:
+    """Show ``replikit.*`` log records on stderr for one command, then restore the logger."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
+    if verbose >= 2:
+        level = logging.DEBUG
+    logger = logging.getLogger("replikit")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
     try:
-        return commands[args.command](args)
-    except BrokenPipeError:
-        return _broken_pipe()
-    except Error as exc:
-        return _fail(args, 2, str(exc), exc)
-    except KeyboardInterrupt:
-        return _fail(args, 130, "interrupted", None)
-    except Exception as exc:  # a person reads this: one line, the traceback with -v
-        if args.verbose:
-            traceback.print_exc()
-        hint = "" if args.verbose else " (run with -v for the traceback)"
-        return _fail(args, 1, f"unexpected {type(exc).__name__}: {exc}{hint}", exc)
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseException | None) -> int:

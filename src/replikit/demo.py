@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from importlib.resources import as_file, files
 from pathlib import Path
+from typing import TextIO
 
 from replikit.endpoints.base import endpoint
 from replikit.pipeline.stats import Statistics
@@ -43,39 +44,52 @@ def sample_database(dest: Path) -> Path:
     return dest
 
 
-def run_demo(directory: str | None = None, *, cdc: bool = True) -> int:
-    """Run the demo in ``directory`` (a new temp dir by default); return an exit status."""
+def run_demo(directory: str | None = None, *, cdc: bool = True, out: TextIO) -> int:
+    """Run the demo in ``directory`` (a new temp dir by default), narrating on ``out``
+    (the command line passes stdout); return an exit status."""
+    say = _Say(out)
     where = Path(directory or tempfile.mkdtemp(prefix="replikit-demo-"))
     where.mkdir(parents=True, exist_ok=True)
     source = sample_database(where / "chinook-source.db")
     target = where / "chinook-target.db"
     target.unlink(missing_ok=True)
-    print(f"source: {source}  (Chinook sample database, bundled)")
-    print(f"target: {target}\n")
+    say(f"source: {source}  (Chinook sample database, bundled)")
+    say(f"target: {target}\n")
 
     src = endpoint(f"sqlite:///{source}", cdc_setup=cdc)
     mode = "full-load-and-cdc" if cdc else "full-load"
     task = Task(src, f"sqlite:///{target}", migration_type=mode, settings=TaskSettings())
     plan = task.plan()
-    print(f"plan: {plan.assessment.to_dict()['summary']}")
+    say(f"plan: {plan.assessment.to_dict()['summary']}")
     if cdc:
-        ok = _live(task, source)
+        ok = _live(task, source, say)
     else:
         stats = task.run()
-        print(stats)
-        print(f"\ncopied {len(stats)} tables, {stats.total_rows:,} rows\n")
+        say(stats)
+        say(f"\ncopied {len(stats)} tables, {stats.total_rows:,} rows\n")
         ok = True
     results = compare(task.source, task.target, plan.assessment.tables)
     for r in results:
-        print(f"  verify {r}")
+        say(f"  verify {r}")
     ok = ok and all(r.equal for r in results)
     for ep in (src, task.target):  # the task closes only the endpoints it made itself
         ep.close()
-    print("\nverification:", "every table identical" if ok else "DIFFERENCES FOUND")
+    say("\nverification:", "every table identical" if ok else "DIFFERENCES FOUND")
     return 0 if ok else 1
 
 
-def _live(task: Task, source: Path) -> bool:
+class _Say:
+    """Writes the demo's narration to its stream (library code never prints by itself)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, *parts: object) -> None:
+        self.out.write(" ".join(str(p) for p in parts) + "\n")
+        self.out.flush()
+
+
+def _live(task: Task, source: Path, say: _Say) -> bool:
     """Run the task in a thread, edit the source, wait for the edits to arrive, stop."""
     errors: list[BaseException] = []
 
@@ -89,12 +103,12 @@ def _live(task: Task, source: Path) -> bool:
     runner.start()
     stats = task.statistics()
     if not _wait(lambda: task.phase == "cdc" or bool(errors), 120):
-        print("the full load did not finish within 120 s")
+        say("the full load did not finish within 120 s")
     if errors:
         runner.join()
         raise errors[0]
-    print(stats)
-    print(f"\nfull load: {len(stats)} tables, {stats.total_rows:,} rows; now replicating\n")
+    say(stats)
+    say(f"\nfull load: {len(stats)} tables, {stats.total_rows:,} rows; now replicating\n")
 
     expected = 0
     with sqlite3.connect(source) as conn:
@@ -102,22 +116,22 @@ def _live(task: Task, source: Path) -> bool:
             conn.execute(statement)
             conn.commit()
             expected += n
-            print(f"  source: {what}")
+            say(f"  source: {what}")
     arrived = _wait(lambda: _applied(stats) >= expected or bool(errors), 30)
     task.stop()
     runner.join()
     if errors:
         raise errors[0]
-    print()
+    say("")
     for t in stats:
         if t.inserts or t.updates or t.deletes:
-            print(
+            say(
                 f"  target: {t.table}: {t.inserts} inserted, {t.updates} updated, "
                 f"{t.deletes} deleted"
             )
-    print(f"\n{stats.cdc}\n")
+    say(f"\n{stats.cdc}\n")
     if not arrived:
-        print(f"only {_applied(stats)} of {expected} changes arrived within 30 s")
+        say(f"only {_applied(stats)} of {expected} changes arrived within 30 s")
     return arrived
 
 

@@ -64,7 +64,15 @@ def _rebuild(cls: type[Error], args: tuple[Any, ...], state: dict[str, Any]) -> 
 
 
 class ConfigError(Error):
-    """A setting, URL, pattern or mapping is invalid; fix the input and retry."""
+    """A setting, URL, pattern or mapping is invalid; fix the input and retry.
+
+    ``setting`` names the :class:`~replikit.TaskSettings` field at fault, when there is one
+    (the command line uses it to name its flag instead).
+    """
+
+    def __init__(self, *args: object, setting: str | None = None) -> None:
+        super().__init__(*args)
+        self.setting = setting
 
 
 class MissingDependencyError(ConfigError):

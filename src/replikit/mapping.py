@@ -58,7 +58,7 @@ class Selection:
     @staticmethod
     def _match(pattern: str, table: TableId) -> bool:
         schema_p, table_p = _split(pattern)
-        schema = table.schema or ""
+        schema = table.schema or "main"  # a table without a schema (SQLite): SQLite's name
         return bool(
             (schema_p == "%" or _compile(schema_p).fullmatch(schema))
             and _compile(table_p).fullmatch(table.name)

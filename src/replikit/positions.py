@@ -14,7 +14,14 @@ from typing import Any, ClassVar
 
 from replikit.errors import ConfigError
 
-__all__ = ["PgLsn", "Position", "SqliteSeq"]
+__all__ = ["FORMATS", "PgLsn", "Position", "SqliteSeq"]
+
+#: The position formats ``Position.parse`` reads, for messages and help texts.
+FORMATS = (
+    "pg:<LSN> (PostgreSQL, e.g. pg:0/1A2B3C), "
+    "mysql:<binlog file>:<offset>[@<GTID state>] (MySQL/MariaDB, e.g. mysql:binlog.000003:4), "
+    "sqlite:<change sequence> (SQLite, e.g. sqlite:42)"
+)
 
 # Position classes that live in an endpoint family (imported when first parsed).
 _LAZY = {"mysql": "replikit.endpoints.mysql._positions"}
@@ -52,14 +59,17 @@ class Position(abc.ABC):
 
     @staticmethod
     def parse(text: str) -> Position:
-        """Parse ``str(position)`` back into a position."""
+        """Parse ``str(position)`` back into a position (the error lists :data:`FORMATS`)."""
         prefix, sep, rest = text.partition(":")
         if prefix not in Position._types and prefix in _LAZY:
             importlib.import_module(_LAZY[prefix])  # defines the class, which registers it
         cls = Position._types.get(prefix)
         if not sep or cls is None:
-            raise ConfigError(f"not a replikit position: {text!r}")
-        return cls._from_text(rest)
+            raise ConfigError(f"not a replikit position: {text!r}; the formats are {FORMATS}")
+        try:
+            return cls._from_text(rest)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; the formats are {FORMATS}") from None
 
 
 @dataclass(frozen=True, slots=True, eq=True)

@@ -11,14 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 from replikit import display
 from replikit.changes import SchemaChange
@@ -32,10 +29,10 @@ from replikit.errors import (
 )
 from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
-from replikit.pipeline.cdc import Replicator, StopCondition
+from replikit.pipeline.cdc import Replicator
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
 from replikit.pipeline.progress import Progress
-from replikit.pipeline.runner import PREP_MODES, Pipeline, refuse_unsupported
+from replikit.pipeline.runner import Pipeline, refuse_unsupported
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
@@ -43,6 +40,7 @@ from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableSchema
+from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
 
 log = logging.getLogger(__name__)
@@ -50,125 +48,10 @@ log = logging.getLogger(__name__)
 __all__ = ["MIGRATION_TYPES", "Plan", "Task", "TaskSettings"]
 
 MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
-PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
 _ONTO_SOURCE_FIX = (
     "Use another target database, or map the tables to another schema or name "
     "(Mappings.rename_schema / rename_table)."
 )
-_TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
-
-
-def _stop_condition(settings: TaskSettings) -> StopCondition:
-    position: Position | None = None
-    commit_time: datetime | None = None
-    text = settings.cdc_stop_position
-    if text is not None:
-        if text.startswith("server_time:"):
-            try:
-                commit_time = datetime.fromisoformat(text.removeprefix("server_time:"))
-            except ValueError:
-                raise ConfigError(
-                    f"cdc_stop_position {text!r}: expected server_time:<ISO 8601 time>"
-                ) from None
-            if commit_time.tzinfo is None:
-                commit_time = commit_time.replace(tzinfo=UTC)
-        else:
-            position = Position.parse(text)
-    return StopCondition(
-        idle_seconds=settings.stop_when_idle, position=position, commit_time=commit_time
-    )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskSettings:
-    """Task settings (DMS names where they exist). Unknown keywords raise ``TypeError``.
-
-    Attributes:
-        target_table_prep_mode: ``drop-and-create`` (default), ``truncate`` or ``do-nothing``.
-            The last two keep existing tables as they are (creating missing ones) after
-            comparing them with the plan: what does not fit is a finding of ``plan()``, and
-            unsupported ones stop ``run`` before anything is truncated (docs/quickstart.md).
-        parallel_tables: how many units load at once (DMS ``MaxFullLoadSubTasks``).
-        split_rows: tables with more (estimated) rows are split into key ranges of about this
-            size; ``None`` never splits.
-        allow_lossy: run even when the assessment lists lossy columns (they are always listed
-            first); ``False`` makes ``run`` refuse.
-        type_overrides: ``{"schema.table.column": "native target type"}``.
-        progress: live progress on stderr: ``None`` (default) in a terminal or a notebook
-            only; ``True`` also as plain lines (one per table event, a summary every
-            ``progress_interval`` seconds) when stderr is a file or a pipe; ``False`` never
-            (docs/progress.md).
-        progress_interval: seconds between the summary lines of plain progress.
-        task_id: names the task's checkpoint in the target and its objects on the source
-            (PostgreSQL slot and publication ``replikit_<task_id>``); lowercase letters,
-            digits and ``_``, at most 40. ``None``: derived from the source and target URLs,
-            so running the same task again resumes it.
-        batch_apply: CDC applies the net change per key of each batch with bulk statements
-            (DMS ``BatchApplyEnabled``); ``False`` applies every change in source order.
-        batch_changes: most changes per target transaction during CDC.
-        cdc_start_position: where a CDC-only task starts the first time: ``"now"``
-            (default) or a position (``str(position)``, e.g. ``"pg:0/1A2B3C"``). Later runs
-            resume from the checkpoint.
-        cdc_stop_position: stop once a transaction at or after this position was applied, or
-            committed at or after ``"server_time:<ISO 8601>"`` (DMS ``CdcStopPosition``).
-        stop_when_idle: stop CDC after this many seconds without a source transaction.
-    """
-
-    target_table_prep_mode: PrepMode = "drop-and-create"
-    parallel_tables: int = 4
-    split_rows: int | None = 250_000
-    allow_lossy: bool = True
-    type_overrides: Mapping[str, str] = field(default_factory=dict)
-    progress: bool | None = None
-    progress_interval: float = 10.0
-    task_id: str | None = None
-    batch_apply: bool = False
-    batch_changes: int = 10_000
-    cdc_start_position: str | None = None
-    cdc_stop_position: str | None = None
-    stop_when_idle: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.target_table_prep_mode not in PREP_MODES:
-            raise ConfigError(
-                f"target_table_prep_mode must be one of {', '.join(PREP_MODES)}; "
-                f"got {self.target_table_prep_mode!r}"
-            )
-        if self.parallel_tables < 1:
-            raise ConfigError(f"parallel_tables must be >= 1; got {self.parallel_tables}")
-        if self.split_rows is not None and self.split_rows < 1000:
-            raise ConfigError(f"split_rows must be >= 1000 or None; got {self.split_rows}")
-        if self.task_id is not None and not _TASK_ID.fullmatch(self.task_id):
-            raise ConfigError(
-                f"task_id must be 1-40 lowercase letters, digits or '_'; got {self.task_id!r}"
-            )
-        if self.batch_changes < 1:
-            raise ConfigError(f"batch_changes must be >= 1; got {self.batch_changes}")
-        if self.progress_interval <= 0:
-            raise ConfigError(f"progress_interval must be > 0; got {self.progress_interval}")
-        if self.stop_when_idle is not None and self.stop_when_idle < 0:
-            raise ConfigError(f"stop_when_idle must be >= 0; got {self.stop_when_idle}")
-        if self.cdc_start_position not in (None, "now"):
-            Position.parse(self.cdc_start_position)
-        _stop_condition(self)
-
-    @classmethod
-    def from_env(cls, prefix: str = "REPLIKIT_") -> TaskSettings:
-        """Settings from ``REPLIKIT_<FIELD>`` environment variables (only when asked)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = os.environ.get(prefix + f.name.upper())
-            if raw is None or f.name == "type_overrides":
-                continue
-            if f.name in ("parallel_tables", "split_rows", "batch_changes"):
-                values[f.name] = None if raw.lower() == "none" else int(raw)
-            elif f.name in ("stop_when_idle", "progress_interval"):
-                values[f.name] = None if raw.lower() == "none" else float(raw)
-            elif f.name in ("allow_lossy", "progress", "batch_apply"):
-                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
-            else:
-                values[f.name] = raw
-        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +96,30 @@ def _raise_table_errors(stats: Statistics) -> None:
             f"First error: {failed[0].error}",
             {t.table: Error(t.error or "table error") for t in failed},
         )
+
+
+_PATTERN_HINTS = {
+    "postgres": "schema.table, % as wildcard, e.g. public.% or %.orders",
+    "mysql": "schema.table where the schema is the database, % as wildcard, e.g. shop.% "
+    "or %.orders",
+    "sqlite": "SQLite has no schemas: a table name or a pattern such as A% or %; "
+    "main.% selects every table",
+}
+
+
+def _selects_nothing(source: Endpoint, what: str) -> ConfigError:
+    """The error for patterns that select nothing: the pattern form of this engine and
+    some of the tables the source has."""
+    hint = _PATTERN_HINTS.get(source.family, "schema.table, % as wildcard, e.g. %.orders")
+    try:
+        names = sorted(str(t.id) for t in source.reflect().tables)
+    except Error:
+        names = []
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    tables = f" Its tables: {shown}." if names else " It has no tables."
+    return ConfigError(
+        f"{what} selects no table in {source.url}. Check the pattern ({hint}).{tables}"
+    )
 
 
 def _as_endpoint(value: Endpoint | str, role: str) -> Endpoint:
@@ -304,10 +211,7 @@ class Task:
             missing = selection.unmatched_includes(ids)
             if missing or not ids:
                 what = ", ".join(repr(p) for p in missing) if missing else "the selection"
-                raise ConfigError(
-                    f"{what} selects no table in {self.source.url}. Check the pattern "
-                    "(schema.table, % as wildcard, e.g. public.% or %.orders)."
-                )
+                raise _selects_nothing(self.source, what)
             self._catalog = catalog
         return self._catalog
 
@@ -534,7 +438,7 @@ class Task:
                 elif checkpoint is None:
                     checkpoint = self._cdc_start(writer, plans, tables)
                 self.phase = "cdc"
-                replicator.run(checkpoint, _stop_condition(self.settings))
+                replicator.run(checkpoint, stop_condition(self.settings))
             finally:
                 self.phase = "stopped"
                 replicator.close()

@@ -1,0 +1,229 @@
+"""``TaskSettings``: how a task runs, in code or from ``REPLIKIT_*`` environment variables.
+
+>>> from replikit import TaskSettings
+>>> TaskSettings(parallel_tables=8).parallel_tables
+8
+>>> TaskSettings.from_env(environ={"REPLIKIT_PARALLEL_TABLES": "2"}).parallel_tables
+2
+
+Nothing is read from the environment unless :meth:`TaskSettings.from_env` is called (the
+``replikit`` command does; its flags override the environment).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from replikit.errors import ConfigError
+from replikit.pipeline.cdc import StopCondition
+from replikit.pipeline.runner import PREP_MODES
+from replikit.positions import Position
+
+__all__ = ["ENV_PREFIX", "TaskSettings", "stop_condition"]
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "REPLIKIT_"
+PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
+_TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
+_INTS = frozenset({"parallel_tables", "split_rows", "batch_changes"})
+_FLOATS = frozenset({"stop_when_idle", "progress_interval"})
+_BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
+_NONE_OK = frozenset(
+    {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
+     "cdc_stop_position"}
+)  # fmt: skip
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def stop_condition(settings: TaskSettings) -> StopCondition:
+    """The CDC stop condition ``settings`` describe (``cdc_stop_position``, idle time)."""
+    position: Position | None = None
+    commit_time: datetime | None = None
+    text = settings.cdc_stop_position
+    if text is not None:
+        if text.startswith("server_time:"):
+            try:
+                commit_time = datetime.fromisoformat(text.removeprefix("server_time:"))
+            except ValueError:
+                raise ConfigError(
+                    f"cdc_stop_position {text!r}: expected server_time:<ISO 8601 time>, "
+                    "e.g. server_time:2025-01-31T12:00:00+00:00",
+                    setting="cdc_stop_position",
+                ) from None
+            if commit_time.tzinfo is None:
+                commit_time = commit_time.replace(tzinfo=UTC)
+        else:
+            position = _position(text, "cdc_stop_position")
+    return StopCondition(
+        idle_seconds=settings.stop_when_idle, position=position, commit_time=commit_time
+    )
+
+
+def _position(text: str, setting: str) -> Position:
+    try:
+        return Position.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{setting}: {exc}", setting=setting) from None
+
+
+def _at_least(name: str, value: float | None, low: float, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if value is None or value < low:
+        shown = int(low) if float(low).is_integer() else low
+        extra = " (or None)" if none_ok else ""
+        raise ConfigError(f"{name} must be at least {shown}{extra}; got {value}", setting=name)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskSettings:
+    """Task settings (DMS names where they exist). Unknown keywords raise ``TypeError``.
+
+    A bad value raises :class:`~replikit.ConfigError` whose ``setting`` names the field.
+
+    Attributes:
+        target_table_prep_mode: ``drop-and-create`` (default), ``truncate`` or ``do-nothing``.
+            The last two keep existing tables as they are (creating missing ones) after
+            comparing them with the plan: what does not fit is a finding of ``plan()``, and
+            unsupported ones stop ``run`` before anything is truncated (docs/quickstart.md).
+        parallel_tables: how many units load at once (DMS ``MaxFullLoadSubTasks``).
+        split_rows: tables with more (estimated) rows are split into key ranges of about this
+            size; ``None`` never splits.
+        allow_lossy: run even when the assessment lists lossy columns (they are always listed
+            first); ``False`` makes ``run`` refuse.
+        type_overrides: ``{"schema.table.column": "native target type"}``.
+        progress: live progress on stderr: ``None`` (default) in a terminal or a notebook
+            only; ``True`` also as plain lines (one per table event, a summary every
+            ``progress_interval`` seconds) when stderr is a file or a pipe; ``False`` never
+            (docs/progress.md).
+        progress_interval: seconds between the summary lines of plain progress.
+        task_id: names the task's checkpoint in the target and its objects on the source
+            (PostgreSQL slot and publication ``replikit_<task_id>``); lowercase letters,
+            digits and ``_``, at most 40. ``None``: derived from the source and target URLs,
+            so running the same task again resumes it.
+        batch_apply: CDC applies the net change per key of each batch with bulk statements
+            (DMS ``BatchApplyEnabled``); ``False`` applies every change in source order.
+        batch_changes: most changes per target transaction during CDC.
+        cdc_start_position: where a CDC-only task starts the first time: ``"now"``
+            (default) or a position (``str(position)``, e.g. ``"pg:0/1A2B3C"``). Later runs
+            resume from the checkpoint.
+        cdc_stop_position: stop once a transaction at or after this position was applied, or
+            committed at or after ``"server_time:<ISO 8601>"`` (DMS ``CdcStopPosition``).
+        stop_when_idle: stop CDC after this many seconds without a source transaction.
+    """
+
+    target_table_prep_mode: PrepMode = "drop-and-create"
+    parallel_tables: int = 4
+    split_rows: int | None = 250_000
+    allow_lossy: bool = True
+    type_overrides: Mapping[str, str] = field(default_factory=dict)
+    progress: bool | None = None
+    progress_interval: float = 10.0
+    task_id: str | None = None
+    batch_apply: bool = False
+    batch_changes: int = 10_000
+    cdc_start_position: str | None = None
+    cdc_stop_position: str | None = None
+    stop_when_idle: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_table_prep_mode not in PREP_MODES:
+            raise ConfigError(
+                f"target_table_prep_mode must be one of {', '.join(PREP_MODES)}; "
+                f"got {self.target_table_prep_mode!r}",
+                setting="target_table_prep_mode",
+            )
+        _at_least("parallel_tables", self.parallel_tables, 1)
+        _at_least("split_rows", self.split_rows, 1000, none_ok=True)
+        if self.task_id is not None and not _TASK_ID.fullmatch(self.task_id):
+            raise ConfigError(
+                f"task_id must be 1-40 lowercase letters, digits or '_'; got {self.task_id!r}",
+                setting="task_id",
+            )
+        _at_least("batch_changes", self.batch_changes, 1)
+        if self.progress_interval <= 0:
+            raise ConfigError(
+                f"progress_interval must be more than 0; got {self.progress_interval}",
+                setting="progress_interval",
+            )
+        _at_least("stop_when_idle", self.stop_when_idle, 0, none_ok=True)
+        if self.cdc_start_position not in (None, "now"):
+            _position(self.cdc_start_position, "cdc_start_position")
+        stop_condition(self)
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = ENV_PREFIX, *, environ: Mapping[str, str] | None = None
+    ) -> TaskSettings:
+        """Settings from ``<prefix><FIELD>`` environment variables; unset ones keep defaults.
+
+        Each field reads the variable named after it in capitals: ``REPLIKIT_PARALLEL_TABLES=8``,
+        ``REPLIKIT_TARGET_TABLE_PREP_MODE=truncate``, ``REPLIKIT_ALLOW_LOSSY=false``
+        (``1/true/yes/on``, ``0/false/no/off``), ``REPLIKIT_SPLIT_ROWS=none``,
+        ``REPLIKIT_TYPE_OVERRIDES='{"main.t.c": "text"}'`` (a JSON object). A value that does
+        not parse raises :class:`~replikit.ConfigError` naming the variable. ``environ``
+        replaces ``os.environ`` (tests).
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        given: dict[str, str] = {}
+        for f in fields(cls):
+            var = prefix + f.name.upper()
+            raw = env.get(var)
+            if raw is not None:
+                given[f.name] = var
+                values[f.name] = _env_value(f.name, var, raw.strip())
+        if given:
+            log.info("settings from the environment: %s", ", ".join(sorted(given.values())))
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            bad = given.get(exc.setting or "")
+            if bad is None:
+                raise
+            raise ConfigError(f"{bad}={env[bad]!r}: {exc}", setting=exc.setting) from None
+
+
+def _env_value(name: str, var: str, raw: str) -> Any:
+    """The typed value of environment variable ``var`` (for field ``name``)."""
+    if name in _NONE_OK and raw.lower() == "none":
+        return None
+    try:
+        if name in _INTS:
+            return int(raw.replace("_", ""))
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError:
+        kind = "a whole number" if name in _INTS else "a number"
+        raise ConfigError(f"{var}={raw!r}: expected {kind}", setting=name) from None
+    if name in _BOOLS:
+        if raw.lower() not in _TRUE + _FALSE:
+            raise ConfigError(
+                f"{var}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}", setting=name
+            )
+        return raw.lower() in _TRUE
+    if name == "type_overrides":
+        return _json_object(var, raw)
+    return raw
+
+
+def _json_object(var: str, raw: str) -> dict[str, str]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(
+            f'{var}: expected a JSON object of column to type, e.g. {{"main.t.c": "text"}}',
+            setting="type_overrides",
+        )
+    return value
