@@ -200,7 +200,8 @@ def _mapping_options(p: argparse.ArgumentParser) -> None:
             "create a source column under the name NEW in its target table",
         ),
     ):
-        p.add_argument(flag, action="append", default=[], metavar=metavar, help=text + " (repeatable)")
+        help_text = text + " (repeatable)"
+        p.add_argument(flag, action="append", default=[], metavar=metavar, help=help_text)
     p.add_argument(
         "--type",
         action="append",

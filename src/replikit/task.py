@@ -86,6 +86,19 @@ class Plan:
         return display.html_assessment(self.assessment, self.ddl)
 
 
+def _log_plan(plans: Sequence[TablePlan]) -> None:
+    columns = [c for p in plans for c in p.columns]
+    lossy = sum(c.fidelity.value == "lossy" for c in columns)
+    unsupported = sum(c.fidelity.value == "unsupported" for c in columns)
+    log.info(
+        "plan: %d table(s), %d column(s): %d lossy, %d unsupported",
+        len(plans),
+        len(columns),
+        lossy,
+        unsupported,
+    )
+
+
 def _raise_table_errors(stats: Statistics) -> None:
     """Raise :class:`TaskError` naming every table that ended in error (e.g. during CDC)."""
     failed = stats.by_state(TableState.ERROR)
@@ -204,6 +217,7 @@ class Task:
     def catalog(self) -> Catalog:
         """The selected source tables (reflected once per task)."""
         if self._catalog is None:
+            log.info("source %s: connecting", self.source.url)
             self.source.check()
             selection = self.mappings.selection
             catalog = self.source.reflect(selection)
@@ -212,6 +226,7 @@ class Task:
             if missing or not ids:
                 what = ", ".join(repr(p) for p in missing) if missing else "the selection"
                 raise _selects_nothing(self.source, what)
+            log.info("source %s: %d table(s) selected", self.source.url, len(ids))
             self._catalog = catalog
         return self._catalog
 
@@ -220,6 +235,7 @@ class Task:
         if self._pipeline is None:
             self._check_capabilities()
             catalog = self.catalog()
+            log.info("target %s: connecting", self.target.url)
             self.target.check()
             s = self.settings
             self._pipeline = Pipeline(
@@ -289,6 +305,7 @@ class Task:
         try:
             self._statistics.reset()
             pipe = self.pipeline()
+            _log_plan(pipe.plans())
             self._refuse_copy_onto_source(pipe.plans())
             if not self.settings.allow_lossy:
                 lossy = self.plan().lossy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections import deque
@@ -14,6 +15,9 @@ from typing import Any
 from replikit import display
 
 __all__ = ["CdcStats", "Statistics", "TableState", "TableStats"]
+
+# table events (start, end, state changes) and CDC batches; "-v" on the command line shows them
+log = logging.getLogger("replikit.pipeline")
 
 
 class TableState(enum.StrEnum):
@@ -105,6 +109,13 @@ class CdcStats:
             self.batches += 1
             self._latency.extend(latencies)
             self.position = pos
+        log.debug(
+            "CDC batch applied: %d transaction(s), %d change(s), position %s, latency %s",
+            transactions,
+            changes,
+            pos,
+            f"{max(latencies):.3f} s" if latencies else "n/a",
+        )
 
     def percentile(self, q: float) -> float | None:
         """Latency percentile in seconds (``q`` in 0..100); None before any sample."""
@@ -197,11 +208,15 @@ class Statistics:
         """A table's load began."""
         with self._lock:
             st = self._tables[table]
-            if st.state is TableState.BEFORE_LOAD:
+            first = st.state is TableState.BEFORE_LOAD
+            if first:
                 st.state = TableState.FULL_LOAD
                 st.start = datetime.now(UTC)
                 st._t0 = time.perf_counter()
             st.units_total = units
+        if first:
+            estimate = f"~{st.estimated_rows:,}" if st.estimated_rows is not None else "unknown"
+            log.info("table %s: full load started (%d part(s), %s rows)", table, units, estimate)
 
     def rows(self, table: str, n: int) -> None:
         """Count ``n`` more loaded rows."""
@@ -225,6 +240,7 @@ class Statistics:
             st.error = error
             st.end = datetime.now(UTC)
             st._t1 = time.perf_counter()
+        _log_state(st)
 
     def count_changes(self, table: str, op: str, n: int = 1) -> None:
         """Count ``n`` applied changes of ``op`` (insert/update/delete/truncate/ddl)."""
@@ -238,10 +254,12 @@ class Statistics:
         """Move a table to ``state`` (CDC: replicating, or an error that stops the table)."""
         with self._lock:
             st = self._tables.get(table)
-            if st is not None:
-                st.state = state
-                if error is not None:
-                    st.error = error
+            if st is None or (st.state is state and error is None):
+                return
+            st.state = state
+            if error is not None:
+                st.error = error
+        _log_state(st)
 
     @property
     def total_rows(self) -> int:
@@ -286,6 +304,22 @@ class Statistics:
 
 
 _NAME_WIDTH = 60  # table names longer than this are shortened in the middle
+
+
+def _log_state(st: TableStats) -> None:
+    """Log a table's new state: errors as warnings, the rest at INFO."""
+    if st.state is TableState.ERROR:
+        log.warning("table %s: %s: %s", st.table, st.state, st.error)
+    elif st.state is TableState.COMPLETED:
+        log.info(
+            "table %s: completed, %d rows in %.1f s (%.0f rows/s)",
+            st.table,
+            st.full_load_rows,
+            st.seconds,
+            st.rows_per_second,
+        )
+    else:
+        log.info("table %s: %s%s", st.table, st.state, f" ({st.error})" if st.error else "")
 
 
 def _fit(name: str, width: int) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import re
 import socket
@@ -43,6 +44,8 @@ __all__ = [
     "scrub",
     "setup_session",
 ]
+
+log = logging.getLogger("replikit.mysql")
 
 SQL_MODE = (
     "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
@@ -136,6 +139,8 @@ def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool 
     keepalive probes (:func:`_keep_alive`).
     """
     driver = load_driver(params.driver)
+    user = params.user or "the default user"
+    log.debug("connecting to %s as %s with %s", params.where(), user, driver.name)
     bounded = {"read_timeout": params.connect_timeout, "write_timeout": params.connect_timeout}
     try:
         if driver.name == "mysqlclient":

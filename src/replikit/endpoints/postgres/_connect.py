@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from replikit.endpoints.base import require
@@ -15,6 +16,8 @@ from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 
 __all__ = ["Connection", "connect"]
 
+log = logging.getLogger("replikit.postgres")
+
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 # canonical values: UTC instants, ISO 8601 intervals, ISO dates, floats that round-trip
@@ -26,6 +29,7 @@ _SESSION = (
 
 def connect(params: ConnParams, *, autocommit: bool = False) -> Connection:
     """A connection to ``params`` with UTC, ISO styles; ``ConnectError`` when that fails."""
+    log.debug("connecting to %s as %s", params.where(), params.user or "the default user")
     try:
         conn: Connection = psycopg.connect(
             autocommit=True, **params.kwargs(application_name="replikit")

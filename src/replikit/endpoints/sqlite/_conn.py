@@ -10,6 +10,7 @@ an endpoint's writer is visible to the same endpoint's reader.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from replikit.errors import ConfigError, ConnectError
 
 __all__ = ["Connections", "Location", "parse_url"]
+
+log = logging.getLogger("replikit.sqlite")
 
 _MEMORY = ("", "/", ":memory:", "/:memory:")
 
@@ -83,6 +86,7 @@ class Connections:
         return self.location.path is None or os.path.exists(self.location.path)
 
     def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        log.debug("opening %s", self.where)
         try:
             conn = sqlite3.connect(
                 target,
