@@ -135,25 +135,30 @@ def _selects_nothing(source: Endpoint, what: str) -> ConfigError:
     )
 
 
-def _as_endpoint(value: Endpoint | str, role: str) -> Endpoint:
+def _as_endpoint(value: Endpoint | str | Any, role: str) -> Endpoint:
     if isinstance(value, Endpoint):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) or type(value).__module__.startswith("sqlalchemy."):
         return endpoint(value)
-    raise ConfigError(f"{role} must be an Endpoint or a URL string, got {type(value).__name__}")
+    raise ConfigError(
+        f"{role} must be an Endpoint, a URL string or a SQLAlchemy URL or Engine, "
+        f"got {type(value).__name__}"
+    )
 
 
 class Task:
     """A replication task: source, target, migration type, mappings and settings.
 
-    ``plan()`` reflects and converts without moving data; ``run()`` performs the migration and
-    returns the statistics; ``statistics()`` reads them at any time (from another thread too).
+    ``source`` and ``target`` are endpoints, URL strings, or SQLAlchemy ``URL`` s or
+    ``Engine`` s (see :func:`replikit.endpoint`). ``plan()`` reflects and converts without
+    moving data; ``run()`` performs the migration and returns the statistics;
+    ``statistics()`` reads them at any time (from another thread too).
     """
 
     def __init__(
         self,
-        source: Endpoint | str,
-        target: Endpoint | str,
+        source: Endpoint | str | Any,
+        target: Endpoint | str | Any,
         *,
         migration_type: str = "full-load",
         mappings: Mappings | None = None,

@@ -12,6 +12,7 @@ import abc
 import functools
 import importlib
 import inspect
+import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Capabilities", "Endpoint", "endpoint", "hide_secret", "mask_url", "register"]
 
 _T = TypeVar("_T")
+log = logging.getLogger("replikit.endpoints")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,22 +256,50 @@ def _resolve(scheme: str) -> type[Endpoint]:
                 target = ep.value
                 break
     if target is None:
+        dialect = scheme.partition("+")[0]
+        if "+" in scheme and dialect in _REGISTRY:
+            _driver_note(scheme)  # a SQLAlchemy driver name: replikit's own driver connects
+            return _resolve(dialect)
         known = ", ".join(sorted(set(_REGISTRY)))
-        raise ConfigError(f"unknown URL scheme {scheme!r}; known schemes: {known}")
+        raise ConfigError(
+            f"unknown URL scheme {scheme!r}; known schemes: {known} (with SQLAlchemy's "
+            "driver names too, e.g. postgresql+psycopg2, mysql+mysqlconnector)"
+        )
     module, _, attr = target.partition(":")
     cls: type[Endpoint] = getattr(importlib.import_module(module), attr)
     _LOADED[scheme] = cls
     return cls
 
 
-def endpoint(url: str, **options: Any) -> Endpoint:
-    """Make the endpoint for ``url``.
+def _driver_note(scheme: str) -> None:
+    from replikit.endpoints._sqlalchemy import driver_note
+
+    instead = driver_note(scheme)
+    if instead is not None:
+        driver = scheme.partition("+")[2]
+        log.info("the URL names the %s driver; replikit connects with %s", driver, instead)
+
+
+def endpoint(url: str | Any, **options: Any) -> Endpoint:
+    """Make the endpoint for ``url``: a URL string, a SQLAlchemy ``URL`` or ``Engine``.
+
+    SQLAlchemy driver names (``postgresql+psycopg2://``, ``mysql+mysqlconnector://``,
+    ``sqlite+pysqlite://``...) are accepted; replikit connects with its own driver and logs
+    a note (INFO) when it is not the one named. An ``Engine`` gives its URL and the
+    ``connect_args`` it was created with; its pool is never used.
 
     >>> endpoint("sqlite:///:memory:")
     SqliteEndpoint('sqlite:///:memory:')
     """
     if not isinstance(url, str):
-        raise ConfigError(f"endpoint URL must be a string, got {type(url).__name__}")
+        from replikit.endpoints._sqlalchemy import is_sqlalchemy, url_text
+
+        if not is_sqlalchemy(url):
+            raise ConfigError(
+                "endpoint URL must be a string or a SQLAlchemy URL or Engine, "
+                f"got {type(url).__name__}"
+            )
+        url = url_text(url)
     return _resolve(_scheme(url))(url, **options)
 
 

@@ -5,8 +5,14 @@
 ``?driver=pymysql|mysqlclient`` does, and by default mysqlclient is used when it is installed
 (measured faster) and PyMySQL otherwise. Recognised query keys: ``ssl_mode``
 (``DISABLED``/``PREFERRED``/``REQUIRED``/``VERIFY_CA``/``VERIFY_IDENTITY``), ``ssl_ca``,
-``ssl_cert``, ``ssl_key``, ``unix_socket``, ``connect_timeout``, ``driver``. Anything else is
-a :class:`~replikit.ConfigError`, so a misspelt TLS option never silently connects in clear.
+``ssl_cert``, ``ssl_key``, ``unix_socket``, ``connect_timeout``, ``driver``, and ``charset``
+(SQLAlchemy URLs carry it; replikit always talks utf8mb4). Anything else is a
+:class:`~replikit.ConfigError`, so a misspelt TLS option never silently connects in clear.
+
+``A URL without a password takes it where the mysql client does: the ``password`` of the
+``[client]`` section of ``~/.my.cnf`` (its ``user`` too when the URL has none), else the
+``MYSQL_PWD`` environment variable. replikit reads them itself, so both drivers and the binlog
+stream use the same login, and a driver error can be scrubbed of the password.
 
 ``connect_timeout`` (seconds, default 10) is the one timeout setting: it bounds the TCP
 connect, the server greeting, the login and the session setup of every connection (the
@@ -16,6 +22,9 @@ probes after that many idle seconds (see :func:`replikit.endpoints.mysql._driver
 
 from __future__ import annotations
 
+import configparser
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +35,8 @@ from sqlalchemy.exc import ArgumentError
 from replikit.errors import ConfigError
 
 __all__ = ["DRIVERS", "SSL_MODES", "ConnParams"]
+
+log = logging.getLogger("replikit.mysql")
 
 DRIVERS = ("auto", "mysqlclient", "pymysql")
 SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
@@ -69,6 +80,7 @@ class ConnParams:
             raise ConfigError(
                 f"unknown MySQL driver {driver!r} in {masked!r}; use one of {DRIVERS}"
             )
+        _charset(query.pop("charset", None))
         unknown = sorted(set(query) - _QUERY_KEYS)
         if unknown:
             raise ConfigError(
@@ -89,12 +101,13 @@ class ConnParams:
             raise ConfigError(
                 f"connect_timeout must be a whole number of seconds > 0 in {masked!r}"
             )
+        user, password = _login(u.username, u.password)
         return cls(
             host=u.host,
             port=port,
-            user=u.username,
+            user=user,
             database=u.database or None,
-            password=u.password,
+            password=password,
             unix_socket=query.get("unix_socket"),
             connect_timeout=timeout,
             driver=driver,
@@ -150,3 +163,47 @@ class ConnParams:
         if files:
             base["ssl"] = files
         return {k: v for k, v in base.items() if v is not None}
+
+
+def _charset(value: str | None) -> None:
+    """A URL's ``charset``: replikit's sessions are utf8mb4 whatever it says (noted)."""
+    if value is not None and value.lower() != "utf8mb4":
+        log.info("the URL asks for charset %s; replikit's sessions always use utf8mb4", value)
+
+
+def _login(user: str | None, password: str | None) -> tuple[str | None, str | None]:
+    """The URL's user and password, completed from ``~/.my.cnf`` [client] and ``MYSQL_PWD``."""
+    if password is not None:
+        return user, password
+    client = _option_file_client(os.path.expanduser("~/.my.cnf"))
+    if client.get("password") is not None and (user is None or client.get("user") in (None, user)):
+        log.debug("password for %s from ~/.my.cnf [client]", user or client.get("user"))
+        return user or client.get("user"), client["password"]
+    if os.environ.get("MYSQL_PWD") is not None:
+        log.debug("password for %s from MYSQL_PWD", user)
+        return user or client.get("user"), os.environ["MYSQL_PWD"]
+    return user or client.get("user"), None
+
+
+def _option_file_client(path: str) -> dict[str, str]:
+    """The ``[client]`` section of a MySQL option file (empty when there is none)."""
+    parser = configparser.RawConfigParser(allow_no_value=True, strict=False)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = "\n".join(line for line in f if not line.lstrip().startswith("!"))
+        parser.read_string(text, source=path)
+    except (OSError, configparser.Error):
+        return {}
+    if not parser.has_section("client"):
+        return {}
+    out = {}
+    for key, value in parser.items("client"):
+        if value is not None:
+            out[key.replace("-", "_")] = _unquote(value.strip())
+    return out
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value

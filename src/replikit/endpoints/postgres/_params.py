@@ -46,6 +46,8 @@ class ConnParams:
         extra: dict[str, str] = {}
         for key, value in u.query.items():
             extra[key] = value if isinstance(value, str) else value[-1]
+        if u.get_driver_name() == "asyncpg" and "ssl" in extra:  # asyncpg's name for sslmode
+            extra.setdefault("sslmode", extra.pop("ssl"))
         try:
             port = u.port
         except ValueError:

@@ -44,7 +44,7 @@ def parse_url(url: str) -> Location:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return Location(url)
-    if scheme.lower() != "sqlite":
+    if scheme.lower().partition("+")[0] != "sqlite":
         raise ConfigError(f"not a sqlite URL: {scheme}://...")
     if "?" in rest:
         raise ConfigError("sqlite URLs take no query parameters (pass options as keywords)")
