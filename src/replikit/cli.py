@@ -21,7 +21,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -80,12 +79,11 @@ def _settings(args: argparse.Namespace, **flags: Any) -> TaskSettings:
 
     A bad flag value raises :class:`ConfigError` naming the flag, not the setting.
     """
-    base = TaskSettings.from_env()  # its errors name the environment variable
     given = {k: v for k, v in flags.items() if v is not None}
     if getattr(args, "type", None):
         given["type_overrides"] = _type_overrides(args)
     try:
-        return replace(base, **given)
+        return TaskSettings.from_env(**given)  # errors in the environment name the variable
     except ConfigError as exc:
         setting = exc.setting or ""
         if setting not in given or setting not in SETTING_FLAGS:

@@ -162,16 +162,17 @@ class TaskSettings:
 
     @classmethod
     def from_env(
-        cls, prefix: str = ENV_PREFIX, *, environ: Mapping[str, str] | None = None
+        cls, prefix: str = ENV_PREFIX, *, environ: Mapping[str, str] | None = None, **overrides: Any
     ) -> TaskSettings:
-        """Settings from ``<prefix><FIELD>`` environment variables; unset ones keep defaults.
+        """Settings from ``<prefix><FIELD>`` environment variables; unset ones keep defaults,
+        and keyword ``overrides`` (e.g. command-line flags) win over the environment.
 
         Each field reads the variable named after it in capitals: ``REPLIKIT_PARALLEL_TABLES=8``,
         ``REPLIKIT_TARGET_TABLE_PREP_MODE=truncate``, ``REPLIKIT_ALLOW_LOSSY=false``
         (``1/true/yes/on``, ``0/false/no/off``), ``REPLIKIT_SPLIT_ROWS=none``,
         ``REPLIKIT_TYPE_OVERRIDES='{"main.t.c": "text"}'`` (a JSON object). A value that does
-        not parse raises :class:`~replikit.ConfigError` naming the variable. ``environ``
-        replaces ``os.environ`` (tests).
+        not parse raises :class:`~replikit.ConfigError` naming the variable (and the field
+        in ``setting``). ``environ`` replaces ``os.environ``.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -179,13 +180,13 @@ class TaskSettings:
         for f in fields(cls):
             var = prefix + f.name.upper()
             raw = env.get(var)
-            if raw is not None:
+            if raw is not None and f.name not in overrides:
                 given[f.name] = var
                 values[f.name] = _env_value(f.name, var, raw.strip())
         if given:
             log.info("settings from the environment: %s", ", ".join(sorted(given.values())))
         try:
-            return cls(**values)
+            return cls(**values, **overrides)
         except ConfigError as exc:
             bad = given.get(exc.setting or "")
             if bad is None:

@@ -190,7 +190,7 @@ def _option_file_client(path: str) -> dict[str, str]:
     parser = configparser.RawConfigParser(allow_no_value=True, strict=False)
     try:
         with open(path, encoding="utf-8") as f:
-            text = "\n".join(line for line in f if not line.lstrip().startswith("!"))
+            text = "".join(line for line in f if not line.lstrip().startswith("!"))
         parser.read_string(text, source=path)
     except (OSError, configparser.Error):
         return {}
