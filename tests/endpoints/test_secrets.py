@@ -56,6 +56,43 @@ def test_repr_str_and_errors_hide_any_password(password, scheme) -> None:
             assert not _leaks(text, password), text
 
 
+@settings(max_examples=100)
+@given(password=PASSWORDS, scheme=st.sampled_from(["postgresql+psycopg", "mysql+pymysql"]))
+def test_sqlalchemy_urls_and_engines_hide_any_password(password, scheme) -> None:
+    """A SQLAlchemy URL or Engine (with the password in the URL or in connect_args): repr,
+    str, the task's repr, the failed login's message and the log records never hold it."""
+    from sqlalchemy import create_engine
+
+    url = URL.create(scheme, username="app", password=password, host="127.0.0.1", port=1,
+                     database="shop", query={"connect_timeout": "2"})  # fmt: skip
+    bare = url.set(password=None)
+    assume(not _leaks(repr(rk.endpoint(bare)) + ":memory:", password))
+    inputs = [url, create_engine(url), create_engine(bare, connect_args={"password": password})]
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    logger = logging.getLogger("replikit")
+    keep, old_level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.DEBUG)
+    try:
+        for given in inputs:
+            ep = rk.endpoint(given)
+            assert ep.params.password == password  # type: ignore[attr-defined]
+            texts = [repr(ep), str(ep), ep.url, repr(rk.Task(given, "sqlite:///:memory:"))]
+            with pytest.raises(rk.ConnectError) as info:
+                ep.check()
+            texts += [str(info.value), repr(info.value), *records]
+            for text in texts:
+                assert not _leaks(text, password), text
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(old_level)
+
+
 def test_cli_json_and_logs_hide_the_password(tmp_path, capsys, caplog) -> None:
     password = "p/w@x:y%2F?z"
     url = URL.create(

@@ -156,6 +156,12 @@ def connect(params: ConnParams, *, autocommit: bool = False, local_infile: bool 
         err = connect_error(exc, params)
         hidden = bool(params.password) and str(params.password) in str(exc)
         raise err from (None if hidden else exc)
+    except UnicodeEncodeError:  # PyMySQL sends the login in Latin-1; no part of it is shown
+        raise ConnectError(
+            f"cannot log in to {params.where()} with {driver.name}: the user name or password "
+            "holds characters outside Latin-1, which it cannot send (mysqlclient can: "
+            "mysql+mysqldb://)"
+        ) from None
     try:
         setup_session(conn)
     except driver.Error as exc:
