@@ -246,13 +246,18 @@ def test_json_failure_prints_a_json_error_object(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "hunter2" not in out + err
 
 
-def test_a_usage_error_with_json_prints_a_json_error_object(capsys):
+def test_a_usage_error_with_json_prints_a_json_error_object(capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:
-        main(["copy", "sqlite:///a.db", "--json"])  # DST_URL missing
+        main(["copy", "sqlite:///a.db", "sqlite:///b.db", "--parallel", "x", "--json"])
     assert info.value.code == 2
     out, err = capsys.readouterr()
     assert json.loads(out)["exit_status"] == 2
-    assert "the following arguments are required: DST_URL" in err
+    assert "argument --parallel: invalid int value: 'x'" in err
+    monkeypatch.delenv("REPLIKIT_TARGET_URL", raising=False)
+    assert main(["copy", "sqlite:///a.db", "--json"]) == 2  # DST_URL missing
+    out, err = capsys.readouterr()
+    assert json.loads(out)["exit_status"] == 2
+    assert "no target URL: give DST_URL or set REPLIKIT_TARGET_URL" in err
 
 
 class BuggyEndpoint(SqliteEndpoint):

@@ -307,10 +307,8 @@ _NAME_WIDTH = 60  # table names longer than this are shortened in the middle
 
 
 def _log_state(st: TableStats) -> None:
-    """Log a table's new state: errors as warnings, the rest at INFO."""
-    if st.state is TableState.ERROR:
-        log.warning("table %s: %s: %s", st.table, st.state, st.error)
-    elif st.state is TableState.COMPLETED:
+    """Log a table's new state at INFO (a failed table is in the task's error already)."""
+    if st.state is TableState.COMPLETED:
         log.info(
             "table %s: completed, %d rows in %.1f s (%.0f rows/s)",
             st.table,
