@@ -207,3 +207,29 @@ def test_a_bad_environment_setting_names_the_variable(chinook, tmp_path, capsys,
         capsys.readouterr().err
     )
     assert main(["copy", chinook, dst, "--parallel", "2", "--include", "Genre"]) == 0  # flag wins
+
+
+def test_twice_verbose_logs_cdc_batches(chinook, tmp_path, capsys):
+    dst = f"sqlite:///{tmp_path / 'o.db'}"
+    argv = ["replicate", chinook, dst, "--cdc-setup", "--stop-when-idle", "0.3", "--json"]
+    assert main([*argv, "--include", "Genre"]) == 0
+    capsys.readouterr()
+    with sqlite3.connect(tmp_path / "chinook.db") as conn:
+        conn.execute("UPDATE Genre SET Name = 'Rock & Roll' WHERE GenreId = 1")
+    conn.close()
+    assert main([*argv, "--include", "Genre", "-vv"]) == 0
+    err = capsys.readouterr().err
+    assert "DEBUG replikit.pipeline: CDC batch applied: 1 transaction(s), 1 change(s)" in err
+
+
+def test_verbose_logs_where_it_connects_never_the_password(pg_url, pg_password_user, capsys):
+    from sqlalchemy.engine import make_url
+
+    user, password = pg_password_user
+    url = make_url(pg_url).set(username=user, password=password)
+    src = url.render_as_string(hide_password=False)
+    assert main(["-vv", "plan", src, "sqlite:///:memory:"]) == 2  # no table in it
+    err = capsys.readouterr().err
+    where = f"{url.host}:{url.port}/{url.database}"
+    assert f"DEBUG replikit.postgres: connecting to {where} as {user}" in err
+    assert password not in err
