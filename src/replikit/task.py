@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from replikit import display
+from replikit._hints import selects_nothing
 from replikit.changes import SchemaChange
 from replikit.endpoints.base import Endpoint, endpoint
 from replikit.errors import (
@@ -109,30 +110,6 @@ def _raise_table_errors(stats: Statistics) -> None:
             f"First error: {failed[0].error}",
             {t.table: Error(t.error or "table error") for t in failed},
         )
-
-
-_PATTERN_HINTS = {
-    "postgres": "schema.table, % as wildcard, e.g. public.% or %.orders",
-    "mysql": "schema.table where the schema is the database, % as wildcard, e.g. shop.% "
-    "or %.orders",
-    "sqlite": "SQLite has no schemas: a table name or a pattern such as A% or %; "
-    "main.% selects every table",
-}
-
-
-def _selects_nothing(source: Endpoint, what: str) -> ConfigError:
-    """The error for patterns that select nothing: the pattern form of this engine and
-    some of the tables the source has."""
-    hint = _PATTERN_HINTS.get(source.family, "schema.table, % as wildcard, e.g. %.orders")
-    try:
-        names = sorted(str(t.id) for t in source.reflect().tables)
-    except Error:
-        names = []
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    tables = f" Its tables: {shown}." if names else " It has no tables."
-    return ConfigError(
-        f"{what} selects no table in {source.url}. Check the pattern ({hint}).{tables}"
-    )
 
 
 def _as_endpoint(value: Endpoint | str | Any, role: str) -> Endpoint:
@@ -230,7 +207,7 @@ class Task:
             missing = selection.unmatched_includes(ids)
             if missing or not ids:
                 what = ", ".join(repr(p) for p in missing) if missing else "the selection"
-                raise _selects_nothing(self.source, what)
+                raise selects_nothing(self.source, what)
             log.info("source %s: %d table(s) selected", self.source.url, len(ids))
             self._catalog = catalog
         return self._catalog
