@@ -73,7 +73,7 @@ def table_eta(t: TableStats) -> float | None:
 
 def loaded(t: TableStats) -> bool:
     """Every unit of ``t`` is written (indexes and keys may still be pending)."""
-    return t.state is TableState.COMPLETED or (
+    return t.state in (TableState.COMPLETED, TableState.REPLICATING) or (
         t.state is TableState.FULL_LOAD and t.units_total > 0 and t.units_done >= t.units_total
     )
 

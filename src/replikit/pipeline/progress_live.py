@@ -7,6 +7,8 @@ latency and the position.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from typing import TextIO
 
@@ -88,6 +90,8 @@ class LiveTable:
 
     def __init__(self, stats: Statistics, stream: TextIO, refresh: float) -> None:
         self.stats = stats
+        self._stream = stream
+        self._handlers: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
         self._t0 = time.monotonic()
         self._cdc = RateMeter()
         console = Console(file=stream)
@@ -124,7 +128,14 @@ class LiveTable:
     def start(self) -> None:
         """Begin drawing (a background thread refreshes the view)."""
         self._live.start(refresh=True)
+        if sys.stderr is not self._stream:  # rich redirected stderr: log lines go above it
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is self._stream:
+                    self._handlers.append((handler, handler.setStream(sys.stderr) or self._stream))
 
     def close(self) -> None:
         """Stop drawing; in a terminal the view is erased."""
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+        self._handlers.clear()
         self._live.stop()
