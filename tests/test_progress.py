@@ -42,7 +42,9 @@ def source(tmp_path):
 
 def _env(**extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TERM": "xterm-256color", **extra}
-    env.pop("NO_COLOR", None)
+    # rich reads these before the terminal's own size and abilities
+    for name in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TTY_COMPATIBLE"):
+        env.pop(name, None)
     return env
 
 

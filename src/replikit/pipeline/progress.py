@@ -178,9 +178,13 @@ class _PlainLines:
     def poll(self) -> None:
         for t in self.stats:
             event = _event(t)
-            if event is not None and self._seen.get(t.table) != event:
-                self._seen[t.table] = event
-                self.write(_event_text(t, event))
+            last = self._seen.get(t.table)
+            if event is None or last == event:
+                continue
+            if last is None and event != "started" and t.start is not None:
+                self.write(_event_text(t, "started"))  # it started and ended between polls
+            self._seen[t.table] = event
+            self.write(_event_text(t, event))
         now = time.monotonic()
         rate = self._cdc.rate(self.stats.cdc.changes, now)
         if now - self._last >= self.interval:
