@@ -19,7 +19,6 @@ caller's connection; it only sets ``time_zone='+00:00'`` and network timeouts on
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,8 +47,8 @@ from replikit.endpoints.mysql._values import (
 )
 from replikit.errors import ConfigError, ConnectError, DataError
 from replikit.pipeline.contracts import Batch, KeyRange, Unit
+from replikit.pipeline.splitting import split_table
 from replikit.schema.model import TableId, TableSchema
-from replikit.schema.types import Kind
 
 __all__ = ["MysqlReader"]
 
@@ -157,35 +156,40 @@ class MysqlReader:
 
     # -- units ------------------------------------------------------------------------------
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
-        """One unit, or integer primary-key ranges of about ``split_rows`` rows each."""
-        rows = table.estimated_rows or 0
-        key = table.primary_key
-        if not split_rows or rows <= split_rows or len(key) != 1:
-            return [Unit(table.id)]
-        if table.column(key[0]).type.kind is not Kind.INT:
-            return [Unit(table.id)]
-        bounds = self._bounds(table, key[0], math.ceil(rows / split_rows))
-        edges: list[Any] = [None, *bounds, None]
-        n = len(edges) - 1
-        return [
-            Unit(table.id, KeyRange(key, _one(edges[i]), _one(edges[i + 1])), index=i, count=n)
-            for i in range(n)
-        ]
+        """One unit, or integer primary-key ranges of about ``split_rows`` rows each
+        (:func:`~replikit.pipeline.splitting.split_table`)."""
+        return split_table(table, split_rows, self)
 
-    def _bounds(self, table: TableSchema, column: str, pieces: int) -> list[int]:
+    def key_span(self, table: TableSchema, column: str) -> tuple[int, int] | None:
+        """The minimum and maximum of ``column``."""
         q = DIALECT.quote(column)
-        sql = f"SELECT MIN({q}), MAX({q}) FROM {_name(table.id)}"  # noqa: S608
+        row = self._one_row(table, f"SELECT MIN({q}), MAX({q}) FROM {_name(table.id)}", ())  # noqa: S608
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+    def key_quantiles(self, table: TableSchema, column: str, pieces: int) -> list[int]:
+        """Bounds a walk along the primary key finds every ``rows / pieces`` keys (one pass
+        over the key index in all; MySQL has no ordered-set aggregate to sample with)."""
+        q = DIALECT.quote(column)
+        step = max(1, (table.estimated_rows or 0) // pieces)
+        sql = f"SELECT {q} FROM {_name(table.id)} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET %s"  # noqa: S608
+        span = self.key_span(table, column)
+        bounds: list[int] = []
+        at = span[0] if span else 0
+        for _ in range(pieces - 1):
+            row = self._one_row(table, sql, (at, step))
+            if row is None:
+                break
+            at = int(row[0])
+            bounds.append(at)
+        return bounds
+
+    def _one_row(self, table: TableSchema, sql: str, params: Sequence[Any]) -> Any:
         with self._connection(None) as conn, conn.cursor() as cur:
             try:
-                cur.execute(sql)
-                row = cur.fetchone()
+                cur.execute(sql, params)
+                return cur.fetchone()
             except driver_of(conn).Error as exc:
                 raise read_error(exc, str(table.id), self._params) from exc
-        if row is None or row[0] is None:
-            return []
-        lo, hi = int(row[0]), int(row[1])
-        step = max(1, math.ceil((hi - lo + 1) / pieces))
-        return list(range(lo + step, hi + 1, step))
 
     # -- reading ----------------------------------------------------------------------------
     def _table(self, tid: TableId) -> TableSchema:
@@ -306,10 +310,6 @@ class MysqlReader:
                     column,
                     new,
                 )
-
-
-def _one(value: Any) -> tuple[Any, ...] | None:
-    return None if value is None else (value,)
 
 
 def _name(tid: TableId) -> str:

@@ -17,7 +17,6 @@ benchmarked here). Columns are cast so each comes out in its canonical Python fo
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,10 +35,13 @@ from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres._values import load_type, register_loaders  # noqa: E402
 from replikit.errors import ConfigError, PositionLostError  # noqa: E402
 from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
+from replikit.pipeline.splitting import split_table  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
-from replikit.schema.types import Kind, Type  # noqa: E402
+from replikit.schema.types import Type  # noqa: E402
 
 __all__ = ["PostgresReader"]
+
+_SAMPLE_ROWS = 100_000  # rows sampled for the key quantiles of a table with sparse keys
 
 
 class PostgresReader:
@@ -129,41 +131,40 @@ class PostgresReader:
 
     # -- units ----------------------------------------------------------------------------
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
-        """One unit, or integer primary-key ranges of about ``split_rows`` rows each."""
-        rows = table.estimated_rows or 0
-        key = table.primary_key
-        if not split_rows or rows <= split_rows or len(key) != 1:
-            return [Unit(table.id)]
-        if table.column(key[0]).type.kind is not Kind.INT:
-            return [Unit(table.id)]
+        """One unit, or integer primary-key ranges of about ``split_rows`` rows each
+        (:func:`~replikit.pipeline.splitting.split_table`)."""
         with self._reading(table.id):
-            bounds = self._bounds(table, key[0], math.ceil(rows / split_rows))
-        edges: list[Any] = [None, *bounds, None]
-        n = len(edges) - 1
-        return [
-            Unit(
-                table.id,
-                KeyRange(key, _tuple(edges[i]), _tuple(edges[i + 1])),
-                index=i,
-                count=n,
-            )
-            for i in range(n)
-        ]
+            return split_table(table, split_rows, self)
 
-    def _bounds(self, table: TableSchema, column: str, pieces: int) -> list[int]:
-        conn, _ = self._exporter()
+    def key_span(self, table: TableSchema, column: str) -> tuple[int, int] | None:
+        """The minimum and maximum of ``column`` in the snapshot."""
         query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
             c=sql.Identifier(column), t=_table(table.id)
         )
+        row = self._snapshot_query(query)
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+    def key_quantiles(self, table: TableSchema, column: str, pieces: int) -> list[int]:
+        """Quantiles of ``column`` from a page sample of about 100,000 rows (the whole table
+        when the sample comes back empty)."""
+        fractions = [i / pieces for i in range(1, pieces)]
+        percent = min(100.0, 100.0 * _SAMPLE_ROWS / max(1, table.estimated_rows or 1))
+        for sample in (sql.SQL(" TABLESAMPLE SYSTEM ({})").format(percent), sql.SQL("")):
+            query = sql.SQL(
+                "SELECT percentile_disc({f}::float8[]) WITHIN GROUP (ORDER BY {c}) FROM {t}{s}"
+            ).format(f=fractions, c=sql.Identifier(column), t=_table(table.id), s=sample)
+            row = self._snapshot_query(query)
+            if row is not None and row[0] is not None:
+                return [int(v) for v in row[0] if v is not None]
+        return []
+
+    def _snapshot_query(self, query: sql.Composed) -> tuple[Any, ...] | None:
+        conn, _ = self._exporter()
         # a savepoint: a failed query (table dropped since planning) must not abort the
         # snapshot transaction that every other table's readers import
         with self._lock, conn.transaction():
-            row = conn.execute(query).fetchone()
-        if row is None or row[0] is None:
-            return []
-        lo, hi = int(row[0]), int(row[1])
-        step = max(1, math.ceil((hi - lo + 1) / pieces))
-        return [b for b in range(lo + step, hi + 1, step)]
+            row: tuple[Any, ...] | None = conn.execute(query).fetchone()
+        return row
 
     # -- reading --------------------------------------------------------------------------
     def read(self, unit: Unit) -> Iterator[Batch]:
@@ -214,10 +215,6 @@ class PostgresReader:
             return self._by_id[tid]
         except KeyError:
             raise ConfigError(f"table {tid} is not one of this reader's tables") from None
-
-
-def _tuple(value: Any) -> tuple[Any, ...] | None:
-    return None if value is None else (value,)
 
 
 def _table(tid: TableId) -> sql.Composable:
