@@ -31,7 +31,14 @@ from replikit.errors import (
 from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator
-from replikit.pipeline.contracts import ChangeWriter, Checkpoint, Reader, SupportsPrepare
+from replikit.pipeline.contracts import (
+    ChangeWriter,
+    Checkpoint,
+    Reader,
+    SupportsDdl,
+    SupportsPrepare,
+    dialect_of,
+)
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline, refuse_unsupported
 from replikit.pipeline.stats import Statistics, TableState
@@ -263,11 +270,11 @@ class Task:
             for fk in p.source.foreign_keys
             if fk.ref_table not in selected
         ]
-        ddl_fn = getattr(pipe.writer, "ddl", None)
-        ddl = tuple(ddl_fn(plans)) if callable(ddl_fn) else ()
-        dialect = getattr(pipe.writer, "dialect", None)
-        if dialect is not None and callable(ddl_fn):  # index names the target cannot keep
-            problems += object_names(plans, dialect).renamed
+        ddl: tuple[str, ...] = ()
+        if isinstance(pipe.writer, SupportsDdl):
+            ddl = tuple(pipe.writer.ddl(plans))
+            # index names the target cannot keep
+            problems += object_names(plans, dialect_of(pipe.writer)).renamed
         findings = (*self._onto_source(plans), *pipe.findings())
         return Plan(Assessment(tuple(plans), tuple(problems), findings), ddl)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from replikit.schema.convert import PYTHON, Dialect, TablePlan
+from replikit.pipeline.contracts import dialect_of
+from replikit.schema.convert import Dialect, TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import name_findings
 from replikit.schema.limits import Limits, limit_findings
@@ -45,7 +46,7 @@ def target_limits(writer: object, *, replicate: bool = False) -> Limits:
     """The limits ``writer``'s target has: the live server's, else its dialect's."""
     if isinstance(writer, SupportsLimits):
         return writer.limits(replicate=replicate)
-    dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
+    dialect = dialect_of(writer)
     return dialect.limits
 
 
@@ -60,7 +61,7 @@ def plan_findings(
     """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``
     (``replicate``: the target tables will also receive changes, CDC; ``source``: the
     dialect the rows come from, whose limits bound the values)."""
-    dialect: Dialect = getattr(writer, "dialect", None) or PYTHON
+    dialect = dialect_of(writer)
     findings: list[Finding] = []
     # names the target cannot create, and source objects that land on one target name
     findings += name_findings(plans, dialect)

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from replikit.changes import Transaction
 from replikit.errors import TableDdlError
 from replikit.positions import Position
-from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.convert import PYTHON, ColumnPlan, Dialect, TablePlan
 from replikit.schema.model import TableId, TableSchema
 
 __all__ = [
@@ -27,13 +27,17 @@ __all__ = [
     "ChangeReader",
     "ChangeWriter",
     "Checkpoint",
+    "HasDialect",
     "KeyRange",
     "Reader",
+    "SupportsClose",
+    "SupportsDdl",
     "SupportsPrepare",
     "SupportsRawRead",
     "SupportsRawWrite",
     "Unit",
     "Writer",
+    "dialect_of",
     "table_errors",
 ]
 
@@ -137,6 +141,47 @@ def table_errors(errors: Mapping[str, BaseException], what: str, total: int) -> 
     return TableDdlError(
         f"{what}: {len(errors)} of {total} tables failed ({names}). First error: {first}", errors
     )
+
+
+@runtime_checkable
+class HasDialect(Protocol):
+    """A stage bound to a SQL dialect: plans convert types and names by its rules."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect's type rules, quoting and identifier rules."""
+        ...
+
+
+def dialect_of(stage: object) -> Dialect:
+    """``stage``'s dialect; stages without one take canonical Python values as they are."""
+    return stage.dialect if isinstance(stage, HasDialect) else PYTHON
+
+
+@runtime_checkable
+class SupportsDdl(Protocol):
+    """A writer that creates its tables with SQL DDL (``plan()`` shows the statements).
+
+    ``default_schema`` is where a table id without a schema lands (``None``: the target has
+    no schemas); ``foreign_keys_in_create`` is true when foreign keys can only be declared in
+    ``CREATE TABLE`` (SQLite), so a key to a failed table cannot be left out later.
+    """
+
+    default_schema: str | None
+    foreign_keys_in_create: bool
+
+    def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
+        """The statements :meth:`SupportsPrepare.prepare` would run for ``plans``."""
+        ...
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    """A stage that holds connections or files until closed."""
+
+    def close(self) -> None:
+        """Release what the stage holds (idempotent)."""
+        ...
 
 
 @runtime_checkable

@@ -31,17 +31,19 @@ from replikit.pipeline.checks import plan_findings
 from replikit.pipeline.contracts import (
     Batch,
     Reader,
+    SupportsClose,
+    SupportsDdl,
     SupportsPrepare,
     SupportsRawRead,
     SupportsRawWrite,
     Unit,
     Writer,
+    dialect_of,
 )
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.schema.convert import (
     PYTHON,
-    Dialect,
     Fidelity,
     Overrides,
     TablePlan,
@@ -90,11 +92,6 @@ def _with_text_columns(plan: TablePlan, units: list[Unit]) -> list[Unit]:
     """Ask the reader for the source's text form of the columns the plan reads as text."""
     as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
     return [replace(u, as_text=as_text) for u in units] if as_text else units
-
-
-def _dialect_of(stage: object) -> Dialect:
-    dialect: Dialect | None = getattr(stage, "dialect", None)
-    return dialect if dialect is not None else PYTHON
 
 
 class Pipeline:
@@ -173,10 +170,11 @@ class Pipeline:
         return table
 
     def _target_id(self, table: TableId) -> TableId:
-        target = _dialect_of(self.writer)
+        target = dialect_of(self.writer)
         if target is PYTHON:
             return self.mappings.target_id(table, schemas=True, default_schema=table.schema)
-        default_schema = getattr(self.writer, "default_schema", None)
+        writer = self.writer
+        default_schema = writer.default_schema if isinstance(writer, SupportsDdl) else None
         return self.mappings.target_id(
             table, schemas=default_schema is not None, default_schema=default_schema
         )
@@ -196,8 +194,8 @@ class Pipeline:
         """Plan one source table as this pipeline would (transforms, mappings, overrides)."""
         return plan_table(
             self._shape(table),
-            source_dialect=_dialect_of(self.reader).name,
-            target=_dialect_of(self.writer),
+            source_dialect=dialect_of(self.reader).name,
+            target=dialect_of(self.writer),
             target_id=self._target_id(table.id),
             column_names=self.mappings.columns_of(table.id),
             type_overrides=self.type_overrides,
@@ -213,7 +211,7 @@ class Pipeline:
                 self.writer,
                 self.prep_mode,
                 replicate=self.replicate,
-                source=_dialect_of(self.reader),
+                source=dialect_of(self.reader),
             ) + _override_findings(self.type_overrides, plans)
         return self._findings
 
@@ -250,9 +248,8 @@ class Pipeline:
             self._raise_if_stopped(plans, failed)
         finally:
             self._stop.clear()  # a stop request ends this run, not the next one
-            close = getattr(self.reader, "close", None)
-            if callable(close):
-                close()
+            if isinstance(self.reader, SupportsClose):
+                self.reader.close()
         done = [p for p in plans if self._ok(p, failed)]
         if self.finish and isinstance(self.writer, SupportsPrepare) and done:
             failed |= self._finish(done, [p for p in plans if not self._ok(p, failed)])
@@ -293,7 +290,7 @@ class Pipeline:
         bad = {p.target_id for p in skipped} | {
             p.target_id for p in done if not self._ok(p, failed)
         }
-        inline = getattr(self.writer, "foreign_keys_in_create", False)
+        inline = isinstance(self.writer, SupportsDdl) and self.writer.foreign_keys_in_create
         for plan in done:
             for fk in plan.target_schema.foreign_keys:
                 if fk.ref_table in bad and self._ok(plan, failed):

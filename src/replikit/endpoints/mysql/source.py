@@ -162,16 +162,16 @@ class MysqlReader:
 
     def key_span(self, table: TableSchema, column: str) -> tuple[int, int] | None:
         """The minimum and maximum of ``column``."""
-        q = DIALECT.quote(column)
-        row = self._one_row(table, f"SELECT MIN({q}), MAX({q}) FROM {_name(table.id)}", ())  # noqa: S608
+        q, name = _escaped(column, table.id)
+        row = self._one_row(table, f"SELECT MIN({q}), MAX({q}) FROM {name}", ())  # noqa: S608
         return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
     def key_quantiles(self, table: TableSchema, column: str, pieces: int) -> list[int]:
         """Bounds a walk along the primary key finds every ``rows / pieces`` keys (one pass
         over the key index in all; MySQL has no ordered-set aggregate to sample with)."""
-        q = DIALECT.quote(column)
+        q, name = _escaped(column, table.id)
         step = max(1, (table.estimated_rows or 0) // pieces)
-        sql = f"SELECT {q} FROM {_name(table.id)} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET %s"  # noqa: S608
+        sql = f"SELECT {q} FROM {name} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET %s"  # noqa: S608
         span = self.key_span(table, column)
         bounds: list[int] = []
         at = span[0] if span else 0
@@ -184,6 +184,7 @@ class MysqlReader:
         return bounds
 
     def _one_row(self, table: TableSchema, sql: str, params: Sequence[Any]) -> Any:
+        """The first row of ``sql`` (``%`` in names escaped: parameters are always bound)."""
         with self._connection(None) as conn, conn.cursor() as cur:
             try:
                 cur.execute(sql, params)
@@ -343,3 +344,8 @@ def _key(table: TableSchema, row: Sequence[Any]) -> str:
 def _preview(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _escaped(column: str, tid: TableId) -> tuple[str, str]:
+    """The quoted column and table names with ``%`` doubled, for a statement with parameters."""
+    return DIALECT.quote(column).replace("%", "%%"), _name(tid).replace("%", "%%")

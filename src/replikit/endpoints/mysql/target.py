@@ -108,6 +108,7 @@ class MysqlWriter:
 
     dialect = DIALECT
     default_schema: str | None = None
+    foreign_keys_in_create = False
 
     def __init__(
         self, params: ConnParams, *, method: str = "load-data", chunk_rows: int = 5_000

@@ -62,6 +62,7 @@ class PostgresWriter:
     dialect = DIALECT
     #: where tables without a schema land
     default_schema = "public"
+    foreign_keys_in_create = False
 
     def __init__(self, params: ConnParams) -> None:
         self._params = params
