@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from replikit._cli_parser import SETTING_FLAGS, parser
-from replikit.endpoints.base import Endpoint, endpoint
+from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.mapping import Mappings, Selection
 from replikit.task import Task, TaskSettings
@@ -233,7 +233,7 @@ def _cmd_cdc_setup(args: argparse.Namespace) -> int:
     selection = Selection(tuple(args.include), tuple(args.exclude))
     with _source(args.source, True) as source:
         tables = list(source.reflect(selection).tables)
-        source.cdc_setup(tables, task=args.task_id)
+        cdc_source(source).cdc_setup(tables, task=args.task_id)
     print(f"CDC is set up on {source.url} for {len(tables)} tables")
     return 0
 

@@ -20,7 +20,15 @@ from typing import Any
 from replikit import display
 from replikit._hints import selects_nothing
 from replikit.changes import SchemaChange
-from replikit.endpoints.base import Endpoint, endpoint
+from replikit.endpoints.base import (
+    CdcSource,
+    Endpoint,
+    SupportsApply,
+    SupportsCdc,
+    apply_target,
+    cdc_source,
+    endpoint,
+)
 from replikit.errors import (
     CapabilityError,
     ConfigError,
@@ -32,9 +40,10 @@ from replikit.mapping import Mappings
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator
 from replikit.pipeline.contracts import (
-    ChangeWriter,
     Checkpoint,
+    CheckpointStore,
     Reader,
+    SupportsClose,
     SupportsDdl,
     SupportsPrepare,
     dialect_of,
@@ -188,7 +197,7 @@ class Task:
             raise CapabilityError(f"{self.source.url} cannot be a source")
         if not self.target.capabilities.target:
             raise CapabilityError(f"{self.target.url} cannot be a target")
-        if self.migration_type != "full-load" and not self.source.capabilities.cdc:
+        if self.migration_type != "full-load" and not isinstance(self.source, CdcSource):
             raise CapabilityError(
                 f"migration_type {self.migration_type!r} needs change data capture, which "
                 f"{type(self.source).__name__} does not support in this version; "
@@ -398,16 +407,15 @@ class Task:
         """Remove what this task created: the source's CDC objects (slot, publication,
         triggers) and the task's control rows in the target. The target's tables stay."""
         try:
-            if self.source.capabilities.cdc:
+            if isinstance(self.source, SupportsCdc):
                 self.source.cdc_teardown(task=self.task_id)
-            try:
-                writer = self.target.change_writer()
-            except CapabilityError:
-                return
-            try:
-                writer.drop_control(self.task_id)
-            finally:
-                writer.close()
+            if isinstance(self.target, SupportsApply):
+                store = self.target.checkpoint_store()
+                try:
+                    store.drop_control(self.task_id)
+                finally:
+                    if isinstance(store, SupportsClose):
+                        store.close()
         finally:
             self._close_owned()
 
@@ -417,12 +425,15 @@ class Task:
         refuse_unsupported(plans, pipe.findings())
         tables = list(self.catalog().tables)
         tid = self.task_id
-        writer = self.target.change_writer()
+        source = cdc_source(self.source)
+        target = apply_target(self.target)
+        store = target.checkpoint_store()
+        writer = target.change_writer()
         try:
-            checkpoint = writer.read_checkpoint(tid)
-            self.source.cdc_setup(tables, task=tid)
+            checkpoint = store.read_checkpoint(tid)
+            source.cdc_setup(tables, task=tid)
             replicator = Replicator(
-                self.source.cdc_reader(tables, task=tid),
+                source.cdc_reader(tables, task=tid),
                 writer,
                 plans,
                 task=tid,
@@ -440,9 +451,9 @@ class Task:
                     checkpoint is None or checkpoint.phase == "full-load"
                 ):
                     self.phase = "full-load"
-                    checkpoint = self._full_load_phase(replicator, writer, checkpoint, tables)
+                    checkpoint = self._full_load_phase(replicator, store, checkpoint, tables)
                 elif checkpoint is None:
-                    checkpoint = self._cdc_start(writer, plans, tables)
+                    checkpoint = self._cdc_start(store, plans, tables)
                 self.phase = "cdc"
                 replicator.run(checkpoint, stop_condition(self.settings))
             finally:
@@ -450,18 +461,20 @@ class Task:
                 replicator.close()
         finally:
             writer.close()
+            if isinstance(store, SupportsClose):
+                store.close()
         return self._statistics
 
     def _cdc_start(
-        self, writer: ChangeWriter, plans: list[TablePlan], tables: list[TableSchema]
+        self, store: CheckpointStore, plans: list[TablePlan], tables: list[TableSchema]
     ) -> Checkpoint:
         tid = self.task_id
         text = self.settings.cdc_start_position
-        slot_start = self.source.cdc_start(tables, task=tid)
+        slot_start = cdc_source(self.source).cdc_start(tables, task=tid)
         start = slot_start if text in (None, "now") else Position.parse(text)
         self._ensure_target_tables(plans)
         checkpoint = Checkpoint(tid, start=start, phase="cdc")
-        writer.write_checkpoint(checkpoint)
+        store.write_checkpoint(checkpoint)
         return checkpoint
 
     def _ensure_target_tables(self, plans: list[TablePlan]) -> None:
@@ -477,17 +490,17 @@ class Task:
     def _full_load_phase(
         self,
         replicator: Replicator,
-        writer: ChangeWriter,
+        store: CheckpointStore,
         checkpoint: Checkpoint | None,
         tables: list[TableSchema],
     ) -> Checkpoint:
         tid = self.task_id
         if checkpoint is None:
-            with self.source.cdc_snapshot(tables, task=tid) as (reader, start):
+            with cdc_source(self.source).cdc_snapshot(tables, task=tid) as (reader, start):
                 checkpoint = Checkpoint(tid, start=start, phase="full-load")
-                writer.write_checkpoint(checkpoint)
+                store.write_checkpoint(checkpoint)
                 return self._load_and_cache(
-                    replicator, writer, checkpoint, reader, tables, resumed=False
+                    replicator, store, checkpoint, reader, tables, resumed=False
                 )
         todo = [t for t in tables if str(t.id) not in checkpoint.loaded]
         log.info(
@@ -497,12 +510,12 @@ class Task:
             len(tables),
         )
         reader = self.source.reader(todo)
-        return self._load_and_cache(replicator, writer, checkpoint, reader, tables, resumed=True)
+        return self._load_and_cache(replicator, store, checkpoint, reader, tables, resumed=True)
 
     def _load_and_cache(
         self,
         replicator: Replicator,
-        writer: ChangeWriter,
+        store: CheckpointStore,
         checkpoint: Checkpoint,
         reader: Reader,
         tables: list[TableSchema],
@@ -515,7 +528,7 @@ class Task:
 
         def table_loaded(plan: TablePlan) -> None:
             loaded.add(str(plan.source.id))
-            writer.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
+            store.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
 
         prep = s.target_table_prep_mode
         if resumed and prep == "do-nothing":
@@ -558,7 +571,7 @@ class Task:
                 checkpoint, phase="cdc", loaded=frozenset(str(t.id) for t in tables)
             )
             replicator.apply_cache(cache, [t.id for t in tables])
-            writer.write_checkpoint(checkpoint)
+            store.write_checkpoint(checkpoint)
         finally:
             cache.close()
         return checkpoint

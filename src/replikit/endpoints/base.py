@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from replikit import display
 from replikit.errors import (
@@ -31,12 +31,31 @@ from replikit.errors import (
 
 if TYPE_CHECKING:
     from replikit.mapping import Selection
-    from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Reader, Writer
+    from replikit.pipeline.contracts import (
+        ChangeReader,
+        ChangeWriter,
+        CheckpointStore,
+        Reader,
+        Writer,
+    )
     from replikit.positions import Position
     from replikit.schema.convert import Dialect
     from replikit.schema.model import Catalog, TableSchema
 
-__all__ = ["Capabilities", "Endpoint", "endpoint", "hide_secret", "mask_url", "register"]
+__all__ = [
+    "Capabilities",
+    "CdcSource",
+    "Endpoint",
+    "SupportsApply",
+    "SupportsCdc",
+    "SupportsCdcStart",
+    "apply_target",
+    "cdc_source",
+    "endpoint",
+    "hide_secret",
+    "mask_url",
+    "register",
+]
 
 _T = TypeVar("_T")
 log = logging.getLogger("replikit.endpoints")
@@ -155,15 +174,22 @@ class Endpoint(abc.ABC):
                 raise TableNotFoundError(f"no table {tid} in {self.url}", table=str(tid)) from None
         return out
 
-    # -- change data capture (endpoints with ``capabilities.cdc``) -----------------------
-    # ``task`` names the replication task; source objects (slot, publication, triggers) and
-    # control rows are named after it, so two tasks on one source never collide.
+    def __enter__(self) -> Endpoint:
+        return self
 
-    def _no_cdc(self, what: str) -> CapabilityError:
-        return CapabilityError(
-            f"{type(self).__name__} ({self.url}) does not support change data capture "
-            f"({what}); use migration_type='full-load'"
-        )
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- abilities beyond reading and writing: protocols an endpoint implements or not ----------
+# ``task`` names the replication task; source objects (slot, publication, triggers) and control
+# rows are named after it, so two tasks on one source never collide. ``capabilities.cdc`` says
+# the same as ``isinstance(endpoint, SupportsCdc)``, as data (the conformance suite checks it).
+
+
+@runtime_checkable
+class SupportsCdc(Protocol):
+    """A source whose change log replikit reads (change data capture)."""
 
     def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
         """Check the source can feed CDC for ``tables`` and create what it needs (idempotent).
@@ -171,7 +197,26 @@ class Endpoint(abc.ABC):
         Raises :class:`~replikit.ConfigError` naming the setting, privilege or table (e.g. a
         table without a primary key or replica identity) before anything is created.
         """
-        raise self._no_cdc("cdc_setup")
+        ...
+
+    def cdc_reader(
+        self, tables: Sequence[TableSchema], *, task: str, **options: Any
+    ) -> ChangeReader:
+        """A change reader for ``tables``; ``transactions(start)`` picks the position."""
+        ...
+
+    def cdc_teardown(self, *, task: str) -> None:
+        """Remove what :meth:`cdc_setup` and the start positions created (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class SupportsCdcStart(Protocol):
+    """Where a CDC source's stream starts: now, or consistent with a full-load snapshot."""
+
+    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
+        """The position "now" for a CDC-only task (creating the source's stream if needed)."""
+        ...
 
     def cdc_snapshot(
         self, tables: Sequence[TableSchema], *, task: str
@@ -181,33 +226,42 @@ class Endpoint(abc.ABC):
         Every change committed after the snapshot the reader sees is delivered by a change
         reader started at ``pos``; none before it is. The reader stays valid inside the block.
         """
-        raise self._no_cdc("cdc_snapshot")
+        ...
 
-    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
-        """The position "now" for a CDC-only task (creating the source's stream if needed)."""
-        raise self._no_cdc("cdc_start")
 
-    def cdc_reader(
-        self, tables: Sequence[TableSchema], *, task: str, **options: Any
-    ) -> ChangeReader:
-        """A change reader for ``tables``; ``transactions(start)`` picks the position."""
-        raise self._no_cdc("cdc_reader")
+@runtime_checkable
+class CdcSource(SupportsCdc, SupportsCdcStart, Protocol):
+    """Both CDC abilities: what ``full-load-and-cdc`` and ``cdc`` tasks need of a source."""
 
-    def cdc_teardown(self, *, task: str) -> None:
-        """Remove what :meth:`cdc_setup` / :meth:`cdc_snapshot` created (idempotent)."""
-        raise self._no_cdc("cdc_teardown")
+
+@runtime_checkable
+class SupportsApply(Protocol):
+    """A target that applies changes (CDC) and keeps task checkpoints in control tables."""
 
     def change_writer(self, **options: Any) -> ChangeWriter:
-        """A CDC apply writer into this endpoint (checkpoints in its control tables)."""
-        raise CapabilityError(
-            f"{type(self).__name__} ({self.url}) cannot apply changes as a CDC target"
-        )
+        """A CDC apply writer into this endpoint."""
+        ...
 
-    def __enter__(self) -> Endpoint:
-        return self
+    def checkpoint_store(self, **options: Any) -> CheckpointStore:
+        """Where task checkpoints are read and written outside of an apply."""
+        ...
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+def cdc_source(ep: Endpoint) -> CdcSource:
+    """``ep`` as a CDC source, or :class:`~replikit.CapabilityError` saying it is not one."""
+    if isinstance(ep, CdcSource):
+        return ep
+    raise CapabilityError(
+        f"{type(ep).__name__} ({ep.url}) does not support change data capture in this "
+        "version; use migration_type='full-load'"
+    )
+
+
+def apply_target(ep: Endpoint) -> SupportsApply:
+    """``ep`` as a CDC target, or :class:`~replikit.CapabilityError` saying it is not one."""
+    if isinstance(ep, SupportsApply):
+        return ep
+    raise CapabilityError(f"{type(ep).__name__} ({ep.url}) cannot apply changes as a CDC target")
 
 
 _REGISTRY: dict[str, str] = {

@@ -27,6 +27,7 @@ __all__ = [
     "ChangeReader",
     "ChangeWriter",
     "Checkpoint",
+    "CheckpointStore",
     "HasDialect",
     "KeyRange",
     "Reader",
@@ -253,6 +254,27 @@ class Checkpoint:
 
 
 @runtime_checkable
+class CheckpointStore(Protocol):
+    """Keeps task checkpoints (the target's ``replikit_checkpoints`` control table).
+
+    Apply commits a checkpoint together with the data (:meth:`ChangeWriter.apply`); the store
+    reads and writes them outside of an apply (start, phase changes) and forgets a task.
+    """
+
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        """The stored checkpoint of ``task`` (``None``: never started, or dropped)."""
+        ...
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` on its own (creates the control tables when missing)."""
+        ...
+
+    def drop_control(self, task: str) -> None:
+        """Forget ``task``'s control rows; drop the control tables when no task is left."""
+        ...
+
+
+@runtime_checkable
 class ChangeWriter(Protocol):
     """Applies CDC transactions to a target, committing the checkpoint with the data.
 
@@ -263,14 +285,6 @@ class ChangeWriter(Protocol):
     idempotent (upsert by key, delete-if-exists, partial ``UPDATE ... WHERE key``), so a replay
     after a crash or the overlap of a full-load snapshot converges. Used from one thread.
     """
-
-    def read_checkpoint(self, task: str) -> Checkpoint | None:
-        """The stored checkpoint of ``task`` (``None``: never started, or dropped)."""
-        ...
-
-    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Store ``checkpoint`` on its own (creates the control tables when missing)."""
-        ...
 
     def apply(
         self,
@@ -291,10 +305,6 @@ class ChangeWriter(Protocol):
 
     def add_columns(self, plan: TablePlan, columns: Sequence[ColumnPlan]) -> None:
         """Add new nullable columns to ``plan``'s target table (a source schema change)."""
-        ...
-
-    def drop_control(self, task: str) -> None:
-        """Forget ``task``'s control rows; drop the control tables when no task is left."""
         ...
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - the hint for an install without
 
 import replikit as rk
 from replikit.changes import Change, Op, Transaction
-from replikit.endpoints.base import Endpoint
+from replikit.endpoints.base import CdcSource, Endpoint, SupportsApply
 from replikit.mapping import Selection
 from replikit.pipeline.contracts import Batch, Checkpoint, SupportsPrepare, Writer
 from replikit.positions import Position, SqliteSeq
@@ -170,8 +170,11 @@ class EndpointConformance:
         if ep.capabilities.target:
             with pytest.raises(rk.ConfigError, match="no_such_option"):
                 ep.writer(no_such_option=1)
-            with pytest.raises(rk.Error):  # ConfigError, or CapabilityError without CDC apply
+        if isinstance(ep, SupportsApply):
+            with pytest.raises(rk.ConfigError, match="no_such_option"):
                 ep.change_writer(no_such_option=1)
+            with pytest.raises(rk.ConfigError, match="no_such_option"):
+                ep.checkpoint_store(no_such_option=1)
 
     def test_an_unknown_table_is_a_replikit_error(self, conformance_endpoint: Endpoint) -> None:
         ep = conformance_endpoint
@@ -183,6 +186,7 @@ class EndpointConformance:
     def test_check_and_identity(self, conformance_endpoint: Endpoint) -> None:
         ep = conformance_endpoint
         ep.check()
+        assert ep.capabilities.cdc == isinstance(ep, CdcSource), "capabilities tell the truth"
         ident = ep.identity()
         if ident is not None:
             with type(ep)(ep._url) as again:
@@ -255,7 +259,9 @@ class EndpointConformance:
     # -- checkpoints and change apply -----------------------------------------------------
     def test_checkpoints_round_trip(self, conformance_endpoint: Endpoint) -> None:
         ep = conformance_endpoint
-        writer = self._change_writer(ep)
+        if not isinstance(ep, SupportsApply):
+            pytest.skip("cannot apply changes")
+        writer = ep.checkpoint_store()
         try:
             assert writer.read_checkpoint(_TASK) is None
             checkpoint = Checkpoint(
@@ -269,7 +275,7 @@ class EndpointConformance:
             writer.drop_control(_TASK)
             assert writer.read_checkpoint(_TASK) is None
         finally:
-            writer.close()
+            _close(writer)
 
     @pytest.mark.parametrize("batch", [False, True], ids=["in-order", "net-change"])
     def test_changes_apply_idempotently_with_the_checkpoint(
@@ -297,7 +303,7 @@ class EndpointConformance:
         self, conformance_endpoint: Endpoint
     ) -> None:
         ep = conformance_endpoint
-        if not ep.capabilities.cdc:
+        if not isinstance(ep, CdcSource):
             pytest.skip("no change data capture")
         plan = _plan(ep, _people(ep.home_schema()))
         _close(_create(ep, plan, [[1, "ann", 10]]))
@@ -328,12 +334,9 @@ class EndpointConformance:
         assert update.after.get("n") == 11, update
 
     def _change_writer(self, ep: Endpoint) -> Any:
-        if not ep.capabilities.target:
-            pytest.skip("not a target")
-        try:
-            return ep.change_writer()
-        except rk.CapabilityError:
+        if not isinstance(ep, SupportsApply):
             pytest.skip("cannot apply changes")
+        return ep.change_writer()
 
 
 def _people(schema: str | None) -> TableSchema:
@@ -364,7 +367,7 @@ def _history(table: TableId, position: type[SqliteSeq]) -> list[Transaction]:
 
 
 def _capture(
-    ep: Endpoint, table: TableSchema, start: Position, *, want: int, timeout: float = 60
+    ep: CdcSource, table: TableSchema, start: Position, *, want: int, timeout: float = 60
 ) -> list[Transaction]:
     """Transactions from ``start`` until ``want`` changes arrived (read in a thread, as the
     pipeline does; the reader is closed from this one)."""

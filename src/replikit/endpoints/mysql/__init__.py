@@ -144,14 +144,12 @@ class MysqlEndpoint(Endpoint):
         return self._build(MysqlWriter, "writer", self.params, **options)
 
     # -- CDC: the binlog (replikit.endpoints.mysql.cdc) -----------------------------------
-    @override
     def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
         """Preflight: binlog settings, privileges, keys of ``tables``."""
         from replikit.endpoints.mysql import cdc
 
         cdc.setup(self.params, tables, task=task)
 
-    @override
     def cdc_snapshot(
         self, tables: Sequence[TableSchema], *, task: str
     ) -> AbstractContextManager[tuple[Reader, Position]]:
@@ -160,14 +158,12 @@ class MysqlEndpoint(Endpoint):
 
         return cdc.snapshot(self.params, tables, task=task)
 
-    @override
     def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
         """The binlog position "now" for a CDC-only task."""
         from replikit.endpoints.mysql import cdc
 
         return cdc.start(self.params, tables, task=task)
 
-    @override
     def cdc_reader(
         self, tables: Sequence[TableSchema], *, task: str, **options: Any
     ) -> MysqlChangeReader:
@@ -176,16 +172,21 @@ class MysqlEndpoint(Endpoint):
 
         return MysqlChangeReader(self.params, tables, task=task, **options)
 
-    @override
     def cdc_teardown(self, *, task: str) -> None:
         """Nothing is created on a MySQL source; kept for symmetry (idempotent)."""
         from replikit.endpoints.mysql import cdc
 
         cdc.teardown(self.params, task=task)
 
-    @override
     def change_writer(self, **options: Any) -> MysqlChangeWriter:
         """A CDC apply writer into the URL's database (checkpoints in ``replikit_checkpoints``)."""
         from replikit.endpoints.mysql.apply import MysqlChangeWriter
 
         return self._build(MysqlChangeWriter, "change writer", self.params, **options)
+
+    def checkpoint_store(self, **options: Any) -> MysqlChangeWriter:
+        """Task checkpoints in this database's control table (read and written outside of
+        an apply; apply commits its own with the data)."""
+        from replikit.endpoints.mysql.apply import MysqlChangeWriter
+
+        return self._build(MysqlChangeWriter, "checkpoint store", self.params, **options)

@@ -131,6 +131,13 @@ class PostgresEndpoint(Endpoint):
 
         return self._build(PostgresChangeWriter, "change writer", self.params, **options)
 
+    def checkpoint_store(self, **options: Any) -> PostgresChangeWriter:
+        """Task checkpoints in this database's control table (read and written outside of
+        an apply; apply commits its own with the data)."""
+        from replikit.endpoints.postgres.apply import PostgresChangeWriter
+
+        return self._build(PostgresChangeWriter, "checkpoint store", self.params, **options)
+
 
 _IDENTITY = """
 SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')

@@ -170,7 +170,6 @@ class SqliteEndpoint(Endpoint):
         return self._build(SqliteWriter, "writer", self._conns, **options)
 
     # -- CDC: triggers into a change table (see .cdc) --------------------------------------
-    @override
     def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
         """Check the change triggers of ``tables`` (creating them with ``cdc_setup=True``).
 
@@ -183,7 +182,6 @@ class SqliteEndpoint(Endpoint):
 
         cdc.setup(self, tables, task=task, create=bool(self.options.get("cdc_setup", False)))
 
-    @override
     def cdc_snapshot(
         self, tables: Sequence[TableSchema], *, task: str
     ) -> contextlib.AbstractContextManager[tuple[SqliteReader, SqliteSeq]]:
@@ -210,7 +208,6 @@ class SqliteEndpoint(Endpoint):
             finally:
                 pinned.release()
 
-    @override
     def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> SqliteSeq:
         """The current change position (after the last recorded change); registers ``task``
         as reading from it, so another task's purge keeps its changes."""
@@ -218,7 +215,6 @@ class SqliteEndpoint(Endpoint):
 
         return cdc.start(self, tables, task=task)
 
-    @override
     def cdc_reader(
         self, tables: Sequence[TableSchema], *, task: str, **options: Any
     ) -> SqliteChangeReader:
@@ -227,19 +223,24 @@ class SqliteEndpoint(Endpoint):
 
         return SqliteChangeReader(self, tables, task=task, **options)
 
-    @override
     def cdc_teardown(self, *, task: str) -> None:
         """Forget ``task``; drop the triggers and change table once no task uses them."""
         from replikit.endpoints.sqlite import cdc
 
         cdc.teardown(self, task=task)
 
-    @override
     def change_writer(self, **options: Any) -> SqliteChangeWriter:
         """A CDC apply writer (checkpoints in the ``replikit_checkpoints`` table)."""
         from replikit.endpoints.sqlite.apply import SqliteChangeWriter
 
         return self._build(SqliteChangeWriter, "change writer", self._conns, **options)
+
+    def checkpoint_store(self, **options: Any) -> SqliteChangeWriter:
+        """Task checkpoints in this database's control table (read and written outside of
+        an apply; apply commits its own with the data)."""
+        from replikit.endpoints.sqlite.apply import SqliteChangeWriter
+
+        return self._build(SqliteChangeWriter, "checkpoint store", self._conns, **options)
 
     def _locked(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
         return self._conns.lock if shared else contextlib.nullcontext()
