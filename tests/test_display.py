@@ -4,7 +4,6 @@
 Chromium and checked as the text a person sees (collapsed ``<details>`` stay hidden).
 """
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -102,24 +101,7 @@ def test_reprs_never_show_a_password():
     assert "***" in task._repr_html_()
 
 
-# -- HTML in a browser -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver), options=options)
-    yield browser
-    browser.quit()
-
-
+# -- HTML in a browser (the browser fixture: tests/fix_browser.py) -------------------------
 @pytest.fixture
 def show(browser, tmp_path):
     """Open ``obj._repr_html_()`` as a page; return the text a person sees."""

@@ -394,7 +394,10 @@ def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
         "it, then change the source and watch CDC apply the changes.",
         epilog=EXAMPLES["demo"],
     )
-    p.add_argument("--dir", help="where to put the demo databases (default: a temp dir)")
+    p.add_argument(
+        "--dir",
+        help="keep the demo databases in DIR (default: a temporary folder, removed at the end)",
+    )
     p.add_argument("--no-cdc", action="store_true", help="full load only, no live CDC part")
 
 

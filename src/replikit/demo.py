@@ -45,11 +45,28 @@ def sample_database(dest: Path) -> Path:
 
 
 def run_demo(directory: str | None = None, *, cdc: bool = True, out: TextIO) -> int:
-    """Run the demo in ``directory`` (a new temp dir by default), narrating on ``out``
-    (the command line passes stdout); return an exit status."""
+    """Run the demo, narrating on ``out`` (the command line passes stdout).
+
+    Args:
+        directory: where to keep the two databases; by default a temporary folder that is
+            removed when the demo ends, so the demo leaves nothing behind.
+        cdc: also run the live CDC part (change the source, watch the target follow).
+        out: the stream the narration goes to.
+
+    Returns:
+        The exit status: 0 when every table of the copy is identical to the source.
+    """
     say = _Say(out)
-    where = Path(directory or tempfile.mkdtemp(prefix="replikit-demo-"))
-    where.mkdir(parents=True, exist_ok=True)
+    if directory is not None:
+        where = Path(directory)
+        where.mkdir(parents=True, exist_ok=True)
+        return _demo(where, cdc, say)
+    with tempfile.TemporaryDirectory(prefix="replikit-demo-") as scratch:
+        say(f"working in {scratch} (removed at the end; --dir DIR keeps the databases)")
+        return _demo(Path(scratch), cdc, say)
+
+
+def _demo(where: Path, cdc: bool, say: _Say) -> int:
     source = sample_database(where / "chinook-source.db")
     target = where / "chinook-target.db"
     target.unlink(missing_ok=True)
