@@ -67,8 +67,12 @@ def served(site):
     server.server_close()
 
 
-def _visible(browser, css):
-    return [e.text for e in browser.find_elements("css selector", css) if e.is_displayed()]
+def _loaded_from_elsewhere(browser, served):
+    """Resources the page loaded from any host but the site's own (fonts, CDNs)."""
+    names = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    return [n for n in names if not n.startswith(served)]
 
 
 def test_a_person_finds_the_nav_and_the_api_docs(browser, served):
@@ -78,6 +82,7 @@ def test_a_person_finds_the_nav_and_the_api_docs(browser, served):
     assert nav.is_displayed()
     for entry in ("Quickstart", "Change data capture", "API reference", "Task and results"):
         assert entry in nav.text, f"{entry!r} not in the navigation: {nav.text!r}"
+    assert _loaded_from_elsewhere(browser, served) == []  # works offline, calls no one
 
     nav.find_element("link text", "Task and results").click()
     assert browser.current_url.endswith("/api/task/")
@@ -103,3 +108,4 @@ def test_the_notebook_page_shows_its_outputs(browser, served):
     assert "Plan: 1 table, 9 columns: 1 lossy, 0 unsupported" in text  # the plan's HTML
     assert "11 tables" in text and "15,607" in text  # the statistics
     assert "10 identical" in text  # the comparison after the target was changed
+    assert _loaded_from_elsewhere(browser, served) == []
