@@ -15,8 +15,8 @@ Every error replikit raises on purpose derives from :class:`Error`::
     ├── PositionLostError        a CDC position is gone (slot dropped, binlog purged)
     ├── DecodeError              a change stream message could not be decoded
     ├── ValidationError          source and target differ
-    └── TaskError                a task failed; ``table_errors`` says which tables and why
-        └── StoppedError         ``Task.stop()`` or Ctrl-C ended a full load before it finished
+    └── TaskError                a task failed; table_errors says which tables and why
+        └── StoppedError         Task.stop() or Ctrl-C ended a full load before it finished
 
 Each class has a ``retryable`` attribute that error policies read. Messages say what failed,
 where (table, column, row key) and what to do; they never contain passwords. Errors are
