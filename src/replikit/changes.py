@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,9 +79,13 @@ class Transaction:
     transaction. CDC readers yield transactions; a checkpoint is only ever taken between them.
     ``schema_changes`` are column changes the log showed before this transaction's rows; they
     apply before its changes. A transaction may carry no changes (e.g. only a schema change).
+
+    ``changes`` is a tuple, or for a transaction too large for memory a collection that reads
+    them back from a spill file (:class:`replikit.pipeline.spill.SpilledChanges`): consumers
+    iterate it (as often as they need) and take its ``len``, but do not index it.
     """
 
-    changes: tuple[Change, ...]
+    changes: Collection[Change]
     position: Position
     commit_ts: datetime | None = None
     txid: int | str | None = None

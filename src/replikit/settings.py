@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from replikit.errors import ConfigError
-from replikit.pipeline.cdc import StopCondition
+from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, StopCondition
 from replikit.pipeline.runner import PREP_MODES
+from replikit.pipeline.spill import DEFAULT_SPILL_BYTES
 from replikit.positions import Position
 
 __all__ = ["ENV_PREFIX", "TaskSettings", "stop_condition"]
@@ -33,7 +34,10 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "REPLIKIT_"
 PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
 _TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
-_INTS = frozenset({"parallel_tables", "split_rows", "batch_changes"})
+_INTS = frozenset(
+    {"parallel_tables", "split_rows", "batch_changes", "transaction_memory_bytes",
+     "queue_memory_bytes"}
+)  # fmt: skip
 _FLOATS = frozenset({"stop_when_idle", "progress_interval"})
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
 _NONE_OK = frozenset(
@@ -119,6 +123,14 @@ class TaskSettings:
         cdc_stop_position: stop once a transaction at or after this position was applied, or
             committed at or after ``"server_time:<ISO 8601>"`` (DMS ``CdcStopPosition``).
         stop_when_idle: stop CDC after this many seconds without a source transaction.
+        transaction_memory_bytes: a source transaction is held in memory up to this estimated
+            size (default 64 MiB); past it, the CDC reader moves its changes to a temporary
+            file as it reads them, and the writer applies them from there in pieces inside
+            one target transaction. Memory stays bounded whatever a transaction's size
+            (docs/cdc.md, "Memory").
+        queue_memory_bytes: bound on the estimated size of the source transactions read
+            ahead of the apply (default 64 MiB; a spilled transaction counts only its small
+            in-memory part).
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -134,6 +146,8 @@ class TaskSettings:
     cdc_start_position: str | None = None
     cdc_stop_position: str | None = None
     stop_when_idle: float | None = None
+    transaction_memory_bytes: int = DEFAULT_SPILL_BYTES
+    queue_memory_bytes: int = DEFAULT_QUEUE_BYTES
 
     def __post_init__(self) -> None:
         if self.target_table_prep_mode not in PREP_MODES:
@@ -156,6 +170,8 @@ class TaskSettings:
                 setting="progress_interval",
             )
         _at_least("stop_when_idle", self.stop_when_idle, 0, none_ok=True)
+        _at_least("transaction_memory_bytes", self.transaction_memory_bytes, 0)
+        _at_least("queue_memory_bytes", self.queue_memory_bytes, 1)
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)

@@ -432,14 +432,16 @@ class Task:
         try:
             checkpoint = store.read_checkpoint(tid)
             source.cdc_setup(tables, task=tid)
+            spill = self.settings.transaction_memory_bytes
             replicator = Replicator(
-                source.cdc_reader(tables, task=tid),
+                source.cdc_reader(tables, task=tid, spill_bytes=spill),
                 writer,
                 plans,
                 task=tid,
                 transforms=self.transforms,
                 batch_apply=self.settings.batch_apply,
                 batch_changes=self.settings.batch_changes,
+                queue_bytes=self.settings.queue_memory_bytes,
                 statistics=self._statistics,
                 replan=self._replan(pipe),
             )

@@ -7,6 +7,8 @@ logic whatever the target lives here, as plain functions:
   :func:`image_columns`), the key a change addresses (:func:`key_of`, :func:`change_key`);
 * source order with runs of truncates grouped (:func:`units`) and foreign-key order
   (:func:`fk_order`);
+* pieces that fit in memory, for transactions whose changes are in a spill file
+  (:func:`pieces`): a writer applies piece after piece inside its one target transaction;
 * the per-writer cache of table appliers (:func:`tables_for`);
 * the checkpoint row shared by the control tables (:func:`checkpoint_values`,
   :func:`checkpoint_from_row`);
@@ -23,12 +25,14 @@ from typing import Any, Protocol, TypeVar, cast
 from replikit.changes import Change, Op, Transaction
 from replikit.errors import ConfigError, ConnectError, SchemaError
 from replikit.pipeline.contracts import Checkpoint
+from replikit.pipeline.spill import spilled
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
 
 __all__ = [
     "PHASES",
+    "PIECE_CHANGES",
     "Image",
     "Key",
     "Unit",
@@ -40,6 +44,7 @@ __all__ = [
     "image_columns",
     "key_of",
     "lost_connection",
+    "pieces",
     "tables_for",
     "units",
 ]
@@ -50,6 +55,8 @@ Image = Mapping[str, Any]
 Unit = Change | list[Change]
 #: the phases a checkpoint row may hold
 PHASES = ("full-load", "cdc")
+#: most changes in one piece of a spilled transaction (see :func:`pieces`)
+PIECE_CHANGES = 10_000
 
 
 class _Planned(Protocol):
@@ -148,6 +155,35 @@ def units(transactions: Sequence[Transaction]) -> Iterator[Unit]:
         yield pending
 
 
+def pieces(
+    transactions: Sequence[Transaction], size: int = PIECE_CHANGES
+) -> Iterator[Sequence[Transaction]]:
+    """``transactions`` in pieces that fit in memory, in source order.
+
+    Without a spilled transaction (the common case) the one piece is ``transactions`` itself.
+    A spilled transaction is cut into in-memory transactions of at most ``size`` changes (its
+    position, commit time and id), each a piece of its own; the transactions between spilled
+    ones form pieces as they are. Net change per piece, applied piece after piece, has the
+    effect of net change over all of them.
+    """
+    if not any(spilled(tx) is not None for tx in transactions):
+        yield transactions
+        return
+    run: list[Transaction] = []
+    for tx in transactions:
+        changes = spilled(tx)
+        if changes is None:
+            run.append(tx)
+            continue
+        if run:
+            yield run
+            run = []
+        for part in changes.batches(size):
+            yield [Transaction(part, tx.position, tx.commit_ts, tx.txid)]
+    if run:
+        yield run
+
+
 def fk_order(tids: Iterable[TableId], plan_of: Callable[[TableId], TablePlan]) -> list[TableId]:
     """``tids`` with referenced tables before the tables that reference them (cycles: as is)."""
     todo = sorted(tids, key=str)
@@ -186,7 +222,11 @@ def tables_for(
         SchemaError: a change's table has no plan.
     """
     out: dict[TableId, A] = {}
-    for tid in {c.table for tx in transactions for c in tx.changes}:
+    touched: set[TableId] = set()
+    for tx in transactions:
+        on_disk = spilled(tx)
+        touched.update(on_disk.tables if on_disk is not None else {c.table for c in tx.changes})
+    for tid in touched:
         plan = plans.get(tid)
         if plan is None:
             raise SchemaError(

@@ -18,7 +18,9 @@ Durability guarantee of :class:`DiskCache`: when ``hold(table)`` returns, the ho
 crash (the segment file and its directory entry are fsync-ed). When ``add(...)`` returns, every
 change it held survives a crash. An ``add`` interrupted by a crash leaves, per table, either all
 or none of that call's changes of the table (each call writes one length-prefixed, checksummed
-record per table; a torn last record is cut off on reopen); for a transaction spanning several
+record per table; a torn last record is cut off on reopen; a transaction too large for memory,
+whose changes are in a spill file, is added in pieces of :data:`ADD_PIECE` changes, each
+such an add); for a transaction spanning several
 held tables, some tables may have it and others not. A release interrupted by a crash replays
 the whole table again on reopen (the file is deleted only once the release is complete), so
 consumers must apply idempotently, which replikit's writers do. Nothing is promised for
@@ -34,9 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import shutil
-import struct
 import tempfile
 import threading
 import zlib
@@ -47,26 +47,18 @@ from typing import Any, BinaryIO
 
 from replikit.changes import Change, Transaction
 from replikit.errors import ConfigError
+from replikit.pipeline import segments
+from replikit.pipeline.spill import SpilledChanges, estimate_size
 from replikit.schema.model import TableId
 
 __all__ = ["ChangeCache", "DiskCache", "estimate_size"]
 
 DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+#: changes per add of a transaction too large for memory (see the module docs)
+ADD_PIECE = 8192
 _MAGIC = "replikit-cache/1"
-_HEADER = struct.Struct("<II")  # payload length, crc32
+_HEADER = segments.HEADER
 _SUFFIX = ".seg"
-
-
-def estimate_size(change: Change) -> int:
-    """A rough estimate, in bytes, of the memory ``change`` holds (object overhead included)."""
-    size = 200
-    for image in (change.key, change.before, change.after):
-        if image:
-            size += 64 + 72 * len(image)
-            for value in image.values():
-                if isinstance(value, str | bytes | bytearray):
-                    size += len(value)
-    return size
 
 
 class _Table:
@@ -172,8 +164,14 @@ class ChangeCache:
         """Store the changes of held tables; return whether any change was held.
 
         A :class:`Transaction` (or any iterable of changes) is one add batch: for a
-        :class:`DiskCache` it is written with one fsync per table involved.
+        :class:`DiskCache` it is written with one fsync per table involved (a spilled one, in
+        pieces: see the module docs).
         """
+        if isinstance(item, Transaction) and isinstance(item.changes, SpilledChanges):
+            held = False
+            for piece in item.changes.batches(ADD_PIECE):
+                held = self.add(piece) or held
+            return held
         changes: Iterable[Change]
         if isinstance(item, Change):
             changes = (item,)
@@ -310,9 +308,9 @@ class ChangeCache:
         self._append(entry.file, batch)
 
     def _append(self, f: BinaryIO, obj: object) -> None:
-        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        record = segments.encode(obj)
         f.seek(0, os.SEEK_END)
-        f.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+        f.write(record)
         f.flush()
         if self._durable:
             os.fsync(f.fileno())
@@ -325,15 +323,11 @@ class ChangeCache:
         budget = max(self.memory_limit_bytes - self._memory, 1 << 20)
         out: list[Change] = []
         read = 0
-        try:
-            f.seek(offset)
-            while offset < end and (not out or read < budget):
-                n, _crc = _HEADER.unpack(f.read(_HEADER.size))
-                out.extend(pickle.loads(f.read(n)))  # our own files (see module docs)
-                offset += _HEADER.size + n
-                read += n
-        finally:
-            f.seek(0, os.SEEK_END)
+        while offset < end and (not out or read < budget):
+            records, next_offset = segments.read_at(f.fileno(), offset)
+            out.extend(records)
+            read += next_offset - offset
+            offset = next_offset
         return out, offset
 
     def _drop(self, table: TableId, entry: _Table) -> None:
@@ -412,7 +406,7 @@ def _scan(seg: Path) -> tuple[list[Any], int]:
             if len(payload) < n or zlib.crc32(payload) != crc:
                 break
             if not first:
-                first.append(pickle.loads(payload))  # our own files (see module docs)
+                first.append(segments.decode(payload))
             good += _HEADER.size + n
     return first, good
 

@@ -1,27 +1,34 @@
 """The CDC stage of a pipeline: read source transactions, apply them, checkpoint, acknowledge.
 
 :class:`Replicator` runs a :class:`~replikit.pipeline.contracts.ChangeReader` in a thread of its
-own that fills a bounded queue (backpressure: a slow target stops the reader, memory stays
-bounded); the calling thread takes transactions off the queue, transforms and maps them to the
-target, and applies them with a :class:`~replikit.pipeline.contracts.ChangeWriter`. Batching is
-adaptive: every transaction already queued (up to ``batch_changes``) goes into one target
-transaction, so an idle stream applies each transaction at once (low latency) and a backlog
-drains in large batches (throughput). The checkpoint -- the position after the last source
-transaction of the batch -- commits in the same target transaction, and only then is the
-source acknowledged: a crash at any point replays from the checkpoint, which idempotent apply
-turns into exactly-once effect on a transactional target.
+own that fills a queue bounded by count and by estimated bytes (backpressure: a slow target
+stops the reader, memory stays bounded); the calling thread takes transactions off the queue,
+transforms and maps them to the target, and applies them with a
+:class:`~replikit.pipeline.contracts.ChangeWriter`. Batching is adaptive: every transaction
+already queued (up to ``batch_changes``) goes into one target transaction, so an idle stream
+applies each transaction at once (low latency) and a backlog drains in large batches
+(throughput). The checkpoint -- the position after the last source transaction of the batch --
+commits in the same target transaction, and only then is the source acknowledged: a crash at any
+point replays from the checkpoint, which idempotent apply turns into exactly-once effect on a
+transactional target.
 
-During a full load the same queue feeds a :class:`~replikit.pipeline.cache.ChangeCache`
-instead (:meth:`Replicator.cache_until`): changes of tables being loaded are held, then applied
-after the load (DMS "cached changes") before the stream continues.
+Large transactions: a reader hands over a transaction too large for memory with its changes in a
+spill file (:mod:`replikit.pipeline.spill`); it ends a batch, the writer streams it in pieces
+inside the batch's one target transaction, and its file is deleted once the batch is done
+(applied or failed: a failed batch is read again from the source, since the checkpoint stays
+before it).
+
+During a full load the same queue feeds a :class:`~replikit.pipeline.cache.ChangeCache` instead
+(:meth:`Replicator.cache_until`): changes of tables being loaded are held, then applied after
+the load (DMS "cached changes") before the stream continues.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -32,17 +39,20 @@ from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, Error
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
+from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
 from replikit.transforms import Transform
 
-__all__ = ["CacheFeeder", "Replicator", "StopCondition", "thread_error"]
+__all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", "thread_error"]
 
 log = logging.getLogger(__name__)
 
 _END = object()  # the reader's iterator ended
+#: default bound on the estimated size of the transactions queued between reader and applier
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,32 +78,84 @@ class StopCondition:
         return False
 
 
+class _Queue:
+    """A FIFO bounded by item count and by estimated bytes.
+
+    An item larger than the byte bound still passes, alone (the queue must be empty).
+    """
+
+    def __init__(self, maxsize: int, maxbytes: int) -> None:
+        self.maxsize = maxsize
+        self.maxbytes = maxbytes
+        self.bytes = 0
+        self._items: deque[tuple[Any, int]] = deque()
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _room(self, size: int) -> bool:
+        n = len(self._items)
+        return n == 0 or (n < self.maxsize and self.bytes + size <= self.maxbytes)
+
+    def put(self, item: Any, size: int, timeout: float) -> bool:
+        """Append ``item`` (``size`` estimated bytes); ``False`` if no room within ``timeout``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._room(size), timeout):
+                return False
+            self._items.append((item, size))
+            self.bytes += size
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> Any:
+        """The first item, or ``None`` when there is none within ``timeout`` (0: no wait)."""
+        with self._cond:
+            if not self._items and (
+                timeout <= 0 or not self._cond.wait_for(lambda: bool(self._items), timeout)
+            ):
+                return None
+            item, size = self._items.popleft()
+            self.bytes -= size
+            self._cond.notify_all()
+            return item
+
+    def drain(self) -> list[Any]:
+        """Take every item."""
+        with self._cond:
+            items = [item for item, _ in self._items]
+            self._items.clear()
+            self.bytes = 0
+            self._cond.notify_all()
+            return items
+
+
 class _Stream:
     """The reader thread and its bounded queue."""
 
-    def __init__(self, reader: ChangeReader, start: Position | None, maxsize: int) -> None:
+    def __init__(
+        self, reader: ChangeReader, start: Position | None, maxsize: int, maxbytes: int
+    ) -> None:
         self.reader = reader
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self.queue = _Queue(maxsize, maxbytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(start,), name="replikit-cdc-reader", daemon=True
         )
         self._thread.start()
 
-    def _put(self, item: Any) -> bool:
+    def _put(self, item: Any, size: int = 0) -> bool:
         while not self._stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.2)
+            if self.queue.put(item, size, timeout=0.2):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def _run(self, start: Position | None) -> None:
         try:
             for tx in self.reader.transactions(start):
                 failpoint("cdc.read")
-                if not self._put(tx):
+                if not self._put(tx, transaction_bytes(tx)):
+                    _discard(tx)
                     return
             self._put(_END)
         except BaseException as exc:  # handed to the applying thread, which re-raises it
@@ -101,23 +163,29 @@ class _Stream:
 
     def get(self, timeout: float) -> Any:
         """The next transaction, ``_END``, an exception, or ``None`` after ``timeout``."""
-        try:
-            return self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return self.queue.get(timeout)
 
     def get_nowait(self) -> Any:
-        try:
-            return self.queue.get_nowait()
-        except queue.Empty:
-            return None
+        return self.queue.get(0)
 
     def close(self) -> None:
         self._stop.set()
         self.reader.close()
+        for item in self.queue.drain():  # let the thread's last put through, free spill files
+            _discard(item)
         self._thread.join(timeout=10)
         if self._thread.is_alive():  # pragma: no cover - a reader that ignores close()
             log.warning("the CDC reader thread did not stop within 10 s")
+        for item in self.queue.drain():
+            _discard(item)
+
+
+def _discard(item: Any) -> None:
+    """Delete the spill file of a queued transaction that will not be applied."""
+    if isinstance(item, Transaction):
+        changes = spilled(item)
+        if changes is not None:
+            changes.close()
 
 
 def thread_error(doing: str, exc: BaseException) -> BaseException:
@@ -196,6 +264,8 @@ class Replicator:
             of applying every change in source order (transactional apply).
         batch_changes: most changes per target transaction.
         queue_transactions: source transactions buffered between reader and applier.
+        queue_bytes: bound on the estimated size of those transactions (a transaction read
+            into a spill file counts only its small in-memory part).
         statistics: where per-table and CDC counters go.
         replan: builds a plan for a source table whose columns changed (``add_columns``).
     """
@@ -211,11 +281,12 @@ class Replicator:
         batch_apply: bool = False,
         batch_changes: int = 10_000,
         queue_transactions: int = 10_000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         statistics: Statistics | None = None,
         replan: Callable[[TablePlan, SchemaChange], TablePlan] | None = None,
     ) -> None:
-        if batch_changes < 1 or queue_transactions < 1:
-            raise ConfigError("batch_changes and queue_transactions must be >= 1")
+        if batch_changes < 1 or queue_transactions < 1 or queue_bytes < 1:
+            raise ConfigError("batch_changes, queue_transactions and queue_bytes must be >= 1")
         self.reader = reader
         self.writer = writer
         self.task = task
@@ -223,6 +294,7 @@ class Replicator:
         self.batch_apply = batch_apply
         self.batch_changes = batch_changes
         self.queue_transactions = queue_transactions
+        self.queue_bytes = queue_bytes
         self.statistics = statistics if statistics is not None else Statistics()
         self._replan = replan
         self._by_source: dict[TableId, TablePlan] = {p.source.id: p for p in plans}
@@ -251,7 +323,9 @@ class Replicator:
         """Start the reader thread at ``checkpoint.resume``."""
         if self._stream is None:
             self.checkpoint = checkpoint
-            self._stream = _Stream(self.reader, checkpoint.resume, self.queue_transactions)
+            self._stream = _Stream(
+                self.reader, checkpoint.resume, self.queue_transactions, self.queue_bytes
+            )
 
     def close(self) -> None:
         """Stop the reader thread and close the reader."""
@@ -276,9 +350,12 @@ class Replicator:
                 self._pushback = item
                 return
             failpoint("cdc.cache")
-            cache.add(item)
+            try:
+                cache.add(item)
+            finally:
+                _discard(item)  # the cache holds its own copy
             self.statistics.cdc.cached_changes += len(item)
-            self._cached_upto = item
+            self._cached_upto = Transaction((), item.position, item.commit_ts, item.txid)
 
     def start_caching(self, cache: ChangeCache) -> CacheFeeder:
         """Run :meth:`cache_until` in a thread of its own; ``finish()`` it after the load."""
@@ -393,9 +470,17 @@ class Replicator:
     def _flush(self, batch: list[Transaction]) -> None:
         if not batch:
             return
+        mapped: list[Transaction] = []
+        try:
+            mapped += (self._map(tx) for tx in batch)
+            self._apply(batch, mapped)
+        finally:  # applied, or failed (then read again from the source): spill files go
+            for tx in (*batch, *mapped):
+                _discard(tx)
+
+    def _apply(self, batch: list[Transaction], mapped: list[Transaction]) -> None:
         assert self.checkpoint is not None
         last = batch[-1]
-        mapped = [self._map(tx) for tx in batch]
         failpoint("cdc.apply")
         checkpoint = replace(
             self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc"
@@ -418,6 +503,8 @@ class Replicator:
     def _map(self, tx: Transaction) -> Transaction:
         """Transform and re-address ``tx``'s changes to the target (the hot path: no copies
         of changes that need none, positional constructors instead of ``replace``)."""
+        if spilled(tx) is not None:
+            return self._map_spilled(tx)
         by_source, stopped, transforms = self._by_source, self._stopped, self.transforms
         changes: list[Change] = []
         for change in tx.changes:
@@ -444,6 +531,32 @@ class Replicator:
         if unchanged and all(a is b for a, b in zip(changes, tx.changes, strict=True)):
             return tx
         return Transaction(tuple(changes), tx.position, tx.commit_ts, tx.txid)
+
+    def _map_spilled(self, tx: Transaction) -> Transaction:
+        """:meth:`_map` of a transaction on disk: as it is when nothing changes, else mapped
+        into a new spill file (changes keep the transaction's position, time and id)."""
+        source = spilled(tx)
+        assert source is not None
+        by_source, stopped = self._by_source, self._stopped
+        if (
+            not self.transforms
+            and not tx.schema_changes
+            and all(
+                t in by_source and t not in stopped and by_source[t].target_id == t
+                for t in source.tables
+            )
+        ):
+            return tx
+        out = TransactionBuffer(0)
+        try:
+            for part in source.batches(1024):
+                mapped = self._map(Transaction(part, tx.position, tx.commit_ts, tx.txid))
+                out.rows += [(c.op, c.table, c.key, c.before, c.after) for c in mapped.changes]
+                out.check()
+            changes = out.finish(tx.position, tx.commit_ts, tx.txid)
+        finally:
+            out.reset()
+        return Transaction(changes, tx.position, tx.commit_ts, tx.txid)
 
     def _count(self, transactions: Sequence[Transaction]) -> None:
         """Add the batch's changes to the per-table counters (one lock round per table/op)."""

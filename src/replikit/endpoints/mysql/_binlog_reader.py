@@ -7,6 +7,10 @@ its commit event plus the GTID state there, so a checkpoint is only ever between
 Transactions that touch no selected table are skipped, except that one (empty) is yielded at
 most every ``progress_interval`` seconds so a checkpoint can advance past them.
 
+The rows of the transaction being read stay in memory up to ``spill_bytes`` (estimated), then
+go to a temporary file (:mod:`replikit.pipeline.spill`): a transaction of any size is read in
+bounded memory.
+
 The reader owns its reconnects: a dropped connection (``KILL``, server restart, network,
 missed heartbeats) reopens the stream at the last transaction boundary seen, and a transaction
 at or before the last one yielded is never yielded again. A position the server no longer has
@@ -35,7 +39,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.gtid import GtidSet as MysqlGtidSet
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from replikit.changes import Change, Op, SchemaChange, Transaction
+from replikit.changes import Op, SchemaChange, Transaction
 from replikit.endpoints.mysql import _binlog_sql as sql
 from replikit.endpoints.mysql._binlog_decode import TableDecoder
 from replikit.endpoints.mysql._binlog_server import Server
@@ -47,6 +51,7 @@ from replikit.endpoints.mysql._binlog_stream import (
 from replikit.endpoints.mysql._positions import BinlogPosition, mariadb_gtid_domains
 from replikit.endpoints.mysql._values import ZeroDates
 from replikit.errors import ConfigError, ConnectError, PositionLostError
+from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, TransactionBuffer
 from replikit.positions import Position
 from replikit.schema.model import Column, TableId, TableSchema
 
@@ -95,13 +100,14 @@ class _Gtids:
 class _Pending:
     """The transaction being read."""
 
-    __slots__ = ("begun", "gtid", "rows", "schema_changes", "xid")
+    __slots__ = ("begun", "buffer", "gtid", "schema_changes", "xid")
 
-    def __init__(self, gtid: str = "") -> None:
+    def __init__(self, buffer: TransactionBuffer, gtid: str = "") -> None:
+        buffer.reset()
+        self.buffer = buffer
         self.gtid = gtid
         self.begun = False
         self.xid: int | None = None
-        self.rows: list[tuple[Op, TableId, Any, Any, Any]] = []
         self.schema_changes: list[SchemaChange] = []
 
 
@@ -131,6 +137,8 @@ class MysqlChangeReader:
             ``(table, column)`` -- the full-load reader's policy, so both yield the same.
         tinyint1_as_bool: read ``TINYINT(1)`` as bool (values other than 0/1 raise), as the
             full-load reader does by default.
+        spill_bytes: a transaction whose rows pass this estimated size is moved to a
+            temporary file while it is read (its ``Transaction`` reads them back lazily).
     """
 
     def __init__(
@@ -149,6 +157,7 @@ class MysqlChangeReader:
         progress_interval: float = 1.0,
         zero_dates: str = "null",
         tinyint1_as_bool: bool = True,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
     ) -> None:
         if zero_dates not in ("null", "error"):
             raise ConfigError(f"zero_dates must be 'null' or 'error', not {zero_dates!r}")
@@ -182,6 +191,7 @@ class MysqlChangeReader:
         self._boundary: BinlogPosition | None = None
         self._last: BinlogPosition | None = None
         self._gtids = _Gtids("")
+        self._buffer = TransactionBuffer(spill_bytes)
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -285,6 +295,7 @@ class MysqlChangeReader:
         try:
             yield from self._read(stream)
         finally:
+            self._buffer.reset()  # a transaction read halfway: delete its spill file
             with self._lock:
                 self._stream = None
             stream.close()
@@ -302,19 +313,20 @@ class MysqlChangeReader:
             if op is not None:
                 decoder = decoders.get((event.schema, event.table))
                 if decoder is not None and pending is not None:
-                    decoder.collect(event, op, pending.rows)
+                    decoder.collect(event, op, pending.buffer.rows)
+                    pending.buffer.check()
                 continue
             if cls is XidEvent:
                 if pending is None:
                     continue
                 pending.xid = event.xid
             elif cls is MariadbGtidEvent or cls is MysqlGtidEvent:
-                pending = _Pending(event.gtid)
+                pending = _Pending(self._buffer, event.gtid)
                 continue
             elif cls is QueryEvent:
                 query = event.query
                 if pending is None:
-                    pending = _Pending()
+                    pending = _Pending(self._buffer)
                 if query == "BEGIN":
                     pending.begun = True
                     continue
@@ -344,15 +356,11 @@ class MysqlChangeReader:
         position = BinlogPosition(stream.log_file, stream.log_pos, str(self._gtids))
         self._boundary = position
         if self._last is not None and not position > self._last:
+            pending.buffer.reset()
             return None  # already delivered before a reconnect
         commit_ts = datetime.fromtimestamp(timestamp, UTC)
         txid = pending.gtid or pending.xid
-        changes = tuple(
-            [
-                Change(op, table, key, before, after, position, commit_ts, txid)
-                for op, table, key, before, after in pending.rows
-            ]
-        )
+        changes = pending.buffer.finish(position, commit_ts, txid)
         return Transaction(
             changes=changes,
             position=position,
@@ -371,7 +379,7 @@ class MysqlChangeReader:
         if isinstance(statement, sql.Truncate):
             decoder = self._selected(statement.table, default)
             if decoder is not None:
-                pending.rows.append((Op.TRUNCATE, decoder.table.id, {}, None, None))
+                pending.buffer.rows.append((Op.TRUNCATE, decoder.table.id, {}, None, None))
             return
         if isinstance(statement, sql.Alter):
             decoder = self._selected(statement.table, default)

@@ -24,6 +24,10 @@ refuses (instead of silently merging into) a row colliding on one of them with a
 key; see :mod:`._apply_table`. Values go through the plan's adapters exactly as the full-load
 writer's ``INSERT`` path, and are bound by the driver.
 
+A transaction too large for memory (its changes in a spill file) is applied in pieces
+(:func:`~replikit.pipeline.apply_support.pieces`), still inside the call's one target
+transaction, so memory stays bounded whatever its size.
+
 Errors: any statement error or warning makes the writer roll back and apply the call again
 change by change (:func:`._apply_run.replay`); the first change that fails raises
 :class:`~replikit.DataError` naming target table, key and column, with nothing of the call
@@ -65,7 +69,7 @@ from replikit.endpoints.mysql._driver import (
 )
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.errors import ConfigError, ConnectError, SchemaError
-from replikit.pipeline.apply_support import lost_connection, tables_for
+from replikit.pipeline.apply_support import lost_connection, pieces, tables_for
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -325,12 +329,13 @@ class MysqlChangeWriter:
                 runner = Runner(s.conn, cur, s.driver, chunk_rows=self.chunk_rows,
                                 chunk_bytes=s.chunk_bytes)  # fmt: skip
                 try:
-                    if batch:
-                        keys = {t: a.key for t, a in tables.items()}
-                        columns = {t: a.order for t, a in tables.items()}
-                        run_net(runner, net_changes(transactions, keys, columns), tables)
-                    else:
-                        run_changes(runner, transactions, tables)
+                    keys = {t: a.key for t, a in tables.items()}
+                    columns = {t: a.order for t, a in tables.items()}
+                    for piece in pieces(transactions):  # one unless a transaction spilled
+                        if batch:
+                            run_net(runner, net_changes(piece, keys, columns), tables)
+                        else:
+                            run_changes(runner, piece, tables)
                 except (Warned, s.driver.Error) as exc:
                     if not isinstance(exc, Warned) and self._is_lost(exc):
                         raise

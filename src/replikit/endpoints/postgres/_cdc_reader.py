@@ -22,9 +22,10 @@ never across a ``yield``; :meth:`close` takes that lock (waiting at most for the
 a quarter of a second, or cancelling a running poll) and closes the connections, and the
 iteration returns at its next step.
 
-Memory: one source transaction is assembled in memory (its decoded events, then its
-:class:`~replikit.changes.Change` objects); nothing else is buffered ahead, apart from at most
-``fetch_rows`` raw messages of the current poll. A source transaction must fit in memory.
+Memory: the rows of the source transaction being read are held in memory up to ``spill_bytes``
+(estimated), then in a temporary file (:mod:`replikit.pipeline.spill`): a transaction of
+any size is read in bounded memory. Nothing else is buffered ahead, apart from at most
+``fetch_rows`` raw messages of the current poll.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from replikit.endpoints.postgres._slots import (
 )
 from replikit.endpoints.postgres._stream import PollSession, SessionLost, StreamSession
 from replikit.errors import ConfigError, ConnectError, PositionLostError
+from replikit.pipeline.spill import DEFAULT_SPILL_BYTES
 from replikit.positions import PgLsn, Position
 from replikit.schema.model import TableSchema
 
@@ -108,7 +110,9 @@ class PostgresChangeReader:
     backoff for up to ``reconnect_timeout`` seconds (then :class:`~replikit.ConnectError`),
     resuming after the last transaction yielded. ``stop_when_idle``: return after that many
     seconds without a transaction (``None``: run until :meth:`close`). ``fetch_rows`` and
-    ``max_changes`` size the polls.
+    ``max_changes`` size the polls. ``spill_bytes``: a transaction whose rows pass this
+    estimated size is moved to a temporary file while it is read (its
+    :class:`~replikit.changes.Transaction` then reads them back lazily).
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class PostgresChangeReader:
         receiver_timeout: float = 60.0,
         fetch_rows: int = 5_000,
         max_changes: int = 50_000,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
     ) -> None:
         if mode not in ("auto", "stream", "poll"):
             raise ConfigError(f"mode must be 'auto', 'stream' or 'poll', not {mode!r}")
@@ -133,8 +138,10 @@ class PostgresChangeReader:
             raise ConfigError(
                 "status_interval, receiver_timeout, fetch_rows and max_changes must be positive"
             )
-        if poll_interval < 0 or reconnect_timeout < 0:
-            raise ConfigError("poll_interval and reconnect_timeout must not be negative")
+        if poll_interval < 0 or reconnect_timeout < 0 or spill_bytes < 0:
+            raise ConfigError(
+                "poll_interval, reconnect_timeout and spill_bytes must not be negative"
+            )
         if start is not None and not isinstance(start, PgLsn):
             raise ConfigError(f"a PostgreSQL change reader cannot start at {start}")
         self._params = params
@@ -149,6 +156,7 @@ class PostgresChangeReader:
         self.receiver_timeout = receiver_timeout
         self.fetch_rows = fetch_rows
         self.max_changes = max_changes
+        self.spill_bytes = spill_bytes
         self._closed = threading.Event()
         self._io = threading.Lock()
         self._ack_lock = threading.Lock()
@@ -281,7 +289,12 @@ class PostgresChangeReader:
         meta = self._meta_conn()
         aliases = type_aliases(meta.execute(ALIASES_SQL).fetchall())
         keys = {t.id: t.key for t in self._tables.values() if t.key}
-        asm = TransactionAssembler(primary_keys=keys, loader=psycopg_loader(aliases))
+        asm = TransactionAssembler(
+            primary_keys=keys,
+            loader=psycopg_loader(aliases),
+            tables=set(self._tables) or None,
+            spill_bytes=self.spill_bytes,
+        )
         tracker = RelationTracker(list(self._tables.values()), PgCatalogLookup(meta))
         return _Run(pos, PgOutputDecoder(), asm, tracker, aliases)
 
@@ -365,15 +378,8 @@ class PostgresChangeReader:
                 self._relation(run, event)
             tx = feed(event)
             if tx is not None:
-                return self._selected(tx)
+                return tx
         return None
-
-    def _selected(self, tx: Transaction) -> Transaction:
-        tables = self._tables
-        if not tables or all(c.table in tables for c in tx.changes):
-            return tx
-        kept = tuple(c for c in tx.changes if c.table in tables)
-        return Transaction(kept, tx.position, tx.commit_ts, tx.txid, tx.schema_changes)
 
     def _relation(self, run: _Run, rel: Relation) -> None:
         tid = rel.table
@@ -484,6 +490,7 @@ class PostgresChangeReader:
         run, self._run = self._run, None
         if run is not None:
             self._close_session(run)
+            run.asm.reset()  # a transaction read halfway: delete its spill file
 
     def _cancel(self) -> None:
         run = self._run

@@ -22,17 +22,17 @@ pgoutput renders text values with the GUCs of the backend that decodes them.
 Malformed or truncated messages, unknown message types and changes of unknown relations raise
 :class:`~replikit.errors.DecodeError` naming the message type, the byte offset and the relation.
 
-Memory: the assembler holds the events of the one transaction in progress (and, at its Commit,
-its :class:`~replikit.changes.Change` objects), so a transaction must fit in memory.
+Memory: the assembler holds the rows of the one transaction in progress in a
+:class:`~replikit.pipeline.spill.TransactionBuffer`, which moves them to a temporary file once
+they pass ``spill_bytes`` (estimated): a transaction of any size is read in bounded memory.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from replikit.changes import Change, Op, SchemaChange, Transaction
+from replikit.changes import Op, SchemaChange, Transaction
 from replikit.endpoints.postgres._pgload import ALIASES_SQL, psycopg_loader, type_aliases
 from replikit.endpoints.postgres._pgoutput import (
     UNCHANGED,
@@ -54,6 +54,7 @@ from replikit.endpoints.postgres._pgoutput import (
     Value,
 )
 from replikit.errors import DecodeError
+from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, Row, TransactionBuffer
 from replikit.positions import PgLsn
 from replikit.schema.model import TableId
 
@@ -115,6 +116,11 @@ class TransactionAssembler:
     (default: keep the text); ``binary_loader(type_oid, data)`` types binary ones. Logical
     messages, Type and Origin events are accepted and not reported. Schema changes added with
     :meth:`add_schema_change` while a transaction is open are attached to it.
+
+    ``tables``: only changes of these tables are kept (``None``: all). Rows are typed as they
+    arrive and held in a :class:`~replikit.pipeline.spill.TransactionBuffer` that spills to a
+    temporary file past ``spill_bytes`` (estimated), so a huge transaction is read in bounded
+    memory and comes out with :class:`~replikit.pipeline.spill.SpilledChanges`.
     """
 
     def __init__(
@@ -123,12 +129,15 @@ class TransactionAssembler:
         primary_keys: Mapping[TableId, Sequence[str]] | None = None,
         loader: Loader | None = None,
         binary_loader: BinaryLoader | None = None,
+        tables: Container[TableId] | None = None,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
     ) -> None:
         self.primary_keys = dict(primary_keys or {})
         self.loader = loader or _identity
         self.binary_loader = binary_loader or _raw
+        self.tables = tables
         self._begin: Begin | None = None
-        self._pending: list[Insert | Update | Delete | Truncate] = []
+        self._buffer = TransactionBuffer(spill_bytes)
         self._schema: list[SchemaChange] = []
         self._plans: dict[int, _Plan] = {}
 
@@ -147,7 +156,7 @@ class TransactionAssembler:
     def reset(self) -> None:
         """Forget a transaction in progress (its stream broke off; it will be sent again)."""
         self._begin = None
-        self._pending = []
+        self._buffer.reset()
         self._schema = []
 
     def add_schema_change(self, change: SchemaChange) -> None:
@@ -162,7 +171,8 @@ class TransactionAssembler:
         if cls is Insert or cls is Update or cls is Delete or cls is Truncate:
             if self._begin is None:
                 raise DecodeError(f"pgoutput {cls.__name__} outside a transaction")
-            self._pending.append(event)  # type: ignore[arg-type]
+            self._rows(event, self._buffer.rows)  # type: ignore[arg-type]
+            self._buffer.check()
             return None
         if isinstance(event, Begin):
             if self._begin is not None:
@@ -170,7 +180,7 @@ class TransactionAssembler:
                     f"pgoutput Begin of xid {event.xid} inside transaction {self._begin.xid}"
                 )
             self._begin = event
-            self._pending = []
+            self._buffer.reset()
             self._schema = []
             return None
         if isinstance(event, Commit):
@@ -187,12 +197,10 @@ class TransactionAssembler:
                 f"(final lsn {PgLsn(begin.final_lsn)})"
             )
         pos = PgLsn(event.end_lsn)
-        changes: list[Change] = []
-        for ev in self._pending:
-            self._changes(ev, pos, event.commit_ts, begin.xid, changes)
+        changes = self._buffer.finish(pos, event.commit_ts, begin.xid)
         schema = tuple(self._schema)
         self.reset()
-        return Transaction(tuple(changes), pos, event.commit_ts, begin.xid, schema)
+        return Transaction(changes, pos, event.commit_ts, begin.xid, schema)
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
         """:meth:`feed` each event, yielding transactions as they complete."""
@@ -239,17 +247,14 @@ class TransactionAssembler:
                 out[names[i]] = self.binary_loader(oids[i], v)
         return out
 
-    def _changes(
-        self,
-        ev: Insert | Update | Delete | Truncate,
-        pos: PgLsn,
-        ts: dt.datetime,
-        xid: int,
-        out: list[Change],
-    ) -> None:
+    def _rows(self, ev: Insert | Update | Delete | Truncate, out: list[Row]) -> None:
+        tables = self.tables
         if isinstance(ev, Truncate):
             for rel in ev.relations:
-                out.append(Change(Op.TRUNCATE, rel.table, position=pos, commit_ts=ts, txid=xid))
+                if tables is None or rel.table in tables:
+                    out.append((Op.TRUNCATE, rel.table, {}, None, None))
+            return
+        if tables is not None and ev.relation.table not in tables:
             return
         plan = self._plan(ev.relation)
         old = old_kind = new = None
@@ -274,7 +279,7 @@ class TransactionAssembler:
                 key[name] = before[name]
             elif after is not None and name in after:
                 key[name] = after[name]
-        out.append(Change(op, plan.table, key, before, after, pos, ts, xid))
+        out.append((op, plan.table, key, before, after))
 
 
 def assemble(

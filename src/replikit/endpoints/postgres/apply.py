@@ -23,6 +23,10 @@ full row that would null the others. Partial images are the one limit of idempot
 partial update or key move of a row that a replay finds missing (deleted later in the stream,
 or never loaded) cannot be rebuilt, exactly as :mod:`replikit.pipeline.netchange` explains.
 
+A transaction too large for memory (its changes in a spill file) is applied in pieces
+(:func:`~replikit.pipeline.apply_support.pieces`), still inside the call's one target
+transaction, so memory stays bounded whatever its size.
+
 Errors: a value the server rejects becomes :class:`~replikit.DataError` naming target table,
 key and column; nothing of the call is committed. When a pipeline or a set statement fails
 without saying which row, the writer replays the call change by change (in a transaction it
@@ -60,7 +64,7 @@ from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import data_error, scrub  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
-from replikit.pipeline.apply_support import lost_connection, tables_for  # noqa: E402
+from replikit.pipeline.apply_support import lost_connection, pieces, tables_for  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
 from replikit.pipeline.netchange import net_changes  # noqa: E402
 from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
@@ -288,14 +292,18 @@ class PostgresChangeWriter:
             if batch:
                 keys = {t: a.key for t, a in tables.items()}
                 columns = {t: a.all for t, a in tables.items()}
-                net = net_changes(transactions, keys, columns)
-                step.append(BatchApply(s.conn, tables.__getitem__, s.stager, s.text,
-                                       self.bulk_min_rows))  # fmt: skip
-                step[0].apply(net)
+                for piece in pieces(transactions):  # one piece unless a transaction spilled
+                    net = net_changes(piece, keys, columns)
+                    step[:] = [BatchApply(s.conn, tables.__getitem__, s.stager, s.text,
+                                          self.bulk_min_rows)]  # fmt: skip
+                    step[0].apply(net)
                 self._finish(s, checkpoint)
             else:
-                with s.conn.pipeline():  # one round trip: changes, checkpoint and commit
-                    _apply_tx.run(s.conn, transactions, tables.__getitem__, s.text)
+                with s.conn.pipeline() as pipeline:  # one round trip: changes, checkpoint, commit
+                    for i, piece in enumerate(pieces(transactions)):
+                        if i:
+                            pipeline.sync()  # a spilled transaction: results piece by piece
+                        _apply_tx.run(s.conn, piece, tables.__getitem__, s.text)
                     self._finish(s, checkpoint)
             s.stager.committed()
             s.control = s.control or checkpoint is not None

@@ -14,7 +14,9 @@ that SQLite refuses (NOT NULL, CHECK, UNIQUE, an integer too big), raises
 
 ``batch=True`` reduces the transactions to their net effect per key
 (:func:`replikit.pipeline.netchange.net_changes`) and writes each group, table by table, as
-truncate (``DELETE FROM``), deletes, upserts, partial updates, each with ``executemany``.
+truncate (``DELETE FROM``), deletes, upserts, partial updates, each with ``executemany``. A
+transaction too large for memory (its changes in a spill file) is reduced and written in pieces
+(:func:`~replikit.pipeline.apply_support.pieces`) inside the same SQLite transaction.
 
 The writer uses the endpoint's one write connection under its lock, as the full-load writer
 does, so one process never writes a database file through two connections at once.
@@ -303,7 +305,8 @@ class SqliteChangeWriter(ChangeWriter):
 
         def work(conn: sqlite3.Connection) -> None:
             if batch:
-                self._apply_net(conn, plans, transactions)
+                for piece in apply_support.pieces(transactions):  # one unless one spilled
+                    self._apply_net(conn, plans, piece)
             else:
                 for tx in transactions:
                     for change in tx.changes:

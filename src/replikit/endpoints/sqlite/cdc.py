@@ -131,7 +131,9 @@ class SqliteChangeReader:
     many idle seconds; ``None``: poll until :meth:`close`), ``batch_size`` (change rows per
     query), ``purge_interval`` (delete acknowledged change rows at most this often, from the
     polling thread), ``regenerate`` (remake stale triggers when that loses nothing; default:
-    the endpoint's ``cdc_setup`` option).
+    the endpoint's ``cdc_setup`` option). ``spill_bytes`` is accepted for the common reader
+    options and has nothing to do: every change row is a transaction of its own, so no
+    transaction is ever large.
 
     Threads: :meth:`transactions` runs in one thread; :meth:`ack`, :meth:`purge` and
     :meth:`close` may be called from any other. ``close`` makes a running ``transactions``
@@ -151,11 +153,14 @@ class SqliteChangeReader:
         purge_interval: float = 5.0,
         heartbeat: float = 1.0,
         regenerate: bool | None = None,
+        spill_bytes: int | None = None,
     ) -> None:
         if batch_size < 1 or poll_interval < 0 or purge_interval < 0 or heartbeat < 0:
             raise ConfigError(
                 "batch_size must be >= 1; poll_interval, purge_interval and heartbeat >= 0"
             )
+        if spill_bytes is not None and spill_bytes < 0:
+            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
         self._endpoint = endpoint
         self._names = None if tables is None else {table_name(t).lower() for t in tables}
         self._task = task

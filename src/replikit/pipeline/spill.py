@@ -1,0 +1,287 @@
+"""Large source transactions on disk: memory stays bounded whatever a transaction's size.
+
+A CDC reader collects the rows of the source transaction it is reading in a
+:class:`TransactionBuffer`. While their estimated size stays under ``spill_bytes`` they stay in
+memory and :meth:`~TransactionBuffer.finish` returns them as a tuple of
+:class:`~replikit.changes.Change` (the common case, no copy). Past it, the buffer writes them,
+in records of at most :data:`RECORD_ROWS` rows, to an anonymous temporary file (the change
+cache's record encoding, :mod:`replikit.pipeline.segments`), and ``finish`` returns a
+:class:`SpilledChanges`: a collection that knows its length and tables and reads its changes
+back lazily, as often as it is iterated. A :class:`~replikit.changes.Transaction` holds either.
+
+The file has no name (``tempfile.TemporaryFile``): it goes away when it is closed
+(:meth:`SpilledChanges.close`, called by the replicator once the transaction is applied, or by
+garbage collection when a transaction is dropped) and, on a crash, with the process, so no
+resume path has files to clean up.
+
+Estimates: sizes are rough, sampled estimates of the Python objects' memory
+(:func:`estimate_size`), enough to bound memory, not to account for it exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from replikit.changes import Change, Op, Transaction
+from replikit.errors import ConfigError, Error
+from replikit.pipeline import segments
+from replikit.positions import Position
+from replikit.schema.model import TableId
+
+__all__ = [
+    "DEFAULT_SPILL_BYTES",
+    "RECORD_ROWS",
+    "Row",
+    "SpilledChanges",
+    "TransactionBuffer",
+    "estimate_size",
+    "spilled",
+    "transaction_bytes",
+]
+
+#: the default ``spill_bytes``: a transaction estimated larger than this goes to disk
+DEFAULT_SPILL_BYTES = 64 * 1024 * 1024
+#: most rows in one record of a spill file (also the longest run between size checks)
+RECORD_ROWS = 1024
+#: what a reader collects per row change: op, table, key, before image, after image
+Row = tuple[Op, TableId, Mapping[str, Any], Mapping[str, Any] | None, Mapping[str, Any] | None]
+
+_CHANGE_BYTES = 200  # a Change object and its fields, without the images
+_SAMPLES = 8  # rows sampled per size estimate
+
+
+def _image_bytes(image: Mapping[str, Any] | None) -> int:
+    if not image:
+        return 0
+    size = 64 + 72 * len(image)
+    for value in image.values():
+        if isinstance(value, str | bytes | bytearray):
+            size += len(value)
+    return size
+
+
+def estimate_size(change: Change) -> int:
+    """A rough estimate, in bytes, of the memory ``change`` holds (object overhead included)."""
+    return (
+        _CHANGE_BYTES
+        + _image_bytes(change.key)
+        + _image_bytes(change.before)
+        + _image_bytes(change.after)
+    )
+
+
+def _row_bytes(row: Row) -> int:
+    return _CHANGE_BYTES + _image_bytes(row[2]) + _image_bytes(row[3]) + _image_bytes(row[4])
+
+
+def _sampled(items: Sequence[Any], size: Callable[[Any], int]) -> int:
+    """Estimated total size of ``items`` from at most ``_SAMPLES`` evenly spread ones."""
+    n = len(items)
+    if n == 0:
+        return 0
+    step = max(1, n // _SAMPLES)
+    picked = items[::step]
+    return sum(size(i) for i in picked) * n // len(picked)
+
+
+def transaction_bytes(tx: Transaction) -> int:
+    """Estimated memory held by ``tx`` (a spilled transaction holds little: its file handle)."""
+    changes = tx.changes
+    if isinstance(changes, SpilledChanges):
+        return 1024 + 64 * len(changes.tables)
+    if isinstance(changes, Sequence):
+        return _CHANGE_BYTES + _sampled(changes, estimate_size)
+    return _CHANGE_BYTES + sum(estimate_size(c) for c in changes)
+
+
+def spilled(tx: Transaction) -> SpilledChanges | None:
+    """``tx``'s changes if they are on disk, else ``None``."""
+    changes = tx.changes
+    return changes if isinstance(changes, SpilledChanges) else None
+
+
+class SpilledChanges(Collection[Change]):
+    """The changes of one source transaction, read back from a spill file on each iteration.
+
+    Every change is stamped with the transaction's ``position``, ``commit_ts`` and ``txid``.
+    Iterate it as often as needed (a writer that retries does); :meth:`close` frees the file,
+    after which iterating raises :class:`~replikit.Error`. ``tables`` are the tables its
+    changes touch. Not thread-safe: one thread at a time.
+    """
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        count: int,
+        tables: frozenset[TableId],
+        *,
+        position: Position | None,
+        commit_ts: datetime | None,
+        txid: int | str | None,
+    ) -> None:
+        self._file: IO[bytes] | None = file
+        self._end = file.seek(0, os.SEEK_END)
+        self._count = count
+        self.tables = tables
+        self.position = position
+        self.commit_ts = commit_ts
+        self.txid = txid
+
+    @property
+    def closed(self) -> bool:
+        """Whether the file was freed."""
+        return self._file is None
+
+    @property
+    def file_bytes(self) -> int:
+        """The size of the spill file."""
+        return self._end
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        state = "closed" if self._file is None else f"{self._end} bytes on disk"
+        return f"SpilledChanges({self._count} changes, {state})"
+
+    def __contains__(self, item: object) -> bool:
+        return any(change == item for change in self)
+
+    def __iter__(self) -> Iterator[Change]:
+        return self._changes()
+
+    def batches(self, size: int) -> Iterator[tuple[Change, ...]]:
+        """The changes in tuples of at most ``size`` (one record is read at a time)."""
+        out: list[Change] = []
+        for change in self:
+            out.append(change)
+            if len(out) >= size:
+                yield tuple(out)
+                out = []
+        if out:
+            yield tuple(out)
+
+    def _changes(self) -> Iterator[Change]:
+        pos, ts, txid = self.position, self.commit_ts, self.txid
+        offset = 0
+        while offset < self._end:
+            file = self._file
+            if file is None:
+                raise Error(f"{self!r} was read after it was closed (its transaction was done)")
+            rows, offset = segments.read_at(file.fileno(), offset)
+            for op, table, key, before, after in rows:
+                yield Change(op, table, key, before, after, pos, ts, txid)
+
+    def close(self) -> None:
+        """Delete the spill file (idempotent)."""
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("spilled changes live in a local temporary file and cannot be pickled")
+
+
+class TransactionBuffer:
+    """Collects the rows of the source transaction being read; spills past ``spill_bytes``.
+
+    A reader appends :data:`Row` tuples to :attr:`rows` (a plain list, the hot path), calls
+    :meth:`check` after each batch of rows (cheap: it estimates sizes only every so many rows),
+    and :meth:`finish` at the commit. :meth:`reset` forgets the transaction (e.g. the stream
+    broke off mid-transaction and will send it again).
+
+    Args:
+        spill_bytes: estimated size past which the rows go to a temporary file (``0``: from
+            the first row).
+        directory: where the temporary files go (``None``: the system's temporary directory).
+    """
+
+    def __init__(
+        self, spill_bytes: int = DEFAULT_SPILL_BYTES, *, directory: str | None = None
+    ) -> None:
+        if spill_bytes < 0:
+            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
+        self.spill_bytes = spill_bytes
+        self.directory = directory
+        self.rows: list[Row] = []
+        self._bytes = 0  # estimated size of ``rows[:_sized]``
+        self._sized = 0
+        self._next = 1  # len(rows) at which check() looks again
+        self._file: IO[bytes] | None = None
+        self._count = 0  # rows in the file
+        self._tables: set[TableId] = set()
+
+    @property
+    def spilling(self) -> bool:
+        """Whether the current transaction went to disk."""
+        return self._file is not None
+
+    def __len__(self) -> int:
+        return self._count + len(self.rows)
+
+    def check(self) -> None:
+        """Spill the rows collected so far when they are (or the transaction is) too large."""
+        n = len(self.rows)
+        if n < self._next:
+            return
+        self._bytes += _sampled(self.rows[self._sized :], _row_bytes)
+        self._sized = n
+        per_row = max(1, self._bytes // n)
+        if self._file is None:
+            if self._bytes <= self.spill_bytes:
+                room = (self.spill_bytes - self._bytes) // per_row // 2
+                self._next = n + max(1, min(RECORD_ROWS, room))
+                return
+            self._file = tempfile.TemporaryFile(prefix="replikit-tx-", dir=self.directory)  # noqa: SIM115 - owned by SpilledChanges
+        self._write()
+        self._next = max(1, min(RECORD_ROWS, self.spill_bytes // 8 // per_row))
+
+    def _write(self) -> None:
+        file = self._file
+        assert file is not None
+        rows = self.rows
+        for i in range(0, len(rows), RECORD_ROWS):
+            part = rows[i : i + RECORD_ROWS]
+            self._tables.update({r[1] for r in part})
+            file.write(segments.encode(part))
+        self._count += len(rows)
+        self.rows = []
+        self._bytes = self._sized = 0
+
+    def finish(
+        self, position: Position | None, commit_ts: datetime | None, txid: int | str | None
+    ) -> Collection[Change]:
+        """The transaction's changes, stamped with its commit; the buffer is then empty."""
+        if self._file is None:
+            out: Collection[Change] = tuple(
+                [Change(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in self.rows]
+            )
+            self.reset()
+            return out
+        self._write()
+        file, self._file = self._file, None
+        file.flush()
+        out = SpilledChanges(
+            file,
+            self._count,
+            frozenset(self._tables),
+            position=position,
+            commit_ts=commit_ts,
+            txid=txid,
+        )
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Forget the transaction (its spill file, if any, is deleted)."""
+        self.rows = []
+        self._bytes = self._sized = self._count = 0
+        self._next = 1
+        self._tables = set()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
