@@ -156,15 +156,15 @@ def units(transactions: Sequence[Transaction]) -> Iterator[Unit]:
 
 
 def pieces(
-    transactions: Sequence[Transaction], size: int = PIECE_CHANGES
+    transactions: Sequence[Transaction], size: int | None = None
 ) -> Iterator[Sequence[Transaction]]:
     """``transactions`` in pieces that fit in memory, in source order.
 
     Without a spilled transaction (the common case) the one piece is ``transactions`` itself.
-    A spilled transaction is cut into in-memory transactions of at most ``size`` changes (its
-    position, commit time and id), each a piece of its own; the transactions between spilled
-    ones form pieces as they are. Net change per piece, applied piece after piece, has the
-    effect of net change over all of them.
+    A spilled transaction is cut into in-memory transactions of at most ``size`` changes
+    (default :data:`PIECE_CHANGES`; its position, commit time and id), each a piece of its
+    own; the transactions between spilled ones form pieces as they are. Net change per piece,
+    applied piece after piece, has the effect of net change over all of them.
     """
     if not any(spilled(tx) is not None for tx in transactions):
         yield transactions
@@ -178,7 +178,7 @@ def pieces(
         if run:
             yield run
             run = []
-        for part in changes.batches(size):
+        for part in changes.batches(size or PIECE_CHANGES):
             yield [Transaction(part, tx.position, tx.commit_ts, tx.txid)]
     if run:
         yield run

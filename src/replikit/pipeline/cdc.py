@@ -563,6 +563,11 @@ class Replicator:
         sources = self._source_names
         counts: dict[tuple[TableId, Op], int] = {}
         for tx in transactions:
+            on_disk = spilled(tx)
+            if on_disk is not None:  # counted as it was written
+                for key, n in on_disk.counts.items():
+                    counts[key] = counts.get(key, 0) + n
+                continue
             for change in tx.changes:
                 key = (change.table, change.op)
                 counts[key] = counts.get(key, 0) + 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any
@@ -110,7 +111,8 @@ class SpilledChanges(Collection[Change]):
     Every change is stamped with the transaction's ``position``, ``commit_ts`` and ``txid``.
     Iterate it as often as needed (a writer that retries does); :meth:`close` frees the file,
     after which iterating raises :class:`~replikit.Error`. ``tables`` are the tables its
-    changes touch. Not thread-safe: one thread at a time.
+    changes touch, ``counts`` the number of changes per ``(table, op)``. Not thread-safe: one
+    thread at a time.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class SpilledChanges(Collection[Change]):
         count: int,
         tables: frozenset[TableId],
         *,
+        counts: Mapping[tuple[TableId, Op], int] | None = None,
         position: Position | None,
         commit_ts: datetime | None,
         txid: int | str | None,
@@ -127,6 +130,7 @@ class SpilledChanges(Collection[Change]):
         self._end = file.seek(0, os.SEEK_END)
         self._count = count
         self.tables = tables
+        self.counts = dict(counts or {})
         self.position = position
         self.commit_ts = commit_ts
         self.txid = txid
@@ -213,7 +217,7 @@ class TransactionBuffer:
         self._next = 1  # len(rows) at which check() looks again
         self._file: IO[bytes] | None = None
         self._count = 0  # rows in the file
-        self._tables: set[TableId] = set()
+        self._counts: Counter[tuple[TableId, Op]] = Counter()
 
     @property
     def spilling(self) -> bool:
@@ -246,7 +250,7 @@ class TransactionBuffer:
         rows = self.rows
         for i in range(0, len(rows), RECORD_ROWS):
             part = rows[i : i + RECORD_ROWS]
-            self._tables.update({r[1] for r in part})
+            self._counts.update((r[1], r[0]) for r in part)
             file.write(segments.encode(part))
         self._count += len(rows)
         self.rows = []
@@ -268,7 +272,8 @@ class TransactionBuffer:
         out = SpilledChanges(
             file,
             self._count,
-            frozenset(self._tables),
+            frozenset(t for t, _ in self._counts),
+            counts=self._counts,
             position=position,
             commit_ts=commit_ts,
             txid=txid,
@@ -281,7 +286,7 @@ class TransactionBuffer:
         self.rows = []
         self._bytes = self._sized = self._count = 0
         self._next = 1
-        self._tables = set()
+        self._counts = Counter()
         file, self._file = self._file, None
         if file is not None:
             file.close()
