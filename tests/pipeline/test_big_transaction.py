@@ -72,7 +72,6 @@ def test_huge_transaction_replicates_in_bounded_memory(
     source.execute([(UPDATE[kind], ())])  # one transaction, ROWS changes
     tracemalloc.start()
     try:
-        started = time.monotonic()
         task = _drain_slowly(source, target, batch_apply=True, transaction_memory_bytes=SPILL)
         _, peak = tracemalloc.get_traced_memory()
     finally:
