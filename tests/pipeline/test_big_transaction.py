@@ -81,3 +81,23 @@ def test_huge_transaction_replicates_in_bounded_memory(
     schema = _target_schema(source, target)
     assert target.rows("big", "id", schema) == source.rows("big", "id")
     assert peak < PEAK, f"peak allocated {peak / 2**20:.0f} MiB while replicating {ROWS} rows"
+
+
+@pytest.mark.parametrize("kind", ["pg", "mysql"])
+def test_spilled_transaction_in_transactional_apply(
+    make_db: Callable[[str], Db], kind: str
+) -> None:
+    """Transactional apply (every change in source order) of a transaction in three pieces,
+    followed by a small transaction in the same batch: the target equals the source."""
+    source, target = make_db(kind), make_db(kind)
+    _create_source(source, items=10)
+    source.execute([(s.replace(str(ROWS), "25000"), ()) for s in SETUP[kind]])
+    _drain(source, target)
+    source.execute([(UPDATE[kind], ())])
+    source.execute([("UPDATE items SET qty = 42 WHERE id = 3", ())])
+    task = _drain_slowly(source, target, transaction_memory_bytes=256 << 10)
+    (big,) = [t for t in task.statistics() if t.table.endswith("big")]
+    assert big.updates == 25_000
+    schema = _target_schema(source, target)
+    assert target.rows("big", "id", schema) == source.rows("big", "id")
+    assert target.rows("items", "id", schema) == source.rows("items", "id")
