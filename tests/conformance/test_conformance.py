@@ -32,3 +32,10 @@ class TestMysql(EndpointConformance):
     def conformance_endpoint(self, mysql_url: str) -> Iterator[Endpoint]:
         with rk.endpoint(mysql_url) as ep:
             yield ep
+
+
+class TestDuckdb(EndpointConformance):
+    @pytest.fixture
+    def conformance_endpoint(self, tmp_path: Path) -> Iterator[Endpoint]:
+        with rk.endpoint(f"duckdb:///{tmp_path / 'conformance.duckdb'}") as ep:
+            yield ep

@@ -269,6 +269,7 @@ _REGISTRY: dict[str, str] = {
     "postgres": "replikit.endpoints.postgres:PostgresEndpoint",
     "postgresql+psycopg": "replikit.endpoints.postgres:PostgresEndpoint",
     "sqlite": "replikit.endpoints.sqlite:SqliteEndpoint",
+    "duckdb": "replikit.endpoints.duckdb:DuckdbEndpoint",
     "mysql": "replikit.endpoints.mysql:MysqlEndpoint",
     "mariadb": "replikit.endpoints.mysql:MysqlEndpoint",
     "mysql+pymysql": "replikit.endpoints.mysql:MysqlEndpoint",

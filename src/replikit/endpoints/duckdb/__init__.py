@@ -1,0 +1,155 @@
+"""The DuckDB endpoint family (``pip install "replikit[duckdb]"``: duckdb and pyarrow).
+
+URLs: ``duckdb:///relative.duckdb``, ``duckdb:////abs/path.duckdb``, ``duckdb:///:memory:``.
+A missing file is an error for reading and is created when written to. DuckDB is a full-load
+source and target and a CDC *target*: changes from PostgreSQL, MySQL or SQLite are applied
+in batches, net change per key, with the task's checkpoint in the same DuckDB transaction.
+
+One process holds a DuckDB file read-write at a time: close the endpoint (or use it as a
+context manager) to let another process open it.
+
+>>> import replikit as rk
+>>> with rk.endpoint("duckdb:///:memory:") as db:
+...     db.home_schema()
+'main'
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
+
+from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints.duckdb._conn import Database, parse_url
+from replikit.endpoints.duckdb._dialect import DIALECT, DuckdbDialect
+from replikit.errors import ConfigError, ConnectError
+from replikit.mapping import Selection
+from replikit.schema.model import Catalog
+
+if TYPE_CHECKING:
+    from replikit.endpoints.duckdb.apply import DuckdbChangeWriter
+    from replikit.endpoints.duckdb.source import DuckdbReader
+    from replikit.endpoints.duckdb.target import DuckdbWriter
+
+__all__ = ["DuckdbDialect", "DuckdbEndpoint"]
+
+_OPTIONS = {"batch_size", "commit_rows", "threads"}
+
+
+def _url_options(url: str) -> tuple[str, dict[str, Any]]:
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, {}
+    options: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if key not in _OPTIONS:
+            raise ConfigError(
+                f"unknown DuckDB URL parameter {key!r}; known: {', '.join(sorted(_OPTIONS))}"
+            )
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise ConfigError(f"bad value {value!r} for DuckDB URL parameter {key!r}") from None
+    return base, options
+
+
+class DuckdbEndpoint(Endpoint):
+    """A DuckDB database file (or an in-memory database).
+
+    Options: ``batch_size`` (rows per batch read, default 10,000), ``commit_rows`` (rows per
+    Arrow batch and transaction when loading, default 20,000), ``threads`` (DuckDB's worker
+    threads; default: DuckDB's, one per core).
+    """
+
+    schemes = ("duckdb",)
+    family = "duckdb"
+    capabilities = Capabilities(cdc=False)
+    endpoint_options = frozenset(_OPTIONS)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        base, from_url = _url_options(url)
+        super().__init__(url, **{**from_url, **options})
+        self._location = parse_url(base)
+        threads = self.options.get("threads")
+        self._db = Database(self._location, threads=None if threads is None else int(threads))
+
+    @property
+    @override
+    def dialect(self) -> DuckdbDialect:
+        """DuckDB quoting, type rules and defaults."""
+        return DIALECT
+
+    @property
+    def path(self) -> str | None:
+        """The database file, or ``None`` for an in-memory database."""
+        return self._location.path
+
+    @override
+    def check(self) -> None:
+        """Open the database once; a missing file passes if its folder exists (a target)."""
+        if self._db.exists():
+            with self._db.connected() as conn:
+                conn.execute("SELECT 1").fetchone()
+            return
+        assert self._location.path is not None
+        folder = os.path.dirname(os.path.abspath(self._location.path))
+        if not os.path.isdir(folder):
+            raise ConnectError(
+                f"no such database file {self._location.path!r} (and no folder {folder!r} "
+                "to create it in)"
+            )
+
+    @override
+    def home_schema(self) -> str:
+        """``main``: where a table named without a schema lives."""
+        return "main"
+
+    @override
+    def reflect(self, selection: Selection | None = None) -> Catalog:
+        """User tables and views (not the ``replikit`` control schema)."""
+        from replikit.endpoints.duckdb.reflect import reflect_catalog
+
+        with self._db.connected(create=False) as conn:
+            return reflect_catalog(conn, selection)
+
+    @override
+    def reader(self, tables: Sequence[Any] | None = None, **options: Any) -> DuckdbReader:
+        """A :class:`~replikit.endpoints.duckdb.source.DuckdbReader` (option: ``batch_size``)."""
+        from replikit.endpoints.duckdb.source import DuckdbReader
+
+        return self._build(DuckdbReader, "reader", self._db, self._tables(tables), **options)
+
+    @override
+    def writer(self, **options: Any) -> DuckdbWriter:
+        """A :class:`~replikit.endpoints.duckdb.target.DuckdbWriter` (option: ``commit_rows``)."""
+        from replikit.endpoints.duckdb.target import DuckdbWriter
+
+        return self._build(DuckdbWriter, "writer", self._db, **options)
+
+    @override
+    def change_writer(self, **options: Any) -> DuckdbChangeWriter:
+        """A CDC apply writer (checkpoints in ``replikit.replikit_checkpoints``)."""
+        from replikit.endpoints.duckdb.apply import DuckdbChangeWriter
+
+        return self._build(DuckdbChangeWriter, "change writer", self._db, **options)
+
+    @override
+    def identity(self) -> tuple[object, ...] | None:
+        """The file's device and inode; an in-memory database is only ever itself."""
+        path = self._location.path
+        if path is None:
+            return ("duckdb-memory", id(self))
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ("duckdb-path", os.path.realpath(path))
+        return ("duckdb", st.st_dev, st.st_ino)
+
+    @override
+    def close(self) -> None:
+        """Close the database (an in-memory one is discarded; a file is unlocked)."""
+        self._db.close()

@@ -1,0 +1,112 @@
+"""DuckDB URLs and the one database instance of an endpoint; driver errors translated here.
+
+DuckDB lets one process open a database file read-write (a second process is refused with a
+lock error). An endpoint opens its database once, on first use, and gives every reader call,
+load and apply its own connection to it (``cursor()``): DuckDB connections of one instance
+may run in different threads at once, each in its own transaction. ``duckdb:///:memory:``
+is one in-memory database per endpoint: what its writer loads, its reader sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from replikit.endpoints.base import require
+from replikit.errors import ConfigError, ConnectError
+
+__all__ = ["Database", "Location", "driver", "parse_url"]
+
+_MEMORY = ("", "/", ":memory:", "/:memory:")
+
+
+def driver() -> Any:
+    """The ``duckdb`` module (MissingDependencyError with the pip hint when absent)."""
+    return require("duckdb", package="duckdb", extra="duckdb", purpose="The DuckDB endpoint")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where the database lives: a file path, or ``None`` in memory."""
+
+    path: str | None
+
+
+def parse_url(url: str) -> Location:
+    """``duckdb:///rel.duckdb``, ``duckdb:////abs.duckdb`` or ``duckdb:///:memory:``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "duckdb":
+        raise ConfigError(f"not a duckdb URL: {url!r}")
+    if rest in _MEMORY:
+        return Location(None)
+    if not rest.startswith("/"):
+        raise ConfigError(
+            "duckdb URLs have no host: use duckdb:///relative.duckdb, "
+            "duckdb:////abs/path.duckdb or duckdb:///:memory:"
+        )
+    return Location(urllib.parse.unquote(rest[1:]))
+
+
+class Database:
+    """The endpoint's database instance, opened on first use."""
+
+    def __init__(self, location: Location, *, threads: int | None = None) -> None:
+        self.location = location
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._db: Any = None
+
+    @property
+    def where(self) -> str:
+        """The path for messages."""
+        return ":memory:" if self.location.path is None else repr(self.location.path)
+
+    def exists(self) -> bool:
+        """True when the database exists (an in-memory one always does)."""
+        return self.location.path is None or os.path.exists(self.location.path)
+
+    def _open(self) -> Any:
+        duckdb = driver()
+        path = self.location.path
+        if path is not None:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise ConnectError(f"cannot open DuckDB database {path!r}: no folder {folder!r}")
+        config = {} if self.threads is None else {"threads": self.threads}
+        try:
+            return duckdb.connect(":memory:" if path is None else path, config=config)
+        except duckdb.Error as exc:
+            raise ConnectError(f"cannot open DuckDB database {self.where}: {exc}") from exc
+
+    def connection(self, *, create: bool = True) -> Any:
+        """A new connection to the database (UTC session time zone); ``create=False``: a
+        missing file is :class:`ConnectError` instead of being created."""
+        with self._lock:
+            if self._db is None:
+                if not create and not self.exists():
+                    raise ConnectError(f"no such database file {self.location.path!r}")
+                self._db = self._open()
+            conn = self._db.cursor()
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    @contextlib.contextmanager
+    def connected(self, *, create: bool = True) -> Iterator[Any]:
+        """:meth:`connection`, closed at the end of the block."""
+        conn = self.connection(create=create)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the database (an in-memory one is gone; a file is unlocked)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -1,0 +1,111 @@
+"""DDL for DuckDB targets (no driver import): schemas, tables, indexes, added columns.
+
+Foreign keys are not created: DuckDB enforces them on every write with no way to defer or
+disable them, and it cannot add one to an existing table, so tables loaded in parallel and
+changes applied as net effects (deletes before upserts) would be refused; the plan says so.
+Unique constraints become unique indexes built after the load (cheaper than per row).
+"""
+
+from __future__ import annotations
+
+from replikit.endpoints.duckdb._dialect import DIALECT
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.identifiers import ObjectNames
+from replikit.schema.model import Index, TableId
+
+__all__ = [
+    "add_column",
+    "create_schema",
+    "create_table",
+    "drop_table",
+    "index_statements",
+    "table_name",
+]
+
+
+def table_name(tid: TableId) -> str:
+    """The qualified, quoted table name."""
+    return DIALECT.qualified(tid.schema, tid.name)
+
+
+def _cols(names: tuple[str, ...]) -> str:
+    return ", ".join(DIALECT.quote(n) for n in names)
+
+
+def create_schema(schema: str | None) -> list[str]:
+    """``CREATE SCHEMA IF NOT EXISTS`` (nothing for the default schema)."""
+    return (
+        [] if schema in (None, "main") else [f"CREATE SCHEMA IF NOT EXISTS {DIALECT.quote(schema)}"]
+    )
+
+
+def _column(cp: ColumnPlan) -> str:
+    parts = [DIALECT.quote(cp.name), cp.target.sql]
+    if not cp.nullable:
+        parts.append("NOT NULL")
+    if cp.default is not None:
+        parts.append(f"DEFAULT {cp.default}")
+    return " ".join(parts)
+
+
+def create_table(plan: TablePlan) -> str:
+    """``CREATE TABLE`` with columns, NOT NULL, defaults and the primary key."""
+    schema = plan.target_schema
+    lines = [_column(cp) for cp in plan.columns]
+    if schema.primary_key:
+        lines.append(f"PRIMARY KEY ({_cols(schema.primary_key)})")
+    if plan.source_dialect == DIALECT.name:
+        lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
+    body = ",\n    ".join(lines)
+    return f"CREATE TABLE {table_name(plan.target_id)} (\n    {body}\n)"
+
+
+def drop_table(plan: TablePlan) -> str:
+    """``DROP TABLE IF EXISTS``."""
+    return f"DROP TABLE IF EXISTS {table_name(plan.target_id)}"
+
+
+def add_column(plan: TablePlan, cp: ColumnPlan) -> str:
+    """``ALTER TABLE ... ADD COLUMN`` for a column new to the source."""
+    return f"ALTER TABLE {table_name(plan.target_id)} ADD COLUMN {_column(cp)}"
+
+
+def _index(plan: TablePlan, index: Index, name: str) -> str | None:
+    if index.where:
+        return None  # DuckDB has no partial indexes
+    if index.expressions:
+        if plan.source_dialect != DIALECT.name:
+            return None
+        keys = ", ".join(index.expressions)
+    elif index.columns:
+        keys = _cols(index.columns)
+    else:
+        return None
+    unique = "UNIQUE " if index.unique else ""
+    return f"CREATE {unique}INDEX {DIALECT.quote(name)} ON {table_name(plan.target_id)} ({keys})"
+
+
+def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], list[str]]:
+    """``CREATE INDEX`` statements (unique constraints as unique indexes) and problems."""
+    schema = plan.target_schema
+    statements: list[str] = []
+    problems: list[str] = []
+    for index, name in zip(schema.indexes, names.indexes[plan.target_id], strict=True):
+        sql = _index(plan, index, name)
+        if sql is None:
+            what = "partial index" if index.where else "expression index"
+            problems.append(f"{plan.target_id}: {what} {index.name} not created in DuckDB")
+        else:
+            statements.append(sql)
+    for cols, name in zip(schema.unique, names.unique.get(plan.target_id, ()), strict=False):
+        if cols:
+            statements.append(
+                f"CREATE UNIQUE INDEX {DIALECT.quote(name)} ON "
+                f"{table_name(plan.target_id)} ({_cols(cols)})"
+            )
+    if schema.foreign_keys:
+        problems.append(
+            f"{plan.target_id}: {len(schema.foreign_keys)} foreign key(s) not created "
+            "(DuckDB enforces them on every write and cannot defer them)"
+        )
+    return statements, problems

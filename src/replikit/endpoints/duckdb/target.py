@@ -1,0 +1,237 @@
+"""Full-load writing into DuckDB through Arrow record batches (see :mod:`._arrow`).
+
+Each :meth:`DuckdbWriter.load` call (one unit; calls may run in several threads at once) has
+its own connection; rows are gathered into Arrow tables of about ``commit_rows`` rows, each
+inserted (``INSERT INTO t SELECT CAST(...) FROM batch``) and committed on its own. A row
+DuckDB refuses raises :class:`~replikit.DataError` naming table, column and key; its batch is
+rolled back, earlier batches of the load stay committed (a restarted load truncates first).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from typing_extensions import override
+
+from replikit.endpoints.duckdb import _ddl
+from replikit.endpoints.duckdb._arrow import Columns
+from replikit.endpoints.duckdb._conn import Database, driver
+from replikit.endpoints.duckdb._dialect import DIALECT
+from replikit.endpoints.duckdb.reflect import reflect_table
+from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.existing import TargetRules, existing_findings, refuse_existing
+from replikit.schema.findings import Finding
+from replikit.schema.identifiers import ObjectNames, object_names
+from replikit.schema.model import TableId, TableSchema
+from replikit.schema.names import ascii_fold
+
+__all__ = ["MODES", "DuckdbWriter", "columns_for"]
+
+MODES = ("drop-and-create", "create", "truncate", "do-nothing")
+RULES = TargetRules(fold=ascii_fold)
+_BATCH = itertools.count()
+
+
+def _match(plan: TablePlan, column: str) -> ColumnPlan:
+    for cp in plan.columns:
+        if cp.source.name == column:
+            return cp
+    for cp in plan.columns:
+        if cp.name == column:
+            return cp
+    raise SchemaError(f"column {column!r} of the rows is not planned for table {plan.target_id}")
+
+
+def columns_for(plan: TablePlan, columns: Sequence[str]) -> Columns:
+    """The Arrow conversion of ``plan``'s table for rows in ``columns`` order (source names)."""
+    return Columns(str(plan.target_id), [_match(plan, c) for c in columns], plan.target_schema.key)
+
+
+def insert(
+    conn: Any, cols: Columns, rows: Sequence[Sequence[Any]], target: str, tail: str = ""
+) -> None:
+    """``INSERT INTO target (...) SELECT CAST(...) FROM <rows as Arrow> tail``; a refused row
+    is a :class:`DataError` naming it (the caller rolls back)."""
+    duckdb = driver()
+    batch = cols.arrow(rows)
+    name = f"rk_batch_{next(_BATCH)}"
+    names = ", ".join(DIALECT.quote(n) for n in cols.names)
+    conn.register(name, batch)
+    try:
+        conn.execute(
+            f"INSERT INTO {target} ({names}) SELECT {cols.select(name)} FROM {name} {tail}"  # noqa: S608
+        )
+    except (
+        duckdb.ConversionException,
+        duckdb.ConstraintException,
+        duckdb.InvalidInputException,
+    ) as exc:
+        raise cols.bad_row(conn, batch, rows, exc) from None
+    finally:
+        conn.unregister(name)
+
+
+class DuckdbWriter(Writer, SupportsPrepare):
+    """Creates, truncates or checks tables, loads rows through Arrow, then builds indexes.
+
+    ``problems`` collects what could not be done as planned (foreign keys, partial indexes).
+    """
+
+    dialect = DIALECT
+    default_schema: str | None = "main"
+    #: foreign keys are never created in DuckDB (see :mod:`._ddl`), so none is left behind
+    foreign_keys_in_create = False
+
+    def __init__(self, database: Database, *, commit_rows: int = 20_000) -> None:
+        self._db = database
+        self.commit_rows = commit_rows
+        self.problems: list[str] = []
+        self._kept: set[TableId] = set()
+        self._names: ObjectNames | None = None
+
+    # -- DDL --------------------------------------------------------------------------------
+    def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
+        """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
+        out: list[str] = []
+        for schema in sorted({p.target_id.schema or "main" for p in plans}):
+            out += _ddl.create_schema(schema)
+        for plan in plans:
+            out += [_ddl.drop_table(plan), _ddl.create_table(plan)]
+        names = object_names(plans, DIALECT)
+        for plan in plans:
+            out += _ddl.index_statements(plan, names)[0]
+        return out
+
+    def check_existing(
+        self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False
+    ) -> list[Finding]:
+        """What existing target tables of ``plans`` cannot hold as planned."""
+        with self._db.connected() as conn:
+            existing = self._existing(conn, plans)
+        pairs = [(p, existing[p.target_id]) for p in plans if p.target_id in existing]
+        return existing_findings(pairs, RULES, replicate=replicate)
+
+    @staticmethod
+    def _existing(conn: Any, plans: Sequence[TablePlan]) -> dict[TableId, TableSchema]:
+        found = {p.target_id: reflect_table(conn, p.target_id) for p in plans}
+        return {tid: t for tid, t in found.items() if t is not None}
+
+    @override
+    def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
+        """``drop-and-create``, ``create`` (refused for an existing table), or ``truncate`` /
+        ``do-nothing`` (existing tables checked against the plan, missing ones created)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
+        self._kept.difference_update(p.target_id for p in plans)
+        self._names = object_names(plans, DIALECT)
+        errors: dict[str, BaseException] = {}
+        duckdb = driver()
+        with self._db.connected() as conn:
+            existing = self._existing(conn, plans)
+            if mode in ("truncate", "do-nothing"):
+                pairs = [(p, existing[p.target_id]) for p in plans if p.target_id in existing]
+                refuse_existing(existing_findings(pairs, RULES))
+                self._kept.update(existing)
+            for plan in plans:
+                try:
+                    self._run(conn, self._prepare_sql(plan, mode, plan.target_id in existing))
+                except SchemaError as exc:
+                    errors[str(plan.target_id)] = exc
+                except duckdb.Error as exc:
+                    errors[str(plan.target_id)] = SchemaError(
+                        f"DuckDB refused the DDL of {plan.target_id}: {exc}"
+                    )
+        if errors:
+            raise table_errors(errors, f"DuckDB {mode}", len(plans))
+
+    def _prepare_sql(self, plan: TablePlan, mode: str, exists: bool) -> list[str]:
+        schema = _ddl.create_schema(plan.target_id.schema)
+        if mode == "drop-and-create":
+            return [*schema, _ddl.drop_table(plan), _ddl.create_table(plan)]
+        if exists and mode == "create":
+            raise SchemaError(f"table {plan.target_id} already exists")
+        if not exists:
+            return [*schema, _ddl.create_table(plan)]
+        if mode == "truncate":
+            return [f"DELETE FROM {_ddl.table_name(plan.target_id)}"]  # noqa: S608
+        return []
+
+    @staticmethod
+    def _run(conn: Any, statements: list[str]) -> None:
+        conn.execute("BEGIN")
+        try:
+            for sql in statements:
+                conn.execute(sql)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- load -------------------------------------------------------------------------------
+    @override
+    def load(self, plan: TablePlan, batches: Iterable[Batch]) -> int:
+        """Insert every batch (Arrow, about ``commit_rows`` rows a transaction)."""
+        total = 0
+        target = _ddl.table_name(plan.target_id)
+        with self._db.connected() as conn:
+            pending: list[Sequence[Any]] = []
+            columns: tuple[str, ...] | None = None
+            for batch in batches:
+                if columns is not None and batch.columns != columns and pending:
+                    total += self._flush(conn, plan, columns, pending, target)
+                    pending = []
+                columns = batch.columns
+                pending.extend(batch.rows)
+                if len(pending) >= self.commit_rows:
+                    total += self._flush(conn, plan, columns, pending, target)
+                    pending = []
+            if pending and columns is not None:
+                total += self._flush(conn, plan, columns, pending, target)
+        return total
+
+    def _flush(
+        self,
+        conn: Any,
+        plan: TablePlan,
+        columns: tuple[str, ...],
+        rows: list[Sequence[Any]],
+        target: str,
+    ) -> int:
+        duckdb = driver()
+        conn.execute("BEGIN")
+        try:
+            insert(conn, columns_for(plan, columns), rows, target)
+            conn.execute("COMMIT")
+        except duckdb.Error as exc:
+            conn.execute("ROLLBACK")
+            raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    # -- after the load ---------------------------------------------------------------------
+    @override
+    def finish(self, plans: Sequence[TablePlan]) -> None:
+        """Create indexes and unique keys (not on tables ``truncate`` / ``do-nothing`` kept)."""
+        names = self._names
+        if names is None or any(p.target_id not in names.indexes for p in plans):
+            names = object_names(plans, DIALECT)
+        errors: dict[str, BaseException] = {}
+        duckdb = driver()
+        with self._db.connected() as conn:
+            for plan in [p for p in plans if p.target_id not in self._kept]:
+                statements, problems = _ddl.index_statements(plan, names)
+                self.problems.extend(problems)
+                try:
+                    self._run(conn, statements)
+                except duckdb.Error as exc:
+                    errors[str(plan.target_id)] = SchemaError(
+                        f"DuckDB refused an index of {plan.target_id}: {exc}"
+                    )
+        if errors:
+            raise table_errors(errors, "DuckDB indexes", len(plans))
