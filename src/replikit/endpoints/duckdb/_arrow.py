@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from replikit.endpoints.base import require
-from replikit.endpoints.duckdb._dialect import DIALECT
+from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
 from replikit.endpoints.duckdb._values import BadValue, text_of
 from replikit.errors import DataError
 from replikit.schema.convert import ColumnPlan
@@ -105,15 +105,19 @@ class Columns:
 
     def select(self, relation: str, alias: str = "") -> str:
         """``CAST(relation.c AS type) AS c, ...`` for every column."""
-        prefix = f"{relation}." if alias == "" else f"{alias}."
         return ", ".join(
-            f"CAST({prefix}{DIALECT.quote(f'c{i}')} AS {c.sql}) AS {DIALECT.quote(c.name)}"
+            f"{self.cast(i, alias or relation)} AS {DIALECT.quote(c.name)}"
             for i, c in enumerate(self.cols)
         )
 
     def cast(self, i: int, relation: str) -> str:
-        """Column ``i`` of the registered batch, cast to its declared type."""
-        return f"CAST({relation}.{DIALECT.quote(f'c{i}')} AS {self.cols[i].sql})"
+        """Column ``i`` of the registered batch, cast to its declared type (structured types
+        from their JSON text)."""
+        sql = self.cols[i].sql
+        value = f"{relation}.{DIALECT.quote(f'c{i}')}"
+        if sql.upper().startswith(NESTED):
+            value = f"CAST({value} AS JSON)"
+        return f"CAST({value} AS {sql})"
 
     # -- rows -> Arrow ----------------------------------------------------------------------
     def arrow(self, rows: Sequence[Sequence[Any]]) -> Any:

@@ -24,9 +24,10 @@ other                  VARCHAR                      lossy     the source's text 
 =====================  ===========================  ========  =================================
 
 DuckDB -> portable: HUGEINT/UHUGEINT become decimal(39,0) (no portable 128-bit integer; read
-as ``Decimal``); STRUCT, MAP and UNION become json (read as JSON text, lossy: the structure
-type is not kept elsewhere); TIMESTAMP_NS keeps precision 9 (Python holds microseconds: read
-through text); BIT and BIGNUM are ``other`` (text).
+as ``Decimal``); STRUCT, MAP and UNION are ``other``, read as JSON text (other targets store
+that text, declared lossy; a DuckDB target keeps the type and casts the JSON back);
+TIMESTAMP_NS keeps precision 9 (read through text: a value with nanoseconds stays text); BIT
+and BIGNUM are ``other`` (text).
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from replikit.schema.model import Column
 from replikit.schema.names import IdentifierRules, NamedByRules, ascii_fold
 from replikit.schema.types import Kind, Type
 
-__all__ = ["DIALECT", "IDENTIFIERS", "LIMITS", "DuckdbDialect", "same_dialect_adapter"]
+__all__ = ["DIALECT", "IDENTIFIERS", "LIMITS", "NESTED", "DuckdbDialect", "same_dialect_adapter"]
 
 NAME: Final = "duckdb"
 MAX_DECIMAL: Final = 38
+#: DuckDB's structured types: read as JSON text, written from it
+NESTED: Final = ("STRUCT", "MAP", "UNION")
 
 #: DuckDB keeps a name's case but compares names ASCII-case-insensitively, quoted or not
 #: (probed: ``"A"`` and ``a`` collide, ``"É"`` and ``"é"`` do not); no length limit. Index
@@ -146,8 +149,8 @@ def _parse(native: str) -> Type:
     if name == "ENUM":
         labels = tuple(x.replace("''", "'") for x in _LABEL.findall(text[text.index("(") :]))
         return Type.enum(labels, native=text)
-    if name in ("STRUCT", "MAP", "UNION"):
-        return Type.json(native=text)
+    if name in NESTED:
+        return Type.other(text)
     if name.startswith("TIMESTAMP") and name in _SIMPLE:
         return _SIMPLE[name](text)
     return Type.other(text)

@@ -18,6 +18,7 @@ __all__ = [
     "BadValue",
     "duckdb_interval",
     "iso_interval",
+    "nanoseconds_in",
     "temporal_in",
     "temporal_out",
 ]
@@ -117,6 +118,18 @@ def temporal_in(value: Any) -> Any:
     if isinstance(value, str) and "(BC)" in value:
         return " ".join(value.replace("(BC)", "").split()) + " BC"
     return value
+
+
+def nanoseconds_in(text: str) -> Any:
+    """A TIMESTAMP_NS read as text: a ``datetime`` when it has no digits below 1 us, else
+    the text (Python cannot hold nanoseconds)."""
+    head, dot, frac = text.partition(".")
+    if dot and frac.rstrip("0")[6:]:
+        return temporal_in(text)
+    try:
+        return datetime.fromisoformat(head + (f".{frac[:6]}" if dot else ""))
+    except ValueError:
+        return temporal_in(text)
 
 
 def text_of(value: Any) -> str:

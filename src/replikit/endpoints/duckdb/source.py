@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from replikit.endpoints.duckdb import _values as v
 from replikit.endpoints.duckdb._conn import Database, driver
-from replikit.endpoints.duckdb._dialect import DIALECT
+from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
 from replikit.errors import DataError, SchemaError
 from replikit.pipeline.contracts import Batch, KeyRange, Reader, Unit
 from replikit.pipeline.splitting import split_table
@@ -52,12 +52,14 @@ def _expression(t: Type, expr: str) -> tuple[str, Convert | None]:
     native = t.native.upper()
     if t.kind is Kind.INTERVAL:
         return f"CAST({expr} AS VARCHAR)", v.iso_interval
-    if t.kind is Kind.JSON and native != "JSON":
+    if t.kind is Kind.OTHER and native.startswith(NESTED):
         return f"CAST(to_json({expr}) AS VARCHAR)", None
     if native in _HUGE:
         return expr, Decimal
     if t.kind is Kind.OTHER:
         return f"CAST({expr} AS VARCHAR)", None
+    if native == "TIMESTAMP_NS":
+        return f"CAST({expr} AS VARCHAR)", v.nanoseconds_in
     if t.kind in _TEMPORAL:
         return expr, v.temporal_in
     return expr, None
