@@ -93,7 +93,7 @@ class DuckdbEndpoint(Endpoint):
         """Open the database once; a missing file passes if its folder exists (a target)."""
         if self._db.exists():
             with self._db.connected() as conn:
-                conn.execute("SELECT 1").fetchone()
+                conn.execute("SELECT 1").fetchall()
             return
         assert self._location.path is not None
         folder = os.path.dirname(os.path.abspath(self._location.path))

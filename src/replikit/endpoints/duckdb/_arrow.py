@@ -190,13 +190,13 @@ class Columns:
                 found = conn.execute(
                     f"SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM {name}) "  # noqa: S608
                     f"AS {name} WHERE {bad} LIMIT 1"
-                ).fetchone()
-                if found is not None:
-                    row = rows[int(found[0])]
+                ).fetchall()
+                if found:
+                    row = rows[int(found[0][0])]
                     value = row[i]
                     what = "NULL in a NOT NULL column" if value is None else preview(value)
                     return DataError(
-                        f"DuckDB cannot hold {what} as {col.sql}: {_first_line(exc)}",
+                        f"DuckDB cannot hold {what} as {col.sql}",
                         table=self.table,
                         column=col.name,
                         key=self.key_of(row),

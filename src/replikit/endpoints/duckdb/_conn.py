@@ -20,7 +20,7 @@ from typing import Any
 from replikit.endpoints.base import require
 from replikit.errors import ConfigError, ConnectError
 
-__all__ = ["Database", "Location", "driver", "parse_url"]
+__all__ = ["Database", "Location", "driver", "parse_url", "rollback"]
 
 _MEMORY = ("", "/", ":memory:", "/:memory:")
 
@@ -28,6 +28,15 @@ _MEMORY = ("", "/", ":memory:", "/:memory:")
 def driver() -> Any:
     """The ``duckdb`` module (MissingDependencyError with the pip hint when absent)."""
     return require("duckdb", package="duckdb", extra="duckdb", purpose="The DuckDB endpoint")
+
+
+def rollback(conn: Any) -> None:
+    """End the connection's transaction, if one is open (an aborted one included)."""
+    duckdb = driver()
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass  # none was open: a refused statement's handler rolled it back already
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.duckdb import _ddl
 from replikit.endpoints.duckdb._arrow import Columns
-from replikit.endpoints.duckdb._conn import Database, driver
+from replikit.endpoints.duckdb._conn import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
 from replikit.endpoints.duckdb.target import insert
@@ -161,6 +161,7 @@ def _keyed(
         duckdb.ConstraintException,
         duckdb.InvalidInputException,
     ) as exc:
+        rollback(conn)  # the transaction is aborted: name the row outside it
         raise cols.bad_row(conn, batch, rows, exc) from None
     finally:
         conn.unregister(name)
@@ -225,16 +226,16 @@ class DuckdbChangeWriter(ChangeWriter):
             work(conn)
             conn.execute("COMMIT")
         except duckdb.IOException as exc:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise ConnectError(f"cannot write to DuckDB {self._db.where}: {exc}") from exc
         except duckdb.Error as exc:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise SchemaError(
                 f"DuckDB refused the changes: {exc} (does the target table still match the "
                 "plan, with its key as primary key?)"
             ) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -243,14 +244,14 @@ class DuckdbChangeWriter(ChangeWriter):
         conn = self._connection()
         if not _exists(conn):
             return None
-        row = conn.execute(
+        rows = conn.execute(
             f"SELECT start_position, position, phase, loaded, commit_ts FROM {CHECKPOINTS} "  # noqa: S608
             "WHERE task = ?",
             [task],
-        ).fetchone()
-        if row is None:
+        ).fetchall()
+        if not rows:
             return None
-        return apply_support.checkpoint_from_row(task, row, table=CHECKPOINTS)
+        return apply_support.checkpoint_from_row(task, rows[0], table=CHECKPOINTS)
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` on its own (creates the control table when missing)."""
@@ -263,7 +264,7 @@ class DuckdbChangeWriter(ChangeWriter):
             if not _exists(conn):
                 return
             conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE task = ?", [task])  # noqa: S608
-            if conn.execute(f"SELECT 1 FROM {CHECKPOINTS} LIMIT 1").fetchone() is None:  # noqa: S608
+            if not conn.execute(f"SELECT 1 FROM {CHECKPOINTS} LIMIT 1").fetchall():  # noqa: S608
                 conn.execute(f"DROP TABLE {CHECKPOINTS}")
                 conn.execute(f"DROP SCHEMA IF EXISTS {CONTROL_SCHEMA}")
 
@@ -335,8 +336,8 @@ def _exists(conn: Any) -> bool:
         "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = ? AND table_name = 'replikit_checkpoints'",
         [CONTROL_SCHEMA],
-    ).fetchone()
-    return row is not None
+    ).fetchall()
+    return bool(row)
 
 
 def _store(conn: Any, checkpoint: Checkpoint) -> None:

@@ -162,7 +162,7 @@ class DuckdbReader(Reader):
         col = DIALECT.quote(column)
         source = DIALECT.qualified(table.id.schema, table.id.name)
         with self._db.connected(create=False) as conn:
-            row = conn.execute(f"SELECT min({col}), max({col}) FROM {source}").fetchone()  # noqa: S608
+            [row] = conn.execute(f"SELECT min({col}), max({col}) FROM {source}").fetchall()  # noqa: S608
         return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
     def key_quantiles(self, table: TableSchema, column: str, pieces: int) -> list[int]:
@@ -174,7 +174,7 @@ class DuckdbReader(Reader):
             row = conn.execute(
                 f"SELECT quantile_disc({col}, ?::DOUBLE[]) FROM {source}",  # noqa: S608
                 [cuts],
-            ).fetchone()
+            ).fetchall()[0]
         return [int(x) for x in (row[0] if row and row[0] else [])]
 
     @override

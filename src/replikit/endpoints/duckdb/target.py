@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from replikit.endpoints.duckdb import _ddl
 from replikit.endpoints.duckdb._arrow import Columns
-from replikit.endpoints.duckdb._conn import Database, driver
+from replikit.endpoints.duckdb._conn import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, SchemaError
@@ -70,6 +70,7 @@ def insert(
         duckdb.ConstraintException,
         duckdb.InvalidInputException,
     ) as exc:
+        rollback(conn)  # the transaction is aborted: name the row outside it
         raise cols.bad_row(conn, batch, rows, exc) from None
     finally:
         conn.unregister(name)
@@ -168,7 +169,7 @@ class DuckdbWriter(Writer, SupportsPrepare):
                 conn.execute(sql)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
 
     # -- load -------------------------------------------------------------------------------
@@ -207,10 +208,10 @@ class DuckdbWriter(Writer, SupportsPrepare):
             insert(conn, columns_for(plan, columns), rows, target)
             conn.execute("COMMIT")
         except duckdb.Error as exc:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         return len(rows)
 

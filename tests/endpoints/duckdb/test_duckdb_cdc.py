@@ -1,0 +1,181 @@
+"""CDC into DuckDB: PostgreSQL -> DuckDB full load + replication, killed (SIGKILL, and a crash
+inside the apply transaction) and resumed; the DuckDB tables end equal to the source with no
+change lost or applied twice (a ledger of per-writer sequence numbers)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+
+from replikit._failpoints import FAILPOINT_EXIT
+
+pytestmark = [pytest.mark.timeout(300)]
+
+CHILD = Path(__file__).parents[2] / "pipeline" / "_cdc_child.py"
+SCHEMA = (
+    "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, qty integer, "
+    "price numeric(10,2), tags text[], seen timestamptz)",
+    "CREATE TABLE ledger (writer integer NOT NULL, seq integer NOT NULL, "
+    "PRIMARY KEY (writer, seq))",
+)
+
+
+class Workload:
+    """A thread that writes to the source: ledger rows, item updates, inserts and deletes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self, conn: psycopg.Connection) -> None:
+        self.seq += 1
+        n = self.seq
+        with conn.transaction():
+            conn.execute("INSERT INTO ledger VALUES (1, %s)", (n,))
+            conn.execute(
+                "UPDATE items SET qty = qty + 1, tags = tags || %s WHERE id = %s",
+                ([f"t{n}"], n % 50 + 1),
+            )
+            conn.execute(
+                "INSERT INTO items VALUES (%s, %s, 0, 1.5, '{}', now())"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                (1000 + n, f"new {n}"),
+            )
+            if n % 3 == 0:
+                conn.execute("DELETE FROM items WHERE id = %s", (1000 + n - 1,))
+
+    def run(self, count: int) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for _ in range(count):
+                self.step(conn)
+
+    def start(self) -> None:
+        def loop() -> None:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    self.step(conn)
+                    time.sleep(0.005)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
+@pytest.fixture
+def source(pg_url: str) -> str:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for sql in SCHEMA:
+            conn.execute(sql)
+        conn.execute(
+            "INSERT INTO items SELECT i, 'item ' || i, i, i / 4.0, ARRAY['a', 'b'], now() "
+            "FROM generate_series(1, 3000) i"
+        )
+    return pg_url
+
+
+def _command(src: str, dst: str, idle: str) -> list[str]:
+    return [sys.executable, str(CHILD), src, dst, "full-load-and-cdc", "t1", idle, "--batch-apply"]
+
+
+def _env(failpoint: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
+    if failpoint:
+        env["REPLIKIT_FAILPOINT"] = failpoint
+    return env
+
+
+def _run(src: str, dst: str, failpoint: str | None = None) -> int:
+    proc = subprocess.run(
+        _command(src, dst, "2.0"),
+        env=_env(failpoint),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if proc.returncode not in (0, FAILPOINT_EXIT):
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode
+
+
+def _assert_equal(src: str, path: Path, seq: int) -> None:
+    with psycopg.connect(src) as conn:
+        items = conn.execute(
+            "SELECT id, name, qty, price, tags, seen FROM items ORDER BY id"
+        ).fetchall()
+        ledger = conn.execute("SELECT * FROM ledger ORDER BY writer, seq").fetchall()
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        got = conn.execute(
+            "SELECT id, name, qty, price, tags, seen FROM public.items ORDER BY id"
+        ).fetchall()
+        got_ledger = conn.execute("SELECT * FROM public.ledger ORDER BY writer, seq").fetchall()
+    finally:
+        conn.close()
+    assert got_ledger == [(1, n) for n in range(1, seq + 1)], "a change lost or applied twice"
+    assert ledger == got_ledger
+    assert len(got) == len(items)
+    assert got == items
+
+
+def _slot_confirmed(src: str) -> int:
+    with psycopg.connect(src) as conn:
+        row = conn.execute(
+            "SELECT coalesce(max(confirmed_flush_lsn - '0/0'), 0) FROM pg_replication_slots"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_crash_inside_the_apply_transaction_then_resume(source: str, tmp_path: Path) -> None:
+    path = tmp_path / "target.duckdb"
+    load = Workload(source)
+    load.run(20)  # in the snapshot
+    load.start()  # during the load and the stream
+    code = _run(source, f"duckdb:///{path}", "apply.before-commit:2")
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    load.run(20)  # while the replicator is down
+    assert _run(source, f"duckdb:///{path}") == 0
+    _assert_equal(source, path, load.seq)
+
+
+def test_sigkill_mid_stream_then_resume(source: str, tmp_path: Path) -> None:
+    path = tmp_path / "target.duckdb"
+    load = Workload(source)
+    before = _slot_confirmed(source)
+    proc = subprocess.Popen(
+        _command(source, f"duckdb:///{path}", "120"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        load.start()
+        deadline = time.monotonic() + 120
+        # the slot confirms only what DuckDB committed: once it moves, the task streams
+        while _slot_confirmed(source) <= before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _slot_confirmed(source) > before, "the task never applied a change"
+        time.sleep(0.5)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, mid-stream
+        proc.wait()
+        load.stop()
+    load.run(10)
+    assert _run(source, f"duckdb:///{path}") == 0
+    _assert_equal(source, path, load.seq)
