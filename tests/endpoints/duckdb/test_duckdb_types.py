@@ -53,7 +53,7 @@ PG_COLUMNS = {
     ),
     "c_json": (
         "jsonb",
-        st.dictionaries(st.text(max_size=3), st.integers(), max_size=3).map(json.dumps),
+        st.dictionaries(_TEXT, st.integers(), max_size=3).map(json.dumps),
     ),
     "c_uuid": ("uuid", st.uuids()),
     "c_enum": ("mood", st.sampled_from(["sad", "ok", "happy"])),

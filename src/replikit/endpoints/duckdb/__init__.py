@@ -130,12 +130,18 @@ class DuckdbEndpoint(Endpoint):
 
         return self._build(DuckdbWriter, "writer", self._db, **options)
 
-    @override
     def change_writer(self, **options: Any) -> DuckdbChangeWriter:
         """A CDC apply writer (checkpoints in ``replikit.replikit_checkpoints``)."""
         from replikit.endpoints.duckdb.apply import DuckdbChangeWriter
 
         return self._build(DuckdbChangeWriter, "change writer", self._db, **options)
+
+    def checkpoint_store(self, **options: Any) -> DuckdbChangeWriter:
+        """Task checkpoints in ``replikit.replikit_checkpoints``, read and written outside of
+        an apply (apply commits its own with the data)."""
+        from replikit.endpoints.duckdb.apply import DuckdbChangeWriter
+
+        return self._build(DuckdbChangeWriter, "checkpoint store", self._db, **options)
 
     @override
     def identity(self) -> tuple[object, ...] | None:

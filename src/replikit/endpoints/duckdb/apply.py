@@ -14,7 +14,9 @@ load, so a row lands with the same values whether it came by full load or by CDC
 ``batch=True`` reduces the transactions to their net effect per key
 (:func:`replikit.pipeline.netchange.net_changes`), applied group by group, table by table, in
 the order truncate, deletes, upserts, partial updates. ``batch=False`` applies each change in
-source order. Either way replays converge (upserts, delete-if-exists).
+source order. Either way replays converge (upserts, delete-if-exists). A transaction too large
+for memory (its changes in a spill file) is reduced and written in pieces
+(:func:`~replikit.pipeline.apply_support.pieces`) inside the same DuckDB transaction.
 """
 
 from __future__ import annotations
@@ -304,14 +306,15 @@ class DuckdbChangeWriter(ChangeWriter):
 
         def work(conn: Any) -> None:
             if batch:
-                net = net_changes(
-                    transactions,
-                    keys={tid: t.key for tid, t in tables.items()},
-                    columns={tid: t.order for tid, t in tables.items()},
-                )
-                for group in net.groups:
-                    for tid in apply_support.fk_order(group, lambda x: tables[x].plan):
-                        _net(conn, tables[tid], group[tid])
+                for piece in apply_support.pieces(transactions):  # one unless one spilled
+                    net = net_changes(
+                        piece,
+                        keys={tid: t.key for tid, t in tables.items()},
+                        columns={tid: t.order for tid, t in tables.items()},
+                    )
+                    for group in net.groups:
+                        for tid in apply_support.fk_order(group, lambda x: tables[x].plan):
+                            _net(conn, tables[tid], group[tid])
             else:
                 for tx in transactions:
                     for change in tx.changes:
