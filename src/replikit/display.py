@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # no runtime imports: the result classes import this module
     from replikit.pipeline.stats import CdcStats, Statistics, TableStats
     from replikit.schema.assessment import Assessment
     from replikit.schema.convert import TablePlan
+    from replikit.schema.report import ConversionReport
     from replikit.task import Task
     from replikit.validate import Comparison
 
@@ -81,8 +82,7 @@ def _table(
 def _pairs(items: Iterable[tuple[str, object]]) -> str:
     """A two-column key/value table."""
     rows = "".join(
-        f"<tr><th style='{_CELL};text-align:left'>{_e(k)}</th>"
-        f"<td style='{_CELL}'>{_e(v)}</td></tr>"
+        f"<tr><th style='{_CELL};text-align:left'>{_e(k)}</th><td style='{_CELL}'>{_e(v)}</td></tr>"
         for k, v in items
     )
     return f"<table style='border-collapse:collapse;font-size:90%'><tbody>{rows}</tbody></table>"
@@ -173,6 +173,30 @@ def _findings_table(a: Assessment) -> str:
     return "<p>Findings</p>" + _table(("table", "column", "kind", "fidelity", "why", "fix"), rows)
 
 
+_VERDICT_STYLE = {"exact": "", "review": LOSSY_STYLE, "not converted": BAD_STYLE}
+
+
+def _schema_report(report: ConversionReport) -> str:
+    """The conversion report: counts per object kind, then every object with its verdict."""
+    if not report:
+        return ""
+    counts = report.counts()
+    verdicts = ("exact", "review", "not converted")
+    count_rows = [((kind, *(row[v] for v in verdicts)), "") for kind, row in counts.items()]
+    summary = _table(("object", *verdicts), count_rows, numeric=(1, 2, 3))
+    rows = [
+        ((o.kind, o.name, o.verdict.value, o.reason or "", o.sql or ""), _VERDICT_STYLE[o.verdict])
+        for o in report.objects
+    ]
+    detail = _table(("object", "name", "verdict", "why", "target SQL"), rows)
+    flagged = sum(o.verdict.value != "exact" for o in report.objects)
+    return (
+        "<p>Schema objects</p>"
+        + summary
+        + _details(f"Objects ({len(report.objects)}, {flagged} to look at)", detail)
+    )
+
+
 def html_assessment(a: Assessment, ddl: Sequence[str] | None = None) -> str:
     """The assessment (and the plan's DDL when given): summary line, findings, every column's
     fidelity, problems, and the DDL collapsed."""
@@ -188,6 +212,7 @@ def html_assessment(a: Assessment, ddl: Sequence[str] | None = None) -> str:
             open_=n_columns <= _OPEN_COLUMNS,
         )
     )
+    parts.append(_schema_report(a.schema))
     if ddl is not None:
         body = "<pre>" + _e(";\n".join(ddl) + (";" if ddl else "")) + "</pre>"
         parts.append(_details(f"Target DDL ({len(ddl)} statements)", body))

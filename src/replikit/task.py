@@ -46,6 +46,7 @@ from replikit.pipeline.contracts import (
     SupportsClose,
     SupportsDdl,
     SupportsPrepare,
+    SupportsSchemaObjects,
     dialect_of,
 )
 from replikit.pipeline.progress import Progress
@@ -57,6 +58,7 @@ from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableSchema
+from replikit.schema.report import ConversionReport
 from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
 
@@ -249,6 +251,7 @@ class Task:
                 statistics=self._statistics,
                 progress=False,  # run() shows the whole task's progress
                 replicate=self.migration_type != "full-load",
+                views=catalog.views,
             )
         return self._pipeline
 
@@ -269,7 +272,6 @@ class Task:
         pipe = self.pipeline()
         plans = pipe.plans()
         problems = list(self.catalog().problems)
-        problems += [f"view {v.id} is listed but not converted" for v in self.catalog().views]
         problems += [f"{p.source.id}: {msg}" for p in plans for msg in p.problems]
         selected = {p.source.id for p in plans}
         problems += [
@@ -284,8 +286,12 @@ class Task:
             ddl = tuple(pipe.writer.ddl(plans))
             # index names the target cannot keep
             problems += object_names(plans, dialect_of(pipe.writer)).renamed
+        views = pipe.view_plans()
+        if isinstance(pipe.writer, SupportsSchemaObjects):
+            ddl += tuple(pipe.writer.object_ddl(plans, [v for v in views if v.converted]))
+        report = ConversionReport.of([*(o for p in plans for o in p.objects), *views])
         findings = (*self._onto_source(plans), *pipe.findings())
-        return Plan(Assessment(tuple(plans), tuple(problems), findings), ddl)
+        return Plan(Assessment(tuple(plans), tuple(problems), findings, report), ddl)
 
     def run(self) -> Statistics:
         """Run the task; return the statistics (also on failure, via ``statistics()``).
@@ -551,6 +557,7 @@ class Task:
             on_table_loaded=table_loaded,
             finish=not resumed,
             replicate=True,
+            views=self.catalog().views,
         )
         cache = ChangeCache()
         try:

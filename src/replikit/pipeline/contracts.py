@@ -21,6 +21,7 @@ from replikit.errors import TableDdlError
 from replikit.positions import Position
 from replikit.schema.convert import PYTHON, ColumnPlan, Dialect, TablePlan
 from replikit.schema.model import TableId, TableSchema
+from replikit.schema.report import ObjectPlan
 
 __all__ = [
     "Batch",
@@ -36,6 +37,7 @@ __all__ = [
     "SupportsPrepare",
     "SupportsRawRead",
     "SupportsRawWrite",
+    "SupportsSchemaObjects",
     "Unit",
     "Writer",
     "dialect_of",
@@ -173,6 +175,26 @@ class SupportsDdl(Protocol):
 
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
         """The statements :meth:`SupportsPrepare.prepare` would run for ``plans``."""
+        ...
+
+
+@runtime_checkable
+class SupportsSchemaObjects(Protocol):
+    """A writer that creates converted CHECK constraints and views after the load.
+
+    Each object is created and verified on its own (a CHECK against the loaded rows, a view
+    by a query of it); one the target refuses is left out and the others go on.
+    """
+
+    def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
+        """The statements :meth:`create_objects` would run."""
+        ...
+
+    def create_objects(
+        self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Create the converted checks of ``plans`` and ``views`` (in order); per object
+        attempted, ``None`` when created or the target's reason for refusing it."""
         ...
 
 

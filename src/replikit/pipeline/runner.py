@@ -36,6 +36,7 @@ from replikit.pipeline.contracts import (
     SupportsPrepare,
     SupportsRawRead,
     SupportsRawWrite,
+    SupportsSchemaObjects,
     Unit,
     Writer,
     dialect_of,
@@ -51,7 +52,9 @@ from replikit.schema.convert import (
     plan_table,
 )
 from replikit.schema.findings import Finding
-from replikit.schema.model import TableId, TableSchema
+from replikit.schema.model import TableId, TableSchema, View
+from replikit.schema.report import ObjectPlan
+from replikit.schema.views import ViewSource, plan_views
 from replikit.transforms import SchemaTransform, Transform
 
 __all__ = ["PREP_MODES", "Pipeline", "UnitLoader"]
@@ -116,6 +119,8 @@ class Pipeline:
             ``finish``); ``False`` leaves that to the caller.
         replicate: the target tables will also receive changes (CDC); existing target
             tables are then also checked for the key changes are applied by.
+        views: the source's views, created after the tables when the writer can
+            (:meth:`view_plans`); one the target refuses is reported, not an error.
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class Pipeline:
         on_table_loaded: Callable[[TablePlan], None] | None = None,
         finish: bool = True,
         replicate: bool = False,
+        views: Sequence[View] = (),
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -156,6 +162,8 @@ class Pipeline:
         self.on_table_loaded = on_table_loaded
         self.finish = finish
         self.replicate = replicate
+        self.views = tuple(views)
+        self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()
         self._remote: set[Future[int]] = set()
         self._plans: list[TablePlan] | None = None
@@ -200,6 +208,25 @@ class Pipeline:
             column_names=self.mappings.columns_of(table.id),
             type_overrides=self.type_overrides,
         )
+
+    def view_plans(self) -> list[ObjectPlan]:
+        """The views converted to the writer's dialect, in dependency order (computed once)."""
+        if self._view_plans is None:
+            sources = {
+                p.source.id: ViewSource(
+                    p.target_id,
+                    {c.source.name: c.name for c in p.columns if c.name != c.source.name},
+                )
+                for p in self.plans()
+            }
+            self._view_plans = plan_views(
+                self.views,
+                tables=sources,
+                source=dialect_of(self.reader).name,
+                target=dialect_of(self.writer).name,
+                target_id=self._target_id,
+            )
+        return self._view_plans
 
     def findings(self) -> list[Finding]:
         """Object-level findings of the plan (computed once): what the target cannot hold
@@ -253,6 +280,7 @@ class Pipeline:
         done = [p for p in plans if self._ok(p, failed)]
         if self.finish and isinstance(self.writer, SupportsPrepare) and done:
             failed |= self._finish(done, [p for p in plans if not self._ok(p, failed)])
+            self.create_objects([p for p in done if self._ok(p, failed)])
         for p in done:
             if self._ok(p, failed):
                 self.statistics.finish(str(p.source.id), TableState.COMPLETED)
@@ -303,6 +331,21 @@ class Pipeline:
                         "failed",
                     )
         return failed
+
+    def create_objects(self, plans: Sequence[TablePlan]) -> None:
+        """Converted CHECKs of ``plans`` and the views, when the writer creates them; each
+        outcome is in ``statistics.objects`` and a refused CHECK is a note on its table."""
+        if not isinstance(self.writer, SupportsSchemaObjects):
+            return
+        by_target = {p.target_id: p for p in plans}
+        views = [v for v in self.view_plans() if v.converted]
+        for obj, error in self.writer.create_objects(plans, views):
+            self.statistics.object_created(obj, error)
+            table = by_target.get(obj.table) if obj.table is not None else None
+            if error is not None and table is not None:
+                self.statistics.warn(
+                    str(table.source.id), f"{obj.kind} {obj.name} not created: {error}"
+                )
 
     def _table_errors(
         self, plans: list[TablePlan], exc: TableDdlError, what: str

@@ -7,12 +7,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from replikit import display
+from replikit.schema.report import ObjectPlan
 
 __all__ = ["CdcStats", "Statistics", "TableState", "TableStats"]
 
@@ -175,6 +176,13 @@ class Statistics:
         self._lock = threading.Lock()
         self._tables: dict[str, TableStats] = {}
         self.cdc = CdcStats()
+        #: schema objects the writer tried to create (checks, views): (object, error or None)
+        self.objects: list[tuple[ObjectPlan, str | None]] = []
+
+    def object_created(self, obj: ObjectPlan, error: str | None) -> None:
+        """Record a schema object the target created (``error`` None) or refused."""
+        with self._lock:
+            self.objects.append((obj, error))
 
     def add(self, table: str, target: str, estimated_rows: int | None) -> TableStats:
         """Register a table (idempotent)."""
@@ -189,6 +197,7 @@ class Statistics:
         with self._lock:
             self._tables.clear()
             self.cdc = CdcStats()
+            self.objects = []
 
     def warn(self, table: str, message: str) -> None:
         """Note something left out of ``table`` that does not stop it."""
@@ -294,6 +303,7 @@ class Statistics:
             lines += [f"    note: {w}" for w in t.warnings]
         if cdc:
             lines.append(str(self.cdc))
+        lines += _object_lines(self.objects)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -301,6 +311,18 @@ class Statistics:
 
     def _repr_html_(self) -> str:
         return display.html_statistics(self)
+
+
+def _object_lines(objects: Sequence[tuple[ObjectPlan, str | None]]) -> list[str]:
+    if not objects:
+        return []
+    made: dict[str, int] = {}
+    for obj, error in objects:
+        made[obj.kind] = made.get(obj.kind, 0) + (error is None)
+    counts = ", ".join(f"{n} {kind}s" for kind, n in made.items())
+    lines = [f"schema objects created: {counts}"]
+    lines += [f"    not created: {obj.kind} {obj.name}: {error}" for obj, error in objects if error]
+    return lines
 
 
 _NAME_WIDTH = 60  # table names longer than this are shortened in the middle

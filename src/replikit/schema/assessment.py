@@ -8,6 +8,7 @@ from typing import Any
 from replikit import display
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.findings import Finding
+from replikit.schema.report import ConversionReport
 
 __all__ = ["Assessment", "Finding"]
 
@@ -23,13 +24,16 @@ class Assessment:
     ``lossy`` and ``unsupported`` list the columns that will not (or cannot) arrive exactly;
     ``extra`` holds findings about objects rather than column types (name collisions, target
     limits, existing target tables); they count in ``lossy`` and ``unsupported`` too.
-    ``problems`` holds everything else a user should know (dropped defaults, views that are
-    not converted, missing privileges, source settings).
+    ``problems`` holds everything else a user should know (index expressions left out,
+    missing privileges, source settings). ``schema`` is the conversion report: CHECKs,
+    defaults, generated columns and views, each exact, to review, or not converted (none of
+    them stops a task).
     """
 
     tables: tuple[TablePlan, ...]
     problems: tuple[str, ...] = field(default=())
     extra: tuple[Finding, ...] = field(default=())
+    schema: ConversionReport = field(default=ConversionReport())
 
     def findings(self, fidelity: Fidelity) -> list[Finding]:
         """Findings with the given verdict: column conversions first, then object findings."""
@@ -83,6 +87,7 @@ class Assessment:
             ],
             "findings": [f.to_dict() for f in self.extra],
             "problems": list(self.problems),
+            "schema": self.schema.to_dict(),
             "summary": {
                 "tables": len(self.tables),
                 "columns": sum(len(t.columns) for t in self.tables),
@@ -110,6 +115,7 @@ class Assessment:
         if self.problems:
             lines.append("problems:")
             lines.extend(f"  ! {p}" for p in self.problems)
+        lines += self.schema.lines()
         n_lossy, n_unsup = len(self.lossy), len(self.unsupported)
         lines.append(
             f"{len(self.tables)} tables, {sum(len(t.columns) for t in self.tables)} columns: "

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema import expressions
+from replikit.schema.model import CheckConstraint, Column, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
+from replikit.schema.report import ObjectPlan, Verdict
 from replikit.schema.textform import text_form_for
 from replikit.schema.types import Kind, Type
 
@@ -144,8 +146,10 @@ class TablePlan:
     """How one source table becomes one target table.
 
     ``target_schema`` is the portable description of the table to create; writers turn it
-    into DDL. ``problems`` are table-level findings (dropped defaults, index expressions that do
-    not translate, ...); they do not stop the load but appear in the assessment.
+    into DDL. ``problems`` are table-level findings (index expressions that do not translate,
+    ...); they do not stop the load but appear in the assessment. ``objects`` are the table's
+    CHECK constraints, defaults and generated columns with their conversion verdicts (the
+    converted ones are in ``target_schema``, in the target's dialect).
     ``target_id`` and the column names are the names the target stores (after its identifier
     rules, e.g. cut to PostgreSQL's 63 bytes); ``requested_id`` is the id the mappings asked
     for when those rules changed it (``None`` otherwise).
@@ -159,6 +163,7 @@ class TablePlan:
     target_dialect: str = ""
     problems: tuple[str, ...] = ()
     requested_id: TableId | None = None
+    objects: tuple[ObjectPlan, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -260,22 +265,17 @@ def plan_table(
     renamed: list[str] = []
     overrides = Overrides(type_overrides or {})
     plans = []
+    objects: list[ObjectPlan] = []
     for col in table.columns:
         target_type = target.target_type(col.type, source_dialect)
         forced = overrides.for_column(table.id, col.name)
         if forced is not None:
             target_type = _override(col.type, forced, target, target_type, source_dialect)
         notes: list[str] = []
-        default = None
-        if col.default is not None and col.identity is None:
-            if source_dialect == target.name:
-                default = col.default
-            else:
-                default = target.convert_default(col, source_dialect)
-                if default is None:
-                    notes.append(f"default {col.default} not converted")
+        default = _default(table, col, source_dialect, target, notes, objects)
         if col.generated is not None:
             notes.append(f"generated column ({col.generated}) is copied as plain values")
+            objects.append(_generated(table, col, source_dialect, target.name, names))
         plans.append(
             ColumnPlan(
                 source=col,
@@ -292,6 +292,15 @@ def plan_table(
         _stored(target, requested.name, "table", renamed),
     )
     target_schema = _target_schema(table, tid, plans)
+    checks = [_check(table, c, source_dialect, target.name, plans, tid) for c in table.checks]
+    target_schema = replace(
+        target_schema,
+        checks=tuple(
+            CheckConstraint(c.name, o.sql)
+            for c, o in zip(table.checks, checks, strict=True)
+            if o.sql
+        ),
+    )
     return TablePlan(
         source=table,
         target_id=tid,
@@ -301,6 +310,94 @@ def plan_table(
         target_dialect=target.name,
         problems=(*renamed, *_untranslated(table, source_dialect, target.name)),
         requested_id=None if tid == requested else requested,
+        objects=(*checks, *objects),
+    )
+
+
+def _default(
+    table: TableSchema,
+    col: Column,
+    source_dialect: str,
+    target: Dialect,
+    notes: list[str],
+    objects: list[ObjectPlan],
+) -> str | None:
+    """The target default of ``col`` (``None``: none), its report entry into ``objects``."""
+    if col.default is None or col.identity is not None:
+        return None
+    name = f"{table.id}.{col.name}"
+    if source_dialect == target.name:
+        objects.append(ObjectPlan("default", name, Verdict.EXACT, col.default, col.default))
+        return col.default
+    default = target.convert_default(col, source_dialect)
+    if default is not None:
+        objects.append(ObjectPlan("default", name, Verdict.EXACT, col.default, default))
+        return default
+    result = expressions.translate_default(col.default, source=source_dialect, target=target.name)
+    objects.append(
+        ObjectPlan("default", name, result.verdict, col.default, result.sql, result.reason)
+    )
+    if result.sql is None:
+        notes.append(f"default {col.default} not converted")
+    return result.sql
+
+
+def _generated(
+    table: TableSchema, col: Column, source_dialect: str, target: str, names: Mapping[str, str]
+) -> ObjectPlan:
+    """A generated column's report entry: its values are copied, the expression is not."""
+    assert col.generated is not None
+    expr = _generation_expression(col.generated)
+    result = expressions.translate(expr, source=source_dialect, target=target, columns=names)
+    where = f" (in {target}: {result.sql})" if result.sql else ""
+    return ObjectPlan(
+        "generated column",
+        f"{table.id}.{col.name}",
+        Verdict.NOT_CONVERTED,
+        col.generated,
+        None,
+        f"the column is created as a plain column holding the computed values{where}",
+    )
+
+
+def _generation_expression(text: str) -> str:
+    """The expression of a reflected generation clause (``expr STORED`` -> ``expr``)."""
+    words = text.rstrip().rsplit(None, 1)
+    if len(words) == 2 and words[1].upper() in ("STORED", "VIRTUAL", "PERSISTENT"):
+        return words[0]
+    return text
+
+
+def _check(
+    table: TableSchema,
+    check: CheckConstraint,
+    source_dialect: str,
+    target: str,
+    plans: Sequence[ColumnPlan],
+    tid: TableId,
+) -> ObjectPlan:
+    """One CHECK constraint in the target dialect, with column renames applied."""
+    renames = {p.source.name: p.name for p in plans if p.name != p.source.name}
+    name = f"{table.id}.{check.name or '(unnamed check)'}"
+    if source_dialect == target and not renames:
+        return ObjectPlan(
+            "check", name, Verdict.EXACT, check.expression, check.expression, table=tid
+        )
+    if target == PYTHON.name:
+        return ObjectPlan(
+            "check",
+            name,
+            Verdict.NOT_CONVERTED,
+            check.expression,
+            None,
+            "the target keeps no constraints",
+            table=tid,
+        )
+    result = expressions.translate(
+        check.expression, source=source_dialect, target=target, columns=renames
+    )
+    return ObjectPlan(
+        "check", name, result.verdict, check.expression, result.sql, result.reason, table=tid
     )
 
 
@@ -347,11 +444,6 @@ def _untranslated(table: TableSchema, source_dialect: str, target_dialect: str) 
         f"index in {source_dialect} SQL; it is not created"
         for i in table.indexes
         if i.expressions or i.where
-    ]
-    problems += [
-        f"CHECK constraint {c.name or ''} ({c.expression}) is {source_dialect} SQL; "
-        "it is not created".replace("  ", " ")
-        for c in table.checks
     ]
     return tuple(problems)
 

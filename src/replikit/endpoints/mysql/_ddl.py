@@ -3,8 +3,9 @@
 Identifiers go through :meth:`MysqlDialect.quote`, literals (comments, enum labels) through
 :meth:`MysqlDialect.literal`. ``CREATE TABLE`` carries columns, NOT NULL, defaults, generated
 columns (same dialect), AUTO_INCREMENT and the primary key, so CDC upserts work as soon as the
-table exists; unique keys, indexes, CHECKs (same dialect) and foreign keys come after the load
-in one ``ALTER TABLE`` per table, then ``AUTO_INCREMENT`` restarts.
+table exists; unique keys, indexes and foreign keys come after the load in one ``ALTER TABLE``
+per table, then ``AUTO_INCREMENT`` restarts; CHECKs (in MySQL SQL, translated by the plan) and
+views after those, one by one.
 
 MySQL cannot index a TEXT/BLOB column without a prefix length. Such columns in a primary or
 unique key become ``varchar(768)`` / ``varbinary(3072)`` (longer values are refused, never
@@ -28,6 +29,7 @@ from replikit.endpoints.mysql._dialect import DIALECT, NAME
 from replikit.schema.convert import ColumnPlan, TablePlan, TargetType
 from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import ForeignKey, Index, TableId
+from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind
 
 __all__ = ["Ddl", "table_name"]
@@ -108,12 +110,12 @@ class Ddl:
 
     # -- after the load -------------------------------------------------------------------
     def finish(self, plans: Sequence[TablePlan]) -> list[str]:
-        """Per table one ALTER for keys, indexes and CHECKs; then foreign keys, then restarts."""
+        """Per table one ALTER for keys and indexes; then foreign keys, then restarts."""
         alters = self.table_alters(plans) + self.foreign_key_alters(plans, plans)
         return [statement for _, statement in alters]
 
     def table_alters(self, plans: Sequence[TablePlan]) -> list[tuple[TableId, str]]:
-        """Per table one ALTER for keys, indexes and CHECKs."""
+        """Per table one ALTER for keys and indexes."""
         names = object_names(plans, DIALECT)  # per table: the other plans do not matter
         out: list[tuple[TableId, str]] = []
         for plan in plans:
@@ -163,12 +165,26 @@ class Ddl:
             clause = self._index(plan, replace(index, name=name), same, unbounded - keyed)
             if clause:
                 out.append(clause)
-        if same:
-            out += [
-                f"ADD {'CONSTRAINT ' + q(c.name) + ' ' if c.name else ''}CHECK ({c.expression})"
-                for c in plan.target_schema.checks
-            ]
         return out
+
+    def checks(self, plan: TablePlan) -> list[tuple[ObjectPlan, str]]:
+        """One ``ALTER TABLE ... ADD CHECK`` per converted CHECK of ``plan`` (MySQL SQL)."""
+        converted = [o for o in plan.objects if o.kind == "check" and o.sql is not None]
+        name = table_name(plan.target_id)
+        return [
+            (
+                obj,
+                f"ALTER TABLE {name} ADD {'CONSTRAINT ' + q(c.name) + ' ' if c.name else ''}"
+                f"CHECK ({c.expression})",
+            )
+            for c, obj in zip(plan.target_schema.checks, converted, strict=True)
+        ]
+
+    def view(self, view: ObjectPlan) -> str:
+        """``CREATE OR REPLACE VIEW`` for one converted view (its query is MySQL SQL)."""
+        assert view.target is not None
+        assert view.sql is not None
+        return f"CREATE OR REPLACE VIEW {table_name(view.target)} AS {view.sql}"
 
     def _index(self, plan: TablePlan, index: Index, same: bool, prefix: set[str]) -> str | None:
         method = (index.method or "").upper()

@@ -53,6 +53,7 @@ from replikit.schema.existing import (
 from replikit.schema.findings import Finding
 from replikit.schema.limits import Limits
 from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind
 
 __all__ = ["METHODS", "MODES", "MysqlWriter"]
@@ -170,6 +171,50 @@ class MysqlWriter:
             nxt = _next_value(plan)
             if nxt is not None:
                 out.append(gen.restart(plan.target_id, nxt))
+        return out
+
+    def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
+        """The CHECK and view statements :meth:`create_objects` would run."""
+        gen = self._generator()
+        out = [s for p in plans for _, s in gen.checks(p)]
+        return out + [gen.view(v) for v in views if v.converted]
+
+    def create_objects(
+        self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Add each converted CHECK (MySQL checks the loaded rows), then create each view and
+        query it (a view the query fails on is dropped); refusals are reported, not raised."""
+        gen = self._generator()
+        work: list[tuple[ObjectPlan, list[str], str | None]] = [
+            (obj, [statement], None)
+            for p in plans
+            if p.target_id not in self._kept
+            for obj, statement in gen.checks(p)
+        ]
+        for v in views:
+            if v.converted and v.target is not None:
+                name = _ddl.table_name(v.target)
+                check = f"SELECT * FROM {name} LIMIT 0"  # noqa: S608 (quoted identifier)
+                work.append((v, [gen.view(v), check], f"DROP VIEW IF EXISTS {name}"))
+        driver = load_driver(self._params.driver)
+        conn = connect(self._params, autocommit=True)
+        out: list[tuple[ObjectPlan, str | None]] = []
+        try:
+            with conn.cursor() as cur:
+                for obj, statements, undo in work:
+                    try:
+                        for statement in statements:
+                            cur.execute(statement)
+                            cur.fetchall()
+                    except driver.Error as exc:
+                        out.append((obj, error_text(exc)))
+                        if undo:
+                            with contextlib.suppress(driver.Error):
+                                cur.execute(undo)
+                    else:
+                        out.append((obj, None))
+        finally:
+            conn.close()
         return out
 
     def _execute_tables(

@@ -20,16 +20,19 @@ from replikit.errors import ConfigError
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.identifiers import ObjectNames
 from replikit.schema.model import ForeignKey, Index, TableId
+from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind, Type
 
 __all__ = [
     "Finish",
     "add_column_statements",
+    "check_statements",
     "create_statements",
     "create_table",
     "finish_statements",
     "literal",
     "table_name",
+    "view_statements",
 ]
 
 q = DIALECT.quote
@@ -129,7 +132,9 @@ class Finish:
 
 
 def finish_statements(plans: Sequence[TablePlan], names: ObjectNames) -> Finish:
-    """Unique constraints, indexes, CHECKs, then foreign keys; identity columns to restart."""
+    """Unique constraints and indexes, then foreign keys; identity columns to restart.
+
+    CHECK constraints come after these, one by one (:func:`check_statements`)."""
     targets = {p.target_id: p for p in plans}
     tables: list[tuple[TableId, list[str]]] = []
     fks: list[tuple[TableId, TableId, str]] = []
@@ -161,15 +166,32 @@ def _table_finish(plan: TablePlan, names: ObjectNames) -> list[str]:
     for index, i_name in zip(plan.target_schema.indexes, names.indexes[tid], strict=True):
         if same or not (index.expressions or index.where):
             out.append(_index(name, replace(index, name=i_name), same))
-    if same:
-        for check, c_name in zip(plan.target_schema.checks, names.checks[tid], strict=True):
-            cname = f"CONSTRAINT {q(c_name)} " if c_name else ""
-            out.append(f"ALTER TABLE {name} ADD {cname}CHECK {_paren(check.expression)}")
     return out
 
 
-def _paren(expr: str) -> str:
-    return expr if expr.startswith("(") and expr.endswith(")") else f"({expr})"
+def check_statements(plan: TablePlan, names: ObjectNames) -> list[tuple[ObjectPlan, str]]:
+    """One ``ALTER TABLE ... ADD CHECK`` per converted CHECK of ``plan`` (target dialect SQL,
+    checked against the loaded rows when it runs)."""
+    tid = plan.target_id
+    converted = [o for o in plan.objects if o.kind == "check" and o.sql is not None]
+    pairs = zip(plan.target_schema.checks, names.checks[tid], strict=True)
+    out = []
+    for (check, c_name), obj in zip(pairs, converted, strict=True):
+        cname = f"CONSTRAINT {q(c_name)} " if c_name else ""
+        out.append((obj, f"ALTER TABLE {table_name(tid)} ADD {cname}CHECK ({check.expression})"))
+    return out
+
+
+def view_statements(view: ObjectPlan) -> list[str]:
+    """Schema, drop and create of one converted view (its query is PostgreSQL SQL)."""
+    assert view.target is not None
+    assert view.sql is not None
+    name = table_name(view.target)
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {q(view.target.schema or 'public')}",
+        f"DROP VIEW IF EXISTS {name}",
+        f"CREATE VIEW {name} AS {view.sql}",
+    ]
 
 
 def _index(table: str, index: Index, same: bool) -> str:

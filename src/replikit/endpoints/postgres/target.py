@@ -39,6 +39,7 @@ from replikit.schema.existing import (  # noqa: E402
 from replikit.schema.findings import Finding  # noqa: E402
 from replikit.schema.identifiers import ObjectNames, object_names  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
+from replikit.schema.report import ObjectPlan  # noqa: E402
 
 __all__ = ["PostgresWriter"]
 
@@ -88,6 +89,41 @@ class PostgresWriter:
         for tid, column, nxt in finish.identities:
             if nxt is not None:
                 out.append(_ddl.restart_statement(tid, column, nxt))
+        return out
+
+    def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
+        """The CHECK and view statements :meth:`create_objects` would run."""
+        names = object_names(plans, DIALECT)
+        out = [s for p in plans for _, s in _ddl.check_statements(p, names)]
+        return out + [s for v in views if v.converted for s in _ddl.view_statements(v)]
+
+    def create_objects(
+        self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Add each converted CHECK (validated against the loaded rows), then create each
+        view and query it; one PostgreSQL refuses is rolled back and reported, not raised."""
+        names = self._names_for(plans)
+        work = [
+            (obj, [statement])
+            for p in plans
+            if p.target_id not in self._kept
+            for obj, statement in _ddl.check_statements(p, names)
+        ]
+        work += [
+            (v, [*_ddl.view_statements(v), f"SELECT * FROM {_ddl.table_name(v.target)} LIMIT 0"])  # noqa: S608
+            for v in views
+            if v.converted and v.target is not None
+        ]
+        out: list[tuple[ObjectPlan, str | None]] = []
+        with connect(self._params) as conn:
+            for obj, statements in work:
+                try:
+                    with conn.transaction():
+                        _execute(conn, statements)
+                except psycopg.Error as exc:
+                    out.append((obj, _first_line(exc)))
+                else:
+                    out.append((obj, None))
         return out
 
     def check_existing(
@@ -283,6 +319,11 @@ def _guess_column(row: Sequence[Any], names: list[str]) -> str | None:
         if isinstance(value, str) and "\x00" in value:
             return name
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _execute(conn: Connection, statements: Sequence[str]) -> None:

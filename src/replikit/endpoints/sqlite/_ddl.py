@@ -12,6 +12,7 @@ from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.identifiers import ObjectNames
 from replikit.schema.model import Column, ForeignKey, Index
+from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "drop_table",
     "index_statements",
     "rowid_key",
+    "view_statements",
 ]
 
 _ACTIONS = {
@@ -111,8 +113,8 @@ def create_table(plan: TablePlan) -> str:
         lines.append(f"PRIMARY KEY ({_cols(schema.primary_key)})")
     lines.extend(f"UNIQUE ({_cols(u)})" for u in schema.unique if u)
     lines.extend(_foreign_key(fk) for fk in schema.foreign_keys if fk.columns)
-    if plan.source_dialect == DIALECT.name:
-        lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
+    # CHECKs are in SQLite SQL (the plan translated them); SQLite adds none after CREATE
+    lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
     body = ",\n    ".join(lines)
     return f"CREATE TABLE {_q(schema.id.name)} (\n    {body}\n)"
 
@@ -181,3 +183,11 @@ def index_statements(
         else:
             statements.append((name, stmt))
     return statements, problems
+
+
+def view_statements(view: ObjectPlan) -> list[str]:
+    """Drop and create one converted view (its query is SQLite SQL)."""
+    assert view.target is not None
+    assert view.sql is not None
+    name = _q(view.target.name)
+    return [f"DROP VIEW IF EXISTS {name}", f"CREATE VIEW {name} AS {view.sql}"]

@@ -10,6 +10,7 @@ back, earlier transactions of the same load stay committed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from replikit.schema.existing import (
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.report import ObjectPlan
 
 __all__ = ["MODES", "SqliteWriter"]
 
@@ -194,6 +196,40 @@ class SqliteWriter(Writer, SupportsPrepare):
         for plan in plans:
             statements += [sql for _, sql in _ddl.index_statements(plan, names)[0]]
         return statements
+
+    def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
+        """The view statements :meth:`create_objects` would run (CHECKs are in CREATE TABLE)."""
+        return [s for v in views if v.converted for s in _ddl.view_statements(v)]
+
+    def create_objects(
+        self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Create each converted view and query it (SQLite resolves functions only then); a
+        view it refuses is dropped and reported. CHECKs were created with their tables."""
+        out: list[tuple[ObjectPlan, str | None]] = [
+            (obj, None)
+            for p in plans
+            if p.target_id not in self._kept
+            for obj in p.objects
+            if obj.kind == "check" and obj.sql is not None
+        ]
+        conn = self._conns.shared()
+        with self._conns.lock:
+            for v in views:
+                if not v.converted or v.target is None:
+                    continue
+                name = DIALECT.quote(v.target.name)
+                try:
+                    for statement in _ddl.view_statements(v):
+                        conn.execute(statement)
+                    conn.execute(f"SELECT * FROM {name} LIMIT 0").fetchall()  # noqa: S608
+                except sqlite3.Error as exc:
+                    out.append((v, str(exc)))
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute(f"DROP VIEW IF EXISTS {name}")
+                else:
+                    out.append((v, None))
+        return out
 
     def check_existing(
         self, plans: Sequence[TablePlan], mode: str, *, replicate: bool = False

@@ -1,0 +1,200 @@
+"""SQL expressions across dialects, with sqlglot: the one place that parses and prints them.
+
+CHECK constraints, defaults, generated columns and view queries are native SQL of the source
+dialect. :func:`translate` parses one expression, applies column renames and prints it in the
+target dialect, with a :class:`~replikit.schema.report.Verdict`:
+
+- ``exact``: only constructs whose meaning is the same on both sides (columns, literals,
+  comparisons, boolean logic, arithmetic, CASE, COALESCE, casts, common aggregates);
+- ``review``: it translates, but uses a function whose behaviour may differ (``LENGTH`` counts
+  bytes in MySQL and characters in PostgreSQL, string aggregation order, ...), or a function
+  the translator does not know (passed through by name, e.g. a user-defined one);
+- ``not converted``: it does not parse, or the target has no equivalent; the reason names the
+  construct.
+
+The target verifies every translation when the writer creates the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, UnsupportedError
+
+from replikit.schema.report import Verdict
+
+__all__ = [
+    "Translation",
+    "parse",
+    "rename_columns",
+    "render",
+    "review_notes",
+    "sqlglot_dialect",
+    "translate",
+    "translate_default",
+]
+
+_DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite", "duckdb": "duckdb"}
+
+#: node types whose meaning does not depend on the dialect
+_EXACT_FUNCS: tuple[type[exp.Expression], ...] = (
+    exp.Cast,
+    exp.TryCast,
+    exp.Case,
+    exp.If,
+    exp.Coalesce,
+    exp.Count,
+    exp.Sum,
+    exp.Min,
+    exp.Max,
+    exp.Avg,
+    exp.Abs,
+    exp.Upper,
+    exp.Lower,
+    exp.Concat,
+    exp.Substring,
+    exp.CurrentTimestamp,
+    exp.CurrentDate,
+)
+
+#: operators (sqlglot models some as functions): their meaning is the same everywhere
+_NEUTRAL = (*_EXACT_FUNCS, exp.Binary, exp.Unary, exp.Predicate)
+
+_NOTES: dict[type[exp.Expr], str] = {
+    exp.Length: "LENGTH counts bytes in MySQL and characters elsewhere",
+    exp.GroupConcat: "string aggregation without ORDER BY may list items in another order",
+    exp.ArrayAgg: "array aggregation without ORDER BY may list items in another order",
+    exp.RegexpLike: "regular expression syntax differs between engines",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """An expression in the target dialect (``sql`` is ``None`` when not converted)."""
+
+    sql: str | None
+    verdict: Verdict
+    reason: str | None = None
+
+
+def sqlglot_dialect(name: str) -> str | None:
+    """sqlglot's name for a replikit dialect name, or ``None`` when it has none."""
+    return _DIALECTS.get(name)
+
+
+def parse(sql: str, dialect: str) -> exp.Expression:
+    """Parse ``sql`` of replikit dialect ``dialect``; :class:`ValueError` when it does not."""
+    read = sqlglot_dialect(dialect)
+    if read is None:
+        raise ValueError(f"no SQL translation from {dialect}")
+    try:
+        tree = sqlglot.parse_one(sql, read=read)
+    except (ParseError, SqlglotError) as exc:
+        raise ValueError(f"{dialect} SQL does not parse: {_first_line(exc)}") from exc
+    if not isinstance(tree, exp.Expression):
+        raise ValueError(f"{dialect} SQL is empty")
+    return tree
+
+
+def render(tree: exp.Expression, dialect: str) -> str:
+    """Print ``tree`` in replikit dialect ``dialect``, every identifier quoted.
+
+    :class:`ValueError` names the construct the target has no form for.
+    """
+    write = sqlglot_dialect(dialect)
+    if write is None:
+        raise ValueError(f"no SQL translation to {dialect}")
+    try:
+        return tree.sql(dialect=write, identify=True, unsupported_level=ErrorLevel.RAISE)
+    except (UnsupportedError, SqlglotError) as exc:
+        raise ValueError(f"{dialect} has no form for it: {_first_line(exc)}") from exc
+
+
+def rename_columns(tree: exp.Expression, columns: Mapping[str, str]) -> exp.Expression:
+    """``tree`` with unqualified column references renamed (source name -> target name)."""
+    if not columns:
+        return tree
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and not node.table and node.name in columns:
+            node.set("this", exp.to_identifier(columns[node.name], quoted=True))
+        return node
+
+    return tree.transform(swap, copy=True)
+
+
+def review_notes(tree: exp.Expression) -> list[str]:
+    """What a person should check in a translated ``tree`` (empty: it translates exactly)."""
+    notes: list[str] = []
+    unknown: list[str] = []
+    other: list[str] = []
+    for node in tree.walk():
+        if isinstance(node, exp.Anonymous):
+            unknown.append(str(node.name).lower())
+        elif type(node) in _NOTES:
+            notes.append(_NOTES[type(node)])
+        elif isinstance(node, exp.Func) and not isinstance(node, _NEUTRAL):
+            other.append(node.key.lower())
+    if unknown:
+        notes.append(f"passed through untranslated: {', '.join(sorted(set(unknown)))}()")
+    if other:
+        notes.append(f"check the target's semantics of: {', '.join(sorted(set(other)))}")
+    return list(dict.fromkeys(notes))
+
+
+def translate(
+    sql: str, *, source: str, target: str, columns: Mapping[str, str] | None = None
+) -> Translation:
+    """``sql`` (an expression of dialect ``source``) in dialect ``target``, with a verdict.
+
+    ``columns`` renames column references (source name -> target name).
+    """
+    try:
+        tree = rename_columns(parse(sql, source), columns or {})
+        out = render(tree, target)
+    except ValueError as exc:
+        return Translation(None, Verdict.NOT_CONVERTED, str(exc))
+    notes = review_notes(tree)
+    return Translation(out, Verdict.REVIEW if notes else Verdict.EXACT, "; ".join(notes) or None)
+
+
+#: defaults that generate a new UUID, per target dialect (SQLite has no UUID function)
+_UUID = {"postgresql": "gen_random_uuid()", "mysql": "(uuid())"}
+
+
+def translate_default(sql: str, *, source: str, target: str) -> Translation:
+    """A column default expression in ``target``'s dialect.
+
+    Literal and current-time defaults are the dialects' own business
+    (:meth:`~replikit.schema.convert.Dialect.convert_default`); this handles the rest: UUID
+    generators (``uuid()`` <-> ``gen_random_uuid()``) and other expressions sqlglot can print.
+    Sequences (``nextval``) are not converted here: identity columns carry them.
+    """
+    try:
+        tree = parse(sql, source)
+    except ValueError as exc:
+        return Translation(None, Verdict.NOT_CONVERTED, str(exc))
+    inner = tree.unnest()
+    if isinstance(inner, exp.Uuid) or (
+        isinstance(inner, exp.Anonymous) and inner.name.lower() == "uuid_generate_v4"
+    ):
+        uuid = _UUID.get(target)
+        if uuid is None:
+            return Translation(None, Verdict.NOT_CONVERTED, f"{target} has no UUID function")
+        return Translation(uuid, Verdict.EXACT)
+    if any(isinstance(n, exp.Anonymous) and n.name.lower() == "nextval" for n in tree.walk()):
+        return Translation(None, Verdict.NOT_CONVERTED, "a sequence default (nextval)")
+    if any(isinstance(n, exp.Column) for n in tree.walk()):
+        return Translation(None, Verdict.NOT_CONVERTED, "a default that reads columns")
+    result = translate(sql, source=source, target=target)
+    if result.sql is None:
+        return result
+    text = f"({result.sql})" if target == "mysql" else result.sql  # MySQL: expression defaults
+    return Translation(text, Verdict.REVIEW, result.reason or "expression default translated")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,125 @@
+"""Schema conversion beyond tables on real servers (#15): checks, defaults and views created,
+verified by the target, refusals reported while the data still loads."""
+
+import sqlite3
+
+import psycopg
+import pytest
+
+import replikit as rk
+from replikit.schema.report import Verdict
+
+_MYSQL_SCHEMA = [
+    "CREATE TABLE item (id INT PRIMARY KEY, price INT NOT NULL, name VARCHAR(20) NOT NULL, "
+    "token CHAR(36) DEFAULT (uuid()), added TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+    "CONSTRAINT positive CHECK (price > 0), "
+    "CONSTRAINT short_name CHECK (char_length(name) BETWEEN 1 AND 10))",
+    "INSERT INTO item (id, price, name) VALUES (1, 5, 'pen'), (2, 50, 'lamp'), (3, 8, 'Cup')",
+    "CREATE VIEW cheap AS SELECT id, name, price FROM item WHERE price < 10",
+    "CREATE VIEW cheap_names AS SELECT upper(name) AS up FROM cheap",
+    "CREATE VIEW odd AS SELECT id, name FROM item WHERE name REGEXP '^[a-z]+$'",
+]
+
+
+@pytest.fixture
+def shop(mysql_server, mysql_url):
+    from sqlalchemy.engine import make_url
+
+    db = make_url(mysql_url).database
+    conn = mysql_server.connect(db)
+    try:
+        with conn.cursor() as cur:
+            for statement in _MYSQL_SCHEMA:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+    return mysql_url
+
+
+def _pg_rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return sorted(conn.execute(sql).fetchall())
+
+
+def test_mysql_checks_defaults_and_views_arrive_in_postgresql(shop, pg_url):
+    task = rk.Task(shop, pg_url, mappings=rk.Mappings().rename_column("item", "price", "cost"))
+    plan = task.plan()
+    report = plan.assessment.schema
+    assert {o.name: o.verdict for o in report.of_kind("check")} == {
+        f"{_db(shop)}.item.positive": Verdict.EXACT,
+        f"{_db(shop)}.item.short_name": Verdict.REVIEW,  # char_length: check semantics
+    }
+    token = next(o for o in report.of_kind("default") if o.name.endswith(".token"))
+    assert token.sql == "gen_random_uuid()"
+    assert "schema objects:" in str(plan) and "schema" in plan.to_dict()
+    assert "Schema objects" in plan._repr_html_()
+    assert any("CHECK" in s and '"cost" > 0' in s for s in plan.ddl)
+    stats = task.run()
+    schema = _db(shop)
+    # the checks hold in the target: a violating row is refused
+    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(f'INSERT INTO "{schema}"."item" (id, cost, name) VALUES (9, -1, \'x\')')
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(f'INSERT INTO "{schema}"."item" (id, cost, name) VALUES (9, 1, \'x\')')
+        (token_value,) = conn.execute(
+            f'SELECT token FROM "{schema}"."item" WHERE id = 9'
+        ).fetchone()
+        assert len(token_value) == 36
+    # views, renamed column followed, in dependency order
+    assert _pg_rows(pg_url, f'SELECT * FROM "{schema}"."cheap"') == [
+        (1, "pen", 5),
+        (3, "Cup", 8),
+        (9, "x", 1),
+    ]
+    assert _pg_rows(pg_url, f'SELECT * FROM "{schema}"."cheap_names"') == [
+        ("CUP",),
+        ("PEN",),
+        ("X",),
+    ]
+    created = {o.name: e for o, e in stats.objects if o.kind == "view"}
+    assert created[f"{schema}.cheap"] is None and created[f"{schema}.cheap_names"] is None
+
+
+def _db(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(url).database)
+
+
+def test_violated_check_is_left_out_in_postgresql(mysql_server, mysql_url, pg_url):
+    db = _db(mysql_url)
+    conn = mysql_server.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY, code VARCHAR(10))")
+            cur.execute("INSERT INTO t VALUES (1, 'abc'), (2, 'ABC')")
+            # MariaDB compares case-insensitively: 'ABC' = lower('ABC') holds there
+            cur.execute("ALTER TABLE t ADD CONSTRAINT lower_code CHECK (code = lower(code))")
+        conn.commit()
+    finally:
+        conn.close()
+    task = rk.Task(mysql_url, pg_url)
+    stats = task.run()
+    assert stats.total_rows == 2
+    (outcome,) = [(o, e) for o, e in stats.objects if o.kind == "check"]
+    assert outcome[1] is not None and "lower_code" in outcome[1]
+    assert any("lower_code" in w for w in stats[f"{db}.t"].warnings)
+    assert _pg_rows(pg_url, f'SELECT count(*) FROM "{db}"."t"') == [(2,)]
+
+
+def test_view_the_target_refuses_is_reported_and_the_task_goes_on(shop, tmp_path):
+    target = tmp_path / "shop.db"
+    task = rk.Task(shop, f"sqlite:///{target}")
+    views = {v.name.split(".")[-1]: v for v in task.plan().assessment.schema.of_kind("view")}
+    assert views["odd"].verdict is Verdict.REVIEW  # REGEXP needs a function SQLite lacks
+    stats = task.run()
+    refused = {o.name.split(".")[-1]: e for o, e in stats.objects if e}
+    assert "odd" in refused and "regexp" in refused["odd"].lower()
+    conn = sqlite3.connect(target)
+    assert sorted(conn.execute('SELECT * FROM "cheap"').fetchall()) == [
+        (1, "pen", 5),
+        (3, "Cup", 8),
+    ]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'odd'").fetchall() == []
+    assert "not created: view" in str(stats)
