@@ -58,7 +58,7 @@ from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableSchema
-from replikit.schema.report import ConversionReport
+from replikit.schema.report import ConversionReport, routine_plans
 from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
 
@@ -252,6 +252,7 @@ class Task:
                 progress=False,  # run() shows the whole task's progress
                 replicate=self.migration_type != "full-load",
                 views=catalog.views,
+                routines=catalog.routines,
             )
         return self._pipeline
 
@@ -289,7 +290,8 @@ class Task:
         views = pipe.view_plans()
         if isinstance(pipe.writer, SupportsSchemaObjects):
             ddl += tuple(pipe.writer.object_ddl(plans, [v for v in views if v.converted]))
-        report = ConversionReport.of([*(o for p in plans for o in p.objects), *views])
+        routines = routine_plans(self.catalog().routines, target=dialect_of(pipe.writer).name)
+        report = ConversionReport.of([*(o for p in plans for o in p.objects), *views, *routines])
         findings = (*self._onto_source(plans), *pipe.findings())
         return Plan(Assessment(tuple(plans), tuple(problems), findings, report), ddl)
 
@@ -558,6 +560,7 @@ class Task:
             finish=not resumed,
             replicate=True,
             views=self.catalog().views,
+            routines=self.catalog().routines,
         )
         cache = ChangeCache()
         try:

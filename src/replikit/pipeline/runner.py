@@ -52,7 +52,7 @@ from replikit.schema.convert import (
     plan_table,
 )
 from replikit.schema.findings import Finding
-from replikit.schema.model import TableId, TableSchema, View
+from replikit.schema.model import Routine, TableId, TableSchema, View
 from replikit.schema.report import ObjectPlan
 from replikit.schema.views import ViewSource, plan_views
 from replikit.transforms import SchemaTransform, Transform
@@ -121,6 +121,7 @@ class Pipeline:
             tables are then also checked for the key changes are applied by.
         views: the source's views, created after the tables when the writer can
             (:meth:`view_plans`); one the target refuses is reported, not an error.
+        routines: the source's functions (a view that calls one is not converted).
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class Pipeline:
         finish: bool = True,
         replicate: bool = False,
         views: Sequence[View] = (),
+        routines: Sequence[Routine] = (),
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -163,6 +165,7 @@ class Pipeline:
         self.finish = finish
         self.replicate = replicate
         self.views = tuple(views)
+        self.functions = tuple(r.id.name for r in routines if r.kind == "function")
         self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()
         self._remote: set[Future[int]] = set()
@@ -225,6 +228,7 @@ class Pipeline:
                 source=dialect_of(self.reader).name,
                 target=dialect_of(self.writer).name,
                 target_id=self._target_id,
+                functions=self.functions,
             )
         return self._view_plans
 

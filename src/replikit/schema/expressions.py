@@ -187,13 +187,53 @@ def translate_default(sql: str, *, source: str, target: str) -> Translation:
         return Translation(uuid, Verdict.EXACT)
     if any(isinstance(n, exp.Anonymous) and n.name.lower() == "nextval" for n in tree.walk()):
         return Translation(None, Verdict.NOT_CONVERTED, "a sequence default (nextval)")
-    if any(isinstance(n, exp.Column) for n in tree.walk()):
-        return Translation(None, Verdict.NOT_CONVERTED, "a default that reads columns")
-    result = translate(sql, source=source, target=target)
-    if result.sql is None:
-        return result
-    text = f"({result.sql})" if target == "mysql" else result.sql  # MySQL: expression defaults
-    return Translation(text, Verdict.REVIEW, result.reason or "expression default translated")
+    now = _now_literal(inner)
+    if now is not None:
+        tree = now
+    elif any(not isinstance(n, _DEFAULT_NODES) for n in tree.walk()):
+        return Translation(
+            None,
+            Verdict.NOT_CONVERTED,
+            "an expression default beyond literals, arithmetic and the current time",
+        )
+    try:
+        out = render(tree, target)
+    except ValueError as exc:
+        return Translation(None, Verdict.NOT_CONVERTED, str(exc))
+    text = f"({out})" if target == "mysql" else out  # MySQL: expression defaults in parentheses
+    return Translation(text, Verdict.REVIEW, "expression default translated")
+
+
+#: what a translated default may consist of (anything else could make the target refuse the
+#: table, since defaults are part of CREATE TABLE)
+_DEFAULT_NODES = (
+    exp.Literal,
+    exp.Paren,
+    exp.Neg,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Boolean,
+    exp.Null,
+    exp.CurrentDate,
+    exp.CurrentTimestamp,
+    exp.CurrentTime,
+)
+
+
+def _now_literal(node: exp.Expr) -> exp.Expression | None:
+    """PostgreSQL's ``'now'::date`` / ``('now'::text)::timestamp``: the current date or time."""
+    outer: exp.Expr = node
+    inner: exp.Expr = node
+    while isinstance(inner, exp.Cast):
+        inner = inner.this.unnest()
+    if outer is inner or not (inner.is_string and inner.name.lower() in ("now", "today")):
+        return None
+    assert isinstance(outer, exp.Cast)
+    if outer.to.is_type(exp.DataType.Type.DATE):
+        return exp.CurrentDate()
+    return exp.CurrentTimestamp()
 
 
 def _first_line(exc: BaseException) -> str:

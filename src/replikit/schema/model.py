@@ -14,6 +14,7 @@ __all__ = [
     "ForeignKey",
     "Identity",
     "Index",
+    "Routine",
     "TableDraft",
     "TableId",
     "TableSchema",
@@ -171,10 +172,25 @@ class TableDraft:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """A view; listed by reflection, not converted yet."""
+    """A view (or materialized view) and its query in the source dialect."""
 
     id: TableId
     definition: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """A function, procedure or trigger: reflected so the plan can report it.
+
+    ``kind`` is ``"function"``, ``"procedure"`` or ``"trigger"``; ``language`` the language
+    its body is written in (``sql``, ``plpgsql``, ...); ``table`` the table a trigger fires on.
+    """
+
+    id: TableId
+    kind: str
+    language: str
+    definition: str | None = None
+    table: TableId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +199,7 @@ class Catalog:
 
     tables: tuple[TableSchema, ...] = ()
     views: tuple[View, ...] = ()
+    routines: tuple[Routine, ...] = ()
     problems: tuple[str, ...] = field(default=())
 
     def table(self, table: TableId | str) -> TableSchema:

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from replikit.schema.model import TableId
+from replikit.schema.model import Routine, TableId
 
-__all__ = ["KINDS", "ConversionReport", "ObjectPlan", "Verdict"]
+__all__ = ["KINDS", "ConversionReport", "ObjectPlan", "Verdict", "routine_plans"]
 
 #: object kinds in report order
 KINDS = (
@@ -131,3 +131,20 @@ class ConversionReport:
 
     def __bool__(self) -> bool:
         return bool(self.objects)
+
+
+def routine_plans(routines: Iterable[Routine], *, target: str) -> list[ObjectPlan]:
+    """Functions, procedures and triggers, each ``not converted`` with its language.
+
+    replikit moves data and schema, not code: a routine's body is a program in its language,
+    and a trigger fires one (or, in MySQL and SQLite, is one).
+    """
+    out = []
+    for r in routines:
+        on = f" on {r.table}" if r.table else ""
+        reason = (
+            f"{r.language} {r.kind}{on}: code is not converted; "
+            f"recreate it in {target} from its definition"
+        )
+        out.append(ObjectPlan(r.kind, str(r.id), Verdict.NOT_CONVERTED, r.definition, None, reason))
+    return out

@@ -11,7 +11,7 @@ lacks is ``not converted`` with the reason; the others are still created.
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -38,17 +38,25 @@ def plan_views(
     source: str,
     target: str,
     target_id: Callable[[TableId], TableId],
+    functions: Collection[str] = (),
 ) -> list[ObjectPlan]:
     """Plan ``views`` (source dialect ``source``) for dialect ``target``, dependency order.
 
     ``tables`` maps every moved source table to its target; ``target_id`` names a view's
-    target (the mappings' table rules).
+    target (the mappings' table rules); ``functions`` are the source's own functions (a view
+    that calls one is not converted: the function is not, and a target function of the same
+    name, such as MySQL's GROUP_CONCAT for Sakila's PostgreSQL aggregate, does not do the same).
     """
     ids = {v.id: target_id(v.id) for v in views}
     known: dict[TableId, ViewSource] = {**tables, **{v: ViewSource(t) for v, t in ids.items()}}
     drafts: dict[TableId, _Draft] = {}
     for view in views:
         drafts[view.id] = _Draft.of(view, known, views_ids=set(ids), source=source)
+        called = _user_functions(drafts[view.id].tree, {f.lower() for f in functions})
+        if called and drafts[view.id].error is None:
+            drafts[
+                view.id
+            ].error = f"calls {', '.join(called)}, the source's own function (not converted)"
     order = _order(drafts)
     out: list[ObjectPlan] = []
     failed: set[TableId] = set()
@@ -87,6 +95,8 @@ class _Draft:
             tree = expressions.parse(text, source)
         except ValueError as exc:
             return cls(view, None, set(), str(exc))
+        if isinstance(tree, exp.Create) and isinstance(tree.expression, exp.Expression):
+            tree = tree.expression  # SQLite keeps the whole CREATE VIEW statement
         try:
             tree, depends = _retarget(tree, view.id, known, views_ids)
         except _Missing as exc:
@@ -100,6 +110,11 @@ class _Draft:
                 "view", name, Verdict.NOT_CONVERTED, definition, None, self.error, target=tid
             )
         tree, notes = self.tree, []
+        refused = _postgres_refuses(tree) if target == "postgresql" else None
+        if refused is not None:
+            return ObjectPlan(
+                "view", name, Verdict.NOT_CONVERTED, definition, None, refused, target=tid
+            )
         if source == "mysql" and target == "postgresql" and _widen_group_by(tree):
             notes.append(
                 "GROUP BY extended with the selected columns (MySQL groups by functional "
@@ -119,6 +134,17 @@ class _Draft:
 
 class _Missing(Exception):
     """A view reads an object that is not moved."""
+
+
+def _user_functions(tree: exp.Expression | None, functions: set[str]) -> list[str]:
+    """The names of ``functions`` that ``tree`` calls."""
+    if tree is None or not functions:
+        return []
+    found = []
+    for node in tree.find_all(exp.Func):
+        names = [node.name] if isinstance(node, exp.Anonymous) else type(node).sql_names()
+        found += [f"{n.lower()}()" for n in names if n.lower() in functions]
+    return sorted(set(found))
 
 
 def _find(known: Mapping[TableId, ViewSource], tid: TableId) -> TableId | None:
@@ -189,6 +215,20 @@ def _rename_columns(
             renamed = unqualified.get(column.name) if column.name not in clashes else None
         if renamed is not None:
             column.set("this", exp.to_identifier(renamed))
+
+
+def _postgres_refuses(tree: exp.Expression) -> str | None:
+    """Why PostgreSQL would refuse ``tree``, for constructs other engines accept."""
+    for order in tree.find_all(exp.Order):
+        distinct = order.this
+        if isinstance(distinct, exp.Distinct) and isinstance(order.parent, exp.AggFunc):
+            args = {e.sql() for e in distinct.expressions}
+            if any(o.this.sql() not in args for o in order.expressions):
+                return (
+                    "PostgreSQL needs the ORDER BY of a DISTINCT aggregate among its arguments: "
+                    f"{order.parent.sql(dialect='mysql')}"
+                )
+    return None
 
 
 def _widen_group_by(tree: exp.Expression) -> bool:

@@ -141,7 +141,7 @@ class Ddl:
             fk_clauses = [
                 c
                 for fk in plan.target_schema.foreign_keys
-                if (c := _fk(fk, targets, fk_names.get((plan.target_id, fk.name))))
+                if (c := _fk(fk, targets, fk_names.get((plan.target_id, fk.name)), plan))
             ]
             if fk_clauses:
                 out.append(
@@ -258,7 +258,9 @@ def _fk_names(plans: Sequence[TablePlan]) -> dict[tuple[TableId, str | None], st
     return out
 
 
-def _fk(fk: ForeignKey, targets: dict[TableId, TablePlan], name: str | None) -> str | None:
+def _fk(
+    fk: ForeignKey, targets: dict[TableId, TablePlan], name: str | None, plan: TablePlan
+) -> str | None:
     ref = targets.get(fk.ref_table)
     if ref is None:
         return None
@@ -267,10 +269,14 @@ def _fk(fk: ForeignKey, targets: dict[TableId, TablePlan], name: str | None) -> 
         f"({', '.join(q(c) for c in fk.columns)}) REFERENCES {table_name(ref.target_id)} "
         f"({', '.join(q(c) for c in fk.ref_columns)})"
     )
-    if fk.on_delete and fk.on_delete.upper() in _ACTIONS:
-        text += f" ON DELETE {fk.on_delete.upper()}"
-    if fk.on_update and fk.on_update.upper() in _ACTIONS:
-        text += f" ON UPDATE {fk.on_update.upper()}"
+    # SET NULL on a NOT NULL column: PostgreSQL accepts the key and refuses the delete or
+    # update when it happens; MySQL refuses the key. Without the action MySQL refuses the same
+    # delete or update, so the outcome is kept.
+    not_null = any(not c.nullable for c in plan.columns if c.name in fk.columns)
+    for event, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
+        act = (action or "").upper()
+        if act in _ACTIONS and not (act == "SET NULL" and not_null):
+            text += f" ON {event} {act}"
     return text
 
 

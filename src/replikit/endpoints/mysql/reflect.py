@@ -33,6 +33,7 @@ from replikit.schema.model import (
     ForeignKey,
     Identity,
     Index,
+    Routine,
     TableDraft,
     TableId,
     View,
@@ -98,7 +99,33 @@ def reflect(conn: Any, database: str | None, selection: Selection | None = None)
         _indexes(conn, schemas, tables)
         _foreign_keys(conn, schemas, tables)
     built = tuple(t.build() for t in tables.values())
-    return Catalog(tables=built, views=tuple(views), problems=tuple(problems))
+    routines = _routines(conn, schemas, tables)
+    return Catalog(
+        tables=built, views=tuple(views), routines=tuple(routines), problems=tuple(problems)
+    )
+
+
+def _routines(conn: Any, schemas: Sequence[str], tables: dict[TableId, _Table]) -> list[Routine]:
+    """Stored functions and procedures of ``schemas``; triggers on the selected tables."""
+    sql = (
+        "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_BODY, ROUTINE_DEFINITION "  # noqa: S608
+        f"FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN ({_in(schemas)}) ORDER BY 1, 2"
+    )
+    out = [
+        Routine(TableId(schema, name), str(kind).lower(), str(body).lower(), definition)
+        for schema, name, kind, body, definition in _rows(conn, sql, schemas)
+    ]
+    sql = (
+        "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, "  # noqa: S608
+        "EVENT_MANIPULATION, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+        f"WHERE TRIGGER_SCHEMA IN ({_in(schemas)}) ORDER BY 1, 2"
+    )
+    for schema, name, table, timing, event, statement in _rows(conn, sql, schemas):
+        tid = TableId(schema, table)
+        if tid in tables:
+            text = f"{timing} {event} ON {table} FOR EACH ROW {statement}"
+            out.append(Routine(TableId(schema, name), "trigger", "sql", text, tid))
+    return out
 
 
 def _fresh_statistics(conn: Any) -> None:

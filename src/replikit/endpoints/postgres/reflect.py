@@ -23,6 +23,7 @@ from replikit.schema.model import (
     ForeignKey,
     Identity,
     Index,
+    Routine,
     TableDraft,
     TableId,
     View,
@@ -41,6 +42,24 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 ORDER BY n.nspname, c.relname
 """
+_ROUTINES = """
+SELECT n.nspname, p.proname, p.prokind, l.lanname,
+       CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE n.nspname = ANY(%s)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = p.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+_TRIGGERS = """
+SELECT c.oid, t.tgname, l.lanname, pg_get_triggerdef(t.oid)
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
+WHERE NOT t.tgisinternal AND t.tgrelid = ANY(%s)
+ORDER BY 1, 2
+"""
+_KINDS = {"f": "function", "p": "procedure", "a": "function", "w": "function"}
 _COLUMNS = """
 SELECT a.attrelid, a.attname, a.attnum, a.atttypid, a.atttypmod, a.attndims, a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, co.collname,
@@ -144,9 +163,11 @@ def reflect(conn: Connection, selection: Selection | None = None) -> Catalog:
         _columns(conn, tables, oids, problems)
         _constraints(conn, tables, oids)
         _indexes(conn, tables, oids)
+        routines = _routines(conn, tables, views)
     return Catalog(
         tables=tuple(t.build() for t in tables.values()),
         views=tuple(views),
+        routines=tuple(routines),
         problems=tuple(problems),
     )
 
@@ -164,6 +185,23 @@ def _relations(conn: Connection, selection: Selection) -> tuple[dict[int, _Table
             est = rows if rows is not None and rows >= 0 else None
             tables[oid] = _Table(oid, id=tid, rows=est, size=size, comment=comment)
     return tables, views
+
+
+def _routines(conn: Connection, tables: dict[int, _Table], views: list[View]) -> list[Routine]:
+    """Functions and procedures of the selected tables' schemas (not those of extensions),
+    and the triggers on the selected tables."""
+    schemas = sorted(
+        {t.id.schema for t in tables.values() if t.id.schema}
+        | {v.id.schema for v in views if v.id.schema}
+    )
+    out = [
+        Routine(TableId(schema, name), _KINDS.get(kind, "function"), lang, body)
+        for schema, name, kind, lang, body in conn.execute(_ROUTINES, (schemas,))
+    ]
+    for oid, name, lang, body in conn.execute(_TRIGGERS, (list(tables),)):
+        table = tables[oid].id
+        out.append(Routine(TableId(table.schema, name), "trigger", lang, body, table))
+    return out
 
 
 def _columns(

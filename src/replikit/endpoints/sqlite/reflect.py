@@ -20,6 +20,7 @@ from replikit.schema.model import (
     ForeignKey,
     Identity,
     Index,
+    Routine,
     TableId,
     TableSchema,
     View,
@@ -93,7 +94,15 @@ def reflect_catalog(conn: sqlite3.Connection, selection: Selection | None = None
         )
         if selection is None or selection.matches(TableId(None, name))
     )
-    return Catalog(tables=tables, views=views)
+    names = {t.id.name for t in tables}
+    triggers = tuple(
+        Routine(TableId(None, name), "trigger", "sql", sql, TableId(None, table))
+        for name, table, sql in conn.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        )
+        if table in names and not name.lower().startswith((INTERNAL_PREFIX, CONTROL_PREFIX))
+    )
+    return Catalog(tables=tables, views=views, routines=triggers)
 
 
 def reflect_table(conn: sqlite3.Connection, name: str) -> TableSchema | None:
