@@ -1,5 +1,6 @@
 """Schema conversion beyond tables, planning side (#15): expressions, defaults, views, report."""
 
+import json
 import sqlite3
 
 import psycopg
@@ -201,3 +202,25 @@ def test_generated_checks_judge_rows_alike_in_postgresql_and_sqlite(pg_url, expr
         )
     ]
     assert got_pg == got_lite, (expr, pg.sql, lite.sql)
+
+
+def test_plan_cli_reports_schema_objects_in_json_and_html(tmp_path, capsys):
+    from replikit.cli import main
+
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+        conn.execute("CREATE VIEW big AS SELECT id FROM t WHERE n > 10")
+        conn.execute("CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN SELECT 1; END")
+    report = tmp_path / "plan.html"
+    args = ["plan", f"sqlite:///{src}", f"sqlite:///{tmp_path / 'out.db'}"]
+    assert main([*args, "--json", "--html", str(report)]) == 0
+    schema = json.loads(capsys.readouterr().out)["schema"]
+    assert schema["counts"] == {
+        "view": {"exact": 1, "review": 0, "not converted": 0},
+        "trigger": {"exact": 0, "review": 0, "not converted": 1},
+    }
+    (trigger,) = [o for o in schema["objects"] if o["kind"] == "trigger"]
+    assert trigger["name"] == "t.t_ins" and "sql trigger on t" in trigger["reason"]
+    page = report.read_text()
+    assert "Schema objects" in page and "t.t_ins" in page

@@ -280,6 +280,11 @@ def _add_plan(sub: Any, common: argparse.ArgumentParser) -> None:
     _urls(p)
     _mapping_options(p)
     p.add_argument("--ddl", action="store_true", help="also print the target DDL")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the plan as an HTML report (assessment, schema objects, DDL) to FILE",
+    )
 
 
 def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -183,6 +184,11 @@ def _report(
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     plan = _task(args).plan()
+    if args.html:
+        page = (
+            f"<!doctype html><meta charset='utf-8'><title>replikit plan</title>{plan._repr_html_()}"
+        )
+        Path(args.html).write_text(page, encoding="utf-8")
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0

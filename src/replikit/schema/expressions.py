@@ -186,7 +186,12 @@ def translate_default(sql: str, *, source: str, target: str) -> Translation:
             return Translation(None, Verdict.NOT_CONVERTED, f"{target} has no UUID function")
         return Translation(uuid, Verdict.EXACT)
     if any(isinstance(n, exp.Anonymous) and n.name.lower() == "nextval" for n in tree.walk()):
-        return Translation(None, Verdict.NOT_CONVERTED, "a sequence default (nextval)")
+        return Translation(
+            None,
+            Verdict.NOT_CONVERTED,
+            "a sequence default (nextval) of a sequence the column does not own: values are "
+            "copied, new rows get no key from the target",
+        )
     now = _now_literal(inner)
     if now is not None:
         tree = now
@@ -201,7 +206,7 @@ def translate_default(sql: str, *, source: str, target: str) -> Translation:
     except ValueError as exc:
         return Translation(None, Verdict.NOT_CONVERTED, str(exc))
     text = f"({out})" if target == "mysql" else out  # MySQL: expression defaults in parentheses
-    return Translation(text, Verdict.REVIEW, "expression default translated")
+    return Translation(text, Verdict.REVIEW, f"expression default translated as {text}")
 
 
 #: what a translated default may consist of (anything else could make the target refuse the

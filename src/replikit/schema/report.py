@@ -146,5 +146,7 @@ def routine_plans(routines: Iterable[Routine], *, target: str) -> list[ObjectPla
             f"{r.language} {r.kind}{on}: code is not converted; "
             f"recreate it in {target} from its definition"
         )
-        out.append(ObjectPlan(r.kind, str(r.id), Verdict.NOT_CONVERTED, r.definition, None, reason))
+        # trigger names are per table in PostgreSQL and MySQL
+        name = f"{r.table}.{r.id.name}" if r.table else str(r.id)
+        out.append(ObjectPlan(r.kind, name, Verdict.NOT_CONVERTED, r.definition, None, reason))
     return out

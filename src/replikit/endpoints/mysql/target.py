@@ -127,6 +127,7 @@ class MysqlWriter:
         self._no_local_infile = False
         self._loads: dict[tuple[str, tuple[str, ...]], Load] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
+        self._checks: list[tuple[ObjectPlan, str | None]] = []  # CHECKs finish added or not
 
     # -- DDL ------------------------------------------------------------------------------
     @property
@@ -167,6 +168,7 @@ class MysqlWriter:
         gen = self._generator()
         out = [s for p in plans for s in gen.create(p)]
         out += gen.finish(plans)
+        out += [s for p in plans for _, s in gen.checks(p)]
         for plan in plans:
             nxt = _next_value(plan)
             if nxt is not None:
@@ -174,28 +176,30 @@ class MysqlWriter:
         return out
 
     def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
-        """The CHECK and view statements :meth:`create_objects` would run."""
+        """The view statements :meth:`create_objects` would run (CHECKs are in :meth:`ddl`)."""
         gen = self._generator()
-        out = [s for p in plans for _, s in gen.checks(p)]
-        return out + [gen.view(v) for v in views if v.converted]
+        return [gen.view(v) for v in views if v.converted]
 
     def create_objects(
         self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
     ) -> list[tuple[ObjectPlan, str | None]]:
-        """Add each converted CHECK (MySQL checks the loaded rows), then create each view and
-        query it (a view the query fails on is dropped); refusals are reported, not raised."""
+        """The CHECKs :meth:`finish` added or left out for ``plans``, then each view created
+        and queried (one the query fails on is dropped); refusals are reported, not raised."""
+        tids = {p.target_id for p in plans}
+        out = [(o, e) for o, e in self._checks if o.table in tids]
         gen = self._generator()
-        work: list[tuple[ObjectPlan, list[str], str | None]] = [
-            (obj, [statement], None)
-            for p in plans
-            if p.target_id not in self._kept
-            for obj, statement in gen.checks(p)
-        ]
+        work: list[tuple[ObjectPlan, list[str], str | None]] = []
         for v in views:
             if v.converted and v.target is not None:
                 name = _ddl.table_name(v.target)
                 check = f"SELECT * FROM {name} LIMIT 0"  # noqa: S608 (quoted identifier)
                 work.append((v, [gen.view(v), check], f"DROP VIEW IF EXISTS {name}"))
+        return out + self._each(work)
+
+    def _each(
+        self, work: Sequence[tuple[ObjectPlan, list[str], str | None]]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Run each object's statements: ``None`` or MySQL's refusal (then its undo runs)."""
         driver = load_driver(self._params.driver)
         conn = connect(self._params, autocommit=True)
         out: list[tuple[ObjectPlan, str | None]] = []
@@ -276,6 +280,7 @@ class MysqlWriter:
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
+        self._checks = []
         existing = {} if mode == "drop-and-create" else self._existing(plans)
         refuse_existing(_findings(plans, existing))
         self._kept.update(existing)
@@ -294,10 +299,12 @@ class MysqlWriter:
             raise table_errors(errors, f"MySQL {mode}", len(plans))
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: keys, indexes, CHECKs, foreign keys, AUTO_INCREMENT restarts.
+        """After the load: keys, indexes, foreign keys, CHECKs, AUTO_INCREMENT restarts.
 
         Per table, as :meth:`prepare`; a foreign key to a table that failed is left out. Not
-        on existing tables that ``truncate`` / ``do-nothing`` kept as they are.
+        on existing tables that ``truncate`` / ``do-nothing`` kept as they are. Each CHECK is
+        added on its own: one the loaded rows violate is left out and reported by
+        :meth:`create_objects`, the table is not failed.
         """
         plans = [p for p in plans if p.target_id not in self._kept]
         gen = self._generator()
@@ -305,6 +312,14 @@ class MysqlWriter:
         ok = [p for p in plans if str(p.target_id) not in errors]
         errors |= self._execute_tables([(t, [s]) for t, s in gen.foreign_key_alters(ok, ok)])
         self.problems += gen.problems
+        checks = [
+            (obj, [statement], None)
+            for p in plans
+            if str(p.target_id) not in errors
+            for obj, statement in gen.checks(p)
+        ]
+        if checks:
+            self._checks += self._each(checks)
         restarts = [
             (p, _next_value(p))
             for p in plans

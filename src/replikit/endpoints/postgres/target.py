@@ -69,6 +69,7 @@ class PostgresWriter:
         self._params = params
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+        self._checks: list[tuple[ObjectPlan, str | None]] = []  # CHECKs finish added or not
 
     def _names_for(self, plans: Sequence[TablePlan]) -> ObjectNames:
         """The object names ``prepare`` chose, when it prepared these plans; else new ones."""
@@ -86,44 +87,30 @@ class PostgresWriter:
             out += _ddl.create_statements(plan, names)
         finish = _ddl.finish_statements(plans, names)
         out += finish.statements
+        out += [s for p in plans for _, s in _ddl.check_statements(p, names)]
         for tid, column, nxt in finish.identities:
             if nxt is not None:
                 out.append(_ddl.restart_statement(tid, column, nxt))
         return out
 
     def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
-        """The CHECK and view statements :meth:`create_objects` would run."""
-        names = object_names(plans, DIALECT)
-        out = [s for p in plans for _, s in _ddl.check_statements(p, names)]
-        return out + [s for v in views if v.converted for s in _ddl.view_statements(v)]
+        """The view statements :meth:`create_objects` would run (CHECKs are in :meth:`ddl`)."""
+        return [s for v in views if v.converted for s in _ddl.view_statements(v)]
 
     def create_objects(
         self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
     ) -> list[tuple[ObjectPlan, str | None]]:
-        """Add each converted CHECK (validated against the loaded rows), then create each
-        view and query it; one PostgreSQL refuses is rolled back and reported, not raised."""
-        names = self._names_for(plans)
+        """The CHECKs :meth:`finish` added or left out for ``plans``, then each view created
+        and queried; one PostgreSQL refuses is rolled back and reported, not raised."""
+        tids = {p.target_id for p in plans}
+        out = [(o, e) for o, e in self._checks if o.table in tids]
         work = [
-            (obj, [statement])
-            for p in plans
-            if p.target_id not in self._kept
-            for obj, statement in _ddl.check_statements(p, names)
-        ]
-        work += [
             (v, [*_ddl.view_statements(v), f"SELECT * FROM {_ddl.table_name(v.target)} LIMIT 0"])  # noqa: S608
             for v in views
             if v.converted and v.target is not None
         ]
-        out: list[tuple[ObjectPlan, str | None]] = []
         with connect(self._params) as conn:
-            for obj, statements in work:
-                try:
-                    with conn.transaction():
-                        _execute(conn, statements)
-                except psycopg.Error as exc:
-                    out.append((obj, _first_line(exc)))
-                else:
-                    out.append((obj, None))
+            out += _each(conn, work)
         return out
 
     def check_existing(
@@ -147,6 +134,7 @@ class PostgresWriter:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
         self._names = object_names(plans, DIALECT)
+        self._checks = []
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
             existing = {} if mode == "drop-and-create" else _reflect_targets(conn, plans)
@@ -187,11 +175,12 @@ class PostgresWriter:
             conn.execute(statement)
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: unique keys, indexes, checks, foreign keys, identity restarts
+        """After the load: unique keys, indexes, foreign keys, checks, identity restarts
         (not on existing tables that ``truncate`` / ``do-nothing`` kept as they are).
 
         Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
-        is left out.
+        is left out. Each CHECK is added on its own: one the loaded rows violate is left out
+        and reported by :meth:`create_objects`, the table is not failed.
         """
         names = self._names_for(plans)
         plans = [p for p in plans if p.target_id not in self._kept]
@@ -217,6 +206,13 @@ class PostgresWriter:
                         action="index",
                         params=self._params,
                     )
+            checks = [
+                (obj, [statement])
+                for p in plans
+                if str(p.target_id) not in errors
+                for obj, statement in _ddl.check_statements(p, names)
+            ]
+            self._checks += _each(conn, checks)
             for tid, column, nxt in finish.identities:
                 if str(tid) not in errors:
                     _per_table(
@@ -319,6 +315,22 @@ def _guess_column(row: Sequence[Any], names: list[str]) -> str | None:
         if isinstance(value, str) and "\x00" in value:
             return name
     return None
+
+
+def _each(
+    conn: Connection, work: Sequence[tuple[ObjectPlan, Sequence[str]]]
+) -> list[tuple[ObjectPlan, str | None]]:
+    """Run each object's statements in its own transaction: ``None`` or PostgreSQL's refusal."""
+    out: list[tuple[ObjectPlan, str | None]] = []
+    for obj, statements in work:
+        try:
+            with conn.transaction():
+                _execute(conn, statements)
+        except psycopg.Error as exc:
+            out.append((obj, _first_line(exc)))
+        else:
+            out.append((obj, None))
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
