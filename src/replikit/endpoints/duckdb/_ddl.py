@@ -54,8 +54,8 @@ def create_table(plan: TablePlan) -> str:
     lines = [_column(cp) for cp in plan.columns]
     if schema.primary_key:
         lines.append(f"PRIMARY KEY ({_cols(schema.primary_key)})")
-    if plan.source_dialect == DIALECT.name:
-        lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
+    # CHECKs are in DuckDB SQL: the plan translated them (schema/expressions.py)
+    lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
     body = ",\n    ".join(lines)
     return f"CREATE TABLE {table_name(plan.target_id)} (\n    {body}\n)"
 
