@@ -121,7 +121,19 @@ def _same_rows(views, source_rows, target_rows):
     return compared
 
 
-def test_sakila_mysql_to_postgresql_views_return_the_same_rows(sakila_mysql, mysql_server, pg_url):
+@pytest.fixture
+def mysql_back(mysql_server):
+    import uuid
+
+    name = f"rk_views_{uuid.uuid4().hex[:10]}"
+    url = mysql_server.create_database(name)
+    yield url
+    mysql_server.drop_database(name)
+
+
+def test_sakila_mysql_to_postgresql_and_back_views_return_the_same_rows(
+    sakila_mysql, mysql_server, pg_url, mysql_back
+):
     plan, views = _run(rk.Task(sakila_mysql, pg_url))
     verdicts = {v.name: v.verdict for v in views}
     assert verdicts["sakila.actor_info"] is Verdict.NOT_CONVERTED
@@ -137,9 +149,19 @@ def test_sakila_mysql_to_postgresql_views_return_the_same_rows(sakila_mysql, mys
     assert kinds["trigger"]["not converted"] == 6
     assert kinds["procedure"]["not converted"] == 3
 
+    # and back: the six views return the original rows in MySQL again
+    _, back = _run(rk.Task(pg_url, mysql_back, mappings=rk.Mappings().include("sakila", "%")))
+    assert sum(v.converted for v in back) == 6
+    compared = _same_rows(
+        back,
+        lambda name: _mysql(mysql_server, sakila_mysql, f"`{name}`"),
+        lambda tid: _mysql(mysql_server, mysql_back, f"`{tid.name}`"),
+    )
+    assert compared == 6
+
 
 def test_sakila_postgresql_to_mysql_and_sqlite_views_and_checks(
-    sakila_pg, mysql_server, mysql_url, tmp_path
+    sakila_pg, mysql_server, mysql_url, tmp_path, pg_server
 ):
     include = rk.Mappings().include("public", "%")
     plan, views = _run(rk.Task(sakila_pg, mysql_url, mappings=include))
@@ -170,6 +192,29 @@ def test_sakila_postgresql_to_mysql_and_sqlite_views_and_checks(
             )
     finally:
         conn.close()
+
+    # and back to PostgreSQL: the four views return the original rows, the checks hold
+    import uuid
+
+    back_db = f"rk_back_{uuid.uuid4().hex[:10]}"
+    back_url = pg_server.create_database(back_db)
+    try:
+        _, back = _run(rk.Task(mysql_url, back_url))
+        assert sum(v.converted for v in back) == 4
+        db = make_url(mysql_url).database
+        compared = _same_rows(
+            back,
+            lambda name: _pg(sakila_pg, f'"public"."{name}"'),
+            lambda tid: _pg(back_url, f'"{tid.schema}"."{tid.name}"'),
+        )
+        assert compared == 4
+        with psycopg.connect(back_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                f'INSERT INTO "{db}"."payment_p2007_01" (payment_id, customer_id, staff_id, '
+                "rental_id, amount, payment_date) VALUES (999999, 1, 1, 1, 1, '2009-01-01')"
+            )
+    finally:
+        pg_server.drop_database(back_db)
 
     target = tmp_path / "sakila.db"
     plan, views = _run(rk.Task(sakila_pg, f"sqlite:///{target}", mappings=include))

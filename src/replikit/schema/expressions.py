@@ -107,10 +107,53 @@ def render(tree: exp.Expression, dialect: str) -> str:
     write = sqlglot_dialect(dialect)
     if write is None:
         raise ValueError(f"no SQL translation to {dialect}")
+    tree = portable(tree)
     try:
         return tree.sql(dialect=write, identify=True, unsupported_level=ErrorLevel.RAISE)
     except (UnsupportedError, SqlglotError) as exc:
         raise ValueError(f"{dialect} has no form for it: {_first_line(exc)}") from exc
+
+
+_TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR)
+
+
+def portable(tree: exp.Expression) -> exp.Expression:
+    """``tree`` without spellings other engines lack, meaning kept: ``'x'::text`` is ``'x'``,
+    ``a = ANY (ARRAY[...])`` is ``a IN (...)`` (as ``pg_get_constraintdef`` prints an IN
+    list), MySQL's ``CAST(x AS CHAR CHARSET utf8mb4)`` is a cast to text."""
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.CHARACTER_SET:
+            # MySQL's CAST(x AS CHAR CHARSET cs): text in a character set; targets hold Unicode
+            return exp.Cast(this=node.this.copy(), to=exp.DataType.build("text"))
+        if (
+            isinstance(node, exp.Cast)
+            and node.this.is_string
+            and node.to.this in _TEXT_TYPES
+            and not node.to.expressions
+        ):
+            literal: exp.Expression = node.this.copy()
+            return literal
+        if isinstance(node, (exp.EQ, exp.NEQ)):
+            quantified = node.expression
+            wanted = exp.Any if isinstance(node, exp.EQ) else exp.All
+            if isinstance(quantified, wanted):
+                items = _array_items(quantified.this)
+                if items is not None:
+                    within = exp.In(this=node.this.copy(), expressions=items)
+                    return within if isinstance(node, exp.EQ) else exp.Not(this=within)
+        return node
+
+    # twice: a rewritten node's children are not visited again in the same pass
+    return tree.transform(rewrite, copy=True).transform(rewrite, copy=False)
+
+
+def _array_items(node: exp.Expr) -> list[exp.Expression] | None:
+    while isinstance(node, (exp.Paren, exp.Cast)):
+        node = node.this
+    if isinstance(node, exp.Array):
+        return [e.copy() for e in node.expressions]
+    return None
 
 
 def rename_columns(tree: exp.Expression, columns: Mapping[str, str]) -> exp.Expression:
@@ -153,7 +196,7 @@ def translate(
     ``columns`` renames column references (source name -> target name).
     """
     try:
-        tree = rename_columns(parse(sql, source), columns or {})
+        tree = portable(rename_columns(parse(sql, source), columns or {}))
         out = render(tree, target)
     except ValueError as exc:
         return Translation(None, Verdict.NOT_CONVERTED, str(exc))

@@ -109,7 +109,7 @@ class _Draft:
             return ObjectPlan(
                 "view", name, Verdict.NOT_CONVERTED, definition, None, self.error, target=tid
             )
-        tree, notes = self.tree, []
+        tree, notes = expressions.portable(self.tree), []
         refused = _postgres_refuses(tree) if target == "postgresql" else None
         if refused is not None:
             return ObjectPlan(
