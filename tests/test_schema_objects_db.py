@@ -123,3 +123,22 @@ def test_view_the_target_refuses_is_reported_and_the_task_goes_on(shop, tmp_path
     ]
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'odd'").fetchall() == []
     assert "not created: view" in str(stats)
+
+
+def test_postgresql_domain_checks_become_column_checks(pg_url, mysql_server, mysql_url):
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE DOMAIN pct AS int CHECK (VALUE BETWEEN 0 AND 100)")
+        conn.execute("CREATE TABLE score (id int PRIMARY KEY, p pct)")
+        conn.execute("INSERT INTO score VALUES (1, 0), (2, 100)")
+    task = rk.Task(pg_url, mysql_url, mappings=rk.Mappings().include("public", "%"))
+    plan = task.plan()
+    (check,) = plan.assessment.schema.of_kind("check")
+    assert check.name == "public.score.p_pct_check" and check.verdict is Verdict.EXACT
+    assert any("domain pct is not carried" in p for p in plan.assessment.problems)
+    assert task.run().total_rows == 2
+    conn = mysql_server.connect(_db(mysql_url))
+    try:
+        with conn.cursor() as cur, pytest.raises(Exception, match="p_pct_check"):
+            cur.execute("INSERT INTO score VALUES (3, 101)")
+    finally:
+        conn.close()

@@ -33,6 +33,7 @@ __all__ = [
     "render",
     "review_notes",
     "sqlglot_dialect",
+    "substitute_value",
     "translate",
     "translate_default",
 ]
@@ -154,6 +155,22 @@ def _array_items(node: exp.Expr) -> list[exp.Expression] | None:
     if isinstance(node, exp.Array):
         return [e.copy() for e in node.expressions]
     return None
+
+
+def substitute_value(check: str, column: str) -> str | None:
+    """A PostgreSQL domain CHECK (on ``VALUE``) as a CHECK on ``column`` (PostgreSQL SQL), or
+    ``None`` when it does not parse."""
+    try:
+        tree = parse(check, "postgresql")
+    except ValueError:
+        return None
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and not node.table and node.name.upper() == "VALUE":
+            return exp.column(column, quoted=True)
+        return node
+
+    return tree.transform(swap, copy=True).sql(dialect="postgres")
 
 
 def rename_columns(tree: exp.Expression, columns: Mapping[str, str]) -> exp.Expression:

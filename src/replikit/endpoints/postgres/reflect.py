@@ -10,12 +10,13 @@ keep their item type, and ranges, composites and other types without a portable 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from replikit.endpoints.postgres._connect import Connection
 from replikit.endpoints.postgres._dialect import DIALECT
 from replikit.mapping import Selection
+from replikit.schema import expressions
 from replikit.schema.model import (
     Catalog,
     CheckConstraint,
@@ -112,6 +113,10 @@ ORDER BY i.indrelid, ic.relname
 _ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
+#: a column type: portable type, notes on what is not carried, (domain, CHECK) pairs
+_Resolved = tuple[Type, tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
 @dataclass
 class _Table(TableDraft):
     """A table being assembled from several catalog queries."""
@@ -125,32 +130,39 @@ class _Types:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.cache: dict[tuple[int, int, int], tuple[Type, tuple[str, ...]]] = {}
+        self.cache: dict[tuple[int, int, int], _Resolved] = {}
 
-    def resolve(self, oid: int, typmod: int, dims: int) -> tuple[Type, tuple[str, ...]]:
-        """(portable type, domain constraints that were dropped) for one column type."""
+    def resolve(self, oid: int, typmod: int, dims: int) -> _Resolved:
+        """(portable type, what is not carried, domain CHECKs) for one column type."""
         key = (oid, typmod, dims)
         if key not in self.cache:
             self.cache[key] = self._load(oid, typmod, dims)
         return self.cache[key]
 
-    def _load(self, oid: int, typmod: int, dims: int) -> tuple[Type, tuple[str, ...]]:
+    def _load(self, oid: int, typmod: int, dims: int) -> _Resolved:
         row = self.conn.execute(_TYPE, (typmod if typmod >= 0 else None, oid)).fetchone()
         assert row is not None, f"type oid {oid} vanished during reflection"
         typtype, category, elem, base, base_mod, spelled, labels, domain_checks = row
         if typtype == "d":
-            inner, dropped = self.resolve(base, base_mod, dims)
-            notes = tuple(f"domain {spelled} {c}" for c in domain_checks) or (f"domain {spelled}",)
-            return inner, (*dropped, *notes)
+            inner, dropped, checks = self.resolve(base, base_mod, dims)
+            # the domain's CHECKs go onto its columns (scalar ones); its name is not carried
+            mine = tuple((spelled, c) for c in domain_checks)
+            if dims:
+                gone = (f"domain {spelled} {c} is not carried" for _, c in mine)
+                return inner, (*dropped, *gone), checks
+            kept = "its base type and CHECKs" if mine else "its base type"
+            note = f"domain {spelled} is not carried: the column gets {kept}"
+            return inner, (*dropped, note), (*checks, *mine)
         if typtype == "e":
-            return Type.enum(tuple(labels), native=spelled), ()
+            return Type.enum(tuple(labels), native=spelled), (), ()
         if category == "A" and elem:
-            item, dropped = self.resolve(elem, typmod, 0)
+            item, dropped, checks = self.resolve(elem, typmod, 0)
             n = max(dims, 1)
-            return Type.array(item, n, native=item.native + "[]" * n), dropped
+            notes = (*dropped, *(f"domain {d} {c} is not carried" for d, c in checks))
+            return Type.array(item, n, native=item.native + "[]" * n), notes, ()
         if typtype in ("r", "m", "c", "p"):
-            return Type.other(spelled), ()
-        return DIALECT.parse_type(spelled), ()
+            return Type.other(spelled), (), ()
+        return DIALECT.parse_type(spelled), (), ()
 
 
 def reflect(conn: Connection, selection: Selection | None = None) -> Catalog:
@@ -212,8 +224,9 @@ def _columns(
         rel, name, attnum, typoid, typmod, dims, notnull, default = row[:8]
         ident, gen, coll, comment, seq = row[8:]
         table = tables[rel]
-        type_, dropped = types.resolve(typoid, typmod, dims)
-        problems += [f"{table.id}.{name}: {d} is not carried" for d in dropped]
+        type_, dropped, checks = types.resolve(typoid, typmod, dims)
+        table.checks += _domain_checks(name, checks)
+        problems += [f"{table.id}.{name}: {d}" for d in dropped]
         column = Column(
             name=name,
             type=type_,
@@ -226,6 +239,17 @@ def _columns(
         )
         table.columns.append(column)
         table.attnames[attnum] = name
+
+
+def _domain_checks(column: str, checks: Sequence[tuple[str, str]]) -> list[CheckConstraint]:
+    """(domain, CHECK) pairs as CHECKs on one column of that domain (``VALUE`` replaced)."""
+    out = []
+    for domain, definition in checks:
+        expression = expressions.substitute_value(_check_expression(definition), column)
+        if expression is not None:
+            base = domain.rsplit(".", 1)[-1].strip('"')
+            out.append(CheckConstraint(f"{column}_{base}_check", expression))
+    return out
 
 
 def _identity(conn: Connection, attidentity: str, sequence: str) -> Identity:
