@@ -142,3 +142,33 @@ def test_postgresql_domain_checks_become_column_checks(pg_url, mysql_server, mys
             cur.execute("INSERT INTO score VALUES (3, 101)")
     finally:
         conn.close()
+
+
+def test_sqlite_to_postgresql_and_back_keeps_checks_and_views(pg_url, tmp_path):
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE item (id INTEGER PRIMARY KEY, qty INTEGER CHECK (qty >= 0),
+                               name TEXT, CONSTRAINT short CHECK (length(name) <= 5));
+            INSERT INTO item VALUES (1, 3, 'pen'), (2, 0, 'cup');
+            CREATE VIEW stocked AS SELECT name FROM item WHERE qty > 0;
+            """
+        )
+    there = rk.Task(f"sqlite:///{src}", pg_url)
+    assert {o.verdict for o in there.plan().assessment.schema.of_kind("check")} == {
+        Verdict.EXACT,
+        Verdict.REVIEW,  # length(): characters in both, but flagged as a function to check
+    }
+    there.run()
+    back_path = tmp_path / "back.db"
+    back = rk.Task(pg_url, f"sqlite:///{back_path}", mappings=rk.Mappings().include("public", "%"))
+    back.run()
+    conn = sqlite3.connect(back_path)
+    try:
+        assert conn.execute('SELECT * FROM "stocked"').fetchall() == [("pen",)]
+        for bad in ("(3, -1, 'x')", "(3, 1, 'toolong')"):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+                conn.execute(f"INSERT INTO item VALUES {bad}")
+    finally:
+        conn.close()

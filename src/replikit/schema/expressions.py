@@ -28,6 +28,7 @@ from replikit.schema.report import Verdict
 
 __all__ = [
     "Translation",
+    "create_table_checks",
     "parse",
     "rename_columns",
     "render",
@@ -171,6 +172,22 @@ def substitute_value(check: str, column: str) -> str | None:
         return node
 
     return tree.transform(swap, copy=True).sql(dialect="postgres")
+
+
+def create_table_checks(sql: str, dialect: str) -> list[tuple[str | None, str]]:
+    """The CHECK constraints of a ``CREATE TABLE`` statement: (name or ``None``, expression
+    in ``dialect``), column and table constraints alike; none when it does not parse."""
+    try:
+        tree = parse(sql, dialect)
+    except ValueError:
+        return []
+    write = sqlglot_dialect(dialect)
+    out: list[tuple[str | None, str]] = []
+    for check in tree.find_all(exp.CheckColumnConstraint, bfs=False):
+        named = check.parent if isinstance(check.parent, exp.Constraint) else None
+        name = named.name if named is not None else None
+        out.append((name or None, check.this.sql(dialect=write)))
+    return out
 
 
 def rename_columns(tree: exp.Expression, columns: Mapping[str, str]) -> exp.Expression:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.mapping import Selection
+from replikit.schema.expressions import create_table_checks
 from replikit.schema.model import (
     Catalog,
+    CheckConstraint,
     Column,
     ForeignKey,
     Identity,
@@ -143,6 +145,9 @@ def _reflect(conn: sqlite3.Connection, row: _TableRow) -> TableSchema:
         unique=unique,
         indexes=indexes,
         foreign_keys=_foreign_keys(conn, row.name),
+        checks=tuple(
+            CheckConstraint(name, sql) for name, sql in create_table_checks(row.sql, DIALECT.name)
+        ),
         estimated_rows=count,
     )
 
