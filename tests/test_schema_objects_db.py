@@ -2,6 +2,7 @@
 verified by the target, refusals reported while the data still loads."""
 
 import sqlite3
+import uuid
 
 import psycopg
 import pytest
@@ -172,3 +173,31 @@ def test_sqlite_to_postgresql_and_back_keeps_checks_and_views(pg_url, tmp_path):
                 conn.execute(f"INSERT INTO item VALUES {bad}")
     finally:
         conn.close()
+
+
+def test_materialized_views(pg_url, pg_server, tmp_path):
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE n (v int PRIMARY KEY)")
+        conn.execute("INSERT INTO n SELECT generate_series(1, 5)")
+        conn.execute("CREATE MATERIALIZED VIEW odd AS SELECT v FROM n WHERE v % 2 = 1")
+    include = rk.Mappings().include("public", "%")
+    lite = tmp_path / "out.db"
+    task = rk.Task(pg_url, f"sqlite:///{lite}", mappings=include)
+    (view,) = task.plan().assessment.schema.of_kind("materialized view")
+    assert view.verdict is Verdict.REVIEW and "plain view" in (view.reason or "")
+    task.run()
+    assert sorted(sqlite3.connect(lite).execute('SELECT * FROM "odd"').fetchall()) == [
+        (1,),
+        (3,),
+        (5,),
+    ]
+    copy_name = f"rk_matview_{uuid.uuid4().hex[:10]}"
+    other = pg_server.create_database(copy_name)
+    try:
+        rk.Task(pg_url, other, mappings=include).run()
+        with psycopg.connect(other) as conn:
+            (kind,) = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'odd'").fetchone()
+            assert kind == "m"
+            assert _pg_rows(other, "SELECT * FROM odd") == [(1,), (3,), (5,)]
+    finally:
+        pg_server.drop_database(copy_name)

@@ -176,6 +176,7 @@ class View:
 
     id: TableId
     definition: str | None = None
+    materialized: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,15 +105,18 @@ class _Draft:
 
     def finish(self, tid: TableId, *, source: str, target: str) -> ObjectPlan:
         name, definition = str(self.view.id), self.view.definition
+        kind = "materialized view" if self.view.materialized else "view"
         if self.error is not None or self.tree is None:
             return ObjectPlan(
-                "view", name, Verdict.NOT_CONVERTED, definition, None, self.error, target=tid
+                kind, name, Verdict.NOT_CONVERTED, definition, None, self.error, target=tid
             )
         tree, notes = expressions.portable(self.tree), []
+        if self.view.materialized and target != "postgresql":
+            notes.append(f"created as a plain view: {target} has no materialized views")
         refused = _postgres_refuses(tree) if target == "postgresql" else None
         if refused is not None:
             return ObjectPlan(
-                "view", name, Verdict.NOT_CONVERTED, definition, None, refused, target=tid
+                kind, name, Verdict.NOT_CONVERTED, definition, None, refused, target=tid
             )
         if source == "mysql" and target == "postgresql" and _widen_group_by(tree):
             notes.append(
@@ -124,12 +127,12 @@ class _Draft:
             sql = expressions.render(tree, target)
         except ValueError as exc:
             return ObjectPlan(
-                "view", name, Verdict.NOT_CONVERTED, definition, None, str(exc), target=tid
+                kind, name, Verdict.NOT_CONVERTED, definition, None, str(exc), target=tid
             )
         notes += expressions.review_notes(tree)
         verdict = Verdict.REVIEW if notes else Verdict.EXACT
         reason = "; ".join(dict.fromkeys(notes)) or None
-        return ObjectPlan("view", name, verdict, definition, sql, reason, target=tid)
+        return ObjectPlan(kind, name, verdict, definition, sql, reason, target=tid)
 
 
 class _Missing(Exception):

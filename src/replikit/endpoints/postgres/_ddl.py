@@ -183,14 +183,16 @@ def check_statements(plan: TablePlan, names: ObjectNames) -> list[tuple[ObjectPl
 
 
 def view_statements(view: ObjectPlan) -> list[str]:
-    """Schema, drop and create of one converted view (its query is PostgreSQL SQL)."""
+    """Schema, drop and create of one converted view (its query is PostgreSQL SQL); a
+    materialized one is filled when it is created."""
     assert view.target is not None
     assert view.sql is not None
     name = table_name(view.target)
+    kind = "MATERIALIZED VIEW" if view.kind == "materialized view" else "VIEW"
     return [
         f"CREATE SCHEMA IF NOT EXISTS {q(view.target.schema or 'public')}",
-        f"DROP VIEW IF EXISTS {name}",
-        f"CREATE VIEW {name} AS {view.sql}",
+        f"DROP {kind} IF EXISTS {name}",
+        f"CREATE {kind} {name} AS {view.sql}",
     ]
 
 

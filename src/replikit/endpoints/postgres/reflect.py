@@ -192,7 +192,7 @@ def _relations(conn: Connection, selection: Selection) -> tuple[dict[int, _Table
         if not selection.matches(tid):
             continue
         if kind in ("v", "m"):
-            views.append(View(tid, viewdef))
+            views.append(View(tid, viewdef, materialized=kind == "m"))
         else:
             est = rows if rows is not None and rows >= 0 else None
             tables[oid] = _Table(oid, id=tid, rows=est, size=size, comment=comment)
