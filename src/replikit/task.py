@@ -8,18 +8,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from replikit import display
 from replikit._hints import selects_nothing
-from replikit.changes import SchemaChange
 from replikit.endpoints.base import (
     CdcSource,
     Endpoint,
@@ -37,9 +35,8 @@ from replikit.errors import (
     TaskError,
 )
 from replikit.mapping import Mappings
-from replikit.pipeline.cache import ChangeCache
-from replikit.pipeline.cdc import Replicator
 from replikit.pipeline.contracts import (
+    ChangeReader,
     Checkpoint,
     CheckpointStore,
     Reader,
@@ -50,7 +47,7 @@ from replikit.pipeline.contracts import (
     dialect_of,
 )
 from replikit.pipeline.progress import Progress
-from replikit.pipeline.runner import Pipeline, refuse_unsupported
+from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
@@ -179,11 +176,10 @@ class Task:
         self._statistics = Statistics()
         self._pipeline: Pipeline | None = None
         self._catalog: Catalog | None = None
-        self._replicator: Replicator | None = None
         self._stopping = threading.Event()
-        self._loading: Pipeline | None = None
-        #: ``"idle"``, ``"full-load"``, ``"cdc"`` (replicating) or ``"stopped"``
-        self.phase = "idle"
+        self._loading: Pipeline | None = None  # a full load running
+        self._stream: Pipeline | None = None  # a change stream running (its load included)
+        self._phase = "idle"
 
     def __repr__(self) -> str:
         return (
@@ -193,6 +189,13 @@ class Task:
 
     def _repr_html_(self) -> str:
         return display.html_task(self)
+
+    @property
+    def phase(self) -> str:
+        """``"idle"``, ``"full-load"``, ``"cdc"`` (replicating), ``"done"`` (a full load
+        completed) or ``"stopped"`` (ended by a stop, an error, or a stream's stop condition)."""
+        stream = self._stream
+        return stream.phase if stream is not None else self._phase
 
     def _check_capabilities(self) -> None:
         if not self.source.capabilities.source:
@@ -335,11 +338,14 @@ class Task:
         return Progress(self._statistics, enabled=s.progress, interval=s.progress_interval)
 
     def _full_load(self, pipe: Pipeline) -> Statistics:
-        self.phase = "full-load"
+        self._phase = "full-load"
         try:
-            return self._load(pipe)
+            stats = self._load(pipe)
+            self._phase = "done"
+            return stats
         finally:
-            self.phase = "stopped"
+            if self._phase != "done":
+                self._phase = "stopped"
 
     def _load(self, pipe: Pipeline) -> Statistics:
         """Run a full-load pipeline that :meth:`stop` can reach."""
@@ -405,11 +411,9 @@ class Task:
         Running the task again resumes (CDC) or reloads (full load, ``drop-and-create``).
         """
         self._stopping.set()
-        loading = self._loading
-        if loading is not None:
-            loading.stop()
-        if self._replicator is not None:
-            self._replicator.stop()
+        for running in (self._loading, self._stream):
+            if running is not None:
+                running.stop()
 
     def drop(self) -> None:
         """Remove what this task created: the source's CDC objects (slot, publication,
@@ -427,65 +431,115 @@ class Task:
         finally:
             self._close_owned()
 
-    # -- CDC ----------------------------------------------------------------------------------
+    # -- CDC: a stream pipeline, after a full-load pipeline on its first run ----------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
         plans = pipe.plans()
-        refuse_unsupported(plans, pipe.findings())
+        pipe.refuse(plans)
         tables = list(self.catalog().tables)
         tid = self.task_id
         source = cdc_source(self.source)
         target = apply_target(self.target)
         store = target.checkpoint_store()
-        writer = target.change_writer()
+        stream: Pipeline | None = None
         try:
             checkpoint = store.read_checkpoint(tid)
             source.cdc_setup(tables, task=tid)
             spill = self.settings.transaction_memory_bytes
-            replicator = Replicator(
-                source.cdc_reader(tables, task=tid, spill_bytes=spill),
-                writer,
-                plans,
-                task=tid,
-                transforms=self.transforms,
-                batch_apply=self.settings.batch_apply,
-                batch_changes=self.settings.batch_changes,
-                queue_bytes=self.settings.queue_memory_bytes,
-                statistics=self._statistics,
-                replan=self._replan(pipe),
-            )
-            self._replicator = replicator
-            try:
-                if self._stopping.is_set():
-                    replicator.stop()
-                if self.migration_type == "full-load-and-cdc" and (
-                    checkpoint is None or checkpoint.phase == "full-load"
-                ):
-                    self.phase = "full-load"
-                    checkpoint = self._full_load_phase(replicator, store, checkpoint, tables)
-                elif checkpoint is None:
-                    checkpoint = self._cdc_start(store, plans, tables)
-                self.phase = "cdc"
-                replicator.run(checkpoint, stop_condition(self.settings))
-            finally:
-                self.phase = "stopped"
-                replicator.close()
+            reader = source.cdc_reader(tables, task=tid, spill_bytes=spill)
+            stream = self._stream = self._stream_pipeline(reader, target, store)
+            if self._stopping.is_set():
+                stream.stop()
+            loading = checkpoint is None or checkpoint.phase == "full-load"
+            if self.migration_type == "full-load-and-cdc" and loading:
+                self._load_then_stream(stream, checkpoint, tables)
+            else:
+                start = None if checkpoint is not None else self._cdc_start(plans, tables)
+                stream.run(start=start)
         finally:
-            writer.close()
-            if isinstance(store, SupportsClose):
-                store.close()
+            self._phase = "stopped"
+            self._stream = None
+            for part in (stream.writer if stream else None, store):
+                if isinstance(part, SupportsClose):
+                    part.close()
         return self._statistics
 
-    def _cdc_start(
-        self, store: CheckpointStore, plans: list[TablePlan], tables: list[TableSchema]
-    ) -> Checkpoint:
+    def _stream_pipeline(
+        self, reader: ChangeReader, target: SupportsApply, store: CheckpointStore
+    ) -> Pipeline:
+        s = self.settings
+        return Pipeline(
+            reader,
+            target.change_writer(),
+            transforms=self.transforms,
+            mappings=self.mappings,
+            type_overrides=s.type_overrides,
+            checkpoints=store,
+            task_id=self.task_id,
+            tables=list(self.catalog().tables),
+            batch_apply=s.batch_apply,
+            batch_changes=s.batch_changes,
+            queue_bytes=s.queue_memory_bytes,
+            stop_when=stop_condition(s),
+            statistics=self._statistics,
+            progress=False,  # run() shows the whole task's progress
+            replicate=True,
+        )
+
+    def _load_then_stream(
+        self, stream: Pipeline, checkpoint: Checkpoint | None, tables: list[TableSchema]
+    ) -> None:
+        """The first run: a full load from a snapshot consistent with the stream's start; a
+        run after one that stopped during its full load: the tables not loaded yet."""
         tid = self.task_id
+        if checkpoint is None:
+            with cdc_source(self.source).cdc_snapshot(tables, task=tid) as (reader, start):
+                stream.run(load=self._load_pipeline(reader, resumed=False), start=start)
+            return
+        todo = [t for t in tables if str(t.id) not in checkpoint.loaded]
+        log.info(
+            "resuming the full load of task %s: %d of %d tables to (re)load",
+            tid,
+            len(todo),
+            len(tables),
+        )
+        load = self._load_pipeline(self.source.reader(todo), resumed=True)
+
+        def finish_all() -> None:  # indexes and keys of every table, loaded now or before
+            if isinstance(load.writer, SupportsPrepare):
+                load.writer.finish(self.pipeline().plans())
+
+        stream.run(load=load, after_load=finish_all)
+
+    def _load_pipeline(self, reader: Reader, *, resumed: bool) -> Pipeline:
+        s = self.settings
+        prep = s.target_table_prep_mode
+        if resumed and prep == "do-nothing":
+            prep = "truncate"  # a table loaded halfway must be emptied before loading again
+        return Pipeline(
+            reader,
+            self.target.writer(),
+            transforms=self.transforms,
+            mappings=self.mappings,
+            type_overrides=s.type_overrides,
+            prep_mode=prep,
+            executor=self.executor,
+            parallel=self._parallel(),
+            split_rows=s.split_rows,
+            statistics=self._statistics,
+            progress=False,  # run() shows the whole task's progress
+            finish=not resumed,
+            replicate=True,
+            views=self.catalog().views,
+            routines=self.catalog().routines,
+        )
+
+    def _cdc_start(self, plans: list[TablePlan], tables: list[TableSchema]) -> Position:
+        """Where a CDC-only task starts the first time (its target tables made ready)."""
         text = self.settings.cdc_start_position
-        slot_start = cdc_source(self.source).cdc_start(tables, task=tid)
+        slot_start = cdc_source(self.source).cdc_start(tables, task=self.task_id)
         start = slot_start if text in (None, "now") else Position.parse(text)
         self._ensure_target_tables(plans)
-        checkpoint = Checkpoint(tid, start=start, phase="cdc")
-        store.write_checkpoint(checkpoint)
-        return checkpoint
+        return start
 
     def _ensure_target_tables(self, plans: list[TablePlan]) -> None:
         """CDC-only: create missing target tables, check existing ones (never drop data)."""
@@ -496,109 +550,6 @@ class Task:
         # keys and indexes to the created ones only
         full_writer.prepare(plans, "do-nothing")
         full_writer.finish(plans)
-
-    def _full_load_phase(
-        self,
-        replicator: Replicator,
-        store: CheckpointStore,
-        checkpoint: Checkpoint | None,
-        tables: list[TableSchema],
-    ) -> Checkpoint:
-        tid = self.task_id
-        if checkpoint is None:
-            with cdc_source(self.source).cdc_snapshot(tables, task=tid) as (reader, start):
-                checkpoint = Checkpoint(tid, start=start, phase="full-load")
-                store.write_checkpoint(checkpoint)
-                return self._load_and_cache(
-                    replicator, store, checkpoint, reader, tables, resumed=False
-                )
-        todo = [t for t in tables if str(t.id) not in checkpoint.loaded]
-        log.info(
-            "resuming the full load of task %s: %d of %d tables to (re)load",
-            tid,
-            len(todo),
-            len(tables),
-        )
-        reader = self.source.reader(todo)
-        return self._load_and_cache(replicator, store, checkpoint, reader, tables, resumed=True)
-
-    def _load_and_cache(
-        self,
-        replicator: Replicator,
-        store: CheckpointStore,
-        checkpoint: Checkpoint,
-        reader: Reader,
-        tables: list[TableSchema],
-        *,
-        resumed: bool,
-    ) -> Checkpoint:
-        """Full load from ``reader`` while the change stream fills a cache; then apply it."""
-        s = self.settings
-        loaded = set(checkpoint.loaded)
-
-        def table_loaded(plan: TablePlan) -> None:
-            loaded.add(str(plan.source.id))
-            store.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
-
-        prep = s.target_table_prep_mode
-        if resumed and prep == "do-nothing":
-            prep = "truncate"  # a table loaded halfway must be emptied before loading again
-        full_writer = self.target.writer()
-        pipe = Pipeline(
-            reader,
-            full_writer,
-            transforms=self.transforms,
-            mappings=self.mappings,
-            type_overrides=s.type_overrides,
-            prep_mode=prep,
-            executor=self.executor,
-            parallel=self._parallel(),
-            split_rows=s.split_rows,
-            statistics=self._statistics,
-            progress=False,  # run() shows the whole task's progress
-            on_table_loaded=table_loaded,
-            finish=not resumed,
-            replicate=True,
-            views=self.catalog().views,
-            routines=self.catalog().routines,
-        )
-        cache = ChangeCache()
-        try:
-            replicator.open(checkpoint)
-            for t in tables:
-                cache.hold(t.id)
-            feeder = replicator.start_caching(cache)
-            try:
-                self._load(pipe)
-                if resumed and isinstance(full_writer, SupportsPrepare):
-                    full_writer.finish(self.pipeline().plans())
-            except BaseException:
-                with contextlib.suppress(BaseException):  # the load's error comes first
-                    feeder.finish()
-                raise
-            # A feeder that failed may have taken a transaction off the queue without caching
-            # it: raise before the checkpoint leaves the full-load phase (a rerun replays).
-            feeder.finish()
-            checkpoint = replace(
-                checkpoint, phase="cdc", loaded=frozenset(str(t.id) for t in tables)
-            )
-            replicator.apply_cache(cache, [t.id for t in tables])
-            store.write_checkpoint(checkpoint)
-        finally:
-            cache.close()
-        return checkpoint
-
-    def _replan(self, pipe: Pipeline) -> Callable[[TablePlan, SchemaChange], TablePlan]:
-        originals = {t.id: t for t in self.catalog().tables}
-
-        def replan(plan: TablePlan, change: SchemaChange) -> TablePlan:
-            original = originals[change.table]
-            known = {c.name for c in original.columns}
-            added = tuple(c for c in change.added if c.name not in known)
-            originals[change.table] = replace(original, columns=original.columns + added)
-            return pipe.plan_for(originals[change.table])
-
-        return replan
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""

@@ -3,16 +3,17 @@
 Column type conversions are judged one column at a time (:mod:`replikit.schema.convert`).
 What can only be seen across columns, tables or the target's current state is checked here
 and reported as :class:`~replikit.schema.findings.Finding` s; unsupported ones stop the task
-before anything is created (:func:`replikit.pipeline.runner.refuse_unsupported`).
+before anything is created (:func:`refuse_unsupported`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from replikit.errors import ConversionError
 from replikit.pipeline.contracts import dialect_of
-from replikit.schema.convert import Dialect, TablePlan
+from replikit.schema.convert import Dialect, Fidelity, Overrides, TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import name_findings
 from replikit.schema.limits import Limits, limit_findings
@@ -71,3 +72,54 @@ def plan_findings(
     if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
         findings += writer.check_existing(plans, prep_mode, replicate=replicate)
     return findings
+
+
+def refuse_unsupported(plans: Sequence[TablePlan], findings: Sequence[Finding] = ()) -> None:
+    """Raise :class:`ConversionError` naming every unsupported finding (before any write).
+
+    ``plans`` give the unsupported column conversions; ``findings`` the object-level ones
+    (name collisions, target limits, existing target tables: :meth:`Pipeline.findings`).
+    """
+    unsupported = [
+        f"{p.source.id}.{c.source.name} ({c.reason})"
+        for p in plans
+        for c in p.columns
+        if c.fidelity.value == "unsupported"
+    ]
+    objects = [str(f) for f in findings if f.fidelity is Fidelity.UNSUPPORTED]
+    if not unsupported and not objects:
+        return
+    parts = []
+    if unsupported:
+        parts.append(
+            "these columns cannot be converted: "
+            + "; ".join(unsupported)
+            + ". Exclude the tables, drop the columns with a transform, or set a type override."
+        )
+    if objects:
+        parts.append("the plan cannot be carried out faithfully: " + "; ".join(objects) + ".")
+    raise ConversionError(" ".join(parts) + " Nothing was created in the target.")
+
+
+def override_findings(overrides: Mapping[str, str], plans: Sequence[TablePlan]) -> list[Finding]:
+    """An unsupported finding per type override that names no planned column: a typo in
+    ``type_overrides`` must not let the run go on as if the override were applied."""
+    unmatched = Overrides(overrides).unmatched(plan.source for plan in plans)
+    if not unmatched:
+        return []
+    columns = [f"{p.source.id}.{c.source.name}" for p in plans for c in p.columns]
+
+    def finding(key: str) -> Finding:
+        name = key.rpartition(".")[2]
+        like = [c for c in columns if c.rpartition(".")[2].casefold() == name.casefold()]
+        example = like or columns[:1]
+        hint = f" (e.g. {', '.join(map(repr, example[:3]))})" if example else ""
+        return Finding.about(
+            key.rpartition(".")[0],
+            f"type override {key!r} names no column of the selected source tables",
+            kind="setting",
+            fix=f"spell the key as table.column or schema.table.column as the plan names the "
+            f"source column{hint}",
+        )
+
+    return [finding(key) for key in unmatched]

@@ -29,6 +29,7 @@ __all__ = [
     "ChangeWriter",
     "Checkpoint",
     "CheckpointStore",
+    "HasDefaultSchema",
     "HasDialect",
     "KeyRange",
     "Reader",
@@ -162,15 +163,25 @@ def dialect_of(stage: object) -> Dialect:
 
 
 @runtime_checkable
-class SupportsDdl(Protocol):
-    """A writer that creates its tables with SQL DDL (``plan()`` shows the statements).
+class HasDefaultSchema(Protocol):
+    """A writer (full load or change apply) of a target with or without schemas.
 
     ``default_schema`` is where a table id without a schema lands (``None``: the target has
-    no schemas); ``foreign_keys_in_create`` is true when foreign keys can only be declared in
-    ``CREATE TABLE`` (SQLite), so a key to a failed table cannot be left out later.
+    no schemas, and target table ids carry none). Full-load and change writers of one target
+    say the same, so both plan the same target table ids.
     """
 
     default_schema: str | None
+
+
+@runtime_checkable
+class SupportsDdl(HasDefaultSchema, Protocol):
+    """A writer that creates its tables with SQL DDL (``plan()`` shows the statements).
+
+    ``foreign_keys_in_create`` is true when foreign keys can only be declared in
+    ``CREATE TABLE`` (SQLite), so a key to a failed table cannot be left out later.
+    """
+
     foreign_keys_in_create: bool
 
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:

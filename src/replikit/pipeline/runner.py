@@ -10,26 +10,28 @@ are identical, rows pass through undecoded.
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from replikit._failpoints import failpoint
-from replikit.changes import Change, Op
 from replikit.errors import (
     ConfigError,
-    ConversionError,
     StoppedError,
     TableDdlError,
     TaskError,
 )
 from replikit.mapping import Mappings
-from replikit.pipeline.checks import plan_findings
+from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
+from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
 from replikit.pipeline.contracts import (
     Batch,
+    ChangeReader,
+    ChangeWriter,
+    CheckpointStore,
+    HasDefaultSchema,
     Reader,
     SupportsClose,
     SupportsDdl,
@@ -43,10 +45,11 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.stream import run_stream
+from replikit.pipeline.units import UnitLoader, in_process
+from replikit.positions import Position
 from replikit.schema.convert import (
     PYTHON,
-    Fidelity,
-    Overrides,
     TablePlan,
     link_foreign_keys,
     plan_table,
@@ -64,33 +67,6 @@ log = logging.getLogger("replikit.pipeline")
 PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
 
 
-def refuse_unsupported(plans: Sequence[TablePlan], findings: Sequence[Finding] = ()) -> None:
-    """Raise :class:`ConversionError` naming every unsupported finding (before any write).
-
-    ``plans`` give the unsupported column conversions; ``findings`` the object-level ones
-    (name collisions, target limits, existing target tables: :meth:`Pipeline.findings`).
-    """
-    unsupported = [
-        f"{p.source.id}.{c.source.name} ({c.reason})"
-        for p in plans
-        for c in p.columns
-        if c.fidelity.value == "unsupported"
-    ]
-    objects = [str(f) for f in findings if f.fidelity is Fidelity.UNSUPPORTED]
-    if not unsupported and not objects:
-        return
-    parts = []
-    if unsupported:
-        parts.append(
-            "these columns cannot be converted: "
-            + "; ".join(unsupported)
-            + ". Exclude the tables, drop the columns with a transform, or set a type override."
-        )
-    if objects:
-        parts.append("the plan cannot be carried out faithfully: " + "; ".join(objects) + ".")
-    raise ConversionError(" ".join(parts) + " Nothing was created in the target.")
-
-
 def _with_text_columns(plan: TablePlan, units: list[Unit]) -> list[Unit]:
     """Ask the reader for the source's text form of the columns the plan reads as text."""
     as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
@@ -98,13 +74,32 @@ def _with_text_columns(plan: TablePlan, units: list[Unit]) -> list[Unit]:
 
 
 class Pipeline:
-    """A full-load pipeline assembled from stages.
+    """A pipeline assembled from stages: reader -> transforms -> cache -> writer.
+
+    Given a :class:`Reader` and a :class:`Writer` it runs a full load; given a
+    :class:`~replikit.pipeline.contracts.ChangeReader` and a
+    :class:`~replikit.pipeline.contracts.ChangeWriter` it runs a change stream
+    (:mod:`replikit.pipeline.stream`): optionally a full load first while changes wait in the
+    cache, then every change, each batch committed with its checkpoint. ``Task`` builds its
+    work from these same pipelines.
 
     Args:
-        reader: where rows come from (``endpoint.reader(...)`` or your own :class:`Reader`).
-        writer: where rows go (``endpoint.writer()`` or any object with ``load(plan, batches)``).
-        transforms: callables applied to every row, as :class:`~replikit.Change` inserts.
-        cache: holds CDC changes during the load; unused by a plain full load.
+        reader: where rows come from (``endpoint.reader(...)`` or your own :class:`Reader`),
+            or a change reader (``endpoint.cdc_reader(tables, task=...)``).
+        writer: where rows go (``endpoint.writer()`` or any object with ``load(plan, batches)``),
+            or a change writer (``endpoint.change_writer()``) for a change reader.
+        transforms: callables applied to every row and change (as :class:`~replikit.Change` s).
+        cache: where changes wait while tables load (a stream with ``load=``): in memory by
+            default, or a :class:`~replikit.pipeline.cache.DiskCache`; both spill to disk.
+        checkpoints: where a stream keeps its position (``endpoint.checkpoint_store()``; the
+            change writer when it is one).
+        task_id: names the stream's checkpoint (and nothing else).
+        tables: the source tables of a change reader (a full-load reader knows its own).
+        batch_apply: a stream applies the net change per key of each batch with bulk
+            statements, instead of every change in source order.
+        batch_changes: most changes per target transaction of a stream.
+        queue_bytes: bound on the changes read ahead of the apply.
+        stop_when: when a stream stops on its own (idle time, position, commit time).
         mappings: target names (schema, table and column renames).
         type_overrides: ``{"schema.table.column": "native target type"}``.
         prep_mode: ``drop-and-create``, ``truncate`` or ``do-nothing``.
@@ -126,11 +121,18 @@ class Pipeline:
 
     def __init__(
         self,
-        reader: Reader,
-        writer: Writer,
+        reader: Reader | ChangeReader,
+        writer: Writer | ChangeWriter,
         *,
         transforms: Sequence[Transform] = (),
-        cache: object | None = None,
+        cache: ChangeCache | None = None,
+        checkpoints: CheckpointStore | None = None,
+        task_id: str = "pipeline",
+        tables: Sequence[TableSchema] | None = None,
+        batch_apply: bool = False,
+        batch_changes: int = 10_000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        stop_when: StopCondition | None = None,
         mappings: Mappings | None = None,
         type_overrides: Mapping[str, str] | None = None,
         prep_mode: str = "drop-and-create",
@@ -153,6 +155,17 @@ class Pipeline:
         self.writer = writer
         self.transforms = tuple(transforms)
         self.cache = cache
+        self.checkpoints = checkpoints
+        self.task_id = task_id
+        self._tables = None if tables is None else list(tables)
+        self.batch_apply = batch_apply
+        self.batch_changes = batch_changes
+        self.queue_bytes = queue_bytes
+        self.stop_when = stop_when
+        #: ``"idle"``, ``"full-load"``, ``"cdc"`` (a stream applying changes) or ``"stopped"``
+        self.phase = "idle"
+        self.replicator: Replicator | None = None  # while a stream runs
+        self.loading: Pipeline | None = None  # while a stream's full load runs
         self.mappings = mappings or Mappings()
         self.type_overrides = dict(type_overrides or {})
         self.prep_mode = prep_mode
@@ -174,6 +187,20 @@ class Pipeline:
         self._sources: dict[TableId, TableSchema] = {}
 
     # -- planning ---------------------------------------------------------------------------
+    @property
+    def tables(self) -> list[TableSchema]:
+        """The source tables: the reader's, or those given for a change reader."""
+        if self._tables is not None:
+            return self._tables
+        if isinstance(self.reader, Reader):
+            return list(self.reader.tables)
+        raise ConfigError("a pipeline with a change reader needs tables= (the source tables)")
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this pipeline applies a change stream (its reader is a change reader)."""
+        return isinstance(self.reader, ChangeReader) and not isinstance(self.reader, Reader)
+
     def _shape(self, table: TableSchema) -> TableSchema:
         for t in self.transforms:
             if isinstance(t, SchemaTransform):
@@ -185,7 +212,7 @@ class Pipeline:
         if target is PYTHON:
             return self.mappings.target_id(table, schemas=True, default_schema=table.schema)
         writer = self.writer
-        default_schema = writer.default_schema if isinstance(writer, SupportsDdl) else None
+        default_schema = writer.default_schema if isinstance(writer, HasDefaultSchema) else None
         return self.mappings.target_id(
             table, schemas=default_schema is not None, default_schema=default_schema
         )
@@ -194,7 +221,7 @@ class Pipeline:
         """One :class:`TablePlan` per table of the reader (computed once)."""
         if self._plans is None:
             plans = []
-            for table in self.reader.tables:
+            for table in self.tables:
                 plan = self.plan_for(table)
                 self._sources[plan.target_id] = table
                 plans.append(plan)
@@ -243,22 +270,47 @@ class Pipeline:
                 self.prep_mode,
                 replicate=self.replicate,
                 source=dialect_of(self.reader),
-            ) + _override_findings(self.type_overrides, plans)
+            ) + override_findings(self.type_overrides, plans)
         return self._findings
 
     # -- running ----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask a running load to stop: each unit ends after its current batch (thread-safe).
+        """Ask a running pipeline to stop (thread-safe; also before ``run``).
 
-        ``run`` then raises :class:`StoppedError`; tables not loaded are ``Table cancelled``.
+        A full load: each unit ends after its current batch, ``run`` raises
+        :class:`StoppedError` and tables not loaded are ``Table cancelled``. A stream: the
+        batch being applied commits with its checkpoint and ``run`` returns.
         """
         self._stop.set()
+        for part in (self.loading, self.replicator):
+            if part is not None:
+                part.stop()
 
-    def run(self) -> Statistics:
-        """Load every table; return the statistics.
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called and the run has not ended yet."""
+        return self._stop.is_set()
 
-        A table that cannot be prepared, loaded or finished is ``Table error`` with its cause;
-        the others go on.
+    def refuse(self, plans: Sequence[TablePlan]) -> None:
+        """:class:`ConversionError` for unsupported columns and findings, before any write."""
+        refuse_unsupported(plans, self.findings())
+
+    def run(
+        self,
+        *,
+        load: Pipeline | None = None,
+        start: Position | None = None,
+        after_load: Callable[[], object] | None = None,
+    ) -> Statistics:
+        """Run the pipeline; return the statistics.
+
+        A full load loads every table: a table that cannot be prepared, loaded or finished is
+        ``Table error`` with its cause; the others go on. A stream (change reader) resumes
+        from its checkpoint, or starts at ``start`` (``None``: the reader's stored position);
+        on its first run with ``load`` (a full-load pipeline of the same tables, reading a
+        snapshot consistent with ``start``) it loads first while changes wait in the cache,
+        calling ``after_load`` when the load is done. It runs until :meth:`stop` or its
+        ``stop_when`` condition.
 
         Raises:
             ConversionError: a column is unsupported (before anything is written).
@@ -266,8 +318,18 @@ class Pipeline:
             TaskError: some tables failed; the others completed (see ``statistics``).
             StoppedError: :meth:`stop` was called before every table was loaded.
         """
+        if self.streaming:
+            try:
+                return run_stream(self, load=load, start=start, after_load=after_load)
+            finally:
+                self._stop.clear()
+        if load is not None or start is not None or after_load is not None:
+            raise ConfigError("load=, start= and after_load= are for a change stream")
+        return self._load_all()
+
+    def _load_all(self) -> Statistics:
         plans = self.plans()
-        refuse_unsupported(plans, self.findings())
+        self.refuse(plans)
         self._loader().check_executor(self.executor, plans)
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
@@ -398,7 +460,8 @@ class Pipeline:
         for plan in plans:
             name = str(plan.source.id)
             try:
-                units = self.reader.units(self._sources[plan.target_id], split_rows=self.split_rows)
+                table = self._sources[plan.target_id]
+                units = self._stages()[0].units(table, split_rows=self.split_rows)
             except Exception as exc:  # one table's failure is that table's failure
                 log.info("table %s: not split into units: %s", name, exc)
                 failed[name] = exc
@@ -439,7 +502,7 @@ class Pipeline:
         return failed
 
     def _submit(self, executor: Executor, plan: TablePlan, unit: Unit) -> Future[int]:
-        if _in_process(executor):
+        if in_process(executor):
             return executor.submit(self._load_unit, plan, unit)
         # another process: the loader pickles; rows are counted when the unit returns
         self.statistics.started(
@@ -450,7 +513,19 @@ class Pipeline:
         return future
 
     def _loader(self) -> UnitLoader:
-        return UnitLoader(self.reader, self.writer, self.transforms)
+        return UnitLoader(*self._stages(), self.transforms)
+
+    def _stages(self) -> tuple[Reader, Writer]:
+        """The reader and writer of a full load (a stream's are refused by name)."""
+        reader, writer = self.reader, self.writer
+        if not isinstance(reader, Reader):  # pragma: no cover - run() dispatches on it
+            raise ConfigError(f"a full load needs a Reader, not {type(reader).__name__}")
+        if not isinstance(writer, Writer):
+            raise ConfigError(
+                f"a full load writes rows: its writer must be a Writer (endpoint.writer()), "
+                f"not {type(writer).__name__}"
+            )
+        return reader, writer
 
     def _collect(
         self, fut: Future[int], plan: TablePlan, unit: Unit, failed: dict[str, BaseException]
@@ -487,7 +562,7 @@ class Pipeline:
             self.statistics.rows(name, n)
             failpoint("full-load.batch", wake=self._stop)
             return n
-        return self.writer.load(plan, self._counted(name, loader.batches(plan, unit)))
+        return self._stages()[1].load(plan, self._counted(name, loader.batches(plan, unit)))
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -514,99 +589,3 @@ class Pipeline:
             yield batch
             self.statistics.rows(name, len(batch))
             failpoint("full-load.batch", wake=self._stop)
-
-
-def _in_process(executor: Executor) -> bool:
-    """True when ``executor`` runs work in this process (threads share the pipeline)."""
-    return isinstance(executor, ThreadPoolExecutor)
-
-
-@dataclass(frozen=True, slots=True)
-class UnitLoader:
-    """Loads one unit: reader -> transforms -> writer; returns the rows written.
-
-    Picklable when its stages are, so a process pool (or Dask) can run it: the stages are
-    pickled to the worker, which reads and writes there.
-    """
-
-    reader: Reader
-    writer: Writer
-    transforms: tuple[Transform, ...]
-
-    def __call__(self, plan: TablePlan, unit: Unit, raw: bool) -> int:
-        if raw:
-            assert isinstance(self.reader, SupportsRawRead)
-            assert isinstance(self.writer, SupportsRawWrite)
-            return self.writer.load_raw(plan, self.reader.read_raw(unit))
-        return self.writer.load(plan, self.batches(plan, unit))
-
-    def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
-        """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage
-        cannot be pickled there."""
-        if executor is None or _in_process(executor):
-            return
-        stages = [
-            ("reader", self.reader),
-            ("writer", self.writer),
-            ("transforms", self.transforms),
-            ("table plans", tuple(plans)),
-        ]
-        for what, stage in stages:
-            try:
-                pickle.dumps(stage)
-            except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise ConfigError(
-                    f"{type(executor).__name__} runs each unit in another process, so the "
-                    f"{what} must pickle, and {type(stage).__name__} does not ({exc}); "
-                    "endpoint readers and writers hold open connections. Use the default "
-                    "thread pool (executor=None) or a ThreadPoolExecutor, or stages that pickle"
-                ) from None
-
-    def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
-        """The unit's batches, transformed (rows a transform drops are left out)."""
-        batches = self.reader.read(unit)
-        if not self.transforms:
-            yield from batches
-            return
-        out_cols = plan.source.column_names
-        for batch in batches:
-            rows = []
-            for row in batch.rows:
-                after = self._transform(
-                    Change(Op.INSERT, batch.table, after=dict(zip(batch.columns, row, strict=True)))
-                )
-                if after is not None:
-                    rows.append(tuple(after.get(c) for c in out_cols))
-            yield replace(batch, columns=out_cols, rows=rows)
-
-    def _transform(self, change: Change) -> Mapping[str, Any] | None:
-        current: Change | None = change
-        for t in self.transforms:
-            if current is None:
-                return None
-            current = t(current)
-        return current.after if current is not None else None
-
-
-def _override_findings(overrides: Mapping[str, str], plans: Sequence[TablePlan]) -> list[Finding]:
-    """An unsupported finding per type override that names no planned column: a typo in
-    ``type_overrides`` must not let the run go on as if the override were applied."""
-    unmatched = Overrides(overrides).unmatched(plan.source for plan in plans)
-    if not unmatched:
-        return []
-    columns = [f"{p.source.id}.{c.source.name}" for p in plans for c in p.columns]
-
-    def finding(key: str) -> Finding:
-        name = key.rpartition(".")[2]
-        like = [c for c in columns if c.rpartition(".")[2].casefold() == name.casefold()]
-        example = like or columns[:1]
-        hint = f" (e.g. {', '.join(map(repr, example[:3]))})" if example else ""
-        return Finding.about(
-            key.rpartition(".")[0],
-            f"type override {key!r} names no column of the selected source tables",
-            kind="setting",
-            fix=f"spell the key as table.column or schema.table.column as the plan names the "
-            f"source column{hint}",
-        )
-
-    return [finding(key) for key in unmatched]

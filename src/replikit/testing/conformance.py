@@ -50,7 +50,7 @@ import replikit as rk
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.base import CdcSource, Endpoint, SupportsApply
 from replikit.mapping import Selection
-from replikit.pipeline.contracts import Batch, Checkpoint, SupportsPrepare, Writer
+from replikit.pipeline.contracts import Batch, Checkpoint, SupportsPrepare, Writer, dialect_of
 from replikit.positions import Position, SqliteSeq
 from replikit.schema.convert import Fidelity, TablePlan, plan_table
 from replikit.schema.model import Column, TableId, TableSchema
@@ -257,6 +257,20 @@ class EndpointConformance:
             assert [r[0] for r in rows] == list(range(_ROWS + 1))
 
     # -- checkpoints and change apply -----------------------------------------------------
+    def test_both_writers_plan_the_same_target_tables(self, conformance_endpoint: Endpoint) -> None:
+        ep = conformance_endpoint
+        if not isinstance(ep, SupportsApply):
+            pytest.skip("cannot apply changes")
+        full, changes = ep.writer(), ep.change_writer()
+        try:
+            assert dialect_of(full) == dialect_of(changes)
+            assert getattr(full, "default_schema", None) == getattr(
+                changes, "default_schema", None
+            ), "a change stream must address the tables the full load created"
+        finally:
+            _close(full)
+            changes.close()
+
     def test_checkpoints_round_trip(self, conformance_endpoint: Endpoint) -> None:
         ep = conformance_endpoint
         if not isinstance(ep, SupportsApply):

@@ -132,6 +132,7 @@ class MysqlChangeWriter:
     """
 
     dialect = DIALECT
+    default_schema: str | None = None  # as the full-load writer's: the same target ids
 
     def __init__(self, params: ConnParams, *, chunk_rows: int = CHUNK_ROWS) -> None:
         if not params.database:

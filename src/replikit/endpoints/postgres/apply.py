@@ -110,6 +110,7 @@ class PostgresChangeWriter:
     """
 
     dialect = DIALECT
+    default_schema = "public"  # as the full-load writer's: the same target ids
 
     def __init__(self, params: ConnParams, *, bulk_min_rows: int = BULK_MIN_ROWS) -> None:
         self._params = params

@@ -177,6 +177,7 @@ class SqliteChangeWriter(ChangeWriter):
     transaction (see the module docs). Used from one thread at a time."""
 
     dialect = DIALECT
+    default_schema: str | None = None  # as the full-load writer's: the same target ids
 
     def __init__(self, connections: Connections) -> None:
         self._conns = connections

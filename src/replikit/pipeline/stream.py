@@ -1,0 +1,168 @@
+"""The change-stream mode of a :class:`~replikit.pipeline.runner.Pipeline`.
+
+A pipeline whose reader is a :class:`~replikit.pipeline.contracts.ChangeReader` runs here:
+
+1. the task's checkpoint is read from the :class:`~replikit.pipeline.contracts.CheckpointStore`
+   (a first run starts at ``start``, or at the reader's own stored position);
+2. if a full load is still due (``load``, checkpoint phase ``full-load``), the load runs while
+   the change stream fills the cache (changes of tables being loaded are held), then the cached
+   changes are applied and the checkpoint leaves the full-load phase;
+3. the stream is applied batch by batch, each batch committed in one target transaction with
+   its checkpoint, and the source acknowledged after that commit
+   (:class:`~replikit.pipeline.cdc.Replicator`).
+
+A crash anywhere resumes from the checkpoint: replayed changes converge because apply is
+idempotent, and a full load cut short loads the tables it had not finished again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from replikit.changes import SchemaChange
+from replikit.errors import ConfigError
+from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.cdc import Replicator
+from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, CheckpointStore
+from replikit.pipeline.stats import Statistics
+from replikit.positions import Position
+from replikit.schema.convert import TablePlan
+from replikit.schema.model import TableSchema
+
+if TYPE_CHECKING:
+    from replikit.pipeline.runner import Pipeline
+
+__all__ = ["run_stream"]
+
+
+def run_stream(
+    pipe: Pipeline,
+    *,
+    load: Pipeline | None,
+    start: Position | None,
+    after_load: Callable[[], object] | None,
+) -> Statistics:
+    """Run ``pipe`` (whose reader is a change reader) as the module docstring says."""
+    reader, writer, store = _stages(pipe)
+    plans = pipe.plans()
+    pipe.refuse(plans)
+    checkpoint = store.read_checkpoint(pipe.task_id)
+    if checkpoint is None:
+        checkpoint = Checkpoint(
+            pipe.task_id, start=start, phase="full-load" if load is not None else "cdc"
+        )
+        store.write_checkpoint(checkpoint)
+    replicator = Replicator(
+        reader,
+        writer,
+        plans,
+        task=pipe.task_id,
+        transforms=pipe.transforms,
+        batch_apply=pipe.batch_apply,
+        batch_changes=pipe.batch_changes,
+        queue_bytes=pipe.queue_bytes,
+        statistics=pipe.statistics,
+        replan=_replanner(pipe),
+    )
+    pipe.replicator = replicator
+    try:
+        if pipe.stopping:
+            replicator.stop()
+        if checkpoint.phase == "full-load":
+            if load is None:
+                raise ConfigError(
+                    f"task {pipe.task_id!r} stopped during its full load: pass load= (a "
+                    "full-load pipeline of the tables not loaded yet) to finish it"
+                )
+            pipe.phase = "full-load"
+            checkpoint = _load_and_cache(pipe, replicator, store, checkpoint, load, after_load)
+        pipe.phase = "cdc"
+        replicator.run(checkpoint, pipe.stop_when)
+    finally:
+        pipe.phase = "stopped"
+        pipe.replicator = None
+        replicator.close()
+    return pipe.statistics
+
+
+def _stages(pipe: Pipeline) -> tuple[ChangeReader, ChangeWriter, CheckpointStore]:
+    reader, writer, store = pipe.reader, pipe.writer, pipe.checkpoints
+    if not isinstance(reader, ChangeReader):  # pragma: no cover - Pipeline.run dispatches
+        raise ConfigError("a change stream needs a ChangeReader")
+    if not isinstance(writer, ChangeWriter):
+        raise ConfigError(
+            f"a change stream applies changes: its writer must be a ChangeWriter "
+            f"(endpoint.change_writer()), not {type(writer).__name__}"
+        )
+    if store is None and isinstance(writer, CheckpointStore):
+        store = writer
+    if store is None:
+        raise ConfigError(
+            "a change stream keeps its position in a checkpoint store: pass "
+            "checkpoints=endpoint.checkpoint_store()"
+        )
+    return reader, writer, store
+
+
+def _load_and_cache(
+    pipe: Pipeline,
+    replicator: Replicator,
+    store: CheckpointStore,
+    checkpoint: Checkpoint,
+    load: Pipeline,
+    after_load: Callable[[], object] | None,
+) -> Checkpoint:
+    """Run ``load`` while the stream fills the cache; then apply what was cached."""
+    tables = [t.id for t in pipe.tables]
+    loaded = set(checkpoint.loaded)
+
+    def table_loaded(plan: TablePlan) -> None:
+        loaded.add(str(plan.source.id))
+        store.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
+
+    load.on_table_loaded = table_loaded
+    pipe.loading = load
+    cache = pipe.cache if pipe.cache is not None else ChangeCache()
+    try:
+        replicator.open(checkpoint)
+        for table in tables:
+            cache.hold(table)
+        feeder = replicator.start_caching(cache)
+        try:
+            if pipe.stopping:
+                load.stop()
+            load.run()
+            if after_load is not None:
+                after_load()
+        except BaseException:
+            with contextlib.suppress(BaseException):  # the load's error comes first
+                feeder.finish()
+            raise
+        # A feeder that failed may have taken a transaction off the queue without caching
+        # it: raise before the checkpoint leaves the full-load phase (a rerun replays).
+        feeder.finish()
+        checkpoint = replace(checkpoint, phase="cdc", loaded=frozenset(str(t) for t in tables))
+        replicator.apply_cache(cache, tables)
+        store.write_checkpoint(checkpoint)
+    finally:
+        pipe.loading = None
+        if pipe.cache is None:
+            cache.close()
+    return checkpoint
+
+
+def _replanner(pipe: Pipeline) -> Callable[[TablePlan, SchemaChange], TablePlan]:
+    """Plans for source tables that gained columns (followed by ``add_columns``)."""
+    originals: dict[object, TableSchema] = {t.id: t for t in pipe.tables}
+
+    def replan(plan: TablePlan, change: SchemaChange) -> TablePlan:
+        original = originals[change.table]
+        known = {c.name for c in original.columns}
+        added = tuple(c for c in change.added if c.name not in known)
+        originals[change.table] = replace(original, columns=original.columns + added)
+        return pipe.plan_for(originals[change.table])
+
+    return replan

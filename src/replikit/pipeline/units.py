@@ -1,0 +1,100 @@
+"""One unit of full-load work, as a picklable callable: reader -> transforms -> writer.
+
+The runner submits a :class:`UnitLoader` per unit to its executor; a process pool (or Dask)
+pickles it to the worker, which reads and writes there.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from replikit.changes import Change, Op
+from replikit.errors import ConfigError
+from replikit.pipeline.contracts import (
+    Batch,
+    Reader,
+    SupportsRawRead,
+    SupportsRawWrite,
+    Unit,
+    Writer,
+)
+from replikit.schema.convert import TablePlan
+from replikit.transforms import Transform
+
+__all__ = ["UnitLoader", "in_process"]
+
+
+def in_process(executor: Executor) -> bool:
+    """True when ``executor`` runs work in this process (threads share the pipeline)."""
+    return isinstance(executor, ThreadPoolExecutor)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitLoader:
+    """Loads one unit: reader -> transforms -> writer; returns the rows written.
+
+    Picklable when its stages are, so a process pool (or Dask) can run it: the stages are
+    pickled to the worker, which reads and writes there.
+    """
+
+    reader: Reader
+    writer: Writer
+    transforms: tuple[Transform, ...]
+
+    def __call__(self, plan: TablePlan, unit: Unit, raw: bool) -> int:
+        if raw:
+            assert isinstance(self.reader, SupportsRawRead)
+            assert isinstance(self.writer, SupportsRawWrite)
+            return self.writer.load_raw(plan, self.reader.read_raw(unit))
+        return self.writer.load(plan, self.batches(plan, unit))
+
+    def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
+        """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage
+        cannot be pickled there."""
+        if executor is None or in_process(executor):
+            return
+        stages = [
+            ("reader", self.reader),
+            ("writer", self.writer),
+            ("transforms", self.transforms),
+            ("table plans", tuple(plans)),
+        ]
+        for what, stage in stages:
+            try:
+                pickle.dumps(stage)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise ConfigError(
+                    f"{type(executor).__name__} runs each unit in another process, so the "
+                    f"{what} must pickle, and {type(stage).__name__} does not ({exc}); "
+                    "endpoint readers and writers hold open connections. Use the default "
+                    "thread pool (executor=None) or a ThreadPoolExecutor, or stages that pickle"
+                ) from None
+
+    def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
+        """The unit's batches, transformed (rows a transform drops are left out)."""
+        batches = self.reader.read(unit)
+        if not self.transforms:
+            yield from batches
+            return
+        out_cols = plan.source.column_names
+        for batch in batches:
+            rows = []
+            for row in batch.rows:
+                after = self._transform(
+                    Change(Op.INSERT, batch.table, after=dict(zip(batch.columns, row, strict=True)))
+                )
+                if after is not None:
+                    rows.append(tuple(after.get(c) for c in out_cols))
+            yield replace(batch, columns=out_cols, rows=rows)
+
+    def _transform(self, change: Change) -> Mapping[str, Any] | None:
+        current: Change | None = change
+        for t in self.transforms:
+            if current is None:
+                return None
+            current = t(current)
+        return current.after if current is not None else None
