@@ -206,6 +206,7 @@ class DuckdbChangeWriter(ChangeWriter):
     the module docs). Used from one thread at a time."""
 
     dialect = DIALECT
+    default_schema: str | None = "main"  # as the full-load writer's: the same target ids
 
     def __init__(self, database: Database) -> None:
         self._db = database
