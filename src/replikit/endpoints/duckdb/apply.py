@@ -165,6 +165,9 @@ def _keyed(
     ) as exc:
         rollback(conn)  # the transaction is aborted: name the row outside it
         raise cols.bad_row(conn, batch, rows, exc) from None
+    except duckdb.Error:
+        rollback(conn)  # so that unregistering the batch works; the caller reports it
+        raise
     finally:
         conn.unregister(name)
 

@@ -72,6 +72,9 @@ def insert(
     ) as exc:
         rollback(conn)  # the transaction is aborted: name the row outside it
         raise cols.bad_row(conn, batch, rows, exc) from None
+    except duckdb.Error:
+        rollback(conn)  # so that unregistering the batch works; the caller reports it
+        raise
     finally:
         conn.unregister(name)
 
@@ -101,10 +104,10 @@ class DuckdbWriter(Writer, SupportsPrepare):
         for schema in sorted({p.target_id.schema or "main" for p in plans}):
             out += _ddl.create_schema(schema)
         for plan in plans:
-            out += [_ddl.drop_table(plan), _ddl.create_table(plan)]
+            out += [_ddl.drop_table(plan), _ddl.create_table(plan, key=False)]
         names = object_names(plans, DIALECT)
         for plan in plans:
-            out += _ddl.index_statements(plan, names)[0]
+            out += _ddl.add_primary_key(plan) + _ddl.index_statements(plan, names)[0]
         return out
 
     def check_existing(
@@ -152,11 +155,11 @@ class DuckdbWriter(Writer, SupportsPrepare):
     def _prepare_sql(self, plan: TablePlan, mode: str, exists: bool) -> list[str]:
         schema = _ddl.create_schema(plan.target_id.schema)
         if mode == "drop-and-create":
-            return [*schema, _ddl.drop_table(plan), _ddl.create_table(plan)]
+            return [*schema, _ddl.drop_table(plan), _ddl.create_table(plan, key=False)]
         if exists and mode == "create":
             raise SchemaError(f"table {plan.target_id} already exists")
         if not exists:
-            return [*schema, _ddl.create_table(plan)]
+            return [*schema, _ddl.create_table(plan, key=False)]
         if mode == "truncate":
             return [f"DELETE FROM {_ddl.table_name(plan.target_id)}"]  # noqa: S608
         return []
@@ -218,15 +221,18 @@ class DuckdbWriter(Writer, SupportsPrepare):
     # -- after the load ---------------------------------------------------------------------
     @override
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """Create indexes and unique keys (not on tables ``truncate`` / ``do-nothing`` kept)."""
+        """Add primary keys, create indexes and unique keys (on the tables ``prepare``
+        created: not on those ``truncate`` / ``do-nothing`` kept)."""
         names = self._names
         if names is None or any(p.target_id not in names.indexes for p in plans):
             names = object_names(plans, DIALECT)
         errors: dict[str, BaseException] = {}
         duckdb = driver()
-        with self._db.connected() as conn:
+        with self._db.connected() as conn, self._db.unlimited(conn):
             for plan in [p for p in plans if p.target_id not in self._kept]:
                 statements, problems = _ddl.index_statements(plan, names)
+                if not _has_primary_key(conn, plan.target_id):
+                    statements = _ddl.add_primary_key(plan) + statements
                 self.problems.extend(problems)
                 try:
                     self._run(conn, statements)
@@ -236,3 +242,12 @@ class DuckdbWriter(Writer, SupportsPrepare):
                     )
         if errors:
             raise table_errors(errors, "DuckDB indexes", len(plans))
+
+
+def _has_primary_key(conn: Any, tid: TableId) -> bool:
+    rows = conn.execute(
+        "SELECT 1 FROM duckdb_constraints() WHERE database_name = current_database() AND "
+        "schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [tid.schema or "main", tid.name],
+    ).fetchall()
+    return bool(rows)
