@@ -145,6 +145,12 @@ class PgServer:
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
+            # a database with a logical replication slot cannot be dropped
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = %s AND NOT active",
+                (name,),
+            )
             force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force)

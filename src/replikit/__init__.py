@@ -27,7 +27,19 @@ from replikit.errors import (
     ValidationError,
 )
 from replikit.mapping import Mappings, Selection
-from replikit.pipeline.contracts import Batch, KeyRange, Reader, Unit, Writer
+from replikit.pipeline.cache import ChangeCache, DiskCache
+from replikit.pipeline.cdc import StopCondition
+from replikit.pipeline.contracts import (
+    Batch,
+    ChangeReader,
+    ChangeWriter,
+    Checkpoint,
+    CheckpointStore,
+    KeyRange,
+    Reader,
+    Unit,
+    Writer,
+)
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState, TableStats
 from replikit.positions import PgLsn, Position, SqliteSeq
@@ -47,6 +59,11 @@ __all__ = [
     "Capabilities",
     "CapabilityError",
     "Change",
+    "ChangeCache",
+    "ChangeReader",
+    "ChangeWriter",
+    "Checkpoint",
+    "CheckpointStore",
     "Column",
     "Comparison",
     "ConfigError",
@@ -54,6 +71,7 @@ __all__ = [
     "ConversionError",
     "DataError",
     "DecodeError",
+    "DiskCache",
     "Endpoint",
     "Error",
     "Fidelity",
@@ -73,6 +91,7 @@ __all__ = [
     "Selection",
     "SqliteSeq",
     "Statistics",
+    "StopCondition",
     "StoppedError",
     "TableDdlError",
     "TableId",

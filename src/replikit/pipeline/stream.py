@@ -124,10 +124,16 @@ def _load_and_cache(
         store.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
 
     load.on_table_loaded = table_loaded
+    load.statistics = pipe.statistics  # the load is part of the stream's run
     pipe.loading = load
     cache = pipe.cache if pipe.cache is not None else ChangeCache()
     try:
         replicator.open(checkpoint)
+        for table in cache.held():
+            # held by a run that stopped during its load: the stream replays every change
+            # since the snapshot again, and a new snapshot makes the old ones stale
+            for _ in cache.release(table):
+                pass
         for table in tables:
             cache.hold(table)
         feeder = replicator.start_caching(cache)
