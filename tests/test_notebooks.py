@@ -33,7 +33,7 @@ def kernel_env(monkeypatch):
 
 
 def test_there_is_a_notebook():
-    assert [p.name for p in NOTEBOOKS] == ["quickstart.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["duckdb.ipynb", "quickstart.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -69,4 +69,9 @@ def test_notebook_runs(path, tmp_path, kernel_env):
         progress = _code_cells(nb)[3]
         assert progress.source.strip() == "stats = task.run()"
         assert progress.outputs, "task.run() showed no progress in the notebook"
+    if path.name == "duckdb.ipynb":  # Chinook copied into DuckDB (progress), queried, compared
+        assert "<Statistics 11 tables: 11 Table completed; 15,607 rows>" in shown
+        assert _code_cells(nb)[2].outputs, "task.run() showed no progress in the notebook"
+        assert "Rock" in shown and "1297" in shown
+        assert "<Comparison 11 tables compared: 11 identical>" in shown
     assert list(tmp_path.iterdir()) == []  # the notebook cleans up after itself
