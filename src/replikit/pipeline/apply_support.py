@@ -18,6 +18,7 @@ logic whatever the target lives here, as plain functions:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -30,11 +31,16 @@ from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
 
+log = logging.getLogger("replikit.apply")
+
 __all__ = [
+    "CONNECTION_LOST",
     "PHASES",
     "PIECE_CHANGES",
+    "RUN_AGAIN",
     "Image",
     "Key",
+    "Session",
     "Unit",
     "apply_key",
     "change_key",
@@ -45,6 +51,7 @@ __all__ = [
     "key_of",
     "lost_connection",
     "pieces",
+    "run_transaction",
     "tables_for",
     "units",
 ]
@@ -310,3 +317,61 @@ def lost_connection(where: str, doing: str, committing: bool, detail: str) -> Co
         f"lost the connection to {where} while {doing} {outcome} ({detail}). "
         "Retry: applying the same changes again is safe, and the next call reconnects"
     )
+
+
+class Session(Protocol):
+    """A change writer's connection state, as :func:`run_transaction` uses it."""
+
+    committing: bool  # COMMIT was sent: a loss now leaves the outcome unknown
+
+
+S = TypeVar("S", bound=Session)
+R = TypeVar("R")
+
+#: what ``settle`` says about a failure (besides returning an error to raise, or ``None``)
+CONNECTION_LOST = (
+    "lost"  # the connection died: reopen and run the work again, once, unless committing
+)
+RUN_AGAIN = "again"  # run the work once more on the same connection (e.g. a control table dropped)
+
+
+def run_transaction(
+    connect: Callable[[], S],
+    work: Callable[[S], R],
+    *,
+    settle: Callable[[S, BaseException, bool], str | BaseException | None],
+    lost: Callable[[BaseException, bool], ConnectError],
+    where: str,
+    doing: str,
+) -> R:
+    """Run ``work`` (which commits) in one target transaction; the retry policy of every
+    change writer, whatever its driver.
+
+    ``settle(session, exc, last)`` rolls back (or discards a dead connection) and says what
+    the failure was: :data:`CONNECTION_LOST`, :data:`RUN_AGAIN` (honoured when not ``last``),
+    an error to raise in its place, or ``None`` to let ``exc`` through. A connection
+    found dead before COMMIT was sent is reopened and ``work`` runs again: nothing had been
+    committed. Lost during COMMIT (or twice), the outcome is unknown: ``lost(exc,
+    committing)`` is raised, and applying again is safe because apply is idempotent.
+    """
+    for attempt in range(2):
+        last = attempt == 1
+        s = connect()
+        s.committing = False
+        try:
+            return work(s)
+        except BaseException as exc:
+            verdict = settle(s, exc, last)
+            if verdict is None:
+                raise
+            if verdict == CONNECTION_LOST and not last and not s.committing:
+                log.warning("lost the connection to %s while %s; reconnecting", where, doing)
+                continue
+            if verdict == CONNECTION_LOST:
+                raise lost(exc, s.committing) from exc
+            if verdict == RUN_AGAIN and not last:
+                continue
+            if isinstance(verdict, BaseException):
+                raise verdict from exc
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -68,8 +68,15 @@ from replikit.endpoints.mysql._driver import (
     scrub,
 )
 from replikit.endpoints.mysql._params import ConnParams
-from replikit.errors import ConfigError, ConnectError, SchemaError
-from replikit.pipeline.apply_support import lost_connection, pieces, tables_for
+from replikit.errors import ConfigError, ConnectError, Error, SchemaError
+from replikit.pipeline.apply_support import (
+    CONNECTION_LOST,
+    RUN_AGAIN,
+    lost_connection,
+    pieces,
+    run_transaction,
+    tables_for,
+)
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -200,33 +207,33 @@ class MysqlChangeWriter:
         nothing had been committed. Lost during COMMIT, the outcome is unknown, so the caller
         gets a :class:`ConnectError` (applying again is safe: apply is idempotent).
         """
-        for attempt in range(2):
-            s = self._connect()
-            s.committing = False
-            try:
-                return work(s)
-            except BaseException as exc:
-                driver_error = isinstance(exc, s.driver.Error)
-                lost = driver_error and self._is_lost(exc)
-                if lost:
-                    self._discard(s)
-                else:
-                    self._rollback(s)
-                if not driver_error:
-                    raise
-                if lost and attempt == 0 and not s.committing:
-                    log.warning("lost the connection to %s while %s; reconnecting",
-                                self._params.where(), doing)  # fmt: skip
-                    continue
-                if lost:
-                    raise self._lost(exc, doing, s.committing) from None
-                if error_code(exc) == _NO_TABLE and _control.TABLE in error_text(exc):
-                    s.control = False  # another task dropped it meanwhile
-                    if attempt == 0:
-                        continue
-                text = scrub(error_text(exc).strip(), self._params)
-                raise SchemaError(f"{doing} at {self._params.where()} failed: {text}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def settle(s: _Session, exc: BaseException, last: bool) -> str | Error | None:
+            driver_error = isinstance(exc, s.driver.Error)
+            lost = driver_error and self._is_lost(exc)
+            if lost:
+                self._discard(s)
+            else:
+                self._rollback(s)
+            if not driver_error:
+                return None
+            if lost:
+                return CONNECTION_LOST
+            if error_code(exc) == _NO_TABLE and _control.TABLE in error_text(exc):
+                s.control = False  # another task dropped it meanwhile
+                if not last:
+                    return RUN_AGAIN
+            text = scrub(error_text(exc).strip(), self._params)
+            return SchemaError(f"{doing} at {self._params.where()} failed: {text}")
+
+        return run_transaction(
+            self._connect,
+            work,
+            settle=settle,
+            lost=lambda exc, committing: self._lost(exc, doing, committing),
+            where=self._params.where(),
+            doing=doing,
+        )
 
     def _lost(self, exc: BaseException, doing: str, committing: bool) -> ConnectError:
         text = scrub(str(exc).strip(), self._params)

@@ -64,7 +64,13 @@ from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import data_error, scrub  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
-from replikit.pipeline.apply_support import lost_connection, pieces, tables_for  # noqa: E402
+from replikit.pipeline.apply_support import (  # noqa: E402
+    CONNECTION_LOST,
+    lost_connection,
+    pieces,
+    run_transaction,
+    tables_for,
+)
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
 from replikit.pipeline.netchange import net_changes  # noqa: E402
 from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
@@ -169,25 +175,23 @@ class PostgresChangeWriter:
         nothing had been committed. Lost during COMMIT, the outcome is unknown, so the caller
         gets a :class:`ConnectError` (applying again is safe: apply is idempotent).
         """
-        for attempt in range(2):
-            s = self._connect()
-            s.committing = False
-            try:
-                return work(s)
-            except BaseException as exc:
-                self._rollback(s)
-                if not isinstance(exc, psycopg.Error):
-                    raise
-                if s.alive:
-                    raise translate(s, exc) from exc
-                if attempt == 0 and not s.committing:
-                    log.warning("lost the connection to %s while %s; reconnecting",
-                                self._params.where(), doing)  # fmt: skip
-                    continue
-                raise self._lost(exc, doing, s.committing) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _lost(self, exc: psycopg.Error, doing: str, committing: bool) -> ConnectError:
+        def settle(s: _Session, exc: BaseException, last: bool) -> str | Error | None:
+            self._rollback(s)
+            if not isinstance(exc, psycopg.Error):
+                return None
+            return translate(s, exc) if s.alive else CONNECTION_LOST
+
+        return run_transaction(
+            self._connect,
+            work,
+            settle=settle,
+            lost=lambda exc, committing: self._lost(exc, doing, committing),
+            where=self._params.where(),
+            doing=doing,
+        )
+
+    def _lost(self, exc: BaseException, doing: str, committing: bool) -> ConnectError:
         text = scrub(str(exc).strip(), self._params)
         return lost_connection(self._params.where(), doing, committing, text)
 
