@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from replikit.changes import Change, Op, Transaction
 from replikit.errors import ConfigError, ConnectError, SchemaError
@@ -41,6 +41,8 @@ __all__ = [
     "Image",
     "Key",
     "Session",
+    "ShapeBase",
+    "TableColumns",
     "Unit",
     "apply_key",
     "change_key",
@@ -375,3 +377,72 @@ def run_transaction(
                 raise verdict from exc
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- one table's columns, as every change writer addresses them ------------------------------
+class ShapeBase:
+    """One column set of a table (source names, in table order): target names, value
+    adapters and the statements a family caches for it (``sql``)."""
+
+    __slots__ = ("adapters", "names", "source", "sql")
+
+    def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
+        self.source = source
+        self.names = tuple(p.name for p in plans)
+        self.adapters: list[tuple[int, Any]] = [
+            (i, p.target.adapt) for i, p in enumerate(plans) if p.target.adapt is not None
+        ]
+        self.sql: dict[str, str] = {}
+
+
+SH = TypeVar("SH", bound=ShapeBase)
+
+
+class TableColumns(Generic[SH]):
+    """The planned columns of one target table, its apply key, and its cached shapes.
+
+    ``written`` are the column plans the writer writes (by default all; a family leaves out
+    e.g. generated columns it cannot write, named in ``generated``).
+    """
+
+    shape_class: type[SH]
+
+    def __init__(
+        self,
+        plan: TablePlan,
+        written: Sequence[ColumnPlan] | None = None,
+        generated: frozenset[str] = frozenset(),
+    ) -> None:
+        self.plan = plan
+        self.id: TableId = plan.target_id
+        self.by_source: dict[str, ColumnPlan] = {}
+        for c in plan.columns if written is None else written:
+            self.by_source.setdefault(c.source.name, c)
+        self.generated = generated
+        self.order = tuple(self.by_source)
+        self.all = frozenset(self.order)
+        by_target = {c.name: c for c in self.by_source.values()}
+        self.target_key, self.key = apply_key(plan, by_target)
+        self.key_set = frozenset(self.key)
+        self._shapes: dict[tuple[str, ...], SH] = {}
+        self.key_shape = self.shape(self.key)
+
+    def columns(self, image: Image) -> tuple[str, ...]:
+        """The image's written columns in table order; ``SchemaError`` for unplanned ones."""
+        return image_columns(self.id, image, self.order, self.all, self.generated)
+
+    def is_full(self, image: Image) -> bool:
+        """Whether ``image`` holds every written column (else it is a partial image)."""
+        return image.keys() >= self.all
+
+    def shape(self, columns: tuple[str, ...]) -> SH:
+        """The (cached) shape of ``columns`` (source names in table order)."""
+        shape = self._shapes.get(columns)
+        if shape is None:
+            shape = self.shape_class(columns, [self.by_source[c] for c in columns])
+            self._shapes[columns] = shape
+        return shape
+
+    def key_dict(self, key: Key) -> dict[str, Any]:
+        """``key`` by target column name (for error messages)."""
+        return dict(zip(self.target_key, key, strict=True))

@@ -292,7 +292,7 @@ def replay(
 def _warned(exc: Warned, unit: Unit, tables: Tables) -> DataError:
     first = unit[0] if isinstance(unit, list) else unit
     table = tables[first.table]
-    key = None if isinstance(unit, list) else table.named_key(change_key(table, unit))
+    key = None if isinstance(unit, list) else table.key_dict(change_key(table, unit))
     return DataError(
         f"MySQL would alter the value: {exc}",
         table=table.label,
@@ -309,5 +309,5 @@ def _failed(exc: BaseException, step: Step, unit: Unit, tables: Tables) -> Error
     if step.kind == "upsert" and table.guard and error_code(exc) == _NOT_NULL:
         column = next((c for c in table.target_key if f"'{c}'" in error_text(exc)), None)
         if column is not None and None not in key:
-            return DataError(guard_message(), table=table.label, key=table.named_key(key))
-    return data_error(exc, table.label, key=table.named_key(key))
+            return DataError(guard_message(), table=table.label, key=table.key_dict(key))
+    return data_error(exc, table.label, key=table.key_dict(key))

@@ -29,9 +29,8 @@ from typing import Any
 from replikit.endpoints.mysql import _ddl
 from replikit.endpoints.mysql._dialect import DIALECT, NAME, BadValue
 from replikit.errors import DataError
-from replikit.pipeline.apply_support import Image, Key, apply_key, image_columns
-from replikit.schema.convert import Adapter, ColumnPlan, TablePlan
-from replikit.schema.model import TableId
+from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns
+from replikit.schema.convert import ColumnPlan, TablePlan
 
 __all__ = ["Key", "Shape", "TableApply", "guard_message"]
 
@@ -58,22 +57,17 @@ def guard_message() -> str:
     )
 
 
-class Shape:
+class Shape(ShapeBase):
     """One column set of a table (source names, in table order): adapters and statements."""
 
-    __slots__ = ("adapters", "names", "source", "sql", "upsert")
+    __slots__ = ("upsert",)
 
     def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
-        self.source = source
-        self.names = tuple(p.name for p in plans)
-        self.adapters: list[tuple[int, Adapter]] = [
-            (i, p.target.adapt) for i, p in enumerate(plans) if p.target.adapt is not None
-        ]
-        self.sql: dict[str, str] = {}
+        super().__init__(source, plans)
         self.upsert: tuple[str, str, str] | None = None  # head, one row's marks, tail
 
 
-class TableApply:
+class TableApply(TableColumns[Shape]):
     """What applying changes to one planned table needs: key, shapes and statements.
 
     ``guard`` says whether the target has unique indexes besides the apply key, and
@@ -82,29 +76,19 @@ class TableApply:
     target table.
     """
 
+    shape_class = Shape
+
     def __init__(self, plan: TablePlan) -> None:
-        self.plan = plan
-        self.id: TableId = plan.target_id
+        same = plan.source_dialect == NAME
+        generated = frozenset(
+            c.source.name for c in plan.columns if same and c.source.generated is not None
+        )
+        written = [c for c in plan.columns if c.source.name not in generated]
         self.label = str(plan.target_id)
         self.name = _p(_ddl.table_name(plan.target_id))
         self.mysql_alias = False  # MySQL 8: ``VALUES (...) AS rk_new`` replaces VALUES()
-        same = plan.source_dialect == NAME
-        self.by_source: dict[str, ColumnPlan] = {}
-        generated: set[str] = set()
-        for c in plan.columns:
-            if same and c.source.generated is not None:
-                generated.add(c.source.name)
-            else:
-                self.by_source.setdefault(c.source.name, c)
-        self.generated = frozenset(generated)
-        self.order = tuple(self.by_source)
-        self.all = frozenset(self.order)
-        by_target = {c.name: c for c in self.by_source.values()}
-        self.target_key, self.key = apply_key(plan, by_target)
-        self.key_set = frozenset(self.key)
         self._guard = False
-        self._shapes: dict[tuple[str, ...], Shape] = {}
-        self.key_shape = self.shape(self.key)
+        super().__init__(plan, written, generated)
 
     @property
     def guard(self) -> bool:
@@ -118,27 +102,7 @@ class TableApply:
             for shape in self._shapes.values():
                 shape.upsert = None
 
-    # -- columns and values ---------------------------------------------------------------
-    def columns(self, image: Image) -> tuple[str, ...]:
-        """The image's written columns in table order; ``SchemaError`` for unplanned ones."""
-        return image_columns(self.id, image, self.order, self.all, self.generated)
-
-    def is_full(self, image: Image) -> bool:
-        """Whether ``image`` holds every written column (else it is a partial image)."""
-        return image.keys() >= self.all
-
-    def shape(self, columns: tuple[str, ...]) -> Shape:
-        """The (cached) shape of ``columns`` (source names in table order)."""
-        shape = self._shapes.get(columns)
-        if shape is None:
-            shape = Shape(columns, [self.by_source[c] for c in columns])
-            self._shapes[columns] = shape
-        return shape
-
-    def named_key(self, key: Key) -> dict[str, Any]:
-        """``key`` by target column name (for error messages)."""
-        return dict(zip(self.target_key, key, strict=True))
-
+    # -- values ---------------------------------------------------------------------------
     def row(self, shape: Shape, image: Image, key: Key) -> list[Any]:
         """The image's values in shape order, adapted for the target."""
         values = [image[c] for c in shape.source]
@@ -160,7 +124,7 @@ class TableApply:
                     f"value {_preview(value)} cannot be written: {exc}",
                     table=self.label,
                     column=shape.names[i],
-                    key=self.named_key(key),
+                    key=self.key_dict(key),
                 ) from None
         return values
 

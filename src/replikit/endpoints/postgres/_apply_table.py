@@ -28,9 +28,8 @@ from replikit.endpoints.postgres import _ddl  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.errors import ConfigError, SchemaError  # noqa: E402
-from replikit.pipeline.apply_support import Image, Key, apply_key, image_columns  # noqa: E402
-from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
-from replikit.schema.model import TableId  # noqa: E402
+from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns  # noqa: E402
+from replikit.schema.convert import TablePlan  # noqa: E402
 
 __all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key"]
 
@@ -59,18 +58,10 @@ class TextParams:
         return [None if b is None else str(b, enc) for b in self._tx.dump_sequence(values, formats)]
 
 
-class Shape:
+class Shape(ShapeBase):
     """One column set of a table (source names, in table order) and its statements."""
 
-    __slots__ = ("adapters", "names", "source", "sql")
-
-    def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
-        self.source = source
-        self.names = tuple(p.name for p in plans)
-        self.adapters: list[tuple[int, Adapter]] = [
-            (i, p.target.adapt) for i, p in enumerate(plans) if p.target.adapt is not None
-        ]
-        self.sql: dict[str, str] = {}
+    __slots__ = ()
 
     def row(self, image: Image) -> list[Any]:
         """The image's values in shape order, adapted for the target."""
@@ -89,42 +80,14 @@ class Shape:
         return out
 
 
-class TableApply:
+class TableApply(TableColumns[Shape]):
     """What applying changes to one planned table needs: key, shapes and statements."""
 
+    shape_class = Shape
+
     def __init__(self, plan: TablePlan) -> None:
-        self.plan = plan
-        self.id: TableId = plan.target_id
+        super().__init__(plan)
         self.name = _ddl.table_name(plan.target_id)
-        self.by_source = {c.source.name: c for c in plan.columns}
-        self.order = tuple(c.source.name for c in plan.columns)
-        self.all = frozenset(self.order)
-        by_target = {c.name: c for c in plan.columns}
-        self.target_key, self.key = apply_key(plan, by_target)
-        self.key_set = frozenset(self.key)
-        self._shapes: dict[tuple[str, ...], Shape] = {}
-        self.key_shape = self.shape(self.key)
-
-    # -- columns --------------------------------------------------------------------------
-    def columns(self, image: Image) -> tuple[str, ...]:
-        """The image's columns in table order; ``SchemaError`` for unplanned ones."""
-        return image_columns(self.id, image, self.order, self.all)
-
-    def is_full(self, image: Image) -> bool:
-        """Whether ``image`` holds every planned column (else it is a partial image)."""
-        return image.keys() >= self.all
-
-    def shape(self, columns: tuple[str, ...]) -> Shape:
-        """The (cached) shape of ``columns`` (source names in table order)."""
-        shape = self._shapes.get(columns)
-        if shape is None:
-            shape = Shape(columns, [self.by_source[c] for c in columns])
-            self._shapes[columns] = shape
-        return shape
-
-    def key_dict(self, key: Key) -> dict[str, Any]:
-        """``key`` by target column name (for error messages)."""
-        return dict(zip(self.target_key, key, strict=True))
 
     # -- statements executed with parameters ----------------------------------------------
     def _where(self, prefix: str = "") -> str:
