@@ -105,9 +105,7 @@ def _lines_until(stream, *wanted):
     pytest.fail(f"never saw {wanted}; got: {''.join(seen)}")
 
 
-def test_a_pipe_gets_plain_event_lines_and_ctrl_c_prints_the_partial_statistics(
-    source, tmp_path
-):
+def test_a_pipe_gets_plain_event_lines_and_ctrl_c_prints_the_partial_statistics(source, tmp_path):
     proc = subprocess.Popen(
         _copy(source, tmp_path),
         env=_env(REPLIKIT_FAILPOINT="full-load.batch:1:pause"),
@@ -200,3 +198,33 @@ def test_the_rich_view_shows_cdc_rates_and_latency():
     assert re.search(r"main\.orders\s+Replicating.*5/0/0", text), text
     assert "CDC: 5 changes in 2 transactions" in text
     assert "latency p50 10.0 ms" in text and "position pg:0/16B3748" in text
+
+
+def test_a_refused_copy_prints_no_done_line(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.close()
+    dst = f"sqlite:///{tmp_path / 'out.db'}"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "replikit",
+            "copy",
+            f"sqlite:///{src}",
+            dst,
+            "--type",
+            "t.nope=text",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "done in" not in out.stderr  # nothing ran: only the refusal is printed
+    assert out.stderr.count("\n") == 1, out.stderr

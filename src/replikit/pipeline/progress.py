@@ -198,6 +198,8 @@ class _PlainLines:
 
     def close(self) -> None:
         self.poll()
+        if not len(self.stats):  # refused before any table started: the error says why
+            return
         elapsed = time.monotonic() - self._t0
         self.write(f"done in {duration(elapsed)}: {display.statistics_summary(self.stats)}")
 
