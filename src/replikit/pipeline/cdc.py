@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,7 +38,8 @@ from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, Error
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
-from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
+from replikit.pipeline.readahead import DEFAULT_QUEUE_BYTES, END, Stream, discard
+from replikit.pipeline.spill import TransactionBuffer, spilled
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -50,9 +50,6 @@ __all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", 
 
 log = logging.getLogger(__name__)
 
-_END = object()  # the reader's iterator ended
-#: default bound on the estimated size of the transactions queued between reader and applier
-DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,116 +73,6 @@ class StopCondition:
         if self.commit_time is not None and tx.commit_ts is not None:
             return tx.commit_ts >= self.commit_time
         return False
-
-
-class _Queue:
-    """A FIFO bounded by item count and by estimated bytes.
-
-    An item larger than the byte bound still passes, alone (the queue must be empty).
-    """
-
-    def __init__(self, maxsize: int, maxbytes: int) -> None:
-        self.maxsize = maxsize
-        self.maxbytes = maxbytes
-        self.bytes = 0
-        self._items: deque[tuple[Any, int]] = deque()
-        self._cond = threading.Condition()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _room(self, size: int) -> bool:
-        n = len(self._items)
-        return n == 0 or (n < self.maxsize and self.bytes + size <= self.maxbytes)
-
-    def put(self, item: Any, size: int, timeout: float) -> bool:
-        """Append ``item`` (``size`` estimated bytes); ``False`` if no room within ``timeout``."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._room(size), timeout):
-                return False
-            self._items.append((item, size))
-            self.bytes += size
-            self._cond.notify_all()
-            return True
-
-    def get(self, timeout: float) -> Any:
-        """The first item, or ``None`` when there is none within ``timeout`` (0: no wait)."""
-        with self._cond:
-            if not self._items and (
-                timeout <= 0 or not self._cond.wait_for(lambda: bool(self._items), timeout)
-            ):
-                return None
-            item, size = self._items.popleft()
-            self.bytes -= size
-            self._cond.notify_all()
-            return item
-
-    def drain(self) -> list[Any]:
-        """Take every item."""
-        with self._cond:
-            items = [item for item, _ in self._items]
-            self._items.clear()
-            self.bytes = 0
-            self._cond.notify_all()
-            return items
-
-
-class _Stream:
-    """The reader thread and its bounded queue."""
-
-    def __init__(
-        self, reader: ChangeReader, start: Position | None, maxsize: int, maxbytes: int
-    ) -> None:
-        self.reader = reader
-        self.queue = _Queue(maxsize, maxbytes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(start,), name="replikit-cdc-reader", daemon=True
-        )
-        self._thread.start()
-
-    def _put(self, item: Any, size: int = 0) -> bool:
-        while not self._stop.is_set():
-            if self.queue.put(item, size, timeout=0.2):
-                return True
-        return False
-
-    def _run(self, start: Position | None) -> None:
-        try:
-            for tx in self.reader.transactions(start):
-                failpoint("cdc.read")
-                if not self._put(tx, transaction_bytes(tx)):
-                    _discard(tx)
-                    return
-            self._put(_END)
-        except BaseException as exc:  # handed to the applying thread, which re-raises it
-            self._put(exc)
-
-    def get(self, timeout: float) -> Any:
-        """The next transaction, ``_END``, an exception, or ``None`` after ``timeout``."""
-        return self.queue.get(timeout)
-
-    def get_nowait(self) -> Any:
-        return self.queue.get(0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.reader.close()
-        for item in self.queue.drain():  # let the thread's last put through, free spill files
-            _discard(item)
-        self._thread.join(timeout=10)
-        if self._thread.is_alive():  # pragma: no cover - a reader that ignores close()
-            log.warning("the CDC reader thread did not stop within 10 s")
-        for item in self.queue.drain():
-            _discard(item)
-
-
-def _discard(item: Any) -> None:
-    """Delete the spill file of a queued transaction that will not be applied."""
-    if isinstance(item, Transaction):
-        changes = spilled(item)
-        if changes is not None:
-            changes.close()
 
 
 def thread_error(doing: str, exc: BaseException) -> BaseException:
@@ -302,7 +189,7 @@ class Replicator:
         self._source_names = {p.target_id: str(p.source.id) for p in plans}
         self._stopped: dict[TableId, str] = {}
         self._stop = threading.Event()
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
         self._cached_upto: Transaction | None = None
         self._pushback: Any = None
         self.checkpoint: Checkpoint | None = None
@@ -323,7 +210,7 @@ class Replicator:
         """Start the reader thread at ``checkpoint.resume``."""
         if self._stream is None:
             self.checkpoint = checkpoint
-            self._stream = _Stream(
+            self._stream = Stream(
                 self.reader, checkpoint.resume, self.queue_transactions, self.queue_bytes
             )
 
@@ -346,14 +233,14 @@ class Replicator:
             item = stream.get(0.1)
             if item is None:
                 continue
-            if item is _END or isinstance(item, BaseException):
+            if item is END or isinstance(item, BaseException):
                 self._pushback = item
                 return
             failpoint("cdc.cache")
             try:
                 cache.add(item)
             finally:
-                _discard(item)  # the cache holds its own copy
+                discard(item)  # the cache holds its own copy
             self.statistics.cdc.cached_changes += len(item)
             self._cached_upto = Transaction((), item.position, item.commit_ts, item.txid)
 
@@ -425,7 +312,7 @@ class Replicator:
                     log.info("no source transaction for %.1f s: stopping", idle)
                     break
                 continue
-            if item is _END:
+            if item is END:
                 break
             if isinstance(item, BaseException):
                 raise thread_error("reading the source's changes", item)
@@ -444,7 +331,7 @@ class Replicator:
         return self.checkpoint
 
     def _take_batch(
-        self, stream: _Stream, first: Transaction, stop: StopCondition
+        self, stream: Stream, first: Transaction, stop: StopCondition
     ) -> tuple[list[Transaction], Any, bool]:
         """``first`` plus what is already queued; a schema change or a stop point ends it."""
         batch: list[Transaction] = []
@@ -464,7 +351,7 @@ class Replicator:
             item = stream.get_nowait()
             if item is None:
                 return batch, None, False
-            if item is _END or isinstance(item, BaseException):
+            if item is END or isinstance(item, BaseException):
                 return batch, item, False
 
     def _flush(self, batch: list[Transaction]) -> None:
@@ -476,7 +363,7 @@ class Replicator:
             self._apply(batch, mapped)
         finally:  # applied, or failed (then read again from the source): spill files go
             for tx in (*batch, *mapped):
-                _discard(tx)
+                discard(tx)
 
     def _apply(self, batch: list[Transaction], mapped: list[Transaction]) -> None:
         assert self.checkpoint is not None
@@ -603,7 +490,7 @@ class Replicator:
             self.statistics.count_changes(name, "ddl")
             self.statistics.set_state(name, TableState.ERROR, message)
 
-    def _require_stream(self) -> _Stream:
+    def _require_stream(self) -> Stream:
         if self._stream is None:
             raise Error("the replicator is not open; call open(checkpoint) first")
         return self._stream
