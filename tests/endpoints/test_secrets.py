@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -107,14 +108,16 @@ def test_cli_json_and_logs_hide_the_password(tmp_path, capsys, caplog) -> None:
 
 
 @pytest.fixture
-def pg_pw_url(pg_server, pg_url) -> str:
-    """``pg_url`` as the password-checked role ``replikit_pw`` (password ``right-pw``)."""
+def pg_pw_url(pg_server, pg_url) -> Iterator[str]:
+    """``pg_url`` as the password-checked role ``replikit_pw`` (password ``right-pw``); the
+    role gets its session password back afterwards (``pg_password_user`` relies on it)."""
     with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS replikit_pw")
         conn.execute(
             sql.SQL("CREATE ROLE replikit_pw LOGIN PASSWORD {}").format(sql.Literal("right-pw"))
         )
-    return pg_url
+    yield pg_url
+    pg_server.password_user()
 
 
 def test_pg_short_password_leaves_the_message_readable(pg_pw_url) -> None:
