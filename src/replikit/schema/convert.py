@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from replikit.errors import SchemaError
 from replikit.schema import expressions
 from replikit.schema.model import CheckConstraint, Column, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
@@ -164,6 +165,26 @@ class TablePlan:
     problems: tuple[str, ...] = ()
     requested_id: TableId | None = None
     objects: tuple[ObjectPlan, ...] = ()
+
+    def column_for(self, name: str) -> ColumnPlan | None:
+        """The plan of the column a batch calls ``name``: by source name, else by target name
+        (``None``: not planned)."""
+        for cp in self.columns:
+            if cp.source.name == name:
+                return cp
+        for cp in self.columns:
+            if cp.name == name:
+                return cp
+        return None
+
+    def planned_column(self, name: str) -> ColumnPlan:
+        """:meth:`column_for` ``name``, or :class:`~replikit.SchemaError` naming it."""
+        cp = self.column_for(name)
+        if cp is None:
+            raise SchemaError(
+                f"column {name!r} of the rows is not planned for table {self.target_id}"
+            )
+        return cp
 
     def __repr__(self) -> str:
         return (

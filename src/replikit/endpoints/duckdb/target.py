@@ -22,7 +22,7 @@ from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, SchemaError
 from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
-from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.convert import TablePlan
 from replikit.schema.existing import TargetRules, existing_findings, refuse_existing
 from replikit.schema.findings import Finding
 from replikit.schema.identifiers import ObjectNames, object_names
@@ -36,19 +36,10 @@ RULES = TargetRules(fold=ascii_fold)
 _BATCH = itertools.count()
 
 
-def _match(plan: TablePlan, column: str) -> ColumnPlan:
-    for cp in plan.columns:
-        if cp.source.name == column:
-            return cp
-    for cp in plan.columns:
-        if cp.name == column:
-            return cp
-    raise SchemaError(f"column {column!r} of the rows is not planned for table {plan.target_id}")
-
-
 def columns_for(plan: TablePlan, columns: Sequence[str]) -> Columns:
     """The Arrow conversion of ``plan``'s table for rows in ``columns`` order (source names)."""
-    return Columns(str(plan.target_id), [_match(plan, c) for c in columns], plan.target_schema.key)
+    planned = [plan.planned_column(c) for c in columns]
+    return Columns(str(plan.target_id), planned, plan.target_schema.key)
 
 
 def insert(

@@ -158,16 +158,6 @@ class Load:
         return ("\n".join(map("\t".join, zip(*text, strict=True))) + "\n").encode()
 
 
-def _match(plan: TablePlan, column: str) -> ColumnPlan | None:
-    for cp in plan.columns:
-        if cp.source.name == column:
-            return cp
-    for cp in plan.columns:
-        if cp.name == column:
-            return cp
-    return None
-
-
 def _is_generated(plan: TablePlan, cp: ColumnPlan) -> bool:
     return plan.source_dialect == NAME and cp.source.generated is not None
 
@@ -184,7 +174,7 @@ def load_for(plan: TablePlan, batch_columns: Sequence[str]) -> Load:
     positions: list[int] = []
     plans: list[ColumnPlan] = []
     for i, column in enumerate(batch_columns):
-        cp = _match(plan, column)
+        cp = plan.column_for(column)
         if cp is None:
             raise SchemaError(f"column {column!r} of the rows is not planned for {plan.target_id}")
         if _is_generated(plan, cp):

@@ -77,18 +77,8 @@ class _Insert:
         return {self.names[i]: row[i] for i in self.key}
 
 
-def _match(plan: TablePlan, column: str) -> ColumnPlan:
-    for cp in plan.columns:
-        if cp.source.name == column:
-            return cp
-    for cp in plan.columns:
-        if cp.name == column:
-            return cp
-    raise SchemaError(f"column {column!r} of the rows is not planned for table {plan.target_id}")
-
-
 def _insert(plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
-    cols = [_match(plan, c) for c in columns]
+    cols = [plan.planned_column(c) for c in columns]
     names = tuple(cp.name for cp in cols)
     quote = DIALECT.quote
     sql = (
