@@ -200,3 +200,34 @@ def test_duckdb_to_postgres_values_equal_or_declared(pg_url, tmp_path_factory, d
             isinstance(r["c_huge"], Decimal | None) and isinstance(r["c_uuid"], uuid.UUID | None)
             for r in src.values()
         )
+
+
+def test_dates_python_cannot_hold_round_trip_postgres_duckdb_postgres(pg_url, tmp_path):
+    """infinity and BC dates and timestamps: PostgreSQL -> DuckDB -> PostgreSQL unchanged
+    (DuckDB holds them; Python does not, so they travel as their text)."""
+    values = [
+        ("infinity", "infinity", "infinity"),
+        ("-infinity", "-infinity", "-infinity"),
+        ("0044-03-15 BC", "0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC"),
+        ("2024-02-29", "2024-02-29 23:59:59.999999", "2024-02-29 23:59:59.999999+00"),
+    ]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("CREATE TABLE odd (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)")
+        for i, (d, ts, tz) in enumerate(values):
+            conn.execute("INSERT INTO odd VALUES (%s, %s, %s, %s)", (i, d, ts, tz))
+    path = tmp_path / "odd.duckdb"
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"duckdb:///{path}") as duck:
+        rk.Task(pg, duck, mappings=rk.Mappings().include("public", "odd")).run()
+        rk.Task(
+            duck,
+            pg,
+            mappings=rk.Mappings().include("public", "odd").rename_schema("public", "back"),
+        ).run()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        query = "SELECT id, d::text, ts::text, tz::text FROM {} ORDER BY id"
+        assert (
+            conn.execute(query.format("public.odd")).fetchall()
+            == conn.execute(query.format("back.odd")).fetchall()
+        )

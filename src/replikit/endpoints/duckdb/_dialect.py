@@ -197,7 +197,7 @@ def _decimal(t: Type) -> TargetType:
 def _time(t: Type) -> TargetType:
     base = "TIME" if t.kind is Kind.TIME else "TIMESTAMP"
     sql = base + (" WITH TIME ZONE" if t.tz else "")
-    adapt = _time_text if t.kind is Kind.TIME and t.tz else v.temporal_out
+    adapt = _time_text if t.kind is Kind.TIME and t.tz else None
     target = _parse(sql)
     if t.precision is not None and t.precision > 6:
         return TargetType(sql, target, Fidelity.LOSSY, "fractions below 1 us are cut", adapt)
@@ -254,7 +254,9 @@ _RULES: dict[Kind, Callable[[Type], TargetType]] = {
     Kind.STRING: _string,
     Kind.TEXT: _exact("VARCHAR"),
     Kind.BYTES: _exact("BLOB"),
-    Kind.DATE: _exact("DATE", v.temporal_out),
+    # dates and timestamps need no adapter: Arrow takes the objects, and a column holding
+    # text (infinity, BC) goes as text (``_values.text_of`` spells BC as DuckDB does)
+    Kind.DATE: _exact("DATE"),
     Kind.TIME: _time,
     Kind.TIMESTAMP: _time,
     Kind.INTERVAL: _exact("INTERVAL", v.duckdb_interval),
@@ -277,8 +279,6 @@ def same_dialect_adapter(t: Type) -> Adapter | None:
     if t.kind is Kind.TIME and t.tz:
         return _time_text
     simple: dict[Kind, Adapter] = {
-        Kind.DATE: v.temporal_out,
-        Kind.TIMESTAMP: v.temporal_out,
         Kind.INTERVAL: v.duckdb_interval,
         Kind.UUID: str,
     }
