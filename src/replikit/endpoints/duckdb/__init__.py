@@ -66,7 +66,7 @@ class DuckdbEndpoint(Endpoint):
     """A DuckDB database file (or an in-memory database).
 
     Options: ``batch_size`` (rows per batch read, default 10,000), ``commit_rows`` (rows per
-    Arrow batch and transaction when loading, default 20,000), ``threads`` (DuckDB's worker
+    transaction when loading, default 200,000), ``threads`` (DuckDB's worker
     threads; default: DuckDB's, one per core), ``memory_limit`` (DuckDB's buffer memory,
     default ``"128MB"``: a load or an apply needs little, and DuckDB's own default, 80% of
     RAM, lets it keep whatever it read; raise it for heavy queries through this endpoint).
