@@ -9,7 +9,7 @@ from _my_schema import DRIVERS, endpoint
 import replikit as rk
 from replikit import ConfigError, ConnectError
 from replikit.endpoints.mysql import MysqlEndpoint
-from replikit.endpoints.mysql._driver import connect
+from replikit.endpoints.mysql._connect import connect
 from replikit.endpoints.mysql._params import ConnParams
 
 
@@ -77,7 +77,7 @@ class Block:
             raise ImportError(name)
 sys.meta_path.insert(0, Block())
 from replikit import MissingDependencyError
-from replikit.endpoints.mysql._driver import load_driver
+from replikit.endpoints.mysql._connect import load_driver
 try:
     load_driver("mysqlclient")
 except MissingDependencyError as exc:

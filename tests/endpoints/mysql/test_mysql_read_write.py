@@ -312,7 +312,7 @@ def test_split_units_read_every_row_once(mysql_url):
 
 
 def test_reader_on_one_caller_connection_sees_its_snapshot(mysql_url):
-    from replikit.endpoints.mysql._driver import connect
+    from replikit.endpoints.mysql._connect import connect
 
     run_sql(
         mysql_url,
@@ -349,7 +349,7 @@ def test_reader_on_one_caller_connection_sees_its_snapshot(mysql_url):
 
 
 def test_reader_refuses_nested_units_on_its_shared_connection(mysql_url):
-    from replikit.endpoints.mysql._driver import connect
+    from replikit.endpoints.mysql._connect import connect
 
     run_sql(mysql_url, "CREATE TABLE s (id INT PRIMARY KEY);\nINSERT INTO s VALUES (1), (2)")
     ep = endpoint(mysql_url)

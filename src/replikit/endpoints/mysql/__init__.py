@@ -80,7 +80,7 @@ class MysqlEndpoint(Endpoint):
     @override
     def check(self) -> None:
         """Connect once and run a trivial query; ``ConnectError`` explains any failure."""
-        from replikit.endpoints.mysql._driver import connect
+        from replikit.endpoints.mysql._connect import connect
 
         conn = connect(self.params, autocommit=True)
         try:
@@ -95,7 +95,7 @@ class MysqlEndpoint(Endpoint):
         """The server: ``@@server_id``, ``@@hostname``, ``@@port`` and ``@@datadir`` (MariaDB
         has no ``@@server_uuid``); tables are named with their schema, so one server is one
         namespace."""
-        from replikit.endpoints.mysql._driver import connect
+        from replikit.endpoints.mysql._connect import connect
 
         conn = connect(self.params, autocommit=True)
         try:
@@ -114,7 +114,7 @@ class MysqlEndpoint(Endpoint):
     @override
     def reflect(self, selection: Selection | None = None) -> Catalog:
         """Tables and views of the URL's database (or of all non-system databases)."""
-        from replikit.endpoints.mysql._driver import connect
+        from replikit.endpoints.mysql._connect import connect
         from replikit.endpoints.mysql.reflect import reflect
 
         conn = connect(self.params, autocommit=True)

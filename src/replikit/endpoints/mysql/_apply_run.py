@@ -40,7 +40,7 @@ from replikit.endpoints.mysql._apply_table import (
     TableApply,
     guard_message,
 )
-from replikit.endpoints.mysql._driver import (
+from replikit.endpoints.mysql._connect import (
     Driver,
     column_in_message,
     data_error,

@@ -18,8 +18,8 @@ def connect(params: Any) -> tuple[Any, type[Exception]]:
 
     The full-load reader reads through it, so it must be of the driver the reader uses.
     """
-    from replikit.endpoints.mysql._driver import connect as driver_connect
-    from replikit.endpoints.mysql._driver import driver_of
+    from replikit.endpoints.mysql._connect import connect as driver_connect
+    from replikit.endpoints.mysql._connect import driver_of
 
     conn = driver_connect(params, autocommit=True)
     return conn, driver_of(conn).Error

@@ -17,7 +17,7 @@ stream use the same login, and a driver error can be scrubbed of the password.
 ``connect_timeout`` (seconds, default 10) is the one timeout setting: it bounds the TCP
 connect, the server greeting, the login and the session setup of every connection (the
 binlog stream's included), and established connections find a dead peer by TCP keepalive
-probes after that many idle seconds (see :func:`replikit.endpoints.mysql._driver.connect`).
+probes after that many idle seconds (see :func:`replikit.endpoints.mysql._connect.connect`).
 """
 
 from __future__ import annotations

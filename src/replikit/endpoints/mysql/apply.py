@@ -58,8 +58,7 @@ from replikit.endpoints.mysql._apply_run import (
     run_net,
 )
 from replikit.endpoints.mysql._apply_table import TableApply
-from replikit.endpoints.mysql._dialect import DIALECT, NAME
-from replikit.endpoints.mysql._driver import (
+from replikit.endpoints.mysql._connect import (
     Driver,
     connect,
     error_code,
@@ -67,6 +66,7 @@ from replikit.endpoints.mysql._driver import (
     load_driver,
     scrub,
 )
+from replikit.endpoints.mysql._dialect import DIALECT, NAME
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.errors import ConfigError, ConnectError, Error, SchemaError
 from replikit.pipeline.apply_support import (

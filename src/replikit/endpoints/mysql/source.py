@@ -24,8 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from replikit.endpoints.mysql._dialect import DIALECT
-from replikit.endpoints.mysql._driver import (
+from replikit.endpoints.mysql._connect import (
     Driver,
     connect,
     driver_of,
@@ -35,6 +34,7 @@ from replikit.endpoints.mysql._driver import (
     scrub,
     setup_session,
 )
+from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql._values import (
     ZERO_DATE_POLICIES,

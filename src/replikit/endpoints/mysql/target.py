@@ -26,8 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from replikit.endpoints.mysql import _ddl
-from replikit.endpoints.mysql._dialect import DIALECT, BadValue
-from replikit.endpoints.mysql._driver import (
+from replikit.endpoints.mysql._connect import (
     connect,
     data_error,
     driver_of,
@@ -36,6 +35,7 @@ from replikit.endpoints.mysql._driver import (
     load_driver,
     scrub,
 )
+from replikit.endpoints.mysql._dialect import DIALECT, BadValue
 from replikit.endpoints.mysql._limits import live_limits
 from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import override
 
 from replikit.endpoints.base import Capabilities, Endpoint
-from replikit.endpoints.sqlite._conn import Connections, parse_url
+from replikit.endpoints.sqlite._connect import Connections, parse_url
 from replikit.endpoints.sqlite._dialect import DIALECT, SqliteDialect
 from replikit.errors import ConfigError, ConnectError, TableNotFoundError
 from replikit.mapping import Selection

@@ -35,7 +35,7 @@ from replikit.endpoints.sqlite._cdc_codec import (
     trigger_names,
     trigger_sql,
 )
-from replikit.endpoints.sqlite._conn import translate
+from replikit.endpoints.sqlite._connect import translate
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import CapabilityError, ConfigError, ConnectError, SchemaError

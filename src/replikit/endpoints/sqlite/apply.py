@@ -34,7 +34,7 @@ from typing import Any
 from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.sqlite import _ddl
-from replikit.endpoints.sqlite._conn import Connections
+from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError

@@ -18,7 +18,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from replikit.endpoints.sqlite._conn import Connections
+from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import (
     BadValue,
