@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import override
 
 from replikit.endpoints.base import Capabilities, Endpoint
-from replikit.endpoints.duckdb._conn import Database, parse_url
+from replikit.endpoints.duckdb._connect import Database, parse_url
 from replikit.endpoints.duckdb._dialect import DIALECT, DuckdbDialect
 from replikit.errors import ConfigError, ConnectError
 from replikit.mapping import Selection

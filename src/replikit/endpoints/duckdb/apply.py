@@ -29,7 +29,7 @@ from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.duckdb import _ddl
 from replikit.endpoints.duckdb._arrow import Columns
-from replikit.endpoints.duckdb._conn import Database, driver, rollback
+from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
 from replikit.endpoints.duckdb.target import insert

@@ -18,7 +18,7 @@ from typing import Any
 from typing_extensions import override
 
 from replikit.endpoints.duckdb import _values as v
-from replikit.endpoints.duckdb._conn import Database, driver
+from replikit.endpoints.duckdb._connect import Database, driver
 from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
 from replikit.errors import DataError, SchemaError
 from replikit.pipeline.contracts import Batch, KeyRange, Reader, Unit

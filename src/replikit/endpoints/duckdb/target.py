@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from replikit.endpoints.duckdb import _ddl
 from replikit.endpoints.duckdb._arrow import Columns
-from replikit.endpoints.duckdb._conn import Database, driver, rollback
+from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, SchemaError
