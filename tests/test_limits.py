@@ -400,3 +400,16 @@ def test_sqlite_columns_at_the_limit(n, ok):
         else:
             with pytest.raises(sqlite3.OperationalError, match="too many columns"):
                 conn.execute(statement)
+
+
+def test_duckdb_declares_the_foreign_keys_it_does_not_create(tmp_path):
+    import sqlite3
+
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id))")
+    conn.close()
+    plan = rk.Task(f"sqlite:///{src}", f"duckdb:///{tmp_path / 'out.duckdb'}").plan()
+    [finding] = [f for f in plan.lossy if f.kind == "limit"]
+    assert "foreign key (a_id) to" in str(finding) and "not created" in str(finding)

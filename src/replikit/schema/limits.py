@@ -96,6 +96,8 @@ class Limits:
         long_unique: unique keys over the key limit are enforced through a hash (MariaDB).
         long_index_prefix: a one-column plain index over the key limit is shortened to a
             prefix by the server (MySQL, MariaDB) rather than refused.
+        foreign_keys: the target creates foreign keys (``False``: DuckDB, which enforces
+            them and cannot defer or add them after the load; the plan says so, lossy).
         sizes: the storage model the byte limits are judged with.
     """
 
@@ -111,6 +113,7 @@ class Limits:
     key_per_value: bool = False
     long_unique: bool = False
     long_index_prefix: bool = False
+    foreign_keys: bool = True
     sizes: Sizes = field(default_factory=_NoSizes, compare=False, repr=False)
 
 
@@ -162,7 +165,25 @@ def limit_findings(
         out += _row(plan, limits)
         out += _keys(plan, limits)
         out += _values(plan, limits, source)
+        out += _foreign_keys(plan, limits)
     return out
+
+
+def _foreign_keys(plan: TablePlan, limits: Limits) -> list[Finding]:
+    """A lossy finding per foreign key a target that creates none leaves out."""
+    if limits.foreign_keys:
+        return []
+    return [
+        _finding(
+            plan,
+            f"foreign key ({', '.join(fk.columns)}) to {fk.ref_table} is not created: "
+            f"{limits.dialect} enforces foreign keys at once and cannot add them after the "
+            "load; every row arrives, the constraint does not",
+            "keep the constraint in the source or the application, or exclude the table",
+            Fidelity.LOSSY,
+        )
+        for fk in plan.target_schema.foreign_keys
+    ]
 
 
 def _finding(

@@ -53,7 +53,9 @@ def test_chinook_postgres_to_duckdb_to_postgres_is_exact(tmp_path, pg_url):
     with rk.endpoint(f"sqlite:///{chinook}") as lite, rk.endpoint(pg_url) as pg:
         rk.Task(lite, pg).run()
     there, back = _round_trip(pg_url, tmp_path / "chinook.duckdb")
-    assert there.lossy == [] and there.unsupported == []
+    # every value is exact; only the foreign keys stay behind in DuckDB, and the plan says so
+    assert all("foreign key" in str(f) for f in there.lossy) and len(there.lossy) == 11
+    assert there.unsupported == []
     assert back.lossy == [] and back.unsupported == []
     with rk.endpoint(pg_url) as pg:
         names = sorted(t.id.name for t in pg.reflect(rk.Selection(include=("public.%",))).tables)

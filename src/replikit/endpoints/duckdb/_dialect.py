@@ -57,7 +57,7 @@ NESTED: Final = ("STRUCT", "MAP", "UNION")
 IDENTIFIERS: Final = IdentifierRules("DuckDB", fold=ascii_fold, index_scope="schema")
 
 #: DuckDB documents no column or value limits that a plan could check
-LIMITS: Final = Limits("DuckDB")
+LIMITS: Final = Limits("DuckDB", foreign_keys=False)
 
 _SIMPLE: dict[str, Callable[[str], Type]] = {
     "BOOLEAN": Type.bool_,
