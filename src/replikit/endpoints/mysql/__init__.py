@@ -18,25 +18,21 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
-from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints._server import ServerEndpoint
+from replikit.endpoints.base import Capabilities
 from replikit.endpoints.mysql._dialect import DIALECT, MysqlDialect
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.errors import ConfigError
 from replikit.mapping import Selection
-from replikit.schema.model import Catalog, TableSchema
+from replikit.schema.model import Catalog
 
 if TYPE_CHECKING:
-    from replikit.endpoints.mysql.apply import MysqlChangeWriter
-    from replikit.endpoints.mysql.cdc import MysqlChangeReader
     from replikit.endpoints.mysql.source import MysqlReader
     from replikit.endpoints.mysql.target import MysqlWriter
-    from replikit.pipeline.contracts import Reader
-    from replikit.positions import Position
 
 __all__ = ["MysqlDialect", "MysqlEndpoint"]
 
@@ -44,7 +40,7 @@ _READER_OPTIONS = {"batch_rows", "zero_dates", "tinyint1_as_bool"}
 _WRITER_OPTIONS = {"method", "chunk_rows"}
 
 
-class MysqlEndpoint(Endpoint):
+class MysqlEndpoint(ServerEndpoint):
     """A MySQL (8.0+) or MariaDB (10.5+) database: full-load source and target, binlog CDC.
 
     Options (keywords, also accepted by :meth:`reader` / :meth:`writer`): ``batch_rows`` (rows
@@ -52,6 +48,10 @@ class MysqlEndpoint(Endpoint):
     nullable columns, refused in NOT NULL ones; ``"error"``: always refused),
     ``tinyint1_as_bool`` (default True), ``method`` (writer: ``"load-data"`` or ``"insert"``),
     ``chunk_rows`` (writer: rows per LOAD DATA / INSERT round).
+
+    Change data capture reads the binlog (ROW format, full row images; ``cdc_setup`` checks
+    the settings, privileges and keys); nothing is created on the source, so ``cdc_teardown``
+    has nothing to remove. Changes are applied with checkpoints in ``replikit_checkpoints``.
     """
 
     schemes: ClassVar[tuple[str, ...]] = (
@@ -63,6 +63,10 @@ class MysqlEndpoint(Endpoint):
         "mariadb+mysqldb",
     )
     family: ClassVar[str] = "mysql"
+    _package = "replikit.endpoints.mysql"
+    _change_reader = "MysqlChangeReader"
+    _change_writer = "MysqlChangeWriter"
+    params: ConnParams
     capabilities: ClassVar[Capabilities] = Capabilities(cdc=True, schemas=True)
 
     endpoint_options = frozenset(_READER_OPTIONS | _WRITER_OPTIONS)
@@ -142,51 +146,3 @@ class MysqlEndpoint(Endpoint):
         if not self.params.database:
             raise ConfigError(f"{self.url}: a MySQL target URL must name the database")
         return self._build(MysqlWriter, "writer", self.params, **options)
-
-    # -- CDC: the binlog (replikit.endpoints.mysql.cdc) -----------------------------------
-    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
-        """Preflight: binlog settings, privileges, keys of ``tables``."""
-        from replikit.endpoints.mysql import cdc
-
-        cdc.setup(self.params, tables, task=task)
-
-    def cdc_snapshot(
-        self, tables: Sequence[TableSchema], *, task: str
-    ) -> AbstractContextManager[tuple[Reader, Position]]:
-        """A reader in ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and its binlog position."""
-        from replikit.endpoints.mysql import cdc
-
-        return cdc.snapshot(self.params, tables, task=task)
-
-    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
-        """The binlog position "now" for a CDC-only task."""
-        from replikit.endpoints.mysql import cdc
-
-        return cdc.start(self.params, tables, task=task)
-
-    def cdc_reader(
-        self, tables: Sequence[TableSchema], *, task: str, **options: Any
-    ) -> MysqlChangeReader:
-        """A binlog change reader for ``tables``."""
-        from replikit.endpoints.mysql.cdc import MysqlChangeReader
-
-        return MysqlChangeReader(self.params, tables, task=task, **options)
-
-    def cdc_teardown(self, *, task: str) -> None:
-        """Nothing is created on a MySQL source; kept for symmetry (idempotent)."""
-        from replikit.endpoints.mysql import cdc
-
-        cdc.teardown(self.params, task=task)
-
-    def change_writer(self, **options: Any) -> MysqlChangeWriter:
-        """A CDC apply writer into the URL's database (checkpoints in ``replikit_checkpoints``)."""
-        from replikit.endpoints.mysql.apply import MysqlChangeWriter
-
-        return self._build(MysqlChangeWriter, "change writer", self.params, **options)
-
-    def checkpoint_store(self, **options: Any) -> MysqlChangeWriter:
-        """Task checkpoints in this database's control table (read and written outside of
-        an apply; apply commits its own with the data)."""
-        from replikit.endpoints.mysql.apply import MysqlChangeWriter
-
-        return self._build(MysqlChangeWriter, "checkpoint store", self.params, **options)

@@ -9,31 +9,38 @@ reach every connection this endpoint opens. The heavy modules (``reflect``, ``so
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints._server import ServerEndpoint
+from replikit.endpoints.base import Capabilities
 from replikit.endpoints.postgres._dialect import DIALECT, PostgresDialect
 from replikit.endpoints.postgres._params import ConnParams
 from replikit.mapping import Selection
-from replikit.schema.model import Catalog, TableSchema
+from replikit.schema.model import Catalog
 
 if TYPE_CHECKING:
-    from replikit.endpoints.postgres.apply import PostgresChangeWriter
-    from replikit.endpoints.postgres.cdc import PostgresChangeReader
     from replikit.endpoints.postgres.source import PostgresReader
     from replikit.endpoints.postgres.target import PostgresWriter
-    from replikit.pipeline.contracts import Reader
-    from replikit.positions import Position
 
 __all__ = ["PostgresDialect", "PostgresEndpoint"]
 
 
-class PostgresEndpoint(Endpoint):
-    """A PostgreSQL database, as a source (full load) and a target (COPY bulk load)."""
+class PostgresEndpoint(ServerEndpoint):
+    """A PostgreSQL database, as a source (full load) and a target (COPY bulk load).
+
+    Change data capture reads logical decoding (pgoutput) through a replication slot and a
+    publication named ``replikit_<task>``; ``cdc_setup`` checks ``wal_level``, privileges and
+    replica identity first, ``cdc_teardown`` drops both. ``cdc_reader`` takes ``mode="poll"``
+    to read through SQL instead of streaming. Changes are applied with checkpoints in
+    ``replikit.replikit_checkpoints``.
+    """
 
     schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "postgresql+psycopg")
     family: ClassVar[str] = "postgres"
+    _package = "replikit.endpoints.postgres"
+    _change_reader = "PostgresChangeReader"
+    _change_writer = "PostgresChangeWriter"
+    params: ConnParams
     capabilities: ClassVar[Capabilities] = Capabilities(
         cdc=True, schemas=True, raw_copy="postgresql-binary"
     )
@@ -89,54 +96,6 @@ class PostgresEndpoint(Endpoint):
         from replikit.endpoints.postgres.target import PostgresWriter
 
         return self._build(PostgresWriter, "writer", self.params, **options)
-
-    # -- CDC: logical decoding (pgoutput) -------------------------------------------------
-    def cdc_setup(self, tables: Sequence[TableSchema], *, task: str) -> None:
-        """Preflight (wal_level, privileges, replica identity) and the task's publication."""
-        from replikit.endpoints.postgres import cdc
-
-        cdc.setup(self.params, tables, task=task)
-
-    def cdc_snapshot(
-        self, tables: Sequence[TableSchema], *, task: str
-    ) -> AbstractContextManager[tuple[Reader, Position]]:
-        """The task's slot, created with an exported snapshot that the full-load reader uses."""
-        from replikit.endpoints.postgres import cdc
-
-        return cdc.snapshot(self.params, tables, task=task)
-
-    def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:
-        """The task's slot (created if missing) and its position: "now" for a CDC-only task."""
-        from replikit.endpoints.postgres import cdc
-
-        return cdc.start(self.params, tables, task=task)
-
-    def cdc_reader(
-        self, tables: Sequence[TableSchema], *, task: str, **options: Any
-    ) -> PostgresChangeReader:
-        """A pgoutput change reader on the task's slot (streaming; ``mode="poll"`` for SQL)."""
-        from replikit.endpoints.postgres.cdc import PostgresChangeReader
-
-        return PostgresChangeReader(self.params, tables, task=task, **options)
-
-    def cdc_teardown(self, *, task: str) -> None:
-        """Drop the task's slot and publication (idempotent)."""
-        from replikit.endpoints.postgres import cdc
-
-        cdc.teardown(self.params, task=task)
-
-    def change_writer(self, **options: Any) -> PostgresChangeWriter:
-        """A CDC apply writer (checkpoints in ``replikit.replikit_checkpoints``)."""
-        from replikit.endpoints.postgres.apply import PostgresChangeWriter
-
-        return self._build(PostgresChangeWriter, "change writer", self.params, **options)
-
-    def checkpoint_store(self, **options: Any) -> PostgresChangeWriter:
-        """Task checkpoints in this database's control table (read and written outside of
-        an apply; apply commits its own with the data)."""
-        from replikit.endpoints.postgres.apply import PostgresChangeWriter
-
-        return self._build(PostgresChangeWriter, "checkpoint store", self.params, **options)
 
 
 _IDENTITY = """
