@@ -17,6 +17,7 @@ logic whatever the target lives here, as plain functions:
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "PHASES",
     "PIECE_CHANGES",
     "RUN_AGAIN",
+    "ChangeWriterBase",
     "Image",
     "Key",
     "Session",
@@ -446,3 +448,46 @@ class TableColumns(Generic[SH]):
     def key_dict(self, key: Key) -> dict[str, Any]:
         """``key`` by target column name (for error messages)."""
         return dict(zip(self.target_key, key, strict=True))
+
+
+# -- the apply contract, stated once -------------------------------------------------------------
+class ChangeWriterBase(abc.ABC):
+    """What every family's change writer shares: :meth:`apply` as the
+    :class:`~replikit.pipeline.contracts.ChangeWriter` contract states it; a family implements
+    :meth:`_apply` for its driver (with :func:`run_transaction`, :func:`pieces`, and
+    :class:`TableColumns` for the tables)."""
+
+    def apply(
+        self,
+        plans: Mapping[TableId, TablePlan],
+        transactions: Sequence[Transaction],
+        *,
+        checkpoint: Checkpoint | None,
+        batch: bool,
+    ) -> None:
+        """Apply ``transactions`` and ``checkpoint`` in one target transaction.
+
+        ``plans`` is keyed by target table id. ``batch=True``: the net change per key of all
+        ``transactions`` with bulk statements; ``False``: every change in source order. A
+        spilled transaction is applied in pieces inside the same target transaction. Either
+        way everything, checkpoint included, commits together or not at all.
+
+        Raises:
+            SchemaError: a change's table has no plan, a column is not planned, or the target
+                table is missing.
+            ConfigError: a table has no key, or its target lacks a unique index on the key.
+            DataError: the target refused a value (table, key and column named).
+            ConnectError: the connection was lost and could not be reopened, or was lost
+                during COMMIT (retry: applying again is safe).
+        """
+        self._apply(plans, transactions, checkpoint, batch)
+
+    @abc.abstractmethod
+    def _apply(
+        self,
+        plans: Mapping[TableId, TablePlan],
+        transactions: Sequence[Transaction],
+        checkpoint: Checkpoint | None,
+        batch: bool,
+    ) -> None:
+        """The family's :meth:`apply`."""

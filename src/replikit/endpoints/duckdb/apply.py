@@ -35,8 +35,8 @@ from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
 from replikit.endpoints.duckdb.target import insert
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
-from replikit.pipeline.apply_support import Image, Key
-from replikit.pipeline.contracts import ChangeWriter, Checkpoint
+from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key
+from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import TableNet, net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
@@ -204,7 +204,7 @@ def _one(conn: Any, t: _Table, change: Change) -> None:
         _partial(conn, t, [(old, after)])
 
 
-class DuckdbChangeWriter(ChangeWriter):
+class DuckdbChangeWriter(ChangeWriterBase):
     """Applies CDC transactions to DuckDB with the checkpoint in the same transaction (see
     the module docs). Used from one thread at a time."""
 
@@ -297,15 +297,13 @@ class DuckdbChangeWriter(ChangeWriter):
         self._tables.clear()
 
     # -- apply -----------------------------------------------------------------------------
-    def apply(
+    def _apply(
         self,
         plans: Mapping[TableId, TablePlan],
         transactions: Sequence[Transaction],
-        *,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:
-        """Apply ``transactions`` and store ``checkpoint`` in one DuckDB transaction."""
         tables = apply_support.tables_for(plans, transactions, self._tables, _Table)
 
         def work(conn: Any) -> None:

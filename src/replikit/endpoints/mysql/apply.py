@@ -72,6 +72,7 @@ from replikit.errors import ConfigError, ConnectError, Error, SchemaError
 from replikit.pipeline.apply_support import (
     CONNECTION_LOST,
     RUN_AGAIN,
+    ChangeWriterBase,
     lost_connection,
     pieces,
     run_transaction,
@@ -128,7 +129,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-class MysqlChangeWriter:
+class MysqlChangeWriter(ChangeWriterBase):
     """Applies CDC transactions to MySQL/MariaDB; checkpoints in ``replikit_checkpoints``.
 
     Implements :class:`replikit.pipeline.contracts.ChangeWriter`. Used from one thread.
@@ -309,24 +310,13 @@ class MysqlChangeWriter:
         self._tables.pop(plan.target_id, None)
 
     # -- apply -----------------------------------------------------------------------------
-    def apply(
+    def _apply(
         self,
         plans: Mapping[TableId, TablePlan],
         transactions: Sequence[Transaction],
-        *,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:
-        """Apply ``transactions`` and ``checkpoint`` in one target transaction (see the module).
-
-        Raises:
-            SchemaError: a change's table has no plan, a column is not planned, or the target
-                table is missing.
-            ConfigError: a table has no key, or its target lacks a unique index on the key.
-            DataError: the server refused or would alter a value (table, key, column named).
-            ConnectError: the connection was lost and could not be reopened, or was lost
-                during COMMIT (retry).
-        """
         tables = self._tables_for(plans, transactions)
 
         def work(s: _Session) -> None:

@@ -66,6 +66,7 @@ from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
 from replikit.pipeline.apply_support import (  # noqa: E402
     CONNECTION_LOST,
+    ChangeWriterBase,
     lost_connection,
     pieces,
     run_transaction,
@@ -104,7 +105,7 @@ class _Session:
         return not (self.conn.closed or self.conn.broken)
 
 
-class PostgresChangeWriter:
+class PostgresChangeWriter(ChangeWriterBase):
     """Applies CDC transactions to PostgreSQL; checkpoints in ``replikit.replikit_checkpoints``.
 
     Implements :class:`replikit.pipeline.contracts.ChangeWriter`. Used from one thread.
@@ -267,24 +268,13 @@ class PostgresChangeWriter:
         self._tables.pop(plan.target_id, None)
 
     # -- apply -----------------------------------------------------------------------------
-    def apply(
+    def _apply(
         self,
         plans: Mapping[TableId, TablePlan],
         transactions: Sequence[Transaction],
-        *,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:
-        """Apply ``transactions`` and ``checkpoint`` in one target transaction (see the module).
-
-        Raises:
-            SchemaError: a change's table has no plan, a column is not planned, or the target
-                table is missing.
-            ConfigError: a table has no key, or its target lacks a unique index on the key.
-            DataError: the server rejected a value (table, key and column named).
-            ConnectError: the connection was lost and could not be reopened, or was lost
-                during COMMIT (retry).
-        """
         tables = self._tables_for(plans, transactions)
         step: list[BatchApply] = []
 

@@ -39,7 +39,7 @@ from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
-from replikit.pipeline.contracts import ChangeWriter, Checkpoint
+from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import Key, net_changes
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -172,7 +172,7 @@ class _Table:
         return f"DELETE FROM {self.quoted}"  # noqa: S608 - quoted
 
 
-class SqliteChangeWriter(ChangeWriter):
+class SqliteChangeWriter(apply_support.ChangeWriterBase):
     """Applies CDC transactions to a SQLite database, with the checkpoint in the same
     transaction (see the module docs). Used from one thread at a time."""
 
@@ -290,19 +290,13 @@ class SqliteChangeWriter(ChangeWriter):
 
     # -- apply -----------------------------------------------------------------------------
 
-    def apply(
+    def _apply(
         self,
         plans: Mapping[TableId, TablePlan],
         transactions: Sequence[Transaction],
-        *,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:
-        """Apply ``transactions`` and store ``checkpoint`` in one SQLite transaction.
-
-        ``schema_changes`` of the transactions are not applied here (see
-        :meth:`add_columns`).
-        """
 
         def work(conn: sqlite3.Connection) -> None:
             if batch:
