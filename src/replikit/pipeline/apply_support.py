@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 from replikit.changes import Change, Op, Transaction
 from replikit.errors import ConfigError, ConnectError, SchemaError
@@ -481,6 +481,16 @@ class ChangeWriterBase(abc.ABC):
                 during COMMIT (retry: applying again is safe).
         """
         self._apply(plans, transactions, checkpoint, batch)
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection (a later call reconnects)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def _apply(

@@ -157,12 +157,6 @@ class MysqlChangeWriter(ChangeWriterBase):
     def __repr__(self) -> str:
         return f"MysqlChangeWriter({self._params.where()!r})"
 
-    def __enter__(self) -> MysqlChangeWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- connection ------------------------------------------------------------------------
     def _connect(self) -> _Session:
         if self._session is None:

@@ -128,12 +128,6 @@ class PostgresChangeWriter(ChangeWriterBase):
     def __repr__(self) -> str:
         return f"PostgresChangeWriter({self._params.where()!r})"
 
-    def __enter__(self) -> PostgresChangeWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- connection ------------------------------------------------------------------------
     def _connect(self) -> _Session:
         s = self._session
