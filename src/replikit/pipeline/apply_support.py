@@ -42,9 +42,11 @@ __all__ = [
     "ChangeWriterBase",
     "Image",
     "Key",
+    "Plans",
     "Session",
     "ShapeBase",
     "TableColumns",
+    "Txs",
     "Unit",
     "apply_key",
     "change_key",
@@ -450,6 +452,10 @@ class TableColumns(Generic[SH]):
         return dict(zip(self.target_key, key, strict=True))
 
 
+Plans = Mapping[TableId, TablePlan]  # by target table id
+Txs = Sequence[Transaction]
+
+
 # -- the apply contract, stated once -------------------------------------------------------------
 class ChangeWriterBase(abc.ABC):
     """What every family's change writer shares: :meth:`apply` as the
@@ -494,10 +500,6 @@ class ChangeWriterBase(abc.ABC):
 
     @abc.abstractmethod
     def _apply(
-        self,
-        plans: Mapping[TableId, TablePlan],
-        transactions: Sequence[Transaction],
-        checkpoint: Checkpoint | None,
-        batch: bool,
+        self, plans: Plans, transactions: Txs, checkpoint: Checkpoint | None, batch: bool
     ) -> None:
         """The family's :meth:`apply`."""

@@ -22,11 +22,11 @@ for memory (its changes in a spill file) is reduced and written in pieces
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from replikit._failpoints import failpoint
-from replikit.changes import Change, Op, Transaction
+from replikit.changes import Change, Op
 from replikit.endpoints.duckdb import _ddl
 from replikit.endpoints.duckdb._arrow import Columns
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
@@ -299,8 +299,8 @@ class DuckdbChangeWriter(ChangeWriterBase):
     # -- apply -----------------------------------------------------------------------------
     def _apply(
         self,
-        plans: Mapping[TableId, TablePlan],
-        transactions: Sequence[Transaction],
+        plans: apply_support.Plans,
+        transactions: apply_support.Txs,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:

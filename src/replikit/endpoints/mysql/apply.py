@@ -73,6 +73,8 @@ from replikit.pipeline.apply_support import (
     CONNECTION_LOST,
     RUN_AGAIN,
     ChangeWriterBase,
+    Plans,
+    Txs,
     lost_connection,
     pieces,
     run_transaction,
@@ -305,11 +307,7 @@ class MysqlChangeWriter(ChangeWriterBase):
 
     # -- apply -----------------------------------------------------------------------------
     def _apply(
-        self,
-        plans: Mapping[TableId, TablePlan],
-        transactions: Sequence[Transaction],
-        checkpoint: Checkpoint | None,
-        batch: bool,
+        self, plans: Plans, transactions: Txs, checkpoint: Checkpoint | None, batch: bool
     ) -> None:
         tables = self._tables_for(plans, transactions)
 

@@ -67,6 +67,8 @@ from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
 from replikit.pipeline.apply_support import (  # noqa: E402
     CONNECTION_LOST,
     ChangeWriterBase,
+    Plans,
+    Txs,
     lost_connection,
     pieces,
     run_transaction,
@@ -263,11 +265,7 @@ class PostgresChangeWriter(ChangeWriterBase):
 
     # -- apply -----------------------------------------------------------------------------
     def _apply(
-        self,
-        plans: Mapping[TableId, TablePlan],
-        transactions: Sequence[Transaction],
-        checkpoint: Checkpoint | None,
-        batch: bool,
+        self, plans: Plans, transactions: Txs, checkpoint: Checkpoint | None, batch: bool
     ) -> None:
         tables = self._tables_for(plans, transactions)
         step: list[BatchApply] = []

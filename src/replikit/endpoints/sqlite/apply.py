@@ -292,8 +292,8 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
 
     def _apply(
         self,
-        plans: Mapping[TableId, TablePlan],
-        transactions: Sequence[Transaction],
+        plans: apply_support.Plans,
+        transactions: apply_support.Txs,
         checkpoint: Checkpoint | None,
         batch: bool,
     ) -> None:
