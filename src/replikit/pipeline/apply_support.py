@@ -56,6 +56,7 @@ __all__ = [
     "image_columns",
     "key_of",
     "lost_connection",
+    "percent_safe",
     "pieces",
     "run_transaction",
     "tables_for",
@@ -402,6 +403,11 @@ class ShapeBase:
 SH = TypeVar("SH", bound=ShapeBase)
 
 
+def percent_safe(text: str) -> str:
+    """``text`` made safe for a statement executed with ``%s`` parameters."""
+    return text.replace("%", "%%")
+
+
 class TableColumns(Generic[SH]):
     """The planned columns of one target table, its apply key, and its cached shapes.
 
@@ -450,6 +456,26 @@ class TableColumns(Generic[SH]):
     def key_dict(self, key: Key) -> dict[str, Any]:
         """``key`` by target column name (for error messages)."""
         return dict(zip(self.target_key, key, strict=True))
+
+    # -- statements with ``%s`` parameters (PostgreSQL and MySQL drivers) ---------------------
+    table_sql: str  # the quoted table name, made safe for parameters (set by the family)
+
+    def quote(self, name: str) -> str:
+        """``name`` quoted as the target's identifier (the family's dialect)."""
+        raise NotImplementedError
+
+    def key_match(self, prefix: str = "") -> str:
+        """``key1 = %s AND key2 = %s ...`` (``prefix``: a table alias with its dot)."""
+        return " AND ".join(f"{prefix}{percent_safe(self.quote(k))} = %s" for k in self.target_key)
+
+    def update_sql(self, shape: SH) -> str:
+        """``UPDATE ... SET <shape columns> = %s WHERE key = %s`` (key values last)."""
+        text = shape.sql.get("update")
+        if text is None:
+            sets = ", ".join(f"{percent_safe(self.quote(n))} = %s" for n in shape.names)
+            text = f"UPDATE {self.table_sql} SET {sets} WHERE {self.key_match()}"  # noqa: S608
+            shape.sql["update"] = text
+        return text
 
 
 Plans = Mapping[TableId, TablePlan]  # by target table id

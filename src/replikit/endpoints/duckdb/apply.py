@@ -35,7 +35,7 @@ from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
 from replikit.endpoints.duckdb.target import insert
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
-from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key
+from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key, Plans, Txs
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import TableNet, net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -298,11 +298,7 @@ class DuckdbChangeWriter(ChangeWriterBase):
 
     # -- apply -----------------------------------------------------------------------------
     def _apply(
-        self,
-        plans: apply_support.Plans,
-        transactions: apply_support.Txs,
-        checkpoint: Checkpoint | None,
-        batch: bool,
+        self, plans: Plans, transactions: Txs, checkpoint: Checkpoint | None, batch: bool
     ) -> None:
         tables = apply_support.tables_for(plans, transactions, self._tables, _Table)
 

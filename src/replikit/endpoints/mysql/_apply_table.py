@@ -30,6 +30,7 @@ from replikit.endpoints.mysql import _ddl
 from replikit.endpoints.mysql._dialect import DIALECT, NAME, BadValue
 from replikit.errors import DataError
 from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns
+from replikit.pipeline.apply_support import percent_safe as _p
 from replikit.schema.convert import ColumnPlan, TablePlan
 
 __all__ = ["Key", "Shape", "TableApply", "guard_message"]
@@ -37,11 +38,6 @@ __all__ = ["Key", "Shape", "TableApply", "guard_message"]
 q = DIALECT.quote
 _ADAPT_ERRORS = (BadValue, ValueError, TypeError, ArithmeticError, AttributeError)
 _ALIAS = "rk_new"
-
-
-def _p(text: str) -> str:
-    """``text`` made safe for a statement executed with parameters."""
-    return text.replace("%", "%%")
 
 
 def _preview(value: Any) -> str:
@@ -86,9 +82,14 @@ class TableApply(TableColumns[Shape]):
         written = [c for c in plan.columns if c.source.name not in generated]
         self.label = str(plan.target_id)
         self.name = _p(_ddl.table_name(plan.target_id))
+        self.table_sql = self.name
         self.mysql_alias = False  # MySQL 8: ``VALUES (...) AS rk_new`` replaces VALUES()
         self._guard = False
         super().__init__(plan, written, generated)
+
+    def quote(self, name: str) -> str:
+        """A MySQL identifier."""
+        return q(name)
 
     @property
     def guard(self) -> bool:
@@ -154,24 +155,13 @@ class TableApply(TableColumns[Shape]):
         alias = f" AS {_ALIAS}" if self.mysql_alias else ""
         return f"{alias} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
 
-    def _match(self, prefix: str = "") -> str:
-        return " AND ".join(f"{prefix}{_p(q(k))} = %s" for k in self.target_key)
-
     def delete_sql(self, rows: int) -> str:
         """Delete the rows of ``rows`` keys (key values as parameters, key after key)."""
         if len(self.target_key) == 1:
             marks = ", ".join(["%s"] * rows)
             return f"DELETE FROM {self.name} WHERE {_p(q(self.target_key[0]))} IN ({marks})"
-        one = f"({self._match()})"
+        one = f"({self.key_match()})"
         return f"DELETE FROM {self.name} WHERE {' OR '.join([one] * rows)}"
-
-    def update_sql(self, shape: Shape) -> str:
-        """``UPDATE ... SET <shape columns> = %s WHERE key = %s`` (key values last)."""
-        text = shape.sql.get("update")
-        if text is None:
-            sets = ", ".join(f"{_p(q(n))} = %s" for n in shape.names)
-            text = shape.sql["update"] = f"UPDATE {self.name} SET {sets} WHERE {self._match()}"
-        return text
 
     def evict_sql(self) -> str:
         """Delete the row at a new key while the old key still exists (key-moving update).
@@ -180,8 +170,8 @@ class TableApply(TableColumns[Shape]):
         the new key is one a replay re-created ahead of time; the move replaces it, as the
         source sequence did. (A self-join: MySQL refuses a subquery on the deleted table.)
         """
-        on = self._match("rk_o.")
-        where = self._match("rk_n.")
+        on = self.key_match("rk_o.")
+        where = self.key_match("rk_n.")
         return (
             f"DELETE rk_n FROM {self.name} AS rk_n JOIN {self.name} AS rk_o ON {on} WHERE {where}"
         )

@@ -29,16 +29,12 @@ from replikit.endpoints.postgres._connect import Connection  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.errors import ConfigError, SchemaError  # noqa: E402
 from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns  # noqa: E402
+from replikit.pipeline.apply_support import percent_safe as _p  # noqa: E402
 from replikit.schema.convert import TablePlan  # noqa: E402
 
 __all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key"]
 
 q = DIALECT.quote
-
-
-def _p(text: str) -> str:
-    """``text`` made safe for a statement executed with parameters."""
-    return text.replace("%", "%%")
 
 
 class TextParams:
@@ -88,11 +84,13 @@ class TableApply(TableColumns[Shape]):
     def __init__(self, plan: TablePlan) -> None:
         super().__init__(plan)
         self.name = _ddl.table_name(plan.target_id)
+        self.table_sql = _p(self.name)
+
+    def quote(self, name: str) -> str:
+        """A PostgreSQL identifier."""
+        return q(name)
 
     # -- statements executed with parameters ----------------------------------------------
-    def _where(self, prefix: str = "") -> str:
-        return " AND ".join(f"{prefix}{_p(q(k))} = %s" for k in self.target_key)
-
     def upsert_sql(self, shape: Shape) -> str:
         """``INSERT ... ON CONFLICT (key) DO UPDATE`` of the shape's columns."""
         text = shape.sql.get("upsert")
@@ -118,16 +116,8 @@ class TableApply(TableColumns[Shape]):
         text = self.key_shape.sql.get("delete")
         if text is None:
             text = self.key_shape.sql["delete"] = (
-                f"DELETE FROM {_p(self.name)} WHERE {self._where()}"
+                f"DELETE FROM {_p(self.name)} WHERE {self.key_match()}"
             )
-        return text
-
-    def update_sql(self, shape: Shape) -> str:
-        """``UPDATE ... SET <shape columns> = %s WHERE key = %s`` (key values last)."""
-        text = shape.sql.get("update")
-        if text is None:
-            sets = ", ".join(f"{_p(q(n))} = %s" for n in shape.names)
-            text = shape.sql["update"] = f"UPDATE {_p(self.name)} SET {sets} WHERE {self._where()}"
         return text
 
     def evict_sql(self) -> str:
@@ -140,8 +130,8 @@ class TableApply(TableColumns[Shape]):
         text = self.key_shape.sql.get("evict")
         if text is None:
             text = self.key_shape.sql["evict"] = (
-                f"DELETE FROM {_p(self.name)} WHERE {self._where()} AND EXISTS "
-                f"(SELECT 1 FROM {_p(self.name)} rk_old WHERE {self._where('rk_old.')})"
+                f"DELETE FROM {_p(self.name)} WHERE {self.key_match()} AND EXISTS "
+                f"(SELECT 1 FROM {_p(self.name)} rk_old WHERE {self.key_match('rk_old.')})"
             )
         return text
 

@@ -39,6 +39,7 @@ from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue, preview
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
+from replikit.pipeline.apply_support import Plans, Txs
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import Key, net_changes
 from replikit.positions import Position
@@ -291,11 +292,7 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
     # -- apply -----------------------------------------------------------------------------
 
     def _apply(
-        self,
-        plans: apply_support.Plans,
-        transactions: apply_support.Txs,
-        checkpoint: Checkpoint | None,
-        batch: bool,
+        self, plans: Plans, transactions: Txs, checkpoint: Checkpoint | None, batch: bool
     ) -> None:
 
         def work(conn: sqlite3.Connection) -> None:
