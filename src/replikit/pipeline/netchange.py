@@ -59,7 +59,7 @@ not in the stream (use REPLICA IDENTITY FULL or re-fetch the row).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,24 @@ class TableNet:
 
     def __len__(self) -> int:
         return int(self.truncate) + len(self.deletes) + len(self.upserts) + len(self.updates)
+
+    def run(
+        self,
+        truncate: Callable[[], object],
+        delete: Callable[[list[Key]], object],
+        upsert: Callable[[list[dict[str, Any]]], object],
+        update: Callable[[list[tuple[Key, dict[str, Any]]]], object],
+    ) -> None:
+        """Carry the operations out in the order they must go: truncate, deletes, upserts
+        (full rows), then partial updates; each callable gets its operations at once."""
+        if self.truncate:
+            truncate()
+        if self.deletes:
+            delete(list(self.deletes))
+        if self.upserts:
+            upsert(list(self.upserts.values()))
+        if self.updates:
+            update(list(self.updates.items()))
 
 
 @dataclass(slots=True)

@@ -173,14 +173,12 @@ def _keyed(
 
 
 def _net(conn: Any, t: _Table, ops: TableNet) -> None:
-    if ops.truncate:
-        conn.execute(f"DELETE FROM {t.target}")  # noqa: S608
-    if ops.deletes:
-        _delete(conn, t, list(ops.deletes))
-    if ops.upserts:
-        _upsert(conn, t, list(ops.upserts.values()))
-    if ops.updates:
-        _partial(conn, t, list(ops.updates.items()))
+    ops.run(
+        lambda: conn.execute(f"DELETE FROM {t.target}"),  # noqa: S608
+        lambda keys: _delete(conn, t, keys),
+        lambda rows: _upsert(conn, t, rows),
+        lambda updates: _partial(conn, t, updates),
+    )
 
 
 def _one(conn: Any, t: _Table, change: Change) -> None:

@@ -41,7 +41,7 @@ from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import Plans, Txs
 from replikit.pipeline.contracts import Checkpoint
-from replikit.pipeline.netchange import Key, net_changes
+from replikit.pipeline.netchange import Key, TableNet, net_changes
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
@@ -362,14 +362,7 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
         for group in net.groups:
             for tid, ops in group.items():
                 t = tables[tid]
-                if ops.truncate:
-                    _run(conn, t, t.truncate(), [()], [()], ())
-                if ops.deletes:
-                    _delete(conn, t, list(ops.deletes))
-                if ops.upserts:
-                    _upsert(conn, t, list(ops.upserts.values()))
-                if ops.updates:
-                    _partial(conn, t, list(ops.updates.items()))
+                _net(conn, t, ops)
 
     def close(self) -> None:
         """Stop using the endpoint's write connection (the endpoint's ``close`` closes it)."""
@@ -469,3 +462,13 @@ def _bad_column(
 def _exists(conn: sqlite3.Connection, table: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
     return row.fetchone() is not None
+
+
+def _net(conn: sqlite3.Connection, t: _Table, ops: TableNet) -> None:
+    """One table's net operations of a batch, in their order."""
+    ops.run(
+        lambda: _run(conn, t, t.truncate(), [()], [()], ()),
+        lambda keys: _delete(conn, t, keys),
+        lambda rows: _upsert(conn, t, rows),
+        lambda updates: _partial(conn, t, updates),
+    )
