@@ -146,6 +146,22 @@ class DataError(Error):
             where.append("key " + ", ".join(f"{k}={v!r}" for k, v in key.items()))
         super().__init__(f"{message} ({'; '.join(where)})" if where else message)
 
+    @classmethod
+    def unwritable(
+        cls,
+        value: Any,
+        cause: BaseException,
+        *,
+        table: str | None,
+        column: str | None,
+        key: Mapping[str, Any] | None,
+    ) -> DataError:
+        """A value the target column's adapter refused: the value (shortened), why, and
+        where it is."""
+        text = repr(value)
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        return cls(f"value {shown} cannot be written: {cause}", table=table, column=column, key=key)
+
 
 class PositionLostError(Error):
     """A CDC start or resume position no longer exists at the source."""

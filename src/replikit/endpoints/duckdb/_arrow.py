@@ -149,11 +149,8 @@ class Columns:
                 if value is not None:
                     adapt(value)
             except _ADAPT_ERRORS as exc:
-                raise DataError(
-                    f"value {preview(value)} cannot be written: {exc}",
-                    table=self.table,
-                    column=self.names[i],
-                    key=self.key_of(row),
+                raise DataError.unwritable(
+                    value, exc, table=self.table, column=self.names[i], key=self.key_of(row)
                 ) from None
         raise AssertionError("unreachable: a value failed to adapt, then adapted")
 

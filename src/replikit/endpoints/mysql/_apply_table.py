@@ -40,11 +40,6 @@ _ADAPT_ERRORS = (BadValue, ValueError, TypeError, ArithmeticError, AttributeErro
 _ALIAS = "rk_new"
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def guard_message() -> str:
     """What a tripped secondary-unique-key guard means (see the module docs)."""
     return (
@@ -121,11 +116,8 @@ class TableApply(TableColumns[Shape]):
             try:
                 values[i] = adapt(value)
             except _ADAPT_ERRORS as exc:
-                raise DataError(
-                    f"value {_preview(value)} cannot be written: {exc}",
-                    table=self.label,
-                    column=shape.names[i],
-                    key=self.key_dict(key),
+                raise DataError.unwritable(
+                    value, exc, table=self.label, column=shape.names[i], key=self.key_dict(key)
                 ) from None
         return values
 

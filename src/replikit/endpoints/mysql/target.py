@@ -522,12 +522,8 @@ def _raise_bad_row(load: Load, rows: Sequence[Sequence[Any]], index: int, adapt:
         try:
             adapt(value)
         except (BadValue, ValueError, TypeError, ArithmeticError, AttributeError) as exc:
-            text = repr(value)
-            raise DataError(
-                f"value {text if len(text) <= 60 else text[:57] + '...'} cannot be written: {exc}",
-                table=load.table,
-                column=load.names[index],
-                key=load.key_of(row),
+            raise DataError.unwritable(
+                value, exc, table=load.table, column=load.names[index], key=load.key_of(row)
             ) from None
 
 

@@ -36,7 +36,7 @@ from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.sqlite import _ddl
 from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT
-from replikit.endpoints.sqlite._values import BadValue, preview
+from replikit.endpoints.sqlite._values import BadValue
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import Plans, Txs
@@ -122,11 +122,8 @@ class _Table:
         try:
             return adapt(value)
         except _ADAPT_ERRORS as exc:
-            raise DataError(
-                f"value {preview(value)} cannot be written: {exc}",
-                table=self.label,
-                column=self.target(column),
-                key=self.named_key(key),
+            raise DataError.unwritable(
+                value, exc, table=self.label, column=self.target(column), key=self.named_key(key)
             ) from None
 
     def values(self, names: Sequence[str], image: Mapping[str, Any], key: Key) -> list[Any]:

@@ -22,7 +22,7 @@ from typing_extensions import override
 from replikit.endpoints.sqlite import _ddl
 from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
-from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns, preview
+from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns
 from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
@@ -119,11 +119,8 @@ def _adapt_rows(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[An
                     values[index] = adapt(value)
             out.append(values)
     except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
-        raise DataError(
-            f"value {preview(row[index])} cannot be written: {exc}",
-            table=ins.table,
-            column=ins.names[index],
-            key=ins.key_of(row),
+        raise DataError.unwritable(
+            row[index], exc, table=ins.table, column=ins.names[index], key=ins.key_of(row)
         ) from None
     return out
 
