@@ -21,7 +21,6 @@ for memory (its changes in a spill file) is reduced and written in pieces
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from replikit.endpoints.duckdb._arrow import Columns
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
-from replikit.endpoints.duckdb.target import insert
+from replikit.endpoints.duckdb.target import insert, over_rows
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key, Plans, Txs
@@ -50,7 +49,6 @@ _CREATE = (
     "start_position VARCHAR, position VARCHAR, phase VARCHAR NOT NULL, loaded VARCHAR NOT NULL, "
     "commit_ts TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)",
 )
-_BATCH = itertools.count()
 q = DIALECT.quote
 
 
@@ -95,13 +93,6 @@ def _grouped(items: Sequence[tuple[tuple[str, ...], Any]]) -> dict[tuple[str, ..
     return groups
 
 
-def _register(conn: Any, cols: Columns, rows: Sequence[Sequence[Any]]) -> tuple[str, Any]:
-    name = f"rk_apply_{next(_BATCH)}"
-    batch = cols.arrow(rows)
-    conn.register(name, batch)
-    return name, batch
-
-
 def _key_match(t: _Table, cols: Columns, relation: str) -> str:
     return " AND ".join(
         f"{t.target}.{q(k)} = {cols.cast(cols.names.index(k), relation)}" for k in t.key_target
@@ -126,7 +117,7 @@ def _delete(conn: Any, t: _Table, keys: Sequence[Key]) -> None:
     def statement(cols: Columns, relation: str) -> str:
         return f"DELETE FROM {t.target} USING {relation} WHERE {_key_match(t, cols, relation)}"  # noqa: S608
 
-    _keyed(conn, t.columns(t.key), [list(k) for k in keys], statement)
+    over_rows(conn, t.columns(t.key), [list(k) for k in keys], statement)
 
 
 def _partial(conn: Any, t: _Table, items: Sequence[tuple[Key, Image]]) -> None:
@@ -144,32 +135,7 @@ def _partial(conn: Any, t: _Table, items: Sequence[tuple[Key, Image]]) -> None:
             )
             return f"UPDATE {t.target} SET {sets} FROM {relation} WHERE {match}"  # noqa: S608
 
-        _keyed(conn, Columns(t.label, plans, ()), rows, statement)
-
-
-def _keyed(
-    conn: Any,
-    cols: Columns,
-    rows: Sequence[Sequence[Any]],
-    statement: Callable[[Columns, str], str],
-) -> None:
-    """Run ``statement(cols, relation)`` over ``rows`` registered as an Arrow batch."""
-    duckdb = driver()
-    name, batch = _register(conn, cols, rows)
-    try:
-        conn.execute(statement(cols, name))
-    except (
-        duckdb.ConversionException,
-        duckdb.ConstraintException,
-        duckdb.InvalidInputException,
-    ) as exc:
-        rollback(conn)  # the transaction is aborted: name the row outside it
-        raise cols.bad_row(conn, batch, rows, exc) from None
-    except duckdb.Error:
-        rollback(conn)  # so that unregistering the batch works; the caller reports it
-        raise
-    finally:
-        conn.unregister(name)
+        over_rows(conn, Columns(t.label, plans, ()), rows, statement)
 
 
 def _net(conn: Any, t: _Table, ops: TableNet) -> None:

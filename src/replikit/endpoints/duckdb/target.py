@@ -10,7 +10,7 @@ transaction is rolled back, earlier ones stay (a restarted load truncates the un
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from typing_extensions import override
@@ -49,15 +49,30 @@ def insert(
 ) -> None:
     """``INSERT INTO target (...) SELECT CAST(...) FROM <rows as Arrow> tail``; a refused row
     is a :class:`DataError` naming it (the caller rolls back)."""
+    names = ", ".join(DIALECT.quote(n) for n in cols.names)
+
+    def statement(cols: Columns, relation: str) -> str:
+        return (
+            f"INSERT INTO {target} ({names}) SELECT {cols.select(relation)} FROM {relation} {tail}"  # noqa: S608
+        )
+
+    over_rows(conn, cols, rows, statement)
+
+
+def over_rows(
+    conn: Any,
+    cols: Columns,
+    rows: Sequence[Sequence[Any]],
+    statement: Callable[[Columns, str], str],
+) -> None:
+    """Run ``statement(cols, relation)`` over ``rows`` registered as an Arrow batch named
+    ``relation``; a refused row is a :class:`DataError` naming it (rolled back first)."""
     duckdb = driver()
     batch = cols.arrow(rows)
     name = f"rk_batch_{next(_BATCH)}"
-    names = ", ".join(DIALECT.quote(n) for n in cols.names)
     conn.register(name, batch)
     try:
-        conn.execute(
-            f"INSERT INTO {target} ({names}) SELECT {cols.select(name)} FROM {name} {tail}"  # noqa: S608
-        )
+        conn.execute(statement(cols, name))
     except (
         duckdb.ConversionException,
         duckdb.ConstraintException,
