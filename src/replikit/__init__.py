@@ -48,6 +48,7 @@ from replikit.schema.convert import Fidelity, TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Kind, Type
+from replikit.shortcuts import copy
 from replikit.task import Plan, Task, TaskSettings
 from replikit.validate import Comparison, compare
 
@@ -108,6 +109,7 @@ __all__ = [
     "ValidationError",
     "Writer",
     "compare",
+    "copy",
     "endpoint",
     "register",
     "transforms",
