@@ -30,7 +30,7 @@ from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, 
 from replikit.pipeline.stats import Statistics
 from replikit.positions import Position
 from replikit.schema.convert import TablePlan
-from replikit.schema.model import TableSchema
+from replikit.schema.model import TableId, TableSchema
 
 if TYPE_CHECKING:
     from replikit.pipeline.runner import Pipeline
@@ -162,7 +162,7 @@ def _load_and_cache(
 
 def _replanner(pipe: Pipeline) -> Callable[[TablePlan, SchemaChange], TablePlan]:
     """Plans for source tables that gained columns (followed by ``add_columns``)."""
-    originals: dict[object, TableSchema] = {t.id: t for t in pipe.tables}
+    originals: dict[TableId, TableSchema] = {t.id: t for t in pipe.tables}
 
     def replan(plan: TablePlan, change: SchemaChange) -> TablePlan:
         original = originals[change.table]

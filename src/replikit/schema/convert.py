@@ -37,6 +37,18 @@ __all__ = [
 Adapter = Callable[[Any], Any]
 
 
+def map_list(adapt: Adapter) -> Adapter:
+    """``adapt`` applied to every item of a (nested) list value: the adapter of an array or
+    list column whose items need one. NULL items stay NULL."""
+
+    def mapped(value: Any) -> Any:
+        if isinstance(value, list):
+            return [mapped(x) for x in value]
+        return None if value is None else adapt(value)
+
+    return mapped
+
+
 class Fidelity(enum.StrEnum):
     """How faithfully a column converts."""
 

@@ -138,6 +138,14 @@ class NamedByRules:
     __slots__ = ()
     identifiers: ClassVar[IdentifierRules]
 
+    def quote(self, identifier: str) -> str:
+        """``identifier`` quoted for the dialect's SQL (each dialect says how)."""
+        raise NotImplementedError
+
+    def qualified(self, schema: str | None, name: str) -> str:
+        """``name`` quoted and qualified by ``schema`` when there is one."""
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+
     def target_name(self, name: str, kind: NameKind) -> str:
         """The name the target stores for ``name`` (see :class:`IdentifierRules`)."""
         return self.identifiers.target_name(name, kind)

@@ -50,7 +50,15 @@ import replikit as rk
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.base import CdcSource, Endpoint, SupportsApply
 from replikit.mapping import Selection
-from replikit.pipeline.contracts import Batch, Checkpoint, SupportsPrepare, Writer, dialect_of
+from replikit.pipeline.contracts import (
+    Batch,
+    Checkpoint,
+    HasDefaultSchema,
+    SupportsClose,
+    SupportsPrepare,
+    Writer,
+    dialect_of,
+)
 from replikit.positions import Position, SqliteSeq
 from replikit.schema.convert import Fidelity, TablePlan, plan_table
 from replikit.schema.model import Column, TableId, TableSchema
@@ -117,9 +125,8 @@ def _read(ep: Endpoint, table: TableSchema) -> tuple[tuple[str, ...], list[tuple
 
 
 def _close(stage: object) -> None:
-    close = getattr(stage, "close", None)
-    if callable(close):
-        close()
+    if isinstance(stage, SupportsClose):
+        stage.close()
 
 
 def _reflected(ep: Endpoint, name: str) -> TableSchema:
@@ -264,9 +271,9 @@ class EndpointConformance:
         full, changes = ep.writer(), ep.change_writer()
         try:
             assert dialect_of(full) == dialect_of(changes)
-            assert getattr(full, "default_schema", None) == getattr(
-                changes, "default_schema", None
-            ), "a change stream must address the tables the full load created"
+            schemas = [w.default_schema if isinstance(w, HasDefaultSchema) else None
+                       for w in (full, changes)]  # fmt: skip
+            assert schemas[0] == schemas[1], "a stream must address the tables the load created"
         finally:
             _close(full)
             changes.close()

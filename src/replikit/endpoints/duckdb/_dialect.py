@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from replikit.endpoints.duckdb import _values as v
 from replikit.errors import ConfigError
-from replikit.schema.convert import Adapter, Fidelity, TargetType
+from replikit.schema.convert import Adapter, Fidelity, TargetType, map_list
 from replikit.schema.limits import Limits
 from replikit.schema.model import Column
 from replikit.schema.names import IdentifierRules, NamedByRules, ascii_fold
@@ -219,18 +219,10 @@ def _array(t: Type) -> TargetType:
     assert t.item is not None
     item = DIALECT.target_type(t.item, "")
     sql = item.sql + "[]" * max(t.dims, 1)
-    adapt = _map_list(item.adapt) if item.adapt is not None else None
+    adapt = map_list(item.adapt) if item.adapt is not None else None
     target = Type.array(item.type, t.dims, native=sql)
     return TargetType(sql, target, item.fidelity, item.reason, adapt)
 
-
-def _map_list(adapt: Adapter) -> Adapter:
-    def mapped(value: Any) -> Any:
-        if isinstance(value, list):
-            return [mapped(x) for x in value]
-        return None if value is None else adapt(value)
-
-    return mapped
 
 
 def _other(t: Type) -> TargetType:
@@ -275,7 +267,7 @@ def same_dialect_adapter(t: Type) -> Adapter | None:
         return str
     if t.kind is Kind.ARRAY and t.item is not None:
         inner = same_dialect_adapter(t.item)
-        return _map_list(inner) if inner is not None else None
+        return map_list(inner) if inner is not None else None
     if t.kind is Kind.TIME and t.tz:
         return _time_text
     simple: dict[Kind, Adapter] = {
@@ -297,10 +289,6 @@ class DuckdbDialect(NamedByRules):
         if not isinstance(identifier, str) or "\x00" in identifier:
             raise ConfigError(f"invalid DuckDB identifier {identifier!r} (NUL character)")
         return '"' + identifier.replace('"', '""') + '"'
-
-    def qualified(self, schema: str | None, name: str) -> str:
-        """``"schema"."name"`` (or just ``"name"``)."""
-        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
     def literal(self, text: str) -> str:
         """A SQL string literal, for DDL where values cannot be bound."""

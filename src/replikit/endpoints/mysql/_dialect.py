@@ -484,10 +484,6 @@ class MysqlDialect(NamedByRules):
             raise ConfigError(f"invalid MySQL identifier {identifier!r} (NUL character)")
         return "`" + identifier.replace("`", "``") + "`"
 
-    def qualified(self, schema: str | None, name: str) -> str:
-        """```db`.`table``` (or just ```table```)."""
-        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
-
     def literal(self, text: str) -> str:
         """A SQL string literal for DDL, valid whatever ``NO_BACKSLASH_ESCAPES`` says."""
         if "\x00" in text:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 from replikit.endpoints.postgres._limits import LIMITS
 from replikit.errors import ConfigError
-from replikit.schema.convert import Adapter, Fidelity, TargetType
+from replikit.schema.convert import Fidelity, TargetType, map_list
 from replikit.schema.model import Column
 from replikit.schema.names import IdentifierRules, NamedByRules
 from replikit.schema.types import Kind, Type
@@ -106,10 +106,6 @@ class PostgresDialect(NamedByRules):
         if "\x00" in identifier:
             raise ConfigError(f"identifier {identifier!r} contains a NUL character")
         return '"' + identifier.replace('"', '""') + '"'
-
-    def qualified(self, schema: str | None, name: str) -> str:
-        """``"schema"."name"`` (or just ``"name"``)."""
-        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
     # -- native -> portable --------------------------------------------------------------
     def parse_type(self, native: str) -> Type:
@@ -281,19 +277,11 @@ def _array(t: Type) -> TargetType:
     assert t.item is not None
     item = DIALECT.target_type(t.item, "")
     sql = item.sql + "[]" * max(t.dims, 1)
-    adapt = _map_list(item.adapt) if item.adapt is not None else None
+    adapt = map_list(item.adapt) if item.adapt is not None else None
     return TargetType(
         sql, Type.array(item.type, t.dims, native=sql), item.fidelity, item.reason, adapt
     )
 
-
-def _map_list(adapt: Adapter) -> Adapter:
-    def mapped(value: Any) -> Any:
-        if isinstance(value, list):
-            return [mapped(v) for v in value]
-        return None if value is None else adapt(value)
-
-    return mapped
 
 
 def _other(t: Type) -> TargetType:
