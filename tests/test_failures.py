@@ -393,3 +393,13 @@ def test_the_summary_keeps_long_table_names_apart():
     lines = str(stats).splitlines()[2:]
     assert lines[0].split()[0] != lines[1].split()[0]
     assert lines[0].split()[0].endswith("part_a") and lines[1].split()[0].endswith("part_b")
+
+
+def test_an_unreachable_server_is_one_line_that_says_what_to_do(tmp_path, capsys):
+    # libpq's message has a second "Is the server running...?" line: joined into one
+    status = main(["copy", "postgresql://u@127.0.0.1:1/db", f"sqlite:///{tmp_path / 'out.db'}"])
+    _, err = capsys.readouterr()
+    assert status == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith("replikit: error: connection refused by 127.0.0.1:1/db")
+    assert "is PostgreSQL running" in err

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
@@ -178,7 +179,7 @@ def _report(
         print(stats)
         print(summary)
     if error:
-        print(f"replikit: {error}", file=sys.stderr)
+        print(f"replikit: {_one_line(error)}", file=sys.stderr)
     return status
 
 
@@ -341,6 +342,7 @@ def _logging(verbose: int, quiet: bool) -> Iterator[None]:
 
 def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseException | None) -> int:
     """Report a failure: one line on stderr, and a JSON error object on stdout with --json."""
+    message = _one_line(message)
     print(f"replikit: error: {message}", file=sys.stderr)
     if getattr(args, "json", False):
         error = {"ok": False, "error": message, "error_type": type(exc).__name__ if exc else None}
@@ -349,6 +351,11 @@ def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseExceptio
         except BrokenPipeError:
             return _broken_pipe()
     return status
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a driver's multi-line message (libpq adds a hint line) joined."""
+    return re.sub(r"\s*\n\s*", " ", text.strip())
 
 
 def _broken_pipe() -> int:
