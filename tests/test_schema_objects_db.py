@@ -201,3 +201,30 @@ def test_materialized_views(pg_url, pg_server, tmp_path):
             assert _pg_rows(other, "SELECT * FROM odd") == [(1,), (3,), (5,)]
     finally:
         pg_server.drop_database(copy_name)
+
+
+def test_cdc_only_task_creates_checks_and_views(pg_url, tmp_path):
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE item (id INTEGER PRIMARY KEY, qty INTEGER CHECK (qty >= 0));
+            CREATE VIEW stocked AS SELECT id FROM item WHERE qty > 0;
+            """
+        )
+    task = rk.Task(
+        rk.endpoint(f"sqlite:///{src}", cdc_setup=True),
+        pg_url,
+        migration_type="cdc",
+        settings=rk.TaskSettings(stop_when_idle=0.2, progress=False),
+    )
+    stats = task.run()
+    assert sorted((o.kind, o.name, e) for o, e in stats.objects) == [
+        ("check", "item.(unnamed check)", None),
+        ("view", "stocked", None),
+    ]
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("INSERT INTO public.item VALUES (1, 2)")
+        assert conn.execute("SELECT * FROM public.stocked").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO public.item VALUES (2, -1)")

@@ -542,14 +542,17 @@ class Task:
         return start
 
     def _ensure_target_tables(self, plans: list[TablePlan]) -> None:
-        """CDC-only: create missing target tables, check existing ones (never drop data)."""
-        full_writer = self.target.writer()
+        """CDC-only: create missing target tables, check existing ones (never drop data);
+        then the converted CHECKs and views, as after a full load."""
+        pipe = self.pipeline()
+        full_writer = pipe.writer
         if not isinstance(full_writer, SupportsPrepare):
             return
         # do-nothing keeps (and checks) existing tables and creates missing ones; finish adds
-        # keys and indexes to the created ones only
+        # keys, indexes and CHECKs to the created ones only
         full_writer.prepare(plans, "do-nothing")
         full_writer.finish(plans)
+        pipe.create_objects(plans)
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""
