@@ -46,6 +46,7 @@ from replikit.pipeline.contracts import (
     SupportsSchemaObjects,
     dialect_of,
 )
+from replikit.pipeline.control import control_store
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
@@ -417,10 +418,14 @@ class Task:
 
     def drop(self) -> None:
         """Remove what this task created: the source's CDC objects (slot, publication,
-        triggers) and the task's control rows in the target. The target's tables stay."""
+        triggers) and the task's control rows in the target (checkpoint, suspended tables,
+        apply exceptions). The target's tables stay."""
         try:
             if isinstance(self.source, SupportsCdc):
                 self.source.cdc_teardown(task=self.task_id)
+            failures = control_store(self.target)
+            if failures is not None:
+                failures.drop(self.task_id)
             if isinstance(self.target, SupportsApply):
                 store = self.target.checkpoint_store()
                 try:

@@ -65,6 +65,11 @@ class ServerEndpoint(Endpoint):
         """Remove what :meth:`cdc_setup` and the start positions created (idempotent)."""
         self._module("cdc").teardown(self.params, task=task)
 
+    def control_session(self) -> AbstractContextManager[Any]:
+        """A connection in one transaction for the control tables
+        (:mod:`replikit.pipeline.control`)."""
+        return cast(AbstractContextManager[Any], self._module("_control").session(self.params))
+
     # -- SupportsApply ----------------------------------------------------------------------
     def change_writer(self, **options: Any) -> ChangeWriter:
         """A CDC apply writer into this database (checkpoints in its control table)."""

@@ -16,10 +16,11 @@ context manager) to let another process open it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
@@ -159,6 +160,22 @@ class DuckdbEndpoint(Endpoint):
 
         return self._build(DuckdbChangeWriter, "checkpoint store", self._db, **options)
 
+    @contextlib.contextmanager
+    def control_session(self) -> Iterator[Any]:
+        """A connection in one transaction, for the control tables
+        (:mod:`replikit.pipeline.control`): committed at the end of the block, rolled back
+        when it raises."""
+        from replikit.endpoints.duckdb._connect import rollback
+
+        with self._db.connected() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield _OneCursor(conn)
+            except BaseException:
+                rollback(conn)
+                raise
+            conn.execute("COMMIT")
+
     @override
     def identity(self) -> tuple[object, ...] | None:
         """The file's device and inode; an in-memory database is only ever itself."""
@@ -175,3 +192,23 @@ class DuckdbEndpoint(Endpoint):
     def close(self) -> None:
         """Close the database (an in-memory one is discarded; a file is unlocked)."""
         self._db.close()
+
+
+class _OneCursor:
+    """A DuckDB connection as a DB-API connection whose cursor is itself (DuckDB's
+    ``cursor()`` opens another connection, outside the transaction)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def cursor(self) -> Any:
+        return self
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(statement, list(params))
+
+    def fetchall(self) -> list[Any]:
+        return list(self._conn.fetchall())
+
+    def close(self) -> None:
+        pass

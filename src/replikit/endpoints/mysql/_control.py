@@ -16,13 +16,17 @@ back, so a checkpoint commits with the data it covers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from replikit.endpoints.mysql._connect import connect
+from replikit.endpoints.mysql._params import ConnParams
 from replikit.pipeline.apply_support import checkpoint_from_row, checkpoint_values
 from replikit.pipeline.contracts import Checkpoint
 
-__all__ = ["TABLE", "drop", "ensure", "exists", "read", "write"]
+__all__ = ["TABLE", "drop", "ensure", "exists", "read", "session", "write"]
 
 TABLE = "replikit_checkpoints"
 _LOCK = "replikit.control"  # GET_LOCK name shared by every replikit writer of a server
@@ -118,3 +122,19 @@ def drop(conn: Any, task: str) -> None:
         finally:
             cur.execute("UNLOCK TABLES")
     conn.commit()
+
+
+@contextmanager
+def session(params: ConnParams) -> Iterator[Any]:
+    """A connection in one transaction for :mod:`replikit.pipeline.control` (committed at the
+    end of the block, rolled back when it raises, then closed)."""
+    conn = connect(params)
+    try:
+        yield conn
+        conn.commit()
+    except BaseException:
+        with suppress(Exception):
+            conn.rollback()
+        raise
+    finally:
+        conn.close()

@@ -10,17 +10,21 @@ two tasks sharing a target do not race on ``CREATE TABLE IF NOT EXISTS``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from replikit.endpoints.base import require
 
 require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
 
 import psycopg  # noqa: E402
 
-from replikit.endpoints.postgres._connect import Connection  # noqa: E402
+from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
+from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.pipeline.apply_support import checkpoint_from_row, checkpoint_values  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
 
-__all__ = ["SCHEMA", "TABLE", "drop", "ensure", "exists", "read", "write"]
+__all__ = ["SCHEMA", "TABLE", "drop", "ensure", "exists", "read", "session", "write"]
 
 SCHEMA = "replikit"
 TABLE = "replikit.replikit_checkpoints"
@@ -96,3 +100,11 @@ def drop(conn: Connection, task: str) -> None:
             conn.execute("DROP SCHEMA replikit")
     except psycopg.errors.DependentObjectsStillExist:
         pass
+
+
+@contextmanager
+def session(params: ConnParams) -> Iterator[Connection]:
+    """A connection in one transaction for :mod:`replikit.pipeline.control` (committed at the
+    end of the block, rolled back when it raises, then closed)."""
+    with connect(params) as conn:
+        yield conn

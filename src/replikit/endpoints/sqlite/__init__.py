@@ -242,6 +242,21 @@ class SqliteEndpoint(Endpoint):
 
         return self._build(SqliteChangeWriter, "checkpoint store", self._conns, **options)
 
+    @contextlib.contextmanager
+    def control_session(self) -> Iterator[Any]:
+        """The write connection in one transaction, for the control tables
+        (:mod:`replikit.pipeline.control`): committed at the end of the block, rolled back
+        when it raises."""
+        with self._conns.lock:
+            conn = self._conns.shared()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def _locked(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
         return self._conns.lock if shared else contextlib.nullcontext()
 
