@@ -356,6 +356,19 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="SQLite source: install the change triggers replikit needs (opt-in)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus metrics at :N/metrics and a status page at :N/ while running "
+        "(0: a free port, printed on stderr; needs replikit[metrics])",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics port listens on (default: 127.0.0.1; 0.0.0.0 for all)",
+    )
 
 
 def _add_drop(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -221,12 +221,25 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         task = Task(
             source, args.target, migration_type=args.mode, mappings=mappings, settings=settings
         )
-        with _graceful(task):
+        with _graceful(task), _monitor(task, args):
             status, error = _run(task)
     stats = task.statistics()
     details = {"task_id": task.task_id, "tables": stats.as_dicts(), "cdc": stats.cdc.as_dict()}
     summary = f"task {task.task_id}: run the same command again to resume"
     return _report(args, status, error, stats, details, summary)
+
+
+@contextlib.contextmanager
+def _monitor(task: Task, args: argparse.Namespace) -> Iterator[None]:
+    """Serve metrics and the status page while the task runs (``--metrics-port``)."""
+    if args.metrics_port is None:
+        yield
+        return
+    with task.serve_metrics(args.metrics_port, host=args.metrics_host) as server:
+        if not args.quiet:
+            print(f"replikit: status page {server.url}, metrics {server.url}metrics",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        yield
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replikit import display
 from replikit._hints import selects_nothing
@@ -59,6 +59,9 @@ from replikit.schema.model import Catalog, TableSchema
 from replikit.schema.report import ConversionReport, routine_plans
 from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
+
+if TYPE_CHECKING:
+    from replikit.monitor.server import MonitorServer
 
 log = logging.getLogger(__name__)
 
@@ -562,6 +565,21 @@ class Task:
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""
         return self._statistics
+
+    def serve_metrics(self, port: int = 0, *, host: str = "127.0.0.1") -> MonitorServer:
+        """Serve Prometheus metrics at ``/metrics`` and the status page at ``/`` on ``port``
+        (0: a free one), in a background thread, until the returned server is closed.
+
+        Works before, during and after :meth:`run` (from another thread); docs/operations.md
+        lists the metrics. Needs the ``metrics`` extra (``prometheus-client``).
+
+        Raises:
+            MissingDependencyError: ``prometheus-client`` is not installed.
+            ConfigError: the port cannot be opened.
+        """
+        from replikit.monitor.server import MonitorServer
+
+        return MonitorServer(self, port, host=host)
 
     def ddl(self) -> list[str]:
         """The target DDL statements the task would run."""

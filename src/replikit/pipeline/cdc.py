@@ -242,6 +242,7 @@ class Replicator:
             finally:
                 discard(item)  # the cache holds its own copy
             self.statistics.cdc.cached_changes += len(item)
+            self.statistics.cdc.cache_changes += len(item)
             self._cached_upto = Transaction((), item.position, item.commit_ts, item.txid)
 
     def start_caching(self, cache: ChangeCache) -> CacheFeeder:
@@ -258,6 +259,7 @@ class Replicator:
         """
         try:
             self._apply_cache(cache, tables)
+            self.statistics.cdc.cache_changes = 0
         except Error:
             raise
         except Exception as exc:
@@ -337,6 +339,7 @@ class Replicator:
         batch: list[Transaction] = []
         size = 0
         item: Any = first
+        self.statistics.cdc.queued(len(stream.queue), stream.queue.bytes)
         while True:
             if item.schema_changes and batch:
                 return batch, item, False  # apply what came before the new shape first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 import logging
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 from replikit import display
 from replikit.schema.report import ObjectPlan
 
-__all__ = ["CdcStats", "Statistics", "TableState", "TableStats"]
+__all__ = ["LAG_BUCKETS", "CdcStats", "LagHistogram", "Statistics", "TableState", "TableStats"]
 
 # table events (start, end, state changes) and CDC batches; "-v" on the command line shows them
 log = logging.getLogger("replikit.pipeline")
@@ -48,6 +49,8 @@ class TableStats:
     deletes: int = 0
     truncates: int = 0
     ddls: int = 0
+    #: errors counted against the table (it went into error, or a row was refused)
+    errors: int = 0
     start: datetime | None = None
     end: datetime | None = None
     error: str | None = None
@@ -86,10 +89,57 @@ class TableStats:
         return display.html_table_stats(self)
 
 
+#: upper bounds (seconds) of the lag histogram's buckets (the last one, +Inf, is implied)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+               300.0, 900.0, 3600.0)  # fmt: skip
+_LAG_HISTORY_SECONDS = 3600.0  # the status page charts the last hour
+_LAG_STEP = 10.0  # ... one point (the highest lag) per 10 s
+
+
+class LagHistogram:
+    """Source-commit -> target-commit lag of every applied transaction since the run began:
+    cumulative bucket counts (:data:`LAG_BUCKETS`), sum and count (Prometheus histogram), and
+    the highest lag per 10 s over the last hour (the status page's chart)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LAG_BUCKETS) + 1)  # per bucket, not cumulative; last: +Inf
+        self.sum = 0.0
+        self.count = 0
+        self.recent: deque[tuple[float, float]] = deque()  # (unix time of the step, max lag)
+
+    def observe(self, values: Sequence[float], now: float) -> None:
+        """Add the lags of one batch, applied at unix time ``now``."""
+        for v in values:
+            self.counts[bisect.bisect_left(LAG_BUCKETS, v)] += 1
+            self.sum += v
+            self.count += 1
+        if not values:
+            return
+        step = now - now % _LAG_STEP
+        if self.recent and self.recent[-1][0] == step:
+            self.recent[-1] = (step, max(self.recent[-1][1], *values))
+        else:
+            self.recent.append((step, max(values)))
+        while self.recent and self.recent[0][0] < now - _LAG_HISTORY_SECONDS:
+            self.recent.popleft()
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(upper bound as text, count of values <= it), ..., ("+Inf", count)]``."""
+        out, total = [], 0
+        for bound, n in zip((*map(str, LAG_BUCKETS), "+Inf"), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
 class CdcStats:
     """Task-wide CDC counters and the latency of applied transactions.
 
-    Latency is source commit -> target commit, over the most recent ``window`` transactions.
+    Latency is source commit -> target commit, over the most recent ``window`` transactions
+    (percentiles); :attr:`lag` keeps all of them as a histogram and the last hour per 10 s.
+    ``queued_transactions`` / ``queued_bytes`` are the transactions read ahead of the apply
+    (as of the last batch taken), ``cache_changes`` the changes held in the cache during a
+    full load, ``retries`` the retried operations by kind.
     """
 
     def __init__(self, window: int = 10_000) -> None:
@@ -101,6 +151,11 @@ class CdcStats:
         self.position: str | None = None
         self.source_commit_ts: datetime | None = None
         self.cached_changes = 0
+        self.cache_changes = 0
+        self.queued_transactions = 0
+        self.queued_bytes = 0
+        self.lag = LagHistogram()
+        self.retries: dict[str, int] = {}
 
     def applied(self, transactions: int, changes: int, latencies: list[float], pos: str) -> None:
         """Record one committed target batch."""
@@ -109,6 +164,7 @@ class CdcStats:
             self.changes += changes
             self.batches += 1
             self._latency.extend(latencies)
+            self.lag.observe(latencies, time.time())
             self.position = pos
         log.debug(
             "CDC batch applied: %d transaction(s), %d change(s), position %s, latency %s",
@@ -117,6 +173,20 @@ class CdcStats:
             pos,
             f"{max(latencies):.3f} s" if latencies else "n/a",
         )
+
+    def queued(self, transactions: int, size: int) -> None:
+        """The read-ahead queue now holds ``transactions`` of about ``size`` bytes."""
+        self.queued_transactions, self.queued_bytes = transactions, size
+
+    def retried(self, kind: str) -> None:
+        """Count one retry of ``kind`` (e.g. ``"connect"``, ``"apply"``)."""
+        with self._lock:
+            self.retries[kind] = self.retries.get(kind, 0) + 1
+
+    def lag_points(self) -> list[tuple[float, float]]:
+        """``(unix time, highest lag in seconds)`` per 10 s over the last hour."""
+        with self._lock:
+            return list(self.lag.recent)
 
     def percentile(self, q: float) -> float | None:
         """Latency percentile in seconds (``q`` in 0..100); None before any sample."""
@@ -247,6 +317,7 @@ class Statistics:
                 return
             st.state = state
             st.error = error
+            st.errors += state is TableState.ERROR
             st.end = datetime.now(UTC)
             st._t1 = time.perf_counter()
         _log_state(st)
@@ -259,12 +330,20 @@ class Statistics:
                 attr = "ddls" if op == "ddl" else op + "s"
                 setattr(st, attr, getattr(st, attr) + n)
 
+    def count_error(self, table: str, n: int = 1) -> None:
+        """Count ``n`` errors of ``table`` that did not (yet) stop it (e.g. refused rows)."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is not None:
+                st.errors += n
+
     def set_state(self, table: str, state: TableState, error: str | None = None) -> None:
         """Move a table to ``state`` (CDC: replicating, or an error that stops the table)."""
         with self._lock:
             st = self._tables.get(table)
             if st is None or (st.state is state and error is None):
                 return
+            st.errors += state is TableState.ERROR and st.state is not state
             st.state = state
             if error is not None:
                 st.error = error

@@ -1,0 +1,214 @@
+"""Metrics and the status page of a live replication (SQLite -> SQLite, full load + CDC).
+
+``/metrics`` is parsed with prometheus-client's own parser and its counters must equal the
+task's statistics; the status page is loaded in headless Chromium while a writer changes the
+source, and must show the tables, counts that rise and the lag chart. The browser test saves
+the screenshot docs/operations.md shows (docs/img/status-page.png).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import replikit as rk
+
+SCREENSHOT = Path(__file__).parent.parent / "docs" / "img" / "status-page.png"
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {seconds} s")
+
+
+class Live:
+    """A task replicating ``orders`` and ``customers`` while :meth:`write` changes the source."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.source = tmp / "src.db"
+        with sqlite3.connect(self.source) as conn:
+            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+            conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, qty INT)")
+            conn.executemany(
+                "INSERT INTO customers VALUES (?, ?)", [(i, f"c{i}") for i in range(50)]
+            )
+            conn.executemany(
+                "INSERT INTO orders VALUES (?, ?, ?)", [(i, i % 50, 1) for i in range(200)]
+            )
+        self.src = rk.endpoint(f"sqlite:///{self.source}", cdc_setup=True)
+        self.task = rk.Task(
+            self.src, f"sqlite:///{tmp / 'dst.db'}", migration_type="full-load-and-cdc",
+            settings=rk.TaskSettings(task_id="shop"),
+        )  # fmt: skip
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.next_id = 1000
+
+    def _run(self) -> None:
+        try:
+            self.task.run()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def start(self) -> None:
+        self.thread.start()
+        _wait(lambda: self.task.phase == "cdc" or bool(self.errors))
+        assert not self.errors, self.errors
+
+    def write(self, n: int) -> None:
+        """Insert ``n`` orders, update one customer and delete one order, one by one."""
+        with sqlite3.connect(self.source) as conn:
+            for _ in range(n):
+                self.next_id += 1
+                conn.execute("INSERT INTO orders VALUES (?, 1, 2)", (self.next_id,))
+                conn.commit()
+            conn.execute("UPDATE customers SET name = name || '!' WHERE id = 3")
+            conn.execute("DELETE FROM orders WHERE id = ?", (self.next_id - n + 1,))
+            conn.commit()
+
+    def stop(self) -> None:
+        self.task.stop()
+        self.thread.join(60)
+        self.src.close()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    live = Live(tmp_path)
+    live.start()
+    yield live
+    live.stop()
+
+
+def _get(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode(), response.headers["Content-Type"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _applied(task: rk.Task) -> int:
+    return sum(t.inserts + t.updates + t.deletes for t in task.statistics())
+
+
+def test_metrics_parse_and_equal_the_statistics(live: Live) -> None:
+    live.write(20)
+    _wait(lambda: _applied(live.task) >= 22)
+    with live.task.serve_metrics(0) as server:
+        live.task.stop()  # counters frozen: the scrape must equal the statistics exactly
+        live.thread.join(60)
+        text, kind = _get(server.url + "metrics")
+    assert kind.startswith("text/plain")
+    samples = _samples(text)
+    stats = live.task.statistics()
+    assert {t.table for t in stats} == {"customers", "orders"}
+    for t in stats:
+        base = (("table", t.table), ("task", "shop"))
+        assert samples[("replikit_table_full_load_rows_total", base)] == t.full_load_rows
+        for op, n in (("insert", t.inserts), ("update", t.updates), ("delete", t.deletes)):
+            key = tuple(sorted((*base, ("op", op))))
+            assert samples[("replikit_table_changes_total", key)] == n
+        assert samples[("replikit_table_errors_total", base)] == t.errors == 0
+        state = tuple(sorted((*base, ("state", t.state.value))))
+        assert samples[("replikit_table_state", state)] == 1
+    assert (
+        stats["orders"].inserts == 20
+        and stats["orders"].deletes == 1
+        and stats["orders"].full_load_rows == 200
+    )
+    task = (("task", "shop"),)
+    cdc = stats.cdc
+    assert samples[("replikit_cdc_changes_total", task)] == cdc.changes
+    assert samples[("replikit_cdc_transactions_total", task)] == cdc.transactions
+    assert samples[("replikit_cdc_lag_seconds_count", task)] == cdc.lag.count == cdc.transactions
+    assert samples[("replikit_cdc_lag_seconds_sum", task)] == pytest.approx(cdc.lag.sum)
+    assert samples[("replikit_task_phase", (("phase", "stopped"), *task))] == 1
+
+
+def test_status_json_and_unknown_path(live: Live) -> None:
+    with live.task.serve_metrics(0) as server:
+        status = json.loads(_get(server.url + "status.json")[0])
+        assert status["task_id"] == "shop" and status["phase"] == "cdc"
+        assert [t["table"] for t in status["tables"]] == ["customers", "orders"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(server.url + "nothing")
+        assert err.value.code == 404
+        err.value.close()
+
+
+def test_port_in_use_is_a_config_error(live: Live) -> None:
+    with live.task.serve_metrics(0) as server, pytest.raises(rk.ConfigError, match="port"):
+        live.task.serve_metrics(server.port)
+
+
+def _counts(browser: Any, table: str) -> dict[str, int]:
+    """The numbers of ``table``'s row in the page's statistics table, by column header."""
+    from selenium.webdriver.common.by import By
+
+    grid = browser.find_element(By.CSS_SELECTOR, "#tables table")
+    headers = [th.text for th in grid.find_elements(By.CSS_SELECTOR, "thead th")]
+    for row in grid.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        if cells and cells[0] == table:
+            found = dict(zip(headers, cells, strict=False))
+            return {h: int(found[h].replace(",", "")) for h in ("rows", "inserts", "deletes")}
+    raise AssertionError(f"no row for {table} in {headers}")
+
+
+def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    live.write(5)
+    _wait(lambda: _applied(live.task) >= 7)
+    with live.task.serve_metrics(0) as server:
+        server.refresh = 1
+        browser.get(server.url)
+        assert "shop" in browser.title
+        assert browser.find_element(By.ID, "phase").text == "cdc"
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "orders" in body and "customers" in body
+        before = _counts(browser, "orders")
+        assert before["rows"] == 200 and before["inserts"] >= 5
+        live.write(10)
+        _wait(lambda: _applied(live.task) >= 19)
+        time.sleep(1.5)  # the page reloads itself
+        after = _counts(browser, "orders")
+        assert after["inserts"] >= before["inserts"] + 10
+        chart = browser.find_element(By.ID, "lag-chart")
+        assert chart.size["width"] > 300
+        points = chart.find_element(By.TAG_NAME, "polyline").get_attribute("points")
+        assert points and len(points.split()) >= 1
+        assert browser.find_element(By.ID, "suspended").text == "none"
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT))
+
+
+def test_without_prometheus_client_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails as if absent
+    monkeypatch.delitem(sys.modules, "replikit.monitor.metrics", raising=False)
+    task = rk.Task("sqlite:///:memory:", "sqlite:///:memory:")
+    with pytest.raises(rk.MissingDependencyError, match=r"replikit\[metrics\]"):
+        task.serve_metrics(0)
