@@ -161,7 +161,19 @@ def test_port_in_use_is_a_config_error(live: Live) -> None:
 
 
 def _counts(browser: Any, table: str) -> dict[str, int]:
-    """The numbers of ``table``'s row in the page's statistics table, by column header."""
+    """The numbers of ``table``'s row in the page's statistics table, by column header (read
+    again when the page reloaded meanwhile)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return _read_counts(browser, table)
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise AssertionError("the page kept reloading while it was read")
+
+
+def _read_counts(browser: Any, table: str) -> dict[str, int]:
     from selenium.webdriver.common.by import By
 
     grid = browser.find_element(By.CSS_SELECTOR, "#tables table")
@@ -180,7 +192,7 @@ def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
     live.write(5)
     _wait(lambda: _applied(live.task) >= 7)
     with live.task.serve_metrics(0) as server:
-        server.refresh = 1
+        server.refresh = 600  # still while it is read; then every second while counts rise
         browser.get(server.url)
         assert "shop" in browser.title
         assert browser.find_element(By.ID, "phase").text == "cdc"
@@ -188,11 +200,14 @@ def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
         assert "orders" in body and "customers" in body
         before = _counts(browser, "orders")
         assert before["rows"] == 200 and before["inserts"] >= 5
+        server.refresh = 1
+        browser.refresh()
         live.write(10)
         _wait(lambda: _applied(live.task) >= 19)
-        time.sleep(1.5)  # the page reloads itself
-        after = _counts(browser, "orders")
-        assert after["inserts"] >= before["inserts"] + 10
+        # the page reloads itself: the counts a person sees rise without touching it
+        _wait(lambda: _counts(browser, "orders")["inserts"] >= before["inserts"] + 10, 10)
+        server.refresh = 600
+        browser.refresh()
         chart = browser.find_element(By.ID, "lag-chart")
         assert chart.size["width"] > 300
         points = chart.find_element(By.TAG_NAME, "polyline").get_attribute("points")
@@ -207,8 +222,11 @@ def test_without_prometheus_client_the_error_says_what_to_install(
 ) -> None:
     import sys
 
+    import replikit.monitor
+
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails as if absent
     monkeypatch.delitem(sys.modules, "replikit.monitor.metrics", raising=False)
+    monkeypatch.delattr(replikit.monitor, "metrics", raising=False)
     task = rk.Task("sqlite:///:memory:", "sqlite:///:memory:")
     with pytest.raises(rk.MissingDependencyError, match=r"replikit\[metrics\]"):
         task.serve_metrics(0)
