@@ -24,7 +24,7 @@ def test_all_is_exact():
         "positions",
         "schema",
         "task",
-        "validate",
+        "validation",
         "demo",
         "cli",
     }

@@ -50,7 +50,14 @@ from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Kind, Type
 from replikit.shortcuts import copy
 from replikit.task import Plan, Task, TaskSettings
-from replikit.validate import Comparison, compare
+from replikit.validate import Comparison, compare, validate
+from replikit.validation.report import (
+    FixResult,
+    RowDifference,
+    TableValidation,
+    ValidationReport,
+    ValidationState,
+)
 
 __version__ = "0.1.0"
 
@@ -77,6 +84,7 @@ __all__ = [
     "Error",
     "Fidelity",
     "Finding",
+    "FixResult",
     "KeyRange",
     "Kind",
     "Mappings",
@@ -88,6 +96,7 @@ __all__ = [
     "Position",
     "PositionLostError",
     "Reader",
+    "RowDifference",
     "SchemaError",
     "Selection",
     "SqliteSeq",
@@ -101,16 +110,20 @@ __all__ = [
     "TableSchema",
     "TableState",
     "TableStats",
+    "TableValidation",
     "Task",
     "TaskError",
     "TaskSettings",
     "Type",
     "Unit",
     "ValidationError",
+    "ValidationReport",
+    "ValidationState",
     "Writer",
     "compare",
     "copy",
     "endpoint",
     "register",
     "transforms",
+    "validate",
 ]

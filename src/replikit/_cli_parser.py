@@ -87,6 +87,13 @@ examples:
       --stop-position server_time:2025-01-31T12:00:00+00:00
 Ctrl-C stops gracefully (the batch finishes, its checkpoint commits); run the same command
 again to resume.""",
+    "validate": """\
+examples:
+  replikit validate sqlite:///chinook.db postgresql://app@db/shop
+  replikit validate mysql://app@db1/shop postgresql://app@db2/shop --include 'shop.orders%' --json
+  replikit validate mysql://app@db1/shop postgresql://app@db2/shop --rename-schema shop=public \\
+      --fix
+  replikit validate postgresql://app@db1/shop postgresql://app@db2/shop --sample 5%""",
     "drop": """\
 examples:
   replikit drop postgresql://app@db1/shop postgresql://app@db2/shop --task-id shop""",
@@ -371,6 +378,47 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+VALIDATE_EXIT = """\
+exit status:
+  0    every table validated (after --fix: every difference repaired)
+  1    differences were found (the report names the rows); after --fix, some remain
+  2    a table could not be compared (missing on one side, a key or column that does not
+       match the plan), or bad input or an unreachable endpoint"""
+
+
+def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "validate",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="prove the target holds the source's rows, row by row; --fix repairs",
+        description="Compare every selected table of SRC_URL with its copy in DST_URL, "
+        "through the same mappings a copy uses (renames, type conversions): rows missing on "
+        "either side and rows whose values differ, with the columns. Differences are kept in "
+        "the target's replikit_validation_failures table; --fix re-copies exactly those rows.",
+        epilog=_epilog("validate", URLS, PATTERNS, VALIDATE_EXIT, ENVIRONMENT),
+    )
+    _urls(p)
+    _mapping_options(p)
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="re-copy the differing rows from the source (insert, update, delete by key), "
+        "then validate them again",
+    )
+    p.add_argument(
+        "--sample",
+        metavar="N%",
+        help="compare about N%% of the keys (chosen by a hash of the key), e.g. 10%%",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help=_setting_help("tables compared at once", "parallel_tables"),
+    )
+
+
 def _add_drop(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "drop",
@@ -425,13 +473,21 @@ def parser() -> argparse.ArgumentParser:
         prog="replikit",
         formatter_class=_Formatter,
         description="Move and replicate databases: full load, change data capture, plan, "
-        "demo. 'replikit COMMAND -h' explains a command, with examples.",
+        "validate, demo. 'replikit COMMAND -h' explains a command, with examples.",
         epilog="\n\n".join((URLS, EXIT, ENVIRONMENT)),
     )
     main.add_argument("--version", action="version", version=f"replikit {__version__}")
     _verbosity(main, "")
     sub = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
-    for add in (_add_copy, _add_plan, _add_replicate, _add_drop, _add_cdc_setup, _add_demo):
+    for add in (
+        _add_copy,
+        _add_plan,
+        _add_replicate,
+        _add_validate,
+        _add_drop,
+        _add_cdc_setup,
+        _add_demo,
+    ):
         add(sub, common)
     return main

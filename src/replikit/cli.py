@@ -258,6 +258,44 @@ def _cmd_cdc_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Exit 0: every table validated; 1: differences found (after --fix: still there);
+    2: a table could not be compared (missing, key or columns do not match) or bad input."""
+    sample = _sample(args.sample)
+    task = _task(args, parallel_tables=args.parallel)
+    report = task.validate(sample=sample)
+    if args.fix:
+        report.fix()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not args.quiet:
+        print(report)
+        if report.fixed is not None:
+            print(f"fixed:\n{report.fixed}")
+    states = {t.state.value for t in report}
+    if states & {"not comparable", "error"}:
+        bad = [t for t in report if t.state.value in ("not comparable", "error")]
+        for t in bad:
+            print(f"replikit: {t.source}: {t.state.value}: {_one_line(t.reason or '')}",
+                  file=sys.stderr)  # fmt: skip
+        return 2
+    return 1 if "mismatched" in states else 0
+
+
+def _sample(text: str | None) -> float | None:
+    """``--sample 10%`` (or ``0.1``) as a fraction."""
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        fraction = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise ConfigError(f"--sample {text!r}: expected a percentage such as 10%") from None
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"--sample {text!r}: expected a percentage above 0% and up to 100%")
+    return fraction
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from replikit.demo import run_demo
 
@@ -268,6 +306,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "copy": _cmd_copy,
     "plan": _cmd_plan,
     "replicate": _cmd_replicate,
+    "validate": _cmd_validate,
     "drop": _cmd_drop,
     "cdc-setup": _cmd_cdc_setup,
     "demo": _cmd_demo,

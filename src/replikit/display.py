@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # no runtime imports: the result classes import this module
     from replikit.schema.report import ConversionReport
     from replikit.task import Task
     from replikit.validate import Comparison
+    from replikit.validation.report import TableValidation, ValidationReport
 
 __all__ = [
     "assessment_summary",
@@ -34,9 +35,14 @@ __all__ = [
     "html_statistics",
     "html_table_stats",
     "html_task",
+    "html_validation",
     "plural",
     "statistics_summary",
     "table_stats_summary",
+    "table_validation_line",
+    "table_validation_text",
+    "validation_summary",
+    "validation_text",
 ]
 
 LOSSY_STYLE = "background:#fff3cd"
@@ -394,3 +400,132 @@ def html_comparison(result: Comparison) -> str:
     ]
     headers = ("source", "target", "source rows", "target rows", "verdict", "not compared (lossy)")
     return _box(f"Comparison: {comparison_summary(result)}", _table(headers, rows, (2, 3)))
+
+
+# -- validation ---------------------------------------------------------------------------------
+_SHOWN_ROWS = 20  # differing rows shown per table in text and HTML (the report keeps more)
+
+
+def validation_summary(report: ValidationReport) -> str:
+    """``"3 tables: 2 validated, 1 mismatched (main.x: 3 rows)"``."""
+    counts: dict[str, int] = {}
+    for t in report:
+        counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    text = f"{plural(len(report), 'table')}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    bad = [f"{t.source}: {plural(t.failures, 'row')}" for t in report if t.failures]
+    if bad:
+        text += f" ({_cut('; '.join(bad), 80)})"
+    return text if report else "0 tables"
+
+
+def table_validation_line(t: TableValidation) -> str:
+    """One line: ``"main.x -> main.x: mismatched, 100 rows compared, 2 missing in target"``."""
+    parts = [f"{t.source} -> {t.target}: {t.state.value}"]
+    if t.state.value in ("validated", "mismatched"):
+        parts.append(f"{t.rows_compared:,} rows compared")
+    for label, n in (
+        ("missing in target", t.missing_in_target_count),
+        ("missing in source", t.missing_in_source_count),
+        ("different", t.different_count),
+    ):
+        if n:
+            parts.append(f"{n:,} {label}")
+    if t.reason:
+        parts.append(t.reason)
+    return ", ".join(parts)
+
+
+def _value(v: object) -> str:
+    return "NULL" if v is None else _cut(repr(v), 40)
+
+
+def _diff_lines(t: TableValidation) -> list[str]:
+    lines = []
+    for r in t.rows[:_SHOWN_ROWS]:
+        key = ", ".join(f"{k}={v!r}" for k, v in r.key.items())
+        if r.type.value == "RECORD_DIFF" and r.source is not None and r.target is not None:
+            cols = "; ".join(
+                f"{c}: {_value(r.source[c])} | {_value(r.target[c])}" for c in r.columns
+            )
+            lines.append(f"    different {key}: {cols}  (source | target)")
+        else:
+            side = "target" if r.type.value == "MISSING_TARGET" else "source"
+            times = f" x{r.count}" if r.count != 1 else ""
+            lines.append(f"    missing in {side}{times}: {_cut(key, 100)}")
+    if t.failures > len(lines):
+        lines.append(f"    ... {t.failures - len(lines):,} more")
+    return lines
+
+
+def table_validation_text(t: TableValidation) -> str:
+    """The line of :func:`table_validation_line` and the differing rows under it."""
+    return "\n".join([table_validation_line(t), *_diff_lines(t)])
+
+
+def validation_text(report: ValidationReport) -> str:
+    """Every table (with its differing rows), then the summary."""
+    return "\n".join([*(table_validation_text(t) for t in report), validation_summary(report)])
+
+
+def _diff_table(t: TableValidation) -> str:
+    """The differing rows of one table, source and target side by side."""
+    rows = []
+    for r in t.rows[:_SHOWN_ROWS]:
+        key = ", ".join(f"{k}={v!r}" for k, v in r.key.items())
+        if r.type.value == "RECORD_DIFF" and r.source is not None and r.target is not None:
+            for c in r.columns:
+                rows.append(
+                    ((r.type.value, key, c, _value(r.source[c]), _value(r.target[c])), BAD_STYLE)
+                )
+        else:
+            src = "present" if r.source is not None else "—"
+            tgt = "present" if r.target is not None else "—"
+            if r.count != 1:
+                src, tgt = (f"{r.count} more" if x == "present" else x for x in (src, tgt))
+            rows.append(((r.type.value, _cut(key, 100), "", src, tgt), BAD_STYLE))
+    more = t.failures - min(len(t.rows), _SHOWN_ROWS)
+    table = _table(("failure", "key", "column", "source", "target"), rows)
+    if more > 0:
+        table += f"<p style='margin:2px 0'>{_e(f'… {more:,} more rows')}</p>"
+    return table
+
+
+def html_validation(report: ValidationReport) -> str:
+    """One row per table, then the differing rows of each mismatched table side by side."""
+    rows = [
+        (
+            (
+                t.source,
+                t.target,
+                t.state.value,
+                f"{t.rows_compared:,}",
+                f"{t.missing_in_target_count:,}",
+                f"{t.missing_in_source_count:,}",
+                f"{t.different_count:,}",
+                f"{t.seconds:.2f}",
+                t.reason or "",
+            ),
+            "" if t.state.value == "validated" else BAD_STYLE,
+        )
+        for t in report
+    ]
+    headers = (
+        "source",
+        "target",
+        "state",
+        "rows compared",
+        "missing in target",
+        "missing in source",
+        "different",
+        "seconds",
+        "reason",
+    )
+    parts = [_table(headers, rows, (3, 4, 5, 6, 7))]
+    for t in report:
+        if t.failures:
+            parts.append(
+                _details(
+                    f"{t.source}: {plural(t.failures, 'row')} differ", _diff_table(t), open_=True
+                )
+            )
+    return _box(f"Validation: {validation_summary(report)}", *parts)

@@ -59,6 +59,7 @@ from replikit.schema.model import Catalog, TableSchema
 from replikit.schema.report import ConversionReport, routine_plans
 from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
+from replikit.validation.report import ValidationReport
 
 if TYPE_CHECKING:
     from replikit.monitor.server import MonitorServer
@@ -561,6 +562,18 @@ class Task:
         full_writer.prepare(plans, "do-nothing")
         full_writer.finish(plans)
         pipe.create_objects(plans)
+
+    def validate(self, *, sample: float | None = None) -> ValidationReport:
+        """Compare the source with the target through this task's plan (renames, transforms,
+        conversions); return the :class:`~replikit.ValidationReport` (``report.fix()``
+        repairs the differences). ``sample``: compare about that fraction of the keys.
+
+        The counters land in :meth:`statistics` (``validation_state``, ``validation_failed``);
+        the differences in the target's ``replikit_validation_failures`` table.
+        """
+        from replikit.validate import Validator
+
+        return Validator(self, sample=sample).run()
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""

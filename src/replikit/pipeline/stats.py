@@ -56,6 +56,12 @@ class TableStats:
     error: str | None = None
     #: what was left out although the table loaded (e.g. a foreign key to a failed table)
     warnings: list[str] = field(default_factory=list)
+    #: the last validation (DMS ValidationState and ValidationFailed/Pending/Suspended
+    #: records): ``None`` until validated, else a :class:`~replikit.ValidationState` value
+    validation_state: str | None = None
+    validation_failed: int = 0
+    validation_pending: int = 0
+    validation_suspended: int = 0
     _t0: float = field(default=0.0, repr=False)
     _t1: float = field(default=0.0, repr=False)
 
@@ -321,6 +327,17 @@ class Statistics:
             st.end = datetime.now(UTC)
             st._t1 = time.perf_counter()
         _log_state(st)
+
+    def validated(self, table: str, target: str, state: str, failed: int, pending: int = 0) -> None:
+        """Record the validation of ``table``: its state and the rows that still differ
+        (``failed``) or wait for a re-check (``pending``)."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is None:
+                st = self._tables[table] = TableStats(table, target)
+            st.validation_state = state
+            st.validation_failed = failed
+            st.validation_pending = pending
 
     def count_changes(self, table: str, op: str, n: int = 1) -> None:
         """Count ``n`` applied changes of ``op`` (insert/update/delete/truncate/ddl)."""

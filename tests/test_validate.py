@@ -1,0 +1,309 @@
+"""Validation (#10): every failure type for every engine pair, repair, the failures table,
+bad input (never a false "validated"), the CLI's exit codes and JSON, and a Hypothesis test
+that mutates a target at random and checks validate finds exactly those keys and fix repairs
+them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import replikit as rk
+from replikit.cli import main
+from replikit.validation.failures import read_failures
+from validate_db import ENGINES, ITEM_COLUMNS, ITEMS, Db, connect, item
+
+N = 60
+
+
+@pytest.fixture
+def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``make_db(engine)``: the URL of a new empty database of ``engine`` (dropped after)."""
+    drops: list[Callable[[], None]] = []
+
+    def make(engine: str) -> str:
+        name = f"rk_val_{uuid.uuid4().hex[:10]}"
+        if engine == "sqlite":
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        server = request.getfixturevalue("pg_server" if engine == "postgres" else "mysql_server")
+        url: str = server.create_database(name)
+        drops.append(lambda: server.drop_database(name))
+        return url
+
+    yield make
+    for drop in drops:
+        drop()
+
+
+def _items(engine: str, url: str, n: int = N) -> None:
+    with connect(engine, url) as db:
+        db.run(ITEMS[engine])
+        db.insert("items", ITEM_COLUMNS, [item(i) for i in range(1, n + 1)])
+
+
+def _mutate(db: Db, table: str) -> None:
+    """Change 3 rows, delete 2, insert 1 in the target's items table."""
+    db.run(f"UPDATE {table} SET name = %s WHERE id IN (3, 7)", ["changed"])
+    db.run(f"UPDATE {table} SET price = price + 1, note = NULL WHERE id = 11")
+    db.run(f"DELETE FROM {table} WHERE id IN (5, 20)")
+    db.insert(table, ITEM_COLUMNS, [item(1000)])
+
+
+PAIRS = [(s, t) for s in ENGINES for t in ENGINES]
+
+
+@pytest.mark.parametrize(("src_engine", "dst_engine"), PAIRS, ids=[f"{s}-{t}" for s, t in PAIRS])
+def test_every_failure_type_for_every_pair_and_fix(make_db, src_engine, dst_engine):
+    src, dst = make_db(src_engine), make_db(dst_engine)
+    _items(src_engine, src)
+    rk.copy(src, dst, progress=False)
+
+    report = rk.validate(src, dst)
+    assert report.ok, str(report)
+    (table,) = report
+    assert table.rows_compared == N
+
+    name = table.target if dst_engine == "postgres" else "items"  # MariaDB's db is the schema
+    with connect(dst_engine, dst) as db:
+        _mutate(db, ".".join(f'"{p}"' for p in name.split(".")) if "." in name else name)
+    report = rk.validate(src, dst)
+    (table,) = report
+    assert table.state == "mismatched"
+    assert sorted(r.key["id"] for r in table.missing_in_target) == [5, 20]
+    assert [r.key["id"] for r in table.missing_in_source] == [1000]
+    diffs = {r.key["id"]: set(r.columns) for r in table.different}
+    assert diffs == {3: {"name"}, 7: {"name"}, 11: {"price", "note"}}
+    stored = read_failures(rk.endpoint(dst))
+    assert sorted(r["failure_type"] for r in stored) == sorted(
+        ["MISSING_TARGET"] * 2 + ["MISSING_SOURCE"] + ["RECORD_DIFF"] * 3
+    )
+
+    fixed = report.fix()
+    assert fixed.tables[table.target] == {"inserted": 2, "updated": 3, "deleted": 1, "remaining": 0}
+    assert report.ok, str(report)
+    assert rk.validate(src, dst).ok
+    assert read_failures(rk.endpoint(dst)) == []  # replaced by the clean run
+
+
+# -- bad input: a clear state per table, never "validated" --------------------------------------
+def _sqlite(path: Path, *statements: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        for s in statements:
+            conn.execute(s)
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_missing_table_and_missing_column_are_not_comparable(tmp_path):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO a VALUES (1, 'x')",
+    )
+    dst = _sqlite(tmp_path / "b.db", "CREATE TABLE a (id INTEGER PRIMARY KEY)")
+    report = rk.validate(src, dst)
+    assert {t.source: t.state for t in report} == {"a": "not comparable", "b": "not comparable"}
+    assert "column(s) v" in report.table("a").reason
+    assert "does not exist in the target" in report.table("b").reason
+    assert not report.ok
+
+
+def test_key_column_missing_or_of_another_type(tmp_path):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO k VALUES (1, 'x')",
+    )
+    other_type = _sqlite(tmp_path / "b.db", "CREATE TABLE k (id BLOB PRIMARY KEY, v TEXT)")
+    (t,) = rk.validate(src, other_type)
+    assert t.state == "not comparable"
+    assert "key column id is int in the source" in t.reason
+    renamed = _sqlite(tmp_path / "c.db", "CREATE TABLE k (ident INTEGER PRIMARY KEY, v TEXT)")
+    (t,) = rk.validate(src, renamed)
+    assert t.state == "not comparable" and "id" in t.reason
+
+
+def test_unexpected_target_column_is_not_comparable(tmp_path):
+    src = _sqlite(tmp_path / "a.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    dst = _sqlite(tmp_path / "b.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, extra INT)")
+    (t,) = rk.validate(src, dst)
+    assert t.state == "not comparable"
+    assert "extra" in t.reason and "plan does not produce" in t.reason
+
+
+def test_keyless_tables_compare_as_multisets(tmp_path):
+    rows = "INSERT INTO t VALUES (1, 'a'), (1, 'a'), (2, 'b')"
+    src = _sqlite(tmp_path / "a.db", "CREATE TABLE t (n INT, v TEXT)", rows)
+    same = _sqlite(tmp_path / "b.db", "CREATE TABLE t (n INT, v TEXT)", rows)
+    assert rk.validate(src, same).ok
+    one_copy = _sqlite(
+        tmp_path / "c.db", "CREATE TABLE t (n INT, v TEXT)", "INSERT INTO t VALUES (1,'a'),(2,'b')"
+    )
+    (t,) = rk.validate(src, one_copy)
+    assert t.state == "mismatched"
+    assert t.missing_in_target_count == 1
+    assert t.missing_in_target[0].key == {"n": 1, "v": "a"}
+    fixed = rk.validate(src, one_copy).fix()
+    assert "no key" in fixed.skipped["t"]
+
+
+def test_renames_and_lossy_columns_follow_the_plan(tmp_path, pg_url):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, amount NUMERIC(6,2), label TEXT)",
+        "INSERT INTO t VALUES (1, 12.5, 'x'), (2, 3.25, 'y')",
+    )
+    m = rk.Mappings().rename_table("t", "things").rename_column("t", "label", "title")
+    overrides = {"t.amount": "numeric(6,1)"}  # lossy: 3.25 is written as 3.3 (rounded)
+    rk.copy(src, pg_url, mappings=m, type_overrides=overrides, progress=False)
+    report = rk.validate(src, pg_url, mappings=m, type_overrides=overrides)
+    (t,) = report
+    assert (t.target, t.state) == ("public.things", "validated"), str(report)
+    # without the task's override, the rounded value is a real difference
+    (t,) = rk.validate(src, pg_url, mappings=m)
+    assert t.state == "mismatched" and [r.key for r in t.different] == [{"id": 2}]
+
+
+def test_transforms_are_applied_before_comparing(tmp_path):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'x'), (2, 'y')",
+    )
+    dst = tmp_path / "b.db"
+
+    def upper(change):
+        from dataclasses import replace
+
+        after = dict(change.after)
+        after["v"] = after["v"].upper()
+        return replace(change, after=after)
+
+    rk.copy(src, f"sqlite:///{dst}", transforms=[upper], progress=False)
+    assert not rk.validate(src, f"sqlite:///{dst}").ok
+    assert rk.validate(src, f"sqlite:///{dst}", transforms=[upper]).ok
+
+
+def test_report_text_html_json_and_statistics(tmp_path):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'x'), (2, '<b>')",
+    )
+    dst = _sqlite(
+        tmp_path / "b.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'x'), (2, 'other')",
+    )
+    task = rk.Task(src, dst)
+    report = task.validate()
+    text = str(report)
+    assert "different id=2: v: '<b>' | 'other'" in text
+    html = report._repr_html_()
+    assert "&lt;b&gt;" in html and "<b>" not in html.replace("<b>'", "")
+    assert repr(report) == "<ValidationReport 1 table: 1 mismatched (t: 1 row)>"
+    (d,) = report.to_dict()["tables"]
+    assert d["different"] == [{"key": {"id": 2}, "columns": ["v"]}]
+    assert d["missing_in_target"] == [] and d["state"] == "mismatched"
+    stats = task.statistics()["t"]
+    assert (stats.validation_state, stats.validation_failed) == ("mismatched", 1)
+
+
+def test_differences_are_capped_but_counted(tmp_path):
+    src = _sqlite(tmp_path / "a.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    dst = _sqlite(tmp_path / "b.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    with connect("sqlite", src) as db:
+        db.insert("t", ["id"], [(i,) for i in range(2500)])
+    task = rk.Task(src, dst)
+    from replikit.validate import Validator
+
+    report = Validator(task, max_rows=100, memory_rows=300).run()  # spills to partitions
+    (t,) = report
+    assert (t.missing_in_target_count, len(t.missing_in_target), t.truncated) == (2500, 100, True)
+    assert report.to_dict()["tables"][0]["truncated"] is True
+    report.fix()  # in passes of 100 rows... until nothing is left
+    assert report.ok
+
+
+# -- the command line ------------------------------------------------------------------------
+def test_cli_exit_codes_and_json(tmp_path, capsys):
+    src = _sqlite(
+        tmp_path / "a.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'x'), (2, 'y')",
+    )
+    dst = _sqlite(
+        tmp_path / "b.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'x')",
+    )
+    assert main(["validate", src, dst, "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["tables"][0]["missing_in_target"] == [{"id": 2}]
+    assert out["fixed"] == {}
+    assert main(["validate", src, dst, "--fix", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fixed"]["tables"]["t"]["inserted"] == 1
+    assert main(["validate", src, dst]) == 0
+    assert "1 table: 1 validated" in capsys.readouterr().out
+    missing = _sqlite(tmp_path / "c.db", "CREATE TABLE other (id INTEGER PRIMARY KEY)")
+    assert main(["validate", src, missing, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tables"][0]["state"] == "not comparable"
+    assert "Traceback" not in captured.err
+    assert main(["validate", src, dst, "--sample", "abc", "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error_type"] == "ConfigError"
+
+
+def test_sample_compares_a_fraction_of_the_keys(tmp_path):
+    src = _sqlite(tmp_path / "a.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    dst = _sqlite(tmp_path / "b.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    with connect("sqlite", src) as db:
+        db.insert("t", ["id"], [(i,) for i in range(2000)])
+    with connect("sqlite", dst) as db:
+        db.insert("t", ["id"], [(i,) for i in range(2000)])
+    (t,) = rk.validate(src, dst, sample=0.1)
+    assert t.state == "validated" and 100 < t.rows_compared < 320
+
+
+# -- Hypothesis: random mutations are found exactly and repaired -------------------------------
+KEYS = st.integers(min_value=1, max_value=N)
+
+
+@settings(settings.get_profile("db"), max_examples=15)
+@given(
+    updates=st.sets(KEYS, max_size=6),
+    deletes=st.sets(KEYS, max_size=6),
+    inserts=st.sets(st.integers(min_value=N + 1, max_value=N + 50), max_size=4),
+)
+def test_random_mutations_are_found_exactly_and_fixed(tmp_path_factory, updates, deletes, inserts):
+    updates = updates - deletes
+    where = tmp_path_factory.mktemp("h")
+    src, dst = f"sqlite:///{where / 'a.db'}", f"sqlite:///{where / 'b.db'}"
+    _items("sqlite", src)
+    rk.copy(src, dst, progress=False)
+    with connect("sqlite", dst) as db:
+        for k in updates:
+            db.run("UPDATE items SET ratio = coalesce(ratio, 0) + 1 WHERE id = %s", [k])
+        for k in deletes:
+            db.run("DELETE FROM items WHERE id = %s", [k])
+        if inserts:
+            db.insert("items", ITEM_COLUMNS, [item(k) for k in inserts])
+    report = rk.validate(src, dst)
+    (t,) = report
+    assert {r.key["id"] for r in t.different} == updates
+    assert {r.key["id"] for r in t.missing_in_target} == deletes
+    assert {r.key["id"] for r in t.missing_in_source} == inserts
+    assert all(r.columns == ("ratio",) for r in t.different)
+    report.fix()
+    assert report.ok
+    assert rk.validate(src, dst).ok
