@@ -17,6 +17,7 @@ URLS = {
     "mysql": "mysql://u@127.0.0.1:1/db",
     "sqlite": "sqlite:///:memory:",
     "duckdb": "duckdb:///:memory:",
+    "files": "memory://rk-skeleton",
 }
 # role -> module: connection (and driver error translation), dialect (types, names, limits),
 # reflection, full-load source and target, DDL

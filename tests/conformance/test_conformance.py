@@ -3,6 +3,7 @@ on a fresh, empty database per test: the same tests a third-party endpoint runs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,4 +39,19 @@ class TestDuckdb(EndpointConformance):
     @pytest.fixture
     def conformance_endpoint(self, tmp_path: Path) -> Iterator[Endpoint]:
         with rk.endpoint(f"duckdb:///{tmp_path / 'conformance.duckdb'}") as ep:
+            yield ep
+
+
+class TestFiles(EndpointConformance):
+    """Parquet, CSV and JSONL on the local file system, Parquet on fsspec's memory one."""
+
+    @pytest.fixture(params=["parquet", "csv", "jsonl", "memory"])
+    def conformance_endpoint(
+        self, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> Iterator[Endpoint]:
+        if request.param == "memory":
+            url = f"memory://rk-conformance/{uuid.uuid4().hex}"
+        else:
+            url = f"file://{tmp_path / 'files'}?format={request.param}"
+        with rk.endpoint(url) as ep:
             yield ep

@@ -270,6 +270,10 @@ _REGISTRY: dict[str, str] = {
     "postgresql+psycopg": "replikit.endpoints.postgres:PostgresEndpoint",
     "sqlite": "replikit.endpoints.sqlite:SqliteEndpoint",
     "duckdb": "replikit.endpoints.duckdb:DuckdbEndpoint",
+    **dict.fromkeys(
+        ("file", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"),
+        "replikit.endpoints.files:FilesEndpoint",
+    ),
     "mysql": "replikit.endpoints.mysql:MysqlEndpoint",
     "mariadb": "replikit.endpoints.mysql:MysqlEndpoint",
     "mysql+pymysql": "replikit.endpoints.mysql:MysqlEndpoint",

@@ -4,10 +4,7 @@ change lost or applied twice (a ledger of per-writer sequence numbers)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,64 +12,17 @@ import duckdb
 import psycopg
 import pytest
 
+from cdc_workload import Workload, _command, _env, _slot_confirmed
 from replikit._failpoints import FAILPOINT_EXIT
 
 pytestmark = [pytest.mark.timeout(300)]
 
-CHILD = Path(__file__).parents[2] / "pipeline" / "_cdc_child.py"
 SCHEMA = (
     "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, qty integer, "
     "price numeric(10,2), tags text[], seen timestamptz)",
     "CREATE TABLE ledger (writer integer NOT NULL, seq integer NOT NULL, "
     "PRIMARY KEY (writer, seq))",
 )
-
-
-class Workload:
-    """A thread that writes to the source: ledger rows, item updates, inserts and deletes."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.seq = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def step(self, conn: psycopg.Connection) -> None:
-        self.seq += 1
-        n = self.seq
-        with conn.transaction():
-            conn.execute("INSERT INTO ledger VALUES (1, %s)", (n,))
-            conn.execute(
-                "UPDATE items SET qty = qty + 1, tags = tags || %s WHERE id = %s",
-                ([f"t{n}"], n % 50 + 1),
-            )
-            conn.execute(
-                "INSERT INTO items VALUES (%s, %s, 0, 1.5, '{}', now())"
-                " ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-                (1000 + n, f"new {n}"),
-            )
-            if n % 3 == 0:
-                conn.execute("DELETE FROM items WHERE id = %s", (1000 + n - 1,))
-
-    def run(self, count: int) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            for _ in range(count):
-                self.step(conn)
-
-    def start(self) -> None:
-        def loop() -> None:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    self.step(conn)
-                    time.sleep(0.005)
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
 
 
 @pytest.fixture
@@ -85,17 +35,6 @@ def source(pg_url: str) -> str:
             "FROM generate_series(1, 3000) i"
         )
     return pg_url
-
-
-def _command(src: str, dst: str, idle: str) -> list[str]:
-    return [sys.executable, str(CHILD), src, dst, "full-load-and-cdc", "t1", idle, "--batch-apply"]
-
-
-def _env(failpoint: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
-    if failpoint:
-        env["REPLIKIT_FAILPOINT"] = failpoint
-    return env
 
 
 def _run(src: str, dst: str, failpoint: str | None = None) -> int:
@@ -131,14 +70,6 @@ def _assert_equal(src: str, path: Path, seq: int) -> None:
     assert ledger == got_ledger
     assert len(got) == len(items)
     assert got == items
-
-
-def _slot_confirmed(src: str) -> int:
-    with psycopg.connect(src) as conn:
-        row = conn.execute(
-            "SELECT coalesce(max(confirmed_flush_lsn - '0/0'), 0) FROM pg_replication_slots"
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def test_crash_inside_the_apply_transaction_then_resume(source: str, tmp_path: Path) -> None:

@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from replikit.endpoints import _arrow as shared
+from replikit.endpoints._arrow import preview
 from replikit.endpoints.base import require
 from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
-from replikit.endpoints.duckdb._values import BadValue, text_of
+from replikit.endpoints.duckdb._values import text_of
 from replikit.errors import DataError
 from replikit.schema.convert import ColumnPlan
 from replikit.schema.types import Kind, Type
@@ -33,14 +35,7 @@ pa = require("pyarrow", package="pyarrow", extra="duckdb", purpose="The DuckDB e
 
 Adapter = Callable[[Any], Any]
 _COUNTER = itertools.count()
-_ADAPT_ERRORS = (BadValue, ValueError, TypeError, AttributeError, ArithmeticError)
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
-
-
-def preview(value: Any, limit: int = 60) -> str:
-    """A short repr of ``value`` for messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_ARROW_ERRORS = shared.arrow_errors(pa)
 
 
 def _arrow_type(t: Type, sql: str) -> Any:
@@ -140,35 +135,18 @@ class Columns:
     def _adapted(self, i: int, values: list[Any], rows: Sequence[Sequence[Any]]) -> list[Any]:
         adapt = self.cols[i].adapt
         assert adapt is not None
-        try:
-            return [None if x is None else adapt(x) for x in values]
-        except _ADAPT_ERRORS:
-            pass
-        for value, row in zip(values, rows, strict=True):
-            try:
-                if value is not None:
-                    adapt(value)
-            except _ADAPT_ERRORS as exc:
-                raise DataError.unwritable(
-                    value, exc, table=self.table, column=self.names[i], key=self.key_of(row)
-                ) from None
-        raise AssertionError("unreachable: a value failed to adapt, then adapted")
+        return shared.adapted(
+            values, adapt, rows, table=self.table, column=self.names[i], key_of=self.key_of
+        )
 
     def _refused(
         self, i: int, values: list[Any], rows: Sequence[Sequence[Any]], why: str
     ) -> DataError:
         col = self.cols[i]
-        for value, row in zip(values, rows, strict=True):
-            try:
-                pa.array([value], type=col.arrow)
-            except _ARROW_ERRORS:
-                return DataError(
-                    f"value {preview(value)} {why} as {col.sql}",
-                    table=self.table,
-                    column=col.name,
-                    key=self.key_of(row),
-                )
-        return DataError(f"a value {why} as {col.sql}", table=self.table, column=col.name)
+        return shared.refused(
+            pa, values, col.arrow, rows, f"{why} as {col.sql}",
+            table=self.table, column=col.name, key_of=self.key_of,
+        )  # fmt: skip
 
     # -- naming the row DuckDB refused ------------------------------------------------------
     def bad_row(

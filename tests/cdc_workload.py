@@ -1,0 +1,80 @@
+"""A source workload and the replication child process, shared by the CDC recovery tests of
+the DuckDB and files targets (kill, resume, compare)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+CHILD = Path(__file__).parent / "pipeline" / "_cdc_child.py"
+
+
+class Workload:
+    """A thread that writes to the source: ledger rows, item updates, inserts and deletes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self, conn: psycopg.Connection) -> None:
+        self.seq += 1
+        n = self.seq
+        with conn.transaction():
+            conn.execute("INSERT INTO ledger VALUES (1, %s)", (n,))
+            conn.execute(
+                "UPDATE items SET qty = qty + 1, tags = tags || %s WHERE id = %s",
+                ([f"t{n}"], n % 50 + 1),
+            )
+            conn.execute(
+                "INSERT INTO items VALUES (%s, %s, 0, 1.5, '{}', now())"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                (1000 + n, f"new {n}"),
+            )
+            if n % 3 == 0:
+                conn.execute("DELETE FROM items WHERE id = %s", (1000 + n - 1,))
+
+    def run(self, count: int) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for _ in range(count):
+                self.step(conn)
+
+    def start(self) -> None:
+        def loop() -> None:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    self.step(conn)
+                    time.sleep(0.005)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
+def _command(src: str, dst: str, idle: str) -> list[str]:
+    return [sys.executable, str(CHILD), src, dst, "full-load-and-cdc", "t1", idle, "--batch-apply"]
+
+
+def _env(failpoint: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
+    if failpoint:
+        env["REPLIKIT_FAILPOINT"] = failpoint
+    return env
+
+
+def _slot_confirmed(src: str) -> int:
+    with psycopg.connect(src) as conn:
+        row = conn.execute(
+            "SELECT coalesce(max(confirmed_flush_lsn - '0/0'), 0) FROM pg_replication_slots"
+        ).fetchone()
+    return int(row[0]) if row else 0
