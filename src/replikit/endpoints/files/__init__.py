@@ -1,7 +1,7 @@
 """The files endpoint family: Parquet, CSV or JSONL files in folders (``pip install
 "replikit[files]"``: pyarrow and fsspec).
 
-URLs: ``file:///abs/folder`` (``file:rel/folder``), ``memory://folder`` and every protocol
+URLs: ``file:///abs/folder`` (``file://rel/folder`` relative to the working folder), ``memory://folder`` and every protocol
 fsspec knows when its package is installed (``s3://bucket/prefix`` with s3fs, ``gs://`` with
 gcsfs, ``az://`` with adlfs); options as URL parameters or keywords: ``format`` (``parquet``,
 ``csv`` or ``jsonl``), ``partition_by`` (``col``, ``col:year``, ``col:month``, ``col:day``),

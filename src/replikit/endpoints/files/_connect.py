@@ -1,6 +1,6 @@
 """Files URLs, the fsspec file system they name, atomic writes; OS errors translated here.
 
-``file:///abs/dir`` (``file:rel/dir`` relative to the working folder), ``memory://dir``
+``file:///abs/dir`` (``file://rel/dir`` relative to the working folder), ``memory://dir``
 (fsspec's in-memory file system, one per process), and any protocol fsspec knows when its
 package is installed (``s3://bucket/prefix`` with s3fs, ``gs://`` with gcsfs, ``az://`` with
 adlfs). Options in the URL query: ``format``, ``partition_by``, ``file_size``, ``batch_size``,
@@ -54,7 +54,7 @@ class Location:
 
 
 def parse_url(url: str) -> Location:
-    """``file:///abs``, ``file:rel``, ``memory://dir``, ``s3://bucket/prefix``..."""
+    """``file:///abs``, ``file://rel``, ``memory://dir``, ``s3://bucket/prefix``..."""
     base, _, query = url.partition("?")
     scheme, colon, rest = base.partition(":")
     scheme = scheme.lower()
@@ -210,14 +210,18 @@ class Store:
         with self.writing(path) as f:
             f.write(text.encode("utf-8"))
 
+    def failed(self, exc: OSError, doing: str, path: str) -> ConnectError:
+        """The :class:`ConnectError` for an OS error while ``doing`` ``path``."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return ConnectError(
+            f"cannot {doing} {self.location.protocol}://{path}: {reason} (check the "
+            "folder's permissions and free space, then run again: nothing half-written "
+            "was left)"
+        )
+
     @contextlib.contextmanager
     def _errors(self, doing: str, path: str) -> Iterator[None]:
         try:
             yield
         except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(
-                f"cannot {doing} {self.location.protocol}://{path}: {reason} (check the "
-                "folder's permissions and free space, then run again: nothing half-written "
-                "was left)"
-            ) from exc
+            raise self.failed(exc, doing, path) from exc

@@ -250,6 +250,8 @@ class Files:
         elif self._open is not None:
             f, self._open = self._open, None
             f.abort(exc)
+            if isinstance(exc, OSError):
+                raise self.store.failed(exc, "write", f.path) from exc
 
 
 # -- reading ------------------------------------------------------------------------------------

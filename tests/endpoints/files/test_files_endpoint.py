@@ -1,0 +1,229 @@
+"""The files endpoint: URLs, partitioning, foreign folders as sources, and bad input (a folder
+holding other files, a schema changed between runs, a value Parquet cannot hold, a write that
+fails midway: nothing half-written visible, the checkpoint not advanced)."""
+
+from __future__ import annotations
+
+import errno
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+import replikit as rk
+from replikit.changes import Change, Op, Transaction
+from replikit.pipeline.contracts import Batch, Checkpoint
+from replikit.positions import SqliteSeq
+from replikit.schema.convert import plan_table
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Type
+
+ORDERS = TableSchema(
+    TableId("shop", "orders"),
+    (
+        Column("id", Type.int_(64), nullable=False),
+        Column("placed", Type.date()),
+        Column("amount", Type.decimal(10, 2)),
+    ),
+    primary_key=("id",),
+)
+ROWS = [
+    [1, date(2024, 1, 5), Decimal("1.50")],
+    [2, date(2024, 1, 20), Decimal("2.00")],
+    [3, date(2024, 2, 1), None],
+    [4, None, Decimal("4.25")],
+]
+
+
+def _load(ep, table=ORDERS, rows=ROWS, mode="drop-and-create"):
+    plan = plan_table(table, source_dialect="python", target=ep.dialect)
+    writer = ep.writer()
+    writer.prepare([plan], mode)
+    writer.load(plan, [Batch(table.id, table.column_names, rows)])
+    writer.finish([plan])
+    return plan
+
+
+def _read(ep, name="shop.orders"):
+    reader = ep.reader([name])
+    [t] = reader.tables
+    return sorted(tuple(r) for u in reader.units(t) for b in reader.read(u) for r in b.rows)
+
+
+def test_urls_and_options():
+    ep = rk.endpoint("file:///data/out?format=csv&file_size=64MB&partition_by=placed:month")
+    assert ep.root == "/data/out"
+    assert ep.options["file_size"] == 64 * 2**20
+    assert rk.endpoint("file://rel/out").root == "rel/out"
+    assert rk.endpoint("memory://bucket/x").root == "/bucket/x"
+    with pytest.raises(rk.ConfigError, match="format"):
+        rk.endpoint("file:///x?format=xlsx")
+    with pytest.raises(rk.ConfigError, match="partition_by"):
+        rk.endpoint("file:///x?partition_by=a:week")
+    with pytest.raises(rk.ConfigError, match="colour"):
+        rk.endpoint("file:///x?colour=red")
+    with pytest.raises(rk.ConfigError, match="file_size"):
+        rk.endpoint("file:///x?file_size=lots")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_partitioned_by_month_full_load_and_changes(tmp_path, fmt):
+    with rk.endpoint(f"file://{tmp_path}?format={fmt}&partition_by=placed:month") as ep:
+        plan = _load(ep)
+        table = tmp_path / "shop" / "orders"
+        assert sorted(p.name for p in table.iterdir()) == [
+            "_schema.json",
+            "placed_month=2024-01",
+            "placed_month=2024-02",
+            "placed_month=__HIVE_DEFAULT_PARTITION__",
+        ]
+        assert _read(ep) == sorted(tuple(r) for r in ROWS)
+        changes = ep.change_writer()
+        tid = plan.target_id
+        txs = [
+            Transaction(
+                (
+                    Change(Op.INSERT, tid, {"id": 5},
+                           after={"id": 5, "placed": date(2024, 3, 1), "amount": Decimal("5")}),
+                    Change(Op.UPDATE, tid, {"id": 1}, after={"amount": Decimal("9.99")}),
+                    Change(Op.DELETE, tid, {"id": 2}),
+                ),
+                SqliteSeq(1),
+                commit_ts=datetime(2024, 3, 1, 12, 0, tzinfo=rk.UTC) if hasattr(rk, "UTC") else None,
+            )
+        ]  # fmt: skip
+        cp = Checkpoint("t", start=SqliteSeq(0), position=SqliteSeq(1), phase="cdc")
+        changes.apply({tid: plan}, txs, checkpoint=cp, batch=True)
+        assert (table / "placed_month=2024-03").is_dir()
+        assert changes.read_checkpoint("t") == cp
+        assert _read(ep) == [
+            (1, date(2024, 1, 5), Decimal("9.99")),
+            (3, date(2024, 2, 1), None),
+            (4, None, Decimal("4.25")),
+            (5, date(2024, 3, 1), Decimal("5.00") if fmt == "parquet" else Decimal("5")),
+        ]
+
+
+def test_a_target_folder_holding_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with rk.endpoint(f"file://{tmp_path}") as ep, pytest.raises(rk.ConfigError, match="notes.txt"):
+        _load(ep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "nothing was written"
+
+
+def test_a_table_folder_holding_other_files_is_refused(tmp_path):
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        _load(ep)
+        (tmp_path / "shop" / "orders" / "report.xlsx").write_text("mine")
+        with pytest.raises(rk.SchemaError, match="report.xlsx"):
+            _load(ep)
+        assert (tmp_path / "shop" / "orders" / "report.xlsx").exists()
+
+
+def test_a_schema_changed_between_runs_is_refused(tmp_path):
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        _load(ep)
+        wider = TableSchema(
+            ORDERS.id, (*ORDERS.columns, Column("note", Type.text())), primary_key=("id",)
+        )
+        with pytest.raises(rk.SchemaError, match="columns added: note"):
+            _load(ep, wider, [[*r, None] for r in ROWS], mode="do-nothing")
+        _load(ep, ORDERS, [[9, None, None]], mode="do-nothing")  # same shape: appended
+        assert len(_read(ep)) == 5
+
+
+def test_a_value_parquet_cannot_hold_is_refused_by_row(tmp_path):
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        plan = plan_table(ORDERS, source_dialect="python", target=ep.dialect)
+        assert "NaN" in plan.columns[2].reason  # declared in the plan
+        with pytest.raises(rk.DataError, match=r"column amount; key id=7"):
+            _load(ep, rows=[[6, None, Decimal("1")], [7, None, Decimal("NaN")]])
+        assert not list((tmp_path / "shop" / "orders").glob("*.parquet")), "no partial file"
+
+
+class _FullDisk(LocalFileSystem):
+    """A local file system whose files fail with ENOSPC after ``limit`` bytes."""
+
+    limit = 10_000
+
+    def _open(self, path, mode="rb", **kwargs):
+        f = super()._open(path, mode, **kwargs)
+        if "w" not in mode or path.endswith(".json.tmp") or "_replikit" in path:
+            return f
+        original = f.write
+        written = [0]
+
+        def write(data):
+            written[0] += len(data)
+            if written[0] > self.limit:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(data)
+
+        f.write = write
+        return f
+
+
+def test_disk_full_mid_write_leaves_nothing_visible_and_the_checkpoint_where_it_was(tmp_path):
+    with rk.endpoint(f"file://{tmp_path}") as ok:
+        plan = _load(ok)
+        cp = Checkpoint("t", start=SqliteSeq(0), position=SqliteSeq(1), phase="cdc")
+        ok.checkpoint_store().write_checkpoint(cp)
+    full = rk.endpoint(f"file://{tmp_path}", filesystem=_FullDisk(skip_instance_cache=True))
+    rows = [[i, date(2024, 1, 1), Decimal(i)] for i in range(10, 20_000)]
+    with pytest.raises(rk.ConnectError, match="No space left on device"):
+        _load(full, rows=rows)
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")], "a temp file left"
+    tid = plan.target_id
+    big = [
+        Transaction(
+            tuple(Change(Op.INSERT, tid, {"id": i}, after={"id": i, "placed": None,
+                                                           "amount": Decimal(i)})
+                  for i in range(10, 20_000)),
+            SqliteSeq(2),
+        )
+    ]  # fmt: skip
+    with rk.endpoint(f"file://{tmp_path}") as ok:
+        _load(ok)
+    later = Checkpoint("t", start=SqliteSeq(0), position=SqliteSeq(2), phase="cdc")
+    with pytest.raises(rk.ConnectError, match="No space left"):
+        full.change_writer().apply({tid: plan}, big, checkpoint=later, batch=False)
+    with rk.endpoint(f"file://{tmp_path}") as ok:
+        assert ok.checkpoint_store().read_checkpoint("t") == cp, "checkpoint advanced"
+        assert not list((tmp_path / "shop" / "orders").glob("CDC*")), "a change file visible"
+        assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+        assert len(_read(ok)) == len(ROWS)
+
+
+def test_a_folder_of_parquet_files_reads_as_tables_and_schema_drift_is_refused(tmp_path):
+    (tmp_path / "events").mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "kind": ["a", "b"]}), tmp_path / "events" / "1.parquet")
+    pq.write_table(pa.table({"id": [3], "kind": ["c"]}), tmp_path / "events" / "2.parquet")
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "p.csv").write_text("sku,price,day\nA,1.5,2024-01-01\nB,2,2024-01-02\n")
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        catalog = ep.reflect()
+        assert [str(t.id) for t in catalog.tables] == ["events", "prices"]
+        assert any("inferred" in p for p in catalog.problems)  # declared in the plan
+        assert _read(ep, "events") == [(1, "a"), (2, "b"), (3, "c")]
+        assert _read(ep, "prices") == [("A", 1.5, date(2024, 1, 1)), ("B", 2.0, date(2024, 1, 2))]
+        with rk.endpoint(f"sqlite:///{tmp_path / 'copy.db'}") as lite:
+            plan = rk.Task(ep, lite).plan()
+            assert any("inferred" in p for p in plan.assessment.problems)
+    pq.write_table(pa.table({"id": ["x"], "kind": ["d"]}), tmp_path / "events" / "3.parquet")
+    with rk.endpoint(f"file://{tmp_path}") as ep, pytest.raises(rk.SchemaError, match="3.parquet"):
+        ep.reflect()
+
+
+def test_memory_file_system(tmp_path):
+    url = f"memory://rk-test/{uuid.uuid4().hex}"
+    with rk.endpoint(url) as ep:
+        _load(ep)
+        assert _read(ep) == sorted(tuple(r) for r in ROWS)
+    fs = fsspec.filesystem("memory")
+    assert any(p.endswith("LOAD00000001.parquet") for p in fs.find(url))
