@@ -109,6 +109,7 @@ class Context:
     server: pgserver.PgServer
     workdir: Path
     replikit_args: list[str]
+    dask_address: str | None = None  # the LocalCluster of the replikit-dask tool
 
     @property
     def sqlite_path(self) -> Path:
@@ -169,7 +170,15 @@ def _copy_pipe_cmd(ctx: Context) -> list[str]:
     ]
 
 
-def _replikit_cmd(dst: Callable[[Context], str]) -> Callable[[Context], list[str]]:
+def _dask_missing(ctx: Context) -> str | None:
+    if ctx.dask_address is None:
+        return "distributed is not installed (pip install 'replikit[dask]')"
+    return _replikit_missing(ctx)
+
+
+def _replikit_cmd(
+    dst: Callable[[Context], str], *extra: Callable[[Context], list[str]]
+) -> Callable[[Context], list[str]]:
     def build(ctx: Context) -> list[str]:
         exe = _replikit_exe() or "replikit"
         return [
@@ -182,6 +191,7 @@ def _replikit_cmd(dst: Callable[[Context], str]) -> Callable[[Context], list[str
             "--include",
             "public.customers",
             *ctx.replikit_args,
+            *(arg for more in extra for arg in more(ctx)),
         ]
 
     return build
@@ -198,6 +208,17 @@ TOOLS: dict[str, Tool] = {
             "pg",
             _replikit_cmd(lambda ctx: ctx.server.dst_url),
             _replikit_missing,
+            True,
+        ),
+        Tool(
+            "replikit-dask",
+            "replikit PG->PG on Dask",
+            "pg",
+            _replikit_cmd(
+                lambda ctx: ctx.server.dst_url,
+                lambda ctx: ["--dask", ctx.dask_address or "", "--split-rows", "200000"],
+            ),
+            _dask_missing,
             True,
         ),
         Tool(
@@ -709,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     server = pgserver.start(keep=args.keep)
     workdir = Path(tempfile.mkdtemp(prefix="replikit-bench-run-"))
     ctx = Context(server=server, workdir=workdir, replikit_args=args.replikit_arg)
+    cluster = _dask_cluster(ctx) if "replikit-dask" in keys else None
     started = dt.datetime.now(dt.UTC)
     print(f"server: {server.admin_url} ({'external' if server.external else server.base_dir})")
     try:
@@ -754,9 +776,26 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     finally:
+        if cluster is not None:
+            cluster.close()
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep:
             server.stop()
+
+
+def _dask_cluster(ctx: Context) -> Any:
+    """A LocalCluster of 2 worker processes (1 thread each) for the replikit-dask tool. Its
+    workers are this script's children, not replikit's: the peak RSS reported for that tool
+    is the client's alone."""
+    try:
+        import distributed
+    except ImportError:
+        return None
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    ctx.dask_address = cluster.scheduler_address
+    return cluster
 
 
 def scale_check(

@@ -272,6 +272,12 @@ def _add_copy(sub: Any, common: argparse.ArgumentParser) -> None:
     _urls(p)
     _mapping_options(p)
     _load_options(p, what="the copy")
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the tables and key ranges on the workers of the Dask cluster whose "
+        "scheduler is at ADDRESS (tcp://host:8786); needs replikit[dask]",
+    )
 
 
 def _add_plan(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from replikit import _dask
 from replikit._cli_parser import SETTING_FLAGS, parser
 from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
@@ -71,9 +72,11 @@ def _type_overrides(args: argparse.Namespace) -> dict[str, str]:
     return overrides
 
 
-def _task(args: argparse.Namespace, **flags: Any) -> Task:
+def _task(args: argparse.Namespace, executor: Any = None, **flags: Any) -> Task:
     settings = _settings(args, **flags)
-    return Task(args.source, args.target, mappings=_mappings(args), settings=settings)
+    return Task(
+        args.source, args.target, mappings=_mappings(args), settings=settings, executor=executor
+    )
 
 
 def _settings(args: argparse.Namespace, **flags: Any) -> TaskSettings:
@@ -115,9 +118,11 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    task = _task(args, **_load_flags(args))
-    with _graceful(task):
-        status, error = _run(task)
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(_dask.client(args.dask)) if args.dask else None
+        task = _task(args, executor, **_load_flags(args))
+        with _graceful(task):
+            status, error = _run(task)
     stats = task.statistics()
     details = {"tables": stats.as_dicts(), "rows": stats.total_rows}
     summary = f"{len(stats)} tables, {stats.total_rows:,} rows"

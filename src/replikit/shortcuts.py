@@ -11,6 +11,7 @@ from replikit.endpoints.base import Endpoint, refuse_unknown
 from replikit.errors import ConfigError
 from replikit.mapping import Mappings, Selection
 from replikit.pipeline.stats import Statistics
+from replikit.pipeline.units import HasExecutor
 from replikit.settings import TaskSettings
 from replikit.task import Task
 from replikit.transforms import Transform
@@ -26,7 +27,7 @@ def copy(
     exclude: Sequence[str] = (),
     mappings: Mappings | None = None,
     transforms: Sequence[Transform] = (),
-    executor: Executor | None = None,
+    executor: Executor | HasExecutor | None = None,
     **settings: Any,
 ) -> Statistics:
     """Copy tables from ``source`` to ``target`` (a full load); return the statistics.

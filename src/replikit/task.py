@@ -50,6 +50,7 @@ from replikit.pipeline.control import control_store
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.units import HasExecutor, executor_of
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
@@ -150,6 +151,10 @@ class Task:
     ``Engine`` s (see :func:`replikit.endpoint`). ``plan()`` reflects and converts without
     moving data; ``run()`` performs the migration and returns the statistics;
     ``statistics()`` reads them at any time (from another thread too).
+
+    ``executor`` runs the full load's units (tables and key ranges): by default a thread pool
+    of ``settings.parallel_tables``; a Dask ``distributed.Client`` runs them on its cluster's
+    workers, each opening its own connections (docs/scale.md).
     """
 
     def __init__(
@@ -161,7 +166,7 @@ class Task:
         mappings: Mappings | None = None,
         transforms: Sequence[Transform] = (),
         settings: TaskSettings | None = None,
-        executor: Executor | None = None,
+        executor: Executor | HasExecutor | None = None,
     ) -> None:
         if migration_type not in MIGRATION_TYPES:
             raise ConfigError(
@@ -177,7 +182,7 @@ class Task:
         self.mappings = mappings or Mappings()
         self.transforms = tuple(transforms)
         self.settings = settings or TaskSettings()
-        self.executor = executor
+        self.executor = executor_of(executor)
         self._statistics = Statistics()
         self._pipeline: Pipeline | None = None
         self._catalog: Catalog | None = None

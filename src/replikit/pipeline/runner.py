@@ -46,7 +46,7 @@ from replikit.pipeline.contracts import (
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.stream import run_stream
-from replikit.pipeline.units import UnitLoader, in_process
+from replikit.pipeline.units import HasExecutor, UnitLoader, executor_of, in_process
 from replikit.positions import Position
 from replikit.schema.convert import (
     PYTHON,
@@ -103,7 +103,9 @@ class Pipeline:
         mappings: target names (schema, table and column renames).
         type_overrides: ``{"schema.table.column": "native target type"}``.
         prep_mode: ``drop-and-create``, ``truncate`` or ``do-nothing``.
-        executor: runs the units; by default a thread pool of ``parallel`` workers.
+        executor: runs the units; by default a thread pool of ``parallel`` workers. A Dask
+            ``distributed.Client`` runs them on its workers
+            (:func:`~replikit.pipeline.units.executor_of`).
         parallel: workers of the default executor.
         split_rows: split tables above this many (estimated) rows into key ranges.
         statistics: where counters go (a new :class:`Statistics` by default).
@@ -136,7 +138,7 @@ class Pipeline:
         mappings: Mappings | None = None,
         type_overrides: Mapping[str, str] | None = None,
         prep_mode: str = "drop-and-create",
-        executor: Executor | None = None,
+        executor: Executor | HasExecutor | None = None,
         parallel: int = 4,
         split_rows: int | None = None,
         statistics: Statistics | None = None,
@@ -169,7 +171,7 @@ class Pipeline:
         self.mappings = mappings or Mappings()
         self.type_overrides = dict(type_overrides or {})
         self.prep_mode = prep_mode
-        self.executor = executor
+        self.executor = executor_of(executor)
         self.parallel = max(1, parallel)
         self.split_rows = split_rows
         self.statistics = statistics if statistics is not None else Statistics()

@@ -10,7 +10,7 @@ import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from replikit.changes import Change, Op
 from replikit.errors import ConfigError
@@ -25,7 +25,33 @@ from replikit.pipeline.contracts import (
 from replikit.schema.convert import TablePlan
 from replikit.transforms import Transform
 
-__all__ = ["UnitLoader", "in_process"]
+__all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process"]
+
+
+@runtime_checkable
+class HasExecutor(Protocol):
+    """Something that hands out an executor: a Dask ``distributed.Client``."""
+
+    def get_executor(self, **kwargs: Any) -> Executor:
+        """An executor whose work runs on the client's cluster."""
+        ...
+
+
+def executor_of(given: Executor | HasExecutor | None) -> Executor | None:
+    """The executor to run full-load units on: ``None`` (the default thread pool), an
+    :class:`~concurrent.futures.Executor`, or a Dask ``distributed.Client``, whose workers
+    then run the units (its ``get_executor(pure=False)``: every unit runs, none is taken from
+    a cache; a unit on a worker that dies is run again on another by the scheduler)."""
+    if given is None or isinstance(given, Executor):
+        return given
+    if isinstance(given, HasExecutor):
+        executor = given.get_executor(pure=False)
+        if isinstance(executor, Executor):
+            return executor
+    raise ConfigError(
+        f"executor must be a concurrent.futures.Executor or a Dask distributed.Client, "
+        f"not {type(given).__name__}"
+    )
 
 
 def in_process(executor: Executor) -> bool:
@@ -69,9 +95,8 @@ class UnitLoader:
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
                 raise ConfigError(
                     f"{type(executor).__name__} runs each unit in another process, so the "
-                    f"{what} must pickle, and {type(stage).__name__} does not ({exc}); "
-                    "endpoint readers and writers hold open connections. Use the default "
-                    "thread pool (executor=None) or a ThreadPoolExecutor, or stages that pickle"
+                    f"{what} must pickle, and {type(stage).__name__} does not: {exc}. Use the "
+                    "default thread pool (executor=None) or a ThreadPoolExecutor for this task"
                 ) from None
 
     def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:

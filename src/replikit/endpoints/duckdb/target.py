@@ -10,6 +10,7 @@ transaction is rolled back, earlier ones stay (a restarted load truncates the un
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -106,6 +107,13 @@ class DuckdbWriter(Writer, SupportsPrepare):
         self._names: ObjectNames | None = None
 
     # -- DDL --------------------------------------------------------------------------------
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(
+            "it writes one local DuckDB file, which takes one writer at a time: "
+            "load it from this process"
+        )
+
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
         """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
         out: list[str] = []

@@ -19,6 +19,7 @@ caller's connection; it only sets ``time_zone='+00:00'`` and network timeouts on
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -116,6 +117,34 @@ class MysqlReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- other processes --------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (a process pool, Dask workers): each unit opens its
+        own connection and snapshot there, as it does in a thread. A reader given a shared
+        connection (the snapshot of a full load + CDC handoff) does not pickle."""
+        if self._shared is not None:
+            raise pickle.PicklingError(
+                "it reads through one connection that holds the snapshot matching the binlog "
+                "position (a full load followed by CDC), and MySQL cannot share a snapshot "
+                "with another process"
+            )
+        return {
+            "params": self._params,
+            "tables": self._tables,
+            "batch_rows": self.batch_rows,
+            "zero_dates": self._zero.policy,
+            "tinyint1_as_bool": self.tinyint1_as_bool,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["params"],
+            state["tables"],
+            batch_rows=state["batch_rows"],
+            zero_dates=state["zero_dates"],
+            tinyint1_as_bool=state["tinyint1_as_bool"],
+        )
 
     # -- connections ------------------------------------------------------------------------
     @property

@@ -107,8 +107,31 @@ class PostgresReader:
         return conn
 
     def _connect(self) -> Connection:
+        if self._imported is not None:  # the exporting transaction is held elsewhere
+            return self._importer(self._imported)
         _, snapshot = self._exporter()
         return self._importer(snapshot)
+
+    # -- other processes --------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (a process pool, Dask workers): the snapshot is
+        exported here, and held open here, so every unit, wherever it runs, imports the same
+        snapshot. The password travels inside the pickle (never in a ``repr``)."""
+        _, snapshot = self._exporter()
+        return {
+            "params": self._params,
+            "tables": self._tables,
+            "batch_rows": self.batch_rows,
+            "snapshot": snapshot,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["params"],
+            state["tables"],
+            batch_rows=state["batch_rows"],
+            snapshot=state["snapshot"],
+        )
 
     def close(self) -> None:
         """End the shared snapshot transaction."""

@@ -10,6 +10,8 @@ checked with one ``typeof()`` query in SQL, so reading them costs no Python work
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,7 +20,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from replikit.endpoints.sqlite._connect import Connections
+from replikit.endpoints.sqlite._connect import Connections, Location
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import (
     BadValue,
@@ -164,6 +166,29 @@ class SqliteReader(Reader):
     def tables(self) -> Sequence[TableSchema]:
         """The tables this reader was made for."""
         return self._tables
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (a process pool, Dask workers), which opens the
+        database file by its absolute path; an in-memory database or a pinned snapshot (a
+        full load + CDC handoff) lives in this process only and does not pickle."""
+        path = self._conns.location.path
+        if path is None:
+            raise pickle.PicklingError("an in-memory SQLite database lives in this process only")
+        if self._pinned is not None:
+            raise pickle.PicklingError(
+                "it reads inside one connection's snapshot (a full load followed by CDC), "
+                "which lives in this process only"
+            )
+        return {
+            "path": os.path.abspath(path),
+            "timeout": self._conns.timeout,
+            "tables": self._tables,
+            "batch_size": self.batch_size,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        conns = Connections(Location(state["path"]), timeout=state["timeout"])
+        self.__init__(conns, state["tables"], batch_size=state["batch_size"])  # type: ignore[misc]
 
     @override
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:

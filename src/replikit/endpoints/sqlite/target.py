@@ -11,6 +11,7 @@ back, earlier transactions of the same load stay committed.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -165,6 +166,12 @@ class SqliteWriter(Writer, SupportsPrepare):
         self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(
+            "it writes one local SQLite file, which takes one writer at a time: "
+            "load it from this process"
+        )
 
     def _names_for(self, plans: Sequence[TablePlan]) -> ObjectNames:
         """The index names ``prepare`` chose, when it prepared these plans; else new ones."""

@@ -1,0 +1,273 @@
+"""Full loads on a Dask cluster: a ``LocalCluster`` of two worker *processes* runs the units
+(tables and key ranges), each worker opening its own connections from the task's endpoints.
+
+Real PostgreSQL, MariaDB and SQLite; a worker killed in the middle of a unit; a password that
+must appear in no log of the scheduler or the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import replikit as rk
+from replikit.changes import Change
+from replikit.endpoints.postgres.source import PostgresReader
+
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+# transforms defined here run on the workers, which cannot import this test module
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+ROWS = 6_000
+SPLIT = 1_000  # six key ranges
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=False,
+        ) as cl,
+        distributed.Client(cl, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def _fill_pg(url: str, rows: int = ROWS) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, note text, amount numeric(12,2), "
+            "at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO orders SELECT g, 'order ' || g, g * 1.25, "
+            "'2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, %s) g",
+            (rows,),
+        )
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 50) g")
+        conn.execute("ANALYZE")
+
+
+def _pg_rows(url: str, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+
+
+def _workers_used(client: Any, run: Any) -> tuple[Any, set[str]]:
+    with distributed.get_task_stream(client) as stream:
+        result = run()
+    return result, {t["worker"] for t in stream.data}
+
+
+def test_postgres_units_run_on_both_workers_from_one_snapshot(cluster, pg_server):
+    src = pg_server.create_database("rk_dask_src")
+    dst = pg_server.create_database("rk_dask_dst")
+    try:
+        _fill_pg(src)
+        task = rk.Task(
+            src, dst, executor=cluster, settings=rk.TaskSettings(split_rows=SPLIT, progress=False)
+        )
+        # the units are planned and the snapshot exported before these rows arrive: they are
+        # after the snapshot, so no unit, on any worker, may read them
+        task.pipeline().plans()
+        reader = task.pipeline().reader
+        assert isinstance(reader, PostgresReader)
+        reader.__getstate__()  # exports the snapshot here, in the client
+        with psycopg.connect(src, autocommit=True) as conn:
+            conn.execute("INSERT INTO orders VALUES (%s, 'late', 1, now())", (ROWS + 1,))
+            conn.execute("UPDATE orders SET note = 'changed' WHERE id = 1")
+
+        stats, workers = _workers_used(cluster, task.run)
+
+        assert len(workers) == 2, workers
+        assert stats["public.orders"].full_load_rows == ROWS
+        assert stats["public.orders"].units_done == stats["public.orders"].units_total >= 6
+        got = _pg_rows(dst, "orders")
+        assert len(got) == ROWS
+        assert got[0][1] == "order 1"  # the snapshot's value, not the later update
+        assert [r[0] for r in got] == list(range(1, ROWS + 1))
+        assert _pg_rows(dst, "customers") == _pg_rows(src, "customers")
+    finally:
+        pg_server.drop_database("rk_dask_src")
+        pg_server.drop_database("rk_dask_dst")
+
+
+def test_mysql_and_sqlite_sources_run_on_workers(
+    cluster, mysql_server, mysql_url, pg_url, tmp_path
+):
+    conn = mysql_server.connect(mysql_url.rsplit("/", 1)[1])
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), ok TINYINT(1))")
+        cur.executemany(
+            "INSERT INTO items VALUES (%s, %s, %s)",
+            [(i, f"item {i}", i % 2) for i in range(1, 4001)],
+        )
+        cur.execute("ANALYZE TABLE items")
+    conn.close()
+    stats, workers = _workers_used(
+        cluster,
+        lambda: rk.copy(mysql_url, pg_url, executor=cluster, split_rows=1000, progress=False),
+    )
+    assert stats.total_rows == 4000
+    assert len(workers) == 2
+    got = _pg_rows(pg_url, f'"{mysql_url.rsplit("/", 1)[1]}".items')
+    assert got == [(i, f"item {i}", bool(i % 2)) for i in range(1, 4001)]
+
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as lite:
+        lite.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        lite.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v REAL)")
+        lite.executemany("INSERT INTO a VALUES (?, ?)", [(i, str(i)) for i in range(1, 201)])
+        lite.executemany("INSERT INTO b VALUES (?, ?)", [(i, i / 4) for i in range(1, 101)])
+    lite.close()
+    stats = rk.copy(f"sqlite:///{db}", pg_url, executor=cluster, progress=False)
+    assert stats.total_rows == 300
+    assert _pg_rows(pg_url, "a") == [(i, str(i)) for i in range(1, 201)]
+    assert _pg_rows(pg_url, "b") == [(i, i / 4) for i in range(1, 101)]
+
+
+class DieOnce:
+    """A transform that kills its worker process the first time it sees ``key`` (in the
+    middle of a unit: earlier batches of the unit are already in the target's open
+    transaction); ``marker`` remembers across processes that it did."""
+
+    def __init__(self, key: int, marker: Path) -> None:
+        self.key = key
+        self.marker = marker
+
+    def __call__(self, change: Change) -> Change:
+        after = change.after
+        if after is not None and after.get("id") == self.key and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)  # the point: a worker dying mid-unit
+        return change
+
+
+def test_a_worker_killed_mid_unit_is_retried_elsewhere_without_duplicates(
+    cluster, pg_server, tmp_path
+):
+    src = pg_server.create_database("rk_dask_kill_src")
+    dst = pg_server.create_database("rk_dask_kill_dst")
+    try:
+        _fill_pg(src)
+        marker = tmp_path / "died"
+        # row 2_900 is in the middle of the third key range, after several batches of it
+        task = rk.Task(
+            src,
+            dst,
+            executor=cluster,
+            transforms=[DieOnce(2_900, marker)],
+            settings=rk.TaskSettings(split_rows=SPLIT, progress=False),
+        )
+        stats = task.run()
+        assert marker.exists(), "the worker never died: the test proves nothing"
+        assert stats["public.orders"].full_load_rows == ROWS
+        assert _pg_rows(dst, "orders") == _pg_rows(src, "orders")
+    finally:
+        pg_server.drop_database("rk_dask_kill_src")
+        pg_server.drop_database("rk_dask_kill_dst")
+
+
+class Fail:
+    """A transform that fails one table (its message holds nothing secret)."""
+
+    def __call__(self, change: Change) -> Change:
+        if change.table.name == "customers":
+            raise ValueError("customers refused by the test transform")
+        return change
+
+
+def test_no_password_in_any_log_and_one_table_fails_alone(cluster, pg_server, pg_password_user):
+    user, password = pg_password_user
+    src = pg_server.create_database("rk_dask_pw_src")
+    dst = pg_server.create_database("rk_dask_pw_dst")
+    try:
+        _fill_pg(src, rows=2_000)
+        with psycopg.connect(src, autocommit=True) as conn:
+            conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{user}"')
+        secret_src = src.replace("postgres@", f"{user}:{password}@", 1)
+        task = rk.Task(
+            secret_src,
+            dst,
+            executor=cluster,
+            transforms=[Fail()],
+            settings=rk.TaskSettings(split_rows=1000, progress=False),
+        )
+        with pytest.raises(rk.TaskError) as info:
+            task.run()
+        stats = task.statistics()
+        assert stats["public.orders"].state is rk.TableState.COMPLETED
+        assert stats["public.customers"].state is rk.TableState.ERROR
+        assert "customers refused" in (stats["public.customers"].error or "")
+        logs = [
+            *(m for _, m in cluster.get_scheduler_logs()),
+            *(m for w in cluster.get_worker_logs().values() for _, m in w),
+        ]
+        assert any("customers refused" in m for m in logs), "the failure was not logged"
+        assert not [m for m in logs if password in m]
+        assert password not in str(info.value)
+        assert password not in repr(task)
+    finally:
+        pg_server.drop_database("rk_dask_pw_src")
+        pg_server.drop_database("rk_dask_pw_dst")
+
+
+def test_targets_that_take_one_writer_are_refused_before_any_ddl(cluster, pg_url, tmp_path):
+    _fill_pg(pg_url, rows=10)
+    out = tmp_path / "out.db"
+    with pytest.raises(rk.ConfigError) as info:
+        rk.copy(pg_url, f"sqlite:///{out}", executor=cluster, progress=False)
+    message = str(info.value)
+    assert "SqliteWriter does not" in message
+    assert "one local SQLite file" in message
+    if out.exists():
+        with sqlite3.connect(out) as conn:
+            assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+        conn.close()
+    with pytest.raises(pickle.PicklingError, match="in-memory SQLite database"):
+        pickle.dumps(rk.endpoint("sqlite:///:memory:").reader([]))
+
+
+def test_cli_copy_runs_on_a_scheduler_by_address(cluster, pg_server, tmp_path):
+    src = pg_server.create_database("rk_dask_cli_src")
+    dst = pg_server.create_database("rk_dask_cli_dst")
+    try:
+        _fill_pg(src, rows=3_000)
+        address = cluster.scheduler.address
+        cli = [sys.executable, "-m", "replikit", "copy", src, dst, "--split-rows", "1000"]
+        done = subprocess.run(
+            [*cli, "--dask", address, "--json"], capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["rows"] == 3_050
+        assert _pg_rows(dst, "orders") == _pg_rows(src, "orders")
+
+        bad = subprocess.run(
+            [*cli, "--dask", "tcp://127.0.0.1:9", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert bad.returncode == 2, bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in bad.stdout + bad.stderr
+    finally:
+        pg_server.drop_database("rk_dask_cli_src")
+        pg_server.drop_database("rk_dask_cli_dst")
