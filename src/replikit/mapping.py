@@ -137,7 +137,7 @@ class Mappings:
                 name = dst
         if not schemas:
             return TableId(None, name)
-        schema = table.schema or default_schema
+        schema = table.schema or default_schema or None  # "": keep none (files targets)
         for src, dst in self.schema_names:
             if schema == src:
                 schema = dst

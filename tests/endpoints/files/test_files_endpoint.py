@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import errno
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -95,7 +94,7 @@ def test_partitioned_by_month_full_load_and_changes(tmp_path, fmt):
                     Change(Op.DELETE, tid, {"id": 2}),
                 ),
                 SqliteSeq(1),
-                commit_ts=datetime(2024, 3, 1, 12, 0, tzinfo=rk.UTC) if hasattr(rk, "UTC") else None,
+                commit_ts=datetime(2024, 3, 1, 12, 0, tzinfo=UTC),
             )
         ]  # fmt: skip
         cp = Checkpoint("t", start=SqliteSeq(0), position=SqliteSeq(1), phase="cdc")

@@ -1,14 +1,14 @@
 """The files endpoint family: Parquet, CSV or JSONL files in folders (``pip install
 "replikit[files]"``: pyarrow and fsspec).
 
-URLs: ``file:///abs/folder`` (``file://rel/folder`` relative to the working folder), ``memory://folder`` and every protocol
-fsspec knows when its package is installed (``s3://bucket/prefix`` with s3fs, ``gs://`` with
-gcsfs, ``az://`` with adlfs); options as URL parameters or keywords: ``format`` (``parquet``,
-``csv`` or ``jsonl``), ``partition_by`` (``col``, ``col:year``, ``col:month``, ``col:day``),
-``file_size`` (bytes before a new file is started, e.g. ``64MB``; default 128 MB),
-``compression`` (Parquet's, default ``zstd``), ``batch_size`` (rows per batch read); keywords
-only: ``storage_options`` (for fsspec, e.g. credentials) or ``filesystem`` (an fsspec file
-system to use as it is).
+URLs: ``file:///abs/folder`` (``file://rel/folder``: relative to the working folder),
+``memory://folder`` and every protocol fsspec knows when its package is installed
+(``s3://bucket/prefix`` with s3fs, ``gs://`` with gcsfs, ``az://`` with adlfs); options as URL
+parameters or keywords: ``format`` (``parquet``, ``csv`` or ``jsonl``), ``partition_by``
+(``col``, ``col:year``, ``col:month``, ``col:day``), ``file_size`` (bytes before a new file is
+started, e.g. ``64MB``; default 128 MB), ``compression`` (Parquet's, default ``zstd``),
+``batch_size`` (rows per batch read); keywords only: ``storage_options`` (for fsspec, e.g.
+credentials) or ``filesystem`` (an fsspec file system to use as it is).
 
 A files endpoint is a full-load source and target and a CDC *target* (change files in the DMS
 layout, committed by a manifest); see :mod:`.apply` and docs/duckdb-and-files.md.
