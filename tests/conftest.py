@@ -2,7 +2,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fix_pg", "fix_mysql", "fix_browser"]
+pytest_plugins = ["fix_pg", "fix_mysql", "fix_mongo", "fix_browser"]
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(

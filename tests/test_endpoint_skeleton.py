@@ -18,6 +18,7 @@ URLS = {
     "sqlite": "sqlite:///:memory:",
     "duckdb": "duckdb:///:memory:",
     "files": "memory://rk-skeleton",
+    "mongodb": "mongodb://127.0.0.1:1/db",
 }
 # role -> module: connection (and driver error translation), dialect (types, names, limits),
 # reflection, full-load source and target, DDL

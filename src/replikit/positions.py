@@ -20,11 +20,15 @@ __all__ = ["FORMATS", "PgLsn", "Position", "SqliteSeq"]
 FORMATS = (
     "pg:<LSN> (PostgreSQL, e.g. pg:0/1A2B3C), "
     "mysql:<binlog file>:<offset>[@<GTID state>] (MySQL/MariaDB, e.g. mysql:binlog.000003:4), "
-    "sqlite:<change sequence> (SQLite, e.g. sqlite:42)"
+    "sqlite:<change sequence> (SQLite, e.g. sqlite:42), "
+    'mongo:<Extended JSON> (MongoDB, e.g. mongo:{"shop.orders": {"token": {"_data": "82..."}}})'
 )
 
 # Position classes that live in an endpoint family (imported when first parsed).
-_LAZY = {"mysql": "replikit.endpoints.mysql._positions"}
+_LAZY = {
+    "mysql": "replikit.endpoints.mysql._positions",
+    "mongo": "replikit.endpoints.mongodb._positions",
+}
 
 
 @functools.total_ordering

@@ -274,6 +274,8 @@ _REGISTRY: dict[str, str] = {
         ("file", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"),
         "replikit.endpoints.files:FilesEndpoint",
     ),
+    "mongodb": "replikit.endpoints.mongodb:MongoEndpoint",
+    "mongodb+srv": "replikit.endpoints.mongodb:MongoEndpoint",
     "mysql": "replikit.endpoints.mysql:MysqlEndpoint",
     "mariadb": "replikit.endpoints.mysql:MysqlEndpoint",
     "mysql+pymysql": "replikit.endpoints.mysql:MysqlEndpoint",

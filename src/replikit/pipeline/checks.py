@@ -18,7 +18,23 @@ from replikit.schema.findings import Finding
 from replikit.schema.identifiers import name_findings
 from replikit.schema.limits import Limits, limit_findings
 
-__all__ = ["SupportsCheckExisting", "SupportsLimits", "plan_findings", "target_limits"]
+__all__ = [
+    "SupportsCheckExisting",
+    "SupportsLimits",
+    "SupportsSourceFindings",
+    "plan_findings",
+    "target_limits",
+]
+
+
+@runtime_checkable
+class SupportsSourceFindings(Protocol):
+    """A reader that knows what its own columns cannot carry exactly (MongoDB fields whose
+    sampled values had several types): findings the plan lists before any data moves."""
+
+    def source_findings(self) -> list[Finding]:
+        """Lossy or unsupported findings about the reader's tables."""
+        ...
 
 
 @runtime_checkable
@@ -58,10 +74,12 @@ def plan_findings(
     *,
     replicate: bool = False,
     source: Dialect | None = None,
+    reader: object = None,
 ) -> list[Finding]:
     """Every object-level finding for ``plans`` written by ``writer`` with ``prep_mode``
     (``replicate``: the target tables will also receive changes, CDC; ``source``: the
-    dialect the rows come from, whose limits bound the values)."""
+    dialect the rows come from, whose limits bound the values; ``reader``: what the rows
+    are read by, for its own findings)."""
     dialect = dialect_of(writer)
     findings: list[Finding] = []
     # names the target cannot create, and source objects that land on one target name
@@ -69,6 +87,9 @@ def plan_findings(
     # columns, row size, keys and values beyond the target's limits
     limits = target_limits(writer, replicate=replicate)
     findings += limit_findings(plans, limits, None if source is None else source.limits)
+    if isinstance(reader, SupportsSourceFindings):
+        selected = {str(p.source.id) for p in plans}
+        findings += [f for f in reader.source_findings() if f.table in selected]
     if prep_mode != "drop-and-create" and isinstance(writer, SupportsCheckExisting):
         findings += writer.check_existing(plans, prep_mode, replicate=replicate)
     return findings

@@ -272,6 +272,7 @@ class Pipeline:
                 self.prep_mode,
                 replicate=self.replicate,
                 source=dialect_of(self.reader),
+                reader=self.reader,
             ) + override_findings(self.type_overrides, plans)
         return self._findings
 

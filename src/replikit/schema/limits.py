@@ -97,7 +97,9 @@ class Limits:
         long_index_prefix: a one-column plain index over the key limit is shortened to a
             prefix by the server (MySQL, MariaDB) rather than refused.
         foreign_keys: the target creates foreign keys (``False``: DuckDB, which enforces
-            them and cannot defer or add them after the load; the plan says so, lossy).
+            them and cannot defer or add them after the load; MongoDB, which has none; the
+            plan says so, lossy).
+        no_foreign_keys: why, for the plan's finding.
         sizes: the storage model the byte limits are judged with.
     """
 
@@ -114,6 +116,8 @@ class Limits:
     long_unique: bool = False
     long_index_prefix: bool = False
     foreign_keys: bool = True
+    #: why the target creates no foreign keys (with ``foreign_keys=False``)
+    no_foreign_keys: str = "enforces foreign keys at once and cannot add them after the load"
     sizes: Sizes = field(default_factory=_NoSizes, compare=False, repr=False)
 
 
@@ -177,8 +181,8 @@ def _foreign_keys(plan: TablePlan, limits: Limits) -> list[Finding]:
         _finding(
             plan,
             f"foreign key ({', '.join(fk.columns)}) to {fk.ref_table} is not created: "
-            f"{limits.dialect} enforces foreign keys at once and cannot add them after the "
-            "load; every row arrives, the constraint does not",
+            f"{limits.dialect} {limits.no_foreign_keys}; every row arrives, the constraint "
+            "does not",
             "keep the constraint in the source or the application, or exclude the table",
             Fidelity.LOSSY,
         )
