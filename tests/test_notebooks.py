@@ -74,4 +74,5 @@ def test_notebook_runs(path, tmp_path, kernel_env):
         assert _code_cells(nb)[2].outputs, "task.run() showed no progress in the notebook"
         assert "Rock" in shown and "1297" in shown
         assert "<Comparison 11 tables compared: 11 identical>" in shown
+        assert "Steve Harris" in shown  # the Parquet copy, queried with DuckDB
     assert list(tmp_path.iterdir()) == []  # the notebook cleans up after itself
