@@ -1,0 +1,422 @@
+"""The lease that lets one replicator of a task write while the others stand by (fencing).
+
+Any number of processes may run the same task against the same target. One holds the task's
+**lease**, a row of ``replikit_leases`` in the target (next to ``replikit_checkpoints``):
+``holder``, ``epoch`` and ``expires_at``. The holder renews it every third of its duration; the
+others (standbys) poll it and take it when it has expired, with a higher epoch.
+
+Taking over is safe however long the old holder paused (a GC stall, a frozen VM, a partition):
+every transaction the holder commits to the target (each CDC batch with its checkpoint) first
+reads the lease row **with a share lock** and checks that its epoch is still current
+(:meth:`Lease.fence`). A takeover changes the row, so it waits for every transaction that
+holds that lock to end, and every transaction that starts after it finds a newer epoch and
+rolls back (:class:`LeaseLostError`). The old holder therefore commits nothing after a
+takeover; it notices at its next transaction and steps down. Clocks only decide *when* a standby
+may take over (a skewed clock makes a takeover early or late), never whether two write at once.
+
+``replikit_lease_members`` keeps a heartbeat per process (holder or standby) and
+``replikit_takeovers`` one row per epoch: who took the lease, from whom, when and why, for
+``replikit status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from replikit.errors import CapabilityError, Error, StoppedError
+from replikit.pipeline.control import FLAVORS, Flavor, SupportsControl
+
+__all__ = [
+    "LEASES",
+    "MEMBERS",
+    "TAKEOVERS",
+    "Lease",
+    "LeaseLostError",
+    "LeaseState",
+    "Member",
+    "Takeover",
+    "read_lease",
+]
+
+log = logging.getLogger("replikit.lease")
+
+LEASES = "replikit_leases"
+MEMBERS = "replikit_lease_members"
+TAKEOVERS = "replikit_takeovers"
+
+# the clause that takes a share lock on the rows a SELECT reads (SQLite locks the whole
+# database for the writing transaction, so it needs none)
+_SHARE = {"postgres": " FOR SHARE", "mysql": " LOCK IN SHARE MODE", "sqlite": ""}
+
+
+class LeaseLostError(StoppedError):
+    """This replicator's lease was taken over: it committed nothing after that and stops."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """The lease of a task as the target records it."""
+
+    task: str
+    holder: str
+    epoch: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A replicator process of a task, by its last heartbeat."""
+
+    task: str
+    member: str
+    role: str  # "holder" or "standby"
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """One epoch of a task's lease: who took it, from whom, when and why."""
+
+    task: str
+    epoch: int
+    holder: str
+    previous: str | None
+    reason: str
+    at: datetime
+
+
+def member_name() -> str:
+    """This process's name among the replicators: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _flavor(endpoint: object) -> Flavor:
+    family = getattr(endpoint, "family", "")
+    if not isinstance(endpoint, SupportsControl) or family not in _SHARE:
+        raise CapabilityError(
+            f"{endpoint!r} cannot hold a replication lease: standby replicators need a "
+            "PostgreSQL, MySQL/MariaDB or SQLite target (a DuckDB file or a folder of files "
+            "takes one writing process)"
+        )
+    return FLAVORS[family]
+
+
+def _creates(f: Flavor) -> list[str]:
+    out = [] if f.create_schema is None else [f.create_schema]
+    out += [
+        f"CREATE TABLE IF NOT EXISTS {f.table(LEASES)} (task {f.text} NOT NULL PRIMARY KEY, "
+        f"holder {f.text} NOT NULL, epoch BIGINT NOT NULL, expires_at {f.time} NOT NULL, "
+        f"fences BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {f.table(MEMBERS)} (task {f.text} NOT NULL, "
+        f"member {f.text} NOT NULL, role {f.text} NOT NULL, seen_at {f.time} NOT NULL, "
+        "PRIMARY KEY (task, member))",
+        f"CREATE TABLE IF NOT EXISTS {f.table(TAKEOVERS)} (task {f.text} NOT NULL, "
+        f"epoch BIGINT NOT NULL, holder {f.text} NOT NULL, previous {f.text}, "
+        f"reason {f.long_text} NOT NULL, taken_at {f.time} NOT NULL, PRIMARY KEY (task, epoch))",
+    ]
+    return out
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, bytes | bytearray):
+        value = value.decode()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes | bytearray) else value
+
+
+class Lease:
+    """One process's view of a task's lease in ``endpoint`` (the target).
+
+    Args:
+        endpoint: the target endpoint (PostgreSQL, MySQL/MariaDB or SQLite).
+        task: the task id.
+        duration: seconds a lease lasts without renewal (the takeover time).
+        member: this process's name (default: host, pid and a random suffix).
+        clock: the current UTC time (tests replace it).
+    """
+
+    def __init__(
+        self,
+        endpoint: object,
+        task: str,
+        *,
+        duration: float = 10.0,
+        member: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if duration <= 0:
+            raise ValueError(f"a lease lasts a positive number of seconds, not {duration}")
+        self._flavor = _flavor(endpoint)
+        self._endpoint: SupportsControl = endpoint  # type: ignore[assignment]
+        self.task = task
+        self.duration = duration
+        self.member = member or member_name()
+        self._clock = clock
+        self._created = False
+        self.epoch: int | None = None  # the epoch held, None while standing by
+        self.takeovers = 0
+
+    def __repr__(self) -> str:
+        held = f"epoch {self.epoch}" if self.epoch is not None else "standby"
+        return f"Lease(task={self.task!r}, member={self.member!r}, {held})"
+
+    # -- sessions -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self, doing: str) -> Iterator[Any]:
+        try:
+            with self._endpoint.control_session() as conn:
+                cur = conn.cursor()
+                try:
+                    if not self._created:
+                        for statement in _creates(self._flavor):
+                            cur.execute(statement)
+                    yield cur
+                finally:
+                    cur.close()
+        except Error:
+            raise
+        except Exception as exc:
+            raise Error(
+                f"{doing} (task {self.task!r}) in {self._endpoint!r} failed: {exc}"
+            ) from exc
+        self._created = True
+
+    def _sql(self, text: str) -> str:
+        return text.format(
+            leases=self._flavor.table(LEASES),
+            members=self._flavor.table(MEMBERS),
+            takeovers=self._flavor.table(TAKEOVERS),
+        ).replace("%s", self._flavor.param)
+
+    def _when(self, ts: datetime) -> Any:
+        return self._flavor.when(ts)
+
+    # -- holding ------------------------------------------------------------------------------
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it or it expired; ``True`` when this process holds
+        it now (its :attr:`epoch` is then the new epoch). A standby records its heartbeat."""
+        now = self._clock()
+        expires = now + timedelta(seconds=self.duration)
+        with self._session("taking the replication lease") as cur:
+            cur.execute(
+                self._sql("SELECT holder, epoch, expires_at FROM {leases} WHERE task = %s"),
+                (self.task,),
+            )
+            row = cur.fetchone()
+            won = False
+            previous: str | None = None
+            reason = "first holder"
+            if row is None:
+                cur.execute(
+                    self._sql(
+                        self._flavor.ignore_insert.format(
+                            table="{leases}",
+                            columns="task, holder, epoch, expires_at, fences",
+                            values="%s, %s, 1, %s, 0",
+                        )
+                    ),
+                    (self.task, self.member, self._when(expires)),
+                )
+                won, epoch = cur.rowcount == 1, 1
+            else:
+                holder, epoch, until = _text(row[0]), int(row[1]), _utc(row[2])
+                if holder == self.member and epoch == self.epoch:
+                    won = self._renew(cur, expires)
+                elif until <= now:
+                    cur.execute(
+                        self._sql(
+                            "UPDATE {leases} SET holder = %s, epoch = %s, expires_at = %s "
+                            "WHERE task = %s AND epoch = %s"
+                        ),
+                        (self.member, epoch + 1, self._when(expires), self.task, epoch),
+                    )
+                    won, previous, epoch = cur.rowcount == 1, holder, epoch + 1
+                    reason = (
+                        f"the lease of {holder} (epoch {epoch - 1}) expired at {until:%H:%M:%S}"
+                    )
+            if won and epoch != self.epoch:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO {takeovers} (task, epoch, holder, previous, reason, taken_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)"
+                    ),
+                    (self.task, epoch, self.member, previous, reason, self._when(now)),
+                )
+            self._heartbeat(cur, "holder" if won else "standby", now)
+        if won and epoch != self.epoch:
+            self.epoch = epoch
+            self.takeovers += previous is not None
+            log.info("task %s: %s holds the lease, epoch %d (%s)", self.task, self.member,
+                     epoch, reason)  # fmt: skip
+        elif not won:
+            self.epoch = None
+        return won
+
+    def renew(self) -> bool:
+        """Extend the lease; ``False`` (and :attr:`epoch` ``None``) when it was taken over."""
+        if self.epoch is None:
+            return False
+        now = self._clock()
+        with self._session("renewing the replication lease") as cur:
+            held = self._renew(cur, now + timedelta(seconds=self.duration))
+            self._heartbeat(cur, "holder" if held else "standby", now)
+        if not held:
+            log.warning("task %s: %s lost the lease (epoch %d)", self.task, self.member,
+                        self.epoch)  # fmt: skip
+            self.epoch = None
+        return held
+
+    def _renew(self, cur: Any, expires: datetime) -> bool:
+        cur.execute(
+            self._sql(
+                "UPDATE {leases} SET expires_at = %s WHERE task = %s AND epoch = %s AND holder = %s"
+            ),
+            (self._when(expires), self.task, self.epoch, self.member),
+        )
+        return bool(cur.rowcount == 1)
+
+    def release(self) -> None:
+        """Give the lease up now (a clean stop), so a standby takes over without waiting."""
+        if self.epoch is None:
+            return
+        with self._session("releasing the replication lease") as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE {leases} SET expires_at = %s WHERE task = %s AND epoch = %s "
+                    "AND holder = %s"
+                ),
+                (self._when(self._clock() - timedelta(seconds=1)), self.task, self.epoch,
+                 self.member),
+            )  # fmt: skip
+            cur.execute(
+                self._sql("DELETE FROM {members} WHERE task = %s AND member = %s"),
+                (self.task, self.member),
+            )
+        self.epoch = None
+
+    def _heartbeat(self, cur: Any, role: str, now: datetime) -> None:
+        cur.execute(
+            self._sql("DELETE FROM {members} WHERE task = %s AND member = %s"),
+            (self.task, self.member),
+        )
+        cur.execute(
+            self._sql(
+                "INSERT INTO {members} (task, member, role, seen_at) VALUES (%s, %s, %s, %s)"
+            ),
+            (self.task, self.member, role, self._when(now)),
+        )
+
+    # -- fencing ------------------------------------------------------------------------------
+    def fence(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
+        """Check, inside the caller's target transaction, that this process still holds the
+        lease, and keep it from being taken over until that transaction ends (a share lock
+        on the lease row). ``execute(sql, params)`` runs a query on the transaction's
+        connection and returns its rows.
+
+        Raises:
+            LeaseLostError: another process took the lease; roll the transaction back.
+        """
+        epoch = self.epoch
+        if epoch is not None:
+            rows = execute(
+                self._sql(
+                    "SELECT epoch FROM {leases} WHERE task = %s AND epoch = %s AND holder = %s"
+                )
+                + _SHARE[getattr(self._endpoint, "family", "")],
+                (self.task, epoch, self.member),
+            )
+            if rows:
+                return
+        raise LeaseLostError(
+            f"task {self.task!r}: {self.member} no longer holds the replication lease "
+            f"(epoch {epoch}); another replicator took over, so this one committed nothing "
+            "and steps down"
+        )
+
+    def wait(self, stop: threading.Event, *, poll: float | None = None) -> bool:
+        """Stand by until this process holds the lease (``True``) or ``stop`` is set."""
+        interval = self.duration / 3 if poll is None else poll
+        announced = False
+        while not stop.is_set():
+            if self.acquire():
+                return True
+            if not announced:
+                state = read_lease(self._endpoint, self.task)
+                log.info("task %s: %s stands by (lease held by %s, epoch %s)", self.task,
+                         self.member, state.holder if state else "?",
+                         state.epoch if state else "?")  # fmt: skip
+                announced = True
+            stop.wait(interval)
+        return False
+
+
+def read_lease(endpoint: object, task: str) -> LeaseState | None:
+    """The lease of ``task`` in ``endpoint``; ``None`` when no replicator ever held it."""
+    f = _flavor(endpoint)
+    ep: SupportsControl = endpoint  # type: ignore[assignment]
+    with ep.control_session() as conn:
+        cur = conn.cursor()
+        try:
+            if not _exists(cur, f, LEASES):
+                return None
+            cur.execute(
+                f"SELECT holder, epoch, expires_at FROM {f.table(LEASES)} WHERE task = "  # noqa: S608
+                f"{f.param}",
+                (task,),
+            )
+            row = cur.fetchone()
+        finally:
+            cur.close()
+    if row is None:
+        return None
+    return LeaseState(task, _text(row[0]), int(row[1]), _utc(row[2]))
+
+
+def read_members(endpoint: object, task: str) -> tuple[list[Member], list[Takeover]]:
+    """The replicators of ``task`` by heartbeat, and its takeovers (latest first)."""
+    f = _flavor(endpoint)
+    ep: SupportsControl = endpoint  # type: ignore[assignment]
+    with ep.control_session() as conn:
+        cur = conn.cursor()
+        try:
+            if not _exists(cur, f, LEASES):
+                return [], []
+            cur.execute(
+                f"SELECT member, role, seen_at FROM {f.table(MEMBERS)} WHERE task = {f.param} "  # noqa: S608
+                "ORDER BY role, member",
+                (task,),
+            )
+            members = [Member(task, _text(m), _text(r), _utc(s)) for m, r, s in cur.fetchall()]
+            cur.execute(
+                f"SELECT epoch, holder, previous, reason, taken_at FROM {f.table(TAKEOVERS)} "  # noqa: S608
+                f"WHERE task = {f.param} ORDER BY epoch DESC",
+                (task,),
+            )
+            takeovers = [
+                Takeover(task, int(e), _text(h), _text(p), _text(r), _utc(t))
+                for e, h, p, r, t in cur.fetchall()
+            ]
+        finally:
+            cur.close()
+    return members, takeovers
+
+
+def _exists(cur: Any, f: Flavor, name: str) -> bool:
+    named = f.table(name) if f.qualified_exists else name
+    cur.execute(f.exists.replace("%s", f.param), (named,))
+    return any(row[0] for row in cur.fetchall())
