@@ -220,10 +220,12 @@ class Validator:
                 result.method = "checksum"
                 result.rows_compared = outcome.equal_rows
                 for bounds in outcome.dirty:
-                    result.rows_compared += self._rows(setup, sink, bounds)
+                    n = self._rows(setup, sink, bounds)
+                    result.rows_compared += n
+                    result.rows_read += n
                 return
         result.method = "rows"
-        result.rows_compared = self._rows(setup, sink, None)
+        result.rows_compared = result.rows_read = self._rows(setup, sink, None)
         log.debug("%s compared row by row", plan.source.id)
 
     def _rows(self, setup: _Setup, sink: Any, bounds: KeyRange | None) -> int:

@@ -1,27 +1,353 @@
-"""Segment checksums computed inside PostgreSQL and MySQL/MariaDB (placeholder)."""
+"""Key-segment checksums computed inside PostgreSQL and MySQL/MariaDB.
+
+Where both sides are one of these servers and every compared column has a canonical text
+form both can produce (below), each side computes, per segment of the key, ``count(*)`` and
+two sums of 32-bit lanes of an md5 of every row's canonical text, in one ``GROUP BY`` scan.
+Segments whose three numbers agree are equal; a dirty segment is split again (bisected)
+until it is small enough to compare row by row. Only dirty segments' rows leave the servers.
+
+The row text (the contract of ``shared/research/validation.md`` §2): ``concat_ws(chr(31),
+null mask, token, ...)`` where the mask has one ``0``/``1`` per column (``concat_ws`` skips
+NULLs) and each token is the value's canonical text:
+
+==============================  ===============================  ============================
+kind                            PostgreSQL                       MySQL / MariaDB
+==============================  ===============================  ============================
+int, bool                       ``x::text`` (bool as ``0/1``)    ``CAST(x AS CHAR)``
+decimal (same scale both sides) ``x::text``                      ``CAST(x AS CHAR)``
+text, varchar, char, enum       ``x::text`` (char unpadded)      ``CONVERT(x USING utf8mb4)``
+date                            ``x::text`` (ISO)                ``CAST(x AS CHAR)``
+timestamp (UTC sessions)        ``to_char(.. US)``               ``DATE_FORMAT(.. %f)``
+uuid                            ``x::text``                      ``LOWER(x)``
+bytes                           ``encode(x, 'hex')``             ``LOWER(HEX(x))``
+anything, PostgreSQL to         ``x::text`` (same native type)
+PostgreSQL
+==============================  ===============================  ============================
+
+Other columns (floats, JSON, times across engines...) have no common server-side form: the
+table is then compared row by row. The checksum is a pre-filter: a segment the servers render
+differently only costs a row comparison (the Python canonical form decides), never a miss,
+because equal checksums need equal text for every row, and each rendering is injective.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replikit.endpoints.base import Endpoint
+from replikit.errors import Error
 from replikit.pipeline.contracts import KeyRange
+from replikit.schema.model import TableSchema
+from replikit.schema.types import Kind, Type
+from replikit.validation._sql import session
+
+if TYPE_CHECKING:
+    from replikit.validate import _Setup
 
 __all__ = ["Outcome", "compare"]
+
+log = logging.getLogger("replikit.validate")
+
+_FAMILIES = ("postgres", "mysql")
+#: rows per segment at the first level, and the largest dirty segment compared row by row
+SEGMENT_ROWS = 10_000
+LEAF_ROWS = 20_000
+FANOUT = 16
+_GROUP = 80  # arguments per concat (PostgreSQL functions take at most 100)
 
 
 @dataclass
 class Outcome:
-    """Rows proven equal by checksums, and the key ranges left to compare row by row."""
+    """Rows proven equal by checksums, and the key ranges left to compare row by row
+    (``None``: the whole table)."""
 
     equal_rows: int = 0
     dirty: list[KeyRange | None] = field(default_factory=list)
 
 
-def compare(
-    source: Endpoint, target: Endpoint, setup: Any, settings: Callable[[], Any]
-) -> Outcome | None:
-    """``None``: no common server-side form; compare row by row."""
+# -- canonical text per column ----------------------------------------------------------------
+def _pg(col: str, t: Type, same: bool, fixed: bool = False) -> str | None:
+    if same:
+        return f"{col}::text"
+    k = t.kind
+    if fixed and k in (Kind.STRING, Kind.TEXT):
+        return f"rtrim({col}::text, ' ')"  # CHAR(n) on either side: no trailing spaces
+    if k is Kind.BOOL:
+        return f"{col}::int::text"
+    if k in (Kind.INT, Kind.DECIMAL, Kind.STRING, Kind.TEXT, Kind.ENUM, Kind.DATE, Kind.UUID):
+        return f"{col}::text"
+    if k is Kind.TIMESTAMP:
+        return f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if k is Kind.BYTES:
+        return f"encode({col}, 'hex')"
     return None
+
+
+def _my(col: str, t: Type, same: bool, fixed: bool = False) -> str | None:
+    k = t.kind
+    if fixed and k in (Kind.STRING, Kind.TEXT):
+        return f"TRIM(TRAILING ' ' FROM CONVERT({col} USING utf8mb4))"
+    if k in (Kind.INT, Kind.BOOL, Kind.DECIMAL, Kind.DATE):
+        return f"CAST({col} AS CHAR)"
+    if k in (Kind.STRING, Kind.TEXT, Kind.ENUM):
+        return f"CONVERT({col} USING utf8mb4)"
+    if k is Kind.UUID:
+        return f"LOWER(CONVERT({col} USING utf8mb4))"
+    if k is Kind.TIMESTAMP:
+        return f"DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%S.%f')"
+    if k is Kind.BYTES:
+        return f"LOWER(HEX({col}))"
+    return None
+
+
+def _pairable(s: Type, t: Type, same_dialect: bool) -> bool:
+    """Whether a column's two types render the same value to the same text."""
+    if same_dialect and s.native and s.native == t.native:
+        return True
+    if s.kind is Kind.DECIMAL or t.kind is Kind.DECIMAL:
+        return s.kind is t.kind and s.scale is not None and s.scale == t.scale
+    groups = (
+        {Kind.INT, Kind.BOOL},
+        {Kind.STRING, Kind.TEXT, Kind.ENUM},
+        {Kind.DATE},
+        {Kind.TIMESTAMP},
+        {Kind.UUID, Kind.STRING},
+        {Kind.BYTES},
+    )
+    return any(s.kind in g and t.kind in g for g in groups)
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One side's table, key column and row hash expression."""
+
+    endpoint: Endpoint
+    table: str
+    key: str | None
+    row_hash: str
+
+
+def _concat(family: str, parts: Sequence[str], sep: str) -> str:
+    if len(parts) <= _GROUP:
+        return f"concat_ws({sep}, {', '.join(parts)})"
+    groups = [_concat(family, parts[i : i + _GROUP], sep) for i in range(0, len(parts), _GROUP)]
+    return _concat(family, groups, sep)
+
+
+def _row_hash(family: str, exprs: Sequence[str], columns: Sequence[str]) -> str:
+    if family == "postgres":
+        mask = [f"({c} IS NULL)::int::text" for c in columns]
+        sep = "chr(31)"
+        return f"md5({_concat(family, [_concat(family, mask, chr(39) * 2), *exprs], sep)})"
+    mask = [f"({c} IS NULL)" for c in columns]
+    sep = "CHAR(31 USING utf8mb4)"
+    return f"MD5({_concat(family, [_concat(family, mask, chr(39) * 2), *exprs], sep)})"
+
+
+def _sides(source: Endpoint, target: Endpoint, setup: _Setup) -> tuple[_Side, _Side] | None:
+    fams = (source.family, target.family)
+    if any(f not in _FAMILIES for f in fams):
+        return None
+    # Lossy columns need no exclusion: equal checksums need the same text for every row on
+    # both servers, so a value the conversion would change cannot pass as equal; any
+    # mismatch is decided in Python, through the writer's conversion.
+    same = fams[0] == fams[1]
+    src_cols = {c.name: c for c in setup.source_table.columns}
+    tgt_cols = {c.name: c for c in setup.target_table.columns}
+    plan_types = {cp.source.name: cp.source.type for cp in setup.plan.columns}
+    per_side: list[tuple[list[str], list[str]]] = [([], []), ([], [])]
+    for c in setup.columns:
+        s_type = src_cols[c.source].type if c.source in src_cols else plan_types[c.source]
+        t_type = tgt_cols[c.target].type
+        if not _pairable(s_type, t_type, same):
+            log.debug("%s: column %s has no common checksum form", setup.plan.source.id, c.source)
+            return None
+        for i, (ep, name, typ) in enumerate(
+            ((source, c.source, s_type), (target, c.target, t_type))
+        ):
+            col = ep.dialect.quote(name)
+            native_same = same and s_type.native == t_type.native and bool(s_type.native)
+            render = _pg if ep.family == "postgres" else _my
+            expr = render(col, typ, native_same, s_type.fixed or t_type.fixed)
+            if expr is None:
+                log.debug("%s: no checksum form for %s (%s)", setup.plan.source.id, name, typ)
+                return None
+            per_side[i][0].append(expr)
+            per_side[i][1].append(col)
+    key = _int_key(setup, src_cols, tgt_cols)
+    out = []
+    for i, (ep, table) in enumerate(((source, setup.source_table), (target, setup.target_table))):
+        exprs, cols = per_side[i]
+        key_name = None if key is None else key[i]
+        out.append(
+            _Side(
+                ep,
+                _qualified(ep, table),
+                None if key_name is None else ep.dialect.quote(key_name),
+                _row_hash(ep.family, exprs, cols),
+            )
+        )
+    return out[0], out[1]
+
+
+def _qualified(ep: Endpoint, table: TableSchema) -> str:
+    q = ep.dialect.quote
+    tid = table.id
+    return f"{q(tid.schema)}.{q(tid.name)}" if tid.schema else q(tid.name)
+
+
+def _int_key(
+    setup: _Setup, src_cols: dict[str, Any], tgt_cols: dict[str, Any]
+) -> tuple[str, str] | None:
+    """The single integer key column's names on both sides (segments cut its range)."""
+    if len(setup.key) != 1:
+        return None
+    col = setup.columns[setup.key[0]]
+    types = (src_cols.get(col.source), tgt_cols.get(col.target))
+    if any(t is None or t.type.kind is not Kind.INT for t in types):
+        return None
+    return col.source, col.target
+
+
+# -- the queries --------------------------------------------------------------------------------
+_Sums = dict[int, tuple[int, int, int]]
+
+
+def _query(
+    side: _Side, lo: int | None, width: int | None, bounds: tuple[int, int] | None
+) -> tuple[str, list[Any]]:
+    pg = side.endpoint.family == "postgres"
+    if pg:
+        hi_lane = "sum(('x' || substr(h, 1, 8))::bit(32)::bigint)"
+        lo_lane = "sum(('x' || substr(h, 9, 8))::bit(32)::bigint)"
+    else:
+        hi_lane = "SUM(CAST(CONV(SUBSTRING(h, 1, 8), 16, 10) AS UNSIGNED))"
+        lo_lane = "SUM(CAST(CONV(SUBSTRING(h, 9, 8), 16, 10) AS UNSIGNED))"
+    params: list[Any] = []
+    where = ""
+    if bounds is not None and side.key is not None:
+        where = f" WHERE {side.key} >= %s AND {side.key} < %s"
+        params += [bounds[0], bounds[1]]
+    if side.key is None or width is None or lo is None:
+        seg = "0"
+        inner_key = ""
+    else:
+        div = "/" if pg else "DIV"
+        seg = f"((k - %s) {div} %s)"
+        inner_key = f"{side.key} AS k, "
+        params = [lo, width, *params]
+    sql = (
+        f"SELECT {seg} AS seg, count(*), {hi_lane}, {lo_lane} "  # noqa: S608
+        f"FROM (SELECT {inner_key}{side.row_hash} AS h FROM {side.table}{where}) s GROUP BY 1"
+    )
+    return sql, params
+
+
+def _run(side: _Side, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    with session(side.endpoint) as s:
+        cur = s.conn.cursor()
+        if side.endpoint.family == "mysql":
+            sql = sql.replace("%", "%%").replace("%%s", "%s")
+        cur.execute(sql, params)
+        rows = [tuple(r) for r in cur.fetchall()]
+        if side.endpoint.family == "postgres":
+            s.conn.rollback()
+        return rows
+
+
+def _sums(rows: list[tuple[Any, ...]]) -> _Sums:
+    return {int(seg): (int(n), int(a or 0), int(b or 0)) for seg, n, a, b in rows}
+
+
+def _span(side: _Side) -> tuple[int | None, int | None]:
+    rows = _run(side, f"SELECT min({side.key}), max({side.key}) FROM {side.table}", [])  # noqa: S608
+    lo, hi = rows[0]
+    return (None if lo is None else int(lo)), (None if hi is None else int(hi))
+
+
+class _Pair:
+    """Both sides, queried at once (one thread each)."""
+
+    def __init__(self, source: _Side, target: _Side) -> None:
+        self.sides = (source, target)
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="replikit-checksum")
+
+    def both(self, fn: Callable[[_Side], Any]) -> tuple[Any, Any]:
+        a, b = (self.pool.submit(fn, s) for s in self.sides)
+        return a.result(), b.result()
+
+    def sums(
+        self, lo: int | None, width: int | None, bounds: tuple[int, int] | None
+    ) -> tuple[_Sums, _Sums]:
+        def one(side: _Side) -> _Sums:
+            return _sums(_run(side, *_query(side, lo, width, bounds)))
+
+        return self.both(one)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def compare(
+    source: Endpoint, target: Endpoint, setup: _Setup, settings: Any = None
+) -> Outcome | None:
+    """Compare ``setup``'s table by segment checksums; ``None`` when the two servers have
+    no common canonical form for it (the caller compares row by row)."""
+    sides = _sides(source, target, setup)
+    if sides is None:
+        return None
+    pair = _Pair(*sides)
+    try:
+        if sides[0].key is None:
+            return _whole(pair)
+        return _segments(pair, setup.source_table)
+    except Error as exc:
+        log.info("%s: checksums failed (%s); comparing row by row", setup.plan.source.id, exc)
+        return None
+    except Exception as exc:  # a server that renders or sums otherwise than expected
+        log.info("%s: checksums failed (%s); comparing row by row", setup.plan.source.id, exc)
+        return None
+    finally:
+        pair.close()
+
+
+def _whole(pair: _Pair) -> Outcome:
+    a, b = pair.sums(None, None, None)
+    if a == b:
+        return Outcome(equal_rows=sum(v[0] for v in a.values()))
+    return Outcome(dirty=[None])
+
+
+def _segments(pair: _Pair, table: TableSchema) -> Outcome:
+    spans = pair.both(_span)
+    lows = [s[0] for s in spans if s[0] is not None]
+    highs = [s[1] for s in spans if s[1] is not None]
+    if not lows:
+        return Outcome()
+    lo, hi = min(lows), max(highs) + 1
+    rows = max(table.estimated_rows or 0, 1)
+    out = Outcome()
+    _bisect(pair, lo, hi, max(1, rows // SEGMENT_ROWS), out)
+    return out
+
+
+def _bisect(pair: _Pair, lo: int, hi: int, pieces: int, out: Outcome) -> None:
+    width = max(1, -(-(hi - lo) // max(1, pieces)))
+    a, b = pair.sums(lo, width, (lo, hi))
+    log.debug("segments [%d, %d) by %d: %s | %s", lo, hi, width, a, b)
+    for seg in sorted(set(a) | set(b)):
+        s_lo = lo + seg * width
+        s_hi = min(hi, s_lo + width)
+        x, y = a.get(seg, (0, 0, 0)), b.get(seg, (0, 0, 0))
+        if x == y:
+            out.equal_rows += x[0]
+            continue
+        column = pair.sides[0].key or ""
+        if max(x[0], y[0]) <= LEAF_ROWS or s_hi - s_lo <= FANOUT:
+            out.dirty.append(KeyRange((column,), (s_lo,), (s_hi,)))
+        else:
+            _bisect(pair, s_lo, s_hi, FANOUT, out)

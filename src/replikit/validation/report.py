@@ -89,6 +89,8 @@ class TableValidation:
     target: str
     state: ValidationState = ValidationState.VALIDATED
     rows_compared: int = 0
+    #: rows read to the client (by keys; the rest were proven equal by checksums)
+    rows_read: int = 0
     missing_in_target: list[RowDifference] = field(default_factory=list)
     missing_in_source: list[RowDifference] = field(default_factory=list)
     different: list[RowDifference] = field(default_factory=list)
@@ -148,6 +150,7 @@ class TableValidation:
             },
             "seconds": round(self.seconds, 3),
             "method": self.method,
+            "rows_read": self.rows_read,
         }
         if self.truncated:
             d["truncated"] = True
