@@ -42,7 +42,7 @@ _FLOATS = frozenset({"stop_when_idle", "progress_interval"})
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
 _NONE_OK = frozenset(
     {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
-     "cdc_stop_position"}
+     "cdc_stop_position", "mask_secret"}
 )  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -131,6 +131,10 @@ class TaskSettings:
         queue_memory_bytes: bound on the estimated size of the source transactions read
             ahead of the apply (default 64 MiB; a spilled transaction counts only its small
             in-memory part).
+        mask_secret: the key of the mappings' masks (HMAC): the same value masks to the same
+            output wherever it appears, in every run with the same secret. ``None``: the
+            ``REPLIKIT_MASK_SECRET`` environment variable; masking without either is refused.
+            Never shown in reprs, logs or control tables.
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -148,6 +152,7 @@ class TaskSettings:
     stop_when_idle: float | None = None
     transaction_memory_bytes: int = DEFAULT_SPILL_BYTES
     queue_memory_bytes: int = DEFAULT_QUEUE_BYTES
+    mask_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.target_table_prep_mode not in PREP_MODES:
@@ -175,6 +180,21 @@ class TaskSettings:
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)
+
+    @classmethod
+    def from_dms_json(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any
+    ) -> TaskSettings:
+        """Settings from an AWS DMS task-settings document (a path, JSON text or a ``dict``):
+        ``FullLoadSettings``, ``TargetMetadata``, ``ChangeProcessingTuning``,
+        ``ErrorBehavior`` and ``ValidationSettings`` keys with a replikit meaning; groups
+        that only tune DMS itself (``Logging``, buffers, control tables) are accepted.
+        Anything replikit cannot honour is a :class:`~replikit.ConfigError` naming the group
+        and key. Keyword ``overrides`` win over the document.
+        """
+        from replikit.mapping.dms import settings_from_dms
+
+        return cls(**{**settings_from_dms(source), **overrides})
 
     @classmethod
     def from_env(

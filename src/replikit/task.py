@@ -78,10 +78,15 @@ _ONTO_SOURCE_FIX = (
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a task would do: the assessment and the target DDL. Nothing has run."""
+    """What a task would do: the assessment and the target DDL. Nothing has run.
+
+    ``mappings`` lists, per source table, what the mapping rules do to its rows (row filter,
+    masks, added, removed and retyped columns); renames show in the assessment.
+    """
 
     assessment: Assessment
     ddl: tuple[str, ...]
+    mappings: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def lossy(self) -> list[Any]:
@@ -95,10 +100,21 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape: the assessment's keys plus ``ddl``."""
-        return {**self.assessment.to_dict(), "ddl": list(self.ddl)}
+        return {
+            **self.assessment.to_dict(),
+            "ddl": list(self.ddl),
+            "mappings": {table: list(lines) for table, lines in self.mappings},
+        }
 
     def __str__(self) -> str:
-        return str(self.assessment)
+        text = str(self.assessment)
+        if not self.mappings:
+            return text
+        lines = ["mappings:"]
+        for table, notes in self.mappings:
+            lines.append(f"  {table}")
+            lines.extend(f"    {n}" for n in notes)
+        return text + "\n" + "\n".join(lines)
 
     def __repr__(self) -> str:
         summary = display.assessment_summary(self.assessment)
@@ -256,6 +272,7 @@ class Task:
                 self.target.writer(),
                 transforms=self.transforms,
                 mappings=self.mappings,
+                mask_secret=s.mask_secret,
                 type_overrides=s.type_overrides,
                 prep_mode=self._prep_mode(),
                 executor=self.executor,
@@ -288,6 +305,7 @@ class Task:
         problems = list(self.catalog().problems)
         problems += [f"{p.source.id}: {msg}" for p in plans for msg in p.problems]
         selected = {p.source.id for p in plans}
+        problems += pipe.mapping_warnings()
         problems += [
             f"{p.source.id}: foreign key to {fk.ref_table} is not created "
             "(that table is not selected)"
@@ -306,7 +324,8 @@ class Task:
         routines = routine_plans(self.catalog().routines, target=dialect_of(pipe.writer).name)
         report = ConversionReport.of([*(o for p in plans for o in p.objects), *views, *routines])
         findings = (*self._onto_source(plans), *pipe.findings())
-        return Plan(Assessment(tuple(plans), tuple(problems), findings, report), ddl)
+        notes = tuple((t, tuple(n)) for t, n in pipe.mapping_notes().items())
+        return Plan(Assessment(tuple(plans), tuple(problems), findings, report), ddl, notes)
 
     def run(self) -> Statistics:
         """Run the task; return the statistics (also on failure, via ``statistics()``).
@@ -486,6 +505,7 @@ class Task:
             target.change_writer(),
             transforms=self.transforms,
             mappings=self.mappings,
+            mask_secret=self.settings.mask_secret,
             type_overrides=s.type_overrides,
             checkpoints=store,
             task_id=self.task_id,
@@ -534,6 +554,7 @@ class Task:
             self.target.writer(),
             transforms=self.transforms,
             mappings=self.mappings,
+            mask_secret=self.settings.mask_secret,
             type_overrides=s.type_overrides,
             prep_mode=prep,
             executor=self.executor,

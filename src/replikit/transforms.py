@@ -24,6 +24,7 @@ from replikit.schema.types import Type
 
 __all__ = [
     "SchemaTransform",
+    "SupportsExpand",
     "Transform",
     "add_column",
     "drop_columns",
@@ -43,6 +44,19 @@ class SchemaTransform(Protocol):
 
     def transform_schema(self, table: TableSchema) -> TableSchema:
         """The table as the transform leaves it."""
+        ...
+
+
+@runtime_checkable
+class SupportsExpand(Protocol):
+    """A transform that may turn one change into several (or none): CDC calls ``expand``
+    instead of calling the transform (e.g. a row filter turning an update that moves a row
+    into the filter into an upsert, with a delete of the old key)."""
+
+    def __call__(self, change: Change) -> Change | None: ...
+
+    def expand(self, change: Change) -> tuple[Change, ...]:
+        """``change`` as the target must apply it."""
         ...
 
 

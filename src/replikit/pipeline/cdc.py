@@ -44,12 +44,11 @@ from replikit.pipeline.stats import Statistics, TableState
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
-from replikit.transforms import Transform
+from replikit.transforms import SupportsExpand, Transform
 
 __all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", "thread_error"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,12 +128,27 @@ class CacheFeeder:
             )
 
 
-def _transform(change: Change, transforms: Sequence[Transform]) -> Change | None:
-    current: Change | None = change
-    for t in transforms:
-        if current is None:
-            return None
-        current = t(current)
+Step = tuple[Callable[[Change], Any], bool]
+
+
+def _steps(transforms: Sequence[Transform]) -> tuple[Step, ...]:
+    """Each transform as (function, expands): a transform that can ``expand`` a change into
+    several (the mappings' row filters: an update leaving the filter becomes a delete, one
+    entering it an upsert) is called through ``expand``."""
+    return tuple(
+        (t.expand, True) if isinstance(t, SupportsExpand) else (t, False) for t in transforms
+    )
+
+
+def _transform(change: Change, steps: tuple[Step, ...]) -> tuple[Change, ...]:
+    current: tuple[Change, ...] = (change,)
+    for fn, expands in steps:
+        if not current:
+            return ()
+        if expands:
+            current = tuple(out for c in current for out in fn(c))
+        else:
+            current = tuple(out for c in current if (out := fn(c)) is not None)
     return current
 
 
@@ -178,6 +192,7 @@ class Replicator:
         self.writer = writer
         self.task = task
         self.transforms = tuple(transforms)
+        self._steps = _steps(self.transforms)
         self.batch_apply = batch_apply
         self.batch_changes = batch_changes
         self.queue_transactions = queue_transactions
@@ -395,28 +410,26 @@ class Replicator:
         of changes that need none, positional constructors instead of ``replace``)."""
         if spilled(tx) is not None:
             return self._map_spilled(tx)
-        by_source, stopped, transforms = self._by_source, self._stopped, self.transforms
+        by_source, stopped, steps = self._by_source, self._stopped, self._steps
         changes: list[Change] = []
         for change in tx.changes:
             plan = by_source.get(change.table)
             if plan is None or (stopped and change.table in stopped):
                 continue
-            current = _transform(change, transforms) if transforms else change
-            if current is None:
-                continue
-            target = plan.target_id
-            if current.table != target:
-                current = Change(
-                    current.op,
-                    target,
-                    current.key,
-                    current.before,
-                    current.after,
-                    current.position,
-                    current.commit_ts,
-                    current.txid,
-                )
-            changes.append(current)
+            for current in _transform(change, steps) if steps else (change,):
+                target = plan.target_id
+                if current.table != target:
+                    current = Change(
+                        current.op,
+                        target,
+                        current.key,
+                        current.before,
+                        current.after,
+                        current.position,
+                        current.commit_ts,
+                        current.txid,
+                    )
+                changes.append(current)
         unchanged = len(changes) == len(tx.changes) and not tx.schema_changes
         if unchanged and all(a is b for a, b in zip(changes, tx.changes, strict=True)):
             return tx

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from replikit.changes import Transaction
 from replikit.errors import TableDdlError
+from replikit.mapping.filters import Predicate
 from replikit.positions import Position
 from replikit.schema.convert import PYTHON, ColumnPlan, Dialect, TablePlan
 from replikit.schema.model import TableId, TableSchema
@@ -71,6 +72,7 @@ class Unit:
     index: int = 0
     count: int = 1
     as_text: frozenset[str] = frozenset()
+    where: Predicate | None = None
 
     def __str__(self) -> str:
         return (

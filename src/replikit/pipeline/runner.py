@@ -22,7 +22,8 @@ from replikit.errors import (
     TableDdlError,
     TaskError,
 )
-from replikit.mapping import Mappings
+from replikit.mapping import Mappings, MappingTransform
+from replikit.mapping.bound import rule_collisions, unused_rules
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
 from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
@@ -67,6 +68,16 @@ log = logging.getLogger("replikit.pipeline")
 PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
 
 
+def _with_filter(
+    mapper: MappingTransform | None, table: TableSchema, units: list[Unit]
+) -> list[Unit]:
+    """Give the units the table's row filter, for the reader to push down to the source."""
+    bound = mapper.bound(table.id) if mapper is not None else None
+    if bound is None or bound.predicate is None:
+        return units
+    return [replace(u, where=bound.predicate) for u in units]
+
+
 def _with_text_columns(plan: TablePlan, units: list[Unit]) -> list[Unit]:
     """Ask the reader for the source's text form of the columns the plan reads as text."""
     as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
@@ -100,7 +111,11 @@ class Pipeline:
         batch_changes: most changes per target transaction of a stream.
         queue_bytes: bound on the changes read ahead of the apply.
         stop_when: when a stream stops on its own (idle time, position, commit time).
-        mappings: target names (schema, table and column renames).
+        mappings: the table mappings: target names (renames, case, prefixes), row filters
+            (pushed down to the source's query where it can test them), masks, added,
+            removed and retyped columns (:class:`~replikit.Mappings`).
+        mask_secret: the key of the mappings' masks (``None``: ``REPLIKIT_MASK_SECRET``;
+            masking without one is refused).
         type_overrides: ``{"schema.table.column": "native target type"}``.
         prep_mode: ``drop-and-create``, ``truncate`` or ``do-nothing``.
         executor: runs the units; by default a thread pool of ``parallel`` workers. A Dask
@@ -136,6 +151,7 @@ class Pipeline:
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         stop_when: StopCondition | None = None,
         mappings: Mappings | None = None,
+        mask_secret: str | bytes | None = None,
         type_overrides: Mapping[str, str] | None = None,
         prep_mode: str = "drop-and-create",
         executor: Executor | HasExecutor | None = None,
@@ -155,7 +171,15 @@ class Pipeline:
             )
         self.reader = reader
         self.writer = writer
-        self.transforms = tuple(transforms)
+        self.mappings = mappings or Mappings()
+        #: the mappings' row stage (``None`` when they only rename)
+        self.mapper = (
+            MappingTransform(self.mappings, mask_secret) if self.mappings.transforms_rows else None
+        )
+        self.transforms: tuple[Transform, ...] = (
+            *((self.mapper,) if self.mapper is not None else ()),
+            *transforms,
+        )
         self.cache = cache
         self.checkpoints = checkpoints
         self.task_id = task_id
@@ -168,7 +192,6 @@ class Pipeline:
         self.phase = "idle"
         self.replicator: Replicator | None = None  # while a stream runs
         self.loading: Pipeline | None = None  # while a stream's full load runs
-        self.mappings = mappings or Mappings()
         self.type_overrides = dict(type_overrides or {})
         self.prep_mode = prep_mode
         self.executor = executor_of(executor)
@@ -237,7 +260,7 @@ class Pipeline:
             source_dialect=dialect_of(self.reader).name,
             target=dialect_of(self.writer),
             target_id=self._target_id(table.id),
-            column_names=self.mappings.columns_of(table.id),
+            column_names=self.mappings.columns_of(table.id, table.column_names),
             type_overrides=self.type_overrides,
         )
 
@@ -274,7 +297,30 @@ class Pipeline:
                 source=dialect_of(self.reader),
                 reader=self.reader,
             ) + override_findings(self.type_overrides, plans)
+            self._findings += rule_collisions(self.mappings, plans)
         return self._findings
+
+    def mapping_notes(self) -> dict[str, list[str]]:
+        """Per source table, what its mapping rules do to rows: the row filter, masks, added,
+        removed and retyped columns (names are in the plans)."""
+        self.plans()
+        if self.mapper is None:
+            return {}
+        out = {}
+        for table in self.tables:
+            bound = self.mapper.bound(table.id)
+            if bound is not None and bound.notes:
+                out[str(table.id)] = list(bound.notes)
+        return out
+
+    def mapping_warnings(self) -> list[str]:
+        """Rules that match no selected table or column (a likely typo)."""
+        self.plans()
+        used = self.mapper.used if self.mapper is not None else set()
+        return [
+            f"{r.label()} matches no selected table or column"
+            for r in unused_rules(self.mappings, self.tables, used)
+        ]
 
     # -- running ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -470,7 +516,7 @@ class Pipeline:
                 failed[name] = exc
                 self.statistics.finish(name, TableState.ERROR, f"not read: {exc}")
                 continue
-            units = _with_text_columns(plan, units)
+            units = _with_text_columns(plan, _with_filter(self.mapper, table, units))
             self.statistics[name].units_total = len(units)
             work.extend((plan, u) for u in units)
         # biggest tables first: the longest unit bounds the wall time

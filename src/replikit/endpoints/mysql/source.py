@@ -47,9 +47,11 @@ from replikit.endpoints.mysql._values import (
     text_reader,
 )
 from replikit.errors import ConfigError, ConnectError, DataError
+from replikit.mapping.filters import pushdown
 from replikit.pipeline.contracts import Batch, KeyRange, Unit
 from replikit.pipeline.splitting import split_table
 from replikit.schema.model import TableId, TableSchema
+from replikit.schema.types import Kind
 
 __all__ = ["MysqlReader"]
 
@@ -245,7 +247,7 @@ class MysqlReader:
         """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
         table = self._table(unit.table)
         readers = self.columns(table, unit.as_text)
-        where, params = _where(unit.range)
+        where, params = _where(unit.range, unit)
         exprs = ", ".join(r.expression for r in readers)
         sql = f"SELECT {exprs} FROM {_name(table.id)}"  # noqa: S608
         if params:  # run with parameters: a % in a quoted name is doubled for the driver
@@ -346,17 +348,32 @@ def _name(tid: TableId) -> str:
     return DIALECT.qualified(tid.schema, tid.name)
 
 
-def _where(key_range: KeyRange | None) -> tuple[str, list[Any]]:
-    if key_range is None:
-        return "", []
-    cols = ", ".join(DIALECT.quote(c) for c in key_range.columns).replace("%", "%%")
+# kinds whose values PyMySQL binds and MySQL compares as Python does (TIMESTAMP columns
+# depend on the session time zone, UUIDs on their storage: tested after reading only)
+_PUSHED = frozenset(
+    {Kind.INT, Kind.DECIMAL, Kind.DATE, Kind.TIME, Kind.BOOL, Kind.STRING, Kind.TEXT, Kind.ENUM}
+)
+
+
+def _where(key_range: KeyRange | None, unit: Unit | None = None) -> tuple[str, list[Any]]:
     parts: list[str] = []
     params: list[Any] = []
-    for op, bound in ((">=", key_range.lower), ("<", key_range.upper)):
-        if bound is not None:
-            marks = ", ".join(["%s"] * len(bound))
-            parts.append(f"({cols}) {op} ({marks})")
-            params.extend(bound)
+    if key_range is not None:
+        cols = ", ".join(DIALECT.quote(c) for c in key_range.columns).replace("%", "%%")
+        for op, bound in ((">=", key_range.lower), ("<", key_range.upper)):
+            if bound is not None:
+                marks = ", ".join(["%s"] * len(bound))
+                parts.append(f"({cols}) {op} ({marks})")
+                params.extend(bound)
+    pushed = pushdown(
+        unit.where if unit is not None else None,
+        quote=lambda c: DIALECT.quote(c).replace("%", "%%"),
+        mark="%s",
+        kinds=_PUSHED,
+    )
+    if pushed is not None:
+        parts.append(pushed[0])
+        params.extend(pushed[1])
     return (" WHERE " + " AND ".join(parts), params) if parts else ("", [])
 
 

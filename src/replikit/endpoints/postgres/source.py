@@ -34,6 +34,7 @@ from replikit.endpoints.postgres._errors import read_error  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres._values import load_type, register_loaders  # noqa: E402
 from replikit.errors import ConfigError, PositionLostError  # noqa: E402
+from replikit.mapping.filters import pushdown  # noqa: E402
 from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
 from replikit.pipeline.splitting import split_table  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
@@ -195,7 +196,7 @@ class PostgresReader:
         table = self._table(unit.table)
         columns = table.column_names
         types = [_read_type(c.type, c.name in unit.as_text) for c in table.columns]
-        select, params = _select(table, unit.range, types)
+        select, params = _select(table, unit.range, types, unit)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
         with self._reading(unit.table), self._connect() as conn:
             register_loaders(conn)
@@ -214,7 +215,7 @@ class PostgresReader:
         """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer)."""
         table = self._table(unit.table)
         # the SELECT form: COPY of a table refuses generated columns
-        select, params = _select(table, unit.range, None)
+        select, params = _select(table, unit.range, None, unit)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
         with (
             self._reading(unit.table),
@@ -252,7 +253,10 @@ def _read_type(t: Type, as_text: bool) -> str:
 
 
 def _select(
-    table: TableSchema, key_range: KeyRange | None, casts: Sequence[str] | None
+    table: TableSchema,
+    key_range: KeyRange | None,
+    casts: Sequence[str] | None,
+    unit: Unit | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     exprs: list[sql.Composable] = []
     for i, col in enumerate(table.columns):
@@ -260,6 +264,15 @@ def _select(
         exprs.append(ident if casts is None else sql.SQL("{}::{}").format(ident, sql.SQL(casts[i])))
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), _table(table.id))
     where, params = _where(key_range)
+    pushed = pushdown(
+        unit.where if unit is not None else None,
+        quote=lambda c: DIALECT.quote(c).replace("%", "%%"),
+        mark="%s",
+    )
+    if pushed is not None:
+        glue = " AND " if params else " WHERE "  # key range bounds always bind parameters
+        where = sql.Composed([where, sql.SQL(glue + pushed[0])])
+        params = [*params, *pushed[1]]
     return sql.Composed([query, where]), params
 
 

@@ -333,7 +333,8 @@ class SqliteDialect(NamedByRules):
 
     def target_type(self, source: Type, source_dialect: str) -> TargetType:
         """Declared type, fidelity, reason and value adapter for a column of ``source`` type."""
-        if source_dialect == self.name:
+        # a type without a native spelling (a mapping's type change) converts by the rules
+        if source_dialect == self.name and (source.native or source.kind is Kind.OTHER):
             declared = source.native
             if not _SAFE_TYPE.fullmatch(declared):
                 raise ConfigError(f"declared type {declared!r} cannot be reused in DDL")

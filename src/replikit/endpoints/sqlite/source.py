@@ -32,8 +32,10 @@ from replikit.endpoints.sqlite._values import (
 )
 from replikit.endpoints.sqlite._values import storage_classes as _classes
 from replikit.errors import ConfigError, DataError, SchemaError
+from replikit.mapping.filters import pushdown
 from replikit.pipeline.contracts import Batch, Reader, Unit
 from replikit.schema.model import TableId, TableSchema
+from replikit.schema.types import Kind
 
 __all__ = ["Pinned", "SqliteReader"]
 
@@ -200,8 +202,9 @@ class SqliteReader(Reader):
         """Stream the rows of ``unit`` as batches of canonical values."""
         table = self._table(unit.table)
         scan = _scan(table, unit.as_text)
+        select, params = _filtered(scan.select, unit)
         if self._pinned is not None:
-            yield from self._read_pinned(self._pinned, scan)
+            yield from self._read_pinned(self._pinned, scan, select, params)
             return
         with self._conns.reading() as (conn, shared), self._translated(table.id):
             lock = self._conns.lock if shared else contextlib.nullcontext()
@@ -209,7 +212,7 @@ class SqliteReader(Reader):
                 conn.execute("BEGIN")
             with lock:
                 self._validate(conn, scan)
-                cursor = conn.execute(scan.select)
+                cursor = conn.execute(select, params)
             while True:
                 with lock:
                     rows = cursor.fetchmany(self.batch_size)
@@ -232,12 +235,14 @@ class SqliteReader(Reader):
                 f"cannot read {tid} from {self._conns.where}: {exc}", table=str(tid)
             ) from exc
 
-    def _read_pinned(self, pinned: Pinned, scan: _Scan) -> Iterator[Batch]:
+    def _read_pinned(
+        self, pinned: Pinned, scan: _Scan, select: str, params: list[Any]
+    ) -> Iterator[Batch]:
         table = scan.table
         with pinned.lock:
             conn = pinned.connection()
             self._validate(conn, scan)
-            cursor = conn.execute(scan.select)
+            cursor = conn.execute(select, params)
         while True:
             with pinned.lock:
                 pinned.connection()
@@ -268,6 +273,18 @@ class SqliteReader(Reader):
                     str(scan.table.id),
                     scan.key_of(row),
                 )
+
+
+# what sqlite3 binds and SQLite compares as Python does: integers, and text for equality
+_PUSHED = frozenset({Kind.INT, Kind.STRING, Kind.TEXT})
+
+
+def _filtered(select: str, unit: Unit) -> tuple[str, list[Any]]:
+    """``select`` narrowed by the part of the unit's row filter SQLite can test."""
+    pushed = pushdown(unit.where, quote=DIALECT.quote, mark="?", kinds=_PUSHED)
+    if pushed is None:
+        return select, []
+    return f"{select} WHERE {pushed[0]}", pushed[1]
 
 
 def _convert(scan: _Scan, rows: list[Any]) -> Sequence[Sequence[Any]]:

@@ -1,0 +1,563 @@
+"""Rules bound to a source table: the target shape, and the row and change functions.
+
+:class:`TableMapping` is the public "source row -> target row" API (validation uses it to
+compare a source row with its target row): :meth:`TableMapping.keeps` (the row filter),
+:meth:`TableMapping.row` (type changes, masks, added and removed columns; names stay the
+source's, as the pipeline's writers expect) and :attr:`TableMapping.shape` (the table the
+plan converts). :class:`MappingTransform` is the pipeline stage made of them: in the full load
+it filters and maps rows; in CDC it evaluates the filter on the before and after images, so an
+update that moves a row out of the filter becomes a delete and one that moves it in an upsert.
+
+Per row, in order: the filter (on source values), type changes, masks, added columns (their
+expressions see the values after type changes and masks, so a masked value never leaks into
+an added column), removed columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from replikit.changes import Change, Op
+from replikit.errors import ConfigError, DataError
+from replikit.mapping.casts import can_change, caster, parse_type
+from replikit.mapping.expressions import Expression, Meta, compile_expression
+from replikit.mapping.filters import Predicate
+from replikit.mapping.masking import mask_secret
+from replikit.mapping.rules import Mappings, Rule, matches
+from replikit.schema.convert import TablePlan
+from replikit.schema.findings import Finding
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Type
+
+__all__ = [
+    "AddedColumn",
+    "MappingTransform",
+    "TableMapping",
+    "bind_table",
+    "rule_collisions",
+    "unused_rules",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AddedColumn:
+    """A column the rules add: its name, type and expression (``None``: always NULL)."""
+
+    name: str
+    type: Type
+    expression: Expression | None
+    rule: Rule
+    cast: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TableMapping:
+    """The rules of one source table, bound to its schema (see the module docs)."""
+
+    source: TableSchema
+    shape: TableSchema
+    predicate: Predicate | None = None
+    casts: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+    masks: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+    added: tuple[AddedColumn, ...] = ()
+    removed: frozenset[str] = frozenset()
+    key: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(sep=" "))
+
+    @property
+    def changes_rows(self) -> bool:
+        """Whether rows need work (else the mapping only renames)."""
+        return bool(self.predicate or self.casts or self.masks or self.added or self.removed)
+
+    @property
+    def flags_deletes(self) -> bool:
+        """An added column uses ``operation_indicator``: deleted rows stay, flagged."""
+        return any(a.expression is not None and a.expression.flags_deletes for a in self.added)
+
+    def keeps(self, row: Mapping[str, Any]) -> bool:
+        """Whether the row filter keeps ``row`` (source names and values)."""
+        return self.predicate is None or self.predicate.holds(row)
+
+    def row(self, row: Mapping[str, Any], meta: Meta | None = None) -> dict[str, Any]:
+        """``row`` (source names and values) as the target gets it (names still the source's;
+        the plan renames). ``DataError`` names the column and key of a value that does not
+        fit a type change or an expression's type."""
+        out = dict(row)
+        for column, fn in self.casts:
+            if column in out:
+                out[column] = self._apply(fn, out, column)
+        for column, fn in self.masks:
+            if column in out:
+                out[column] = fn(out[column])
+        if self.added:
+            m = meta or Meta.full_load(self.source.id.schema, self.source.id.name, self.started)
+            for a in self.added:
+                value = None if a.expression is None else self._evaluate(a, out, m)
+                out[a.name] = self._apply(a.cast, {**out, a.name: value}, a.name)
+        for column in self.removed:
+            out.pop(column, None)
+        return out
+
+    def key_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The key columns of ``row`` after type changes and masks (how the target holds
+        them)."""
+        out = dict(row)
+        for column, fn in self.casts:
+            if column in out:
+                out[column] = self._apply(fn, out, column)
+        for column, fn in self.masks:
+            if column in out:
+                out[column] = fn(out[column])
+        return out
+
+    def _evaluate(self, a: AddedColumn, row: Mapping[str, Any], meta: Meta) -> Any:
+        assert a.expression is not None
+        missing = [c for c in a.expression.columns if c not in row]
+        if missing:
+            raise DataError(
+                f"{a.rule.label()}: column(s) {', '.join(missing)} are not in the change the "
+                "source sent (an unchanged large value); give the table a full row image "
+                "(PostgreSQL: ALTER TABLE ... REPLICA IDENTITY FULL)",
+                table=str(self.source.id),
+                column=a.name,
+            )
+        try:
+            return a.expression.evaluate(row, meta)
+        except Exception as exc:
+            raise DataError(
+                f"{a.rule.label()}: expression failed: {exc}",
+                table=str(self.source.id),
+                column=a.name,
+                key=self._key_of(row),
+            ) from None
+
+    def _apply(self, fn: Callable[[Any], Any], row: Mapping[str, Any], column: str) -> Any:
+        try:
+            return fn(row[column])
+        except ValueError as exc:
+            raise DataError(str(exc), table=str(self.source.id), column=column,
+                            key=self._key_of(row)) from None  # fmt: skip
+
+    def _key_of(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        key = self.key or self.source.key or self.source.column_names[:1]
+        return {k: row.get(k) for k in key}
+
+    # -- changes ---------------------------------------------------------------------------------
+    def _meta(self, change: Change, op: str) -> Meta:
+        ts = change.commit_ts.isoformat(sep=" ") if change.commit_ts is not None else self.started
+        pos = str(change.position) if change.position is not None else ""
+        return Meta(op, ts, pos, self.source.id.schema or "", self.source.id.name)
+
+    def _complete(self, row: Mapping[str, Any] | None) -> bool:
+        return row is not None and all(c in row for c in self.source.column_names)
+
+    def _mapped(self, change: Change, op: Op, key: Mapping[str, Any],
+                before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+                meta_op: str) -> Change:  # fmt: skip
+        meta = self._meta(change, meta_op)
+        if self.key:
+            image = before if before is not None else after
+            if image is not None and all(k in image for k in self.key):
+                key = {k: image[k] for k in self.key}
+        return Change(
+            op,
+            change.table,
+            self.key_values(key) if key else key,
+            None if before is None else self.key_values(before),
+            None if after is None else self.row(after, meta),
+            change.position,
+            change.commit_ts,
+            change.txid,
+        )  # fmt: skip
+
+    def expand(self, change: Change) -> tuple[Change, ...]:
+        """``change`` as the target must apply it: none, one, or a delete and an upsert."""
+        op = change.op
+        if op is Op.TRUNCATE:
+            return (change,)
+        if op is Op.INSERT:
+            if change.after is None or not self.keeps(change.after):
+                return ()
+            return (self._mapped(change, Op.INSERT, change.key, None, change.after, "INSERT"),)
+        if op is Op.DELETE:
+            return self._delete(change)
+        return self._update(change)
+
+    def _delete(self, change: Change) -> tuple[Change, ...]:
+        before = change.before
+        pred = self.predicate
+        known = pred is not None and before is not None and pred.columns <= before.keys()
+        if known and pred is not None and before is not None and not pred.holds(before):
+            return ()
+        if self.flags_deletes:
+            if not self._complete(before):
+                raise DataError(
+                    "a delete must keep its row flagged (operation_indicator), but the source "
+                    "sent only the key; give the table a full row image (PostgreSQL: ALTER "
+                    "TABLE ... REPLICA IDENTITY FULL; MySQL: binlog_row_image=FULL)",
+                    table=str(self.source.id), key=dict(change.key),
+                )  # fmt: skip
+            return (self._mapped(change, Op.INSERT, change.key, None, before, "DELETE"),)
+        return (self._mapped(change, Op.DELETE, change.key, before, None, "DELETE"),)
+
+    def _update(self, change: Change) -> tuple[Change, ...]:
+        pred = self.predicate
+        after = change.after or {}
+        before = change.before
+        if pred is None:
+            return (self._mapped(change, Op.UPDATE, change.key, before, after, "UPDATE"),)
+        merged = {**before, **after} if before is not None else dict(after)
+        if not pred.columns <= merged.keys():
+            missing = sorted(pred.columns - merged.keys())
+            raise DataError(
+                f"cannot evaluate the row filter on an update: the source did not send "
+                f"column(s) {', '.join(missing)}; give the table a full row image "
+                "(PostgreSQL: ALTER TABLE ... REPLICA IDENTITY FULL)",
+                table=str(self.source.id), key=dict(change.key),
+            )  # fmt: skip
+        now_in = pred.holds(merged)
+        was_in = (
+            pred.holds(before) if before is not None and pred.columns <= before.keys() else None
+        )
+        if now_in and was_in:
+            return (self._mapped(change, Op.UPDATE, change.key, before, after, "UPDATE"),)
+        if not now_in:
+            if was_in is False:
+                return ()
+            return (self._mapped(change, Op.DELETE, change.key, before, None, "UPDATE"),)
+        # the row enters the filter (or may): upsert the whole row, after removing the old key
+        if not self._complete(merged):
+            missing = [c for c in self.source.column_names if c not in merged]
+            raise DataError(
+                f"a row entered the row filter, but the source did not send column(s) "
+                f"{', '.join(missing)} to insert it with; give the table a full row image "
+                "(PostgreSQL: ALTER TABLE ... REPLICA IDENTITY FULL)",
+                table=str(self.source.id), key=dict(change.key),
+            )  # fmt: skip
+        new_key = {k: merged.get(k) for k in change.key}
+        out: list[Change] = []
+        if change.key and new_key != dict(change.key):
+            out.append(self._mapped(change, Op.DELETE, change.key, before, None, "UPDATE"))
+        out.append(self._mapped(change, Op.INSERT, new_key, None, merged, "UPDATE"))
+        return tuple(out)
+
+    def describe(self) -> list[str]:
+        """The plan's lines for this table's rules."""
+        return list(self.notes)
+
+
+# -- binding --------------------------------------------------------------------------------------
+def _rules_for(mappings: Mappings, table: TableId, actions: Sequence[str]) -> list[Rule]:
+    return [r for r in mappings.rules if r.action in actions and r.on_table(table)]
+
+
+def bind_table(
+    mappings: Mappings, table: TableSchema, secret: bytes | None, used: set[int] | None = None
+) -> TableMapping:
+    """Bind ``mappings`` to ``table``; ``ConfigError`` naming the rule for a rule that cannot
+    apply (unknown column, bad expression, impossible type change, missing secret...).
+    ``used`` collects the ids of the rules that matched something."""
+    used = used if used is not None else set()
+    tid = str(table.id)
+    cols = {c.name: c for c in table.columns}
+    types = {c.name: c.type for c in table.columns}
+    notes: list[str] = []
+
+    def columns_of(rule: Rule) -> list[str]:
+        hit = [c for c in cols if matches(rule.column, c)]
+        if hit:
+            used.add(rule.id)
+        return hit
+
+    # filter
+    predicate = mappings.filters_of(table.id)
+    if predicate is not None:
+        for r in _rules_for(mappings, table.id, ("filter",)):
+            used.add(r.id)
+            assert r.predicate is not None
+            r.predicate.bind(types, f"{r.label()} on {tid}")
+        labels = ", ".join(r.label() for r in _rules_for(mappings, table.id, ("filter",)))
+        predicate = predicate.bind(types, f"{labels} on {tid}")
+        notes.append(f"filter: {predicate.describe()}")
+    # keep / remove columns
+    removed: set[str] = set()
+    keep_rules = _rules_for(mappings, table.id, ("include-column",))
+    if keep_rules:
+        kept = {c for r in keep_rules for c in columns_of(r)}
+        removed |= set(cols) - kept
+    for r in _rules_for(mappings, table.id, ("remove-column",)):
+        removed |= set(columns_of(r))
+    # type changes (first matching rule per column)
+    casts: list[tuple[str, Callable[[Any], Any]]] = []
+    new_types: dict[str, Type] = {}
+    for r in _rules_for(mappings, table.id, ("change-data-type",)):
+        assert r.type is not None
+        for c in columns_of(r):
+            if c in new_types or not _of_type(types[c], r.of_type):
+                continue
+            old = types[c]
+            if not can_change(old, r.type):
+                raise ConfigError(
+                    f"{r.label()}: column {tid}.{c} is {old.describe()}, which cannot become "
+                    f"{r.type.describe()}; choose a type its values can take (e.g. a string)"
+                )
+            new_types[c] = r.type
+            casts.append((c, caster(old, r.type, f"{r.label()}: {tid}.{c}")))
+            notes.append(f"type: {c} {old.describe()} -> {r.type.describe()} ({r.label()})")
+    # masks
+    masks: list[tuple[str, Callable[[Any], Any]]] = []
+    masked: set[str] = set()
+    nulled: set[str] = set()
+    key = _defined_key(mappings, table, cols, used)
+    for r in _rules_for(mappings, table.id, ("mask",)):
+        assert r.mask is not None
+        for c in columns_of(r):
+            if c in masked:
+                continue
+            t = new_types.get(c, types[c])
+            where = f"{r.label()}: {tid}.{c}"
+            new_types[c] = r.mask.check(t, where)
+            if r.mask.kind == "null" and c in (key or table.key):
+                raise ConfigError(f"{where}: a key column cannot be masked to NULL")
+            fn = r.mask.function(mask_secret(secret) if r.mask.keyed else None)
+            masks.append((c, fn))
+            masked.add(c)
+            if r.mask.kind == "null":
+                nulled.add(c)
+            notes.append(f"mask: {c} {r.mask.describe()} ({r.label()})")
+    # added columns
+    added: list[AddedColumn] = []
+    for r in _rules_for(mappings, table.id, ("add-column",)):
+        used.add(r.id)
+        assert r.value is not None
+        assert r.type is not None
+        if r.value in cols or any(a.name == r.value for a in added):
+            raise ConfigError(
+                f"{r.label()}: column {r.value!r} already exists in {tid}; choose another name"
+            )
+        expr = None
+        if r.expression is not None:
+            expr = compile_expression(r.expression, list(cols), f"{r.label()} on {tid}")
+        added.append(
+            AddedColumn(r.value, r.type, expr, r, caster(None, r.type, f"{r.label()}: {r.value}"))
+        )
+        shown = r.expression if r.expression is not None else "NULL"
+        notes.append(f"added: {r.value} {r.type.describe()} = {shown} ({r.label()})")
+    for c in sorted(removed):
+        notes.append(f"removed: {c}")
+    _mark_names(mappings, table, used)
+    shape = _shape(table, new_types, nulled, removed, added, key, mappings)
+    return TableMapping(
+        source=table,
+        shape=shape,
+        predicate=predicate,
+        casts=tuple(casts),
+        masks=tuple(masks),
+        added=tuple(added),
+        removed=frozenset(removed),
+        key=key or (),
+        notes=tuple(notes),
+    )
+
+
+def _of_type(t: Type, wanted: str | None) -> bool:
+    """Whether a column of type ``t`` matches a rule's ``data-type`` locator (DMS name,
+    portable description or native spelling)."""
+    if wanted is None:
+        return True
+    w = wanted.lower()
+    if w in (t.describe().lower(), (t.native or "").lower()):
+        return True
+    try:
+        return parse_type(wanted) == replace(t, native="")
+    except ConfigError:
+        return False
+
+
+def _mark_names(mappings: Mappings, table: TableSchema, used: set[int]) -> None:
+    """Count the name rules that apply to ``table`` and its columns as used."""
+    rules = [mappings.name_rule(table.id)]
+    rules += [mappings.name_rule(table.id, c) for c in table.column_names]
+    schemas = [table.id.schema] if table.id.schema else ["main"]
+    rules += [mappings.schema_rule(s) for s in schemas]
+    if table.id.schema is None:  # a schema-less source lands in the target's default schema
+        rules += [r for r in mappings.rules if r.target == "schema"]
+    used.update(r.id for r in rules if r is not None)
+
+
+def _defined_key(
+    mappings: Mappings, table: TableSchema, cols: Mapping[str, Column], used: set[int]
+) -> tuple[str, ...] | None:
+    for r in _rules_for(mappings, table.id, ("define-primary-key",)):
+        used.add(r.id)
+        unknown = [c for c in r.columns if c not in cols]
+        if unknown:
+            raise ConfigError(
+                f"{r.label()}: {table.id} has no column(s) {', '.join(unknown)} "
+                f"(columns: {', '.join(cols)})"
+            )
+        return r.columns
+    return None
+
+
+def _shape(
+    table: TableSchema,
+    new_types: Mapping[str, Type],
+    nulled: set[str],
+    removed: set[str],
+    added: Sequence[AddedColumn],
+    key: tuple[str, ...] | None,
+    mappings: Mappings,
+) -> TableSchema:
+    pk = table.primary_key
+    unique = table.unique
+    not_null: tuple[str, ...] = ()
+    if key is not None:
+        rule = _rules_for(mappings, table.id, ("define-primary-key",))[0]
+        if rule.unique:
+            unique = (*unique, key)
+        else:
+            pk = not_null = key
+    lost = removed & set(pk or table.key)
+    if lost:
+        raise ConfigError(
+            f"cannot remove key column(s) {', '.join(sorted(lost))} of {table.id}: changes are "
+            "applied by the key; keep them, or define another key (define_primary_key)"
+        )
+    columns = []
+    for c in table.columns:
+        if c.name in removed:
+            continue
+        t = new_types.get(c.name)
+        if t is not None and t != c.type:
+            c = replace(c, type=t, default=None, generated=None)
+        if c.name in nulled:
+            c = replace(c, nullable=True)
+        if c.name in not_null:
+            c = replace(c, nullable=False)
+        columns.append(c)
+    columns += [Column(a.name, a.type) for a in added]
+    return replace(
+        table,
+        columns=tuple(columns),
+        primary_key=pk,
+        unique=tuple(u for u in unique if not removed & set(u)),
+        indexes=tuple(i for i in table.indexes if not removed & set(i.columns)),
+        foreign_keys=tuple(f for f in table.foreign_keys if not removed & set(f.columns)),
+        checks=() if new_types or removed else table.checks,
+    )
+
+
+class MappingTransform:
+    """The pipeline stage of a ``Mappings``: rows and changes of every source table mapped
+    (see the module docs). Bound to a table by :meth:`transform_schema` (planning does
+    that); a table never planned passes through unchanged."""
+
+    def __init__(self, mappings: Mappings, secret: str | bytes | None = None) -> None:
+        self.mappings = mappings
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self._tables: dict[TableId, TableMapping] = {}
+        self.used: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<MappingTransform {len(self.mappings.rules)} rules, {len(self._tables)} tables>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"mappings": self.mappings, "secret": self._secret,
+                "tables": [t.source for t in self._tables.values()]}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["mappings"], state["secret"])  # type: ignore[misc]
+        for table in state["tables"]:
+            self.transform_schema(table)
+
+    def table(self, table: TableSchema) -> TableMapping:
+        """The rules bound to source table ``table`` (bound once per table shape)."""
+        bound = self._tables.get(table.id)
+        if bound is None or bound.source != table:
+            bound = bind_table(self.mappings, table, self._secret, self.used)
+            self._tables[table.id] = bound
+        return bound
+
+    def bound(self, table: TableId) -> TableMapping | None:
+        """The rules of source table ``table`` if it was bound."""
+        return self._tables.get(table)
+
+    def transform_schema(self, table: TableSchema) -> TableSchema:
+        """The table the target gets (before renames, which the plan applies)."""
+        return self.table(table).shape
+
+    def __call__(self, change: Change) -> Change | None:
+        """A full-load row (or any change that maps to at most one change)."""
+        bound = self._tables.get(change.table)
+        if bound is None or (not bound.changes_rows and not bound.key):
+            return change
+        out = bound.expand(change)
+        if len(out) > 1:
+            raise ConfigError("a change that maps to several changes needs expand()")
+        return out[0] if out else None
+
+    def expand(self, change: Change) -> tuple[Change, ...]:
+        """``change`` as the target applies it: none, one, or several changes."""
+        bound = self._tables.get(change.table)
+        if bound is None or (not bound.changes_rows and not bound.key):
+            return (change,)
+        return bound.expand(change)
+
+    def unused(self) -> list[Rule]:
+        """Rules that matched no selected table or column (likely typos)."""
+        return [r for r in self.mappings.rules if r.id not in self.used]
+
+
+def unused_rules(
+    mappings: Mappings, tables: Sequence[TableSchema], used: set[int] | None = None
+) -> list[Rule]:
+    """The rules that match no table (or column) of ``tables``; ``used`` adds the ids of
+    row rules a :class:`MappingTransform` bound."""
+    seen = set(used or ())
+    for table in tables:
+        _mark_names(mappings, table, seen)
+    return [r for r in mappings.rules if r.id not in seen]
+
+
+def rule_collisions(mappings: Mappings, plans: Sequence[TablePlan]) -> list[Finding]:
+    """Unsupported findings for rules that map two source tables, or two columns of one
+    table, to one target name (each naming the rules involved)."""
+    out: list[Finding] = []
+    by_target: dict[TableId, list[TablePlan]] = {}
+    for p in plans:
+        by_target.setdefault(p.target_id, []).append(p)
+    for target, group in by_target.items():
+        if len(group) < 2:
+            continue
+        rules = [mappings.name_rule(p.source.id) for p in group]
+        labels = [r.label() for r in rules if r is not None]
+        if labels:
+            names = " and ".join(str(p.source.id) for p in group)
+            out.append(Finding.about(
+                str(group[0].source.id),
+                f"{names} would both become table {target} ({'; '.join(labels)})",
+                kind="name",
+                fix="change the rules so that each source table gets a name of its own",
+            ))  # fmt: skip
+    for p in plans:
+        seen: dict[str, str] = {}
+        for c in p.columns:
+            other = seen.get(c.name)
+            if other is not None:
+                rules = [mappings.name_rule(p.source.id, n) for n in (other, c.source.name)]
+                labels = [r.label() for r in rules if r is not None]
+                if labels:
+                    out.append(Finding.about(
+                        str(p.source.id),
+                        f"columns {other!r} and {c.source.name!r} would both become column "
+                        f"{c.name!r} ({'; '.join(labels)})",
+                        kind="name", column=c.source.name,
+                        fix="change the rules so that each column gets a name of its own",
+                    ))  # fmt: skip
+            seen[c.name] = c.source.name
+    return out
