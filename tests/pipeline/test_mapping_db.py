@@ -108,7 +108,7 @@ PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "mysql"), ("mysql", "pg")
 
 @pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS)
 def test_full_load_then_cdc_equals_full_load_of_final_state(
-    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str  # noqa: F811 - the fixture
 ) -> None:
     source, target, fresh = make_db(src_kind), make_db(dst_kind), make_db(dst_kind)
     source.execute([(s, ()) for s in SCHEMA])
@@ -149,7 +149,7 @@ def _safe_rows(db: Db, schema: str | None) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "pg", "mysql"])
-def test_row_filter_is_pushed_down_to_the_source_query(make_db: Callable[[str], Db], kind):
+def test_row_filter_is_pushed_down_to_the_source_query(make_db: Callable[[str], Db], kind):  # noqa: F811 - the fixture
     source = make_db(kind)
     source.execute([(SCHEMA[0], ())])
     rng = random.Random(1)
@@ -172,7 +172,7 @@ def test_row_filter_is_pushed_down_to_the_source_query(make_db: Callable[[str], 
     assert len(rows) == len(expected) > 0  # the reader alone filtered: the SQL had the WHERE
 
 
-def test_rule_problems_are_in_the_plan(make_db: Callable[[str], Db]) -> None:
+def test_rule_problems_are_in_the_plan(make_db: Callable[[str], Db]) -> None:  # noqa: F811 - the fixture
     source, target = make_db("sqlite"), make_db("sqlite")
     source.execute([(s, ()) for s in SCHEMA])
     unused = Mappings().rename_table("nope", "x").mask("people", "nothing%", "null")
