@@ -205,8 +205,9 @@ def _column_locator(text: str) -> tuple[str, str, str]:
 
 
 def _exact_table(text: str) -> tuple[str, str]:
-    schema, table = _split(text)
-    return (schema if schema == "%" else literal(schema)), literal(table)
+    """``schema.table`` (split at the first dot) or ``table`` (in any schema), exactly."""
+    schema, dot, table = text.partition(".")
+    return (literal(schema), literal(table)) if dot else ("%", literal(schema))
 
 
 @dataclass(frozen=True, slots=True)
