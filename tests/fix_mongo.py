@@ -78,6 +78,18 @@ class MongoServer:
         return pymongo.MongoClient(self.base_url, serverSelectionTimeoutMS=5000, tz_aware=True,
                                    uuidRepresentation="standard")  # fmt: skip
 
+    def create_database(self, name: str) -> str:
+        """The URL of database ``name`` (MongoDB creates it on the first write)."""
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name``."""
+        client = self.client()
+        try:
+            client.drop_database(name)
+        finally:
+            client.close()
+
     def deviates(self, name: str) -> bool:
         """Whether this server has the named deviation (:data:`NX_DEVIATIONS`)."""
         return name in self.deviations

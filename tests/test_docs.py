@@ -44,6 +44,8 @@ EXAMPLE_URLS = {
     "mysql://app@db1/shop": ("mysql_server", "chinook"),
     "mysql://app@db2/shop": ("mysql_server", "empty"),
     "postgresql://app@db/shop": ("pg_server", "people"),  # identifiers.md: a name collision
+    "mongodb://app@mongo1/shop": ("nx_server", "empty"),  # mongodb.md (tests/fix_mongo.py)
+    "mongodb://app@mongo2/shop": ("nx_server", "empty"),
 }
 SEEDS = {
     "people": [

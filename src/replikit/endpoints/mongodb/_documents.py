@@ -145,7 +145,8 @@ def _flatten(
 
 # -- column types from what a sample held -----------------------------------------------------
 def _mix(types: Counter[str]) -> str:
-    return ", ".join(f"{name} x{n}" for name, n in types.most_common())
+    ordered = sorted(types.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{name} x{n}" for name, n in ordered)
 
 
 def column_type(types: Counter[str]) -> tuple[Type, str | None]:
@@ -179,21 +180,25 @@ class Sample:
     documents: int = 0
     fields: dict[str, Counter[str]] = field(default_factory=dict)
     odd: set[str] = field(default_factory=set)
+    #: the earliest place each path took in a document (its column's place)
+    places: dict[str, int] = field(default_factory=dict)
 
     def add(self, doc: Mapping[str, Any]) -> None:
         """Count one document's field types."""
         self.documents += 1
         flat, odd = flatten(doc, self.depth)
         self.odd.update(odd)
-        for path, value in flat.items():
+        for place, (path, value) in enumerate(flat.items()):
             self.fields.setdefault(path, Counter())[type_name(value)] += 1
+            self.places[path] = min(place, self.places.get(path, place))
 
     def columns(self) -> tuple[list[Column], dict[str, str]]:
-        """The columns (``_id`` first, then paths in the order first seen) and the lossy
-        reason of each mixed one."""
+        """The columns (``_id`` first, then by the earliest place a field took in a
+        document, then by name: the same order whatever order the sample came in) and the
+        lossy reason of each mixed one."""
         columns: list[Column] = []
         mixed: dict[str, str] = {}
-        for path in sorted(self.fields, key=lambda p: p != ID):
+        for path in sorted(self.fields, key=lambda p: (p != ID, self.places[p], p)):
             kind, why = column_type(self.fields[path])
             if path == ID and kind.kind is Kind.STRING and kind.native == "objectId":
                 kind = Type.string(24, native="objectId")
