@@ -2,7 +2,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fix_pg", "fix_mysql", "fix_mongo", "fix_browser"]
+# replikit.testing.plugin: also registered by the pytest11 entry point (same name: no clash)
+pytest_plugins = ["replikit.testing.plugin", "fix_pg", "fix_mysql", "fix_mongo", "fix_browser"]
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(

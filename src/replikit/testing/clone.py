@@ -1,0 +1,303 @@
+"""Clones of a database for tests: read once (cached), loaded once per session, copied per test.
+
+A clone is made in two steps:
+
+1. **Extract** (:meth:`Cloner.extract`): the selected tables of the source, or the rows of a
+   referentially closed :class:`~replikit.testing.subset.Subset`, are read through the
+   source's full-load reader and kept in a cache directory, under a key made of the source's
+   schema (reflected; row counts left out) and the request (tables, subset, mask). A later
+   session with the same key does not read the source's rows again; ``refresh=True``
+   (``--replikit-refresh``) reads them anyway.
+2. **Load** (:meth:`Cloner.template`): the cached rows go through a full-load
+   :class:`~replikit.Pipeline` into a template database on the target (created with the
+   target's DDL, keys, indexes, views), once per session.
+
+Each test then gets a fresh copy of the template by the target's cheapest means
+(:mod:`replikit.testing._copies`): ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL, the SQLite
+backup API, a schema copy on MySQL/MariaDB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import replikit
+from replikit._hints import selects_nothing
+from replikit.endpoints.base import Endpoint, endpoint, mask_url
+from replikit.errors import ConfigError
+from replikit.mapping import Mappings, Selection
+from replikit.pipeline.contracts import Batch, Unit
+from replikit.pipeline.runner import Pipeline
+from replikit.schema.model import Catalog, TableSchema, View
+from replikit.testing._copies import CopyTarget
+from replikit.testing.subset import Subset, closure, subset_batches
+
+__all__ = ["Clone", "CloneRequest", "Cloner"]
+
+_FORMAT = 1  # bump when the cache layout changes
+
+
+@dataclass(frozen=True, slots=True)
+class CloneRequest:
+    """What to clone: the source URL, the tables (include patterns; empty: all), the subset
+    (``None``: every row) and the masking mappings."""
+
+    source: str
+    tables: tuple[str, ...] = ()
+    subset: Subset | None = None
+    mask: Mappings | None = None
+
+    def key(self) -> str:
+        """Identifies the request within a session (dictionaries make it unhashable)."""
+        return json.dumps([self.source, self.spec()], default=repr)
+
+    def spec(self) -> dict[str, Any]:
+        """The request as a JSON-friendly value (part of the cache key)."""
+        return {
+            "tables": list(self.tables),
+            "subset": None if self.subset is None else self.subset.spec(),
+            "mask": None if self.mask is None else repr(self.mask),
+        }
+
+
+@dataclass(slots=True)
+class Clone:
+    """A database holding a clone: its ``url`` (unmasked: it is a test database) and an open
+    ``endpoint`` to it. ``rows`` counts the rows per cloned table."""
+
+    url: str
+    endpoint: Endpoint
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"Clone({mask_url(self.url)!r}, tables={len(self.rows)})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Extract:
+    """A cache entry: the tables (in load order), their views and row counts."""
+
+    path: Path
+    tables: tuple[TableSchema, ...]
+    views: tuple[View, ...]
+    rows: dict[str, int]
+
+
+class _CachedReader:
+    """A full-load reader over a cache entry (one unit per table)."""
+
+    def __init__(self, extract: _Extract) -> None:
+        self._extract = extract
+
+    @property
+    def tables(self) -> Sequence[TableSchema]:
+        return self._extract.tables
+
+    def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
+        return [Unit(table.id)]
+
+    def read(self, unit: Unit) -> Iterator[Batch]:
+        index = [t.id for t in self._extract.tables].index(unit.table)
+        path = self._extract.path / f"{index}.pickle"
+        if not path.exists():
+            return
+        with path.open("rb") as f:
+            while True:
+                try:
+                    yield pickle.load(f)
+                except EOFError:
+                    return
+
+
+def _schema_key(catalog: Catalog) -> list[str]:
+    """The reflected schema without the row estimates (they change with the data)."""
+    return [
+        repr(dataclasses.replace(t, estimated_rows=None, estimated_bytes=None))
+        for t in catalog.tables
+    ] + [repr(v) for v in catalog.views]
+
+
+class Cloner:
+    """Makes clones for one test session (one per xdist worker).
+
+    ``cache_dir`` holds extracted rows between sessions; ``work_dir`` the session's SQLite
+    files; ``refresh`` re-reads sources even when the cache has an entry.
+    """
+
+    def __init__(self, cache_dir: Path, work_dir: Path, *, refresh: bool = False) -> None:
+        self.cache_dir = cache_dir
+        self.work_dir = work_dir
+        self.refresh = refresh
+        self._extracts: dict[str, _Extract] = {}
+        self._templates: dict[tuple[str, str], str] = {}
+        self._by_name: dict[str, CopyTarget] = {}
+        self._shared: dict[tuple[str, str], tuple[CopyTarget, Clone]] = {}
+        self.source_reads = 0  # extractions that read the source's rows (tests check caching)
+
+    # -- 1. extract ------------------------------------------------------------------------
+    def extract(self, request: CloneRequest) -> _Extract:
+        """The cache entry of ``request`` (read from the source when missing or refreshed)."""
+        found = self._extracts.get(request.key())
+        if found is not None:
+            return found
+        with endpoint(request.source) as src:
+            src.check()
+            catalog = self._catalog(src, request)
+            key = hashlib.sha256(
+                json.dumps(
+                    [_FORMAT, replikit.__version__, src.url, _schema_key(catalog), request.spec()],
+                    default=repr,
+                ).encode()
+            ).hexdigest()[:24]
+            path = self.cache_dir / key
+            if self.refresh or not (path / "meta.pickle").exists():
+                self._write(src, catalog, request, path)
+        extract = self._read_meta(path)
+        self._extracts[request.key()] = extract
+        return extract
+
+    @staticmethod
+    def _catalog(src: Endpoint, request: CloneRequest) -> Catalog:
+        selection = Selection(request.tables)
+        catalog = src.reflect(selection)
+        ids = [t.id for t in catalog.tables]
+        missing = selection.unmatched_includes(ids)
+        if missing or not ids:
+            what = ", ".join(repr(p) for p in missing) if missing else "the selection"
+            raise selects_nothing(src, what)
+        return catalog
+
+    def _write(self, src: Endpoint, catalog: Catalog, request: CloneRequest, path: Path) -> None:
+        self.source_reads += 1
+        tables = list(catalog.tables)
+        selected = None
+        if request.subset is not None:
+            selected = closure(src, tables, request.subset)
+            if request.subset.unreached == "exclude":
+                tables = selected.reached()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.cache_dir))
+        try:
+            rows = self._dump(src, selected, tables, tmp)
+            meta = (tuple(tables), tuple(catalog.views), rows)
+            with (tmp / "meta.pickle").open("wb") as f:
+                pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
+            if path.exists():  # a refresh, or another xdist worker won the race
+                shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _dump(src: Endpoint, selected: Any, tables: list[TableSchema], tmp: Path) -> dict[str, int]:
+        index = {t.id: i for i, t in enumerate(tables)}
+        rows = {str(t.id): 0 for t in tables}
+        files: dict[int, Any] = {}
+        try:
+            for batch in subset_batches(src, selected, tables):
+                if not batch.rows:
+                    continue
+                i = index[batch.table]
+                if i not in files:
+                    files[i] = (tmp / f"{i}.pickle").open("wb")
+                plain = Batch(batch.table, batch.columns, list(batch.rows))
+                pickle.dump(plain, files[i], protocol=pickle.HIGHEST_PROTOCOL)
+                rows[str(batch.table)] += len(batch.rows)
+        finally:
+            for f in files.values():
+                f.close()
+        return rows
+
+    @staticmethod
+    def _read_meta(path: Path) -> _Extract:
+        with (path / "meta.pickle").open("rb") as f:
+            tables, views, rows = pickle.load(f)
+        return _Extract(path, tables, views, rows)
+
+    # -- 2. load a template once per session ---------------------------------------------
+    def template(self, request: CloneRequest, target: CopyTarget) -> tuple[str, dict[str, int]]:
+        """The URL of the session's template clone of ``request`` on ``target``."""
+        extract = self.extract(request)
+        key = (request.key(), target.name)
+        url = self._templates.get(key)
+        if url is None:
+            self._by_name.setdefault(target.name, target)
+            url = target.create(f"rkc_{uuid.uuid4().hex[:10]}")
+            try:
+                self._load(extract, url, request.mask)
+            except BaseException:
+                target.drop(url)
+                raise
+            self._templates[key] = url
+        return url, dict(extract.rows)
+
+    @staticmethod
+    def _load(extract: _Extract, url: str, mask: Mappings | None) -> None:
+        with endpoint(url) as dst:
+            pipe = Pipeline(
+                _CachedReader(extract),
+                dst.writer(),
+                mappings=mask or Mappings(),
+                prep_mode="drop-and-create",
+                progress=False,
+                views=extract.views,
+            )
+            pipe.refuse(pipe.plans())
+            pipe.run()
+
+    # -- 3. copies -------------------------------------------------------------------------
+    def clone(
+        self,
+        request: CloneRequest,
+        target: CopyTarget,
+        scope: str,
+        made: list[tuple[CopyTarget, Clone]],
+    ) -> Clone:
+        """A clone of ``request`` on ``target``: a fresh copy (``scope="test"``, appended to
+        ``made`` for the caller to drop) or the session's shared copy."""
+        refuse_scope(scope)
+        url, rows = self.template(request, target)
+        if scope == "session":
+            key = (request.key(), target.name)
+            shared = self._shared.get(key)
+            if shared is None:
+                copy = target.copy(url)
+                shared = self._shared[key] = (target, Clone(copy, endpoint(copy), rows))
+            return shared[1]
+        copy = target.copy(url)
+        clone = Clone(copy, endpoint(copy), rows)
+        made.append((target, clone))
+        return clone
+
+    def close(self, target: str | None = None) -> None:
+        """Drop the shared copies and templates on ``target`` (a target's name; ``None``:
+        everywhere)."""
+        for key, (where, clone) in list(self._shared.items()):
+            if target is None or where.name == target:
+                clone.endpoint.close()
+                where.drop(clone.url)
+                del self._shared[key]
+        for key, url in list(self._templates.items()):
+            if target is None or key[1] == target:
+                self._by_name[key[1]].drop(url)
+                del self._templates[key]
+
+
+def refuse_scope(scope: str) -> None:
+    """ConfigError unless ``scope`` is ``"session"`` or ``"test"``."""
+    if scope not in ("session", "test"):
+        raise ConfigError(f"scope must be 'session' or 'test', got {scope!r}")
