@@ -188,9 +188,11 @@ class ValidationReport(list[TableValidation]):
         return self.ok
 
     def table(self, name: str) -> TableValidation:
-        """The result of the table named ``name`` (source or target name)."""
+        """The result of the table named ``name`` (source or target name, with or without
+        its schema)."""
         for t in self:
-            if name in (t.source, t.target) or t.source.endswith("." + name):
+            names = (t.source, t.target)
+            if name in names or any(n.endswith("." + name) for n in names):
                 return t
         raise KeyError(name)
 
