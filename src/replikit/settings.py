@@ -26,6 +26,7 @@ from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, StopCondition
 from replikit.pipeline.runner import PREP_MODES
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES
 from replikit.positions import Position
+from replikit.schema.convert import GENERATED_COLUMNS
 
 __all__ = ["ENV_PREFIX", "TaskSettings", "stop_condition"]
 
@@ -135,6 +136,10 @@ class TaskSettings:
             output wherever it appears, in every run with the same secret. ``None``: the
             ``REPLIKIT_MASK_SECRET`` environment variable; masking without either is refused.
             Never shown in reprs, logs or control tables.
+        generated_columns: ``"create"`` (default) creates generated source columns as
+            generated columns of the target, their expression translated (the target
+            computes them; a full load then compares them with the source's values);
+            ``"values"`` copies their values into plain columns (docs/schema-conversion.md).
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -153,6 +158,7 @@ class TaskSettings:
     transaction_memory_bytes: int = DEFAULT_SPILL_BYTES
     queue_memory_bytes: int = DEFAULT_QUEUE_BYTES
     mask_secret: str | None = field(default=None, repr=False)
+    generated_columns: str = "create"
 
     def __post_init__(self) -> None:
         if self.target_table_prep_mode not in PREP_MODES:
@@ -180,6 +186,12 @@ class TaskSettings:
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)
+        if self.generated_columns not in GENERATED_COLUMNS:
+            raise ConfigError(
+                f"generated_columns must be one of {', '.join(GENERATED_COLUMNS)}; "
+                f"got {self.generated_columns!r}",
+                setting="generated_columns",
+            )
 
     @classmethod
     def from_dms_json(

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from replikit import display
@@ -47,6 +48,7 @@ from replikit.pipeline.contracts import (
     dialect_of,
 )
 from replikit.pipeline.control import control_store
+from replikit.pipeline.generated import verify_generated
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
@@ -283,6 +285,8 @@ class Task:
                 replicate=self.migration_type != "full-load",
                 views=catalog.views,
                 routines=catalog.routines,
+                generated_columns=s.generated_columns,
+                verify_generated=partial(verify_generated, self.source, self.target),
             )
         return self._pipeline
 
@@ -507,6 +511,8 @@ class Task:
             mappings=self.mappings,
             mask_secret=self.settings.mask_secret,
             type_overrides=s.type_overrides,
+            generated_columns=s.generated_columns,
+            source_sql=dialect_of(self.pipeline().reader).name,
             checkpoints=store,
             task_id=self.task_id,
             tables=list(self.catalog().tables),
@@ -556,6 +562,7 @@ class Task:
             mappings=self.mappings,
             mask_secret=self.settings.mask_secret,
             type_overrides=s.type_overrides,
+            generated_columns=s.generated_columns,
             prep_mode=prep,
             executor=self.executor,
             parallel=self._parallel(),

@@ -411,8 +411,9 @@ def percent_safe(text: str) -> str:
 class TableColumns(Generic[SH]):
     """The planned columns of one target table, its apply key, and its cached shapes.
 
-    ``written`` are the column plans the writer writes (by default all; a family leaves out
-    e.g. generated columns it cannot write, named in ``generated``).
+    ``written`` are the column plans the writer writes (by default all); the columns the
+    target computes (:attr:`TablePlan.computed`) and those named in ``generated`` are never
+    written, and changes may carry them.
     """
 
     shape_class: type[SH]
@@ -426,8 +427,10 @@ class TableColumns(Generic[SH]):
         self.plan = plan
         self.id: TableId = plan.target_id
         self.by_source: dict[str, ColumnPlan] = {}
+        generated = generated | plan.computed
         for c in plan.columns if written is None else written:
-            self.by_source.setdefault(c.source.name, c)
+            if c.source.name not in generated:
+                self.by_source.setdefault(c.source.name, c)
         self.generated = generated
         self.order = tuple(self.by_source)
         self.all = frozenset(self.order)

@@ -18,6 +18,8 @@ from dataclasses import replace
 from replikit._failpoints import failpoint
 from replikit.errors import (
     ConfigError,
+    DataError,
+    Error,
     StoppedError,
     TableDdlError,
     TaskError,
@@ -134,6 +136,14 @@ class Pipeline:
         views: the source's views, created after the tables when the writer can
             (:meth:`view_plans`); one the target refuses is reported, not an error.
         routines: the source's functions (a view that calls one is not converted).
+        generated_columns: ``"create"`` makes generated source columns generated in the
+            target when their expression converts (never written by the load); ``"values"``
+            copies their values into plain columns.
+        source_sql: the dialect of the source's SQL expressions (generated columns) when
+            the reader has none (a change reader), so a stream plans what the load created.
+        verify_generated: called after the load (and the schema objects) with each completed
+            table's plan that has generated columns; a message it returns fails that table
+            (the target computes other values than the source holds).
     """
 
     def __init__(
@@ -164,6 +174,9 @@ class Pipeline:
         replicate: bool = False,
         views: Sequence[View] = (),
         routines: Sequence[Routine] = (),
+        generated_columns: str = "create",
+        source_sql: str | None = None,
+        verify_generated: Callable[[TablePlan], str | None] | None = None,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -193,6 +206,9 @@ class Pipeline:
         self.replicator: Replicator | None = None  # while a stream runs
         self.loading: Pipeline | None = None  # while a stream's full load runs
         self.type_overrides = dict(type_overrides or {})
+        self.generated_columns = generated_columns
+        self.source_sql = source_sql
+        self.verify_generated = verify_generated
         self.prep_mode = prep_mode
         self.executor = executor_of(executor)
         self.parallel = max(1, parallel)
@@ -262,6 +278,8 @@ class Pipeline:
             target_id=self._target_id(table.id),
             column_names=self.mappings.columns_of(table.id, table.column_names),
             type_overrides=self.type_overrides,
+            generated_columns=self.generated_columns,
+            expression_dialect=self.source_sql,
         )
 
     def view_plans(self) -> list[ObjectPlan]:
@@ -396,6 +414,7 @@ class Pipeline:
         if self.finish and isinstance(self.writer, SupportsPrepare) and done:
             failed |= self._finish(done, [p for p in plans if not self._ok(p, failed)])
             self.create_objects([p for p in done if self._ok(p, failed)])
+            failed |= self._verify([p for p in done if self._ok(p, failed)])
         for p in done:
             if self._ok(p, failed):
                 self.statistics.finish(str(p.source.id), TableState.COMPLETED)
@@ -461,6 +480,26 @@ class Pipeline:
                 self.statistics.warn(
                     str(table.source.id), f"{obj.kind} {obj.name} not created: {error}"
                 )
+
+    def _verify(self, plans: Sequence[TablePlan]) -> dict[str, BaseException]:
+        """Tables whose generated columns the target computes otherwise than the source."""
+        failed: dict[str, BaseException] = {}
+        if self.verify_generated is None:
+            return failed
+        for plan in plans:
+            if not plan.computed:
+                continue
+            name = str(plan.source.id)
+            try:
+                problem = self.verify_generated(plan)
+            except Error as exc:
+                self.statistics.warn(name, f"generated columns not verified: {exc}")
+                continue
+            if problem is not None:
+                log.info("table %s: %s", name, problem)
+                failed[name] = DataError(problem, table=name)
+                self.statistics.finish(name, TableState.ERROR, problem)
+        return failed
 
     def _table_errors(
         self, plans: list[TablePlan], exc: TableDdlError, what: str

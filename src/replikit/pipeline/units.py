@@ -7,7 +7,7 @@ pickles it to the worker, which reads and writes there.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
@@ -100,8 +100,22 @@ class UnitLoader:
                 ) from None
 
     def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
-        """The unit's batches, transformed (rows a transform drops are left out)."""
-        batches = self.reader.read(unit)
+        """The unit's batches, transformed (rows a transform drops are left out), without
+        the columns the target computes (generated there: never written)."""
+        batches = self._transformed(plan, self.reader.read(unit))
+        computed = plan.computed
+        if not computed:
+            yield from batches
+            return
+        for batch in batches:
+            keep = [i for i, c in enumerate(batch.columns) if c not in computed]
+            yield replace(
+                batch,
+                columns=tuple(batch.columns[i] for i in keep),
+                rows=[tuple(row[i] for i in keep) for row in batch.rows],
+            )
+
+    def _transformed(self, plan: TablePlan, batches: Iterable[Batch]) -> Iterator[Batch]:
         if not self.transforms:
             yield from batches
             return

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from replikit.errors import SchemaError
+from replikit.errors import ConfigError, SchemaError
 from replikit.schema import expressions
-from replikit.schema.model import CheckConstraint, Column, TableId, TableSchema
+from replikit.schema.model import CheckConstraint, Column, Generation, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
 from replikit.schema.report import ObjectPlan, Verdict
 from replikit.schema.textform import text_form_for
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from replikit.schema.limits import Limits
 
 __all__ = [
+    "GENERATED_COLUMNS",
     "ColumnPlan",
     "Dialect",
     "Fidelity",
@@ -133,7 +134,12 @@ class Dialect(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ColumnPlan:
-    """How one source column becomes one target column."""
+    """How one source column becomes one target column.
+
+    ``generated``: the target computes the column (its expression in the target's dialect);
+    loaders and change appliers never write it. ``None``: a plain column holding the source's
+    values (also for a generated source column whose expression is not converted).
+    """
 
     source: Column
     name: str
@@ -141,6 +147,7 @@ class ColumnPlan:
     nullable: bool
     default: str | None = None
     notes: tuple[str, ...] = ()
+    generated: Generation | None = None
 
     @property
     def fidelity(self) -> Fidelity:
@@ -219,10 +226,18 @@ class TablePlan:
 
     @property
     def identical(self) -> bool:
-        """True when every column keeps its exact native type (raw copy can pass through)."""
+        """True when every column keeps its exact native type and is written (raw copy can
+        pass through)."""
         return self.source_dialect == self.target_dialect and all(
-            c.target.sql == c.source.type.native and c.target.adapt is None for c in self.columns
+            c.target.sql == c.source.type.native and c.target.adapt is None and not c.generated
+            for c in self.columns
         )
+
+    @property
+    def computed(self) -> frozenset[str]:
+        """Source names of the columns the target computes (generated there): loaders and
+        change appliers leave their values out."""
+        return frozenset(c.source.name for c in self.columns if c.generated is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +299,8 @@ def plan_table(
     target_id: TableId | None = None,
     column_names: Mapping[str, str] | None = None,
     type_overrides: Mapping[str, str] | None = None,
+    generated_columns: str = "create",
+    expression_dialect: str | None = None,
 ) -> TablePlan:
     """Plan the conversion of ``table`` into ``target``'s dialect.
 
@@ -293,7 +310,16 @@ def plan_table(
     Names pass through the target's identifier rules (``target.target_name``); a name they
     change is listed in ``problems``. Collisions are judged over all plans together
     (:func:`replikit.schema.identifiers.name_findings`).
+    ``generated_columns``: ``"create"`` makes generated source columns generated in the
+    target when their expression converts; ``"values"`` copies their values into plain columns.
+    ``expression_dialect``: the dialect of the source's generation expressions when
+    ``source_dialect`` is not a SQL one (a change reader hands out Python values).
     """
+    if generated_columns not in GENERATED_COLUMNS:
+        raise ConfigError(
+            f"generated_columns must be one of {', '.join(GENERATED_COLUMNS)}; "
+            f"got {generated_columns!r}"
+        )
     names = dict(column_names or {})
     renamed: list[str] = []
     overrides = Overrides(type_overrides or {})
@@ -306,9 +332,17 @@ def plan_table(
             target_type = _override(col.type, forced, target, target_type, source_dialect)
         notes: list[str] = []
         default = _default(table, col, source_dialect, target, notes, objects)
+        generation = None
         if col.generated is not None:
-            notes.append(f"generated column ({col.generated}) is copied as plain values")
-            objects.append(_generated(table, col, source_dialect, target.name, names))
+            sql = expression_dialect or source_dialect
+            how = _Generated(table, sql, target.name, names, generated_columns)
+            generation, report = how.plan(col)
+            objects.append(report)
+            notes.append(
+                f"generated in {target.name} as {generation}"
+                if generation is not None
+                else f"generated column ({col.generated}) is copied as plain values"
+            )
         plans.append(
             ColumnPlan(
                 source=col,
@@ -317,6 +351,7 @@ def plan_table(
                 nullable=col.nullable,
                 default=default,
                 notes=tuple(notes),
+                generated=generation,
             )
         )
     requested = target_id or table.id
@@ -375,30 +410,87 @@ def _default(
     return result.sql
 
 
-def _generated(
-    table: TableSchema, col: Column, source_dialect: str, target: str, names: Mapping[str, str]
-) -> ObjectPlan:
-    """A generated column's report entry: its values are copied, the expression is not."""
-    assert col.generated is not None
-    expr = _generation_expression(col.generated)
-    result = expressions.translate(expr, source=source_dialect, target=target, columns=names)
-    where = f" (in {target}: {result.sql})" if result.sql else ""
-    return ObjectPlan(
-        "generated column",
-        f"{table.id}.{col.name}",
-        Verdict.NOT_CONVERTED,
-        col.generated,
-        None,
-        f"the column is created as a plain column holding the computed values{where}",
-    )
+#: per target dialect, the generated columns it can create: stored ones, virtual ones
+GENERATION_KINDS: dict[str, tuple[bool, ...]] = {
+    "postgresql": (True,),  # VIRTUAL from PostgreSQL 18 on
+    "mysql": (True, False),
+    "sqlite": (True, False),
+    "duckdb": (False,),  # DuckDB refuses STORED
+}
+
+#: values of ``generated_columns`` (:func:`plan_table`, ``TaskSettings``)
+GENERATED_COLUMNS = ("create", "values")
+
+_PLAIN = "the column is created as a plain column holding the source's values"
 
 
-def _generation_expression(text: str) -> str:
-    """The expression of a reflected generation clause (``expr STORED`` -> ``expr``)."""
-    words = text.rstrip().rsplit(None, 1)
-    if len(words) == 2 and words[1].upper() in ("STORED", "VIRTUAL", "PERSISTENT"):
-        return words[0]
-    return text
+@dataclass(frozen=True, slots=True)
+class _Generated:
+    """How the generated columns of one table are planned for one target."""
+
+    table: TableSchema
+    source_dialect: str
+    target: str
+    names: Mapping[str, str]
+    how: str
+
+    def plan(self, col: Column) -> tuple[Generation | None, ObjectPlan]:
+        """The target's generation of ``col`` (``None``: a plain column) and its report."""
+        assert col.generated is not None
+        source = Generation.parse(col.generated)
+        translated = self._translate(source.expression)
+        refused = self._refusal(col, source.expression, translated)
+        if refused is not None:
+            where = f" (in {self.target}: {translated.sql})" if translated.sql else ""
+            return None, self._report(col, Verdict.NOT_CONVERTED, None, f"{refused}{where}")
+        assert translated.sql is not None
+        kinds = GENERATION_KINDS[self.target]
+        stored = source.stored if source.stored in kinds else kinds[0]
+        notes = [translated.reason] if translated.reason else []
+        if stored != source.stored:
+            was, now = ("VIRTUAL", "STORED") if stored else ("STORED", "VIRTUAL")
+            notes.append(f"{was} in the source, {now} in {self.target} (it has no other kind)")
+        target = Generation(translated.sql, stored)
+        return target, self._report(col, translated.verdict, str(target), "; ".join(notes))
+
+    def _translate(self, expression: str) -> expressions.Translation:
+        renames = {k: v for k, v in self.names.items() if k != v}
+        if self.source_dialect == self.target and not renames:
+            return expressions.Translation(expression, Verdict.EXACT)
+        if self.target not in GENERATION_KINDS:
+            return expressions.Translation(None, Verdict.NOT_CONVERTED)
+        return expressions.translate(
+            expression, source=self.source_dialect, target=self.target, columns=renames
+        )
+
+    def _refusal(
+        self, col: Column, expression: str, translated: expressions.Translation
+    ) -> str | None:
+        """Why ``col`` is created plain (``None``: it is generated in the target)."""
+        if self.how == "values":
+            return f"generated_columns='values': {_PLAIN}"
+        if self.target not in GENERATION_KINDS:
+            return f"{self.target} has no generated columns: {_PLAIN}"
+        if col.name in self.table.key:
+            return f"a key column: {_PLAIN}"
+        if translated.sql is None:
+            return f"the expression is not converted ({translated.reason}): {_PLAIN}"
+        if translated.verdict is not Verdict.EXACT:
+            # the target would compute it with other semantics, or not at all (a function it
+            # lacks refuses every row): the source's values are safer
+            return f"the translation needs a review ({translated.reason}): {_PLAIN}"
+        refs = expressions.column_references(expression, self.source_dialect)
+        known = {c.name.casefold(): c for c in self.table.columns}
+        missing = sorted(r for r in refs if r.casefold() not in known)
+        if missing:
+            return f"it refers to {', '.join(missing)}, which the task does not copy: {_PLAIN}"
+        if self.target == "postgresql" and any(known[r.casefold()].generated for r in refs):
+            return f"it refers to another generated column, which PostgreSQL refuses: {_PLAIN}"
+        return None
+
+    def _report(self, col: Column, verdict: Verdict, sql: str | None, reason: str) -> ObjectPlan:
+        name = f"{self.table.id}.{col.name}"
+        return ObjectPlan("generated column", name, verdict, col.generated, sql, reason or None)
 
 
 def _check(
@@ -494,6 +586,7 @@ def _target_schema(table: TableSchema, tid: TableId, plans: list[ColumnPlan]) ->
             nullable=p.nullable,
             default=p.default,
             identity=p.source.identity,
+            generated=str(p.generated) if p.generated else None,
             collation=None,
             comment=p.source.comment,
         )

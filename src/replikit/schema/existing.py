@@ -231,6 +231,28 @@ class _Check:
         fidelity, why = self.rules.judge(col, found)
         if fidelity is not Fidelity.EXACT:
             out.append(self.type_finding(col, found, fidelity, why))
+        if col.generated is not None and not found.generated:
+            out.append(
+                self.finding(
+                    col.source.name,
+                    f"column {found.name} is a plain column; the plan makes it generated "
+                    f"({col.generated}) and does not write it, so loaded rows would get NULL",
+                    "use target_table_prep_mode='drop-and-create', or generated_columns="
+                    "'values' to copy the source's values into it",
+                    Fidelity.UNSUPPORTED,
+                )
+            )
+        elif col.generated is None and found.generated:
+            out.append(
+                self.finding(
+                    col.source.name,
+                    f"column {found.name} is generated in the target, which refuses the "
+                    "source's values the load writes into it",
+                    "use target_table_prep_mode='drop-and-create', or drop the generation "
+                    "from the target column",
+                    Fidelity.UNSUPPORTED,
+                )
+            )
         if col.nullable and not found.nullable:
             out.append(
                 self.finding(

@@ -28,7 +28,9 @@ from replikit.schema.report import Verdict
 
 __all__ = [
     "Translation",
+    "column_references",
     "create_table_checks",
+    "create_table_generated",
     "parse",
     "rename_columns",
     "render",
@@ -188,6 +190,32 @@ def create_table_checks(sql: str, dialect: str) -> list[tuple[str | None, str]]:
         name = named.name if named is not None else None
         out.append((name or None, check.this.sql(dialect=write)))
     return out
+
+
+def create_table_generated(sql: str, dialect: str) -> dict[str, str]:
+    """The generated columns of a ``CREATE TABLE`` statement: lower-cased column name ->
+    generation expression in ``dialect``; none when it does not parse."""
+    try:
+        tree = parse(sql, dialect)
+    except ValueError:
+        return {}
+    write = sqlglot_dialect(dialect)
+    out: dict[str, str] = {}
+    for column in tree.find_all(exp.ColumnDef):
+        for constraint in column.constraints:
+            kind = constraint.args.get("kind")
+            if isinstance(kind, exp.ComputedColumnConstraint):
+                out[column.name.lower()] = kind.this.unnest().sql(dialect=write)
+    return out
+
+
+def column_references(sql: str, dialect: str) -> set[str]:
+    """The unqualified column names an expression refers to (none when it does not parse)."""
+    try:
+        tree = parse(sql, dialect)
+    except ValueError:
+        return set()
+    return {c.name for c in tree.find_all(exp.Column) if not c.table}
 
 
 def rename_columns(tree: exp.Expression, columns: Mapping[str, str]) -> exp.Expression:

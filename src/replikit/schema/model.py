@@ -12,6 +12,7 @@ __all__ = [
     "CheckConstraint",
     "Column",
     "ForeignKey",
+    "Generation",
     "Identity",
     "Index",
     "Routine",
@@ -55,8 +56,31 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class Generation:
+    """A generated column's expression (native SQL of its dialect) and whether the database
+    stores its values (``STORED``) or computes them when read (``VIRTUAL``)."""
+
+    expression: str
+    stored: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Generation:
+        """``"expr STORED"`` / ``"expr VIRTUAL"`` (as :attr:`Column.generated` holds it);
+        an expression without the word is stored."""
+        words = text.rstrip().rsplit(None, 1)
+        if len(words) == 2 and words[1].upper() in ("STORED", "VIRTUAL", "PERSISTENT"):
+            return cls(words[0], words[1].upper() != "VIRTUAL")
+        return cls(text.strip(), True)
+
+    def __str__(self) -> str:
+        return f"{self.expression} {'STORED' if self.stored else 'VIRTUAL'}"
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
-    """One column. ``default`` is a native SQL expression of the source dialect."""
+    """One column. ``default`` is a native SQL expression of the source dialect;
+    ``generated`` the generation clause of a generated column, ``"expr STORED"`` or
+    ``"expr VIRTUAL"`` (:meth:`Generation.parse` reads it)."""
 
     name: str
     type: Type

@@ -137,8 +137,8 @@ def test_internal_tables_views_and_generated_columns(tmp_path: Path) -> None:
     assert t.column("id").identity == Identity(
         kind="autoincrement", sequence="sqlite_sequence", next_value=42
     )
-    assert t.column("c").generated == "stored"
-    assert t.column("d").generated == "virtual"
+    assert t.column("c").generated == "b * 2 STORED"
+    assert t.column("d").generated == "b + 1 VIRTUAL"
     assert t.column("e").default == "'x'"
     assert t.column("e").type == Type.other("")
     assert t.unique == (("a",),)

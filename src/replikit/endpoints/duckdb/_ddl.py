@@ -45,6 +45,9 @@ def create_schema(schema: str | None) -> list[str]:
 
 def _column(cp: ColumnPlan) -> str:
     parts = [DIALECT.quote(cp.name), cp.target.sql]
+    if cp.generated is not None:
+        # DuckDB computes generated columns when read (VIRTUAL only), with no constraints
+        return " ".join([*parts, f"GENERATED ALWAYS AS ({cp.generated.expression}) VIRTUAL"])
     if not cp.nullable:
         parts.append("NOT NULL")
     if cp.default is not None:

@@ -60,8 +60,10 @@ class _Table:
         self.label = str(plan.target_id)
         self.target = _ddl.table_name(plan.target_id)
         self.by_source: dict[str, ColumnPlan] = {}
+        self.computed = plan.computed  # generated in the target: never written
         for cp in plan.columns:
-            self.by_source.setdefault(cp.source.name, cp)
+            if cp.source.name not in self.computed:
+                self.by_source.setdefault(cp.source.name, cp)
         self.order = tuple(self.by_source)
         by_target = {cp.name: cp for cp in self.by_source.values()}
         self.key_target, self.key = apply_support.apply_key(plan, by_target)
@@ -76,7 +78,7 @@ class _Table:
 
     def names(self, image: Image) -> tuple[str, ...]:
         return apply_support.image_columns(
-            self.plan.target_id, image, self.order, frozenset(self.by_source)
+            self.plan.target_id, image, self.order, frozenset(self.by_source), self.computed
         )
 
     def key_of(self, change: Change) -> Key:

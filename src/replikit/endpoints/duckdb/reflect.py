@@ -82,11 +82,12 @@ def _reflect(conn: Any, tid: TableId, rows: int | None) -> TableSchema:
             name,
             DIALECT.parse_type(data_type),
             nullable=bool(nullable),
-            default=default,
+            default=None if generated else default,
+            generated=f"{expression} VIRTUAL" if generated else None,
         )
-        for name, data_type, nullable, default in conn.execute(
-            "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "  # noqa: S608
-            f"WHERE {where} ORDER BY column_index",
+        for name, data_type, nullable, default, generated, expression in conn.execute(
+            "SELECT column_name, data_type, is_nullable, column_default, is_generated, "  # noqa: S608
+            f"generation_expression FROM duckdb_columns() WHERE {where} ORDER BY column_index",
             params,
         ).fetchall()
     ]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from replikit.endpoints.mysql import _ddl
-from replikit.endpoints.mysql._dialect import DIALECT, NAME, BadValue
+from replikit.endpoints.mysql._dialect import DIALECT, BadValue
 from replikit.errors import DataError
 from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns
 from replikit.pipeline.apply_support import percent_safe as _p
@@ -70,17 +70,12 @@ class TableApply(TableColumns[Shape]):
     shape_class = Shape
 
     def __init__(self, plan: TablePlan) -> None:
-        same = plan.source_dialect == NAME
-        generated = frozenset(
-            c.source.name for c in plan.columns if same and c.source.generated is not None
-        )
-        written = [c for c in plan.columns if c.source.name not in generated]
         self.label = str(plan.target_id)
         self.name = _p(_ddl.table_name(plan.target_id))
         self.table_sql = self.name
         self.mysql_alias = False  # MySQL 8: ``VALUES (...) AS rk_new`` replaces VALUES()
         self._guard = False
-        super().__init__(plan, written, generated)
+        super().__init__(plan)  # generated columns: computed by the target, never written
 
     def quote(self, name: str) -> str:
         """A MySQL identifier."""

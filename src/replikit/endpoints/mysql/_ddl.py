@@ -95,10 +95,9 @@ class Ddl:
             and col.target.type.kind in (Kind.STRING, Kind.TEXT, Kind.ENUM)
         ):
             text += f" COLLATE {q(col.source.collation)}"
-        generated = col.source.generated if same else None
-        if generated:
-            expr, _, kind = generated.rpartition(" ")
-            return f"{text} GENERATED ALWAYS AS ({expr}) {kind if kind in ('STORED', 'VIRTUAL') else 'VIRTUAL'}"  # noqa: E501
+        if col.generated is not None:
+            kind = "STORED" if col.generated.stored else "VIRTUAL"
+            return f"{text} GENERATED ALWAYS AS ({col.generated.expression}) {kind}"
         text += " NULL" if col.nullable else " NOT NULL"
         if auto:
             text += " AUTO_INCREMENT"

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from replikit.endpoints.mysql._ddl import table_name
-from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES, NAME
+from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan
 from replikit.schema.types import Kind
 
@@ -128,8 +128,8 @@ _BY_KIND: dict[Kind, Formatter] = {
 class Load:
     """How one batch column order of one table is written.
 
-    ``columns`` are the target columns written (generated columns of a MySQL source are left
-    out: the target computes them); ``positions`` their indexes in the batch rows;
+    ``columns`` are the target columns written (generated columns are left out: the target
+    computes them); ``positions`` their indexes in the batch rows;
     ``adapters`` the plan's value adapters by written position; ``key`` the written positions
     of the table's key (for error messages).
     """
@@ -159,7 +159,7 @@ class Load:
 
 
 def _is_generated(plan: TablePlan, cp: ColumnPlan) -> bool:
-    return plan.source_dialect == NAME and cp.source.generated is not None
+    return cp.generated is not None
 
 
 def _native_base(cp: ColumnPlan) -> str:

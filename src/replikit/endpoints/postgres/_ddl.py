@@ -108,6 +108,8 @@ def _column(col: ColumnPlan, plan: TablePlan, names: ObjectNames) -> str:
         if sequence is not None:
             schema = plan.target_id.schema or "public"
             text += f" (SEQUENCE NAME {DIALECT.qualified(schema, sequence)})"
+    elif col.generated is not None:  # PostgreSQL 15 has stored generated columns only
+        text += f" GENERATED ALWAYS AS ({col.generated.expression}) STORED"
     elif col.default is not None:
         text += f" DEFAULT {col.default}"
     if not col.nullable:

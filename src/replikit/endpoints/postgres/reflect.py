@@ -233,7 +233,7 @@ def _columns(
             nullable=not notnull,
             default=None if gen else default,
             identity=_identity(conn, ident, seq) if seq else None,
-            generated=default if gen else None,
+            generated=f"{default} STORED" if gen else None,
             collation=coll,
             comment=comment,
         )

@@ -81,9 +81,12 @@ def _column_def(plan: TablePlan, cp: ColumnPlan, col: Column, key: Column | None
         parts.append("INTEGER PRIMARY KEY" + (" AUTOINCREMENT" if auto else ""))
     elif cp.target.sql:
         parts.append(cp.target.sql)
+    if cp.generated is not None:
+        kind = "STORED" if cp.generated.stored else "VIRTUAL"
+        parts.append(f"GENERATED ALWAYS AS ({cp.generated.expression}) {kind}")
     if not col.nullable:
         parts.append("NOT NULL")
-    if col.default is not None:
+    if col.default is not None and cp.generated is None:
         parts.append(f"DEFAULT ({col.default})")
     if col.type.kind is Kind.ENUM and col.type.values:
         parts.append(DIALECT.enum_check(col.name, col.type.values))

@@ -75,8 +75,10 @@ class _Table:
         self.label = str(plan.target_id)
         self.quoted = DIALECT.quote(plan.target_id.name)
         self.columns: dict[str, ColumnPlan] = {}
+        self.computed = plan.computed  # generated in the target: never written
         for cp in plan.columns:
-            self.columns.setdefault(cp.source.name, cp)
+            if cp.source.name not in self.computed:
+                self.columns.setdefault(cp.source.name, cp)
         self.order = tuple(self.columns)
         source_of = {cp.name: cp.source.name for cp in plan.columns}
         self.key = tuple(source_of.get(k, k) for k in plan.target_schema.key)
@@ -102,7 +104,9 @@ class _Table:
         """The image's columns in table order (SchemaError for an unplanned one)."""
         names = tuple(n for n in self.order if n in image)
         if len(names) != len(image):
-            self.target(next(n for n in image if n not in self.columns))
+            unknown = [n for n in image if n not in self.columns and n not in self.computed]
+            if unknown:
+                self.target(unknown[0])
         return names
 
     def key_of(self, *images: Mapping[str, Any] | None) -> Key:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.mapping import Selection
-from replikit.schema.expressions import create_table_checks
+from replikit.schema.expressions import create_table_checks, create_table_generated
 from replikit.schema.model import (
     Catalog,
     CheckConstraint,
@@ -40,7 +40,7 @@ INTERNAL_PREFIX = "_replikit_"  # CDC bookkeeping in a source database
 CONTROL_PREFIX = "replikit_"  # a task's control tables in a target (checkpoints, ...)
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\b[^)]*$", re.IGNORECASE)
-_GENERATED = {2: "virtual", 3: "stored"}
+_GENERATED = {2: "VIRTUAL", 3: "STORED"}  # pragma_table_xinfo.hidden
 _QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
 
 
@@ -123,6 +123,17 @@ def _reflect(conn: sqlite3.Connection, row: _TableRow) -> TableSchema:
     ).fetchall()
     pk = tuple(r[0] for r in sorted((r for r in info if r[4]), key=lambda r: r[4]))
     identity = _identity(conn, row, info, pk)
+    expressions = (
+        create_table_generated(row.sql, DIALECT.name) if any(r[5] > 1 for r in info) else {}
+    )
+
+    def generated(name: str, hidden: int) -> str | None:
+        kind = _GENERATED.get(hidden)
+        if kind is None:
+            return None
+        # an expression sqlglot cannot find does not parse again, and is reported so
+        return f"{expressions.get(name.lower(), '<unknown>')} {kind}"
+
     columns = tuple(
         Column(
             name=name,
@@ -130,7 +141,7 @@ def _reflect(conn: sqlite3.Connection, row: _TableRow) -> TableSchema:
             nullable=not notnull and name not in pk,
             default=default,
             identity=identity if (identity is not None and pk == (name,)) else None,
-            generated=_GENERATED.get(hidden),
+            generated=generated(name, hidden),
         )
         for name, declared, notnull, default, _, hidden in info
         if hidden != 1
