@@ -57,6 +57,7 @@ from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
+from replikit.schema.functions import function_plan
 from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableSchema
 from replikit.schema.report import ConversionReport, routine_plans
@@ -325,7 +326,9 @@ class Task:
         views = pipe.view_plans()
         if isinstance(pipe.writer, SupportsSchemaObjects):
             ddl += tuple(pipe.writer.object_ddl(plans, [v for v in views if v.converted]))
-        routines = routine_plans(self.catalog().routines, target=dialect_of(pipe.writer).name)
+        target = dialect_of(pipe.writer).name
+        convert = partial(function_plan, source=dialect_of(pipe.reader).name, target=target)
+        routines = routine_plans(self.catalog().routines, target=target, convert=convert)
         report = ConversionReport.of([*(o for p in plans for o in p.objects), *views, *routines])
         findings = (*self._onto_source(plans), *pipe.findings())
         notes = tuple((t, tuple(n)) for t, n in pipe.mapping_notes().items())

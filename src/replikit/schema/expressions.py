@@ -123,10 +123,14 @@ _TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.T
 
 def portable(tree: exp.Expression) -> exp.Expression:
     """``tree`` without spellings other engines lack, meaning kept: ``'x'::text`` is ``'x'``,
+    ``OPERATOR(pg_catalog.||)`` is ``||``,
     ``a = ANY (ARRAY[...])`` is ``a IN (...)`` (as ``pg_get_constraintdef`` prints an IN
     list), MySQL's ``CAST(x AS CHAR CHARSET utf8mb4)`` is a cast to text."""
 
     def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Operator) and str(node.args.get("operator")).endswith("||"):
+            # PostgreSQL's OPERATOR(pg_catalog.||): concatenation spelled schema-qualified
+            return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
         if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.CHARACTER_SET:
             # MySQL's CAST(x AS CHAR CHARSET cs): text in a character set; targets hold Unicode
             return exp.Cast(this=node.this.copy(), to=exp.DataType.build("text"))

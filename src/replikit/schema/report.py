@@ -10,7 +10,7 @@ not converted is reported, and the data still loads.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,14 +133,25 @@ class ConversionReport:
         return bool(self.objects)
 
 
-def routine_plans(routines: Iterable[Routine], *, target: str) -> list[ObjectPlan]:
-    """Functions, procedures and triggers, each ``not converted`` with its language.
+def routine_plans(
+    routines: Iterable[Routine],
+    *,
+    target: str,
+    convert: Callable[[Routine], ObjectPlan | None] | None = None,
+) -> list[ObjectPlan]:
+    """Functions, procedures and triggers, each ``not converted`` with its language, but
+    those ``convert`` answers for (SQL functions offered for review,
+    :mod:`replikit.schema.functions`).
 
     replikit moves data and schema, not code: a routine's body is a program in its language,
     and a trigger fires one (or, in MySQL and SQLite, is one).
     """
     out = []
     for r in routines:
+        offered = convert(r) if convert is not None else None
+        if offered is not None:
+            out.append(offered)
+            continue
         on = f" on {r.table}" if r.table else ""
         reason = (
             f"{r.language} {r.kind}{on}: code is not converted; "
