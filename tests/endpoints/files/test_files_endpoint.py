@@ -5,6 +5,9 @@ fails midway: nothing half-written visible, the checkpoint not advanced)."""
 from __future__ import annotations
 
 import errno
+import pickle
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,6 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 import replikit as rk
 from replikit.changes import Change, Op, Transaction
+from replikit.demo import sample_database
 from replikit.pipeline.contracts import Batch, Checkpoint
 from replikit.positions import SqliteSeq
 from replikit.schema.convert import plan_table
@@ -226,3 +230,36 @@ def test_memory_file_system(tmp_path):
         assert _read(ep) == sorted(tuple(r) for r in ROWS)
     fs = fsspec.filesystem("memory")
     assert any(p.endswith("LOAD00000001.parquet") for p in fs.find(url))
+
+
+def test_cli_copy_into_a_foreign_folder_is_one_line_and_exit_2(tmp_path):
+    lite = sample_database(tmp_path / "chinook.db")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "replikit",
+            "copy",
+            f"sqlite:///{lite}",
+            f"file://{tmp_path}/out",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "notes.txt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_reader_pickles_for_executors_in_other_processes(tmp_path):
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        _load(ep)
+        again = pickle.loads(pickle.dumps(ep.reader(["shop.orders"])))
+        [t] = again.tables
+        assert sorted(tuple(r) for u in again.units(t) for b in again.read(u) for r in b.rows) == (
+            sorted(tuple(r) for r in ROWS)
+        )

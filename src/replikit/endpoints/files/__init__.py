@@ -6,7 +6,7 @@ URLs: ``file:///abs/folder`` (``file://rel/folder``: relative to the working fol
 (``s3://bucket/prefix`` with s3fs, ``gs://`` with gcsfs, ``az://`` with adlfs); options as URL
 parameters or keywords: ``format`` (``parquet``, ``csv`` or ``jsonl``), ``partition_by``
 (``col``, ``col:year``, ``col:month``, ``col:day``), ``file_size`` (bytes before a new file is
-started, e.g. ``64MB``; default 128 MB), ``compression`` (Parquet's, default ``zstd``),
+started, e.g. ``64MB``; default 128 MB), ``compression`` (Parquet's, default ``snappy``),
 ``batch_size`` (rows per batch read); keywords only: ``storage_options`` (for fsspec, e.g.
 credentials) or ``filesystem`` (an fsspec file system to use as it is).
 

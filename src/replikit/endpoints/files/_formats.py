@@ -192,7 +192,7 @@ class Files:
         name: Callable[[], str],
         *,
         file_size: int,
-        compression: str = "zstd",
+        compression: str = "snappy",
         group_rows: int = 1_000,
     ) -> None:
         self.store = store

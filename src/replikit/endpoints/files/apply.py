@@ -136,7 +136,7 @@ class FilesChangeWriter(ChangeWriterBase):
         format: str = "parquet",
         partition_by: str | None = None,
         file_size: int = 128 * 2**20,
-        compression: str = "zstd",
+        compression: str = "snappy",
     ) -> None:
         self._store = store
         self.format = format

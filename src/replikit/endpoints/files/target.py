@@ -69,7 +69,7 @@ class FilesWriter(Writer, SupportsPrepare):
         format: str = "parquet",
         partition_by: str | None = None,
         file_size: int = 128 * 2**20,
-        compression: str = "zstd",
+        compression: str = "snappy",
     ) -> None:
         if format not in FORMATS:
             raise ConfigError(f"unknown files format {format!r}; use one of {FORMATS}")
