@@ -1,9 +1,9 @@
 """Sakila (PostgreSQL) to SQLite with customer and staff names and e-mails masked.
 
 Masks are keyed by the task secret and depend on the value alone, so joins between masked
-columns of different tables match as they did at the source (for a mask that keeps distinct
-values distinct: a hash; fake names are drawn from short lists and may collide), keys and foreign keys are
-untouched, and the same run twice gives the same values.
+columns of different tables match as they did at the source (for a mask that keeps
+distinct values distinct: a hash; fake names come from short lists and may collide), keys
+and foreign keys are untouched, and the same run twice gives the same values.
 """
 
 import sqlite3
@@ -57,12 +57,14 @@ def test_sakila_masked_joins_hold_and_runs_repeat(tmp_path, sakila_pg):  # noqa:
             assert got == expected > 0, what
         source_emails = {r[0] for r in pg.execute("SELECT email FROM customer")}
         (n,) = pg.execute("SELECT count(*) FROM customer").fetchone()
-    rows = first.execute("SELECT customer_id, first_name, last_name, email FROM customer").fetchall()
+    rows = first.execute(
+        "SELECT customer_id, first_name, last_name, email FROM customer"
+    ).fetchall()
     assert len(rows) == n
     assert all(len(r[1]) == 64 for r in rows)  # keyed hashes
     emails = {r[3] for r in rows}
     assert not emails & source_emails and all(e.endswith("@example.com") for e in emails)
     assert len(emails) == len(source_emails)  # distinct stays distinct
     for table in TABLES:
-        query = f"SELECT * FROM {table} ORDER BY 1"  # noqa: S608
+        query = f"SELECT * FROM {table} ORDER BY 1"
         assert first.execute(query).fetchall() == second.execute(query).fetchall(), table

@@ -11,7 +11,9 @@ SQL meaning is at least as permissive as Python's whatever the collation (every 
 numbers, dates and times; equality, ``in`` and NULL tests on text), so the rows Python keeps
 are always among the rows the source sends.
 
->>> f = AllOf((Condition("qty", ">", (10,)), Condition("status", "=", ("paid",))))
+>>> qty = Condition("qty", ">", (10,), Kind.INT)
+>>> status = Condition("status", "=", ("paid",), Kind.TEXT)
+>>> f = AllOf((qty, status))
 >>> f.holds({"qty": 12, "status": "paid"}), f.holds({"qty": None, "status": "paid"})
 (True, False)
 >>> pushdown(f, quote=lambda c: f'"{c}"', mark="?")
