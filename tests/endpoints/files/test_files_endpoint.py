@@ -9,7 +9,7 @@ import pickle
 import subprocess
 import sys
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import fsspec
@@ -263,3 +263,37 @@ def test_the_reader_pickles_for_executors_in_other_processes(tmp_path):
         assert sorted(tuple(r) for u in again.units(t) for b in again.read(u) for r in b.rows) == (
             sorted(tuple(r) for r in ROWS)
         )
+
+
+def test_foreign_parquet_types_read_as_canonical_values(tmp_path):
+    (tmp_path / "t").mkdir()
+    table = pa.table(
+        {
+            "ns": pa.array([datetime(2020, 1, 1, 1, 2, 3, 456789)], pa.timestamp("ns")),
+            "paris": pa.array(
+                [datetime(2020, 1, 1, 1, 2, 3)], pa.timestamp("ms", tz="Europe/Paris")
+            ),
+            "cat": pa.array(["a"]).dictionary_encode(),
+            "st": pa.array([{"a": 1, "b": "x"}]),
+            "dur": pa.array([timedelta(seconds=5, microseconds=5)], pa.duration("us")),
+        }
+    )
+    pq.write_table(table, tmp_path / "t" / "part-0.parquet")
+    with rk.endpoint(f"file://{tmp_path}") as ep:
+        [t] = ep.reflect().tables
+        assert [str(c.type) for c in t.columns] == [
+            "timestamp(9)", "timestamp(3) with tz", "text", "other(struct<a: int64, b: string>)",
+            "interval",
+        ]  # fmt: skip
+        assert _read(ep, "t") == [
+            (
+                datetime(2020, 1, 1, 1, 2, 3, 456789),
+                datetime(2020, 1, 1, 1, 2, 3, tzinfo=UTC),  # the instant, in UTC
+                "a",
+                '{"a": 1, "b": "x"}',
+                "PT5.000005S",
+            )
+        ]
+        with rk.endpoint(f"sqlite:///{tmp_path / 'copy.db'}") as lite:
+            [stats] = rk.Task(ep, lite, settings=rk.TaskSettings(progress=False)).run()
+            assert stats.full_load_rows == 1

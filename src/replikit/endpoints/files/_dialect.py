@@ -207,6 +207,8 @@ _DECIMAL = re.compile(r"^decimal(?:32|64|128|256)\((\d+),\s*(-?\d+)\)$")
 _TS = re.compile(r"^timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]$")
 _TIME_NS = "time64[ns]"
 _LIST = re.compile(r"^(?:large_)?list<[^:]*:\s*(.*)>$")
+_DICTIONARY = re.compile(r"^dictionary<values=(.*), indices=\w+, ordered=\d>$")
+_DURATION = re.compile(r"^duration\[(s|ms|us|ns)\]$")
 _PRECISION = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
 
@@ -227,6 +229,11 @@ def parse_arrow(spelling: str) -> Type:
         return Type.timestamp(_PRECISION[m.group(1)], tz=bool(m.group(2)), native=native)
     if text == _TIME_NS:
         return Type.time(9, native=native)
+    m = _DICTIONARY.match(text)
+    if m:  # dictionary-encoded (pandas categoricals): the values' type
+        return parse_arrow(m.group(1)).with_native(native)
+    if _DURATION.match(text):
+        return Type.interval(native)
     m = _LIST.match(text)
     if m:
         item = parse_arrow(m.group(1))

@@ -13,7 +13,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -64,6 +64,22 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _iso_duration(value: timedelta) -> str:
+    """A duration as ISO 8601 (days and seconds; Arrow durations have no months)."""
+    micros = value // timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    seconds, frac = divmod(abs(micros), 1_000_000)
+    text = f"{seconds}.{frac:06d}".rstrip("0").rstrip(".")
+    return f"{sign}PT{text}S"
+
+
+def _other_text(value: Any) -> str:
+    """A value of a type with no portable meaning (struct, map...) as its JSON text."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
 def _time_tz(value: Any) -> Any:
     return time.fromisoformat(value) if isinstance(value, str) else value
 
@@ -79,6 +95,10 @@ def from_arrow(t: Type, arrow: Any) -> Convert | None:
         return _each(inner) if inner is not None else None
     if pa.types.is_timestamp(arrow) and arrow.tz is not None:
         return _utc
+    if pa.types.is_duration(arrow):
+        return _iso_duration
+    if t.kind is Kind.OTHER and not pa.types.is_string(arrow):
+        return _other_text
     if t.kind is Kind.TIME and t.tz:
         return _time_tz
     if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
