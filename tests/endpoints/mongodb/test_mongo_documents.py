@@ -143,7 +143,13 @@ def test_document_mode_is_exact_for_every_bson_type():
             st.datetimes(min_value=dt.datetime(1, 1, 1), timezones=st.just(UTC)).map(
                 lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000)
             ),
-            st.decimals(allow_nan=False, places=4).map(Decimal128),
+            st.decimals(
+                allow_nan=False,
+                allow_infinity=False,
+                places=4,
+                min_value=-(10**20),
+                max_value=10**20,
+            ).map(Decimal128),
         ),
         max_size=8,
     )

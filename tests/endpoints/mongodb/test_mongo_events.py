@@ -327,3 +327,19 @@ def test_a_changed_document_that_fits_no_column_is_refused_not_dropped(monkeypat
     with pytest.raises(rk.DataError, match="'surprise'"):
         dec.decode(event(1, "insert", documentKey={"_id": 1},
                          fullDocument={"_id": 1, "surprise": True}))  # fmt: skip
+
+
+def test_a_server_without_change_streams_is_a_config_error_that_says_why(monkeypatch):
+    refused = OperationFailure(
+        "The $changeStream stage is only supported on replica sets", code=40573,
+        details={"code": 40573, "codeName": "Location40573",
+                 "errmsg": "The $changeStream stage is only supported on replica sets"},
+    )  # fmt: skip
+
+    def watch(*args: Any) -> Any:
+        raise refused
+
+    r, _ = reader(monkeypatch, {PEOPLE: FakeStream([])})
+    monkeypatch.setattr(cdc, "_watch", watch)
+    with pytest.raises(rk.ConfigError, match="replica set"):
+        collect(r.transactions(start()))

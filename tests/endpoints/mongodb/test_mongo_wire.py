@@ -375,3 +375,126 @@ def test_portable_types_round_trip(mongo, mongo_url, mongo_db):
                 assert "millisecond" in (cp.reason or ""), cp.reason
                 assert have == want.replace(microsecond=want.microsecond // 1000 * 1000)
     assert checked >= 5 * 12
+
+
+def test_readers_and_writers_pickle_for_process_pools(mongo, mongo_url, mongo_db):
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    _insert(mongo, mongo_db, "p", [{"_id": i, "v": f"v{i}"} for i in range(3000)])
+    with rk.endpoint(mongo_url) as ep:
+        [table] = ep.reflect().tables
+        clone = pickle.loads(pickle.dumps(ep.reader([table])))
+        try:
+            assert sum(len(b) for u in clone.units(table) for b in clone.read(u)) == 3000
+        finally:
+            clone.close()
+    copy_db = mongo_db + "_copy"
+    try:
+        with ProcessPoolExecutor(2) as pool:
+            stats = rk.Task(mongo_url, mongo.url(copy_db), executor=pool,
+                            mappings=rk.Mappings().rename_schema(mongo_db, copy_db),
+                            settings=rk.TaskSettings(split_rows=1000)).run()  # fmt: skip
+        assert stats.total_rows == 3000
+        assert len(_docs(mongo, copy_db, "p")) == 3000
+    finally:
+        client = mongo.client()
+        client.drop_database(copy_db)
+        client.close()
+
+
+@pytest.mark.parametrize("transactions", [False, True], ids=["idempotent", "transaction"])
+def test_apply_with_and_without_a_transaction(mongo, mongo_url, mongo_db, transactions):
+    """Both checkpoint paths run; nx-27017 accepts transactions but its hello has no setName
+    (deviation 'no-transactions-in-hello'), so the default there is the idempotent path and
+    ``transactions=True`` forces the other (atomicity itself is not verified on nx-27017)."""
+    from replikit.changes import Change, Op, Transaction
+    from replikit.pipeline.contracts import Checkpoint
+    from replikit.positions import SqliteSeq
+
+    table = TableSchema(TableId(mongo_db, "t"), (Column("id", Type.int_(64), nullable=False),
+                        Column("v", Type.text())), primary_key=("id",))  # fmt: skip
+    with rk.endpoint(mongo_url) as ep:
+        plan = plan_table(table, source_dialect="python", target=ep.dialect)
+        writer = ep.writer()
+        writer.prepare([plan], "drop-and-create")
+        with ep.change_writer(transactions=transactions) as cw:
+            if not transactions and mongo.deviates("no-transactions-in-hello"):
+                assert ep.change_writer().transactions is None  # decided on first use
+            tx = Transaction(
+                (Change(Op.INSERT, plan.target_id, {"id": 1}, after={"id": 1, "v": "a"}),
+                 Change(Op.UPDATE, plan.target_id, {"id": 1}, after={"v": "b"}),
+                 Change(Op.INSERT, plan.target_id, {"id": 2}, after={"id": 2, "v": "c"}),
+                 Change(Op.DELETE, plan.target_id, {"id": 2})),
+                SqliteSeq(7),
+            )  # fmt: skip
+            checkpoint = Checkpoint("tx", start=SqliteSeq(0), position=SqliteSeq(7))
+            for _ in range(2):  # a replay converges
+                cw.apply({plan.target_id: plan}, [tx], checkpoint=checkpoint, batch=False)
+            assert cw.read_checkpoint("tx") == checkpoint
+    assert _docs(mongo, mongo_db, "t") == [{"_id": 1, "v": "b"}]
+
+
+def test_cdc_into_mongodb_killed_and_resumed(mongo, mongo_url, mongo_db, tmp_path):
+    """SQLite -> MongoDB, full load + CDC, SIGKILLed while writers run, then restarted: the
+    collection ends equal to the source table (a ledger with no gap and nothing extra, and a
+    counter every write bumps); the checkpoint lives in MongoDB."""
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE ledger (id TEXT PRIMARY KEY, w INTEGER, seq INTEGER, n INTEGER)")
+        conn.execute("INSERT INTO ledger VALUES ('counter', NULL, NULL, 0)")
+    child = ROOT / "tests" / "pipeline" / "_cdc_child.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, str(child), f"sqlite:///{source}", mongo_url, "full-load-and-cdc",
+               "intomongo"]  # fmt: skip
+    stop = threading.Event()
+    seqs = {w: 0 for w in range(2)}
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        with sqlite3.connect(source, timeout=30) as conn:
+            while not stop.is_set():
+                with lock, conn:
+                    conn.execute("INSERT INTO ledger VALUES (?, ?, ?, NULL)",
+                                 (f"{w}-{seqs[w]:06d}", w, seqs[w]))  # fmt: skip
+                    conn.execute("UPDATE ledger SET n = n + 1 WHERE id = 'counter'")
+                seqs[w] += 1
+                time.sleep(0.01)
+
+    def checkpoint() -> str | None:
+        client = mongo.client()
+        try:
+            found = client[mongo_db]["replikit_checkpoints"].find_one({"_id": "intomongo"})
+        finally:
+            client.close()
+        return None if found is None else found.get("position")
+
+    proc = subprocess.Popen([*command, "60"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    threads = [threading.Thread(target=writer, args=(w,)) for w in seqs]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and checkpoint() is None:
+            time.sleep(0.2)
+        assert checkpoint() is not None, "the task never committed a checkpoint"
+        time.sleep(1.0)
+    finally:
+        proc.kill()
+        proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+    killed_at = checkpoint()
+    result = subprocess.run([*command, "3"], env=env, capture_output=True, timeout=240)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    with sqlite3.connect(source) as conn:
+        want = {r[0]: r[1:] for r in conn.execute("SELECT id, w, seq, n FROM ledger")}
+    got = {
+        x["_id"]: (x.get("w"), x.get("seq"), x.get("n")) for x in _docs(mongo, mongo_db, "ledger")
+    }
+    assert got == want, "nothing lost, nothing extra, the same values"
+    assert want["counter"][2] == sum(seqs.values())
+    assert checkpoint() != killed_at

@@ -109,6 +109,8 @@ class Client:
         self.timeout_ms = timeout_ms
         self._lock = threading.Lock()
         self._client: Any = None
+        #: made by unpickling (in another process): its stages close it
+        self.unpickled = False
 
     @property
     def where(self) -> str:
@@ -158,6 +160,15 @@ class Client:
         member = "setName" in reply or reply.get("msg") == "isdbgrid"
         return member and int(reply.get("maxWireVersion", 0)) >= 7
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (a process pool, Dask workers), which makes its own
+        client on first use. The password travels inside the pickle (never in a ``repr``)."""
+        return {"url": self.url, "timeout_ms": self.timeout_ms}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], timeout_ms=state["timeout_ms"])  # type: ignore[misc]
+        self.unpickled = True
+
     def close(self) -> None:
         """Close the client's connections (a later use makes a new client)."""
         with self._lock:
@@ -184,15 +195,21 @@ def translated(client: Client, doing: str, *, table: str | None = None) -> Itera
                 f"the change stream of {table or client.where} cannot resume: {text}. The "
                 "resume token is older than the oplog keeps; reload the tables "
                 "(full-load-and-cdc) and start again"
-            ) from None
+            ) from exc
+        if exc.code in NO_CHANGE_STREAMS:
+            raise ConfigError(
+                f"MongoDB at {client.where} has no change streams ({text}): they need a "
+                "replica set or a sharded cluster (a one-node replica set is enough: start "
+                "mongod with --replSet rs0 and run rs.initiate())"
+            ) from exc
         if exc.code in (13, 18) or exc.code == 8000:
-            raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from None
-        raise DataError(f"MongoDB refused to {doing}{where}: {text}", table=table) from None
+            raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from exc
+        raise DataError(f"MongoDB refused to {doing}{where}: {text}", table=table) from exc
     except (errors.ServerSelectionTimeoutError, errors.ConnectionFailure) as exc:
         text = hide_secret(str(exc), client.url.password).splitlines()[0][:300]
-        raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from None
+        raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from exc
     except errors.InvalidName as exc:
-        raise ConfigError(f"cannot {doing} MongoDB: {exc}") from None
+        raise ConfigError(f"cannot {doing} MongoDB: {exc}") from exc
     except errors.PyMongoError as exc:
         text = hide_secret(str(exc), client.url.password)
-        raise Error(f"cannot {doing} MongoDB at {client.where}: {text}") from None
+        raise Error(f"cannot {doing} MongoDB at {client.where}: {text}") from exc

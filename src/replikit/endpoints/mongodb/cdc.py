@@ -29,7 +29,7 @@ from typing import Any
 
 from replikit.changes import SchemaChange, Transaction
 from replikit.endpoints.mongodb import _events
-from replikit.endpoints.mongodb._connect import NO_CHANGE_STREAMS, Client, driver, translated
+from replikit.endpoints.mongodb._connect import Client, translated
 from replikit.endpoints.mongodb._positions import MongoPosition, Resume
 from replikit.endpoints.mongodb.reflect import Reflected
 from replikit.errors import ConfigError
@@ -59,21 +59,10 @@ def _watch(client: Client, table: TableId, point: Resume | None, await_ms: int) 
     return coll.watch(**kwargs)
 
 
-@contextlib.contextmanager
-def _streams_checked(client: Client, table: TableId) -> Iterator[None]:
-    errors = driver().errors
-    try:
-        with translated(client, "watch", table=str(table)):
-            yield
-    except Exception as exc:
-        cause = exc.__context__
-        if isinstance(cause, errors.OperationFailure) and cause.code in NO_CHANGE_STREAMS:
-            raise ConfigError(
-                f"MongoDB at {client.where} has no change streams for {table}: they need a "
-                "replica set or a sharded cluster (a one-node replica set is enough: start "
-                "mongod with --replSet rs0 and run rs.initiate())"
-            ) from None
-        raise
+def _streams_checked(client: Client, table: TableId) -> contextlib.AbstractContextManager[None]:
+    """pymongo errors of opening a stream on ``table``, translated (a server without change
+    streams is a :class:`~replikit.ConfigError` that says what they need)."""
+    return translated(client, "watch", table=str(table))
 
 
 def check_streams(client: Client, tables: Sequence[TableSchema]) -> None:

@@ -147,6 +147,12 @@ class MongoReader(Reader):
         if rows:
             yield Batch(table.id, shape.names, rows)
 
+    def close(self) -> None:
+        """Close the client of an unpickled reader (in another process); the endpoint's own
+        client is the endpoint's to close (its change streams may be open)."""
+        if self._client.unpickled:
+            self._client.close()
+
     def _table(self, tid: TableId) -> TableSchema:
         try:
             return self._by_id[tid]

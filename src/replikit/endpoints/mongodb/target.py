@@ -122,6 +122,12 @@ class MongoWriter(Writer, SupportsPrepare):
         self.default_schema = default_schema
         self.write_batch = write_batch
 
+    def close(self) -> None:
+        """Close the client of an unpickled writer (in another process); the endpoint's own
+        client is the endpoint's to close."""
+        if self._client.unpickled:
+            self._client.close()
+
     def _db(self, plan: TablePlan) -> Any:
         if plan.target_id.schema is None:
             raise ConfigError(
