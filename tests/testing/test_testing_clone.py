@@ -191,3 +191,55 @@ def test_bad_arguments_are_refused(replikit_clone, chinook):
         replikit_clone(chinook, follow_children=["Invoice"])
     with pytest.raises(rk.ConfigError, match="unreached must be"):
         replikit_clone(chinook, subset=SEED, unreached="drop")
+
+
+# -- masking ----------------------------------------------------------------------------------
+@pytest.fixture
+def shop(tmp_path):
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE users (email TEXT PRIMARY KEY, name TEXT NOT NULL);
+            CREATE TABLE orders (id INTEGER PRIMARY KEY,
+                                 user_email TEXT NOT NULL REFERENCES users (email), total INT);
+            INSERT INTO users VALUES ('ada@example.com', 'Ada'), ('alan@example.com', 'Alan');
+            INSERT INTO orders VALUES (1, 'ada@example.com', 10), (2, 'ada@example.com', 20),
+                                      (3, 'alan@example.com', 5);
+            """
+        )
+    return f"sqlite:///{db}"
+
+
+def test_masks_are_applied_and_masked_keys_still_join(replikit_clone, shop, monkeypatch):
+    monkeypatch.delenv("REPLIKIT_MASK_SECRET", raising=False)
+    mask = {"users.email": "hash", "orders.user_email": "hash", "users.name": "fake-first-name"}
+    clone = replikit_clone(shop, mask=mask, mask_secret="s3cret")
+    again = replikit_clone(shop, mask=mask, mask_secret="s3cret")
+    with sqlite3.connect(clone.endpoint.path) as conn:
+        emails = [e for (e,) in conn.execute("SELECT email FROM users ORDER BY email")]
+        assert not any("@" in e for e in emails) and all(len(e) == 64 for e in emails)
+        totals = conn.execute(
+            "SELECT sum(total) FROM orders o JOIN users u ON u.email = o.user_email "
+            "GROUP BY u.email ORDER BY 1"
+        ).fetchall()
+        assert totals == [(5,), (30,)]  # the masked key still joins
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        names = {n for (n,) in conn.execute("SELECT name FROM users")}
+        assert names.isdisjoint({"Ada", "Alan"})
+    assert_databases_equal(clone, again)  # deterministic under one secret
+    other = replikit_clone(shop, mask=mask, mask_secret="another")
+    with pytest.raises(AssertionError, match="users"):
+        assert_databases_equal(clone, other)
+
+
+def test_masks_need_a_secret_and_real_columns(replikit_clone, shop, monkeypatch):
+    monkeypatch.delenv("REPLIKIT_MASK_SECRET", raising=False)
+    with pytest.raises(rk.ConfigError, match="masking needs a task secret"):
+        replikit_clone(shop, mask={"users.email": "hash"})
+    with pytest.raises(rk.ConfigError, match="match no cloned column"):
+        replikit_clone(shop, mask={"users.mail": "hash"}, mask_secret="k")
+    with pytest.raises(rk.ConfigError, match="mask rules only"):
+        replikit_clone(shop, mask=rk.Mappings().rename_table("users", "people"), mask_secret="k")
+    with pytest.raises(rk.ConfigError, match="table.column"):
+        replikit_clone(shop, mask={"email": "hash"}, mask_secret="k")

@@ -36,7 +36,8 @@ import replikit
 from replikit._hints import selects_nothing
 from replikit.endpoints.base import Endpoint, endpoint, mask_url
 from replikit.errors import ConfigError
-from replikit.mapping import Mappings, Selection
+from replikit.mapping import Mappings, MappingTransform, Selection, TableMapping
+from replikit.mapping.masking import mask_secret
 from replikit.pipeline.contracts import Batch, Unit
 from replikit.pipeline.runner import Pipeline
 from replikit.schema.model import Catalog, TableSchema, View
@@ -51,23 +52,32 @@ _FORMAT = 1  # bump when the cache layout changes
 @dataclass(frozen=True, slots=True)
 class CloneRequest:
     """What to clone: the source URL, the tables (include patterns; empty: all), the subset
-    (``None``: every row) and the masking mappings."""
+    (``None``: every row), the masks (a :class:`~replikit.Mappings` of ``mask`` rules) and
+    the masking secret (``None``: ``REPLIKIT_MASK_SECRET``)."""
 
     source: str
     tables: tuple[str, ...] = ()
     subset: Subset | None = None
     mask: Mappings | None = None
+    mask_secret: str | None = field(default=None, repr=False)
 
     def key(self) -> str:
         """Identifies the request within a session (dictionaries make it unhashable)."""
         return json.dumps([self.source, self.spec()], default=repr)
 
+    def secret(self) -> bytes | None:
+        """The masking key (``ConfigError`` when masks are asked for and none is set)."""
+        return None if self.mask is None else mask_secret(self.mask_secret)
+
     def spec(self) -> dict[str, Any]:
-        """The request as a JSON-friendly value (part of the cache key)."""
+        """The request as a JSON-friendly value (part of the cache key; the secret only as
+        a digest, so that another secret is another entry)."""
+        secret = self.secret()
         return {
             "tables": list(self.tables),
             "subset": None if self.subset is None else self.subset.spec(),
             "mask": None if self.mask is None else repr(self.mask),
+            "secret": None if secret is None else hashlib.sha256(secret).hexdigest()[:16],
         }
 
 
@@ -121,6 +131,41 @@ class _CachedReader:
                     yield pickle.load(f)
                 except EOFError:
                     return
+
+
+class _Masks:
+    """The masks of a request applied to extracted rows, so that the cache (on disk) only
+    ever holds masked values. Masks are HMACs under the secret: equal values mask alike in
+    every table, so masked keys still join."""
+
+    def __init__(self, mask: Mappings | None, secret: bytes | None, tables: list[TableSchema]):
+        self._bound: dict[Any, TableMapping] = {}
+        self.shapes = list(tables)
+        if mask is None:
+            return
+        other = [r.label() for r in mask.rules if r.action != "mask"]
+        if other:
+            raise ConfigError(f"mask= takes mask rules only (Mappings().mask(...)); got {other}")
+        transform = MappingTransform(mask, secret)
+        for i, table in enumerate(tables):
+            bound = transform.table(table)
+            if bound.changes_rows:
+                self._bound[table.id] = bound
+                self.shapes[i] = bound.shape
+        unused = transform.unused()
+        if unused:
+            raise ConfigError(
+                "mask rules that match no cloned column: " + "; ".join(r.label() for r in unused)
+            )
+
+    def batch(self, batch: Batch) -> Batch:
+        """``batch`` with its masked columns replaced (a plain list of rows)."""
+        bound = self._bound.get(batch.table)
+        if bound is None:
+            return Batch(batch.table, batch.columns, list(batch.rows))
+        out = [bound.row(dict(zip(batch.columns, r, strict=True))) for r in batch.rows]
+        columns = tuple(out[0]) if out else batch.columns
+        return Batch(batch.table, columns, [tuple(r.values()) for r in out])
 
 
 def _schema_key(catalog: Catalog) -> list[str]:
@@ -191,9 +236,10 @@ class Cloner:
                 tables = selected.reached()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.cache_dir))
+        masks = _Masks(request.mask, request.secret(), tables)
         try:
-            rows = self._dump(src, selected, tables, tmp)
-            meta = (tuple(tables), tuple(catalog.views), rows)
+            rows = self._dump(src, selected, tables, tmp, masks)
+            meta = (tuple(masks.shapes), tuple(catalog.views), rows)
             with (tmp / "meta.pickle").open("wb") as f:
                 pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
             if path.exists():  # a refresh, or another xdist worker won the race
@@ -203,7 +249,9 @@ class Cloner:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
-    def _dump(src: Endpoint, selected: Any, tables: list[TableSchema], tmp: Path) -> dict[str, int]:
+    def _dump(
+        src: Endpoint, selected: Any, tables: list[TableSchema], tmp: Path, masks: _Masks
+    ) -> dict[str, int]:
         index = {t.id: i for i, t in enumerate(tables)}
         rows = {str(t.id): 0 for t in tables}
         files: dict[int, Any] = {}
@@ -214,8 +262,7 @@ class Cloner:
                 i = index[batch.table]
                 if i not in files:
                     files[i] = (tmp / f"{i}.pickle").open("wb")
-                plain = Batch(batch.table, batch.columns, list(batch.rows))
-                pickle.dump(plain, files[i], protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(masks.batch(batch), files[i], protocol=pickle.HIGHEST_PROTOCOL)
                 rows[str(batch.table)] += len(batch.rows)
         finally:
             for f in files.values():
@@ -238,7 +285,7 @@ class Cloner:
             self._by_name.setdefault(target.name, target)
             url = target.create(f"rkc_{uuid.uuid4().hex[:10]}")
             try:
-                self._load(extract, url, request.mask)
+                self._load(extract, url)
             except BaseException:
                 target.drop(url)
                 raise
@@ -246,12 +293,11 @@ class Cloner:
         return url, dict(extract.rows)
 
     @staticmethod
-    def _load(extract: _Extract, url: str, mask: Mappings | None) -> None:
+    def _load(extract: _Extract, url: str) -> None:
         with endpoint(url) as dst:
             pipe = Pipeline(
                 _CachedReader(extract),
                 dst.writer(),
-                mappings=mask or Mappings(),
                 prep_mode="drop-and-create",
                 progress=False,
                 views=extract.views,

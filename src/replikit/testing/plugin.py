@@ -33,7 +33,7 @@ import pytest
 from replikit.errors import ConfigError
 from replikit.mapping import Mappings
 
-__all__ = ["expand_env"]
+__all__ = ["expand_env", "masks"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SERVERS = {"postgresql": "replikit_postgresql", "mysql": "replikit_mysql"}
@@ -75,7 +75,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("replikit_source", "source database URL of replikit_clone (${VAR} expands)")
     parser.addini("replikit_cache_dir", "where extracted clones are cached", default="")
+    parser.addini(
+        "replikit_mask_secret",
+        "key of the clones' masks (${VAR} expands; default: REPLIKIT_MASK_SECRET)",
+        default="",
+    )
     parser.addini("replikit_row_cap", "default most rows of a clone subset", default="100000")
+
+
+def masks(mask: Mappings | Mapping[str, str] | None) -> Mappings | None:
+    """``mask`` as mask rules: a :class:`~replikit.Mappings` as it is, or
+    ``{"table.column": "kind"}`` (``schema.table.column``; ``%`` wildcards)."""
+    if mask is None or isinstance(mask, Mappings):
+        return mask
+    if not isinstance(mask, Mapping):
+        raise ConfigError(
+            "mask must be {'table.column': 'mask kind'} or a replikit.Mappings, "
+            f"got {type(mask).__name__}"
+        )
+    rules = Mappings()
+    for path, kind in mask.items():
+        table, dot, column = path.rpartition(".")
+        if not dot or not table:
+            raise ConfigError(f"mask {path!r}: write 'table.column' or 'schema.table.column'")
+        rules = rules.mask(table, column, kind)
+    return rules
 
 
 def _worker(config: pytest.Config) -> str:
@@ -201,7 +225,8 @@ def replikit_clone(
         limits: Mapping[str, int] | None = None,
         row_cap: int | None = None,
         unreached: str = "empty",
-        mask: Mappings | None = None,
+        mask: Mappings | Mapping[str, str] | None = None,
+        mask_secret: str | None = None,
         scope: str = "test",
     ) -> Clone:
         refuse_scope(scope)
@@ -219,9 +244,10 @@ def replikit_clone(
                 row_cap if row_cap is not None else cap,
                 unreached,  # type: ignore[arg-type]
             )
-        if mask is not None and not isinstance(mask, Mappings):
-            raise ConfigError(f"mask must be a replikit.Mappings, got {type(mask).__name__}")
-        req = CloneRequest(url, tuple(tables), spec, mask)
+        secret = mask_secret or pytestconfig.getini("replikit_mask_secret") or None
+        req = CloneRequest(
+            url, tuple(tables), spec, masks(mask), expand_env(secret) if secret else None
+        )
         target = _target(request, _replikit_cloner, to)
         made_clone: Clone = _replikit_cloner.clone(req, target, scope, made)
         return made_clone

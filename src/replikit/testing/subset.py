@@ -162,15 +162,26 @@ class _Closure:
         self.total = 0
 
     # -- SQL ------------------------------------------------------------------------------
+    def _text(self, sql: str) -> str:
+        """``sql`` as literal text of a statement with parameters (``%`` doubled for the
+        drivers whose marker is ``%s``: a ``%`` in a name or a predicate stays a ``%``)."""
+        return sql.replace("%", "%%") if self.s.marker == "%s" else sql
+
+    def _q(self, name: str) -> str:
+        return self._text(self.s.quote(name))
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self.s.marker] * n)
+
     def _from(self, tid: TableId) -> str:
-        cols = ", ".join(self.s.quote(c) for c in self.tables[tid].column_names)
-        name = ".".join(self.s.quote(p) for p in (tid.schema, tid.name) if p)
+        cols = ", ".join(self._q(c) for c in self.tables[tid].column_names)
+        name = ".".join(self._q(p) for p in (tid.schema, tid.name) if p)
         return f"SELECT {cols} FROM {name}"  # noqa: S608 - quoted identifiers
 
     def _fetch(self, sql: str, params: Sequence[Any], what: str) -> list[tuple[Any, ...]]:
         cur = self.s.conn.cursor()
         try:
-            cur.execute(self.s.sql(sql), tuple(params))
+            cur.execute(sql, tuple(params))
             return [tuple(r) for r in cur.fetchall()]
         except Error:
             raise
@@ -183,16 +194,16 @@ class _Closure:
         self, tid: TableId, cols: tuple[str, ...], values: list[tuple[Any, ...]], limit: int | None
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``tid`` whose ``cols`` equal one of ``values`` (bound, in chunks)."""
-        q = self.s.quote
+        q, m = self._q, self.s.marker
         for i in range(0, len(values), _CHUNK):
             if limit is not None and limit <= 0:
                 return
             chunk = values[i : i + _CHUNK]
             if len(cols) == 1:
-                cond = f"{q(cols[0])} IN ({', '.join(['%s'] * len(chunk))})"
+                cond = f"{q(cols[0])} IN ({self._marks(len(chunk))})"
                 params: list[Any] = [v[0] for v in chunk]
             else:
-                one = "(" + " AND ".join(f"{q(c)} = %s" for c in cols) + ")"
+                one = "(" + " AND ".join(f"{q(c)} = {m}" for c in cols) + ")"
                 cond = " OR ".join([one] * len(chunk))
                 params = [x for v in chunk for x in v]
             tail = f" LIMIT {int(limit)}" if limit is not None else ""
@@ -220,7 +231,8 @@ class _Closure:
     def _seed_rows(self, tid: TableId, seed: Seed) -> list[tuple[Any, ...]]:
         if isinstance(seed, str):
             check_predicate(seed, self.s.family, tid)
-            return self._fetch(f"{self._from(tid)} WHERE ({seed})", (), f"{tid} WHERE {seed}")
+            sql = f"{self._from(tid)} WHERE ({self._text(seed)})"
+            return self._fetch(sql, (), f"{tid} WHERE {seed}")
         table = self.tables[tid]
         conds, params = [], []
         for col, values in _listed(seed).items():
@@ -229,7 +241,7 @@ class _Closure:
                     f"subset seed of {tid}: no column {col!r} "
                     f"(columns: {', '.join(table.column_names)})"
                 )
-            conds.append(f"{self.s.quote(col)} IN ({', '.join(['%s'] * len(values))})")
+            conds.append(f"{self._q(col)} IN ({self._marks(len(values))})")
             params += values
         where = " AND ".join(conds) or "1 = 1"
         return self._fetch(f"{self._from(tid)} WHERE {where}", params, f"{tid} seed")
