@@ -224,3 +224,9 @@ def test_plan_cli_reports_schema_objects_in_json_and_html(tmp_path, capsys):
     assert trigger["name"] == "t.t_ins" and "sql trigger on t" in trigger["reason"]
     page = report.read_text()
     assert "Schema objects" in page and "t.t_ins" in page
+
+
+def test_predicates_sqlglot_misreads_are_not_converted():
+    result = translate("doc IS DOCUMENT", source="postgresql", target="sqlite")
+    assert result.sql is None and "IS DOCUMENT is not understood" in (result.reason or "")
+    assert translate("a IS NULL", source="postgresql", target="sqlite").sql == '"a" IS NULL'

@@ -263,11 +263,22 @@ def translate(
     """
     try:
         tree = portable(rename_columns(parse(sql, source), columns or {}))
+        _refuse_misreadings(tree, source)
         out = render(tree, target)
     except ValueError as exc:
         return Translation(None, Verdict.NOT_CONVERTED, str(exc))
     notes = review_notes(tree)
     return Translation(out, Verdict.REVIEW if notes else Verdict.EXACT, "; ".join(notes) or None)
+
+
+def _refuse_misreadings(tree: exp.Expression, dialect: str) -> None:
+    """:class:`ValueError` for predicates sqlglot reads as something else: PostgreSQL's
+    ``x IS DOCUMENT`` / ``IS NORMALIZED`` come out as ``x IS "DOCUMENT"`` (a column)."""
+    for node in tree.find_all(exp.Is):
+        if isinstance(node.expression, exp.Column):
+            raise ValueError(
+                f"{dialect} predicate IS {node.expression.name.upper()} is not understood"
+            )
 
 
 #: defaults that generate a new UUID, per target dialect (SQLite has no UUID function)

@@ -49,9 +49,18 @@ def plan_views(
     """
     ids = {v.id: target_id(v.id) for v in views}
     known: dict[TableId, ViewSource] = {**tables, **{v: ViewSource(t) for v, t in ids.items()}}
+    taken = _target_names(tables, ids)
     drafts: dict[TableId, _Draft] = {}
     for view in views:
         drafts[view.id] = _Draft.of(view, known, views_ids=set(ids), source=source)
+        other = taken.get(_fold(ids[view.id]), view.id)
+        if other != view.id and drafts[view.id].error is None:
+            # e.g. a table renamed by the mappings to the view's name: the view would read
+            # itself, or replace the table
+            drafts[view.id].error = (
+                f"its target name {ids[view.id]} is also {other}'s in the target "
+                "(renamed by the mappings?)"
+            )
         called = _user_functions(drafts[view.id].tree, {f.lower() for f in functions})
         if called and drafts[view.id].error is None:
             drafts[
@@ -69,6 +78,22 @@ def plan_views(
         if not plan.converted:
             failed.add(vid)
         out.append(plan)
+    return out
+
+
+def _fold(tid: TableId) -> tuple[str, str]:
+    return ((tid.schema or "").casefold(), tid.name.casefold())
+
+
+def _target_names(
+    tables: Mapping[TableId, ViewSource], views: Mapping[TableId, TableId]
+) -> dict[tuple[str, str], TableId]:
+    """Target name (folded) -> the source object that lands there; tables first."""
+    out: dict[tuple[str, str], TableId] = {}
+    for sid, dest in tables.items():
+        out.setdefault(_fold(dest.target), sid)
+    for sid, tid in views.items():
+        out.setdefault(_fold(tid), sid)
     return out
 
 
