@@ -292,3 +292,16 @@ def test_positions_round_trip_and_order_per_collection():
     assert nx.moved("s.c", {"_data": "nx:10"}) > nx  # digits compare as numbers
     with pytest.raises(rk.ConfigError, match="MongoDB position"):
         Position.parse("mongo:not json")
+
+
+def test_without_pymongo_the_error_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    from replikit.endpoints.mongodb._connect import driver
+
+    monkeypatch.setitem(sys.modules, "pymongo", None)
+    with pytest.raises(rk.MissingDependencyError, match=r"replikit\[mongodb\]"):
+        driver()
+    ep = rk.endpoint("mongodb://h/db")  # naming the endpoint needs no driver
+    with pytest.raises(rk.MissingDependencyError, match="pymongo"):
+        ep.check()

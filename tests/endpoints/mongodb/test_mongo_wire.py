@@ -498,3 +498,30 @@ def test_cdc_into_mongodb_killed_and_resumed(mongo, mongo_url, mongo_db, tmp_pat
     assert got == want, "nothing lost, nothing extra, the same values"
     assert want["counter"][2] == sum(seqs.values())
     assert checkpoint() != killed_at
+
+
+def test_keys_and_indexes_become_indexes_and_are_reflected(mongo, mongo_url, mongo_db):
+    from replikit.schema.model import Index
+
+    table = TableSchema(
+        TableId(mongo_db, "users"),
+        (Column("id", Type.int_(64), nullable=False), Column("email", Type.string(80)),
+         Column("city", Type.text())),
+        primary_key=("id",),
+        unique=(("email",),),
+        indexes=(Index("users_city", ("city",)),),
+    )  # fmt: skip
+    with rk.endpoint(mongo_url) as ep:
+        plan = plan_table(table, source_dialect="python", target=ep.dialect)
+        writer = ep.writer()
+        writer.prepare([plan], "drop-and-create")
+        writer.load(plan, [Batch(table.id, table.column_names,
+                                 [[1, None, "x"], [2, None, "y"], [3, "a@b", "x"]])])  # fmt: skip
+        writer.finish([plan])  # two NULL emails: a SQL unique key allows them
+        [back] = ep.reflect().tables
+        assert writer.ddl([plan])[0] == f"use {mongo_db}"
+    assert {i.columns for i in back.indexes} == {("email",), ("city",)}
+    [unique] = [i for i in back.indexes if i.columns == ("email",)]
+    assert unique.unique
+    if not mongo.deviates("index-names"):
+        assert {i.name for i in back.indexes} == {"users_email_key", "users_city"}

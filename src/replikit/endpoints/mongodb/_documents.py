@@ -19,6 +19,7 @@ Two ways to read a collection as a table:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,6 +59,7 @@ def _json_util() -> Any:
     return json_util
 
 
+@functools.cache
 def _options(base: str) -> Any:
     ju = _json_util()
     return getattr(ju, base).with_options(tz_aware=True, tzinfo=dt.UTC, uuid_representation=4)
@@ -79,11 +81,34 @@ def from_canonical(text: str) -> Any:
     return _json_util().loads(text, json_options=_options("CANONICAL_JSON_OPTIONS"))
 
 
+@functools.cache
+def _exact_types() -> dict[type, str]:
+    from bson import Decimal128, Int64, ObjectId
+
+    return {
+        type(None): "null",
+        bool: "bool",
+        Int64: "long",
+        float: "double",
+        str: "string",
+        dict: "object",
+        list: "array",
+        ObjectId: "objectId",
+        Decimal128: "decimal",
+        dt.datetime: "date",
+        uuid.UUID: "uuid",
+        bytes: "binData",
+    }
+
+
 def type_name(value: Any) -> str:
     """The BSON ``$type`` alias of a decoded value (``binData.<n>`` for binary subtypes
     other than 0 and 4)."""
-    if value is None:
-        return "null"
+    if type(value) is int:
+        return "int" if -(2**31) <= value < 2**31 else "long"
+    exact = _exact_types().get(type(value))
+    if exact is not None:
+        return exact
     if isinstance(value, bool):
         return "bool"
     from bson import Binary, Decimal128, Int64, ObjectId
@@ -93,6 +118,8 @@ def type_name(value: Any) -> str:
         return "long"
     if isinstance(value, int):
         return "int" if -(2**31) <= value < 2**31 else "long"
+    if value is None:
+        return "null"
     if isinstance(value, float):
         return "double"
     if isinstance(value, str):
@@ -211,37 +238,46 @@ class Sample:
 
 
 # -- BSON value -> canonical value of a column ------------------------------------------------
-def accepts(t: Type, value: Any) -> bool:
-    """Whether a column of type ``t`` (as table mode or a replikit record made it) holds
-    ``value`` as it is (otherwise the value goes to the overflow column)."""
-    if value is None:
-        return True
-    name = type_name(value)
+_ALLOWED: dict[Kind, frozenset[str]] = {
+    Kind.BOOL: frozenset({"bool"}),
+    Kind.INT: _INTS,
+    Kind.FLOAT: frozenset({"double"}),
+    Kind.DECIMAL: frozenset({"decimal"}),
+    Kind.STRING: frozenset({"string"}),
+    Kind.TEXT: frozenset({"string"}),
+    Kind.BYTES: frozenset({"binData"}),
+    Kind.UUID: frozenset({"uuid"}),
+    Kind.TIMESTAMP: frozenset({"date"}),
+    Kind.DATE: frozenset({"date"}),
+    Kind.TIME: frozenset({"string"}),
+    Kind.INTERVAL: frozenset({"string"}),
+    Kind.ENUM: frozenset({"string"}),
+    Kind.ARRAY: frozenset({"array"}),
+    Kind.OTHER: frozenset({"string"}),
+}
+
+
+def accepted(t: Type) -> frozenset[str] | None:
+    """The BSON types a column of type ``t`` (as table mode or a replikit record made it)
+    holds as they are (``None``: every type); other values go to the overflow column."""
     native = t.native
     if native.startswith("mixed(") or t.kind is Kind.JSON:
-        return True
+        return None
     if native == "null":
-        return False
+        return frozenset()
     if native.endswith("(canonical Extended JSON)"):
-        return native.startswith(name)
-    allowed = {
-        Kind.BOOL: {"bool"},
-        Kind.INT: _INTS,
-        Kind.FLOAT: {"double"},
-        Kind.DECIMAL: {"decimal"},
-        Kind.STRING: {"objectId"} if native == "objectId" else {"string"},
-        Kind.TEXT: {"string"},
-        Kind.BYTES: {"binData"},
-        Kind.UUID: {"uuid"},
-        Kind.TIMESTAMP: {"date"},
-        Kind.DATE: {"date"},
-        Kind.TIME: {"string"},
-        Kind.INTERVAL: {"string"},
-        Kind.ENUM: {"string"},
-        Kind.ARRAY: {"array"},
-        Kind.OTHER: {"string"},
-    }
-    return name in allowed.get(t.kind, set())
+        return frozenset({native.partition(" ")[0]})
+    if t.kind is Kind.STRING and native == "objectId":
+        return frozenset({"objectId"})
+    return _ALLOWED.get(t.kind, frozenset())
+
+
+def accepts(t: Type, value: Any) -> bool:
+    """Whether a column of type ``t`` holds ``value`` as it is (:func:`accepted`)."""
+    if value is None:
+        return True
+    allowed = accepted(t)
+    return allowed is None or type_name(value) in allowed
 
 
 def to_canonical(t: Type, value: Any) -> Any:
@@ -332,20 +368,27 @@ class TableShape:
         values = dict(self._keyed(doc))
         rest = {k: v for k, v in doc.items() if k != ID}
         flat, extra = flatten(rest, self.depth) if self.depth >= 0 else (rest, {})
-        extra = dict(extra)
+        readers = self._readers
         for path, value in flat.items():
-            col = self._by_name.get(path)
-            if col is None or path in values or not accepts(col.type, value):
+            reader = readers.get(path)
+            if reader is None or path in values:
                 extra[path] = value
                 continue
-            values[path] = to_canonical(col.type, value)
+            allowed, t = reader
+            if value is None:
+                values[path] = None
+            elif allowed is None or type_name(value) in allowed:
+                values[path] = to_canonical(t, value)
+            else:
+                extra[path] = value
         row = [values.get(c.name) for c in self.columns]
         if extra:
             if not self.overflow:
                 first = sorted(extra)[0]
                 raise ValueError(
                     f"field {first!r} (BSON {type_name(extra[first])}) fits no column of the "
-                    "table and it has no overflow column"
+                    "table and it has no overflow column; read the collection with "
+                    "overflow=True (kept in _overflow) or mode='document'"
                 )
             row[-1] = canonical(extra)
         return row
@@ -367,9 +410,15 @@ class TableShape:
             for name in self.key:
                 yield name, to_canonical(self._by_name[name].type, parts.get(name))
 
-    @property
+    @functools.cached_property
     def _by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
+
+    @functools.cached_property
+    def _readers(self) -> dict[str, tuple[frozenset[str] | None, Type]]:
+        """Per column (but the key's and the overflow's): the BSON types it holds, its type."""
+        skip = {*self.key, ID, OVERFLOW}
+        return {c.name: (accepted(c.type), c.type) for c in self.columns if c.name not in skip}
 
     def key_of(self, doc_id: Any) -> dict[str, Any]:
         """The key columns of a document whose ``_id`` is ``doc_id``."""
