@@ -104,11 +104,20 @@ def test_endpoints_mask_the_password_and_check_options():
         rk.endpoint("mongodb:///db")
 
 
+def test_an_option_pymongo_does_not_know_is_refused_not_warned_about():
+    ep = rk.endpoint("mongodb://u:pw@h/db?replicaset=rs0&timeoutMs=5&sampel_size=3")
+    with ep, pytest.raises(rk.ConfigError, match="sampel_size") as err:
+        ep.check()
+    assert "pw@" not in str(err.value)
+
+
 def test_an_unreachable_server_is_a_connect_error_without_the_password():
-    ep = rk.endpoint("mongodb://u:topsecret@127.0.0.1:1/db", timeout_ms=300)
+    ep = rk.endpoint("mongodb://u:topsecret@127.0.0.1:1/db?timeout_ms=300")
+    assert ep.options["timeout_ms"] == 300
     with ep, pytest.raises(rk.ConnectError) as err:
         ep.check()
     assert "127.0.0.1:1" in str(err.value) and "topsecret" not in str(err.value)
+    assert "Topology" not in str(err.value)  # one readable line
 
 
 # -- BSON types and Extended JSON -----------------------------------------------------------------

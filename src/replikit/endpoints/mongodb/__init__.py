@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["MongoDialect", "MongoEndpoint"]
 
 _MODES = ("table", "document")
-_INTS = ("sample_size", "flatten_depth", "batch_size", "write_batch")
+_INTS = ("sample_size", "flatten_depth", "batch_size", "write_batch", "timeout_ms")
+_BOOLS = ("overflow", "transactions")
 
 
 def _options(given: dict[str, str]) -> dict[str, Any]:
@@ -55,9 +56,9 @@ def _options(given: dict[str, str]) -> dict[str, Any]:
                 out[name] = int(value)
             except ValueError:
                 raise ConfigError(f"bad value {value!r} for MongoDB URL option {name!r}") from None
-        elif name == "overflow":
+        elif name in _BOOLS:
             if value.lower() not in ("true", "false"):
-                raise ConfigError(f"overflow must be true or false, not {value!r}")
+                raise ConfigError(f"{name} must be true or false, not {value!r}")
             out[name] = value.lower() == "true"
         else:
             out[name] = value

@@ -14,6 +14,7 @@ import contextlib
 import re
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,8 +26,9 @@ __all__ = ["OWN_OPTIONS", "Client", "MongoUrl", "driver", "parse_url", "translat
 
 #: endpoint options that may be given in the URL query (not passed to pymongo)
 OWN_OPTIONS: Final = frozenset(
-    {"mode", "sample_size", "flatten_depth", "batch_size", "write_batch", "overflow"}
-)
+    {"mode", "sample_size", "flatten_depth", "batch_size", "write_batch", "overflow",
+     "timeout_ms", "transactions"}
+)  # fmt: skip
 _URL = re.compile(r"^(?P<scheme>mongodb(?:\+srv)?)://(?P<rest>[^/?]*)(?P<path>/[^?]*)?(?:\?(?P<query>.*))?$",
                   re.IGNORECASE)  # fmt: skip
 #: server error codes: lost change-stream history, fatal stream errors, cursor gone
@@ -123,20 +125,31 @@ class Client:
             if self._client is None:
                 pymongo = driver()
                 try:
-                    self._client = pymongo.MongoClient(
-                        self.url.uri,
-                        serverSelectionTimeoutMS=self.timeout_ms,
-                        uuidRepresentation="standard",
-                        tz_aware=True,
-                        datetime_conversion="DATETIME_AUTO",
-                        appname="replikit",
-                    )
-                except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
+                    with warnings.catch_warnings():
+                        # pymongo only warns about an unknown or invalid URI option
+                        warnings.simplefilter("error", UserWarning)
+                        self._client = self._make(pymongo)
+                except (
+                    pymongo.errors.ConfigurationError,
+                    UserWarning,
+                    ValueError,
+                    TypeError,
+                ) as exc:
                     raise ConfigError(
                         f"bad MongoDB URL {mask_url(self.url.uri)!r}: "
                         f"{hide_secret(str(exc), self.url.password)}"
                     ) from None
             return self._client
+
+    def _make(self, pymongo: Any) -> Any:
+        return pymongo.MongoClient(
+            self.url.uri,
+            serverSelectionTimeoutMS=self.timeout_ms,
+            uuidRepresentation="standard",
+            tz_aware=True,
+            datetime_conversion="DATETIME_AUTO",
+            appname="replikit",
+        )
 
     def database(self, name: str) -> Any:
         """The database ``name`` with replikit's codec options."""
@@ -206,7 +219,8 @@ def translated(client: Client, doing: str, *, table: str | None = None) -> Itera
             raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from exc
         raise DataError(f"MongoDB refused to {doing}{where}: {text}", table=table) from exc
     except (errors.ServerSelectionTimeoutError, errors.ConnectionFailure) as exc:
-        text = hide_secret(str(exc), client.url.password).splitlines()[0][:300]
+        text = hide_secret(str(exc), client.url.password).splitlines()[0]
+        text = text.split(" (configured timeouts")[0].split(", Timeout:")[0][:300]
         raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from exc
     except errors.InvalidName as exc:
         raise ConfigError(f"cannot {doing} MongoDB: {exc}") from exc
