@@ -345,7 +345,7 @@ def test_segment_checksums_bisect_to_the_changed_rows(make_db, monkeypatch, src_
     from replikit.validation import checksum
 
     monkeypatch.setattr(checksum, "SEGMENT_ROWS", 200)
-    monkeypatch.setattr(checksum, "LEAF_ROWS", 40)
+    monkeypatch.setattr(checksum, "LEAF_ROWS", 40)  # bisected twice
     monkeypatch.setattr(checksum, "FANOUT", 4)
     src, dst = make_db(src_engine), make_db(dst_engine)
     with connect(src_engine, src) as db:

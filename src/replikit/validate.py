@@ -219,8 +219,10 @@ class Validator:
             if outcome is not None:
                 result.method = "checksum"
                 result.rows_compared = outcome.equal_rows
-                for bounds in outcome.dirty:
-                    n = self._rows(setup, sink, bounds)
+                if outcome.dirty:
+                    whole = any(b is None for b in outcome.dirty)
+                    ranges = None if whole else [b for b in outcome.dirty if b is not None]
+                    n = self._rows(setup, sink, ranges)
                     result.rows_compared += n
                     result.rows_read += n
                 return
@@ -228,8 +230,8 @@ class Validator:
         result.rows_compared = result.rows_read = self._rows(setup, sink, None)
         log.debug("%s compared row by row", plan.source.id)
 
-    def _rows(self, setup: _Setup, sink: Any, bounds: KeyRange | None) -> int:
-        """Stream both sides (of the key range ``bounds``, in source names) and compare."""
+    def _rows(self, setup: _Setup, sink: Any, bounds: list[KeyRange] | None) -> int:
+        """Stream both sides (of the key ranges ``bounds``; ``None``: every row) and compare."""
         src = self._entries(setup, "source", bounds)
         tgt = self._entries(setup, "target", bounds)
         expected = setup.source_table.estimated_rows or 0
@@ -241,7 +243,7 @@ class Validator:
         compare_multiset(counted, tgt, sink, memory_rows=self.memory_rows, expected_rows=expected)
         return counted.n
 
-    def _entries(self, setup: _Setup, side: str, bounds: KeyRange | None) -> Iterator[Entry]:
+    def _entries(self, setup: _Setup, side: str, bounds: list[KeyRange] | None) -> Iterator[Entry]:
         """``(canonical key, canonical row, raw row)`` for each row of one side."""
         plan = setup.plan
         if side == "source":
@@ -260,15 +262,19 @@ class Validator:
         reader = endpoint.reader([table])
         try:
             loader = UnitLoader(reader, cast(Writer, None), tuple(transforms))
-            unit = Unit(table.id)
+            units = [Unit(table.id)]
             if bounds is not None:
                 cols = tuple(names[i] for i in key)  # the key in this side's names
-                unit = Unit(table.id, replace(bounds, columns=cols))
+                units = [Unit(table.id, replace(b, columns=cols)) for b in bounds]
             if side == "source":
                 as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
-                unit = replace(unit, as_text=as_text)
-            batches = loader.batches(plan, unit) if side == "source" else reader.read(unit)
-            yield from _rows_of(batches, names, canons, adapters, key, keep)
+                units = [replace(u, as_text=as_text) for u in units]
+
+            def batches(unit: Unit) -> Iterable[Any]:
+                return loader.batches(plan, unit) if side == "source" else reader.read(unit)
+
+            for chunk in _prefetched(units, batches):
+                yield from _rows_of(chunk, names, canons, adapters, key, keep)
         finally:
             if isinstance(reader, SupportsClose):
                 reader.close()
@@ -278,6 +284,22 @@ class Validator:
         from replikit.validation.repair import repair
 
         return repair(self, report)
+
+
+_PREFETCH = 8  # key ranges read at once (each opens its own connection)
+
+
+def _prefetched(
+    units: list[Unit], read: Callable[[Unit], Iterable[Any]]
+) -> Iterator[Iterable[Any]]:
+    """The batches of each unit: one unit streamed; several (small dirty key ranges) read
+    ``_PREFETCH`` at a time in threads, so connection set-up overlaps."""
+    if len(units) == 1:
+        yield read(units[0])
+        return
+    with ThreadPoolExecutor(_PREFETCH, thread_name_prefix="replikit-validate-read") as pool:
+        for i in range(0, len(units), _PREFETCH):
+            yield from pool.map(lambda u: list(read(u)), units[i : i + _PREFETCH])
 
 
 class _Counted:
