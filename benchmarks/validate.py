@@ -147,7 +147,7 @@ def _reladiff(src: str, src_table: str, dst: str) -> list[str]:
         TABLE,
         "-k",
         "id",
-        *sum((["-c", c] for c in COLUMNS[1:]), []),
+        *(arg for c in COLUMNS[1:] for arg in ("-c", c)),
     ]
 
 
@@ -176,7 +176,6 @@ def _counts(urls: list[tuple[str, str]]) -> float:
                 c.execute(f"select count(*) from {TABLE}").fetchone()
         else:
             import pymysql
-
             from mysqlserver import BENCH_USER
 
             conn = pymysql.connect(**url_kwargs(url, BENCH_USER))
@@ -202,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the servers running")
     args = parser.parse_args(argv)
     if not (PEERS / "bin" / "reladiff").exists():
-        print(f"reladiff is not installed in {PEERS}: python3 -m venv {PEERS} && "
-              f"{PEERS}/bin/pip install -r {BENCH_DIR}/requirements.txt", file=sys.stderr)  # fmt: skip
+        hint = f"python3 -m venv {PEERS} && {PEERS}/bin/pip install -r {BENCH_DIR}/requirements.txt"
+        print(f"reladiff is not installed in {PEERS}: {hint}", file=sys.stderr)
         return 2
     pg = pgserver.start(keep=args.keep)
     my = mysqlserver.start(keep=args.keep)
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         if tool == "replikit"
                         else _reladiff(src, src_table, dst_pg)
                     )
-                    seconds, rss, out, status = _measure(cmd, env)
+                    seconds, rss, out, _status = _measure(cmd, env)
                     keys = _replikit_keys(out) if tool == "replikit" else _reladiff_keys(out)
                     ok = keys == expected
                     note = "" if ok else f"got {len(keys or ())} keys, expected {len(expected)}"
