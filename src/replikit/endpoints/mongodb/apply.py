@@ -21,6 +21,7 @@ idempotent (upsert, delete-if-exists, ``$set``). ``transactions=`` forces either
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -156,6 +157,7 @@ class MongoChangeWriter(ChangeWriterBase):
         self.default_schema = default_schema
         self.transactions = transactions
         self._tables: dict[TableId, _Table] = {}
+        self._created = False
 
     def _home(self) -> Any:
         if self.default_schema is None:
@@ -175,8 +177,20 @@ class MongoChangeWriter(ChangeWriterBase):
             if not use:
                 work(None)
                 return
+            self._control_collection()
             with self._client.get().start_session() as session:
                 session.with_transaction(work)
+
+    def _control_collection(self) -> None:
+        """Create ``replikit_checkpoints`` outside of a transaction (MongoDB before 4.4
+        cannot create a collection inside one)."""
+        if self._created:
+            return
+        home = self._home()
+        if CHECKPOINTS not in home.list_collection_names():
+            with contextlib.suppress(driver().errors.CollectionInvalid):  # created meanwhile
+                home.create_collection(CHECKPOINTS)
+        self._created = True
 
     # -- checkpoints -----------------------------------------------------------------------
     def read_checkpoint(self, task: str) -> Checkpoint | None:
