@@ -101,6 +101,11 @@ examples:
 examples:
   replikit cdc-setup sqlite:///app.db --include 'orders%'
   replikit cdc-setup postgresql://app@db1/shop --task-id shop""",
+    "run": """\
+examples:
+  replikit run task.yaml
+  PG_PASSWORD=... replikit run shop.toml --json
+  replikit plan --task task.yaml --ddl       (plan, copy, replicate, validate take --task too)""",
     "demo": """\
 examples:
   replikit demo
@@ -196,7 +201,18 @@ def _selection(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _task_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--task",
+        metavar="FILE",
+        help="read the source and target URLs, migration type, mappings and settings from a "
+        "task file (YAML, or TOML for a .toml name; docs/task-files.md); URLs and flags given "
+        "here win over it",
+    )
+
+
 def _mapping_options(p: argparse.ArgumentParser) -> None:
+    _task_option(p)
     _selection(p)
     for flag, metavar, text in (
         ("--rename-schema", "SRC=DST", "put the tables of source schema SRC into schema DST"),
@@ -317,7 +333,7 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode",
         choices=("full-load-and-cdc", "cdc"),
-        default="full-load-and-cdc",
+        default=None,
         help="full-load-and-cdc (default) or cdc (changes from now on only)",
     )
     p.add_argument(
@@ -425,6 +441,29 @@ def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="run the task a task file describes (YAML or TOML)",
+        description="Run a task file: source and target URLs (${ENV_VAR} replaced, for "
+        "secrets), migration type, mappings (rules or a DMS table-mapping file) and settings. "
+        "The file is checked before anything connects; an error gives the file, the line and "
+        "the key. A full-load task runs as 'replikit copy', the others as 'replikit replicate'.",
+        epilog=_epilog("run", EXIT, ENVIRONMENT),
+    )
+    p.add_argument("taskfile", metavar="TASKFILE", help="the task file (.yaml, .yml or .toml)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument(
+        "--no-progress",
+        action="store_false",
+        dest="progress",
+        default=None,
+        help="no live progress on stderr",
+    )
+
+
 def _add_drop(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "drop",
@@ -491,6 +530,7 @@ def parser() -> argparse.ArgumentParser:
         _add_plan,
         _add_replicate,
         _add_validate,
+        _add_run,
         _add_drop,
         _add_cdc_setup,
         _add_demo,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.mapping import Mappings, Selection
 from replikit.task import Task, TaskSettings
+from replikit.taskfile import TaskFile, load_task_file
 
 __all__ = ["main"]
 
@@ -43,9 +45,16 @@ def _pair(text: str, flag: str, shape: str) -> tuple[str, str]:
     return source, target
 
 
-def _mappings(args: argparse.Namespace) -> Mappings:
-    """Selection and renames from the command line."""
-    mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
+def _mappings(args: argparse.Namespace, base: Mappings | None = None) -> Mappings:
+    """Selection and renames from the command line (added to ``base``: a task file's)."""
+    if base is None:
+        mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
+    else:
+        mappings = base
+        for pattern in args.include:
+            mappings = mappings.include(*_pattern(pattern))
+        for pattern in args.exclude:
+            mappings = mappings.exclude(*_pattern(pattern))
     for text in args.rename_schema:
         mappings = mappings.rename_schema(*_pair(text, "--rename-schema", "SRC=DST"))
     for text in args.rename_table:
@@ -58,6 +67,11 @@ def _mappings(args: argparse.Namespace) -> Mappings:
             raise ConfigError(f"--rename-column {text!r}: expected {shape}")
         mappings = mappings.rename_column(table, column, target)
     return mappings
+
+
+def _pattern(text: str) -> tuple[str, str]:
+    schema, dot, table = text.partition(".")
+    return (schema, table) if dot else ("%", schema)
 
 
 def _type_overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -73,10 +87,46 @@ def _type_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _task(args: argparse.Namespace, executor: Any = None, **flags: Any) -> Task:
-    settings = _settings(args, **flags)
-    return Task(
-        args.source, args.target, mappings=_mappings(args), settings=settings, executor=executor
+    return _build(args, args.source, executor=executor, **flags)
+
+
+def _build(
+    args: argparse.Namespace,
+    source: Any,
+    *,
+    migration_type: str | None = None,
+    executor: Any = None,
+    **flags: Any,
+) -> Task:
+    """The task the command line describes: a ``--task`` file's, with the URLs, selection,
+    renames and setting flags given on the line winning over it."""
+    task_file = _task_file(args)
+    if task_file is None:
+        return Task(
+            source,
+            args.target,
+            migration_type=migration_type or "full-load",
+            mappings=_mappings(args),
+            settings=_settings(args, **flags),
+            executor=executor,
+        )
+    given = {k: v for k, v in flags.items() if v is not None}
+    if getattr(args, "type", None):
+        given["type_overrides"] = {**task_file.settings.type_overrides, **_type_overrides(args)}
+    settings = dataclasses.replace(task_file.settings, **given)
+    return task_file.task(
+        source=source or task_file.source,
+        target=args.target or task_file.target,
+        migration_type=migration_type or task_file.migration_type,
+        mappings=_mappings(args, task_file.mappings),
+        settings=settings,
+        executor=executor,
     )
+
+
+def _task_file(args: argparse.Namespace) -> TaskFile | None:
+    path = getattr(args, "task", None)
+    return None if path is None else load_task_file(path)
 
 
 def _settings(args: argparse.Namespace, **flags: Any) -> TaskSettings:
@@ -211,6 +261,35 @@ def _source(url: str, cdc_setup: bool) -> Endpoint:
     return endpoint(url)
 
 
+def _given(args: argparse.Namespace, settings: TaskSettings) -> list[str]:
+    """The settings the replicate flags gave (they win over a task file)."""
+    flags = {
+        "task_id": args.task_id, "batch_apply": args.batch_apply,
+        "stop_when_idle": args.stop_when_idle, "cdc_start_position": args.start_position,
+        "cdc_stop_position": args.stop_position, **_load_flags(args),
+    }  # fmt: skip
+    return [k for k, v in flags.items() if v is not None]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """``replikit run TASKFILE``: a full-load task as ``copy``, the others as ``replicate``."""
+    task_file = load_task_file(args.taskfile)
+    defaults = {
+        "task": args.taskfile, "source": None, "target": None, "include": [], "exclude": [],
+        "rename_schema": [], "rename_table": [], "rename_column": [], "type": [],
+        "prep": None, "parallel": None, "split_rows": None, "allow_lossy": None,
+        "dask": None, "mode": None, "batch_apply": None, "stop_when_idle": None,
+        "task_id": None, "start_position": None, "stop_position": None, "cdc_setup": False,
+        "metrics_port": None, "metrics_host": "127.0.0.1",
+    }  # fmt: skip
+    for key, value in defaults.items():
+        setattr(args, key, value)
+    if task_file.migration_type == "full-load":
+        return _cmd_copy(args)
+    args.mode = task_file.migration_type
+    return _cmd_replicate(args)
+
+
 def _cmd_replicate(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
@@ -221,11 +300,16 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
     )
-    mappings = _mappings(args)
-    with _source(args.source, args.cdc_setup) as source:  # the task closes only its own
-        task = Task(
-            source, args.target, migration_type=args.mode, mappings=mappings, settings=settings
-        )
+    task_file = _task_file(args)
+    url = args.source or (task_file.source if task_file is not None else None)
+    if not url:
+        raise ConfigError("no source URL: give SRC_URL or --task, or set REPLIKIT_SOURCE_URL")
+    mode = args.mode or (task_file.migration_type if task_file is not None else None)
+    if mode == "full-load":
+        mode = "full-load-and-cdc"
+    with _source(url, args.cdc_setup) as source:  # the task closes only its own
+        flags = {k: getattr(settings, k) for k in _given(args, settings)}
+        task = _build(args, source, migration_type=mode or "full-load-and-cdc", **flags)
         with _graceful(task), _monitor(task, args):
             status, error = _run(task)
     stats = task.statistics()
@@ -312,6 +396,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "plan": _cmd_plan,
     "replicate": _cmd_replicate,
     "validate": _cmd_validate,
+    "run": _cmd_run,
     "drop": _cmd_drop,
     "cdc-setup": _cmd_cdc_setup,
     "demo": _cmd_demo,
@@ -337,6 +422,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _urls_from_env(args: argparse.Namespace) -> None:
     """Fill SRC_URL / DST_URL not given on the line from ``REPLIKIT_SOURCE_URL`` /
     ``REPLIKIT_TARGET_URL``."""
+    if getattr(args, "task", None) or args.command == "run":
+        return  # the task file names them
     for role, var in _URL_ENV.items():
         if role in vars(args) and getattr(args, role) is None:
             url = os.environ.get(var)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -209,6 +210,27 @@ class Task:
         self._loading: Pipeline | None = None  # a full load running
         self._stream: Pipeline | None = None  # a change stream running (its load included)
         self._phase = "idle"
+        self._task_file: Any = None  # the task file this task was read from, if any
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Task:
+        """The task a task file (YAML, or TOML for a ``.toml`` name) describes: source and
+        target URLs (``${ENV_VAR}`` replaced), migration type, mappings (rules, or a DMS
+        table-mapping file) and settings (docs/task-files.md). It is checked before anything
+        connects; a :class:`~replikit.ConfigError` gives the file, the line and the key.
+        ``overrides`` are ``Task`` keywords that win over the file."""
+        from replikit.taskfile import load_task_file
+
+        return load_task_file(path).task(**overrides)
+
+    def to_yaml(self) -> str:
+        """This task as a task file (YAML), secrets left as ``${...}`` variables: a task read
+        from a file as it was written; another with its passwords as
+        ``${REPLIKIT_SOURCE_PASSWORD}`` / ``${REPLIKIT_TARGET_PASSWORD}`` and the mask secret
+        as ``${REPLIKIT_MASK_SECRET}``."""
+        from replikit.taskfile import task_yaml
+
+        return task_yaml(self)
 
     def __repr__(self) -> str:
         return (

@@ -157,7 +157,10 @@ def mappings_from_dms(
             )
     if not include:
         raise ConfigError("table mapping: at least one selection rule must include tables")
-    return Mappings(Selection(tuple(include), tuple(exclude)), tuple(out))
+    path = (
+        None if isinstance(source, Mapping) or str(source).lstrip().startswith("{") else str(source)
+    )
+    return Mappings(Selection(tuple(include), tuple(exclude)), tuple(out), dms=doc, dms_path=path)
 
 
 def _selection(r: _Rule, include: list[str], exclude: list[str], out: list[Rule]) -> None:

@@ -123,14 +123,14 @@ class Condition:
 
     def describe(self) -> str:
         """``qty > 10``, ``status in ('a', 'b')``, ``day between ... and ...``."""
-        v = self.values
+        v = [repr(x) if isinstance(x, str) else str(x) for x in self.values]
         if self.op in ("is null", "is not null"):
             return f"{self.column} {self.op}"
         if "between" in self.op:
-            return f"{self.column} {self.op} {v[0]!r} and {v[1]!r}"
+            return f"{self.column} {self.op} {v[0]} and {v[1]}"
         if self.op == "in":
-            return f"{self.column} in ({', '.join(repr(x) for x in v)})"
-        return f"{self.column} {self.op} {v[0]!r}"
+            return f"{self.column} in ({', '.join(v)})"
+        return f"{self.column} {self.op} {v[0]}"
 
     def bind(self, types: Mapping[str, Type], where: str) -> Condition:
         """This condition with values of ``types[column]``'s Python type; ``ConfigError``

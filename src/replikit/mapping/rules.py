@@ -13,12 +13,14 @@ change all apply).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from replikit.errors import ConfigError
 from replikit.mapping.casts import parse_type
@@ -189,6 +191,23 @@ class Rule:
         return name.removesuffix(old) + v if name.endswith(old) else name  # replace-suffix
 
 
+_M = TypeVar("_M", bound="Mappings")
+
+
+def _recorded(method: Callable[..., _M]) -> Callable[..., _M]:
+    """Record the call on the returned ``Mappings`` (see ``Mappings.calls``)."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(self: _M, *args: Any, **kwargs: Any) -> _M:
+        out = method(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        params = tuple((k, v) for k, v in bound.arguments.items() if k != "self")
+        return replace(out, calls=(*self.calls, (method.__name__, params)))
+
+    return wrapper
+
+
 def _table_locator(text: str) -> tuple[str, str]:
     return _split(text)
 
@@ -225,6 +244,14 @@ class Mappings:
 
     selection: Selection = field(default_factory=Selection)
     rules: tuple[Rule, ...] = ()
+    #: the builder calls that made the rules, ``(method, ((parameter, value), ...))``, in order
+    #: (a task file writes them back: :meth:`replikit.Task.to_yaml`)
+    calls: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    #: the DMS table-mapping document the rules were read from, if any (and its path)
+    dms: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    dms_path: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dms_json(
@@ -248,25 +275,30 @@ class Mappings:
         next_id = max((r.id for r in self.rules), default=0) + 1
         return replace(self, rules=(*self.rules, Rule(next_id, action, target, **kw)))
 
+    @_recorded
     def include(self, schema: str, table: str = "%") -> Mappings:
         """Select tables matching ``schema.table``."""
         sel = replace(self.selection, include=(*self.selection.include, f"{schema}.{table}"))
         return replace(self, selection=sel)
 
+    @_recorded
     def exclude(self, schema: str, table: str = "%") -> Mappings:
         """Leave out tables matching ``schema.table``."""
         sel = replace(self.selection, exclude=(*self.selection.exclude, f"{schema}.{table}"))
         return replace(self, selection=sel)
 
+    @_recorded
     def rename_schema(self, source: str, target: str) -> Mappings:
         """Put tables of schema ``source`` into schema ``target``."""
         return self._add("rename", "schema", schema=literal(source), value=target)
 
+    @_recorded
     def rename_table(self, source: str, target: str) -> Mappings:
         """Rename table ``source`` (``schema.table`` or ``table``) to ``target``."""
         schema, table = _exact_table(source)
         return self._add("rename", "table", schema=schema, table=table, value=target)
 
+    @_recorded
     def rename_column(self, table: str, column: str, target: str) -> Mappings:
         """Rename ``column`` of source table ``table`` (``schema.table`` or ``table``) to
         ``target`` in the target table (the source keeps its name).
@@ -291,6 +323,7 @@ class Mappings:
             return self._add(action, "column", schema=schema, table=table, column=column, **kw)
         raise ConfigError(f"{action}: target must be 'schema', 'table' or 'column', not {target!r}")
 
+    @_recorded
     def convert_case(self, target: str, case: str, locator: str = "%") -> Mappings:
         """Lower- or upper-case the names of ``target`` objects (``schema``, ``table`` or
         ``column``) matching ``locator``; ``case`` is ``lower`` or ``upper``."""
@@ -298,30 +331,37 @@ class Mappings:
             raise ConfigError(f"convert_case: case must be 'lower' or 'upper', not {case!r}")
         return self._name_rule(f"convert-{case}case", target, locator)
 
+    @_recorded
     def add_prefix(self, target: str, prefix: str, locator: str = "%") -> Mappings:
         """Prepend ``prefix`` to the names of ``target`` objects matching ``locator``."""
         return self._name_rule("add-prefix", target, locator, value=prefix)
 
+    @_recorded
     def add_suffix(self, target: str, suffix: str, locator: str = "%") -> Mappings:
         """Append ``suffix`` to the names of ``target`` objects matching ``locator``."""
         return self._name_rule("add-suffix", target, locator, value=suffix)
 
+    @_recorded
     def remove_prefix(self, target: str, prefix: str, locator: str = "%") -> Mappings:
         """Strip ``prefix`` from the names that start with it."""
         return self._name_rule("remove-prefix", target, locator, value=prefix)
 
+    @_recorded
     def remove_suffix(self, target: str, suffix: str, locator: str = "%") -> Mappings:
         """Strip ``suffix`` from the names that end with it."""
         return self._name_rule("remove-suffix", target, locator, value=suffix)
 
+    @_recorded
     def replace_prefix(self, target: str, old: str, new: str, locator: str = "%") -> Mappings:
         """Replace prefix ``old`` by ``new`` in the names that start with ``old``."""
         return self._name_rule("replace-prefix", target, locator, old_value=old, value=new)
 
+    @_recorded
     def replace_suffix(self, target: str, old: str, new: str, locator: str = "%") -> Mappings:
         """Replace suffix ``old`` by ``new`` in the names that end with ``old``."""
         return self._name_rule("replace-suffix", target, locator, old_value=old, value=new)
 
+    @_recorded
     def remove_column(self, table: str, *columns: str) -> Mappings:
         """Leave ``columns`` (patterns) of tables matching ``table`` out of the target."""
         schema, tname = _table_locator(table)
@@ -330,6 +370,7 @@ class Mappings:
             out = out._add("remove-column", "column", schema=schema, table=tname, column=column)
         return out
 
+    @_recorded
     def keep_columns(self, table: str, *columns: str) -> Mappings:
         """Keep only ``columns`` of tables matching ``table`` (DMS ``include-column``)."""
         schema, tname = _table_locator(table)
@@ -338,6 +379,7 @@ class Mappings:
             out = out._add("include-column", "column", schema=schema, table=tname, column=column)
         return out
 
+    @_recorded
     def add_column(
         self, table: str, name: str, type: Type | str, expression: str | None = None
     ) -> Mappings:
@@ -354,6 +396,7 @@ class Mappings:
             expression=expression,
         )  # fmt: skip
 
+    @_recorded
     def add_change_column(self, table: str, name: str, field: str) -> Mappings:
         """Add column ``name`` recording the change's ``field``: ``operation`` (``INSERT``,
         ``UPDATE``, ``DELETE``), ``commit_timestamp`` (the source commit time; the load's
@@ -366,6 +409,7 @@ class Mappings:
         expression, type_name = CHANGE_FIELDS[field]
         return self.add_column(table, name, type_name, expression)
 
+    @_recorded
     def change_type(self, table: str, column: str, type: Type | str) -> Mappings:
         """Give ``column`` (a pattern) of tables matching ``table`` another target type;
         values are cast one by one (one that does not fit is a row error naming it)."""
@@ -375,6 +419,7 @@ class Mappings:
             "change-data-type", "column", schema=schema, table=tname, column=column, type=t
         )
 
+    @_recorded
     def define_primary_key(
         self, table: str, columns: Sequence[str], *, unique: bool = False, name: str | None = None
     ) -> Mappings:
@@ -388,6 +433,7 @@ class Mappings:
             unique=unique, value=name,
         )  # fmt: skip
 
+    @_recorded
     def mask(self, table: str, column: str, kind: str, value: str | None = None) -> Mappings:
         """Mask ``column`` (a pattern) of tables matching ``table`` (see
         :mod:`replikit.mapping.masking` for the kinds; ``value``: the character of
@@ -397,6 +443,7 @@ class Mappings:
             "mask", "column", schema=schema, table=tname, column=column, mask=Mask(kind, value)
         )
 
+    @_recorded
     def filter(self, table: str, *conditions: Condition | tuple[Any, ...]) -> Mappings:
         """Keep only the rows of tables matching ``table`` where the ``conditions`` (each a
         ``(column, operator, *values)`` tuple) all hold. Each call adds one group: a row is
