@@ -330,3 +330,12 @@ def test_a_mask_that_does_not_fit_the_type_is_refused():
         bound(Mappings().mask("customers", "joined", "hash"))
     with pytest.raises(ConfigError, match="digits-mask takes one printable"):
         Mappings().mask("customers", "phone", "digits-mask", "##")
+
+
+def test_float_arithmetic_rounds_to_a_decimal_scale_but_exact_values_must_fit():
+    m = Mappings().add_column("customers", "triple", "numeric(14,2)", "$spend * 3 + 0.01")
+    assert bound(m).row(ROW)["triple"] == Decimal("36001.51")
+    narrow = bound(Mappings().change_type("customers", "spend", "numeric(10,1)"))
+    assert narrow.row({**ROW, "spend": Decimal("12000.50")})["spend"] == Decimal("12000.5")
+    with pytest.raises(DataError, match="cannot become decimal"):
+        narrow.row({**ROW, "spend": Decimal("12000.55")})

@@ -67,6 +67,7 @@ class TableMapping:
     key: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(sep=" "))
+    _full_load: Meta = field(init=False, repr=False, compare=False)
 
     @property
     def changes_rows(self) -> bool:
@@ -82,33 +83,30 @@ class TableMapping:
         """Whether the row filter keeps ``row`` (source names and values)."""
         return self.predicate is None or self.predicate.holds(row)
 
+    def __post_init__(self) -> None:
+        meta = Meta.full_load(self.source.id.schema, self.source.id.name, self.started)
+        object.__setattr__(self, "_full_load", meta)
+
     def row(self, row: Mapping[str, Any], meta: Meta | None = None) -> dict[str, Any]:
         """``row`` (source names and values) as the target gets it (names still the source's;
         the plan renames). ``DataError`` names the column and key of a value that does not
         fit a type change or an expression's type."""
-        out = dict(row)
-        for column, fn in self.casts:
-            if column in out:
-                out[column] = self._apply(fn, out, column)
-        for column, fn in self.masks:
-            if column in out:
-                out[column] = fn(out[column])
+        out = self.key_values(row)
         if self.added:
-            m = meta or Meta.full_load(self.source.id.schema, self.source.id.name, self.started)
+            m = meta or self._full_load
             for a in self.added:
                 value = None if a.expression is None else self._evaluate(a, out, m)
-                out[a.name] = self._apply(a.cast, {**out, a.name: value}, a.name)
+                out[a.name] = self._apply(a.cast, value, out, a.name)
         for column in self.removed:
             out.pop(column, None)
         return out
 
     def key_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The key columns of ``row`` after type changes and masks (how the target holds
-        them)."""
+        """``row`` after type changes and masks only (how the target holds a key)."""
         out = dict(row)
         for column, fn in self.casts:
             if column in out:
-                out[column] = self._apply(fn, out, column)
+                out[column] = self._apply(fn, out[column], out, column)
         for column, fn in self.masks:
             if column in out:
                 out[column] = fn(out[column])
@@ -135,9 +133,11 @@ class TableMapping:
                 key=self._key_of(row),
             ) from None
 
-    def _apply(self, fn: Callable[[Any], Any], row: Mapping[str, Any], column: str) -> Any:
+    def _apply(
+        self, fn: Callable[[Any], Any], value: Any, row: Mapping[str, Any], column: str
+    ) -> Any:
         try:
-            return fn(row[column])
+            return fn(value)
         except ValueError as exc:
             raise DataError(str(exc), table=str(self.source.id), column=column,
                             key=self._key_of(row)) from None  # fmt: skip
@@ -496,6 +496,12 @@ class MappingTransform:
         bound = self._tables.get(change.table)
         if bound is None or (not bound.changes_rows and not bound.key):
             return change
+        after = change.after
+        if change.op is Op.INSERT and change.position is None and after is not None:
+            # a full-load row: no key, images or metadata to map but the row's
+            if bound.predicate is not None and not bound.predicate.holds(after):
+                return None
+            return Change(Op.INSERT, change.table, change.key, None, bound.row(after))
         out = bound.expand(change)
         if len(out) > 1:
             raise ConfigError("a change that maps to several changes needs expand()")

@@ -172,7 +172,9 @@ def _cast(value: Any, t: Type) -> Any:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
         if t.precision is not None:
             exact = number.quantize(Decimal(1).scaleb(-(t.scale or 0)))
-            if exact != number or len(exact.as_tuple().digits) > t.precision:
+            # a binary float (SQLite arithmetic) rounds to the scale; an exact value must fit
+            rounded = isinstance(value, float) or exact == number
+            if not rounded or len(exact.as_tuple().digits) > t.precision:
                 return _FAIL  # rounding would change the value, or it is too large
             return exact
         return number
