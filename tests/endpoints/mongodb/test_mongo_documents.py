@@ -221,6 +221,14 @@ def test_what_fits_no_column_goes_to_overflow_never_dropped():
         strict.row({"_id": 1, "a": 1, "new": 1})
 
 
+def test_a_dotted_name_and_a_nested_path_stay_apart_in_overflow():
+    shape, _ = _shape([{"_id": 1, "z": 1}])
+    row = shape.row({"_id": 2, "z": 1, "a": {"b": "nested"}, "a.b": "dotted", "$op": {"c.d": 1}})
+    assert d.from_canonical(row[-1]) == {
+        "a": {"b": "nested"}, "a.b": "dotted", "$op": {"c.d": 1}
+    }  # fmt: skip
+
+
 def test_an_id_that_does_not_fit_its_column_is_refused_by_name():
     shape, _ = _shape([{"_id": 1}])
     with pytest.raises(ValueError, match="document mode"):
@@ -314,3 +322,48 @@ def test_without_pymongo_the_error_says_which_extra_to_install(monkeypatch):
     ep = rk.endpoint("mongodb://h/db")  # naming the endpoint needs no driver
     with pytest.raises(rk.MissingDependencyError, match="pymongo"):
         ep.check()
+
+
+# -- nothing dropped: every field of any document is in a column or in _overflow ----------------
+_names = st.sampled_from(["a", "b", "c", "a.b", "$x", "_overflow", "d"])
+_leaves = st.one_of(
+    st.integers(-(2**40), 2**40), st.text(max_size=3), st.none(), st.booleans(),
+    st.floats(allow_nan=False), st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+_docs = st.recursive(
+    _leaves, lambda inner: st.dictionaries(_names, inner, max_size=3), max_leaves=8
+)
+
+
+@given(
+    st.lists(st.dictionaries(_names, _docs, max_size=4), min_size=1, max_size=6),
+    st.integers(0, 3),
+    st.integers(0, 2),
+)
+def test_table_mode_drops_nothing(docs, sampled, depth):
+    docs = [{"_id": i, **doc} for i, doc in enumerate(docs)]
+    shape, _ = _shape(docs[: max(1, sampled)], depth=depth)
+    for doc in docs:
+        row = dict(zip(shape.names, shape.row(doc), strict=True))
+        extra = d.from_canonical(row["_overflow"]) if row["_overflow"] is not None else {}
+        flat, odd = d.flatten({k: v for k, v in doc.items() if k != "_id"}, depth)
+        leaves = {**{tuple(p.split(".")): v for p, v in flat.items()}, **odd}
+        for path, value in leaves.items():
+            kept = _at(extra, path)
+            if kept is not _MISSING:
+                assert d.canonical(kept) == d.canonical(value), path
+            else:
+                column = ".".join(path)
+                assert path not in odd and column in row and column != "_overflow", path
+                assert (row[column] is None) == (value is None), (path, value, row[column])
+
+
+_MISSING = object()
+
+
+def _at(doc, path):
+    for name in path:
+        if not isinstance(doc, dict) or name not in doc:
+            return _MISSING
+        doc = doc[name]
+    return doc

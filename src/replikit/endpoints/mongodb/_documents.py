@@ -148,26 +148,45 @@ def odd_name(name: str) -> bool:
     return not name or "." in name or name.startswith("$")
 
 
-def flatten(doc: Mapping[str, Any], depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``doc``'s field paths and values, nested documents opened up to ``depth`` levels,
-    and the fields with odd names (:func:`odd_name`) by their path, set aside."""
+Segments = tuple[str, ...]
+
+
+def flatten(doc: Mapping[str, Any], depth: int) -> tuple[dict[str, Any], dict[Segments, Any]]:
+    """``doc``'s field paths (``a.b``) and values, nested documents opened up to ``depth``
+    levels, and the fields with odd names (:func:`odd_name`) set aside by their path as a
+    tuple of names (a name may hold ``.``: ``("a", "x.y")`` is not ``("a", "x", "y")``)."""
     flat: dict[str, Any] = {}
-    odd: dict[str, Any] = {}
-    _flatten(doc, "", depth, flat, odd)
+    odd: dict[Segments, Any] = {}
+    _flatten(doc, (), depth, flat, odd)
     return flat, odd
 
 
 def _flatten(
-    doc: Mapping[str, Any], prefix: str, depth: int, flat: dict[str, Any], odd: dict[str, Any]
+    doc: Mapping[str, Any],
+    prefix: Segments,
+    depth: int,
+    flat: dict[str, Any],
+    odd: dict[Segments, Any],
 ) -> None:
     for name, value in doc.items():
-        path = prefix + name
+        path = (*prefix, name)
         if odd_name(name):
             odd[path] = value
-        elif isinstance(value, Mapping) and value and depth > 0 and path != ID:
-            _flatten(value, path + ".", depth - 1, flat, odd)
+        elif isinstance(value, Mapping) and value and depth > 0 and path != (ID,):
+            _flatten(value, path, depth - 1, flat, odd)
         else:
-            flat[path] = value
+            flat[".".join(path)] = value
+
+
+def nest(fields: Mapping[Segments, Any]) -> dict[str, Any]:
+    """The partial document holding ``fields`` (path as a tuple of names -> value)."""
+    doc: dict[str, Any] = {}
+    for path, value in fields.items():
+        at = doc
+        for name in path[:-1]:
+            at = at.setdefault(name, {})
+        at[path[-1]] = value
+    return doc
 
 
 # -- column types from what a sample held -----------------------------------------------------
@@ -214,7 +233,7 @@ class Sample:
         """Count one document's field types."""
         self.documents += 1
         flat, odd = flatten(doc, self.depth)
-        self.odd.update(odd)
+        self.odd.update(".".join(p) for p in odd)
         for place, (path, value) in enumerate(flat.items()):
             self.fields.setdefault(path, Counter())[type_name(value)] += 1
             self.places[path] = min(place, self.places.get(path, place))
@@ -367,30 +386,29 @@ class TableShape:
             return [canonical(doc.get(ID)), canonical(doc)]
         values = dict(self._keyed(doc))
         rest = {k: v for k, v in doc.items() if k != ID}
-        flat, extra = flatten(rest, self.depth) if self.depth >= 0 else (rest, {})
+        flat, extra = flatten(rest, self.depth)
         readers = self._readers
         for path, value in flat.items():
             reader = readers.get(path)
-            if reader is None or path in values:
-                extra[path] = value
-                continue
-            allowed, t = reader
-            if value is None:
-                values[path] = None
-            elif allowed is None or type_name(value) in allowed:
-                values[path] = to_canonical(t, value)
-            else:
-                extra[path] = value
+            if reader is not None and path not in values:
+                allowed, t = reader
+                if value is None:
+                    values[path] = None
+                    continue
+                if allowed is None or type_name(value) in allowed:
+                    values[path] = to_canonical(t, value)
+                    continue
+            extra[tuple(path.split("."))] = value  # segments of a flat path hold no "."
         row = [values.get(c.name) for c in self.columns]
         if extra:
             if not self.overflow:
-                first = sorted(extra)[0]
+                first = min(extra)
                 raise ValueError(
-                    f"field {first!r} (BSON {type_name(extra[first])}) fits no column of the "
-                    "table and it has no overflow column; read the collection with "
-                    "overflow=True (kept in _overflow) or mode='document'"
+                    f"field {'.'.join(first)!r} (BSON {type_name(extra[first])}) fits no "
+                    "column of the table and it has no overflow column; read the collection "
+                    "with overflow=True (kept in _overflow) or mode='document'"
                 )
-            row[-1] = canonical(extra)
+            row[-1] = canonical(nest(extra))
         return row
 
     def _keyed(self, doc: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
