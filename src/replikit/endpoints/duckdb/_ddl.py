@@ -15,6 +15,7 @@ from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.identifiers import ObjectNames
 from replikit.schema.model import Index, TableId
+from replikit.schema.report import ObjectPlan
 
 __all__ = [
     "add_column",
@@ -24,6 +25,7 @@ __all__ = [
     "drop_table",
     "index_statements",
     "table_name",
+    "view_statements",
 ]
 
 
@@ -127,3 +129,15 @@ def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], li
             "(DuckDB enforces them on every write and cannot defer them)"
         )
     return statements, problems
+
+
+def view_statements(view: ObjectPlan) -> list[str]:
+    """Schema, drop and create of one converted view (its query is DuckDB SQL)."""
+    assert view.target is not None
+    assert view.sql is not None
+    name = table_name(view.target)
+    return [
+        *create_schema(view.target.schema),
+        f"DROP VIEW IF EXISTS {name}",
+        f"CREATE VIEW {name} AS {view.sql}",
+    ]

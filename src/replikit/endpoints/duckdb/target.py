@@ -29,6 +29,7 @@ from replikit.schema.findings import Finding
 from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import TableId, TableSchema
 from replikit.schema.names import ascii_fold
+from replikit.schema.report import ObjectPlan
 
 __all__ = ["MODES", "DuckdbWriter", "columns_for"]
 
@@ -124,6 +125,36 @@ class DuckdbWriter(Writer, SupportsPrepare):
         names = object_names(plans, DIALECT)
         for plan in plans:
             out += _ddl.add_primary_key(plan) + _ddl.index_statements(plan, names)[0]
+        return out
+
+    def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
+        """The view statements :meth:`create_objects` would run (CHECKs are in :meth:`ddl`)."""
+        return [s for v in views if v.converted for s in _ddl.view_statements(v)]
+
+    def create_objects(
+        self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]
+    ) -> list[tuple[ObjectPlan, str | None]]:
+        """Create each converted view and query it; one DuckDB refuses is rolled back and
+        reported. CHECKs were created with their tables (a violating row was refused)."""
+        out: list[tuple[ObjectPlan, str | None]] = [
+            (obj, None)
+            for p in plans
+            if p.target_id not in self._kept
+            for obj in p.objects
+            if obj.kind == "check" and obj.sql is not None
+        ]
+        duckdb = driver()
+        with self._db.connected() as conn:
+            for v in views:
+                if not v.converted or v.target is None:
+                    continue
+                probe = f"SELECT * FROM {_ddl.table_name(v.target)} LIMIT 0"  # noqa: S608
+                try:
+                    self._run(conn, [*_ddl.view_statements(v), probe])
+                except duckdb.Error as exc:
+                    out.append((v, str(exc).strip().splitlines()[0]))
+                else:
+                    out.append((v, None))
         return out
 
     def check_existing(
