@@ -525,3 +525,15 @@ def test_keys_and_indexes_become_indexes_and_are_reflected(mongo, mongo_url, mon
     assert unique.unique
     if not mongo.deviates("index-names"):
         assert {i.name for i in back.indexes} == {"users_email_key", "users_city"}
+
+
+def test_a_column_named_id_that_is_not_the_key_is_refused_before_anything_is_created(
+    mongo, mongo_url, mongo_db
+):
+    table = TableSchema(TableId(mongo_db, "clash"), (Column("id", Type.int_(64), nullable=False),
+                        Column("_id", Type.text())), primary_key=("id",))  # fmt: skip
+    with rk.endpoint(mongo_url) as ep:
+        plan = plan_table(table, source_dialect="python", target=ep.dialect)
+        with pytest.raises(rk.TableDdlError, match="column _id that is not its key"):
+            ep.writer().prepare([plan], "drop-and-create")
+        assert "clash" not in [t.id.name for t in ep.reflect().tables]

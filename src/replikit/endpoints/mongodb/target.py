@@ -168,6 +168,7 @@ class MongoWriter(Writer, SupportsPrepare):
     @staticmethod
     def _commands(db: Any, plan: TablePlan, mode: str) -> list[_ddl.Command]:
         name = plan.target_id.name
+        _refuse_id_column(plan)
         exists = name in db.list_collection_names()
         if mode == "drop-and-create":
             return _ddl.drop(plan) + _ddl.create(plan)
@@ -235,6 +236,20 @@ class MongoWriter(Writer, SupportsPrepare):
                 errors[str(plan.target_id)] = exc
         if errors:
             raise table_errors(errors, "MongoDB indexes", len(plans))
+
+
+def _refuse_id_column(plan: TablePlan) -> None:
+    """A column called ``_id`` that is not the whole key would overwrite the document's
+    ``_id`` (the key): refused before anything is created."""
+    key = plan.target_schema.key
+    if _ddl.document_mode(plan) or key == (d.ID,) or not key:
+        return
+    if any(cp.name == d.ID for cp in plan.columns):
+        raise SchemaError(
+            f"table {plan.target_id} has a column _id that is not its key ({', '.join(key)}): "
+            "in MongoDB the key is _id. Rename the column (Mappings.rename_column) or drop it "
+            "with a transform"
+        )
 
 
 def _refused(
