@@ -16,11 +16,14 @@ Under pytest the helpers' own frames are hidden, so the failure points at the te
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from replikit.endpoints.base import Endpoint, endpoint
 from replikit.mapping import Mappings, Selection
+from replikit.pipeline.contracts import SupportsClose
 from replikit.schema.model import TableId
 from replikit.validation.report import (
     FailureType,
@@ -33,6 +36,7 @@ from replikit.validation.report import (
 __all__ = ["assert_databases_equal", "assert_tables_equal"]
 
 _WIDTH = 40  # characters of one value in the side-by-side view
+_ALL = 10**9
 
 
 def _endpoint(value: Any) -> tuple[Endpoint, bool]:
@@ -59,21 +63,51 @@ def _ignored(ignore: Iterable[str]) -> tuple[set[str], set[tuple[str, str]]]:
 
 
 def _drop_ignored(t: TableValidation, ignore: Sequence[str]) -> None:
-    """Forget the differences that lie only in ignored columns."""
+    """Forget the differences that lie only in ignored columns (the report keeps every
+    difference: ``compare_databases`` asks for all of them)."""
     if not ignore:
         return
     anywhere, per_table = _ignored(ignore)
     name = TableId.parse(t.source).name.casefold()
 
-    def only_ignored(d: RowDifference) -> bool:
-        cols = {c.casefold() for c in d.columns}
-        return bool(cols) and all(c in anywhere or (name, c) in per_table for c in cols)
+    def ignored(column: str) -> bool:
+        c = column.casefold()
+        return c in anywhere or (name, c) in per_table
 
-    kept = [d for d in t.different if not only_ignored(d)]
-    t.different_count -= len(t.different) - len(kept)
-    t.different = kept
+    kept = []
+    for d in t.different:
+        cols = tuple(c for c in d.columns if not ignored(c))
+        if cols:
+            kept.append(replace(d, columns=cols))
+    t.different, t.different_count = kept, len(kept)
+    _pair_keyless(t, ignored)
     if t.state is ValidationState.MISMATCHED and t.failures == 0:
         t.state = ValidationState.VALIDATED
+
+
+def _pair_keyless(t: TableValidation, ignored: Any) -> None:
+    """Rows missing on both sides that are equal but for ignored columns (a keyless table
+    compares whole rows) cancel out."""
+    if not (t.missing_in_target and t.missing_in_source):
+        return
+
+    def form(row: Any) -> tuple[Any, ...]:
+        return tuple(sorted((k, repr(v)) for k, v in (row or {}).items() if not ignored(k)))
+
+    left = Counter(form(d.source) for d in t.missing_in_target for _ in range(d.count))
+    right = Counter(form(d.target) for d in t.missing_in_source for _ in range(d.count))
+    common = left & right
+    for attr, side in (("missing_in_target", "source"), ("missing_in_source", "target")):
+        budget = Counter(common)
+        kept = []
+        for d in getattr(t, attr):
+            f = form(getattr(d, side))
+            take = min(budget[f], d.count)
+            budget[f] -= take
+            if d.count > take:
+                kept.append(replace(d, count=d.count - take))
+        setattr(t, attr, kept)
+        setattr(t, f"{attr}_count", sum(d.count for d in kept))
 
 
 def _short(value: Any) -> str:
@@ -144,7 +178,15 @@ def compare_databases(
     selection = Selection(tuple(tables))
     try:
         task = Task(ep_a, ep_b, mappings=Mappings(selection=selection))
-        report = Validator(task, record=False, max_rows=50).run()
+        # every difference kept (test databases are small), so that ignoring columns is exact
+        keep = _ALL if ignore_columns else 50
+        try:
+            report = Validator(task, record=False, max_rows=keep).run()
+        finally:  # the task's pipeline holds a reader and a writer of its own
+            pipe = task.pipeline()
+            for stage in (pipe.reader, pipe.writer):
+                if isinstance(stage, SupportsClose):
+                    stage.close()
         for t in report:
             _drop_ignored(t, ignore_columns)
         extra = _extra_tables(ep_a, ep_b, selection)

@@ -46,7 +46,13 @@ from replikit.testing.subset import Subset, closure, subset_batches
 
 __all__ = ["Clone", "CloneRequest", "Cloner"]
 
-_FORMAT = 1  # bump when the cache layout changes
+_FORMAT = 2  # bump when the cache layout changes
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +99,27 @@ class Clone:
     def __str__(self) -> str:
         return self.url
 
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the driver replikit uses named, for ``sqlalchemy.create_engine``
+        (``postgresql+psycopg``, ``mysql+pymysql``; SQLite as it is)."""
+        scheme, sep, rest = self.url.partition("://")
+        return f"{_DRIVERS.get(scheme, scheme)}{sep}{rest}"
+
     def __repr__(self) -> str:
         return f"Clone({mask_url(self.url)!r}, tables={len(self.rows)})"
 
 
 @dataclass(frozen=True, slots=True)
 class _Extract:
-    """A cache entry: the tables (in load order), their views and row counts."""
+    """A cache entry: the tables (in load order), their views and row counts, and the
+    source's endpoint family."""
 
     path: Path
     tables: tuple[TableSchema, ...]
     views: tuple[View, ...]
     rows: dict[str, int]
+    family: str
 
 
 class _CachedReader:
@@ -166,6 +181,20 @@ class _Masks:
         out = [bound.row(dict(zip(batch.columns, r, strict=True))) for r in batch.rows]
         columns = tuple(out[0]) if out else batch.columns
         return Batch(batch.table, columns, [tuple(r.values()) for r in out])
+
+
+def _home_schema(extract: _Extract, dst: Endpoint) -> Mappings:
+    """Tables of one source schema land in the clone's default schema when that schema is
+    the source database's name (MySQL/MariaDB: a database is a schema), so that an
+    application's unqualified names find them in a PostgreSQL clone too."""
+    schemas = {t.id.schema for t in extract.tables}
+    home = dst.home_schema()
+    if extract.family != "mysql" or home is None or len(schemas) != 1:
+        return Mappings()
+    (schema,) = schemas
+    if schema is None or schema == home:
+        return Mappings()
+    return Mappings().rename_schema(schema, home)
 
 
 def _schema_key(catalog: Catalog) -> list[str]:
@@ -239,7 +268,7 @@ class Cloner:
         masks = _Masks(request.mask, request.secret(), tables)
         try:
             rows = self._dump(src, selected, tables, tmp, masks)
-            meta = (tuple(masks.shapes), tuple(catalog.views), rows)
+            meta = (tuple(masks.shapes), tuple(catalog.views), rows, src.family)
             with (tmp / "meta.pickle").open("wb") as f:
                 pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
             if path.exists():  # a refresh, or another xdist worker won the race
@@ -272,8 +301,8 @@ class Cloner:
     @staticmethod
     def _read_meta(path: Path) -> _Extract:
         with (path / "meta.pickle").open("rb") as f:
-            tables, views, rows = pickle.load(f)
-        return _Extract(path, tables, views, rows)
+            tables, views, rows, family = pickle.load(f)
+        return _Extract(path, tables, views, rows, family)
 
     # -- 2. load a template once per session ---------------------------------------------
     def template(self, request: CloneRequest, target: CopyTarget) -> tuple[str, dict[str, int]]:
@@ -298,6 +327,7 @@ class Cloner:
             pipe = Pipeline(
                 _CachedReader(extract),
                 dst.writer(),
+                mappings=_home_schema(extract, dst),
                 prep_mode="drop-and-create",
                 progress=False,
                 views=extract.views,

@@ -111,16 +111,16 @@ def _worker(config: pytest.Config) -> str:
 def replikit_source(pytestconfig: pytest.Config) -> str:
     """The source URL named by ``--replikit-source`` or the ``replikit_source`` ini option."""
     text = pytestconfig.getoption("replikit_source") or pytestconfig.getini("replikit_source")
-    if not text:
+    url = expand_env(str(text)) if text else ""
+    if not url.strip():
+        given = f" ({text!r} is empty)" if text else ""
         raise ConfigError(
-            "no clone source: pass replikit_clone(url, ...), run pytest --replikit-source URL, "
-            "or set replikit_source in the pytest ini options"
+            f"no clone source{given}: pass replikit_clone(url, ...), run pytest "
+            "--replikit-source URL, or set replikit_source in the pytest ini options"
         )
-    return expand_env(str(text))
+    return url
 
 
-# The servers depend on the cloner so that it is torn down after them: before a server
-# stops, the clones on it are dropped (an external server keeps no leftovers).
 @pytest.fixture(scope="session")
 def replikit_postgresql(pytestconfig: pytest.Config, _replikit_cloner: Any) -> Iterator[Any]:
     """A throwaway PostgreSQL server for the session (``REPLIKIT_TEST_PG_URL``: an existing
