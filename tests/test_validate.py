@@ -375,3 +375,52 @@ def test_segment_checksums_bisect_to_the_changed_rows(make_db, monkeypatch, src_
     assert t.rows_compared == 2001 and t.rows_read < 500  # only dirty segments were read
     report.fix()
     assert report.ok
+
+
+# -- beside CDC: in-flight rows are re-checked, not failed; validation-only tasks -------------
+def test_in_flight_changes_are_rechecked_not_reported(tmp_path):
+    import sqlite3
+    import threading
+
+    from replikit.validate import Validator
+
+    path = tmp_path / "a.db"
+    _sqlite(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")  # fmt: skip
+    src = rk.endpoint(f"sqlite:///{path}", cdc_setup=True)
+    dst = f"sqlite:///{tmp_path / 'b.db'}"
+    settings = rk.TaskSettings(progress=False, stop_when_idle=1.0, task_id="live")
+
+    def replicate() -> None:
+        rk.Task(src, dst, migration_type="full-load-and-cdc", settings=settings).run()
+
+    replicate()  # load, replicate, stop when idle
+    with sqlite3.connect(path) as conn:  # changes the stopped task has not applied yet
+        conn.execute("UPDATE t SET v = 'z' WHERE id = 1")
+        conn.execute("DELETE FROM t WHERE id = 2")
+        conn.execute("INSERT INTO t VALUES (4, 'd')")
+    conn.close()
+    (first,) = rk.validate(src, dst)
+    assert first.failures == 3  # without a re-check they are differences
+
+    runner = threading.Timer(2.0, replicate)  # CDC resumes while validation waits
+    runner.start()
+    try:
+        (t,) = Validator(rk.Task(src, dst), recheck_delay=1.0, rechecks=10).run()
+    finally:
+        runner.join()
+    assert (t.state, t.rechecked, t.failures, t.pending) == ("validated", 3, 0, 0), str(t)
+
+
+def test_validation_only_task_moves_no_data(tmp_path):
+    src = _sqlite(tmp_path / "a.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)",
+                  "INSERT INTO t VALUES (1), (2)")  # fmt: skip
+    dst = _sqlite(tmp_path / "b.db", "CREATE TABLE t (id INTEGER PRIMARY KEY)",
+                  "INSERT INTO t VALUES (1)")  # fmt: skip
+    task = rk.Task(src, dst, migration_type="validation-only")
+    stats = task.run()
+    assert task.last_validation is not None
+    assert [d.key for d in task.last_validation[0].missing_in_target] == [{"id": 2}]
+    assert (stats["t"].validation_state, stats["t"].validation_failed) == ("mismatched", 1)
+    with connect("sqlite", dst) as db:
+        assert db.run("SELECT id FROM t") == [(1,)]  # nothing was copied

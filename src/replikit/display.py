@@ -430,6 +430,8 @@ def table_validation_line(t: TableValidation) -> str:
     ):
         if n:
             parts.append(f"{n:,} {label}")
+    if t.pending:
+        parts.append(f"{t.pending:,} pending (still changing at the source)")
     if t.reason:
         parts.append(t.reason)
     return ", ".join(parts)

@@ -73,7 +73,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MIGRATION_TYPES", "Plan", "Task", "TaskSettings"]
 
-MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
+MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc", "validation-only")
+_CDC_TYPES = ("cdc", "full-load-and-cdc")
 _ONTO_SOURCE_FIX = (
     "Use another target database, or map the tables to another schema or name "
     "(Mappings.rename_schema / rename_table)."
@@ -211,6 +212,8 @@ class Task:
         self._stream: Pipeline | None = None  # a change stream running (its load included)
         self._phase = "idle"
         self._task_file: Any = None  # the task file this task was read from, if any
+        #: the report of the last run of a ``validation-only`` task
+        self.last_validation: ValidationReport | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Task:
@@ -253,7 +256,7 @@ class Task:
             raise CapabilityError(f"{self.source.url} cannot be a source")
         if not self.target.capabilities.target:
             raise CapabilityError(f"{self.target.url} cannot be a target")
-        if self.migration_type != "full-load" and not isinstance(self.source, CdcSource):
+        if self.migration_type in _CDC_TYPES and not isinstance(self.source, CdcSource):
             raise CapabilityError(
                 f"migration_type {self.migration_type!r} needs change data capture, which "
                 f"{type(self.source).__name__} does not support in this version; "
@@ -305,7 +308,7 @@ class Task:
                 split_rows=s.split_rows,
                 statistics=self._statistics,
                 progress=False,  # run() shows the whole task's progress
-                replicate=self.migration_type != "full-load",
+                replicate=self.migration_type in _CDC_TYPES,
                 views=catalog.views,
                 routines=catalog.routines,
                 generated_columns=s.generated_columns,
@@ -373,6 +376,9 @@ class Task:
             self._statistics.reset()
             pipe = self.pipeline()
             _log_plan(pipe.plans())
+            if self.migration_type == "validation-only":
+                self.last_validation = self.validate()  # no data moves
+                return self._statistics
             self._refuse_copy_onto_source(pipe.plans())
             if not self.settings.allow_lossy:
                 lossy = self.plan().lossy
@@ -621,17 +627,27 @@ class Task:
         full_writer.finish(plans)
         pipe.create_objects(plans)
 
-    def validate(self, *, sample: float | None = None) -> ValidationReport:
+    def validate(
+        self, *, sample: float | None = None, recheck_delay: float | None = None
+    ) -> ValidationReport:
         """Compare the source with the target through this task's plan (renames, transforms,
         conversions); return the :class:`~replikit.ValidationReport` (``report.fix()``
         repairs the differences). ``sample``: compare about that fraction of the keys.
 
-        The counters land in :meth:`statistics` (``validation_state``, ``validation_failed``);
-        the differences in the target's ``replikit_validation_failures`` table.
+        Beside a running CDC task (or with ``recheck_delay`` seconds), a differing row is
+        read again after the delay (5 s while replicating) until it settles: only rows that
+        still differ are failures; rows still changing at the source are ``pending``.
+
+        The counters land in :meth:`statistics` (``validation_state``, ``validation_failed``,
+        ``validation_pending``); the differences in the target's
+        ``replikit_validation_failures`` table. ``migration_type="validation-only"`` makes
+        :meth:`run` do this and nothing else (the report: ``task.last_validation``).
         """
         from replikit.validate import Validator
 
-        return Validator(self, sample=sample).run()
+        if recheck_delay is None and self.phase == "cdc":
+            recheck_delay = 5.0
+        return Validator(self, sample=sample, recheck_delay=recheck_delay).run()
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""

@@ -101,6 +101,10 @@ class TableValidation:
     method: str = ""
     seconds: float = 0.0
     truncated: bool = False
+    #: rows still changing at the source when re-checked beside a live CDC task (in flight,
+    #: not failures), and the candidates that were re-checked
+    pending: int = 0
+    rechecked: int = 0
     not_compared: tuple[str, ...] = ()
     max_rows: int = 1000
 
@@ -154,6 +158,9 @@ class TableValidation:
         }
         if self.truncated:
             d["truncated"] = True
+        if self.rechecked:
+            d["rechecked"] = self.rechecked
+            d["pending"] = self.pending
         if self.reason:
             d["reason"] = self.reason
         if self.not_compared:
