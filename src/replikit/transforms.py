@@ -14,17 +14,18 @@ Plain callables are taken to keep the shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from replikit.changes import Change
-from replikit.schema.model import Column, TableSchema
+from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Type
 
 __all__ = [
     "SchemaTransform",
     "SupportsExpand",
+    "SupportsMapRows",
     "Transform",
     "add_column",
     "drop_columns",
@@ -57,6 +58,20 @@ class SupportsExpand(Protocol):
 
     def expand(self, change: Change) -> tuple[Change, ...]:
         """``change`` as the target must apply it."""
+        ...
+
+
+@runtime_checkable
+class SupportsMapRows(Protocol):
+    """A transform that maps a whole batch of full-load rows at once (faster than a change
+    per row): the full load calls ``map_rows`` instead of calling it on each row."""
+
+    def __call__(self, change: Change) -> Change | None: ...
+
+    def map_rows(
+        self, table: TableId, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> list[dict[str, Any]]:
+        """The rows the transform keeps, mapped, by column name."""
         ...
 
 

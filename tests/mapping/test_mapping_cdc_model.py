@@ -130,6 +130,8 @@ def _full_load(bound: Any, state: dict[int, dict[str, Any]], key: tuple[str, ...
         if bound.keeps(row):
             mapped = bound.row(row)
             out[tuple(mapped[k] for k in key)] = mapped
+    # the full load maps whole batches (expressions evaluated at once): the same rows
+    assert bound.rows(list(state.values())) == list(out.values())
     return out
 
 

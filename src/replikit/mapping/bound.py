@@ -15,7 +15,7 @@ an added column), removed columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from replikit.changes import Change, Op
 from replikit.errors import ConfigError, DataError
 from replikit.mapping.casts import can_change, caster, parse_type
 from replikit.mapping.expressions import Expression, Meta, compile_expression
-from replikit.mapping.filters import Predicate
+from replikit.mapping.filters import AllOf, AnyOf, Predicate
 from replikit.mapping.masking import mask_secret
 from replikit.mapping.rules import Mappings, Rule, matches
 from replikit.schema.convert import TablePlan
@@ -99,6 +99,26 @@ class TableMapping:
                 out[a.name] = self._apply(a.cast, value, out, a.name)
         for column in self.removed:
             out.pop(column, None)
+        return out
+
+    def rows(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`row` of each full-load row the filter keeps, with each added column's
+        expression evaluated for all of them at once (the same values as row by row)."""
+        pred = self.predicate
+        out = [self.key_values(r) for r in rows if pred is None or pred.holds(r)]
+        for a in self.added:
+            if a.expression is None:
+                values: list[Any] = [None] * len(out)
+            else:
+                try:
+                    values = a.expression.evaluate_many(out, self._full_load)
+                except Exception:  # name the row: evaluate them one by one
+                    values = [self._evaluate(a, r, self._full_load) for r in out]
+            for r, value in zip(out, values, strict=True):
+                r[a.name] = self._apply(a.cast, value, r, a.name)
+        for column in self.removed:
+            for r in out:
+                r.pop(column, None)
         return out
 
     def key_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,7 +301,7 @@ def bind_table(
             assert r.predicate is not None
             r.predicate.bind(types, f"{r.label()} on {tid}")
         labels = ", ".join(r.label() for r in _rules_for(mappings, table.id, ("filter",)))
-        predicate = predicate.bind(types, f"{labels} on {tid}")
+        predicate = _simplest(predicate.bind(types, f"{labels} on {tid}"))
         notes.append(f"filter: {predicate.describe()}")
     # keep / remove columns
     removed: set[str] = set()
@@ -362,6 +382,14 @@ def bind_table(
         key=key or (),
         notes=tuple(notes),
     )
+
+
+def _simplest(p: Predicate) -> Predicate:
+    """``p`` without AND / OR nodes of one part (the same test, fewer calls per row)."""
+    if isinstance(p, AllOf | AnyOf):
+        parts = tuple(_simplest(q) for q in p.parts)
+        return parts[0] if len(parts) == 1 else type(p)(parts)
+    return p
 
 
 def _of_type(t: Type, wanted: str | None) -> bool:
@@ -506,6 +534,17 @@ class MappingTransform:
         if len(out) > 1:
             raise ConfigError("a change that maps to several changes needs expand()")
         return out[0] if out else None
+
+    def map_rows(
+        self, table: TableId, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> list[dict[str, Any]]:
+        """Full-load rows of ``table`` (values in ``columns`` order) as the target gets them
+        (filtered, mapped), by name."""
+        dicts = [dict(zip(columns, row, strict=True)) for row in rows]
+        bound = self._tables.get(table)
+        if bound is None or (not bound.changes_rows and not bound.key):
+            return dicts
+        return bound.rows(dicts)
 
     def expand(self, change: Change) -> tuple[Change, ...]:
         """``change`` as the target applies it: none, one, or several changes."""

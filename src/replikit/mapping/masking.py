@@ -226,7 +226,7 @@ def mask_secret(given: str | bytes | None, environ: dict[str, str] | None = None
 
 def _digest(key: bytes, purpose: str, value: Any) -> bytes:
     text = value if isinstance(value, str) else _canonical(value)
-    return hmac.new(key, f"{purpose}\x00{text}".encode(), hashlib.sha256).digest()
+    return hmac.digest(key, f"{purpose}\x00{text}".encode(), "sha256")
 
 
 def _canonical(value: Any) -> str:

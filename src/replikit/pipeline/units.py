@@ -23,7 +23,7 @@ from replikit.pipeline.contracts import (
     Writer,
 )
 from replikit.schema.convert import TablePlan
-from replikit.transforms import Transform
+from replikit.transforms import SupportsMapRows, Transform
 
 __all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process"]
 
@@ -120,6 +120,9 @@ class UnitLoader:
             yield from batches
             return
         out_cols = plan.source.column_names
+        if isinstance(self.transforms[0], SupportsMapRows):  # mappings: a batch at once
+            yield from self._mapped(self.transforms[0], out_cols, batches)
+            return
         for batch in batches:
             rows = []
             for row in batch.rows:
@@ -130,9 +133,25 @@ class UnitLoader:
                     rows.append(tuple(after.get(c) for c in out_cols))
             yield replace(batch, columns=out_cols, rows=rows)
 
-    def _transform(self, change: Change) -> Mapping[str, Any] | None:
+    def _mapped(
+        self, first: SupportsMapRows, out_cols: tuple[str, ...], batches: Iterable[Batch]
+    ) -> Iterator[Batch]:
+        rest = self.transforms[1:]
+        for batch in batches:
+            rows = []
+            for mapped in first.map_rows(batch.table, batch.columns, batch.rows):
+                after: Mapping[str, Any] | None = mapped
+                if rest:
+                    after = self._transform(Change(Op.INSERT, batch.table, after=mapped), rest)
+                if after is not None:
+                    rows.append(tuple(after.get(c) for c in out_cols))
+            yield replace(batch, columns=out_cols, rows=rows)
+
+    def _transform(
+        self, change: Change, transforms: tuple[Transform, ...] | None = None
+    ) -> Mapping[str, Any] | None:
         current: Change | None = change
-        for t in self.transforms:
+        for t in self.transforms if transforms is None else transforms:
             if current is None:
                 return None
             current = t(current)

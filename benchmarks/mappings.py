@@ -1,0 +1,128 @@
+"""Mappings benchmark (#12): a full load with rules vs the same full load without.
+
+The ``orders`` table of the full-load data set (``benchmarks/generate.py``;
+``generate_mysql.py`` for MariaDB) is copied into PostgreSQL twice per repetition, in
+alternating order: once without rules, once with 3 renames (the table and two columns), one
+masked column (``sku``: keyed hash), one added expression column (``total = $quantity *
+$amount``, numeric(14,2)) and one row filter keeping half the rows (``customer_id`` at most
+half the customers, pushed down to the source). Both runs are timed in this process from
+``Task.run()`` to its return; rows/s counts the **source** rows (the filter's half included),
+so the ratio says what the rules cost per row scanned. The copy without rules of
+PostgreSQL -> PostgreSQL moves rows in binary COPY form untouched, which any rule that
+changes values (here the mask, the added column) cannot do.
+
+Reported: median seconds per variant, rows/s, the ratio with/without (target: >= 0.8) and the
+machine load (``os.getloadavg``) before each run. No timed assertions anywhere.
+
+Run::
+
+    .venv/bin/python benchmarks/mappings.py --rows 1000000            # PostgreSQL -> PostgreSQL
+    .venv/bin/python benchmarks/mappings.py --rows 1000000 --mysql    # MariaDB -> PostgreSQL too
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import generate
+import pgserver
+
+import replikit as rk
+
+
+def rules(customers: int) -> rk.Mappings:
+    """The issue's rule set: 3 renames, 1 mask, 1 added expression column, 1 row filter."""
+    return (
+        rk.Mappings()
+        .include("%", "orders")
+        .rename_table("orders", "orders_mapped")
+        .rename_column("orders", "quantity", "qty")
+        .rename_column("orders", "note", "remark")
+        .mask("orders", "sku", "hash")
+        .add_column("orders", "total", "numeric(14,2)", "$quantity * $amount")
+        .filter("orders", ("customer_id", "<=", customers // 2))
+    )
+
+
+def plain() -> rk.Mappings:
+    return rk.Mappings().include("%", "orders")
+
+
+def run_once(source: str, target: str, mappings: rk.Mappings) -> float:
+    settings = rk.TaskSettings(progress=False, mask_secret="bench-secret", parallel_tables=2)
+    task = rk.Task(source, target, mappings=mappings, settings=settings)
+    t0 = time.perf_counter()
+    task.run()
+    return time.perf_counter() - t0
+
+
+def compare(label: str, source: str, server: pgserver.PgServer, rows: int, customers: int,
+            reps: int) -> dict[str, Any]:  # fmt: skip
+    times: dict[str, list[float]] = {"without rules": [], "with rules": []}
+    loads: list[float] = []
+    variants = [("without rules", plain()), ("with rules", rules(customers))]
+    for rep in range(reps):
+        order = variants if rep % 2 == 0 else variants[::-1]
+        for name, mappings in order:
+            server.recreate_db(pgserver.DST_DB)
+            loads.append(os.getloadavg()[0])
+            times[name].append(run_once(source, server.dst_url, mappings))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: rows / v for k, v in med.items()}
+    ratio = rate["with rules"] / rate["without rules"]
+    print(f"\n{label}: {rows:,} source rows, {reps} reps, load average {min(loads):.1f}-"
+          f"{max(loads):.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    for k in times:
+        print(f"  {k:<14} {med[k]:7.2f} s  {rate[k]:>10,.0f} rows/s")
+    print(f"  ratio with/without: {ratio:.2f}x (target >= 0.8x)")
+    return {"label": label, "rows": rows, "median_s": med, "rows_per_s": rate, "ratio": ratio,
+            "load": loads, "times": times}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--mysql", action="store_true", help="also MariaDB -> PostgreSQL")
+    p.add_argument("--keep", action="store_true", help="keep the servers for the next run")
+    args = p.parse_args(argv)
+    customers = generate.default_customers(args.rows)
+    server = pgserver.start(keep=args.keep)
+    results = []
+    try:
+        generate.generate(server.src_url, args.rows, customers)
+        results.append(compare("PostgreSQL -> PostgreSQL", server.src_url, server, args.rows,
+                               customers, args.reps))  # fmt: skip
+        if args.mysql:
+            import generate_mysql
+            import mysqlserver
+
+            my = mysqlserver.start(keep=args.keep)
+            try:
+                generate_mysql.generate(my.src_url, args.rows, customers)
+                results.append(compare("MariaDB -> PostgreSQL", my.src_url, server, args.rows,
+                                       customers, args.reps))  # fmt: skip
+            finally:
+                if not args.keep:
+                    my.stop()
+    finally:
+        if not args.keep:
+            server.stop()
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"mappings-{stamp}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
