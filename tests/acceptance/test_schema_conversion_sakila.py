@@ -224,3 +224,75 @@ def test_sakila_postgresql_to_mysql_and_sqlite_views_and_checks(
         lambda tid: _sqlite(target, f'"{tid.name}"'),
     )
     assert compared == 4
+
+
+def _hop(task: rk.Task):
+    """Run ``task``; its plan, and the views the target refused (named, with the reason)."""
+    plan = task.plan()
+    stats = task.run()
+    refused = {o.name.split(".")[-1]: e for o, e in stats.objects if e is not None}
+    assert {o.kind for o, e in stats.objects if e is not None} <= {"view"}, refused
+    return plan, refused
+
+
+_KEYS_BACK = pytest.mark.xfail(
+    reason="tables, not schema objects: MariaDB refuses the foreign keys of payment and rental "
+    "copied back from SQLite ('Missing index for constraint ... in the referenced table rental')",
+    raises=rk.TaskError,
+    strict=True,
+)
+
+
+@pytest.mark.parametrize("via", ["sqlite", "duckdb"])
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], ids=["postgresql", "mysql"])
+def test_sakila_round_trips_through_sqlite_and_duckdb(
+    source, via, request, tmp_path, pg_server, mysql_server
+):
+    """Sakila A -> B -> A for B in SQLite and DuckDB: every view converted and created on
+    both hops returns the original rows in the copy of the copy (the others are named with a
+    reason); PostgreSQL's partition CHECKs are enforced again."""
+    import uuid
+
+    if (source, via) == ("mysql", "sqlite"):
+        request.applymarker(_KEYS_BACK)
+    original = request.getfixturevalue("sakila_mysql" if source == "mysql" else "sakila_pg")
+    # not sakila.duckdb: DuckDB names the catalog after the file, and a schema sakila clashes
+    middle = f"{via}:///{tmp_path / ('middle.' + via)}"
+    server = mysql_server if source == "mysql" else pg_server
+    back_db = f"rk_back_{uuid.uuid4().hex[:10]}"
+    back = server.create_database(back_db)
+    try:
+        include = rk.Mappings().include("sakila" if source == "mysql" else "public", "%")
+        there, refused = _hop(rk.Task(original, middle, mappings=include))
+        home, refused_back = _hop(rk.Task(middle, back, mappings=rk.Mappings().include("%", "%")))
+        views = [*there.assessment.schema.of_kind("view"), *home.assessment.schema.of_kind("view")]
+        assert all(v.reason for v in views if not v.converted)
+        lost = {v.name.split(".")[-1] for v in views if not v.converted}
+        lost |= set(refused) | set(refused_back)
+        kept = [v for v in home.assessment.schema.of_kind("view") if v.target.name not in lost]
+        if source == "mysql":
+            compared = _same_rows(
+                kept,
+                lambda name: _mysql(mysql_server, original, f"`{name}`"),
+                lambda tid: _mysql(mysql_server, back, f"`{tid.name}`"),
+            )
+        else:
+            compared = _same_rows(
+                kept,
+                lambda name: _pg(original, f'"public"."{name}"'),
+                lambda tid: _pg(back, f'"{tid.schema}"."{tid.name}"'),
+            )
+            payment = next(
+                p.target_id
+                for p in home.assessment.tables
+                if p.target_id.name == "payment_p2007_01"
+            )
+            with psycopg.connect(back) as conn, pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    f'INSERT INTO "{payment.schema}"."payment_p2007_01" (payment_id, '
+                    "customer_id, staff_id, rental_id, amount, payment_date) "
+                    "VALUES (999999, 1, 1, 1, 1, '2009-01-01')"
+                )
+        assert compared >= 3, lost
+    finally:
+        server.drop_database(back_db)

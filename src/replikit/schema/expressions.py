@@ -123,11 +123,15 @@ _TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.T
 
 def portable(tree: exp.Expression) -> exp.Expression:
     """``tree`` without spellings other engines lack, meaning kept: ``'x'::text`` is ``'x'``,
-    ``OPERATOR(pg_catalog.||)`` is ``||``,
+    ``OPERATOR(pg_catalog.||)`` is ``||``, SQLite's ``DATETIME('...')`` / ``DATE('...')`` of a
+    literal are casts,
     ``a = ANY (ARRAY[...])`` is ``a IN (...)`` (as ``pg_get_constraintdef`` prints an IN
     list), MySQL's ``CAST(x AS CHAR CHARSET utf8mb4)`` is a cast to text."""
 
     def rewrite(node: exp.Expression) -> exp.Expression:
+        moment = _moment_literal(node)
+        if moment is not None:
+            return moment
         if isinstance(node, exp.Operator) and str(node.args.get("operator")).endswith("||"):
             # PostgreSQL's OPERATOR(pg_catalog.||): concatenation spelled schema-qualified
             return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
@@ -154,6 +158,22 @@ def portable(tree: exp.Expression) -> exp.Expression:
 
     # twice: a rewritten node's children are not visited again in the same pass
     return tree.transform(rewrite, copy=True).transform(rewrite, copy=False)
+
+
+def _moment_literal(node: exp.Expression) -> exp.Expression | None:
+    """``DATETIME('2007-01-01 00:00:00')`` / ``DATE('2007-01-01')`` (how SQLite spells a
+    timestamp or date literal) as a cast of the literal, which every engine reads alike."""
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "DATETIME":
+        args, to = node.expressions, "timestamp"
+    elif isinstance(node, exp.Date) and not any(
+        v for k, v in node.args.items() if k != "this"
+    ):
+        args, to = [node.this], "date"
+    else:
+        return None
+    if len(args) != 1 or not isinstance(args[0], exp.Literal) or not args[0].is_string:
+        return None
+    return exp.Cast(this=args[0].copy(), to=exp.DataType.build(to))
 
 
 def _array_items(node: exp.Expr) -> list[exp.Expression] | None:
