@@ -15,7 +15,10 @@ SQLite). A block that needs a server names it one of two ways:
   write: the test replaces it with a fresh database of the test server, empty or holding the
   Chinook sample (loaded with replikit) for an example that reads from it.
 
-There are no show-only Python blocks: a block marked ``notest`` fails the suite.
+There are no show-only Python blocks: a block marked ``notest`` fails the suite. A block whose
+first line is ``# test_<name>.py`` is a pytest test module (docs/testing-your-app.md): it is
+saved under that name and run with ``pytest``, the replikit plugin's throwaway PostgreSQL being
+the test server, and every test in it must pass.
 """
 
 import os
@@ -101,10 +104,35 @@ def test_doc_example_runs(info, code, tmp_path, monkeypatch, request):
     code = _with_servers(code, request, chinook)  # first: servers start in the real temp dir
     pg_url = request.getfixturevalue("pg_url") if "PG_URL" in code else None
     mysql_url = request.getfixturevalue("mysql_url") if "MYSQL_URL" in code else None
+    module = re.match(r"# (test_\w+\.py)\n", code)
+    if module:
+        _run_test_module(module[1], code, tmp_path, request)
+        return
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the examples' mkdtemp() go too
     namespace = {"__name__": "__doc__", "PG_URL": pg_url, "MYSQL_URL": mysql_url}
     exec(compile(code, "<doc>", "exec"), namespace)
+
+
+def _run_test_module(name: str, code: str, tmp_path: Path, request) -> None:
+    """Run a page's pytest test module in a pytest of its own (the plugin's fixtures)."""
+    (tmp_path / name).write_text(code)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])
+        ),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if "postgresql" in code:  # the module's throwaway server: this session's
+        env["REPLIKIT_TEST_PG_URL"] = request.getfixturevalue("pg_server").admin_url
+    if '"mysql"' in code:
+        env["REPLIKIT_TEST_MYSQL_URL"] = request.getfixturevalue("mysql_server").admin_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", name],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and " passed" in proc.stdout, proc.stdout[-4000:] + proc.stderr
 
 
 @pytest.mark.parametrize("block", list(_shell_blocks()))
