@@ -99,7 +99,8 @@ def _sling(server: pgserver.PgServer, target: Path, work: Path) -> list[str]:
     config.write_text(
         f"source: BENCH_PG\ntarget: LOCAL\ndefaults:\n  mode: full-refresh\nstreams:\n{streams}\n"
     )
-    os.environ["BENCH_PG"] = server.src_url
+    sep = "&" if "?" in server.src_url else "?"
+    os.environ["BENCH_PG"] = f"{server.src_url}{sep}sslmode=disable"  # the server has no TLS
     return [str(_sling_binary()), "run", "-r", str(config)]
 
 

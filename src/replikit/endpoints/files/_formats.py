@@ -80,21 +80,23 @@ class Layout:
         """The row's key, for messages."""
         return {self.names[i]: row[i] for i in self.key}
 
-    def _values(self, i: int, rows: Sequence[Sequence[Any]]) -> list[Any]:
-        values = [row[i] for row in rows]
-        adapt = self.fields[i].adapt
-        if adapt is None:
-            return values
-        return shared.adapted(
-            values, adapt, rows, table=self.table, column=self.names[i], key_of=self.key_of
-        )
+    def _columns(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """The values of ``rows`` column by column, adapted by the plan's adapters."""
+        # not zip(*rows): a call with that many arguments upsets CPython 3.11's recursion
+        # accounting (a later compile() raised "AST constructor recursion depth mismatch")
+        columns = [[row[i] for row in rows] for i in range(len(self.names))]
+        for i, f in enumerate(self.fields):
+            if f.adapt is not None:
+                columns[i] = shared.adapted(
+                    columns[i], f.adapt, rows, table=self.table, column=f.name, key_of=self.key_of
+                )
+        return columns
 
     def arrow(self, rows: Sequence[Sequence[Any]]) -> Any:
         """``rows`` as an Arrow table in this layout's schema; a value the column's Parquet
         type cannot hold is a :class:`DataError` naming its row."""
         arrays = []
-        for i, t in enumerate(self.arrow_types):
-            values = self._values(i, rows)
+        for i, (t, values) in enumerate(zip(self.arrow_types, self._columns(rows), strict=True)):
             try:
                 arrays.append(pa.array(values, type=t))
             except _ARROW_ERRORS:
@@ -113,16 +115,14 @@ class Layout:
     def text(self, rows: Sequence[Sequence[Any]]) -> Any:
         """``rows`` as an Arrow table of text columns (CSV)."""
         columns = [
-            pa.array(
-                [None if v is None else to_text(v) for v in self._values(i, rows)], pa.string()
-            )
-            for i in range(len(self.names))
+            pa.array([None if v is None else to_text(v) for v in values], pa.string())
+            for values in self._columns(rows)
         ]
         return pa.Table.from_arrays(columns, schema=self.text_schema)
 
     def json_lines(self, rows: Sequence[Sequence[Any]]) -> bytes:
         """``rows`` as JSON lines."""
-        columns = [self._values(i, rows) for i in range(len(self.names))]
+        columns = self._columns(rows)
         out = io.StringIO()
         for r in range(len(rows)):
             doc = {n: to_json(columns[i][r]) for i, n in enumerate(self.names)}
