@@ -91,8 +91,34 @@ def _sling_missing() -> str | None:
     return None
 
 
+SLING_HOME = BENCH_DIR / ".data" / "sling-home"
+
+
+def _sling_env() -> None:
+    """sling writes Parquet through the DuckDB CLI, which it downloads at first use; give it
+    the CLI of the duckdb-cli wheel instead (in its home folder here, not the user's)."""
+    cli = _peer("duckdb")
+    cli.chmod(0o755)
+    version = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
+    number = version.stdout.split()[0].lstrip("v")
+    where = SLING_HOME / "bin" / "duckdb" / number
+    where.mkdir(parents=True, exist_ok=True)
+    link = where / "duckdb"
+    if not link.exists():
+        link.symlink_to(cli)
+    cli.chmod(0o755)
+    # its json and httpfs extensions from the duckdb-ext-* wheels, where DuckDB autoloads extensions
+    # ($HOME/.duckdb/extensions; HOME is sling's home folder for its process)
+    ext = sorted(PEERS_VENV.glob(f"lib/python*/site-packages/duckdb_ext/extensions/v{number}"))
+    if ext:
+        dest = SLING_HOME / ".duckdb" / "extensions" / f"v{number}"
+        shutil.copytree(ext[0], dest, dirs_exist_ok=True)
+    os.environ.update(SLING_HOME_DIR=str(SLING_HOME), DUCKDB_VERSION=number)
+
+
 def _sling(server: pgserver.PgServer, target: Path, work: Path) -> list[str]:
     """sling's replication of both tables into one Parquet file per table."""
+    _sling_env()
     config = work / "sling.yaml"
     streams = "\n".join(f"  public.{t}:\n    object: 'file://{target}/{t}/{t}.parquet'"
                         for t in TABLES)  # fmt: skip
@@ -101,7 +127,7 @@ def _sling(server: pgserver.PgServer, target: Path, work: Path) -> list[str]:
     )
     sep = "&" if "?" in server.src_url else "?"
     os.environ["BENCH_PG"] = f"{server.src_url}{sep}sslmode=disable"  # the server has no TLS
-    return [str(_sling_binary()), "run", "-r", str(config)]
+    return ["env", f"HOME={SLING_HOME}", str(_sling_binary()), "run", "-r", str(config)]
 
 
 TOOLS = {
