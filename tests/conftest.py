@@ -3,7 +3,14 @@ import os
 from hypothesis import HealthCheck, settings
 
 # replikit.testing.plugin: also registered by the pytest11 entry point (same name: no clash)
-pytest_plugins = ["replikit.testing.plugin", "fix_pg", "fix_mysql", "fix_mongo", "fix_browser"]
+pytest_plugins = [
+    "replikit.testing.plugin",
+    "fix_pg",
+    "fix_mysql",
+    "fix_mongo",
+    "fix_browser",
+    "live_task",
+]
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(

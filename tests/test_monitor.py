@@ -9,11 +9,8 @@ the screenshot docs/operations.md shows (docs/img/status-page.png).
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,76 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import replikit as rk
+from live_task import Live, wait
 
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "img" / "status-page.png"
-
-
-def _wait(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {seconds} s")
-
-
-class Live:
-    """A task replicating ``orders`` and ``customers`` while :meth:`write` changes the source."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.source = tmp / "src.db"
-        with sqlite3.connect(self.source) as conn:
-            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-            conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, qty INT)")
-            conn.executemany(
-                "INSERT INTO customers VALUES (?, ?)", [(i, f"c{i}") for i in range(50)]
-            )
-            conn.executemany(
-                "INSERT INTO orders VALUES (?, ?, ?)", [(i, i % 50, 1) for i in range(200)]
-            )
-        self.src = rk.endpoint(f"sqlite:///{self.source}", cdc_setup=True)
-        self.task = rk.Task(
-            self.src, f"sqlite:///{tmp / 'dst.db'}", migration_type="full-load-and-cdc",
-            settings=rk.TaskSettings(task_id="shop"),
-        )  # fmt: skip
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.next_id = 1000
-
-    def _run(self) -> None:
-        try:
-            self.task.run()
-        except BaseException as exc:
-            self.errors.append(exc)
-
-    def start(self) -> None:
-        self.thread.start()
-        _wait(lambda: self.task.phase == "cdc" or bool(self.errors))
-        assert not self.errors, self.errors
-
-    def write(self, n: int) -> None:
-        """Insert ``n`` orders, update one customer and delete one order, one by one."""
-        with sqlite3.connect(self.source) as conn:
-            for _ in range(n):
-                self.next_id += 1
-                conn.execute("INSERT INTO orders VALUES (?, 1, 2)", (self.next_id,))
-                conn.commit()
-            conn.execute("UPDATE customers SET name = name || '!' WHERE id = 3")
-            conn.execute("DELETE FROM orders WHERE id = ?", (self.next_id - n + 1,))
-            conn.commit()
-
-    def stop(self) -> None:
-        self.task.stop()
-        self.thread.join(60)
-        self.src.close()
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    live = Live(tmp_path)
-    live.start()
-    yield live
-    live.stop()
 
 
 def _get(url: str) -> tuple[str, str]:
@@ -112,7 +42,7 @@ def _applied(task: rk.Task) -> int:
 
 def test_metrics_parse_and_equal_the_statistics(live: Live) -> None:
     live.write(20)
-    _wait(lambda: _applied(live.task) >= 22)
+    wait(lambda: _applied(live.task) >= 22)
     with live.task.serve_metrics(0) as server:
         live.task.stop()  # counters frozen: the scrape must equal the statistics exactly
         live.thread.join(60)
@@ -190,7 +120,7 @@ def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     live.write(5)
-    _wait(lambda: _applied(live.task) >= 7)
+    wait(lambda: _applied(live.task) >= 7)
     with live.task.serve_metrics(0) as server:
         server.refresh = 600  # still while it is read; then every second while counts rise
         browser.get(server.url)
@@ -203,9 +133,9 @@ def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
         server.refresh = 1
         browser.refresh()
         live.write(10)
-        _wait(lambda: _applied(live.task) >= 19)
+        wait(lambda: _applied(live.task) >= 19)
         # the page reloads itself: the counts a person sees rise without touching it
-        _wait(lambda: _counts(browser, "orders")["inserts"] >= before["inserts"] + 10, 10)
+        wait(lambda: _counts(browser, "orders")["inserts"] >= before["inserts"] + 10, 10)
         server.refresh = 600
         browser.refresh()
         chart = browser.find_element(By.ID, "lag-chart")

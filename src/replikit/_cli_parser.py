@@ -106,6 +106,14 @@ examples:
   replikit run task.yaml
   PG_PASSWORD=... replikit run shop.toml --json
   replikit plan --task task.yaml --ddl       (plan, copy, replicate, validate take --task too)""",
+    "status": """\
+examples:
+  replikit status postgresql://app@db1/shop postgresql://app@db2/shop
+  replikit status --task-id shop --target postgresql://app@db2/shop --json
+  replikit status --task-id shop --target sqlite:///shop.db --watch 5
+Reads the task's control rows in the target (replikit_status, replikit_history,
+replikit_checkpoints, replikit_suspended_tables, replikit_apply_exceptions): works with the
+task running or stopped.""",
     "demo": """\
 examples:
   replikit demo
@@ -155,6 +163,14 @@ def _verbosity(p: argparse.ArgumentParser, suffix: str) -> None:
         action="store_true",
         dest="quiet" + suffix,
         help="print only errors (and the --json result)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        dest="log_format" + suffix,
+        help="log records on stderr as text (default) or one JSON object per line, with "
+        "the task and table they are about",
     )
 
 
@@ -479,6 +495,42 @@ def _add_drop(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--task-id", help="the task's id (default: derived from the URLs)")
 
 
+def _add_status(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "status",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="show a task's state, tables, lag, errors and exceptions (running or stopped)",
+        description="Show what a replication task's control tables in the target say: its "
+        "state and phase, positions and latency, each table's state and counts, suspended "
+        "tables, apply exceptions, the last error and recent history.",
+        epilog=_epilog("status", URLS, "exit status: 0 shown, 2 no such task or bad input"),
+    )
+    _urls(p)
+    p.add_argument("--task-id", help="the task's id (default: derived from SRC_URL and DST_URL)")
+    p.add_argument(
+        "--target",
+        dest="target_url",
+        metavar="URL",
+        help="the task's target, with --task-id (instead of SRC_URL DST_URL)",
+    )
+    p.add_argument(
+        "--control-url",
+        metavar="URL",
+        help="where the task keeps replikit_status and replikit_history, when not in the "
+        "target (TaskSettings.control_url; environment: REPLIKIT_CONTROL_URL)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="show it again every SECONDS (default 2) until Ctrl-C",
+    )
+
+
 def _add_cdc_setup(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "cdc-setup",
@@ -531,6 +583,7 @@ def parser() -> argparse.ArgumentParser:
         _add_replicate,
         _add_validate,
         _add_run,
+        _add_status,
         _add_drop,
         _add_cdc_setup,
         _add_demo,

@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from replikit import _dask
 from replikit._cli_parser import SETTING_FLAGS, parser
 from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
+from replikit.logs import ContextFilter, JsonFormatter
 from replikit.mapping import Mappings, Selection
 from replikit.task import Task, TaskSettings
 from replikit.taskfile import TaskFile, load_task_file
@@ -331,6 +333,37 @@ def _monitor(task: Task, args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from replikit.monitor.report import format_status, task_status
+
+    if args.target_url is not None and args.task_id is None:
+        raise ConfigError("--target needs --task-id (or give SRC_URL and DST_URL)")
+    settings = _settings(args, task_id=args.task_id, control_url=args.control_url)
+    source = args.source if args.target_url is None else args.target_url
+    target = args.target if args.target_url is None else args.target_url
+    task = Task(source, target, settings=settings)
+    control = endpoint(settings.control_url) if settings.control_url else None
+    try:
+        while True:
+            report = task_status(task.target, task.task_id, control=control)
+            if args.json:
+                print(json.dumps(report, indent=None if args.watch else 2), flush=True)
+            else:
+                print(format_status(report), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)
+            if not args.json:
+                print()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        task.target.close()
+        task.source.close()
+        if control is not None:
+            control.close()
+
+
 def _cmd_drop(args: argparse.Namespace) -> int:
     task = Task(args.source, args.target, settings=_settings(args, task_id=args.task_id))
     task.drop()
@@ -397,6 +430,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replicate": _cmd_replicate,
     "validate": _cmd_validate,
     "run": _cmd_run,
+    "status": _cmd_status,
     "drop": _cmd_drop,
     "cdc-setup": _cmd_cdc_setup,
     "demo": _cmd_demo,
@@ -413,6 +447,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             print(json.dumps({**error, "error_type": "UsageError", "exit_status": 2}, indent=2))
         raise
     args.verbose_total = args.verbose + args.verbose_sub
+    args.log_format = args.log_format_sub or args.log_format or "text"
     args.quiet = args.quiet or args.quiet_sub
     if args.quiet and args.verbose_total:
         parser().error("-q and -v contradict each other; give one")
@@ -436,9 +471,10 @@ def _urls_from_env(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _parse(list(sys.argv[1:] if argv is None else argv))
-    with _logging(args.verbose_total, args.quiet):
+    with _logging(args.verbose_total, args.quiet, args.log_format):
         try:
-            _urls_from_env(args)
+            if getattr(args, "target_url", None) is None:
+                _urls_from_env(args)
             return _COMMANDS[args.command](args)
         except BrokenPipeError:
             return _broken_pipe()
@@ -466,14 +502,17 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 @contextlib.contextmanager
-def _logging(verbose: int, quiet: bool) -> Iterator[None]:
-    """Show ``replikit.*`` log records on stderr for one command, then restore the logger."""
+def _logging(verbose: int, quiet: bool, fmt: str = "text") -> Iterator[None]:
+    """Show ``replikit.*`` log records on stderr for one command (as text, or JSON lines with
+    ``fmt="json"``; passwords masked, task and table filled in), then restore the logger."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
     if verbose >= 2:
         level = logging.DEBUG
     logger = logging.getLogger("replikit")
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
+    text = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(level)

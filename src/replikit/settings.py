@@ -39,11 +39,14 @@ _INTS = frozenset(
     {"parallel_tables", "split_rows", "batch_changes", "transaction_memory_bytes",
      "queue_memory_bytes"}
 )  # fmt: skip
-_FLOATS = frozenset({"stop_when_idle", "progress_interval"})
+_FLOATS = frozenset(
+    {"stop_when_idle", "progress_interval", "history_interval", "history_retention_days",
+     "wait_timeout"}
+)  # fmt: skip
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
 _NONE_OK = frozenset(
     {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
-     "cdc_stop_position", "mask_secret"}
+     "cdc_stop_position", "mask_secret", "control_url", "wait_timeout"}
 )  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -140,6 +143,16 @@ class TaskSettings:
             generated columns of the target, their expression translated (the target
             computes them; a full load then compares them with the source's values);
             ``"values"`` copies their values into plain columns (docs/schema-conversion.md).
+        history_interval: seconds each ``replikit_history`` row covers (default 60).
+        history_retention_days: ``replikit_history`` rows older than this are deleted
+            (default 7).
+        wait_timeout: seconds a source step may wait for other sessions before the task
+            gives up (default 3600; ``None``: no limit): creating a PostgreSQL slot waits
+            for the transactions running at that moment, MySQL's snapshot for a read lock.
+            Every 5 s the task logs who it waits for (pid, age, query); docs/operations.md.
+        control_url: a database for ``replikit_status`` and ``replikit_history`` instead of
+            the target (``None``: the target, where they commit with the data). Checkpoints
+            stay in the target either way (docs/operations.md).
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -159,6 +172,10 @@ class TaskSettings:
     queue_memory_bytes: int = DEFAULT_QUEUE_BYTES
     mask_secret: str | None = field(default=None, repr=False)
     generated_columns: str = "create"
+    history_interval: float = 60.0
+    history_retention_days: float = 7.0
+    wait_timeout: float | None = 3600.0
+    control_url: str | None = field(default=None, repr=False)  # may hold a password
 
     def __post_init__(self) -> None:
         if self.target_table_prep_mode not in PREP_MODES:
@@ -183,6 +200,13 @@ class TaskSettings:
         _at_least("stop_when_idle", self.stop_when_idle, 0, none_ok=True)
         _at_least("transaction_memory_bytes", self.transaction_memory_bytes, 0)
         _at_least("queue_memory_bytes", self.queue_memory_bytes, 1)
+        _at_least("history_interval", self.history_interval, 1)
+        _at_least("wait_timeout", self.wait_timeout, 0, none_ok=True)
+        if self.history_retention_days <= 0:
+            raise ConfigError(
+                f"history_retention_days must be more than 0; got {self.history_retention_days}",
+                setting="history_retention_days",
+            )
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)

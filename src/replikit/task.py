@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,10 @@ from replikit.errors import (
     ConfigError,
     ConversionError,
     Error,
+    StoppedError,
     TaskError,
 )
+from replikit.logs import log_context
 from replikit.mapping import Mappings
 from replikit.pipeline.contracts import (
     ChangeReader,
@@ -53,7 +56,9 @@ from replikit.pipeline.generated import verify_generated
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.status import StatusReporter, status_store
 from replikit.pipeline.units import HasExecutor, executor_of
+from replikit.pipeline.waiting import wait_limit
 from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
@@ -234,6 +239,9 @@ class Task:
         from replikit.taskfile import task_yaml
 
         return task_yaml(self)
+        self._reporter: StatusReporter | None = None  # while a run reports its status
+        self._control: Endpoint | None = None  # the control database (control_url)
+        self._error: BaseException | None = None  # what ended the last run
 
     def __repr__(self) -> str:
         return (
@@ -372,6 +380,10 @@ class Task:
             TaskError: some tables failed (during CDC too); the statistics say which and why.
             StoppedError: :meth:`stop` ended the full load before every table was loaded.
         """
+        with log_context(task=self.task_id), wait_limit(self.settings.wait_timeout):
+            return self._run()
+
+    def _run(self) -> Statistics:
         try:
             self._statistics.reset()
             pipe = self.pipeline()
@@ -387,15 +399,58 @@ class Task:
                         "allow_lossy=False and these columns would not arrive exactly: "
                         + "; ".join(str(f) for f in lossy)
                     )
+            self._reporter = self._start_reporting()
             with self._progress():
                 if self.migration_type == "full-load":
                     return self._full_load(pipe)
                 stats = self._run_cdc(pipe)
             _raise_table_errors(stats)
             return stats
+        except BaseException as exc:
+            self._error = exc
+            raise
         finally:
+            self._stop_reporting()
             self._stopping.clear()
             self._close_owned()
+
+    # -- replikit_status / replikit_history ---------------------------------------------------
+    def _control_endpoint(self) -> Endpoint:
+        url = self.settings.control_url
+        if url is None:
+            return self.target
+        if self._control is None:
+            self._control = endpoint(url)
+            self._owned.append(self._control)
+        return self._control
+
+    def _start_reporting(self) -> StatusReporter | None:
+        """Create the status tables and write the run's first status (``None``: the target
+        holds no control tables)."""
+        self._error = None
+        store = status_store(self._control_endpoint())
+        if store is None:
+            return None
+        s = self.settings
+        reporter = StatusReporter(
+            self.task_id, self._statistics, lambda: self.phase,
+            history_interval=s.history_interval,
+            history_retention=timedelta(days=s.history_retention_days),
+            store=store, inline=s.control_url is None,
+        )  # fmt: skip
+        store.ensure()
+        reporter.publish()
+        return reporter
+
+    def _stop_reporting(self) -> None:
+        """The run's last status and history row, in a transaction of its own."""
+        reporter, self._reporter = self._reporter, None
+        if reporter is None:
+            return
+        exc = self._error
+        failed = exc is not None and not isinstance(exc, StoppedError | KeyboardInterrupt)
+        error = str(exc) if failed else None
+        reporter.publish(state="failed" if failed else "stopped", error=error, final=True)
 
     def _progress(self) -> Progress:
         s = self.settings
@@ -489,6 +544,9 @@ class Task:
             failures = control_store(self.target)
             if failures is not None:
                 failures.drop(self.task_id)
+            status = status_store(self._control_endpoint())
+            if status is not None:
+                status.drop(self.task_id)
             if isinstance(self.target, SupportsApply):
                 store = self.target.checkpoint_store()
                 try:
@@ -554,6 +612,7 @@ class Task:
             statistics=self._statistics,
             progress=False,  # run() shows the whole task's progress
             replicate=True,
+            reporter=self._reporter,
         )
 
     def _load_then_stream(
@@ -664,9 +723,12 @@ class Task:
             MissingDependencyError: ``prometheus-client`` is not installed.
             ConfigError: the port cannot be opened.
         """
+        from replikit.monitor.page import read_problems
         from replikit.monitor.server import MonitorServer
 
-        return MonitorServer(self, port, host=host)
+        return MonitorServer(
+            self, port, host=host, problems=lambda: read_problems(self.target, self.task_id)
+        )
 
     def ddl(self) -> list[str]:
         """The target DDL statements the task would run."""

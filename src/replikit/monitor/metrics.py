@@ -24,16 +24,19 @@ metric                                             type     labels
 ``replikit_cdc_queue_bytes``                       gauge    task
 ``replikit_cdc_cache_changes``                     gauge    task
 ``replikit_retries_total``                         counter  task, kind
+``replikit_table_suspended``                       gauge    task, table (suspended tables)
+``replikit_table_apply_exceptions``                gauge    task, table
 =================================================  =======  ===================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from replikit.endpoints.base import require
 from replikit.monitor import PHASES, Watched
+from replikit.monitor.page import Problems
 from replikit.pipeline.stats import Statistics, TableState
 
 require("prometheus_client", package="prometheus-client", extra="metrics", purpose="Metrics")
@@ -54,8 +57,9 @@ _OPS = ("insert", "update", "delete", "truncate", "ddl")
 class TaskCollector(Collector):
     """Collects the metrics of one task at each scrape (see the module docstring)."""
 
-    def __init__(self, task: Watched) -> None:
+    def __init__(self, task: Watched, problems: Callable[[], Problems] | None = None) -> None:
         self.task = task
+        self.problems = problems
 
     def collect(self) -> Iterator[Metric]:
         """Every metric family, built from the task's statistics now."""
@@ -76,6 +80,24 @@ class TaskCollector(Collector):
         yield phase
         yield from _tables(tid, stats)
         yield from _cdc(tid, stats)
+        if self.problems is not None:
+            yield from _problems(tid, self.problems())
+
+
+def _problems(tid: str, problems: Problems) -> Iterator[Metric]:
+    suspended = GaugeMetricFamily(
+        "replikit_table_suspended", "1 for each suspended table.", labels=["task", "table"]
+    )
+    for table in sorted(problems.suspended):
+        suspended.add_metric([tid, table], 1)
+    exceptions = GaugeMetricFamily(
+        "replikit_table_apply_exceptions",
+        "Rows of the table in replikit_apply_exceptions.",
+        labels=["task", "table"],
+    )
+    for table, n in sorted(problems.exceptions_by_table.items()):
+        exceptions.add_metric([tid, table], n)
+    yield from (suspended, exceptions)
 
 
 def _tables(tid: str, stats: Statistics) -> Iterator[Metric]:
@@ -148,8 +170,8 @@ def _one(cls: Any, name: str, text: str, tid: str, value: float) -> Metric:
     return family  # type: ignore[no-any-return]
 
 
-def registry(task: Watched) -> CollectorRegistry:
+def registry(task: Watched, problems: Callable[[], Problems] | None = None) -> CollectorRegistry:
     """A registry of its own holding ``task``'s collector (several tasks per process)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(TaskCollector(task))
+    reg.register(TaskCollector(task, problems))
     return reg

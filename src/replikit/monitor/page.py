@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 
 from replikit import display
 from replikit.monitor import Watched
+from replikit.pipeline.control import control_store
 from replikit.pipeline.stats import TableState
 
-__all__ = ["Problems", "lag_chart", "render"]
+__all__ = ["Problems", "lag_chart", "read_problems", "render"]
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:16px 24px;color:#222}"
@@ -32,11 +33,32 @@ _W, _H, _PAD = 720, 180, 36  # the chart's size and left/bottom margin, in px
 @dataclass(frozen=True, slots=True)
 class Problems:
     """The suspended tables (name -> reason) and latest apply exceptions of a task, as the
-    control tables hold them (``(time, table, error)``, newest first)."""
+    control tables hold them (``(time, table, error)``, newest first), and how many
+    exceptions each table has."""
 
     suspended: dict[str, str] = field(default_factory=dict)
     exceptions: Sequence[tuple[str, str, str]] = ()
-    exceptions_total: int = 0
+    exceptions_by_table: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exceptions_total(self) -> int:
+        """Apply exceptions over all tables."""
+        return sum(self.exceptions_by_table.values())
+
+
+def read_problems(target: object, task: str, *, latest: int = 10) -> Problems:
+    """``task``'s suspended tables and apply exceptions from ``target``'s control tables
+    (none when it holds no control tables)."""
+    store = control_store(target)
+    if store is None:
+        return Problems()
+    suspended = {s.table: s.reason for s in store.suspended(task)}
+    rows = store.exceptions(task, limit=latest)
+    return Problems(
+        suspended,
+        [(e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.table, e.error) for e in rows],
+        store.count_exceptions(task),
+    )
 
 
 def _e(value: object) -> str:

@@ -50,8 +50,8 @@ class MonitorServer:
         from replikit.monitor import metrics  # the extra's hint before any port opens
 
         self.task = task
-        self.registry = metrics.registry(task)
-        self.problems = problems or Problems
+        self.problems = _guarded(problems or Problems)
+        self.registry = metrics.registry(task, self.problems)
         self.refresh = refresh
         try:
             self._http = ThreadingHTTPServer((host, port), _handler(self))
@@ -118,7 +118,22 @@ class MonitorServer:
             "cdc": stats.cdc.as_dict(),
             "suspended_tables": problems.suspended,
             "exceptions": problems.exceptions_total,
+            "exceptions_by_table": problems.exceptions_by_table,
         }
+
+
+def _guarded(read: Callable[[], Problems]) -> Callable[[], Problems]:
+    """``read``, logging its failure and answering none (a control table that cannot be
+    read must not take the page or the metrics down)."""
+
+    def problems() -> Problems:
+        try:
+            return read()
+        except Exception as exc:
+            log.warning("reading the suspended tables and apply exceptions failed: %s", exc)
+            return Problems()
+
+    return problems
 
 
 def _handler(server: MonitorServer) -> type[BaseHTTPRequestHandler]:

@@ -36,11 +36,13 @@ from typing import Any
 from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, Error
+from replikit.logs import in_context
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
 from replikit.pipeline.readahead import DEFAULT_QUEUE_BYTES, END, Stream, discard
-from replikit.pipeline.spill import TransactionBuffer, spilled
+from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
 from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.status import StatusReporter
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.model import TableId
@@ -102,7 +104,10 @@ class CacheFeeder:
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(replicator, cache), name="replikit-cdc-cache", daemon=True
+            target=in_context(self._run),
+            args=(replicator, cache),
+            name="replikit-cdc-cache",
+            daemon=True,
         )
         self._thread.start()
 
@@ -208,6 +213,8 @@ class Replicator:
         self._cached_upto: Transaction | None = None
         self._pushback: Any = None
         self.checkpoint: Checkpoint | None = None
+        #: reports the task's status and history (``None``: nothing reported)
+        self.reporter: StatusReporter | None = None
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
 
@@ -354,7 +361,7 @@ class Replicator:
         batch: list[Transaction] = []
         size = 0
         item: Any = first
-        self.statistics.cdc.queued(len(stream.queue), stream.queue.bytes)
+        self._note_read(stream)
         while True:
             if item.schema_changes and batch:
                 return batch, item, False  # apply what came before the new shape first
@@ -371,6 +378,15 @@ class Replicator:
                 return batch, None, False
             if item is END or isinstance(item, BaseException):
                 return batch, item, False
+
+    def _note_read(self, stream: Stream) -> None:
+        cdc = self.statistics.cdc
+        cdc.queued(len(stream.queue), stream.queue.bytes)
+        last = stream.last_read
+        if last is not None:
+            tx, at = last
+            ts = tx.commit_ts
+            cdc.read(str(tx.position), None if ts is None else max(0.0, at - ts.timestamp()))
 
     def _flush(self, batch: list[Transaction]) -> None:
         if not batch:
@@ -390,7 +406,12 @@ class Replicator:
         checkpoint = replace(
             self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc"
         )
-        self.writer.apply(self.plans, mapped, checkpoint=checkpoint, batch=self.batch_apply)
+        reporter = self.reporter
+        report = None  # the status commits with the data it describes (at most once a second)
+        if reporter is not None and reporter.inline and reporter.due():
+            report = reporter.report(applied=str(last.position))
+        with_report = replace(checkpoint, report=report)
+        self.writer.apply(self.plans, mapped, checkpoint=with_report, batch=self.batch_apply)
         committed = datetime.now(UTC)
         failpoint("apply.after-commit")
         self.checkpoint = checkpoint
@@ -399,10 +420,12 @@ class Replicator:
         latencies = [
             (committed - tx.commit_ts).total_seconds() for tx in batch if tx.commit_ts is not None
         ]
-        self.statistics.cdc.applied(
-            len(batch), sum(len(tx) for tx in mapped), latencies, str(last.position)
-        )
-        self.statistics.cdc.source_commit_ts = last.commit_ts
+        cdc = self.statistics.cdc
+        cdc.bytes += sum(transaction_bytes(tx) for tx in batch)
+        cdc.applied(len(batch), sum(len(tx) for tx in mapped), latencies, str(last.position))
+        cdc.source_commit_ts = last.commit_ts
+        if reporter is not None and not reporter.inline and reporter.due():
+            reporter.publish()  # a separate control database: after the data's commit
 
     # -- mapping --------------------------------------------------------------------------------
     def _map(self, tx: Transaction) -> Transaction:

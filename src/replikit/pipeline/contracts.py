@@ -273,6 +273,9 @@ class Checkpoint:
     task. ``phase`` is ``"full-load"`` until every selected table is loaded, then ``"cdc"``.
     ``loaded`` holds the source table names (``str(TableId)``) whose full load finished.
     ``commit_ts`` is the source commit time of the transaction at ``position``.
+    ``report``, when set, is written with the checkpoint in the same target transaction
+    (:meth:`replikit.pipeline.status.Report.write`: the task's status and history rows); it
+    is never read back.
     """
 
     task: str
@@ -281,6 +284,7 @@ class Checkpoint:
     phase: Literal["full-load", "cdc"] = "cdc"
     loaded: frozenset[str] = field(default_factory=frozenset)
     commit_ts: datetime | None = None
+    report: Any = field(default=None, compare=False, repr=False)
 
     @property
     def resume(self) -> Position | None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.changes import Transaction
+from replikit.logs import in_context
 from replikit.pipeline.contracts import ChangeReader
 from replikit.pipeline.spill import spilled, transaction_bytes
 from replikit.positions import Position
@@ -88,9 +90,11 @@ class Stream:
     ) -> None:
         self.reader = reader
         self.queue = _Queue(maxsize, maxbytes)
+        #: the last transaction read and when (``time.time()``): the status's source side
+        self.last_read: tuple[Transaction, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(start,), name="replikit-cdc-reader", daemon=True
+            target=in_context(self._run), args=(start,), name="replikit-cdc-reader", daemon=True
         )
         self._thread.start()
 
@@ -104,6 +108,7 @@ class Stream:
         try:
             for tx in self.reader.transactions(start):
                 failpoint("cdc.read")
+                self.last_read = (tx, time.time())
                 if not self._put(tx, transaction_bytes(tx)):
                     discard(tx)
                     return

@@ -48,6 +48,7 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.status import StatusReporter
 from replikit.pipeline.stream import run_stream
 from replikit.pipeline.units import HasExecutor, UnitLoader, executor_of, in_process
 from replikit.positions import Position
@@ -144,6 +145,8 @@ class Pipeline:
         verify_generated: called after the load (and the schema objects) with each completed
             table's plan that has generated columns; a message it returns fails that table
             (the target computes other values than the source holds).
+        reporter: a stream writes the task's status and history with its checkpoints
+            (:mod:`replikit.pipeline.status`).
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class Pipeline:
         generated_columns: str = "create",
         source_sql: str | None = None,
         verify_generated: Callable[[TablePlan], str | None] | None = None,
+        reporter: StatusReporter | None = None,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -201,6 +205,7 @@ class Pipeline:
         self.batch_changes = batch_changes
         self.queue_bytes = queue_bytes
         self.stop_when = stop_when
+        self.reporter = reporter
         #: ``"idle"``, ``"full-load"``, ``"cdc"`` (a stream applying changes) or ``"stopped"``
         self.phase = "idle"
         self.replicator: Replicator | None = None  # while a stream runs

@@ -162,6 +162,14 @@ class CdcStats:
         self.queued_bytes = 0
         self.lag = LagHistogram()
         self.retries: dict[str, int] = {}
+        self.bytes = 0  # estimated size of the applied transactions
+        self.read_position: str | None = None  # the last transaction read from the source
+        self.read_latency: float | None = None  # ... its source commit -> read, in seconds
+        self.apply_latency: float | None = None  # the last batch's highest latency
+
+    def read(self, position: str, latency: float | None) -> None:
+        """The reader took the transaction at ``position`` (``latency`` after its commit)."""
+        self.read_position, self.read_latency = position, latency
 
     def applied(self, transactions: int, changes: int, latencies: list[float], pos: str) -> None:
         """Record one committed target batch."""
@@ -171,6 +179,8 @@ class CdcStats:
             self.batches += 1
             self._latency.extend(latencies)
             self.lag.observe(latencies, time.time())
+            if latencies:
+                self.apply_latency = max(latencies)
             self.position = pos
         log.debug(
             "CDC batch applied: %d transaction(s), %d change(s), position %s, latency %s",
@@ -301,7 +311,10 @@ class Statistics:
             st.units_total = units
         if first:
             estimate = f"~{st.estimated_rows:,}" if st.estimated_rows is not None else "unknown"
-            log.info("table %s: full load started (%d part(s), %s rows)", table, units, estimate)
+            log.info(
+                "table %s: full load started (%d part(s), %s rows)", table, units, estimate,
+                extra={"table": table},
+            )  # fmt: skip
 
     def rows(self, table: str, n: int) -> None:
         """Count ``n`` more loaded rows."""
@@ -433,9 +446,11 @@ def _log_state(st: TableStats) -> None:
             st.full_load_rows,
             st.seconds,
             st.rows_per_second,
+            extra={"table": st.table},
         )
     else:
-        log.info("table %s: %s%s", st.table, st.state, f" ({st.error})" if st.error else "")
+        why = f" ({st.error})" if st.error else ""
+        log.info("table %s: %s%s", st.table, st.state, why, extra={"table": st.table})
 
 
 def _fit(name: str, width: int) -> str:

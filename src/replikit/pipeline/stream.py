@@ -68,6 +68,7 @@ def run_stream(
         replan=_replanner(pipe),
     )
     pipe.replicator = replicator
+    replicator.reporter = pipe.reporter
     try:
         if pipe.stopping:
             replicator.stop()

@@ -319,3 +319,5 @@ def _store(conn: Any, checkpoint: Checkpoint) -> None:
         "updated_at = excluded.updated_at",
         list(values),
     )
+    if checkpoint.report is not None:  # the task's status, in the same transaction
+        checkpoint.report.write(conn, "duckdb")

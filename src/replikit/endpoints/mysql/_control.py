@@ -87,6 +87,8 @@ def write(cur: Any, checkpoint: Checkpoint) -> None:
     """Upsert ``checkpoint`` (the table must exist: :func:`ensure` first)."""
     *values, commit_ts = checkpoint_values(checkpoint)
     cur.execute(_UPSERT, (*values, _utc(commit_ts)))
+    if checkpoint.report is not None:  # the task's status, in the same transaction
+        checkpoint.report.write(cur, "mysql")
 
 
 def _text(value: Any) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from replikit.endpoints.mysql._binlog_reader import MysqlChangeReader
@@ -29,6 +30,7 @@ from replikit.endpoints.mysql._binlog_server import Server
 from replikit.endpoints.mysql._positions import BinlogPosition
 from replikit.errors import ConfigError
 from replikit.pipeline.contracts import Reader
+from replikit.pipeline.waiting import Blocker, Waiting, watch
 from replikit.schema.model import TableSchema
 
 __all__ = ["BinlogPosition", "MysqlChangeReader", "setup", "snapshot", "start", "teardown"]
@@ -136,10 +138,43 @@ def _consistent_snapshot(server: Server, conn: Any) -> BinlogPosition:
 def _mysql_snapshot(server: Server, conn: Any) -> BinlogPosition:
     """MySQL has no binlog_snapshot_* status: hold a global read lock for an instant."""
     with conn.cursor() as cur:
-        cur.execute("FLUSH TABLES WITH READ LOCK")
+        with _watched(server, conn):
+            cur.execute("FLUSH TABLES WITH READ LOCK")
         try:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             position = server.current(conn)
         finally:
             cur.execute("UNLOCK TABLES")
     return position
+
+
+# statements running on other connections: FLUSH TABLES WITH READ LOCK waits for them
+_BLOCKERS = (
+    "SELECT ID, TIME, COALESCE(INFO, '') FROM information_schema.PROCESSLIST "
+    "WHERE ID NOT IN (%s, CONNECTION_ID()) AND INFO IS NOT NULL "
+    "AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
+    "ORDER BY TIME DESC LIMIT 5"
+)
+
+
+def _watched(server: Server, conn: Any) -> AbstractContextManager[Waiting]:
+    """The read lock of ``conn`` under :func:`~replikit.pipeline.waiting.watch`."""
+    thread = int(conn.thread_id())
+
+    def probe() -> list[Blocker]:
+        with server.connect() as other:
+            rows = server.rows(other, _BLOCKERS, (thread,))
+        return [Blocker(int(r[0]), float(r[1] or 0), str(r[2])) for r in rows]
+
+    def cancel() -> None:
+        with server.connect() as other:
+            server.rows(other, "KILL QUERY %s", (thread,))
+
+    return watch(
+        f"taking the read lock for a consistent snapshot (FLUSH TABLES WITH READ LOCK) on "
+        f"{server.where}",
+        probe,
+        cancel,
+        fix="The lock waits for the statements running on the tables: let them end or stop "
+        "them (KILL QUERY id), then run the task again.",
+    )

@@ -75,6 +75,8 @@ def ensure(conn: Connection) -> None:
 def write(conn: Connection, checkpoint: Checkpoint) -> None:
     """Upsert ``checkpoint`` (the table must exist: call :func:`ensure` first)."""
     conn.execute(_UPSERT, checkpoint_values(checkpoint))
+    if checkpoint.report is not None:  # the task's status, in the same transaction
+        checkpoint.report.write(conn, "postgres")
 
 
 def read(conn: Connection, task: str) -> Checkpoint | None:

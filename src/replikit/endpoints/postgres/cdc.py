@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -39,6 +40,7 @@ from replikit.endpoints.postgres._slots import drop_slot, object_name, slot_stat
 from replikit.endpoints.postgres._stream import replication_connect
 from replikit.endpoints.postgres.source import PostgresReader
 from replikit.errors import ConfigError
+from replikit.pipeline.waiting import Blocker, Waiting, watch
 from replikit.positions import PgLsn
 from replikit.schema.model import TableId, TableSchema
 
@@ -212,9 +214,10 @@ def snapshot(
         new_syntax = rep.info.server_version >= 150000
         export = "(SNAPSHOT 'export')" if new_syntax else "EXPORT_SNAPSHOT"
         try:
-            row = rep.execute(
-                f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput {export}"
-            ).fetchone()
+            with _watched(params, rep.info.backend_pid, name):
+                row = rep.execute(
+                    f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput {export}"
+                ).fetchone()
         except psycopg.Error as exc:
             raise _slot_error(exc, name, params) from None
         assert row is not None
@@ -234,10 +237,11 @@ def start(params: ConnParams, tables: Sequence[TableSchema], *, task: str) -> Pg
         state = slot_state(conn, name)
         if state is None:
             try:
-                row = conn.execute(
-                    "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
-                    (name,),
-                ).fetchone()
+                with _watched(params, conn.info.backend_pid, name):
+                    row = conn.execute(
+                        "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                        (name,),
+                    ).fetchone()
             except pgerrors.DuplicateObject:
                 state = slot_state(conn, name)
             except psycopg.Error as exc:
@@ -266,6 +270,37 @@ def teardown(params: ConnParams, *, task: str) -> None:
                 f"cannot drop publication {name} at {params.where()} ({str(exc).strip()}): "
                 "run the teardown as its owner"
             ) from None
+
+
+# transactions holding an xid: a new logical slot is consistent only once they have ended
+_BLOCKERS = """
+SELECT pid, extract(epoch FROM now() - xact_start)::float8, coalesce(query, '')
+FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+  AND pid <> %s
+ORDER BY xact_start LIMIT 5
+"""
+
+
+def _watched(params: ConnParams, pid: int, name: str) -> AbstractContextManager[Waiting]:
+    """Slot ``name`` created by backend ``pid``, under :func:`~replikit.pipeline.waiting.watch`."""
+
+    def probe() -> list[Blocker]:
+        with connect(params, autocommit=True) as conn:
+            rows = conn.execute(_BLOCKERS, (pid,)).fetchall()
+        return [Blocker(int(r[0]), float(r[1] or 0), str(r[2])) for r in rows]
+
+    def cancel() -> None:
+        with connect(params, autocommit=True) as conn:
+            conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+    return watch(
+        f"creating replication slot {name} on {params.where()}",
+        probe,
+        cancel,
+        fix="The slot can only be created once the transactions running when it began have "
+        "ended: commit or end them (SELECT pg_terminate_backend(pid)) and run the task again.",
+    )
 
 
 def _slot_error(exc: psycopg.Error, name: str, params: ConnParams) -> ConfigError:

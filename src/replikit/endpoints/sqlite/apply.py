@@ -253,6 +253,8 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
                 datetime.now(UTC).isoformat(),
             ),
         )
+        if cp.report is not None:  # the task's status, in the same transaction
+            cp.report.write(conn, "sqlite")
 
     def drop_control(self, task: str) -> None:
         """Forget ``task``'s checkpoint; drop the table when no task is left."""
