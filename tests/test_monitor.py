@@ -91,29 +91,31 @@ def test_port_in_use_is_a_config_error(live: Live) -> None:
 
 
 def _counts(browser: Any, table: str) -> dict[str, int]:
-    """The numbers of ``table``'s row in the page's statistics table, by column header (read
-    again when the page reloaded meanwhile)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    """The numbers of ``table``'s row in the page's statistics table, by column header, as
+    the page shows them (read in one script; again when the page was reloading)."""
+    from selenium.common.exceptions import WebDriverException
 
-    for _ in range(20):
+    script = (
+        "const t = document.querySelector('#tables table'); if (!t) return null;"
+        "return [[...t.tHead.rows[0].cells].map(c => c.innerText),"
+        " ...[...t.tBodies[0].rows].map(r => [...r.cells].map(c => c.innerText))];"
+    )
+    for _ in range(50):
         try:
-            return _read_counts(browser, table)
-        except StaleElementReferenceException:
-            time.sleep(0.1)
+            grid = browser.execute_script(script)
+        except WebDriverException:  # the page is reloading
+            grid = None
+        if grid:
+            headers, *rows = grid
+            for cells in rows:
+                if cells and cells[0] == table:
+                    found = dict(zip(headers, cells, strict=False))
+                    return {
+                        h: int(found[h].replace(",", "")) for h in ("rows", "inserts", "deletes")
+                    }
+            raise AssertionError(f"no row for {table} in {rows}")
+        time.sleep(0.1)
     raise AssertionError("the page kept reloading while it was read")
-
-
-def _read_counts(browser: Any, table: str) -> dict[str, int]:
-    from selenium.webdriver.common.by import By
-
-    grid = browser.find_element(By.CSS_SELECTOR, "#tables table")
-    headers = [th.text for th in grid.find_elements(By.CSS_SELECTOR, "thead th")]
-    for row in grid.find_elements(By.CSS_SELECTOR, "tbody tr"):
-        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
-        if cells and cells[0] == table:
-            found = dict(zip(headers, cells, strict=False))
-            return {h: int(found[h].replace(",", "")) for h in ("rows", "inserts", "deletes")}
-    raise AssertionError(f"no row for {table} in {headers}")
 
 
 def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
