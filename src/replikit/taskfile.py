@@ -398,6 +398,13 @@ def _url(url: str, variable: str) -> str:
     return url.replace(":***@", f":${{{variable}}}@")
 
 
+# settings that may hold a secret: written as the variable a user sets
+_SECRET_SETTINGS = {
+    "mask_secret": "${REPLIKIT_MASK_SECRET}",
+    "control_url": "${REPLIKIT_CONTROL_URL}",  # a URL, maybe with its password
+}
+
+
 def task_yaml(task: Task) -> str:
     """``task`` as a task file (YAML): a task read from a file as it was written; another
     with passwords as ``${REPLIKIT_SOURCE_PASSWORD}`` / ``${REPLIKIT_TARGET_PASSWORD}`` and
@@ -421,9 +428,8 @@ def task_yaml(task: Task) -> str:
     for f in dataclasses.fields(TaskSettings):
         value = getattr(task.settings, f.name)
         if value != getattr(default, f.name):
-            settings[f.name] = (
-                "${REPLIKIT_MASK_SECRET}" if f.name == "mask_secret" else _plain(value)
-            )
+            secret = _SECRET_SETTINGS.get(f.name)
+            settings[f.name] = secret if secret is not None else _plain(value)
             if isinstance(value, Mapping):
                 settings[f.name] = dict(value)
     if settings:
