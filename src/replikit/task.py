@@ -219,6 +219,9 @@ class Task:
         self._task_file: Any = None  # the task file this task was read from, if any
         #: the report of the last run of a ``validation-only`` task
         self.last_validation: ValidationReport | None = None
+        self._reporter: StatusReporter | None = None  # while a run reports its status
+        self._control: Endpoint | None = None  # the control database (control_url)
+        self._error: BaseException | None = None  # what ended the last run
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Task:
@@ -239,9 +242,6 @@ class Task:
         from replikit.taskfile import task_yaml
 
         return task_yaml(self)
-        self._reporter: StatusReporter | None = None  # while a run reports its status
-        self._control: Endpoint | None = None  # the control database (control_url)
-        self._error: BaseException | None = None  # what ended the last run
 
     def __repr__(self) -> str:
         return (
