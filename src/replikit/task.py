@@ -425,9 +425,11 @@ class Task:
         return self._control
 
     def _start_reporting(self) -> StatusReporter | None:
-        """Create the status tables and write the run's first status (``None``: the target
-        holds no control tables)."""
+        """Create the status tables and write the run's first status (``None``: a full load,
+        which leaves no control tables in its target, or a target that holds none)."""
         self._error = None
+        if self.migration_type == "full-load":
+            return None
         store = status_store(self._control_endpoint())
         if store is None:
             return None
