@@ -203,14 +203,24 @@ def _schema_report(report: ConversionReport) -> str:
     )
 
 
-def html_assessment(a: Assessment, ddl: Sequence[str] | None = None) -> str:
+def html_assessment(
+    a: Assessment,
+    ddl: Sequence[str] | None = None,
+    mappings: Sequence[tuple[str, Sequence[str]]] = (),
+) -> str:
     """The assessment (and the plan's DDL when given): summary line, findings, every column's
-    fidelity, problems, and the DDL collapsed."""
+    fidelity, problems, what the mapping rules do per table, and the DDL collapsed."""
     n_columns = _counts(a)[1]
     parts = [f"<p>{_e(_verdict(a))}</p>", _findings_table(a)]
     if a.problems:
         parts.append("<p>Problems</p><ul>" + "".join(f"<li>{_e(p)}</li>" for p in a.problems))
         parts.append("</ul>")
+    if mappings:
+        items = "".join(
+            f"<li>{_e(table)}<ul>{''.join(f'<li>{_e(n)}</li>' for n in notes)}</ul></li>"
+            for table, notes in mappings
+        )
+        parts.append(_details("Mappings (filters, masks, columns)", f"<ul>{items}</ul>"))
     parts.append(
         _details(
             f"Columns ({n_columns} in {plural(len(a.tables), 'table')})",

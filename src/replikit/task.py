@@ -131,7 +131,7 @@ class Plan:
         return f"<Plan {summary}; {len(self.ddl)} DDL statements>"
 
     def _repr_html_(self) -> str:
-        return display.html_assessment(self.assessment, self.ddl)
+        return display.html_assessment(self.assessment, self.ddl, self.mappings)
 
 
 def _log_plan(plans: Sequence[TablePlan]) -> None:

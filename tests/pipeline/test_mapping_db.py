@@ -186,6 +186,10 @@ def test_rule_problems_are_in_the_plan(make_db: Callable[[str], Db]) -> None:  #
     assert "rule 1 (rename on %.people)" in reasons and "rule 2 (rename on %.counters)" in reasons
     with pytest.raises(rk.ConversionError):
         rk.Task(source.url, target.url, mappings=clash).run()
+    masked = rk.Task(source.url, target.url, mappings=RULES, settings=_settings()).plan()
+    html = masked._repr_html_()
+    assert "Mappings (filters, masks, columns)" in html and "mask: last hash" in html
+    assert masked.to_dict()["mappings"]["people"][0].startswith("filter: ")
     bad = Mappings().filter("people", ("colour", "=", "red"))
     with pytest.raises(rk.ConfigError, match=r"rule 1 \(filter on %.people\).*'colour'"):
         rk.Task(source.url, target.url, mappings=bad).plan()
