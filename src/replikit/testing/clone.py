@@ -26,6 +26,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ from replikit.testing.subset import Subset, closure, subset_batches
 
 __all__ = ["Clone", "CloneRequest", "Cloner"]
 
-_FORMAT = 2  # bump when the cache layout changes
+_FORMAT = 3  # bump when the cache layout changes
+_STALE_SECONDS = 3600
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
     "postgres": "postgresql+psycopg",
@@ -237,9 +239,9 @@ class Cloner:
                     default=repr,
                 ).encode()
             ).hexdigest()[:24]
-            path = self.cache_dir / key
-            if self.refresh or not (path / "meta.pickle").exists():
-                self._write(src, catalog, request, path)
+            path = self._entry(key)
+            if self.refresh or path is None:
+                path = self._write(src, catalog, request, key)
         extract = self._read_meta(path)
         self._extracts[request.key()] = extract
         return extract
@@ -255,7 +257,30 @@ class Cloner:
             raise selects_nothing(src, what)
         return catalog
 
-    def _write(self, src: Endpoint, catalog: Catalog, request: CloneRequest, path: Path) -> None:
+    # An entry is a directory that never changes once written (``<key>-<random>``) and a
+    # pointer file ``<key>.entry`` naming it, replaced atomically: a worker reading an entry
+    # is never disturbed by another one writing or refreshing the same key.
+    def _entry(self, key: str) -> Path | None:
+        pointer = self.cache_dir / f"{key}.entry"
+        try:
+            path = self.cache_dir / pointer.read_text().strip()
+        except OSError:
+            return None
+        return path if (path / "meta.pickle").exists() else None
+
+    def _publish(self, key: str, tmp: Path) -> Path:
+        path = self.cache_dir / f"{key}-{uuid.uuid4().hex[:8]}"
+        os.replace(tmp, path)
+        pointer = self.cache_dir / f".{path.name}.entry"
+        pointer.write_text(path.name)
+        os.replace(pointer, self.cache_dir / f"{key}.entry")
+        cutoff = time.time() - _STALE_SECONDS  # superseded entries no session still reads
+        for old in self.cache_dir.glob(f"{key}-*"):
+            if old != path and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def _write(self, src: Endpoint, catalog: Catalog, request: CloneRequest, key: str) -> Path:
         self.source_reads += 1
         tables = list(catalog.tables)
         selected = None
@@ -271,9 +296,7 @@ class Cloner:
             meta = (tuple(masks.shapes), tuple(catalog.views), rows, src.family)
             with (tmp / "meta.pickle").open("wb") as f:
                 pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
-            if path.exists():  # a refresh, or another xdist worker won the race
-                shutil.rmtree(path, ignore_errors=True)
-            os.replace(tmp, path)
+            return self._publish(key, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
