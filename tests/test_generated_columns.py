@@ -131,14 +131,18 @@ def test_different_values_in_the_target_fail_the_table(engine):  # noqa: F811
     assert "compute other values" in task.statistics()["public.d"].error
 
 
-def test_cdc_never_writes_generated_columns(engine):  # noqa: F811
-    src = _source(engine, "sqlite")
-    dst = engine("duckdb")
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("sqlite", t) for t in ENGINES] + [("postgresql", "sqlite"), ("mysql", "duckdb")],
+)
+def test_cdc_never_writes_generated_columns(engine, source, target):  # noqa: F811
+    src = _source(engine, source)
+    dst = engine(target)
     task = rk.Task(
-        rk.endpoint(src.url, cdc_setup=True),
+        rk.endpoint(src.url, cdc_setup=True) if source == "sqlite" else src.url,
         dst.url,
         migration_type="full-load-and-cdc",
-        settings=rk.TaskSettings(stop_when_idle=0.5, progress=False),
+        settings=rk.TaskSettings(stop_when_idle=2, progress=False),
     )
     task.run()
     src.execute(

@@ -94,7 +94,10 @@ class RelationTracker:
         return self._against_shape(known, rel)
 
     def _against_table(self, table: TableSchema, rel: Relation) -> SchemaChange | None:
-        old = {c.name: c for c in table.columns}
+        # pgoutput leaves generated columns out (PostgreSQL 18 may publish stored ones): their
+        # absence, or presence, is no schema change
+        generated = {c.name for c in table.columns if c.generated}
+        old = {c.name: c for c in table.columns if c.name not in generated}
         changed: list[str] = []
         notes: list[str] = []
         for col in rel.columns:
@@ -117,8 +120,8 @@ class RelationTracker:
             notes += [f"column {n} joined or left the primary key" for n in moved]
         new = {c.name for c in rel.columns}
         dropped = [name for name in old if name not in new]
-        return self._change(rel, [c.name for c in rel.columns if c.name not in old], dropped,
-                            changed, notes)  # fmt: skip
+        added = [c.name for c in rel.columns if c.name not in old and c.name not in generated]
+        return self._change(rel, added, dropped, changed, notes)
 
     def _against_shape(self, known: _Shape, rel: Relation) -> SchemaChange | None:
         ident, columns = known
