@@ -8,7 +8,8 @@ table-mapping document (:mod:`replikit.mapping.dms`).
 
 from __future__ import annotations
 
-from replikit.mapping.bound import MappingTransform, TableMapping, bind_table
+from replikit.mapping.binding import MappingTransform, bind_table
+from replikit.mapping.bound import TableMapping
 from replikit.mapping.filters import AllOf, AnyOf, Condition, condition
 from replikit.mapping.masking import MASKS, Mask
 from replikit.mapping.rules import Mappings, Rule, Selection

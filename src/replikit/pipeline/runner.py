@@ -25,7 +25,7 @@ from replikit.errors import (
     TaskError,
 )
 from replikit.mapping import Mappings, MappingTransform
-from replikit.mapping.bound import rule_collisions, unused_rules
+from replikit.mapping.binding import rule_collisions, unused_rules
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
 from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
