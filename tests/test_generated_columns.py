@@ -156,3 +156,21 @@ def test_cdc_never_writes_generated_columns(engine, source, target):  # noqa: F8
         (1, 50, "PEN"),
         (3, 4, "INK"),
     ]
+
+
+def test_a_generation_the_target_refuses_becomes_a_plain_column(engine):  # noqa: F811
+    src = engine("sqlite")
+    # SQLite takes any expression; PostgreSQL refuses text for an integer column
+    src.execute(
+        "CREATE TABLE code (id INTEGER PRIMARY KEY, name TEXT, n INTEGER AS (upper(name)))",
+        "INSERT INTO code (id, name) VALUES (1, '12'), (2, '7')",
+    )
+    dst = engine("postgresql")
+    task = rk.Task(src.url, dst.url, settings=rk.TaskSettings(progress=False))
+    (planned,) = task.plan().assessment.schema.of_kind("generated column")
+    assert planned.verdict is Verdict.EXACT
+    stats = task.run()
+    assert dst.query("SELECT id, n FROM public.code ORDER BY id") == [(1, 12), (2, 7)]
+    ((obj, error),) = [(o, e) for o, e in stats.objects if o.kind == "generated column"]
+    assert "postgresql refused the table with its generated columns" in error
+    assert any("copied as plain values" in w for w in stats["code"].warnings)

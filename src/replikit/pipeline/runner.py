@@ -57,6 +57,7 @@ from replikit.schema.convert import (
     TablePlan,
     link_foreign_keys,
     plan_table,
+    without_generation,
 )
 from replikit.schema.findings import Finding
 from replikit.schema.model import Routine, TableId, TableSchema, View
@@ -443,8 +444,45 @@ class Pipeline:
         try:
             self.writer.prepare(plans, self.prep_mode)
         except TableDdlError as exc:
-            return self._table_errors(plans, exc, "target table not prepared")
+            left = self._plain_generated(plans, exc)
+            return (
+                {} if left is None else self._table_errors(plans, left, "target table not prepared")
+            )
         return {}
+
+    def _plain_generated(self, plans: list[TablePlan], exc: TableDdlError) -> TableDdlError | None:
+        """Refused tables with generated columns, prepared again with those as plain columns
+        holding the source's values (``plans`` updated in place); the errors left, if any.
+
+        Only for a full load alone: a change stream has planned the columns as generated, and
+        would leave them out of the rows it writes."""
+        if self.replicate:
+            return exc
+        errors = dict(exc.table_errors)
+        retry: list[tuple[str, TablePlan, TablePlan]] = []
+        for i, plan in enumerate(plans):
+            key = next((k for k in (str(plan.target_id), str(plan.source.id)) if k in errors), "")
+            if key and plan.computed:
+                cause = str(errors.pop(key)).strip().splitlines()[0]
+                why = (
+                    f"{plan.target_dialect} refused the table with its generated columns ({cause})"
+                )
+                plans[i] = without_generation(plan, why)
+                retry.append((why, plan, plans[i]))
+        if not retry:
+            return exc
+        assert isinstance(self.writer, SupportsPrepare)
+        try:
+            self.writer.prepare([new for _, _, new in retry], self.prep_mode)
+        except TableDdlError as again:
+            errors.update(again.table_errors)
+        for why, old, new in retry:
+            if str(new.target_id) not in errors and str(new.source.id) not in errors:
+                self.statistics.warn(str(new.source.id), f"{why}: copied as plain values")
+                for obj in old.objects:
+                    if obj.kind == "generated column" and obj.converted:
+                        self.statistics.object_created(obj, why)
+        return TableDdlError(str(exc), errors) if errors else None
 
     def _finish(self, done: list[TablePlan], skipped: list[TablePlan]) -> dict[str, BaseException]:
         """Indexes, keys and sequences for the loaded tables; report foreign keys left out."""

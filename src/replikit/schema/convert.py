@@ -33,6 +33,7 @@ __all__ = [
     "TargetType",
     "link_foreign_keys",
     "plan_table",
+    "without_generation",
 ]
 
 Adapter = Callable[[Any], Any]
@@ -491,6 +492,35 @@ class _Generated:
     def _report(self, col: Column, verdict: Verdict, sql: str | None, reason: str) -> ObjectPlan:
         name = f"{self.table.id}.{col.name}"
         return ObjectPlan("generated column", name, verdict, col.generated, sql, reason or None)
+
+
+def without_generation(plan: TablePlan, why: str) -> TablePlan:
+    """``plan`` with its generated columns as plain columns holding the source's values:
+    the target refused their expressions (``why``), and the load then copies the values."""
+    if not plan.computed:
+        return plan
+    columns = tuple(
+        replace(c, generated=None, notes=(*c.notes, f"{why}: copied as plain values"))
+        if c.generated is not None
+        else c
+        for c in plan.columns
+    )
+    schema = replace(
+        plan.target_schema,
+        columns=tuple(replace(c, generated=None) for c in plan.target_schema.columns),
+    )
+    objects = tuple(
+        replace(
+            o,
+            verdict=Verdict.NOT_CONVERTED,
+            sql=None,
+            reason=f"{why}: {_PLAIN} (in {plan.target_dialect}: {o.sql})",
+        )
+        if o.kind == "generated column" and o.converted
+        else o
+        for o in plan.objects
+    )
+    return replace(plan, columns=columns, target_schema=schema, objects=objects)
 
 
 def _check(
