@@ -60,6 +60,9 @@ def test_generated_columns_are_generated_in_the_target(engine, source, target): 
         (1, 10, "PEN"),
         (2, 21, None),
     ]
+    # the validation engine compares them with the source's too
+    if source != "mysql" and target != "mysql":  # one server pair is enough here
+        assert rk.validate(src.url, dst.url, include=["%.item"] if source != "sqlite" else []).ok
     # the target computes them: a new row gets its values from the expression
     dst.execute(f"INSERT INTO {item} (id, price, qty, name) VALUES (3, 4, 4, 'cup')")
     assert dst.query(f"SELECT total, label FROM {item} WHERE id = 3") == [(16, "CUP")]

@@ -329,7 +329,7 @@ class Validator:
                 units = [replace(u, as_text=as_text) for u in units]
 
             def batches(unit: Unit) -> Iterable[Any]:
-                return loader.batches(plan, unit) if side == "source" else reader.read(unit)
+                return loader.transformed(plan, unit) if side == "source" else reader.read(unit)
 
             for unit, chunk in zip(units, _prefetched(units, batches), strict=True):
                 rows = _rows_of(chunk, names, canons, adapters, key, keep)

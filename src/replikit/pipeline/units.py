@@ -102,7 +102,7 @@ class UnitLoader:
     def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
         """The unit's batches, transformed (rows a transform drops are left out), without
         the columns the target computes (generated there: never written)."""
-        batches = self._transformed(plan, self.reader.read(unit))
+        batches = self.transformed(plan, unit)
         computed = plan.computed
         if not computed:
             yield from batches
@@ -115,7 +115,10 @@ class UnitLoader:
                 rows=[tuple(row[i] for i in keep) for row in batch.rows],
             )
 
-    def _transformed(self, plan: TablePlan, batches: Iterable[Batch]) -> Iterator[Batch]:
+    def transformed(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
+        """The unit's batches, transformed, every column kept (generated ones too: a
+        comparison with the target reads them)."""
+        batches = self.reader.read(unit)
         if not self.transforms:
             yield from batches
             return
