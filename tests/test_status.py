@@ -150,3 +150,47 @@ def test_page_and_metrics_show_a_suspended_table(live: Live) -> None:
         if s.name == "replikit_table_suspended" and s.value == 1
     ]
     assert suspended == ["orders"]
+
+
+def test_an_idle_stream_keeps_its_status_fresh(live: Live) -> None:
+    """Nothing to apply: the status row is still rewritten every few seconds, so a task that
+    is alive is told from one that died (``updated`` stays old)."""
+    store = status_store(live.task.target)
+    assert store is not None
+    wait(lambda: (s := store.status("shop")) is not None and s.phase == "cdc", 20)
+    first = store.status("shop")
+    assert first is not None
+    time.sleep(6.5)
+    later = store.status("shop")
+    assert later is not None and later.state == "running"
+    assert later.updated_at >= first.updated_at + timedelta(seconds=4)
+
+
+def _rows(store: StatusStore) -> int | None:
+    status = store.status("shop")
+    return None if status is None else int(status.tables["orders"]["full_load_rows"])
+
+
+def test_the_ticker_publishes_while_a_full_load_runs(tmp_path: Path) -> None:
+    from replikit.pipeline.stats import Statistics
+    from replikit.pipeline.status import StatusReporter
+
+    store = _store(f"sqlite:///{tmp_path / 'control.db'}")
+    stats = Statistics()
+    stats.add("orders", "orders", 1000)
+    stats.started("orders", 1)
+    phase = ["full-load"]
+    reporter = StatusReporter("shop", stats, lambda: phase[0], store=store)
+    store.ensure()
+    reporter.tick_while(lambda: phase[0] == "full-load", every=0.2)
+    try:
+        for rows in (100, 400):
+            stats.rows("orders", rows)
+            wait(lambda: _rows(store) == stats["orders"].full_load_rows, 10)
+        phase[0] = "cdc"  # the stream's applies carry the status from here on
+        time.sleep(0.5)
+        stats.rows("orders", 1)
+        time.sleep(0.5)
+        assert _rows(store) == 500  # no publish after the full load
+    finally:
+        reporter.close()

@@ -442,6 +442,7 @@ class Task:
         )  # fmt: skip
         store.ensure()
         reporter.publish()
+        reporter.tick_while(lambda: self.phase in ("idle", "full-load"))  # until CDC applies
         return reporter
 
     def _stop_reporting(self) -> None:
@@ -449,6 +450,7 @@ class Task:
         reporter, self._reporter = self._reporter, None
         if reporter is None:
             return
+        reporter.close()
         exc = self._error
         failed = exc is not None and not isinstance(exc, StoppedError | KeyboardInterrupt)
         error = str(exc) if failed else None

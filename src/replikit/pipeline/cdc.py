@@ -25,6 +25,7 @@ the load (DMS "cached changes") before the stream continues.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -51,6 +52,10 @@ from replikit.transforms import SupportsExpand, Transform
 __all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", "thread_error"]
 
 log = logging.getLogger(__name__)
+
+_NO_LOCK = contextlib.nullcontext()
+#: a stream with nothing to apply writes its status (in a transaction of its own) this often
+IDLE_REPORT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -335,6 +340,9 @@ class Replicator:
                 if idle is not None and time.monotonic() - last_activity >= idle:
                     log.info("no source transaction for %.1f s: stopping", idle)
                     break
+                reporter = self.reporter
+                if reporter is not None and reporter.idle_for() >= IDLE_REPORT_SECONDS:
+                    reporter.publish()  # nothing to apply: the status says the task is alive
                 continue
             if item is END:
                 break
@@ -411,7 +419,8 @@ class Replicator:
         if reporter is not None and reporter.inline and reporter.due():
             report = reporter.report(applied=str(last.position))
         with_report = replace(checkpoint, report=report)
-        self.writer.apply(self.plans, mapped, checkpoint=with_report, batch=self.batch_apply)
+        with reporter.writing if report is not None and reporter is not None else _NO_LOCK:
+            self.writer.apply(self.plans, mapped, checkpoint=with_report, batch=self.batch_apply)
         committed = datetime.now(UTC)
         failpoint("apply.after-commit")
         self.checkpoint = checkpoint

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from replikit.errors import CapabilityError, Error
+from replikit.logs import in_context
 from replikit.pipeline.control import FLAVORS, Flavor, SupportsControl
 from replikit.pipeline.stats import Statistics
 
@@ -371,6 +372,11 @@ class StatusReporter:
         self.history_retention = history_retention
         self.min_interval = min_interval
         self._lock = threading.Lock()
+        self._ticking = threading.Event()
+        #: held while a status row is written (a publish, or an apply carrying a report), so
+        #: two writes of the row never run at once (DuckDB would refuse one of them)
+        self.writing = threading.Lock()
+        self._ticker: threading.Thread | None = None
         self._last = 0.0
         self._cut = datetime.now(UTC)
         self._base = self._totals()
@@ -392,9 +398,36 @@ class StatusReporter:
         if self.store is None:
             return
         try:
-            self.store.write(self.report(state=state, error=error, final=final))
+            with self.writing:
+                self.store.write(self.report(state=state, error=error, final=final))
         except Error as exc:
             log.warning("task %s: could not write its status: %s", self.task, exc)
+
+    def idle_for(self) -> float:
+        """Seconds since the last report."""
+        return time.monotonic() - self._last
+
+    def tick_while(self, active: Callable[[], bool], every: float = 5.0) -> None:
+        """Publish every ``every`` seconds from a thread of its own while ``active()`` (a full
+        load: no apply commits to carry the status); :meth:`close` stops it."""
+        self._ticking.clear()
+
+        def run() -> None:
+            while not self._ticking.wait(every):
+                if not active():
+                    return
+                self.publish()
+
+        self._ticker = threading.Thread(target=in_context(run), name="replikit-status",
+                                        daemon=True)  # fmt: skip
+        self._ticker.start()
+
+    def close(self) -> None:
+        """Stop the thread of :meth:`tick_while` (idempotent)."""
+        self._ticking.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
 
     def due(self) -> bool:
         """Whether :attr:`min_interval` passed since the last report."""
