@@ -162,3 +162,44 @@ def test_without_prometheus_client_the_error_says_what_to_install(
     task = rk.Task("sqlite:///:memory:", "sqlite:///:memory:")
     with pytest.raises(rk.MissingDependencyError, match=r"replikit\[metrics\]"):
         task.serve_metrics(0)
+
+
+def test_replicate_metrics_port_serves_while_the_command_runs(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    live = Live(tmp_path)  # only its source database
+    live.src.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["replicate", f"sqlite:///{live.source}", f"sqlite:///{tmp_path / 'cli.db'}",
+            "--cdc-setup", "--task-id", "cli", "--stop-when-idle", "4", "--metrics-port",
+            str(port)]  # fmt: skip
+    command = subprocess.Popen(
+        [sys.executable, "-m", "replikit.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: dict[str, float] = {}
+
+    def scraped() -> bool:
+        try:
+            text, _ = _get(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            return False
+        seen.update({"|".join(k[0:1] + tuple(v for _, v in k[1])): v
+                     for k, v in _samples(text).items()})  # fmt: skip
+        return seen.get("replikit_table_full_load_rows_total|orders|cli") == 200
+
+    try:
+        wait(scraped, 60)
+    finally:
+        _, err = command.communicate(timeout=60)
+    assert command.returncode == 0, err
+    assert f"status page http://127.0.0.1:{port}/" in err
+    assert seen["replikit_task_info|full-load-and-cdc|cli"] == 1
+    with pytest.raises(urllib.error.URLError):  # the port closes with the command
+        _get(f"http://127.0.0.1:{port}/metrics")
