@@ -270,7 +270,7 @@ class Validator:
     def _compare(self, setup: _Setup, result: TableValidation) -> None:
         sink = _sink(setup, result)
         plan = setup.plan
-        if self.checksums and self.sample is None and not self.task.transforms:
+        if self.checksums and self.sample is None and not self.task.pipeline().transforms:
             outcome = checksum.compare(
                 self.task.source, self.task.target, setup, lambda: self.task.settings
             )
@@ -308,7 +308,7 @@ class Validator:
             endpoint, table = self.task.source, setup.source_table
             names = [c.source for c in setup.columns]
             adapters = [c.adapt for c in setup.columns]
-            transforms = self.task.transforms
+            transforms = self.task.pipeline().transforms  # the mappings' rows stage first
         else:
             endpoint, table = self.task.target, setup.target_table
             names = [c.target for c in setup.columns]

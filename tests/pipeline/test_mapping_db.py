@@ -108,7 +108,9 @@ PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "mysql"), ("mysql", "pg")
 
 @pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS)
 def test_full_load_then_cdc_equals_full_load_of_final_state(
-    make_db: Callable[[str], Db], src_kind: str, dst_kind: str  # noqa: F811 - the fixture
+    make_db: Callable[[str], Db],  # noqa: F811 - the fixture
+    src_kind: str,
+    dst_kind: str,
 ) -> None:
     source, target, fresh = make_db(src_kind), make_db(dst_kind), make_db(dst_kind)
     source.execute([(s, ()) for s in SCHEMA])
@@ -193,3 +195,19 @@ def test_rule_problems_are_in_the_plan(make_db: Callable[[str], Db]) -> None:  #
     bad = Mappings().filter("people", ("colour", "=", "red"))
     with pytest.raises(rk.ConfigError, match=r"rule 1 \(filter on %.people\).*'colour'"):
         rk.Task(source.url, target.url, mappings=bad).plan()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_validation_compares_through_the_mappings(make_db: Callable[[str], Db], kind) -> None:  # noqa: F811 - the fixture
+    source, target = make_db(kind), make_db("sqlite")
+    source.execute([(s, ()) for s in SCHEMA])
+    rng = random.Random(7)
+    source.execute([("INSERT INTO people VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(rng, i))
+                    for i in range(1, 41)])  # fmt: skip
+    rules = RULES.include("%", "people")
+    rk.Task(source.url, target.url, mappings=rules, settings=_settings()).run()
+    report = rk.Task(source.url, target.url, mappings=rules, settings=_settings()).validate()
+    assert {t.state.value for t in report} == {"validated"}, str(report)
+    target.execute([("UPDATE persons SET email = 'leaked@example.org'", ())])
+    report = rk.Task(source.url, target.url, mappings=rules, settings=_settings()).validate()
+    assert "mismatched" in {t.state.value for t in report}
