@@ -294,3 +294,24 @@ def test_anything_not_understood_names_rule_and_field(rule, message):
     }
     with pytest.raises(ConfigError, match=message):
         Mappings.from_dms_json({"rules": [base, {"rule-id": "9", **rule}]})
+
+
+def test_a_filtered_table_also_selected_without_filters_is_ambiguous():
+    filtered = {
+        "rule-type": "selection", "rule-id": "2", "rule-name": "paid",
+        "object-locator": {"schema-name": "shop", "table-name": "order_items"},
+        "rule-action": "include",
+        "filters": [{"filter-type": "source", "column-name": "status",
+                     "filter-conditions": [{"filter-operator": "eq", "value": "paid"}]}],
+    }  # fmt: skip
+    everything = {"rule-type": "selection", "rule-id": "1", "rule-action": "include",
+                  "object-locator": {"schema-name": "shop", "table-name": "%"}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"rule 2 'paid', field 'filters'.*rule 1"):
+        Mappings.from_dms_json({"rules": [everything, filtered]})
+    others = {**everything, "object-locator": {"schema-name": "shop", "table-name": "orders"}}
+    m = Mappings.from_dms_json({"rules": [others, filtered]})  # '_' in the name is itself
+    assert m.selection.matches(TableId("shop", "order_items"))
+    assert not m.selection.matches(TableId("shop", "orderXitems"))
+    wild = {**filtered, "object-locator": {"schema-name": "shop", "table-name": "o%"}}
+    with pytest.raises(ConfigError, match="filters need an exact schema and table name"):
+        Mappings.from_dms_json({"rules": [wild]})

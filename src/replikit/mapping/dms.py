@@ -24,7 +24,7 @@ from replikit.errors import ConfigError
 from replikit.mapping.casts import _named
 from replikit.mapping.filters import AllOf, AnyOf, Condition, Predicate
 from replikit.mapping.masking import Mask
-from replikit.mapping.rules import NAME_ACTIONS, Mappings, Rule, Selection, literal
+from replikit.mapping.rules import NAME_ACTIONS, Mappings, Rule, Selection, literal, matches
 from replikit.schema.types import Type
 
 __all__ = ["mappings_from_dms", "settings_from_dms"]
@@ -142,10 +142,13 @@ def mappings_from_dms(
     include: list[str] = []
     exclude: list[str] = []
     out: list[Rule] = []
+    includes: list[tuple[_Rule, str, str, bool]] = []
     for r in sorted(rules, key=lambda r: r.id):
         kind = r.text("rule-type")
         if kind == "selection":
-            _selection(r, include, exclude, out)
+            selected = _selection(r, include, exclude, out)
+            if selected is not None:
+                includes.append(selected)
         elif kind == "transformation":
             out.append(_transformation(r, hash))
         else:
@@ -157,13 +160,17 @@ def mappings_from_dms(
             )
     if not include:
         raise ConfigError("table mapping: at least one selection rule must include tables")
+    _check_overlaps(includes)
     path = (
         None if isinstance(source, Mapping) or str(source).lstrip().startswith("{") else str(source)
     )
     return Mappings(Selection(tuple(include), tuple(exclude)), tuple(out), dms=doc, dms_path=path)
 
 
-def _selection(r: _Rule, include: list[str], exclude: list[str], out: list[Rule]) -> None:
+def _selection(
+    r: _Rule, include: list[str], exclude: list[str], out: list[Rule]
+) -> tuple[_Rule, str, str, bool] | None:
+    """Read a selection rule; for an include, (rule, schema, table patterns, has filters)."""
     r.check_keys(_SELECTION_KEYS)
     if "load-order" in r.raw:
         raise r.error(
@@ -188,15 +195,40 @@ def _selection(r: _Rule, include: list[str], exclude: list[str], out: list[Rule]
         if filters:
             raise r.error("filters", "filters apply only to include rules")
         exclude.append(f"{schema}.{table}")
-        return
+        return None
     if action not in ("include", "explicit"):
         raise r.error("rule-action", f"{action!r} is not include, exclude or explicit")
-    include.append(f"{schema}.{table}")
     if filters:
+        if "%" in schema + table:
+            raise r.error("filters", "filters need an exact schema and table name (no %)")
+        schema, table = literal(schema), literal(table)  # exact: '_' is itself
         out.append(
             Rule(r.id, "filter", "table", schema=schema, table=table,
                  predicate=_filters(r, filters), name=r.name)
         )  # fmt: skip
+    include.append(f"{schema}.{table}")
+    return r, schema, table, bool(filters)
+
+
+def _check_overlaps(includes: list[tuple[_Rule, str, str, bool]]) -> None:
+    """A table that an include rule with filters names and an include rule without filters
+    also matches: which of its rows to load is ambiguous (DMS does not say), so refused."""
+    for fr, fs, ft, filtered in includes:
+        if not filtered:
+            continue
+        for ur, us, ut, other in includes:
+            if other or not (matches(us, _unescape(fs)) and matches(ut, _unescape(ft))):
+                continue
+            raise fr.error(
+                "filters",
+                f"the table is also selected, without filters, by {ur.where}: whether all its "
+                "rows or only the filtered ones load is ambiguous; narrow that rule (an "
+                "exclude, or a more exact pattern) or drop these filters",
+            )
+
+
+def _unescape(pattern: str) -> str:
+    return pattern.replace("[_]", "_").replace("[%]", "%").replace("[[]", "[")
 
 
 def _missing(r: _Rule, field: str) -> str:
