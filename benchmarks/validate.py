@@ -120,12 +120,20 @@ def _restore(src_url: str, dst_url: str, keys: set[int]) -> None:
             )
 
 
-def _measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, int]:
+def _measure(
+    cmd: list[str], env: dict[str, str], timeout: float | None = None
+) -> tuple[float, int, str, int]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     sampler = RssSampler(proc.pid)
     sampler.start()
-    out, err = proc.communicate()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        sampler.stop()
+        return time.perf_counter() - t0, sampler.peak, "", -1
     seconds = time.perf_counter() - t0
     sampler.stop()
     if proc.returncode not in (0, 1):
@@ -151,7 +159,7 @@ def _reladiff(src: str, src_table: str, dst: str) -> list[str]:
     ]
 
 
-def _replikit_keys(out: str) -> set[int] | None:
+def _replikit_keys(out: str) -> set[int]:
     report = json.loads(out)
     (t,) = report["tables"]
     keys = {k["id"] for k in t["missing_in_target"]} | {k["id"] for k in t["missing_in_source"]}
@@ -199,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the servers running")
+    parser.add_argument(
+        "--pairs", choices=("all", "pg", "mariadb"), default="all", help="which source engines"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="stop a tool's run after this many seconds"
+    )
     args = parser.parse_args(argv)
     if not (PEERS / "bin" / "reladiff").exists():
         hint = f"python3 -m venv {PEERS} && {PEERS}/bin/pip install -r {BENCH_DIR}/requirements.txt"
@@ -215,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "src"))
     import replikit as rk
 
-    rk.copy(src_pg, src_my, include=[f"public.{TABLE}"], progress=False)
+    if args.pairs in ("all", "mariadb"):
+        rk.copy(src_pg, src_my, include=[f"public.{TABLE}"], progress=False)
     pairs = {
         "PostgreSQL -> PostgreSQL": (src_pg, f"public.{TABLE}", [f"--include=public.{TABLE}"],
                                      [("pg", src_pg), ("pg", dst_pg)]),
@@ -223,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                                   f"--rename-schema={mysqlserver.SRC_DB}=public"],
                                   [("my", src_my), ("pg", dst_pg)]),
     }  # fmt: skip
+    if args.pairs != "all":
+        wanted = "PostgreSQL ->" if args.pairs == "pg" else "MariaDB ->"
+        pairs = {k: v for k, v in pairs.items() if k.startswith(wanted)}
     runs: list[Run] = []
     baselines: dict[str, float] = {}
     for scenario in ("equal", "30 changed"):
@@ -239,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
                         if tool == "replikit"
                         else _reladiff(src, src_table, dst_pg)
                     )
-                    seconds, rss, out, _status = _measure(cmd, env)
-                    keys = _replikit_keys(out) if tool == "replikit" else _reladiff_keys(out)
-                    ok = keys == expected
-                    note = "" if ok else f"got {len(keys or ())} keys, expected {len(expected)}"
+                    seconds, rss, out, status = _measure(cmd, env, args.timeout)
+                    if status == -1:
+                        ok, note = False, f"stopped after {args.timeout:.0f} s"
+                    else:
+                        keys = _replikit_keys(out) if tool == "replikit" else _reladiff_keys(out)
+                        ok = keys == expected
+                        note = "" if ok else f"got {len(keys)} keys, expected {len(expected)}"
                     runs.append(Run(tool, pair, scenario, seconds, rss, ok, note))
                     print(f"{scenario:>10} | {pair:<26} | {tool:<8} | {seconds:7.2f} s | "
                           f"{rss / 2**20:6.0f} MB | {'verified' if ok else 'WRONG ' + note}",

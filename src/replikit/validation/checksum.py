@@ -59,7 +59,7 @@ _FAMILIES = ("postgres", "mysql")
 #: rows per segment at the first level, and the largest dirty segment compared row by row
 SEGMENT_ROWS = 10_000
 LEAF_ROWS = 1_000
-FANOUT = 16
+FANOUT = 64
 _GROUP = 80  # arguments per concat (PostgreSQL functions take at most 100)
 
 
