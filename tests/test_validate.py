@@ -424,3 +424,22 @@ def test_validation_only_task_moves_no_data(tmp_path):
     assert (stats["t"].validation_state, stats["t"].validation_failed) == ("mismatched", 1)
     with connect("sqlite", dst) as db:
         assert db.run("SELECT id FROM t") == [(1,)]  # nothing was copied
+
+
+def test_duckdb_target_failures_and_fix(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    src = f"sqlite:///{tmp_path / 'a.db'}"
+    _items("sqlite", src)
+    dst_path = tmp_path / "b.duckdb"
+    rk.copy(src, f"duckdb:///{dst_path}", progress=False)
+    conn = duckdb.connect(str(dst_path))
+    conn.execute("UPDATE items SET name = 'changed' WHERE id = 3")
+    conn.execute("DELETE FROM items WHERE id = 5")
+    conn.close()
+    report = rk.validate(src, f"duckdb:///{dst_path}")
+    (t,) = report
+    assert [r.key for r in t.different] == [{"id": 3}]
+    assert [r.key for r in t.missing_in_target] == [{"id": 5}]
+    assert len(read_failures(rk.endpoint(f"duckdb:///{dst_path}"))) == 2
+    report.fix()
+    assert report.ok
