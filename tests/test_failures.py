@@ -335,7 +335,7 @@ def test_replicate_exits_1_when_a_schema_change_stopped_a_table(tmp_path, capsys
     assert status == 1
     result = json.loads(out)
     tables = {t["table"]: t for t in result["tables"]}
-    assert tables["items"]["state"] == "Table error"
+    assert tables["items"]["state"] == "Table suspended"
     assert "schema changed" in tables["items"]["error"]
     assert tables["other"]["inserts"] == 1
     assert "1 of 2 tables ended in error: items" in result["error"]

@@ -10,6 +10,7 @@ from replikit import transforms
 from replikit.changes import Change, Op
 from replikit.endpoints.base import Capabilities, Endpoint, endpoint, register
 from replikit.errors import (
+    AccessError,
     CapabilityError,
     ConfigError,
     ConnectError,
@@ -24,6 +25,7 @@ from replikit.errors import (
     TableDdlError,
     TableNotFoundError,
     TaskError,
+    TransientError,
     ValidationError,
 )
 from replikit.mapping import Mappings, Selection
@@ -40,6 +42,7 @@ from replikit.pipeline.contracts import (
     Unit,
     Writer,
 )
+from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState, TableStats
 from replikit.positions import PgLsn, Position, SqliteSeq
@@ -62,6 +65,7 @@ from replikit.validation.report import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
     "Assessment",
     "Batch",
     "Capabilities",
@@ -82,6 +86,7 @@ __all__ = [
     "DiskCache",
     "Endpoint",
     "Error",
+    "ErrorPolicy",
     "Fidelity",
     "Finding",
     "FixResult",
@@ -114,6 +119,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskSettings",
+    "TransientError",
     "Type",
     "Unit",
     "ValidationError",

@@ -33,6 +33,7 @@ SETTING_FLAGS = {
     "cdc_start_position": "--start-position",
     "cdc_stop_position": "--stop-position",
     "stop_when_idle": "--stop-when-idle",
+    "schema_change_policy": "--schema-changes",
 }
 
 URLS = """\
@@ -55,9 +56,12 @@ patterns (--include/--exclude): schema.table with % as a wildcard, or a table na
 EXIT = """\
 exit status:
   0    success
-  1    the task ran and some tables failed (the summary names each with its cause;
-       the other tables completed), or an unexpected error
-  2    nothing was done: bad input, an unreachable endpoint or an unsupported plan
+  1    the task ran and some tables failed or are suspended (the summary names each
+       with its cause; the other tables completed), or an unexpected error
+  2    nothing was done: bad input, an unreachable endpoint, a refused login or an
+       unsupported plan; or the task stopped on an error that is not one table's (a lost
+       position, a revoked privilege, retries run out, --data-errors stop-task): what was
+       applied stays with its checkpoint; fix the cause and run again to resume
   130  stopped by Ctrl-C or SIGTERM (the statistics show what was done)"""
 
 ENVIRONMENT = f"""\
@@ -94,6 +98,10 @@ examples:
   replikit validate mysql://app@db1/shop postgresql://app@db2/shop --rename-schema shop=public \\
       --fix
   replikit validate postgresql://app@db1/shop postgresql://app@db2/shop --sample 5%""",
+    "reload": """\
+examples:
+  replikit reload postgresql://app@db1/shop postgresql://app@db2/shop --table public.orders
+  replikit reload mysql://app@db1/shop sqlite:///shop.db --table orders --task-id shop""",
     "drop": """\
 examples:
   replikit drop postgresql://app@db1/shop postgresql://app@db2/shop --task-id shop""",
@@ -282,6 +290,20 @@ def _load_options(p: argparse.ArgumentParser, *, what: str) -> None:
         ),
     )
     p.add_argument(
+        "--data-errors",
+        choices=("suspend-table", "skip-row", "stop-task"),
+        help="a value the target refuses: suspend its table (default), set the row aside in "
+        "replikit_apply_exceptions, or stop the task (environment: REPLIKIT_ERROR_POLICY as "
+        "a JSON object)",
+    )
+    p.add_argument(
+        "--retry-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="keep retrying a lost connection, a restart or a deadlock for SECONDS "
+        "(default: 300; 0 never retries)",
+    )
+    p.add_argument(
         "--no-progress",
         action="store_false",
         dest="progress",
@@ -394,6 +416,14 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
             "stop once POS (a position, or server_time:<ISO 8601>) is applied",
             "cdc_stop_position",
             show_default=False,
+        ),
+    )
+    p.add_argument(
+        "--schema-changes",
+        choices=("apply", "stop-table", "ignore"),
+        help=_setting_help(
+            "a source table's schema change: follow it, suspend the table, or ignore it",
+            "schema_change_policy",
         ),
     )
     p.add_argument(
@@ -531,6 +561,29 @@ def _add_status(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_reload(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "reload",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="load one table of a replication task again (e.g. a suspended one)",
+        description="Load one source table into the target again and lift its suspension "
+        "(see docs/operations.md). A 'replikit replicate' of the same task that is running "
+        "notices within seconds and reloads the table beside its stream, without a gap; "
+        "otherwise the next run applies the table's changes from the task's checkpoint on.",
+        epilog=_epilog("reload", URLS, EXIT),
+    )
+    _urls(p)
+    _mapping_options(p)
+    p.add_argument("--table", required=True, help="the source table, e.g. public.orders")
+    p.add_argument("--task-id", help="the task's id (default: derived from the URLs)")
+    p.add_argument(
+        "--prep",
+        choices=PREP_MODES,
+        help=_setting_help("what the reload does with the target table", "target_table_prep_mode"),
+    )
+
+
 def _add_cdc_setup(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "cdc-setup",
@@ -584,6 +637,7 @@ def parser() -> argparse.ArgumentParser:
         _add_validate,
         _add_run,
         _add_status,
+        _add_reload,
         _add_drop,
         _add_cdc_setup,
         _add_demo,

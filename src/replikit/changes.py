@@ -59,6 +59,10 @@ class SchemaChange:
     dropped: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     description: str = ""
+    #: columns renamed (old name, new name); not also in ``added`` / ``dropped``
+    renamed: tuple[tuple[str, str], ...] = ()
+    #: the new definitions of ``changed`` columns, when the reader knows them
+    retyped: tuple[Column, ...] = ()
 
     @property
     def additive(self) -> bool:
@@ -67,6 +71,7 @@ class SchemaChange:
             bool(self.added)
             and not self.dropped
             and not self.changed
+            and not self.renamed
             and all(c.nullable for c in self.added)
         )
 

@@ -34,6 +34,7 @@ from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.logs import ContextFilter, JsonFormatter
 from replikit.mapping import Mappings, Selection
+from replikit.pipeline.policy import ErrorPolicy
 from replikit.task import Task, TaskSettings
 from replikit.taskfile import TaskFile, load_task_file
 
@@ -157,7 +158,21 @@ def _load_flags(args: argparse.Namespace) -> dict[str, Any]:
         "split_rows": args.split_rows,
         "allow_lossy": args.allow_lossy,
         "progress": _progress(args),
+        "error_policy": _error_policy(args),
     }
+
+
+def _error_policy(args: argparse.Namespace) -> ErrorPolicy | None:
+    """``--data-errors`` and ``--retry-timeout`` over ``REPLIKIT_ERROR_POLICY``."""
+    flags = {"data_errors": args.data_errors, "retry_timeout": args.retry_timeout}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return None
+    base = TaskSettings.from_env().error_policy
+    try:
+        return dataclasses.replace(base, **given)
+    except ConfigError as exc:
+        raise ConfigError(f"--retry-timeout: {exc}", setting="error_policy") from None
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -301,6 +316,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         stop_when_idle=args.stop_when_idle,
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
+        schema_change_policy=args.schema_changes,
     )
     task_file = _task_file(args)
     url = args.source or (task_file.source if task_file is not None else None)
@@ -371,6 +387,22 @@ def _cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    settings = _settings(args, task_id=args.task_id, target_table_prep_mode=args.prep)
+    with _source(args.source, False) as source:
+        task = Task(source, args.target, mappings=_mappings(args), settings=settings)
+        task.reload(args.table)
+    stats = task.statistics()
+    rows = sum(t.full_load_rows for t in stats)
+    if args.json:
+        print(json.dumps({"ok": True, "task_id": task.task_id, "table": args.table,
+                          "rows": rows}, indent=2))  # fmt: skip
+    else:
+        print(f"reloaded {args.table} ({rows:,} rows) for task {task.task_id}; its changes "
+              "apply again (a running task picks it up within seconds)")  # fmt: skip
+    return 0
+
+
 def _cmd_cdc_setup(args: argparse.Namespace) -> int:
     selection = Selection(tuple(args.include), tuple(args.exclude))
     with _source(args.source, True) as source:
@@ -431,6 +463,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _cmd_validate,
     "run": _cmd_run,
     "status": _cmd_status,
+    "reload": _cmd_reload,
     "drop": _cmd_drop,
     "cdc-setup": _cmd_cdc_setup,
     "demo": _cmd_demo,

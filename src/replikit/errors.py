@@ -6,7 +6,9 @@ Every error replikit raises on purpose derives from :class:`Error`::
     ├── ConfigError              bad settings, URL, pattern or mapping (fix the input)
     │   └── MissingDependencyError   an optional driver is not installed (pip install hint)
     ├── CapabilityError          the endpoint cannot do what was asked (e.g. CDC from files)
-    ├── ConnectError             host unreachable, login refused, database missing   [retryable]
+    ├── ConnectError             host unreachable, connection lost, server restarting [retryable]
+    │   └── AccessError          login refused, database missing, privilege revoked (permanent)
+    ├── TransientError           deadlock, lock timeout, serialization failure       [retryable]
     ├── SchemaError              source/target schemas do not fit (e.g. do-nothing on a wrong shape)
     │   ├── TableNotFoundError   a named table does not exist
     │   └── TableDdlError        the target refused some tables' DDL; the others were done
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "AccessError",
     "CapabilityError",
     "ConfigError",
     "ConnectError",
@@ -43,6 +46,7 @@ __all__ = [
     "TableDdlError",
     "TableNotFoundError",
     "TaskError",
+    "TransientError",
     "ValidationError",
 ]
 
@@ -93,6 +97,21 @@ class CapabilityError(Error):
 
 class ConnectError(Error):
     """Could not connect: host unreachable, login refused or database missing."""
+
+    retryable = True
+
+
+class AccessError(ConnectError):
+    """The server answered and refused: login refused, database missing, or a privilege the
+    task needs is missing (e.g. revoked replication). Retrying does not help: fix the account
+    or the URL, as the message says."""
+
+    retryable = False
+
+
+class TransientError(Error):
+    """The target or source gave up on a transaction that may succeed when run again: a
+    deadlock, a lock timeout, a serialization failure. A task retries it with backoff."""
 
     retryable = True
 

@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 from replikit.errors import ConfigError
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, StopCondition
+from replikit.pipeline.policy import ErrorPolicy, SchemaChangePolicy
 from replikit.pipeline.runner import PREP_MODES
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES
 from replikit.positions import Position
 from replikit.schema.convert import GENERATED_COLUMNS
 
-__all__ = ["ENV_PREFIX", "TaskSettings", "stop_condition"]
+__all__ = ["ENV_PREFIX", "ErrorPolicy", "TaskSettings", "stop_condition"]
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,13 @@ class TaskSettings:
         control_url: a database for ``replikit_status`` and ``replikit_history`` instead of
             the target (``None``: the target, where they commit with the data). Checkpoints
             stay in the target either way (docs/operations.md).
+        error_policy: what a bad row, an apply conflict and a lost connection do
+            (:class:`~replikit.ErrorPolicy`, or a dict of its fields; docs/operations.md).
+        schema_change_policy: what CDC does with a source table's schema change (DMS
+            ``ChangeProcessingDdlHandlingPolicy``): ``apply`` (default: follow it on the
+            target; a change it cannot follow suspends the table), ``stop-table`` (suspend
+            the table at any schema change) or ``ignore`` (keep the target's shape: new
+            columns are left out, dropped ones keep their last values).
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -176,8 +184,28 @@ class TaskSettings:
     history_retention_days: float = 7.0
     wait_timeout: float | None = 3600.0
     control_url: str | None = field(default=None, repr=False)  # may hold a password
+    error_policy: ErrorPolicy = field(default_factory=ErrorPolicy)
+    schema_change_policy: SchemaChangePolicy = "apply"
 
     def __post_init__(self) -> None:
+        if isinstance(self.error_policy, Mapping):
+            try:
+                policy = ErrorPolicy(**self.error_policy)
+            except TypeError as exc:
+                raise ConfigError(f"error_policy: {exc}", setting="error_policy") from None
+            object.__setattr__(self, "error_policy", policy)
+        if not isinstance(self.error_policy, ErrorPolicy):
+            raise ConfigError(
+                "error_policy must be an ErrorPolicy or a dict of its fields; got "
+                f"{type(self.error_policy).__name__}",
+                setting="error_policy",
+            )
+        if self.schema_change_policy not in ("apply", "stop-table", "ignore"):
+            raise ConfigError(
+                "schema_change_policy must be one of apply, stop-table, ignore; got "
+                f"{self.schema_change_policy!r}",
+                setting="schema_change_policy",
+            )
         if self.target_table_prep_mode not in PREP_MODES:
             raise ConfigError(
                 f"target_table_prep_mode must be one of {', '.join(PREP_MODES)}; "
@@ -286,7 +314,23 @@ def _env_value(name: str, var: str, raw: str) -> Any:
         return raw.lower() in _TRUE
     if name == "type_overrides":
         return _json_object(var, raw)
+    if name == "error_policy":
+        return _json_policy(var, raw)
     return raw
+
+
+def _json_policy(var: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'{var}: expected a JSON object of ErrorPolicy fields, e.g. {{"data_errors": '
+            '"skip-row", "retry_timeout": 600}',
+            setting="error_policy",
+        )
+    return value
 
 
 def _json_object(var: str, raw: str) -> dict[str, str]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -53,6 +54,7 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.control import control_store
 from replikit.pipeline.generated import verify_generated
+from replikit.pipeline.policy import Backoff, recoverable
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
@@ -65,7 +67,7 @@ from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.functions import function_plan
 from replikit.schema.identifiers import object_names
-from replikit.schema.model import Catalog, TableSchema
+from replikit.schema.model import Catalog, TableId, TableSchema
 from replikit.schema.report import ConversionReport, routine_plans
 from replikit.settings import TaskSettings, stop_condition
 from replikit.transforms import Transform
@@ -149,7 +151,7 @@ def _log_plan(plans: Sequence[TablePlan]) -> None:
 
 def _raise_table_errors(stats: Statistics) -> None:
     """Raise :class:`TaskError` naming every table that ended in error (e.g. during CDC)."""
-    failed = stats.by_state(TableState.ERROR)
+    failed = stats.by_state(TableState.ERROR) + stats.by_state(TableState.SUSPENDED)
     if failed:
         names = ", ".join(t.table for t in failed)
         raise TaskError(
@@ -563,6 +565,48 @@ class Task:
 
     # -- CDC: a stream pipeline, after a full-load pipeline on its first run ----------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
+        """Run the stream; a recoverable error (lost connection, restart, deadlock) runs it
+        again from its checkpoint after a backoff, for up to ``retry_timeout`` seconds from
+        the first failure since the last progress."""
+        backoff = Backoff(self.settings.error_policy, wait=self._stopping.wait)
+        while True:
+            applied = self._statistics.cdc.batches
+            try:
+                return self._run_cdc_once(pipe)
+            except Exception as exc:
+                if self._statistics.cdc.batches > applied:
+                    backoff.reset()  # it made progress: a new failure gets the whole window
+                if not self._retry(exc, backoff):
+                    self._statistics.last_error = str(exc)
+                    raise
+
+    def _retry(self, exc: BaseException, backoff: Backoff) -> bool:
+        """Whether to run again after ``exc`` (having waited); tables that failed for a
+        recoverable cause are made ready to load again."""
+        if self._stopping.is_set() or not recoverable(exc):
+            return False
+        delay = backoff.next_delay()
+        if delay is None:
+            log.error(
+                "giving up after retrying for %.0f s (retry_timeout): %s", backoff.elapsed, exc
+            )
+            return False
+        self._statistics.retried(exc)
+        log.warning(
+            "task %s: %s; retrying in %.1f s (retry %d, %.0f s of %.0f s retry_timeout)",
+            self.task_id,
+            exc,
+            delay,
+            self._statistics.retries,
+            backoff.elapsed,
+            backoff.policy.retry_timeout,
+        )
+        for t in self._statistics:
+            if t.state in (TableState.ERROR, TableState.CANCELLED):
+                self._statistics.reset_table(t.table)
+        return not backoff.wait(delay)
+
+    def _run_cdc_once(self, pipe: Pipeline) -> Statistics:
         plans = pipe.plans()
         pipe.refuse(plans)
         tables = list(self.catalog().tables)
@@ -617,6 +661,10 @@ class Task:
             progress=False,  # run() shows the whole task's progress
             replicate=True,
             reporter=self._reporter,
+            error_policy=s.error_policy,
+            control=control_store(self.target),
+            schema_policy=s.schema_change_policy,
+            reloader=self._load_table,
         )
 
     def _load_then_stream(
@@ -626,8 +674,14 @@ class Task:
         run after one that stopped during its full load: the tables not loaded yet."""
         tid = self.task_id
         if checkpoint is None:
-            with cdc_source(self.source).cdc_snapshot(tables, task=tid) as (reader, start):
-                stream.run(load=self._load_pipeline(reader, resumed=False), start=start)
+            with contextlib.ExitStack() as snapshot:
+                reader, start = snapshot.enter_context(
+                    cdc_source(self.source).cdc_snapshot(tables, task=tid)
+                )
+                # the snapshot ends with the load: held on, its transaction would keep the
+                # source's tables locked against DDL (MySQL metadata locks) while CDC runs
+                load = self._load_pipeline(reader, resumed=False)
+                stream.run(load=load, start=start, after_load=snapshot.close)
             return
         todo = [t for t in tables if str(t.id) not in checkpoint.loaded]
         log.info(
@@ -711,6 +765,79 @@ class Task:
         if recheck_delay is None and self.phase == "cdc":
             recheck_delay = 5.0
         return Validator(self, sample=sample, recheck_delay=recheck_delay).run()
+
+    # -- reloading one table ------------------------------------------------------------------
+    def reload(self, table: str, *, timeout: float | None = None) -> None:
+        """Load ``table`` (a source table name, e.g. ``public.orders``) again and make it
+        replicate again, e.g. after a policy suspended it.
+
+        While this task replicates (``run`` in another thread), the reload runs beside the
+        stream: the table's changes are held from now on, the table is loaded, the held
+        changes applied, and CDC goes on for the other tables meanwhile (the same handoff as
+        the first load). This call waits until the table replicates again (at most
+        ``timeout`` seconds). When the task is not running, the table is loaded here and
+        its suspension lifted; the next run applies its changes from the task's checkpoint
+        on, which converges because apply is idempotent.
+
+        Raises:
+            TableNotFoundError: ``table`` is not one of the task's source tables.
+            TaskError: the table could not be loaded (it stays suspended).
+        """
+        tid = self._source_table(table)
+        stream = self._stream
+        replicator = stream.replicator if stream is not None else None
+        if replicator is not None:
+            replicator.reloads.request(tid).wait(timeout)
+            state = self._statistics[str(tid)]
+            if state.state is TableState.SUSPENDED:
+                raise TaskError(f"reloading {tid} failed: {state.error}", {str(tid): Error(
+                    state.error or "reload failed")})  # fmt: skip
+            return
+        try:
+            self._load_table(tid)
+            failures = control_store(self.target)
+            if failures is not None:
+                failures.resume(self.task_id, str(tid))
+        finally:
+            self._close_owned()
+
+    def _source_table(self, table: str) -> TableId:
+        from replikit.errors import TableNotFoundError
+
+        tables = [t.id for t in self.catalog().tables]
+        found = [t for t in tables if str(t) == table] or [t for t in tables if t.name == table]
+        if len(found) != 1:
+            raise TableNotFoundError(
+                f"no table {table!r} among the task's source tables "
+                f"({', '.join(str(t) for t in tables[:10])}{', ...' if len(tables) > 10 else ''})",
+                table=table,
+            )
+        return found[0]
+
+    def _load_table(self, table: TableId) -> TablePlan:
+        """Load ``table`` into the target as it is now (its target table replaced or
+        emptied, per ``target_table_prep_mode``); return its plan. Raises what failed."""
+        s = self.settings
+        prep = "truncate" if s.target_table_prep_mode == "do-nothing" else s.target_table_prep_mode
+        self._statistics.reset_table(str(table))
+        pipe = Pipeline(
+            self.source.reader([str(table)]),
+            self.target.writer(),
+            transforms=self.transforms,
+            mappings=self.mappings,
+            type_overrides=s.type_overrides,
+            prep_mode=prep,
+            executor=self.executor,
+            parallel=self._parallel(),
+            split_rows=s.split_rows,
+            statistics=self._statistics,
+            progress=False,
+            replicate=True,
+        )
+        log.info("table %s: loading it again (%s)", table, prep)
+        pipe.run()
+        (plan,) = pipe.plans()
+        return plan
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""

@@ -36,16 +36,21 @@ from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, SchemaChange, Transaction
-from replikit.errors import ConfigError, Error
+from replikit.errors import ConfigError, DataError, Error
 from replikit.logs import in_context
 from replikit.pipeline.cache import ChangeCache
-from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint
+from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, dialect_of
+from replikit.pipeline.control import ApplyException, ControlStore, SuspendedTable
+from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.readahead import DEFAULT_QUEUE_BYTES, END, Stream, discard
+from replikit.pipeline.reload import Loader, Reloads
+from replikit.pipeline.schema_changes import SupportsDdl, alter_statements, unfollowable
+from replikit.pipeline.setaside import cut, find_change, suspend_reason, without, without_table
 from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
 from replikit.positions import Position
-from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId
 from replikit.transforms import SupportsExpand, Transform
 
@@ -162,6 +167,19 @@ def _transform(change: Change, steps: tuple[Step, ...]) -> tuple[Change, ...]:
     return current
 
 
+def _planned_only(change: Change, plan: TablePlan) -> Change:
+    """``change`` with only the columns ``plan`` writes (``schema_change_policy=ignore``)."""
+    known = {c.source.name for c in plan.columns}
+
+    def keep(image: Any) -> Any:
+        if image is None or image.keys() <= known:
+            return image
+        return {k: v for k, v in image.items() if k in known}
+
+    return replace(change, key=keep(change.key), before=keep(change.before),
+                   after=keep(change.after))  # fmt: skip
+
+
 class Replicator:
     """Applies a source's change stream to a target, with checkpoints (see module docs).
 
@@ -179,6 +197,14 @@ class Replicator:
             into a spill file counts only its small in-memory part).
         statistics: where per-table and CDC counters go.
         replan: builds a plan for a source table whose columns changed (``add_columns``).
+        policy: what a change the target refuses does (``data_errors``: suspend its table,
+            set it aside in the exceptions table, or stop).
+        control: where suspended tables and set-aside changes are recorded (the target's
+            control tables); ``None`` keeps them in the statistics and the log only.
+        schema_policy: ``apply``, ``stop-table`` or ``ignore`` (see ``TaskSettings``).
+        reloader: loads one source table into the target again and returns its new plan;
+            with it, suspended tables can be reloaded while the stream runs
+            (:attr:`reloads`, :mod:`replikit.pipeline.reload`).
     """
 
     def __init__(
@@ -195,6 +221,10 @@ class Replicator:
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         statistics: Statistics | None = None,
         replan: Callable[[TablePlan, SchemaChange], TablePlan] | None = None,
+        policy: ErrorPolicy | None = None,
+        control: ControlStore | None = None,
+        schema_policy: str = "apply",
+        reloader: Loader | None = None,
     ) -> None:
         if batch_changes < 1 or queue_transactions < 1 or queue_bytes < 1:
             raise ConfigError("batch_changes, queue_transactions and queue_bytes must be >= 1")
@@ -209,6 +239,14 @@ class Replicator:
         self.queue_bytes = queue_bytes
         self.statistics = statistics if statistics is not None else Statistics()
         self._replan = replan
+        self.policy = policy or ErrorPolicy()
+        self.control = control
+        self.schema_policy = schema_policy
+        self._skipped: dict[TableId, int] = {}
+        self._replaced: list[Transaction] = []  # spill files made by the policies: discarded
+        self._ignored: set[TableId] = set()  # target tables whose schema changes are ignored
+        #: suspended tables reloaded while the stream runs
+        self.reloads = Reloads(self, reloader)
         self._by_source: dict[TableId, TablePlan] = {p.source.id: p for p in plans}
         # target id -> source name for the counters (re-planning keeps target ids)
         self._source_names = {p.target_id: str(p.source.id) for p in plans}
@@ -222,6 +260,11 @@ class Replicator:
         self.reporter: StatusReporter | None = None
         for p in plans:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
+        if hasattr(reader, "on_retry"):  # the reader reconnects by itself: count those too
+            reader.on_retry = self._stream_retried
+
+    def _stream_retried(self, error: BaseException) -> None:
+        self.statistics.retried(error, "stream")
 
     # -- control ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -243,6 +286,7 @@ class Replicator:
 
     def close(self) -> None:
         """Stop the reader thread and close the reader."""
+        self.reloads.close()
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -314,8 +358,12 @@ class Replicator:
         mapped = self._map(tx)
         if mapped.changes:
             failpoint("cdc.apply-cached")
-            self.writer.apply(self.plans, [mapped], checkpoint=None, batch=self.batch_apply)
-            self._count([mapped])
+            try:
+                self._count(self._apply_with_policy([mapped], None))
+            finally:
+                for made in self._replaced:
+                    discard(made)
+                self._replaced.clear()
 
     # -- CDC phase --------------------------------------------------------------------------
     def run(self, checkpoint: Checkpoint, stop: StopCondition | None = None) -> Checkpoint:
@@ -333,6 +381,7 @@ class Replicator:
         pending, self._pushback = self._pushback, None
         last_activity = time.monotonic()
         while not self._stop.is_set():
+            self.reloads.service()
             item = pending if pending is not None else stream.get(0.2)
             pending = None
             if item is None:
@@ -348,7 +397,8 @@ class Replicator:
                 break
             if isinstance(item, BaseException):
                 raise thread_error("reading the source's changes", item)
-            last_activity = time.monotonic()
+            if len(item) or item.schema_changes:  # an empty one is a reader's heartbeat
+                last_activity = time.monotonic()
             try:
                 batch, pending, reached = self._take_batch(stream, item, stop)
                 self._flush(batch)
@@ -401,11 +451,13 @@ class Replicator:
             return
         mapped: list[Transaction] = []
         try:
+            self.reloads.hold(batch)
             mapped += (self._map(tx) for tx in batch)
             self._apply(batch, mapped)
         finally:  # applied, or failed (then read again from the source): spill files go
-            for tx in (*batch, *mapped):
+            for tx in (*batch, *mapped, *self._replaced):
                 discard(tx)
+            self._replaced.clear()
 
     def _apply(self, batch: list[Transaction], mapped: list[Transaction]) -> None:
         assert self.checkpoint is not None
@@ -420,7 +472,7 @@ class Replicator:
             report = reporter.report(applied=str(last.position))
         with_report = replace(checkpoint, report=report)
         with reporter.writing if report is not None and reporter is not None else _NO_LOCK:
-            self.writer.apply(self.plans, mapped, checkpoint=with_report, batch=self.batch_apply)
+            mapped = self._apply_with_policy(mapped, with_report)
         committed = datetime.now(UTC)
         failpoint("apply.after-commit")
         self.checkpoint = checkpoint
@@ -431,10 +483,141 @@ class Replicator:
         ]
         cdc = self.statistics.cdc
         cdc.bytes += sum(transaction_bytes(tx) for tx in batch)
-        cdc.applied(len(batch), sum(len(tx) for tx in mapped), latencies, str(last.position))
+        cdc.applied(
+            sum(1 for tx in batch if len(tx) or tx.schema_changes),  # not the heartbeats
+            sum(len(tx) for tx in mapped),
+            latencies,
+            str(last.position),
+        )
         cdc.source_commit_ts = last.commit_ts
         if reporter is not None and not reporter.inline and reporter.due():
             reporter.publish()  # a separate control database: after the data's commit
+
+    # -- error policies ---------------------------------------------------------------------------
+    def _apply_with_policy(
+        self, mapped: list[Transaction], checkpoint: Checkpoint | None
+    ) -> list[Transaction]:
+        """Apply ``mapped``; a change the target refuses is handled by ``policy.data_errors``
+        and the rest applied again (each round leaves a change or a table out, so it ends).
+        Returns what was applied."""
+        while True:
+            try:
+                self.writer.apply(self.plans, mapped, checkpoint=checkpoint, batch=self.batch_apply)
+                return mapped
+            except DataError as exc:
+                before = mapped
+                mapped = self._set_aside(exc, mapped)
+                self._replaced += [t for t in mapped if all(t is not b for b in before)]
+
+    def _set_aside(self, exc: DataError, mapped: list[Transaction]) -> list[Transaction]:
+        """``mapped`` without what ``exc`` names (policy permitting), else raise ``exc``."""
+        target = next((t for t in self._source_names if str(t) == exc.table), None)
+        source = None if target is None else self._source_id(target)
+        if self.policy.data_errors == "stop-task" or target is None or source is None:
+            raise exc
+        position = self.checkpoint.position if self.checkpoint is not None else None
+        found = find_change(self.plans[target], mapped, exc)
+        if found is not None and self.policy.data_errors == "skip-row":
+            tx, change = found
+            self._skip(source, change, tx, exc)
+            if not self._escalated(source):
+                return without(mapped, change)
+        self.suspend(source, suspend_reason(str(source), exc, self.policy), position)
+        if found is not None:  # the table's changes before the refused one still apply
+            return cut(mapped, target, found[1])
+        return [without_table(tx, target) for tx in mapped]
+
+    def _source_id(self, target: TableId) -> TableId | None:
+        name = self._source_names[target]
+        return next((t for t in self._by_source if str(t) == name), None)
+
+    def _skip(self, source: TableId, change: Change, tx: Transaction, exc: DataError) -> None:
+        record = ApplyException(
+            task=self.task, table=str(source), kind="data-error", op=change.op.value,
+            key=exc.key, column=exc.column, error=str(exc), position=str(tx.position),
+        )  # fmt: skip
+        if self.control is not None:
+            self.control.record([record])
+        self._skipped[source] = self._skipped.get(source, 0) + 1
+        self.statistics.exception(str(source))
+        log.warning("table %s: change set aside (skip-row): %s", source, exc)
+
+    def _escalated(self, source: TableId) -> bool:
+        limit = self.policy.escalation_count
+        return limit is not None and self._skipped.get(source, 0) >= limit
+
+    def suspend(self, table: TableId, reason: str, position: Position | None = None) -> None:
+        """Stop applying ``table``'s changes (the others go on) and record why; the table
+        stays suspended across runs until it is reloaded."""
+        name = str(table)
+        self._stopped[table] = reason
+        log.error("%s", reason)
+        self.statistics.set_state(name, TableState.SUSPENDED, reason)
+        if self.control is not None:
+            self.control.suspend(
+                SuspendedTable(
+                    task=self.task,
+                    table=name,
+                    reason=reason,
+                    position=None if position is None else str(position),
+                )
+            )
+
+    def restore_suspended(self) -> list[str]:
+        """Suspend again the tables the control tables say are suspended; their names."""
+        if self.control is None:
+            return []
+        names: list[str] = []
+        by_name = {str(t): t for t in self._by_source}
+        for row in self.control.suspended(self.task):
+            table = by_name.get(row.table)
+            if table is None:
+                continue
+            self._stopped[table] = row.reason
+            self.statistics.set_state(row.table, TableState.SUSPENDED, row.reason)
+            names.append(row.table)
+        if names:
+            log.warning("suspended tables (reload them to resume): %s", ", ".join(names))
+        return names
+
+    # -- reloads (pipeline/reload.py drives these) ----------------------------------------------
+    @property
+    def plans_by_source(self) -> dict[TableId, TablePlan]:
+        """Current plans by source table id."""
+        return dict(self._by_source)
+
+    def hold_back(self, table: TableId, reason: str) -> None:
+        """Stop applying ``table``'s changes (its reload holds them meanwhile)."""
+        self._stopped[table] = reason
+
+    def release(self, table: TableId) -> None:
+        """Apply ``table``'s changes again."""
+        self._stopped.pop(table, None)
+        self._skipped.pop(table, None)
+
+    def replace_plan(self, table: TableId, plan: TablePlan) -> None:
+        """Use ``plan`` for ``table`` from now on (a reload planned it again)."""
+        self._by_source[table] = plan
+        self._source_names[plan.target_id] = str(table)
+
+    def apply_held(self, changes: Iterable[Change]) -> None:
+        """Apply changes held during a reload, in order, in chunks, without a checkpoint."""
+        resume = self.checkpoint.resume if self.checkpoint is not None else None
+        assert resume is not None, "a stream applies held changes only once it runs"
+        last = Transaction((), resume, None, None)
+        chunk: list[Change] = []
+        for change in changes:
+            chunk.append(change)
+            if len(chunk) >= self.batch_changes:
+                self._apply_cached(chunk, last)
+                chunk = []
+        if chunk:
+            self._apply_cached(chunk, last)
+
+    @property
+    def suspended(self) -> dict[TableId, str]:
+        """Suspended (or stopped) source tables and why."""
+        return dict(self._stopped)
 
     # -- mapping --------------------------------------------------------------------------------
     def _map(self, tx: Transaction) -> Transaction:
@@ -443,6 +626,7 @@ class Replicator:
         if spilled(tx) is not None:
             return self._map_spilled(tx)
         by_source, stopped, steps = self._by_source, self._stopped, self._steps
+        ignored = self._ignored
         changes: list[Change] = []
         for change in tx.changes:
             plan = by_source.get(change.table)
@@ -450,6 +634,8 @@ class Replicator:
                 continue
             for current in _transform(change, steps) if steps else (change,):
                 target = plan.target_id
+                if ignored and target in ignored:
+                    current = _planned_only(current, plan)
                 if current.table != target:
                     current = Change(
                         current.op,
@@ -475,6 +661,7 @@ class Replicator:
         by_source, stopped = self._by_source, self._stopped
         if (
             not self.transforms
+            and not self._ignored
             and not tx.schema_changes
             and all(
                 t in by_source and t not in stopped and by_source[t].target_id == t
@@ -510,33 +697,63 @@ class Replicator:
             self.statistics.count_changes(sources[table], op.value, n)
 
     def _schema_changes(self, changes: Sequence[SchemaChange]) -> None:
+        """Follow, ignore or stop at each schema change, as ``schema_policy`` says; every
+        one counts as a ``ddl`` of its table."""
         for sc in changes:
             plan = self._by_source.get(sc.table)
             if plan is None or sc.table in self._stopped:
                 continue
             name = str(sc.table)
-            if sc.additive and self._replan is not None:
-                new_plan = self._replan(plan, sc)
-                known = {c.name for c in plan.columns}
-                added: list[ColumnPlan] = [c for c in new_plan.columns if c.name not in known]
-                self.writer.add_columns(new_plan, added)
-                self._by_source[sc.table] = new_plan
-                self.statistics.count_changes(name, "ddl")
-                log.info("%s: added column(s) %s to the target", name, [c.name for c in added])
-                continue
+            self.statistics.count_changes(name, "ddl")
             why = sc.description or (
                 f"columns dropped {list(sc.dropped)}, changed {list(sc.changed)}, "
                 f"added {[c.name for c in sc.added]}"
             )
+            if self.schema_policy == "ignore":
+                self._ignored.add(plan.target_id)
+                log.warning("%s: schema change ignored (schema_change_policy=ignore): %s",
+                            name, why)  # fmt: skip
+                continue
+            why_not = self._follow(plan, sc) if self.schema_policy == "apply" else None
+            if why_not is None and self.schema_policy == "apply":
+                continue
+            follows = (
+                "schema_change_policy=stop-table" if self.schema_policy == "stop-table"
+                else f"not followed: {why_not}"
+            )  # fmt: skip
             message = (
-                f"table {name} stopped: its source schema changed in a way replikit does not "
-                f"follow ({why}); its changes are no longer applied. Reload it (run the task "
-                "again with full-load-and-cdc after `replikit drop`) or exclude it."
+                f"table {name} suspended: its source schema changed ({why}; {follows}); its "
+                f"changes are no longer applied. Reload it: replikit reload SRC DST --table "
+                f"{name} (or Task.reload), or exclude it."
             )
-            log.error("%s", message)
-            self._stopped[sc.table] = message
-            self.statistics.count_changes(name, "ddl")
-            self.statistics.set_state(name, TableState.ERROR, message)
+            position = self.checkpoint.position if self.checkpoint is not None else None
+            self.suspend(sc.table, message, position)
+
+    def _follow(self, plan: TablePlan, sc: SchemaChange) -> str | None:
+        """Follow ``sc`` on the target (see :mod:`replikit.pipeline.schema_changes`); why it
+        cannot be, else ``None``."""
+        if self._replan is None:
+            return "no re-planning in this pipeline"
+        why = unfollowable(sc, plan.source)
+        needs_ddl = sc.renamed or sc.changed or sc.dropped
+        if why is None and needs_ddl and not isinstance(self.writer, SupportsDdl):
+            why = f"{type(self.writer).__name__} runs no DDL"
+        if why is not None:
+            return why
+        new_plan = self._replan(plan, sc)
+        statements, added = alter_statements(
+            dialect_of(self.writer).name, dialect_of(self.writer).quote, plan, new_plan, sc
+        )
+        if statements:
+            assert isinstance(self.writer, SupportsDdl)
+            self.writer.run_ddl(statements)
+        if added:
+            self.writer.add_columns(new_plan, added)
+        self._by_source[sc.table] = new_plan
+        self._source_names[new_plan.target_id] = str(sc.table)
+        log.info("%s: schema change followed on the target (%s)", sc.table,
+                 sc.description or "; ".join(statements))  # fmt: skip
+        return None
 
     def _require_stream(self) -> Stream:
         if self._stream is None:

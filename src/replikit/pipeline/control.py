@@ -62,7 +62,7 @@ SUSPENDED = "replikit_suspended_tables"
 EXCEPTIONS = "replikit_apply_exceptions"
 
 ExceptionKind = Literal["data-error", "conflict"]
-SuspendState = Literal["suspended", "reloading"]
+SuspendState = Literal["suspended", "reload-requested", "reloading"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +72,8 @@ class SuspendedTable:
     Attributes:
         task: the task id.
         table: the source table (as in the statistics, e.g. ``public.orders``).
-        state: ``suspended``, or ``reloading`` while a reload runs.
+        state: ``suspended``; ``reload-requested`` when ``replikit reload`` asked a running
+            task to reload it; ``reloading`` while a reload runs.
         reason: what stopped it and what to do.
         position: the source position the table stopped at (``str(position)``), if known.
         suspended_at: when (UTC).

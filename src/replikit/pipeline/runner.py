@@ -46,6 +46,8 @@ from replikit.pipeline.contracts import (
     Writer,
     dialect_of,
 )
+from replikit.pipeline.control import ControlStore
+from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
@@ -148,6 +150,15 @@ class Pipeline:
             (the target computes other values than the source holds).
         reporter: a stream writes the task's status and history with its checkpoints
             (:mod:`replikit.pipeline.status`).
+        error_policy: what a bad row or a lost connection does (:class:`ErrorPolicy`).
+        control: where a stream records suspended tables and set-aside changes.
+        schema_policy: what a stream does with a source schema change (``apply``,
+            ``stop-table``, ``ignore``).
+        on_table_suspended: called with a table's plan and the :class:`DataError` that
+            ended its load, instead of putting the table in error (a stream's load: the
+            table is suspended and the others go on).
+        reloader: loads one source table again (a stream reloads suspended tables with it
+            while it runs: :mod:`replikit.pipeline.reload`).
     """
 
     def __init__(
@@ -182,6 +193,11 @@ class Pipeline:
         source_sql: str | None = None,
         verify_generated: Callable[[TablePlan], str | None] | None = None,
         reporter: StatusReporter | None = None,
+        error_policy: ErrorPolicy | None = None,
+        control: ControlStore | None = None,
+        schema_policy: str = "apply",
+        on_table_suspended: Callable[[TablePlan, BaseException], None] | None = None,
+        reloader: Callable[[TableId], TablePlan] | None = None,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
@@ -225,6 +241,11 @@ class Pipeline:
         self.finish = finish
         self.replicate = replicate
         self.views = tuple(views)
+        self.error_policy = error_policy or ErrorPolicy()
+        self.control = control
+        self.schema_policy = schema_policy
+        self.on_table_suspended = on_table_suspended
+        self.reloader = reloader
         self.functions = tuple(r.id.name for r in routines if r.kind == "function")
         self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()
@@ -667,7 +688,8 @@ class Pipeline:
             if fut in self._remote:
                 self.statistics.rows(name, fut.result())
             last = self.statistics.unit_done(name)
-            if last and self.on_table_loaded is not None and name not in failed:
+            suspended = self.statistics[name].state is TableState.SUSPENDED
+            if last and self.on_table_loaded is not None and name not in failed and not suspended:
                 self.on_table_loaded(plan)
             return
         if isinstance(exc, StoppedError):
@@ -676,12 +698,16 @@ class Pipeline:
         if not isinstance(exc, Exception):
             raise exc
         log.info("table %s unit %s failed: %s", name, unit, exc)
+        if isinstance(exc, DataError) and self.on_table_suspended is not None:
+            if self.statistics[name].state is not TableState.SUSPENDED:
+                self.on_table_suspended(plan, exc)  # the table stops; the others go on
+            return
         failed.setdefault(name, exc)
         self.statistics.finish(name, TableState.ERROR, str(exc))
 
     def _load_unit(self, plan: TablePlan, unit: Unit) -> int:
         name = str(plan.source.id)
-        if self.statistics[name].state is TableState.ERROR:
+        if self.statistics[name].state in (TableState.ERROR, TableState.SUSPENDED):
             return 0
         self._check_stop()
         self.statistics.started(name, self.statistics[name].units_total)

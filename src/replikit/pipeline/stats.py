@@ -30,6 +30,7 @@ class TableState(enum.StrEnum):
     COMPLETED = "Table completed"
     REPLICATING = "Replicating"
     ERROR = "Table error"
+    SUSPENDED = "Table suspended"
     CANCELLED = "Table cancelled"
 
 
@@ -51,6 +52,10 @@ class TableStats:
     ddls: int = 0
     #: errors counted against the table (it went into error, or a row was refused)
     errors: int = 0
+    #: rows or changes an error policy set aside (``replikit_apply_exceptions``)
+    exceptions: int = 0
+    #: CDC apply conflicts found (``apply_conflicts="log"`` records them)
+    conflicts: int = 0
     start: datetime | None = None
     end: datetime | None = None
     error: str | None = None
@@ -264,6 +269,8 @@ class Statistics:
         self.cdc = CdcStats()
         #: schema objects the writer tried to create (checks, views): (object, error or None)
         self.objects: list[tuple[ObjectPlan, str | None]] = []
+        #: the last error a retry recovered from, or that stopped the task
+        self.last_error: str | None = None
 
     def object_created(self, obj: ObjectPlan, error: str | None) -> None:
         """Record a schema object the target created (``error`` None) or refused."""
@@ -284,6 +291,40 @@ class Statistics:
             self._tables.clear()
             self.cdc = CdcStats()
             self.objects = []
+            self.last_error = None
+
+    @property
+    def retries(self) -> int:
+        """Recoverable errors retried so far (lost connections, restarts, deadlocks): the
+        sum of ``cdc.retries`` over their kinds."""
+        return sum(self.cdc.retries.values())
+
+    def retried(self, error: BaseException, kind: str | None = None) -> None:
+        """Count one retry after ``error`` under ``kind`` (default: from the error's class:
+        ``connect``, ``transient``, ``table``; a change reader's reconnects are ``stream``)."""
+        self.cdc.retried(kind or _retry_kind(error))
+        with self._lock:
+            self.last_error = str(error)
+
+    def reset_table(self, table: str) -> None:
+        """Make a table that failed for a recoverable cause ready to be loaded again."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is None:
+                return
+            st.state = TableState.BEFORE_LOAD
+            st.error = None
+            st.full_load_rows = st.units_done = 0
+            st.end = None
+            st._t0 = st._t1 = 0.0
+
+    def exception(self, table: str, n: int = 1) -> None:
+        """Count ``n`` rows or changes of ``table`` an error policy set aside."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is not None:
+                st.exceptions += n
+                st.errors += n
 
     def warn(self, table: str, message: str) -> None:
         """Note something left out of ``table`` that does not stop it."""
@@ -332,7 +373,7 @@ class Statistics:
         """Set a table's final state."""
         with self._lock:
             st = self._tables[table]
-            if st.state in (TableState.ERROR, TableState.COMPLETED):
+            if st.state in (TableState.ERROR, TableState.COMPLETED, TableState.SUSPENDED):
                 return
             st.state = state
             st.error = error
@@ -373,7 +414,7 @@ class Statistics:
             st = self._tables.get(table)
             if st is None or (st.state is state and error is None):
                 return
-            st.errors += state is TableState.ERROR and st.state is not state
+            st.errors += state in (TableState.ERROR, TableState.SUSPENDED) and st.state is not state
             st.state = state
             if error is not None:
                 st.error = error
@@ -420,6 +461,16 @@ class Statistics:
 
     def _repr_html_(self) -> str:
         return display.html_statistics(self)
+
+
+def _retry_kind(error: BaseException) -> str:
+    from replikit.errors import ConnectError, TaskError, TransientError
+
+    if isinstance(error, ConnectError):
+        return "connect"
+    if isinstance(error, TransientError):
+        return "transient"
+    return "table" if isinstance(error, TaskError) else "other"
 
 
 def _object_lines(objects: Sequence[tuple[ObjectPlan, str | None]]) -> list[str]:

@@ -27,6 +27,7 @@ from replikit.errors import ConfigError
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, CheckpointStore
+from replikit.pipeline.schema_changes import with_change
 from replikit.pipeline.stats import Statistics
 from replikit.positions import Position
 from replikit.schema.convert import TablePlan
@@ -66,9 +67,14 @@ def run_stream(
         queue_bytes=pipe.queue_bytes,
         statistics=pipe.statistics,
         replan=_replanner(pipe),
+        policy=pipe.error_policy,
+        control=pipe.control,
+        schema_policy=pipe.schema_policy,
+        reloader=pipe.reloader,
     )
     pipe.replicator = replicator
     replicator.reporter = pipe.reporter
+    _suspended_tables(pipe, replicator, checkpoint)
     try:
         if pipe.stopping:
             replicator.stop()
@@ -87,6 +93,19 @@ def run_stream(
         pipe.replicator = None
         replicator.close()
     return pipe.statistics
+
+
+def _suspended_tables(pipe: Pipeline, replicator: Replicator, checkpoint: Checkpoint) -> None:
+    """Tables suspended by an earlier run stay suspended; a first run (a full load of every
+    table ahead) starts with none."""
+    control = pipe.control
+    if control is None:
+        return
+    if checkpoint.phase == "cdc" or checkpoint.loaded:
+        replicator.restore_suspended()
+        return
+    for row in control.suspended(pipe.task_id):
+        control.resume(pipe.task_id, row.table)
 
 
 def _stages(pipe: Pipeline) -> tuple[ChangeReader, ChangeWriter, CheckpointStore]:
@@ -124,7 +143,12 @@ def _load_and_cache(
         loaded.add(str(plan.source.id))
         store.write_checkpoint(replace(checkpoint, loaded=frozenset(loaded)))
 
+    def table_suspended(plan: TablePlan, error: BaseException) -> None:
+        replicator.suspend(plan.source.id, _load_reason(plan, error, pipe), checkpoint.start)
+
     load.on_table_loaded = table_loaded
+    if pipe.error_policy.data_errors != "stop-task":
+        load.on_table_suspended = table_suspended
     load.statistics = pipe.statistics  # the load is part of the stream's run
     pipe.loading = load
     cache = pipe.cache if pipe.cache is not None else ChangeCache()
@@ -161,15 +185,22 @@ def _load_and_cache(
     return checkpoint
 
 
+def _load_reason(plan: TablePlan, error: BaseException, pipe: Pipeline) -> str:
+    name = plan.source.id
+    return (
+        f"table {name} suspended (its full load failed; data_errors="
+        f"{pipe.error_policy.data_errors}): {error}. CDC goes on for the other tables; fix the "
+        f"cause and reload it: replikit reload SRC DST --table {name} (or Task.reload)"
+    )
+
+
 def _replanner(pipe: Pipeline) -> Callable[[TablePlan, SchemaChange], TablePlan]:
-    """Plans for source tables that gained columns (followed by ``add_columns``)."""
+    """Plans for source tables whose columns changed (added, renamed, retyped, dropped), as
+    :mod:`replikit.pipeline.schema_changes` follows them."""
     originals: dict[TableId, TableSchema] = {t.id: t for t in pipe.tables}
 
     def replan(plan: TablePlan, change: SchemaChange) -> TablePlan:
-        original = originals[change.table]
-        known = {c.name for c in original.columns}
-        added = tuple(c for c in change.added if c.name not in known)
-        originals[change.table] = replace(original, columns=original.columns + added)
+        originals[change.table] = with_change(originals[change.table], change)
         return pipe.plan_for(originals[change.table])
 
     return replan

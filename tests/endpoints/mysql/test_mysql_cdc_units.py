@@ -76,9 +76,10 @@ def test_mariadb_gtid_state_keeps_last_gtid_per_domain():
             "change f g int, add (h int, i varchar(3)), rename column j to k",
             sql.Alter(
                 ("d", "t"),
-                added=("c", "g", "h", "i", "k"),
-                dropped=("d", "f", "j"),
-                changed=("e",),
+                added=("c", "h", "i"),
+                dropped=("d",),
+                changed=("e", "f"),  # CHANGE restates the type: f (now g) may be retyped
+                renamed=(("f", "g"), ("j", "k")),
             ),
         ),
         ("ALTER TABLE t ADD PRIMARY KEY (id)", sql.Alter((None, "t"), primary_key=True)),

@@ -243,6 +243,16 @@ class DuckdbChangeWriter(ChangeWriterBase):
         self._transaction(drop)
 
     # -- schema ----------------------------------------------------------------------------
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction (a schema change followed on the target)."""
+
+        def work(conn: Any) -> None:
+            for statement in statements:
+                conn.execute(statement)
+
+        self._transaction(work)
+        self._tables.clear()
+
     def add_columns(self, plan: TablePlan, columns: Sequence[ColumnPlan]) -> None:
         """Add ``columns`` to ``plan``'s target table (those it has already are skipped)."""
 

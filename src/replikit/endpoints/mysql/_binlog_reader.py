@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,6 +173,8 @@ class MysqlChangeReader:
         self.use_gtid = use_gtid
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_delay = reconnect_delay
+        #: called with the error before each reconnect (a task counts retries)
+        self.on_retry: Callable[[BaseException], None] | None = None
         self.progress_interval = progress_interval
         self._zero_dates = ZeroDates(zero_dates)
         self._tinyint1_as_bool = tinyint1_as_bool
@@ -251,6 +253,8 @@ class MysqlChangeReader:
             except (StreamLost, ConnectError) as exc:  # dropped, or the server is restarting
                 if self._stop.is_set():
                     return
+                if isinstance(exc, ConnectError) and not exc.retryable:
+                    raise  # refused for good (login, privilege): retrying does not help
                 self._failures += 1
                 if self._failures > self.reconnect_attempts:
                     raise ConnectError(
@@ -259,6 +263,8 @@ class MysqlChangeReader:
                     ) from exc
                 delay = min(30.0, self.reconnect_delay * 2 ** (self._failures - 1))
                 log.warning("binlog stream lost (%s); reconnecting in %.1f s", exc, delay)
+                if self.on_retry is not None:
+                    self.on_retry(exc)
                 self._stop.wait(delay)
             except pymysql.err.MySQLError as exc:
                 code = exc.args[0] if exc.args else None
@@ -425,6 +431,7 @@ class MysqlChangeReader:
             else:
                 added.append(col)
         changed = list(alter.changed)
+        renames = {o.lower(): n for o, n in alter.renamed}
         if alter.primary_key:
             changed += [c for c in (*old.primary_key, *(new.primary_key if new else ())) if c]
         if alter.all_changed:
@@ -443,12 +450,27 @@ class MysqlChangeReader:
             decoder.lenient.update(missing)
         if new is not None:
             decoder.rebuild(new)
+        names = {c.name.lower(): c.name for c in old.columns}
+        renamed = tuple(
+            (names.get(o.lower(), o), columns[n.lower()].name if n.lower() in columns else n)
+            for o, n in alter.renamed
+        )
+        changed = list(dict.fromkeys(changed))
+        retyped = tuple(
+            columns[key]
+            for name in changed
+            if (key := renames.get(name.lower(), name).lower()) in columns
+        )
+        if alter.renamed_to is not None:
+            renamed = retyped = ()
         return SchemaChange(
             table=old.id,
             added=tuple(added),
             dropped=tuple(dropped),
-            changed=tuple(dict.fromkeys(changed)),
+            changed=tuple(names.get(c.lower(), c) for c in changed),
             description=description,
+            renamed=renamed,
+            retyped=retyped,
         )
 
     # -- helpers -------------------------------------------------------------------------

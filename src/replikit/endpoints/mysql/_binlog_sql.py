@@ -84,12 +84,15 @@ class Alter:
     primary_key: bool = False
     all_changed: bool = False
     renamed_to: Name | None = None
+    #: columns renamed (old, new): ``RENAME COLUMN a TO b``, ``CHANGE a b ...``
+    renamed: tuple[tuple[str, str], ...] = ()
 
     @property
     def touches_columns(self) -> bool:
         """Whether the statement changes columns, keys or the table's name."""
         return bool(
-            self.added
+            self.renamed
+            or self.added
             or self.dropped
             or self.changed
             or self.primary_key
@@ -251,6 +254,7 @@ def _alter(table: Name, specs: list[list[_Tok]]) -> Alter:
     changed: list[str] = []
     pk = converted = False
     renamed: Name | None = None
+    columns_renamed: list[tuple[str, str]] = []
     for spec in specs:
         c = _Cursor(spec)
         if c.take("ADD"):
@@ -281,18 +285,15 @@ def _alter(table: Name, specs: list[list[_Tok]]) -> Alter:
             c.take("IF", "EXISTS")
             old, new = c.ident(), c.ident()
             if old is not None and new is not None:
-                if old.lower() == new.lower():
-                    changed.append(old)
-                else:
-                    dropped.append(old)
-                    added.append(new)
+                if old.lower() != new.lower():
+                    columns_renamed.append((old, new))
+                changed.append(old)  # CHANGE gives the whole definition: maybe a new type
         elif c.take("RENAME"):
             if c.take("COLUMN"):
                 c.take("IF", "EXISTS")
                 old = c.ident()
                 if old is not None and c.take("TO") and (new := c.ident()) is not None:
-                    dropped.append(old)
-                    added.append(new)
+                    columns_renamed.append((old, new))
             elif c.peek() in ("INDEX", "KEY"):
                 continue
             else:
@@ -300,7 +301,8 @@ def _alter(table: Name, specs: list[list[_Tok]]) -> Alter:
                 renamed = c.name()
         elif c.take("CONVERT", "TO") or c.take("CHARACTER", "SET") or c.take("DEFAULT"):
             converted = converted or spec[0].upper == "CONVERT"
-    return Alter(table, tuple(added), tuple(dropped), tuple(changed), pk, converted, renamed)
+    return Alter(table, tuple(added), tuple(dropped), tuple(changed), pk, converted, renamed,
+                 tuple(columns_renamed))  # fmt: skip
 
 
 def _column_list(toks: Sequence[_Tok]) -> list[str]:

@@ -30,7 +30,20 @@ from typing import Any
 
 from replikit.endpoints.base import hide_secret, require
 from replikit.endpoints.mysql._params import ConnParams
-from replikit.errors import ConnectError, DataError, Error, MissingDependencyError, SchemaError
+from replikit.errors import (
+    AccessError,
+    ConnectError,
+    DataError,
+    Error,
+    MissingDependencyError,
+    SchemaError,
+    TransientError,
+)
+
+#: client/server error numbers of a connection that is gone (gone away, lost, killed)
+LOST_CONNECTION = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
+#: a transaction the server gave up that may succeed when run again: deadlock, lock wait timeout
+TRANSIENT = frozenset({1213, 1205})
 
 __all__ = [
     "SQL_MODE",
@@ -232,9 +245,11 @@ def connect_error(exc: BaseException, params: ConnParams) -> ConnectError:
     low = raw.lower()
     if code in (1044, 1045, 1698) or "access denied" in low:
         hint = f"login refused for user {user!r} at {where}; check the user name and password"
-    elif code == 1049 or "unknown database" in low:
+        return AccessError(f"{hint} (driver said: {raw})")
+    if code == 1049 or "unknown database" in low:
         hint = f"database {params.database!r} does not exist at {where}; create it or fix the URL"
-    elif code == 2005 or ("unknown" in low and "host" in low):
+        return AccessError(f"{hint} (driver said: {raw})")
+    if code == 2005 or ("unknown" in low and "host" in low):
         hint = f"unknown host {params.host!r}; check the host name in the URL"
     elif _timed_out(exc, code):
         hint = (
@@ -261,10 +276,17 @@ def data_error(
     column: str | None = None,
     key: Mapping[str, Any] | None = None,
 ) -> Error:
-    """A :class:`DataError` (or :class:`SchemaError` for a missing table) for a failed write."""
+    """A :class:`DataError` for a failed write; by cause, not by where it surfaced: a lost
+    connection is :class:`ConnectError`, a deadlock or lock wait timeout
+    :class:`TransientError` (both retried), a missing table :class:`SchemaError`."""
     message = error_text(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if error_code(exc) in (1146, 1054):
+    code = error_code(exc)
+    if code in (1146, 1054):
         return SchemaError(f"cannot write {table}: {message}")
+    if code in LOST_CONNECTION:
+        return ConnectError(f"lost the connection while writing {table}: {message}")
+    if code in TRANSIENT:
+        return TransientError(f"writing {table} gave up, retry: {message} (error {code})")
     if column is None:
         column = column_in_message(message)
     return DataError(f"cannot write row: {message}", table=table, column=column, key=key)

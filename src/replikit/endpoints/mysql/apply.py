@@ -59,6 +59,7 @@ from replikit.endpoints.mysql._apply_run import (
 )
 from replikit.endpoints.mysql._apply_table import TableApply
 from replikit.endpoints.mysql._connect import (
+    TRANSIENT,
     Driver,
     connect,
     error_code,
@@ -68,7 +69,7 @@ from replikit.endpoints.mysql._connect import (
 )
 from replikit.endpoints.mysql._dialect import DIALECT, NAME
 from replikit.endpoints.mysql._params import ConnParams
-from replikit.errors import ConfigError, ConnectError, Error, SchemaError
+from replikit.errors import ConfigError, ConnectError, Error, SchemaError, TransientError
 from replikit.pipeline.apply_support import (
     CONNECTION_LOST,
     RUN_AGAIN,
@@ -221,6 +222,8 @@ class MysqlChangeWriter(ChangeWriterBase):
                 if not last:
                     return RUN_AGAIN
             text = scrub(error_text(exc).strip(), self._params)
+            if error_code(exc) in TRANSIENT:  # deadlock, lock wait timeout: run it again
+                return TransientError(f"{doing} at {self._params.where()} gave up: {text}")
             return SchemaError(f"{doing} at {self._params.where()} failed: {text}")
 
         return run_transaction(
@@ -274,6 +277,18 @@ class MysqlChangeWriter(ChangeWriterBase):
             s.control = True
 
     # -- schema changes --------------------------------------------------------------------
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in order (MySQL commits each DDL statement)."""
+
+        def work(s: _Session) -> None:
+            with s.conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+            s.conn.commit()
+
+        self._run(work, "following a schema change")
+        self._tables.clear()
+
     def add_columns(self, plan: TablePlan, columns: Sequence[ColumnPlan]) -> None:
         """Add ``columns`` (nullable, planned target types) to ``plan``'s target table.
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,6 +79,11 @@ def _lost_hint(slot: str) -> str:
     return f"run `replikit drop` and start again with full-load-and-cdc (slot {slot})"
 
 
+def _lsn(tx: Transaction) -> int:
+    assert isinstance(tx.position, PgLsn)
+    return tx.position.value
+
+
 @dataclass(eq=False)
 class _Run:
     """The state of one :meth:`PostgresChangeReader.transactions` iteration."""
@@ -95,6 +100,8 @@ class _Run:
     delay: float = 0.0
     wait: float = 0.0
     error: str = ""
+    beat: int = 0  # the position of the last transaction or heartbeat handed out
+    beat_at: float = 0.0
 
 
 class PostgresChangeReader:
@@ -164,6 +171,8 @@ class PostgresChangeReader:
         self._meta: Connection | None = None
         self._run: _Run | None = None
         self._position: PgLsn | None = None
+        #: called with the error each time the stream is reopened (a task counts retries)
+        self.on_retry: Callable[[BaseException], None] | None = None
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -318,7 +327,14 @@ class PostgresChangeReader:
                     continue
                 tx = self._step(run)
                 now = time.monotonic()
+                if tx is not None and not (tx.changes or tx.schema_changes):
+                    run.pos = max(run.pos, _lsn(tx))  # nothing for our tables: a heartbeat?
+                    tx = None
                 if tx is None:
+                    beat = self._heartbeat(run, now)
+                    if beat is not None:
+                        yield beat
+                        continue
                     limit = self.stop_when_idle
                     reconnecting = run.session is None
                     if limit is not None and now - idle_since >= limit and not reconnecting:
@@ -328,15 +344,36 @@ class PostgresChangeReader:
                     continue
                 pos = tx.position
                 assert isinstance(pos, PgLsn)
-                run.pos = pos.value
-                if tx.changes or tx.schema_changes:
-                    idle_since = now
-                    self._position = pos
-                    yield tx
+                run.pos = run.beat = pos.value
+                run.beat_at = now
+                idle_since = now
+                self._position = pos
+                yield tx
         finally:
             with self._io:
                 if self._run is run:
                     self._end_run()
+
+    def _heartbeat(self, run: _Run, now: float) -> Transaction | None:
+        """An empty transaction at the WAL position the stream reached with nothing for our
+        tables since the last one handed out: applied, it moves the checkpoint and then the
+        slot, so the server keeps no WAL for us and can shut down (it waits until its
+        walsender's WAL is confirmed). Every ``status_interval`` seconds, or at once when the
+        server asked for a reply."""
+        session = run.session
+        end = run.pos
+        urgent = False
+        if isinstance(session, StreamSession) and not run.asm.in_transaction:
+            end = max(end, session.idle_end)
+            urgent, session.reply_requested = session.reply_requested, False
+        if end <= max(run.beat, self._acked) or (
+            not urgent and now - run.beat_at < self.status_interval
+        ):
+            return None
+        run.pos = run.beat = end
+        run.beat_at = now
+        self._position = PgLsn(end)
+        return Transaction((), PgLsn(end), None, None)
 
     def _stopped(self, run: _Run) -> bool:
         return self._closed.is_set() or self._run is not run
@@ -350,6 +387,9 @@ class PostgresChangeReader:
                     self._open(run)
                 tx = self._next(run)
             except _RETRYABLE as exc:
+                if isinstance(exc, ConnectError) and not exc.retryable:
+                    self._close_session(run)
+                    raise  # refused for good (login, privilege): retrying does not help
                 self._lost(run, exc)
                 return None
             except psycopg.Error as exc:
@@ -475,6 +515,8 @@ class PostgresChangeReader:
                 f"{self.reconnect_timeout:.0f} s: {run.error}"
             ) from None
         log.warning("reading slot %s: %s; reconnecting", self._name, run.error)
+        if self.on_retry is not None:
+            self.on_retry(exc)
         run.wait = run.delay
         run.delay = min(max(run.delay * 2, 0.25), 5.0)
 

@@ -20,9 +20,24 @@ import psycopg  # noqa: E402
 from psycopg import errors as pgerrors  # noqa: E402
 
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
-from replikit.errors import ConnectError, DataError, Error, SchemaError  # noqa: E402
+from replikit.errors import (  # noqa: E402
+    AccessError,
+    ConnectError,
+    DataError,
+    Error,
+    SchemaError,
+    TransientError,
+)
 
-__all__ = ["connect_error", "copy_position", "data_error", "read_error", "refusal", "scrub"]
+__all__ = [
+    "by_cause",
+    "connect_error",
+    "copy_position",
+    "data_error",
+    "read_error",
+    "refusal",
+    "scrub",
+]
 
 
 def scrub(text: str, params: ConnParams) -> str:
@@ -46,9 +61,17 @@ def connect_error(exc: psycopg.Error, params: ConnParams) -> ConnectError:
     low = raw.lower()
     if state in ("28P01", "28000") or "password authentication failed" in low:
         hint = f"login refused for user {user!r} at {where}; check the user name and password"
-    elif state == "3D000" or ("database" in low and "does not exist" in low):
+        return AccessError(f"{hint} (driver said: {raw})")
+    if state == "3D000" or ("database" in low and "does not exist" in low):
         hint = f"database {params.dbname!r} does not exist at {where}; create it or fix the URL"
-    elif "could not translate host name" in low or "name or service not known" in low:
+        return AccessError(f"{hint} (driver said: {raw})")
+    if state == "42501" or "must be superuser or replication role" in low:
+        hint = (
+            f"user {user!r} lacks a privilege it needs at {where} (replication connections "
+            f"need the REPLICATION attribute: ALTER ROLE {user} REPLICATION)"
+        )
+        return AccessError(f"{hint} (driver said: {raw})")
+    if "could not translate host name" in low or "name or service not known" in low:
         hint = f"unknown host {params.host!r}; check the host name in the URL"
     elif "connection refused" in low:
         hint = f"connection refused by {where}; is PostgreSQL running and listening there?"
@@ -77,11 +100,33 @@ def copy_position(exc: psycopg.Error) -> tuple[int | None, str | None]:
 def data_error(
     exc: BaseException, table: str, *, column: str | None, key: Mapping[str, Any] | None
 ) -> Error:
-    """A :class:`DataError` (or :class:`SchemaError` for a missing table) for a failed write."""
+    """A :class:`DataError` for a failed write; by cause, not by where it surfaced (see
+    :func:`by_cause`), a missing table is :class:`SchemaError`."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
         return SchemaError(f"cannot write {table}: {message}")
+    cause = by_cause(exc, f"writing {table}")
+    if cause is not None:
+        return cause
     return DataError(f"cannot write row: {message}", table=table, column=column, key=key)
+
+
+#: admin shutdown, crash shutdown, cannot connect now (the server is restarting)
+_SHUTDOWN = frozenset({"57P01", "57P02", "57P03"})
+
+
+def by_cause(exc: BaseException, doing: str) -> Error | None:
+    """The retryable error ``exc`` is, whatever statement raised it: a lost connection or a
+    server shutting down (:class:`ConnectError`), a deadlock, serialization failure or lock
+    timeout (:class:`TransientError`); ``None`` for anything else."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    state = getattr(exc, "sqlstate", None) or ""
+    client_side = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not state
+    if client_side or state.startswith("08") or state in _SHUTDOWN:
+        return ConnectError(f"lost the connection while {doing}: {message}")
+    if isinstance(exc, pgerrors.TransactionRollback | pgerrors.LockNotAvailable):
+        return TransientError(f"{doing} gave up, retry: {message} ({exc.sqlstate})")
+    return None
 
 
 #: what to grant for each action a writer takes (``{obj}``, ``{schema}``, ``{user}``)

@@ -34,6 +34,16 @@ FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum
 WHERE a.attrelid = %s AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
 
+_ATTNUMS = """
+SELECT a.attname, a.attnum FROM pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+_ATTNUMS_BY_NAME = """
+SELECT a.attname, a.attnum FROM pg_attribute a
+WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
 _Shape = tuple[str, tuple[tuple[str, int, int, bool], ...]]
 
 
@@ -46,6 +56,10 @@ class CatalogLookup(Protocol):
 
     def column(self, relation: int, name: str) -> tuple[bool, int, str | None] | None:
         """(nullable, array dimensions, default) of a column now, or ``None`` if it is gone."""
+        ...
+
+    def attnums(self, relation: int | TableId) -> dict[str, int]:
+        """The columns' numbers now (a renamed column keeps its number), by name."""
         ...
 
 
@@ -66,6 +80,15 @@ class PgCatalogLookup:
         notnull, dims, default = row
         return not notnull, int(dims or 0), default
 
+    def attnums(self, relation: int | TableId) -> dict[str, int]:
+        if isinstance(relation, TableId):
+            rows = self._conn.execute(
+                _ATTNUMS_BY_NAME, (relation.schema or "public", relation.name)
+            ).fetchall()
+        else:
+            rows = self._conn.execute(_ATTNUMS, (relation,)).fetchall()
+        return {str(name): int(num) for name, num in rows}
+
 
 class RelationTracker:
     """Diffs Relation messages against the known shape of the selected tables."""
@@ -74,6 +97,8 @@ class RelationTracker:
         self._tables = {t.id: t for t in tables}
         self._lookup = lookup
         self._known: dict[TableId, _Shape] = {}
+        # column numbers by name as of the known shape: they tell a rename from drop + add
+        self._attnums = {t.id: lookup.attnums(t.id) for t in tables}
 
     def diff(self, rel: Relation) -> SchemaChange | None:
         """The schema change ``rel`` shows for its table (``None``: same shape, or unselected)."""
@@ -121,7 +146,16 @@ class RelationTracker:
         new = {c.name for c in rel.columns}
         dropped = [name for name in old if name not in new]
         added = [c.name for c in rel.columns if c.name not in old and c.name not in generated]
-        return self._change(rel, added, dropped, changed, notes)
+        renamed = self._renames(rel, set(old))
+        by_name = {c.name: c for c in rel.columns}
+        for gone, came in renamed:
+            kept = old[gone].type
+            dims = kept.dims if kept.kind is Kind.ARRAY else 0
+            col = by_name[came]
+            if self._lookup.type_of(col.type_oid, col.typmod, dims) != kept:
+                changed.append(gone)
+                notes.append(f"column {came} changed type")
+        return self._change(rel, added, dropped, changed, notes, renamed)
 
     def _against_shape(self, known: _Shape, rel: Relation) -> SchemaChange | None:
         ident, columns = known
@@ -142,8 +176,30 @@ class RelationTracker:
                 notes.append(f"column {col.name} joined or left the primary key")
         new = {c.name for c in rel.columns}
         dropped = [name for name in old if name not in new]
+
+        renamed = self._renames(rel, set(old))
+        by_name = {c.name: c for c in rel.columns}
+        for gone, came in renamed:
+            if old[gone][:2] != (by_name[came].type_oid, by_name[came].typmod):
+                changed.append(gone)
+                notes.append(f"column {came} changed type")
         return self._change(rel, [c.name for c in rel.columns if c.name not in old], dropped,
-                            changed, notes)  # fmt: skip
+                            changed, notes, renamed)  # fmt: skip
+
+    def _renames(self, rel: Relation, old: set[str]) -> list[tuple[str, str]]:
+        """Columns renamed since the known shape: a new name with the number of a name that
+        is gone (PostgreSQL keeps a renamed column's number and never reuses one)."""
+        before = self._attnums.get(rel.table, {})
+        now = self._lookup.attnums(rel.oid)
+        names = {c.name for c in rel.columns}
+        by_number = {num: name for name, num in before.items()}
+        out = []
+        for col in rel.columns:
+            was = by_number.get(now.get(col.name, -1))
+            if col.name not in old and was is not None and was in old and was not in names:
+                out.append((was, col.name))
+        self._attnums[rel.table] = {n: now[n] for n in names if n in now}
+        return out
 
     def _change(
         self,
@@ -152,21 +208,34 @@ class RelationTracker:
         dropped: list[str],
         changed: list[str],
         notes: list[str],
+        renamed: Sequence[tuple[str, str]] = (),
     ) -> SchemaChange | None:
         if not (added or dropped or changed):
             return None
+        gone = {old for old, _ in renamed}
+        came = {new for _, new in renamed}
+        added = [n for n in added if n not in came]
+        dropped = [n for n in dropped if n not in gone]
         columns = tuple(self._added(rel, name) for name in added)
-        parts = [
+        parts = [f"renamed column {old} to {new}" for old, new in renamed]
+        parts += [
             f"added column {c.name} ({_show(c.type)}, {'nullable' if c.nullable else 'NOT NULL'})"
             for c in columns
         ]
         parts += [f"dropped column {name}" for name in dropped] + notes
+        present = {c.name for c in rel.columns}
         return SchemaChange(
             table=rel.table,
             added=columns,
             dropped=tuple(dropped),
             changed=tuple(changed),
             description=f"{rel.table}: " + "; ".join(parts),
+            renamed=tuple(renamed),
+            retyped=tuple(
+                self._added(rel, new)
+                for n in changed
+                if (new := dict(renamed).get(n, n)) in present
+            ),
         )
 
     def _added(self, rel: Relation, name: str) -> Column:

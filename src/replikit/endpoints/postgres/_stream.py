@@ -119,6 +119,12 @@ class StreamSession:
         self._sent = -1
         self._pinged = False
         self._count = 0
+        #: the server's WAL end from its last keepalive sent between transactions: every
+        #: change before it was handed out (a heartbeat may move the checkpoint there)
+        self.idle_end = 0
+        #: the server asked for a reply (it waits for it, e.g. to shut down): cleared by reader
+        self.reply_requested = False
+        self._in_tx = False
 
     def read(self, timeout: float) -> bytes | None:
         """The next pgoutput message, or ``None`` when none came within ``timeout`` seconds."""
@@ -135,11 +141,20 @@ class StreamSession:
                         self._keep_alive(now)
                     kind = data[0]
                     if kind == _XLOGDATA:
+                        tag = data[25]
+                        if tag == _BEGIN:
+                            self._in_tx = True
+                        elif tag == _COMMIT:
+                            self._in_tx = False
                         return bytes(data[25:])
                     self._last_recv = time.monotonic()
                     self._pinged = False
-                    if kind == _KEEPALIVE and data[17]:
-                        self._status(reply=False)
+                    if kind == _KEEPALIVE:
+                        if not self._in_tx:
+                            self.idle_end = max(self.idle_end, _U64.unpack_from(data, 1)[0])
+                        if data[17]:
+                            self.reply_requested = True
+                            self._status(reply=False)
                     continue
                 if n < 0:
                     raise SessionLost(self._ended())

@@ -61,7 +61,7 @@ from replikit.endpoints.postgres._apply_table import (  # noqa: E402
 )
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
-from replikit.endpoints.postgres._errors import data_error, scrub  # noqa: E402
+from replikit.endpoints.postgres._errors import by_cause, data_error, scrub  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.errors import ConnectError, Error, SchemaError  # noqa: E402
 from replikit.pipeline.apply_support import (  # noqa: E402
@@ -177,7 +177,11 @@ class PostgresChangeWriter(ChangeWriterBase):
             self._rollback(s)
             if not isinstance(exc, psycopg.Error):
                 return None
-            return translate(s, exc) if s.alive else CONNECTION_LOST
+            cause = by_cause(exc, doing) if s.alive else None
+            if not s.alive or isinstance(cause, ConnectError):
+                s.conn.close()  # by cause: e.g. "consuming input failed" on a live-looking one
+                return CONNECTION_LOST
+            return cause if cause is not None else translate(s, exc)
 
         return run_transaction(
             self._connect,
@@ -262,6 +266,21 @@ class PostgresChangeWriter(ChangeWriterBase):
 
         self._run(work, f"adding columns to {plan.target_id}", translate)
         self._tables.pop(plan.target_id, None)
+
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction (a schema change followed on the target)."""
+
+        def work(s: _Session) -> None:
+            for statement in statements:
+                s.conn.execute(statement)
+            self._commit(s)
+
+        def translate(s: _Session, exc: psycopg.Error) -> Error:
+            text = scrub(str(exc).strip(), self._params)
+            return SchemaError(f"the target refused {'; '.join(statements)}: {text}")
+
+        self._run(work, "following a schema change", translate)
+        self._tables.clear()
 
     # -- apply -----------------------------------------------------------------------------
     def _apply(

@@ -292,6 +292,19 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
         self._transaction(add)
         self._tables.clear()
 
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction (a schema change followed on the target)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            for statement in statements:
+                try:
+                    conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    raise SchemaError(f"the target refused {statement}: {exc}") from exc
+
+        self._transaction(work)
+        self._tables.clear()
+
     # -- apply -----------------------------------------------------------------------------
 
     def _apply(
