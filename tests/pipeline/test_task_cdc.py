@@ -517,7 +517,7 @@ def _pg_exec(db: Db, statement: str) -> None:
         conn.execute(statement)
 
 
-def test_pg_schema_change_adds_nullable_column_and_stops_table_on_drop(
+def test_pg_schema_change_adds_a_nullable_column_and_keeps_a_dropped_one(
     make_db: Callable[[str], Db],
 ) -> None:
     source, target = make_db("pg"), make_db("pg")
@@ -535,16 +535,12 @@ def test_pg_schema_change_adds_nullable_column_and_stops_table_on_drop(
     _wait_for(lambda: target_has(target, "ledger", 1) or bool(errors))
     task.stop()
     thread.join(30)
-    (error,) = errors  # a table that ended in error fails the run, as in a full load
-    assert isinstance(error, rk.TaskError) and set(error.table_errors) == {"public.counters"}
+    assert not errors, errors  # both followed (docs/operations.md, "Schema changes")
     stats = task.statistics()
-    assert stats["public.items"].ddls == 1
-    assert stats["public.counters"].state is rk.TableState.SUSPENDED
-    message = stats["public.counters"].error or ""
-    assert message.startswith("table public.counters suspended:"), message
-    assert "(public.counters: dropped column n;" in message, message
-    assert stats["public.ledger"].state is rk.TableState.REPLICATING  # the others continue
-    assert (9,) not in [r[:1] for r in target.rows("counters", "id")]
+    assert stats["public.items"].ddls == 1 and stats["public.counters"].ddls == 1
+    assert stats["public.counters"].state is rk.TableState.REPLICATING
+    # the dropped column stays on the target, made nullable, empty in new rows
+    assert (9, None) in target.rows("counters", "id")
 
 
 def test_pg_walsender_terminated_mid_stream_task_continues(make_db: Callable[[str], Db]) -> None:
