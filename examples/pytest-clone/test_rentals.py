@@ -92,6 +92,15 @@ def test_a_clone_into_a_throwaway_postgresql(replikit_clone):
     # copy calls them lossy): left out of the comparison
     lossy = ["film.special_features", "film.fulltext"]
     assert_databases_equal(replikit_clone(**TEN_CUSTOMERS), clone, ignore_columns=lossy)
+    engine = create_engine(clone.sqlalchemy_url)
+    try:
+        with engine.begin() as conn:  # rows a test inserts still get keys from the clone
+            conn.execute(
+                text("INSERT INTO category (name, last_update) VALUES ('Noir', CURRENT_TIMESTAMP)")
+            )
+        assert "Noir" in rentals.category_names(engine)
+    finally:
+        engine.dispose()
 
 
 def test_a_difference_shows_the_rows(replikit_clone):

@@ -243,3 +243,43 @@ def test_masks_need_a_secret_and_real_columns(replikit_clone, shop, monkeypatch)
         replikit_clone(shop, mask=rk.Mappings().rename_table("users", "people"), mask_secret="k")
     with pytest.raises(rk.ConfigError, match="table.column"):
         replikit_clone(shop, mask={"email": "hash"}, mask_secret="k")
+
+
+# -- copies on MariaDB keep views and generated columns; a URL names the server --------------
+@pytest.fixture
+def mariadb_shop(mysql_server):
+    name = "rk_clone_src_shop"
+    mysql_server.drop_database(name)
+    url = mysql_server.create_database(name)
+    with mysql_server.connect(name) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE item (id INT PRIMARY KEY, price DECIMAL(8,2) NOT NULL, qty INT NOT NULL,"
+            " total DECIMAL(10,2) AS (price * qty) STORED)"
+        )
+        cur.execute("INSERT INTO item (id, price, qty) VALUES (1, 2.50, 4), (2, 1.00, 3)")
+        cur.execute("CREATE VIEW big_items AS SELECT id, total FROM item WHERE total > 5")
+    yield url
+    mysql_server.drop_database(name)
+
+
+def test_mariadb_copies_keep_views_over_their_own_tables(
+    replikit_clone, mariadb_shop, mysql_server
+):
+    first = replikit_clone(mariadb_shop, to=mysql_server.admin_url)
+    second = replikit_clone(mariadb_shop, to="mysql")
+    for clone in (first, second):
+        db = clone.url.rsplit("/", 1)[1]
+        with mysql_server.connect(db) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, total FROM big_items")
+            assert [tuple(map(str, r)) for r in cur.fetchall()] == [("1", "10.00")]
+            cur.execute("UPDATE item SET qty = 1 WHERE id = 1")  # the view follows its copy
+            cur.execute("SELECT count(*) FROM big_items")
+            assert cur.fetchone() == (0,)
+            cur.execute("SELECT total FROM item WHERE id = 2")
+            assert str(cur.fetchone()[0]) == "3.00"  # generated in the copy
+
+
+def test_a_postgresql_url_names_the_server_for_the_clones(replikit_clone, chinook, pg_server):
+    clone = replikit_clone(chinook, to=pg_server.admin_url, tables=["Genre"])
+    assert clone.url.startswith("postgresql://") and clone.rows == {"Genre": 25}
+    assert _count(clone.endpoint, "Genre") == 25

@@ -41,13 +41,14 @@ from replikit.mapping import Mappings, MappingTransform, Selection, TableMapping
 from replikit.mapping.masking import mask_secret
 from replikit.pipeline.contracts import Batch, Unit
 from replikit.pipeline.runner import Pipeline
-from replikit.schema.model import Catalog, TableSchema, View
+from replikit.schema.convert import Dialect
+from replikit.schema.model import Catalog, Identity, TableSchema, View
 from replikit.testing._copies import CopyTarget
 from replikit.testing.subset import Subset, closure, subset_batches
 
 __all__ = ["Clone", "CloneRequest", "Cloner"]
 
-_FORMAT = 3  # bump when the cache layout changes
+_FORMAT = 4  # bump when the cache layout changes
 _STALE_SECONDS = 3600
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -122,13 +123,16 @@ class _Extract:
     views: tuple[View, ...]
     rows: dict[str, int]
     family: str
+    dialect: Dialect
 
 
 class _CachedReader:
-    """A full-load reader over a cache entry (one unit per table)."""
+    """A full-load reader over a cache entry (one unit per table), in the source's dialect
+    (so that views, generated columns and native types convert as from the source)."""
 
     def __init__(self, extract: _Extract) -> None:
         self._extract = extract
+        self.dialect = extract.dialect
 
     @property
     def tables(self) -> Sequence[TableSchema]:
@@ -188,15 +192,29 @@ class _Masks:
 def _home_schema(extract: _Extract, dst: Endpoint) -> Mappings:
     """Tables of one source schema land in the clone's default schema when that schema is
     the source database's name (MySQL/MariaDB: a database is a schema), so that an
-    application's unqualified names find them in a PostgreSQL clone too."""
+    application's unqualified names find them in a PostgreSQL clone too. (Into MySQL the
+    tables land in the clone's database anyway.)"""
     schemas = {t.id.schema for t in extract.tables}
     home = dst.home_schema()
-    if extract.family != "mysql" or home is None or len(schemas) != 1:
+    if extract.family != "mysql" or dst.family == "mysql" or home is None or len(schemas) != 1:
         return Mappings()
     (schema,) = schemas
     if schema is None or schema == home:
         return Mappings()
     return Mappings().rename_schema(schema, home)
+
+
+def _own_sequences(table: TableSchema) -> TableSchema:
+    """A key drawn from a sequence the column does not own (``DEFAULT nextval('s')`` without
+    ``OWNED BY``, as in Sakila) becomes an identity of the clone's own: the sequence itself is
+    not cloned, and rows a test inserts still get keys."""
+    columns = tuple(
+        dataclasses.replace(c, default=None, identity=Identity("serial"))
+        if c.identity is None and c.default is not None and "nextval(" in c.default.lower()
+        else c
+        for c in table.columns
+    )
+    return table if columns == table.columns else dataclasses.replace(table, columns=columns)
 
 
 def _schema_key(catalog: Catalog) -> list[str]:
@@ -290,10 +308,10 @@ class Cloner:
                 tables = selected.reached()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.cache_dir))
-        masks = _Masks(request.mask, request.secret(), tables)
+        masks = _Masks(request.mask, request.secret(), [_own_sequences(t) for t in tables])
         try:
             rows = self._dump(src, selected, tables, tmp, masks)
-            meta = (tuple(masks.shapes), tuple(catalog.views), rows, src.family)
+            meta = (tuple(masks.shapes), tuple(catalog.views), rows, src.family, src.dialect)
             with (tmp / "meta.pickle").open("wb") as f:
                 pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
             return self._publish(key, tmp)
@@ -324,8 +342,8 @@ class Cloner:
     @staticmethod
     def _read_meta(path: Path) -> _Extract:
         with (path / "meta.pickle").open("rb") as f:
-            tables, views, rows, family = pickle.load(f)
-        return _Extract(path, tables, views, rows, family)
+            tables, views, rows, family, dialect = pickle.load(f)
+        return _Extract(path, tables, views, rows, family, dialect)
 
     # -- 2. load a template once per session ---------------------------------------------
     def template(self, request: CloneRequest, target: CopyTarget) -> tuple[str, dict[str, int]]:
