@@ -339,3 +339,12 @@ def test_float_arithmetic_rounds_to_a_decimal_scale_but_exact_values_must_fit():
     assert narrow.row({**ROW, "spend": Decimal("12000.50")})["spend"] == Decimal("12000.5")
     with pytest.raises(DataError, match="cannot become decimal"):
         narrow.row({**ROW, "spend": Decimal("12000.55")})
+
+
+@pytest.mark.parametrize("kind", ["digits-randomize", "null", "fake-name", "redact"])
+def test_a_key_column_takes_only_a_hash_mask(kind):
+    keyed = TableSchema(TableId("shop", "codes"), (Column("code", Type.text(), nullable=False),),
+                        primary_key=("code",))  # fmt: skip
+    with pytest.raises(ConfigError, match="is a key column.*mask keys with hash"):
+        bind_table(Mappings().mask("codes", "code", kind), keyed, SECRET)
+    assert bind_table(Mappings().mask("codes", "code", "hash"), keyed, SECRET).masks

@@ -99,8 +99,11 @@ def bind_table(
             t = new_types.get(c, types[c])
             where = f"{r.label()}: {tid}.{c}"
             new_types[c] = r.mask.check(t, where)
-            if r.mask.kind == "null" and c in (key or table.key):
-                raise ConfigError(f"{where}: a key column cannot be masked to NULL")
+            if c in (key or table.key) and r.mask.kind not in ("hash", "dms-hash"):
+                raise ConfigError(
+                    f"{where}: {c} is a key column, and mask {r.mask.kind} can give two keys "
+                    "one value (rows would overwrite each other); mask keys with hash"
+                )
             fn = r.mask.function(mask_secret(secret) if r.mask.keyed else None)
             masks.append((c, fn))
             masked.add(c)
