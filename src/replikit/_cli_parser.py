@@ -34,6 +34,8 @@ SETTING_FLAGS = {
     "cdc_stop_position": "--stop-position",
     "stop_when_idle": "--stop-when-idle",
     "schema_change_policy": "--schema-changes",
+    "standby": "--standby",
+    "lease_seconds": "--lease-seconds",
 }
 
 URLS = """\
@@ -390,6 +392,27 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=_setting_help(
             "stop after SECONDS without a source transaction", "stop_when_idle", show_default=False
+        ),
+    )
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        default=None,
+        help=_setting_help(
+            "run under a lease in the target: start this command on several machines; one "
+            "replicates, the others stand by and take over when it dies "
+            "(docs/high-availability.md)",
+            "standby",
+            show_default=False,
+        ),
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        metavar="SECONDS",
+        help=_setting_help(
+            "with --standby: how long the lease lasts unrenewed (the takeover time)",
+            "lease_seconds",
         ),
     )
     p.add_argument(

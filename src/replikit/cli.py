@@ -317,6 +317,8 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
         cdc_start_position=args.start_position,
         cdc_stop_position=args.stop_position,
         schema_change_policy=args.schema_changes,
+        standby=args.standby,
+        lease_seconds=args.lease_seconds,
     )
     task_file = _task_file(args)
     url = args.source or (task_file.source if task_file is not None else None)

@@ -45,6 +45,8 @@ _FLOATS = frozenset(
      "wait_timeout"}
 )  # fmt: skip
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
+_FLOATS = frozenset({"stop_when_idle", "progress_interval", "lease_seconds"})
+_BOOLS = frozenset({"allow_lossy", "progress", "batch_apply", "standby"})
 _NONE_OK = frozenset(
     {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
      "cdc_stop_position", "mask_secret", "control_url", "wait_timeout"}
@@ -161,6 +163,11 @@ class TaskSettings:
             target; a change it cannot follow suspends the table), ``stop-table`` (suspend
             the table at any schema change) or ``ignore`` (keep the target's shape: new
             columns are left out, dropped ones keep their last values).
+        standby: replicate under a lease in the target (docs/high-availability.md): any
+            number of processes may run the task; one writes, the others stand by and take
+            over when its lease expires. Needs a PostgreSQL, MySQL/MariaDB or SQLite target.
+        lease_seconds: how long a lease lasts without renewal (with ``standby``): the time a
+            standby waits before it takes over from a replicator that died.
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -186,6 +193,8 @@ class TaskSettings:
     control_url: str | None = field(default=None, repr=False)  # may hold a password
     error_policy: ErrorPolicy = field(default_factory=ErrorPolicy)
     schema_change_policy: SchemaChangePolicy = "apply"
+    standby: bool = False
+    lease_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.error_policy, Mapping):
@@ -235,6 +244,7 @@ class TaskSettings:
                 f"history_retention_days must be more than 0; got {self.history_retention_days}",
                 setting="history_retention_days",
             )
+        _at_least("lease_seconds", self.lease_seconds, 0.5)
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +27,7 @@ from replikit.endpoints.base import (
     Endpoint,
     SupportsApply,
     SupportsCdc,
+    SupportsCdcTakeover,
     apply_target,
     cdc_source,
     endpoint,
@@ -55,6 +56,7 @@ from replikit.pipeline.contracts import (
 from replikit.pipeline.control import control_store
 from replikit.pipeline.generated import verify_generated
 from replikit.pipeline.policy import Backoff, recoverable
+from replikit.pipeline.lease import Lease, LeaseLostError, drop_lease
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
@@ -217,6 +219,7 @@ class Task:
         self._stopping = threading.Event()
         self._loading: Pipeline | None = None  # a full load running
         self._stream: Pipeline | None = None  # a change stream running (its load included)
+        self._lease: Lease | None = None  # held while replicating with standby=True
         self._phase = "idle"
         self._task_file: Any = None  # the task file this task was read from, if any
         #: the report of the last run of a ``validation-only`` task
@@ -257,7 +260,8 @@ class Task:
     @property
     def phase(self) -> str:
         """``"idle"``, ``"full-load"``, ``"cdc"`` (replicating), ``"done"`` (a full load
-        completed) or ``"stopped"`` (ended by a stop, an error, or a stream's stop condition)."""
+        completed), ``"standby"`` (waiting for the lease of a task run with ``standby=True``)
+        or ``"stopped"`` (ended by a stop, an error, or a stream's stop condition)."""
         stream = self._stream
         return stream.phase if stream is not None else self._phase
 
@@ -543,7 +547,7 @@ class Task:
     def drop(self) -> None:
         """Remove what this task created: the source's CDC objects (slot, publication,
         triggers) and the task's control rows in the target (checkpoint, suspended tables,
-        apply exceptions). The target's tables stay."""
+        apply exceptions, lease). The target's tables stay."""
         try:
             if isinstance(self.source, SupportsCdc):
                 self.source.cdc_teardown(task=self.task_id)
@@ -553,6 +557,7 @@ class Task:
             status = status_store(self._control_endpoint())
             if status is not None:
                 status.drop(self.task_id)
+            drop_lease(self.target, self.task_id)
             if isinstance(self.target, SupportsApply):
                 store = self.target.checkpoint_store()
                 try:
@@ -565,6 +570,54 @@ class Task:
 
     # -- CDC: a stream pipeline, after a full-load pipeline on its first run ----------------
     def _run_cdc(self, pipe: Pipeline) -> Statistics:
+        """Run the stream (under the task's lease with ``standby``: stand by until this
+        process holds it, and again after losing it)."""
+        if not self.settings.standby:
+            return self._run_retrying(pipe)
+        lease = Lease(self.target, self.task_id, duration=self.settings.lease_seconds)
+        self._lease = lease
+        try:
+            while True:  # hold the lease and replicate; lose it and stand by again
+                self._phase = "standby"
+                if not lease.wait(self._stopping):
+                    return self._statistics  # stopped while standing by
+                if lease.takeovers and isinstance(self.source, SupportsCdcTakeover):
+                    self.source.cdc_takeover(task=self.task_id)
+                renewal = _Renewal(lease, self._lease_lost)
+                try:
+                    stats = self._run_retrying(pipe)
+                    if not renewal.lost:
+                        return stats
+                except LeaseLostError as exc:
+                    log.warning("%s", exc)
+                finally:
+                    renewal.stop()
+                log.warning("task %s: %s steps down and stands by", self.task_id, lease.member)
+        finally:
+            self._lease = None
+            with contextlib.suppress(Error):  # a clean stop hands over without waiting
+                lease.release()
+
+    def _lease_lost(self) -> None:
+        """The renewal found the lease taken over: end the stream (its commit is fenced)."""
+        stream = self._stream
+        if stream is not None:
+            stream.stop()
+
+    def _fence(self, *parts: object) -> None:
+        """Fence the writers of a run under a lease (:class:`~replikit.pipeline.lease.Lease`)."""
+        if self._lease is None:
+            return
+        for part in parts:
+            if hasattr(part, "fence"):
+                part.fence = self._lease
+            elif part is not None:
+                raise ConfigError(
+                    f"{type(part).__name__} cannot check a lease before it commits: run this "
+                    "task without standby"
+                )
+
+    def _run_retrying(self, pipe: Pipeline) -> Statistics:
         """Run the stream; a recoverable error (lost connection, restart, deadlock) runs it
         again from its checkpoint after a backoff, for up to ``retry_timeout`` seconds from
         the first failure since the last progress."""
@@ -621,6 +674,7 @@ class Task:
             spill = self.settings.transaction_memory_bytes
             reader = source.cdc_reader(tables, task=tid, spill_bytes=spill)
             stream = self._stream = self._stream_pipeline(reader, target, store)
+            self._fence(store, stream.writer)
             if self._stopping.is_set():
                 stream.stop()
             loading = checkpoint is None or checkpoint.phase == "full-load"
@@ -703,9 +757,11 @@ class Task:
         prep = s.target_table_prep_mode
         if resumed and prep == "do-nothing":
             prep = "truncate"  # a table loaded halfway must be emptied before loading again
+        writer = self.target.writer()
+        self._fence(writer)
         return Pipeline(
             reader,
-            self.target.writer(),
+            writer,
             transforms=self.transforms,
             mappings=self.mappings,
             mask_secret=self.settings.mask_secret,
@@ -864,3 +920,31 @@ class Task:
     def ddl(self) -> list[str]:
         """The target DDL statements the task would run."""
         return list(self.plan().ddl)
+
+
+class _Renewal:
+    """Renews a lease every third of its duration in a thread; on loss, calls ``lost``."""
+
+    def __init__(self, lease: Lease, lost: Callable[[], None]) -> None:
+        self._lease = lease
+        self._on_lost = lost
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replikit-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._lease.duration / 3):
+            try:
+                held = self._lease.renew()
+            except Error as exc:  # the target is away: the fence still guards every commit
+                log.warning("task %s: cannot renew the lease: %s", self._lease.task, exc)
+                continue
+            if not held:
+                self.lost = True
+                self._on_lost()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -61,6 +61,13 @@ class ServerEndpoint(Endpoint):
         cls = getattr(self._module("cdc"), self._change_reader)
         return cast(ChangeReader, cls(self.params, tables, task=task, **options))
 
+    def cdc_takeover(self, *, task: str) -> None:
+        """End a reader that still holds ``task``'s stream (a replicator taken over from);
+        nothing to do for a family whose stream any number of readers may open."""
+        takeover = getattr(self._module("cdc"), "takeover", None)
+        if takeover is not None:
+            takeover(self.params, task=task)
+
     def cdc_teardown(self, *, task: str) -> None:
         """Remove what :meth:`cdc_setup` and the start positions created (idempotent)."""
         self._module("cdc").teardown(self.params, task=task)

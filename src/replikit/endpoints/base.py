@@ -49,6 +49,7 @@ __all__ = [
     "SupportsApply",
     "SupportsCdc",
     "SupportsCdcStart",
+    "SupportsCdcTakeover",
     "apply_target",
     "cdc_source",
     "endpoint",
@@ -211,6 +212,16 @@ class SupportsCdc(Protocol):
 
 
 @runtime_checkable
+@runtime_checkable
+class SupportsCdcTakeover(Protocol):
+    """A CDC source whose stream one reader holds at a time (a PostgreSQL slot): a replicator
+    that takes a task over from another frees it first (docs/high-availability.md)."""
+
+    def cdc_takeover(self, *, task: str) -> None:
+        """End whatever still reads ``task``'s stream (the replicator taken over from)."""
+        ...
+
+
 class SupportsCdcStart(Protocol):
     """Where a CDC source's stream starts: now, or consistent with a full-load snapshot."""
 

@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 from replikit.changes import Change, Op, Transaction
 from replikit.errors import ConfigError, ConnectError, SchemaError
-from replikit.pipeline.contracts import Checkpoint
+from replikit.pipeline.contracts import Checkpoint, Fence
 from replikit.pipeline.spill import spilled
 from replikit.positions import Position
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -490,7 +490,19 @@ class ChangeWriterBase(abc.ABC):
     """What every family's change writer shares: :meth:`apply` as the
     :class:`~replikit.pipeline.contracts.ChangeWriter` contract states it; a family implements
     :meth:`_apply` for its driver (with :func:`run_transaction`, :func:`pieces`, and
-    :class:`TableColumns` for the tables)."""
+    :class:`TableColumns` for the tables).
+
+    ``fence``: when set (a task run with standbys, docs/high-availability.md), every
+    transaction the writer commits checks it just before COMMIT, so a replicator whose lease
+    was taken over commits nothing (:meth:`_fenced`).
+    """
+
+    fence: Fence | None = None
+
+    def _fenced(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
+        """Check the fence (if any) in the transaction ``execute`` runs queries in."""
+        if self.fence is not None:
+            self.fence.fence(execute)
 
     def apply(
         self,

@@ -11,7 +11,7 @@ through untouched when types match).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -30,6 +30,7 @@ __all__ = [
     "ChangeWriter",
     "Checkpoint",
     "CheckpointStore",
+    "Fence",
     "HasDefaultSchema",
     "HasDialect",
     "KeyRange",
@@ -290,6 +291,26 @@ class Checkpoint:
     def resume(self) -> Position | None:
         """Where CDC continues: after the last applied transaction, else at ``start``."""
         return self.position if self.position is not None else self.start
+
+
+class Fence(Protocol):
+    """Keeps a writer that lost its right to write from committing (a standby took over).
+
+    A change writer with a ``fence`` calls :meth:`fence` in every target transaction just
+    before COMMIT (:class:`~replikit.pipeline.lease.Lease` is the implementation).
+    """
+
+    def fence(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
+        """Raise (the caller rolls back) unless this writer may still commit; ``execute(sql,
+        params)`` runs a query in the caller's transaction and returns its rows."""
+        ...
+
+    def session_statements(self, flavor: str) -> tuple[str, ...]:
+        """Statements a writer runs on each new connection (``flavor``: ``postgres``,
+        ``mariadb``, ``mysql``, ``sqlite``): a server-side limit on how long a transaction
+        may stay idle, so a writer frozen mid-transaction cannot hold its locks, and thus a
+        takeover, forever."""
+        ...
 
 
 @runtime_checkable

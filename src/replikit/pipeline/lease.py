@@ -44,7 +44,9 @@ __all__ = [
     "LeaseState",
     "Member",
     "Takeover",
+    "drop_lease",
     "read_lease",
+    "read_members",
 ]
 
 log = logging.getLogger("replikit.lease")
@@ -168,6 +170,7 @@ class Lease:
         self.member = member or member_name()
         self._clock = clock
         self._created = False
+        self._mariadb: bool | None = None
         self.epoch: int | None = None  # the epoch held, None while standing by
         self.takeovers = 0
 
@@ -182,6 +185,8 @@ class Lease:
             with self._endpoint.control_session() as conn:
                 cur = conn.cursor()
                 try:
+                    for statement in self.session_statements(self._session_flavor(cur)):
+                        cur.execute(statement)
                     if not self._created:
                         for statement in _creates(self._flavor):
                             cur.execute(statement)
@@ -195,6 +200,16 @@ class Lease:
                 f"{doing} (task {self.task!r}) in {self._endpoint!r} failed: {exc}"
             ) from exc
         self._created = True
+
+    def _session_flavor(self, cur: Any) -> str:
+        family = getattr(self._endpoint, "family", "")
+        if family != "mysql":
+            return str(family)
+        if self._mariadb is None:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            self._mariadb = bool(row) and "mariadb" in str(_text(row[0])).lower()
+        return "mariadb" if self._mariadb else "mysql"
 
     def _sql(self, text: str) -> str:
         return text.format(
@@ -322,6 +337,19 @@ class Lease:
         )
 
     # -- fencing ------------------------------------------------------------------------------
+    def session_statements(self, flavor: str) -> tuple[str, ...]:
+        """A server-side limit on idle transactions of about the lease's duration, for each
+        connection that writes under this lease: a writer frozen inside a transaction (its
+        renewal or an apply) loses that transaction, and its locks, when its lease expires,
+        so the takeover is not held up. PostgreSQL and MariaDB have one; MySQL and SQLite do
+        not (there a frozen writer holds the takeover until it wakes up, and is fenced)."""
+        seconds = max(1, round(self.duration))
+        if flavor == "postgres":
+            return (f"SET idle_in_transaction_session_timeout = {seconds * 1000}",)
+        if flavor == "mariadb":
+            return (f"SET SESSION idle_transaction_timeout = {seconds}",)
+        return ()
+
     def fence(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
         """Check, inside the caller's target transaction, that this process still holds the
         lease, and keep it from being taken over until that transaction ends (a share lock
@@ -420,3 +448,26 @@ def _exists(cur: Any, f: Flavor, name: str) -> bool:
     named = f.table(name) if f.qualified_exists else name
     cur.execute(f.exists.replace("%s", f.param), (named,))
     return any(row[0] for row in cur.fetchall())
+
+
+def drop_lease(endpoint: object, task: str) -> None:
+    """Forget ``task``'s lease, replicators and takeovers; drop the tables when no task is
+    left in them (``Task.drop``). Nothing to do for a target that holds no leases."""
+    family = getattr(endpoint, "family", "")
+    if not isinstance(endpoint, SupportsControl) or family not in _SHARE:
+        return
+    f = FLAVORS[family]
+    with endpoint.control_session() as conn:
+        cur = conn.cursor()
+        try:
+            if not _exists(cur, f, LEASES):
+                return
+            for name in (LEASES, MEMBERS, TAKEOVERS):
+                table = f.table(name)
+                cur.execute(f"DELETE FROM {table} WHERE task = {f.param}", (task,))  # noqa: S608
+            cur.execute(f"SELECT 1 FROM {f.table(LEASES)} LIMIT 1")  # noqa: S608
+            if not cur.fetchall():
+                for name in (TAKEOVERS, MEMBERS, LEASES):
+                    cur.execute(f"DROP TABLE {f.table(name)}")
+        finally:
+            cur.close()

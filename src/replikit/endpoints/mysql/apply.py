@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -165,7 +166,12 @@ class MysqlChangeWriter(ChangeWriterBase):
         if self._session is None:
             conn = connect(self._params)
             try:
-                self._session = _Session(conn, load_driver(self._params.driver))
+                s = _Session(conn, load_driver(self._params.driver))
+                if self.fence is not None:  # a standby task's lease: idle transactions end
+                    with conn.cursor() as cur:
+                        for statement in self.fence.session_statements(s.flavor):
+                            cur.execute(statement)
+                self._session = s
             except BaseException:
                 with contextlib.suppress(Exception):
                     conn.close()
@@ -194,6 +200,7 @@ class MysqlChangeWriter(ChangeWriterBase):
             self._discard(s)
 
     def _commit(self, s: _Session) -> None:
+        self._fenced(functools.partial(_rows, s.conn))
         failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction
         s.committing = True
         s.conn.commit()
@@ -406,3 +413,9 @@ def _guard(table: TableApply, indexes: Mapping[str, list[tuple[str, Any]]]) -> b
         )
     # an index holding every key column cannot match a row of another key
     return any(not key <= {c for c, _ in cols} for cols in indexes.values())
+
+
+def _rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())

@@ -19,6 +19,7 @@ refusal is a :class:`~replikit.DataError` naming table, column and key.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -41,7 +42,7 @@ from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql.reflect import Server, reflect, server_info
 from replikit.errors import ConfigError, ConnectError, DataError, Error, SchemaError
-from replikit.pipeline.contracts import Batch, table_errors
+from replikit.pipeline.contracts import Batch, Fence, table_errors
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.existing import (
     TargetRules,
@@ -110,6 +111,8 @@ class MysqlWriter:
     dialect = DIALECT
     default_schema: str | None = None
     foreign_keys_in_create = False
+    #: checked before each commit (a standby task's lease; docs/high-availability.md)
+    fence: Fence | None = None
 
     def __init__(
         self, params: ConnParams, *, method: str = "load-data", chunk_rows: int = 5_000
@@ -367,6 +370,8 @@ class MysqlWriter:
                     pending = []
             if load is not None and pending:
                 total += self._flush(conn, load, pending)
+            if self.fence is not None:  # a standby task's lease: checked just before COMMIT
+                self.fence.fence(functools.partial(_rows, conn))
             conn.commit()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -532,3 +537,9 @@ def _next_value(plan: TablePlan) -> int | None:
         if col.source.identity is not None and col.target.type.kind.value == "int":
             return col.source.identity.next_value
     return None
+
+
+def _rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())

@@ -71,7 +71,15 @@ class ConnParams:
         }
 
     def kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``psycopg.connect`` (``None`` values left out)."""
+        """Keyword arguments for ``psycopg.connect`` (``None`` values left out).
+
+        An ``application_name`` in the URL names every connection (``replikit`` otherwise;
+        replication streams add ``_cdc`` to either), so a user sees their name in
+        ``pg_stat_activity``."""
+        own = self.extra.get("application_name")
+        name = overrides.get("application_name")
+        if own and isinstance(name, str):
+            overrides = {**overrides, "application_name": own + name.removeprefix("replikit")}
         base: dict[str, Any] = {
             "host": self.host,
             "port": self.port,

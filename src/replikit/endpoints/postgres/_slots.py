@@ -23,6 +23,7 @@ __all__ = [
     "object_name",
     "publication_exists",
     "slot_state",
+    "terminate_reader",
     "wal_position",
 ]
 
@@ -125,7 +126,7 @@ def drop_slot(conn: Connection, name: str, *, timeout: float = 5.0) -> bool:
         if state is None:
             return False
         if state.active_pid is not None:
-            _terminate(conn, name, state.active_pid)
+            terminate_reader(conn, name, state.active_pid)
         else:
             try:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
@@ -142,7 +143,7 @@ def drop_slot(conn: Connection, name: str, *, timeout: float = 5.0) -> bool:
         time.sleep(0.05)
 
 
-def _terminate(conn: Connection, name: str, pid: int) -> None:
+def terminate_reader(conn: Connection, name: str, pid: int) -> None:
     try:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     except psycopg.errors.InsufficientPrivilege:

@@ -139,7 +139,12 @@ class PostgresChangeWriter(ChangeWriterBase):
             s.conn.close()
             log.info("reconnecting to %s", self._params.where())
         self._session = None
-        self._session = _Session(connect(self._params))
+        conn = connect(self._params)
+        if self.fence is not None:  # a standby task's lease: idle transactions end with it
+            for statement in self.fence.session_statements("postgres"):
+                conn.execute(statement)
+            conn.commit()
+        self._session = _Session(conn)
         return self._session
 
     def close(self) -> None:
@@ -156,6 +161,7 @@ class PostgresChangeWriter(ChangeWriterBase):
         s.control = False
 
     def _commit(self, s: _Session) -> None:
+        self._fenced(lambda sql, params: s.conn.execute(sql, params).fetchall())
         failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction
         s.committing = True
         s.conn.commit()

@@ -26,6 +26,8 @@ filling the disk (the slot is then invalidated, and the reader says so).
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 
@@ -36,7 +38,12 @@ from replikit.endpoints.postgres._cdc_reader import PostgresChangeReader
 from replikit.endpoints.postgres._connect import Connection, connect
 from replikit.endpoints.postgres._dialect import DIALECT
 from replikit.endpoints.postgres._params import ConnParams
-from replikit.endpoints.postgres._slots import drop_slot, object_name, slot_state
+from replikit.endpoints.postgres._slots import (
+    drop_slot,
+    object_name,
+    slot_state,
+    terminate_reader,
+)
 from replikit.endpoints.postgres._stream import replication_connect
 from replikit.endpoints.postgres.source import PostgresReader
 from replikit.errors import ConfigError
@@ -51,8 +58,11 @@ __all__ = [
     "setup",
     "snapshot",
     "start",
+    "takeover",
     "teardown",
 ]
+
+log = logging.getLogger(__name__)
 
 _IDENTITY = """
 SELECT t.schema, t.name, c.relkind::text, c.relreplident::text,
@@ -301,6 +311,23 @@ def _watched(params: ConnParams, pid: int, name: str) -> AbstractContextManager[
         fix="The slot can only be created once the transactions running when it began have "
         "ended: commit or end them (SELECT pg_terminate_backend(pid)) and run the task again.",
     )
+def takeover(params: ConnParams, *, task: str, timeout: float = 10.0) -> None:
+    """End the walsender that still streams slot ``replikit_<task>`` (a replicator this one
+    took the task over from: its lease is gone, so it commits nothing more) and wait until
+    the slot is free."""
+    name = object_name(task)
+    deadline = time.monotonic() + timeout
+    with connect(params, autocommit=True) as conn:
+        while (state := slot_state(conn, name)) is not None and state.active_pid is not None:
+            log.warning("slot %s is still streamed by process %d; ending it", name,
+                        state.active_pid)  # fmt: skip
+            terminate_reader(conn, name, state.active_pid)
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"replication slot {name} is still in use by process {state.active_pid} "
+                    f"after {timeout:.0f} s; stop the replicator reading it"
+                )
+            time.sleep(0.1)
 
 
 def _slot_error(exc: psycopg.Error, name: str, params: ConnParams) -> ConfigError:

@@ -28,7 +28,7 @@ from replikit.endpoints.postgres._errors import copy_position, data_error, refus
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres.reflect import reflect  # noqa: E402
 from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
-from replikit.pipeline.contracts import table_errors  # noqa: E402
+from replikit.pipeline.contracts import Fence, table_errors  # noqa: E402
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
 from replikit.schema.existing import (  # noqa: E402
     TargetRules,
@@ -64,6 +64,8 @@ class PostgresWriter:
     #: where tables without a schema land
     default_schema = "public"
     foreign_keys_in_create = False
+    #: checked before each unit commits (a standby task's lease; docs/high-availability.md)
+    fence: Fence | None = None
 
     def __init__(self, params: ConnParams) -> None:
         self._params = params
@@ -231,9 +233,22 @@ class PostgresWriter:
         """COPY every batch into ``plan``'s table in one transaction; return the row count."""
         total = 0
         with connect(self._params) as conn, conn.cursor() as cur:
+            self._guard(conn)
             for batch in batches:
                 total += self._copy_batch(cur, plan, batch.columns, batch.rows)
+            self._fenced(conn)
         return total
+
+    def _guard(self, conn: Connection) -> None:
+        """Under a lease: the server ends this unit's transaction if it idles past it."""
+        if self.fence is not None:
+            for statement in self.fence.session_statements("postgres"):
+                conn.execute(statement)
+
+    def _fenced(self, conn: Connection) -> None:
+        """Check :attr:`fence` (a standby task's lease) just before the unit commits."""
+        if self.fence is not None:
+            self.fence.fence(lambda sql, params: conn.execute(sql, params).fetchall())
 
     def _copy_batch(
         self, cur: psycopg.Cursor[Any], plan: TablePlan, columns: Sequence[str], rows: Any
@@ -268,6 +283,7 @@ class PostgresWriter:
             sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns),
         )
         with connect(self._params) as conn, conn.cursor() as cur:
+            self._guard(conn)
             try:
                 with cur.copy(statement) as copy:
                     for chunk in chunks:
@@ -279,6 +295,7 @@ class PostgresWriter:
                 raise known or data_error(
                     exc, str(plan.target_id), column=column, key=where
                 ) from exc
+            self._fenced(conn)
             return max(cur.rowcount, 0)
 
 

@@ -334,6 +334,7 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
                 raise ConnectError(f"cannot write to SQLite {self._conns.where}: {exc}") from exc
             try:
                 work(conn)
+                self._fenced(lambda sql, params: conn.execute(sql, params).fetchall())
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

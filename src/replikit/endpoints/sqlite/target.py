@@ -26,7 +26,7 @@ from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns
 from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
-from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
+from replikit.pipeline.contracts import Batch, Fence, SupportsPrepare, Writer, table_errors
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.existing import (
     TargetRules,
@@ -156,6 +156,8 @@ class SqliteWriter(Writer, SupportsPrepare):
 
     dialect = DIALECT
     default_schema: str | None = None
+    #: checked before each commit (a standby task's lease; docs/high-availability.md)
+    fence: Fence | None = None
     #: foreign keys are part of ``CREATE TABLE`` (declared, not enforced: foreign_keys=OFF)
     foreign_keys_in_create = True
 
@@ -329,6 +331,7 @@ class SqliteWriter(Writer, SupportsPrepare):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(ins.sql, rows)
+                self._fenced(conn)
                 conn.execute("COMMIT")
             except _ROW_ERRORS:
                 self._rollback(conn)
@@ -338,6 +341,16 @@ class SqliteWriter(Writer, SupportsPrepare):
                 self._rollback(conn)
                 raise ConnectError(f"SQLite write to {ins.table} failed: {exc}") from exc
         return len(rows)
+
+    def _fenced(self, conn: sqlite3.Connection) -> None:
+        """Check :attr:`fence` (a standby task's lease) before a commit; roll back if lost."""
+        if self.fence is None:
+            return
+        try:
+            self.fence.fence(lambda sql, params: conn.execute(sql, params).fetchall())
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
