@@ -278,14 +278,24 @@ def _source(url: str, cdc_setup: bool) -> Endpoint:
     return endpoint(url)
 
 
+def _replicate_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the ``replicate`` flags give (``None``: not given)."""
+    return {
+        **_load_flags(args),
+        "task_id": args.task_id,
+        "batch_apply": args.batch_apply,
+        "stop_when_idle": args.stop_when_idle,
+        "cdc_start_position": args.start_position,
+        "cdc_stop_position": args.stop_position,
+        "schema_change_policy": args.schema_changes,
+        "standby": args.standby,
+        "lease_seconds": args.lease_seconds,
+    }
+
+
 def _given(args: argparse.Namespace, settings: TaskSettings) -> list[str]:
     """The settings the replicate flags gave (they win over a task file)."""
-    flags = {
-        "task_id": args.task_id, "batch_apply": args.batch_apply,
-        "stop_when_idle": args.stop_when_idle, "cdc_start_position": args.start_position,
-        "cdc_stop_position": args.stop_position, **_load_flags(args),
-    }  # fmt: skip
-    return [k for k, v in flags.items() if v is not None]
+    return [k for k, v in _replicate_flags(args).items() if v is not None]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -297,6 +307,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "prep": None, "parallel": None, "split_rows": None, "allow_lossy": None,
         "dask": None, "mode": None, "batch_apply": None, "stop_when_idle": None,
         "task_id": None, "start_position": None, "stop_position": None, "cdc_setup": False,
+        "standby": None, "lease_seconds": None, "schema_changes": None,
         "metrics_port": None, "metrics_host": "127.0.0.1",
     }  # fmt: skip
     for key, value in defaults.items():
@@ -308,18 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replicate(args: argparse.Namespace) -> int:
-    settings = _settings(
-        args,
-        **_load_flags(args),
-        task_id=args.task_id,
-        batch_apply=args.batch_apply,
-        stop_when_idle=args.stop_when_idle,
-        cdc_start_position=args.start_position,
-        cdc_stop_position=args.stop_position,
-        schema_change_policy=args.schema_changes,
-        standby=args.standby,
-        lease_seconds=args.lease_seconds,
-    )
+    settings = _settings(args, **_replicate_flags(args))
     task_file = _task_file(args)
     url = args.source or (task_file.source if task_file is not None else None)
     if not url:

@@ -55,8 +55,8 @@ from replikit.pipeline.contracts import (
 )
 from replikit.pipeline.control import control_store
 from replikit.pipeline.generated import verify_generated
-from replikit.pipeline.policy import Backoff, recoverable
 from replikit.pipeline.lease import Lease, LeaseLostError, drop_lease
+from replikit.pipeline.policy import Backoff, recoverable
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState

@@ -51,6 +51,7 @@ class Replicators:
         self.source, self.target = source, target
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
+        self.env["PYTHONFAULTHANDLER"] = "1"
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         url = _with_app_name(self.target.url, name)
@@ -60,6 +61,27 @@ class Replicators:
         )  # fmt: skip
         self.procs[name] = proc
         return proc
+
+    def wait(self, condition: Callable[[], bool], timeout: float) -> None:
+        """``_wait_for``, with every replicator's stderr in the message when it times out."""
+        try:
+            _wait_for(condition, timeout=timeout)
+        except AssertionError:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack
+            time.sleep(1)
+            self.stop_all(close=False)
+            errors = self.errors()
+            self.stop_all()
+            raise AssertionError(f"timed out waiting; replicators: {errors}") from None
+
+    def errors(self) -> dict[str, str]:
+        out = {}
+        for name, proc in self.procs.items():
+            if proc.stderr is not None and not proc.stderr.closed:
+                out[name] = proc.stderr.read().decode(errors="replace")[-3000:]
+        return out
 
     def lease(self) -> Any:
         ep = rk.endpoint(self.target.url)
@@ -81,13 +103,13 @@ class Replicators:
         finally:
             ep.close()
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, close: bool = True) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
             proc.wait()
-            if proc.stderr is not None:
+            if close and proc.stderr is not None:
                 proc.stderr.close()
 
 
@@ -164,7 +186,7 @@ def test_kill_9_the_active_replicator_and_the_standby_takes_over(replicators, sr
     load = Workload(r.source, writer=5, seed=5)
     load.start(pause=0.01)
     first = r.start("rk_a")
-    _wait_for(lambda: r.holder_pid() == first.pid, timeout=60)
+    r.wait(lambda: r.holder_pid() == first.pid, timeout=60)
     _streaming(r, load, schema)
     second = r.start("rk_b")
     _wait_for(
