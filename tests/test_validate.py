@@ -443,3 +443,24 @@ def test_duckdb_target_failures_and_fix(tmp_path):
     assert len(read_failures(rk.endpoint(f"duckdb:///{dst_path}"))) == 2
     report.fix()
     assert report.ok
+
+
+def test_compound_keys_are_segmented_by_their_first_column(make_db, monkeypatch):
+    from replikit.validation import checksum
+
+    monkeypatch.setattr(checksum, "SEGMENT_ROWS", 100)
+    monkeypatch.setattr(checksum, "LEAF_ROWS", 30)
+    src, dst = make_db("postgres"), make_db("mariadb")
+    with connect("postgres", src) as db:
+        db.run("CREATE TABLE pt (playlist int, track int, note varchar(10), "
+               "PRIMARY KEY (playlist, track))")  # fmt: skip
+        db.insert("pt", ["playlist", "track", "note"],
+                  [(p, t, f"n{t}") for p in range(1, 41) for t in range(1, 26)])  # fmt: skip
+    rk.copy(src, dst, progress=False)
+    with connect("mariadb", dst) as db:
+        db.run("UPDATE pt SET note = 'x' WHERE playlist = 7 AND track = 3")
+        db.run("DELETE FROM pt WHERE playlist = 30 AND track = 25")
+    (t,) = rk.validate(src, dst)
+    assert t.method == "checksum" and t.rows_read < 300, str(t)
+    assert [r.key for r in t.different] == [{"playlist": 7, "track": 3}]
+    assert [r.key for r in t.missing_in_target] == [{"playlist": 30, "track": 25}]

@@ -322,8 +322,10 @@ class Validator:
             loader = UnitLoader(reader, cast(Writer, None), tuple(transforms))
             units = [Unit(table.id)]
             if bounds is not None:
-                cols = tuple(names[i] for i in key)  # the key in this side's names
-                units = [Unit(table.id, replace(b, columns=cols)) for b in bounds]
+                units = [  # the range's key columns in this side's names
+                    Unit(table.id, replace(b, columns=tuple(names[i] for i in key[: _width(b)])))
+                    for b in bounds
+                ]
             if side == "source":
                 as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
                 units = [replace(u, as_text=as_text) for u in units]
@@ -351,8 +353,13 @@ _PREFETCH = 8  # key ranges read at once (each opens its own connection)
 _RANGED = ("postgres", "mysql")
 
 
+def _width(bounds: KeyRange) -> int:
+    """How many leading key columns ``bounds`` constrains."""
+    return len(bounds.lower or bounds.upper or bounds.columns)
+
+
 def _within(rows: Iterable[Entry], bounds: KeyRange) -> Iterator[Entry]:
-    """The entries whose (single, integer) key lies in ``bounds``."""
+    """The entries whose key's first (integer) column lies in ``bounds``."""
     lo = bounds.lower[0] if bounds.lower else None
     hi = bounds.upper[0] if bounds.upper else None
     for entry in rows:

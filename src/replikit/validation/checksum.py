@@ -236,8 +236,9 @@ def _qualified(ep: Endpoint, table: TableSchema) -> str:
 def _int_key(
     setup: _Setup, src_cols: dict[str, Any], tgt_cols: dict[str, Any]
 ) -> tuple[str, str] | None:
-    """The single integer key column's names on both sides (segments cut its range)."""
-    if len(setup.key) != 1:
+    """The names on both sides of the key's first column when it is an integer (segments cut
+    its range; a compound key's rows are partitioned by its first column just as well)."""
+    if not setup.key:
         return None
     col = setup.columns[setup.key[0]]
     types = (src_cols.get(col.source), tgt_cols.get(col.target))
@@ -373,7 +374,7 @@ def _bisect(pair: _Pair, lo: int, hi: int, pieces: int, out: Outcome) -> None:
             out.equal_rows += x[0]
             continue
         column = pair.sides[0].key or ""
-        if max(x[0], y[0]) <= LEAF_ROWS or s_hi - s_lo <= FANOUT:
+        if max(x[0], y[0]) <= LEAF_ROWS or s_hi - s_lo <= 1:
             out.dirty.append(KeyRange((column,), (s_lo,), (s_hi,)))
         else:
             _bisect(pair, s_lo, s_hi, FANOUT, out)
