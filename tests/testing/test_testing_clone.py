@@ -283,3 +283,18 @@ def test_a_postgresql_url_names_the_server_for_the_clones(replikit_clone, chinoo
     clone = replikit_clone(chinook, to=pg_server.admin_url, tables=["Genre"])
     assert clone.url.startswith("postgresql://") and clone.rows == {"Genre": 25}
     assert _count(clone.endpoint, "Genre") == 25
+
+
+def test_entries_unused_for_weeks_are_pruned(tmp_path, chinook):
+    import os
+    import time
+
+    request = CloneRequest(chinook, ("Genre",))
+    Cloner(tmp_path / "cache", tmp_path / "w").extract(request)
+    (pointer,) = (tmp_path / "cache").glob("*.entry")
+    Cloner(tmp_path / "cache", tmp_path / "w")  # recent: kept
+    assert pointer.exists()
+    old = time.time() - 30 * 86400
+    os.utime(pointer, (old, old))
+    Cloner(tmp_path / "cache", tmp_path / "w")
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -19,6 +19,7 @@ backup API, a schema copy on MySQL/MariaDB.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -50,6 +51,7 @@ __all__ = ["Clone", "CloneRequest", "Cloner"]
 
 _FORMAT = 4  # bump when the cache layout changes
 _STALE_SECONDS = 3600
+_UNUSED_DAYS = 14
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
     "postgres": "postgresql+psycopg",
@@ -241,6 +243,25 @@ class Cloner:
         self._by_name: dict[str, CopyTarget] = {}
         self._shared: dict[tuple[str, str], tuple[CopyTarget, Clone]] = {}
         self.source_reads = 0  # extractions that read the source's rows (tests check caching)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget cache entries no session used for ``_UNUSED_DAYS`` days (a pointer's time
+        is refreshed on each use), and partial entries of crashed sessions."""
+        if not self.cache_dir.is_dir():
+            return
+        cutoff = time.time() - _UNUSED_DAYS * 86400
+        for pointer in self.cache_dir.glob("*.entry"):
+            with contextlib.suppress(OSError):
+                if pointer.stat().st_mtime < cutoff:
+                    key = pointer.name.removesuffix(".entry")
+                    pointer.unlink()
+                    for entry in self.cache_dir.glob(f"{key}-*"):
+                        shutil.rmtree(entry, ignore_errors=True)
+        for partial in self.cache_dir.glob(".partial-*"):
+            with contextlib.suppress(OSError):
+                if partial.stat().st_mtime < time.time() - _STALE_SECONDS:
+                    shutil.rmtree(partial, ignore_errors=True)
 
     # -- 1. extract ------------------------------------------------------------------------
     def extract(self, request: CloneRequest) -> _Extract:
@@ -282,6 +303,7 @@ class Cloner:
         pointer = self.cache_dir / f"{key}.entry"
         try:
             path = self.cache_dir / pointer.read_text().strip()
+            os.utime(pointer)  # used now: kept by _prune
         except OSError:
             return None
         return path if (path / "meta.pickle").exists() else None
