@@ -6,12 +6,15 @@ doubled, and a frozen replicator that wakes up commits nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,10 +56,10 @@ class Replicators:
         self.env = {k: v for k, v in os.environ.items() if k != "REPLIKIT_FAILPOINT"}
         self.env["PYTHONFAULTHANDLER"] = "1"
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
         url = _with_app_name(self.target.url, name)
         proc = subprocess.Popen(
-            _command(self.source, url), env=self.env,
+            _command(self.source, url, *extra), env=self.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         self.procs[name] = proc
@@ -129,6 +132,12 @@ def replicators(make_db: Callable[[str], Db], request: pytest.FixtureRequest) ->
         r.stop_all()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _with_app_name(url: str, name: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}application_name={name}"
 
@@ -188,7 +197,8 @@ def test_kill_9_the_active_replicator_and_the_standby_takes_over(replicators, sr
     first = r.start("rk_a")
     r.wait(lambda: r.holder_pid() == first.pid, timeout=60)
     _streaming(r, load, schema)
-    second = r.start("rk_b")
+    port = _free_port()
+    second = r.start("rk_b", "--metrics-port", str(port))
     _wait_for(
         lambda: {m.role for m in r.members()[0]} == {"holder", "standby"}, timeout=30
     )  # the second one stands by while the first holds the lease
@@ -208,6 +218,22 @@ def test_kill_9_the_active_replicator_and_the_standby_takes_over(replicators, sr
     takeovers = r.members()[1]
     assert [t.epoch for t in takeovers] == [2, 1]
     assert "expired" in takeovers[0].reason
+
+    # what an operator sees: the holder, the replicators and the takeovers
+    status = [sys.executable, "-m", "replikit.cli", "status", r.source.url, r.target.url,
+              "--task-id", "ha"]  # fmt: skip
+    shown = subprocess.run([*status, "--json"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lease = json.loads(shown.stdout)["lease"]
+    assert lease["epoch"] == 2 and lease["holder"].split(":")[1] == str(second.pid)
+    assert [t["epoch"] for t in lease["takeovers"]] == [2, 1]
+    text = subprocess.run(status, capture_output=True, text=True, timeout=60).stdout
+    assert f"lease: held by {lease['holder']}, epoch 2" in text
+    assert "1 takeover(s)" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+        html = page.read().decode()
+    assert "Replicators (lease epoch 2, held by" in html
+    assert "<tr><td>2</td>" in html and "<tr><td>1</td>" in html  # the takeover table
 
 
 def test_a_replicator_frozen_past_its_lease_commits_nothing_when_it_wakes(replicators):

@@ -13,10 +13,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from replikit import display
 from replikit.monitor import Watched
 from replikit.pipeline.control import control_store
+from replikit.pipeline.lease import lease_report
 from replikit.pipeline.stats import TableState
 
 __all__ = ["Problems", "lag_chart", "read_problems", "render"]
@@ -39,6 +41,7 @@ class Problems:
     suspended: dict[str, str] = field(default_factory=dict)
     exceptions: Sequence[tuple[str, str, str]] = ()
     exceptions_by_table: dict[str, int] = field(default_factory=dict)
+    lease: dict[str, Any] | None = None  # lease_report() of a task run with standby
 
     @property
     def exceptions_total(self) -> int:
@@ -58,6 +61,7 @@ def read_problems(target: object, task: str, *, latest: int = 10) -> Problems:
         suspended,
         [(e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.table, e.error) for e in rows],
         store.count_exceptions(task),
+        lease_report(target, task),
     )
 
 
@@ -132,7 +136,29 @@ def _problems(problems: Problems, errors: Sequence[tuple[str, str]]) -> str:
         )
     else:
         parts.append("<p id='exceptions' class='muted'>none</p>")
+    if problems.lease is not None:
+        parts.append(_replicators(problems.lease))
     return "".join(parts)
+
+
+def _replicators(lease: dict[str, Any]) -> str:
+    """The lease of a task run with standby: holder, epoch, replicators, takeovers."""
+    members = "".join(
+        f"<li>{_e(m['role'])}: <code>{_e(m['member'])}</code> (seen {_e(m['seen_at'][11:19])})"
+        "</li>"
+        for m in lease["replicators"]
+    )
+    takeovers = "".join(
+        f"<tr><td>{t['epoch']}</td><td>{_e(t['at'][:19])}</td><td><code>{_e(t['holder'])}"
+        f"</code></td><td>{_e(t['reason'])}</td></tr>"
+        for t in lease["takeovers"][:10]
+    )
+    return (
+        f"<h2>Replicators (lease epoch {lease['epoch']}, held by "
+        f"<code>{_e(lease['holder'])}</code>)</h2><ul id='replicators'>{members}</ul>"
+        "<table id='takeovers'><thead><tr><th>epoch</th><th>taken at</th><th>by</th>"
+        f"<th>why</th></tr></thead><tbody>{takeovers}</tbody></table>"
+    )
 
 
 def render(task: Watched, problems: Problems | None = None, *, refresh: float = 5) -> str:

@@ -16,6 +16,7 @@ from replikit.endpoints.base import Endpoint, SupportsApply
 from replikit.errors import Error
 from replikit.pipeline.contracts import SupportsClose
 from replikit.pipeline.control import control_store
+from replikit.pipeline.lease import lease_report
 from replikit.pipeline.status import require_status_store
 
 __all__ = ["format_status", "task_status"]
@@ -72,6 +73,7 @@ def task_status(
         "exceptions_by_table": counts,
         "latest_exceptions": [e.as_dict() for e in latest],
         "history": [h.as_dict() for h in status_db.history(task, limit=history)],
+        "lease": lease_report(target, task),
     }
 
 
@@ -126,6 +128,21 @@ def format_status(report: dict[str, Any], now: datetime | None = None) -> str:
     ]
     if status is not None and status["last_error"]:
         lines.append(f"last error: {status['last_error']}")
+    lease = report.get("lease")
+    if lease is not None:
+        lines.append("")
+        lines.append(
+            f"lease: held by {lease['holder']}, epoch {lease['epoch']}, expires "
+            f"{lease['expires_at'][11:19]}; {len(lease['takeovers']) - 1} takeover(s)"
+        )
+        lines += [
+            f"  {r['role']:<8} {r['member']} (seen {_age(r['seen_at'], now)})"
+            for r in lease["replicators"]
+        ]
+        lines += [
+            f"  epoch {t['epoch']} {t['at'][:19]}: {t['holder']} ({t['reason']})"
+            for t in lease["takeovers"][:5]
+        ]
     if report["history"]:
         lines.append("")
         lines.append("history (newest first): interval end, inserts/updates/deletes, rows, "

@@ -45,6 +45,7 @@ __all__ = [
     "Member",
     "Takeover",
     "drop_lease",
+    "lease_report",
     "read_lease",
     "read_members",
 ]
@@ -471,3 +472,30 @@ def drop_lease(endpoint: object, task: str) -> None:
                     cur.execute(f"DROP TABLE {f.table(name)}")
         finally:
             cur.close()
+
+
+def lease_report(endpoint: object, task: str) -> dict[str, Any] | None:
+    """The holder, epoch, replicators and takeovers of ``task`` as a JSON-friendly dict, for
+    ``replikit status`` and the status page; ``None`` when the task never ran with
+    ``standby`` here (or the target holds no leases)."""
+    try:
+        state = read_lease(endpoint, task)
+        if state is None:
+            return None
+        members, takeovers = read_members(endpoint, task)
+    except Error:
+        return None
+    return {
+        "holder": state.holder,
+        "epoch": state.epoch,
+        "expires_at": state.expires_at.isoformat(),
+        "replicators": [
+            {"member": m.member, "role": m.role, "seen_at": m.seen_at.isoformat()}
+            for m in members
+        ],
+        "takeovers": [
+            {"epoch": t.epoch, "holder": t.holder, "previous": t.previous, "reason": t.reason,
+             "at": t.at.isoformat()}
+            for t in takeovers
+        ],
+    }  # fmt: skip
