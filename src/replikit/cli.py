@@ -299,23 +299,21 @@ def _given(args: argparse.Namespace, settings: TaskSettings) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """``replikit run TASKFILE``: a full-load task as ``copy``, the others as ``replicate``."""
+    """``replikit run TASKFILE``: a full-load task as ``copy``, the others as ``replicate``
+    (with those commands' defaults for every flag)."""
     task_file = load_task_file(args.taskfile)
-    defaults = {
-        "task": args.taskfile, "source": None, "target": None, "include": [], "exclude": [],
-        "rename_schema": [], "rename_table": [], "rename_column": [], "type": [],
-        "prep": None, "parallel": None, "split_rows": None, "allow_lossy": None,
-        "dask": None, "mode": None, "batch_apply": None, "stop_when_idle": None,
-        "task_id": None, "start_position": None, "stop_position": None, "cdc_setup": False,
-        "standby": None, "lease_seconds": None, "schema_changes": None,
-        "metrics_port": None, "metrics_host": "127.0.0.1",
-    }  # fmt: skip
-    for key, value in defaults.items():
-        setattr(args, key, value)
-    if task_file.migration_type == "full-load":
-        return _cmd_copy(args)
-    args.mode = task_file.migration_type
-    return _cmd_replicate(args)
+    full_load = task_file.migration_type == "full-load"
+    argv = ["copy" if full_load else "replicate", "--task", args.taskfile]
+    if not full_load:
+        argv += ["--mode", task_file.migration_type]
+    if args.json:
+        argv.append("--json")
+    if args.progress is False:
+        argv.append("--no-progress")
+    command = parser().parse_args(argv)
+    for name in ("verbose", "verbose_sub", "verbose_total", "quiet", "quiet_sub"):
+        setattr(command, name, getattr(args, name))
+    return _cmd_copy(command) if full_load else _cmd_replicate(command)
 
 
 def _cmd_replicate(args: argparse.Namespace) -> int:
