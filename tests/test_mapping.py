@@ -39,7 +39,7 @@ def test_unmatched_includes_are_reported():
     assert sel.unmatched_includes([TableId("public", "orders")]) == ["public.nope%"]
 
 
-@given(st.text(min_size=1).filter(lambda s: "." not in s and "%" not in s and "_" not in s))
+@given(st.text(min_size=1).filter(lambda s: not set(s) & set(".%_[")))
 def test_literal_names_match_only_themselves(name):
     sel = Selection(include=(f"s.{name}",))
     assert sel.matches(TableId("s", name))
