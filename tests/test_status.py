@@ -194,3 +194,59 @@ def test_the_ticker_publishes_while_a_full_load_runs(tmp_path: Path) -> None:
         assert _rows(store) == 500  # no publish after the full load
     finally:
         reporter.close()
+
+
+def test_a_forced_failure_shows_in_status_page_and_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows the target refuses (a CHECK of an existing target table) under skip-row: two go
+    to replikit_apply_exceptions, the second suspends the table (escalation_count=2); the
+    status command, the page and /metrics show the suspended table, its error and the
+    exceptions, with the task running and after it stopped."""
+    import sqlite3
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dst = tmp_path / "dst.db"
+    with sqlite3.connect(dst) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, "
+            "qty INT CHECK (qty < 100))"
+        )
+    policy = rk.ErrorPolicy(data_errors="skip-row", escalation_count=2)
+    live = Live(tmp_path, target_table_prep_mode="do-nothing", error_policy=policy)
+    live.start()
+    try:
+        with sqlite3.connect(live.source) as conn:
+            for i, qty in ((900, 500), (901, 1), (902, 700), (903, 2)):
+                conn.execute("INSERT INTO orders VALUES (?, 1, ?)", (i, qty))
+                conn.commit()
+        stats = live.task.statistics()
+        wait(lambda: stats["orders"].state is rk.TableState.SUSPENDED, 30)
+        with live.task.serve_metrics(0) as server:
+            page = urllib.request.urlopen(server.url, timeout=10).read().decode()
+            text = urllib.request.urlopen(server.url + "metrics", timeout=10).read().decode()
+    finally:
+        live.stop()
+    assert "Suspended tables" in page and "CHECK constraint failed" in page
+    assert "Latest apply exceptions (2 in all)" in page
+    samples = {
+        (s.name, s.labels.get("table")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert samples[("replikit_table_suspended", "orders")] == 1
+    assert samples[("replikit_table_apply_exceptions", "orders")] == 2
+    assert samples[("replikit_table_exceptions_total", "orders")] == 2
+    # the task stopped: the status command reads it all from the target
+    assert main(["status", "--task-id", "shop", "--target", f"sqlite:///{dst}"]) == 0
+    out = capsys.readouterr().out
+    assert "suspended tables: 1" in out and "orders (suspended)" in out
+    assert "apply exceptions: 2 (orders 2)" in out and "CHECK constraint failed" in out
+    assert main(["status", "--task-id", "shop", "--target", f"sqlite:///{dst}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"]["tables"]["orders"]["state"] == "Table suspended"
+    assert report["status"]["tables"]["orders"]["exceptions"] == 2
+    assert report["exceptions_by_table"] == {"orders": 2}

@@ -15,6 +15,8 @@ metric                                             type     labels
 ``replikit_table_full_load_rows_total``            counter  task, table
 ``replikit_table_changes_total``                   counter  task, table, op
 ``replikit_table_errors_total``                    counter  task, table
+``replikit_table_exceptions_total``                counter  task, table
+``replikit_table_conflicts_total``                 counter  task, table
 ``replikit_cdc_transactions_total``                counter  task
 ``replikit_cdc_changes_total``                     counter  task
 ``replikit_cdc_batches_total``                     counter  task
@@ -114,6 +116,14 @@ def _tables(tid: str, stats: Statistics) -> Iterator[Metric]:
     errors = CounterMetricFamily(
         "replikit_table_errors", "Errors of the table (refused rows, table errors).", labels=labels
     )
+    exceptions = CounterMetricFamily(
+        "replikit_table_exceptions",
+        "Rows or changes an error policy set aside (replikit_apply_exceptions).",
+        labels=labels,
+    )
+    conflicts = CounterMetricFamily(
+        "replikit_table_conflicts", "CDC apply conflicts found.", labels=labels
+    )
     for t in stats:
         for s in TableState:
             state.add_metric([tid, t.table, s.value], float(t.state is s))
@@ -122,7 +132,9 @@ def _tables(tid: str, stats: Statistics) -> Iterator[Metric]:
         for op, n in zip(_OPS, counts, strict=True):
             changes.add_metric([tid, t.table, op], n)
         errors.add_metric([tid, t.table], t.errors)
-    yield from (state, rows, changes, errors)
+        exceptions.add_metric([tid, t.table], t.exceptions)
+        conflicts.add_metric([tid, t.table], t.conflicts)
+    yield from (state, rows, changes, errors, exceptions, conflicts)
 
 
 def _cdc(tid: str, stats: Statistics) -> Iterator[Metric]:

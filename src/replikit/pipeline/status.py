@@ -474,7 +474,8 @@ class StatusReporter:
             t.table: {
                 "target": t.target, "state": t.state.value, "full_load_rows": t.full_load_rows,
                 "inserts": t.inserts, "updates": t.updates, "deletes": t.deletes,
-                "ddls": t.ddls, "errors": t.errors, "error": t.error,
+                "ddls": t.ddls, "errors": t.errors, "exceptions": t.exceptions,
+                "error": t.error,
             }
             for t in stats
         }  # fmt: skip
@@ -482,5 +483,5 @@ class StatusReporter:
             task=self.task, state=state, phase=self.phase(),
             source_position=cdc.read_position or cdc.position, applied_position=cdc.position,
             source_latency=cdc.read_latency, apply_latency=cdc.apply_latency,
-            tables=tables, last_error=error, updated_at=now,
+            tables=tables, last_error=error or stats.last_error, updated_at=now,
         )  # fmt: skip
