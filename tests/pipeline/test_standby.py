@@ -270,6 +270,36 @@ def test_a_replicator_frozen_past_its_lease_commits_nothing_when_it_wakes(replic
     assert old.poll() is None, "the old replicator should stand by, not exit"
 
 
+def _table_exists(db: Db, name: str) -> bool:
+    with psycopg.connect(db.url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
+
+
+def test_a_standby_taking_over_during_the_full_load_finishes_it(replicators):
+    r = replicators("pg")
+    with psycopg.connect(r.source.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO items SELECT g, 'bulk ' || g, g % 7, repeat('x', 300) "
+            "FROM generate_series(10000, 160000) g"
+        )
+        conn.execute("ANALYZE items")
+    load = Workload(r.source, writer=5, seed=8)
+    load.start(pause=0.02)
+    first = r.start("rk_a")
+    second = r.start("rk_b")
+    r.wait(lambda: r.holder_pid() in (first.pid, second.pid), timeout=60)
+    active = first if r.holder_pid() == first.pid else second
+    standby = second if active is first else first
+    r.wait(lambda: _table_exists(r.target, "public.items"), timeout=60)
+    time.sleep(0.5)  # units are being written
+    active.kill()  # mid full load: its open unit transactions die with it
+    r.wait(lambda: r.holder_pid() == standby.pid, timeout=LEASE + 20)
+    load.wait_for_more(20)
+    load.stop()
+    _converged(r, load)
+
+
 @pytest.mark.slow
 def test_three_replicators_under_random_kills(replicators):
     r = replicators("pg")
