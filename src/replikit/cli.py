@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -179,8 +180,8 @@ def _progress(args: argparse.Namespace) -> bool | None:
     """Live progress on stderr in a terminal, plain lines in a pipe; with --json only in a
     terminal (stdout carries the JSON either way); none with --no-progress or -q. ``None``
     leaves it to ``REPLIKIT_PROGRESS`` when that is set."""
-    if args.progress is False or args.quiet or args.quiet_sub:
-        return False
+    if args.progress is False or args.quiet or args.quiet_sub or args.log_format == "json":
+        return False  # (progress lines are not JSON records)
     return None if args.json or "REPLIKIT_PROGRESS" in os.environ else True
 
 
@@ -220,11 +221,7 @@ def _graceful(task: Task) -> Iterator[None]:
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
-        print(
-            "replikit: stopping after the current batch (Ctrl-C again to abort)",
-            file=sys.stderr,
-            flush=True,
-        )
+        _stderr("stopping after the current batch (Ctrl-C again to abort)", logging.WARNING)
         task.stop()
 
     old_int = signal.signal(signal.SIGINT, graceful)
@@ -251,7 +248,7 @@ def _report(
         print(stats)
         print(summary)
     if error:
-        print(f"replikit: {_one_line(error)}", file=sys.stderr)
+        _stderr(_one_line(error), logging.ERROR)
     return status
 
 
@@ -311,7 +308,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.progress is False:
         argv.append("--no-progress")
     command = parser().parse_args(argv)
-    for name in ("verbose", "verbose_sub", "verbose_total", "quiet", "quiet_sub"):
+    for name in ("verbose", "verbose_sub", "verbose_total", "quiet", "quiet_sub", "log_format"):
         setattr(command, name, getattr(args, name))
     return _cmd_copy(command) if full_load else _cmd_replicate(command)
 
@@ -344,8 +341,7 @@ def _monitor(task: Task, args: argparse.Namespace) -> Iterator[None]:
         return
     with task.serve_metrics(args.metrics_port, host=args.metrics_host) as server:
         if not args.quiet:
-            print(f"replikit: status page {server.url}, metrics {server.url}metrics",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            _stderr(f"status page {server.url}, metrics {server.url}metrics")
         yield
 
 
@@ -430,8 +426,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if states & {"not comparable", "error"}:
         bad = [t for t in report if t.state.value in ("not comparable", "error")]
         for t in bad:
-            print(f"replikit: {t.source}: {t.state.value}: {_one_line(t.reason or '')}",
-                  file=sys.stderr)  # fmt: skip
+            _stderr(f"{t.source}: {t.state.value}: {_one_line(t.reason or '')}", logging.ERROR)
         return 2
     return 1 if "mismatched" in states else 0
 
@@ -544,6 +539,7 @@ def _logging(verbose: int, quiet: bool, fmt: str = "text") -> Iterator[None]:
     logger = logging.getLogger("replikit")
     handler = _StderrHandler()
     handler.addFilter(ContextFilter())
+    json_token = _JSON_STDERR.set(fmt == "json")
     text = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     handler.setFormatter(JsonFormatter() if fmt == "json" else text)
     old_level = logger.level
@@ -554,12 +550,13 @@ def _logging(verbose: int, quiet: bool, fmt: str = "text") -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        _JSON_STDERR.reset(json_token)
 
 
 def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseException | None) -> int:
     """Report a failure: one line on stderr, and a JSON error object on stdout with --json."""
     message = _one_line(message)
-    print(f"replikit: error: {message}", file=sys.stderr)
+    _stderr(f"error: {message}", logging.ERROR)
     if getattr(args, "json", False):
         error = {"ok": False, "error": message, "error_type": type(exc).__name__ if exc else None}
         try:
@@ -567,6 +564,20 @@ def _fail(args: argparse.Namespace, status: int, message: str, exc: BaseExceptio
         except BrokenPipeError:
             return _broken_pipe()
     return status
+
+
+_JSON_STDERR: contextvars.ContextVar[bool] = contextvars.ContextVar("json_stderr", default=False)
+
+
+def _stderr(message: str, level: int = logging.INFO) -> None:
+    """A line on stderr for the person running the command (``replikit: ...``), or a JSON
+    log record of logger ``replikit.cli`` under ``--log-format json``."""
+    if _JSON_STDERR.get():
+        record = logging.LogRecord("replikit.cli", level, __file__, 0, message, None, None)
+        ContextFilter().filter(record)
+        print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+    else:
+        print(f"replikit: {message}", file=sys.stderr, flush=True)
 
 
 def _one_line(text: str) -> str:
@@ -579,7 +590,7 @@ def _broken_pipe() -> int:
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    print("replikit: output stopped: stdout was closed (broken pipe)", file=sys.stderr)
+    _stderr("output stopped: stdout was closed (broken pipe)", logging.ERROR)
     return 1
 
 
