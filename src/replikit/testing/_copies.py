@@ -40,9 +40,11 @@ def _database(url: str) -> str:
 
 
 class CopyTarget(abc.ABC):
-    """Where clones live: makes empty databases, copies of a template, drops them."""
+    """Where clones live: makes empty databases, copies of a template, drops them.
+    ``prefetch``: make the next test's copy in the background (servers)."""
 
     name: str
+    prefetch: bool = True
 
     @abc.abstractmethod
     def create(self, name: str) -> str:
@@ -59,6 +61,8 @@ class CopyTarget(abc.ABC):
 
 class SqliteTarget(CopyTarget):
     """SQLite files in ``directory``."""
+
+    prefetch = False  # a backup of a small file: cheaper than a thread
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

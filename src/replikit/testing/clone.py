@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,8 @@ class Cloner:
         self._templates: dict[tuple[str, str], str] = {}
         self._by_name: dict[str, CopyTarget] = {}
         self._shared: dict[tuple[str, str], tuple[CopyTarget, Clone]] = {}
+        self._spares: dict[tuple[str, str], Future[str]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self.source_reads = 0  # extractions that read the source's rows (tests check caching)
         self._prune()
 
@@ -417,14 +420,34 @@ class Cloner:
                 copy = target.copy(url)
                 shared = self._shared[key] = (target, Clone(copy, endpoint(copy), rows))
             return shared[1]
-        copy = target.copy(url)
+        copy = self._fresh((request.key(), target.name), target, url)
         clone = Clone(copy, endpoint(copy), rows)
         made.append((target, clone))
         return clone
 
+    def _fresh(self, key: tuple[str, str], target: CopyTarget, template: str) -> str:
+        """A fresh copy of ``template``: the spare made while the previous test ran, when
+        there is one. On a server the next spare is then made in the background, so a test
+        waits for a copy only when it took less time than making one."""
+        spare = self._spares.pop(key, None)
+        url = spare.result() if spare is not None else target.copy(template)
+        if target.prefetch:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="replikit-clone")
+            self._spares[key] = self._pool.submit(target.copy, template)
+        return url
+
     def close(self, target: str | None = None) -> None:
-        """Drop the shared copies and templates on ``target`` (a target's name; ``None``:
-        everywhere)."""
+        """Drop the spares, shared copies and templates on ``target`` (a target's name;
+        ``None``: everywhere)."""
+        for key, spare in list(self._spares.items()):
+            if target is None or key[1] == target:
+                del self._spares[key]
+                with contextlib.suppress(Exception):  # a spare that failed holds nothing
+                    self._by_name[key[1]].drop(spare.result())
+        if target is None and self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         for key, (where, clone) in list(self._shared.items()):
             if target is None or where.name == target:
                 clone.endpoint.close()
