@@ -3,12 +3,15 @@
 ``/metrics`` is parsed with prometheus-client's own parser and its counters must equal the
 task's statistics; the status page is loaded in headless Chromium while a writer changes the
 source, and must show the tables, counts that rise and the lag chart. The browser test saves
-the screenshot docs/operations.md shows (docs/img/status-page.png).
+the screenshot docs/operations.md shows (docs/img/status-page.png) when
+``REPLIKIT_UPDATE_SCREENSHOTS=1`` is set (else into the test's temporary folder, so a test run
+leaves the working tree as it found it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -118,7 +121,7 @@ def _counts(browser: Any, table: str) -> dict[str, int]:
     raise AssertionError("the page kept reloading while it was read")
 
 
-def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
+def test_status_page_in_a_browser(live: Live, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     live.write(5)
@@ -145,8 +148,10 @@ def test_status_page_in_a_browser(live: Live, browser: Any) -> None:
         points = chart.find_element(By.TAG_NAME, "polyline").get_attribute("points")
         assert points and len(points.split()) >= 1
         assert browser.find_element(By.ID, "suspended").text == "none"
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOT))
+        shot = SCREENSHOT if os.environ.get("REPLIKIT_UPDATE_SCREENSHOTS") else tmp_path / "p.png"
+        shot.parent.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000  # a rendered page, not an empty image
 
 
 def test_without_prometheus_client_the_error_says_what_to_install(
