@@ -50,10 +50,12 @@ __all__ = [
     "Flavor",
     "SupportsControl",
     "SuspendedTable",
+    "control_cursor",
     "control_store",
     "count_exceptions",
     "read_exceptions",
     "read_suspended",
+    "table_exists",
 ]
 
 log = logging.getLogger("replikit.control")
@@ -258,6 +260,31 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes | bytearray) else value
 
 
+@contextlib.contextmanager
+def control_cursor(endpoint: SupportsControl, doing: str) -> Iterator[Any]:
+    """A cursor in one transaction of ``endpoint``'s control session: committed when the
+    block ends, rolled back when it raises. A driver's error becomes :class:`~replikit.Error`
+    naming ``doing`` and the endpoint."""
+    try:
+        with endpoint.control_session() as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+    except Error:
+        raise
+    except Exception as exc:
+        raise Error(f"{doing} in the control tables of {endpoint!r} failed: {exc}") from exc
+
+
+def table_exists(cur: Any, flavor: Flavor, name: str) -> bool:
+    """Whether control table ``name`` exists (``cur``: a control-session cursor)."""
+    named = flavor.table(name) if flavor.qualified_exists else name
+    cur.execute(flavor.exists.replace("%s", flavor.param), (named,))
+    return any(row[0] for row in cur.fetchall())
+
+
 class ControlStore:
     """Writes and reads one target's suspended tables and apply exceptions.
 
@@ -281,21 +308,11 @@ class ControlStore:
 
     @contextlib.contextmanager
     def _session(self, doing: str, *, create: bool) -> Iterator[Any]:
-        try:
-            with self._endpoint.control_session() as conn:
-                cur = conn.cursor()
-                try:
-                    if create and not self._created:
-                        for statement in self.flavor.creates():
-                            cur.execute(statement)
-                    yield cur
-                finally:
-                    cur.close()
-        except Error:
-            raise
-        except Exception as exc:
-            where = self._endpoint
-            raise Error(f"{doing} in the control tables of {where!r} failed: {exc}") from exc
+        with control_cursor(self._endpoint, doing) as cur:
+            if create and not self._created:
+                for statement in self.flavor.creates():
+                    cur.execute(statement)
+            yield cur
         if create:
             self._created = True
 
@@ -303,10 +320,7 @@ class ControlStore:
         return text.replace("%s", self.flavor.param)
 
     def _exists(self, cur: Any, name: str) -> bool:
-        flavor = self.flavor
-        named = flavor.table(name) if flavor.qualified_exists else name
-        cur.execute(self._sql(flavor.exists), (named,))
-        return any(row[0] for row in cur.fetchall())
+        return table_exists(cur, self.flavor, name)
 
     # -- writing ----------------------------------------------------------------------------
     def suspend(self, table: SuspendedTable) -> None:

@@ -33,7 +33,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from replikit.errors import CapabilityError, Error, StoppedError
-from replikit.pipeline.control import FLAVORS, Flavor, SupportsControl
+from replikit.pipeline.control import (
+    FLAVORS,
+    Flavor,
+    SupportsControl,
+    control_cursor,
+    table_exists,
+)
 
 __all__ = [
     "LEASES",
@@ -182,24 +188,13 @@ class Lease:
     # -- sessions -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def _session(self, doing: str) -> Iterator[Any]:
-        try:
-            with self._endpoint.control_session() as conn:
-                cur = conn.cursor()
-                try:
-                    for statement in self.session_statements(self._session_flavor(cur)):
-                        cur.execute(statement)
-                    if not self._created:
-                        for statement in _creates(self._flavor):
-                            cur.execute(statement)
-                    yield cur
-                finally:
-                    cur.close()
-        except Error:
-            raise
-        except Exception as exc:
-            raise Error(
-                f"{doing} (task {self.task!r}) in {self._endpoint!r} failed: {exc}"
-            ) from exc
+        with control_cursor(self._endpoint, f"{doing} (task {self.task!r})") as cur:
+            for statement in self.session_statements(self._session_flavor(cur)):
+                cur.execute(statement)
+            if not self._created:
+                for statement in _creates(self._flavor):
+                    cur.execute(statement)
+            yield cur
         self._created = True
 
     def _session_flavor(self, cur: Any) -> str:
@@ -398,19 +393,14 @@ def read_lease(endpoint: object, task: str) -> LeaseState | None:
     """The lease of ``task`` in ``endpoint``; ``None`` when no replicator ever held it."""
     f = _flavor(endpoint)
     ep: SupportsControl = endpoint  # type: ignore[assignment]
-    with ep.control_session() as conn:
-        cur = conn.cursor()
-        try:
-            if not _exists(cur, f, LEASES):
-                return None
-            cur.execute(
-                f"SELECT holder, epoch, expires_at FROM {f.table(LEASES)} WHERE task = "  # noqa: S608
-                f"{f.param}",
-                (task,),
-            )
-            row = cur.fetchone()
-        finally:
-            cur.close()
+    with control_cursor(ep, f"reading the lease of task {task!r}") as cur:
+        if not table_exists(cur, f, LEASES):
+            return None
+        cur.execute(
+            f"SELECT holder, epoch, expires_at FROM {f.table(LEASES)} WHERE task = {f.param}",  # noqa: S608
+            (task,),
+        )
+        row = cur.fetchone()
     if row is None:
         return None
     return LeaseState(task, _text(row[0]), int(row[1]), _utc(row[2]))
@@ -420,35 +410,26 @@ def read_members(endpoint: object, task: str) -> tuple[list[Member], list[Takeov
     """The replicators of ``task`` by heartbeat, and its takeovers (latest first)."""
     f = _flavor(endpoint)
     ep: SupportsControl = endpoint  # type: ignore[assignment]
-    with ep.control_session() as conn:
-        cur = conn.cursor()
-        try:
-            if not _exists(cur, f, LEASES):
-                return [], []
-            cur.execute(
-                f"SELECT member, role, seen_at FROM {f.table(MEMBERS)} WHERE task = {f.param} "  # noqa: S608
-                "ORDER BY role, member",
-                (task,),
-            )
-            members = [Member(task, _text(m), _text(r), _utc(s)) for m, r, s in cur.fetchall()]
-            cur.execute(
-                f"SELECT epoch, holder, previous, reason, taken_at FROM {f.table(TAKEOVERS)} "  # noqa: S608
-                f"WHERE task = {f.param} ORDER BY epoch DESC",
-                (task,),
-            )
-            takeovers = [
-                Takeover(task, int(e), _text(h), _text(p), _text(r), _utc(t))
-                for e, h, p, r, t in cur.fetchall()
-            ]
-        finally:
-            cur.close()
+    with control_cursor(ep, f"reading the replicators of task {task!r}") as cur:
+        if not table_exists(cur, f, LEASES):
+            return [], []
+        cur.execute(
+            f"SELECT member, role, seen_at FROM {f.table(MEMBERS)} WHERE task = {f.param} "  # noqa: S608
+            "ORDER BY role, member",
+            (task,),
+        )
+        members = [Member(task, _text(m), _text(r), _utc(s)) for m, r, s in cur.fetchall()]
+        cur.execute(
+            f"SELECT epoch, holder, previous, reason, taken_at FROM {f.table(TAKEOVERS)} "  # noqa: S608
+            f"WHERE task = {f.param} ORDER BY epoch DESC",
+            (task,),
+        )
+        takeovers = [
+            Takeover(task, int(e), _text(h), _text(p), _text(r), _utc(t))
+            for e, h, p, r, t in cur.fetchall()
+        ]
     return members, takeovers
 
-
-def _exists(cur: Any, f: Flavor, name: str) -> bool:
-    named = f.table(name) if f.qualified_exists else name
-    cur.execute(f.exists.replace("%s", f.param), (named,))
-    return any(row[0] for row in cur.fetchall())
 
 
 def drop_lease(endpoint: object, task: str) -> None:
@@ -458,20 +439,15 @@ def drop_lease(endpoint: object, task: str) -> None:
     if not isinstance(endpoint, SupportsControl) or family not in _SHARE:
         return
     f = FLAVORS[family]
-    with endpoint.control_session() as conn:
-        cur = conn.cursor()
-        try:
-            if not _exists(cur, f, LEASES):
-                return
-            for name in (LEASES, MEMBERS, TAKEOVERS):
-                table = f.table(name)
-                cur.execute(f"DELETE FROM {table} WHERE task = {f.param}", (task,))  # noqa: S608
-            cur.execute(f"SELECT 1 FROM {f.table(LEASES)} LIMIT 1")  # noqa: S608
-            if not cur.fetchall():
-                for name in (TAKEOVERS, MEMBERS, LEASES):
-                    cur.execute(f"DROP TABLE {f.table(name)}")
-        finally:
-            cur.close()
+    with control_cursor(endpoint, f"dropping the lease of task {task!r}") as cur:
+        if not table_exists(cur, f, LEASES):
+            return
+        for name in (LEASES, MEMBERS, TAKEOVERS):
+            cur.execute(f"DELETE FROM {f.table(name)} WHERE task = {f.param}", (task,))  # noqa: S608
+        cur.execute(f"SELECT 1 FROM {f.table(LEASES)} LIMIT 1")  # noqa: S608
+        if not cur.fetchall():
+            for name in (TAKEOVERS, MEMBERS, LEASES):
+                cur.execute(f"DROP TABLE {f.table(name)}")
 
 
 def lease_report(endpoint: object, task: str) -> dict[str, Any] | None:

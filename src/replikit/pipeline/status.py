@@ -40,7 +40,7 @@ from typing import Any
 
 from replikit.errors import CapabilityError, Error
 from replikit.logs import in_context
-from replikit.pipeline.control import FLAVORS, Flavor, SupportsControl
+from replikit.pipeline.control import FLAVORS, Flavor, SupportsControl, table_exists
 from replikit.pipeline.stats import Statistics
 
 __all__ = [
@@ -228,10 +228,7 @@ class StatusStore:
             ) from exc
 
     def _exists(self, cur: Any, name: str) -> bool:
-        flavor = self.flavor
-        named = flavor.table(name) if flavor.qualified_exists else name
-        cur.execute(flavor.exists.replace("%s", flavor.param), (named,))
-        return any(row[0] for row in cur.fetchall())
+        return table_exists(cur, self.flavor, name)
 
     def ensure(self) -> None:
         """Create both tables when missing (before an apply writes reports into them)."""
