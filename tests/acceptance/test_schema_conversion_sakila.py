@@ -235,15 +235,6 @@ def _hop(task: rk.Task):
     return plan, refused
 
 
-_KEYS_BACK = pytest.mark.xfail(
-    reason="tables, not schema objects: SQLite's INTEGER PRIMARY KEY comes back to MariaDB as "
-    "BIGINT while the columns referring to it keep INT (their declared INT4), and MariaDB "
-    "refuses foreign keys between different integer types ('Missing index for constraint')",
-    raises=rk.TaskError,
-    strict=True,
-)
-
-
 @pytest.mark.parametrize("via", ["sqlite", "duckdb"])
 @pytest.mark.parametrize("source", ["postgresql", "mysql"], ids=["postgresql", "mysql"])
 def test_sakila_round_trips_through_sqlite_and_duckdb(
@@ -254,8 +245,6 @@ def test_sakila_round_trips_through_sqlite_and_duckdb(
     reason); PostgreSQL's partition CHECKs are enforced again."""
     import uuid
 
-    if (source, via) == ("mysql", "sqlite"):
-        request.applymarker(_KEYS_BACK)
     original = request.getfixturevalue("sakila_mysql" if source == "mysql" else "sakila_pg")
     # not sakila.duckdb: DuckDB names the catalog after the file, and a schema sakila clashes
     middle = f"{via}:///{tmp_path / ('middle.' + via)}"

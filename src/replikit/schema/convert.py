@@ -637,11 +637,15 @@ def link_foreign_keys(plans: Sequence[TablePlan]) -> list[TablePlan]:
     """Point foreign keys at the referenced tables' target names and columns.
 
     Foreign keys to tables that are not being moved are dropped (the task reports them).
+    An integer column narrower in the target than the key it references is widened to that
+    key's type (lossless; MySQL/MariaDB refuse a foreign key between integer types of
+    different widths, e.g. when a key became SQLite's 64-bit ``INTEGER PRIMARY KEY``).
     """
     by_source = {p.source.id: p for p in plans}
     out = []
     for p in plans:
         fks = []
+        widened: dict[str, TargetType] = {}
         for fk in p.target_schema.foreign_keys:
             ref = by_source.get(fk.ref_table)
             if ref is None:
@@ -649,8 +653,42 @@ def link_foreign_keys(plans: Sequence[TablePlan]) -> list[TablePlan]:
             names = {c.source.name: c.name for c in ref.columns}
             ref_columns = tuple(names.get(c, c) for c in fk.ref_columns)
             fks.append(replace(fk, ref_table=ref.target_id, ref_columns=ref_columns))
-        out.append(replace(p, target_schema=replace(p.target_schema, foreign_keys=tuple(fks))))
+            by_name = {c.name: c for c in ref.columns}
+            for own, theirs in zip(fk.columns, ref_columns, strict=False):
+                key = by_name.get(theirs)
+                if key is not None:
+                    widened.update(_widen_to(p, own, key))
+        p = replace(p, target_schema=replace(p.target_schema, foreign_keys=tuple(fks)))
+        out.append(_with_widened(p, widened) if widened else p)
     return out
+
+
+def _widen_to(plan: TablePlan, column: str, key: ColumnPlan) -> dict[str, TargetType]:
+    """``{column: key's target type}`` when ``column`` is an integer narrower than ``key``."""
+    mine = next((c for c in plan.columns if c.name == column), None)
+    if mine is None or mine.target.adapt is not None or key.target.adapt is not None:
+        return {}
+    a, b = mine.target.type, key.target.type
+    if a.kind is not Kind.INT or b.kind is not Kind.INT or a.unsigned != b.unsigned:
+        return {}
+    if (a.bits or 64) >= (b.bits or 64):
+        return {}
+    return {column: replace(mine.target, sql=key.target.sql, type=b)}
+
+
+def _with_widened(plan: TablePlan, widened: dict[str, TargetType]) -> TablePlan:
+    columns = tuple(
+        replace(c, target=widened[c.name], notes=(*c.notes, "widened to the type of the key "
+                "it references"))
+        if c.name in widened else c
+        for c in plan.columns
+    )  # fmt: skip
+    types = {c.name: c.target.type for c in columns}
+    schema = plan.target_schema
+    target_columns = tuple(
+        replace(c, type=types[c.name]) if c.name in widened else c for c in schema.columns
+    )
+    return replace(plan, columns=columns, target_schema=replace(schema, columns=target_columns))
 
 
 def judge(source: Type, target: Type) -> tuple[Fidelity, str | None]:

@@ -66,7 +66,16 @@ SELECT a.attrelid, a.attname, a.attnum, a.atttypid, a.atttypmod, a.attndims, a.a
        pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, co.collname,
        col_description(a.attrelid, a.attnum),
        CASE WHEN a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%'
-            THEN pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) END
+            THEN coalesce(
+                pg_get_serial_sequence(a.attrelid::regclass::text, a.attname),
+                -- a sequence the column does not own (DEFAULT nextval('s') written by hand,
+                -- as in Sakila): the one its default draws from
+                (SELECT quote_ident(sn.nspname) || '.' || quote_ident(sc.relname)
+                 FROM pg_depend dep
+                 JOIN pg_class sc ON sc.oid = dep.refobjid AND sc.relkind = 'S'
+                 JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+                 WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+                   AND dep.refclassid = 'pg_class'::regclass LIMIT 1)) END
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 100
