@@ -19,6 +19,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 import replikit as rk
+import replikit.endpoints.sqlite.target  # imported early: see below
 from replikit.changes import Change, Op, Transaction
 from replikit.demo import sample_database
 from replikit.pipeline.contracts import Batch, Checkpoint
@@ -26,6 +27,10 @@ from replikit.positions import SqliteSeq
 from replikit.schema.convert import plan_table
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Type
+
+# The SQLite writer is imported here, not first inside a test: CPython 3.11.7 counts AST
+# recursion in one global (gh-106905, fixed in 3.11.8), so a module compiled while a pipeline
+# thread compiles another failed now and then with "AST constructor recursion depth mismatch".
 
 ORDERS = TableSchema(
     TableId("shop", "orders"),
