@@ -61,6 +61,7 @@ def _drain_slowly(source: Db, target: Db, **settings: Any) -> rk.Task:
         test_task_cdc._wait_for = saved
 
 
+@pytest.mark.timeout(360)  # 100k-row transaction: tens of seconds alone, minutes on a busy machine
 @pytest.mark.parametrize("kind", ["pg", "mysql"])
 def test_huge_transaction_replicates_in_bounded_memory(
     make_db: Callable[[str], Db], kind: str

@@ -31,6 +31,7 @@ from replikit.errors import DataError, Error
 from replikit.pipeline import apply_support
 from replikit.pipeline.cdc import Replicator
 from replikit.pipeline.contracts import Batch, Checkpoint
+from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.spill import (
     RECORD_ROWS,
     SpilledChanges,
@@ -144,6 +145,7 @@ def _replicate(
     batch: bool = False,
     batch_changes: int = 10_000,
     queue_bytes: int = 64 << 20,
+    policy: ErrorPolicy | None = None,
 ) -> Checkpoint:
     ep = SqliteEndpoint(url)
     writer = ep.change_writer()
@@ -156,6 +158,7 @@ def _replicate(
             batch_apply=batch,
             batch_changes=batch_changes,
             queue_bytes=queue_bytes,
+            policy=policy,
         )
         try:
             return replicator.run(Checkpoint("t", start=SqliteSeq(0)))
@@ -317,8 +320,8 @@ def test_failed_apply_mid_spilled_transaction_keeps_the_checkpoint_before_it(
     big = _tx(2, rows, 0)  # the last piece breaks NOT NULL
     assert spilled(big) is not None
     reader = ScriptedReader([first, big])
-    with pytest.raises(DataError, match="acct"):
-        _replicate(url, plan, reader, batch_changes=1)
+    with pytest.raises(DataError, match="acct"):  # stop-task: the error ends the stream
+        _replicate(url, plan, reader, batch_changes=1, policy=ErrorPolicy(data_errors="stop-task"))
     assert _contents(tmp_path / "t.db") == {1: ("uno", 11)}  # nothing of the spilled one
     stored = _stored_checkpoint(url)
     assert stored is not None and stored.position == SqliteSeq(1)

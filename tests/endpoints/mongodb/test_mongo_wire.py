@@ -23,6 +23,7 @@ import pytest
 from bson import Decimal128, Int64, ObjectId
 
 import replikit as rk
+from datasets import REPO
 from replikit._failpoints import FAILPOINT_EXIT
 from replikit.endpoints.mongodb import _documents as d
 from replikit.pipeline.contracts import Batch
@@ -32,7 +33,7 @@ from replikit.schema.types import Type
 
 pytestmark = [pytest.mark.timeout(300)]
 UTC = dt.UTC
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO
 
 
 def _docs(mongo, db: str, coll: str) -> list[dict[str, Any]]:
