@@ -1,38 +1,13 @@
 """Real sample databases end to end: Chinook SQLite -> PostgreSQL -> SQLite, Sakila PG -> SQLite."""
 
-import shutil
-import subprocess
-from decimal import Decimal
-
 import psycopg
 import pytest
 
 import replikit as rk
-from datasets import script
+from datasets import load_sakila_postgres, rows_of
 from replikit.demo import sample_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _norm(v):
-    if isinstance(v, Decimal):
-        return v.normalize() if v.is_finite() else str(v)
-    if isinstance(v, list):
-        return tuple(_norm(x) for x in v)
-    return v
-
-
-def rows_of(ep: rk.Endpoint, table, columns=None) -> list[tuple]:
-    reader = ep.reader([table])
-    (schema,) = reader.tables
-    idx = [schema.column_names.index(c) for c in columns] if columns else None
-    out = []
-    for unit in reader.units(schema):
-        for batch in reader.read(unit):
-            for row in batch.rows:
-                vals = [row[i] for i in idx] if idx else row
-                out.append(tuple(_norm(v) for v in vals))
-    return sorted(out, key=repr)
 
 
 def test_chinook_sqlite_to_postgres_to_sqlite_is_exact(tmp_path, pg_url):
@@ -62,24 +37,7 @@ def test_chinook_sqlite_to_postgres_to_sqlite_is_exact(tmp_path, pg_url):
 
 @pytest.fixture
 def sakila_pg(pg_url, pg_server):
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("psql is needed to load Sakila (apt-get install postgresql-client)")
-    for name in ("sakila-postgres-schema.sql", "sakila-postgres-data-copy.sql"):
-        subprocess.run(
-            [
-                psql,
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=0",
-                "-d",
-                pg_url,
-            ],
-            input=script(f"sakila/{name}"),
-            check=True,
-            capture_output=True,
-        )
-    return pg_url
+    return load_sakila_postgres(pg_url)
 
 
 # Sakila columns without an exact SQLite form; the assessment must name exactly these.

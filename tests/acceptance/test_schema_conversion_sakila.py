@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import replikit as rk
-from datasets import script
+from datasets import load_sakila_postgres, script
 from replikit.schema.report import Verdict
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -48,17 +48,7 @@ def sakila_mysql(mysql_server):
 
 @pytest.fixture
 def sakila_pg(pg_url):
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("psql is needed to load Sakila (apt-get install postgresql-client)")
-    for name in ("sakila-postgres-schema.sql", "sakila-postgres-data-copy.sql"):
-        subprocess.run(
-            [psql, "-q", "-v", "ON_ERROR_STOP=0", "-d", pg_url],
-            input=script(f"sakila/{name}"),
-            check=True,
-            capture_output=True,
-        )
-    return pg_url
+    return load_sakila_postgres(pg_url)
 
 
 def _norm(value, unordered: bool):

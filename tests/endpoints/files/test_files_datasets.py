@@ -1,51 +1,16 @@
 """Chinook and Sakila round trip PostgreSQL -> Parquet -> PostgreSQL (#17 Done-when)."""
 
-import shutil
-import subprocess
-from decimal import Decimal
-
 import pytest
 
 import replikit as rk
-from datasets import script
+from datasets import load_sakila_postgres, round_trip_through, rows_of
 from replikit.demo import sample_database
 
 pytestmark = [pytest.mark.timeout(300)]
 
 
-def _norm(v):
-    if isinstance(v, Decimal):
-        return v.normalize() if v.is_finite() else str(v)
-    if isinstance(v, list):
-        return tuple(_norm(x) for x in v)
-    return v
-
-
-def rows_of(ep, table, columns=None):
-    reader = ep.reader([table])
-    (schema,) = reader.tables
-    idx = [schema.column_names.index(c) for c in columns] if columns else None
-    out = []
-    for unit in reader.units(schema):
-        for batch in reader.read(unit):
-            for row in batch.rows:
-                vals = [row[i] for i in idx] if idx else row
-                out.append(tuple(_norm(v) for v in vals))
-    return sorted(out, key=repr)
-
-
 def _round_trip(pg_url, folder):
-    """public -> Parquet files -> schema ``back`` of the same PostgreSQL database; the plans."""
-    with rk.endpoint(pg_url) as pg, rk.endpoint(f"file://{folder}?file_size=16KB") as files:
-        there = rk.Task(pg, files, mappings=rk.Mappings().include("public", "%"))
-        plan_there = there.plan()
-        there.run()
-        back = rk.Task(
-            files, pg, mappings=rk.Mappings().include("public", "%").rename_schema("public", "back")
-        )
-        plan_back = back.plan()
-        back.run()
-    return plan_there, plan_back
+    return round_trip_through(pg_url, f"file://{folder}?file_size=16KB")
 
 
 def test_chinook_postgres_to_parquet_to_postgres_is_exact(tmp_path, pg_url):
@@ -73,17 +38,7 @@ def test_chinook_postgres_to_parquet_to_postgres_is_exact(tmp_path, pg_url):
 
 @pytest.fixture
 def sakila_pg(pg_url):
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("psql is needed to load Sakila (apt-get install postgresql-client)")
-    for name in ("sakila-postgres-schema.sql", "sakila-postgres-data-copy.sql"):
-        subprocess.run(
-            [psql, "-q", "-v", "ON_ERROR_STOP=0", "-d", pg_url],
-            input=script(f"sakila/{name}"),
-            check=True,
-            capture_output=True,
-        )
-    return pg_url
+    return load_sakila_postgres(pg_url)
 
 
 def test_sakila_postgres_to_parquet_to_postgres_equal_or_declared(tmp_path, sakila_pg):
