@@ -4,12 +4,15 @@ the DuckDB and files targets (kill, resume, compare)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import psycopg
+
+from replikit._failpoints import FAILPOINT_EXIT
 
 CHILD = Path(__file__).parent / "pipeline" / "_cdc_child.py"
 
@@ -78,3 +81,38 @@ def _slot_confirmed(src: str) -> int:
             "SELECT coalesce(max(confirmed_flush_lsn - '0/0'), 0) FROM pg_replication_slots"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+SCHEMA = (
+    "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, qty integer, "
+    "price numeric(10,2), tags text[], seen timestamptz)",
+    "CREATE TABLE ledger (writer integer NOT NULL, seq integer NOT NULL, "
+    "PRIMARY KEY (writer, seq))",
+)
+
+
+def create_source(pg_url: str) -> str:
+    """The CDC tests' source tables in the (empty) PostgreSQL database ``pg_url``."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for sql in SCHEMA:
+            conn.execute(sql)
+        conn.execute(
+            "INSERT INTO items SELECT i, 'item ' || i, i, i / 4.0, ARRAY['a', 'b'], now() "
+            "FROM generate_series(1, 3000) i"
+        )
+    return pg_url
+
+
+def run_child(src: str, dst: str, failpoint: str | None = None) -> int:
+    """Run the replication child until idle (or its failpoint); its exit status."""
+    proc = subprocess.run(
+        _command(src, dst, "2.0"),
+        env=_env(failpoint),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if proc.returncode not in (0, FAILPOINT_EXIT):
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode

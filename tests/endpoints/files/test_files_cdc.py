@@ -14,43 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import replikit as rk
-from cdc_workload import Workload, _command, _env, _slot_confirmed
+from cdc_workload import Workload, _command, _env, _slot_confirmed, create_source, run_child
 from replikit._failpoints import FAILPOINT_EXIT
 
 pytestmark = [pytest.mark.timeout(300)]
 
-SCHEMA = (
-    "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, qty integer, "
-    "price numeric(10,2), tags text[], seen timestamptz)",
-    "CREATE TABLE ledger (writer integer NOT NULL, seq integer NOT NULL, "
-    "PRIMARY KEY (writer, seq))",
-)
-
-
 @pytest.fixture
 def source(pg_url: str) -> str:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        for sql in SCHEMA:
-            conn.execute(sql)
-        conn.execute(
-            "INSERT INTO items SELECT i, 'item ' || i, i, i / 4.0, ARRAY['a', 'b'], now() "
-            "FROM generate_series(1, 3000) i"
-        )
-    return pg_url
-
-
-def _run(src: str, dst: str, failpoint: str | None = None) -> int:
-    proc = subprocess.run(
-        _command(src, dst, "2.0"),
-        env=_env(failpoint),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if proc.returncode not in (0, FAILPOINT_EXIT):
-        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.returncode
+    return create_source(pg_url)
 
 
 def _rows(ep, table: str) -> list[tuple]:
@@ -90,11 +61,11 @@ def test_crash_between_change_files_and_manifest_then_resume(source: str, tmp_pa
     load = Workload(source)
     load.run(20)  # in the snapshot
     load.start()  # during the load and the stream
-    code = _run(source, f"file://{folder}", "apply.before-commit:2")
+    code = run_child(source, f"file://{folder}", "apply.before-commit:2")
     load.stop()
     assert code == FAILPOINT_EXIT, "the failpoint was not reached"
     load.run(20)  # while the replicator is down
-    assert _run(source, f"file://{folder}") == 0
+    assert run_child(source, f"file://{folder}") == 0
     _assert_equal(source, folder, load.seq)
 
 
@@ -120,5 +91,5 @@ def test_sigkill_mid_stream_then_resume(source: str, tmp_path: Path):
         proc.wait()
         load.stop()
     load.run(10)
-    assert _run(source, f"file://{folder}") == 0
+    assert run_child(source, f"file://{folder}") == 0
     _assert_equal(source, folder, load.seq)
