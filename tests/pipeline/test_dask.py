@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,49 @@ def test_cli_copy_runs_on_a_scheduler_by_address(cluster, pg_server, tmp_path):
     finally:
         pg_server.drop_database("rk_dask_cli_src")
         pg_server.drop_database("rk_dask_cli_dst")
+
+
+def test_a_unit_run_twice_on_a_cluster_is_loaded_once(pg_server):
+    """What a cluster does when a worker dies after finishing a unit: the unit runs again.
+    The PostgreSQL writer's ledger makes the second run a no-op (same count, no rows twice)."""
+    src = pg_server.create_database("rk_dask_once_src")
+    dst = pg_server.create_database("rk_dask_once_dst")
+    try:
+        _fill_pg(src, rows=2_000)
+        pipe = rk.Task(src, dst, settings=rk.TaskSettings(progress=False)).pipeline()
+        plans = {str(p.source.id): p for p in pipe.plans()}
+        plan = plans["public.orders"]
+        writer = pipe.writer
+        writer.prepare([plan], "drop-and-create")
+        writer.start_ledger("load1")
+        loader = replace(pipe._loader(), ledger="load1")
+        (unit,) = pipe.reader.units(plan.source)
+        for raw in (False, True):
+            assert loader(plan, unit, raw) == 2_000  # first run, or the run found in the ledger
+        assert len(_pg_rows(dst, "orders")) == 2_000
+        writer.end_ledger("load1")
+        with psycopg.connect(dst) as conn:
+            ledger = conn.execute("SELECT to_regclass('replikit.replikit_load_units')").fetchone()
+            assert ledger == (None,)
+        pipe.reader.close()
+    finally:
+        pg_server.drop_database("rk_dask_once_src")
+        pg_server.drop_database("rk_dask_once_dst")
+
+
+class CountingWriter:
+    """A writer that pickles but keeps no ledger of loaded units."""
+
+    def load(self, plan, batches) -> int:
+        return sum(len(b) for b in batches)
+
+
+def test_a_writer_without_a_unit_ledger_is_refused_on_a_cluster(cluster, tmp_path):
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as lite:
+        lite.execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+    lite.close()
+    reader = rk.endpoint(f"sqlite:///{db}").reader(["a"])
+    with pytest.raises(rk.ConfigError, match="may run a unit twice") as info:
+        rk.Pipeline(reader, CountingWriter(), executor=cluster, progress=False).run()
+    assert "CountingWriter keeps no ledger" in str(info.value)

@@ -41,6 +41,7 @@ __all__ = [
     "SupportsRawRead",
     "SupportsRawWrite",
     "SupportsSchemaObjects",
+    "SupportsUnitLedger",
     "Unit",
     "Writer",
     "dialect_of",
@@ -310,6 +311,24 @@ class Fence(Protocol):
         ``mariadb``, ``mysql``, ``sqlite``): a server-side limit on how long a transaction
         may stay idle, so a writer frozen mid-transaction cannot hold its locks, and thus a
         takeover, forever."""
+        ...
+
+
+@runtime_checkable
+class SupportsUnitLedger(Protocol):
+    """A writer that records each loaded unit in the target, in the unit's own transaction,
+    so a unit run twice (a cluster recomputing work a dead worker had finished) is loaded once.
+
+    ``load(plan, batches, once=key)`` / ``load_raw(..., once=key)`` return the recorded row
+    count without writing when ``key`` is in the ledger already.
+    """
+
+    def start_ledger(self, load: str) -> None:
+        """Make the ledger ready for the load ``load`` (before any unit runs)."""
+        ...
+
+    def end_ledger(self, load: str) -> None:
+        """Forget the units of ``load`` (after every unit ended)."""
         ...
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -42,6 +43,7 @@ from replikit.pipeline.contracts import (
     SupportsRawRead,
     SupportsRawWrite,
     SupportsSchemaObjects,
+    SupportsUnitLedger,
     Unit,
     Writer,
     dialect_of,
@@ -52,7 +54,13 @@ from replikit.pipeline.progress import Progress
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
 from replikit.pipeline.stream import run_stream
-from replikit.pipeline.units import HasExecutor, UnitLoader, executor_of, in_process
+from replikit.pipeline.units import (
+    HasExecutor,
+    UnitLoader,
+    executor_of,
+    in_process,
+    may_rerun,
+)
 from replikit.positions import Position
 from replikit.schema.convert import (
     PYTHON,
@@ -631,9 +639,15 @@ class Pipeline:
         own = self.executor is None
         executor = self.executor or ThreadPoolExecutor(self.parallel, "replikit-load")
         futures: dict[Future[int], tuple[TablePlan, Unit]] = {}
+        ledger = None
+        if may_rerun(executor):  # a unit may run twice there: load each one once
+            writer = self._stages()[1]
+            assert isinstance(writer, SupportsUnitLedger)  # check_executor refused the others
+            ledger = uuid.uuid4().hex
+            writer.start_ledger(ledger)
         try:
             for plan, unit in work:
-                futures[self._submit(executor, plan, unit)] = (plan, unit)
+                futures[self._submit(executor, plan, unit, ledger)] = (plan, unit)
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -651,16 +665,23 @@ class Pipeline:
         finally:
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)
+            if ledger is not None:
+                writer = self._stages()[1]
+                assert isinstance(writer, SupportsUnitLedger)
+                writer.end_ledger(ledger)
         return failed
 
-    def _submit(self, executor: Executor, plan: TablePlan, unit: Unit) -> Future[int]:
+    def _submit(
+        self, executor: Executor, plan: TablePlan, unit: Unit, ledger: str | None
+    ) -> Future[int]:
         if in_process(executor):
             return executor.submit(self._load_unit, plan, unit)
         # another process: the loader pickles; rows are counted when the unit returns
         self.statistics.started(
             str(plan.source.id), self.statistics[str(plan.source.id)].units_total
         )
-        future = executor.submit(self._loader(), plan, unit, self._raw_ok(plan))
+        loader = replace(self._loader(), ledger=ledger)
+        future = executor.submit(loader, plan, unit, self._raw_ok(plan))
         self._remote.add(future)
         return future
 

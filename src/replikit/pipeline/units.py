@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,13 +19,14 @@ from replikit.pipeline.contracts import (
     Reader,
     SupportsRawRead,
     SupportsRawWrite,
+    SupportsUnitLedger,
     Unit,
     Writer,
 )
 from replikit.schema.convert import TablePlan
 from replikit.transforms import SupportsMapRows, Transform
 
-__all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process"]
+__all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process", "may_rerun"]
 
 
 @runtime_checkable
@@ -54,6 +55,13 @@ def executor_of(given: Executor | HasExecutor | None) -> Executor | None:
     )
 
 
+def may_rerun(executor: Executor) -> bool:
+    """True when ``executor`` may run a submitted unit twice: a cluster (Dask) reruns work
+    that a dead worker had finished. Threads and a process pool never do (a dead pool process
+    breaks the pool)."""
+    return not isinstance(executor, ThreadPoolExecutor | ProcessPoolExecutor)
+
+
 def in_process(executor: Executor) -> bool:
     """True when ``executor`` runs work in this process (threads share the pipeline)."""
     return isinstance(executor, ThreadPoolExecutor)
@@ -70,17 +78,22 @@ class UnitLoader:
     reader: Reader
     writer: Writer
     transforms: tuple[Transform, ...]
+    #: the load's id in the writer's ledger of units (:class:`SupportsUnitLedger`): set when
+    #: units run elsewhere, where a unit may run twice; ``None`` in this process
+    ledger: str | None = None
 
     def __call__(self, plan: TablePlan, unit: Unit, raw: bool) -> int:
+        once = None if self.ledger is None else f"{self.ledger}/{plan.target_id}/{unit.index}"
+        extra: dict[str, Any] = {} if once is None else {"once": once}
         if raw:
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
-            return self.writer.load_raw(plan, self.reader.read_raw(unit))
-        return self.writer.load(plan, self.batches(plan, unit))
+            return self.writer.load_raw(plan, self.reader.read_raw(unit), **extra)
+        return self.writer.load(plan, self.batches(plan, unit), **extra)
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
         """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage
-        cannot be pickled there."""
+        cannot be pickled there, or may run a unit twice and the writer cannot load it once."""
         if executor is None or in_process(executor):
             return
         stages = [
@@ -98,6 +111,13 @@ class UnitLoader:
                     f"{what} must pickle, and {type(stage).__name__} does not: {exc}. Use the "
                     "default thread pool (executor=None) or a ThreadPoolExecutor for this task"
                 ) from None
+        if may_rerun(executor) and not isinstance(self.writer, SupportsUnitLedger):
+            raise ConfigError(
+                f"{type(executor).__name__} may run a unit twice (a worker that dies after "
+                f"finishing one takes its result along), and {type(self.writer).__name__} keeps "
+                "no ledger of loaded units to load it once: use the default thread pool "
+                "(executor=None) for this target; a PostgreSQL target takes a cluster"
+            )
 
     def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:
         """The unit's batches, transformed (rows a transform drops are left out), without

@@ -21,7 +21,7 @@ require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL 
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from replikit.endpoints.postgres import _ddl  # noqa: E402
+from replikit.endpoints.postgres import _ddl, _ledger  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import copy_position, data_error, refusal  # noqa: E402
@@ -229,15 +229,33 @@ class PostgresWriter:
             raise table_errors(errors, "PostgreSQL indexes and keys", len(plans))
 
     # -- data -----------------------------------------------------------------------------
-    def load(self, plan: TablePlan, batches: Iterable[Any]) -> int:
-        """COPY every batch into ``plan``'s table in one transaction; return the row count."""
+    def load(self, plan: TablePlan, batches: Iterable[Any], *, once: str | None = None) -> int:
+        """COPY every batch into ``plan``'s table in one transaction; return the row count.
+
+        ``once``: the unit's key in the load's ledger (:meth:`start_ledger`): a unit already
+        recorded is not loaded again, and this one is recorded in its own transaction.
+        """
         total = 0
         with connect(self._params) as conn, conn.cursor() as cur:
             self._guard(conn)
+            done = _ledger.done(conn, once)
+            if done is not None:
+                return done
             for batch in batches:
                 total += self._copy_batch(cur, plan, batch.columns, batch.rows)
+            _ledger.record(conn, once, total)
             self._fenced(conn)
         return total
+
+    def start_ledger(self, load: str) -> None:
+        """Create the ledger of loaded units (``replikit.replikit_load_units``) if missing."""
+        with connect(self._params, autocommit=True) as conn:
+            _ledger.ensure(conn)
+
+    def end_ledger(self, load: str) -> None:
+        """Forget the units of ``load``; drop the ledger when no load is left in it."""
+        with connect(self._params) as conn:
+            _ledger.forget(conn, load)
 
     def _guard(self, conn: Connection) -> None:
         """Under a lease: the server ends this unit's transaction if it idles past it."""
@@ -276,14 +294,18 @@ class PostgresWriter:
             raise known or _row_error(exc, plan, names, rows, done) from exc
         return len(rows)
 
-    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
-        """Binary COPY of raw chunks (from a PostgreSQL reader with identical types)."""
+    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes], *, once: str | None = None) -> int:
+        """Binary COPY of raw chunks (from a PostgreSQL reader with identical types); ``once``
+        as for :meth:`load`."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns),
         )
         with connect(self._params) as conn, conn.cursor() as cur:
             self._guard(conn)
+            done = _ledger.done(conn, once)
+            if done is not None:
+                return done
             try:
                 with cur.copy(statement) as copy:
                     for chunk in chunks:
@@ -295,8 +317,10 @@ class PostgresWriter:
                 raise known or data_error(
                     exc, str(plan.target_id), column=column, key=where
                 ) from exc
+            rows = max(cur.rowcount, 0)
+            _ledger.record(conn, once, rows)
             self._fenced(conn)
-            return max(cur.rowcount, 0)
+            return rows
 
 
 def _adapt(rows: Sequence[Sequence[Any]], adapters: list[Adapter | None]) -> list[list[Any]]:
