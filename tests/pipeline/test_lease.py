@@ -168,3 +168,26 @@ def test_targets_without_a_shared_row_lock_are_refused(tmp_path):
     with pytest.raises(rk.CapabilityError, match="standby replicators need a PostgreSQL"):
         Lease(ep, "t")
     ep.close()
+
+
+def test_replicators_starting_together_create_the_tables_once_and_one_holds(target):
+    clock = Clock()
+    leases = [Lease(target, "t", member=f"m{i}", clock=clock) for i in range(4)]
+    start = threading.Barrier(len(leases))
+    won: list[bool] = []
+    errors: list[BaseException] = []
+
+    def take(lease: Lease) -> None:
+        start.wait()
+        try:
+            won.append(lease.acquire())
+        except BaseException as exc:  # shown by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take, args=(lease,)) for lease in leases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(won) == [False, False, False, True]

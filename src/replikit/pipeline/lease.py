@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +63,10 @@ log = logging.getLogger("replikit.lease")
 LEASES = "replikit_leases"
 MEMBERS = "replikit_lease_members"
 TAKEOVERS = "replikit_takeovers"
+
+# taken before CREATE TABLE IF NOT EXISTS: two PostgreSQL sessions creating the same table at
+# once collide on its type name (MySQL's metadata lock and SQLite's write lock serialize it)
+_CREATE_LOCK = {"postgres": "SELECT pg_advisory_xact_lock(4242000000000003)"}
 
 # the clause that takes a share lock on the rows a SELECT reads (SQLite locks the whole
 # database for the writing transaction, so it needs none)
@@ -101,6 +107,18 @@ class Takeover:
     previous: str | None
     reason: str
     at: datetime
+
+
+_ATTEMPTS = 5
+
+
+def _contended(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost race the server rolled back (deadlock, serialization,
+    a locked SQLite database): run the transaction again."""
+    text = f"{exc} {exc.__cause__}".lower()
+    return any(
+        s in text for s in ("deadlock", "could not serialize", "database is locked", "1213")
+    )
 
 
 def member_name() -> str:
@@ -192,6 +210,9 @@ class Lease:
             for statement in self.session_statements(self._session_flavor(cur)):
                 cur.execute(statement)
             if not self._created:
+                lock = _CREATE_LOCK.get(getattr(self._endpoint, "family", ""))
+                if lock is not None:  # replicators starting together create the tables once
+                    cur.execute(lock)
                 for statement in _creates(self._flavor):
                     cur.execute(statement)
             yield cur
@@ -220,7 +241,21 @@ class Lease:
     # -- holding ------------------------------------------------------------------------------
     def acquire(self) -> bool:
         """Take the lease if nobody holds it or it expired; ``True`` when this process holds
-        it now (its :attr:`epoch` is then the new epoch). A standby records its heartbeat."""
+        it now (its :attr:`epoch` is then the new epoch). A standby records its heartbeat.
+
+        Replicators starting together may deadlock on the lease rows (MySQL's gap locks); the
+        loser's transaction is rolled back by the server and taken again here.
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._acquire()
+            except Error as exc:
+                if attempt == _ATTEMPTS - 1 or not _contended(exc):
+                    raise
+                time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _acquire(self) -> bool:
         now = self._clock()
         expires = now + timedelta(seconds=self.duration)
         with self._session("taking the replication lease") as cur:
