@@ -116,3 +116,45 @@ def run_child(src: str, dst: str, failpoint: str | None = None) -> int:
     if proc.returncode not in (0, FAILPOINT_EXIT):
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.returncode
+
+
+def crash_then_resume(src: str, dst: str) -> int:
+    """Writes before, during and after a replication that crashes at its second commit
+    (failpoint) and is run again; the source's last ledger sequence number."""
+    load = Workload(src)
+    load.run(20)  # in the snapshot
+    load.start()  # during the load and the stream
+    code = run_child(src, dst, "apply.before-commit:2")
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    load.run(20)  # while the replicator is down
+    assert run_child(src, dst) == 0
+    return load.seq
+
+
+def sigkill_then_resume(src: str, dst: str) -> int:
+    """A replication killed with SIGKILL once it applied changes, then run again; the
+    source's last ledger sequence number."""
+    load = Workload(src)
+    before = _slot_confirmed(src)
+    proc = subprocess.Popen(
+        _command(src, dst, "120"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        load.start()
+        # the slot confirms only what the target committed: once it moves, the task streams
+        deadline = time.monotonic() + 120
+        while _slot_confirmed(src) <= before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _slot_confirmed(src) > before, "the task never applied a change"
+        time.sleep(0.5)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, mid-stream
+        proc.wait()
+        load.stop()
+    load.run(10)
+    assert run_child(src, dst) == 0
+    return load.seq

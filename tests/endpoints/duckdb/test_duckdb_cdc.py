@@ -4,16 +4,13 @@ change lost or applied twice (a ledger of per-writer sequence numbers)."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import duckdb
 import psycopg
 import pytest
 
-from cdc_workload import Workload, _command, _env, _slot_confirmed, create_source, run_child
-from replikit._failpoints import FAILPOINT_EXIT
+from cdc_workload import crash_then_resume, create_source, sigkill_then_resume
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -45,39 +42,11 @@ def _assert_equal(src: str, path: Path, seq: int) -> None:
 
 def test_crash_inside_the_apply_transaction_then_resume(source: str, tmp_path: Path) -> None:
     path = tmp_path / "target.duckdb"
-    load = Workload(source)
-    load.run(20)  # in the snapshot
-    load.start()  # during the load and the stream
-    code = run_child(source, f"duckdb:///{path}", "apply.before-commit:2")
-    load.stop()
-    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
-    load.run(20)  # while the replicator is down
-    assert run_child(source, f"duckdb:///{path}") == 0
-    _assert_equal(source, path, load.seq)
+    seq = crash_then_resume(source, f"duckdb:///{path}")
+    _assert_equal(source, path, seq)
 
 
 def test_sigkill_mid_stream_then_resume(source: str, tmp_path: Path) -> None:
     path = tmp_path / "target.duckdb"
-    load = Workload(source)
-    before = _slot_confirmed(source)
-    proc = subprocess.Popen(
-        _command(source, f"duckdb:///{path}", "120"),
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        load.start()
-        deadline = time.monotonic() + 120
-        # the slot confirms only what DuckDB committed: once it moves, the task streams
-        while _slot_confirmed(source) <= before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _slot_confirmed(source) > before, "the task never applied a change"
-        time.sleep(0.5)
-    finally:
-        proc.kill()  # SIGKILL: no cleanup, mid-stream
-        proc.wait()
-        load.stop()
-    load.run(10)
-    assert run_child(source, f"duckdb:///{path}") == 0
-    _assert_equal(source, path, load.seq)
+    seq = sigkill_then_resume(source, f"duckdb:///{path}")
+    _assert_equal(source, path, seq)

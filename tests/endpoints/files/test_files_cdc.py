@@ -5,8 +5,6 @@ half-written or duplicated (each ledger row is written exactly once)."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import psycopg
@@ -14,8 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import replikit as rk
-from cdc_workload import Workload, _command, _env, _slot_confirmed, create_source, run_child
-from replikit._failpoints import FAILPOINT_EXIT
+from cdc_workload import crash_then_resume, create_source, sigkill_then_resume
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -58,38 +55,11 @@ def _assert_equal(src: str, folder: Path, seq: int) -> None:
 
 def test_crash_between_change_files_and_manifest_then_resume(source: str, tmp_path: Path):
     folder = tmp_path / "out"
-    load = Workload(source)
-    load.run(20)  # in the snapshot
-    load.start()  # during the load and the stream
-    code = run_child(source, f"file://{folder}", "apply.before-commit:2")
-    load.stop()
-    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
-    load.run(20)  # while the replicator is down
-    assert run_child(source, f"file://{folder}") == 0
-    _assert_equal(source, folder, load.seq)
+    seq = crash_then_resume(source, f"file://{folder}")
+    _assert_equal(source, folder, seq)
 
 
 def test_sigkill_mid_stream_then_resume(source: str, tmp_path: Path):
     folder = tmp_path / "out"
-    load = Workload(source)
-    before = _slot_confirmed(source)
-    proc = subprocess.Popen(
-        _command(source, f"file://{folder}", "120"),
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        load.start()
-        deadline = time.monotonic() + 120
-        while _slot_confirmed(source) <= before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _slot_confirmed(source) > before, "the task never applied a change"
-        time.sleep(0.5)
-    finally:
-        proc.kill()  # SIGKILL: no cleanup, mid-stream
-        proc.wait()
-        load.stop()
-    load.run(10)
-    assert run_child(source, f"file://{folder}") == 0
-    _assert_equal(source, folder, load.seq)
+    seq = sigkill_then_resume(source, f"file://{folder}")
+    _assert_equal(source, folder, seq)
