@@ -262,8 +262,12 @@ def _coerce(value: Any, t: Type) -> Any:
 
 
 # -- SQL ---------------------------------------------------------------------------------------
-def _pushable(c: Condition, kinds: frozenset[Kind] | None) -> bool:
+def _pushable(
+    c: Condition, kinds: frozenset[Kind] | None, accept: Callable[[Condition], bool] | None
+) -> bool:
     if kinds is not None and c.kind not in kinds:
+        return False
+    if accept is not None and not accept(c):
         return False
     if c.op in ("is null", "is not null"):
         return True
@@ -278,11 +282,14 @@ def pushdown(
     quote: Callable[[str], str],
     mark: str,
     kinds: frozenset[Kind] | None = None,
+    accept: Callable[[Condition], bool] | None = None,
 ) -> tuple[str, list[Any]] | None:
     """The SQL form of the part of ``predicate`` a source can test for us, with its bound
     parameters (``mark`` is the driver's placeholder); ``None`` when nothing can be pushed.
     ``kinds`` limits pushed conditions to columns of those type families (what the source's
     driver binds and compares faithfully); ``None``: every family that can be pushed.
+    ``accept`` refuses single conditions the driver would bind inexactly (a value out of its
+    range, a decimal with more digits than it binds exactly).
 
     Parts that cannot be pushed are left out of an AND (which widens it) and make an OR
     unpushable; so the SQL keeps at least every row the predicate keeps.
@@ -290,10 +297,12 @@ def pushdown(
     if predicate is None:
         return None
     if isinstance(predicate, Condition):
-        if not _pushable(predicate, kinds):
+        if not _pushable(predicate, kinds, accept):
             return None
         return _condition_sql(predicate, quote, mark)
-    parts = [pushdown(p, quote=quote, mark=mark, kinds=kinds) for p in predicate.parts]
+    parts = [
+        pushdown(p, quote=quote, mark=mark, kinds=kinds, accept=accept) for p in predicate.parts
+    ]
     if isinstance(predicate, AnyOf):
         if not parts or any(p is None for p in parts):
             return None

@@ -21,6 +21,7 @@ from replikit.endpoints.duckdb import _values as v
 from replikit.endpoints.duckdb._connect import Database, driver
 from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
 from replikit.errors import DataError, SchemaError
+from replikit.mapping.filters import Condition, pushdown
 from replikit.pipeline.contracts import Batch, KeyRange, Reader, Unit
 from replikit.pipeline.splitting import split_table
 from replikit.schema.model import TableId, TableSchema
@@ -133,6 +134,41 @@ def _range_sql(rng: KeyRange | None) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
+#: kinds whose row-filter conditions DuckDB tests exactly as Python does (dates and
+#: timestamps are left to Python: DuckDB's infinite values arrive as text)
+_PUSHED = frozenset({Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.STRING, Kind.TEXT})
+_HUGE_INT = 2**127
+
+
+def _exact(c: Condition) -> bool:
+    """Whether DuckDB binds every value of ``c`` exactly: it binds a decimal of more than 38
+    digits as a DOUBLE (a comparison could then drop a row Python keeps) and refuses an
+    integer beyond 128 bits."""
+    for value in c.values:
+        if isinstance(value, Decimal) and len(value.as_tuple().digits) > 38:
+            return False
+        if isinstance(value, int) and not -_HUGE_INT <= value < _HUGE_INT:
+            return False
+    return True
+
+
+def _filtered(table: TableSchema, unit: Unit) -> tuple[str, list[Any]]:
+    """The unit's key range and the part of its row filter DuckDB can test, as a WHERE.
+    Comparisons on 128-bit integer columns stay in Python (DuckDB compares them with a bound
+    integer as DECIMAL(38, 0), which fails on their largest values)."""
+    huge = {c.name for c in table.columns if c.type.native.upper() in _HUGE}
+
+    def accept(c: Condition) -> bool:
+        return (c.column not in huge or not c.values) and _exact(c)
+
+    where, params = _range_sql(unit.range)
+    pushed = pushdown(unit.where, quote=DIALECT.quote, mark="?", kinds=_PUSHED, accept=accept)
+    if pushed is None:
+        return where, params
+    glue = " AND " if where else " WHERE "
+    return where + glue + pushed[0], [*params, *pushed[1]]
+
+
 class DuckdbReader(Reader):
     """Reads tables of a DuckDB database; ``dialect`` is the type rules they were read with."""
 
@@ -179,10 +215,11 @@ class DuckdbReader(Reader):
 
     @override
     def read(self, unit: Unit) -> Iterator[Batch]:
-        """Stream the rows of ``unit`` as batches of canonical values."""
+        """Stream the rows of ``unit`` as batches of canonical values (narrowed by the part
+        of its row filter DuckDB tests exactly; the pipeline still tests every row)."""
         table = self._table(unit.table)
         scan = _scan(table, unit.as_text)
-        where, params = _range_sql(unit.range)
+        where, params = _filtered(table, unit)
         duckdb = driver()
         with self._db.connected(create=False) as conn:
             try:
