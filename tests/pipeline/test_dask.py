@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,59 @@ def test_a_unit_run_twice_on_a_cluster_is_loaded_once(pg_server):
     finally:
         pg_server.drop_database("rk_dask_once_src")
         pg_server.drop_database("rk_dask_once_dst")
+
+
+def _mysql_rows(server: Any, url: str, table: str) -> list[tuple[Any, ...]]:
+    conn = server.connect(url.rsplit("/", 1)[1])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id, note, amount FROM {table} ORDER BY id")
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def test_a_unit_run_twice_is_loaded_once_into_mysql(pg_url, mysql_server, mysql_url):
+    """The MySQL writer's ledger (``replikit_load_units``, a named lock per unit) makes a
+    unit's second run a no-op, like the PostgreSQL one."""
+    _fill_pg(pg_url, rows=2_000)
+    pipe = rk.Task(pg_url, mysql_url, settings=rk.TaskSettings(progress=False)).pipeline()
+    plan = {str(p.source.id): p for p in pipe.plans()}["public.orders"]
+    writer = pipe.writer
+    writer.prepare([plan], "drop-and-create")
+    writer.start_ledger("load1")
+    loader = replace(pipe._loader(), ledger="load1")
+    (unit,) = pipe.reader.units(plan.source)
+    assert loader(plan, unit, False) == 2_000
+    assert loader(plan, unit, False) == 2_000  # found in the ledger: nothing written
+    assert len(_mysql_rows(mysql_server, mysql_url, "orders")) == 2_000
+    writer.end_ledger("load1")
+    conn = mysql_server.connect(mysql_url.rsplit("/", 1)[1])
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES LIKE 'replikit_load_units'")
+        assert cur.fetchall() == ()  # the last load dropped the ledger
+    conn.close()
+    pipe.reader.close()
+
+
+def test_a_worker_killed_mid_unit_loads_a_mysql_target_once(
+    cluster, pg_url, mysql_server, mysql_url, tmp_path
+):
+    _fill_pg(pg_url)
+    marker = tmp_path / "died"
+    task = rk.Task(
+        pg_url,
+        mysql_url,
+        executor=cluster,
+        transforms=[DieOnce(2_900, marker)],
+        settings=rk.TaskSettings(split_rows=SPLIT, progress=False),
+    )
+    stats = task.run()
+    assert marker.exists(), "the worker never died: the test proves nothing"
+    assert stats["public.orders"].full_load_rows == ROWS
+    got = _mysql_rows(mysql_server, mysql_url, "orders")
+    assert [r[0] for r in got] == list(range(1, ROWS + 1))
+    assert got[0][1:] == ("order 1", Decimal("1.25"))
 
 
 class CountingWriter:

@@ -116,7 +116,8 @@ class UnitLoader:
                 f"{type(executor).__name__} may run a unit twice (a worker that dies after "
                 f"finishing one takes its result along), and {type(self.writer).__name__} keeps "
                 "no ledger of loaded units to load it once: use the default thread pool "
-                "(executor=None) for this target; a PostgreSQL target takes a cluster"
+                "(executor=None) for this target; PostgreSQL and MySQL/MariaDB targets take "
+                "a cluster"
             )
 
     def batches(self, plan: TablePlan, unit: Unit) -> Iterator[Batch]:

@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Context, Decimal
 from typing import Any, Final
@@ -202,11 +202,22 @@ def _parse_other(base: str, args: str | None, native: str) -> Type:
 # -- write side: canonical value -> what the writer sends ---------------------------------
 
 
-def _decimal_check(precision: int, scale: int) -> Adapter:
-    limit = Decimal(1).scaleb(precision - scale)  # comparisons are exact; arithmetic rounds
-    quantum = Decimal(1).scaleb(-scale)
+@dataclass(frozen=True, slots=True)
+class _DecimalCheck:
+    """Refuses a decimal MySQL would round or that does not fit ``DECIMAL(precision, scale)``
+    (a class, not a closure: table plans pickle to process and Dask workers)."""
 
-    def check(value: Any) -> Any:
+    precision: int
+    scale: int
+    _limit: Decimal = field(init=False, repr=False)
+    _quantum: Decimal = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # comparisons are exact; arithmetic rounds
+        object.__setattr__(self, "_limit", Decimal(1).scaleb(self.precision - self.scale))
+        object.__setattr__(self, "_quantum", Decimal(1).scaleb(-self.scale))
+
+    def __call__(self, value: Any) -> Any:
         if not isinstance(value, Decimal):
             value = Decimal(str(value))
         if not value.is_finite():
@@ -214,15 +225,19 @@ def _decimal_check(precision: int, scale: int) -> Adapter:
         exp = value.as_tuple().exponent
         if (
             isinstance(exp, int)
-            and -exp > scale
-            and value.quantize(quantum, context=_WIDE) != value
+            and -exp > self.scale
+            and value.quantize(self._quantum, context=_WIDE) != value
         ):
-            raise BadValue(f"{value} has more than {scale} decimal places (MySQL would round it)")
-        if value.copy_abs() >= limit:
-            raise BadValue(f"{value} does not fit DECIMAL({precision},{scale})")
+            raise BadValue(
+                f"{value} has more than {self.scale} decimal places (MySQL would round it)"
+            )
+        if value.copy_abs() >= self._limit:
+            raise BadValue(f"{value} does not fit DECIMAL({self.precision},{self.scale})")
         return value
 
-    return check
+
+def _decimal_check(precision: int, scale: int) -> Adapter:
+    return _DecimalCheck(precision, scale)
 
 
 def _finite(value: Any) -> Any:

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from replikit.endpoints.mysql import _ddl
+from replikit.endpoints.mysql import _ddl, _ledger
 from replikit.endpoints.mysql._connect import (
     connect,
     data_error,
@@ -349,8 +349,12 @@ class MysqlWriter:
             conn.close()
 
     # -- data -----------------------------------------------------------------------------
-    def load(self, plan: TablePlan, batches: Iterable[Batch]) -> int:
-        """Write every batch of one unit in one transaction; return the number of rows."""
+    def load(self, plan: TablePlan, batches: Iterable[Batch], *, once: str | None = None) -> int:
+        """Write every batch of one unit in one transaction; return the number of rows.
+
+        ``once``: the unit's key in the load's ledger (:meth:`start_ledger`): a unit already
+        recorded is not loaded again, and this one is recorded in its own transaction.
+        """
         conn = connect(self._params, local_infile=self.method == "load-data")
         total = 0
         pending: list[Sequence[Any]] = []
@@ -358,6 +362,10 @@ class MysqlWriter:
         try:
             with conn.cursor() as cur:
                 cur.execute("SET SESSION foreign_key_checks = 0")
+            done = _ledger.done(conn, once)
+            if done is not None:
+                conn.rollback()
+                return done
             for batch in batches:
                 current = self._load_for(plan, batch.columns)
                 if load is not None and current is not load and pending:
@@ -370,6 +378,7 @@ class MysqlWriter:
                     pending = []
             if load is not None and pending:
                 total += self._flush(conn, load, pending)
+            _ledger.record(conn, once, total)
             if self.fence is not None:  # a standby task's lease: checked just before COMMIT
                 self.fence.fence(functools.partial(_rows, conn))
             conn.commit()
@@ -380,6 +389,22 @@ class MysqlWriter:
         finally:
             conn.close()
         return total
+
+    def start_ledger(self, load: str) -> None:
+        """Create the ledger of loaded units (``replikit_load_units``) if missing."""
+        conn = connect(self._params, autocommit=True)
+        try:
+            _ledger.ensure(conn)
+        finally:
+            conn.close()
+
+    def end_ledger(self, load: str) -> None:
+        """Forget the units of ``load``; drop the ledger when no load is left in it."""
+        conn = connect(self._params)
+        try:
+            _ledger.forget(conn, load)
+        finally:
+            conn.close()
 
     def _load_for(self, plan: TablePlan, columns: tuple[str, ...]) -> Load:
         key = (str(plan.target_id), columns)
