@@ -22,10 +22,11 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, Protocol, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from replikit.changes import Change, Op, Transaction
-from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.errors import CapabilityError, ConfigError, ConnectError, SchemaError
+from replikit.pipeline.conflicts import OnConflicts, Probe, find_conflicts
 from replikit.pipeline.contracts import Checkpoint, Fence
 from replikit.pipeline.spill import spilled
 from replikit.positions import Position
@@ -495,9 +496,14 @@ class ChangeWriterBase(abc.ABC):
     ``fence``: when set (a task run with standbys, docs/high-availability.md), every
     transaction the writer commits checks it just before COMMIT, so a replicator whose lease
     was taken over commits nothing (:meth:`_fenced`).
+
+    ``reports_conflicts``: the family calls :meth:`_check_conflicts` before it writes each
+    piece, so :meth:`apply` takes ``on_conflicts`` (:mod:`replikit.pipeline.conflicts`).
     """
 
     fence: Fence | None = None
+    reports_conflicts: ClassVar[bool] = False
+    _on_conflicts: OnConflicts | None = None
 
     def _fenced(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
         """Check the fence (if any) in the transaction ``execute`` runs queries in."""
@@ -511,6 +517,7 @@ class ChangeWriterBase(abc.ABC):
         *,
         checkpoint: Checkpoint | None,
         batch: bool,
+        on_conflicts: OnConflicts | None = None,
     ) -> None:
         """Apply ``transactions`` and ``checkpoint`` in one target transaction.
 
@@ -519,6 +526,10 @@ class ChangeWriterBase(abc.ABC):
         spilled transaction is applied in pieces inside the same target transaction. Either
         way everything, checkpoint included, commits together or not at all.
 
+        ``on_conflicts``: called inside the transaction, before each piece is written, with
+        the apply conflicts the piece finds (:mod:`replikit.pipeline.conflicts`); when it
+        raises, nothing is committed. ``None`` (converge) looks for none.
+
         Raises:
             SchemaError: a change's table has no plan, a column is not planned, or the target
                 table is missing.
@@ -526,8 +537,41 @@ class ChangeWriterBase(abc.ABC):
             DataError: the target refused a value (table, key and column named).
             ConnectError: the connection was lost and could not be reopened, or was lost
                 during COMMIT (retry: applying again is safe).
+            CapabilityError: ``on_conflicts`` given to a writer that cannot find conflicts.
         """
-        self._apply(plans, transactions, checkpoint, batch)
+        if on_conflicts is not None and not self.reports_conflicts:
+            raise CapabilityError(
+                f"{type(self).__name__} does not report apply conflicts; use "
+                "apply_conflicts='converge'"
+            )
+        self._on_conflicts = on_conflicts
+        try:
+            self._apply(plans, transactions, checkpoint, batch)
+        finally:
+            self._on_conflicts = None
+
+    def _check_conflicts(
+        self,
+        piece: Sequence[Transaction],
+        keys: Mapping[TableId, tuple[str, ...]],
+        probe: Probe,
+        named: Callable[[TableId, Key], Mapping[str, Any]],
+    ) -> None:
+        """Hand the conflicts of ``piece`` to the caller's ``on_conflicts`` (if any): called by
+        the family inside its transaction, before it writes ``piece``."""
+        report = self._on_conflicts
+        if report is None:
+            return
+
+        def key_of(table: TableId, change: Change) -> Key:
+            def missing(column: str) -> SchemaError:
+                return SchemaError(f"a change of {table} has no value for key column {column!r}")
+
+            return change_key(keys[table], change, missing)
+
+        found = find_conflicts(piece, keys, key_of, probe, named)
+        if found:
+            report(found)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -39,13 +39,22 @@ from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, DataError, Error
 from replikit.logs import in_context
 from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.conflict_policy import ConflictHandler, Unrecorded, refuse_unreported
+from replikit.pipeline.conflicts import ConflictError
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, dialect_of
 from replikit.pipeline.control import ApplyException, ControlStore, SuspendedTable
 from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.readahead import DEFAULT_QUEUE_BYTES, END, Stream, discard
 from replikit.pipeline.reload import Loader, Reloads
 from replikit.pipeline.schema_changes import SupportsDdl, alter_statements, unfollowable
-from replikit.pipeline.setaside import cut, find_change, suspend_reason, without, without_table
+from replikit.pipeline.setaside import (
+    conflict_reason,
+    cut,
+    find_change,
+    suspend_reason,
+    without,
+    without_table,
+)
 from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
@@ -243,6 +252,10 @@ class Replicator:
         self.control = control
         self.schema_policy = schema_policy
         self._skipped: dict[TableId, int] = {}
+        self._conflicts = None if self.policy.apply_conflicts == "converge" else ConflictHandler(
+            task, self.policy, control, self.statistics, lambda t: self._source_names[t]
+        )
+        refuse_unreported(self.policy, writer)
         self._replaced: list[Transaction] = []  # spill files made by the policies: discarded
         self._ignored: set[TableId] = set()  # target tables whose schema changes are ignored
         #: suspended tables reloaded while the stream runs
@@ -500,10 +513,21 @@ class Replicator:
         """Apply ``mapped``; a change the target refuses is handled by ``policy.data_errors``
         and the rest applied again (each round leaves a change or a table out, so it ends).
         Returns what was applied."""
+        # conflicts mean something only past the snapshot: cached and held changes (applied
+        # without a checkpoint) may overlap the rows a load copied, and converge
+        check = self._conflicts.batch() if self._conflicts and checkpoint is not None else None
         while True:
             try:
-                self.writer.apply(self.plans, mapped, checkpoint=checkpoint, batch=self.batch_apply)
+                self.writer.apply(self.plans, mapped, checkpoint=checkpoint,
+                                  batch=self.batch_apply, on_conflicts=check)  # fmt: skip
                 return mapped
+            except Unrecorded:
+                assert self._conflicts is not None
+                self._conflicts.record()
+            except ConflictError as exc:
+                before = mapped
+                mapped = self._stop_conflicting(exc, mapped)
+                self._replaced += [t for t in mapped if all(t is not b for b in before)]
             except DataError as exc:
                 before = mapped
                 mapped = self._set_aside(exc, mapped)
@@ -526,6 +550,21 @@ class Replicator:
         if found is not None:  # the table's changes before the refused one still apply
             return cut(mapped, target, found[1])
         return [without_table(tx, target) for tx in mapped]
+
+    def _stop_conflicting(self, exc: ConflictError, mapped: list[Transaction]) -> list[Transaction]:
+        """``apply_conflicts="stop"``: suspend the tables in conflict and leave their changes
+        out of the batch (under ``data_errors="stop-task"``, stop the task)."""
+        if self.policy.data_errors == "stop-task":
+            raise exc
+        position = self.checkpoint.position if self.checkpoint is not None else None
+        for target in dict.fromkeys(c.table for c in exc.conflicts):
+            source = self._source_id(target)
+            if source is None:
+                raise exc
+            first = next(c for c in exc.conflicts if c.table == target)
+            self.suspend(source, conflict_reason(str(source), first), position)
+            mapped = [without_table(tx, target) for tx in mapped]
+        return mapped
 
     def _source_id(self, target: TableId) -> TableId | None:
         name = self._source_names[target]

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from replikit.changes import Transaction
 from replikit.errors import TableDdlError
 from replikit.mapping.filters import Predicate
+from replikit.pipeline.conflicts import OnConflicts
 from replikit.positions import Position
 from replikit.schema.convert import PYTHON, ColumnPlan, Dialect, TablePlan
 from replikit.schema.model import TableId, TableSchema
@@ -372,6 +373,7 @@ class ChangeWriter(Protocol):
         *,
         checkpoint: Checkpoint | None,
         batch: bool,
+        on_conflicts: OnConflicts | None = None,
     ) -> None:
         """Apply ``transactions`` in one target transaction, with ``checkpoint`` if given.
 
@@ -379,6 +381,8 @@ class ChangeWriter(Protocol):
         ``transactions`` (``replikit.pipeline.netchange``) written with bulk statements;
         ``batch=False``: every change in source order. Either way everything, checkpoint
         included, commits together or not at all. Errors name table, key and column.
+        ``on_conflicts`` (writers with ``reports_conflicts``): called before each piece is
+        written with the apply conflicts it finds (:mod:`replikit.pipeline.conflicts`).
         """
         ...
 

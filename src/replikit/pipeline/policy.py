@@ -58,9 +58,13 @@ class ErrorPolicy:
         escalation_count: skipped rows in one table before it is suspended (``None``: never).
         apply_conflicts: a CDC change that finds the row in a state it did not expect (an
             insert of an existing key, an update or delete of a missing row): ``converge``
-            (default: the idempotent upsert/delete makes the target match the source). ``log``
-            and ``stop`` are reserved and refused for now: the change writers do not report
-            conflicts yet.
+            (default: the idempotent upsert/delete makes the target match the source, and
+            nothing looks for conflicts), ``log`` (apply as ``converge``, and record each
+            conflict in ``replikit_apply_exceptions`` with kind ``conflict``, counted in the
+            table's ``conflicts``), or ``stop`` (record it, apply nothing of the batch to the
+            table and suspend it; with ``data_errors="stop-task"`` the task stops). Changes
+            cached during a full load are always converged (they may overlap its snapshot).
+            Targets that cannot tell conflicts (files, MongoDB) refuse ``log`` and ``stop``.
         retry_timeout: seconds a task keeps retrying a recoverable error (a lost connection,
             a server restart, a deadlock) before it fails; ``0`` never retries.
         retry_delay: the first wait between retries, doubled after each (with jitter).
@@ -77,13 +81,6 @@ class ErrorPolicy:
     def __post_init__(self) -> None:
         _one_of("data_errors", self.data_errors, DataErrorPolicy)
         _one_of("apply_conflicts", self.apply_conflicts, ConflictPolicy)
-        if self.apply_conflicts != "converge":
-            raise ConfigError(
-                f"apply_conflicts={self.apply_conflicts!r} is not available yet: the change "
-                "writers apply idempotently (upserts, delete-if-exists) and do not report "
-                "conflicts; use 'converge' (the default)",
-                setting="error_policy",
-            )
         if self.escalation_count is not None and self.escalation_count < 1:
             raise ConfigError(
                 f"escalation_count must be at least 1 (or None); got {self.escalation_count}",

@@ -15,7 +15,7 @@ from replikit.pipeline.spill import TransactionBuffer, spilled
 from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId
 
-__all__ = ["cut", "find_change", "suspend_reason", "without", "without_table"]
+__all__ = ["conflict_reason", "cut", "find_change", "suspend_reason", "without", "without_table"]
 
 
 def suspend_reason(table: str, exc: BaseException, policy: ErrorPolicy) -> str:
@@ -28,6 +28,16 @@ def suspend_reason(table: str, exc: BaseException, policy: ErrorPolicy) -> str:
     return (
         f"table {table} suspended ({why}): {exc}. Its changes are no longer applied; fix the "
         f"cause and reload it: replikit reload SRC DST --table {table} (or Task.reload)"
+    )
+
+
+def conflict_reason(table: str, conflict: object) -> str:
+    """Why ``table`` is suspended after an apply conflict (``apply_conflicts="stop"``)."""
+    return (
+        f"table {table} suspended (apply_conflicts=stop): {conflict}. The target has drifted "
+        "from the source; nothing of the batch was applied to this table. Compare it "
+        "(Task.validate), then reload it: replikit reload SRC DST --table "
+        f"{table} (or Task.reload)"
     )
 
 

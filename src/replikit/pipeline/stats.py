@@ -326,6 +326,13 @@ class Statistics:
                 st.exceptions += n
                 st.errors += n
 
+    def conflict(self, table: str, n: int = 1) -> None:
+        """Count ``n`` CDC apply conflicts found in ``table``."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is not None:
+                st.conflicts += n
+
     def warn(self, table: str, message: str) -> None:
         """Note something left out of ``table`` that does not stop it."""
         with self._lock:

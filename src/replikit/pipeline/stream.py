@@ -26,6 +26,7 @@ from replikit.changes import SchemaChange
 from replikit.errors import ConfigError
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import Replicator
+from replikit.pipeline.conflict_policy import refuse_unreported
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, CheckpointStore
 from replikit.pipeline.schema_changes import with_change
 from replikit.pipeline.stats import Statistics
@@ -117,6 +118,7 @@ def _stages(pipe: Pipeline) -> tuple[ChangeReader, ChangeWriter, CheckpointStore
             f"a change stream applies changes: its writer must be a ChangeWriter "
             f"(endpoint.change_writer()), not {type(writer).__name__}"
         )
+    refuse_unreported(pipe.error_policy, writer)
     if store is None and isinstance(writer, CheckpointStore):
         store = writer
     if store is None:

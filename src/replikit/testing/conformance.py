@@ -24,6 +24,8 @@ The suite uses the public contracts only (``Endpoint``, ``Reader``, ``Writer``,
 * a full load from the endpoint completes and moves every row;
 * errors (an unknown table) are :class:`replikit.Error` s;
 * a target keeps checkpoints and applies changes idempotently, checkpoint included;
+* a change writer that ``reports_conflicts`` finds every apply conflict of a batch before
+  writing it (one that does not refuses to be asked);
 * a CDC source delivers the changes made after its start position, in order.
 
 An endpoint that cannot be a target (or a CDC source) skips those tests, by its
@@ -50,6 +52,7 @@ import replikit as rk
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.base import CdcSource, Endpoint, SupportsApply
 from replikit.mapping import Selection
+from replikit.pipeline.conflicts import Conflict, ConflictError
 from replikit.pipeline.contracts import (
     Batch,
     Checkpoint,
@@ -320,6 +323,61 @@ class EndpointConformance:
         finally:
             writer.close()
 
+    @pytest.mark.parametrize("batch", [False, True], ids=["in-order", "net-change"])
+    @pytest.mark.parametrize("policy", ["log", "stop"])
+    def test_apply_reports_conflicts(
+        self, conformance_endpoint: Endpoint, batch: bool, policy: str
+    ) -> None:
+        """A writer that ``reports_conflicts`` hands every conflict of a batch to
+        ``on_conflicts`` before writing it (``log``: then applies as converge; ``stop``: the
+        callback raises and nothing commits); one that does not refuses ``on_conflicts``."""
+        ep = conformance_endpoint
+        writer = self._change_writer(ep)
+        plan = _plan(ep, _people(ep.home_schema()))
+        _close(_create(ep, plan, [[1, "ann", 10], [4, "dee", 40], [6, "fay", 60]]))
+        seen: list[Conflict] = []
+
+        def report(conflicts: Sequence[Conflict]) -> None:
+            seen.extend(conflicts)
+            if policy == "stop":
+                raise ConflictError(conflicts)
+
+        plans = {plan.target_id: plan}
+        txs = _drifted(plan.target_id)
+        try:
+            if not getattr(writer, "reports_conflicts", False):
+                with pytest.raises(rk.CapabilityError, match="converge"):
+                    writer.apply(plans, txs, checkpoint=None, batch=batch, on_conflicts=report)
+                return
+            if policy == "stop":
+                with pytest.raises(ConflictError):
+                    writer.apply(plans, txs, checkpoint=_at(SqliteSeq(2)), batch=batch,
+                                 on_conflicts=report)  # fmt: skip
+            else:
+                writer.apply(plans, txs, checkpoint=_at(SqliteSeq(2)), batch=batch,
+                             on_conflicts=report)  # fmt: skip
+            found = sorted((c.op.value, c.key["id"], c.exists, str(c.position)) for c in seen)
+            assert found == [
+                ("delete", 5, False, str(SqliteSeq(1))),
+                ("insert", 1, True, str(SqliteSeq(1))),
+                ("update", 3, False, str(SqliteSeq(1))),
+                ("update", 6, True, str(SqliteSeq(2))),
+            ]
+            _, rows = _read(ep, _reflected(ep, "rk_people"))
+            if policy == "stop":  # nothing of the batch, nor its checkpoint
+                assert rows == [(1, "ann", 10), (4, "dee", 40), (6, "fay", 60)]
+                assert writer.read_checkpoint(_TASK) is None
+            else:  # converged to the source's final state
+                assert rows == [(2, "bo", 21), (6, "dee", 44)]
+            seen.clear()  # a source in step with the target: no conflict, no call
+            clean = [Transaction((Change(Op.INSERT, plan.target_id, key={"id": 9},
+                                         after={"id": 9, "name": "ida", "n": 90}),),
+                                 SqliteSeq(3))]  # fmt: skip
+            writer.apply(plans, clean, checkpoint=None, batch=batch, on_conflicts=report)
+            assert seen == []
+        finally:
+            writer.close()
+
     def test_change_capture_delivers_changes_after_the_start(
         self, conformance_endpoint: Endpoint
     ) -> None:
@@ -384,6 +442,34 @@ def _history(table: TableId, position: type[SqliteSeq]) -> list[Transaction]:
         ),
         Transaction((change(Op.UPDATE, 1, {"n": 11}),), position(2)),
         Transaction((change(Op.DELETE, 2),), position(3)),
+    ]
+
+
+def _drifted(table: TableId) -> list[Transaction]:
+    """Changes from a source that disagrees with a target holding ids 1, 4 and 6: an insert
+    of 1, an update of 3, a delete of 5 and a move of 4 onto 6 conflict; the rest do not."""
+
+    def change(op: Op, key: int, after: Mapping[str, Any] | None = None) -> Change:
+        return Change(op, table, key={"id": key}, after=after)
+
+    return [
+        Transaction(
+            (
+                change(Op.INSERT, 1, {"id": 1, "name": "al", "n": 1}),
+                change(Op.INSERT, 2, {"id": 2, "name": "bo", "n": 20}),
+                change(Op.UPDATE, 3, {"n": 31}),
+                change(Op.DELETE, 5),
+            ),
+            SqliteSeq(1),
+        ),
+        Transaction(
+            (
+                change(Op.UPDATE, 4, {"id": 6, "name": "dee", "n": 44}),
+                change(Op.UPDATE, 2, {"n": 21}),
+                change(Op.DELETE, 1),
+            ),
+            SqliteSeq(2),
+        ),
     ]
 
 

@@ -35,6 +35,7 @@ from replikit.endpoints.duckdb.target import insert, over_rows
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key, Plans, Txs
+from replikit.pipeline.conflicts import probe_sql
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import TableNet, net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -140,6 +141,19 @@ def _partial(conn: Any, t: _Table, items: Sequence[tuple[Key, Image]]) -> None:
         over_rows(conn, Columns(t.label, plans, ()), rows, statement)
 
 
+def _probe(conn: Any, t: _Table, keys: Sequence[Key]) -> set[int]:
+    """Which of ``keys`` table ``t`` holds (their indexes): see ``pipeline.conflicts``."""
+    plans = [t.by_source[k] for k in t.key]
+    match = " AND ".join(f"{q(p.name)} = CAST(? AS {p.target.sql})" for p in plans)
+    params = [
+        v if v is None or p.target.adapt is None else p.target.adapt(v)
+        for k in keys
+        for p, v in zip(plans, k, strict=True)
+    ]
+    rows = conn.execute(probe_sql(t.target, match, len(keys)), params).fetchall()
+    return {int(r[0]) for r in rows}
+
+
 def _net(conn: Any, t: _Table, ops: TableNet) -> None:
     ops.run(
         lambda: conn.execute(f"DELETE FROM {t.target}"),  # noqa: S608
@@ -176,6 +190,7 @@ class DuckdbChangeWriter(ChangeWriterBase):
 
     dialect = DIALECT
     default_schema: str | None = "main"  # as the full-load writer's: the same target ids
+    reports_conflicts = True
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -278,21 +293,25 @@ class DuckdbChangeWriter(ChangeWriterBase):
     ) -> None:
         tables = apply_support.tables_for(plans, transactions, self._tables, _Table)
 
+        keys = {tid: t.key for tid, t in tables.items()}
+
         def work(conn: Any) -> None:
-            if batch:
-                for piece in apply_support.pieces(transactions):  # one unless one spilled
-                    net = net_changes(
-                        piece,
-                        keys={tid: t.key for tid, t in tables.items()},
-                        columns={tid: t.order for tid, t in tables.items()},
-                    )
-                    for group in net.groups:
-                        for tid in apply_support.fk_order(group, lambda x: tables[x].plan):
-                            _net(conn, tables[tid], group[tid])
-            else:
-                for tx in transactions:
-                    for change in tx.changes:
-                        _one(conn, tables[change.table], change)
+            for piece in apply_support.pieces(transactions):  # one unless one spilled
+                self._check_conflicts(
+                    piece, keys, lambda tid, ks: _probe(conn, tables[tid], ks),
+                    lambda tid, key: dict(zip(tables[tid].key_target, key, strict=True)),
+                )  # fmt: skip
+                if not batch:
+                    for tx in piece:
+                        for change in tx.changes:
+                            _one(conn, tables[change.table], change)
+                    continue
+                net = net_changes(
+                    piece, keys=keys, columns={tid: t.order for tid, t in tables.items()}
+                )
+                for group in net.groups:
+                    for tid in apply_support.fk_order(group, lambda x: tables[x].plan):
+                        _net(conn, tables[tid], group[tid])
             if checkpoint is not None:
                 _store(conn, checkpoint)
             failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction

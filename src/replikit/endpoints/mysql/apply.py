@@ -58,7 +58,7 @@ from replikit.endpoints.mysql._apply_run import (
     run_changes,
     run_net,
 )
-from replikit.endpoints.mysql._apply_table import TableApply
+from replikit.endpoints.mysql._apply_table import Key, TableApply
 from replikit.endpoints.mysql._connect import (
     TRANSIENT,
     Driver,
@@ -82,6 +82,7 @@ from replikit.pipeline.apply_support import (
     run_transaction,
     tables_for,
 )
+from replikit.pipeline.conflicts import probe_sql
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import net_changes
 from replikit.schema.convert import ColumnPlan, TablePlan
@@ -145,6 +146,7 @@ class MysqlChangeWriter(ChangeWriterBase):
 
     dialect = DIALECT
     default_schema: str | None = None  # as the full-load writer's: the same target ids
+    reports_conflicts = True
 
     def __init__(self, params: ConnParams, *, chunk_rows: int = CHUNK_ROWS) -> None:
         if not params.database:
@@ -344,6 +346,10 @@ class MysqlChangeWriter(ChangeWriterBase):
                     keys = {t: a.key for t, a in tables.items()}
                     columns = {t: a.order for t, a in tables.items()}
                     for piece in pieces(transactions):  # one unless a transaction spilled
+                        self._check_conflicts(
+                            piece, keys, functools.partial(_probe, cur, tables),
+                            lambda tid, key: tables[tid].key_dict(key),
+                        )  # fmt: skip
                         if batch:
                             run_net(runner, net_changes(piece, keys, columns), tables)
                         else:
@@ -419,3 +425,13 @@ def _rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall())
+
+
+def _probe(
+    cur: Any, tables: Mapping[TableId, TableApply], tid: TableId, keys: Sequence[Key]
+) -> set[int]:
+    """Which of ``keys`` table ``tid`` holds (their indexes): see ``pipeline.conflicts``."""
+    table = tables[tid]
+    sql = probe_sql(table.name, table.key_match(), len(keys))
+    cur.execute(sql, [v for k in keys for v in table.key_values(k)])
+    return {int(r[0]) for r in cur.fetchall()}

@@ -55,6 +55,7 @@ from replikit.endpoints.postgres import _apply_tx, _control, _ddl  # noqa: E402
 from replikit.endpoints.postgres._apply_batch import BatchApply, Stager  # noqa: E402
 from replikit.endpoints.postgres._apply_errors import diagnose  # noqa: E402
 from replikit.endpoints.postgres._apply_table import (  # noqa: E402
+    Key,
     TableApply,
     TextParams,
     check_key,
@@ -74,6 +75,7 @@ from replikit.pipeline.apply_support import (  # noqa: E402
     run_transaction,
     tables_for,
 )
+from replikit.pipeline.conflicts import probe_sql  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
 from replikit.pipeline.netchange import net_changes  # noqa: E402
 from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
@@ -120,6 +122,7 @@ class PostgresChangeWriter(ChangeWriterBase):
 
     dialect = DIALECT
     default_schema = "public"  # as the full-load writer's: the same target ids
+    reports_conflicts = True
 
     def __init__(self, params: ConnParams, *, bulk_min_rows: int = BULK_MIN_ROWS) -> None:
         self._params = params
@@ -301,10 +304,12 @@ class PostgresChangeWriter(ChangeWriterBase):
                 if table.id not in s.checked:
                     check_key(s.conn, table)
                     s.checked.add(table.id)
+            keys = {t: a.key for t, a in tables.items()}
+            probe = functools.partial(_probe, s, tables)
             if batch:
-                keys = {t: a.key for t, a in tables.items()}
                 columns = {t: a.all for t, a in tables.items()}
                 for piece in pieces(transactions):  # one piece unless a transaction spilled
+                    self._check_conflicts(piece, keys, probe, _named(tables))
                     net = net_changes(piece, keys, columns)
                     step[:] = [BatchApply(s.conn, tables.__getitem__, s.stager, s.text,
                                           self.bulk_min_rows)]  # fmt: skip
@@ -315,6 +320,7 @@ class PostgresChangeWriter(ChangeWriterBase):
                     for i, piece in enumerate(pieces(transactions)):
                         if i:
                             pipeline.sync()  # a spilled transaction: results piece by piece
+                        self._check_conflicts(piece, keys, probe, _named(tables))
                         _apply_tx.run(s.conn, piece, tables.__getitem__, s.text)
                     self._finish(s, checkpoint)
             s.stager.committed()
@@ -346,3 +352,20 @@ class PostgresChangeWriter(ChangeWriterBase):
     ) -> dict[TableId, TableApply]:
         """The appliers of every table the changes touch (before any SQL runs)."""
         return tables_for(plans, transactions, self._tables, TableApply)
+
+
+def _probe(
+    s: _Session, tables: Mapping[TableId, TableApply], tid: TableId, keys: Sequence[Key]
+) -> set[int]:
+    """Which of ``keys`` table ``tid`` holds (their indexes): see ``pipeline.conflicts``."""
+    table = tables[tid]
+    sql = table.key_shape.sql.get(f"probe{len(keys)}")
+    if sql is None:
+        sql = probe_sql(table.table_sql, table.key_match(), len(keys))
+        table.key_shape.sql[f"probe{len(keys)}"] = sql
+    params = [v for k in keys for v in s.text(table.key_shape.values(k))]
+    return {int(r[0]) for r in s.conn.execute(sql, params).fetchall()}
+
+
+def _named(tables: Mapping[TableId, TableApply]) -> Callable[[TableId, Key], dict[str, object]]:
+    return lambda tid, key: tables[tid].key_dict(key)

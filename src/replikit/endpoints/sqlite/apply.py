@@ -40,6 +40,7 @@ from replikit.endpoints.sqlite._values import BadValue
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import Plans, Txs
+from replikit.pipeline.conflicts import probe_sql
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import Key, TableNet, net_changes
 from replikit.positions import Position
@@ -138,7 +139,8 @@ class _Table:
 
     # -- statements (cached per column set) ------------------------------------------------
 
-    def _where(self) -> str:
+    def where(self) -> str:
+        """``key1 IS ? AND ...`` (target names)."""
         return " AND ".join(f"{DIALECT.quote(self.target(k))} IS ?" for k in self.key)
 
     def upsert(self, names: tuple[str, ...]) -> str:
@@ -163,12 +165,12 @@ class _Table:
         if sql is None:
             sets = ", ".join(f"{DIALECT.quote(self.target(n))} = ?" for n in names)
             sql = self._sql[("update", names)] = (
-                f"UPDATE {self.quoted} SET {sets} WHERE {self._where()}"  # noqa: S608 - quoted
+                f"UPDATE {self.quoted} SET {sets} WHERE {self.where()}"  # noqa: S608 - quoted
             )
         return sql
 
     def delete(self) -> str:
-        return f"DELETE FROM {self.quoted} WHERE {self._where()}"  # noqa: S608 - quoted
+        return f"DELETE FROM {self.quoted} WHERE {self.where()}"  # noqa: S608 - quoted
 
     def truncate(self) -> str:
         return f"DELETE FROM {self.quoted}"  # noqa: S608 - quoted
@@ -180,6 +182,7 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
 
     dialect = DIALECT
     default_schema: str | None = None  # as the full-load writer's: the same target ids
+    reports_conflicts = True
 
     def __init__(self, connections: Connections) -> None:
         self._conns = connections
@@ -312,11 +315,12 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
     ) -> None:
 
         def work(conn: sqlite3.Connection) -> None:
-            if batch:
-                for piece in apply_support.pieces(transactions):  # one unless one spilled
+            for piece in apply_support.pieces(transactions):  # one unless one spilled
+                self._conflicts(conn, plans, piece)
+                if batch:
                     self._apply_net(conn, plans, piece)
-            else:
-                for tx in transactions:
+                    continue
+                for tx in piece:
                     for change in tx.changes:
                         self._apply_one(conn, self._table(plans, change.table), change)
             if checkpoint is not None:
@@ -324,6 +328,26 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
             failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction
 
         self._transaction(work)
+
+    def _conflicts(self, conn: sqlite3.Connection, plans: Plans, piece: Txs) -> None:
+        """Hand the piece's apply conflicts to ``on_conflicts`` (when asked for)."""
+        if self._on_conflicts is None:
+            return
+        keyed = {c.table for tx in piece for c in tx.changes if c.op is not Op.TRUNCATE}
+        tables = {tid: self._table(plans, tid) for tid in keyed}
+        for t in tables.values():
+            t.require_key()
+
+        def probe(tid: TableId, keys: Sequence[Key]) -> set[int]:
+            t = tables[tid]
+            sql = probe_sql(t.quoted, t.where(), len(keys))
+            params = [v for k in keys for v in t.key_values(k)]
+            return {int(r[0]) for r in conn.execute(sql, params).fetchall()}
+
+        self._check_conflicts(
+            piece, {tid: t.key for tid, t in tables.items()}, probe,
+            lambda tid, key: tables[tid].named_key(key),
+        )  # fmt: skip
 
     def _transaction(self, work: Callable[[sqlite3.Connection], None]) -> None:
         conn = self._conn()
