@@ -10,6 +10,7 @@ pytest_plugins = [
     "fix_mongo",
     "fix_browser",
     "live_task",
+    "validate_db",
 ]
 
 settings.register_profile("dev", max_examples=50, deadline=None)

@@ -6,8 +6,6 @@ them."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,25 +18,6 @@ from replikit.validation.failures import read_failures
 from validate_db import ENGINES, ITEM_COLUMNS, ITEMS, Db, connect, item
 
 N = 60
-
-
-@pytest.fixture
-def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """``make_db(engine)``: the URL of a new empty database of ``engine`` (dropped after)."""
-    drops: list[Callable[[], None]] = []
-
-    def make(engine: str) -> str:
-        name = f"rk_val_{uuid.uuid4().hex[:10]}"
-        if engine == "sqlite":
-            return f"sqlite:///{tmp_path / (name + '.db')}"
-        server = request.getfixturevalue("pg_server" if engine == "postgres" else "mysql_server")
-        url: str = server.create_database(name)
-        drops.append(lambda: server.drop_database(name))
-        return url
-
-    yield make
-    for drop in drops:
-        drop()
 
 
 def _items(engine: str, url: str, n: int = N) -> None:

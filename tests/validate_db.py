@@ -1,15 +1,19 @@
-"""Helpers for the validation tests: one SQL session per engine (sqlite3, psycopg, PyMySQL),
-the same small table created in each engine's own SQL, and mutations of a target table."""
+"""Helpers for the validation tests (a pytest plugin, loaded by conftest): one SQL session
+per engine (sqlite3, psycopg, PyMySQL), the same small table created in each engine's own SQL,
+and the ``make_db`` fixture (a new empty database of an engine)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 ENGINES = ("sqlite", "postgres", "mariadb")
 
@@ -108,3 +112,22 @@ def connect(engine: str, url: str) -> Iterator[Db]:
         yield Db(engine, url, conn)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``make_db(engine)``: the URL of a new empty database of ``engine`` (dropped after)."""
+    drops: list[Callable[[], None]] = []
+
+    def make(engine: str) -> str:
+        name = f"rk_val_{uuid.uuid4().hex[:10]}"
+        if engine == "sqlite":
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        server = request.getfixturevalue("pg_server" if engine == "postgres" else "mysql_server")
+        url: str = server.create_database(name)
+        drops.append(lambda: server.drop_database(name))
+        return url
+
+    yield make
+    for drop in drops:
+        drop()

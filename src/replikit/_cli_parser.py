@@ -99,7 +99,8 @@ examples:
   replikit validate mysql://app@db1/shop postgresql://app@db2/shop --include 'shop.orders%' --json
   replikit validate mysql://app@db1/shop postgresql://app@db2/shop --rename-schema shop=public \\
       --fix
-  replikit validate postgresql://app@db1/shop postgresql://app@db2/shop --sample 5%""",
+  replikit validate postgresql://app@db1/shop postgresql://app@db2/shop --sample 5%
+  replikit validate mysql://app@db1/shop postgresql://app@db2/shop --recheck --task-id shop""",
     "reload": """\
 examples:
   replikit reload postgresql://app@db1/shop postgresql://app@db2/shop --table public.orders
@@ -472,7 +473,8 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
 VALIDATE_EXIT = """\
 exit status:
   0    every table validated (after --fix: every difference repaired)
-  1    differences were found (the report names the rows); after --fix, some remain
+  1    differences were found (the report names the rows); after --fix, some remain;
+       with --recheck, rows still in flight (pending) when validation ended
   2    a table could not be compared (missing on one side, a key or column that does not
        match the plan), or bad input or an unreachable endpoint"""
 
@@ -507,6 +509,25 @@ def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help=_setting_help("tables compared at once", "parallel_tables"),
+    )
+    p.add_argument(
+        "--recheck",
+        action="store_true",
+        help="beside a live CDC task (--task-id): read differing rows again once the task "
+        "has applied the source's changes up to where the source was; only rows that still "
+        "differ are reported",
+    )
+    p.add_argument(
+        "--recheck-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --recheck: how long to wait for the task to catch up (default: 120)",
+    )
+    p.add_argument(
+        "--task-id",
+        help="with --recheck: the id of the task that replicates SRC_URL into DST_URL "
+        "(default: derived from the URLs)",
     )
 
 

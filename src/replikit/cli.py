@@ -412,8 +412,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     """Exit 0: every table validated; 1: differences found (after --fix: still there);
     2: a table could not be compared (missing, key or columns do not match) or bad input."""
     sample = _sample(args.sample)
-    task = _task(args, parallel_tables=args.parallel)
-    report = task.validate(sample=sample)
+    task = _task(args, parallel_tables=args.parallel, task_id=args.task_id)
+    report = task.validate(
+        sample=sample, recheck=args.recheck or None, recheck_timeout=args.recheck_timeout
+    )
     if args.fix:
         report.fix()
     if args.json:
@@ -428,7 +430,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for t in bad:
             _stderr(f"{t.source}: {t.state.value}: {_one_line(t.reason or '')}", logging.ERROR)
         return 2
-    return 1 if "mismatched" in states else 0
+    # rows still in flight (or not re-checked in time) are not proven equal
+    return 1 if "mismatched" in states or any(t.pending for t in report) else 0
 
 
 def _sample(text: str | None) -> float | None:

@@ -45,11 +45,14 @@ _FLOATS = frozenset(
      "wait_timeout"}
 )  # fmt: skip
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
-_FLOATS = frozenset({"stop_when_idle", "progress_interval", "lease_seconds"})
+_FLOATS = frozenset(
+    {"stop_when_idle", "progress_interval", "lease_seconds", "validation_interval"}
+)
 _BOOLS = frozenset({"allow_lossy", "progress", "batch_apply", "standby"})
 _NONE_OK = frozenset(
     {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
-     "cdc_stop_position", "mask_secret", "control_url", "wait_timeout"}
+     "cdc_stop_position", "mask_secret", "control_url", "wait_timeout",
+     "validation_interval"}
 )  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -168,6 +171,9 @@ class TaskSettings:
             over when its lease expires. Needs a PostgreSQL, MySQL/MariaDB or SQLite target.
         lease_seconds: how long a lease lasts without renewal (with ``standby``): the time a
             standby waits before it takes over from a replicator that died.
+        validation_interval: with ``migration_type="validation-only"``: validate again this
+            many seconds after each run ends, until :meth:`~replikit.Task.stop` (statistics
+            and ``task.last_validation`` updated each time); ``None`` (default): once.
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -195,6 +201,7 @@ class TaskSettings:
     schema_change_policy: SchemaChangePolicy = "apply"
     standby: bool = False
     lease_seconds: float = 10.0
+    validation_interval: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.error_policy, Mapping):
@@ -245,6 +252,7 @@ class TaskSettings:
                 setting="history_retention_days",
             )
         _at_least("lease_seconds", self.lease_seconds, 0.5)
+        _at_least("validation_interval", self.validation_interval, 0, none_ok=True)
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
         stop_condition(self)

@@ -259,8 +259,9 @@ class Task:
 
     @property
     def phase(self) -> str:
-        """``"idle"``, ``"full-load"``, ``"cdc"`` (replicating), ``"done"`` (a full load
-        completed), ``"standby"`` (waiting for the lease of a task run with ``standby=True``)
+        """``"idle"``, ``"full-load"``, ``"cdc"`` (replicating), ``"validating"`` (a
+        ``validation-only`` task), ``"done"`` (a full load or one validation completed),
+        ``"standby"`` (waiting for the lease of a task run with ``standby=True``)
         or ``"stopped"`` (ended by a stop, an error, or a stream's stop condition)."""
         stream = self._stream
         return stream.phase if stream is not None else self._phase
@@ -395,8 +396,7 @@ class Task:
             pipe = self.pipeline()
             _log_plan(pipe.plans())
             if self.migration_type == "validation-only":
-                self.last_validation = self.validate()  # no data moves
-                return self._statistics
+                return self._validate_only()
             self._refuse_copy_onto_source(pipe.plans())
             if not self.settings.allow_lossy:
                 lossy = self.plan().lossy
@@ -421,6 +421,26 @@ class Task:
             self._close_owned()
 
     # -- replikit_status / replikit_history ---------------------------------------------------
+    def _validate_only(self) -> Statistics:
+        """Validate (no data moves), once or every ``validation_interval`` seconds until
+        :meth:`stop`; ``last_validation`` holds the latest report. When the target holds a
+        CDC checkpoint of this task id (a task replicating beside it), differing rows are
+        re-checked once the task has applied past the source's position."""
+        from replikit.validation.inflight import AppliedWait
+
+        interval = self.settings.validation_interval
+        beside = AppliedWait.of(self, 1.0)  # a CDC task of this id replicates (or did)
+        if beside is not None:
+            beside.close()
+        self._phase = "validating"
+        try:
+            while True:
+                self.last_validation = self.validate(recheck=beside is not None)
+                if interval is None or self._stopping.wait(interval):
+                    return self._statistics
+        finally:
+            self._phase = "done" if interval is None else "stopped"
+
     def _control_endpoint(self) -> Endpoint:
         url = self.settings.control_url
         if url is None:
@@ -801,15 +821,24 @@ class Task:
         pipe.create_objects(plans)
 
     def validate(
-        self, *, sample: float | None = None, recheck_delay: float | None = None
+        self,
+        *,
+        sample: float | None = None,
+        recheck: bool | None = None,
+        recheck_delay: float | None = None,
+        recheck_timeout: float = 120.0,
     ) -> ValidationReport:
         """Compare the source with the target through this task's plan (renames, transforms,
         conversions); return the :class:`~replikit.ValidationReport` (``report.fix()``
         repairs the differences). ``sample``: compare about that fraction of the keys.
 
-        Beside a running CDC task (or with ``recheck_delay`` seconds), a differing row is
-        read again after the delay (5 s while replicating) until it settles: only rows that
-        still differ are failures; rows still changing at the source are ``pending``.
+        Beside a live CDC task (``recheck``; the default while this task replicates), a
+        differing row is only a candidate: it is read again at the source, the source's
+        current position is taken, and once the task's applied position (its checkpoint in
+        the target, so the task may run in another process under the same ``task_id``) is at
+        or past it -- at most ``recheck_timeout`` seconds -- the target row is read again.
+        Only rows that still differ are failures; rows still changing at the source are
+        ``pending``. ``recheck_delay``: wait that many seconds instead of by position.
 
         The counters land in :meth:`statistics` (``validation_state``, ``validation_failed``,
         ``validation_pending``); the differences in the target's
@@ -818,9 +847,15 @@ class Task:
         """
         from replikit.validate import Validator
 
-        if recheck_delay is None and self.phase == "cdc":
-            recheck_delay = 5.0
-        return Validator(self, sample=sample, recheck_delay=recheck_delay).run()
+        if recheck is None:
+            recheck = self.phase == "cdc" or recheck_delay is not None
+        return Validator(
+            self,
+            sample=sample,
+            recheck=recheck,
+            recheck_delay=recheck_delay,
+            recheck_timeout=recheck_timeout,
+        ).run()
 
     # -- reloading one table ------------------------------------------------------------------
     def reload(self, table: str, *, timeout: float | None = None) -> None:

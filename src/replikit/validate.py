@@ -43,6 +43,7 @@ from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.model import TableId, TableSchema
 from replikit.validation import checksum
 from replikit.validation.canonical import Canon, canonicalizer, comparable_kinds
+from replikit.validation.inflight import AppliedWait, CaughtUpTimeout
 from replikit.validation.report import (
     FailureType,
     FixResult,
@@ -107,16 +108,23 @@ class Validator:
     key, the same on both sides). ``memory_rows`` bounds the rows held in memory per table;
     ``max_rows`` the differences kept per kind and table (counts stay exact).
 
-    ``recheck_delay`` (seconds; beside a live CDC task): a differing row is only a candidate;
-    it is read again on both sides after the delay, up to ``rechecks`` times, and only rows
-    that still differ are failures. A row whose source values changed between the last two
-    reads is still in flight: it is counted as *pending*, not failed (DMS's
-    ValidationPendingRecords / ValidationSuspendedRecords).
+    ``recheck`` (beside a live CDC task): a differing row is only a candidate. Its source
+    row is read again, then the source's current position (``current_position()``), then
+    the validator waits until the task's applied checkpoint in the target is at or past that
+    position (at most ``recheck_timeout`` seconds), then reads the target row: a row that
+    still differs is a failure, unless its source values changed meanwhile (read once more):
+    then it is re-checked again, up to ``rechecks`` times, and counted as *pending* (in
+    flight, not failed: DMS's ValidationPendingRecords) if it never settles. Where the
+    source cannot tell its position (MongoDB) or the target holds no CDC checkpoint of the
+    task, or with ``recheck_delay`` (seconds, which implies ``recheck``), the wait is that
+    fixed delay instead (5 s by default).
     """
 
     task: Task
     sample: float | None = None
+    recheck: bool = False
     recheck_delay: float | None = None
+    recheck_timeout: float = 120.0
     rechecks: int = 3
     memory_rows: int = 100_000
     max_rows: int = 1000
@@ -127,6 +135,10 @@ class Validator:
     def __post_init__(self) -> None:
         if self.sample is not None and not 0 < self.sample <= 1:
             raise ConfigError(f"sample must be a fraction in (0, 1], got {self.sample!r}")
+        if self.recheck_timeout <= 0 or (self.recheck_delay or 0) < 0:
+            raise ConfigError("recheck_timeout must be > 0 and recheck_delay >= 0 seconds")
+        if self.recheck_delay is not None:
+            self.recheck = True
 
     # -- the whole run --------------------------------------------------------------------
     def run(self, only: Sequence[str] | None = None) -> ValidationReport:
@@ -141,59 +153,86 @@ class Validator:
         workers = max(1, min(self.task.settings.parallel_tables, len(plans)))
         with ThreadPoolExecutor(workers, thread_name_prefix="replikit-validate") as pool:
             results = list(pool.map(lambda p: self._table(p, sources, catalog), plans))
-        if self.recheck_delay is not None:
-            for t in results:
-                setup = self._setups.get(t.target)
-                if setup is not None and setup.key and t.failures and not t.truncated:
-                    self._recheck(setup, t)
+        if self.recheck:
+            self._recheck_all(results)
         report = ValidationReport(results, fixer=self._fix)
         self._record(report)
         return report
 
-    def _recheck(self, setup: _Setup, result: TableValidation) -> None:
-        """Read the differing rows again after the delay until they settle (see the class)."""
+    def _recheck_all(self, results: list[TableValidation]) -> None:
+        wait = None
+        if self.recheck_delay is None:
+            wait = AppliedWait.of(self.task, self.recheck_timeout)
+        try:
+            for t in results:
+                setup = self._setups.get(t.target)
+                if setup is not None and setup.key and t.failures and not t.truncated:
+                    self._recheck(setup, t, wait)
+        finally:
+            if wait is not None:
+                wait.close()
+
+    def _recheck(self, setup: _Setup, result: TableValidation, wait: AppliedWait | None) -> None:
+        """Read the differing rows again until they settle (see the class): the source's
+        rows, then (``wait``) the source's position and the task applying up to it, or (no
+        ``wait``) the delay, then the target's rows; a row that still differs is a failure
+        unless its source values changed meanwhile (read a third time), then it is pending."""
         canon_key = [setup.columns[i].canon for i in setup.key]
 
         def key_of(d: RowDifference) -> tuple[Any, ...]:
             return tuple(f(v) for f, v in zip(canon_key, d.key.values(), strict=True))
 
-        current = result.rows
-        before = {key_of(d): d.source for d in current}
-        moving: set[Any] = set()
-        for _ in range(max(1, self.rechecks)):
-            time.sleep(self.recheck_delay or 0)
-            fresh = TableValidation(result.source, result.target, max_rows=self.max_rows)
-            self._compare_keys(setup, _sink(setup, fresh), set(before))
-            current = fresh.rows
-            after = {key_of(d): d.source for d in current}
-            moving = {k for k, src in after.items() if before.get(k) != src}
-            log.info("%s: %d of %d differing rows still differ after a re-check",
-                     result.source, len(after), len(before))  # fmt: skip
-            before = after
-            if not current:
-                break
+        keys = {key_of(d) for d in result.rows}
         result.rechecked = result.failures
+        settled: list[RowDifference] = []
+        source = self._read_keys(setup, "source", keys)
+        rounds = max(1, self.rechecks)
+        for round_ in range(1, rounds + 1):
+            if wait is not None:
+                try:
+                    mark = wait.mark()
+                    applied = wait.wait(mark)
+                except CaughtUpTimeout as exc:
+                    result.reason = f"{len(keys)} differing row(s) not re-checked: {exc}"
+                    break
+                log.info("%s: task applied %s, past the source's %s: re-checking %d rows",
+                         result.source, applied, mark, len(keys))  # fmt: skip
+            else:
+                time.sleep(_RECHECK_DELAY if self.recheck_delay is None else self.recheck_delay)
+            target = self._read_keys(setup, "target", keys)
+            fresh = TableValidation(result.source, result.target, max_rows=len(keys) + 1)
+            compare_keyed(iter(source.values()), iter(target.values()), _sink(setup, fresh))
+            differing = {key_of(d): d for d in fresh.rows}
+            again = self._read_keys(setup, "source", set(differing))
+            moved = {k for k in differing if _canon_row(again.get(k)) != _canon_row(source.get(k))}
+            log.info("%s: %d of %d re-checked rows still differ, %d changed at the source",
+                     result.source, len(differing), len(keys), len(moved))  # fmt: skip
+            if wait is None and round_ < rounds:  # a delay proves nothing: look again
+                moved = set(differing)
+            else:
+                settled += (d for k, d in differing.items() if k not in moved)
+            keys, source = moved, {k: e for k, e in again.items() if k in moved}
+            if not keys:
+                break
         for kind in ("missing_in_target", "missing_in_source", "different"):
             setattr(result, kind, [])
             setattr(result, kind + "_count", 0)
-        for d in current:
-            if key_of(d) in moving:
-                result.pending += 1
-            else:
-                result.add(d)
+        for d in settled:
+            result.add(d)
+        result.pending = len(keys)
         result.settle()
 
-    def _compare_keys(self, setup: _Setup, sink: Any, keys: set[Any]) -> None:
-        """Compare only the rows with canonical key in ``keys`` (read by key range when the
-        key is one integer column, else filtered from a full read)."""
+    def _read_keys(self, setup: _Setup, side: str, keys: set[Any]) -> dict[Any, Entry]:
+        """One side's rows with canonical key in ``keys`` (read by key range when the key is
+        one integer column, else filtered from a full read), by canonical key."""
+        if not keys:
+            return {}
         bounds = None
         ranged = all(ep.family in _RANGED for ep in (self.task.source, self.task.target))
         if ranged and len(setup.key) == 1 and all(isinstance(k[0], int) for k in keys):
             column = setup.columns[setup.key[0]].source
             bounds = [KeyRange((column,), (k[0],), (k[0] + 1,)) for k in sorted(keys)]
-        src = (e for e in self._entries(setup, "source", bounds) if e[0] in keys)
-        tgt = (e for e in self._entries(setup, "target", bounds) if e[0] in keys)
-        compare_keyed(src, tgt, sink, memory_rows=self.memory_rows)
+        return {e[0]: e for e in self._entries(setup, side, bounds) if e[0] in keys}
 
     def _record(self, report: ValidationReport) -> None:
         from replikit.validation.failures import record_failures
@@ -348,6 +387,7 @@ class Validator:
         return repair(self, report)
 
 
+_RECHECK_DELAY = 5.0  # seconds, where the task's applied position cannot be compared
 _PREFETCH = 8  # key ranges read at once (each opens its own connection)
 #: families whose readers read exactly a unit's key range (others may read the whole table)
 _RANGED = ("postgres", "mysql")
@@ -425,6 +465,10 @@ def _rows_of(
             if keep is not None and not keep(k if key else canon):
                 continue
             yield k, canon, raw
+
+
+def _canon_row(entry: Entry | None) -> Any:
+    return None if entry is None else entry[1]
 
 
 def _adapted(adapt: Callable[[Any], Any], value: Any) -> Any:
@@ -548,6 +592,8 @@ def validate(
     transforms: Sequence[Any] = (),
     sample: float | None = None,
     fix: bool = False,
+    recheck: bool = False,
+    recheck_timeout: float = 120.0,
     **settings: Any,
 ) -> ValidationReport:
     """Validate that ``target`` holds the same rows as ``source``, table by table.
@@ -556,7 +602,11 @@ def validate(
     (patterns as for :func:`replikit.copy`), or by ``mappings`` (renames followed), are
     compared as a copy with the same mappings and ``transforms`` would have written them.
     ``sample`` compares a fraction of the keys (``0.1``: about 10%). ``fix=True`` repairs the
-    differences found (:meth:`ValidationReport.fix`). Other keywords are
+    differences found (:meth:`ValidationReport.fix`). ``recheck=True`` beside a live CDC
+    task (name it with ``task_id=`` unless its id is derived from the same URLs): differing
+    rows are read again once the task has applied the source's changes up to the position the
+    source was at (at most ``recheck_timeout`` seconds; see :meth:`Task.validate
+    <replikit.Task.validate>`). Other keywords are
     :class:`~replikit.TaskSettings` fields (``parallel_tables``, ``type_overrides``...).
 
     >>> import replikit as rk
@@ -579,7 +629,7 @@ def validate(
     task = Task(
         source, target, mappings=mappings, transforms=transforms, settings=TaskSettings(**settings)
     )
-    report = task.validate(sample=sample)
+    report = task.validate(sample=sample, recheck=recheck, recheck_timeout=recheck_timeout)
     if fix:
         report.fix()
     return report

@@ -54,6 +54,11 @@ class ServerEndpoint(Endpoint):
         """The position "now" for a CDC-only task (creating the source's stream if needed)."""
         return cast(Position, self._module("cdc").start(self.params, tables, task=task))
 
+    def current_position(self) -> Position:
+        """Where the server's change log is now (PostgreSQL: the WAL insert location;
+        MySQL/MariaDB: the end of the binary log, with its GTID state)."""
+        return cast(Position, self._module("cdc").current(self.params))
+
     def cdc_reader(
         self, tables: Sequence[TableSchema], *, task: str, **options: Any
     ) -> ChangeReader:

@@ -50,6 +50,7 @@ __all__ = [
     "SupportsCdc",
     "SupportsCdcStart",
     "SupportsCdcTakeover",
+    "SupportsCurrentPosition",
     "apply_target",
     "cdc_source",
     "endpoint",
@@ -212,6 +213,17 @@ class SupportsCdc(Protocol):
 
 
 @runtime_checkable
+class SupportsCurrentPosition(Protocol):
+    """A CDC source that can say where its change log is now, in the form of the positions
+    its change reader hands out (so a task's applied checkpoint compares with it)."""
+
+    def current_position(self) -> Position:
+        """The position just after every change committed so far (reads the source, writes
+        nothing): once a task's applied position is at or past it, the target holds every
+        change committed before this call."""
+        ...
+
+
 @runtime_checkable
 class SupportsCdcTakeover(Protocol):
     """A CDC source whose stream one reader holds at a time (a PostgreSQL slot): a replicator

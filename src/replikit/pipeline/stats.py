@@ -67,6 +67,8 @@ class TableStats:
     validation_failed: int = 0
     validation_pending: int = 0
     validation_suspended: int = 0
+    #: validations recorded (a continuous validation-only task counts its rounds)
+    validation_runs: int = 0
     _t0: float = field(default=0.0, repr=False)
     _t1: float = field(default=0.0, repr=False)
 
@@ -399,6 +401,7 @@ class Statistics:
             st.validation_state = state
             st.validation_failed = failed
             st.validation_pending = pending
+            st.validation_runs += 1
 
     def count_changes(self, table: str, op: str, n: int = 1) -> None:
         """Count ``n`` applied changes of ``op`` (insert/update/delete/truncate/ddl)."""

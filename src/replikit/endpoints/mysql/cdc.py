@@ -67,6 +67,13 @@ def start(params: Any, tables: Sequence[TableSchema], *, task: str) -> BinlogPos
         return server.current(conn)
 
 
+def current(params: Any) -> BinlogPosition:
+    """The end of the binary log now, with its GTID state (``SHOW MASTER STATUS``)."""
+    server = Server(params)
+    with server.connect() as conn:
+        return server.current(conn)
+
+
 def teardown(params: Any, *, task: str) -> None:
     """Nothing to remove: binlog CDC creates no object on the source."""
 

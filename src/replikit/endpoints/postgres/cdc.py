@@ -265,6 +265,19 @@ def start(params: ConnParams, tables: Sequence[TableSchema], *, task: str) -> Pg
         return state.confirmed_flush
 
 
+def current(params: ConnParams) -> PgLsn:
+    """The WAL insert location now (the replay location on a standby): every transaction
+    committed before the call ends at or before it."""
+    sql = (
+        "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+        "ELSE pg_current_wal_insert_lsn() END)::text"
+    )
+    with connect(params, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return PgLsn.from_pg(str(row[0]))
+
+
 def teardown(params: ConnParams, *, task: str) -> None:
     """Drop slot and publication ``replikit_<task>`` (terminating a walsender using the slot).
 

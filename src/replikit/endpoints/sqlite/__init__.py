@@ -215,6 +215,12 @@ class SqliteEndpoint(Endpoint):
 
         return cdc.start(self, tables, task=task)
 
+    def current_position(self) -> SqliteSeq:
+        """The last change sequence recorded so far (the change table's high-water mark)."""
+        from replikit.endpoints.sqlite import cdc
+
+        return cdc.current(self)
+
     def cdc_reader(
         self, tables: Sequence[TableSchema], *, task: str, **options: Any
     ) -> SqliteChangeReader:

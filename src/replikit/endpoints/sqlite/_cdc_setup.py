@@ -406,6 +406,17 @@ def start(endpoint: SqliteEndpoint, tables: Sequence[TableRef], *, task: str) ->
     return SqliteSeq(mark)
 
 
+def current(endpoint: SqliteEndpoint) -> SqliteSeq:
+    """The high-water mark now (0 when CDC was never set up); reads only."""
+    conn = connect(endpoint)
+    try:
+        return SqliteSeq(high_water(conn) if exists(conn, CHANGES_TABLE) else 0)
+    except sqlite3.Error as exc:
+        raise translate(exc, repr(database_path(endpoint))) from exc
+    finally:
+        conn.close()
+
+
 def _require(conn: sqlite3.Connection, endpoint: SqliteEndpoint, names: Sequence[str]) -> None:
     if not exists(conn, CHANGES_TABLE):
         raise ConfigError(f"SQLite CDC is not set up in {endpoint.url}; {_OPT_IN}")

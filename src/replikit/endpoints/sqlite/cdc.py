@@ -63,6 +63,7 @@ from replikit.endpoints.sqlite._cdc_codec import (
 from replikit.endpoints.sqlite._cdc_setup import (
     TableRef,
     connect,
+    current,
     exists,
     install,
     installed_tables,
@@ -93,6 +94,7 @@ __all__ = [
     "TABLES_TABLE",
     "TASKS_TABLE",
     "SqliteChangeReader",
+    "current",
     "install",
     "installed_tables",
     "register",
