@@ -328,6 +328,9 @@ class Task:
                 routines=catalog.routines,
                 generated_columns=s.generated_columns,
                 verify_generated=partial(verify_generated, self.source, self.target),
+                task_id=self.task_id,
+                error_policy=s.error_policy,
+                control=control_store(self.target),
             )
         return self._pipeline
 

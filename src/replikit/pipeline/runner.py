@@ -51,6 +51,7 @@ from replikit.pipeline.contracts import (
 from replikit.pipeline.control import ControlStore
 from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.progress import Progress
+from replikit.pipeline.skiprows import RowSkipper
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
 from replikit.pipeline.stream import run_stream
@@ -261,6 +262,8 @@ class Pipeline:
         self._plans: list[TablePlan] | None = None
         self._findings: list[Finding] | None = None
         self._sources: dict[TableId, TableSchema] = {}
+        self.__skipper: RowSkipper | None = None
+        self._skipper_lock = threading.Lock()
 
     # -- planning ---------------------------------------------------------------------------
     @property
@@ -740,6 +743,8 @@ class Pipeline:
             self.statistics.rows(name, n)
             failpoint("full-load.batch", wake=self._stop)
             return n
+        if self._skipper is not None:  # skip-row: batch by batch, refused rows set aside
+            return self._skipper.load(plan, loader.batches(plan, unit))
         return self._stages()[1].load(plan, self._counted(name, loader.batches(plan, unit)))
 
     def _check_stop(self) -> None:
@@ -751,9 +756,24 @@ class Pipeline:
             self._check_stop()
             yield chunk
 
+    @property
+    def _skipper(self) -> RowSkipper | None:
+        """The row skipper of a ``skip-row`` load (units in this process only: a unit run
+        elsewhere suspends its table at a refused row, as ``suspend-table`` does)."""
+        if self.error_policy.data_errors != "skip-row":
+            return None
+        with self._skipper_lock:
+            if self.__skipper is None:
+                self.__skipper = RowSkipper(
+                    self._stages()[1], self.error_policy, self.control, self.statistics,
+                    self.task_id, self._check_stop,
+                )  # fmt: skip
+            return self.__skipper
+
     def _raw_ok(self, plan: TablePlan) -> bool:
         return (
-            not self.transforms
+            self.error_policy.data_errors != "skip-row"  # raw chunks cannot be split by row
+            and not self.transforms
             and plan.identical
             and isinstance(self.reader, SupportsRawRead)
             and isinstance(self.writer, SupportsRawWrite)

@@ -149,6 +149,7 @@ def _load_and_cache(
         replicator.suspend(plan.source.id, _load_reason(plan, error, pipe), checkpoint.start)
 
     load.on_table_loaded = table_loaded
+    load.error_policy, load.control, load.task_id = pipe.error_policy, pipe.control, pipe.task_id
     if pipe.error_policy.data_errors != "stop-task":
         load.on_table_suspended = table_suspended
     load.statistics = pipe.statistics  # the load is part of the stream's run
