@@ -42,6 +42,7 @@ from replikit.errors import (
 )
 from replikit.logs import log_context
 from replikit.mapping import Mappings
+from replikit.mapping.binding import keyed_for_cdc
 from replikit.pipeline.contracts import (
     ChangeReader,
     Checkpoint,
@@ -693,9 +694,11 @@ class Task:
         stream: Pipeline | None = None
         try:
             checkpoint = store.read_checkpoint(tid)
-            source.cdc_setup(tables, task=tid)
+            # a table keyed only by a define_primary_key rule: changes name rows by it
+            keyed = [keyed_for_cdc(self.mappings, t) for t in tables]
+            source.cdc_setup(keyed, task=tid)
             spill = self.settings.transaction_memory_bytes
-            reader = source.cdc_reader(tables, task=tid, spill_bytes=spill)
+            reader = source.cdc_reader(keyed, task=tid, spill_bytes=spill)
             stream = self._stream = self._stream_pipeline(reader, target, store)
             self._fence(store, stream.writer)
             if self._stopping.is_set():

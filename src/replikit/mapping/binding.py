@@ -19,14 +19,20 @@ from replikit.mapping.bound import AddedColumn, TableMapping
 from replikit.mapping.casts import can_change, caster, parse_type
 from replikit.mapping.expressions import compile_expression
 from replikit.mapping.filters import AllOf, AnyOf, Predicate
-from replikit.mapping.masking import mask_secret
+from replikit.mapping.masking import Mask, mask_secret
 from replikit.mapping.rules import Mappings, Rule, matches
 from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
 from replikit.schema.model import Column, TableId, TableSchema
 from replikit.schema.types import Type
 
-__all__ = ["MappingTransform", "bind_table", "rule_collisions", "unused_rules"]
+__all__ = [
+    "MappingTransform",
+    "bind_table",
+    "keyed_for_cdc",
+    "rule_collisions",
+    "unused_rules",
+]
 
 
 def _rules_for(mappings: Mappings, table: TableId, actions: Sequence[str]) -> list[Rule]:
@@ -88,6 +94,8 @@ def bind_table(
             notes.append(f"type: {c} {old.describe()} -> {r.type.describe()} ({r.label()})")
     # masks
     masks: list[tuple[str, Callable[[Any], Any]]] = []
+    mask_rules: list[tuple[str, Mask]] = []
+    key_bytes: bytes | None = None
     masked: set[str] = set()
     nulled: set[str] = set()
     key = _defined_key(mappings, table, cols, used)
@@ -104,8 +112,11 @@ def bind_table(
                     f"{where}: {c} is a key column, and mask {r.mask.kind} can give two keys "
                     "one value (rows would overwrite each other); mask keys with hash"
                 )
-            fn = r.mask.function(mask_secret(secret) if r.mask.keyed else None)
+            if r.mask.keyed:
+                key_bytes = mask_secret(secret)
+            fn = r.mask.function(key_bytes if r.mask.keyed else None)
             masks.append((c, fn))
+            mask_rules.append((c, r.mask))
             masked.add(c)
             if r.mask.kind == "null":
                 nulled.add(c)
@@ -142,6 +153,8 @@ def bind_table(
         removed=frozenset(removed),
         key=key or (),
         notes=tuple(notes),
+        mask_rules=tuple(mask_rules),
+        secret=key_bytes,
     )
 
 
@@ -191,6 +204,17 @@ def _defined_key(
             )
         return r.columns
     return None
+
+
+def keyed_for_cdc(mappings: Mappings, table: TableSchema) -> TableSchema:
+    """``table`` as a change reader must see it: a table without a key of its own gets the
+    columns of its ``define_primary_key`` rule as its primary key, so changes name rows by
+    them (unique columns; the target is keyed by them too). Other tables are returned as
+    they are; ``ConfigError`` for a rule naming a column the table lacks."""
+    if table.key:
+        return table
+    key = _defined_key(mappings, table, {c.name: c for c in table.columns}, set())
+    return table if key is None else replace(table, primary_key=key)
 
 
 def _shape(

@@ -24,6 +24,7 @@ from replikit.changes import Change, Op
 from replikit.errors import DataError
 from replikit.mapping.expressions import Expression, Meta
 from replikit.mapping.filters import Predicate
+from replikit.mapping.masking import Mask
 from replikit.mapping.rules import Rule
 from replikit.schema.model import TableSchema
 from replikit.schema.types import Type
@@ -55,6 +56,10 @@ class TableMapping:
     removed: frozenset[str] = frozenset()
     key: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: the mask rule of each masked column (what :mod:`replikit.mapping.pushed` may push)
+    mask_rules: tuple[tuple[str, Mask], ...] = ()
+    #: the masking key (never in a repr)
+    secret: bytes | None = field(default=None, repr=False, compare=False)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(sep=" "))
     _full_load: Meta = field(init=False, repr=False, compare=False)
 

@@ -18,7 +18,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from replikit.changes import Transaction
 from replikit.errors import TableDdlError
+from replikit.mapping.bound import TableMapping
 from replikit.mapping.filters import Predicate
+from replikit.mapping.pushed import Projection
 from replikit.pipeline.conflicts import OnConflicts
 from replikit.positions import Position
 from replikit.schema.convert import PYTHON, ColumnPlan, Dialect, TablePlan
@@ -39,6 +41,7 @@ __all__ = [
     "SupportsClose",
     "SupportsDdl",
     "SupportsPrepare",
+    "SupportsPushedMappings",
     "SupportsRawRead",
     "SupportsRawWrite",
     "SupportsSchemaObjects",
@@ -76,6 +79,9 @@ class Unit:
     count: int = 1
     as_text: frozenset[str] = frozenset()
     where: Predicate | None = None
+    #: the mapped SELECT list of a raw read (:meth:`SupportsPushedMappings.projection`);
+    #: ``read`` ignores it
+    select: Projection | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         return (
@@ -231,6 +237,19 @@ class SupportsRawRead(Protocol):
 
     def read_raw(self, unit: Unit) -> Iterator[bytes]:
         """The unit's rows in the bulk wire format (e.g. PostgreSQL binary COPY)."""
+        ...
+
+
+@runtime_checkable
+class SupportsPushedMappings(Protocol):
+    """A raw reader whose SELECT can compute a table's mapping rules itself."""
+
+    def projection(
+        self, mapping: TableMapping, target_sql: Mapping[str, str]
+    ) -> Projection | None:
+        """The SELECT list giving ``mapping``'s rows with exactly the values Python would
+        give, each cast to its native target type in ``target_sql``; ``None`` when some
+        step must run in Python."""
         ...
 
 

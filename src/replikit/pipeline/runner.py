@@ -27,6 +27,7 @@ from replikit.errors import (
 )
 from replikit.mapping import Mappings, MappingTransform
 from replikit.mapping.binding import rule_collisions, unused_rules
+from replikit.mapping.pushed import Projected, Projection
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
 from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
@@ -40,6 +41,7 @@ from replikit.pipeline.contracts import (
     SupportsClose,
     SupportsDdl,
     SupportsPrepare,
+    SupportsPushedMappings,
     SupportsRawRead,
     SupportsRawWrite,
     SupportsSchemaObjects,
@@ -264,6 +266,7 @@ class Pipeline:
         self._sources: dict[TableId, TableSchema] = {}
         self.__skipper: RowSkipper | None = None
         self._skipper_lock = threading.Lock()
+        self._projections: dict[TableId, Projection | None] = {}
 
     # -- planning ---------------------------------------------------------------------------
     @property
@@ -631,6 +634,9 @@ class Pipeline:
                 self.statistics.finish(name, TableState.ERROR, f"not read: {exc}")
                 continue
             units = _with_text_columns(plan, _with_filter(self.mapper, table, units))
+            select = self._projection(plan) if self._raw_ok(plan) else None
+            if select is not None:  # the source's SELECT computes the mapped rows
+                units = [replace(u, select=select) for u in units]
             self.statistics[name].units_total = len(units)
             work.extend((plan, u) for u in units)
         # biggest tables first: the longest unit bounds the wall time
@@ -739,10 +745,18 @@ class Pipeline:
         if self._raw_ok(plan):
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
-            n = self.writer.load_raw(plan, self._checked(self.reader.read_raw(unit)))
-            self.statistics.rows(name, n)
-            failpoint("full-load.batch", wake=self._stop)
-            return n
+            try:
+                n = self.writer.load_raw(plan, self._checked(self.reader.read_raw(unit)))
+            except DataError as exc:
+                if unit.select is None:
+                    raise
+                # a value the source's SELECT could not compute, or the target refused:
+                # the unit (rolled back) goes through Python below, which decides each row
+                log.info("table %s unit %s: loading through Python: %s", name, unit, exc)
+            else:
+                self.statistics.rows(name, n)
+                failpoint("full-load.batch", wake=self._stop)
+                return n
         if self._skipper is not None:  # skip-row: batch by batch, refused rows set aside
             return self._skipper.load(plan, loader.batches(plan, unit))
         return self._stages()[1].load(plan, self._counted(name, loader.batches(plan, unit)))
@@ -771,15 +785,55 @@ class Pipeline:
             return self.__skipper
 
     def _raw_ok(self, plan: TablePlan) -> bool:
-        return (
-            self.error_policy.data_errors != "skip-row"  # raw chunks cannot be split by row
-            and not self.transforms
-            and plan.identical
+        """Whether rows of ``plan`` pass in the bulk wire format: no transform (or mappings
+        the source's SELECT computes, :meth:`_projection`) and identical column types; not
+        under ``skip-row`` (raw chunks cannot be split by row)."""
+        if not (
+            self.error_policy.data_errors != "skip-row"
             and isinstance(self.reader, SupportsRawRead)
             and isinstance(self.writer, SupportsRawWrite)
             and self.reader.raw_format == self.writer.raw_format
-            and plan.target_schema.column_names == self._sources[plan.target_id].column_names
-        )
+        ):
+            return False
+        if not self.transforms:
+            same = plan.target_schema.column_names == self._sources[plan.target_id].column_names
+            if plan.identical and same:
+                return True
+        return self._projection(plan) is not None
+
+    def _projection(self, plan: TablePlan) -> Projection | None:
+        """The SELECT list computing ``plan``'s mapped rows in the source (computed once),
+        or ``None``: other transforms, a column the target stores in another form, or a
+        rule the source cannot compute exactly (:mod:`replikit.mapping.pushed`)."""
+        if plan.target_id in self._projections:
+            return self._projections[plan.target_id]
+        self._projections[plan.target_id] = found = self._find_projection(plan)
+        return found
+
+    def _find_projection(self, plan: TablePlan) -> Projection | None:
+        reader, source = self.reader, self._sources[plan.target_id]
+        if not isinstance(reader, SupportsPushedMappings):
+            return None
+        if self.transforms not in ((), (self.mapper,)):
+            return None
+        if any(c.target.adapt is not None or c.generated is not None for c in plan.columns):
+            return None
+        if plan.source_dialect != plan.target_dialect:
+            return None
+        bound = self.mapper.table(source) if self.mapper is not None else None
+        if bound is None:  # names only: the columns as they are, in the plan's order
+            names = [c.source.name for c in plan.columns]
+            if any(c.target.sql != c.source.type.native for c in plan.columns):
+                return None
+            return Projection(tuple(Projected(n) for n in names))
+        target_sql = {c.source.name: c.target.sql for c in plan.columns}
+        found = reader.projection(bound, target_sql)
+        if found is None or [c.name for c in found.columns] != list(target_sql):
+            return None
+        for c in plan.columns:  # columns passed as they are keep their type
+            if found.column(c.source.name).sql is None and c.target.sql != c.source.type.native:
+                return None
+        return found
 
     def _counted(self, name: str, batches: Iterable[Batch]) -> Iterator[Batch]:
         for batch in batches:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from replikit.changes import Change, Op
-from replikit.errors import ConfigError
+from replikit.errors import ConfigError, DataError
 from replikit.pipeline.contracts import (
     Batch,
     Reader,
@@ -88,7 +88,13 @@ class UnitLoader:
         if raw:
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
-            return self.writer.load_raw(plan, self.reader.read_raw(unit), **extra)
+            try:
+                return self.writer.load_raw(plan, self.reader.read_raw(unit), **extra)
+            except DataError:
+                if unit.select is None:
+                    raise
+                # the source's SELECT could not compute a value (or the target refused it):
+                # the unit (rolled back) goes through Python, which decides each row
         return self.writer.load(plan, self.batches(plan, unit), **extra)
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from replikit.endpoints.base import require
@@ -32,9 +32,12 @@ from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E4
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.endpoints.postgres._errors import read_error  # noqa: E402
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
+from replikit.endpoints.postgres._pushdown import FLAVOR  # noqa: E402
 from replikit.endpoints.postgres._values import load_type, register_loaders  # noqa: E402
 from replikit.errors import ConfigError, PositionLostError  # noqa: E402
+from replikit.mapping.bound import TableMapping  # noqa: E402
 from replikit.mapping.filters import pushdown  # noqa: E402
+from replikit.mapping.pushed import Projection, project  # noqa: E402
 from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
 from replikit.pipeline.splitting import split_table  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
@@ -69,6 +72,7 @@ class PostgresReader:
         self._snapshot_conn: Connection | None = None
         self._snapshot: str | None = None
         self._imported = snapshot
+        self._utf8: bool | None = None
 
     @property
     def tables(self) -> Sequence[TableSchema]:
@@ -212,19 +216,37 @@ class PostgresReader:
                     yield Batch(table.id, columns, rows)
 
     def read_raw(self, unit: Unit) -> Iterator[bytes]:
-        """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer)."""
+        """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer); with
+        ``unit.select``, the mapped rows its SELECT computes (:meth:`projection`)."""
         table = self._table(unit.table)
         # the SELECT form: COPY of a table refuses generated columns
-        select, params = _select(table, unit.range, None, unit)
+        select, params = _select(table, unit.range, None, unit, unit.select)
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
         with (
             self._reading(unit.table),
             self._connect() as conn,
             conn.cursor() as cur,
-            cur.copy(statement, params) as copy,
         ):
-            for chunk in copy:
-                yield bytes(chunk)
+            settings = unit.select.settings if unit.select is not None else ()
+            for name, value in settings:  # bound, and gone with the transaction
+                cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+            with cur.copy(statement, params) as copy:
+                for chunk in copy:
+                    yield bytes(chunk)
+
+    def projection(
+        self, mapping: TableMapping, target_sql: Mapping[str, str]
+    ) -> Projection | None:
+        """The SELECT list computing ``mapping``'s rows here, when PostgreSQL gives exactly
+        Python's values (:mod:`replikit.mapping.pushed`); ``None`` otherwise (and on a
+        database whose encoding is not UTF-8, where text bytes could differ)."""
+        if self._utf8 is None:
+            with self._reading(mapping.source.id), connect(self._params) as conn:
+                row = conn.execute("SHOW server_encoding").fetchone()
+            self._utf8 = row is not None and str(row[0]).upper() in ("UTF8", "UTF-8")
+        if not self._utf8:
+            return None
+        return project(mapping, FLAVOR, "%s", target_sql)
 
     @contextlib.contextmanager
     def _reading(self, tid: TableId) -> Iterator[None]:
@@ -257,11 +279,20 @@ def _select(
     key_range: KeyRange | None,
     casts: Sequence[str] | None,
     unit: Unit | None = None,
+    projection: Projection | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     exprs: list[sql.Composable] = []
-    for i, col in enumerate(table.columns):
-        ident = sql.Identifier(col.name)
-        exprs.append(ident if casts is None else sql.SQL("{}::{}").format(ident, sql.SQL(casts[i])))
+    pre: list[Any] = []  # bound values of the SELECT list
+    if projection is not None:
+        for c in projection.columns:
+            exprs.append(sql.Identifier(c.name) if c.sql is None else sql.SQL(c.sql))
+            pre.extend(c.params)
+    else:
+        for i, col in enumerate(table.columns):
+            ident = sql.Identifier(col.name)
+            exprs.append(
+                ident if casts is None else sql.SQL("{}::{}").format(ident, sql.SQL(casts[i]))
+            )
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), _table(table.id))
     where, params = _where(key_range)
     pushed = pushdown(
@@ -273,7 +304,7 @@ def _select(
         glue = " AND " if params else " WHERE "  # key range bounds always bind parameters
         where = sql.Composed([where, sql.SQL(glue + pushed[0])])
         params = [*params, *pushed[1]]
-    return sql.Composed([query, where]), params
+    return sql.Composed([query, where]), [*pre, *params]
 
 
 def _where(key_range: KeyRange | None) -> tuple[sql.Composable, list[Any]]:
