@@ -158,6 +158,8 @@ def test_unpushable_rules_stay_in_python() -> None:
         Mappings().filter("t", ("p", ">", 1)),  # numeric NaN
         Mappings().mask("t", "c", "hash"),  # char(n) is trimmed by a cast to text
         Mappings().mask("t", "s", "digits-mask"),  # Unicode digits in Python
+        Mappings().mask("t", "s", "fake-name"),
+        Mappings().mask("t", "s", "null").add_column("t", "e", "text", "$s"),
         Mappings().add_column("t", "e", "text", "$a / 2"),
         Mappings().add_column("t", "e", "text", "$p || 'x'"),  # decimals print differently
         Mappings().add_column("t", "e", "numeric(16,2)", "$a * $p"),  # doubles too coarse
@@ -183,18 +185,26 @@ INSERT INTO orders VALUES (5001, 1, 2147483647, 1.00, NULL, NULL, 'x');
 SECRET = "pushed-test-secret"
 
 
-def _rules(overflow: bool) -> Mappings:
+def _rules(kind: str) -> Mappings:
     rules = (
         Mappings()
         .rename_table("orders", "orders_mapped")
         .rename_column("orders", "quantity", "qty")
         .rename_column("orders", "note", "remark")
-        .mask("orders", "sku", "hash")
-        .add_column("orders", "total", "numeric(14,2)", "$quantity * $amount")
-        .add_column("orders", "label", "string(40)", "upper($status) || '-' || $customer_id")
         .filter("orders", ("customer_id", "<=", 25))
     )
-    if overflow:  # 2147483647 * 2 overflows PostgreSQL's integer, not SQLite's
+    if kind == "masks":
+        return (
+            rules.mask("orders", "note", "dms-hash")
+            .mask("orders", "status", "redact")
+            .mask("orders", "amount", "null")
+        )
+    rules = (
+        rules.mask("orders", "sku", "hash")
+        .add_column("orders", "total", "numeric(14,2)", "$quantity * $amount")
+        .add_column("orders", "label", "string(40)", "upper($status) || '-' || $customer_id")
+    )
+    if kind == "overflow":  # 2147483647 * 2 overflows PostgreSQL's integer, not SQLite's
         rules = rules.add_column("orders", "twice", "int8", "$quantity * 2")
     return rules
 
@@ -207,8 +217,8 @@ def _dump(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return conn.execute("SELECT * FROM orders_mapped ORDER BY id").fetchall()
 
 
-@pytest.mark.parametrize("overflow", [False, True])
-def test_a_task_computes_the_rules_in_the_source_select(pg_server, overflow, caplog) -> None:
+@pytest.mark.parametrize("kind", ["rules", "overflow", "masks"])
+def test_a_task_computes_the_rules_in_the_source_select(pg_server, kind, caplog) -> None:
     """PostgreSQL -> PostgreSQL with renames, a hash mask, two added columns and a filter:
     rows stay in binary COPY form (no Python decoding) and the target equals the same task
     forced through Python, byte for byte. With a value PostgreSQL cannot compute, the unit
@@ -219,12 +229,18 @@ def test_a_task_computes_the_rules_in_the_source_select(pg_server, overflow, cap
         with pg_server.connect(names[0]) as conn:
             conn.execute(SOURCE)
         s = rk.TaskSettings(progress=False, mask_secret=SECRET)
-        task = rk.Task(src, fast, mappings=_rules(overflow), settings=s)
+        with rk.endpoint(src) as ep, rk.endpoint(fast) as dst:
+            pipe = rk.Pipeline(ep.reader(["orders"]), dst.writer(), mappings=_rules(kind),
+                               mask_secret=SECRET)  # fmt: skip
+            [plan] = pipe.plans()
+            assert pipe._raw_ok(plan) and pipe._projection(plan) is not None
+            pipe.reader.close()  # type: ignore[attr-defined]
+        task = rk.Task(src, fast, mappings=_rules(kind), settings=s)
         with caplog.at_level("INFO", logger="replikit.pipeline"):
             task.run()
         fell_back = "loading through Python" in caplog.text
-        assert fell_back == overflow
-        rk.Task(src, slow, mappings=_rules(overflow), settings=s, transforms=[_same]).run()
+        assert fell_back == (kind == "overflow")
+        rk.Task(src, slow, mappings=_rules(kind), settings=s, transforms=[_same]).run()
         with pg_server.connect(names[1]) as a, pg_server.connect(names[2]) as b:
             pushed, python = _dump(a), _dump(b)
             types_a = a.execute(_TYPES_SQL).fetchall()
@@ -252,12 +268,12 @@ def test_the_pushed_path_is_taken_and_keeps_the_key_out_of_sql(pg_server) -> Non
             conn.execute(SOURCE)
         target = pg_server.create_database(name + "_t")
         s = rk.TaskSettings(progress=False, mask_secret=SECRET)
-        task = rk.Task(url, target, mappings=_rules(False), settings=s)
+        task = rk.Task(url, target, mappings=_rules("rules"), settings=s)
         plan = task.plan()
         assert plan is not None
         with rk.endpoint(url) as ep:
             pipe = rk.Pipeline(ep.reader(["orders"]), rk.endpoint(target).writer(),
-                               mappings=_rules(False), mask_secret=SECRET)  # fmt: skip
+                               mappings=_rules("rules"), mask_secret=SECRET)  # fmt: skip
             [p] = pipe.plans()
             assert pipe._raw_ok(p)
             pipe.statistics.add(str(p.source.id), str(p.target_id), None)

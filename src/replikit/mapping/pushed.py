@@ -13,8 +13,8 @@ must run in Python, and the table takes the decoded path. Nothing is pushed on a
 - **Masks**: ``hash`` on a ``varchar``/``text`` column, as HMAC-SHA256 spelled with the
   source's SHA-256 (``H((K ^ opad) || H((K ^ ipad) || m))``, byte for byte the Python HMAC);
   the key pads are session settings the reader sets with bound parameters, never SQL text.
-  ``null`` and ``redact`` are constants. Other masks (their digit tests are Unicode-wide,
-  their word lists in Python) stay in Python.
+  ``dms-hash`` (unkeyed SHA-256) on such columns too; ``null`` and ``redact`` are constants.
+  Other masks (their digit tests are Unicode-wide, their word lists in Python) stay in Python.
 - **Added columns**: the SQLite expression is parsed with sqlglot and pushed only when made of
   parts whose meaning is the same in SQLite and in the source: integer and text columns and
   literals, ``||``, ``coalesce``, ``upper``/``lower`` (ASCII only in SQLite, so spelled as a
@@ -71,6 +71,10 @@ class Flavor(Protocol):
         pads of :func:`hmac_pads` (which the reader sets in its session)."""
         ...
 
+    def sha256_hex(self, sql: str) -> str:
+        """The lower-case hex SHA-256 of the UTF-8 bytes of text ``sql``."""
+        ...
+
     def ascii_case(self, sql: str, upper: bool) -> str:
         """``sql`` with ASCII letters only changed to upper (or lower) case."""
         ...
@@ -117,6 +121,8 @@ def exact_filter(p: Predicate | None) -> bool:
     """Whether SQL tests ``p`` exactly as Python does (see the module docs)."""
     if p is None:
         return True
+    if isinstance(p, AnyOf) and not p.parts:
+        return False  # keeps nothing; pushdown() would push nothing
     if isinstance(p, AllOf | AnyOf):
         return all(exact_filter(q) for q in p.parts)
     return p.op in ("is null", "is not null") or p.kind in _EXACT_FILTER
@@ -162,9 +168,15 @@ def project(
                 sql = flavor.cast(v.sql, native)
             out.append(Projected(col.name, sql, v.params))
         elif col.name in values:
-            if native is None or not flavor.text_native(native):
+            v = values[col.name]
+            if native is None:
                 return None
-            out.append(Projected(col.name, values[col.name].sql, values[col.name].params))
+            if v.kind == _Class.NULL:
+                out.append(Projected(col.name, flavor.cast("NULL", native)))
+                continue
+            if not flavor.text_native(native):
+                return None
+            out.append(Projected(col.name, v.sql, v.params))
         else:
             out.append(Projected(col.name))
     return Projection(tuple(out), tuple(settings))
@@ -175,6 +187,7 @@ class _Class:
     INT = "int"
     DEC = "dec"
     TEXT = "text"
+    NULL = "null"  # the null mask: NULL of the column's target type
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +223,16 @@ def _mask(mask: Mask, name: str, t: Type, flavor: Flavor, mark: str) -> _Value |
         if t.kind not in (Kind.STRING, Kind.TEXT) or not flavor.text_native(t.native):
             return None
         return _Value(flavor.hmac_hex(q), (), _Class.TEXT)
+    if mask.kind == "dms-hash":
+        if t.kind not in (Kind.STRING, Kind.TEXT) or not flavor.text_native(t.native):
+            return None
+        return _Value(flavor.ascii_case(flavor.sha256_hex(q), True), (), _Class.TEXT)
+    if mask.kind == "null":
+        return _Value("NULL", (), _Class.NULL)
     if mask.kind == "redact":
         return _Value(f"CASE WHEN {q} IS NULL THEN NULL ELSE {mark} END", (mask.replacement,),
                       _Class.TEXT)  # fmt: skip
-    return None  # "null" keeps the column's type: left to Python with the rest
+    return None
 
 
 def _added(

@@ -42,6 +42,10 @@ class PostgresFlavor:
         outer = _KEY.format("replikit.mask_opad")
         return f"encode(sha256({outer} || sha256({inner} || convert_to({sql}, 'UTF8'))), 'hex')"
 
+    def sha256_hex(self, sql: str) -> str:
+        """Unkeyed SHA-256 in hex (the ``dms-hash`` mask)."""
+        return f"encode(sha256(convert_to({sql}, 'UTF8')), 'hex')"
+
     def ascii_case(self, sql: str, upper: bool) -> str:
         """ASCII letters only, as SQLite's ``upper``/``lower``."""
         low, up = string.ascii_lowercase, string.ascii_uppercase
