@@ -317,15 +317,20 @@ def _order(i: int) -> tuple:
     )
 
 
+@pytest.mark.parametrize("ranges", ["one range", "key ranges at once"])
 @pytest.mark.parametrize(
     ("src_engine", "dst_engine"), SERVERS, ids=[f"{s}-{t}" for s, t in SERVERS]
 )
-def test_segment_checksums_bisect_to_the_changed_rows(make_db, monkeypatch, src_engine, dst_engine):
+def test_segment_checksums_bisect_to_the_changed_rows(
+    make_db, monkeypatch, caplog, src_engine, dst_engine, ranges
+):
     from replikit.validation import checksum
 
     monkeypatch.setattr(checksum, "SEGMENT_ROWS", 200)
     monkeypatch.setattr(checksum, "LEAF_ROWS", 40)  # bisected twice
     monkeypatch.setattr(checksum, "FANOUT", 4)
+    # 10 first-level segments: one range, or 4 ranges of 3 segments on 4 connection pairs
+    monkeypatch.setattr(checksum, "CHUNK_SEGMENTS", 1000 if ranges == "one range" else 2)
     src, dst = make_db(src_engine), make_db(dst_engine)
     with connect(src_engine, src) as db:
         db.run(ORDERS[src_engine])
@@ -341,9 +346,11 @@ def test_segment_checksums_bisect_to_the_changed_rows(make_db, monkeypatch, src_
         db.run(f"UPDATE {name} SET amount = NULL WHERE id = 36")
         db.run(f"DELETE FROM {name} WHERE id IN (600, 5997)")
         db.insert(name, ORDER_COLUMNS, [_order(5000)])
+    caplog.set_level("DEBUG", logger="replikit.validate")
     report = rk.validate(src, dst)
     (t,) = report
     assert t.method == "checksum"
+    assert ("in 4 key ranges at once" in caplog.text) == (ranges != "one range")
     assert {r.key["id"]: r.columns for r in t.different} == {
         30: ("customer",),
         3000: ("customer",),
@@ -354,6 +361,66 @@ def test_segment_checksums_bisect_to_the_changed_rows(make_db, monkeypatch, src_
     assert t.rows_compared == 2001 and t.rows_read < 500  # only dirty segments were read
     report.fix()
     assert report.ok
+
+
+def test_key_ranges_run_on_the_tasks_process_pool(make_db, monkeypatch, caplog):
+    """The key ranges of one table are units of the task's executor: a process pool runs
+    them (the ranges and both sides pickle), and the differences are the same."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from replikit.validation import checksum
+
+    monkeypatch.setattr(checksum, "SEGMENT_ROWS", 200)
+    monkeypatch.setattr(checksum, "CHUNK_SEGMENTS", 2)
+    src, dst = make_db("postgres"), make_db("postgres")
+    with connect("postgres", src) as db:
+        db.run(ORDERS["postgres"])
+        db.insert("orders", ORDER_COLUMNS, [_order(i) for i in range(1, 2001)])
+    rk.copy(src, dst, progress=False)
+    with connect("postgres", dst) as db:
+        db.run("UPDATE public.orders SET customer = %s WHERE id IN (30, 5970)", ["zz"])
+    caplog.set_level("DEBUG", logger="replikit.validate")
+    with ProcessPoolExecutor(2) as pool:
+        (t,) = rk.Task(src, dst, executor=pool).validate()
+    assert t.method == "checksum", str(t)
+    assert "in 4 key ranges at once" in caplog.text
+    assert sorted(r.key["id"] for r in t.different) == [30, 5970]
+
+
+def test_postgres_record_hashes_catch_swaps_and_text_hashed_types(make_db):
+    """PostgreSQL to PostgreSQL hashes each row as a record (hash_record_extended, mixed):
+    values swapped between two rows of one segment, and changes in columns hashed as their
+    text (float, interval, jsonb, unconstrained numeric), are still found."""
+    src, dst = make_db("postgres"), make_db("postgres")
+    for url in (src, dst):
+        with connect("postgres", url) as db:
+            db.run("CREATE TABLE h (id bigint PRIMARY KEY, a text, b varchar(10), "
+                   "c char(4), f float8, iv interval, j jsonb, n numeric, at timestamptz, "
+                   "u uuid)")  # fmt: skip
+            db.run("INSERT INTO h SELECT g, 'a' || g, 'b' || g, 'c', g / 3.0, g * interval '1s', "
+                   "jsonb_build_object('g', g), g / 7.0, now(), gen_random_uuid() "
+                   "FROM generate_series(1, 500) g")  # fmt: skip
+    with connect("postgres", src) as db:  # the same uuids and times on both sides
+        rows = db.run("SELECT id, at, u FROM h")
+    with connect("postgres", dst) as db:
+        db.many("UPDATE h SET at = %s, u = %s WHERE id = %s", [(a, u, i) for i, a, u in rows])
+    (t,) = rk.validate(src, dst)
+    assert (t.state.value, t.method) == ("validated", "checksum"), str(t)
+    with connect("postgres", dst) as db:  # alone: the segment's sum would not move unmixed
+        db.run("UPDATE h SET a = CASE id WHEN 10 THEN 'a11' ELSE 'a10' END WHERE id IN (10, 11)")
+    (t,) = rk.validate(src, dst)
+    assert {r.key["id"]: r.columns for r in t.different} == {10: ("a",), 11: ("a",)}, str(t)
+    with connect("postgres", dst) as db:
+        db.run("UPDATE h SET f = f + 1e-12 WHERE id = 20")
+        db.run("UPDATE h SET iv = iv + interval '1 microsecond' WHERE id = 30")
+        db.run("""UPDATE h SET j = '{"g": 40, "x": null}' WHERE id = 40""")
+        db.run("UPDATE h SET n = n + 0.000001 WHERE id = 50")
+        db.run("UPDATE h SET c = 'd' WHERE id = 60")
+    (t,) = rk.validate(src, dst)
+    assert t.method == "checksum"
+    assert {r.key["id"]: r.columns for r in t.different} == {
+        10: ("a",), 11: ("a",), 20: ("f",), 30: ("iv",), 40: ("j",), 50: ("n",), 60: ("c",)
+    }, str(t)
 
 
 # -- beside CDC: in-flight rows are re-checked, not failed; validation-only tasks -------------

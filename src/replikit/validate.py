@@ -131,6 +131,7 @@ class Validator:
     record: bool = True
     checksums: bool = True
     _setups: dict[str, _Setup] = field(default_factory=dict, repr=False)
+    _ranges: int = field(default=1, repr=False)  # key ranges of one table checksummed at once
 
     def __post_init__(self) -> None:
         if self.sample is not None and not 0 < self.sample <= 1:
@@ -151,6 +152,8 @@ class Validator:
         sources = {t.id: t for t in self.task.catalog().tables}
         results: list[TableValidation] = []
         workers = max(1, min(self.task.settings.parallel_tables, len(plans)))
+        # what the tables leave of parallel_tables goes to key ranges within each table
+        self._ranges = max(1, self.task.settings.parallel_tables // workers)
         with ThreadPoolExecutor(workers, thread_name_prefix="replikit-validate") as pool:
             results = list(pool.map(lambda p: self._table(p, sources, catalog), plans))
         if self.recheck:
@@ -311,7 +314,11 @@ class Validator:
         plan = setup.plan
         if self.checksums and self.sample is None and not self.task.pipeline().transforms:
             outcome = checksum.compare(
-                self.task.source, self.task.target, setup, lambda: self.task.settings
+                self.task.source,
+                self.task.target,
+                setup,
+                executor=self.task.executor,
+                parallel=self._ranges,
             )
             if outcome is not None:
                 result.method = "checksum"
