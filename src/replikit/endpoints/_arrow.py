@@ -9,11 +9,20 @@ refused. pyarrow is imported by the caller's family (each names its own extra).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 from replikit.errors import DataError
+from replikit.schema.types import Kind, Type
 
-__all__ = ["ADAPT_ERRORS", "adapted", "arrow_errors", "preview", "refused"]
+__all__ = [
+    "ADAPT_ERRORS",
+    "ArrowRows",
+    "adapted",
+    "arrow_errors",
+    "canonical_type",
+    "preview",
+    "refused",
+]
 
 Adapter = Callable[[Any], Any]
 KeyOf = Callable[[Sequence[Any]], dict[str, Any]]
@@ -93,3 +102,78 @@ def refused(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- columnar full load: the canonical Arrow form of a column ------------------------------------
+#: A reader that implements ``SupportsArrowRead`` delivers each column of a batch as the Arrow
+#: type :func:`canonical_type` names for its portable type, or, in a batch where some value has
+#: no such form (``infinity``, a BC date, a NaN decimal), as ``string`` holding each value's
+#: canonical text (the text the row path delivers as ``str`` for such values). Writers check
+#: that type against the one they write (``SupportsArrowWrite``).
+_CANONICAL_KINDS = frozenset(
+    {
+        Kind.BOOL,
+        Kind.INT,
+        Kind.DECIMAL,
+        Kind.FLOAT,
+        Kind.STRING,
+        Kind.TEXT,
+        Kind.BYTES,
+        Kind.DATE,
+        Kind.TIMESTAMP,
+        Kind.JSON,
+        Kind.UUID,
+        Kind.ENUM,
+    }
+)
+#: the largest precision of ``decimal128``
+_DECIMAL128 = 38
+
+
+def canonical_type(pa: Any, t: Type) -> Any | None:
+    """The Arrow type a column of portable type ``t`` is read as in the columnar full load;
+    ``None`` when it has none (those tables load row by row)."""
+    kind = t.kind
+    if kind not in _CANONICAL_KINDS:
+        return None
+    if kind is Kind.INT:
+        bits = t.bits or 64
+        if bits not in (8, 16, 32, 64):
+            return None
+        return getattr(pa, f"{'u' if t.unsigned else ''}int{bits}")()
+    if kind is Kind.DECIMAL:
+        if t.precision is None or not 0 < t.precision <= _DECIMAL128:
+            return None
+        return pa.decimal128(t.precision, t.scale or 0)
+    if kind is Kind.TIMESTAMP:
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    simple = {
+        Kind.BOOL: pa.bool_,
+        Kind.FLOAT: pa.float32 if t.bits == 32 else pa.float64,
+        Kind.BYTES: pa.binary,
+        Kind.DATE: pa.date32,
+    }
+    return simple.get(kind, pa.string)()
+
+
+class ArrowRows(Sequence[tuple[Any, ...]]):
+    """The rows of an Arrow table as tuples of Python values, made one at a time: what
+    :func:`refused` and the writers' row-naming messages read (only on an error)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __len__(self) -> int:
+        return int(self._table.num_rows)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[Any, ...]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[Any, ...]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        row = self._table.slice(i % len(self), 1).to_pylist()[0]
+        return tuple(row.values())

@@ -6,7 +6,8 @@ unit as a stream of batches. A :class:`Writer` loads the stream of batches for o
 Abilities beyond that are separate protocols a stage may also implement:
 :class:`SupportsPrepare` (create/truncate before, indexes and sequences after) and
 :class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format
-through untouched when types match).
+through untouched when types match), :class:`SupportsArrowRead` / :class:`SupportsArrowWrite`
+(move a unit as Arrow record batches, with no Python object per value).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ __all__ = [
     "HasDialect",
     "KeyRange",
     "Reader",
+    "SupportsArrowRead",
+    "SupportsArrowWrite",
     "SupportsClose",
     "SupportsDdl",
     "SupportsPrepare",
@@ -261,6 +264,39 @@ class SupportsRawWrite(Protocol):
 
     def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
         """Load chunks in the bulk wire format; return the number of rows written."""
+        ...
+
+
+@runtime_checkable
+class SupportsArrowRead(Protocol):
+    """A reader that can deliver a unit as Arrow record batches.
+
+    Columns are named as the source's and typed as
+    :func:`replikit.endpoints._arrow.canonical_type` says, or ``string`` of canonical text in
+    a batch where a value has no such form (see there). Batches are sized in bytes, so memory
+    stays bounded whatever the row width.
+    """
+
+    def arrow_readable(self, table: TableSchema) -> bool:
+        """True when every column of ``table`` can be read as Arrow."""
+        ...
+
+    def read_arrow(self, unit: Unit) -> Iterator[Any]:
+        """The unit's rows as ``pyarrow.RecordBatch`` es (every column of the table)."""
+        ...
+
+
+@runtime_checkable
+class SupportsArrowWrite(Protocol):
+    """A writer that loads Arrow record batches (see :class:`SupportsArrowRead`)."""
+
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """True when every column of ``plan`` can be written from its canonical Arrow form
+        with the values the row path would write."""
+        ...
+
+    def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
+        """Write every record batch for one unit of ``plan``; return the rows written."""
         ...
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.errors import (
@@ -32,12 +33,13 @@ from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
 from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
 from replikit.pipeline.contracts import (
-    Batch,
     ChangeReader,
     ChangeWriter,
     CheckpointStore,
     HasDefaultSchema,
     Reader,
+    SupportsArrowRead,
+    SupportsArrowWrite,
     SupportsClose,
     SupportsDdl,
     SupportsPrepare,
@@ -690,7 +692,7 @@ class Pipeline:
             str(plan.source.id), self.statistics[str(plan.source.id)].units_total
         )
         loader = replace(self._loader(), ledger=ledger)
-        future = executor.submit(loader, plan, unit, self._raw_ok(plan))
+        future = executor.submit(loader, plan, unit, self._raw_ok(plan), self._arrow_ok(plan, unit))
         self._remote.add(future)
         return future
 
@@ -759,6 +761,10 @@ class Pipeline:
                 return n
         if self._skipper is not None:  # skip-row: batch by batch, refused rows set aside
             return self._skipper.load(plan, loader.batches(plan, unit))
+        if self._arrow_ok(plan, unit):
+            assert isinstance(self.reader, SupportsArrowRead)
+            assert isinstance(self.writer, SupportsArrowWrite)
+            return self.writer.load_arrow(plan, self._counted(name, self.reader.read_arrow(unit)))
         return self._stages()[1].load(plan, self._counted(name, loader.batches(plan, unit)))
 
     def _check_stop(self) -> None:
@@ -835,9 +841,27 @@ class Pipeline:
                 return None
         return found
 
-    def _counted(self, name: str, batches: Iterable[Batch]) -> Iterator[Batch]:
+    def _arrow_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` can move as Arrow record batches: no transform, no row filter
+        or column read as text, and both stages take every column of the table."""
+        reader, writer = self.reader, self.writer
+        return (
+            not self.transforms
+            and self._skipper is None
+            and unit.where is None
+            and unit.select is None
+            and not unit.as_text
+            and not plan.computed
+            and isinstance(reader, SupportsArrowRead)
+            and isinstance(writer, SupportsArrowWrite)
+            and reader.arrow_readable(plan.source)
+            and writer.arrow_writable(plan)
+        )
+
+    def _counted(self, name: str, batches: Iterable[Any]) -> Iterator[Any]:
+        """``batches`` (row batches or Arrow record batches), counted as they pass."""
         for batch in batches:
             self._check_stop()
             yield batch
-            self.statistics.rows(name, len(batch))
+            self.statistics.rows(name, batch.num_rows if hasattr(batch, "num_rows") else len(batch))
             failpoint("full-load.batch", wake=self._stop)

@@ -17,6 +17,8 @@ from replikit.errors import ConfigError, DataError
 from replikit.pipeline.contracts import (
     Batch,
     Reader,
+    SupportsArrowRead,
+    SupportsArrowWrite,
     SupportsRawRead,
     SupportsRawWrite,
     SupportsUnitLedger,
@@ -82,7 +84,7 @@ class UnitLoader:
     #: units run elsewhere, where a unit may run twice; ``None`` in this process
     ledger: str | None = None
 
-    def __call__(self, plan: TablePlan, unit: Unit, raw: bool) -> int:
+    def __call__(self, plan: TablePlan, unit: Unit, raw: bool, arrow: bool = False) -> int:
         once = None if self.ledger is None else f"{self.ledger}/{plan.target_id}/{unit.index}"
         extra: dict[str, Any] = {} if once is None else {"once": once}
         if raw:
@@ -95,6 +97,10 @@ class UnitLoader:
                     raise
                 # the source's SELECT could not compute a value (or the target refused it):
                 # the unit (rolled back) goes through Python, which decides each row
+        if arrow:
+            assert isinstance(self.reader, SupportsArrowRead)
+            assert isinstance(self.writer, SupportsArrowWrite)
+            return self.writer.load_arrow(plan, self.reader.read_arrow(unit), **extra)
         return self.writer.load(plan, self.batches(plan, unit), **extra)
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:

@@ -29,9 +29,10 @@ from replikit.errors import DataError
 from replikit.schema.convert import ColumnPlan
 from replikit.schema.types import Kind, Type
 
-__all__ = ["Columns", "preview"]
+__all__ = ["Columns", "arrow_canonical", "arrow_table", "preview"]
 
 pa = require("pyarrow", package="pyarrow", extra="duckdb", purpose="The DuckDB endpoint")
+import pyarrow.compute as pc  # noqa: E402
 
 Adapter = Callable[[Any], Any]
 _COUNTER = itertools.count()
@@ -65,6 +66,28 @@ def _arrow_type(t: Type, sql: str) -> Any:
     if kind is Kind.TIMESTAMP:
         return pa.timestamp("us", tz="UTC" if t.tz else None)
     return pa.string()
+
+
+def arrow_canonical(t: Type) -> Any:
+    """The canonical Arrow type of a source column of type ``t`` (``None``: none)."""
+    return shared.canonical_type(pa, t)
+
+
+#: DuckDB spells a BC date ``0044-03-15 (BC)``, canonical text (PostgreSQL's) ``0044-03-15 BC``
+_BC = (r"^(\S+)( .*)? BC$", r"\1 (BC)\2")
+
+
+def arrow_table(batch: Any, sources: Sequence[str], temporal: Sequence[bool]) -> Any:
+    """The columns ``sources`` of a canonical Arrow record batch as the table
+    :meth:`Columns.select` casts (``c0``, ``c1``...); date and timestamp columns a batch holds
+    as canonical text get DuckDB's spelling of BC (as :func:`._values.text_of`)."""
+    arrays = []
+    for name, dated in zip(sources, temporal, strict=True):
+        array = batch.column(name)
+        if dated and pa.types.is_string(array.type):
+            array = pc.replace_substring_regex(array, _BC[0], _BC[1])
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,20 @@ from typing import Any
 
 from typing_extensions import override
 
+from replikit.endpoints._arrow import ArrowRows
 from replikit.endpoints.duckdb import _ddl
-from replikit.endpoints.duckdb._arrow import Columns
+from replikit.endpoints.duckdb._arrow import Columns, arrow_canonical, arrow_table
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, SchemaError
-from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
+from replikit.pipeline.contracts import (
+    Batch,
+    SupportsArrowWrite,
+    SupportsPrepare,
+    Writer,
+    table_errors,
+)
 from replikit.schema.convert import TablePlan
 from replikit.schema.existing import TargetRules, existing_findings, refuse_existing
 from replikit.schema.findings import Finding
@@ -30,6 +37,7 @@ from replikit.schema.identifiers import ObjectNames, object_names
 from replikit.schema.model import TableId, TableSchema
 from replikit.schema.names import ascii_fold
 from replikit.schema.report import ObjectPlan
+from replikit.schema.types import Kind
 
 __all__ = ["MODES", "DuckdbWriter", "columns_for"]
 
@@ -51,6 +59,10 @@ def insert(
 ) -> None:
     """``INSERT INTO target (...) SELECT CAST(...) FROM <rows as Arrow> tail``; a refused row
     is a :class:`DataError` naming it (the caller rolls back)."""
+    over_rows(conn, cols, rows, _insert_statement(cols, target, tail))
+
+
+def _insert_statement(cols: Columns, target: str, tail: str = "") -> Callable[[Columns, str], str]:
     names = ", ".join(DIALECT.quote(n) for n in cols.names)
 
     def statement(cols: Columns, relation: str) -> str:
@@ -58,7 +70,7 @@ def insert(
             f"INSERT INTO {target} ({names}) SELECT {cols.select(relation)} FROM {relation} {tail}"  # noqa: S608
         )
 
-    over_rows(conn, cols, rows, statement)
+    return statement
 
 
 def over_rows(
@@ -69,8 +81,19 @@ def over_rows(
 ) -> None:
     """Run ``statement(cols, relation)`` over ``rows`` registered as an Arrow batch named
     ``relation``; a refused row is a :class:`DataError` naming it (rolled back first)."""
+    over_batch(conn, cols, cols.arrow(rows), rows, statement)
+
+
+def over_batch(
+    conn: Any,
+    cols: Columns,
+    batch: Any,
+    rows: Sequence[Sequence[Any]],
+    statement: Callable[[Columns, str], str],
+) -> None:
+    """:func:`over_rows` for an Arrow table ``batch`` (columns ``c0``, ``c1``...) whose rows
+    ``rows`` are (for messages)."""
     duckdb = driver()
-    batch = cols.arrow(rows)
     name = f"rk_batch_{next(_BATCH)}"
     conn.register(name, batch)
     try:
@@ -89,7 +112,7 @@ def over_rows(
         conn.unregister(name)
 
 
-class DuckdbWriter(Writer, SupportsPrepare):
+class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
     """Creates, truncates or checks tables, loads rows through Arrow, then builds indexes.
 
     ``problems`` collects what could not be done as planned (foreign keys, partial indexes).
@@ -261,6 +284,49 @@ class DuckdbWriter(Writer, SupportsPrepare):
                 rollback(conn)
                 raise
         return total
+
+    # -- load from Arrow --------------------------------------------------------------------
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """True when every column's canonical Arrow type is the one :class:`Columns` sends
+        (so DuckDB's cast makes of it what it makes of the row path's values); UUIDs come as
+        their text, which is what the row path's adapter sends."""
+        cols = columns_for(plan, [cp.source.name for cp in plan.columns])
+        for cp, col in zip(plan.columns, cols.cols, strict=True):
+            canonical = arrow_canonical(cp.source.type)
+            if cp.generated is not None or canonical is None or canonical != col.arrow:
+                return False
+            if cp.target.adapt is not None and cp.source.type.kind is not Kind.UUID:
+                return False
+        return True
+
+    def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
+        """Insert every Arrow record batch (see :meth:`arrow_writable`) with the casting
+        ``INSERT`` of :meth:`load`, committing every ``commit_rows`` rows."""
+        duckdb = driver()
+        sources = [cp.source.name for cp in plan.columns]
+        cols = columns_for(plan, sources)
+        temporal = [cp.target.type.kind in (Kind.DATE, Kind.TIMESTAMP) for cp in plan.columns]
+        statement = _insert_statement(cols, _ddl.table_name(plan.target_id))
+        total = since = 0
+        with self._db.connected() as conn:
+            conn.execute("BEGIN")
+            try:
+                for batch in batches:
+                    table = arrow_table(batch, sources, temporal)
+                    over_batch(conn, cols, table, ArrowRows(table), statement)
+                    since += table.num_rows
+                    if since >= self.commit_rows:
+                        conn.execute("COMMIT")
+                        conn.execute("BEGIN")
+                        total, since = total + since, 0
+                conn.execute("COMMIT")
+            except duckdb.Error as exc:
+                rollback(conn)
+                raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
+            except BaseException:
+                rollback(conn)
+                raise
+        return total + since
 
     # -- after the load ---------------------------------------------------------------------
     @override

@@ -112,6 +112,51 @@ class Layout:
                 ) from None
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
+    def conform(self, batch: Any, sources: Sequence[str]) -> Any:
+        """The columns ``sources`` of a canonical Arrow record batch (see
+        :func:`replikit.endpoints._arrow.canonical_type`) as a table in this layout's schema;
+        a column a batch holds as text where the layout wants another type (``infinity``, a
+        BC date, a NaN decimal) is a :class:`DataError` naming its first refused row, as
+        :meth:`arrow` would raise for the same values."""
+        arrays = []
+        for i, (name, wanted) in enumerate(zip(sources, self.arrow_types, strict=True)):
+            array = batch.column(name)
+            if array.type == wanted:
+                arrays.append(array)
+            elif isinstance(wanted, pa.BaseExtensionType) and array.type == wanted.storage_type:
+                arrays.append(pa.ExtensionArray.from_storage(wanted, array))
+            else:
+                arrays.append(self._cast(i, array, wanted, batch, sources))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _cast(self, i: int, array: Any, wanted: Any, batch: Any, sources: Sequence[str]) -> Any:
+        try:
+            return array.cast(wanted)
+        except _ARROW_ERRORS:
+            pass
+        key_of = self._key_of_source(batch, sources)
+        for k in range(len(array)):
+            try:
+                array.slice(k, 1).cast(wanted)
+            except _ARROW_ERRORS as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise DataError(
+                    f"value {shared.preview(array[k].as_py())} cannot be stored in Parquet "
+                    f"as {wanted} ({reason})",
+                    table=self.table,
+                    column=self.names[i],
+                    key=key_of(shared.ArrowRows(batch)[k]),
+                ) from None
+        raise AssertionError("unreachable: a column failed to cast, then each value cast")
+
+    def _key_of_source(
+        self, batch: Any, sources: Sequence[str]
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        """:meth:`key_of` for rows of ``batch`` in its own column order (``sources``: the
+        batch's name of each layout column)."""
+        at = {i: batch.schema.get_field_index(sources[i]) for i in self.key}
+        return lambda row: {self.names[i]: row[j] for i, j in at.items()}
+
     def text(self, rows: Sequence[Sequence[Any]]) -> Any:
         """``rows`` as an Arrow table of text columns (CSV)."""
         columns = [
@@ -157,6 +202,11 @@ class _File:
         else:
             self._f.write(self.layout.json_lines(rows))
         self.rows += len(rows)
+
+    def write_arrow(self, table: Any) -> None:
+        """Write an Arrow table in the layout's schema (Parquet only)."""
+        self._writer.write_table(table)
+        self.rows += table.num_rows
 
     @property
     def size(self) -> int:
@@ -213,6 +263,21 @@ class Files:
         while len(self._pending) >= self.group_rows:
             self._flush()
 
+    def write_arrow(self, table: Any) -> None:
+        """Write an Arrow table in the layout's schema (Parquet only) after the rows before
+        it, in row groups of ``group_rows`` as :meth:`write`."""
+        while self._pending:
+            self._flush()
+        done = 0
+        while done < table.num_rows:
+            piece = table.slice(done, self.group_rows)
+            done += piece.num_rows
+            if self._open is None:
+                self._open = _File(self.store, self.name(), self.fmt, self.layout, self.compression)
+            self._open.write_arrow(piece)
+            self.rows += piece.num_rows
+            self._written()
+
     def _flush(self) -> None:
         rows = self._pending[: self.group_rows]
         del self._pending[: self.group_rows]
@@ -222,6 +287,11 @@ class Files:
             self._open = _File(self.store, self.name(), self.fmt, self.layout, self.compression)
         self._open.write(rows)
         self.rows += len(rows)
+        self._written()
+
+    def _written(self) -> None:
+        """After a row group: the next group's size, and the file rolled at ``file_size``."""
+        assert self._open is not None
         size = self._open.size
         # groups of about a quarter of a file, so files roll near file_size
         per_row = max(size / max(self._open.rows, 1), 1.0)

@@ -18,15 +18,23 @@ from typing import Any
 
 from typing_extensions import override
 
+from replikit.endpoints._arrow import canonical_type
 from replikit.endpoints.files import _ddl
 from replikit.endpoints.files._connect import Store
 from replikit.endpoints.files._dialect import DIALECT, FORMATS
 from replikit.endpoints.files._formats import Field, Files, Layout
 from replikit.endpoints.files._manifest import ManifestFile
 from replikit.endpoints.files._partition import Partition, parse_partition
+from replikit.endpoints.files._values import pa
 from replikit.endpoints.files.reflect import table_folder
 from replikit.errors import ConfigError, SchemaError
-from replikit.pipeline.contracts import Batch, SupportsPrepare, Writer, table_errors
+from replikit.pipeline.contracts import (
+    Batch,
+    SupportsArrowWrite,
+    SupportsPrepare,
+    Writer,
+    table_errors,
+)
 from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId
 
@@ -55,7 +63,7 @@ def refuse_foreign_root(store: Store, manifest: ManifestFile) -> None:
         )
 
 
-class FilesWriter(Writer, SupportsPrepare):
+class FilesWriter(Writer, SupportsPrepare, SupportsArrowWrite):
     """Creates table folders and writes full-load files (see the module docs)."""
 
     dialect = DIALECT
@@ -196,6 +204,30 @@ class FilesWriter(Writer, SupportsPrepare):
                     sink.write(group)
                     total += len(group)
         return total
+
+    # -- load from Arrow --------------------------------------------------------------------
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """True for Parquet without partitions when every column's canonical Arrow type is
+        the one the file holds (JSON: its storage, text) and no adapter changes the values."""
+        if self.format != "parquet" or self.partition is not None:
+            return False
+        for cp, wanted in zip(plan.columns, layout_of(plan).arrow_types, strict=True):
+            canonical = canonical_type(pa, cp.source.type)
+            if cp.target.adapt is not None or cp.generated is not None or canonical is None:
+                return False
+            storage = wanted.storage_type if isinstance(wanted, pa.BaseExtensionType) else wanted
+            if canonical != storage or pa.types.is_fixed_size_binary(storage):
+                return False
+        return True
+
+    def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
+        """Write every Arrow record batch (see :meth:`arrow_writable`) as a row group."""
+        layout = layout_of(plan)
+        sources = [cp.source.name for cp in plan.columns]
+        with self._files(plan, layout, None) as sink:
+            for batch in batches:
+                sink.write_arrow(layout.conform(batch, sources))
+        return sink.rows
 
     def _files(self, plan: TablePlan, layout: Layout, part: str | None) -> Files:
         return Files(

@@ -1,0 +1,175 @@
+"""PostgreSQL read straight into Arrow (``read_arrow``) holds the values the row path reads
+(``read``), value for value, on a real server (Hypothesis for values), and both columnar
+writers (DuckDB, Parquet) then hold what the row path writes."""
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import replikit as rk
+from replikit.endpoints._arrow import canonical_type
+from replikit.pipeline.contracts import SupportsArrowRead
+
+pytestmark = [pytest.mark.timeout(300)]
+
+FEW = settings(
+    max_examples=15,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+) | st.sampled_from(["", '"', "a,b", "line\nbreak", "\r\n", "NULL", "NaN", "\\N", "t"])
+_ODD_DATES = st.sampled_from(["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
+COLUMNS = {
+    "c_bool": ("boolean", st.booleans()),
+    "c_int2": ("smallint", st.integers(-(2**15), 2**15 - 1)),
+    "c_int4": ("integer", st.integers(-(2**31), 2**31 - 1)),
+    "c_int8": ("bigint", st.integers(-(2**63), 2**63 - 1)),
+    "c_num": (
+        "numeric(12,2)",
+        st.decimals(-(10**10) + 1, 10**10 - 1, places=2, allow_nan=False) | st.just(Decimal("NaN")),
+    ),
+    "c_num38": (
+        "numeric(38,10)",
+        st.decimals(-(10**27) + 1, 10**27 - 1, places=10, allow_nan=False),
+    ),
+    "c_real": ("real", st.sampled_from([0.5, -1.25, float("inf"), float("-inf"), -0.0])),
+    "c_float": ("double precision", st.floats() | st.just(float("nan"))),
+    "c_varchar": ("varchar(12)", _TEXT),
+    "c_char": (
+        "char(3)",
+        st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=3),
+    ),
+    "c_text": ("text", _TEXT),
+    "c_bytea": ("bytea", st.binary(max_size=12)),
+    "c_date": ("date", st.dates().map(str) | _ODD_DATES),
+    "c_ts": ("timestamp", st.datetimes().map(str) | _ODD_DATES),
+    "c_tstz": ("timestamptz", st.datetimes(timezones=st.just(dt.UTC)).map(str) | _ODD_DATES),
+    "c_json": ("json", st.dictionaries(_TEXT, st.integers(), max_size=3).map(json.dumps)),
+    "c_jsonb": (
+        "jsonb",
+        st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=2).map(json.dumps),
+    ),
+    "c_uuid": ("uuid", st.uuids()),
+}
+
+
+@pytest.fixture
+def pg_table(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        cols = ", ".join(f"{n} {t}" for n, (t, _) in COLUMNS.items())
+        conn.execute(f"CREATE TABLE vals (id int PRIMARY KEY, {cols})")
+    return pg_url
+
+
+def _same(row_value, arrow_value):
+    if isinstance(row_value, uuid.UUID):
+        return str(row_value) == arrow_value
+    if isinstance(row_value, float) and row_value != row_value:
+        return isinstance(arrow_value, float) and arrow_value != arrow_value
+    if isinstance(row_value, Decimal) and isinstance(arrow_value, str):
+        # a batch holding NaN keeps the column as text: PostgreSQL's, exact
+        return arrow_value == str(row_value) or (row_value.is_nan() and arrow_value == "NaN")
+    if isinstance(row_value, float):
+        return type(arrow_value) is float and repr(row_value) == repr(arrow_value)
+    if isinstance(row_value, dt.date) and isinstance(arrow_value, str):
+        # a batch holding a value Arrow cannot (infinity, BC) keeps the column as text
+        parse = dt.datetime if isinstance(row_value, dt.datetime) else dt.date
+        return parse.fromisoformat(arrow_value) == row_value
+    return type(row_value) is type(arrow_value) and row_value == arrow_value
+
+
+def _insert(url, rows):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("TRUNCATE vals")
+        marks = ", ".join(["%s"] * (len(COLUMNS) + 1))
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO vals VALUES ({marks})", rows)
+
+
+@FEW
+@given(data=st.data())
+def test_arrow_read_holds_the_row_path_values(pg_table, data):
+    rows = [
+        [i, *(data.draw(st.none() | s) if i else None for _, s in COLUMNS.values())]
+        for i in range(5)
+    ]
+    _insert(pg_table, rows)
+    with rk.endpoint(pg_table) as pg:
+        reader = pg.reader(["public.vals"])
+        assert isinstance(reader, SupportsArrowRead)
+        (table,) = reader.tables
+        assert reader.arrow_readable(table)
+        (unit,) = reader.units(table)
+        by_row = {r[0]: r for b in reader.read(unit) for r in b.rows}
+        batches = list(reader.read_arrow(unit))
+        reader.close()
+    wrong = []
+    seen = 0
+    for batch in batches:
+        for j, column in enumerate(table.columns):
+            array = batch.column(j)
+            canonical = canonical_type(pa, column.type)
+            assert array.type in (canonical, pa.string()), (column.name, array.type)
+        for record in batch.to_pylist():
+            seen += 1
+            for j, name in enumerate(table.column_names):
+                a, b = by_row[record["id"]][j], record[name]
+                if not _same(a, b):
+                    wrong.append(f"{name}: row path {a!r}, arrow {b!r}")
+    assert seen == len(rows)
+    assert not wrong, "\n".join(wrong[:20])
+
+
+def test_odd_values_through_the_columnar_writers(pg_url, tmp_path):
+    """The columnar path writes what the row path writes: DuckDB holds infinity and BC; a
+    Parquet file refuses them by row (as the row path), naming table, column and key."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, d date, b bytea, s text, j json, u uuid)")
+        conn.execute(
+            "INSERT INTO t VALUES (1, '2020-01-02', '\\x00ff', '', '{\"a\": 1.50}', "
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), (2, NULL, NULL, NULL, NULL, NULL)"
+        )
+    path = tmp_path / "t.duckdb"
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"duckdb:///{path}") as duck:
+        [stat] = rk.Task(pg, duck, mappings=rk.Mappings().include("public", "t")).run()
+        assert stat.full_load_rows == 2
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as conn:
+        got = conn.execute("SELECT d, b, s, j::VARCHAR, u FROM public.t ORDER BY id").fetchall()
+    assert got == [
+        (dt.date(2020, 1, 2), b"\x00\xff", "", '{"a": 1.50}',
+         uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+        (None, None, None, None, None),
+    ]  # fmt: skip
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN u")  # Parquet UUIDs are written row by row
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"file://{tmp_path / 'out'}") as files:
+        task = rk.Task(pg, files, mappings=rk.Mappings().include("public", "t"))
+        [plan] = task.plan().assessment.tables
+        assert files.writer().arrow_writable(plan)
+        task.run()
+    [parquet] = (tmp_path / "out" / "public" / "t").glob("LOAD*.parquet")
+    assert pq.read_table(parquet).column("d").to_pylist() == [dt.date(2020, 1, 2), None]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO t (id, d) VALUES (3, 'infinity')")
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"file://{tmp_path / 'bad'}") as files:
+        task = rk.Task(pg, files, mappings=rk.Mappings().include("public", "t"))
+        with pytest.raises(rk.TaskError):
+            task.run()
+        [stat] = task.statistics()
+        assert "public.t" in str(stat.error) and "infinity" in str(stat.error), stat.error
+        assert "id=3" in str(stat.error), stat.error
+    assert not list((tmp_path / "bad" / "public" / "t").glob("LOAD*.parquet"))
