@@ -213,6 +213,27 @@ def _same(change: Any) -> Any:
     return change
 
 
+def test_units_in_other_processes_fall_back_to_python_too(pg_server) -> None:
+    """A unit run in a process pool (UnitLoader) whose pushed SELECT fails is loaded through
+    Python there: the target equals the same task forced through Python."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = [f"push_{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    src, fast, slow = (pg_server.create_database(n) for n in names)
+    try:
+        with pg_server.connect(names[0]) as conn:
+            conn.execute(SOURCE)
+        s = rk.TaskSettings(progress=False, mask_secret=SECRET, split_rows=1000)
+        with ProcessPoolExecutor(2) as pool:
+            rk.Task(src, fast, mappings=_rules("overflow"), settings=s, executor=pool).run()
+        rk.Task(src, slow, mappings=_rules("overflow"), settings=s, transforms=[_same]).run()
+        with pg_server.connect(names[1]) as a, pg_server.connect(names[2]) as b:
+            assert _dump(a) == _dump(b)
+    finally:
+        for n in names:
+            pg_server.drop_database(n)
+
+
 def _dump(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return conn.execute("SELECT * FROM orders_mapped ORDER BY id").fetchall()
 
