@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -165,13 +165,26 @@ def _mysql_rows(url: str, table: str, columns: list[str]) -> Iterator[tuple[Any,
 
 def source_digest(url: str, table: str, columns: list[tuple[str, str]]) -> dict[str, str]:
     """Row count, per-column and per-row checksums of the MariaDB table (canonical values)."""
+    return digest_rows(_chunks(_mysql_rows(url, table, [c for c, _ in columns])), columns)
+
+
+def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    for row in rows:
+        yield [row]
+
+
+def digest_rows(
+    chunks: Iterable[Sequence[Sequence[Any]]], columns: list[tuple[str, str]]
+) -> dict[str, str]:
+    """:func:`source_digest` of rows given in chunks (any database's Python values with the
+    same canonical forms: a DuckDB target's rows too)."""
     names = [c for c, _ in columns]
     canons = [CANON[k] for _, k in columns]
     nonnull = [0] * len(columns)
     sums = [0] * len(columns)
     row_sum = 0
     count = 0
-    for row in _mysql_rows(url, table, names):
+    for row in (r for chunk in chunks for r in chunk):
         count += 1
         tokens = []
         for i, value in enumerate(row):

@@ -1,11 +1,11 @@
-"""Peer: dlt's ``sql_database`` source (PostgreSQL) into its ``duckdb`` destination.
+"""Peer: dlt's ``sql_database`` source (PostgreSQL or MariaDB) into its ``duckdb`` destination.
 
 Runs in the benchmark-only virtualenv ``benchmarks/.data/venv-duckdb-peers``
 (``benchmarks/peers/requirements-duckdb.txt``), never in the project's. ``--backend
 connectorx`` (whole tables as Arrow) or ``pyarrow`` (SQLAlchemy rows into Arrow batches), both
 with full reflection so column types are kept. A fresh ``pipelines_dir`` per run.
 
-    python benchmarks/peers/dlt_duckdb.py PG_URL /tmp/x.duckdb --backend pyarrow \
+    python benchmarks/peers/dlt_duckdb.py PG_OR_MYSQL_URL /tmp/x.duckdb --backend pyarrow \
         -t customers -t orders --pipelines-dir /tmp/x
 """
 
@@ -23,7 +23,7 @@ from dlt.sources.sql_database import sql_database
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="dlt sql_database -> duckdb peer")
-    parser.add_argument("pg_url")
+    parser.add_argument("source_url", help="postgresql://... or mysql://...")
     parser.add_argument("duckdb_path")
     parser.add_argument("-t", "--table", action="append", required=True)
     parser.add_argument("--backend", choices=["connectorx", "pyarrow"], default="pyarrow")
@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     kwargs = {}
-    credentials = args.pg_url
+    credentials = args.source_url
     if args.backend == "connectorx":
-        kwargs["backend_kwargs"] = {"conn": args.pg_url}
+        kwargs["backend_kwargs"] = {"conn": args.source_url}
+    elif credentials.startswith("mysql://"):
+        credentials = credentials.replace("mysql://", "mysql+pymysql://", 1)
     else:
-        credentials = args.pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        credentials = credentials.replace("postgresql://", "postgresql+psycopg2://", 1)
     source = sql_database(
         credentials=credentials,
         table_names=args.table,

@@ -302,3 +302,46 @@ def test_foreign_parquet_types_read_as_canonical_values(tmp_path):
         with rk.endpoint(f"sqlite:///{tmp_path / 'copy.db'}") as lite:
             [stats] = rk.Task(ep, lite, settings=rk.TaskSettings(progress=False)).run()
             assert stats.full_load_rows == 1
+
+
+def test_a_table_of_several_files_loads_one_unit_per_file_in_parallel(tmp_path):
+    """Each full-load file is a unit (so files load in parallel), every row read once; a
+    file gone since the split is an error naming it."""
+    lite = sample_database(tmp_path / "chinook.db")
+    with (
+        rk.endpoint(f"sqlite:///{lite}") as src,
+        rk.endpoint(f"file://{tmp_path}/out?file_size=16KB") as out,
+    ):
+        rk.Task(src, out, mappings=rk.Mappings().include("%", "Track")).run()
+    files = sorted((tmp_path / "out" / "Track").glob("LOAD*.parquet"))
+    assert len(files) > 2
+    with rk.endpoint(f"file://{tmp_path}/out") as ep:
+        reader = ep.reader()
+        (table,) = [t for t in reader.tables if t.id.name == "Track"]
+        units = reader.units(table)
+        assert [(u.index, u.count) for u in units] == [(i, len(files)) for i in range(len(files))]
+        per_unit = [sum(len(b) for b in reader.read(u)) for u in units]
+        assert per_unit == [pq.read_metadata(f).num_rows for f in files]
+        with rk.endpoint(f"sqlite:///{tmp_path / 'back.db'}") as back:
+            [stat] = rk.Task(ep, back, settings=rk.TaskSettings(parallel_tables=4)).run()
+            assert stat.full_load_rows == 3503
+        files[-1].unlink()
+        with pytest.raises(rk.Error, match=files[-1].name):
+            list(reader.read(units[-1]))
+
+
+def test_the_files_writer_refuses_a_process_pool_by_name(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    lite = sample_database(tmp_path / "chinook.db")
+    with (
+        rk.endpoint(f"sqlite:///{lite}") as src,
+        rk.endpoint(f"file://{tmp_path}/out") as out,
+        ProcessPoolExecutor(1) as pool,
+    ):
+        with pytest.raises(pickle.PicklingError, match="same file names"):
+            pickle.dumps(out.writer())
+        task = rk.Task(src, out, executor=pool, mappings=rk.Mappings().include("%", "Genre"))
+        with pytest.raises(rk.ConfigError, match="FilesWriter.*threads"):
+            task.run()
+    assert not (tmp_path / "out" / "Genre").exists()

@@ -54,17 +54,36 @@ class FilesReader(Reader):
 
     @override
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
-        """One unit per table (its files are read in name order)."""
-        return [Unit(table.id)]
+        """One unit per full-load file, so a table's files load in parallel; one unit for a
+        table with change files (they are replayed over all its files at once)."""
+        folder = self._folder(table.id)
+        count = len(folder.load_files)
+        if folder.change_files or count <= 1:
+            return [Unit(table.id)]
+        return [Unit(table.id, index=i, count=count) for i in range(count)]
+
+    def _folder(self, tid: TableId) -> TableFolder:
+        folder = self._folders.get(tid)
+        if tid not in self._by_id or folder is None:
+            raise SchemaError(f"this reader was not made for table {tid}")
+        return folder
 
     @override
     def read(self, unit: Unit) -> Iterator[Batch]:
-        """The rows of the table's files (with its change files replayed, if any)."""
-        table = self._by_id.get(unit.table)
-        folder = self._folders.get(unit.table)
-        if table is None or folder is None:
-            raise SchemaError(f"this reader was not made for table {unit.table}")
+        """The rows of the unit's file, or of the table's files (with its change files
+        replayed, if any)."""
+        folder = self._folder(unit.table)
+        table = self._by_id[unit.table]
         types = {c.name: c.type for c in folder.schema.columns}
+        if unit.count > 1:
+            if unit.count != len(folder.load_files) or folder.change_files:
+                raise SchemaError(
+                    f"the files of table {table.id} in {folder.folder} are not the "
+                    f"{unit.count} the load was split into: read them again (reflect)"
+                )
+            for names, rows in self._file(folder, folder.load_files[unit.index], types):
+                yield Batch(table.id, names, rows)
+            return
         if not folder.change_files:
             for names, rows in self._load(folder, types):
                 yield Batch(table.id, names, rows)

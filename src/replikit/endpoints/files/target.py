@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import pickle
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -90,6 +91,12 @@ class FilesWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         self._lock = threading.Lock()
         self._counters: dict[TableId, Iterator[int]] = {}
         self.problems: list[str] = []
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(
+            "it numbers each table's files in this process (two processes would write the "
+            "same file names), so it loads from threads only"
+        )
 
     # -- prepare ----------------------------------------------------------------------------
     @override
