@@ -350,7 +350,7 @@ def test_segment_checksums_bisect_to_the_changed_rows(
     report = rk.validate(src, dst)
     (t,) = report
     assert t.method == "checksum"
-    assert ("in 4 key ranges at once" in caplog.text) == (ranges != "one range")
+    assert ("key ranges at once" in caplog.text) == (ranges != "one range")
     assert {r.key["id"]: r.columns for r in t.different} == {
         30: ("customer",),
         3000: ("customer",),

@@ -27,7 +27,9 @@ differing rows (:mod:`replikit.validation.repair`).
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +39,12 @@ from typing import TYPE_CHECKING, Any, cast
 from replikit import display
 from replikit.endpoints.base import Endpoint
 from replikit.errors import ConfigError, Error
+from replikit.mapping.filters import AllOf, AnyOf, Condition, Predicate
 from replikit.pipeline.contracts import KeyRange, SupportsClose, Unit, Writer
 from replikit.pipeline.units import UnitLoader
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.model import TableId, TableSchema
+from replikit.schema.types import Kind
 from replikit.validation import checksum
 from replikit.validation.canonical import Canon, canonicalizer, comparable_kinds
 from replikit.validation.inflight import AppliedWait, CaughtUpTimeout
@@ -366,23 +370,21 @@ class Validator:
         reader = endpoint.reader([table])
         try:
             loader = UnitLoader(reader, cast(Writer, None), tuple(transforms))
-            units = [Unit(table.id)]
+            units: list[tuple[Unit, list[KeyRange]]] = [(Unit(table.id), [])]
             if bounds is not None:
-                units = [  # the range's key columns in this side's names
-                    Unit(table.id, replace(b, columns=tuple(names[i] for i in key[: _width(b)])))
-                    for b in bounds
-                ]
+                units = _range_units(table.id, bounds, names[key[0]] if key else "", endpoint)
             if side == "source":
                 as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
-                units = [replace(u, as_text=as_text) for u in units]
+                units = [(replace(u, as_text=as_text), r) for u, r in units]
 
-            def batches(unit: Unit) -> Iterable[Any]:
+            def batches(item: tuple[Unit, list[KeyRange]]) -> Iterable[Any]:
+                unit = item[0]
                 return loader.transformed(plan, unit) if side == "source" else reader.read(unit)
 
-            for unit, chunk in zip(units, _prefetched(units, batches), strict=True):
+            for (_unit, ranges), chunk in zip(units, _prefetched(units, batches), strict=True):
                 rows = _rows_of(chunk, names, canons, adapters, key, keep)
-                # a reader may read more than the range (one that never splits its tables)
-                yield from rows if unit.range is None else _within(rows, unit.range)
+                # a reader may read more than the ranges (one that never splits its tables)
+                yield from rows if not ranges else _within(rows, ranges)
         finally:
             if isinstance(reader, SupportsClose):
                 reader.close()
@@ -400,23 +402,58 @@ _PREFETCH = 8  # key ranges read at once (each opens its own connection)
 _RANGED = ("postgres", "mysql")
 
 
-def _width(bounds: KeyRange) -> int:
-    """How many leading key columns ``bounds`` constrains."""
-    return len(bounds.lower or bounds.upper or bounds.columns)
+_RANGES_PER_READ = 500  # key ranges read in one query (an OR of BETWEENs the reader pushes)
 
 
-def _within(rows: Iterable[Entry], bounds: KeyRange) -> Iterator[Entry]:
-    """The entries whose key's first (integer) column lies in ``bounds``."""
+def _range_units(
+    table: TableId, bounds: list[KeyRange], column: str, endpoint: Endpoint
+) -> list[tuple[Unit, list[KeyRange]]]:
+    """Units reading the key ranges ``bounds`` (on the key's first, integer, column; named
+    ``column`` on this side), with the ranges each must keep. On PostgreSQL and MySQL
+    several ranges go in one unit, as a row filter its reader pushes into its query: one
+    connection and one query for up to ``_RANGES_PER_READ`` small dirty segments, not one
+    each. Elsewhere one unit per range."""
+    ranges = [replace(b, columns=(column,)) for b in bounds]
+    if endpoint.family not in _RANGED or len(ranges) == 1:
+        return [(Unit(table, r), [r]) for r in ranges]
+    out = []
+    for i in range(0, len(ranges), _RANGES_PER_READ):
+        part = ranges[i : i + _RANGES_PER_READ]
+        where = AnyOf(tuple(_between(column, r) for r in part))
+        out.append((Unit(table, where=where), part))
+    return out
+
+
+def _between(column: str, bounds: KeyRange) -> Predicate:
     lo = bounds.lower[0] if bounds.lower else None
     hi = bounds.upper[0] if bounds.upper else None
+    parts = []
+    if lo is not None:
+        parts.append(Condition(column, ">=", (lo,), Kind.INT))
+    if hi is not None:
+        parts.append(Condition(column, "<", (hi,), Kind.INT))
+    return AllOf(tuple(parts))
+
+
+def _within(rows: Iterable[Entry], ranges: list[KeyRange]) -> Iterator[Entry]:
+    """The entries whose key's first (integer) column lies in one of ``ranges``."""
+    edges = sorted(
+        (
+            b.lower[0] if b.lower else -math.inf,
+            b.upper[0] if b.upper else math.inf,
+        )
+        for b in ranges
+    )
+    starts = [lo for lo, _ in edges]
     for entry in rows:
         k = entry[0][0]
-        if (lo is None or k >= lo) and (hi is None or k < hi):
+        i = bisect.bisect_right(starts, k) - 1
+        if i >= 0 and k < edges[i][1]:
             yield entry
 
 
 def _prefetched(
-    units: list[Unit], read: Callable[[Unit], Iterable[Any]]
+    units: list[Any], read: Callable[[Any], Iterable[Any]]
 ) -> Iterator[Iterable[Any]]:
     """The batches of each unit: one unit streamed; several (small dirty key ranges) read
     ``_PREFETCH`` at a time in threads, so connection set-up overlaps."""
