@@ -323,6 +323,8 @@ def _int_key(
 
 # -- the queries --------------------------------------------------------------------------------
 _Sums = dict[int, tuple[int, int]]
+_Paths = dict[tuple[int, ...], tuple[int, int]]  # a segment's path of numbers -> count, sum
+_RANGES_PER_QUERY = 500
 
 
 def _query(
@@ -345,6 +347,33 @@ def _query(
         f"FROM (SELECT {inner_key}{side.digest} AS d FROM {side.table}{where}) s GROUP BY 1"
     )
     return sql, params
+
+
+def _level_query(
+    side: _Side, lo: int, widths: Sequence[int], ranges: Sequence[tuple[int, int]]
+) -> tuple[str, list[Any]]:
+    """The sums of one bisection level: the rows of ``ranges`` (the dirty segments of the
+    level above, or the whole span), grouped by their path of segment numbers from ``lo``
+    (``widths``: each level's segment width; a segment's number within its parent is its
+    offset from the parent's start divided by its width)."""
+    assert side.key is not None
+    div = "/" if side.endpoint.family == "postgres" else "DIV"
+    params: list[Any] = []
+    exprs = []
+    rest_sql, rest_params = "(k - %s)", [lo]  # the key's offset within its parent segment
+    for i, width in enumerate(widths):
+        exprs.append(f"({rest_sql} {div} %s) AS i{i}")
+        params += [*rest_params, width]
+        rest_sql, rest_params = f"mod({rest_sql}, %s)", [*rest_params, width]
+    where = " OR ".join(f"({side.key} >= %s AND {side.key} < %s)" for _ in ranges)
+    inner_params = [b for r in ranges for b in r]
+    groups = ", ".join(str(i + 1) for i in range(len(widths)))
+    sql = (
+        f"SELECT {', '.join(exprs)}, count(*), sum(d) "  # noqa: S608
+        f"FROM (SELECT {side.key} AS k, {side.digest} AS d FROM {side.table} WHERE {where}) s "
+        f"GROUP BY {groups}"
+    )
+    return sql, [*params, *inner_params]
 
 
 def _run(side: _Side, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -384,6 +413,24 @@ class _Pair:
     ) -> tuple[_Sums, _Sums]:
         def one(side: _Side) -> _Sums:
             return _sums(_run(side, *_query(side, lo, width, bounds)))
+
+        return self.both(one)
+
+    def level(
+        self, lo: int, widths: list[int], parents: dict[tuple[int, ...], tuple[int, int]]
+    ) -> tuple[_Paths, _Paths]:
+        """Both sides' sums of one bisection level (see :func:`_level_query`), the parents'
+        ranges ``_RANGES_PER_QUERY`` at a time."""
+        ranges = list(parents.values())
+
+        def one(side: _Side) -> _Paths:
+            found: _Paths = {}
+            for i in range(0, len(ranges), _RANGES_PER_QUERY):
+                sql, params = _level_query(side, lo, widths, ranges[i : i + _RANGES_PER_QUERY])
+                for row in _run(side, sql, params):
+                    *path, n, d = row
+                    found[tuple(int(p) for p in path)] = (int(n), int(d or 0))
+            return found
 
         return self.both(one)
 
@@ -497,18 +544,27 @@ def _chunk(source: _Side, target: _Side, lo: int, hi: int, pieces: int) -> Outco
 
 
 def _bisect(pair: _Pair, lo: int, hi: int, pieces: int, out: Outcome) -> None:
-    width = max(1, -(-(hi - lo) // max(1, pieces)))
-    a, b = pair.sums(lo, width, (lo, hi))
-    log.debug("segments [%d, %d) by %d: %s | %s", lo, hi, width, a, b)
-    for seg in sorted(set(a) | set(b)):
-        s_lo = lo + seg * width
-        s_hi = min(hi, s_lo + width)
-        x, y = a.get(seg, (0, 0)), b.get(seg, (0, 0))
-        if x == y:
-            out.equal_rows += x[0]
-            continue
-        column = pair.sides[0].key or ""
-        if max(x[0], y[0]) <= LEAF_ROWS or s_hi - s_lo <= 1:
-            out.dirty.append(KeyRange((column,), (s_lo,), (s_hi,)))
-        else:
-            _bisect(pair, s_lo, s_hi, FANOUT, out)
+    """Checksum ``[lo, hi)`` in ``pieces`` segments, then every dirty segment in ``FANOUT``
+    smaller ones, level by level (one query per side and level, for all the dirty segments
+    of the level at once), down to segments of at most ``LEAF_ROWS`` rows, which go to
+    ``out.dirty`` to be compared row by row."""
+    column = pair.sides[0].key or ""
+    widths = [max(1, -(-(hi - lo) // max(1, pieces)))]
+    parents: dict[tuple[int, ...], tuple[int, int]] = {(): (lo, hi)}
+    while parents:
+        a, b = pair.level(lo, widths, parents)
+        log.debug("level %d, widths %s: %d | %d segments", len(widths), widths, len(a), len(b))
+        dirty: dict[tuple[int, ...], tuple[int, int]] = {}
+        for path in sorted(set(a) | set(b)):
+            p_lo, p_hi = parents[path[:-1]]
+            s_lo = p_lo + path[-1] * widths[-1]
+            s_hi = min(p_hi, s_lo + widths[-1])
+            x, y = a.get(path, (0, 0)), b.get(path, (0, 0))
+            if x == y:
+                out.equal_rows += x[0]
+            elif max(x[0], y[0]) <= LEAF_ROWS or s_hi - s_lo <= 1:
+                out.dirty.append(KeyRange((column,), (s_lo,), (s_hi,)))
+            else:
+                dirty[path] = (s_lo, s_hi)
+        parents = dirty
+        widths.append(max(1, -(-widths[-1] // FANOUT)))
