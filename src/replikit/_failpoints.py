@@ -17,6 +17,7 @@ In-process tests can also use :func:`inject`, which runs any callable at the N-t
 wait for an event, write to the source...).
 
 Points used by replikit: ``full-load.batch`` (after a full-load batch was written),
+``full-load.chunk`` (after a chunk of a raw full-load copy was written),
 ``apply.before-commit`` (inside a target transaction, before COMMIT), ``apply.after-commit``
 (after the target committed, before the source is acknowledged), and one per CDC thread:
 ``cdc.read`` (the change-reader thread, after it read a source transaction and before it

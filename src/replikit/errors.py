@@ -7,7 +7,8 @@ Every error replikit raises on purpose derives from :class:`Error`::
     │   └── MissingDependencyError   an optional driver is not installed (pip install hint)
     ├── CapabilityError          the endpoint cannot do what was asked (e.g. CDC from files)
     ├── ConnectError             host unreachable, connection lost, server restarting [retryable]
-    │   └── AccessError          login refused, database missing, privilege revoked (permanent)
+    │   ├── AccessError          login refused, database missing, privilege revoked (permanent)
+    │   └── UnknownOutcomeError  lost during COMMIT: the work may or may not be there (permanent)
     ├── TransientError           deadlock, lock timeout, serialization failure       [retryable]
     ├── SchemaError              source/target schemas do not fit (e.g. do-nothing on a wrong shape)
     │   ├── TableNotFoundError   a named table does not exist
@@ -47,6 +48,7 @@ __all__ = [
     "TableNotFoundError",
     "TaskError",
     "TransientError",
+    "UnknownOutcomeError",
     "ValidationError",
 ]
 
@@ -105,6 +107,14 @@ class AccessError(ConnectError):
     """The server answered and refused: login refused, database missing, or a privilege the
     task needs is missing (e.g. revoked replication). Retrying does not help: fix the account
     or the URL, as the message says."""
+
+    retryable = False
+
+
+class UnknownOutcomeError(ConnectError):
+    """The connection was lost while a transaction was committing: its work may or may not be
+    in the database. Not retried by itself where doing the work twice could write it twice (a
+    full-load unit); the message says what to do."""
 
     retryable = False
 

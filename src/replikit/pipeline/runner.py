@@ -53,7 +53,7 @@ from replikit.pipeline.contracts import (
     dialect_of,
 )
 from replikit.pipeline.control import ControlStore
-from replikit.pipeline.policy import ErrorPolicy
+from replikit.pipeline.policy import Backoff, ErrorPolicy, recoverable
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.skiprows import RowSkipper
 from replikit.pipeline.stats import Statistics, TableState
@@ -743,6 +743,43 @@ class Pipeline:
             return 0
         self._check_stop()
         self.statistics.started(name, self.statistics[name].units_total)
+        backoff = Backoff(self.error_policy, wait=self._stop.wait)
+        while True:
+            counted = [0]
+            try:
+                return self._load_unit_once(plan, unit, counted)
+            except Error as exc:
+                delay = self._retry_delay(exc, backoff)
+                if delay is None:
+                    raise
+                self.statistics.rows(name, -counted[0])  # rolled back with the unit
+                self.statistics.retried(exc)
+                log.warning(
+                    "table %s unit %s: %s; loading the unit again in a new transaction in "
+                    "%.1f s (retrying for %.0f s more)", name, unit, exc, delay,
+                    self.error_policy.retry_timeout - backoff.elapsed,
+                )  # fmt: skip
+                if backoff.wait(delay):
+                    raise StoppedError("stopped") from exc
+
+    def _retry_delay(self, exc: Error, backoff: Backoff) -> float | None:
+        """The wait before loading a failed unit again, or ``None`` (do not): only a
+        recoverable error, on a writer whose units are one transaction each (so the failed
+        attempt left nothing), outside ``skip-row`` (which commits batch by batch), in a plain
+        full load (a stream's load reads a snapshot tied to its CDC start, which a lost source
+        connection ends: its task runs the load again from a new one)."""
+        if (
+            not recoverable(exc)
+            or self.replicate
+            or self._stop.is_set()
+            or not getattr(self.writer, "atomic_units", False)
+            or self.error_policy.data_errors == "skip-row"
+        ):
+            return None
+        return backoff.next_delay()
+
+    def _load_unit_once(self, plan: TablePlan, unit: Unit, counted: list[int]) -> int:
+        name = str(plan.source.id)
         loader = self._loader()
         if self._raw_ok(plan):
             assert isinstance(self.reader, SupportsRawRead)
@@ -764,8 +801,10 @@ class Pipeline:
         if self._arrow_ok(plan, unit):
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
-            return self.writer.load_arrow(plan, self._counted(name, self.reader.read_arrow(unit)))
-        return self._stages()[1].load(plan, self._counted(name, loader.batches(plan, unit)))
+            arrow = self._counted(name, self.reader.read_arrow(unit), counted)
+            return self.writer.load_arrow(plan, arrow)
+        batches = self._counted(name, loader.batches(plan, unit), counted)
+        return self._stages()[1].load(plan, batches)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -775,6 +814,7 @@ class Pipeline:
         for chunk in chunks:
             self._check_stop()
             yield chunk
+            failpoint("full-load.chunk", wake=self._stop)
 
     @property
     def _skipper(self) -> RowSkipper | None:
@@ -858,10 +898,13 @@ class Pipeline:
             and writer.arrow_writable(plan)
         )
 
-    def _counted(self, name: str, batches: Iterable[Any]) -> Iterator[Any]:
-        """``batches`` (row batches or Arrow record batches), counted as they pass."""
+    def _counted(self, name: str, batches: Iterable[Any], counted: list[int]) -> Iterator[Any]:
+        """``batches`` (row batches or Arrow record batches), counted as they pass (also in
+        ``counted``: what a failed attempt takes off the statistics)."""
         for batch in batches:
             self._check_stop()
             yield batch
-            self.statistics.rows(name, batch.num_rows if hasattr(batch, "num_rows") else len(batch))
+            n = batch.num_rows if hasattr(batch, "num_rows") else len(batch)
+            self.statistics.rows(name, n)
+            counted[0] += n
             failpoint("full-load.batch", wake=self._stop)

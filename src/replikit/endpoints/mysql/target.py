@@ -41,7 +41,14 @@ from replikit.endpoints.mysql._limits import live_limits
 from replikit.endpoints.mysql._load import Load, load_for
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql.reflect import Server, reflect, server_info
-from replikit.errors import ConfigError, ConnectError, DataError, Error, SchemaError
+from replikit.errors import (
+    ConfigError,
+    ConnectError,
+    DataError,
+    Error,
+    SchemaError,
+    UnknownOutcomeError,
+)
 from replikit.pipeline.contracts import Batch, Fence, table_errors
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.existing import (
@@ -109,6 +116,7 @@ class MysqlWriter:
     """
 
     dialect = DIALECT
+    atomic_units = True  # a unit is one transaction: one that failed can be loaded again
     default_schema: str | None = None
     foreign_keys_in_create = False
     #: checked before each commit (a standby task's lease; docs/high-availability.md)
@@ -381,7 +389,7 @@ class MysqlWriter:
             _ledger.record(conn, once, total)
             if self.fence is not None:  # a standby task's lease: checked just before COMMIT
                 self.fence.fence(functools.partial(_rows, conn))
-            conn.commit()
+            self._commit(conn, plan)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -389,6 +397,21 @@ class MysqlWriter:
         finally:
             conn.close()
         return total
+
+    def _commit(self, conn: Any, plan: TablePlan) -> None:
+        """Commit a unit; a connection lost meanwhile leaves its outcome unknown."""
+        driver = driver_of(conn)
+        try:
+            conn.commit()
+        except driver.Error as exc:
+            if error_code(exc) not in _LOST and not isinstance(exc, driver.module.InterfaceError):
+                raise
+            raise UnknownOutcomeError(
+                f"lost the connection to {self._params.where()} while committing a unit of "
+                f"{plan.target_id}: its rows may or may not be in the table, so the unit is "
+                "not loaded again by itself; load the table again (drop-and-create or "
+                f"truncate, or Task.reload) ({scrub(error_text(exc), self._params)})"
+            ) from exc
 
     def start_ledger(self, load: str) -> None:
         """Create the ledger of loaded units (``replikit_load_units``) if missing."""

@@ -24,10 +24,16 @@ from psycopg import sql  # noqa: E402
 from replikit.endpoints.postgres import _ddl, _ledger  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
-from replikit.endpoints.postgres._errors import copy_position, data_error, refusal  # noqa: E402
+from replikit.endpoints.postgres._errors import (  # noqa: E402
+    by_cause,
+    copy_position,
+    data_error,
+    refusal,
+    scrub,
+)
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres.reflect import reflect  # noqa: E402
-from replikit.errors import ConfigError, Error, SchemaError  # noqa: E402
+from replikit.errors import ConfigError, Error, SchemaError, UnknownOutcomeError  # noqa: E402
 from replikit.pipeline.contracts import Fence, table_errors  # noqa: E402
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
 from replikit.schema.existing import (  # noqa: E402
@@ -61,6 +67,7 @@ class PostgresWriter:
 
     raw_format = "postgresql-binary"
     dialect = DIALECT
+    atomic_units = True  # a unit is one transaction: one that failed can be loaded again
     #: where tables without a schema land
     default_schema = "public"
     foreign_keys_in_create = False
@@ -245,7 +252,22 @@ class PostgresWriter:
                 total += self._copy_batch(cur, plan, batch.columns, batch.rows)
             _ledger.record(conn, once, total)
             self._fenced(conn)
+            self._commit(conn, plan)
         return total
+
+    def _commit(self, conn: Connection, plan: TablePlan) -> None:
+        """Commit a unit; a connection lost meanwhile leaves its outcome unknown."""
+        try:
+            conn.commit()
+        except psycopg.Error as exc:
+            if by_cause(exc, "committing") is None:
+                raise
+            raise UnknownOutcomeError(
+                f"lost the connection to {self._params.where()} while committing a unit of "
+                f"{plan.target_id}: its rows may or may not be in the table, so the unit is "
+                "not loaded again by itself; load the table again (drop-and-create or "
+                f"truncate, or Task.reload) ({scrub(str(exc).strip(), self._params)})"
+            ) from exc
 
     def start_ledger(self, load: str) -> None:
         """Create the ledger of loaded units (``replikit.replikit_load_units``) if missing."""
@@ -289,8 +311,10 @@ class PostgresWriter:
                 for row in rows:
                     copy.write_row(row)
                     done += 1
-        except psycopg.Error as exc:
-            known = refusal(exc, "load", str(plan.target_id), self._params)
+        except psycopg.Error as exc:  # by cause: a lost connection is no bad row
+            known = by_cause(exc, f"loading {plan.target_id}") or refusal(
+                exc, "load", str(plan.target_id), self._params
+            )
             raise known or _row_error(exc, plan, names, rows, done) from exc
         return len(rows)
 
@@ -313,13 +337,16 @@ class PostgresWriter:
             except psycopg.Error as exc:
                 line, column = copy_position(exc)
                 where = {"row": line} if line else None
-                known = refusal(exc, "load", str(plan.target_id), self._params)
+                known = by_cause(exc, f"loading {plan.target_id}") or refusal(
+                    exc, "load", str(plan.target_id), self._params
+                )
                 raise known or data_error(
                     exc, str(plan.target_id), column=column, key=where
                 ) from exc
             rows = max(cur.rowcount, 0)
             _ledger.record(conn, once, rows)
             self._fenced(conn)
+            self._commit(conn, plan)
             return rows
 
 
