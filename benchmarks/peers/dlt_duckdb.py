@@ -33,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     kwargs = {}
-    credentials = args.source_url
-    if args.backend == "connectorx":
-        kwargs["backend_kwargs"] = {"conn": args.source_url}
-    elif credentials.startswith("mysql://"):
+    credentials = args.source_url  # SQLAlchemy's (reflection; rows with pyarrow)
+    if credentials.startswith("mysql://"):
         credentials = credentials.replace("mysql://", "mysql+pymysql://", 1)
     else:
         credentials = credentials.replace("postgresql://", "postgresql+psycopg2://", 1)
+    if args.backend == "connectorx":
+        kwargs["backend_kwargs"] = {"conn": args.source_url}
     source = sql_database(
         credentials=credentials,
         table_names=args.table,
