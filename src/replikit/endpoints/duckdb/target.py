@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import itertools
 import pickle
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from typing_extensions import override
 
 from replikit.endpoints._arrow import ArrowRows
 from replikit.endpoints.duckdb import _ddl
-from replikit.endpoints.duckdb._arrow import Columns, arrow_canonical, arrow_table
+from replikit.endpoints.duckdb._arrow import Columns, arrow_canonical, arrow_table, pa
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
@@ -45,6 +45,9 @@ MODES = ("drop-and-create", "create", "truncate", "do-nothing")
 RULES = TargetRules(fold=ascii_fold)
 #: rows per Arrow table inserted
 ARROW_ROWS = 20_000
+#: rows of Arrow record batches gathered per INSERT (measured, 1M rows from PostgreSQL: one
+#: INSERT per 6,000-row batch 6.8-7.9 s, per 50,000 rows 4.4 s)
+ARROW_GROUP_ROWS = 50_000
 _BATCH = itertools.count()
 
 
@@ -311,8 +314,8 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         with self._db.connected() as conn:
             conn.execute("BEGIN")
             try:
-                for batch in batches:
-                    table = arrow_table(batch, sources, temporal)
+                for group in _gathered(batches, ARROW_GROUP_ROWS):
+                    table = arrow_table(group, sources, temporal)
                     over_batch(conn, cols, table, ArrowRows(table), statement)
                     since += table.num_rows
                     if since >= self.commit_rows:
@@ -360,6 +363,21 @@ def _insert(
 ) -> int:
     insert(conn, columns_for(plan, columns), rows, target)
     return len(rows)
+
+
+def _gathered(batches: Iterable[Any], rows: int) -> Iterator[Any]:
+    """Record batches gathered into Arrow tables of at least ``rows`` rows (no copy): one
+    INSERT per table."""
+    pending: list[Any] = []
+    have = 0
+    for batch in batches:
+        pending.append(batch)
+        have += batch.num_rows
+        if have >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, have = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def _has_primary_key(conn: Any, tid: TableId) -> bool:

@@ -248,6 +248,8 @@ class Files:
         self.store = store
         self.group_rows = group_rows
         self._pending: list[Sequence[Any]] = []
+        self._tables: list[Any] = []  # Arrow tables gathered for the next row group
+        self._table_rows = 0
         self.layout = layout
         self.fmt = fmt
         self.name = name
@@ -265,18 +267,25 @@ class Files:
 
     def write_arrow(self, table: Any) -> None:
         """Write an Arrow table in the layout's schema (Parquet only) after the rows before
-        it, in row groups of ``group_rows`` as :meth:`write`."""
+        it, gathered into row groups of ``group_rows`` as :meth:`write` does."""
         while self._pending:
             self._flush()
-        done = 0
-        while done < table.num_rows:
-            piece = table.slice(done, self.group_rows)
-            done += piece.num_rows
-            if self._open is None:
-                self._open = _File(self.store, self.name(), self.fmt, self.layout, self.compression)
-            self._open.write_arrow(piece)
-            self.rows += piece.num_rows
-            self._written()
+        self._tables.append(table)
+        self._table_rows += table.num_rows
+        while self._table_rows >= self.group_rows:
+            self._flush_arrow()
+
+    def _flush_arrow(self) -> None:
+        """Write up to ``group_rows`` of the gathered Arrow tables as one row group."""
+        gathered = pa.concat_tables(self._tables)
+        piece, rest = gathered.slice(0, self.group_rows), gathered.slice(self.group_rows)
+        self._tables = [rest] if rest.num_rows else []
+        self._table_rows = rest.num_rows
+        if self._open is None:
+            self._open = _File(self.store, self.name(), self.fmt, self.layout, self.compression)
+        self._open.write_arrow(piece)
+        self.rows += piece.num_rows
+        self._written()
 
     def _flush(self) -> None:
         rows = self._pending[: self.group_rows]
@@ -313,6 +322,8 @@ class Files:
             try:
                 while self._pending:
                     self._flush()
+                while self._table_rows:
+                    self._flush_arrow()
             except BaseException as failed:
                 self.__exit__(type(failed), failed, failed.__traceback__)
                 raise
