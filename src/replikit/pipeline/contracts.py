@@ -48,7 +48,10 @@ __all__ = [
     "SupportsRawRead",
     "SupportsRawWrite",
     "SupportsSchemaObjects",
+    "SupportsTextRead",
+    "SupportsTextWrite",
     "SupportsUnitLedger",
+    "TextUnit",
     "Unit",
     "Writer",
     "dialect_of",
@@ -264,6 +267,42 @@ class SupportsRawWrite(Protocol):
 
     def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
         """Load chunks in the bulk wire format; return the number of rows written."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TextUnit:
+    """A unit's rows as text in a writer's bulk format, built by the source: ``columns`` the
+    target columns of each line, in order; ``chunks`` ``(rows, bytes)`` pairs of whole lines."""
+
+    columns: tuple[str, ...]
+    chunks: Iterator[tuple[int, bytes]]
+
+
+@runtime_checkable
+class SupportsTextRead(Protocol):
+    """A reader that can hand a unit over as the target's bulk text (e.g. PostgreSQL COPY
+    text), converting on the source server what the plan needs converted."""
+
+    text_format: str
+
+    def copy_text(self, plan: TablePlan, unit: Unit) -> TextUnit | None:
+        """The unit as text in :attr:`text_format`, or ``None`` when a column of ``plan``
+        needs typed values. A value the typed path would refuse raises ``DataError``: the
+        unit is then read again with ``read``, whose error names table, column and key."""
+        ...
+
+
+@runtime_checkable
+class SupportsTextWrite(Protocol):
+    """A writer that loads its bulk text format (lines a :class:`SupportsTextRead` built)."""
+
+    text_format: str
+
+    def load_text(
+        self, plan: TablePlan, columns: Sequence[str], chunks: Iterable[bytes]
+    ) -> int:
+        """Load whole lines of ``columns``; return the number of rows written."""
         ...
 
 

@@ -47,6 +47,8 @@ from replikit.pipeline.contracts import (
     SupportsRawRead,
     SupportsRawWrite,
     SupportsSchemaObjects,
+    SupportsTextRead,
+    SupportsTextWrite,
     SupportsUnitLedger,
     Unit,
     Writer,
@@ -692,7 +694,14 @@ class Pipeline:
             str(plan.source.id), self.statistics[str(plan.source.id)].units_total
         )
         loader = replace(self._loader(), ledger=ledger)
-        future = executor.submit(loader, plan, unit, self._raw_ok(plan), self._arrow_ok(plan, unit))
+        future = executor.submit(
+            loader,
+            plan,
+            unit,
+            self._raw_ok(plan),
+            self._arrow_ok(plan, unit),
+            self._text_ok(plan, unit),
+        )
         self._remote.add(future)
         return future
 
@@ -798,6 +807,12 @@ class Pipeline:
                 return n
         if self._skipper is not None:  # skip-row: batch by batch, refused rows set aside
             return self._skipper.load(plan, loader.batches(plan, unit))
+        if self._text_ok(plan, unit):
+            n_text = loader.load_text(plan, unit, self._checked)
+            if n_text is not None:
+                self.statistics.rows(name, n_text)
+                failpoint("full-load.batch", wake=self._stop)
+                return n_text
         if self._arrow_ok(plan, unit):
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
@@ -880,6 +895,21 @@ class Pipeline:
             if found.column(c.source.name).sql is None and c.target.sql != c.source.type.native:
                 return None
         return found
+
+    def _text_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` may go as text the source builds in the writer's bulk format
+        (:class:`SupportsTextRead`): no transform, row filter, pushed SELECT or skip-row; the
+        reader still decides per plan (``copy_text`` returns ``None``)."""
+        reader, writer = self.reader, self.writer
+        return (
+            not self.transforms
+            and self._skipper is None
+            and unit.where is None
+            and unit.select is None
+            and isinstance(reader, SupportsTextRead)
+            and isinstance(writer, SupportsTextWrite)
+            and reader.text_format == writer.text_format
+        )
 
     def _arrow_ok(self, plan: TablePlan, unit: Unit) -> bool:
         """True when ``unit`` can move as Arrow record batches: no transform, no row filter

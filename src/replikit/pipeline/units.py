@@ -6,8 +6,9 @@ pickles it to the worker, which reads and writes there.
 
 from __future__ import annotations
 
+import logging
 import pickle
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
@@ -21,6 +22,8 @@ from replikit.pipeline.contracts import (
     SupportsArrowWrite,
     SupportsRawRead,
     SupportsRawWrite,
+    SupportsTextRead,
+    SupportsTextWrite,
     SupportsUnitLedger,
     Unit,
     Writer,
@@ -29,6 +32,8 @@ from replikit.schema.convert import TablePlan
 from replikit.transforms import SupportsMapRows, Transform
 
 __all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process", "may_rerun"]
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -84,7 +89,9 @@ class UnitLoader:
     #: units run elsewhere, where a unit may run twice; ``None`` in this process
     ledger: str | None = None
 
-    def __call__(self, plan: TablePlan, unit: Unit, raw: bool, arrow: bool = False) -> int:
+    def __call__(
+        self, plan: TablePlan, unit: Unit, raw: bool, arrow: bool = False, text: bool = False
+    ) -> int:
         once = None if self.ledger is None else f"{self.ledger}/{plan.target_id}/{unit.index}"
         extra: dict[str, Any] = {} if once is None else {"once": once}
         if raw:
@@ -97,11 +104,42 @@ class UnitLoader:
                     raise
                 # the source's SELECT could not compute a value (or the target refused it):
                 # the unit (rolled back) goes through Python, which decides each row
+        if text:
+            done = self.load_text(plan, unit, **extra)
+            if done is not None:
+                return done
         if arrow:
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
             return self.writer.load_arrow(plan, self.reader.read_arrow(unit), **extra)
         return self.writer.load(plan, self.batches(plan, unit), **extra)
+
+    def load_text(
+        self,
+        plan: TablePlan,
+        unit: Unit,
+        check: Callable[[Iterable[bytes]], Iterable[bytes]] = lambda chunks: chunks,
+        **extra: Any,
+    ) -> int | None:
+        """Load the unit as text the source built (:class:`SupportsTextRead`; the caller
+        checked the stages take it); ``None`` when the reader says a column needs typed
+        values, or the load failed with a :class:`DataError` (the writer rolled it back): the
+        caller loads it through typed rows, whose error names the row."""
+        assert isinstance(self.reader, SupportsTextRead)
+        assert isinstance(self.writer, SupportsTextWrite)
+        text = self.reader.copy_text(plan, unit)
+        if text is None:
+            return None
+        try:
+            data = check(data for _, data in text.chunks)
+            return int(self.writer.load_text(plan, text.columns, data, **extra))
+        except DataError as exc:
+            log.info("%s unit %s: redone through typed rows (%s)", plan.target_id, unit, exc)
+            return None
+        finally:
+            close = getattr(text.chunks, "close", None)
+            if close is not None:
+                close()
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
         """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +37,14 @@ from replikit.endpoints.mysql._connect import (
     scrub,
     setup_session,
 )
+from replikit.endpoints.mysql._copytext import (
+    TEXT_FORMAT,
+    Field,
+    LineSelect,
+    line_select,
+)
 from replikit.endpoints.mysql._dialect import DIALECT
+from replikit.endpoints.mysql._lines import chunks, read_ahead
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql._values import (
     ZERO_DATE_POLICIES,
@@ -49,8 +57,9 @@ from replikit.endpoints.mysql._values import (
 )
 from replikit.errors import ConfigError, ConnectError, DataError
 from replikit.mapping.filters import pushdown
-from replikit.pipeline.contracts import Batch, KeyRange, Unit
+from replikit.pipeline.contracts import Batch, KeyRange, TextUnit, Unit
 from replikit.pipeline.splitting import split_table
+from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId, TableSchema
 from replikit.schema.types import Kind
 
@@ -76,6 +85,8 @@ class MysqlReader:
     """
 
     dialect = DIALECT
+    #: :meth:`copy_text` writes PostgreSQL COPY text (a writer with this ``text_format``)
+    text_format = TEXT_FORMAT
 
     def __init__(
         self,
@@ -296,6 +307,59 @@ class MysqlReader:
                 yield from self._stream(cur, driver, sql, params, table, converters)
             finally:
                 cur.close()  # an unbuffered cursor drains what is left, keeping conn usable
+        self._report_zero_dates(table, before)
+
+    def copy_text(self, plan: TablePlan, unit: Unit) -> TextUnit | None:
+        """The unit's rows as PostgreSQL COPY text built by the server (see
+        :mod:`~replikit.endpoints.mysql._copytext`), read ahead in a thread; ``None`` when a
+        column of ``plan`` needs the typed path (:meth:`read`).
+
+        A value the typed path would refuse or must explain (a zero date it cannot load as
+        NULL, a TINYINT(1) that is not 0 or 1, a line over ``max_allowed_packet``) raises
+        :class:`~replikit.DataError`: redo the unit with :meth:`read` for the full message.
+        """
+        table = self._table(unit.table)
+        if plan.target_dialect != "postgresql":
+            return None
+        select = line_select(
+            plan, as_text=tuple(unit.as_text), tinyint1_as_bool=self.tinyint1_as_bool
+        )
+        if select is None:
+            return None
+        return TextUnit(select.columns, read_ahead(self._lines(table, unit, select)))
+
+    def _lines(
+        self, table: TableSchema, unit: Unit, select: LineSelect
+    ) -> Iterator[tuple[int, bytes]]:
+        where, params = _where(unit.range, unit)
+        sql = f"SELECT {select.expressions} FROM {_name(table.id)}"  # noqa: S608
+        if params:  # run with parameters: a % in a quoted name is doubled for the driver
+            sql = sql.replace("%", "%%") + where
+        name = str(table.id)
+        nullable = {c.name for c in table.columns if c.nullable}
+        counts: Counter[str] = Counter()
+
+        def allowed(field: Field) -> bool:
+            return self._zero.policy == "null" and field.source in nullable
+
+        with self._connection(unit) as conn:
+            driver = driver_of(conn)
+            cur = conn.cursor(driver.ss_cursor)
+            try:
+                cur.execute(sql, params or None)
+                yield from chunks(cur.fetchmany, select, name, allowed, counts)
+            except driver.OperationalError as exc:
+                raise ConnectError(
+                    f"reading {table.id} from {self._params.where()} failed: "
+                    f"{scrub(error_text(exc), self._params)}"
+                ) from None
+            except driver.Error as exc:
+                raise read_error(exc, name, self._params) from exc
+            finally:
+                cur.close()
+        before = dict(self._zero.counts)
+        for column, count in counts.items():
+            self._zero.counts[(name, column)] += count
         self._report_zero_dates(table, before)
 
     def _stream(

@@ -66,6 +66,8 @@ class PostgresWriter:
     """Creates target tables, bulk-loads them with COPY, then adds indexes and keys."""
 
     raw_format = "postgresql-binary"
+    #: :meth:`load_text` takes COPY text lines a source built (a MySQL reader's ``copy_text``)
+    text_format = "postgresql-text"
     dialect = DIALECT
     atomic_units = True  # a unit is one transaction: one that failed can be loaded again
     #: where tables without a schema land
@@ -347,6 +349,43 @@ class PostgresWriter:
             _ledger.record(conn, once, rows)
             self._fenced(conn)
             self._commit(conn, plan)
+            return rows
+
+    def load_text(
+        self,
+        plan: TablePlan,
+        columns: Sequence[str],
+        chunks: Iterable[bytes],
+        *,
+        once: str | None = None,
+    ) -> int:
+        """Text COPY of whole lines of ``columns`` (target names), as a source built them;
+        one transaction, ``once`` as for :meth:`load`. psycopg sends from its own thread
+        while the next chunk is read."""
+        from psycopg.copy import QueuedLibpqWriter
+
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.SQL(_ddl.table_name(plan.target_id)),
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        )
+        with connect(self._params) as conn, conn.cursor() as cur:
+            self._guard(conn)
+            done = _ledger.done(conn, once)
+            if done is not None:
+                return done
+            try:
+                with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+                    for chunk in chunks:
+                        copy.write(chunk)
+            except psycopg.Error as exc:
+                line, column = copy_position(exc)
+                known = refusal(exc, "load", str(plan.target_id), self._params)
+                raise known or data_error(
+                    exc, str(plan.target_id), column=column, key={"line": line} if line else None
+                ) from exc
+            rows = max(cur.rowcount, 0)
+            _ledger.record(conn, once, rows)
+            self._fenced(conn)
             return rows
 
 

@@ -1,0 +1,202 @@
+"""MariaDB/MySQL builds PostgreSQL COPY text lines itself (sans-IO: plan in, SQL out).
+
+For a table bound for PostgreSQL whose every column has a text form PostgreSQL parses to the
+value the typed path would write, the server selects each row as one line of ``COPY ... FROM
+STDIN`` text (``CONCAT_WS`` of tab-separated fields, ``\\N`` for NULL): the client only joins
+the lines, with no Python value per field. :func:`field_for` decides per column how it passes:
+
+``as-is``
+    the server's text is already PostgreSQL's input form and holds nothing COPY escapes:
+    integers (YEAR and BIT as numbers), decimals, doubles (the very text the typed path
+    parses; FLOAT as its exact double), times, UUIDs.
+``escaped``
+    strings, ENUM, SET, JSON and text overrides: backslash, tab, newline and carriage return
+    escaped for COPY (``REPLACE``, always case-sensitive), converted to utf8mb4 first unless
+    the column already is.
+``bool``
+    ``TINYINT(1)`` / ``BIT(1)`` as ``t`` / ``f``; any other value is *flagged*.
+``date``
+    DATE, DATETIME and TIMESTAMP (the latter with ``+00``: the session reads it in UTC);
+    a zero or invalid date (``0000-00-00``, ``2020-02-31``, year 0: what date arithmetic
+    refuses) is written as NULL and *flagged*.
+``hex``
+    binary strings as bytea hex input (``\\x`` and ``HEX()``).
+
+A flagged value sets one bit of the row's second selected column, so the client looks at a
+batch's rows only when one is set: zero dates in a nullable column under ``zero_dates="null"``
+are counted; anything else is refused, and the unit is redone through the typed path, which
+explains the refusal with table, column and key. Columns that fit none of these (geometry, a
+type override the text would not parse to the same value, a plan adapter) keep the whole table
+on the typed path: :func:`line_select` returns ``None``.
+
+No silent change: a field whose expression is NULL for a non-NULL value (a result longer than
+``max_allowed_packet``) is left out by ``CONCAT_WS``, so COPY refuses the line, and a line
+that is NULL itself is refused by the reader; both redo the unit through the typed path.
+Literals are written as hex with a charset introducer: they mean the same whatever the
+session's ``NO_BACKSLASH_ESCAPES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES
+from replikit.schema.convert import ColumnPlan, TablePlan
+from replikit.schema.types import Kind
+
+__all__ = ["Field", "LineSelect", "field_for", "line_select"]
+
+#: the format both ends agree on (a PostgreSQL writer's ``text_format``)
+TEXT_FORMAT = "postgresql-text"
+#: most flagged columns one row can report (bits of a BIGINT)
+MAX_FLAGS = 62
+
+
+def _lit(text: str) -> str:
+    """A utf8mb4 string literal that no ``sql_mode`` reads differently."""
+    return f"_utf8mb4 X'{text.encode().hex().upper()}'"
+
+
+_NULL = _lit("\\N")
+_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+# what each source kind may become when its text is passed: the typed path writes the same
+_TARGETS: dict[Kind, frozenset[Kind]] = {
+    Kind.INT: frozenset({Kind.INT, Kind.DECIMAL}),
+    Kind.DECIMAL: frozenset({Kind.DECIMAL}),
+    Kind.FLOAT: frozenset({Kind.FLOAT}),
+    Kind.BOOL: frozenset({Kind.BOOL}),
+    Kind.STRING: frozenset({Kind.STRING, Kind.TEXT}),
+    Kind.TEXT: frozenset({Kind.STRING, Kind.TEXT}),
+    Kind.ENUM: frozenset({Kind.ENUM, Kind.STRING, Kind.TEXT}),
+    Kind.JSON: frozenset({Kind.JSON, Kind.STRING, Kind.TEXT}),
+    Kind.OTHER: frozenset({Kind.STRING, Kind.TEXT}),
+    Kind.UUID: frozenset({Kind.UUID}),
+    Kind.BYTES: frozenset({Kind.BYTES}),
+    Kind.DATE: frozenset({Kind.DATE}),
+    Kind.TIMESTAMP: frozenset({Kind.TIMESTAMP}),
+    Kind.TIME: frozenset({Kind.TIME}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One column's field of the line: ``value`` is SQL yielding its COPY text (never NULL
+    for a value that has one); ``flag`` SQL true for a value the client must look at."""
+
+    column: str
+    source: str
+    how: str
+    value: str
+    flag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineSelect:
+    """The SELECT list of a table's lines: ``columns`` the target columns in line order,
+    ``flagged`` the source columns of the flag bits (bit ``i`` is ``flagged[i]``)."""
+
+    columns: tuple[str, ...]
+    expressions: str
+    fields: tuple[Field, ...]
+    flagged: tuple[Field, ...]
+
+
+def _base(native: str) -> str:
+    return native.lower().split("(")[0].split()[0] if native else ""
+
+
+def _escaped(expr: str) -> str:
+    for char, escape in _ESCAPES:
+        expr = f"REPLACE({expr}, {_lit(char)}, {_lit(escape)})"
+    return expr
+
+
+def _utf8(q: str, collation: str | None) -> str:
+    return q if (collation or "").startswith("utf8mb4") else f"CONVERT({q} USING utf8mb4)"
+
+
+def field_for(
+    cp: ColumnPlan, *, as_text: bool = False, tinyint1_as_bool: bool = True
+) -> Field | None:
+    """How ``cp``'s values pass as COPY text (see the module docstring); ``None``: they need
+    the typed path."""
+    source, target = cp.source, cp.target
+    kind, base = source.type.kind, _base(source.type.native)
+    if target.adapt is not None or base in GEOMETRY_TYPES:
+        return None
+    q = DIALECT.quote(source.name)
+    if as_text:
+        if target.type.kind not in (Kind.STRING, Kind.TEXT):
+            return None
+        text = f"CAST({q} + 0 AS CHAR)" if base == "bit" else _utf8(f"CAST({q} AS CHAR)", None)
+        return _plain(cp, "escaped", _escaped(text))
+    if target.type.kind not in _TARGETS.get(kind, frozenset()):
+        return None
+    if kind is Kind.TIMESTAMP and source.type.tz != target.type.tz:
+        return None
+    return _by_kind(cp, q, base, tinyint1_as_bool)
+
+
+def _by_kind(cp: ColumnPlan, q: str, base: str, tinyint1_as_bool: bool) -> Field | None:
+    kind = cp.source.type.kind
+    if kind is Kind.BOOL:
+        if base == "tinyint" and not tinyint1_as_bool:
+            return None
+        number = f"{q} + 0" if base == "bit" else q
+        value = f"IF({number} = 0, {_lit('f')}, {_lit('t')})"
+        flag = f"({q} IS NOT NULL AND {number} NOT IN (0, 1))"
+        return Field(cp.name, cp.source.name, "bool", _wrap(cp, q, value), flag)
+    if kind in (Kind.DATE, Kind.TIMESTAMP):
+        # date arithmetic is NULL exactly for the dates no other database has
+        valid = f"{q} + INTERVAL 0 DAY"
+        text = f"CONCAT({q}, {_lit('+00')})" if cp.source.type.tz else q
+        flag = f"({q} IS NOT NULL AND {valid} IS NULL)"
+        return Field(cp.name, cp.source.name, "date", f"IF({valid} IS NULL, {_NULL}, {text})", flag)
+    if kind is Kind.BYTES:
+        return _plain(cp, "hex", f"CONCAT({_lit(chr(92) * 2 + 'x')}, HEX({q}))")
+    if kind is Kind.OTHER:
+        return _plain(cp, "escaped", _escaped(_utf8(f"CAST({q} AS CHAR)", None)))
+    if kind in (Kind.STRING, Kind.TEXT, Kind.ENUM, Kind.JSON):
+        return _plain(cp, "escaped", _escaped(_utf8(q, cp.source.collation)))
+    if kind is Kind.FLOAT and (cp.source.type.bits or 64) <= 32:
+        return _plain(cp, "as-is", f"CAST({q} AS DOUBLE)")
+    if kind is Kind.INT and base == "bit":
+        return _plain(cp, "as-is", f"{q} + 0")
+    if kind in (Kind.UUID, Kind.TIME):
+        return _plain(cp, "as-is", f"CAST({q} AS CHAR)")
+    return _plain(cp, "as-is", q)
+
+
+def _wrap(cp: ColumnPlan, q: str, value: str) -> str:
+    return f"IF({q} IS NULL, {_NULL}, {value})" if cp.source.nullable else value
+
+
+def _plain(cp: ColumnPlan, how: str, value: str) -> Field:
+    return Field(cp.name, cp.source.name, how, _wrap(cp, DIALECT.quote(cp.source.name), value))
+
+
+def line_select(
+    plan: TablePlan, *, as_text: Sequence[str] = (), tinyint1_as_bool: bool = True
+) -> LineSelect | None:
+    """The SELECT list of ``plan``'s COPY text lines, or ``None`` when a column needs the
+    typed path. Columns the target computes are left out (never written)."""
+    fields = []
+    for cp in plan.columns:
+        if cp.generated is not None:
+            continue
+        f = field_for(
+            cp, as_text=cp.source.name in as_text, tinyint1_as_bool=tinyint1_as_bool
+        )
+        if f is None:
+            return None
+        fields.append(f)
+    if not fields:
+        return None
+    flagged = tuple(f for f in fields if f.flag is not None)
+    if len(flagged) > MAX_FLAGS:
+        return None
+    line = f"CONVERT(CONCAT_WS({_lit(chr(9))}, {', '.join(f.value for f in fields)}) USING binary)"
+    bits = " | ".join(f"({f.flag} << {i})" for i, f in enumerate(flagged))
+    expressions = f"{line}, {bits}" if bits else line
+    return LineSelect(tuple(f.column for f in fields), expressions, tuple(fields), flagged)

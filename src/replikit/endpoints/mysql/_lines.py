@@ -1,0 +1,131 @@
+"""Streaming the server-built COPY text lines (:mod:`._copytext`) in chunks sized by bytes,
+read ahead in a thread.
+
+Rows are fetched ``rows`` at a time, and ``rows`` is adapted after each fetch so a chunk
+holds about :data:`CHUNK_BYTES`: memory stays flat whatever the row width. The fetching runs
+in a thread :func:`read_ahead` starts, at most :data:`AHEAD` chunks in front of the consumer
+(the drivers release the GIL while they wait on the socket, psycopg while it sends), so the
+source read and the target write overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Any
+
+from replikit.endpoints.mysql._copytext import Field, LineSelect
+from replikit.errors import DataError
+
+__all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "read_ahead"]
+
+CHUNK_BYTES = 1 << 20
+AHEAD = 3
+_FIRST_ROWS = 500
+_MIN_ROWS, _MAX_ROWS = 16, 50_000
+_first = itemgetter(0)
+_second = itemgetter(1)
+
+
+def chunks(
+    fetch: Callable[[int], Any],
+    select: LineSelect,
+    table: str,
+    allowed: Callable[[Field], bool],
+    counts: Counter[str],
+) -> Iterator[tuple[int, bytes]]:
+    """``(rows, bytes)`` chunks of COPY text from ``fetch(n)`` (a cursor's ``fetchmany``).
+
+    ``allowed(field)``: whether a flagged date of that field is loaded as NULL (it is then
+    counted in ``counts`` under its source column); any other flagged value raises
+    :class:`DataError`.
+    """
+    want = _FIRST_ROWS
+    flagged = bool(select.flagged)
+    while rows := fetch(want):
+        if flagged and any(map(_second, rows)):
+            _check_flags(rows, select, table, allowed, counts)
+        try:
+            data = b"\n".join(map(_first, rows)) + b"\n"
+        except TypeError:
+            raise DataError(
+                "a row is longer than max_allowed_packet as one line of text",
+                table=table,
+            ) from None
+        yield len(rows), data
+        want = max(_MIN_ROWS, min(_MAX_ROWS, want * CHUNK_BYTES // max(len(data), 1)))
+
+
+def _check_flags(
+    rows: Any,
+    select: LineSelect,
+    table: str,
+    allowed: Callable[[Field], bool],
+    counts: Counter[str],
+) -> None:
+    for row in rows:
+        bits = row[1]
+        if not bits:
+            continue
+        for i, field in enumerate(select.flagged):
+            if not bits >> i & 1:
+                continue
+            if field.how == "date" and allowed(field):
+                counts[field.source] += 1
+                continue
+            raise DataError(
+                f"a {'zero date' if field.how == 'date' else 'non-boolean value'} needs the "
+                "typed path",
+                table=table,
+                column=field.source,
+            )
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator[Any], depth: int = AHEAD) -> Iterator[Any]:
+    """``items``, produced by a thread at most ``depth`` items ahead of the consumer.
+
+    The producer runs ``items`` to its end (its ``finally`` blocks in that thread); an
+    exception there is raised here. Closing this generator early stops the producer at its
+    next item and waits for it, so ``items`` is closed before this returns.
+    """
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                box.put((item, None))
+        except BaseException as exc:  # handed to the consumer
+            box.put((_DONE, exc))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        box.put((_DONE, None))
+
+    thread = threading.Thread(target=produce, name="replikit-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if item is _DONE:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.05)  # unblock a producer waiting to put
+        thread.join()
