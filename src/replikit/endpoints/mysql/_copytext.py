@@ -14,20 +14,21 @@ the lines, with no Python value per field. :func:`field_for` decides per column 
     escaped for COPY (``REPLACE``, always case-sensitive), converted to utf8mb4 first unless
     the column already is.
 ``bool``
-    ``TINYINT(1)`` / ``BIT(1)`` as ``t`` / ``f``; any other value is *flagged*.
+    ``TINYINT(1)`` / ``BIT(1)`` as ``t`` / ``f``; any other value is *marked*.
 ``date``
     DATE, DATETIME and TIMESTAMP (the latter with ``+00``: the session reads it in UTC);
     a zero or invalid date (``0000-00-00``, ``2020-02-31``, year 0: what date arithmetic
-    refuses) is written as NULL and *flagged*.
+    refuses) is *marked*.
 ``hex``
     binary strings as bytea hex input (``\\x`` and ``HEX()``).
 
-A flagged value sets one bit of the row's second selected column, so the client looks at a
-batch's rows only when one is set: zero dates in a nullable column under ``zero_dates="null"``
-are counted; anything else is refused, and the unit is redone through the typed path, which
-explains the refusal with table, column and key. Columns that fit none of these (geometry, a
-type override the text would not parse to the same value, a plan adapter) keep the whole table
-on the typed path: :func:`line_select` returns ``None``.
+A *marked* value is written as the single byte ``0xFF``, which UTF-8 text, digits and hex
+never hold, so the client finds one with a ``memchr`` over a whole chunk: zero dates in a
+nullable column under ``zero_dates="null"`` are counted and loaded as NULL; anything else is
+refused, and the unit is redone through the typed path, which explains the refusal with
+table, column and key. Columns that fit none of these (geometry, a type override the text
+would not parse to the same value, a plan adapter) keep the whole table on the typed path:
+:func:`line_select` returns ``None``.
 
 No silent change: a field whose expression is NULL for a non-NULL value (a result longer than
 ``max_allowed_packet``) is left out by ``CONCAT_WS``, so COPY refuses the line, and a line
@@ -45,12 +46,12 @@ from replikit.endpoints.mysql._dialect import DIALECT, GEOMETRY_TYPES
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.types import Kind
 
-__all__ = ["Field", "LineSelect", "field_for", "line_select"]
+__all__ = ["MARK", "TEXT_FORMAT", "Field", "LineSelect", "field_for", "line_select"]
 
 #: the format both ends agree on (a PostgreSQL writer's ``text_format``)
 TEXT_FORMAT = "postgresql-text"
-#: most flagged columns one row can report (bits of a BIGINT)
-MAX_FLAGS = 62
+#: what a marked value is written as (no UTF-8 text holds this byte)
+MARK = b"\xff"
 
 
 def _lit(text: str) -> str:
@@ -59,6 +60,8 @@ def _lit(text: str) -> str:
 
 
 _NULL = _lit("\\N")
+# a binary of its own derivation: a literal would be converted to a column's utf8mb4 ('?')
+_MARK = "CAST(X'FF' AS BINARY)"
 _ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 # what each source kind may become when its text is passed: the typed path writes the same
 _TARGETS: dict[Kind, frozenset[Kind]] = {
@@ -82,24 +85,23 @@ _TARGETS: dict[Kind, frozenset[Kind]] = {
 @dataclass(frozen=True, slots=True)
 class Field:
     """One column's field of the line: ``value`` is SQL yielding its COPY text (never NULL
-    for a value that has one); ``flag`` SQL true for a value the client must look at."""
+    for a value that has one), or :data:`MARK` for a value the client must look at."""
 
     column: str
     source: str
     how: str
     value: str
-    flag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LineSelect:
-    """The SELECT list of a table's lines: ``columns`` the target columns in line order,
-    ``flagged`` the source columns of the flag bits (bit ``i`` is ``flagged[i]``)."""
+    """The SELECT list of a table's lines: ``columns`` the target columns in line order;
+    ``marks``: whether a field may be :data:`MARK`."""
 
     columns: tuple[str, ...]
     expressions: str
     fields: tuple[Field, ...]
-    flagged: tuple[Field, ...]
+    marks: bool
 
 
 def _base(native: str) -> str:
@@ -144,15 +146,15 @@ def _by_kind(cp: ColumnPlan, q: str, base: str, tinyint1_as_bool: bool) -> Field
         if base == "tinyint" and not tinyint1_as_bool:
             return None
         number = f"{q} + 0" if base == "bit" else q
-        value = f"IF({number} = 0, {_lit('f')}, {_lit('t')})"
-        flag = f"({q} IS NOT NULL AND {number} NOT IN (0, 1))"
-        return Field(cp.name, cp.source.name, "bool", _wrap(cp, q, value), flag)
+        value = f"CASE {number} WHEN 0 THEN {_lit('f')} WHEN 1 THEN {_lit('t')} ELSE {_MARK} END"
+        return Field(cp.name, cp.source.name, "bool", _wrap(cp, q, value))
     if kind in (Kind.DATE, Kind.TIMESTAMP):
-        # date arithmetic is NULL exactly for the dates no other database has
+        # date arithmetic is NULL exactly for the dates no other database has; its text is
+        # the column's own (same type and fraction digits, the session's UTC for TIMESTAMP)
         valid = f"{q} + INTERVAL 0 DAY"
-        text = f"CONCAT({q}, {_lit('+00')})" if cp.source.type.tz else q
-        flag = f"({q} IS NOT NULL AND {valid} IS NULL)"
-        return Field(cp.name, cp.source.name, "date", f"IF({valid} IS NULL, {_NULL}, {text})", flag)
+        text = f"CONCAT({valid}, {_lit('+00')})" if cp.source.type.tz else valid
+        bad = f"IF({q} IS NULL, {_NULL}, {_MARK})" if cp.source.nullable else _MARK
+        return Field(cp.name, cp.source.name, "date", f"IFNULL({text}, {bad})")
     if kind is Kind.BYTES:
         return _plain(cp, "hex", f"CONCAT({_lit(chr(92) * 2 + 'x')}, HEX({q}))")
     if kind is Kind.OTHER:
@@ -193,10 +195,6 @@ def line_select(
         fields.append(f)
     if not fields:
         return None
-    flagged = tuple(f for f in fields if f.flag is not None)
-    if len(flagged) > MAX_FLAGS:
-        return None
     line = f"CONVERT(CONCAT_WS({_lit(chr(9))}, {', '.join(f.value for f in fields)}) USING binary)"
-    bits = " | ".join(f"({f.flag} << {i})" for i, f in enumerate(flagged))
-    expressions = f"{line}, {bits}" if bits else line
-    return LineSelect(tuple(f.column for f in fields), expressions, tuple(fields), flagged)
+    marks = any(f.how in ("bool", "date") for f in fields)
+    return LineSelect(tuple(f.column for f in fields), line, tuple(fields), marks)

@@ -18,17 +18,16 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from replikit.endpoints.mysql._copytext import Field, LineSelect
+from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect
 from replikit.errors import DataError
 
 __all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "read_ahead"]
 
-CHUNK_BYTES = 1 << 20
-AHEAD = 3
+CHUNK_BYTES = 256 << 10
+AHEAD = 2
 _FIRST_ROWS = 500
 _MIN_ROWS, _MAX_ROWS = 16, 50_000
 _first = itemgetter(0)
-_second = itemgetter(1)
 
 
 def chunks(
@@ -40,49 +39,47 @@ def chunks(
 ) -> Iterator[tuple[int, bytes]]:
     """``(rows, bytes)`` chunks of COPY text from ``fetch(n)`` (a cursor's ``fetchmany``).
 
-    ``allowed(field)``: whether a flagged date of that field is loaded as NULL (it is then
-    counted in ``counts`` under its source column); any other flagged value raises
+    ``allowed(field)``: whether a marked date of that field is loaded as NULL (it is then
+    counted in ``counts`` under its source column); any other marked value raises
     :class:`DataError`.
     """
     want = _FIRST_ROWS
-    flagged = bool(select.flagged)
     while rows := fetch(want):
-        if flagged and any(map(_second, rows)):
-            _check_flags(rows, select, table, allowed, counts)
         try:
             data = b"\n".join(map(_first, rows)) + b"\n"
         except TypeError:
             raise DataError(
-                "a row is longer than max_allowed_packet as one line of text",
-                table=table,
+                "a row is longer than max_allowed_packet as one line of text", table=table
             ) from None
+        if select.marks and MARK in data:
+            data = _unmark(data, select, table, allowed, counts)
         yield len(rows), data
         want = max(_MIN_ROWS, min(_MAX_ROWS, want * CHUNK_BYTES // max(len(data), 1)))
 
 
-def _check_flags(
-    rows: Any,
+def _unmark(
+    data: bytes,
     select: LineSelect,
     table: str,
     allowed: Callable[[Field], bool],
     counts: Counter[str],
-) -> None:
-    for row in rows:
-        bits = row[1]
-        if not bits:
+) -> bytes:
+    """Count the marked dates that load as NULL and write them so; raise for the others."""
+    for line in data.split(b"\n"):
+        if MARK not in line:
             continue
-        for i, field in enumerate(select.flagged):
-            if not bits >> i & 1:
+        texts = line.split(b"\t")
+        if len(texts) != len(select.fields):  # CONCAT_WS left out a NULL it made
+            raise DataError("a value is longer than max_allowed_packet as text", table=table)
+        for field, text in zip(select.fields, texts, strict=True):
+            if text != MARK:
                 continue
             if field.how == "date" and allowed(field):
                 counts[field.source] += 1
                 continue
-            raise DataError(
-                f"a {'zero date' if field.how == 'date' else 'non-boolean value'} needs the "
-                "typed path",
-                table=table,
-                column=field.source,
-            )
+            what = "zero or invalid date" if field.how == "date" else "non-boolean value"
+            raise DataError(f"a {what} needs the typed path", table=table, column=field.source)
+    return data.replace(MARK, b"\\N")
 
 
 _DONE = object()

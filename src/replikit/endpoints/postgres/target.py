@@ -360,10 +360,7 @@ class PostgresWriter:
         once: str | None = None,
     ) -> int:
         """Text COPY of whole lines of ``columns`` (target names), as a source built them;
-        one transaction, ``once`` as for :meth:`load`. psycopg sends from its own thread
-        while the next chunk is read."""
-        from psycopg.copy import QueuedLibpqWriter
-
+        one transaction, ``once`` as for :meth:`load`."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
@@ -374,7 +371,7 @@ class PostgresWriter:
             if done is not None:
                 return done
             try:
-                with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+                with cur.copy(statement) as copy:
                     for chunk in chunks:
                         copy.write(chunk)
             except psycopg.Error as exc:
