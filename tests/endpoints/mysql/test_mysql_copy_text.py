@@ -116,8 +116,7 @@ _ROW = st.fixed_dictionaries(
         "bits": st.none() | st.integers(0, 4095),
         "flag": st.none() | st.booleans(),
         "bit1": st.none() | st.integers(0, 1),
-        "dec_big": st.none()
-        | st.decimals(-(10**35) + 1, 10**35 - 1, places=30, allow_nan=False),
+        "dec_big": st.none() | st.decimals(-(10**35) + 1, 10**35 - 1, places=30, allow_nan=False),
         "f": st.none() | st.floats(width=32, allow_nan=False, allow_infinity=False),
         "d": st.none() | st.floats(allow_nan=False, allow_infinity=False),
         "vc": st.none() | _TEXT.map(lambda s: s[:40]),
@@ -162,9 +161,7 @@ def _pg_rows(url, schema):
     cast = {"j": "::text", "tm": "::text", "f": "::float8"}
     cols = [c + cast.get(c, "") for c in HOW]
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            f'SELECT {", ".join(cols)} FROM "{schema}".t ORDER BY id'
-        ).fetchall()
+        return conn.execute(f'SELECT {", ".join(cols)} FROM "{schema}".t ORDER BY id').fetchall()
 
 
 def _canonical(value):
@@ -190,9 +187,7 @@ def test_random_values_load_as_the_typed_reader_reads_them(mysql_url, pg_url, dr
             rk.Task(src, rk.endpoint(pg_url)).run()
         assert "redone through typed rows" not in caplog.text
         names = [c.name for c in src.reflect().table(TableId(_db(mysql_url), "t")).columns]
-        typed = [
-            tuple(_canonical(r[names.index(c)]) for c in HOW) for r in read_all(src, "t")
-        ]
+        typed = [tuple(_canonical(r[names.index(c)]) for c in HOW) for r in read_all(src, "t")]
         loaded = [tuple(_canonical(v) for v in r) for r in _pg_rows(pg_url, _db(mysql_url))]
         assert len(loaded) == len(typed)
         for want, got in zip(typed, loaded, strict=True):

@@ -187,9 +187,7 @@ def line_select(
     for cp in plan.columns:
         if cp.generated is not None:
             continue
-        f = field_for(
-            cp, as_text=cp.source.name in as_text, tinyint1_as_bool=tinyint1_as_bool
-        )
+        f = field_for(cp, as_text=cp.source.name in as_text, tinyint1_as_bool=tinyint1_as_bool)
         if f is None:
             return None
         fields.append(f)
