@@ -126,17 +126,29 @@ def test_a_remake_is_reported_to_a_reader_started_later(ep: SqliteEndpoint, path
         _drain(ep, SqliteSeq(0))
 
 
-def test_a_renamed_column_is_reported_not_followed(ep: SqliteEndpoint, path: Path) -> None:
+def test_a_renamed_column_is_reported_as_a_rename(ep: SqliteEndpoint, path: Path) -> None:
+    # in place, same declaration, and a column the triggers use cannot be dropped: a rename;
+    # the row written before the triggers were remade carries the old name, decoded as the new
     with _reader(ep) as reader:
         it = reader.transactions(SqliteSeq(0))
-        _run(path, "ALTER TABLE items RENAME COLUMN name TO title")
-        with pytest.raises(SchemaError, match="not only added ones"):
-            next(it)
+        _run(path, "ALTER TABLE items RENAME COLUMN name TO title",
+             "INSERT INTO items VALUES (7, 'g')")  # fmt: skip
+        tx = next(it)
+        (sc,) = tx.schema_changes
+        assert sc.renamed == (("name", "title"),) and not sc.dropped and not sc.added
+        (change,) = next(it).changes
+        assert change.after == {"id": 7, "title": "g"}
+
+
+def test_a_rename_and_an_added_column_together(ep: SqliteEndpoint, path: Path) -> None:
+    _run(path, "ALTER TABLE items RENAME COLUMN name TO title",
+         "ALTER TABLE items ADD COLUMN qty INTEGER")  # fmt: skip
     cdc.install(ep, ["items"])
-    (tx,) = _drain(ep, SqliteSeq(0))
-    (sc,) = tx.schema_changes
-    assert (sc.dropped, [c.name for c in sc.added]) == (("name",), ["title"])
-    assert not sc.additive
+    _run(path, "INSERT INTO items VALUES (8, 'h', 3)")
+    txs = _drain(ep, SqliteSeq(0))
+    (sc,) = [c for tx in txs for c in tx.schema_changes]
+    assert sc.renamed == (("name", "title"),) and [c.name for c in sc.added] == ["qty"]
+    assert [c.after for tx in txs for c in tx.changes] == [{"id": 8, "title": "h", "qty": 3}]
 
 
 def test_a_rebuilt_table_has_lost_its_triggers(ep: SqliteEndpoint, path: Path) -> None:
@@ -148,14 +160,17 @@ def test_a_rebuilt_table_has_lost_its_triggers(ep: SqliteEndpoint, path: Path) -
         "ALTER TABLE items_new RENAME TO items",
         "INSERT INTO items VALUES (5, 'unseen')",
     )
-    with pytest.raises(SchemaError, match="change triggers missing.*reload"):
-        _drain(ep, SqliteSeq(0))
+    txs = _drain(ep, SqliteSeq(0))
+    (sc,) = [c for tx in txs for c in tx.schema_changes]
+    assert "was dropped (or rebuilt)" in sc.description  # the table is suspended, not the task
 
 
-def test_a_dropped_table_stops_the_reader(ep: SqliteEndpoint, path: Path) -> None:
+def test_a_dropped_table_is_a_schema_change_of_that_table(ep: SqliteEndpoint, path: Path) -> None:
     _run(path, "INSERT INTO items VALUES (1, 'a')", "DROP TABLE items")
-    with pytest.raises(SchemaError, match="items"):
-        _drain(ep, SqliteSeq(0))
+    txs = _drain(ep, SqliteSeq(0))
+    (sc,) = [c for tx in txs for c in tx.schema_changes]
+    assert sc.table.name == "items" and "was dropped" in sc.description
+    assert not [c for tx in txs for c in tx.changes]  # its last changes: unknown order, left
 
 
 def test_insert_or_replace_on_the_key_arrives_as_an_insert(ep: SqliteEndpoint, path: Path) -> None:

@@ -424,6 +424,11 @@ class PostgresChangeReader:
     def _relation(self, run: _Run, rel: Relation) -> None:
         tid = rel.table
         if tid not in self._tables:
+            # a selected table under a new name (pgoutput sends Relations inside transactions)
+            renamed = run.tracker.renamed(rel) if run.asm.in_transaction else None
+            if renamed is not None:
+                log.warning("schema change in the source log: %s", renamed.description)
+                run.asm.add_schema_change(renamed)
             return
         self._refresh_types(run, rel)
         pk = run.asm.primary_keys.get(tid)

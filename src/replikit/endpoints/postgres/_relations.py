@@ -7,7 +7,9 @@ current column list (names, type oids and modifiers, replica-identity key flags)
 of each table and reports only real differences as :class:`~replikit.changes.SchemaChange`
 objects: added columns (with portable types, nullability and default from the catalog),
 dropped column names, and changed names (type or modifier changed, or primary-key membership
-under the default replica identity). A renamed column shows as a drop plus an add.
+under the default replica identity). A renamed column is told from a drop plus an add by its
+column number (PostgreSQL keeps it). A renamed table is told by its oid: its Relation message
+comes under the new name (:meth:`RelationTracker.renamed`).
 
 Types are resolved exactly as reflection resolves them (enums keep their labels, domains
 resolve to their base type), so an unchanged column never looks changed. The catalog is read
@@ -62,6 +64,10 @@ class CatalogLookup(Protocol):
         """The columns' numbers now (a renamed column keeps its number), by name."""
         ...
 
+    def oid(self, table: TableId) -> int | None:
+        """The relation's oid now (``None``: no such table)."""
+        ...
+
 
 class PgCatalogLookup:
     """:class:`CatalogLookup` on a PostgreSQL connection (autocommit), resolving as reflection."""
@@ -89,6 +95,13 @@ class PgCatalogLookup:
             rows = self._conn.execute(_ATTNUMS, (relation,)).fetchall()
         return {str(name): int(num) for name, num in rows}
 
+    def oid(self, table: TableId) -> int | None:
+        row = self._conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid",
+            (table.schema or "public", table.name),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
 
 class RelationTracker:
     """Diffs Relation messages against the known shape of the selected tables."""
@@ -97,6 +110,9 @@ class RelationTracker:
         self._tables = {t.id: t for t in tables}
         self._lookup = lookup
         self._known: dict[TableId, _Shape] = {}
+        # the selected tables by oid: a Relation of a known oid under another name is a rename
+        self._by_oid = {oid: t.id for t in tables if (oid := lookup.oid(t.id)) is not None}
+        self._renamed: set[int] = set()
         # column numbers by name as of the known shape: they tell a rename from drop + add
         self._attnums = {t.id: lookup.attnums(t.id) for t in tables}
 
@@ -117,6 +133,22 @@ class RelationTracker:
         if known is None:
             return self._against_table(table, rel)
         return self._against_shape(known, rel)
+
+    def renamed(self, rel: Relation) -> SchemaChange | None:
+        """The schema change of a selected table that ``rel`` shows under a new name (once):
+        its changes now come under that name, so the table must stop where it is."""
+        old = self._by_oid.get(rel.oid)
+        if old is None or old == rel.table or rel.oid in self._renamed:
+            return None
+        self._renamed.add(rel.oid)
+        return SchemaChange(
+            table=old,
+            dropped=tuple(c.name for c in self._tables[old].columns),
+            description=(
+                f"table {old} was renamed to {rel.table} (its changes now come under the new "
+                "name, which the task does not replicate)"
+            ),
+        )
 
     def _against_table(self, table: TableSchema, rel: Relation) -> SchemaChange | None:
         # pgoutput leaves generated columns out (PostgreSQL 18 may publish stored ones): their

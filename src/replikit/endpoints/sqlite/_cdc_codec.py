@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from replikit.changes import Op, SchemaChange
@@ -40,8 +40,8 @@ __all__ = [
     "TASKS_TABLE",
     "ColumnInfo",
     "Decoder",
-    "appended_only",
     "key_names",
+    "renames",
     "schema_change",
     "trigger_names",
     "trigger_sql",
@@ -141,30 +141,54 @@ def trigger_sql(table: TableSchema) -> list[str]:
 # -- schema changes ------------------------------------------------------------------------
 
 
+def renames(old: Sequence[ColumnInfo], new: Sequence[ColumnInfo]) -> list[tuple[str, str]] | None:
+    """The columns renamed from ``old`` to ``new`` (old, new name), when nothing else changed
+    but columns added at the end; ``None`` when the lists differ otherwise.
+
+    Exact, not a guess: SQLite keeps a renamed column at its place with its declaration,
+    appends added columns, and refuses to drop a column the change triggers use (every
+    column), so a new name at the same place with the same declaration is a rename. The
+    triggers record rows as positional arrays, so rows recorded before or after the rename
+    decode alike under the new names.
+    """
+    if len(new) < len(old):
+        return None
+    out = []
+    for a, b in zip(old, new, strict=False):
+        if tuple(a[1:]) != tuple(b[1:]):
+            return None
+        if a[0] != b[0]:
+            out.append((a[0], b[0]))
+    return out
+
+
 def schema_change(
     table: TableSchema, old: Sequence[ColumnInfo], new: Sequence[ColumnInfo]
 ) -> SchemaChange:
     """What changed between two column lists of ``table`` (its current schema)."""
+    renamed = renames(old, new) or []
+    gone, came = {o for o, _ in renamed}, {n for _, n in renamed}
     before = {c[0]: c for c in old}
     after = {c[0]: c for c in new}
-    added = tuple(c for c in table.columns if c.name in after and c.name not in before)
-    dropped = tuple(n for n in before if n not in after)
+    added = tuple(
+        c for c in table.columns if c.name in after and c.name not in before and c.name not in came
+    )
+    dropped = tuple(n for n in before if n not in after and n not in gone)
     changed = tuple(n for n in before if n in after and before[n][1:] != after[n][1:])
-    parts = [f"added {', '.join(f'{c.name} ({c.type.native or c.type})' for c in added)}"]
+    parts = [", ".join(f"renamed {o} to {n}" for o, n in renamed)]
+    parts += [f"added {', '.join(f'{c.name} ({c.type.native or c.type})' for c in added)}"]
     parts += [f"dropped {', '.join(dropped)}", f"changed {', '.join(changed)}"]
-    text = "; ".join(p for p, n in zip(parts, (added, dropped, changed), strict=True) if n)
+    text = "; ".join(
+        p for p, n in zip(parts, (renamed, added, dropped, changed), strict=True) if n
+    )
     return SchemaChange(
         table=table.id,
         added=added,
         dropped=dropped,
         changed=changed,
         description=f"SQLite table {table.id.name}: {text or 'columns changed'}",
+        renamed=tuple(renamed),
     )
-
-
-def appended_only(old: Sequence[ColumnInfo], new: Sequence[ColumnInfo]) -> bool:
-    """True when ``new`` is ``old`` plus columns at the end (what ``ADD COLUMN`` does)."""
-    return len(new) > len(old) and [tuple(c) for c in new[: len(old)]] == [tuple(c) for c in old]
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -242,13 +266,18 @@ _FAST_ERRORS = (BadValue, DataError, ValueError, TypeError, ArithmeticError, Key
 
 @dataclass(frozen=True, slots=True)
 class Decoder:
-    """How to turn one table's change rows into canonical values (``hash``: its shape)."""
+    """How to turn one table's change rows into canonical values (``hash``: its shape).
+
+    ``aliases`` maps column names that rows recorded by older triggers carry to today's names
+    (renamed columns: the triggers write each row as a JSON object keyed by the names they
+    were made with)."""
 
     table: TableSchema
     hash: str
     keys: tuple[str, ...]
     columns: Mapping[str, tuple[Converter | None, tuple[str, ...] | None, Column]]
     fast: Mapping[str, Converter]
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, table: TableSchema, digest: str) -> Decoder:
@@ -280,8 +309,14 @@ class Decoder:
         key = self.key(pk)
         return key, self.image(old_row, key), self.image(new_row, key)
 
-    def _image(self, text: str | None) -> dict[str, Any] | None:
+    def _parse(self, text: str | None) -> dict[str, Any] | None:
         data = _parse(text)
+        if data is None or not self.aliases:
+            return data
+        return {self.aliases.get(k, k): v for k, v in data.items()}
+
+    def _image(self, text: str | None) -> dict[str, Any] | None:
+        data = self._parse(text)
         if data is None:
             return None
         fast = self.fast
@@ -313,7 +348,7 @@ class Decoder:
 
     def image(self, text: str | None, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """A row image (``new_row``/``old_row``) as canonical values."""
-        data = _parse(text)
+        data = self._parse(text)
         if data is None:
             return None
         return {n: self.value(n, v, key) for n, v in data.items()}

@@ -31,7 +31,7 @@ from replikit.endpoints.sqlite._cdc_codec import (
     TABLES_TABLE,
     TASKS_TABLE,
     ColumnInfo,
-    appended_only,
+    renames,
     trigger_names,
     trigger_sql,
 )
@@ -449,9 +449,10 @@ def teardown(endpoint: SqliteEndpoint, *, task: str) -> None:
 def regenerate(endpoint: SqliteEndpoint, names: Sequence[str], *, after: int) -> None:
     """Remake the stale triggers of ``names`` when that loses nothing (for a change reader).
 
-    Exact only when columns were just added at the end and no change of the table was
-    recorded after ``after`` (the reader's last change read while the triggers were current):
-    such a change may come from the stale triggers, without the new columns. Otherwise
+    Exact when columns were only renamed (rows are recorded as positional arrays, which a
+    rename leaves as they are), or added at the end with no change of the table recorded after
+    ``after`` (the reader's last change read while the triggers were current): such a change
+    may come from the stale triggers, without the new columns. Otherwise
     :class:`SchemaError` says what to do.
     """
     with write_transaction(endpoint, "update the SQLite CDC triggers in") as conn:
@@ -461,13 +462,14 @@ def regenerate(endpoint: SqliteEndpoint, names: Sequence[str], *, after: int) ->
             info = column_info(conn, name)
             if rec is None or not info or _digest(info) == rec[1]:
                 continue  # gone (reported by the reader) or already remade
-            if not appended_only(json.loads(rec[2]), info):
-                raise stale_error(name, "has changed columns (not only added ones)")
+            old = json.loads(rec[2])
+            if renames(old, info) is None:
+                raise stale_error(name, "has changed columns (not only added or renamed ones)")
             (pending,) = conn.execute(
                 f"SELECT count(*) FROM {CHANGES_TABLE} WHERE tbl = ? AND seq > ?",  # noqa: S608
                 (rec[0], after),
             ).fetchone()
-            if pending:
+            if pending and len(info) > len(old):  # renames alone leave the rows' shape as is
                 raise stale_error(name, "has new columns", pending=pending)
             schema = reflect_table(conn, name)
             assert schema is not None

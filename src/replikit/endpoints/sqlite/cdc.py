@@ -46,6 +46,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ from replikit.endpoints.sqlite._cdc_codec import (
     TASKS_TABLE,
     ColumnInfo,
     Decoder,
+    renames,
     schema_change,
 )
 from replikit.endpoints.sqlite._cdc_setup import (
@@ -84,6 +86,7 @@ from replikit.endpoints.sqlite._cdc_setup import (
 from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, PositionLostError, SchemaError
 from replikit.positions import Position, SqliteSeq
+from replikit.schema.model import TableId
 
 if TYPE_CHECKING:
     from replikit.endpoints.sqlite import SqliteEndpoint
@@ -186,6 +189,10 @@ class SqliteChangeReader:
         self._version: int | None = None
         self._stale: list[str] = []
         self._pending: list[SchemaChange] = []
+        self._gone: set[str] = set()  # tables reported renamed or dropped (lower case)
+        #: per table renamed under its triggers: the last change recorded by the old triggers
+        #: and the decoder of such rows (their images carry the old names)
+        self._recorded_as: dict[str, tuple[int, Decoder]] = {}
         self._conn: sqlite3.Connection | None = connect(endpoint)
         if not exists(self._conn, CHANGES_TABLE):
             self.close()
@@ -211,7 +218,7 @@ class SqliteChangeReader:
         with self._io, self._translated("read changes from"):
             self._check_start(self._connection(), begin)
         self._version = None  # check every table's triggers against this start
-        self._decoders, self._shapes = {}, {}
+        self._decoders, self._shapes, self._gone = {}, {}, set()
         last = reported = begin.value
         idle_since: float | None = None
         quiet_since = time.monotonic()
@@ -221,7 +228,8 @@ class SqliteChangeReader:
                 self._pending = []
             for row in rows:
                 last = row[0]
-                if self._names is None or row[1].lower() in self._names:
+                wanted = self._names is None or row[1].lower() in self._names
+                if wanted and row[1].lower() not in self._gone:
                     yield self._transaction(row)
                     reported, quiet_since = last, time.monotonic()
                     if self._closed.is_set():
@@ -283,13 +291,16 @@ class SqliteChangeReader:
         known = recorded(conn)
         wanted = known if self._names is None else {n: known.get(n, (n,)) for n in self._names}
         names = [rec[0] for rec in wanted.values()]
+        names = [n for n in names if n.lower() not in self._gone]
         for name, why in problems(conn, names).items():
             if why.startswith("columns changed") and self.regenerate:
                 self._stale.append(name)
             elif why.startswith("columns changed"):
                 raise stale_error(name, "has changed columns")
-            elif why == "table gone":
-                raise stale_error(name, "was dropped or renamed")
+            elif why == "table gone":  # its triggers moved with it: renamed
+                self._table_gone(name, "was renamed", known.get(name.lower()))
+            elif why.startswith("change triggers missing"):  # dropped with the table
+                self._table_gone(name, "was dropped (or rebuilt)", known.get(name.lower()))
             else:
                 raise SchemaError(
                     f"table {name!r}: {why}, so its changes are not recorded; re-run the CDC "
@@ -299,8 +310,30 @@ class SqliteChangeReader:
             return
         decoders: dict[str, Decoder] = {}
         for name in names:
-            decoders[name] = self._decoder(conn, known[name.lower()], last)
+            if name.lower() not in self._gone:
+                decoders[name] = self._decoder(conn, known[name.lower()], last)
         self._decoders = decoders
+
+    def _table_gone(self, name: str, what: str, rec: Sequence[Any] | None) -> None:
+        """Report a captured table renamed or dropped under its triggers, once, as a schema
+        change dropping every column (the task suspends that table; the others go on), and
+        read none of its changes from here on: which of those came before the DDL is unknown.
+        ``rec``: its record of the CDC set-up (the columns its triggers captured)."""
+        self._gone.add(name.lower())
+        old = self._decoders.get(name)
+        columns = [c.name for c in old.table.columns] if old is not None else []
+        if not columns and rec is not None and len(rec) > 2:
+            columns = [c[0] for c in _shape(rec[2])]
+        self._pending.append(
+            SchemaChange(
+                table=old.table.id if old is not None else TableId(None, name),
+                dropped=tuple(columns),
+                description=(
+                    f"SQLite table {name} {what} since the last changes read: its changes "
+                    "are no longer captured under its name"
+                ),
+            )
+        )
 
     def _decoder(
         self, conn: sqlite3.Connection, rec: tuple[str, str, str, int, str | None], last: int
@@ -310,7 +343,10 @@ class SqliteChangeReader:
         if old is not None and old.hash == digest:
             return old
         shape = _shape(columns)
-        if since > last:  # triggers remade after the position: older rows may be stale
+        only_renamed = previous is not None and len(_shape(previous)) == len(shape) and (
+            renames(_shape(previous), shape) is not None
+        )  # rows recorded by the old triggers decode alike under the new names
+        if since > last and not only_renamed:  # remade after the position: older rows stale?
             (pending,) = conn.execute(
                 f"SELECT count(*) FROM {CHANGES_TABLE} WHERE tbl = ? AND seq > ? AND seq <= ?",  # noqa: S608
                 (name, last, since),
@@ -325,7 +361,11 @@ class SqliteChangeReader:
         if before is not None and before != shape:
             self._pending.append(schema_change(schema, before, shape))
         self._shapes[name] = shape
-        return Decoder.of(schema, digest)
+        decoder = Decoder.of(schema, digest)
+        renamed = renames(_shape(previous), shape) if previous is not None else None
+        if renamed:  # rows up to the remake carry the old names
+            self._recorded_as[name] = (since, replace(decoder, aliases=dict(renamed)))
+        return decoder
 
     def _check_start(self, conn: sqlite3.Connection, start: SqliteSeq) -> None:
         row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = 'purged'").fetchone()  # noqa: S608
@@ -348,6 +388,9 @@ class SqliteChangeReader:
     def _transaction(self, row: Sequence[Any]) -> Transaction:
         seq, tbl, op, pk, new_row, old_row, ts = row
         decoder = self._decoders.get(tbl)
+        older = self._recorded_as.get(tbl)
+        if older is not None and seq <= older[0]:
+            decoder = older[1]
         if decoder is None:
             raise SchemaError(
                 f"change {seq} is for table {tbl!r}, which SQLite CDC is not set up for"
