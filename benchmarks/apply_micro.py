@@ -15,7 +15,9 @@ Modes, each timed ``--reps`` times (median reported) after resetting the target:
 * ``per-transaction``: ``apply(batch=False)`` with one source transaction per call (one target
   commit each), on the first ``--per-tx`` changes only (default 10k).
 
-Each run is verified: the target equals a Python model of the expected rows. ``--sweep`` also
+Each run is verified: the target equals a Python model of the expected rows. ``--conflicts``
+looks for apply conflicts in every call, as ``apply_conflicts="log"`` does (the workload has
+none, so this times the lookups alone). ``--sweep`` also
 times one apply of N upserts staged (COPY + merge) against parameterised statements, to pick
 ``BULK_MIN_ROWS``.
 
@@ -157,16 +159,29 @@ def verify(url: str, expected: dict[int, dict[str, Any]]) -> bool:
     return all(got[k] == tuple(row[c] for c in COLUMNS) for k, row in expected.items())
 
 
-def run(url: str, plan: TablePlan, txs: list[Transaction], per_call: int, batch: bool) -> float:
+def run(
+    url: str,
+    plan: TablePlan,
+    txs: list[Transaction],
+    per_call: int,
+    batch: bool,
+    conflicts: bool = False,
+) -> float:
+    """Seconds to apply ``txs``; ``conflicts``: look for apply conflicts as
+    ``apply_conflicts="log"`` does (the workload has none: the cost is the lookups)."""
     ep = rk.endpoint(url)
     plans = {plan.target_id: plan}
+    found: list[Any] = []
     with ep.change_writer() as writer:
         start = time.perf_counter()
         for i in range(0, len(txs), per_call):
             chunk = txs[i : i + per_call]
             cp = Checkpoint("bench", start=PgLsn(0), position=chunk[-1].position)
-            writer.apply(plans, chunk, checkpoint=cp, batch=batch)
-        return time.perf_counter() - start
+            extra = {"on_conflicts": found.extend} if conflicts else {}
+            writer.apply(plans, chunk, checkpoint=cp, batch=batch, **extra)
+        elapsed = time.perf_counter() - start
+    assert not found, f"{len(found)} conflicts in a workload without any"
+    return elapsed
 
 
 def sweep(url: str, plan: TablePlan, sizes: list[int], reps: int) -> None:
@@ -209,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", default="batch,transactional,per-transaction")
     parser.add_argument("--sweep", action="store_true", help="also time staged vs statements")
+    parser.add_argument(
+        "--conflicts", action="store_true", help="look for apply conflicts in every call (log)"
+    )
     args = parser.parse_args(argv)
 
     server = None
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             runs, ok = [], True
             for _ in range(args.reps):
                 reset(url, args.initial)
-                runs.append(run(url, plan, work, per_call, batch))
+                runs.append(run(url, plan, work, per_call, batch, args.conflicts))
                 ok = ok and verify(url, want)
             med = statistics.median(runs)
             shown = " ".join(f"{r:.2f}" for r in runs)

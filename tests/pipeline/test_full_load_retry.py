@@ -14,6 +14,7 @@ import pytest
 
 import replikit as rk
 from replikit._failpoints import inject
+from replikit.errors import UnknownOutcomeError
 
 ROWS = 12_000
 
@@ -128,3 +129,36 @@ def test_a_killed_mariadb_connection_mid_unit_loads_the_unit_again(
     finally:
         conn.close()
     assert task.statistics().retries >= 1
+
+
+def test_a_connection_lost_at_commit_is_not_retried(tmp_path, pg_url) -> None:
+    # the unit's one batch is written, then its backend dies: COMMIT fails, and a unit whose
+    # commit outcome is unknown is never loaded again by itself (it could be in already)
+    killed: list[int] = []
+    source = rk.endpoint(_source(tmp_path), batch_size=ROWS)
+    settings = rk.TaskSettings(task_id="load", progress=False, parallel_tables=1,
+                               error_policy=rk.ErrorPolicy(retry_delay=0.05))  # fmt: skip
+    task = rk.Task(source, pg_url, migration_type="full-load", settings=settings)
+    with _copy_done_then(pg_url, killed), pytest.raises(rk.TaskError) as caught:
+        task.run()
+    assert killed == [1]
+    (error,) = caught.value.table_errors.values()
+    assert isinstance(error, UnknownOutcomeError) and "may or may not" in str(error)
+    assert task.statistics().retries == 0
+
+
+def _copy_done_then(url: str, killed: list[int]) -> Any:
+    """Kill the loading backend after its last batch, before its COMMIT."""
+    database = url.rsplit("/", 1)[1].split("?")[0]
+
+    def kill() -> None:
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+            rows = c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name = 'replikit' AND state = 'idle in transaction' "
+                "AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+        killed.append(len(rows))
+
+    return inject("full-load.batch", kill, nth=1)
