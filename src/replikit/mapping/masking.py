@@ -31,7 +31,7 @@ from typing import Any
 from replikit.errors import ConfigError
 from replikit.schema.types import Kind, Type
 
-__all__ = ["MASKS", "SECRET_ENV", "Mask", "mask_secret"]
+__all__ = ["FIRST_NAMES", "LAST_NAMES", "MASKS", "SECRET_ENV", "Mask", "mask_secret"]
 
 SECRET_ENV = "REPLIKIT_MASK_SECRET"
 MASKS = (
@@ -198,6 +198,8 @@ _CITIES = [
     "Milton",
     "Newport",
 ]
+FIRST_NAMES: tuple[str, ...] = tuple(_FIRST)
+LAST_NAMES: tuple[str, ...] = tuple(_LAST)
 #: the longest text each fake can give (a masked column is widened to hold it)
 FAKE_WIDTH = {
     "fake-first-name": 12,

@@ -13,8 +13,11 @@ must run in Python, and the table takes the decoded path. Nothing is pushed on a
 - **Masks**: ``hash`` on a ``varchar``/``text`` column, as HMAC-SHA256 spelled with the
   source's SHA-256 (``H((K ^ opad) || H((K ^ ipad) || m))``, byte for byte the Python HMAC);
   the key pads are session settings the reader sets with bound parameters, never SQL text.
-  ``dms-hash`` (unkeyed SHA-256) on such columns too; ``null`` and ``redact`` are constants.
-  Other masks (their digit tests are Unicode-wide, their word lists in Python) stay in Python.
+  On such columns too: ``fake-first-name``, ``fake-last-name``, ``fake-name`` and
+  ``fake-email`` (the same HMAC, words picked from the same lists by the same bytes),
+  ``digits-mask`` (a ``translate`` of every character Python's ``str.isdigit`` accepts) and
+  ``dms-hash`` (unkeyed SHA-256); ``null`` and ``redact`` are constants. ``digits-randomize``,
+  ``fake-phone`` and ``fake-address`` stay in Python.
 - **Added columns**: the SQLite expression is parsed with sqlglot and pushed only when made of
   parts whose meaning is the same in SQLite and in the source: integer and text columns and
   literals, ``||``, ``coalesce``, ``upper``/``lower`` (ASCII only in SQLite, so spelled as a
@@ -33,6 +36,7 @@ differently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +70,28 @@ class Flavor(Protocol):
         """``sql`` cast to a native type."""
         ...
 
-    def hmac_hex(self, sql: str) -> str:
-        """The lower-case hex HMAC-SHA256 of the UTF-8 bytes of text ``sql`` keyed by the
-        pads of :func:`hmac_pads` (which the reader sets in its session)."""
+    def hmac(self, sql: str, purpose: str) -> str:
+        """The HMAC-SHA256 digest (bytes) of ``purpose``, NUL and the UTF-8 bytes of text
+        ``sql``, keyed by the pads of :func:`hmac_pads` (which the reader sets in its session
+        as the settings of :func:`pad_settings`)."""
+        ...
+
+    def hex(self, sql: str, start: int = 0, length: int | None = None) -> str:
+        """Lower-case hex of the bytes ``sql[start:start + length]`` (all: ``None``)."""
+        ...
+
+    def pick(self, digest: str, offset: int, items: Sequence[str]) -> str:
+        """``items[int.from_bytes(digest[offset:offset + 4], "big") % len(items)]``; the
+        items are ASCII letters, spaces and hyphens (literal SQL)."""
+        ...
+
+    def translate(self, sql: str, mark: str) -> str:
+        """``sql`` with each character of the first bound text replaced by the character at
+        its position in the second."""
+        ...
+
+    def concat(self, parts: Sequence[str]) -> str:
+        """Text parts joined (NULL when one is NULL)."""
         ...
 
     def sha256_hex(self, sql: str) -> str:
@@ -117,6 +140,15 @@ def hmac_pads(key: bytes, purpose: str) -> tuple[bytes, bytes]:
     return inner, outer
 
 
+def pad_settings(key: bytes, purpose: str) -> dict[str, str]:
+    """The session settings (name -> hex) holding the HMAC pads of ``purpose``."""
+    inner, outer = hmac_pads(key, purpose)
+    return {
+        f"replikit.mask_ipad_{purpose}": inner.hex(),
+        f"replikit.mask_opad_{purpose}": outer.hex(),
+    }
+
+
 def exact_filter(p: Predicate | None) -> bool:
     """Whether SQL tests ``p`` exactly as Python does (see the module docs)."""
     if p is None:
@@ -141,17 +173,16 @@ def project(
         return None
     types = {c.name: c.type for c in bound.source.columns}
     values: dict[str, _Value] = {}
-    settings: list[tuple[str, str]] = []
+    settings: dict[str, str] = {}
     for name, mask in bound.mask_rules:
         v = _mask(mask, name, types[name], flavor, mark)
         if v is None:
             return None
         values[name] = v
-        if mask.kind == "hash":
+        if mask.keyed:
             if bound.secret is None:
                 return None
-            inner, outer = hmac_pads(bound.secret, "hash")
-            settings = [("replikit.mask_ipad", inner.hex()), ("replikit.mask_opad", outer.hex())]
+            settings.update(pad_settings(bound.secret, _PURPOSE.get(mask.kind, "fake")))
     out: list[Projected] = []
     for col in bound.shape.columns:
         added = next((a for a in bound.added if a.name == col.name), None)
@@ -179,7 +210,7 @@ def project(
             out.append(Projected(col.name, v.sql, v.params))
         else:
             out.append(Projected(col.name))
-    return Projection(tuple(out), tuple(settings))
+    return Projection(tuple(out), tuple(settings.items()))
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -217,22 +248,52 @@ def _column(name: str, t: Type, flavor: Flavor) -> _Value | None:
     return None
 
 
+_PURPOSE = {"hash": "hash"}  # the HMAC purpose of each keyed mask (the fakes: "fake")
+
+
+@functools.cache
+def _digits() -> str:
+    """Every character Python's ``str.isdigit`` accepts (what ``digits-mask`` replaces)."""
+    return "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000 and chr(i).isdigit())
+
+
 def _mask(mask: Mask, name: str, t: Type, flavor: Flavor, mark: str) -> _Value | None:
     q = flavor.quote(name)
-    if mask.kind == "hash":
-        if t.kind not in (Kind.STRING, Kind.TEXT) or not flavor.text_native(t.native):
-            return None
-        return _Value(flavor.hmac_hex(q), (), _Class.TEXT)
-    if mask.kind == "dms-hash":
-        if t.kind not in (Kind.STRING, Kind.TEXT) or not flavor.text_native(t.native):
-            return None
-        return _Value(flavor.ascii_case(flavor.sha256_hex(q), True), (), _Class.TEXT)
-    if mask.kind == "null":
+    k = mask.kind
+    if k == "null":
         return _Value("NULL", (), _Class.NULL)
-    if mask.kind == "redact":
+    if k == "redact":
         return _Value(f"CASE WHEN {q} IS NULL THEN NULL ELSE {mark} END", (mask.replacement,),
                       _Class.TEXT)  # fmt: skip
+    if t.kind not in (Kind.STRING, Kind.TEXT) or not flavor.text_native(t.native):
+        return None
+    if k == "hash":
+        return _Value(flavor.hex(flavor.hmac(q, "hash")), (), _Class.TEXT)
+    if k == "dms-hash":
+        return _Value(flavor.ascii_case(flavor.sha256_hex(q), True), (), _Class.TEXT)
+    if k == "digits-mask":
+        char = mask.value or "*"
+        digits = _digits()
+        return _Value(flavor.translate(q, mark), (digits, char * len(digits)), _Class.TEXT)
+    if k in ("fake-first-name", "fake-last-name", "fake-name", "fake-email"):
+        return _Value(_fake(k, flavor.hmac(q, "fake"), flavor), (), _Class.TEXT)
     return None
+
+
+def _fake(kind: str, d: str, flavor: Flavor) -> str:
+    """The SQL of :func:`replikit.mapping.masking._faker` for names and e-mail addresses
+    (phones and addresses, with 64-bit arithmetic, stay in Python)."""
+    from replikit.mapping.masking import FIRST_NAMES, LAST_NAMES
+
+    first, last = flavor.pick(d, 0, FIRST_NAMES), flavor.pick(d, 4, LAST_NAMES)
+    if kind == "fake-first-name":
+        return first
+    if kind == "fake-last-name":
+        return last
+    if kind == "fake-name":
+        return flavor.concat([first, "' '", last])
+    low_first, low_last = flavor.ascii_case(first, False), flavor.ascii_case(last, False)
+    return flavor.concat([low_first, "'.'", low_last, "'.'", flavor.hex(d, 8, 5), "'@example.com'"])
 
 
 def _added(
