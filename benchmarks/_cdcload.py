@@ -138,6 +138,134 @@ MARKER = (
 )
 
 
+# -- MariaDB source (MariaDB -> PostgreSQL drains) ------------------------------------------
+# The same table shapes and workload in MariaDB types; ``changed_at`` is a DATETIME(6) there.
+
+MYSQL_SOURCE_DDL = (
+    """CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer_id bigint NOT NULL,
+    qty integer NOT NULL,
+    price decimal(12,2),
+    status varchar(16) NOT NULL,
+    note text,
+    created_at datetime(6) NOT NULL,
+    changed_at datetime(6) NOT NULL
+)""",
+    "CREATE TABLE bench_marker (id integer PRIMARY KEY, n bigint NOT NULL)",
+)
+
+MYSQL_INITIAL_ROWS = (
+    """INSERT INTO orders
+SELECT seq, 1 + crc32(seq) % 10000, 1 + crc32(seq + 1) % 99, (crc32(seq + 2) % 10000000) / 100,
+       elt(1 + crc32(seq + 3) % 4, 'new', 'paid', 'shipped', 'cancelled'),
+       IF(seq % 3 = 0, NULL, concat('note ', seq, repeat('x', seq % 80))),
+       timestamp '2024-01-01 00:00:00' + INTERVAL (crc32(seq + 4) * 2) MICROSECOND,
+       timestamp '2024-06-01 00:00:00' + INTERVAL seq SECOND
+FROM seq_1_to_{n}""",
+    "INSERT INTO bench_marker VALUES (1, 0)",
+)
+
+MYSQL_BACKLOG_PROC = """
+CREATE PROCEDURE bench_backlog(n bigint)
+BEGIN
+    DECLARE lo, hi, k bigint;
+    DECLARE done, t bigint DEFAULT 0;
+    DECLARE size, i int;
+    DECLARE r double;
+    SELECT min(id), max(id) INTO lo, hi FROM orders;
+    WHILE done < n DO
+        SET size = least(IF(t % 11 = 10, 10, 1), n - done);
+        START TRANSACTION;
+        SET i = 0;
+        WHILE i < size DO
+            SET r = rand();
+            IF r < 0.6 OR hi - lo < 1000 THEN
+                SET hi = hi + 1;
+                INSERT INTO orders VALUES (
+                    hi, 1 + floor(rand() * 10000), 1 + floor(rand() * 99),
+                    round(rand() * 100000, 2),
+                    elt(1 + floor(rand() * 4), 'new', 'paid', 'shipped', 'cancelled'),
+                    IF(rand() < 0.3, NULL, concat('note ', hi, repeat('x', floor(rand() * 80)))),
+                    timestamp '2024-01-01 00:00:00' + INTERVAL floor(rand() * 8640000000000)
+                        MICROSECOND,
+                    now(6));
+            ELSEIF r < 0.9 THEN
+                SET k = lo + floor(rand() * (hi - lo + 1));
+                UPDATE orders SET qty = qty + 1, price = round(rand() * 100000, 2),
+                    status = elt(1 + floor(rand() * 4), 'new', 'paid', 'shipped', 'cancelled'),
+                    changed_at = now(6)
+                WHERE id = k;
+            ELSE
+                DELETE FROM orders WHERE id = lo;
+                SET lo = lo + 1;
+            END IF;
+            SET i = i + 1;
+        END WHILE;
+        COMMIT;
+        SET done = done + size;
+        SET t = t + 1;
+    END WHILE;
+END
+"""
+
+#: the columns of each table with their verify_mysql canonical kind
+MYSQL_COLUMNS = {
+    "orders": [
+        ("id", "int"), ("customer_id", "int"), ("qty", "int"), ("price", "decimal"),
+        ("status", "text"), ("note", "text"), ("created_at", "datetime"),
+        ("changed_at", "datetime"),
+    ],
+    "bench_marker": [("id", "int"), ("n", "int")],
+}  # fmt: skip
+
+
+def mysql_connect(url: str) -> Any:
+    """A pymysql connection (autocommit) to the database of a ``mysql://`` URL."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
+    p = urlsplit(url)
+    return pymysql.connect(
+        host=p.hostname or "127.0.0.1", port=p.port or 3306, user=unquote(p.username or "root"),
+        password=unquote(p.password or ""), database=p.path.lstrip("/") or None,
+        autocommit=True, charset="utf8mb4",
+    )  # fmt: skip
+
+
+def mysql_create_source(url: str, initial: int) -> None:
+    """The MariaDB source: tables, ``initial`` deterministic rows, the backlog procedure."""
+    with mysql_connect(url) as conn, conn.cursor() as cur:
+        for statement in MYSQL_SOURCE_DDL:
+            cur.execute(statement)
+        for statement in MYSQL_INITIAL_ROWS:
+            cur.execute(statement.replace("{n}", str(int(initial))))
+        cur.execute(MYSQL_BACKLOG_PROC)
+
+
+def mysql_backlog(url: str, changes: int) -> float:
+    """Commit ``changes`` changes server-side on MariaDB (not seeded: ``rand()``); seconds."""
+    with mysql_connect(url) as conn, conn.cursor() as cur:
+        t0 = time.perf_counter()
+        cur.execute("CALL bench_backlog(%s)", (changes,))
+        return time.perf_counter() - t0
+
+
+def mysql_marker(url: str) -> tuple[str, int]:
+    """Commit a marker transaction; the binlog ``(file, offset)`` after it."""
+    with mysql_connect(url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE bench_marker SET n = n + 1 WHERE id = 1")
+        cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+    return str(row[0]), int(row[1])
+
+
+def binlog_int(file: str, pos: int) -> int:
+    """A binlog position as an integer that orders like it (file sequence, offset)."""
+    return (int(file.rsplit(".", 1)[1]) << 32) | pos
+
+
 def lsn_int(text: str) -> int:
     """``X/Y`` (optionally ``pg:X/Y``) as an integer."""
     hi, _, lo = text.removeprefix("pg:").partition("/")
@@ -469,12 +597,14 @@ def run_replikit(args: argparse.Namespace) -> dict[str, Any]:
         batch_apply=args.batch_apply,
         batch_changes=args.batch_changes,
         stop_when_idle=args.stop_when_idle,
-        cdc_stop_position=f"pg:{args.stop_at}" if args.stop_at else None,
+        cdc_stop_position=args.stop_position or (f"pg:{args.stop_at}" if args.stop_at else None),
         progress=False,
     )
     mappings = rk.Mappings()
     for table in TABLES:
-        mappings = mappings.include("public", table)
+        mappings = mappings.include(args.schema, table)
+    if args.schema != "public":
+        mappings = mappings.rename_schema(args.schema, "public")
     task = rk.Task(
         args.source,
         args.target,
@@ -523,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     rk.add_argument("--batch-apply", action="store_true")
     rk.add_argument("--batch-changes", type=int, default=10_000)
     rk.add_argument("--stop-at", help="stop once a transaction at/after this LSN is applied")
+    rk.add_argument("--stop-position", help="stop at this position (any source, e.g. mysql:...)")
+    rk.add_argument("--schema", default="public", help="the source schema (MariaDB: database)")
     rk.add_argument("--stop-when-idle", type=float)
     rk.add_argument("--profile", help="cProfile output prefix (one file per thread)")
     args = parser.parse_args(argv)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from replikit.positions import Position
 from replikit.schema.model import Column, TableId
 
-__all__ = ["Change", "Op", "SchemaChange", "TableId", "Transaction"]
+__all__ = ["Change", "ImageLayout", "Op", "SchemaChange", "TableId", "TextImage", "Transaction"]
 
 
 class Op(enum.StrEnum):
@@ -21,6 +21,88 @@ class Op(enum.StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     TRUNCATE = "truncate"
+
+
+class ImageLayout:
+    """The columns of :class:`TextImage` objects of one source relation, shared by them.
+
+    ``names`` in the relation's order; ``loaders[i]`` types column ``i``'s text (a canonical
+    value, :mod:`replikit.schema.types`); ``text_format`` says whose text form the values are
+    in (``"postgresql"``: PostgreSQL's output functions under replikit's session settings), so
+    a writer of that family may pass them to the target as they are, except the columns in
+    ``opaque`` (indexes), whose text depends on more than the type (e.g. ``money`` on the
+    server's ``lc_monetary``).
+    """
+
+    __slots__ = ("index", "keys", "loaders", "names", "opaque", "text_format")
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        loaders: Sequence[Callable[[str], Any]],
+        text_format: str,
+        opaque: frozenset[int] = frozenset(),
+    ) -> None:
+        self.names = tuple(names)
+        self.loaders = tuple(loaders)
+        self.text_format = text_format
+        self.opaque = opaque
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.keys: KeysView[str] = self.index.keys()
+
+
+_UNTYPED: Final = object()
+
+
+class TextImage(Mapping[str, Any]):
+    """A row image that holds its values as the source's text and types each on first access.
+
+    It reads like a ``dict`` of canonical values (``image["price"]`` is a ``Decimal``), so
+    transforms and writers need not know it; a writer of the same family can instead take
+    :attr:`texts` (``None`` for SQL NULL) for columns whose target type is the source's own, and
+    skip typing and rendering values that go out unchanged. Immutable; it pickles as a plain
+    ``dict`` of canonical values (spill files, caches).
+    """
+
+    __slots__ = ("_values", "layout", "texts")
+
+    def __init__(self, layout: ImageLayout, texts: tuple[str | None, ...]) -> None:
+        self.layout = layout
+        self.texts = texts
+        self._values: list[Any] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        i = self.layout.index[name]
+        values = self._values
+        if values is None:
+            values = self._values = [_UNTYPED] * len(self.texts)
+        value = values[i]
+        if value is _UNTYPED:
+            text = self.texts[i]
+            value = values[i] = None if text is None else self.layout.loaders[i](text)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.layout.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layout.names)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def keys(self) -> KeysView[str]:  # the shared view: set operations without a copy
+        return self.layout.keys
+
+    def text_bytes(self) -> int:
+        """The length of the held text (for memory estimates, without typing anything)."""
+        return sum(map(len, filter(None, self.texts)))
+
+    def __repr__(self) -> str:
+        return f"TextImage({dict(self)!r})"
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +177,9 @@ class Transaction:
     commit_ts: datetime | None = None
     txid: int | str | None = None
     schema_changes: tuple[SchemaChange, ...] = ()
+    #: the reader's estimate of the memory the transaction holds (``None``: not estimated;
+    #: :func:`replikit.pipeline.spill.transaction_bytes` then estimates it)
+    size_hint: int | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.changes)

@@ -667,9 +667,24 @@ class Replicator:
         by_source, stopped, steps = self._by_source, self._stopped, self._steps
         ignored = self._ignored
         changes: list[Change] = []
+        last: Any = None  # the last change's table: runs of one table look it up once
+        plan: TablePlan | None = None
+        as_is = False  # the run's changes go to the target unchanged
+        touched = False  # a change was left out or replaced
         for change in tx.changes:
-            plan = by_source.get(change.table)
-            if plan is None or (stopped and change.table in stopped):
+            if change.table is not last:
+                last = change.table
+                plan = by_source.get(last)
+                if plan is not None and stopped and last in stopped:
+                    plan = None
+                as_is = (
+                    plan is not None and not steps and not ignored and last == plan.target_id
+                )
+            if as_is:
+                changes.append(change)
+                continue
+            touched = True
+            if plan is None:
                 continue
             for current in _transform(change, steps) if steps else (change,):
                 target = plan.target_id
@@ -687,8 +702,13 @@ class Replicator:
                         current.txid,
                     )
                 changes.append(current)
-        unchanged = len(changes) == len(tx.changes) and not tx.schema_changes
-        if unchanged and all(a is b for a, b in zip(changes, tx.changes, strict=True)):
+        if not tx.schema_changes and (
+            not touched
+            or (
+                len(changes) == len(tx.changes)
+                and all(a is b for a, b in zip(changes, tx.changes, strict=True))
+            )
+        ):
             return tx
         return Transaction(tuple(changes), tx.position, tx.commit_ts, tx.txid)
 
@@ -729,9 +749,18 @@ class Replicator:
                 for key, n in on_disk.counts.items():
                     counts[key] = counts.get(key, 0) + n
                 continue
+            run: list[Any] = [None, None, 0]  # a run of one (table, op): counted at its end
             for change in tx.changes:
-                key = (change.table, change.op)
-                counts[key] = counts.get(key, 0) + 1
+                if change.table is run[0] and change.op is run[1]:
+                    run[2] += 1
+                    continue
+                if run[2]:
+                    key = (run[0], run[1])
+                    counts[key] = counts.get(key, 0) + run[2]
+                run = [change.table, change.op, 1]
+            if run[2]:
+                key = (run[0], run[1])
+                counts[key] = counts.get(key, 0) + run[2]
         for (table, op), n in counts.items():
             self.statistics.count_changes(sources[table], op.value, n)
 

@@ -50,6 +50,7 @@ __all__ = [
     "SupportsSchemaObjects",
     "SupportsTextRead",
     "SupportsTextWrite",
+    "SupportsTransactionBatches",
     "SupportsUnitLedger",
     "TextUnit",
     "Unit",
@@ -357,6 +358,17 @@ class ChangeReader(Protocol):
 
     def close(self) -> None:
         """Stop reading and release the connection."""
+        ...
+
+
+@runtime_checkable
+class SupportsTransactionBatches(Protocol):
+    """A change reader that can hand out its transactions in lists (the reader thread then
+    queues each list at once: one hand-over per list instead of per transaction)."""
+
+    def transaction_batches(self, start: Position | None = None) -> Iterator[list[Transaction]]:
+        """The transactions of :meth:`ChangeReader.transactions`, in order, in lists; a
+        list is handed out as soon as the reader would otherwise wait for the source."""
         ...
 
 

@@ -79,8 +79,8 @@ class TableNet:
 
     truncate: bool = False
     deletes: set[Key] = field(default_factory=set)
-    upserts: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    upserts: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
+    updates: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.truncate) + len(self.deletes) + len(self.upserts) + len(self.updates)
@@ -89,8 +89,8 @@ class TableNet:
         self,
         truncate: Callable[[], object],
         delete: Callable[[list[Key]], object],
-        upsert: Callable[[list[dict[str, Any]]], object],
-        update: Callable[[list[tuple[Key, dict[str, Any]]]], object],
+        upsert: Callable[[list[Mapping[str, Any]]], object],
+        update: Callable[[list[tuple[Key, Mapping[str, Any]]]], object],
     ) -> None:
         """Carry the operations out in the order they must go: truncate, deletes, upserts
         (full rows), then partial updates; each callable gets its operations at once."""
@@ -140,6 +140,7 @@ class NetBatch:
 _ABSENT = "absent"
 _FULL = "full"
 _PARTIAL = "partial"
+_NOTHING: Mapping[str, Any] = {}  # shared, never written to
 
 
 class _TableState:
@@ -147,12 +148,12 @@ class _TableState:
 
     def __init__(self) -> None:
         self.truncated = False
-        self.entries: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self.entries: dict[Key, tuple[str, Mapping[str, Any]]] = {}
 
-    def get(self, key: Key) -> tuple[str, dict[str, Any]] | None:
+    def get(self, key: Key) -> tuple[str, Mapping[str, Any]] | None:
         entry = self.entries.get(key)
         if entry is None and self.truncated:
-            return (_ABSENT, {})
+            return (_ABSENT, _NOTHING)
         return entry
 
     def freeze(self) -> TableNet:
@@ -175,9 +176,12 @@ class _Reducer:
         columns: Mapping[TableId, Collection[str]] | None,
     ) -> None:
         self.keys = keys
-        self.columns = columns or {}
+        self.columns = {t: frozenset(c) for t, c in (columns or {}).items()}
         self.batch = NetBatch()
         self.tables: dict[TableId, _TableState] = {}
+        # the last table's lookups: runs of changes of one table skip hashing its id
+        self._last: tuple[TableId, tuple[str, ...], _TableState, frozenset[str] | None] | None
+        self._last = None
 
     def _key_columns(self, table: TableId) -> tuple[str, ...]:
         cols = self.keys.get(table)
@@ -201,43 +205,57 @@ class _Reducer:
         if group:
             self.batch.groups.append(group)
         self.tables = {}
-
-    def _is_full(self, table: TableId, image: Mapping[str, Any]) -> bool:
-        cols = self.columns.get(table)
-        return cols is not None and all(c in image for c in cols)
+        self._last = None
 
     def add(self, change: Change) -> None:
+        # Images are kept as they are, never copied (a Change is immutable, and so are they
+        # to everyone downstream); merges build new dicts.
         table = change.table
-        if change.op is Op.TRUNCATE:
+        op = change.op
+        if op is Op.TRUNCATE:
             self.batch.truncates += 1
             state = self._state(table)
             state.entries.clear()
             state.truncated = True
             return
-        kcols = self._key_columns(table)
-        if change.op is Op.INSERT:
+        last = self._last
+        if last is not None and last[0] is table:
+            _, kcols, state, cols = last
+        else:
+            kcols = self._key_columns(table)
+            state = self._state(table)
+            cols = self.columns.get(table)
+            self._last = (table, kcols, state, cols)
+        if op is Op.INSERT:
             self.batch.inserts += 1
-            after = dict(change.after or {})
-            key = _key_of(kcols, after, change.key)
-            self._state(table).entries[key] = (_FULL, after)
-        elif change.op is Op.DELETE:
+            after = change.after if change.after is not None else _NOTHING
+            state.entries[_key_of(kcols, after, change.key)] = (_FULL, after)
+        elif op is Op.DELETE:
             self.batch.deletes += 1
-            key = _key_of(kcols, change.key, change.before)
-            self._state(table).entries[key] = (_ABSENT, {})
-        elif change.op is Op.UPDATE:
+            state.entries[_key_of(kcols, change.key, change.before)] = (_ABSENT, _NOTHING)
+        elif op is Op.UPDATE:
             self.batch.updates += 1
-            self._update(table, kcols, change)
+            self._update(table, kcols, change, state, cols)
         else:  # pragma: no cover - Op is closed
             raise ConfigError(f"unknown change op {change.op!r}")
 
-    def _update(self, table: TableId, kcols: tuple[str, ...], change: Change) -> None:
+    def _update(
+        self,
+        table: TableId,
+        kcols: tuple[str, ...],
+        change: Change,
+        state: _TableState,
+        cols: frozenset[str] | None,
+    ) -> None:
         old = _key_of(kcols, change.key, change.before, change.after)
-        after = dict(change.after or {})
-        new = tuple(after.get(c, v) for c, v in zip(kcols, old, strict=True))
-        state = self._state(table)
-        if self._is_full(table, after):
+        after = change.after if change.after is not None else _NOTHING
+        if len(kcols) == 1:
+            new = (after[kcols[0]],) if kcols[0] in after else old
+        else:
+            new = tuple(after.get(c, v) for c, v in zip(kcols, old, strict=True))
+        if cols is not None and after.keys() >= cols:  # a full image
             if new != old:
-                state.entries[old] = (_ABSENT, {})
+                state.entries[old] = (_ABSENT, _NOTHING)
             state.entries[new] = (_FULL, after)
             return
         entry = state.get(old)
@@ -246,7 +264,7 @@ class _Reducer:
         if entry is not None and entry[0] == _FULL:
             row = {**entry[1], **after}
             if new != old:
-                state.entries[old] = (_ABSENT, {})
+                state.entries[old] = (_ABSENT, _NOTHING)
             state.entries[new] = (_FULL, row)
             return
         if new == old:
@@ -259,6 +277,12 @@ class _Reducer:
 
 
 def _key_of(kcols: tuple[str, ...], *images: Mapping[str, Any] | None) -> Key:
+    if len(kcols) == 1:  # the common case, without the loops
+        col = kcols[0]
+        for image in images:
+            if image is not None and col in image:
+                return (image[col],)
+        raise ConfigError(f"change has no value for key column {col!r}")
     values = []
     for col in kcols:
         for image in images:

@@ -1,5 +1,9 @@
 """The reader thread of a change stream and the queue it fills, bounded by count and bytes.
 
+A reader that hands out its transactions in lists
+(:class:`~replikit.pipeline.contracts.SupportsTransactionBatches`) has each list queued at
+once, under one lock round; the queue still holds, counts and bounds single transactions.
+
 The reader runs ahead of the apply by at most ``maxsize`` transactions and about
 ``queue_bytes`` of their estimated size (a transaction larger than that passes on its own),
 so a slow target stops the reader and memory stays bounded. Its errors travel through the
@@ -12,12 +16,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from replikit._failpoints import failpoint
 from replikit.changes import Transaction
 from replikit.logs import in_context
-from replikit.pipeline.contracts import ChangeReader
+from replikit.pipeline.contracts import ChangeReader, SupportsTransactionBatches
 from replikit.pipeline.spill import spilled, transaction_bytes
 from replikit.positions import Position
 
@@ -57,6 +62,24 @@ class _Queue:
                 return False
             self._items.append((item, size))
             self.bytes += size
+            self._cond.notify_all()
+            return True
+
+    def put_many(self, items: list[Any], sizes: list[int], timeout: float) -> bool:
+        """Append ``items`` at once, when there is room for all (or the queue is empty);
+        ``False`` if there was none within ``timeout``."""
+        total = sum(sizes)
+        n = len(items)
+
+        def room() -> bool:
+            held = len(self._items)
+            return held == 0 or (held + n <= self.maxsize and self.bytes + total <= self.maxbytes)
+
+        with self._cond:
+            if not self._cond.wait_for(room, timeout):
+                return False
+            self._items.extend(zip(items, sizes, strict=True))
+            self.bytes += total
             self._cond.notify_all()
             return True
 
@@ -104,13 +127,34 @@ class Stream:
                 return True
         return False
 
+    def _put_many(self, items: list[Transaction]) -> bool:
+        sizes = [transaction_bytes(tx) for tx in items]
+        while not self._stop.is_set():
+            if self.queue.put_many(items, sizes, timeout=0.2):
+                return True
+        return False
+
+    def _batches(self, start: Position | None) -> Iterator[list[Transaction]]:
+        reader = self.reader
+        if isinstance(reader, SupportsTransactionBatches):
+            return reader.transaction_batches(start)
+        return ([tx] for tx in reader.transactions(start))
+
     def _run(self, start: Position | None) -> None:
         try:
-            for tx in self.reader.transactions(start):
-                failpoint("cdc.read")
-                self.last_read = (tx, time.time())
-                if not self._put(tx, transaction_bytes(tx)):
-                    discard(tx)
+            for batch in self._batches(start):
+                for i in range(len(batch)):  # once per transaction, as read one by one
+                    try:
+                        failpoint("cdc.read")
+                    except BaseException:  # what was read before still goes on
+                        queued = i > 0 and self._put_many(batch[:i])
+                        for tx in batch[i if queued else 0 :]:
+                            discard(tx)
+                        raise
+                self.last_read = (batch[-1], time.time())
+                if not self._put_many(batch):
+                    for tx in batch:
+                        discard(tx)
                     return
             self._put(END)
         except BaseException as exc:  # handed to the applying thread, which re-raises it

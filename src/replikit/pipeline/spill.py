@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from replikit.changes import Change, Op, Transaction
+from replikit.changes import Change, Op, TextImage, Transaction
 from replikit.errors import ConfigError, Error
 from replikit.pipeline import segments
 from replikit.positions import Position
@@ -55,12 +55,17 @@ _CHANGE_BYTES = 200  # a Change object and its fields, without the images
 _SAMPLES = 8  # rows sampled per size estimate
 
 
+_SIZED = (str, bytes, bytearray)
+
+
 def _image_bytes(image: Mapping[str, Any] | None) -> int:
     if not image:
         return 0
+    if image.__class__ is TextImage:
+        return 64 + 72 * len(image) + image.text_bytes()
     size = 64 + 72 * len(image)
     for value in image.values():
-        if isinstance(value, str | bytes | bytearray):
+        if isinstance(value, _SIZED):
             size += len(value)
     return size
 
@@ -90,11 +95,14 @@ def _sampled(items: Sequence[Any], size: Callable[[Any], int]) -> int:
 
 
 def transaction_bytes(tx: Transaction) -> int:
-    """Estimated memory held by ``tx`` (a spilled transaction holds little: its file handle)."""
+    """Estimated memory held by ``tx`` (a spilled transaction holds little: its file handle);
+    the reader's own estimate (``tx.size_hint``) when it made one."""
+    if tx.size_hint is not None:
+        return tx.size_hint
     changes = tx.changes
     if isinstance(changes, SpilledChanges):
         return 1024 + 64 * len(changes.tables)
-    if isinstance(changes, Sequence):
+    if changes.__class__ is tuple or isinstance(changes, Sequence):
         return _CHANGE_BYTES + _sampled(changes, estimate_size)
     return _CHANGE_BYTES + sum(estimate_size(c) for c in changes)
 
@@ -217,7 +225,10 @@ class TransactionBuffer:
         self._next = 1  # len(rows) at which check() looks again
         self._file: IO[bytes] | None = None
         self._count = 0  # rows in the file
-        self._counts: Counter[tuple[TableId, Op]] = Counter()
+        self._counts: Counter[tuple[TableId, Op]] | None = None  # rows in the file, by kind
+        #: the estimated size of the transaction :meth:`finish` returned last (what
+        #: :func:`transaction_bytes` would say), for ``Transaction.size_hint``
+        self.finished_bytes = 0
 
     @property
     def spilling(self) -> bool:
@@ -232,7 +243,10 @@ class TransactionBuffer:
         n = len(self.rows)
         if n < self._next:
             return
-        self._bytes += _sampled(self.rows[self._sized :], _row_bytes)
+        if n == self._sized + 1:  # one new row (the first of most transactions)
+            self._bytes += _row_bytes(self.rows[-1])
+        else:
+            self._bytes += _sampled(self.rows[self._sized :], _row_bytes)
         self._sized = n
         per_row = max(1, self._bytes // n)
         if self._file is None:
@@ -248,6 +262,8 @@ class TransactionBuffer:
         file = self._file
         assert file is not None
         rows = self.rows
+        if self._counts is None:
+            self._counts = Counter()
         for i in range(0, len(rows), RECORD_ROWS):
             part = rows[i : i + RECORD_ROWS]
             self._counts.update((r[1], r[0]) for r in part)
@@ -261,24 +277,35 @@ class TransactionBuffer:
     ) -> Collection[Change]:
         """The transaction's changes, stamped with its commit; the buffer is then empty."""
         if self._file is None:
+            rows = self.rows
+            n = len(rows)
+            if self._sized == n:
+                sized = self._bytes
+            elif self._sized:
+                sized = self._bytes * n // self._sized
+            else:
+                sized = _sampled(rows, _row_bytes)
             out: Collection[Change] = tuple(
-                [Change(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in self.rows]
+                [Change(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in rows]
             )
             self.reset()
+            self.finished_bytes = _CHANGE_BYTES + sized
             return out
         self._write()
         file, self._file = self._file, None
         file.flush()
+        counts = self._counts or Counter()
         out = SpilledChanges(
             file,
             self._count,
-            frozenset(t for t, _ in self._counts),
-            counts=self._counts,
+            frozenset(t for t, _ in counts),
+            counts=counts,
             position=position,
             commit_ts=commit_ts,
             txid=txid,
         )
         self.reset()
+        self.finished_bytes = 1024 + 64 * len(out.tables)
         return out
 
     def reset(self) -> None:
@@ -286,7 +313,7 @@ class TransactionBuffer:
         self.rows = []
         self._bytes = self._sized = self._count = 0
         self._next = 1
-        self._counts = Counter()
+        self._counts = None
         file, self._file = self._file, None
         if file is not None:
             file.close()

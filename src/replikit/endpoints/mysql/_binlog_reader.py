@@ -373,6 +373,7 @@ class MysqlChangeReader:
             commit_ts=commit_ts,
             txid=txid,
             schema_changes=tuple(pending.schema_changes),
+            size_hint=pending.buffer.finished_bytes,
         )
 
     # -- DDL -----------------------------------------------------------------------------

@@ -145,7 +145,7 @@ class BatchApply:
         cur.execute(table.merge_delete(stage))
 
     def _upserts(
-        self, cur: psycopg.Cursor[Any], table: TableApply, upserts: dict[Key, dict[str, Any]]
+        self, cur: psycopg.Cursor[Any], table: TableApply, upserts: dict[Key, Mapping[str, Any]]
     ) -> None:
         self.current = table
         groups: dict[tuple[str, ...], list[tuple[Key, Mapping[str, Any]]]] = {}
@@ -164,7 +164,7 @@ class BatchApply:
             cur.execute(table.merge_upsert(shape, stage))
 
     def _updates(
-        self, cur: psycopg.Cursor[Any], table: TableApply, updates: dict[Key, dict[str, Any]]
+        self, cur: psycopg.Cursor[Any], table: TableApply, updates: dict[Key, Mapping[str, Any]]
     ) -> None:
         self.current = table
         groups: dict[tuple[str, ...], list[tuple[Key, Mapping[str, Any]]]] = {}

@@ -11,12 +11,18 @@ the server's float8 -> numeric cast, which keeps 15 digits.)
 
 Identifiers are quoted by the dialect; statements executed with parameters additionally double
 ``%`` (psycopg's placeholder marker) inside them.
+
+Pass-through: a :class:`~replikit.changes.TextImage` from a PostgreSQL source holds each value
+as the source server's output text (replikit's session settings: UTC, ISO dates, ISO 8601
+intervals, exact floats). For a column whose target type is the source's own type, unadapted
+(:func:`passes`), that text is exactly what the full-load path would send, so
+:meth:`Shape.row` hands it on without typing it into a Python value and rendering it back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from replikit.endpoints.base import require
 
@@ -24,17 +30,33 @@ require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL 
 
 from psycopg.adapt import PyFormat, Transformer  # noqa: E402
 
+from replikit.changes import ImageLayout, TextImage  # noqa: E402
 from replikit.endpoints.postgres import _ddl  # noqa: E402
 from replikit.endpoints.postgres._connect import Connection  # noqa: E402
 from replikit.endpoints.postgres._dialect import DIALECT  # noqa: E402
 from replikit.errors import ConfigError, SchemaError  # noqa: E402
 from replikit.pipeline.apply_support import Image, Key, ShapeBase, TableColumns  # noqa: E402
 from replikit.pipeline.apply_support import percent_safe as _p  # noqa: E402
-from replikit.schema.convert import TablePlan  # noqa: E402
+from replikit.schema.convert import ColumnPlan, TablePlan  # noqa: E402
 
-__all__ = ["Key", "Shape", "TableApply", "TextParams", "check_key"]
+__all__ = ["TEXT_FORMAT", "Key", "Shape", "TableApply", "TextParams", "check_key", "passes"]
 
 q = DIALECT.quote
+#: the text form of :class:`TextImage` values this writer passes on (see the module docs)
+TEXT_FORMAT: Final = "postgresql"
+_LAYOUTS_KEPT = 64  # text layouts remembered per shape (a new one per Relation message)
+
+
+def passes(plan: ColumnPlan) -> bool:
+    """Whether a PostgreSQL source's text of this column goes to the target unchanged: the
+    target type is the source's own (same spelling) and no adapter applies."""
+    native = plan.source.type.native
+    return (
+        plan.target.adapt is None
+        and bool(native)
+        and plan.target.sql == native
+        and plan.generated is None
+    )
 
 
 class TextParams:
@@ -57,10 +79,50 @@ class TextParams:
 class Shape(ShapeBase):
     """One column set of a table (source names, in table order) and its statements."""
 
-    __slots__ = ()
+    __slots__ = ("_layouts", "passes")
+
+    def __init__(self, source: tuple[str, ...], plans: Sequence[ColumnPlan]) -> None:
+        super().__init__(source, plans)
+        #: per column: a PostgreSQL source's text passes on (when the plan's source is one)
+        self.passes = tuple(passes(p) for p in plans)
+        self._layouts: dict[ImageLayout, tuple[tuple[int, ...], bool] | None] = {}
+
+    def _text_plan(self, layout: ImageLayout) -> tuple[tuple[int, ...], bool] | None:
+        """Per shape column, its index in ``layout`` when its text passes, else -1; and
+        whether all do. ``None``: nothing passes (another text form)."""
+        found = self._layouts.get(layout, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        plan: tuple[tuple[int, ...], bool] | None = None
+        if layout.text_format == TEXT_FORMAT:
+            where = layout.index
+            at = tuple(
+                where[c] if ok and c in where and where[c] not in layout.opaque else -1
+                for c, ok in zip(self.source, self.passes, strict=True)
+            )
+            plan = (at, -1 not in at) if any(i >= 0 for i in at) else None
+        if len(self._layouts) >= _LAYOUTS_KEPT:
+            self._layouts.clear()
+        self._layouts[layout] = plan
+        return plan
 
     def row(self, image: Image) -> list[Any]:
-        """The image's values in shape order, adapted for the target."""
+        """The image's values in shape order, adapted for the target (text that passes
+        through as it is, see the module docs)."""
+        if image.__class__ is TextImage:
+            text_plan = self._text_plan(image.layout)
+            if text_plan is not None:
+                at, every = text_plan
+                texts = image.texts
+                if every:
+                    return [texts[i] for i in at]
+                values = [
+                    texts[i] if i >= 0 else image[c] for i, c in zip(at, self.source, strict=True)
+                ]
+                for i, adapt in self.adapters:
+                    if values[i] is not None:
+                        values[i] = adapt(values[i])
+                return values
         values = [image[c] for c in self.source]
         for i, adapt in self.adapters:
             if values[i] is not None:

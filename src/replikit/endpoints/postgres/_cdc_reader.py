@@ -43,6 +43,7 @@ from replikit.changes import Transaction
 from replikit.endpoints.postgres._connect import Connection, connect
 from replikit.endpoints.postgres._decoder import (
     ALIASES_SQL,
+    MONEY_OIDS,
     PgOutputDecoder,
     Relation,
     TransactionAssembler,
@@ -71,12 +72,18 @@ Mode = Literal["auto", "stream", "poll"]
 Session = StreamSession | PollSession
 _FIRST_USER_OID = 16384
 _READ_WAIT = 0.25  # longest a read holds the lock: bounds how long close() waits
+_BATCH_BYTES = 4 * 1024 * 1024  # a list of transactions ends past this estimated size
 _RETRYABLE = (SessionLost, ConnectError, psycopg.OperationalError)
 _STEADY = 10.0  # a session that lasted this long before breaking counts as a fresh loss
 
 
 def _lost_hint(slot: str) -> str:
     return f"run `replikit drop` and start again with full-load-and-cdc (slot {slot})"
+
+
+def _opaque(aliases: dict[int, int]) -> frozenset[int]:
+    """Type oids whose text never passes on as is: money, and domains over it (and arrays)."""
+    return MONEY_OIDS | {oid for oid, base in aliases.items() if base in MONEY_OIDS}
 
 
 def _lsn(tx: Transaction) -> int:
@@ -199,6 +206,33 @@ class PostgresChangeReader:
         :class:`~replikit.PositionLostError` (raised here, before iterating). The start counts
         as acknowledged. A new call ends the iteration of an earlier one.
         """
+        run = self._start_run(start)
+        return self._one_by_one(run)
+
+    def transaction_batches(
+        self, start: Position | None = None, *, most: int = 256
+    ) -> Iterator[list[Transaction]]:
+        """:meth:`transactions` in lists: each holds the transactions read without waiting for
+        the server (at most ``most``), handed out as soon as the next read would wait, so a
+        backlog moves in lists and a quiet stream in lists of one, as early as one by one.
+        """
+        run = self._start_run(start)
+        return self._lists(run, max(1, most))
+
+    def _one_by_one(self, run: _Run) -> Iterator[Transaction]:
+        for batch in self._iterate(run, 256):
+            for tx in batch:
+                if self._stopped(run):
+                    return  # closed (or restarted) while the caller held the last one
+                self._position = tx.position  # type: ignore[assignment]
+                yield tx
+
+    def _lists(self, run: _Run, most: int) -> Iterator[list[Transaction]]:
+        for batch in self._iterate(run, most):
+            self._position = batch[-1].position  # type: ignore[assignment]
+            yield batch
+
+    def _start_run(self, start: Position | None) -> _Run:
         if self._closed.is_set():
             raise ConfigError(f"this change reader of slot {self._name} is closed")
         if start is not None and not isinstance(start, PgLsn):
@@ -215,7 +249,7 @@ class PostgresChangeReader:
                 ) from None
             self._note_ack(begin.value)
             self._run = run
-        return self._iterate(run)
+        return run
 
     def ack(self, position: Position) -> None:
         """Everything up to ``position`` is durable downstream: the slot may move there."""
@@ -303,6 +337,7 @@ class PostgresChangeReader:
             loader=psycopg_loader(aliases),
             tables=set(self._tables) or None,
             spill_bytes=self.spill_bytes,
+            opaque_types=_opaque(aliases),
         )
         tracker = RelationTracker(list(self._tables.values()), PgCatalogLookup(meta))
         return _Run(pos, PgOutputDecoder(), asm, tracker, aliases)
@@ -316,7 +351,7 @@ class PostgresChangeReader:
         return self._acked
 
     # -- the loop -------------------------------------------------------------------------
-    def _iterate(self, run: _Run) -> Iterator[Transaction]:
+    def _iterate(self, run: _Run, most: int) -> Iterator[list[Transaction]]:
         idle_since = time.monotonic()
         try:
             while not self._stopped(run):
@@ -325,15 +360,12 @@ class PostgresChangeReader:
                     run.wait = 0.0
                     idle_since = time.monotonic()
                     continue
-                tx = self._step(run)
+                batch = self._read_batch(run, most)
                 now = time.monotonic()
-                if tx is not None and not (tx.changes or tx.schema_changes):
-                    run.pos = max(run.pos, _lsn(tx))  # nothing for our tables: a heartbeat?
-                    tx = None
-                if tx is None:
+                if not batch:
                     beat = self._heartbeat(run, now)
                     if beat is not None:
-                        yield beat
+                        yield [beat]
                         continue
                     limit = self.stop_when_idle
                     reconnecting = run.session is None
@@ -342,13 +374,13 @@ class PostgresChangeReader:
                     if run.session is not None and run.session.mode == "poll":
                         self._closed.wait(self.poll_interval)
                     continue
-                pos = tx.position
+                pos = batch[-1].position
                 assert isinstance(pos, PgLsn)
-                run.pos = run.beat = pos.value
+                run.pos = max(run.pos, pos.value)
+                run.beat = pos.value
                 run.beat_at = now
                 idle_since = now
-                self._position = pos
-                yield tx
+                yield batch
         finally:
             with self._io:
                 if self._run is run:
@@ -372,20 +404,37 @@ class PostgresChangeReader:
             return None
         run.pos = run.beat = end
         run.beat_at = now
-        self._position = PgLsn(end)
         return Transaction((), PgLsn(end), None, None)
 
     def _stopped(self, run: _Run) -> bool:
         return self._closed.is_set() or self._run is not run
 
-    def _step(self, run: _Run) -> Transaction | None:
+    def _read_batch(self, run: _Run, most: int) -> list[Transaction]:
+        """The transactions with changes for our tables that come without waiting (after
+        the first, which may wait up to ``_READ_WAIT``); empty ones only move ``run.pos``."""
+        batch: list[Transaction] = []
+        wait = _READ_WAIT
+        held = 0
+        while len(batch) < most and held < _BATCH_BYTES:
+            tx = self._step(run, wait)
+            if tx is None:
+                break
+            wait = 0.0
+            if tx.changes or tx.schema_changes:
+                batch.append(tx)
+                held += tx.size_hint or 0
+            else:
+                run.pos = max(run.pos, _lsn(tx))  # nothing for our tables: a heartbeat?
+        return batch
+
+    def _step(self, run: _Run, wait: float = _READ_WAIT) -> Transaction | None:
         with self._io:
             if self._stopped(run):
                 return None
             try:
                 if run.session is None:
                     self._open(run)
-                tx = self._next(run)
+                tx = self._next(run, wait)
             except _RETRYABLE as exc:
                 if isinstance(exc, ConnectError) and not exc.retryable:
                     self._close_session(run)
@@ -404,13 +453,13 @@ class PostgresChangeReader:
                 run.delay = 0.0
             return tx
 
-    def _next(self, run: _Run) -> Transaction | None:
+    def _next(self, run: _Run, wait: float) -> Transaction | None:
         session = run.session
         assert session is not None
         read, decode, feed = session.read, run.decoder.decode, run.asm.feed
         closed = self._closed
         while not closed.is_set():
-            message = read(_READ_WAIT)
+            message = read(wait)
             if message is None:
                 return None
             event = decode(message)
@@ -451,6 +500,7 @@ class PostgresChangeReader:
         if new:
             run.checked |= new
             run.aliases = type_aliases(self._meta_conn().execute(ALIASES_SQL).fetchall())
+            run.asm.opaque_types = _opaque(run.aliases)
             run.asm.loader = psycopg_loader(run.aliases)
 
     # -- sessions -------------------------------------------------------------------------

@@ -29,10 +29,11 @@ they pass ``spill_bytes`` (estimated): a transaction of any size is read in boun
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from replikit.changes import Op, SchemaChange, Transaction
+from replikit.changes import ImageLayout, Op, SchemaChange, TextImage, Transaction
 from replikit.endpoints.postgres._pgload import ALIASES_SQL, psycopg_loader, type_aliases
 from replikit.endpoints.postgres._pgoutput import (
     UNCHANGED,
@@ -60,6 +61,7 @@ from replikit.schema.model import TableId
 
 __all__ = [
     "ALIASES_SQL",
+    "MONEY_OIDS",
     "UNCHANGED",
     "Begin",
     "Column",
@@ -90,12 +92,21 @@ def _raw(_oid: int, data: bytes) -> Any:
     return data
 
 
+#: the text form of pgoutput values: PostgreSQL's output functions under replikit's session
+#: settings (a PostgreSQL writer may pass them on to columns of the same type)
+TEXT_FORMAT = "postgresql"
+#: money and money[]: their text follows the server's lc_monetary, so it never passes on as is
+MONEY_OIDS = frozenset({790, 791})
+
+
 class _Plan:
     """What the assembler needs about one Relation message, computed once per message."""
 
-    __slots__ = ("everything", "ident", "keys", "names", "oids", "rel", "table")
+    __slots__ = ("everything", "ident", "keys", "layout", "names", "oids", "rel", "table")
 
-    def __init__(self, rel: Relation, keys: tuple[int, ...]) -> None:
+    def __init__(
+        self, rel: Relation, keys: tuple[int, ...], loader: Loader, opaque: Container[int]
+    ) -> None:
         self.rel = rel
         self.table = rel.table
         self.names = tuple(c.name for c in rel.columns)
@@ -103,6 +114,9 @@ class _Plan:
         self.ident = tuple(i for i, c in enumerate(rel.columns) if c.key)
         self.everything = tuple(range(len(rel.columns)))
         self.keys = keys
+        loaders: list[Callable[[str], Any]] = [functools.partial(loader, o) for o in self.oids]
+        hidden = frozenset(i for i, o in enumerate(self.oids) if o in opaque)
+        self.layout = ImageLayout(self.names, loaders, TEXT_FORMAT, hidden)
 
 
 class TransactionAssembler:
@@ -121,6 +135,11 @@ class TransactionAssembler:
     arrive and held in a :class:`~replikit.pipeline.spill.TransactionBuffer` that spills to a
     temporary file past ``spill_bytes`` (estimated), so a huge transaction is read in bounded
     memory and comes out with :class:`~replikit.pipeline.spill.SpilledChanges`.
+
+    An after-image whose values are all text or NULL (no unchanged TOAST value) is a
+    :class:`~replikit.changes.TextImage`: its values are typed with ``loader`` only when read,
+    and a PostgreSQL writer may pass the text on unchanged, except for the columns of the
+    ``opaque_types`` oids (default: money, whose text follows ``lc_monetary``).
     """
 
     def __init__(
@@ -131,15 +150,27 @@ class TransactionAssembler:
         binary_loader: BinaryLoader | None = None,
         tables: Container[TableId] | None = None,
         spill_bytes: int = DEFAULT_SPILL_BYTES,
+        opaque_types: Container[int] = MONEY_OIDS,
     ) -> None:
+        self.opaque_types = opaque_types
         self.primary_keys = dict(primary_keys or {})
-        self.loader = loader or _identity
+        self._loader = loader or _identity
         self.binary_loader = binary_loader or _raw
         self.tables = tables
         self._begin: Begin | None = None
         self._buffer = TransactionBuffer(spill_bytes)
         self._schema: list[SchemaChange] = []
         self._plans: dict[int, _Plan] = {}
+
+    @property
+    def loader(self) -> Loader:
+        """Types text values: ``loader(type_oid, text) -> value``."""
+        return self._loader
+
+    @loader.setter
+    def loader(self, loader: Loader) -> None:
+        self._loader = loader
+        self._plans.clear()  # their images' layouts hold the old one
 
     @property
     def in_transaction(self) -> bool:
@@ -199,8 +230,9 @@ class TransactionAssembler:
         pos = PgLsn(event.end_lsn)
         changes = self._buffer.finish(pos, event.commit_ts, begin.xid)
         schema = tuple(self._schema)
+        size = self._buffer.finished_bytes
         self.reset()
-        return Transaction(changes, pos, event.commit_ts, begin.xid, schema)
+        return Transaction(changes, pos, event.commit_ts, begin.xid, schema, size)
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
         """:meth:`feed` each event, yielding transactions as they complete."""
@@ -213,7 +245,7 @@ class TransactionAssembler:
     def _plan(self, rel: Relation) -> _Plan:
         plan = self._plans.get(rel.oid)
         if plan is None or plan.rel is not rel:
-            plan = _Plan(rel, self._key_indexes(rel))
+            plan = _Plan(rel, self._key_indexes(rel), self._loader, self.opaque_types)
             self._plans[rel.oid] = plan
         return plan
 
@@ -235,7 +267,7 @@ class TransactionAssembler:
         return flagged
 
     def _row(self, plan: _Plan, values: Sequence[Value], only: Iterable[int]) -> dict[str, Any]:
-        names, oids, load = plan.names, plan.oids, self.loader
+        names, oids, load = plan.names, plan.oids, self._loader
         out: dict[str, Any] = {}
         for i in only:
             v = values[i]
@@ -258,17 +290,25 @@ class TransactionAssembler:
             return
         plan = self._plan(ev.relation)
         old = old_kind = new = None
+        plain = False
         if isinstance(ev, Insert):
-            op, new = Op.INSERT, ev.new
+            op, new, plain = Op.INSERT, ev.new, ev.plain
         elif isinstance(ev, Update):
-            op, old, old_kind, new = Op.UPDATE, ev.old, ev.old_kind, ev.new
+            op, old, old_kind, new, plain = Op.UPDATE, ev.old, ev.old_kind, ev.new, ev.plain
         else:
             op, old, old_kind = Op.DELETE, ev.old, ev.old_kind
-        before = after = None
+        before: dict[str, Any] | None = None
+        after: Mapping[str, Any] | None = None
         if old is not None:
             before = self._row(plan, old, plan.everything if old_kind == "O" else plan.ident)
         if new is not None:
-            after = self._row(plan, new, plan.everything)
+            # every value text or NULL: typed only when read (keys now, the rest when a
+            # transform or a writer asks; a PostgreSQL writer may pass the text on)
+            after = (
+                TextImage(plan.layout, new)  # type: ignore[arg-type]
+                if plain
+                else self._row(plan, new, plan.everything)
+            )
             if before is not None and old_kind == "O" and len(after) < len(plan.names):
                 filled = {**before, **after}
                 after = {n: filled[n] for n in plan.names if n in filled}

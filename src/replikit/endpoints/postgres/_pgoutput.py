@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from replikit.errors import DecodeError
@@ -120,20 +120,24 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Insert:
-    """'I': a new row (tuple values in the relation's column order)."""
+    """'I': a new row (tuple values in the relation's column order). ``plain``: every value
+    of ``new`` is known to be text or NULL (``False``: not known)."""
 
     relation: Relation
     new: tuple[Value, ...]
+    plain: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """'U': ``old`` is the key-only ('K') or full ('O') old row, or ``None`` when not sent."""
+    """'U': ``old`` is the key-only ('K') or full ('O') old row, or ``None`` when not sent;
+    ``plain`` as for :class:`Insert`."""
 
     relation: Relation
     old_kind: Literal["K", "O"] | None
     old: tuple[Value, ...] | None
     new: tuple[Value, ...]
+    plain: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +231,14 @@ def _timestamp(us: int) -> dt.datetime:
 
 
 # -- the decoder ----------------------------------------------------------------------------
-def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int]:
-    """A tuple at ``pos`` and the offset after it; any error means "use the careful path"."""
+def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int, bool]:
+    """A tuple at ``pos``, the offset after it and whether all its values are text or NULL;
+    any error means "use the careful path"."""
     (n,) = _I16.unpack_from(buf, pos)
     if n != ncols:
         raise ValueError
     pos += 2
+    plain = True
     out: list[Value] = []
     append = out.append
     unpack = _I32.unpack_from
@@ -251,6 +257,7 @@ def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int]
         elif kind == 0x75:  # 'u'
             append(UNCHANGED)
             pos += 1
+            plain = False
         elif kind == 0x62:  # 'b'
             (ln,) = unpack(buf, pos + 1)
             end = pos + 5 + ln
@@ -258,9 +265,10 @@ def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int]
                 raise ValueError
             append(buf[pos + 5 : end])
             pos = end
+            plain = False
         else:
             raise ValueError
-    return tuple(out), pos
+    return tuple(out), pos, plain
 
 
 class _Reader:
@@ -374,22 +382,22 @@ class PgOutputDecoder:
         if kind == 0x49:
             if tag != 0x4E:
                 return None
-            new, pos = _fast_row(buf, 6, ncols)
-            return Insert(rel, new) if pos == size else None
+            new, pos, plain = _fast_row(buf, 6, ncols)
+            return Insert(rel, new, plain) if pos == size else None
         old_kind: Literal["K", "O"] | None = None
         old = None
         pos = 6
         if tag == 0x4B or tag == 0x4F:
             old_kind = "K" if tag == 0x4B else "O"
-            old, pos = _fast_row(buf, 6, ncols)
+            old, pos, _ = _fast_row(buf, 6, ncols)
             if kind == 0x44:
                 return Delete(rel, old_kind, old) if pos == size else None
             tag = buf[pos]
             pos += 1
         if kind == 0x44 or tag != 0x4E:
             return None
-        new, pos = _fast_row(buf, pos, ncols)
-        return Update(rel, old_kind, old, new) if pos == size else None
+        new, pos, plain = _fast_row(buf, pos, ncols)
+        return Update(rel, old_kind, old, new, plain) if pos == size else None
 
     def _decode(self, buf: bytes) -> Event:
         if not buf:

@@ -130,6 +130,7 @@ class StreamSession:
         """The next pgoutput message, or ``None`` when none came within ``timeout`` seconds."""
         pg = self._pg
         deadline = 0.0
+        polled = False  # the socket was looked at once (a zero timeout reads what is there)
         try:
             while True:
                 n, data = pg.get_copy_data(1)
@@ -163,9 +164,10 @@ class StreamSession:
                 if not deadline:
                     deadline = now + timeout
                 wait = deadline - now
-                if wait <= 0:
+                if wait <= 0 and polled:
                     return None
-                ready, _, _ = select.select([pg.socket], [], [], wait)
+                polled = True
+                ready, _, _ = select.select([pg.socket], [], [], max(wait, 0.0))
                 if ready:
                     pg.consume_input()
                     self._last_recv = time.monotonic()
