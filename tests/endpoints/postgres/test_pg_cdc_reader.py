@@ -461,3 +461,25 @@ def test_reader_options_are_checked(source: Any) -> None:
         cdc.PostgresChangeReader(src.ep.params, src.tables, task="Bad-Name")
     with src.reader("poll") as reader, pytest.raises(rk.ConfigError, match="cannot start at"):
         reader.transactions(rk.SqliteSeq(1))
+
+
+@pytest.mark.parametrize("mode", ["stream", "poll"])
+def test_batches_hold_what_arrived_together_in_order(source: Any, mode: str) -> None:
+    src = source(T_DDL, ["public.t"])
+    src.run(*(f"INSERT INTO t VALUES ({i}, {i}, 'v')" for i in range(1, 31)))
+    marker = src.mark()
+    with src.reader(mode) as first:
+        one_by_one = src.until(first.transactions(src.start), marker)
+    reader = src.reader(mode, stop_when_idle=None)
+    lists: list[list[Transaction]] = []
+    for batch in reader.transaction_batches(src.start, most=8):
+        assert 1 <= len(batch) <= 8
+        lists.append(batch)
+        if any(marker in _markers(tx) for tx in batch):
+            break
+    reader.close()
+    got = [tx for batch in lists for tx in batch if not _markers(tx)]
+    assert [tx.position for tx in got] == [tx.position for tx in one_by_one]
+    assert [c.key["id"] for tx in got for c in tx.changes] == list(range(1, 31))
+    assert max(len(b) for b in lists) > 1  # a backlog comes in lists
+    assert reader.position == lists[-1][-1].position
