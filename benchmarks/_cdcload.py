@@ -588,6 +588,9 @@ def _thread_cpu() -> dict[str, float]:
 def run_replikit(args: argparse.Namespace) -> dict[str, Any]:
     """One replikit task run; returns its statistics, timings and CPU use per thread."""
     t_spawned = time.time()
+    switch = os.environ.get("REPLIKIT_BENCH_SWITCH_INTERVAL")
+    if switch:  # an experiment: how often the threads hand the GIL over
+        sys.setswitchinterval(float(switch))
     cpu = _thread_cpu()
     dump = _profile_threads(args.profile) if args.profile else None
     import replikit as rk

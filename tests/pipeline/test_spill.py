@@ -352,6 +352,7 @@ class _SlowWriter:
         *,
         checkpoint: Checkpoint | None,
         batch: bool,
+        on_conflicts: object = None,
     ) -> None:
         if self.applied == 0:  # give the reader time to run ahead as far as it may
             self.all_read.wait(1.0)

@@ -149,10 +149,17 @@ class BatchApply:
     ) -> None:
         self.current = table
         groups: dict[tuple[str, ...], list[tuple[Key, Mapping[str, Any]]]] = {}
+        seen: Any = None  # images of one source relation share their keys view: one check
+        group: list[tuple[Key, Mapping[str, Any]]] = []
         for key, image in upserts.items():
-            if not table.key_set <= image.keys():
-                image = {**dict(zip(table.key, key, strict=True)), **image}
-            groups.setdefault(table.columns(image), []).append((key, image))
+            names: Any = image.keys()
+            if names is not seen:
+                if not table.key_set <= names:
+                    image = {**dict(zip(table.key, key, strict=True)), **image}
+                    names = None
+                group = groups.setdefault(table.columns(image), [])
+                seen = names
+            group.append((key, image))
         for columns, items in groups.items():
             shape = table.shape(columns)
             if len(items) < self.bulk_min_rows:
