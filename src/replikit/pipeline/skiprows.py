@@ -3,13 +3,16 @@
 
 Full-load writers write many rows per statement (``COPY``, multi-row ``INSERT``, Arrow), and a
 refused row fails its whole statement, often its whole transaction. Under ``skip-row`` a unit is
-therefore written one source batch per writer call (one target transaction each); a batch the
-target refuses was rolled back whole, so it is split in halves and each half written again,
-down to the refused rows alone (about ``2 * log2(batch)`` extra calls per bad row, instead of
-one per row). Each refused row is recorded (table, key, column, error) before the rest of its
-batch commits; after ``escalation_count`` rows of one table the unit fails with a
-:class:`~replikit.DataError`, which suspends the table (a ``full-load-and-cdc`` task) or puts it
-in error (a ``full-load`` task), as ``suspend-table`` does at once.
+therefore written one source batch per writer call (one target transaction each). A batch the
+target refuses was rolled back whole, so it is split and each part written again, down to the
+refused rows alone: around the row the error names (the rows before it, that row alone, the
+rows after it: about three extra calls per bad row), or in halves when the error names no row
+of the batch (about ``2 * log2(batch)`` calls per bad row), never row by row. A row is set
+aside only when written alone it is refused. Each refused row is recorded (table, key, column,
+error) before the rest of its batch commits; after ``escalation_count`` rows of one table the
+unit fails with a :class:`~replikit.DataError`, which suspends the table (a
+``full-load-and-cdc`` task) or puts it in error (a ``full-load`` task), as ``suspend-table``
+does at once.
 
 Only errors that name a row (:class:`~replikit.DataError`) are split; a lost connection or a
 refused table is raised as it is. The other policies load as before: a unit in one call.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -85,11 +88,14 @@ class RowSkipper:
             if len(batch.rows) == 1:
                 self._skip(plan, batch, exc)
                 return 0
+            named = _index_of(plan, batch, exc.key)
         self._stopped()
-        half = len(batch.rows) // 2
-        return self._write(plan, replace(batch, rows=batch.rows[:half])) + self._write(
-            plan, replace(batch, rows=batch.rows[half:])
-        )
+        rows = batch.rows
+        if named is not None:  # the row the target named, alone (written again: it decides)
+            cuts = [rows[:named], rows[named : named + 1], rows[named + 1 :]]
+        else:
+            cuts = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+        return sum(self._write(plan, replace(batch, rows=part)) for part in cuts)
 
     def _skip(self, plan: TablePlan, batch: Batch, exc: DataError) -> None:
         name = str(plan.source.id)
@@ -110,6 +116,22 @@ class RowSkipper:
                 f"{limit}); the last: {exc}",
                 table=name,
             )
+
+
+def _index_of(plan: TablePlan, batch: Batch, key: Mapping[str, Any] | None) -> int | None:
+    """The index in ``batch`` of the row whose key is ``key`` (target names, as a writer's
+    error names it; values compared as they are or as text), else ``None``."""
+    if not key:
+        return None
+    source_of = {c.name: c.source.name for c in plan.columns}
+    try:
+        at = [(batch.columns.index(source_of.get(k, k)), v) for k, v in key.items()]
+    except ValueError:
+        return None
+    for i, row in enumerate(batch.rows):
+        if all(row[j] == v or str(row[j]) == str(v) for j, v in at):
+            return i
+    return None
 
 
 def _key(plan: TablePlan, batch: Batch) -> dict[str, Any] | None:
