@@ -8,6 +8,8 @@ compares every one with what the typed reader reads.
 import json
 import logging
 import string
+import threading
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -22,7 +24,8 @@ from sqlalchemy.engine import make_url
 
 import replikit as rk
 from replikit import DataError
-from replikit.endpoints.mysql._copytext import field_for, line_select
+from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect, field_for, line_select
+from replikit.endpoints.mysql._lines import CHUNK_BYTES, chunks, read_ahead
 from replikit.endpoints.postgres._dialect import DIALECT as PG
 from replikit.schema.convert import plan_table
 from replikit.schema.model import TableId
@@ -286,3 +289,82 @@ def test_latin1_and_escapes_arrive_as_typed(mysql_url, pg_url):
         "a\tb\nc\rd\\e 😀",
         Decimal("-99999999999999999999999999999999999.999999999999999999999999999999"),
     )
+
+
+# -- the client side, sans-IO: chunk sizes, marks, read-ahead ---------------------------------
+def _select(*hows):
+    fields = tuple(Field(f"c{i}", f"c{i}", how, "") for i, how in enumerate(hows))
+    return LineSelect(tuple(f.column for f in fields), "", fields, True)
+
+
+def _fetcher(lines):
+    it = iter(lines)
+    asked = []
+
+    def fetch(n):
+        asked.append(n)
+        return [(line,) for _, line in zip(range(n), it, strict=False)]
+
+    return fetch, asked
+
+
+def test_chunks_are_sized_by_bytes_and_keep_every_line():
+    lines = [b"%d\t" % i + b"x" * (10 if i < 2000 else 2000) for i in range(6000)]
+    fetch, asked = _fetcher(lines)
+    out = list(chunks(fetch, _select("as-is", "escaped"), "t", lambda f: True, Counter()))
+    assert b"".join(data for _, data in out) == b"\n".join(lines) + b"\n"
+    assert sum(n for n, _ in out) == len(lines)
+    # narrow rows: many per fetch; wide ones: few, so chunks come back near CHUNK_BYTES
+    # after the one fetch that met the wider rows unawares
+    wide = next(i for i, (_, data) in enumerate(out) if b"x" * 2000 in data)
+    assert all(len(data) < 2 * CHUNK_BYTES for _, data in out[wide + 1 :])
+    assert asked[wide] > 10 * asked[-1]
+
+
+def test_marked_dates_load_as_null_where_allowed_and_stop_the_text_path_elsewhere():
+    select = _select("as-is", "date", "bool")
+    counts: Counter[str] = Counter()
+    fetch, _ = _fetcher([b"1\t" + MARK + b"\tt", b"2\t2020-01-01\tf"])
+    (data,) = [d for _, d in chunks(fetch, select, "t", lambda f: True, counts)]
+    assert data == b"1\t\\N\tt\n2\t2020-01-01\tf\n" and counts == {"c1": 1}
+    fetch, _ = _fetcher([b"1\t" + MARK + b"\tt"])
+    with pytest.raises(DataError, match="zero or invalid date") as info:
+        list(chunks(fetch, select, "t", lambda f: False, Counter()))
+    assert info.value.column == "c1"
+    fetch, _ = _fetcher([b"1\t\\N\t" + MARK])
+    with pytest.raises(DataError, match="non-boolean") as info:
+        list(chunks(fetch, select, "t", lambda f: True, Counter()))
+    assert info.value.column == "c2"
+    # CONCAT_WS left out a field it could not build, or the whole line was NULL
+    fetch, _ = _fetcher([b"1\t" + MARK])
+    with pytest.raises(DataError, match="max_allowed_packet"):
+        list(chunks(fetch, select, "t", lambda f: True, Counter()))
+    with pytest.raises(DataError, match="max_allowed_packet"):
+        list(chunks(lambda n: [(None,)], select, "t", lambda f: True, Counter()))
+
+
+def test_read_ahead_keeps_order_raises_the_producers_error_and_closes_it_early():
+    assert list(read_ahead(iter(range(100)), depth=2)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        list(read_ahead(failing()))
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    ahead = read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(5)] == list(range(5))
+    ahead.close()
+    assert closed.is_set()  # the producer's generator was closed before close() returned

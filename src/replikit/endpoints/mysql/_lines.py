@@ -2,7 +2,9 @@
 read ahead in a thread.
 
 Rows are fetched ``rows`` at a time, and ``rows`` is adapted after each fetch so a chunk
-holds about :data:`CHUNK_BYTES`: memory stays flat whatever the row width. The fetching runs
+holds about :data:`CHUNK_BYTES` (at most 10,000 rows): memory stays flat whatever the row
+width. A fetch cannot know the width of rows it has not read: when rows suddenly grow k times
+wider, one chunk is k times too big before the next fetch adapts. The fetching runs
 in a thread :func:`read_ahead` starts, at most :data:`AHEAD` chunks in front of the consumer
 (the drivers release the GIL while they wait on the socket, psycopg while it sends), so the
 source read and the target write overlap.
@@ -26,7 +28,7 @@ __all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "read_ahead"]
 CHUNK_BYTES = 256 << 10
 AHEAD = 2
 _FIRST_ROWS = 500
-_MIN_ROWS, _MAX_ROWS = 16, 50_000
+_MIN_ROWS, _MAX_ROWS = 16, 10_000
 _first = itemgetter(0)
 
 
