@@ -145,6 +145,16 @@ def test_replicate_resumes_and_drop_removes_everything(chinook, tmp_path, capsys
         assert triggers.fetchone() == (0,)
 
 
+def test_apply_conflicts_flag_reaches_the_task(chinook, tmp_path, capsys):
+    files = tmp_path / "out"
+    # a files target cannot tell conflicts: refused before anything is written (exit 2)
+    assert _replicate(chinook, f"file://{files}", "--cdc-setup", "--apply-conflicts", "log") == 2
+    assert "apply_conflicts='converge'" in capsys.readouterr().err
+    assert not files.exists() or not any(files.rglob("*.*"))
+    dst = f"sqlite:///{tmp_path / 'copy.db'}"
+    assert _replicate(chinook, dst, "--cdc-setup", "--apply-conflicts", "stop") == 0
+
+
 def test_cdc_setup_installs_triggers(chinook, tmp_path, capsys):
     assert main(["cdc-setup", chinook, "--include", "Artist"]) == 0
     assert "for 1 tables" in capsys.readouterr().out

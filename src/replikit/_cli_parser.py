@@ -300,6 +300,13 @@ def _load_options(p: argparse.ArgumentParser, *, what: str) -> None:
         "a JSON object)",
     )
     p.add_argument(
+        "--apply-conflicts",
+        choices=("converge", "log", "stop"),
+        help="a CDC change that finds the target row otherwise than the source had it: make "
+        "the row match (default), also record it in replikit_apply_exceptions, or suspend "
+        "the table",
+    )
+    p.add_argument(
         "--retry-timeout",
         type=float,
         metavar="SECONDS",

@@ -164,8 +164,13 @@ def _load_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _error_policy(args: argparse.Namespace) -> ErrorPolicy | None:
-    """``--data-errors`` and ``--retry-timeout`` over ``REPLIKIT_ERROR_POLICY``."""
-    flags = {"data_errors": args.data_errors, "retry_timeout": args.retry_timeout}
+    """``--data-errors``, ``--apply-conflicts`` and ``--retry-timeout`` over
+    ``REPLIKIT_ERROR_POLICY``."""
+    flags = {
+        "data_errors": args.data_errors,
+        "apply_conflicts": getattr(args, "apply_conflicts", None),
+        "retry_timeout": args.retry_timeout,
+    }
     given = {k: v for k, v in flags.items() if v is not None}
     if not given:
         return None
