@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/full_load.py --rows 1000000
 
+Tools read the PostgreSQL source, or (``source = "sqlite"``) a SQLite copy of it made once per
+data set (benchmarks/sqlite_source.py); each tool's ratio is against its baseline peer
+(``pg_dump | psql``, or ``sqlite3 .dump | psql`` for a SQLite source).
+
 For each repetition (round-robin across tools, rotating the start so no tool always goes
 first) the target is reset, the tool runs as a subprocess, wall clock and the peak RSS
 of its whole process tree (polled from /proc every 50 ms) are recorded, and the target
@@ -39,6 +43,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import generate  # noqa: E402
 import pgserver  # noqa: E402
+import sqlite_source  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 TABLES = ("customers", "orders")  # parent first
@@ -115,6 +120,11 @@ class Context:
     def sqlite_path(self) -> Path:
         return self.workdir / "bench.db"
 
+    @property
+    def sqlite_source(self) -> Path:
+        """The SQLite source of the tools with ``source == "sqlite"``."""
+        return self.workdir / "source.db"
+
 
 @dataclass
 class Tool:
@@ -124,6 +134,8 @@ class Tool:
     command: Callable[[Context], list[str]]
     availability: Callable[[Context], str | None] = lambda ctx: None  # reason if not
     is_replikit: bool = False
+    source: str = "pg"  # "pg" | "sqlite" (ctx.sqlite_source)
+    baseline: str = "pg_dump"  # the tool whose median time the ratio divides
 
 
 def _replikit_exe() -> str | None:
@@ -157,6 +169,23 @@ def _pg_dump_cmd(ctx: Context) -> list[str]:
     return ["bash", "-c", script]
 
 
+def _sqlite_dump_cmd(ctx: Context) -> list[str]:
+    """``sqlite3 .dump | psql``: --newlines keeps newlines in string literals (the default
+    writes ``char(10)``, a function PostgreSQL lacks); the PRAGMA line is SQLite's own."""
+    q = shlex.quote
+    script = (
+        f"set -o pipefail; sqlite3 {q(str(ctx.sqlite_source))} '.dump --newlines'"
+        " | grep -v '^PRAGMA foreign_keys=OFF;$'"
+        f" | {q(ctx.server.bin('psql'))} -X -q -v ON_ERROR_STOP=1 -o /dev/null"
+        f" -d {q(ctx.server.dst_url)}"
+    )
+    return ["bash", "-c", script]
+
+
+def _sqlite3_missing(ctx: Context) -> str | None:
+    return None if shutil.which("sqlite3") else "no sqlite3 command-line shell"
+
+
 def _copy_pipe_cmd(ctx: Context) -> list[str]:
     return [
         sys.executable,
@@ -177,19 +206,22 @@ def _dask_missing(ctx: Context) -> str | None:
 
 
 def _replikit_cmd(
-    dst: Callable[[Context], str], *extra: Callable[[Context], list[str]]
+    dst: Callable[[Context], str],
+    *extra: Callable[[Context], list[str]],
+    src: Callable[[Context], str] | None = None,
 ) -> Callable[[Context], list[str]]:
     def build(ctx: Context) -> list[str]:
         exe = _replikit_exe() or "replikit"
+        schema = "public." if src is None else ""
         return [
             exe,
             "copy",
-            ctx.server.src_url,
+            ctx.server.src_url if src is None else src(ctx),
             dst(ctx),
             "--include",
-            "public.orders",
+            f"{schema}orders",
             "--include",
-            "public.customers",
+            f"{schema}customers",
             *ctx.replikit_args,
             *(arg for more in extra for arg in more(ctx)),
         ]
@@ -228,6 +260,27 @@ TOOLS: dict[str, Tool] = {
             _replikit_cmd(lambda ctx: f"sqlite:///{ctx.sqlite_path}"),
             _replikit_missing,
             True,
+        ),
+        Tool(
+            "sqlite-dump",
+            "sqlite3 .dump | psql",
+            "pg",
+            _sqlite_dump_cmd,
+            _sqlite3_missing,
+            source="sqlite",
+            baseline="sqlite-dump",
+        ),
+        Tool(
+            "replikit-from-sqlite",
+            "replikit SQLite->PG",
+            "pg",
+            _replikit_cmd(
+                lambda ctx: ctx.server.dst_url, src=lambda ctx: f"sqlite:///{ctx.sqlite_source}"
+            ),
+            _replikit_missing,
+            True,
+            source="sqlite",
+            baseline="sqlite-dump",
         ),
     )
 }
@@ -564,10 +617,13 @@ def summarize(
     by_tool: dict[str, list[RunResult]] = {}
     for r in results:
         by_tool.setdefault(r.tool, []).append(r)
-    base_runs = [r.wall_s for r in by_tool.get(BASELINE, []) if r.wall_s and not r.error]
-    base = statistics.median(base_runs) if base_runs else None
+    def median_of(key: str) -> float | None:
+        walls = [r.wall_s for r in by_tool.get(key, []) if r.wall_s and not r.error]
+        return statistics.median(walls) if walls else None
+
     summary = []
     for tool in tools:
+        base = median_of(tool.baseline)
         if tool.key in skipped:
             summary.append({"tool": tool.key, "label": tool.label, "skipped": skipped[tool.key]})
             continue
@@ -586,7 +642,11 @@ def summarize(
                 "median_wall_s": med,
                 "min_wall_s": min(ok_walls) if ok_walls else None,
                 "rows_per_s": total_rows / med if med else None,
-                "ratio_vs_pg_dump": base / med if base and med else None,
+                "baseline": tool.baseline,
+                "ratio_vs_baseline": base / med if base and med else None,
+                "ratio_vs_pg_dump": (
+                    pg_dump / med if (pg_dump := median_of(BASELINE)) and med else None
+                ),
                 "peak_rss_mb_max": max(rss) / 2**20 if rss else None,
                 "peak_rss_mb_median": statistics.median(rss) / 2**20 if rss else None,
                 "verified": bool(runs) and all(r.verified for r in runs),
@@ -600,8 +660,10 @@ def summarize(
 def print_table(summary: list[dict[str, Any]], title: str) -> None:
     print(f"\n{title}")
     print("idx/fk = indexes / foreign keys on the target vs the source (PG targets)")
+    print("vs peer = the baseline peer's median time / the tool's: pg_dump | psql, or")
+    print("  sqlite3 .dump | psql for the tools reading the SQLite source")
     hdr = (
-        f"{'tool':<26} {'median s':>9} {'rows/s':>10} {'vs pg_dump|psql':>16} "
+        f"{'tool':<26} {'median s':>9} {'rows/s':>10} {'vs peer':>16} "
         f"{'peak RSS MB':>12} {'verified':>9}  {'idx/fk':>9}"
     )
     print(hdr)
@@ -612,7 +674,7 @@ def print_table(summary: list[dict[str, Any]], title: str) -> None:
             continue
         med = f"{s['median_wall_s']:.2f}" if s["median_wall_s"] else "FAIL"
         rps = f"{s['rows_per_s']:,.0f}" if s["rows_per_s"] else "-"
-        ratio = f"{s['ratio_vs_pg_dump']:.2f}x" if s["ratio_vs_pg_dump"] else "n/a"
+        ratio = f"{s['ratio_vs_baseline']:.2f}x" if s["ratio_vs_baseline"] else "n/a"
         rss = f"{s['peak_rss_mb_max']:.0f}" if s["peak_rss_mb_max"] else "-"
         ver = "yes" if s["verified"] else "NO"
         sch = s.get("schema_objects") or {}
@@ -740,6 +802,9 @@ def main(argv: list[str] | None = None) -> int:
         runnable = [t for t in tools if t.key not in skipped]
 
         generate.generate(server.src_url, args.rows, args.customers)
+        if any(t.source == "sqlite" for t in runnable):
+            took = sqlite_source.make(server.src_url, ctx.sqlite_source)
+            print(f"SQLite source written in {took:.1f}s")
         results, verifier = run_suite(runnable, ctx, args.rows, args.reps, args.timeout)
         src_rows = verifier.source_rows()
         total_rows = sum(src_rows.values())
@@ -747,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         title = (
             f"full load: {src_rows['orders']:,} orders + {src_rows['customers']:,} "
             f"customers = {total_rows:,} rows, {args.reps} reps, median wall "
-            f"(ratio = pg_dump|psql time / tool time; >1 is faster)"
+            f"(ratio = peer time / tool time; >1 is faster)"
         )
         print_table(summary, title)
 
@@ -811,6 +876,8 @@ def scale_check(
     big = args.rows * 10
     big_customers = args.customers * 10 if args.customers else None
     generate.generate(ctx.server.src_url, big, big_customers)
+    if any(t.source == "sqlite" for t in runnable):
+        sqlite_source.make(ctx.server.src_url, ctx.sqlite_source)
     verifier = Verifier(ctx.server)
     out: dict[str, Any] = {"rows": big, "tools": {}}
     small = {s["tool"]: s for s in summary}

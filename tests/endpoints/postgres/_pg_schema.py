@@ -1,5 +1,14 @@
 """A schema with every core PostgreSQL type family, shared by the reflection and read tests."""
 
+from __future__ import annotations
+
+import psycopg
+
+from replikit.endpoints.postgres._ddl import primary_key_statement
+from replikit.endpoints.postgres._dialect import DIALECT
+from replikit.schema.convert import TablePlan
+from replikit.schema.identifiers import object_names
+
 SCHEMA_SQL = """
 CREATE SCHEMA shop;
 CREATE TYPE shop.mood AS ENUM ('sad', 'ok', 'happy');
@@ -55,3 +64,13 @@ INSERT INTO shop.kitchen (n, nn, d, ts, tstz, iv, j, jb, u, b, m, ms, p, r, ip, 
   'happy', NULL, 7, NULL, NULL, '{}', NULL, 'x', NULL, NULL, NULL, NULL, NULL, NULL, 'r3');
 ANALYZE;
 """
+
+
+def add_primary_keys(url: str, plans: list[TablePlan]) -> None:
+    """The primary keys of tables ``prepare`` created, which changes are applied by (``finish``
+    adds them after a load, with the foreign keys that apply tests leave out)."""
+    names = object_names(plans, DIALECT)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for plan in plans:
+            if (statement := primary_key_statement(plan, names)) is not None:
+                conn.execute(statement)

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from _pg_schema import SCHEMA_SQL
+from _pg_schema import SCHEMA_SQL, add_primary_keys
 
 import replikit as rk
 from replikit.changes import Change, Op, Transaction
@@ -40,7 +40,9 @@ def _plans(url: str, sql: str, target: str = "dst", source: str = "src") -> list
         ]
     )  # fmt: skip
     ep.writer().prepare(plans, "drop-and-create")
+    add_primary_keys(url, plans)
     return plans
+
 
 
 def _by_id(plans: list[TablePlan]) -> dict[TableId, TablePlan]:

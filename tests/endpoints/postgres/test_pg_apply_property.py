@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from _pg_schema import add_primary_keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def _plans(url: str) -> dict[str, dict[TableId, TablePlan]]:
                 for t in sources
             ]  # fmt: skip
             ep.writer().prepare(plans, "drop-and-create")
+            add_primary_keys(url, plans)
             out[schema] = {p.target_id: p for p in plans}
         _PLANS[url] = out
     return _PLANS[url]

@@ -241,5 +241,5 @@ def check_key(conn: Connection, table: TableApply) -> None:
     raise ConfigError(
         f"target table {table.id} has no primary key or unique index on "
         f"({', '.join(table.target_key)}); CDC apply upserts by that key. Create the key "
-        "(the full-load writer creates the primary key with the table; unique keys in finish)"
+        "(the full-load writer adds the primary key and unique keys in finish, after the load)"
     )

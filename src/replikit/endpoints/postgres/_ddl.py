@@ -8,6 +8,10 @@ Every object is created with the name :func:`~replikit.schema.identifiers.object
 (primary and unique keys, identity sequences and indexes share the schema's namespace with the
 tables), so no name is left to the server: a name it would pick could be a table's that is
 created later.
+
+A table the load creates gets its primary key after the load, with its other indexes
+(:func:`finish_statements`): one index build over the loaded rows costs less than keeping the
+index up to date row by row, as ``pg_dump`` does it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "create_table",
     "finish_statements",
     "literal",
+    "primary_key_statement",
     "table_name",
     "view_statements",
 ]
@@ -69,18 +74,20 @@ def create_enum(name: str, labels: Sequence[str]) -> str:
     return f"CREATE TYPE {name} AS ENUM ({', '.join(literal(x) for x in labels)})"
 
 
-def create_statements(plan: TablePlan, names: ObjectNames) -> list[str]:
-    """Schema, enum types, drop and create of one table (drop-and-create mode)."""
+def create_statements(plan: TablePlan, names: ObjectNames, *, key: bool = True) -> list[str]:
+    """Schema, enum types, drop and create of one table (drop-and-create mode); ``key``: with
+    its primary key."""
     tid = plan.target_id
     out = [f"CREATE SCHEMA IF NOT EXISTS {q(tid.schema or 'public')}"]
     out += [create_enum(name, labels) for name, labels in enum_types(plan)]
     out.append(f"DROP TABLE IF EXISTS {table_name(tid)} CASCADE")
-    out.append(create_table(plan, names))
+    out.append(create_table(plan, names, key=key))
     return out
 
 
-def create_table(plan: TablePlan, names: ObjectNames) -> str:
-    """``CREATE TABLE`` with columns, NOT NULL, defaults, enum CHECKs and the primary key."""
+def create_table(plan: TablePlan, names: ObjectNames, *, key: bool = True) -> str:
+    """``CREATE TABLE`` with columns, NOT NULL, defaults, enum CHECKs and (``key``) the
+    primary key."""
     parts = [_column(c, plan, names) for c in plan.columns]
     for col in plan.columns:
         t = col.target.type
@@ -88,7 +95,7 @@ def create_table(plan: TablePlan, names: ObjectNames) -> str:
             labels = ", ".join(literal(x) for x in t.values)
             parts.append(f"CHECK ({q(col.name)} IN ({labels}))")
     pk = plan.target_schema.primary_key
-    if pk:
+    if pk and key:
         name = q(names.primary_key[plan.target_id])
         parts.append(f"CONSTRAINT {name} PRIMARY KEY ({', '.join(q(c) for c in pk)})")
     body = ",\n  ".join(parts)
@@ -117,32 +124,51 @@ def _column(col: ColumnPlan, plan: TablePlan, names: ObjectNames) -> str:
     return text
 
 
+def primary_key_statement(plan: TablePlan, names: ObjectNames) -> str | None:
+    """``ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY`` (``None``: the table has no key)."""
+    pk = plan.target_schema.primary_key
+    if not pk:
+        return None
+    name = q(names.primary_key[plan.target_id])
+    columns = ", ".join(q(c) for c in pk)
+    return f"ALTER TABLE {table_name(plan.target_id)} ADD CONSTRAINT {name} PRIMARY KEY ({columns})"
+
+
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """What ``finish`` runs: per table its constraint/index DDL, then the foreign keys (owner,
-    referenced table, statement), then identity columns to restart."""
+    """What ``finish`` runs: per table its primary key (when it has none yet), then its other
+    constraint/index DDL, then the foreign keys (owner, referenced table, statement), then
+    identity columns to restart."""
 
     tables: list[tuple[TableId, list[str]]]
     foreign_keys: list[tuple[TableId, TableId, str]]
     identities: list[tuple[TableId, str, int | None]]
+    keys: dict[TableId, str]
 
     @property
     def statements(self) -> list[str]:
-        """Every statement in order: tables' DDL, then foreign keys."""
-        out = [s for _, statements in self.tables for s in statements]
+        """Every statement in order: tables' keys and DDL, then foreign keys."""
+        out = []
+        for tid, statements in self.tables:
+            out += [self.keys[tid]] if tid in self.keys else []
+            out += statements
         return out + [s for _, _, s in self.foreign_keys]
 
 
 def finish_statements(plans: Sequence[TablePlan], names: ObjectNames) -> Finish:
-    """Unique constraints and indexes, then foreign keys; identity columns to restart.
+    """Primary keys, unique constraints and indexes, then foreign keys; identity columns to
+    restart.
 
     CHECK constraints come after these, one by one (:func:`check_statements`)."""
     targets = {p.target_id: p for p in plans}
     tables: list[tuple[TableId, list[str]]] = []
     fks: list[tuple[TableId, TableId, str]] = []
     identities: list[tuple[TableId, str, int | None]] = []
+    keys: dict[TableId, str] = {}
     for plan in plans:
         tid = plan.target_id
+        if (key := primary_key_statement(plan, names)) is not None:
+            keys[tid] = key
         tables.append((tid, _table_finish(plan, names)))
         fks += [
             (tid, fk.ref_table, s)
@@ -154,7 +180,7 @@ def finish_statements(plans: Sequence[TablePlan], names: ObjectNames) -> Finish:
         for col in plan.columns:
             if col.source.identity is not None and col.target.type.kind is Kind.INT:
                 identities.append((tid, col.name, col.source.identity.next_value))
-    return Finish(tables, fks, identities)
+    return Finish(tables, fks, identities, keys)
 
 
 def _table_finish(plan: TablePlan, names: ObjectNames) -> list[str]:

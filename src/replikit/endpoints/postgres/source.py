@@ -47,6 +47,8 @@ from replikit.schema.types import Type  # noqa: E402
 __all__ = ["PostgresReader"]
 
 _SAMPLE_ROWS = 100_000  # rows sampled for the key quantiles of a table with sparse keys
+#: bytes of binary COPY data :meth:`PostgresReader.read_raw` yields at a time
+RAW_BLOCK_BYTES = 256 * 1024
 
 
 class PostgresReader:
@@ -218,7 +220,9 @@ class PostgresReader:
                     yield Batch(table.id, columns, rows)
 
     def read_raw(self, unit: Unit) -> Iterator[bytes]:
-        """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer); with
+        """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer), in blocks
+        of about :data:`RAW_BLOCK_BYTES` (the server sends a message per row: passing each on
+        costs a Python call per row at every stage, a block one per hundreds of rows); with
         ``unit.select``, the mapped rows its SELECT computes (:meth:`projection`)."""
         table = self._table(unit.table)
         # the SELECT form: COPY of a table refuses generated columns
@@ -233,8 +237,14 @@ class PostgresReader:
             for name, value in settings:  # bound, and gone with the transaction
                 cur.execute("SELECT set_config(%s, %s, true)", (name, value))
             with cur.copy(statement, params) as copy:
+                block = bytearray()
                 for chunk in copy:
-                    yield bytes(chunk)
+                    block += chunk
+                    if len(block) >= RAW_BLOCK_BYTES:
+                        yield bytes(block)
+                        block.clear()
+                if block:
+                    yield bytes(block)
 
     def projection(
         self, mapping: TableMapping, target_sql: Mapping[str, str]

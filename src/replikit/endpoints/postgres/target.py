@@ -95,7 +95,7 @@ class PostgresWriter:
         names = object_names(plans, DIALECT)
         out: list[str] = []
         for plan in plans:
-            out += _ddl.create_statements(plan, names)
+            out += _ddl.create_statements(plan, names, key=False)
         finish = _ddl.finish_statements(plans, names)
         out += finish.statements
         out += [s for p in plans for _, s in _ddl.check_statements(p, names)]
@@ -136,7 +136,8 @@ class PostgresWriter:
     def prepare(self, plans: Sequence[TablePlan], mode: str) -> None:
         """Before the load: ``drop-and-create``; or ``truncate`` / ``do-nothing``, which keep
         existing tables (refused with :class:`SchemaError` when they do not fit the plan, see
-        :meth:`check_existing`) and create missing ones.
+        :meth:`check_existing`) and create missing ones. A table created here gets its
+        primary key from :meth:`finish`, after the load, like its other indexes.
 
         Each table is its own transaction: one the server refuses is named in a
         :class:`~replikit.errors.TableDdlError` raised after the others were prepared.
@@ -177,7 +178,8 @@ class PostgresWriter:
     def _create(self, conn: Connection, plan: TablePlan) -> None:
         enums = {name for name, _ in _ddl.enum_types(plan)}
         assert self._names is not None
-        for statement in _ddl.create_statements(plan, self._names):
+        # the primary key comes with the other indexes, after the load (finish)
+        for statement in _ddl.create_statements(plan, self._names, key=False):
             if statement.startswith("CREATE TYPE"):
                 name = statement.split()[2]
                 exists = conn.execute("SELECT to_regtype(%s)", (name,)).fetchone()
@@ -186,24 +188,27 @@ class PostgresWriter:
             conn.execute(statement)
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
-        """After the load: unique keys, indexes, foreign keys, checks, identity restarts
-        (not on existing tables that ``truncate`` / ``do-nothing`` kept as they are).
+        """After the load: primary keys (tables created by :meth:`prepare` get theirs here),
+        unique keys, indexes, foreign keys, checks, identity restarts (not on existing tables
+        that ``truncate`` / ``do-nothing`` kept as they are).
 
         Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
         is left out. Each CHECK is added on its own: one the loaded rows violate is left out
-        and reported by :meth:`create_objects`, the table is not failed.
+        and reported by :meth:`create_objects`, the table is not failed. Indexes are built
+        with ``maintenance_work_mem`` raised to at least 256 MB for this session.
         """
         names = self._names_for(plans)
         plans = [p for p in plans if p.target_id not in self._kept]
         finish = _ddl.finish_statements(plans, names)
         errors: dict[str, BaseException] = {}
         with connect(self._params) as conn:
+            _index_memory(conn)
             for tid, statements in finish.tables:
                 _per_table(
                     conn,
                     tid,
                     errors,
-                    partial(_execute, conn, statements),
+                    partial(_finish_table, conn, tid, finish.keys.get(tid), statements),
                     action="index",
                     params=self._params,
                 )
@@ -435,6 +440,37 @@ def _each(
         else:
             out.append((obj, None))
     return out
+
+
+#: ``maintenance_work_mem`` (kB) for index builds: sorts of a few million keys stay in memory
+_INDEX_MEMORY_KB = 256 * 1024
+
+
+def _index_memory(conn: Connection) -> None:
+    """Raise this session's ``maintenance_work_mem`` to :data:`_INDEX_MEMORY_KB` (never lower
+    it): an index build whose sort fits in memory writes no temporary files, and the server
+    gives it parallel workers only with 32 MB for each."""
+    row = conn.execute(
+        "SELECT setting::int8 FROM pg_settings WHERE name = 'maintenance_work_mem'"
+    ).fetchone()
+    if row is not None and int(row[0]) < _INDEX_MEMORY_KB:
+        conn.execute(f"SET maintenance_work_mem = {_INDEX_MEMORY_KB}")
+    conn.commit()  # a session setting: each table's DDL still runs in its own transaction
+
+
+def _finish_table(
+    conn: Connection, tid: TableId, key: str | None, statements: Sequence[str]
+) -> None:
+    """The primary key ``key`` when ``tid`` has none yet (a table :meth:`prepare` created; one
+    finished by an earlier run has it), then the other ``statements``."""
+    if key is not None:
+        row = conn.execute(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'",
+            (_ddl.table_name(tid),),
+        ).fetchone()
+        if row is None:
+            conn.execute(key)
+    _execute(conn, statements)
 
 
 def _first_line(exc: BaseException) -> str:
