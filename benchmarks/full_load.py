@@ -171,10 +171,11 @@ def _pg_dump_cmd(ctx: Context) -> list[str]:
 
 def _sqlite_dump_cmd(ctx: Context) -> list[str]:
     """``sqlite3 .dump | psql``: --newlines keeps newlines in string literals (the default
-    writes ``char(10)``, a function PostgreSQL lacks); the PRAGMA line is SQLite's own."""
+    writes ``char(10)``, a function PostgreSQL lacks), --nosys leaves out sqlite_stat1; the
+    PRAGMA line is SQLite's own."""
     q = shlex.quote
     script = (
-        f"set -o pipefail; sqlite3 {q(str(ctx.sqlite_source))} '.dump --newlines'"
+        f"set -o pipefail; sqlite3 {q(str(ctx.sqlite_source))} '.dump --newlines --nosys'"
         " | grep -v '^PRAGMA foreign_keys=OFF;$'"
         f" | {q(ctx.server.bin('psql'))} -X -q -v ON_ERROR_STOP=1 -o /dev/null"
         f" -d {q(ctx.server.dst_url)}"
