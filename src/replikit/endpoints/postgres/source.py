@@ -216,7 +216,8 @@ class PostgresReader:
             # the plan for all rows, not the first ones (a cursor's default)
             conn.execute("SET LOCAL cursor_tuple_fraction = 1")
             with conn.cursor(name="replikit_read", binary=True) as cur:
-                cur.execute(select, params)
+                # no parameters: the query as it is (a '%' in a name is not a placeholder)
+                cur.execute(select, params or None)
                 while rows := cur.fetchmany(self.batch_rows):
                     yield Batch(table.id, columns, rows)
 
