@@ -233,3 +233,13 @@ def test_verbose_logs_where_it_connects_never_the_password(pg_url, pg_password_u
     where = f"{url.host}:{url.port}/{url.database}"
     assert f"DEBUG replikit.postgres: connecting to {where} as {user}" in err
     assert password not in err
+
+
+def test_the_command_line_starts_without_sqlglot():
+    """sqlglot (a third of a second to import) loads only when an expression is met: a
+    default, a CHECK, a generated column, a view or a routine."""
+    import subprocess
+    import sys
+
+    code = "import sys, replikit.cli; assert 'sqlglot' not in sys.modules, 'sqlglot imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

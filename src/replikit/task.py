@@ -68,7 +68,6 @@ from replikit.positions import Position
 from replikit.schema.assessment import Assessment
 from replikit.schema.convert import TablePlan
 from replikit.schema.findings import Finding
-from replikit.schema.functions import function_plan
 from replikit.schema.identifiers import object_names
 from replikit.schema.model import Catalog, TableId, TableSchema
 from replikit.schema.report import ConversionReport, routine_plans
@@ -371,6 +370,8 @@ class Task:
         if isinstance(pipe.writer, SupportsSchemaObjects):
             ddl += tuple(pipe.writer.object_ddl(plans, [v for v in views if v.converted]))
         target = dialect_of(pipe.writer).name
+        from replikit.schema.functions import function_plan  # sqlglot, only for a plan
+
         convert = partial(function_plan, source=dialect_of(pipe.reader).name, target=target)
         routines = routine_plans(self.catalog().routines, target=target, convert=convert)
         report = ConversionReport.of([*(o for p in plans for o in p.objects), *views, *routines])

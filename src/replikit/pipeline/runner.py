@@ -79,7 +79,6 @@ from replikit.schema.convert import (
 from replikit.schema.findings import Finding
 from replikit.schema.model import Routine, TableId, TableSchema, View
 from replikit.schema.report import ObjectPlan
-from replikit.schema.views import ViewSource, plan_views
 from replikit.transforms import SchemaTransform, Transform
 
 __all__ = ["PREP_MODES", "Pipeline", "UnitLoader"]
@@ -330,6 +329,8 @@ class Pipeline:
     def view_plans(self) -> list[ObjectPlan]:
         """The views converted to the writer's dialect, in dependency order (computed once)."""
         if self._view_plans is None:
+            from replikit.schema.views import ViewSource, plan_views  # sqlglot: when asked
+
             sources = {
                 p.source.id: ViewSource(
                     p.target_id,

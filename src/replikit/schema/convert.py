@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from replikit.errors import ConfigError, SchemaError
-from replikit.schema import expressions
 from replikit.schema.model import CheckConstraint, Column, Generation, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
 from replikit.schema.report import ObjectPlan, Verdict
@@ -22,6 +21,7 @@ from replikit.schema.textform import text_form_for
 from replikit.schema.types import Kind, Type
 
 if TYPE_CHECKING:
+    from replikit.schema import expressions
     from replikit.schema.limits import Limits
 
 __all__ = [
@@ -402,6 +402,8 @@ def _default(
     if default is not None:
         objects.append(ObjectPlan("default", name, Verdict.EXACT, col.default, default))
         return default
+    from replikit.schema import expressions  # sqlglot: imported when a default is met
+
     result = expressions.translate_default(col.default, source=source_dialect, target=target.name)
     objects.append(
         ObjectPlan("default", name, result.verdict, col.default, result.sql, result.reason)
@@ -455,6 +457,8 @@ class _Generated:
         return target, self._report(col, translated.verdict, str(target), "; ".join(notes))
 
     def _translate(self, expression: str) -> expressions.Translation:
+        from replikit.schema import expressions  # sqlglot: imported when one is met
+
         renames = {k: v for k, v in self.names.items() if k != v}
         if self.source_dialect == self.target and not renames:
             return expressions.Translation(expression, Verdict.EXACT)
@@ -480,6 +484,8 @@ class _Generated:
             # the target would compute it with other semantics, or not at all (a function it
             # lacks refuses every row): the source's values are safer
             return f"the translation needs a review ({translated.reason}): {_PLAIN}"
+        from replikit.schema import expressions
+
         refs = expressions.column_references(expression, self.source_dialect)
         known = {c.name.casefold(): c for c in self.table.columns}
         missing = sorted(r for r in refs if r.casefold() not in known)
@@ -548,6 +554,8 @@ def _check(
             "the target keeps no constraints",
             table=tid,
         )
+    from replikit.schema import expressions  # sqlglot: imported when a check is met
+
     result = expressions.translate(
         check.expression, source=source_dialect, target=target, columns=renames
     )

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from replikit.endpoints.postgres._connect import Connection
 from replikit.endpoints.postgres._dialect import DIALECT
 from replikit.mapping import Selection
-from replikit.schema import expressions
 from replikit.schema.model import (
     Catalog,
     CheckConstraint,
@@ -254,6 +253,8 @@ def _domain_checks(column: str, checks: Sequence[tuple[str, str]]) -> list[Check
     """(domain, CHECK) pairs as CHECKs on one column of that domain (``VALUE`` replaced)."""
     out = []
     for domain, definition in checks:
+        from replikit.schema import expressions  # sqlglot: a CHECK is met
+
         expression = expressions.substitute_value(_check_expression(definition), column)
         if expression is not None:
             base = domain.rsplit(".", 1)[-1].strip('"')

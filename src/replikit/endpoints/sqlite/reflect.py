@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.mapping import Selection
-from replikit.schema.expressions import create_table_checks, create_table_generated
 from replikit.schema.model import (
     Catalog,
     CheckConstraint,
@@ -123,9 +122,11 @@ def _reflect(conn: sqlite3.Connection, row: _TableRow) -> TableSchema:
     ).fetchall()
     pk = tuple(r[0] for r in sorted((r for r in info if r[4]), key=lambda r: r[4]))
     identity = _identity(conn, row, info, pk)
-    expressions = (
-        create_table_generated(row.sql, DIALECT.name) if any(r[5] > 1 for r in info) else {}
-    )
+    expressions: dict[str, str] = {}
+    if any(r[5] > 1 for r in info):  # sqlglot, imported only when there is something to parse
+        from replikit.schema.expressions import create_table_generated
+
+        expressions = create_table_generated(row.sql, DIALECT.name)
 
     def generated(name: str, hidden: int) -> str | None:
         kind = _GENERATED.get(hidden)
@@ -156,11 +157,20 @@ def _reflect(conn: sqlite3.Connection, row: _TableRow) -> TableSchema:
         unique=unique,
         indexes=indexes,
         foreign_keys=_foreign_keys(conn, row.name),
-        checks=tuple(
-            CheckConstraint(name, sql) for name, sql in create_table_checks(row.sql, DIALECT.name)
-        ),
+        checks=_checks(row.sql),
         estimated_rows=count,
     )
+
+
+def _checks(create_sql: str) -> tuple[CheckConstraint, ...]:
+    """The CHECK constraints of a CREATE TABLE statement (parsed by sqlglot, imported only
+    when the statement has the word)."""
+    if "check" not in create_sql.lower():
+        return ()
+    from replikit.schema.expressions import create_table_checks
+
+    found = create_table_checks(create_sql, DIALECT.name)
+    return tuple(CheckConstraint(name, sql) for name, sql in found)
 
 
 def _identity(
