@@ -167,14 +167,22 @@ class Validator:
         return report
 
     def _recheck_all(self, results: list[TableValidation]) -> None:
+        todo = [
+            (setup, t)
+            for t in results
+            if (setup := self._setups.get(t.target)) is not None
+            and setup.key
+            and t.failures
+            and not t.truncated
+        ]
+        if not todo:
+            return
         wait = None
         if self.recheck_delay is None:
             wait = AppliedWait.of(self.task, self.recheck_timeout)
         try:
-            for t in results:
-                setup = self._setups.get(t.target)
-                if setup is not None and setup.key and t.failures and not t.truncated:
-                    self._recheck(setup, t, wait)
+            for setup, t in todo:
+                self._recheck(setup, t, wait)
         finally:
             if wait is not None:
                 wait.close()
