@@ -7,9 +7,9 @@ record before writing anything, so its rows are in the target exactly once whate
 cluster does.
 
 MySQL has no transaction-scoped advisory lock: :func:`done` takes a named lock (``GET_LOCK``)
-for the unit, which the server releases when the unit's connection closes, and reads the ledger
-with a locking read (the latest committed row, whatever the transaction's snapshot). A second
-run of a unit therefore waits for the first one to end, then finds its record. DDL commits
+for the unit, which the server releases when the unit's connection closes, then reads the ledger
+in a transaction begun after it holds the lock (so its snapshot holds any earlier run's commit).
+A second run of a unit therefore waits for the first one to end, then finds its record. DDL commits
 implicitly in MySQL, so :func:`ensure` and :func:`forget` run on their own connections, never in
 a unit's transaction.
 """
@@ -66,10 +66,13 @@ def done(conn: Any, once: str | None) -> int | None:
     load, unit = _key(once)
     with conn.cursor() as cur:
         _one(cur, "SELECT GET_LOCK(%s, -1)", (_lock_name(once),))
+        # a new transaction, so its snapshot starts after any earlier run's commit (which came
+        # before that run released the unit's lock). Not a locking read: the shared gap locks
+        # of two units reading missing records make their INSERTs deadlock
+        conn.commit()
         row = _one(
             cur,
-            f"SELECT `rows` FROM `{TABLE}` WHERE load_id = %s AND unit = %s "  # noqa: S608
-            "LOCK IN SHARE MODE",
+            f"SELECT `rows` FROM `{TABLE}` WHERE load_id = %s AND unit = %s",  # noqa: S608
             (load, unit),
         )
     return None if row is None else int(row[0])
