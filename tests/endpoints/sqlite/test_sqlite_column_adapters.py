@@ -1,17 +1,21 @@
-"""The column-wise fast paths of the SQLite writer's adapters give what the per-value adapters
-give, value for value, and refuse what they refuse (sans-IO)."""
+"""The SQLite writer's bulk path: the column-wise fast paths of its adapters give what the
+per-value adapters give, value for value, and refuse what they refuse (sans-IO); ``finish``
+leaves the loaded rows in the database file."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from replikit.endpoints.sqlite import SqliteEndpoint
 from replikit.endpoints.sqlite._values import (
     BadValue,
     date_out,
@@ -19,6 +23,10 @@ from replikit.endpoints.sqlite._values import (
     map_columns,
     timestamp_out,
 )
+from replikit.pipeline.contracts import Batch
+from replikit.schema.convert import plan_table
+from replikit.schema.model import Column, TableId, TableSchema
+from replikit.schema.types import Kind, Type
 
 
 def _one_by_one(values: list[Any], fn: Callable[[Any], Any]) -> list[Any] | str:
@@ -85,3 +93,27 @@ def test_what_an_adapter_refuses_is_refused_column_wise(fn: Any, value: Any) -> 
     with pytest.raises((BadValue, AttributeError)):
         map_columns([(Decimal("1.25"),), (value,)] if fn is decimal_to_numeric else [(value,)],
                     [(0, fn)])  # fmt: skip
+
+
+def test_finish_checkpoints_what_the_load_wrote(tmp_path: Path) -> None:
+    """After ``finish`` the rows are in the database file, not only in the WAL (which
+    ``synchronous=NORMAL`` does not sync at each commit): the WAL is emptied."""
+    table = TableSchema(
+        TableId(None, "t"),
+        (Column("id", Type(Kind.INT, bits=64), nullable=False), Column("v", Type(Kind.TEXT))),
+        primary_key=("id",),
+    )
+    path = tmp_path / "load.db"
+    with SqliteEndpoint(f"sqlite:///{path}") as ep:
+        plan = plan_table(table, source_dialect="python", target=ep.dialect)
+        writer = ep.writer()
+        writer.prepare([plan], "drop-and-create")
+        rows = [(i, "x" * 100) for i in range(5000)]
+        writer.load(plan, [Batch(table.id, ("id", "v"), rows)])
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size > 0  # the load's pages wait in the WAL
+        writer.finish([plan])
+        assert wal.stat().st_size == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (5000,)
+    conn.close()
