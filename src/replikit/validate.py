@@ -27,9 +27,7 @@ differing rows (:mod:`replikit.validation.repair`).
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,15 +37,23 @@ from typing import TYPE_CHECKING, Any, cast
 from replikit import display
 from replikit.endpoints.base import Endpoint
 from replikit.errors import ConfigError, Error
-from replikit.mapping.filters import AllOf, AnyOf, Condition, Predicate
 from replikit.pipeline.contracts import KeyRange, SupportsClose, Unit, Writer
 from replikit.pipeline.units import UnitLoader
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.model import TableId, TableSchema
-from replikit.schema.types import Kind
 from replikit.validation import checksum
 from replikit.validation.canonical import Canon, canonicalizer, comparable_kinds
 from replikit.validation.inflight import AppliedWait, CaughtUpTimeout
+from replikit.validation.reading import (
+    RANGED,
+    Counted,
+    canon_row,
+    prefetched,
+    range_units,
+    rows_of,
+    sampler,
+    within,
+)
 from replikit.validation.report import (
     FailureType,
     FixResult,
@@ -219,7 +225,7 @@ class Validator:
             compare_keyed(iter(source.values()), iter(target.values()), _sink(setup, fresh))
             differing = {key_of(d): d for d in fresh.rows}
             again = self._read_keys(setup, "source", set(differing))
-            moved = {k for k in differing if _canon_row(again.get(k)) != _canon_row(source.get(k))}
+            moved = {k for k in differing if canon_row(again.get(k)) != canon_row(source.get(k))}
             log.info("%s: %d of %d re-checked rows still differ, %d changed at the source",
                      result.source, len(differing), len(keys), len(moved))  # fmt: skip
             if wait is None and round_ < rounds:  # a delay proves nothing: look again
@@ -243,7 +249,7 @@ class Validator:
         if not keys:
             return {}
         bounds = None
-        ranged = all(ep.family in _RANGED for ep in (self.task.source, self.task.target))
+        ranged = all(ep.family in RANGED for ep in (self.task.source, self.task.target))
         if ranged and len(setup.key) == 1 and all(isinstance(k[0], int) for k in keys):
             column = setup.columns[setup.key[0]].source
             bounds = [KeyRange((column,), (k[0],), (k[0] + 1,)) for k in sorted(keys)]
@@ -355,7 +361,7 @@ class Validator:
             return compare_keyed(
                 src, tgt, sink, memory_rows=self.memory_rows, expected_rows=expected
             )
-        counted = _Counted(src)
+        counted = Counted(src)
         compare_multiset(counted, tgt, sink, memory_rows=self.memory_rows, expected_rows=expected)
         return counted.n
 
@@ -374,13 +380,13 @@ class Validator:
             transforms = ()
         canons = [c.canon for c in setup.columns]
         key = setup.key
-        keep = _sampler(self.sample)
+        keep = sampler(self.sample)
         reader = endpoint.reader([table])
         try:
             loader = UnitLoader(reader, cast(Writer, None), tuple(transforms))
             units: list[tuple[Unit, list[KeyRange]]] = [(Unit(table.id), [])]
             if bounds is not None:
-                units = _range_units(table.id, bounds, names[key[0]] if key else "", endpoint)
+                units = range_units(table.id, bounds, names[key[0]] if key else "", endpoint)
             if side == "source":
                 as_text = frozenset(c.source.name for c in plan.columns if c.target.as_text)
                 units = [(replace(u, as_text=as_text), r) for u, r in units]
@@ -389,10 +395,10 @@ class Validator:
                 unit = item[0]
                 return loader.transformed(plan, unit) if side == "source" else reader.read(unit)
 
-            for (_unit, ranges), chunk in zip(units, _prefetched(units, batches), strict=True):
-                rows = _rows_of(chunk, names, canons, adapters, key, keep)
+            for (_unit, ranges), chunk in zip(units, prefetched(units, batches), strict=True):
+                rows = rows_of(chunk, names, canons, adapters, key, keep)
                 # a reader may read more than the ranges (one that never splits its tables)
-                yield from rows if not ranges else _within(rows, ranges)
+                yield from rows if not ranges else within(rows, ranges)
         finally:
             if isinstance(reader, SupportsClose):
                 reader.close()
@@ -405,133 +411,6 @@ class Validator:
 
 
 _RECHECK_DELAY = 5.0  # seconds, where the task's applied position cannot be compared
-_PREFETCH = 8  # key ranges read at once (each opens its own connection)
-#: families whose readers read exactly a unit's key range (others may read the whole table)
-_RANGED = ("postgres", "mysql")
-
-
-_RANGES_PER_READ = 500  # key ranges read in one query (an OR of BETWEENs the reader pushes)
-
-
-def _range_units(
-    table: TableId, bounds: list[KeyRange], column: str, endpoint: Endpoint
-) -> list[tuple[Unit, list[KeyRange]]]:
-    """Units reading the key ranges ``bounds`` (on the key's first, integer, column; named
-    ``column`` on this side), with the ranges each must keep. On PostgreSQL and MySQL
-    several ranges go in one unit, as a row filter its reader pushes into its query: one
-    connection and one query for up to ``_RANGES_PER_READ`` small dirty segments, not one
-    each. Elsewhere one unit per range."""
-    ranges = [replace(b, columns=(column,)) for b in bounds]
-    if endpoint.family not in _RANGED or len(ranges) == 1:
-        return [(Unit(table, r), [r]) for r in ranges]
-    out = []
-    for i in range(0, len(ranges), _RANGES_PER_READ):
-        part = ranges[i : i + _RANGES_PER_READ]
-        where = AnyOf(tuple(_between(column, r) for r in part))
-        out.append((Unit(table, where=where), part))
-    return out
-
-
-def _between(column: str, bounds: KeyRange) -> Predicate:
-    lo = bounds.lower[0] if bounds.lower else None
-    hi = bounds.upper[0] if bounds.upper else None
-    parts = []
-    if lo is not None:
-        parts.append(Condition(column, ">=", (lo,), Kind.INT))
-    if hi is not None:
-        parts.append(Condition(column, "<", (hi,), Kind.INT))
-    return AllOf(tuple(parts))
-
-
-def _within(rows: Iterable[Entry], ranges: list[KeyRange]) -> Iterator[Entry]:
-    """The entries whose key's first (integer) column lies in one of ``ranges``."""
-    edges = sorted(
-        (
-            b.lower[0] if b.lower else -math.inf,
-            b.upper[0] if b.upper else math.inf,
-        )
-        for b in ranges
-    )
-    starts = [lo for lo, _ in edges]
-    for entry in rows:
-        k = entry[0][0]
-        i = bisect.bisect_right(starts, k) - 1
-        if i >= 0 and k < edges[i][1]:
-            yield entry
-
-
-def _prefetched(
-    units: list[Any], read: Callable[[Any], Iterable[Any]]
-) -> Iterator[Iterable[Any]]:
-    """The batches of each unit: one unit streamed; several (small dirty key ranges) read
-    ``_PREFETCH`` at a time in threads, so connection set-up overlaps."""
-    if len(units) == 1:
-        yield read(units[0])
-        return
-    with ThreadPoolExecutor(_PREFETCH, thread_name_prefix="replikit-validate-read") as pool:
-        for i in range(0, len(units), _PREFETCH):
-            yield from pool.map(lambda u: list(read(u)), units[i : i + _PREFETCH])
-
-
-class _Counted:
-    """An iterable that counts what went through it."""
-
-    def __init__(self, it: Iterable[Entry]) -> None:
-        self.it = it
-        self.n = 0
-
-    def __iter__(self) -> Iterator[Entry]:
-        for e in self.it:
-            self.n += 1
-            yield e
-
-
-def _sampler(sample: float | None) -> Callable[[Any], bool] | None:
-    if sample is None or sample >= 1:
-        return None
-    limit = int(sample * (1 << 32))
-    return lambda key: (hash(key) & 0xFFFFFFFF) < limit
-
-
-def _rows_of(
-    batches: Iterable[Any],
-    names: Sequence[str],
-    canons: Sequence[Canon],
-    adapters: Sequence[Callable[[Any], Any] | None],
-    key: tuple[int, ...],
-    keep: Callable[[Any], bool] | None,
-) -> Iterator[Entry]:
-    index: list[int] | None = None
-    columns: tuple[str, ...] = ()
-    work = list(zip(canons, adapters, strict=True))
-    for batch in batches:
-        if index is None or batch.columns != columns:
-            columns = tuple(batch.columns)
-            index = [columns.index(n) for n in names]
-        for row in batch.rows:
-            raw = tuple(row[i] for i in index)
-            canon = tuple(
-                c(v if a is None else _adapted(a, v)) for (c, a), v in zip(work, raw, strict=True)
-            )
-            k = tuple(canon[i] for i in key) if key else None
-            if keep is not None and not keep(k if key else canon):
-                continue
-            yield k, canon, raw
-
-
-def _canon_row(entry: Entry | None) -> Any:
-    return None if entry is None else entry[1]
-
-
-def _adapted(adapt: Callable[[Any], Any], value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return adapt(value)
-    except Exception:  # the writer refuses it: the target cannot hold it, it will differ
-        return value
-
-
 def _sink(setup: _Setup, result: TableValidation) -> Any:
     names = [c.source for c in setup.columns]
     key = setup.key
