@@ -173,3 +173,27 @@ def test_odd_values_through_the_columnar_writers(pg_url, tmp_path):
         assert "public.t" in str(stat.error) and "infinity" in str(stat.error), stat.error
         assert "id=3" in str(stat.error), stat.error
     assert not list((tmp_path / "bad" / "public" / "t").glob("LOAD*.parquet"))
+
+
+def test_rows_longer_than_a_csv_block_are_read_on_their_own(pg_url):
+    """pyarrow refuses a row straddling two CSV blocks: long rows get a block of their own,
+    wherever they are (first, between ordinary rows, last, one after another)."""
+    from replikit.endpoints.postgres import _arrow_copy
+
+    big = _arrow_copy.BLOCK_BYTES + 10
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, s text, b bytea)")
+        conn.execute(
+            "INSERT INTO t SELECT g, CASE WHEN g IN (1, 500, 501, 3000) THEN repeat('x', %s) "
+            "ELSE 'line' || g || E'\\n\"q\"' END, CASE WHEN g = 700 THEN "
+            "decode(repeat('ab', %s), 'hex') END FROM generate_series(1, 3000) g",
+            (big, big),
+        )
+    with rk.endpoint(pg_url) as pg:
+        reader = pg.reader(["public.t"])
+        (unit,) = reader.units(reader.tables[0])
+        by_row = {r[0]: r for b in reader.read(unit) for r in b.rows}
+        got = {r["id"]: r for b in reader.read_arrow(unit) for r in b.to_pylist()}
+        reader.close()
+    assert len(got) == 3000
+    assert all((r["id"], r["s"], r["b"]) == by_row[k] for k, r in got.items())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +32,8 @@ __all__ = ["BLOCK_BYTES", "ArrowColumns", "arrow_columns", "record_batches"]
 #: bytes of CSV per record batch (about 6,000 rows of 330 bytes): the CSV reader holds about
 #: 20 blocks at once (measured: 1 MB blocks peaked at 165 MB, 8 MB at 273 MB)
 BLOCK_BYTES = 2 * 2**20
+#: a row longer than this is parsed in a block of its own
+LONG_ROW = BLOCK_BYTES // 4
 #: columns read as text and cast after (a batch that fails keeps its text)
 _CAST_AFTER = frozenset({Kind.DECIMAL, Kind.DATE, Kind.TIMESTAMP})
 #: load types whose text PostgreSQL prints as the canonical value (``text``: only for kinds
@@ -87,15 +88,35 @@ def arrow_columns(table: TableSchema) -> ArrowColumns | None:
     return cols
 
 
-class _CopyFile:
-    """A read-only file over the chunks of a ``COPY TO STDOUT`` (what pyarrow reads)."""
-
-    closed = False
+class _Rows:
+    """The rows of a ``COPY TO STDOUT``: PostgreSQL sends each row as one message, so each
+    chunk is one whole row. A row too long for a CSV block (``LONG_ROW``) is set aside to
+    be parsed on its own (pyarrow refuses a row that straddles two blocks)."""
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
-        self._rest = b""
+        self.pending: bytes | None = None
         self.error: BaseException | None = None
+
+    def next_row(self) -> bytes | None:
+        try:
+            row = next(self._chunks, None)
+        except BaseException as exc:  # pyarrow reports its own error: keep the driver's
+            self.error = exc
+            raise
+        return None if row is None else bytes(row)
+
+
+class _Segment:
+    """A read-only file (what pyarrow reads) over rows of a ``COPY``, up to the end or to
+    the next long row; ``single``: just the one row it starts with."""
+
+    closed = False
+
+    def __init__(self, rows: _Rows, first: bytes, *, single: bool = False) -> None:
+        self._rows = rows
+        self._rest = first
+        self._ended = single
 
     def readable(self) -> bool:
         return True
@@ -103,15 +124,14 @@ class _CopyFile:
     def read(self, size: int = -1) -> bytes:
         parts = [self._rest]
         have = len(self._rest)
-        try:
-            for chunk in self._chunks:
-                parts.append(chunk)
-                have += len(chunk)
-                if 0 <= size <= have:
-                    break
-        except BaseException as exc:  # pyarrow reports its own error: keep the driver's
-            self.error = exc
-            raise
+        while not self._ended and (size < 0 or have < size):
+            row = self._rows.next_row()
+            if row is None or len(row) > LONG_ROW:
+                self._rows.pending = row
+                self._ended = True
+                break
+            parts.append(row)
+            have += len(row)
         data = b"".join(parts)
         if 0 <= size < len(data):
             data, self._rest = data[:size], data[size:]
@@ -124,15 +144,26 @@ class _CopyFile:
 
 
 def record_batches(cols: ArrowColumns, chunks: Iterator[Any]) -> Iterator[Any]:
-    """The record batches of the CSV ``chunks`` of one ``COPY``, columns canonical."""
+    """The record batches of the CSV ``chunks`` of one ``COPY``, columns canonical: runs of
+    ordinary rows in blocks of :data:`BLOCK_BYTES`, a row longer than :data:`LONG_ROW` in a
+    block of its own."""
+    rows = _Rows(chunks)
+    first = rows.next_row()
+    while first is not None:
+        single = len(first) > LONG_ROW
+        block = 2 * len(first) + 1024 if single else BLOCK_BYTES
+        yield from _parse(cols, _Segment(rows, first, single=single), block, rows)
+        if single:
+            first = rows.next_row()
+        else:  # the segment ended at the last row or before a long one
+            first, rows.pending = rows.pending, None
+
+
+def _parse(cols: ArrowColumns, source: _Segment, block: int, rows: _Rows) -> Iterator[Any]:
     pa = cols.pa
-    first = next(chunks, None)
-    if first is None:  # no rows: pyarrow refuses an empty CSV
-        return
-    source = _CopyFile(itertools.chain([first], chunks))
     reader = pa.csv.open_csv(
         source,
-        read_options=pa.csv.ReadOptions(column_names=list(cols.names), block_size=BLOCK_BYTES),
+        read_options=pa.csv.ReadOptions(column_names=list(cols.names), block_size=block),
         parse_options=pa.csv.ParseOptions(newlines_in_values=True),
         convert_options=pa.csv.ConvertOptions(
             column_types={n: cols.csv_type(i) for i, n in enumerate(cols.names)},
@@ -150,8 +181,8 @@ def record_batches(cols: ArrowColumns, chunks: Iterator[Any]) -> Iterator[Any]:
             except StopIteration:
                 return
             except pa.ArrowException:
-                if source.error is not None:
-                    raise source.error from None
+                if rows.error is not None:
+                    raise rows.error from None
                 raise
             yield _canonical(cols, batch)
 
