@@ -95,16 +95,16 @@ class _Rows:
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
-        self.pending: bytes | None = None
+        self.pending: Any = None  # a row (the driver's buffer: bytes-like)
         self.error: BaseException | None = None
 
-    def next_row(self) -> bytes | None:
+    def next_row(self) -> Any:
+        """The next row as the driver gives it (a ``memoryview``; not copied), or None."""
         try:
-            row = next(self._chunks, None)
+            return next(self._chunks, None)
         except BaseException as exc:  # pyarrow reports its own error: keep the driver's
             self.error = exc
             raise
-        return None if row is None else bytes(row)
 
 
 class _Segment:
@@ -113,9 +113,9 @@ class _Segment:
 
     closed = False
 
-    def __init__(self, rows: _Rows, first: bytes, *, single: bool = False) -> None:
+    def __init__(self, rows: _Rows, first: Any, *, single: bool = False) -> None:
         self._rows = rows
-        self._rest = first
+        self._rest: Any = first
         self._ended = single
 
     def readable(self) -> bool:
