@@ -17,6 +17,7 @@ from replikit._failpoints import inject
 from replikit.errors import UnknownOutcomeError
 
 ROWS = 12_000
+RAW = 100_000
 
 
 def _source(tmp_path: Path) -> str:
@@ -73,13 +74,14 @@ def test_raw_copy_between_postgres_databases_is_loaded_again_too(pg_server, pg_u
     try:
         with psycopg.connect(source.replace("postgresql+psycopg", "postgresql")) as c:
             c.execute("CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL)")
-            c.execute(f"INSERT INTO items SELECT g, g % 97 FROM generate_series(1, {ROWS}) g")
+            # enough rows for several raw blocks (the reader hands on ~256 KB at a time)
+            c.execute(f"INSERT INTO items SELECT g, g % 97 FROM generate_series(1, {RAW}) g")
         killed: list[int] = []
         task = _task(source, pg_url)
         with inject("full-load.chunk", _kill_pg(pg_url, killed), nth=2):
             task.run()
         assert killed == [1]
-        assert _pg_ids(pg_url) == list(range(1, ROWS + 1))
+        assert _pg_ids(pg_url) == list(range(1, RAW + 1))
         assert task.statistics().retries >= 1
     finally:
         pg_server.drop_database("rk_retry_src")
