@@ -74,3 +74,43 @@ def test_suspend_record_read_and_drop(target: rk.Endpoint) -> None:
 
 def test_an_endpoint_without_control_tables_has_no_store() -> None:
     assert control.control_store(object()) is None
+
+
+def test_writers_creating_control_objects_at_once_do_not_collide(pg_server) -> None:
+    """Replicators, loads and reports starting together each create control objects in the
+    ``replikit`` schema of a PostgreSQL target: the schema, the failure, status and ledger
+    tables, all at once. One advisory lock serializes the creations (without it PostgreSQL
+    refuses a concurrent ``CREATE SCHEMA IF NOT EXISTS`` on the schema's unique name)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from replikit.pipeline.status import StatusStore
+
+    url = pg_server.create_database(f"ctl_race_{uuid.uuid4().hex[:8]}")
+    try:
+        with rk.endpoint(url) as ep:
+            start = Barrier(6)
+
+            def suspend() -> None:
+                start.wait()
+                store = control.control_store(ep)
+                assert store is not None
+                store.suspend(SuspendedTable(task="t", table="public.a", reason="test"))
+
+            def status() -> None:
+                start.wait()
+                StatusStore(ep).ensure()
+
+            def ledger() -> None:
+                start.wait()
+                ep.writer().start_ledger("load")
+
+            with ThreadPoolExecutor(6) as pool:
+                futures = [pool.submit(f) for f in (suspend, status, ledger) * 2]
+                for fut in futures:
+                    fut.result()  # none raised
+            store = control.control_store(ep)
+            assert store is not None
+            assert [s.table for s in store.suspended("t")] == ["public.a"]
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])

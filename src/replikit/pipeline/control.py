@@ -168,6 +168,11 @@ class Flavor:
     exists: str = ""  # one parameter (the table's name); a truthy row when the table exists
     qualified_exists: bool = False  # the parameter is the qualified name
     create_schema: str | None = None
+    #: taken first in a transaction that creates control objects: two PostgreSQL sessions
+    #: running the same ``CREATE ... IF NOT EXISTS`` at once collide on the catalog (the
+    #: schema's name, a table's type name); MySQL's metadata locks and SQLite's write lock
+    #: serialize them already
+    create_lock: str | None = None
     ignore_insert: str = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
     naive_times: bool = False  # the driver wants naive UTC datetimes
     text_times: bool = False  # the driver stores times as ISO text
@@ -176,9 +181,14 @@ class Flavor:
         """The qualified control table name."""
         return self.prefix + name
 
+    def preamble(self) -> list[str]:
+        """The statements that come before creating control tables: the creation lock and
+        the control schema, where the family has them."""
+        return [s for s in (self.create_lock, self.create_schema) if s is not None]
+
     def creates(self) -> list[str]:
         """The statements that create both tables when missing."""
-        out = [] if self.create_schema is None else [self.create_schema]
+        out = self.preamble()
         out.append(
             f"CREATE TABLE IF NOT EXISTS {self.table(SUSPENDED)} ("
             f"task {self.text} NOT NULL, table_name {self.text} NOT NULL, "
@@ -203,11 +213,15 @@ class Flavor:
         return ts.replace(tzinfo=None) if self.naive_times else ts
 
 
+#: the one advisory lock every replikit writer takes before creating or dropping control
+#: objects in a PostgreSQL target (checkpoints, status, exceptions, leases, the unit ledger)
+PG_CONTROL_LOCK = "SELECT pg_advisory_xact_lock(4242000000000001)"
+
 FLAVORS: dict[str, Flavor] = {
     "postgres": Flavor(
         "replikit.", "%s", "text", "text", "timestamptz",
         exists="SELECT to_regclass(%s) IS NOT NULL", qualified_exists=True,
-        create_schema="CREATE SCHEMA IF NOT EXISTS replikit",
+        create_schema="CREATE SCHEMA IF NOT EXISTS replikit", create_lock=PG_CONTROL_LOCK,
     ),
     "mysql": Flavor(
         "", "%s", "VARCHAR(255)", "LONGTEXT", "DATETIME(6)",

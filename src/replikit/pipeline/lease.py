@@ -64,10 +64,6 @@ LEASES = "replikit_leases"
 MEMBERS = "replikit_lease_members"
 TAKEOVERS = "replikit_takeovers"
 
-# taken before CREATE TABLE IF NOT EXISTS: two PostgreSQL sessions creating the same table at
-# once collide on its type name (MySQL's metadata lock and SQLite's write lock serialize it)
-_CREATE_LOCK = {"postgres": "SELECT pg_advisory_xact_lock(4242000000000003)"}
-
 # the clause that takes a share lock on the rows a SELECT reads (SQLite locks the whole
 # database for the writing transaction, so it needs none)
 _SHARE = {"postgres": " FOR SHARE", "mysql": " LOCK IN SHARE MODE", "sqlite": ""}
@@ -138,7 +134,7 @@ def _flavor(endpoint: object) -> Flavor:
 
 
 def _creates(f: Flavor) -> list[str]:
-    out = [] if f.create_schema is None else [f.create_schema]
+    out = f.preamble()  # the creation lock first
     out += [
         f"CREATE TABLE IF NOT EXISTS {f.table(LEASES)} (task {f.text} NOT NULL PRIMARY KEY, "
         f"holder {f.text} NOT NULL, epoch BIGINT NOT NULL, expires_at {f.time} NOT NULL, "
@@ -209,10 +205,7 @@ class Lease:
         with control_cursor(self._endpoint, f"{doing} (task {self.task!r})") as cur:
             for statement in self.session_statements(self._session_flavor(cur)):
                 cur.execute(statement)
-            if not self._created:
-                lock = _CREATE_LOCK.get(getattr(self._endpoint, "family", ""))
-                if lock is not None:  # replicators starting together create the tables once
-                    cur.execute(lock)
+            if not self._created:  # replicators starting together create the tables once
                 for statement in _creates(self._flavor):
                     cur.execute(statement)
             yield cur

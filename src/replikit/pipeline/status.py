@@ -139,7 +139,7 @@ def _s(ms: Any) -> float | None:
 
 def _creates(flavor: Flavor, family: str) -> list[str]:
     double = _DOUBLE.get(family, "DOUBLE")
-    out = [] if flavor.create_schema is None else [flavor.create_schema]
+    out = flavor.preamble()
     out.append(
         f"CREATE TABLE IF NOT EXISTS {flavor.table(STATUS)} (task {flavor.text} NOT NULL "
         f"PRIMARY KEY, state {flavor.text} NOT NULL, phase {flavor.text} NOT NULL, "

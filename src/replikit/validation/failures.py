@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from replikit.endpoints.base import Endpoint
+from replikit.pipeline.control import FLAVORS
 from replikit.positions import Position
 from replikit.validation._sql import Session, session
 from replikit.validation.report import RowDifference, TableValidation, jsonable
@@ -64,8 +65,9 @@ def _create(s: Session) -> list[str]:
         f"source_table {name} NOT NULL, row_key {text} NOT NULL, failure_type {ident} NOT NULL, "
         f"failure_columns {text}, details {text}, detected_at {ts} NOT NULL"
     )
-    schema = ["CREATE SCHEMA IF NOT EXISTS replikit"] if s.family in ("postgres", "duckdb") else []
-    return [*schema, f"CREATE TABLE IF NOT EXISTS {_name(s)} ({columns})"]
+    flavor = FLAVORS.get(s.family)
+    preamble = flavor.preamble() if flavor is not None else []  # lock and schema
+    return [*preamble, f"CREATE TABLE IF NOT EXISTS {_name(s)} ({columns})"]
 
 
 def _row(task_id: str, table: TableValidation, diff: RowDifference, at: Any) -> tuple[Any, ...]:

@@ -23,13 +23,13 @@ from replikit.endpoints.postgres._connect import Connection, connect  # noqa: E4
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.pipeline.apply_support import checkpoint_from_row, checkpoint_values  # noqa: E402
 from replikit.pipeline.contracts import Checkpoint  # noqa: E402
+from replikit.pipeline.control import PG_CONTROL_LOCK  # noqa: E402
 
 __all__ = ["SCHEMA", "TABLE", "drop", "ensure", "exists", "read", "session", "write"]
 
 SCHEMA = "replikit"
 TABLE = "replikit.replikit_checkpoints"
-# any constant works; it only has to be the same for every replikit writer
-_LOCK = "SELECT pg_advisory_xact_lock(4242000000000001)"
+_LOCK = PG_CONTROL_LOCK  # the same for every replikit writer and control object
 _CREATE = (
     "CREATE SCHEMA IF NOT EXISTS replikit",
     """CREATE TABLE IF NOT EXISTS replikit.replikit_checkpoints (

@@ -12,11 +12,12 @@ from __future__ import annotations
 from psycopg import sql
 
 from replikit.endpoints.postgres._connect import Connection
+from replikit.pipeline.control import PG_CONTROL_LOCK
 
 __all__ = ["TABLE", "done", "ensure", "forget", "record"]
 
 TABLE = "replikit.replikit_load_units"
-_LOCK = "SELECT pg_advisory_xact_lock(4242000000000002)"
+_LOCK = PG_CONTROL_LOCK  # creating and dropping the ledger: one writer at a time
 
 
 def _key(once: str) -> tuple[str, str]:
