@@ -243,3 +243,23 @@ def test_the_command_line_starts_without_sqlglot():
 
     code = "import sys, replikit.cli; assert 'sqlglot' not in sys.modules, 'sqlglot imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_scalar_setting_reads_from_the_environment():
+    """Each int, float and bool field of TaskSettings parses from its variable (two
+    definitions of the float fields once dropped history_interval and wait_timeout)."""
+    import dataclasses
+
+    import replikit as rk
+
+    sample = {"int": ("2000", 2000), "float": ("2.5", 2.5), "bool": ("no", False)}
+    seen = set()
+    for f in dataclasses.fields(rk.TaskSettings):
+        kind = str(f.type).split(" | ")[0]
+        if kind not in sample:
+            continue
+        raw, value = sample[kind]
+        got = rk.TaskSettings.from_env(environ={f"REPLIKIT_{f.name.upper()}": raw})
+        assert getattr(got, f.name) == value, f.name
+        seen.add(f.name)
+    assert {"history_interval", "wait_timeout", "lease_seconds", "standby"} <= seen

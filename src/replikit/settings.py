@@ -36,24 +36,6 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "REPLIKIT_"
 PrepMode = Literal["drop-and-create", "truncate", "do-nothing"]
 _TASK_ID = re.compile(r"[a-z0-9_]{1,40}")
-_INTS = frozenset(
-    {"parallel_tables", "split_rows", "batch_changes", "transaction_memory_bytes",
-     "queue_memory_bytes"}
-)  # fmt: skip
-_FLOATS = frozenset(
-    {"stop_when_idle", "progress_interval", "history_interval", "history_retention_days",
-     "wait_timeout"}
-)  # fmt: skip
-_BOOLS = frozenset({"allow_lossy", "progress", "batch_apply"})
-_FLOATS = frozenset(
-    {"stop_when_idle", "progress_interval", "lease_seconds", "validation_interval"}
-)
-_BOOLS = frozenset({"allow_lossy", "progress", "batch_apply", "standby"})
-_NONE_OK = frozenset(
-    {"split_rows", "stop_when_idle", "progress", "task_id", "cdc_start_position",
-     "cdc_stop_position", "mask_secret", "control_url", "wait_timeout",
-     "validation_interval"}
-)  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -310,6 +292,18 @@ class TaskSettings:
             if bad is None:
                 raise
             raise ConfigError(f"{bad}={env[bad]!r}: {exc}", setting=exc.setting) from None
+
+
+def _typed(kind: str) -> frozenset[str]:
+    """The settings whose annotation is ``kind``, alone or ``| None``: read from the dataclass,
+    so a field added to :class:`TaskSettings` is parsed from the environment by its type."""
+    return frozenset(f.name for f in fields(TaskSettings) if str(f.type).split(" | ")[0] == kind)
+
+
+_INTS = _typed("int")
+_FLOATS = _typed("float")
+_BOOLS = _typed("bool")
+_NONE_OK = frozenset(f.name for f in fields(TaskSettings) if "None" in str(f.type).split(" | "))
 
 
 def _env_value(name: str, var: str, raw: str) -> Any:
