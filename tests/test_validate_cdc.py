@@ -134,14 +134,14 @@ def test_a_stopped_task_times_out_with_a_clear_message(
     with connect("sqlite", url) as db:
         _in_flight(db)
     (t,) = rk.validate(src, dst, recheck=True, recheck_timeout=1.0, task_id="stopped")
-    assert (t.failures, t.pending, t.rechecked) == (0, 3, 3), str(t)
+    assert (t.state.value, t.failures, t.pending, t.rechecked) == ("pending", 0, 3, 3), str(t)
     assert t.reason is not None
     assert "task stopped did not apply the source's changes up to sqlite:" in t.reason, t.reason
     assert "3 differing row(s) not re-checked" in t.reason
     args = ["validate", url, dst, "--recheck", "--recheck-timeout", "0.5", "--task-id", "stopped"]
     assert main([*args, "--json"]) == 1  # nothing failed, but the rows are not proven equal
     (table,) = json.loads(capsys.readouterr().out)["tables"]
-    assert (table["pending"], table["rechecked"]) == (3, 3)
+    assert (table["state"], table["pending"], table["rechecked"]) == ("pending", 3, 3)
     assert "did not apply the source's changes" in table["reason"]
 
 

@@ -431,7 +431,7 @@ def validation_summary(report: ValidationReport) -> str:
 def table_validation_line(t: TableValidation) -> str:
     """One line: ``"main.x -> main.x: mismatched, 100 rows compared, 2 missing in target"``."""
     parts = [f"{t.source} -> {t.target}: {t.state.value}"]
-    if t.state.value in ("validated", "mismatched"):
+    if t.state.value in ("validated", "mismatched", "pending"):
         parts.append(f"{t.rows_compared:,} rows compared")
     for label, n in (
         ("missing in target", t.missing_in_target_count),

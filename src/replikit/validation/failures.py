@@ -98,7 +98,7 @@ def record_failures(target: Endpoint, task_id: str, tables: Sequence[TableValida
 
     Returns False when the target keeps no failures table (not a SQL target).
     """
-    compared = [t for t in tables if t.state in ("validated", "mismatched")]
+    compared = [t for t in tables if t.state in ("validated", "mismatched", "pending")]
     if not compared or target.family not in _FAMILIES:
         return False
     with session(target) as s:

@@ -34,6 +34,9 @@ class ValidationState(enum.StrEnum):
 
     VALIDATED = "validated"
     MISMATCHED = "mismatched"
+    #: no row differs, but some were still changing at the source when re-checked beside a
+    #: live CDC task (in flight: not failures, not proven equal either; validate again)
+    PENDING = "pending"
     NOT_COMPARABLE = "not comparable"
     ERROR = "error"
 
@@ -134,8 +137,15 @@ class TableValidation:
 
     def settle(self) -> None:
         """Set the state from the counts (a table not comparable or in error keeps it)."""
-        if self.state in (ValidationState.VALIDATED, ValidationState.MISMATCHED):
-            self.state = ValidationState.MISMATCHED if self.failures else ValidationState.VALIDATED
+        compared = (ValidationState.VALIDATED, ValidationState.MISMATCHED, ValidationState.PENDING)
+        if self.state in compared:
+            self.state = (
+                ValidationState.MISMATCHED
+                if self.failures
+                else ValidationState.PENDING
+                if self.pending
+                else ValidationState.VALIDATED
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``replikit validate --json`` for one table."""
