@@ -6,12 +6,13 @@ pickles it to the worker, which reads and writes there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from replikit.changes import Change, Op
 from replikit.errors import ConfigError, DataError
@@ -34,6 +35,7 @@ from replikit.transforms import SupportsMapRows, Transform
 __all__ = ["HasExecutor", "UnitLoader", "executor_of", "in_process", "may_rerun"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -74,6 +76,32 @@ def in_process(executor: Executor) -> bool:
     return isinstance(executor, ThreadPoolExecutor)
 
 
+def _close(it: object, *, quiet: bool) -> None:
+    """Close generator ``it`` (its reader's cursor and connection with it); ``quiet``: an
+    error of the closing is logged, not raised (another error is on its way already)."""
+    close = getattr(it, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as exc:
+        if not quiet:
+            raise
+        log.debug("closing a reader after a failed unit: %s", exc)
+
+
+@contextlib.contextmanager
+def _closed(it: _T) -> Iterator[_T]:
+    """``it``, closed when the block ends: a unit that fails (a writer error, a retry) lets go
+    of its reader's connection at once, not whenever the garbage collector finds it."""
+    try:
+        yield it
+    except BaseException:
+        _close(it, quiet=True)
+        raise
+    _close(it, quiet=False)
+
+
 @dataclass(frozen=True, slots=True)
 class UnitLoader:
     """Loads one unit: reader -> transforms -> writer; returns the rows written.
@@ -98,7 +126,8 @@ class UnitLoader:
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
             try:
-                return self.writer.load_raw(plan, self.reader.read_raw(unit), **extra)
+                with _closed(self.reader.read_raw(unit)) as chunks:
+                    return self.writer.load_raw(plan, chunks, **extra)
             except DataError:
                 if unit.select is None:
                     raise
@@ -111,8 +140,10 @@ class UnitLoader:
         if arrow:
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
-            return self.writer.load_arrow(plan, self.reader.read_arrow(unit), **extra)
-        return self.writer.load(plan, self.batches(plan, unit), **extra)
+            with _closed(self.reader.read_arrow(unit)) as columns:
+                return self.writer.load_arrow(plan, columns, **extra)
+        with _closed(self.batches(plan, unit)) as batches:
+            return self.writer.load(plan, batches, **extra)
 
     def load_text(
         self,
@@ -137,9 +168,7 @@ class UnitLoader:
             log.info("%s unit %s: redone through typed rows (%s)", plan.target_id, unit, exc)
             return None
         finally:
-            close = getattr(text.chunks, "close", None)
-            if close is not None:
-                close()
+            _close(text.chunks, quiet=False)
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
         """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage

@@ -18,6 +18,7 @@ text, money as numeric.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ from replikit.pipeline.contracts import Batch, KeyRange, Unit  # noqa: E402
 from replikit.pipeline.splitting import split_table  # noqa: E402
 from replikit.schema.model import TableId, TableSchema  # noqa: E402
 from replikit.schema.types import Type  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PostgresReader"]
 
@@ -284,10 +287,15 @@ class PostgresReader:
 
     @contextlib.contextmanager
     def _reading(self, tid: TableId) -> Iterator[None]:
-        """Driver errors while reading ``tid`` as replikit errors naming it."""
+        """Driver errors while reading ``tid`` as replikit errors naming it. A reader closed
+        early (its consumer failed or stopped) ends quietly when closing its cursor fails
+        too: the connection is gone already, and the consumer's error is the one to report."""
         try:
             yield
         except psycopg.Error as exc:
+            if isinstance(exc.__context__, GeneratorExit):
+                log.debug("closing the read of %s: %s", tid, exc)
+                return
             raise read_error(exc, str(tid), self._params) from exc
 
     def _table(self, tid: TableId) -> TableSchema:
