@@ -395,17 +395,17 @@ def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, however the password is spelt.
 
     The password is what SQLAlchemy's ``make_url`` reads (``user:<password>@``, up to an
-    ``@``), extended to the last ``@`` before the query, so a password holding ``/``, ``:``,
-    ``?``, ``%``-escapes or even a bare ``@`` never shows; a ``password=`` query parameter is
-    masked too. The rest of the URL is kept as written (task ids are derived from it).
+    ``@``), extended to the last ``@`` of the URL, so a password holding ``/``, ``:``, ``?``,
+    ``%``-escapes or even a bare ``@`` never shows (a raw ``?`` in a password cannot be told
+    from the start of a query, so the query is no bound: an ``@`` in the query makes the mask
+    cover the host too, which hides more than needed, never less); a ``password=`` query
+    parameter is masked too. The rest of the URL is kept as written (task ids are derived
+    from it).
     """
     m = _USERINFO.match(url)
     if m is not None:
         start = m.end()
-        head = url.partition("?")[0]
-        at = head.rfind("@")
-        if at < start:
-            at = url.rfind("@")
+        at = url.rfind("@")
         if at >= start:
             url = f"{url[:start]}***{url[at:]}"
     return _QUERY_PASSWORD.sub(r"\1***", url)
