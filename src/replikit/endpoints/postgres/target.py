@@ -332,29 +332,7 @@ class PostgresWriter:
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns),
         )
-        with connect(self._params) as conn, conn.cursor() as cur:
-            self._guard(conn)
-            done = _ledger.done(conn, once)
-            if done is not None:
-                return done
-            try:
-                with cur.copy(statement) as copy:
-                    for chunk in chunks:
-                        copy.write(chunk)
-            except psycopg.Error as exc:
-                line, column = copy_position(exc)
-                where = {"row": line} if line else None
-                known = by_cause(exc, f"loading {plan.target_id}") or refusal(
-                    exc, "load", str(plan.target_id), self._params
-                )
-                raise known or data_error(
-                    exc, str(plan.target_id), column=column, key=where
-                ) from exc
-            rows = max(cur.rowcount, 0)
-            _ledger.record(conn, once, rows)
-            self._fenced(conn)
-            self._commit(conn, plan)
-            return rows
+        return self._copy_chunks(plan, statement, chunks, once, "row")
 
     def load_text(
         self,
@@ -370,6 +348,18 @@ class PostgresWriter:
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
         )
+        return self._copy_chunks(plan, statement, chunks, once, "line")
+
+    def _copy_chunks(
+        self,
+        plan: TablePlan,
+        statement: sql.Composed,
+        chunks: Iterable[bytes],
+        once: str | None,
+        unit_of_data: str,
+    ) -> int:
+        """COPY ``chunks`` of ready-made data in one transaction (``once``: the ledger key);
+        a refused value is named by the ``unit_of_data`` (``row``, ``line``) COPY reports."""
         with connect(self._params) as conn, conn.cursor() as cur:
             self._guard(conn)
             done = _ledger.done(conn, once)
@@ -381,13 +371,17 @@ class PostgresWriter:
                         copy.write(chunk)
             except psycopg.Error as exc:
                 line, column = copy_position(exc)
-                known = refusal(exc, "load", str(plan.target_id), self._params)
+                where = {unit_of_data: line} if line else None
+                known = by_cause(exc, f"loading {plan.target_id}") or refusal(
+                    exc, "load", str(plan.target_id), self._params
+                )
                 raise known or data_error(
-                    exc, str(plan.target_id), column=column, key={"line": line} if line else None
+                    exc, str(plan.target_id), column=column, key=where
                 ) from exc
             rows = max(cur.rowcount, 0)
             _ledger.record(conn, once, rows)
             self._fenced(conn)
+            self._commit(conn, plan)
             return rows
 
 
