@@ -346,15 +346,9 @@ class MysqlReader:
             driver = driver_of(conn)
             cur = conn.cursor(driver.ss_cursor)
             try:
-                cur.execute(sql, params or None)
-                yield from chunks(cur.fetchmany, select, name, allowed, counts)
-            except driver.OperationalError as exc:
-                raise ConnectError(
-                    f"reading {table.id} from {self._params.where()} failed: "
-                    f"{scrub(error_text(exc), self._params)}"
-                ) from None
-            except driver.Error as exc:
-                raise read_error(exc, name, self._params) from exc
+                with self._read_errors(driver, name):
+                    cur.execute(sql, params or None)
+                    yield from chunks(cur.fetchmany, select, name, allowed, counts)
             finally:
                 cur.close()
         before = dict(self._zero.counts)
@@ -374,15 +368,16 @@ class MysqlReader:
         names = table.column_names
         last: Sequence[Any] | None = None
         try:
-            cur.execute(sql, params or None)
-            while True:
-                rows = cur.fetchmany(self.batch_rows)
-                if not rows:
-                    return
-                last = rows[-1]
-                if converters is not None:
-                    rows = self._convert(table, rows, converters)
-                yield Batch(table.id, names, rows)
+            with self._read_errors(driver, str(table.id)):
+                cur.execute(sql, params or None)
+                while True:
+                    rows = cur.fetchmany(self.batch_rows)
+                    if not rows:
+                        return
+                    last = rows[-1]
+                    if converters is not None:
+                        rows = self._convert(table, rows, converters)
+                    yield Batch(table.id, names, rows)
         except UnicodeDecodeError as exc:
             after = f" after key {_key(table, last)}" if last is not None else ""
             raise DataError(
@@ -390,13 +385,20 @@ class MysqlReader:
                 "fix the value at the source or declare the column with its real charset",
                 table=str(table.id),
             ) from None
+
+    @contextmanager
+    def _read_errors(self, driver: Driver, table: str) -> Iterator[None]:
+        """The driver's errors while reading ``table`` as replikit errors: a lost or refused
+        connection as :class:`ConnectError`, the rest by :func:`read_error`."""
+        try:
+            yield
         except driver.OperationalError as exc:
             raise ConnectError(
-                f"reading {table.id} from {self._params.where()} failed: "
+                f"reading {table} from {self._params.where()} failed: "
                 f"{scrub(error_text(exc), self._params)}"
             ) from None
         except driver.Error as exc:
-            raise read_error(exc, str(table.id), self._params) from exc
+            raise read_error(exc, table, self._params) from exc
 
     def _convert(
         self,

@@ -218,11 +218,20 @@ class PostgresReader:
             register_loaders(conn)
             # the plan for all rows, not the first ones (a cursor's default)
             conn.execute("SET LOCAL cursor_tuple_fraction = 1")
-            with conn.cursor(name="replikit_read", binary=True) as cur:
+            cur = conn.cursor(name="replikit_read", binary=True)
+            try:
                 # no parameters: the query as it is (a '%' in a name is not a placeholder)
                 cur.execute(select, params or None)
                 while rows := cur.fetchmany(self.batch_rows):
                     yield Batch(table.id, columns, rows)
+            except BaseException:
+                # a failed or abandoned read: the session goes, and the server cursor with it
+                # (closing the cursor alone can fail on a broken session, and a cursor never
+                # closed warns when it is collected)
+                conn.close()
+                raise
+            finally:
+                cur.close()  # on a closed connection: no round trip, just marked closed
 
     def read_raw(self, unit: Unit) -> Iterator[bytes]:
         """The unit's rows as PostgreSQL binary COPY data (header, tuples, trailer), in blocks
