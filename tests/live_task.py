@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,31 @@ def wait(condition: Callable[[], bool], seconds: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"not reached within {seconds} s")
+
+
+@contextmanager
+def running(task: rk.Task, phase: str = "cdc") -> Iterator[list[BaseException]]:
+    """``task`` runs in a thread for the block, which starts once the task is in ``phase``
+    and is given the list of errors the run raises (for a wait to give up on); the task is
+    stopped after it, and any error the run raised fails the test."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            task.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait(lambda: task.phase == phase or bool(errors))
+        assert not errors, errors
+        yield errors
+    finally:
+        task.stop()
+        thread.join(60)
+    assert not errors, errors
 
 
 class Live:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import replikit as rk
-from live_task import wait
+from live_task import running, wait
 from replikit._failpoints import inject
 from replikit.cli import main
 from replikit.endpoints.base import SupportsCurrentPosition
@@ -36,28 +36,6 @@ def _in_flight(db: Db) -> None:
     db.run("UPDATE items SET name = %s WHERE id = 1", ["moved"])
     db.run("DELETE FROM items WHERE id = 2")
     db.insert("items", ITEM_COLUMNS, [item(1000)])
-
-
-@contextmanager
-def _replicating(task: rk.Task) -> Iterator[None]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        wait(lambda: task.phase == "cdc" or bool(errors))
-        assert not errors, errors
-        yield
-    finally:
-        task.stop()
-        thread.join(60)
-    assert not errors, errors
 
 
 @contextmanager
@@ -100,7 +78,7 @@ def test_in_flight_changes_wait_for_the_applied_position(
     settings = rk.TaskSettings(progress=False, task_id=f"val_{engine}")
     task = rk.Task(src, dst, migration_type="full-load-and-cdc", settings=settings)
     marks: list[rk.Position] = []
-    with _replicating(task):
+    with running(task):
         with connect(engine, dst) as target:
             target.run("UPDATE items SET name = %s WHERE id = 5", ["tampered"])
         with _apply_held() as gate, connect(engine, url) as db:
@@ -151,7 +129,7 @@ def test_validation_only_runs_continuously_until_stopped(make_db: Callable[[str]
     rk.Task(src, dst, settings=rk.TaskSettings(progress=False)).run()  # a full load
     settings = rk.TaskSettings(progress=False, validation_interval=0.1)
     task = rk.Task(src, dst, migration_type="validation-only", settings=settings)
-    with _replicating_validation(task):
+    with running(task, "validating"):
         wait(lambda: _runs(task, "items") >= 2)
         assert task.phase == "validating"
         assert _stats(task, "items").validation_state == "validated"
@@ -170,7 +148,7 @@ def test_validation_only_beside_a_live_task_reports_no_in_flight_rows(live: Any)
     task = rk.Task(live.src, live.task.target, migration_type="validation-only",
                    settings=settings)  # fmt: skip
     seen: list[tuple[int, int]] = []
-    with _replicating_validation(task):
+    with running(task, "validating"):
         for _ in range(6):
             live.write(5)
             runs = _runs(task, "orders")
@@ -178,27 +156,6 @@ def test_validation_only_beside_a_live_task_reports_no_in_flight_rows(live: Any)
             assert task.last_validation is not None
             seen += [(t.failures, t.rechecked) for t in task.last_validation]
     assert all(failures == 0 for failures, _ in seen), seen
-
-
-@contextmanager
-def _replicating_validation(task: rk.Task) -> Iterator[None]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        wait(lambda: task.phase == "validating" or bool(errors))
-        yield
-    finally:
-        task.stop()
-        thread.join(60)
-    assert not errors, errors
 
 
 def _stats(task: rk.Task, table: str) -> Any:

@@ -11,8 +11,6 @@ source's, column by column.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -24,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import replikit as rk
+from live_task import running, wait
 from replikit.changes import ImageLayout, TextImage
 from replikit.endpoints.postgres._apply_table import Shape, TableApply
 from replikit.endpoints.postgres._decoder import MONEY_OIDS
@@ -135,15 +134,6 @@ def test_text_passes_through_exactly(
     src, dst = pg_server.create_database(src_name), pg_server.create_database(dst_name)
     settings_ = rk.TaskSettings(task_id="pt", progress=False, batch_apply=True)
     task = rk.Task(src, dst, migration_type="full-load-and-cdc", settings=settings_)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
     seen: set[type] = set()
     original = Shape.row
 
@@ -156,44 +146,28 @@ def test_text_passes_through_exactly(
     try:
         with psycopg.connect(src, autocommit=True) as conn:
             conn.execute(DDL)
-        runner.start()
-        deadline = time.monotonic() + 60
-        while task.phase != "cdc" and not errors and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # 70 copies of each row: batch apply stages them (COPY); single rows go as statements
-        many = [(k * 100 + j, row) for k, row in enumerate(rows) for j in range(70)]
-        with psycopg.connect(src) as conn:
-            conn.execute("SET synchronous_commit = on")
-            for sql, params in _insert_sql(many):
-                conn.execute(sql, params)
-            conn.commit()
-            for i, row in enumerate(updates):
-                sets = [(c, *_literal(c, v)) for c, v in row.items()]
-                if sets:
-                    assignments = ", ".join(f"{c} = {mark}" for c, mark, _ in sets)
-                    conn.execute(f"UPDATE p SET {assignments} WHERE id = %s",
-                                 (*(p for _, _, p in sets), i * 100))  # fmt: skip
-                    conn.commit()
-            conn.execute("INSERT INTO marker VALUES (1)")
-            conn.commit()
-        while time.monotonic() < deadline and not errors:
-            with psycopg.connect(dst) as conn:
-                try:
-                    if conn.execute("SELECT count(*) FROM marker").fetchone() == (1,):
-                        break
-                except psycopg.errors.UndefinedTable:
-                    pass
-            time.sleep(0.05)
-        task.stop()
-        runner.join(60)
-        assert not errors, errors
+        with running(task) as errors:
+            # 70 copies of each row: batch apply stages them (COPY); single rows go as statements
+            many = [(k * 100 + j, row) for k, row in enumerate(rows) for j in range(70)]
+            with psycopg.connect(src) as conn:
+                conn.execute("SET synchronous_commit = on")
+                for sql, params in _insert_sql(many):
+                    conn.execute(sql, params)
+                conn.commit()
+                for i, row in enumerate(updates):
+                    sets = [(c, *_literal(c, v)) for c, v in row.items()]
+                    if sets:
+                        assignments = ", ".join(f"{c} = {mark}" for c, mark, _ in sets)
+                        conn.execute(f"UPDATE p SET {assignments} WHERE id = %s",
+                                     (*(p for _, _, p in sets), i * 100))  # fmt: skip
+                        conn.commit()
+                conn.execute("INSERT INTO marker VALUES (1)")
+                conn.commit()
+            wait(lambda: bool(errors) or _has_marker(dst))
         assert _text_rows(dst) == _text_rows(src)
         assert TextImage in seen  # the rows came as text and went out through the pass-through
     finally:
         patch.stop()
-        task.stop()
-        if runner.ident is not None:
-            runner.join(60)
         with pg_server.connect() as conn:
             conn.execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -202,6 +176,14 @@ def test_text_passes_through_exactly(
             )
         pg_server.drop_database(src_name)
         pg_server.drop_database(dst_name)
+
+
+def _has_marker(dst: str) -> bool:
+    with psycopg.connect(dst) as conn:
+        try:
+            return conn.execute("SELECT count(*) FROM marker").fetchone() == (1,)
+        except psycopg.errors.UndefinedTable:
+            return False
 
 
 @pytest.mark.parametrize("kind", ["plain", "toast"])
