@@ -10,8 +10,6 @@ exit 0 with every table ``validated``.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +17,7 @@ import pytest
 from test_mysql_datasets import _load_script
 
 import replikit as rk
-from datasets import script
+from datasets import load_sakila_postgres
 from replikit.cli import main
 from replikit.demo import sample_database
 
@@ -56,19 +54,6 @@ def dbs(pg_server, mysql_server, tmp_path_factory) -> Iterator[_Dbs]:
     d.close()
 
 
-def _sakila_pg(url: str) -> None:
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("psql is needed to load Sakila (apt-get install postgresql-client)")
-    for name in ("sakila-postgres-schema.sql", "sakila-postgres-data-copy.sql"):
-        subprocess.run(
-            [psql, "-q", "-v", "ON_ERROR_STOP=0", "-d", url],
-            input=script(f"sakila/{name}"),
-            check=True,
-            capture_output=True,
-        )
-
-
 @pytest.fixture(scope="module")
 def sources(dbs, mysql_server, tmp_path_factory) -> dict[tuple[str, str], str]:
     """(dataset, engine) -> the URL of that dataset in that engine."""
@@ -79,7 +64,7 @@ def sources(dbs, mysql_server, tmp_path_factory) -> dict[tuple[str, str], str]:
     out["chinook", "postgres"] = dbs.new("postgres")
     rk.copy(out["chinook", "sqlite"], out["chinook", "postgres"], progress=False)
     sakila_pg = dbs.new("postgres")
-    _sakila_pg(sakila_pg)
+    load_sakila_postgres(sakila_pg)
     out["sakila", "postgres"] = sakila_pg
     out["sakila", "mariadb"] = _load_script(
         mysql_server, "sakila", "sakila/sakila-mysql-schema.sql", "sakila/sakila-mysql-data.sql"
