@@ -151,7 +151,8 @@ class Replikit:
         code = self.proc.returncode if self.proc else None
         return f"replikit exited early ({code}): {self._tail()}"
 
-    def applied(self, conn: psycopg.Connection[Any]) -> int | None:
+    def checkpoint(self, conn: psycopg.Connection[Any]) -> str | None:
+        """The task's checkpoint position as stored, or None before the first one."""
         try:
             row = conn.execute(
                 "SELECT position FROM replikit.replikit_checkpoints WHERE task = %s",
@@ -159,7 +160,11 @@ class Replikit:
             ).fetchone()
         except psycopg.errors.UndefinedTable:
             return None
-        return load.lsn_int(row[0]) if row and row[0] else None
+        return row[0] if row and row[0] else None
+
+    def applied(self, conn: psycopg.Connection[Any]) -> int | None:
+        position = self.checkpoint(conn)
+        return load.lsn_int(position) if position else None
 
     def finish(self, ctx: Ctx, *, wait: bool = False) -> dict[str, Any]:
         """Stop (SIGTERM unless ``wait``), collect the child's JSON."""
@@ -199,16 +204,10 @@ class MysqlReplikit(Replikit):
         return args
 
     def applied(self, conn: psycopg.Connection[Any]) -> int | None:
-        try:
-            row = conn.execute(
-                "SELECT position FROM replikit.replikit_checkpoints WHERE task = %s",
-                (self.task_id,),
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
+        position = self.checkpoint(conn)
+        if not position:
             return None
-        if not row or not row[0]:
-            return None
-        file, _, rest = row[0].removeprefix("mysql:").partition(":")
+        file, _, rest = position.removeprefix("mysql:").partition(":")
         return load.binlog_int(file, int(rest.partition("@")[0]))
 
 
