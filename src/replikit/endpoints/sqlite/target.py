@@ -20,13 +20,20 @@ from typing import Any
 
 from typing_extensions import override
 
-from replikit.endpoints.sqlite import _ddl
+from replikit.endpoints.sqlite import _arrow_load, _ddl
 from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns
 from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
-from replikit.pipeline.contracts import Batch, Fence, SupportsPrepare, Writer, table_errors
+from replikit.pipeline.contracts import (
+    Batch,
+    Fence,
+    SupportsArrowWrite,
+    SupportsPrepare,
+    Writer,
+    table_errors,
+)
 from replikit.schema.convert import ColumnPlan, Fidelity, TablePlan
 from replikit.schema.existing import (
     TargetRules,
@@ -73,18 +80,26 @@ class _Insert:
     names: tuple[str, ...]
     adapters: tuple[tuple[int, Converter], ...]
     key: tuple[int, ...]
+    #: positions bound into ``CAST(? AS TEXT)``: text as UTF-8 bytes (the Arrow path)
+    utf8: frozenset[int] = frozenset()
 
     def key_of(self, row: Sequence[Any]) -> dict[str, Any]:
-        return {self.names[i]: row[i] for i in self.key}
+        return {self.names[i]: self._shown(i, row[i]) for i in self.key}
+
+    def _shown(self, i: int, value: Any) -> Any:
+        if i in self.utf8 and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return value
 
 
-def _insert(plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
+def _insert(plan: TablePlan, columns: tuple[str, ...], utf8: frozenset[int] = frozenset()) -> _Insert:
     cols = [plan.planned_column(c) for c in columns]
     names = tuple(cp.name for cp in cols)
     quote = DIALECT.quote
+    marks = ("CAST(? AS TEXT)" if i in utf8 else "?" for i in range(len(names)))
     sql = (
         f"INSERT INTO {quote(plan.target_id.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
-        f"VALUES ({', '.join('?' * len(names))})"
+        f"VALUES ({', '.join(marks)})"
     )
     key_cols = plan.target_schema.key
     return _Insert(
@@ -93,6 +108,7 @@ def _insert(plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
         names=names,
         adapters=tuple((i, cp.target.adapt) for i, cp in enumerate(cols) if cp.target.adapt),
         key=tuple(names.index(k) for k in key_cols if k in names),
+        utf8=utf8,
     )
 
 
@@ -126,6 +142,24 @@ def _adapt_rows(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[An
     return out
 
 
+def _arrow_rows(
+    pa: Any, ins: _Insert, cols: Sequence[_arrow_load.ArrowColumn], batch: Any
+) -> list[tuple[Any, ...]]:
+    """A record batch's rows as sqlite3 binds them; a value that does not convert (the
+    reader's batch is not what it promised) names its column."""
+    columns: list[list[Any]] = []
+    for name, col in zip(ins.names, cols, strict=True):
+        try:
+            columns.append(col.values(pa, batch))
+        except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+            raise DataError(
+                f"cannot convert the Arrow column {col.source} for SQLite: {exc}",
+                table=ins.table,
+                column=name,
+            ) from None
+    return list(zip(*columns, strict=True))
+
+
 def _findings(
     plans: Sequence[TablePlan], existing: dict[TableId, TableSchema], *, replicate: bool = False
 ) -> list[Finding]:
@@ -146,8 +180,9 @@ def _bad_column(ins: _Insert, row: Sequence[Any], exc: BaseException) -> str | N
     return None
 
 
-class SqliteWriter(Writer, SupportsPrepare):
-    """Creates, truncates or checks tables, loads rows, then builds indexes.
+class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
+    """Creates, truncates or checks tables, loads rows (or Arrow record batches: see
+    :mod:`._arrow_load`), then builds indexes.
 
     ``problems`` collects what could not be done as planned (indexes left out, renamed).
     ``dialect`` is the SQLite type rules to plan with; ``default_schema`` is None because
@@ -165,7 +200,7 @@ class SqliteWriter(Writer, SupportsPrepare):
         self._conns = connections
         self.commit_rows = commit_rows
         self.problems: list[str] = []
-        self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
+        self._inserts: dict[tuple[str, tuple[str, ...], frozenset[int]], _Insert] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
 
@@ -319,11 +354,39 @@ class SqliteWriter(Writer, SupportsPrepare):
             total += self._flush(conn, ins, pending)
         return total
 
-    def _insert_for(self, plan: TablePlan, columns: tuple[str, ...]) -> _Insert:
-        cache_key = (str(plan.target_id), columns)
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """True when every column of ``plan`` converts from its canonical Arrow form to the
+        values :meth:`load` would bind (:mod:`._arrow_load`)."""
+        return _arrow_load.columns_for(plan) is not None
+
+    def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
+        """Insert every Arrow record batch (see :meth:`arrow_writable`), its columns
+        converted column-wise, committing every ~``commit_rows`` rows as :meth:`load` does."""
+        cols = _arrow_load.columns_for(plan)
+        pa = _arrow_load.pyarrow()
+        if cols is None or pa is None:
+            raise ConfigError(f"table {plan.target_id} has columns that cannot load from Arrow")
+        utf8 = frozenset(i for i, c in enumerate(cols) if c.is_text)
+        ins = self._insert_for(plan, tuple(c.source for c in cols), utf8)
+        conn = self._conns.shared()
+        total = 0
+        pending: list[Sequence[Any]] = []
+        for batch in batches:
+            pending.extend(_arrow_rows(pa, ins, cols, batch))
+            if len(pending) >= self.commit_rows:
+                total += self._flush(conn, ins, pending)
+                pending = []
+        if pending:
+            total += self._flush(conn, ins, pending)
+        return total
+
+    def _insert_for(
+        self, plan: TablePlan, columns: tuple[str, ...], utf8: frozenset[int] = frozenset()
+    ) -> _Insert:
+        cache_key = (str(plan.target_id), columns, utf8)
         ins = self._inserts.get(cache_key)
         if ins is None:
-            ins = self._inserts[cache_key] = _insert(plan, columns)
+            ins = self._inserts[cache_key] = _insert(plan, columns, utf8)
         return ins
 
     def _flush(self, conn: sqlite3.Connection, ins: _Insert, rows: list[Sequence[Any]]) -> int:
