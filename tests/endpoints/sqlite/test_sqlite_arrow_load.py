@@ -28,9 +28,11 @@ pytestmark = [pytest.mark.timeout(300)]
 
 def _stored(values, text=False):
     """What SQLite is handed, compared exactly (type and repr: -0.0 is not 0.0); ``text``: a
-    column bound into ``CAST(? AS TEXT)``, where UTF-8 bytes are the text they encode."""
+    column bound into ``CAST(? AS TEXT)``, where UTF-8 bytes are the text they encode. A bool
+    is the integer sqlite3 binds for it."""
     if text:
         values = [x.decode() if isinstance(x, bytes) else x for x in values]
+    values = [int(x) if isinstance(x, bool) else x for x in values]  # bound as INTEGER 0/1
     return [(type(x).__name__, repr(x)) for x in values]
 
 
