@@ -11,7 +11,7 @@ from unittest import mock
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - the conversions take pa with its compute module
+import pyarrow.compute  # the conversions take pa with its compute module
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -230,7 +230,7 @@ def _copy(url, path, *, arrow):
         return load_arrow(self, plan, batches)
 
     with (
-        mock.patch.object(SqliteWriter, "arrow_writable", lambda self, plan: arrow),
+        mock.patch.object(SqliteWriter, "arrow_writable", return_value=arrow),
         mock.patch.object(SqliteWriter, "load_arrow", spy),
     ):
         [stat] = rk.copy(url, f"sqlite:///{path}", include=["public.vals"])

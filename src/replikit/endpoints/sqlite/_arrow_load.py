@@ -189,6 +189,8 @@ class ArrowColumn:
         )
 
 
+#: the digits a double holds exactly (``decimal_to_numeric`` takes ``NUMERIC(p,s)``, p <= 15)
+_REAL_DIGITS = 15
 _AS_IS_KINDS = frozenset({Kind.INT, Kind.BYTES})
 _TEXT_KINDS = frozenset({Kind.STRING, Kind.TEXT, Kind.JSON, Kind.ENUM})
 
@@ -207,13 +209,11 @@ def _column(pa: Any, name: str, t: Type, adapt: Callable[[Any], Any] | None) -> 
     if kind is Kind.FLOAT and adapt is v.float_out:
         return ArrowColumn(name, arrow, _floats)
     if kind is Kind.DECIMAL and adapt is v.decimal_to_numeric:
-        if t.precision is None or t.precision > 15:  # noqa: PLR2004 - REAL's exact digits
+        if t.precision is None or t.precision > _REAL_DIGITS:
             return None
         return ArrowColumn(name, arrow, _decimals_numeric, _parsed(_decimal_text, adapt))
     if kind is Kind.DECIMAL and adapt is v.decimal_to_text:
-        return ArrowColumn(
-            name, arrow, _decimals_text, _parsed(_decimal_text, adapt), is_text=True
-        )
+        return ArrowColumn(name, arrow, _decimals_text, _parsed(_decimal_text, adapt), is_text=True)
     if kind is Kind.DATE and adapt is v.date_out:
         return ArrowColumn(name, arrow, _dates, _parsed(date.fromisoformat, adapt), is_text=True)
     if kind is Kind.TIMESTAMP and adapt is v.timestamp_out:

@@ -92,7 +92,9 @@ class _Insert:
         return value
 
 
-def _insert(plan: TablePlan, columns: tuple[str, ...], utf8: frozenset[int] = frozenset()) -> _Insert:
+def _insert(
+    plan: TablePlan, columns: tuple[str, ...], utf8: frozenset[int] = frozenset()
+) -> _Insert:
     cols = [plan.planned_column(c) for c in columns]
     names = tuple(cp.name for cp in cols)
     quote = DIALECT.quote
