@@ -28,10 +28,12 @@ pytestmark = [pytest.mark.timeout(300)]
 
 def _stored(values, text=False):
     """What SQLite is handed, compared exactly (type and repr: -0.0 is not 0.0); ``text``: a
-    column bound into ``CAST(? AS TEXT)``, where UTF-8 bytes are the text they encode. A bool
+    column bound into ``CAST(NULLIF(?, 0) AS TEXT)``, where UTF-8 bytes are the text they
+    encode and 0 is NULL. A bool
     is the integer sqlite3 binds for it."""
     if text:
         values = [x.decode() if isinstance(x, bytes) else x for x in values]
+        values = [None if x == _arrow_load.TEXT_NULL else x for x in values]
     values = [int(x) if isinstance(x, bool) else x for x in values]  # bound as INTEGER 0/1
     return [(type(x).__name__, repr(x)) for x in values]
 
@@ -156,7 +158,7 @@ FEW = settings(
 )
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
-) | st.sampled_from(["", '"', "a,b", "line\nbreak", "\r\n", "NULL", "NaN", "\\N", "t", "12"])
+) | st.sampled_from(["", '"', "a,b", "line\nbreak", "\r\n", "NULL", "NaN", "\\N", "t", "12", "0"])
 _ODD_DATES = st.sampled_from(["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
 COLUMNS = {
     "c_bool": ("boolean", st.booleans()),
@@ -267,3 +269,38 @@ def test_the_plain_copy_takes_the_arrow_path(pg_table, tmp_path):
         assert lite.writer().arrow_writable(plan)
         [stat] = task.run()
     assert stat.full_load_rows == 1
+
+
+def test_a_row_sqlite_refuses_is_named_as_on_the_row_path(pg_url, tmp_path):
+    """A CHECK of an existing table refuses a row: the error names the table and the key
+    (text keys as text, though bound as UTF-8), and the refused batch is rolled back."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (k text PRIMARY KEY, s text)")
+        conn.execute("INSERT INTO t VALUES ('a', 'ok'), ('ké', 'bad'), ('z', 'ok')")
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, s TEXT CHECK (s <> 'bad'))")
+    db.close()
+    errors = {}
+    for arrow in (False, True):
+        with (
+            mock.patch.object(SqliteWriter, "arrow_writable", return_value=arrow),
+            rk.endpoint(pg_url) as pg,
+            rk.endpoint(f"sqlite:///{path}") as lite,
+        ):
+            task = rk.Task(
+                pg,
+                lite,
+                mappings=rk.Mappings().include("public", "t"),
+                settings=rk.TaskSettings(target_table_prep_mode="truncate"),
+            )
+            with pytest.raises(rk.TaskError):
+                task.run()
+            [stat] = task.statistics()
+            errors[arrow] = str(stat.error)
+    assert "k='ké'" in errors[True], errors[True]
+    assert "CHECK constraint failed" in errors[True], errors[True]
+    assert errors[True] == errors[False]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    db.close()

@@ -24,13 +24,15 @@ timestamp (``timestamp_     Arrow's text ``YYYY-MM-DD HH:MM:SS.ffffff`` without 
 out``)                      (Python's ``str``), ``+00:00`` appended for ``timestamptz``
 ==========================  =================================================================
 
-Text columns (``is_text``) are bound into ``CAST(? AS TEXT)``: a batch's text that is not all
-ASCII leaves Arrow as its UTF-8 bytes, which SQLite takes as text in the database's encoding
-(UTF-8), the same TEXT value binding the ``str`` gives, without decoding every string into
-Python and encoding it back (measured: 0.37 s against 0.64 s per 300,000 200-byte accented
-notes); ASCII text stays ``str``, which sqlite3 binds without an adapter lookup (0.21 s against
-0.31 s), as it binds ``int`` for booleans. The column's affinity applies to the value as to any
-other.
+Text columns (``is_text``) are bound into ``CAST(NULLIF(?, 0) AS TEXT)``
+(:data:`TEXT_PARAMETER`): a batch's text that is not all ASCII leaves Arrow as its UTF-8 bytes,
+which SQLite takes as text in the database's encoding (UTF-8), the same TEXT value binding the
+``str`` gives, without decoding every string into Python and encoding it back (measured: 0.37 s
+against 0.64 s per 300,000 200-byte accented notes); ASCII text stays ``str``. sqlite3 binds
+``int``, ``float`` and ``str`` directly but looks an adapter up for ``bytes``, ``bool`` and
+``None`` (5x an int's cost, measured), so booleans go as 0/1 and a text column's NULL as the
+integer 0, which ``NULLIF`` turns back into NULL (no text or blob equals an integer). The
+column's affinity applies to the value as to any other.
 
 Any other column (or adapter) is not taken: :func:`columns_for` returns ``None`` and the table
 loads row by row. ``tests/endpoints/sqlite/test_sqlite_arrow_load.py`` holds both paths to the
@@ -54,6 +56,11 @@ __all__ = ["ArrowColumn", "columns_for", "pyarrow"]
 
 #: a column's values: an Arrow array in, the list sqlite3 binds out
 Convert = Callable[[Any, Any], list[Any]]
+#: a text column's NULL, bound into ``CAST(NULLIF(?, 0) AS TEXT)``: no text or blob equals an
+#: integer, and sqlite3 binds an ``int`` without the adapter lookup ``None`` costs
+TEXT_NULL = 0
+#: the placeholder of a text column (:attr:`ArrowColumn.is_text`)
+TEXT_PARAMETER = f"CAST(NULLIF(?, {TEXT_NULL}) AS TEXT)"
 
 
 def pyarrow() -> Any | None:
@@ -178,15 +185,20 @@ class ArrowColumn:
     is_text: bool = False
 
     def values(self, pa: Any, batch: Any) -> list[Any]:
-        """The column's values as sqlite3 binds them."""
+        """The column's values as sqlite3 binds them (a text column's NULL as
+        :data:`TEXT_NULL`)."""
         arr = batch.column(self.source)
         if arr.type == self.arrow:
-            return self.typed(pa, arr)
-        if self.text is not None and arr.type == pa.string():
-            return self.text(pa, arr)
-        raise TypeError(
-            f"column {self.source} arrived as Arrow {arr.type}, not {self.arrow} or its text"
-        )
+            out = self.typed(pa, arr)
+        elif self.text is not None and arr.type == pa.string():
+            out = self.text(pa, arr)
+        else:
+            raise TypeError(
+                f"column {self.source} arrived as Arrow {arr.type}, not {self.arrow} or its text"
+            )
+        if self.is_text and arr.null_count:
+            return [TEXT_NULL if x is None else x for x in out]
+        return out
 
 
 #: the digits a double holds exactly (``decimal_to_numeric`` takes ``NUMERIC(p,s)``, p <= 15)

@@ -80,7 +80,7 @@ class _Insert:
     names: tuple[str, ...]
     adapters: tuple[tuple[int, Converter], ...]
     key: tuple[int, ...]
-    #: positions bound into ``CAST(? AS TEXT)``: text as UTF-8 bytes (the Arrow path)
+    #: positions bound as :data:`._arrow_load.TEXT_PARAMETER` (the Arrow path's text)
     utf8: frozenset[int] = frozenset()
 
     def key_of(self, row: Sequence[Any]) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def _insert(
     cols = [plan.planned_column(c) for c in columns]
     names = tuple(cp.name for cp in cols)
     quote = DIALECT.quote
-    marks = ("CAST(? AS TEXT)" if i in utf8 else "?" for i in range(len(names)))
+    marks = (_arrow_load.TEXT_PARAMETER if i in utf8 else "?" for i in range(len(names)))
     sql = (
         f"INSERT INTO {quote(plan.target_id.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
         f"VALUES ({', '.join(marks)})"
