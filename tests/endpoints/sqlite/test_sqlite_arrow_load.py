@@ -304,3 +304,27 @@ def test_a_row_sqlite_refuses_is_named_as_on_the_row_path(pg_url, tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
     db.close()
+
+
+def test_a_utf16_database_loads_row_by_row(pg_url, tmp_path):
+    """Text bound as UTF-8 bytes would be read as UTF-16 there: such a database takes the
+    row path, and holds the text."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (k int PRIMARY KEY, s text)")
+        conn.execute("INSERT INTO t VALUES (1, 'ké 日本'), (2, 'plain')")
+    path = tmp_path / "u16.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA encoding = 'UTF-16le'")
+        db.execute("CREATE TABLE other (x)")
+    db.close()
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"sqlite:///{path}") as lite:
+        task = rk.Task(pg, lite, mappings=rk.Mappings().include("public", "t"))
+        [plan] = task.plan().assessment.tables
+        assert not lite.writer().arrow_writable(plan)
+        task.run()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT k, s FROM t ORDER BY k").fetchall() == [
+            (1, "ké 日本"),
+            (2, "plain"),
+        ]
+    db.close()

@@ -205,6 +205,7 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         self._inserts: dict[tuple[str, tuple[str, ...], frozenset[int]], _Insert] = {}
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+        self._utf8: bool | None = None  # the database's text encoding is UTF-8
 
     def __reduce__(self) -> Any:
         raise pickle.PicklingError(
@@ -358,8 +359,13 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
 
     def arrow_writable(self, plan: TablePlan) -> bool:
         """True when every column of ``plan`` converts from its canonical Arrow form to the
-        values :meth:`load` would bind (:mod:`._arrow_load`)."""
-        return _arrow_load.columns_for(plan) is not None
+        values :meth:`load` would bind (:mod:`._arrow_load`), in a database whose text is
+        UTF-8 (SQLite reads text bound as bytes in the database's encoding)."""
+        if self._utf8 is None:
+            with self._conns.lock:
+                row = self._conns.shared().execute("PRAGMA encoding").fetchone()
+            self._utf8 = row is not None and str(row[0]).upper() == "UTF-8"
+        return self._utf8 and _arrow_load.columns_for(plan) is not None
 
     def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
         """Insert every Arrow record batch (see :meth:`arrow_writable`), its columns
