@@ -11,10 +11,11 @@ back, earlier transactions of the same load stay committed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +145,10 @@ def _adapt_rows(ins: _Insert, rows: Sequence[Sequence[Any]]) -> list[Sequence[An
     return out
 
 
-def _arrow_rows(
+def _arrow_columns(
     pa: Any, ins: _Insert, cols: Sequence[_arrow_load.ArrowColumn], batch: Any
-) -> list[tuple[Any, ...]]:
-    """A record batch's rows as sqlite3 binds them; a value that does not convert (the
+) -> list[list[Any]]:
+    """A record batch's columns as sqlite3 binds them; a value that does not convert (the
     reader's batch is not what it promised) names its column."""
     columns: list[list[Any]] = []
     for name, col in zip(ins.names, cols, strict=True):
@@ -159,7 +160,23 @@ def _arrow_rows(
                 table=ins.table,
                 column=name,
             ) from None
-    return list(zip(*columns, strict=True))
+    return columns
+
+
+class _Columns:
+    """Converted batches, column-wise: their rows are made as ``executemany`` binds them, so
+    each row's tuple is freed right after (measured: less time and memory than a list)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[list[Any]]] = []
+        self.count = 0
+
+    def add(self, columns: list[list[Any]]) -> None:
+        self.batches.append(columns)
+        self.count += len(columns[0]) if columns else 0
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        return itertools.chain.from_iterable(zip(*c, strict=True) for c in self.batches)
 
 
 def _findings(
@@ -378,14 +395,14 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         ins = self._insert_for(plan, tuple(c.source for c in cols), utf8)
         conn = self._conns.shared()
         total = 0
-        pending: list[Sequence[Any]] = []
+        pending = _Columns()
         for batch in batches:
-            pending.extend(_arrow_rows(pa, ins, cols, batch))
-            if len(pending) >= self.commit_rows:
-                total += self._flush(conn, ins, pending)
-                pending = []
-        if pending:
-            total += self._flush(conn, ins, pending)
+            pending.add(_arrow_columns(pa, ins, cols, batch))
+            if pending.count >= self.commit_rows:
+                total += self._write(conn, ins, pending.rows(), pending.count, pending.rows)
+                pending = _Columns()
+        if pending.count:
+            total += self._write(conn, ins, pending.rows(), pending.count, pending.rows)
         return total
 
     def _insert_for(
@@ -398,6 +415,18 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         return ins
 
     def _flush(self, conn: sqlite3.Connection, ins: _Insert, rows: list[Sequence[Any]]) -> int:
+        return self._write(conn, ins, rows, len(rows), lambda: rows)
+
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        ins: _Insert,
+        rows: Iterable[Sequence[Any]],
+        count: int,
+        again: Callable[[], Iterable[Sequence[Any]]],
+    ) -> int:
+        """Insert ``count`` ``rows`` in one transaction; ``again``: the same rows once more,
+        to find the one SQLite refused."""
         with self._conns.lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -406,12 +435,15 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
                 conn.execute("COMMIT")
             except _ROW_ERRORS:
                 self._rollback(conn)
-                self._find_bad_row(conn, ins, rows)
+                self._find_bad_row(conn, ins, again())
                 raise  # not reached unless the rows pass one by one
             except sqlite3.OperationalError as exc:
                 self._rollback(conn)
                 raise ConnectError(f"SQLite write to {ins.table} failed: {exc}") from exc
-        return len(rows)
+            except BaseException:
+                self._rollback(conn)
+                raise
+        return count
 
     def _fenced(self, conn: sqlite3.Connection) -> None:
         """Check :attr:`fence` (a standby task's lease) before a commit; roll back if lost."""
@@ -429,7 +461,7 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
             conn.execute("ROLLBACK")
 
     def _find_bad_row(
-        self, conn: sqlite3.Connection, ins: _Insert, rows: list[Sequence[Any]]
+        self, conn: sqlite3.Connection, ins: _Insert, rows: Iterable[Sequence[Any]]
     ) -> None:
         """Replay ``rows`` one by one inside a transaction that is always rolled back."""
         conn.execute("BEGIN IMMEDIATE")
