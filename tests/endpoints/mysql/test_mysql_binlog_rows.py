@@ -1,8 +1,9 @@
 """The fast rows-event decoder against mysql-replication's, on a real MariaDB (fix_mysql).
 
-Every rows event is decoded twice: from its bytes by the table's generated plan
-(``TableDecoder.fast_rows``, which leaves the event unread) and by the library path
-(``TableDecoder(fast=False).collect``). Both must give the same rows, value for value and type
+Every rows event is read as the change reader reads it (``FixedBinLogStreamReader.fetch``:
+a ``FastRows``) and decoded twice: from its bytes by the table's generated plan
+(``TableDecoder.fast_rows``) and by the library path (``TableDecoder(fast=False).collect``, on
+the library's own event of the same packet). Both must give the same rows, value for value and type
 for type, and count the same zero dates.
 """
 
@@ -25,7 +26,7 @@ from replikit.endpoints.mysql import cdc
 from replikit.endpoints.mysql._binlog_decode import TableDecoder
 from replikit.endpoints.mysql._binlog_reader import _ROWS
 from replikit.endpoints.mysql._binlog_server import Server
-from replikit.endpoints.mysql._binlog_stream import open_stream
+from replikit.endpoints.mysql._binlog_stream import FastRows, open_stream
 from replikit.endpoints.mysql._params import ConnParams
 from replikit.endpoints.mysql._positions import BinlogPosition
 from replikit.endpoints.mysql._values import ZeroDates
@@ -71,7 +72,8 @@ def position(url: str) -> BinlogPosition:
 
 
 def events(url: str, tables: Sequence[TableSchema], start: BinlogPosition) -> Iterator[Any]:
-    """The library's events after ``start`` up to the end of the binlog now."""
+    """The events after ``start`` up to the end of the binlog now, as the change reader reads
+    them (rows events as ``FastRows``: their ``library()`` is the library's own event)."""
     params = ConnParams.from_url(url, url)
     server = Server(params)
     server.prepare(start, gtid_mode=False)
@@ -87,8 +89,9 @@ def events(url: str, tables: Sequence[TableSchema], start: BinlogPosition) -> It
         schemas=sorted({str(t.id.schema) for t in tables}),
         tables=sorted({t.id.name for t in tables}),
     )
+    assert stream.reads_ahead  # the fast path is on (it is off when the library changed)
     try:
-        yield from stream
+        yield from iter(stream.fetch, None)
     finally:
         stream.close()
 
@@ -102,7 +105,7 @@ def decode_both(
     fast = TableDecoder(table, zero_dates=zf, **options)
     library = TableDecoder(table, zero_dates=zl, fast=False, **options)
     for event in events(url, [table], start):
-        op = _ROWS.get(type(event))
+        op = event.op if isinstance(event, FastRows) else _ROWS.get(type(event))
         if op is None:
             continue
         out.events += 1
@@ -254,10 +257,10 @@ def refused(db: Db, table: str, statement: str, error: type[Exception], **kw: An
     start = position(db.url)
     db.run(statement)
     reader = TableDecoder(schema, tinyint1_as_bool=True, refresh=lambda _: None, **kw)
-    (event,) = [e for e in events(db.url, [schema], start) if type(e) in _ROWS]
-    assert reader.fast_rows(event, _ROWS[type(event)]) is None
+    (event,) = [e for e in events(db.url, [schema], start) if isinstance(e, FastRows)]
+    assert reader.fast_rows(event, event.op) is None
     with pytest.raises(error) as caught:
-        reader.collect(event, _ROWS[type(event)], [])
+        reader.collect(event, event.op, [])
     assert "key id=" in str(caught.value) or error is DecodeError
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from replikit.changes import Op
 from replikit.endpoints.mysql._binlog_rows import RowsPlan, plan
+from replikit.endpoints.mysql._binlog_stream import FastRows
 from replikit.endpoints.mysql._binlog_values import (
     EMPTY_SET,
     OUT_OF_RANGE,
@@ -85,6 +86,8 @@ class TableDecoder:
                 return
         elif event.table_id not in self._maps:
             self._check(event)
+        if event.__class__ is FastRows:
+            event = event.library()
         tid = self.id
         key = self.key
         try:

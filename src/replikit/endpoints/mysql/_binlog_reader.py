@@ -44,6 +44,10 @@ from replikit.endpoints.mysql import _binlog_sql as sql
 from replikit.endpoints.mysql._binlog_decode import TableDecoder
 from replikit.endpoints.mysql._binlog_server import Server
 from replikit.endpoints.mysql._binlog_stream import (
+    WAIT,
+    FastGtid,
+    FastRows,
+    FastXid,
     FixedBinLogStreamReader,
     StreamLost,
     open_stream,
@@ -139,6 +143,8 @@ class MysqlChangeReader:
             full-load reader does by default.
         spill_bytes: a transaction whose rows pass this estimated size is moved to a
             temporary file while it is read (its ``Transaction`` reads them back lazily).
+        fast: ``False`` reads events and decodes rows through mysql-replication only (the
+            reference the default, faster paths give the same transactions as).
     """
 
     def __init__(
@@ -158,6 +164,7 @@ class MysqlChangeReader:
         zero_dates: str = "null",
         tinyint1_as_bool: bool = True,
         spill_bytes: int = DEFAULT_SPILL_BYTES,
+        fast: bool = True,
     ) -> None:
         if zero_dates not in ("null", "error"):
             raise ConfigError(f"zero_dates must be 'null' or 'error', not {zero_dates!r}")
@@ -185,6 +192,9 @@ class MysqlChangeReader:
         self._lock = threading.Lock()
         self._stream: FixedBinLogStreamReader | None = None
         self._server = Server(params)
+        #: read events and decode rows with replikit's own code where it can (``False``:
+        #: mysql-replication's throughout, which the fast paths are tested against)
+        self.fast = fast
         self._decoders: dict[tuple[str, str], TableDecoder] = {}
         for table in tables:
             if table.id.schema is None:
@@ -234,6 +244,16 @@ class MysqlChangeReader:
 
     def transactions(self, start: Position | None = None) -> Iterator[Transaction]:
         """Transactions committed after ``start`` (default: the reader's start, else the ack)."""
+        for batch in self.transaction_batches(start):
+            yield from batch
+
+    def transaction_batches(
+        self, start: Position | None = None, *, most: int = 256
+    ) -> Iterator[list[Transaction]]:
+        """:meth:`transactions` in lists: each holds the transactions read without waiting for
+        the server (at most ``most``), handed out as soon as the next read would wait, so a
+        backlog moves in lists and a quiet stream in lists of one, as early as one by one.
+        """
         begin = start if start is not None else (self._start or self._acked)
         if begin is None:
             raise ConfigError(
@@ -246,9 +266,10 @@ class MysqlChangeReader:
             raise ConfigError(f"use_gtid needs a position with a GTID state, not {begin}")
         self._last = self._boundary = begin
         self._failures = 0
+        most = max(1, most)
         while not self._stop.is_set():
             try:
-                yield from self._run(self._boundary)
+                yield from self._run(self._boundary, most)
                 return
             except (StreamLost, ConnectError) as exc:  # dropped, or the server is restarting
                 if self._stop.is_set():
@@ -278,7 +299,7 @@ class MysqlChangeReader:
                 raise self._server.translate(exc, "read the binlog of") from exc
 
     # -- reading -------------------------------------------------------------------------
-    def _run(self, resume: BinlogPosition) -> Iterator[Transaction]:
+    def _run(self, resume: BinlogPosition, most: int) -> Iterator[list[Transaction]]:
         for decoder in self._decoders.values():
             decoder.forget_maps()  # a restarted server reuses table ids
         self._gtids = _Gtids(self._server.prepare(resume, gtid_mode=self.use_gtid))
@@ -293,28 +314,68 @@ class MysqlChangeReader:
             heartbeat=self.heartbeat,
             schemas=sorted({s for s, _ in self._decoders}),
             tables=sorted({t for _, t in self._decoders}),
+            fast=self.fast,
         )
         with self._lock:
             if self._stop.is_set():
                 return
             self._stream = stream
         try:
-            yield from self._read(stream)
+            yield from self._read(stream, most if stream.reads_ahead else 1)
         finally:
             self._buffer.reset()  # a transaction read halfway: delete its spill file
             with self._lock:
                 self._stream = None
             stream.close()
 
-    def _read(self, stream: FixedBinLogStreamReader) -> Iterator[Transaction]:
+    def _read(self, stream: FixedBinLogStreamReader, most: int) -> Iterator[list[Transaction]]:
+        """Lists of transactions: handed out when ``most`` long, or before a read that would
+        wait for the server, or (what was read so far) when reading fails."""
+        batch: list[Transaction] = []
+        try:
+            for tx in self._events(stream):
+                if tx is WAIT:
+                    if batch:
+                        out, batch = batch, []
+                        yield out
+                    continue
+                batch.append(tx)
+                if len(batch) >= most:
+                    out, batch = batch, []
+                    yield out
+        except GeneratorExit:
+            raise
+        except BaseException:
+            if batch:  # complete transactions read before the failure go out first
+                out, batch = batch, []
+                yield out
+            raise
+        if batch:
+            yield batch
+
+    def _events(self, stream: FixedBinLogStreamReader) -> Iterator[Any]:
+        """The transactions of the stream, and :data:`WAIT` before a read that would wait."""
         pending: _Pending | None = None
         last_yield = time.monotonic()
         decoders = self._decoders
         stop = self._stop
-        for event in iter(stream.fetchone, None):
-            if stop.is_set():
+        fetch = stream.fetch
+        held = False  # a transaction went out since the last WAIT
+        while True:
+            event = fetch(not held)
+            if event is WAIT:
+                held = False
+                yield WAIT
+                continue
+            if event is None or stop.is_set():
                 return
             cls = type(event)
+            if cls is FastRows:
+                decoder = decoders.get((event.schema, event.table))
+                if decoder is not None and pending is not None:
+                    decoder.collect(event, event.op, pending.buffer.rows)
+                    pending.buffer.check()
+                continue
             op = _ROWS.get(cls)
             if op is not None:
                 decoder = decoders.get((event.schema, event.table))
@@ -322,11 +383,11 @@ class MysqlChangeReader:
                     decoder.collect(event, op, pending.buffer.rows)
                     pending.buffer.check()
                 continue
-            if cls is XidEvent:
+            if cls is FastXid or cls is XidEvent:
                 if pending is None:
                     continue
                 pending.xid = event.xid
-            elif cls is MariadbGtidEvent or cls is MysqlGtidEvent:
+            elif cls is FastGtid or cls is MariadbGtidEvent or cls is MysqlGtidEvent:
                 pending = _Pending(self._buffer, event.gtid)
                 continue
             elif cls is QueryEvent:
@@ -352,6 +413,7 @@ class MysqlChangeReader:
                 continue
             last_yield = now
             self._last = tx.position  # type: ignore[assignment]
+            held = True
             yield tx
 
     def _commit(
@@ -486,6 +548,7 @@ class MysqlChangeReader:
             zero_dates=self._zero_dates,
             tinyint1_as_bool=self._tinyint1_as_bool,
             refresh=self._refresh,
+            fast=self.fast,
         )
 
     def _refresh(self, table: TableId) -> TableSchema | None:

@@ -30,6 +30,7 @@ from typing import Any
 from pymysqlreplication.row_event import RowsEvent
 
 from replikit.changes import Op
+from replikit.endpoints.mysql._binlog_stream import FastRows
 from replikit.endpoints.mysql._binlog_values import CONVERSIONS, ZERO_DATE, base_type, conversion
 from replikit.schema.model import Column, TableId
 from replikit.schema.types import Kind
@@ -452,16 +453,20 @@ class RowsPlan:
     def rows(self, event: Any, op: Op) -> list[Row] | None:
         """The ``(op, table, key, before, after)`` of every row of ``event``; None: fall back.
 
-        ``event`` is a library rows event whose rows were not read yet: its packet is
-        positioned at the first row, which this leaves as it was.
+        ``event`` is a :class:`~._binlog_stream.FastRows`, or a library rows event whose rows
+        were not read yet: its packet is positioned at the first row, which this leaves as it
+        was.
         """
-        wrapper = event.packet
-        if getattr(wrapper, "_BinLogPacketWrapper__data_buffer", b""):
-            return None
-        packet = wrapper.packet
-        data = packet._data
-        start = packet._position
-        end = start + event.event_size - wrapper.read_bytes
+        if event.__class__ is FastRows:
+            data, start, end = event.data, event.start, event.end
+        else:
+            wrapper = event.packet
+            if getattr(wrapper, "_BinLogPacketWrapper__data_buffer", b""):
+                return None
+            packet = wrapper.packet
+            data = packet._data
+            start = packet._position
+            end = start + event.event_size - wrapper.read_bytes
         after = (event.columns_present_bitmap2,) if op is Op.UPDATE else ()
         shape = (op, event.columns_present_bitmap, *after)
         decode = self._fns.get(shape)
