@@ -15,6 +15,7 @@ from replikit.endpoints.mysql._positions import (
     BinlogPosition,
     mariadb_gtid_add,
     mariadb_gtid_domains,
+    positions_in,
 )
 from replikit.errors import ConfigError
 from replikit.positions import Position
@@ -154,3 +155,17 @@ def test_tinyint1_other_than_0_or_1_is_refused_unless_read_as_integer():
         _conv(Type.bool_(), "tinyint(1)")(2)
     col = Column("c", Type.bool_().with_native("tinyint(1)"))
     assert converter(col, tinyint1_as_bool=False) is None
+
+
+@given(files, files, st.integers(0, 2**40), st.integers(0, 2**40), st.sampled_from(["", "0-1-2"]))
+def test_positions_made_in_a_file_equal_parsed_ones(
+    file: str, other: str, pos: int, pos2: int, gtid: str
+) -> None:
+    made, parsed = positions_in(file)(pos, gtid), BinlogPosition(file, pos, gtid)
+    assert made == parsed and hash(made) == hash(parsed) and str(made) == str(parsed)
+    assert made._order == parsed._order
+    second = BinlogPosition(other, pos2)
+    assert (made < second) == (parsed < second) and (made > second) == (parsed > second)
+    assert Position.parse(str(made)) == parsed
+    with pytest.raises(ConfigError):
+        positions_in(file)(-1, gtid)

@@ -80,7 +80,12 @@ class TableDecoder:
     def collect(self, event: Any, op: Op, out: list[Row]) -> None:
         """Append the changes of a rows event to ``out``."""
         if self.fast:
-            rows = self.fast_rows(event, op)
+            tid = event.table_id
+            cached = self._plans.get(tid)  # checked and planned for this table map before
+            if cached is not None and cached[0] is event.table_map[tid]:
+                rows = None if cached[1] is None else cached[1].rows(event, op)
+            else:
+                rows = self.fast_rows(event, op)
             if rows is not None:
                 out += rows
                 return

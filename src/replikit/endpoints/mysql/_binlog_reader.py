@@ -52,7 +52,11 @@ from replikit.endpoints.mysql._binlog_stream import (
     StreamLost,
     open_stream,
 )
-from replikit.endpoints.mysql._positions import BinlogPosition, mariadb_gtid_domains
+from replikit.endpoints.mysql._positions import (
+    BinlogPosition,
+    mariadb_gtid_domains,
+    positions_in,
+)
 from replikit.endpoints.mysql._values import ZeroDates
 from replikit.errors import ConfigError, ConnectError, PositionLostError
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, TransactionBuffer
@@ -204,6 +208,10 @@ class MysqlChangeReader:
         self._last: BinlogPosition | None = None
         self._gtids = _Gtids("")
         self._buffer = TransactionBuffer(spill_bytes)
+        self._file: str | None = None  # the binlog file of the last commit and its positions
+        self._position_at: Callable[[int, str], BinlogPosition] = positions_in("binlog.000001")
+        self._commit_second = -1  # the source commit time of the last commit, and as datetime
+        self._commit_ts = datetime.fromtimestamp(0, UTC)
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -421,12 +429,20 @@ class MysqlChangeReader:
     ) -> Transaction | None:
         if pending.gtid:
             self._gtids.add(pending.gtid)
-        position = BinlogPosition(stream.log_file, stream.log_pos, str(self._gtids))
+        file = stream.log_file
+        if file != self._file:
+            self._file = file
+            self._position_at = positions_in(file)
+        position = self._position_at(stream.log_pos, str(self._gtids))
         self._boundary = position
-        if self._last is not None and not position > self._last:
+        last = self._last
+        if last is not None and not position._order > last._order:
             pending.buffer.reset()
             return None  # already delivered before a reconnect
-        commit_ts = datetime.fromtimestamp(timestamp, UTC)
+        if timestamp != self._commit_second:  # transactions of one second share the time
+            self._commit_second = timestamp
+            self._commit_ts = datetime.fromtimestamp(timestamp, UTC)
+        commit_ts = self._commit_ts
         txid = pending.gtid or pending.xid
         changes = pending.buffer.finish(position, commit_ts, txid)
         return Transaction(
