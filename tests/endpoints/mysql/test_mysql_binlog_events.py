@@ -12,6 +12,7 @@ GTID states, ids, commit times, schema changes and counted zero dates.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 from hypothesis import given, settings
@@ -123,3 +124,43 @@ def test_fast_reader_yields_the_library_readers_transactions(
     finally:
         db.run(f"DROP TABLE IF EXISTS {name}")
         db.conn.close()
+
+
+def test_a_backlog_comes_in_lists_and_a_live_transaction_at_once(
+    mysql_server: Any, mysql_url: str
+) -> None:
+    db = Db(mysql_server, mysql_url)
+    db.run("CREATE TABLE b (id INT PRIMARY KEY)")
+    table = db.table("b")
+    start = position(db.url)
+    for i in range(60):
+        db.run("BEGIN", f"INSERT INTO b VALUES ({i})", "COMMIT")
+    # no heartbeat for an hour: a list held back until the next event would never arrive
+    reader = cdc.MysqlChangeReader(db.params, [table], task="t", heartbeat=3600.0)
+    batches: list[list[Any]] = []
+    arrived = threading.Condition()
+
+    def follow() -> None:
+        for batch in reader.transaction_batches(start, most=16):
+            with arrived:
+                batches.append(batch)
+                arrived.notify_all()
+
+    def count() -> int:
+        return sum(len(tx.changes) for batch in batches for tx in batch)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        with arrived:
+            assert arrived.wait_for(lambda: count() >= 60, timeout=30)
+        assert max(len(b) for b in batches) > 1 and all(len(b) <= 16 for b in batches)
+        db.run("BEGIN", "INSERT INTO b VALUES (1000)", "COMMIT")
+        with arrived:
+            assert arrived.wait_for(lambda: count() >= 61, timeout=30)
+        assert [c.key for c in batches[-1][-1].changes] == [{"id": 1000}]
+    finally:
+        reader.close()
+        thread.join(30)
+        db.conn.close()
+    assert not thread.is_alive()

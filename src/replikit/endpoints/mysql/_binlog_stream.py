@@ -177,7 +177,7 @@ class _StreamConnection(Connection):  # type: ignore[misc]
         buf = self._buf
         at = self._at
         while len(buf) - at < size:
-            if self._current_timeout != self._read_timeout:
+            if getattr(self, "_current_timeout", -1) != self._read_timeout:  # as PyMySQL does
                 self._sock.settimeout(self._read_timeout)
                 self._current_timeout = self._read_timeout
             try:
