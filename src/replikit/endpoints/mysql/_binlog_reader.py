@@ -50,6 +50,7 @@ from replikit.endpoints.mysql._binlog_stream import (
     FastXid,
     FixedBinLogStreamReader,
     StreamLost,
+    Unreadable,
     open_stream,
 )
 from replikit.endpoints.mysql._positions import (
@@ -58,7 +59,7 @@ from replikit.endpoints.mysql._positions import (
     positions_in,
 )
 from replikit.endpoints.mysql._values import ZeroDates
-from replikit.errors import ConfigError, ConnectError, PositionLostError
+from replikit.errors import ConfigError, ConnectError, DecodeError, PositionLostError
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, TransactionBuffer
 from replikit.positions import Position
 from replikit.schema.model import Column, TableId, TableSchema
@@ -390,6 +391,16 @@ class MysqlChangeReader:
                 if decoder is not None and pending is not None:
                     decoder.collect(event, op, pending.buffer.rows)
                     pending.buffer.check()
+                continue
+            if cls is Unreadable:
+                if event.table is None or (event.schema, event.table) in decoders:
+                    where = f"table {event.schema}.{event.table}" if event.table else "a table"
+                    raise DecodeError(
+                        f"the binlog of {self._server.where} has {event.why} after "
+                        f"{self._boundary}: replikit cannot read it, and it may hold changes of "
+                        f"{where} this task follows. Turn the setting off, then run a new full "
+                        "load of the tables changed since"
+                    )
                 continue
             if cls is FastXid or cls is XidEvent:
                 if pending is None:

@@ -46,6 +46,7 @@ __all__ = [
     "FastXid",
     "FixedBinLogStreamReader",
     "StreamLost",
+    "Unreadable",
     "open_stream",
 ]
 
@@ -242,6 +243,30 @@ _LIBRARY_STATE = (  # what the fast path reads of the library's state (mangled p
 )
 
 
+# Events mysql-replication 1.0.17 does not read and skips without a word, although they carry
+# changes: rows events, what their server setting is and how to turn it off.
+_COMPRESSED_ROWS = "compressed rows (log_bin_compress = ON; SET GLOBAL log_bin_compress = OFF)"
+_UNREADABLE = {
+    0x27: "a partial JSON update (binlog_row_value_options = PARTIAL_JSON; set it to '')",
+    0x28: "a compressed transaction (binlog_transaction_compression = ON; set it OFF)",
+    0xA5: "a compressed statement (log_bin_compress = ON; SET GLOBAL log_bin_compress = OFF)",
+    **dict.fromkeys(range(0xA6, 0xAC), _COMPRESSED_ROWS),  # MariaDB, v1 and v2
+}
+_TABLED = frozenset({0x27, *range(0xA6, 0xAC)})  # rows events: the table id comes first
+
+
+class Unreadable:
+    """An event of the binlog that replikit cannot read (:data:`_UNREADABLE`): rows of
+    ``schema.table``, or (``table`` None) of tables unknown until read."""
+
+    __slots__ = ("schema", "table", "why")
+
+    def __init__(self, schema: str | None, table: str | None, why: str) -> None:
+        self.schema = schema
+        self.table = table
+        self.why = why
+
+
 class FastXid:
     """An ``XID`` event (commit) as the fast path reads it."""
 
@@ -413,9 +438,22 @@ class FixedBinLogStreamReader(BinLogStreamReader):  # type: ignore[misc]
                         if event is None:
                             continue  # skipped, as the library skips it
                         return event
+            elif kind in _UNREADABLE:
+                event = self._unreadable(kind, data)
+                if event is not None:
+                    return event  # else the library skips it (another table's rows)
             event = self._step(MysqlPacket(data, conn.encoding))
             if event is not None:
                 return event
+
+    def _unreadable(self, kind: int, data: bytes) -> Unreadable | None:
+        """An event mysql-replication would skip although it may hold followed rows."""
+        if kind not in _TABLED:
+            return Unreadable(None, None, _UNREADABLE[kind])
+        table = self.table_map.get(int.from_bytes(data[_BODY : _BODY + 6], "little"))
+        if table is None or not self._wanted(table.schema, table.table):
+            return None
+        return Unreadable(table.schema, table.table, _UNREADABLE[kind])
 
     def _fast(self, kind: int, data: bytes, timestamp: int, server_id: int, end: int) -> Any:
         """The fast event of ``data``; None: skipped; False: the library's to read."""
