@@ -1,9 +1,11 @@
 """PostgreSQL read straight into Arrow (``read_arrow``) holds the values the row path reads
 (``read``), value for value, on a real server (Hypothesis for values), and both columnar
-writers (DuckDB, Parquet) then hold what the row path writes."""
+writers (DuckDB, Parquet) then hold what the row path writes; through ADBC's driver and
+through ``COPY ... (FORMAT csv)`` alike, and the two give equal record batches."""
 
 import datetime as dt
 import json
+import time
 import uuid
 from decimal import Decimal
 
@@ -16,6 +18,8 @@ from hypothesis import strategies as st
 
 import replikit as rk
 from replikit.endpoints._arrow import canonical_type
+from replikit.endpoints.postgres import _arrow_adbc
+from replikit.endpoints.postgres import source as pg_source
 from replikit.pipeline.contracts import SupportsArrowRead
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -64,6 +68,15 @@ COLUMNS = {
 }
 
 
+@pytest.fixture(params=["adbc", "csv"])
+def arrow_driver(request, monkeypatch):
+    """Every reader made in the test reads Arrow through this driver."""
+    if request.param == "adbc" and _arrow_adbc.adbc_dbapi() is None:
+        pytest.skip("adbc-driver-postgresql is not installed")
+    monkeypatch.setattr(pg_source.PostgresReader, "arrow_driver", request.param)
+    return request.param
+
+
 @pytest.fixture
 def pg_table(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -100,7 +113,7 @@ def _insert(url, rows):
 
 @FEW
 @given(data=st.data())
-def test_arrow_read_holds_the_row_path_values(pg_table, data):
+def test_arrow_read_holds_the_row_path_values(pg_table, arrow_driver, data):
     rows = [
         [i, *(data.draw(st.none() | s) if i else None for _, s in COLUMNS.values())]
         for i in range(5)
@@ -132,7 +145,7 @@ def test_arrow_read_holds_the_row_path_values(pg_table, data):
     assert not wrong, "\n".join(wrong[:20])
 
 
-def test_odd_values_through_the_columnar_writers(pg_url, tmp_path):
+def test_odd_values_through_the_columnar_writers(pg_url, tmp_path, arrow_driver):
     """The columnar path writes what the row path writes: DuckDB holds infinity and BC; a
     Parquet file refuses them by row (as the row path), naming table, column and key."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -175,7 +188,7 @@ def test_odd_values_through_the_columnar_writers(pg_url, tmp_path):
     assert not list((tmp_path / "bad" / "public" / "t").glob("LOAD*.parquet"))
 
 
-def test_rows_longer_than_a_csv_block_are_read_on_their_own(pg_url):
+def test_rows_longer_than_a_csv_block_are_read_on_their_own(pg_url, arrow_driver):
     """pyarrow refuses a row straddling two CSV blocks: long rows get a block of their own,
     wherever they are (first, between ordinary rows, last, one after another)."""
     from replikit.endpoints.postgres import _arrow_copy
@@ -197,3 +210,153 @@ def test_rows_longer_than_a_csv_block_are_read_on_their_own(pg_url):
         reader.close()
     assert len(got) == 3000
     assert all((r["id"], r["s"], r["b"]) == by_row[k] for k, r in got.items())
+
+
+# -- ADBC's driver against the CSV reading ---------------------------------------------------------
+needs_adbc = pytest.mark.skipif(
+    _arrow_adbc.adbc_dbapi() is None, reason="adbc-driver-postgresql is not installed"
+)
+#: the edges of what each reading parses (years 1 and 9999) and past them (BC, 5 and 6-digit
+#: years, PostgreSQL's extremes, infinity, which ADBC's driver wraps)
+_EDGE_TIMES = st.sampled_from(
+    ["0001-01-01 00:00:00", "9999-12-31 23:59:59.999999", "1970-01-01 00:00:00",
+     "1999-12-31 23:59:59.999999", "2000-01-01 00:00:00", "0001-12-31 23:59:59 BC",
+     "4713-01-01 00:00:00 BC", "10000-01-01 00:00:00", "294276-12-31 23:59:59.999999",
+     "infinity", "-infinity"]
+)  # fmt: skip
+_EDGE_DATES = st.sampled_from(
+    ["0001-01-01", "9999-12-31", "1970-01-01", "2000-01-01", "0001-12-31 BC", "4713-01-01 BC",
+     "10000-01-01", "5874897-12-31", "infinity", "-infinity"]
+)  # fmt: skip
+_EDGES = {
+    "c_date": _EDGE_DATES,
+    "c_ts": _EDGE_TIMES,
+    "c_tstz": _EDGE_TIMES.map(lambda t: t if "inf" in t else t.replace(" BC", "+00 BC")),
+    "c_num": st.just(Decimal("NaN")),  # infinity: not in a numeric with a precision
+}
+
+
+def _read_arrow(url, driver, monkeypatch):
+    monkeypatch.setattr(pg_source.PostgresReader, "arrow_driver", driver)
+    with rk.endpoint(url) as pg:
+        reader = pg.reader(["public.vals"])
+        (unit,) = reader.units(reader.tables[0])
+        try:
+            return list(reader.read_arrow(unit))
+        finally:
+            reader.close()
+
+
+@needs_adbc
+@FEW
+@given(data=st.data())
+def test_adbc_read_equals_the_csv_read(pg_table, monkeypatch, data):
+    """Batch for batch (a few rows: one batch each way), the same Arrow types and values,
+    with edge values in some draws (a batch holding one keeps that column as text)."""
+    edgy = data.draw(st.booleans())
+    n = data.draw(st.integers(1, 25))
+
+    def value(name, strategy):
+        if edgy and name in _EDGES:
+            strategy = strategy | _EDGES[name]
+        return data.draw(st.none() | strategy)
+
+    rows = [[i, *(value(n, s) for n, (_, s) in COLUMNS.items())] for i in range(n)]
+    _insert(pg_table, rows)
+    got = {d: _read_arrow(pg_table, d, monkeypatch) for d in ("adbc", "csv")}
+    assert [len(b) for b in got.values()] == [1, 1]
+    (adbc,), (csv,) = got.values()
+    assert adbc.schema == csv.schema
+    for name in adbc.schema.names:
+        a, c = adbc.column(name), csv.column(name)
+        if pa.types.is_floating(a.type):  # NaN equals NaN here; -0.0 is not 0.0
+            a, c = [repr(x) for x in a.to_pylist()], [repr(x) for x in c.to_pylist()]
+            assert a == c, name
+        else:
+            assert a.equals(c), (name, a.to_pylist(), c.to_pylist())
+
+
+def _adbc_backends(conn, *, gone=False):
+    """The sessions of ADBC reads (waiting up to 10 s for them to end with ``gone``)."""
+    for _ in range(100):
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%%' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+        if not (gone and pids):
+            return pids
+        time.sleep(0.1)
+    return pids
+
+
+@needs_adbc
+def test_adbc_reads_the_readers_snapshot_and_closes_early(pg_url, monkeypatch):
+    """Rows committed after the reader's snapshot are not read (the snapshot is imported in
+    ADBC's transaction); a read abandoned after one batch ends its session."""
+    monkeypatch.setattr(_arrow_adbc, "BATCH_BYTES", 4096)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
+        conn.execute("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")
+        with rk.endpoint(pg_url) as pg:
+            reader = pg.reader(["public.t"])
+            (unit,) = reader.units(reader.tables[0])
+            first = next(iter(reader.read(unit)))  # the snapshot is taken here
+            assert first.rows
+            conn.execute("INSERT INTO t VALUES (20001, 'later')")
+            conn.execute("DELETE FROM t WHERE id = 1")
+            batches = reader.read_arrow(unit)
+            ids = next(batches).column("id").to_pylist()
+            assert ids[0] == 1 and len(ids) < 20000
+            assert _adbc_backends(conn)
+            started = time.monotonic()
+            batches.close()
+            assert not _adbc_backends(conn, gone=True)
+            assert time.monotonic() - started < 5
+            got = [i for b in reader.read_arrow(unit) for i in b.column("id").to_pylist()]
+            reader.close()
+    assert got == list(range(1, 20001))
+
+
+@needs_adbc
+def test_adbc_failing_before_its_first_batch_reads_through_csv(pg_url, monkeypatch, caplog):
+    from adbc_driver_manager import AdbcStatusCode
+
+    dbapi = _arrow_adbc.adbc_dbapi()
+
+    def failing(*args, **kwargs):
+        said = "IO: [libpq] Failed to connect: password=sekrit"
+        raise dbapi.OperationalError(said, status_code=AdbcStatusCode.IO)
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(pg_source, "record_batches", failing)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, n numeric(5,1))")
+        conn.execute("INSERT INTO t VALUES (1, 2.5), (2, NULL)")
+    with caplog.at_level("INFO"), rk.endpoint(pg_url) as pg:
+        reader = pg.reader(["public.t"])
+        (unit,) = reader.units(reader.tables[0])
+        rows = [r for b in reader.read_arrow(unit) for r in b.to_pylist()]
+        reader.close()
+    assert rows == [{"id": 1, "n": Decimal("2.5")}, {"id": 2, "n": None}]
+    assert "COPY (FORMAT csv)" in caplog.text and "sekrit" not in caplog.text
+
+
+@needs_adbc
+def test_adbc_losing_the_connection_mid_read_names_the_table(pg_url, monkeypatch):
+    monkeypatch.setattr(_arrow_adbc, "BATCH_BYTES", 4096)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
+        conn.execute("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g")
+        with rk.endpoint(pg_url) as pg:
+            reader = pg.reader(["public.t"])
+            (unit,) = reader.units(reader.tables[0])
+            batches = reader.read_arrow(unit)
+            next(batches)
+            for (pid,) in _adbc_backends(conn):
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(rk.Error) as failed:
+                for _ in batches:
+                    pass
+            reader.close()
+    assert isinstance(failed.value, rk.ConnectError), failed.value
+    assert "public.t" in str(failed.value), failed.value
