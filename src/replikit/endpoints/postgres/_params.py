@@ -46,7 +46,9 @@ class ConnParams:
         extra: dict[str, str] = {}
         for key, value in u.query.items():
             extra[key] = value if isinstance(value, str) else value[-1]
-        if u.get_driver_name() == "asyncpg" and "ssl" in extra:  # asyncpg's name for sslmode
+        # asyncpg's name for sslmode (the driver as written: get_driver_name() imports
+        # SQLAlchemy's PostgreSQL dialect, 0.25 s, to name a default driver)
+        if u.drivername.partition("+")[2] == "asyncpg" and "ssl" in extra:
             extra.setdefault("sslmode", extra.pop("ssl"))
         try:
             port = u.port
