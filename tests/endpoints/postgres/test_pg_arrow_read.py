@@ -276,6 +276,15 @@ def test_adbc_read_equals_the_csv_read(pg_table, monkeypatch, data):
             assert a.equals(c), (name, a.to_pylist(), c.to_pylist())
 
 
+def _no_csv(monkeypatch):
+    """Fail the test if a read falls back to the CSV reading."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("read through CSV, not ADBC")
+
+    monkeypatch.setattr(pg_source.PostgresReader, "_read_csv", refuse)
+
+
 def _adbc_backends(conn, *, gone=False):
     """The sessions of ADBC reads (waiting up to 10 s for them to end with ``gone``)."""
     for _ in range(100):
@@ -293,6 +302,7 @@ def _adbc_backends(conn, *, gone=False):
 def test_adbc_reads_the_readers_snapshot_and_closes_early(pg_url, monkeypatch):
     """Rows committed after the reader's snapshot are not read (the snapshot is imported in
     ADBC's transaction); a read abandoned after one batch ends its session."""
+    _no_csv(monkeypatch)
     monkeypatch.setattr(_arrow_adbc, "BATCH_BYTES", 4096)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
@@ -360,3 +370,32 @@ def test_adbc_losing_the_connection_mid_read_names_the_table(pg_url, monkeypatch
             reader.close()
     assert isinstance(failed.value, rk.ConnectError), failed.value
     assert "public.t" in str(failed.value), failed.value
+
+
+@needs_adbc
+def test_adbc_reads_a_replication_slots_snapshot(pg_url, monkeypatch):
+    """The CDC handoff: units read through ADBC see the slot's exported snapshot, not rows
+    committed after it (those come as changes)."""
+    _no_csv(monkeypatch)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE h (id int PRIMARY KEY, v int NOT NULL)")
+        conn.execute("INSERT INTO h SELECT g, 0 FROM generate_series(1, 5000) g")
+        conn.execute("ANALYZE h")
+        ep = rk.endpoint(pg_url)
+        tables = list(ep.reflect().tables)
+        ep.cdc_setup(tables, task="adbc_handoff")
+        try:
+            with ep.cdc_snapshot(tables, task="adbc_handoff") as (reader, _):
+                conn.execute("INSERT INTO h SELECT g, 1 FROM generate_series(5001, 6000) g")
+                conn.execute("UPDATE h SET v = 2 WHERE id <= 10")
+                units = reader.units(tables[0], split_rows=1000)
+                assert len(units) > 1
+                got = sorted(
+                    (r["id"], r["v"])
+                    for u in units
+                    for b in reader.read_arrow(u)
+                    for r in b.to_pylist()
+                )
+        finally:
+            ep.cdc_teardown(task="adbc_handoff")
+    assert got == [(i, 0) for i in range(1, 5001)]
