@@ -12,9 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 
 import replikit as rk
-from cdc_workload import crash_then_resume, create_source, sigkill_then_resume
+from cdc_workload import (
+    FAILPOINT_EXIT,
+    Workload,
+    crash_then_resume,
+    create_source,
+    run_child,
+    sigkill_then_resume,
+)
 
 pytestmark = [pytest.mark.timeout(300)]
+
 
 @pytest.fixture
 def source(pg_url: str) -> str:
@@ -63,3 +71,20 @@ def test_sigkill_mid_stream_then_resume(source: str, tmp_path: Path):
     folder = tmp_path / "out"
     seq = sigkill_then_resume(source, f"file://{folder}")
     _assert_equal(source, folder, seq)
+
+
+def test_a_half_written_manifest_is_removed_on_resume(source: str, tmp_path: Path):
+    """A process killed while writing the manifest leaves its temporary file (hidden, never
+    read); the next apply removes it with the other leftovers."""
+    folder = tmp_path / "out"
+    load = Workload(source)
+    load.start()
+    code = run_child(source, f"file://{folder}", "apply.before-commit:2")
+    load.stop()
+    assert code == FAILPOINT_EXIT
+    left = folder / "._replikit_manifest.json.0badf00d.tmp"
+    left.write_text("{")  # what a SIGKILL mid-write leaves
+    load.run(5)
+    assert run_child(source, f"file://{folder}") == 0
+    assert not left.exists()
+    _assert_equal(source, folder, load.seq)

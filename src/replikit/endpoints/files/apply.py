@@ -210,6 +210,11 @@ class FilesChangeWriter(ChangeWriterBase):
                         "removing %s/%s: written by an apply that did not commit", folder, rel
                     )
                     self._store.remove(f"{folder}/{rel}")
+        # the manifest's own temporary files (a process killed while writing it)
+        for rel in self._store.files_under(self._store.root):
+            if "/" not in rel and rel.startswith(f".{_ddl.MANIFEST}.") and rel.endswith(".tmp"):
+                log.warning("removing %s: a manifest write that did not finish", rel)
+                self._store.remove(self._store.path(rel))
         self._clean = True
 
     def _apply(
