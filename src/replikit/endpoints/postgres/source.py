@@ -303,8 +303,11 @@ class PostgresReader:
         cols = arrow_columns(table)
         if cols is None:
             raise ConfigError(f"table {table.id} has columns that cannot be read as Arrow")
-        dbapi = adbc_dbapi() if self.arrow_driver == "adbc" else None
-        if dbapi is None and self.arrow_driver == "adbc":
+        # not with a snapshot imported from elsewhere (the CDC handoff, a reader pickled for
+        # another process) for now: docs/duckdb-and-files.md says why
+        use = self.arrow_driver == "adbc" and self._imported is None
+        dbapi = adbc_dbapi() if use else None
+        if dbapi is None and use:
             _hint_adbc()
         if dbapi is not None and self._server_utf8(table.id):
             batches = self._read_adbc(dbapi, table, cols, unit)
