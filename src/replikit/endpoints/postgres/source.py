@@ -331,7 +331,7 @@ class PostgresReader:
         is :class:`_NotStarted` (the caller reads through CSV instead, which reports a real
         problem in its own terms), after it the replikit error for it."""
         with self._reading(table.id):
-            snapshot = self._imported if self._imported is not None else self._exporter()[1]
+            _, snapshot = self._exporter()  # this reader's own (see read_arrow)
         select, _ = _select(table, unit.range, select_types(cols), unit, literals=True)
         query = select.as_string()
         conninfo = make_conninfo(**self._params.kwargs(application_name="replikit"))
