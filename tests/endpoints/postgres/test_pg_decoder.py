@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from _pg_schema import SCHEMA_SQL
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import replikit as rk
@@ -580,3 +580,113 @@ def test_real_server_every_type_matches_full_load(
                 assert str(got) == str(value), name
             else:
                 assert got == value, (name, got, value)
+
+
+# -- the fused path (TransactionAssembler.feed_message) equals decode + feed -------------------
+_KEYED = Relation(
+    16410,
+    "public",
+    "k",
+    "d",
+    (Column("id", 23, -1, True), Column("n", 1700, -1, False), Column("s", 25, -1, False),
+     Column("a", 1009, -1, False), Column("j", 114, -1, False)),
+)  # fmt: skip
+_FULLID = Relation(16411, "public", "fid", "f", tuple(Column(c.name, c.type_oid, -1, True)
+                                                      for c in _KEYED.columns))  # fmt: skip
+_OTHER = Relation(16412, "public", "skipped", "d", _KEYED.columns)
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6) | st.sampled_from(
+    ["a\tb", "l\nb", "b\\s", "\\N", "cr\r", "é€𝄞", '{"k": [1, "x\\ty"]}', '{"a\\\\b",NULL}']
+)
+_cell = st.one_of(st.none(), _text, st.just(UNCHANGED), st.binary(max_size=3))
+
+
+@st.composite
+def _history(draw: st.DrawFn) -> list[bytes]:
+    """Relations, then transactions of inserts, updates (with and without old tuples, moving
+    keys), deletes and truncates, with NULLs, unchanged TOAST markers and binary values;
+    a Relation message may come again (the same or changed) between and inside them."""
+    rels = [_KEYED, _FULLID, _OTHER]
+    msgs = [enc_relation(r) for r in rels]
+    lsn = 100
+    for _ in range(draw(st.integers(1, 4))):
+        msgs.append(enc_begin(lsn, T0, lsn))
+        for _ in range(draw(st.integers(0, 6))):
+            rel = draw(st.sampled_from(rels))
+            key = str(draw(st.integers(1, 4)))
+            row = (key, *draw(st.tuples(*[_cell] * 4)))
+            what = draw(st.sampled_from(["I", "U", "UK", "UO", "DK", "DO", "T", "R"]))
+            if what == "I":
+                msgs.append(enc_insert(rel.oid, row))
+            elif what == "U":
+                msgs.append(enc_update(rel.oid, row))
+            elif what in ("UK", "UO"):
+                old = (str(draw(st.integers(1, 4))), *draw(st.tuples(*[_cell] * 4)))
+                msgs.append(enc_update(rel.oid, row, old, what[1]))
+            elif what in ("DK", "DO"):
+                msgs.append(enc_delete(rel.oid, row, what[1]))
+            elif what == "T":
+                msgs.append(enc_truncate([rel.oid]))
+            else:
+                msgs.append(enc_relation(rel))
+        lsn += 10
+        msgs.append(enc_commit(lsn - 10, lsn, T0 + dt.timedelta(seconds=lsn)))
+    return msgs
+
+
+def _typed(oid: int, text: str) -> Any:
+    return int(text) if oid == 23 else (oid, text)  # typing shows, never fails
+
+
+def _run(msgs: list[bytes], fused: bool) -> list[Any]:
+    from replikit.endpoints.postgres._decoder import SLOW
+
+    tables = {_KEYED.table, _FULLID.table}
+    dec = PgOutputDecoder()
+    asm = TransactionAssembler(loader=_typed, primary_keys={_FULLID.table: ["id"]}, tables=tables)
+    out: list[Any] = []
+    for m in msgs:
+        try:
+            tx = asm.feed_message(m, dec) if fused else SLOW
+            if tx is SLOW:
+                tx = asm.feed(dec.decode(m))
+        except DecodeError as exc:
+            out.append(("error", str(exc)))
+            asm.reset()
+            continue
+        if tx is not None:
+            out.append(tx)
+    return out
+
+
+@settings(max_examples=300)
+@given(_history())
+def test_fused_path_equals_decode_and_feed(msgs: list[bytes]) -> None:
+    slow, fused = _run(msgs, fused=False), _run(msgs, fused=True)
+    assert fused == slow
+    for a, b in zip(slow, fused, strict=True):
+        if isinstance(a, Transaction):
+            assert [list(c.after or {}) for c in a.changes] == [
+                list(c.after or {}) for c in b.changes
+            ]
+
+
+def test_fused_path_refuses_what_feed_refuses() -> None:
+    from replikit.endpoints.postgres._decoder import SLOW
+
+    dec, asm = PgOutputDecoder(), TransactionAssembler(loader=_loader)
+    dec.decode(enc_relation(REL))
+    ins = enc_insert(REL.oid, ("1", None, "x"))
+    assert asm.feed_message(ins, dec) is SLOW  # outside a transaction: the careful path says
+    assert asm.feed_message(enc_commit(1, 2, T0), dec) is SLOW
+    assert asm.feed_message(enc_begin(5, T0, 1), dec) is None
+    assert asm.feed_message(enc_begin(6, T0, 2), dec) is SLOW  # a Begin inside one
+    assert asm.feed_message(ins, dec) is SLOW  # the relation's first change: planned there
+    assert asm.feed(dec.decode(ins)) is None
+    assert asm.feed_message(ins, dec) is None
+    assert asm.feed_message(ins[:-1], dec) is SLOW  # truncated
+    assert asm.feed_message(ins + b"x", dec) is SLOW  # trailing bytes
+    assert asm.feed_message(enc_insert(99, ("1",)), dec) is SLOW  # unknown relation
+    assert asm.feed_message(enc_commit(6, 9, T0), dec) is SLOW  # not its Begin
+    tx = asm.feed_message(enc_commit(5, 9, T0), dec)
+    assert isinstance(tx, Transaction) and len(tx) == 2 and tx.position == PgLsn(9)
+    assert tx.commit_ts == T0 and tx.txid == 1

@@ -44,6 +44,7 @@ from replikit.endpoints.postgres._connect import Connection, connect
 from replikit.endpoints.postgres._decoder import (
     ALIASES_SQL,
     MONEY_OIDS,
+    SLOW,
     PgOutputDecoder,
     Relation,
     TransactionAssembler,
@@ -415,32 +416,40 @@ class PostgresChangeReader:
         batch: list[Transaction] = []
         wait = _READ_WAIT
         held = 0
+        read: list[Transaction] = []
         while len(batch) < most and held < _BATCH_BYTES:
-            tx = self._step(run, wait)
-            if tx is None:
+            read.clear()
+            self._step(run, wait, read, most - len(batch))
+            if not read:
                 break
             wait = 0.0
-            if tx.changes or tx.schema_changes:
-                batch.append(tx)
-                held += tx.size_hint or 0
-            else:
-                run.pos = max(run.pos, _lsn(tx))  # nothing for our tables: a heartbeat?
+            for tx in read:
+                if tx.changes or tx.schema_changes:
+                    batch.append(tx)
+                    held += tx.size_hint or 0
+                else:
+                    run.pos = max(run.pos, _lsn(tx))  # nothing for our tables: a heartbeat?
+            if run.session is None:
+                break  # lost after these: hand them out (run.pos moves), then reconnect
         return batch
 
-    def _step(self, run: _Run, wait: float = _READ_WAIT) -> Transaction | None:
+    def _step(self, run: _Run, wait: float, out: list[Transaction], most: int) -> None:
+        """Append to ``out`` the next transactions (up to ``most``, under one lock round):
+        the first may wait up to ``wait``, the others are those already there. What was
+        read stays in ``out`` when the connection then breaks."""
         with self._io:
             if self._stopped(run):
-                return None
+                return
             try:
                 if run.session is None:
                     self._open(run)
-                tx = self._next(run, wait)
+                self._next(run, wait, out, most)
             except _RETRYABLE as exc:
                 if isinstance(exc, ConnectError) and not exc.retryable:
                     self._close_session(run)
                     raise  # refused for good (login, privilege): retrying does not help
                 self._lost(run, exc)
-                return None
+                return
             except psycopg.Error as exc:
                 self._close_session(run)
                 self._check_slot()
@@ -448,27 +457,34 @@ class PostgresChangeReader:
                     f"the server refused to read replication slot {self._name} at "
                     f"{self._params.where()}: {str(exc).strip()}"
                 ) from None
-            if tx is not None:  # progress: a later loss gets the whole reconnect time
-                run.lost_since = None
-                run.delay = 0.0
-            return tx
+            finally:
+                if out:  # progress: a later loss gets the whole reconnect time
+                    run.lost_since = None
+                    run.delay = 0.0
 
-    def _next(self, run: _Run, wait: float) -> Transaction | None:
+    def _next(self, run: _Run, wait: float, out: list[Transaction], most: int) -> None:
         session = run.session
         assert session is not None
-        read, decode, feed = session.read, run.decoder.decode, run.asm.feed
+        decoder = run.decoder
+        read, decode, feed = session.read, decoder.decode, run.asm.feed
+        fast = run.asm.feed_message
         closed = self._closed
+        append = out.append
         while not closed.is_set():
             message = read(wait)
             if message is None:
-                return None
-            event = decode(message)
-            if event.__class__ is Relation:
-                self._relation(run, event)
-            tx = feed(event)
+                return
+            tx = fast(message, decoder)  # the common messages, straight from their bytes
+            if tx is SLOW:
+                event = decode(message)
+                if event.__class__ is Relation:
+                    self._relation(run, event)
+                tx = feed(event)
             if tx is not None:
-                return tx
-        return None
+                append(tx)
+                if len(out) >= most:
+                    return
+                wait = 0.0
 
     def _relation(self, run: _Run, rel: Relation) -> None:
         tid = rel.table

@@ -30,12 +30,16 @@ they pass ``spill_bytes`` (estimated): a transaction of any size is read in boun
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from replikit.changes import ImageLayout, Op, SchemaChange, TextImage, Transaction
 from replikit.endpoints.postgres._pgload import ALIASES_SQL, psycopg_loader, type_aliases
 from replikit.endpoints.postgres._pgoutput import (
+    _BEGIN,
+    _COMMIT,
+    _U32,
     UNCHANGED,
     Begin,
     BinaryLoader,
@@ -53,6 +57,7 @@ from replikit.endpoints.postgres._pgoutput import (
     TypeMessage,
     Update,
     Value,
+    _fast_row,
 )
 from replikit.errors import DecodeError
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, Row, TransactionBuffer
@@ -62,6 +67,7 @@ from replikit.schema.model import TableId
 __all__ = [
     "ALIASES_SQL",
     "MONEY_OIDS",
+    "SLOW",
     "UNCHANGED",
     "Begin",
     "Column",
@@ -97,12 +103,26 @@ def _raw(_oid: int, data: bytes) -> Any:
 TEXT_FORMAT = "postgresql"
 #: money and money[]: their text follows the server's lc_monetary, so it never passes on as is
 MONEY_OIDS = frozenset({790, 791})
+#: :meth:`TransactionAssembler.feed_message`: "not handled here, decode and feed this one"
+SLOW: Final = object()
+_PARSE_ERRORS = (ValueError, IndexError, KeyError, UnicodeDecodeError, struct.error, OverflowError)
 
 
 class _Plan:
     """What the assembler needs about one Relation message, computed once per message."""
 
-    __slots__ = ("everything", "ident", "keys", "layout", "names", "oids", "rel", "table")
+    __slots__ = (
+        "everything",
+        "ident",
+        "kept",
+        "key_names",
+        "keys",
+        "layout",
+        "names",
+        "oids",
+        "rel",
+        "table",
+    )
 
     def __init__(
         self, rel: Relation, keys: tuple[int, ...], loader: Loader, opaque: Container[int]
@@ -114,6 +134,8 @@ class _Plan:
         self.ident = tuple(i for i, c in enumerate(rel.columns) if c.key)
         self.everything = tuple(range(len(rel.columns)))
         self.keys = keys
+        self.key_names = tuple(self.names[i] for i in keys)
+        self.kept = True  # changes of this relation are kept (the assembler's tables)
         loaders: list[Callable[[str], Any]] = [functools.partial(loader, o) for o in self.oids]
         hidden = frozenset(i for i, o in enumerate(self.oids) if o in opaque)
         self.layout = ImageLayout(self.names, loaders, TEXT_FORMAT, hidden)
@@ -157,7 +179,7 @@ class TransactionAssembler:
         self._loader = loader or _identity
         self.binary_loader = binary_loader or _raw
         self.tables = tables
-        self._begin: Begin | None = None
+        self._begin: tuple[int, int] | None = None  # the open transaction's (final lsn, xid)
         self._buffer = TransactionBuffer(spill_bytes)
         self._schema: list[SchemaChange] = []
         self._plans: dict[int, _Plan] = {}
@@ -208,9 +230,9 @@ class TransactionAssembler:
         if isinstance(event, Begin):
             if self._begin is not None:
                 raise DecodeError(
-                    f"pgoutput Begin of xid {event.xid} inside transaction {self._begin.xid}"
+                    f"pgoutput Begin of xid {event.xid} inside transaction {self._begin[1]}"
                 )
-            self._begin = event
+            self._begin = (event.final_lsn, event.xid)
             self._buffer.reset()
             self._schema = []
             return None
@@ -222,17 +244,98 @@ class TransactionAssembler:
         begin = self._begin
         if begin is None:
             raise DecodeError("pgoutput Commit without a Begin")
-        if begin.final_lsn != event.commit_lsn:
+        if begin[0] != event.commit_lsn:
             raise DecodeError(
                 f"pgoutput Commit at {PgLsn(event.commit_lsn)} does not match its Begin "
-                f"(final lsn {PgLsn(begin.final_lsn)})"
+                f"(final lsn {PgLsn(begin[0])})"
             )
-        pos = PgLsn(event.end_lsn)
-        changes = self._buffer.finish(pos, event.commit_ts, begin.xid)
-        schema = tuple(self._schema)
+        return self._finish(event.end_lsn, event.commit_ts, begin[1])
+
+    def _finish(self, end_lsn: int, commit_ts: Any, xid: int) -> Transaction:
+        pos = PgLsn(end_lsn)
+        changes = self._buffer.finish(pos, commit_ts, xid)
+        schema = tuple(self._schema) if self._schema else ()
         size = self._buffer.finished_bytes
-        self.reset()
-        return Transaction(changes, pos, event.commit_ts, begin.xid, schema, size)
+        self._begin = None
+        if schema:
+            self._schema = []
+        return Transaction(changes, pos, commit_ts, xid, schema, size)
+
+    def feed_message(self, message: bytes, decoder: PgOutputDecoder) -> Any:
+        """:meth:`feed` of ``decoder.decode(message)`` for the common messages, straight from
+        their bytes: Begin, Commit, and Insert / Update / Delete of a relation ``decoder``
+        knows. Returns what :meth:`feed` would (a :class:`Transaction` or ``None``), or
+        :data:`SLOW` for any other message, and for anything unexpected or malformed, having
+        done nothing: the caller then decodes and feeds it (which also reports errors)."""
+        size = len(message)
+        begin = self._begin
+        plan: _Plan | None = None
+        try:
+            kind = message[0]
+            if kind == 0x49 or kind == 0x55 or kind == 0x44:  # I U D
+                if begin is None:
+                    return SLOW
+                rel = decoder.relations[_U32.unpack_from(message, 1)[0]]
+                plan = self._plans.get(rel.oid)
+                if plan is None or plan.rel is not rel:
+                    return SLOW  # the first change since its Relation: plan it there
+                if not plan.kept:
+                    return None
+                ncols = len(rel.columns)
+                tag = message[5]
+                old_kind: Any = None
+                old = None
+                if kind == 0x49:
+                    if tag != 0x4E:
+                        return SLOW
+                    op = Op.INSERT
+                    new, pos, plain = _fast_row(message, 6, ncols)
+                elif kind == 0x55:
+                    op = Op.UPDATE
+                    pos = 6
+                    if tag == 0x4B or tag == 0x4F:
+                        old_kind = "K" if tag == 0x4B else "O"
+                        old, pos, _ = _fast_row(message, 6, ncols)
+                        tag = message[pos]
+                        pos += 1
+                    if tag != 0x4E:
+                        return SLOW
+                    new, pos, plain = _fast_row(message, pos, ncols)
+                else:
+                    if tag != 0x4B and tag != 0x4F:
+                        return SLOW
+                    op = Op.DELETE
+                    old_kind = "K" if tag == 0x4B else "O"
+                    old, pos, _ = _fast_row(message, 6, ncols)
+                    new, plain = None, False
+                if pos != size:
+                    return SLOW
+            elif kind == 0x42:  # B
+                if size != 21 or begin is not None:
+                    return SLOW
+                final_lsn, _ts, xid = _BEGIN.unpack_from(message, 1)
+                self._begin = (final_lsn, xid)
+                self._buffer.reset()
+                self._schema = []
+                return None
+            elif kind == 0x43:  # C
+                if size != 26 or begin is None:
+                    return SLOW
+                _flags, lsn, end, ts = _COMMIT.unpack_from(message, 1)
+                if lsn != begin[0]:
+                    return SLOW
+                commit_ts = decoder.timestamp(ts)
+            else:
+                return SLOW
+        except _PARSE_ERRORS:
+            return SLOW
+        if kind == 0x43:
+            assert begin is not None
+            return self._finish(end, commit_ts, begin[1])
+        assert plan is not None
+        self._change(plan, op, old_kind, old, new, plain)
+        self._buffer.check()
+        return None
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
         """:meth:`feed` each event, yielding transactions as they complete."""
@@ -246,6 +349,7 @@ class TransactionAssembler:
         plan = self._plans.get(rel.oid)
         if plan is None or plan.rel is not rel:
             plan = _Plan(rel, self._key_indexes(rel), self._loader, self.opaque_types)
+            plan.kept = self.tables is None or rel.table in self.tables
             self._plans[rel.oid] = plan
         return plan
 
@@ -289,37 +393,52 @@ class TransactionAssembler:
         if tables is not None and ev.relation.table not in tables:
             return
         plan = self._plan(ev.relation)
-        old = old_kind = new = None
-        plain = False
         if isinstance(ev, Insert):
-            op, new, plain = Op.INSERT, ev.new, ev.plain
+            self._change(plan, Op.INSERT, None, None, ev.new, ev.plain)
         elif isinstance(ev, Update):
-            op, old, old_kind, new, plain = Op.UPDATE, ev.old, ev.old_kind, ev.new, ev.plain
+            self._change(plan, Op.UPDATE, ev.old_kind, ev.old, ev.new, ev.plain)
         else:
-            op, old, old_kind = Op.DELETE, ev.old, ev.old_kind
+            self._change(plan, Op.DELETE, ev.old_kind, ev.old, None, False)
+
+    def _change(
+        self,
+        plan: _Plan,
+        op: Op,
+        old_kind: str | None,
+        old: Sequence[Value] | None,
+        new: Sequence[Value] | None,
+        plain: bool,
+    ) -> None:
+        """Append the row of one change (its old and new tuples as decoded) to the buffer."""
+        if old is None and plain:
+            # the common case: no old tuple, every new value text or NULL (typed only when
+            # read: keys now, the rest when a transform or a writer asks; a PostgreSQL
+            # writer may pass the text on)
+            after = TextImage(plan.layout, new)  # type: ignore[arg-type]
+            self._buffer.rows.append(
+                (op, plan.table, {name: after[name] for name in plan.key_names}, None, after)
+            )
+            return
         before: dict[str, Any] | None = None
-        after: Mapping[str, Any] | None = None
+        after_: Mapping[str, Any] | None = None
         if old is not None:
             before = self._row(plan, old, plan.everything if old_kind == "O" else plan.ident)
         if new is not None:
-            # every value text or NULL: typed only when read (keys now, the rest when a
-            # transform or a writer asks; a PostgreSQL writer may pass the text on)
-            after = (
+            after_ = (
                 TextImage(plan.layout, new)  # type: ignore[arg-type]
                 if plain
                 else self._row(plan, new, plan.everything)
             )
-            if before is not None and old_kind == "O" and len(after) < len(plan.names):
-                filled = {**before, **after}
-                after = {n: filled[n] for n in plan.names if n in filled}
+            if before is not None and old_kind == "O" and len(after_) < len(plan.names):
+                filled = {**before, **after_}
+                after_ = {n: filled[n] for n in plan.names if n in filled}
         key: dict[str, Any] = {}
-        for i in plan.keys:
-            name = plan.names[i]
+        for name in plan.key_names:
             if before is not None and name in before:
                 key[name] = before[name]
-            elif after is not None and name in after:
-                key[name] = after[name]
-        out.append((op, plan.table, key, before, after))
+            elif after_ is not None and name in after_:
+                key[name] = after_[name]
+        self._buffer.rows.append((op, plan.table, key, before, after_))
 
 
 def assemble(

@@ -242,15 +242,15 @@ def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int,
     out: list[Value] = []
     append = out.append
     unpack = _I32.unpack_from
+    size = len(buf)
     for _ in range(n):
         kind = buf[pos]
         if kind == 0x74:  # 't'
-            (ln,) = unpack(buf, pos + 1)
-            end = pos + 5 + ln
-            if ln < 0 or end > len(buf):
+            start = pos + 5
+            pos = start + unpack(buf, pos + 1)[0]
+            if pos < start or pos > size:
                 raise ValueError
-            append(buf[pos + 5 : end].decode())
-            pos = end
+            append(buf[start:pos].decode())
         elif kind == 0x6E:  # 'n'
             append(None)
             pos += 1
@@ -357,7 +357,8 @@ class PgOutputDecoder:
             return event
         return self._decode(buf)
 
-    def _timestamp(self, us: int) -> dt.datetime:
+    def timestamp(self, us: int) -> dt.datetime:
+        """``us`` µs since 2000-01-01 as a UTC datetime (the last one is remembered)."""
         # Begin and Commit carry the same timestamp: convert it once
         last, value = self._ts
         if us != last:
@@ -370,10 +371,10 @@ class PgOutputDecoder:
         kind, size = buf[0], len(buf)
         if kind == 0x42 and size == 21:
             lsn, ts, xid = _BEGIN.unpack_from(buf, 1)
-            return Begin(lsn, self._timestamp(ts), xid)
+            return Begin(lsn, self.timestamp(ts), xid)
         if kind == 0x43 and size == 26:
             flags, lsn, end, ts = _COMMIT.unpack_from(buf, 1)
-            return Commit(flags, lsn, end, self._timestamp(ts))
+            return Commit(flags, lsn, end, self.timestamp(ts))
         if kind != 0x49 and kind != 0x55 and kind != 0x44:
             return None
         rel = self.relations[_U32.unpack_from(buf, 1)[0]]
