@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["FAILPOINT_EXIT", "FailpointError", "failpoint", "inject"]
+__all__ = ["FAILPOINT_EXIT", "FailpointError", "armed", "failpoint", "inject"]
 
 FAILPOINT_EXIT = 77
 _ENV = "REPLIKIT_FAILPOINT"
@@ -83,6 +83,11 @@ def inject(name: str, action: Callable[[], None] | None = None, *, nth: int = 1)
             _injected[name].remove(entry)
             if not _injected[name]:
                 del _injected[name]
+
+
+def armed() -> bool:
+    """Whether any failpoint may fire now (a caller with many points in a row asks once)."""
+    return bool(_injected) or bool(os.environ.get(_ENV))
 
 
 def failpoint(name: str, *, wake: threading.Event | None = None) -> None:

@@ -141,6 +141,8 @@ _ABSENT = "absent"
 _FULL = "full"
 _PARTIAL = "partial"
 _NOTHING: Mapping[str, Any] = {}  # shared, never written to
+# the members, read once (``Op.INSERT`` is an attribute lookup on the enum class each time)
+_INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
 
 
 class _TableState:
@@ -212,7 +214,7 @@ class _Reducer:
         # to everyone downstream); merges build new dicts.
         table = change.table
         op = change.op
-        if op is Op.TRUNCATE:
+        if op is _TRUNCATE:
             self.batch.truncates += 1
             state = self._state(table)
             state.entries.clear()
@@ -226,14 +228,14 @@ class _Reducer:
             state = self._state(table)
             cols = self.columns.get(table)
             self._last = (table, kcols, state, cols)
-        if op is Op.INSERT:
+        if op is _INSERT:
             self.batch.inserts += 1
             after = change.after if change.after is not None else _NOTHING
             state.entries[_key_of(kcols, after, change.key)] = (_FULL, after)
-        elif op is Op.DELETE:
+        elif op is _DELETE:
             self.batch.deletes += 1
             state.entries[_key_of(kcols, change.key, change.before)] = (_ABSENT, _NOTHING)
-        elif op is Op.UPDATE:
+        elif op is _UPDATE:
             self.batch.updates += 1
             self._update(table, kcols, change, state, cols)
         else:  # pragma: no cover - Op is closed

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from replikit._failpoints import failpoint
+from replikit._failpoints import armed, failpoint
 from replikit.changes import Transaction
 from replikit.logs import in_context
 from replikit.pipeline.contracts import ChangeReader, SupportsTransactionBatches
@@ -33,6 +33,11 @@ log = logging.getLogger("replikit.pipeline.cdc")
 END = object()  # the reader's iterator ended
 #: default bound on the estimated size of the transactions queued between reader and applier
 DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
+#: the applying side takes at most this many queued items (of at most this many estimated
+#: bytes, and an eighth of the queue's bound) off the queue at once, under one lock round,
+#: and hands them out one by one
+TAKE_ITEMS = 256
+TAKE_BYTES = 4 * 1024 * 1024
 
 
 class _Queue:
@@ -95,6 +100,25 @@ class _Queue:
             self._cond.notify_all()
             return item
 
+    def get_many(self, timeout: float, most: int, most_bytes: int) -> list[Any]:
+        """:meth:`get` of up to ``most`` items of at most ``most_bytes`` in all (always at
+        least one) at once; empty when there is none within ``timeout``."""
+        with self._cond:
+            items = self._items
+            if not items and (
+                timeout <= 0 or not self._cond.wait_for(lambda: bool(self._items), timeout)
+            ):
+                return []
+            item, taken = items.popleft()
+            out = [item]
+            while items and len(out) < most and taken + items[0][1] <= most_bytes:
+                item, size = items.popleft()
+                out.append(item)
+                taken += size
+            self.bytes -= taken
+            self._cond.notify_all()
+            return out
+
     def drain(self) -> list[Any]:
         """Take every item."""
         with self._cond:
@@ -115,6 +139,8 @@ class Stream:
         self.queue = _Queue(maxsize, maxbytes)
         #: the last transaction read and when (``time.time()``): the status's source side
         self.last_read: tuple[Transaction, float] | None = None
+        # items taken off the queue in one go, handed out by get() (the applying side's)
+        self._taken: deque[Any] = deque()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=in_context(self._run), args=(start,), name="replikit-cdc-reader", daemon=True
@@ -143,7 +169,7 @@ class Stream:
     def _run(self, start: Position | None) -> None:
         try:
             for batch in self._batches(start):
-                for i in range(len(batch)):  # once per transaction, as read one by one
+                for i in range(len(batch) if armed() else 0):  # per transaction, as read
                     try:
                         failpoint("cdc.read")
                     except BaseException:  # what was read before still goes on
@@ -161,17 +187,37 @@ class Stream:
             self._put(exc)
 
     def get(self, timeout: float) -> Any:
-        """The next transaction, ``END``, an exception, or ``None`` after ``timeout``."""
-        return self.queue.get(timeout)
+        """The next transaction, ``END``, an exception, or ``None`` after ``timeout``.
+
+        One thread at a time: items come off the queue up to :data:`TAKE_ITEMS` at once
+        (one lock round instead of one per transaction) and wait here for the next calls.
+        """
+        taken = self._taken
+        if taken:
+            return taken.popleft()
+        # held here, out of the queue's count: a small part of its byte bound at most
+        queue = self.queue
+        items = queue.get_many(timeout, TAKE_ITEMS, min(TAKE_BYTES, queue.maxbytes // 8))
+        if not items:
+            return None
+        if len(items) > 1:
+            taken.extend(items)
+            return taken.popleft()
+        return items[0]
 
     def get_nowait(self) -> Any:
-        return self.queue.get(0)
+        return self.get(0)
+
+    def __len__(self) -> int:
+        """Items read and not handed out yet."""
+        return len(self.queue) + len(self._taken)
 
     def close(self) -> None:
         self._stop.set()
         self.reader.close()
-        for item in self.queue.drain():  # let the thread's last put through, free spill files
-            discard(item)
+        for item in [*self._taken, *self.queue.drain()]:  # let the thread's last put
+            discard(item)  # through, free spill files
+        self._taken.clear()
         self._thread.join(timeout=10)
         if self._thread.is_alive():  # pragma: no cover - a reader that ignores close()
             log.warning("the CDC reader thread did not stop within 10 s")

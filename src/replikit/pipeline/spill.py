@@ -58,6 +58,44 @@ _SAMPLES = 8  # rows sampled per size estimate
 _SIZED = (str, bytes, bytearray)
 
 
+def _change_factory() -> Callable[..., Change]:
+    """``Change(op, table, key, before, after, position, commit_ts, txid)`` at half the cost:
+    the frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this
+    sets its slots directly (the same object: same fields, equal, hashable, frozen)."""
+    fields = ("op", "table", "key", "before", "after", "position", "commit_ts", "txid")
+    slots = getattr(Change, "__slots__", ())
+    if tuple(slots) != fields:  # pragma: no cover - Change changed: its own constructor
+        return Change
+    s0, s1, s2, s3, s4, s5, s6, s7 = (getattr(Change, f).__set__ for f in fields)
+    new = object.__new__
+
+    def make(
+        op: Op,
+        table: TableId,
+        key: Mapping[str, Any],
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        position: Position | None,
+        commit_ts: datetime | None,
+        txid: int | str | None,
+    ) -> Change:
+        change = new(Change)
+        s0(change, op)
+        s1(change, table)
+        s2(change, key)
+        s3(change, before)
+        s4(change, after)
+        s5(change, position)
+        s6(change, commit_ts)
+        s7(change, txid)
+        return change
+
+    return make
+
+
+_new_change = _change_factory()
+
+
 def _image_bytes(image: Mapping[str, Any] | None) -> int:
     if not image:
         return 0
@@ -100,7 +138,7 @@ def transaction_bytes(tx: Transaction) -> int:
     if tx.size_hint is not None:
         return tx.size_hint
     changes = tx.changes
-    if isinstance(changes, SpilledChanges):
+    if changes.__class__ is not tuple and isinstance(changes, SpilledChanges):
         return 1024 + 64 * len(changes.tables)
     if changes.__class__ is tuple or isinstance(changes, Sequence):
         return _CHANGE_BYTES + _sampled(changes, estimate_size)
@@ -110,6 +148,8 @@ def transaction_bytes(tx: Transaction) -> int:
 def spilled(tx: Transaction) -> SpilledChanges | None:
     """``tx``'s changes if they are on disk, else ``None``."""
     changes = tx.changes
+    if changes.__class__ is tuple:  # the common case, without the ABC's isinstance
+        return None
     return changes if isinstance(changes, SpilledChanges) else None
 
 
@@ -285,8 +325,9 @@ class TransactionBuffer:
                 sized = self._bytes * n // self._sized
             else:
                 sized = _sampled(rows, _row_bytes)
+            new = _new_change
             out: Collection[Change] = tuple(
-                [Change(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in rows]
+                [new(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in rows]
             )
             self.reset()
             self.finished_bytes = _CHANGE_BYTES + sized
