@@ -87,3 +87,48 @@ def test_the_read_failpoint_fires_per_transaction_and_what_came_before_is_queued
     flat = [tx for batch in lists for tx in batch]
     assert items[:-1] == flat[: nth - 1]  # in order, up to the failing one, nothing after
     assert isinstance(items[-1], FailpointError)
+
+
+def test_get_many_takes_items_within_count_and_bytes() -> None:
+    q = _Queue(maxsize=10, maxbytes=10_000)
+    assert q.put_many(["a", "b", "c", "d"], [100, 100, 300, 100], timeout=0)
+    assert q.get_many(0, 2, 10_000) == ["a", "b"] and q.bytes == 400
+    assert q.get_many(0, 10, 200) == ["c"]  # always one, even past the bytes
+    assert q.get_many(0, 10, 200) == ["d"] and q.bytes == 0 and len(q) == 0
+    assert q.get_many(0, 10, 200) == []
+
+
+def test_items_taken_at_once_come_out_in_order_and_closing_discards_them() -> None:
+    lists = [[_tx(i) for i in range(1, 300)]]
+    stream = Stream(ListReader(lists), None, maxsize=1000, maxbytes=10**6)
+    try:
+        first = stream.get(5.0)
+        assert first == lists[0][0]
+        assert len(stream) >= 1  # the rest: queued, or taken and held for the next calls
+        rest = _drain(stream)
+    finally:
+        stream.close()
+    assert [first, *rest] == [*lists[0], END]
+    assert len(stream) == 0
+
+
+def test_a_running_stream_freezes_the_heap_and_unfreezes_it_after() -> None:
+    import gc
+
+    from replikit.pipeline.cdc import _heap_frozen
+
+    assert gc.get_freeze_count() == 0
+    with _heap_frozen():
+        frozen = gc.get_freeze_count()
+        with _heap_frozen():  # nested / concurrent runs share it
+            assert gc.get_freeze_count() >= frozen > 0
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # the program's own freeze is left alone
+    try:
+        before = gc.get_freeze_count()
+        with _heap_frozen():
+            assert gc.get_freeze_count() == before
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()

@@ -238,9 +238,16 @@ def tables_for(
     """
     out: dict[TableId, A] = {}
     touched: set[TableId] = set()
+    last: TableId | None = None  # runs of one table: hashed once
     for tx in transactions:
         on_disk = spilled(tx)
-        touched.update(on_disk.tables if on_disk is not None else {c.table for c in tx.changes})
+        if on_disk is not None:
+            touched.update(on_disk.tables)
+            continue
+        for change in tx.changes:
+            if change.table is not last:
+                last = change.table
+                touched.add(last)
     for tid in touched:
         plan = plans.get(tid)
         if plan is None:
