@@ -278,13 +278,14 @@ class TransactionBuffer:
     def __len__(self) -> int:
         return self._count + len(self.rows)
 
-    def check(self) -> None:
-        """Spill the rows collected so far when they are (or the transaction is) too large."""
+    def check(self, last_bytes: int = 0) -> None:
+        """Spill the rows collected so far when they are (or the transaction is) too large.
+        ``last_bytes``: the caller's estimate of the last row's size (0: estimate it here)."""
         n = len(self.rows)
         if n < self._next:
             return
         if n == self._sized + 1:  # one new row (the first of most transactions)
-            self._bytes += _row_bytes(self.rows[-1])
+            self._bytes += last_bytes or _row_bytes(self.rows[-1])
         else:
             self._bytes += _sampled(self.rows[self._sized :], _row_bytes)
         self._sized = n

@@ -105,6 +105,7 @@ TEXT_FORMAT = "postgresql"
 MONEY_OIDS = frozenset({790, 791})
 #: :meth:`TransactionAssembler.feed_message`: "not handled here, decode and feed this one"
 SLOW: Final = object()
+_ROW_BYTES = 200 + 64 + 72 + 64  # a Change, a one-column key image, an image's own size
 _PARSE_ERRORS = (ValueError, IndexError, KeyError, UnicodeDecodeError, struct.error, OverflowError)
 
 
@@ -114,6 +115,7 @@ class _Plan:
     __slots__ = (
         "everything",
         "ident",
+        "image_bytes",
         "kept",
         "key_names",
         "keys",
@@ -136,6 +138,7 @@ class _Plan:
         self.keys = keys
         self.key_names = tuple(self.names[i] for i in keys)
         self.kept = True  # changes of this relation are kept (the assembler's tables)
+        self.image_bytes = 72 * len(self.names)  # an image's entries (spill's estimate)
         loaders: list[Callable[[str], Any]] = [functools.partial(loader, o) for o in self.oids]
         hidden = frozenset(i for i, o in enumerate(self.oids) if o in opaque)
         self.layout = ImageLayout(self.names, loaders, TEXT_FORMAT, hidden)
@@ -334,7 +337,9 @@ class TransactionAssembler:
             return self._finish(end, commit_ts, begin[1])
         assert plan is not None
         self._change(plan, op, old_kind, old, new, plain)
-        self._buffer.check()
+        # the row's estimated size, as spill's estimate_size would put it, from the message's
+        # (its values' text plus 5 bytes a value): a change, a key image and one or two images
+        self._buffer.check(_ROW_BYTES + plan.image_bytes + size)
         return None
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
