@@ -69,6 +69,8 @@ __all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", 
 log = logging.getLogger(__name__)
 
 _NO_LOCK = contextlib.nullcontext()
+_INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
+_OPS = (Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE)  # the order of _count's per-table lists
 #: a stream with nothing to apply writes its status (in a transaction of its own) this often
 IDLE_REPORT_SECONDS = 5.0
 
@@ -782,24 +784,30 @@ class Replicator:
         """Add the batch's changes to the per-table counters (one lock round per table/op)."""
         sources = self._source_names
         counts: dict[tuple[TableId, Op], int] = {}
+        per_table: dict[TableId, list[int]] = {}  # table -> counts in _OPS order
+        last: Any = None  # runs of one table: looked up once (TableId and Op hash in Python)
+        current: list[int] = []
         for tx in transactions:
             on_disk = spilled(tx)
             if on_disk is not None:  # counted as it was written
                 for key, n in on_disk.counts.items():
                     counts[key] = counts.get(key, 0) + n
                 continue
-            run: list[Any] = [None, None, 0]  # a run of one (table, op): counted at its end
             for change in tx.changes:
-                if change.table is run[0] and change.op is run[1]:
-                    run[2] += 1
-                    continue
-                if run[2]:
-                    key = (run[0], run[1])
-                    counts[key] = counts.get(key, 0) + run[2]
-                run = [change.table, change.op, 1]
-            if run[2]:
-                key = (run[0], run[1])
-                counts[key] = counts.get(key, 0) + run[2]
+                if change.table is not last:
+                    last = change.table
+                    current = per_table.setdefault(last, [0, 0, 0, 0])
+                op = change.op
+                if op is _INSERT:
+                    current[0] += 1
+                elif op is _UPDATE:
+                    current[1] += 1
+                else:
+                    current[2 if op is _DELETE else 3] += 1
+        for table, ops in per_table.items():
+            for op, n in zip(_OPS, ops, strict=True):
+                if n:
+                    counts[(table, op)] = counts.get((table, op), 0) + n
         for (table, op), n in counts.items():
             self.statistics.count_changes(sources[table], op.value, n)
 
