@@ -29,9 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
+from replikit.endpoints._url import parse_url
 from replikit.errors import ConfigError
 
 __all__ = ["DRIVERS", "SSL_MODES", "ConnParams"]
@@ -67,14 +65,13 @@ class ConnParams:
     def from_url(cls, url: str, masked: str) -> ConnParams:
         """Parse a ``mysql://`` / ``mariadb://`` URL (``masked`` is used in errors)."""
         try:
-            u = make_url(url)
+            u = parse_url(url)
             port = u.port
-        except (ArgumentError, ValueError):
+        except ValueError:
             raise ConfigError(f"invalid MySQL URL {masked!r}") from None
         query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
-        # only an explicit "+driver" picks one: SQLAlchemy's get_driver_name() answers its own
-        # default (mysqldb) for a plain mysql:// URL
-        explicit = u.drivername.partition("+")[2]
+        # only an explicit "+driver" picks one
+        explicit = u.driver
         driver = query.pop("driver", None) or _SCHEME_DRIVERS.get(explicit, "auto")
         if driver not in DRIVERS:
             raise ConfigError(

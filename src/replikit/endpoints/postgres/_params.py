@@ -15,9 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
+from replikit.endpoints._url import parse_url
 from replikit.errors import ConfigError
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "ConnParams"]
@@ -40,22 +38,16 @@ class ConnParams:
     def from_url(cls, url: str, masked: str) -> ConnParams:
         """Parse ``postgresql://user:pw@host:port/db?sslmode=...`` (``masked`` for errors)."""
         try:
-            u = make_url(url)
-        except (ArgumentError, ValueError):
+            u = parse_url(url)
+        except ValueError:
             raise ConfigError(f"invalid PostgreSQL URL {masked!r}") from None
         extra: dict[str, str] = {}
         for key, value in u.query.items():
             extra[key] = value if isinstance(value, str) else value[-1]
-        # asyncpg's name for sslmode (the driver as written: get_driver_name() imports
-        # SQLAlchemy's PostgreSQL dialect, 0.25 s, to name a default driver)
-        if u.drivername.partition("+")[2] == "asyncpg" and "ssl" in extra:
+        if u.driver == "asyncpg" and "ssl" in extra:  # asyncpg's name for sslmode
             extra.setdefault("sslmode", extra.pop("ssl"))
-        try:
-            port = u.port
-        except ValueError:
-            raise ConfigError(f"invalid port in PostgreSQL URL {masked!r}") from None
         _timeout(extra, masked)
-        return cls(u.host, port, u.username, u.database, u.password, extra)
+        return cls(u.host, u.port, u.username, u.database, u.password, extra)
 
     @property
     def connect_timeout(self) -> int:
