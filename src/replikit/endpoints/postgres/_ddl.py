@@ -28,12 +28,14 @@ from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind, Type
 
 __all__ = [
+    "Build",
     "Finish",
     "add_column_statements",
     "check_statements",
     "create_statements",
     "create_table",
     "finish_statements",
+    "index_builds",
     "literal",
     "primary_key_statement",
     "table_name",
@@ -194,6 +196,56 @@ def _table_finish(plan: TablePlan, names: ObjectNames) -> list[str]:
     for index, i_name in zip(plan.target_schema.indexes, names.indexes[tid], strict=True):
         if same or not (index.expressions or index.where):
             out.append(_index(name, replace(index, name=i_name), same))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """One index of a table's finish, built in a transaction of its own so the indexes of
+    one table and of several build at once on several connections: ``create`` builds it
+    (a key's as a plain unique index); ``attach`` then makes a key's index the table's
+    PRIMARY KEY or UNIQUE constraint (``USING INDEX``: no second build), together with the
+    table's other keys, once every index of the table is built. ``key``: the primary key's
+    (left out when the table has one, see :func:`finish_statements`)."""
+
+    table: TableId
+    name: str
+    create: str
+    attach: str | None = None
+    key: bool = False
+
+
+def index_builds(plan: TablePlan, names: ObjectNames) -> list[Build]:
+    """The indexes :func:`finish_statements` makes for ``plan`` (primary key, unique keys,
+    indexes), as separate builds; the key's first."""
+    tid = plan.target_id
+    table = table_name(tid)
+    out = []
+    pk = plan.target_schema.primary_key
+    if pk:
+        name = names.primary_key[tid]
+        out.append(
+            Build(
+                tid,
+                name,
+                f"CREATE UNIQUE INDEX {q(name)} ON {table} ({', '.join(q(c) for c in pk)})",
+                f"ALTER TABLE {table} ADD CONSTRAINT {q(name)} PRIMARY KEY USING INDEX {q(name)}",
+                key=True,
+            )
+        )
+    for u, u_name in zip(plan.target_schema.unique, names.unique[tid], strict=True):
+        out.append(
+            Build(
+                tid,
+                u_name,
+                f"CREATE UNIQUE INDEX {q(u_name)} ON {table} ({', '.join(q(c) for c in u)})",
+                f"ALTER TABLE {table} ADD CONSTRAINT {q(u_name)} UNIQUE USING INDEX {q(u_name)}",
+            )
+        )
+    same = plan.source_dialect == NAME
+    for index, i_name in zip(plan.target_schema.indexes, names.indexes[tid], strict=True):
+        if same or not (index.expressions or index.where):
+            out.append(Build(tid, i_name, _index(table, replace(index, name=i_name), same)))
     return out
 
 

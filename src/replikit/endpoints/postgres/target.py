@@ -10,6 +10,7 @@ ISO 8601 intervals) need no special case. A rejected value becomes a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -75,6 +76,9 @@ class PostgresWriter:
     foreign_keys_in_create = False
     #: checked before each unit commits (a standby task's lease; docs/high-availability.md)
     fence: Fence | None = None
+    #: connections :meth:`finish` builds indexes on at once (each build may also get the
+    #: server's parallel maintenance workers)
+    index_sessions = 3
 
     def __init__(self, params: ConnParams) -> None:
         self._params = params
@@ -192,26 +196,39 @@ class PostgresWriter:
         unique keys, indexes, foreign keys, checks, identity restarts (not on existing tables
         that ``truncate`` / ``do-nothing`` kept as they are).
 
-        Per table, as :meth:`prepare`; a foreign key whose table or referenced table failed
-        is left out. Each CHECK is added on its own: one the loaded rows violate is left out
-        and reported by :meth:`create_objects`, the table is not failed. Indexes are built
-        with ``maintenance_work_mem`` raised to at least 256 MB for this session.
+        The indexes (keys' included) build at once on up to :attr:`index_sessions`
+        connections, largest tables first, each committed on its own (logged: the target is
+        crash-safe when this returns); then, per table in one transaction, its keys take
+        their built indexes (``USING INDEX``). A table one of whose indexes or keys fails is
+        that table's error, its indexes built meanwhile dropped again, as :meth:`prepare`'s
+        errors; a foreign key whose table or referenced table failed is left out. Each
+        CHECK is added on its own: one the loaded rows violate is left out and reported by
+        :meth:`create_objects`, the table is not failed. Index builds run with
+        ``maintenance_work_mem`` raised to at least 256 MB per session.
         """
         names = self._names_for(plans)
         plans = [p for p in plans if p.target_id not in self._kept]
         finish = _ddl.finish_statements(plans, names)
         errors: dict[str, BaseException] = {}
+        sizes = {p.target_id: p.source.estimated_rows or 0 for p in plans}
+        builds = [b for p in plans for b in _ddl.index_builds(p, names)]
+        builds.sort(key=lambda b: -sizes.get(b.table, 0))  # stable: a table's key first
+        built = _build_indexes(self._params, builds, errors, self.index_sessions)
         with connect(self._params) as conn:
             _index_memory(conn)
-            for tid, statements in finish.tables:
-                _per_table(
-                    conn,
-                    tid,
-                    errors,
-                    partial(_finish_table, conn, tid, finish.keys.get(tid), statements),
-                    action="index",
-                    params=self._params,
-                )
+            for tid, _ in finish.tables:
+                attach = [b.attach for b in built.get(tid, []) if b.attach is not None]
+                if str(tid) not in errors and attach:
+                    _per_table(
+                        conn,
+                        tid,
+                        errors,
+                        partial(_execute, conn, attach),
+                        action="index",
+                        params=self._params,
+                    )
+                if str(tid) in errors:
+                    _drop_built(conn, built.get(tid, []))
             for tid, ref, statement in finish.foreign_keys:
                 if str(tid) not in errors and str(ref) not in errors:
                     _per_table(
@@ -452,19 +469,87 @@ def _index_memory(conn: Connection) -> None:
     conn.commit()  # a session setting: each table's DDL still runs in its own transaction
 
 
-def _finish_table(
-    conn: Connection, tid: TableId, key: str | None, statements: Sequence[str]
-) -> None:
-    """The primary key ``key`` when ``tid`` has none yet (a table :meth:`prepare` created; one
-    finished by an earlier run has it), then the other ``statements``."""
-    if key is not None:
-        row = conn.execute(
-            "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'",
-            (_ddl.table_name(tid),),
-        ).fetchone()
-        if row is None:
-            conn.execute(key)
-    _execute(conn, statements)
+def _build_indexes(
+    params: ConnParams,
+    builds: Sequence[_ddl.Build],
+    errors: dict[str, BaseException],
+    sessions: int,
+) -> dict[TableId, list[_ddl.Build]]:
+    """Run ``builds`` on up to ``sessions`` connections, each build committed on its own;
+    return the ones built, by table. A refused build is its table's error in ``errors`` (the
+    first one; the table's builds not started yet are skipped). A primary key's build is
+    skipped when the table has its key already (finished by an earlier run)."""
+    todo = list(builds)
+    lock = threading.Lock()
+    built: dict[TableId, list[_ddl.Build]] = {}
+    crashed: list[BaseException] = []
+
+    def take() -> _ddl.Build | None:
+        with lock:
+            while todo:
+                b = todo.pop(0)
+                if str(b.table) not in errors:
+                    return b
+            return None
+
+    def work() -> None:
+        try:
+            with connect(params, autocommit=True) as conn:
+                _index_memory(conn)
+                while (b := take()) is not None:
+                    try:
+                        if b.key and _has_key(conn, b.table):
+                            continue
+                        conn.execute(b.create)
+                    except psycopg.Error as exc:
+                        with lock:
+                            errors.setdefault(
+                                str(b.table),
+                                refusal(exc, "index", str(b.table), params, schema=b.table.schema)
+                                or SchemaError(f"PostgreSQL refused the DDL of {b.table}: {exc}"),
+                            )
+                        if conn.closed or conn.broken:
+                            return
+                    else:
+                        with lock:
+                            built.setdefault(b.table, []).append(b)
+        except BaseException as exc:  # handed to the caller (a lost server, a bug)
+            crashed.append(exc)
+
+    n = max(1, min(sessions, len(todo)))
+    if len(todo) <= 1 or n == 1:
+        work()
+    else:
+        threads = [
+            threading.Thread(target=work, name=f"replikit-index-{i}", daemon=True) for i in range(n)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if crashed:
+        raise crashed[0]
+    return built
+
+
+def _has_key(conn: Connection, tid: TableId) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'",
+        (_ddl.table_name(tid),),
+    ).fetchone()
+    return row is not None
+
+
+def _drop_built(conn: Connection, builds: Sequence[_ddl.Build]) -> None:
+    """Drop the indexes built for a table that failed (as when its finish was one
+    transaction): a run that loads it again starts from a bare table."""
+    for b in builds:
+        name = DIALECT.qualified(b.table.schema or "public", b.name)
+        try:
+            with conn.transaction():
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+        except psycopg.Error as exc:
+            log.warning("could not drop index %s of failed table %s: %s", b.name, b.table, exc)
 
 
 def _first_line(exc: BaseException) -> str:
