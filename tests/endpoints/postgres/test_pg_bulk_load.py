@@ -91,3 +91,46 @@ def test_raw_copy_passes_blocks_of_many_rows(pg_url: str) -> None:
             "UNION ALL (SELECT * FROM wide_copy EXCEPT ALL SELECT * FROM wide)) d"
         ).fetchone()
     assert differ == (0,)
+
+
+def _indexes(url: str, table: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = %s "
+            "ORDER BY indexname",
+            (table,),
+        ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
+def test_indexes_build_at_once_and_a_failed_one_fails_its_table_only(pg_url: str) -> None:
+    """The finish builds every index on several connections; one refused (duplicates under a
+    unique key) is its table's error, naming the key, and that table keeps none of the
+    indexes built for it meanwhile; the other table gets all of its own."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SCHEMA src;"  # the copies' index names are the source's: not in public
+            "CREATE TABLE src.a (id bigint PRIMARY KEY, u text UNIQUE, v int);"
+            "CREATE INDEX a_v ON src.a (v); CREATE INDEX a_uv ON src.a (u, v);"
+            "CREATE TABLE src.b (id bigint PRIMARY KEY, u text UNIQUE, v int);"
+            "CREATE INDEX b_v ON src.b (v)"
+        )
+    ep = rk.endpoint(pg_url)
+    plans = [_plan(ep, "a", "a_copy"), _plan(ep, "b", "b_copy")]
+    writer = ep.writer()
+    writer.prepare(plans, "drop-and-create")
+    good = [(i, f"u{i}", i % 7) for i in range(1, 3001)]
+    bad = [*good, (3001, "u1", 1)]  # u repeats: the unique key cannot be built
+    writer.load(plans[0], [Batch(plans[0].source.id, ("id", "u", "v"), bad)])
+    writer.load(plans[1], [Batch(plans[1].source.id, ("id", "u", "v"), good)])
+    with pytest.raises(rk.TableDdlError) as info:
+        writer.finish(plans)
+    assert set(info.value.table_errors) == {"public.a_copy"}
+    message = str(info.value.table_errors["public.a_copy"])
+    assert "a_copy_u_key" in message and "duplicate" in message.lower()
+    assert _indexes(pg_url, "a_copy") == []
+    assert _constraints(pg_url, "b_copy") == [
+        ("b_copy_pkey", "PRIMARY KEY (id)"),
+        ("b_copy_u_key", "UNIQUE (u)"),
+    ]
+    assert len(_indexes(pg_url, "b_copy")) == 3

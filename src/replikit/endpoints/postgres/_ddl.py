@@ -213,6 +213,9 @@ class Build:
     create: str
     attach: str | None = None
     key: bool = False
+    #: relative cost of the build: rows to sort times the key's width (a string compared
+    #: by collation counts 3); the longest builds start first
+    cost: float = 0.0
 
 
 def index_builds(plan: TablePlan, names: ObjectNames) -> list[Build]:
@@ -220,6 +223,14 @@ def index_builds(plan: TablePlan, names: ObjectNames) -> list[Build]:
     indexes), as separate builds; the key's first."""
     tid = plan.target_id
     table = table_name(tid)
+    rows = float(plan.source.estimated_rows or 0)
+    kinds = {c.name: c.target.type.kind for c in plan.columns}
+    strings = (Kind.STRING, Kind.TEXT, Kind.ENUM)
+
+    def cost(columns: Sequence[str], expressions: Sequence[str] = ()) -> float:
+        width = sum(3 if kinds.get(c) in strings else 1 for c in columns) + 3 * len(expressions)
+        return rows * max(width, 1)
+
     out = []
     pk = plan.target_schema.primary_key
     if pk:
@@ -231,6 +242,7 @@ def index_builds(plan: TablePlan, names: ObjectNames) -> list[Build]:
                 f"CREATE UNIQUE INDEX {q(name)} ON {table} ({', '.join(q(c) for c in pk)})",
                 f"ALTER TABLE {table} ADD CONSTRAINT {q(name)} PRIMARY KEY USING INDEX {q(name)}",
                 key=True,
+                cost=cost(pk),
             )
         )
     for u, u_name in zip(plan.target_schema.unique, names.unique[tid], strict=True):
@@ -240,12 +252,14 @@ def index_builds(plan: TablePlan, names: ObjectNames) -> list[Build]:
                 u_name,
                 f"CREATE UNIQUE INDEX {q(u_name)} ON {table} ({', '.join(q(c) for c in u)})",
                 f"ALTER TABLE {table} ADD CONSTRAINT {q(u_name)} UNIQUE USING INDEX {q(u_name)}",
+                cost=cost(u),
             )
         )
     same = plan.source_dialect == NAME
     for index, i_name in zip(plan.target_schema.indexes, names.indexes[tid], strict=True):
         if same or not (index.expressions or index.where):
-            out.append(Build(tid, i_name, _index(table, replace(index, name=i_name), same)))
+            statement = _index(table, replace(index, name=i_name), same)
+            out.append(Build(tid, i_name, statement, cost=cost(index.columns, index.expressions)))
     return out
 
 

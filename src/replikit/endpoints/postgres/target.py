@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -197,22 +198,21 @@ class PostgresWriter:
         that ``truncate`` / ``do-nothing`` kept as they are).
 
         The indexes (keys' included) build at once on up to :attr:`index_sessions`
-        connections, largest tables first, each committed on its own (logged: the target is
-        crash-safe when this returns); then, per table in one transaction, its keys take
-        their built indexes (``USING INDEX``). A table one of whose indexes or keys fails is
-        that table's error, its indexes built meanwhile dropped again, as :meth:`prepare`'s
-        errors; a foreign key whose table or referenced table failed is left out. Each
-        CHECK is added on its own: one the loaded rows violate is left out and reported by
-        :meth:`create_objects`, the table is not failed. Index builds run with
-        ``maintenance_work_mem`` raised to at least 256 MB per session.
+        connections, the costliest first (rows times key width), each committed on its own
+        (logged: the target is crash-safe when this returns); then, per table in one
+        transaction, its keys take their built indexes (``USING INDEX``). A table one of
+        whose indexes or keys fails is that table's error, its indexes built meanwhile
+        dropped again, as :meth:`prepare`'s errors; a foreign key whose table or referenced
+        table failed is left out. Each CHECK is added on its own: one the loaded rows violate
+        is left out and reported by :meth:`create_objects`, the table is not failed. Index
+        builds run with ``maintenance_work_mem`` raised to at least 256 MB per session.
         """
         names = self._names_for(plans)
         plans = [p for p in plans if p.target_id not in self._kept]
         finish = _ddl.finish_statements(plans, names)
         errors: dict[str, BaseException] = {}
-        sizes = {p.target_id: p.source.estimated_rows or 0 for p in plans}
         builds = [b for p in plans for b in _ddl.index_builds(p, names)]
-        builds.sort(key=lambda b: -sizes.get(b.table, 0))  # stable: a table's key first
+        builds.sort(key=lambda b: -b.cost)  # the longest first, the others fill in around it
         built = _build_indexes(self._params, builds, errors, self.index_sessions)
         with connect(self._params) as conn:
             _index_memory(conn)
@@ -500,7 +500,10 @@ def _build_indexes(
                     try:
                         if b.key and _has_key(conn, b.table):
                             continue
+                        start = time.monotonic()
                         conn.execute(b.create)
+                        took = time.monotonic() - start
+                        log.debug("%s: index %s built in %.2f s", b.table, b.name, took)
                     except psycopg.Error as exc:
                         with lock:
                             errors.setdefault(
