@@ -26,6 +26,7 @@ import replikit as rk
 from replikit import DataError
 from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect, field_for, line_select
 from replikit.endpoints.mysql._lines import CHUNK_BYTES, chunks, read_ahead
+from replikit.endpoints.mysql.source import _utf8mb4_columns
 from replikit.endpoints.postgres._dialect import DIALECT as PG
 from replikit.schema.convert import plan_table
 from replikit.schema.model import TableId
@@ -78,6 +79,12 @@ def test_which_columns_pass_through_and_which_are_converted(mysql_url):
     assert field_for(as_text, as_text=True).how == "escaped"
     # TINYINT(1) read as an integer: that table takes the typed path
     assert line_select(plan, tinyint1_as_bool=False) is None
+    # MariaDB JSON: its character set is the server's to say; utf8mb4 needs no CONVERT
+    assert select.charset_unknown == ("j",)
+    assert "CONVERT(`j` USING utf8mb4)" in select.expressions
+    known = line_select(plan, utf8mb4=("j",))
+    assert known is not None and known.charset_unknown == ()
+    assert "CONVERT(`j`" not in known.expressions and known.columns == select.columns
 
 
 def test_a_column_without_a_faithful_text_form_keeps_the_table_typed(mysql_url, pg_url):
@@ -368,3 +375,30 @@ def test_read_ahead_keeps_order_raises_the_producers_error_and_closes_it_early()
     assert [next(ahead) for _ in range(5)] == list(range(5))
     ahead.close()
     assert closed.is_set()  # the producer's generator was closed before close() returned
+
+
+def test_json_text_of_any_character_set_arrives_as_typed(mysql_url, pg_url):
+    """MariaDB JSON is LONGTEXT with a json_valid CHECK, of any character set: a utf8mb4 one
+    passes without CONVERT, a latin1 one is converted, both arrive as the typed path reads."""
+    run_sql(
+        mysql_url,
+        "CREATE TABLE js (id INT PRIMARY KEY, u JSON NULL,"
+        " l LONGTEXT CHARACTER SET latin1 NULL CHECK (json_valid(l))) DEFAULT CHARSET=utf8mb4;\n"
+        """INSERT INTO js VALUES (1, '{"a": "café 😀"}', '{"b": "café"}'), (2, NULL, NULL)""",
+    )
+    select = line_select(_plan(mysql_url, "js"))
+    assert select is not None and set(select.charset_unknown) == {"u", "l"}
+    m = make_url(mysql_url)
+    conn = pymysql.connect(
+        host=m.host, port=m.port, user=m.username, password=m.password or "",
+        database=m.database, charset="utf8mb4",
+    )  # fmt: skip
+    with conn:  # what the reader asks before reading: only u is utf8mb4
+        assert _utf8mb4_columns(conn, TableId(m.database, "js"), ["u", "l"]) == ["u"]
+    rk.Task(endpoint(mysql_url), rk.endpoint(pg_url)).run()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            f'SELECT id, u::text, l::text FROM "{_db(mysql_url)}".js ORDER BY id'
+        ).fetchall()
+    assert rows == [(1, '{"a": "café 😀"}', '{"b": "café"}'), (2, None, None)]
+    assert [tuple(r) for r in query(mysql_url, "SELECT id, u, l FROM js ORDER BY id")] == rows

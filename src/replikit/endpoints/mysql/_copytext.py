@@ -12,7 +12,8 @@ the lines, with no Python value per field. :func:`field_for` decides per column 
 ``escaped``
     strings, ENUM, SET, JSON and text overrides: backslash, tab, newline and carriage return
     escaped for COPY (``REPLACE``, always case-sensitive), converted to utf8mb4 first unless
-    the column already is.
+    the column already is (a MariaDB JSON column's character set is not in the reflected
+    schema: the reader asks the server, :attr:`LineSelect.charset_unknown`).
 ``bool``
     ``TINYINT(1)`` / ``BIT(1)`` as ``t`` / ``f``; any other value is *marked*.
 ``date``
@@ -102,6 +103,10 @@ class LineSelect:
     expressions: str
     fields: tuple[Field, ...]
     marks: bool
+    #: source columns converted to utf8mb4 because their character set is unknown (MariaDB
+    #: JSON): when the server says they are utf8mb4, ``line_select(..., utf8mb4=...)`` saves
+    #: the conversion
+    charset_unknown: tuple[str, ...] = ()
 
 
 def _base(native: str) -> str:
@@ -119,7 +124,7 @@ def _utf8(q: str, collation: str | None) -> str:
 
 
 def field_for(
-    cp: ColumnPlan, *, as_text: bool = False, tinyint1_as_bool: bool = True
+    cp: ColumnPlan, *, as_text: bool = False, tinyint1_as_bool: bool = True, utf8mb4: bool = False
 ) -> Field | None:
     """How ``cp``'s values pass as COPY text (see the module docstring); ``None``: they need
     the typed path."""
@@ -137,10 +142,12 @@ def field_for(
         return None
     if kind is Kind.TIMESTAMP and source.type.tz != target.type.tz:
         return None
-    return _by_kind(cp, q, base, tinyint1_as_bool)
+    return _by_kind(cp, q, base, tinyint1_as_bool, utf8mb4)
 
 
-def _by_kind(cp: ColumnPlan, q: str, base: str, tinyint1_as_bool: bool) -> Field | None:
+def _by_kind(
+    cp: ColumnPlan, q: str, base: str, tinyint1_as_bool: bool, utf8mb4: bool = False
+) -> Field | None:
     kind = cp.source.type.kind
     if kind is Kind.BOOL:
         if base == "tinyint" and not tinyint1_as_bool:
@@ -160,7 +167,8 @@ def _by_kind(cp: ColumnPlan, q: str, base: str, tinyint1_as_bool: bool) -> Field
     if kind is Kind.OTHER:
         return _plain(cp, "escaped", _escaped(_utf8(f"CAST({q} AS CHAR)", None)))
     if kind in (Kind.STRING, Kind.TEXT, Kind.ENUM, Kind.JSON):
-        return _plain(cp, "escaped", _escaped(_utf8(q, cp.source.collation)))
+        collation = "utf8mb4" if utf8mb4 else cp.source.collation
+        return _plain(cp, "escaped", _escaped(_utf8(q, collation)))
     if kind is Kind.FLOAT and (cp.source.type.bits or 64) <= 32:
         return _plain(cp, "as-is", f"CAST({q} AS DOUBLE)")
     if kind is Kind.INT and base == "bit":
@@ -179,20 +187,40 @@ def _plain(cp: ColumnPlan, how: str, value: str) -> Field:
 
 
 def line_select(
-    plan: TablePlan, *, as_text: Sequence[str] = (), tinyint1_as_bool: bool = True
+    plan: TablePlan,
+    *,
+    as_text: Sequence[str] = (),
+    tinyint1_as_bool: bool = True,
+    utf8mb4: Sequence[str] = (),
 ) -> LineSelect | None:
     """The SELECT list of ``plan``'s COPY text lines, or ``None`` when a column needs the
-    typed path. Columns the target computes are left out (never written)."""
+    typed path. Columns the target computes are left out (never written). ``utf8mb4``:
+    source columns the server says are utf8mb4 (see :attr:`LineSelect.charset_unknown`)."""
     fields = []
+    unknown = []
     for cp in plan.columns:
         if cp.generated is not None:
             continue
-        f = field_for(cp, as_text=cp.source.name in as_text, tinyint1_as_bool=tinyint1_as_bool)
+        name = cp.source.name
+        f = field_for(
+            cp,
+            as_text=name in as_text,
+            tinyint1_as_bool=tinyint1_as_bool,
+            utf8mb4=name in utf8mb4,
+        )
         if f is None:
             return None
+        if (
+            f.how == "escaped"
+            and name not in as_text
+            and name not in utf8mb4
+            and cp.source.type.kind is Kind.JSON
+            and not cp.source.collation
+        ):
+            unknown.append(name)
         fields.append(f)
     if not fields:
         return None
     line = f"CONVERT(CONCAT_WS({_lit(chr(9))}, {', '.join(f.value for f in fields)}) USING binary)"
     marks = any(f.how in ("bool", "date") for f in fields)
-    return LineSelect(tuple(f.column for f in fields), line, tuple(fields), marks)
+    return LineSelect(tuple(f.column for f in fields), line, tuple(fields), marks, tuple(unknown))

@@ -22,7 +22,7 @@ import logging
 import pickle
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -363,15 +363,27 @@ class MysqlReader:
         )
         if select is None:
             return None
-        return TextUnit(select.columns, read_ahead(self._lines(table, unit, select)))
+
+        def utf8mb4(columns: Sequence[str]) -> LineSelect:  # the same lines, fewer CONVERTs
+            again = line_select(
+                plan,
+                as_text=tuple(unit.as_text),
+                tinyint1_as_bool=self.tinyint1_as_bool,
+                utf8mb4=columns,
+            )
+            assert again is not None
+            return again
+
+        return TextUnit(select.columns, read_ahead(self._lines(table, unit, select, utf8mb4)))
 
     def _lines(
-        self, table: TableSchema, unit: Unit, select: LineSelect
+        self,
+        table: TableSchema,
+        unit: Unit,
+        select: LineSelect,
+        utf8mb4: Callable[[Sequence[str]], LineSelect],
     ) -> Iterator[tuple[int, bytes]]:
         where, params = _where(unit.range, unit)
-        sql = f"SELECT {select.expressions} FROM {_name(table.id)}"  # noqa: S608
-        if params:  # run with parameters: a % in a quoted name is doubled for the driver
-            sql = sql.replace("%", "%%") + where
         name = str(table.id)
         nullable = {c.name for c in table.columns if c.nullable}
         counts: Counter[str] = Counter()
@@ -381,6 +393,12 @@ class MysqlReader:
 
         with self._connection(unit) as conn:
             driver = driver_of(conn)
+            if select.charset_unknown:
+                known = _utf8mb4_columns(conn, table.id, select.charset_unknown)
+                select = utf8mb4(known) if known else select
+            sql = f"SELECT {select.expressions} FROM {_name(table.id)}"  # noqa: S608
+            if params:  # run with parameters: a % in a quoted name is doubled for the driver
+                sql = sql.replace("%", "%%") + where
             cur = conn.cursor(driver.ss_cursor)
             try:
                 with self._read_errors(driver, name):
@@ -482,6 +500,31 @@ class MysqlReader:
                     column,
                     new,
                 )
+
+
+def _utf8mb4_columns(conn: Any, tid: TableId, columns: Sequence[str]) -> list[str]:
+    """Those of ``columns`` the server stores as utf8mb4 (MariaDB JSON: LONGTEXT of any
+    character set, usually utf8mb4), so their text needs no ``CONVERT``; none when it cannot
+    say (the conversion stays: correct either way)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(
+            "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (tid.schema or "", tid.name),
+        )
+        rows = cur.fetchall()
+    except Exception:  # a server that hides it: keep the conversion
+        log.debug("no character sets of %s", tid, exc_info=True)
+        return []
+    finally:
+        cur.close()
+    utf8 = {_text(c) for c, charset in rows if _text(charset or "").lower() == "utf8mb4"}
+    return [c for c in columns if c in utf8]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
 def _name(tid: TableId) -> str:
