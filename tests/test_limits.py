@@ -148,6 +148,8 @@ def _mariadb_accepts(conn: Any, plan: TablePlan) -> bool:
         except Exception as exc:
             if exc.args and exc.args[0] in _LIMIT_ERRORS:
                 return False
+            if exc.args and exc.args[0] == 1064 and not plan.columns:
+                return False  # MariaDB's "limit" for a table without columns: a syntax error
             raise
     return True
 
@@ -207,6 +209,7 @@ MYSQL_TYPES = [
         ([(Type.string(8191), False), (Type.string(8192), False)], False),
         ([(Type.text(), False)] * 385, True),
         ([(Type.text(), False)] * 386, False),
+        ([], False),  # a table needs a column (Hypothesis found it near the boundary)
     ],
 )
 def test_mariadb_columns_and_row_size_at_the_limit(mariadb, columns, ok):
@@ -413,3 +416,22 @@ def test_duckdb_declares_the_foreign_keys_it_does_not_create(tmp_path):
     plan = rk.Task(f"sqlite:///{src}", f"duckdb:///{tmp_path / 'out.duckdb'}").plan()
     [finding] = [f for f in plan.lossy if f.kind == "limit"]
     assert "foreign key (a_id) to" in str(finding) and "not created" in str(finding)
+
+
+def test_a_table_without_columns_is_refused_before_any_ddl(pg_url, tmp_path, mysql_url):
+    """PostgreSQL keeps tables with no columns (and rows in them); MySQL, SQLite and DuckDB
+    cannot create one: the plan names the table and the task creates nothing."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nocols ()")
+        conn.execute("INSERT INTO nocols DEFAULT VALUES")
+        conn.execute("CREATE TABLE kept (id integer PRIMARY KEY)")
+    targets = [f"sqlite:///{tmp_path / 'out.db'}", f"duckdb:///{tmp_path / 'out.duckdb'}"]
+    for target in [*targets, mysql_url]:
+        task = rk.Task(pg_url, target, mappings=rk.Mappings().include("public"))
+        (finding,) = task.plan().unsupported
+        assert finding.table == "public.nocols" and "needs at least 1" in finding.reason
+        assert "exclude" in (finding.fix or "")
+        with pytest.raises(rk.ConversionError, match="Nothing was created"):
+            task.run()
+    with closing(sqlite3.connect(tmp_path / "out.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)

@@ -82,6 +82,8 @@ class Limits:
     Attributes:
         dialect: the target's name, for messages (``"MariaDB/InnoDB"``...).
         max_columns: columns per table.
+        min_columns: the fewest columns a table can have (MySQL, SQLite, DuckDB: 1; a
+            PostgreSQL table may have none).
         max_row_bytes: the row the server checks at CREATE TABLE, large objects counted by
             their in-row pointer (MySQL: 65,535 bytes), per :attr:`sizes`.
         max_record_bytes: the largest record on a data page (InnoDB: less than half a page,
@@ -105,6 +107,7 @@ class Limits:
 
     dialect: str
     max_columns: int | None = None
+    min_columns: int = 0
     max_row_bytes: int | None = None
     max_record_bytes: int | None = None
     max_index_key_bytes: int | None = None
@@ -203,6 +206,17 @@ def _drop(plan: TablePlan, names: Sequence[str], *, more: bool = False) -> str:
 
 def _columns(plan: TablePlan, limits: Limits) -> list[Finding]:
     n, top = len(plan.columns), limits.max_columns
+    if n < limits.min_columns:
+        return [
+            _finding(
+                plan,
+                f"the table has {n:,} columns and {limits.dialect} needs at least "
+                f"{limits.min_columns:,} (limit: columns per table >= {limits.min_columns:,}); "
+                f"CREATE TABLE {plan.target_id} would fail and its rows could not be held",
+                "exclude the table (Mappings().exclude(...)), or give it a column in the "
+                "source (ALTER TABLE ... ADD COLUMN)",
+            )
+        ]
     if top is None or n <= top:
         return []
     extra = [c.source.name for c in plan.columns[top:]]

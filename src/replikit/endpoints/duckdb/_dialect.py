@@ -56,8 +56,9 @@ NESTED: Final = ("STRUCT", "MAP", "UNION")
 #: names share the schema's namespace with the tables.
 IDENTIFIERS: Final = IdentifierRules("DuckDB", fold=ascii_fold, index_scope="schema")
 
-#: DuckDB documents no column or value limits that a plan could check
-LIMITS: Final = Limits("DuckDB", foreign_keys=False)
+#: DuckDB documents no column or value limits that a plan could check, but refuses a table
+#: without columns
+LIMITS: Final = Limits("DuckDB", min_columns=1, foreign_keys=False)
 
 _SIMPLE: dict[str, Callable[[str], Type]] = {
     "BOOLEAN": Type.bool_,

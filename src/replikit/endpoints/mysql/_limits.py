@@ -198,6 +198,7 @@ class InnodbSizes:
 LIMITS: Final = Limits(
     "MySQL/InnoDB",
     max_columns=1017,
+    min_columns=1,
     max_row_bytes=65_535,
     max_record_bytes=PAGE_RECORD[16384],
     max_index_key_bytes=3072,

@@ -295,6 +295,7 @@ IDENTIFIERS = IdentifierRules(
 LIMITS = Limits(
     "SQLite",
     max_columns=2000,
+    min_columns=1,
     max_index_columns=2000,
     max_value_bytes=1_000_000_000,
     value_limit="SQLITE_MAX_LENGTH",
