@@ -61,6 +61,29 @@ def _assert_equal(src: str, folder: Path, seq: int) -> None:
     assert any(f.name.startswith("CDC") for f in table.iterdir()), "no change file"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, not fixed: a full load that stopped is resumed from a new snapshot while "
+    "the stream replays from the first one's position, so append-only change files repeat "
+    "changes the reloaded table's load files hold (database targets converge); the fix is an "
+    "exact per-table snapshot position on resume (docs/duckdb-and-files.md)",
+)
+def test_crash_during_the_full_load_then_resume(source: str, tmp_path: Path):
+    """Deterministic form of what the SIGKILL test saw about once in ten runs with a faster
+    reader: the task stops at its first full-load batch, rows are written while it is down,
+    and the rerun loads every table again."""
+    folder = tmp_path / "out"
+    load = Workload(source)
+    load.run(20)  # in the first snapshot
+    load.start()
+    code = run_child(source, f"file://{folder}", "full-load.batch:1")
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    load.run(20)  # after the first snapshot, before the second
+    assert run_child(source, f"file://{folder}") == 0
+    _assert_equal(source, folder, load.seq)
+
+
 def test_crash_between_change_files_and_manifest_then_resume(source: str, tmp_path: Path):
     folder = tmp_path / "out"
     seq = crash_then_resume(source, f"file://{folder}")
