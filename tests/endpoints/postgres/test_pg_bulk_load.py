@@ -51,6 +51,42 @@ def test_primary_key_is_built_after_the_load(pg_url: str) -> None:
     assert count == len(rows)
 
 
+def test_a_finish_stopped_between_its_builds_and_its_keys_completes_on_resume(pg_url: str):
+    """Each index build commits on its own and the keys attach after them: a run stopped in
+    between leaves built indexes without their constraints; the resumed run's finish attaches
+    them instead of failing on "already exists", and a finished table is finished again."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA s")  # the index names stay free in public
+        conn.execute(
+            "CREATE TABLE s.src (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, v int)"
+        )
+        conn.execute("CREATE INDEX src_v ON s.src (v)")
+    ep = rk.endpoint(pg_url)
+    plan = _plan(ep, "src", "dst")
+    writer = ep.writer()
+    writer.prepare([plan], "drop-and-create")
+    rows = [(i, f"e{i}", i % 7) for i in range(1, 501)]
+    writer.load(plan, [Batch(plan.source.id, ("id", "email", "v"), rows)])
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what the stopped run committed
+        conn.execute("CREATE UNIQUE INDEX dst_pkey ON dst (id)")
+        conn.execute("CREATE UNIQUE INDEX dst_email_key ON dst (email)")
+    ep.writer().finish([plan])
+    want = [("dst_email_key", "UNIQUE (email)"), ("dst_pkey", "PRIMARY KEY (id)")]
+    assert _constraints(pg_url, "dst") == want
+
+    def indexes() -> list[str]:
+        with psycopg.connect(pg_url) as conn:
+            got = conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'dst' ORDER BY 1"
+            ).fetchall()
+        return [str(r[0]) for r in got]
+
+    built = indexes()
+    assert len(built) == 3
+    ep.writer().finish([plan])  # finished already: nothing built twice, nothing refused
+    assert _constraints(pg_url, "dst") == want and indexes() == built
+
+
 def test_duplicate_keys_in_the_loaded_rows_fail_the_table(pg_url: str) -> None:
     """Without the key during the load, rows with one key load; the key added after them is
     refused and the table is named in error, never left with duplicates unreported."""

@@ -35,7 +35,13 @@ from replikit.endpoints.postgres._errors import (  # noqa: E402
 )
 from replikit.endpoints.postgres._params import ConnParams  # noqa: E402
 from replikit.endpoints.postgres.reflect import reflect  # noqa: E402
-from replikit.errors import ConfigError, Error, SchemaError, UnknownOutcomeError  # noqa: E402
+from replikit.errors import (  # noqa: E402
+    ConfigError,
+    ConnectError,
+    Error,
+    SchemaError,
+    UnknownOutcomeError,
+)
 from replikit.pipeline.contracts import Fence, table_errors  # noqa: E402
 from replikit.schema.convert import Adapter, ColumnPlan, TablePlan  # noqa: E402
 from replikit.schema.existing import (  # noqa: E402
@@ -477,8 +483,10 @@ def _build_indexes(
 ) -> dict[TableId, list[_ddl.Build]]:
     """Run ``builds`` on up to ``sessions`` connections, each build committed on its own;
     return the ones built, by table. A refused build is its table's error in ``errors`` (the
-    first one; the table's builds not started yet are skipped). A primary key's build is
-    skipped when the table has its key already (finished by an earlier run)."""
+    first one; the table's builds not started yet are skipped). What an earlier run of the
+    same finish committed (it stopped, and a resumed load finishes every table again) is
+    not built again: a primary key's build when the table has its key, a key whose
+    constraint exists, an index that exists (a key's is then only attached)."""
     todo = list(builds)
     lock = threading.Lock()
     built: dict[TableId, list[_ddl.Build]] = {}
@@ -500,19 +508,25 @@ def _build_indexes(
                     try:
                         if b.key and _has_key(conn, b.table):
                             continue
-                        start = time.monotonic()
-                        conn.execute(b.create)
-                        took = time.monotonic() - start
-                        log.debug("%s: index %s built in %.2f s", b.table, b.name, took)
+                        index, constraint = _committed(conn, b)
+                        if constraint:  # finished by an earlier run
+                            continue
+                        if not index:  # else built by an earlier run stopped before its attach
+                            start = time.monotonic()
+                            conn.execute(b.create)
+                            took = time.monotonic() - start
+                            log.debug("%s: index %s built in %.2f s", b.table, b.name, took)
                     except psycopg.Error as exc:
+                        if conn.closed or conn.broken:  # the session, not the index: lost
+                            with lock:
+                                todo.insert(0, b)  # another session builds it, or we raise
+                            raise
                         with lock:
                             errors.setdefault(
                                 str(b.table),
                                 refusal(exc, "index", str(b.table), params, schema=b.table.schema)
                                 or SchemaError(f"PostgreSQL refused the DDL of {b.table}: {exc}"),
                             )
-                        if conn.closed or conn.broken:
-                            return
                     else:
                         with lock:
                             built.setdefault(b.table, []).append(b)
@@ -531,16 +545,28 @@ def _build_indexes(
         for t in threads:
             t.join()
     lost = [e for e in crashed if isinstance(e, psycopg.OperationalError)]
-    if len(lost) < len(crashed) or (lost and todo):
-        raise crashed[0]  # a bug, or no session left for builds still to do
+    if len(lost) < len(crashed):
+        raise crashed[0]  # a bug
+    if lost and todo:  # no session left for builds still to do: the server went away
+        doing = f"building the index {todo[0].name} of {todo[0].table}"
+        raise by_cause(lost[0], doing) or ConnectError(f"{doing}: {lost[0]}") from lost[0]
     for e in lost:  # another session did its share
         log.warning("an index build session of %s was lost: %s", params.where(), e)
-    for b in todo:  # left behind by a session lost during a build: never silently missing
-        errors.setdefault(
-            str(b.table),
-            SchemaError(f"index {b.name} of {b.table} was not built: the session was lost"),
-        )
     return built
+
+
+def _committed(conn: Connection, b: _ddl.Build) -> tuple[bool, bool]:
+    """(the index ``b`` builds exists, the key constraint it becomes exists) on its table:
+    each build commits on its own, so an earlier run may have left either."""
+    table = _ddl.table_name(b.table)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = to_regclass(%s) AND c.relname = %s), "
+        "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s)",
+        (table, b.name, table, b.name),
+    ).fetchone()
+    assert row is not None
+    return bool(row[0]), bool(row[1]) and b.attach is not None
 
 
 def _has_key(conn: Connection, tid: TableId) -> bool:
