@@ -40,23 +40,22 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from replikit.endpoints._arrow import canonical_type
 from replikit.endpoints.mysql._copytext import MARK
 from replikit.endpoints.mysql._dialect import DIALECT
+from replikit.endpoints.mysql._lines import line_chunks
 from replikit.errors import DataError
 from replikit.schema.model import Column, TableSchema
 from replikit.schema.types import Kind
 
 __all__ = ["CHUNK_BYTES", "CsvLines", "csv_lines"]
 
-#: about this many bytes of lines per record batch (at most :data:`MAX_ROWS` rows)
+#: about this many bytes of lines per record batch (at most 10,000 rows, see
+#: :func:`~replikit.endpoints.mysql._lines.line_chunks`)
 CHUNK_BYTES = 2 << 20
-MAX_ROWS = 10_000
 _FIRST_ROWS = 1_000
-_first = itemgetter(0)
 
 
 def _lit(text: str) -> str:
@@ -159,17 +158,7 @@ class CsvLines:
     def chunks(self, fetch: Callable[[int], Any]) -> Iterator[tuple[int, bytes]]:
         """``(rows, bytes)`` chunks of lines from ``fetch(n)`` (a cursor's ``fetchmany``),
         about :data:`CHUNK_BYTES` each."""
-        want = _FIRST_ROWS
-        while rows := fetch(want):
-            try:
-                data = b"\n".join(map(_first, rows)) + b"\n"
-            except TypeError:
-                raise DataError(
-                    "a row is longer than max_allowed_packet as one line of text",
-                    table=self.table,
-                ) from None
-            yield len(rows), data
-            want = max(16, min(MAX_ROWS, want * CHUNK_BYTES // max(len(data), 1)))
+        return line_chunks(fetch, self.table, first=_FIRST_ROWS, size=CHUNK_BYTES)
 
     def batch(
         self,

@@ -23,7 +23,7 @@ from typing import Any
 from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect
 from replikit.errors import DataError
 
-__all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "read_ahead"]
+__all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "line_chunks", "read_ahead"]
 
 CHUNK_BYTES = 256 << 10
 AHEAD = 2
@@ -45,18 +45,28 @@ def chunks(
     counted in ``counts`` under its source column); any other marked value raises
     :class:`DataError`.
     """
-    want = _FIRST_ROWS
+    for rows, data in line_chunks(fetch, table, first=_FIRST_ROWS, size=CHUNK_BYTES):
+        if select.marks and MARK in data:
+            data = _unmark(data, select, table, allowed, counts)
+        yield rows, data
+
+
+def line_chunks(
+    fetch: Callable[[int], Any], table: str, *, first: int, size: int
+) -> Iterator[tuple[int, bytes]]:
+    """``(rows, bytes)``: the one-column rows of ``fetch(n)`` (a cursor's ``fetchmany``,
+    each row a line the server built) joined into chunks of about ``size`` bytes, starting
+    with ``first`` rows and adjusting to the lines' length."""
+    want = first
     while rows := fetch(want):
         try:
             data = b"\n".join(map(_first, rows)) + b"\n"
-        except TypeError:
+        except TypeError:  # a NULL line: the server's CONCAT outgrew max_allowed_packet
             raise DataError(
                 "a row is longer than max_allowed_packet as one line of text", table=table
             ) from None
-        if select.marks and MARK in data:
-            data = _unmark(data, select, table, allowed, counts)
         yield len(rows), data
-        want = max(_MIN_ROWS, min(_MAX_ROWS, want * CHUNK_BYTES // max(len(data), 1)))
+        want = max(_MIN_ROWS, min(_MAX_ROWS, want * size // max(len(data), 1)))
 
 
 def _unmark(

@@ -290,10 +290,7 @@ class MysqlReader:
             yield cols.batch(batch.rows, slow)
 
     def _csv_batches(self, unit: Unit, table: TableSchema, lines: CsvLines) -> Iterator[Any]:
-        where, params = _where(unit.range, unit)
-        sql = f"SELECT {lines.expression} FROM {_name(table.id)}"  # noqa: S608
-        if params:  # run with parameters: a % in a quoted name is doubled for the driver
-            sql = sql.replace("%", "%%") + where
+        sql, params = _unit_select(lines.expression, table.id, unit)
         name = str(table.id)
         counts: Counter[str] = Counter()
         policy = self._zero.policy
@@ -311,10 +308,7 @@ class MysqlReader:
                         yield lines.batch(rows, data, allowed, counts)
             finally:
                 cur.close()
-        before = dict(self._zero.counts)
-        for column, count in counts.items():
-            self._zero.counts[(name, column)] += count
-        self._report_zero_dates(table, before)
+        self._add_zero_dates(table, counts)
 
     def read(self, unit: Unit) -> Iterator[Batch]:
         """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
@@ -331,11 +325,7 @@ class MysqlReader:
         converters: list[tuple[int, ColumnReader]] | None,
     ) -> Iterator[Batch]:
         """The unit's batches, converted by ``converters`` (``None``: driver values)."""
-        where, params = _where(unit.range, unit)
-        exprs = ", ".join(r.expression for r in readers)
-        sql = f"SELECT {exprs} FROM {_name(table.id)}"  # noqa: S608
-        if params:  # run with parameters: a % in a quoted name is doubled for the driver
-            sql = sql.replace("%", "%%") + where
+        sql, params = _unit_select(", ".join(r.expression for r in readers), table.id, unit)
         before = dict(self._zero.counts)
         with self._connection(unit) as conn:
             driver = driver_of(conn)
@@ -383,7 +373,6 @@ class MysqlReader:
         select: LineSelect,
         utf8mb4: Callable[[Sequence[str]], LineSelect],
     ) -> Iterator[tuple[int, bytes]]:
-        where, params = _where(unit.range, unit)
         name = str(table.id)
         nullable = {c.name for c in table.columns if c.nullable}
         counts: Counter[str] = Counter()
@@ -396,9 +385,7 @@ class MysqlReader:
             if select.charset_unknown:
                 known = _utf8mb4_columns(conn, table.id, select.charset_unknown)
                 select = utf8mb4(known) if known else select
-            sql = f"SELECT {select.expressions} FROM {_name(table.id)}"  # noqa: S608
-            if params:  # run with parameters: a % in a quoted name is doubled for the driver
-                sql = sql.replace("%", "%%") + where
+            sql, params = _unit_select(select.expressions, table.id, unit)
             cur = conn.cursor(driver.ss_cursor)
             try:
                 with self._read_errors(driver, name):
@@ -406,10 +393,7 @@ class MysqlReader:
                     yield from chunks(cur.fetchmany, select, name, allowed, counts)
             finally:
                 cur.close()
-        before = dict(self._zero.counts)
-        for column, count in counts.items():
-            self._zero.counts[(name, column)] += count
-        self._report_zero_dates(table, before)
+        self._add_zero_dates(table, counts)
 
     def _stream(
         self,
@@ -490,6 +474,14 @@ class MysqlReader:
                     ) from None
         raise DataError(f"cannot read a batch: {first}", table=str(table.id)) from first
 
+    def _add_zero_dates(self, table: TableSchema, counts: Counter[str]) -> None:
+        """Add a unit's zero dates read as NULL (by source column) to the reader's, and log
+        them."""
+        before = dict(self._zero.counts)
+        for column, count in counts.items():
+            self._zero.counts[(str(table.id), column)] += count
+        self._report_zero_dates(table, before)
+
     def _report_zero_dates(self, table: TableSchema, before: dict[tuple[str, str], int]) -> None:
         for (tname, column), count in self._zero.counts.items():
             new = count - before.get((tname, column), 0)
@@ -536,6 +528,16 @@ def _name(tid: TableId) -> str:
 _PUSHED = frozenset(
     {Kind.INT, Kind.DECIMAL, Kind.DATE, Kind.TIME, Kind.BOOL, Kind.STRING, Kind.TEXT, Kind.ENUM}
 )
+
+
+def _unit_select(expressions: str, tid: TableId, unit: Unit) -> tuple[str, list[Any]]:
+    """``SELECT expressions FROM`` the unit's table, within its key range and pushed
+    filter, and the query's parameters."""
+    where, params = _where(unit.range, unit)
+    sql = f"SELECT {expressions} FROM {_name(tid)}"  # noqa: S608
+    if params:  # run with parameters: a % in a quoted name is doubled for the driver
+        sql = sql.replace("%", "%%") + where
+    return sql, params
 
 
 def _where(key_range: KeyRange | None, unit: Unit | None = None) -> tuple[str, list[Any]]:
