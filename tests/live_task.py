@@ -25,11 +25,8 @@ def wait(condition: Callable[[], bool], seconds: float = 60) -> None:
     raise AssertionError(f"not reached within {seconds} s")
 
 
-@contextmanager
-def running(task: rk.Task, phase: str = "cdc") -> Iterator[list[BaseException]]:
-    """``task`` runs in a thread for the block, which starts once the task is in ``phase``
-    and is given the list of errors the run raises (for a wait to give up on); the task is
-    stopped after it, and any error the run raised fails the test."""
+def run_in_thread(task: rk.Task) -> tuple[threading.Thread, list[BaseException]]:
+    """``task.run()`` started in a daemon thread, and the list the errors it raises go to."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -40,6 +37,15 @@ def running(task: rk.Task, phase: str = "cdc") -> Iterator[list[BaseException]]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    return thread, errors
+
+
+@contextmanager
+def running(task: rk.Task, phase: str = "cdc") -> Iterator[list[BaseException]]:
+    """``task`` runs in a thread for the block, which starts once the task is in ``phase``
+    and is given the list of errors the run raises (for a wait to give up on); the task is
+    stopped after it, and any error the run raised fails the test."""
+    thread, errors = run_in_thread(task)
     try:
         wait(lambda: task.phase == phase or bool(errors))
         assert not errors, errors

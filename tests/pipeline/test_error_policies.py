@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from test_task_cdc import (
     Db,
-    _run_in_thread,
     _task,
     _wait_for,
     make_db,
@@ -20,6 +19,7 @@ from test_task_cdc import (
 )
 
 import replikit as rk
+from live_task import run_in_thread
 from replikit import cli
 from replikit.pipeline import control
 
@@ -50,7 +50,7 @@ def _setup(make_db: Callable[[str], Db], kinds: tuple[str, str], bad_at_load: bo
 
 def _start(source: Db, target: Db, **policy: Any):
     task = _task(source, target, target_table_prep_mode="do-nothing", error_policy=policy)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     return task, thread, errors
 

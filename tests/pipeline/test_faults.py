@@ -24,7 +24,6 @@ from test_task_cdc import (
     _assert_equal,
     _assert_ledger,
     _create_source,
-    _run_in_thread,
     _target_schema,
     _task,
     _wait_for,
@@ -33,6 +32,7 @@ from test_task_cdc import (
 )
 
 import replikit as rk
+from live_task import run_in_thread
 from replikit._failpoints import inject
 
 __all__ = ["make_db"]  # the fixture, shared with test_task_cdc
@@ -48,7 +48,7 @@ class Run:
         self.source, self.target = source, target
         _create_source(source, items=items)
         self.task = _task(source, target, error_policy=RETRY, **settings)
-        self.thread, self.errors = _run_in_thread(self.task)
+        self.thread, self.errors = run_in_thread(self.task)
         self.load = Workload(source, writer=3, seed=3)
         self.schema = _target_schema(source, target)
 

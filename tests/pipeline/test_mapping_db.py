@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from test_task_cdc import (  # noqa: F401 - make_db is a fixture
     Db,
-    _run_in_thread,
     _source_endpoint,
     _wait_for,
     make_db,
 )
 
 import replikit as rk
+from live_task import run_in_thread
 from replikit import Mappings
 from replikit.mapping.filters import condition
 from replikit.pipeline.contracts import Unit
@@ -124,7 +124,7 @@ def test_full_load_then_cdc_equals_full_load_of_final_state(
     plan = task.plan()
     assert any("filter: (grp >= 1 and status in ('a', 'b')) or grp is null" in line
                for _, lines in plan.mappings for line in lines)  # fmt: skip
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     _changes(source, rng)
     source.execute([("INSERT INTO counters VALUES (?, ?)", (999, 0))])
@@ -275,7 +275,7 @@ def test_more_rule_kinds_full_load_then_cdc(make_db: Callable[[str], Db], kind: 
         _source_endpoint(source), target.url, migration_type="full-load-and-cdc",
         mappings=MORE_RULES, settings=_settings(task_id="map2"),
     )  # fmt: skip
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     _changes(source, rng)
     if keyless:
@@ -332,7 +332,7 @@ def test_pushed_full_load_then_cdc_equals_full_load_of_final_state(
         _source_endpoint(source), target.url, migration_type="full-load-and-cdc",
         mappings=PUSHED_RULES, settings=_settings(task_id="map3", batch_apply=True),
     )  # fmt: skip
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     _changes(source, rng)
     source.execute([("INSERT INTO counters VALUES (?, ?)", (999, 0))])

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from test_task_cdc import Db, _run_in_thread, _task, _wait_for, make_db, target_has
+from test_task_cdc import Db, _task, _wait_for, make_db, target_has
 
 import replikit as rk
+from live_task import run_in_thread
 from replikit.pipeline import control
 
 __all__ = ["make_db"]  # the fixture, shared with test_task_cdc
@@ -39,7 +40,7 @@ def _start(make_db: Callable[[str], Db], **settings: Any):
         "CREATE TABLE ledger (id int PRIMARY KEY)",
         "INSERT INTO items VALUES (1, 'a', 1, 'n1'), (2, 'b', 2, 'n2')")  # fmt: skip
     task = _task(source, target, **settings)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     return source, target, task, thread, errors
 
@@ -114,7 +115,7 @@ def test_mariadb_rename_and_widen_are_followed(make_db) -> None:
         ("INSERT INTO items VALUES (1, 'a', 1)", ()),
     ])  # fmt: skip
     task = _task(source, target)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     source.execute([("ALTER TABLE items RENAME COLUMN name TO title", ())])
     source.execute([("ALTER TABLE items MODIFY qty BIGINT", ())])
@@ -174,7 +175,7 @@ def test_a_sqlite_rename_is_followed_as_a_rename_with_its_values(make_db) -> Non
                     ("CREATE TABLE ledger (id INTEGER PRIMARY KEY)", ()),
                     ("INSERT INTO items VALUES (1, 'a', 1)", ())])  # fmt: skip
     task = _task(source, target)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     source.execute([("ALTER TABLE items RENAME COLUMN name TO title", ()),
                     ("INSERT INTO items VALUES (2, 'b', 2)", ())])  # fmt: skip
@@ -193,7 +194,7 @@ def test_a_dropped_sqlite_table_is_suspended_and_the_others_go_on(make_db) -> No
                     ("CREATE TABLE ledger (id INTEGER PRIMARY KEY)", ()),
                     ("INSERT INTO items VALUES (1, 'a')", ())])  # fmt: skip
     task = _task(source, target)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     source.execute([("DROP TABLE items", ())])
     source.execute([("INSERT INTO ledger VALUES (1)", ())])

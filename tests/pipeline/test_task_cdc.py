@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 import replikit as rk
+from live_task import run_in_thread
 from replikit._failpoints import FAILPOINT_EXIT
 
 CHILD = Path(__file__).with_name("_cdc_child.py")
@@ -261,20 +262,6 @@ def _task(source: Db, target: Db, **settings: Any) -> rk.Task:
     )
 
 
-def _run_in_thread(task: rk.Task) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, errors
-
-
 def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -294,7 +281,7 @@ def _drain(source: Db, target: Db, task_id: str = "t1", **settings: Any) -> rk.T
     source; the task stops when that row is in the target, never after an idle time.
     """
     task = _task(source, target, task_id=task_id, **settings)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     marker = next(_MARKERS)
     source.execute([("INSERT INTO counters VALUES (?, ?)", (marker, 0))])
@@ -337,7 +324,7 @@ def test_full_load_and_cdc_under_concurrent_writes(
     load.start()  # changes during the full load: cached, then applied
     load.wait_for_more(20)
     task = _task(source, target, batch_apply=batch)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase in ("cdc", "stopped"))
     load.wait_for_more(20)  # and changes while it streams
     load.stop()
@@ -391,7 +378,7 @@ def test_cdc_only_starts_now_and_creates_missing_tables(
     source, target = make_db(src_kind), make_db(dst_kind)
     _create_source(source, items=5)
     task = _task(source, target, mode="cdc")
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))  # its start position is taken
     source.execute([("INSERT INTO items VALUES (?, ?, ?, ?)", (77, "late", 1, None))])
     _wait_for(
@@ -523,7 +510,7 @@ def test_pg_schema_change_adds_a_nullable_column_and_keeps_a_dropped_one(
     source, target = make_db("pg"), make_db("pg")
     _create_source(source, items=5)
     task = _task(source, target)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     _pg_exec(source, "ALTER TABLE items ADD COLUMN color text")
     source.execute([("UPDATE items SET color = ? WHERE id = ?", ("red", 1))])
@@ -547,7 +534,7 @@ def test_pg_walsender_terminated_mid_stream_task_continues(make_db: Callable[[st
     source, target = make_db("pg"), make_db("pg")
     _create_source(source, items=5)
     task = _task(source, target)
-    thread, errors = _run_in_thread(task)
+    thread, errors = run_in_thread(task)
     _wait_for(lambda: task.phase == "cdc" or bool(errors))
     load = Workload(source, writer=5, seed=5)
     load.start(pause=0.003)
