@@ -112,9 +112,7 @@ def _contended(exc: BaseException) -> bool:
     """Whether ``exc`` is a lost race the server rolled back (deadlock, serialization,
     a locked SQLite database): run the transaction again."""
     text = f"{exc} {exc.__cause__}".lower()
-    return any(
-        s in text for s in ("deadlock", "could not serialize", "database is locked", "1213")
-    )
+    return any(s in text for s in ("deadlock", "could not serialize", "database is locked", "1213"))
 
 
 def member_name() -> str:
@@ -280,9 +278,16 @@ class Lease:
                     cur.execute(
                         self._sql(
                             "UPDATE {leases} SET holder = %s, epoch = %s, expires_at = %s "
-                            "WHERE task = %s AND epoch = %s"
+                            "WHERE task = %s AND epoch = %s AND expires_at <= %s"
+                        ),  # re-checked after a wait on the row: a renewal meanwhile wins
+                        (
+                            self.member,
+                            epoch + 1,
+                            self._when(expires),
+                            self.task,
+                            epoch,
+                            self._when(now),
                         ),
-                        (self.member, epoch + 1, self._when(expires), self.task, epoch),
                     )
                     won, previous, epoch = cur.rowcount == 1, holder, epoch + 1
                     reason = (
@@ -457,7 +462,6 @@ def read_members(endpoint: object, task: str) -> tuple[list[Member], list[Takeov
             for e, h, p, r, t in cur.fetchall()
         ]
     return members, takeovers
-
 
 
 def drop_lease(endpoint: object, task: str) -> None:

@@ -13,10 +13,12 @@ import pytest
 from _pg_schema import SCHEMA_SQL, add_primary_keys
 
 import replikit as rk
+from replikit._failpoints import inject
 from replikit.changes import Change, Op, Transaction
 from replikit.endpoints.postgres.apply import PostgresChangeWriter
 from replikit.mapping import Selection
 from replikit.pipeline.contracts import ChangeWriter, Checkpoint
+from replikit.pipeline.lease import Lease
 from replikit.positions import PgLsn, SqliteSeq
 from replikit.schema.convert import TablePlan, link_foreign_keys, plan_table
 from replikit.schema.model import Column, TableId
@@ -280,6 +282,37 @@ def test_checkpoint_commits_with_the_data(pg_url: str, mode: str) -> None:
         writer.apply({tid: plan}, [], checkpoint=dataclasses.replace(cp, position=PgLsn(3)),
                      batch=MODES[mode][0])  # fmt: skip
         assert reader.read_checkpoint("t") == dataclasses.replace(cp, position=PgLsn(3))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_fenced_transaction_waits_for_its_commit_idle_in_transaction(
+    pg_url: str, mode: str
+) -> None:
+    """Between the fence (a share lock on the lease row) and COMMIT the server must wait in a
+    state idle_in_transaction_session_timeout reaches: a writer frozen right there (a GC
+    stall, a frozen VM) then loses its transaction with its lease, and a standby's takeover
+    is not held up. A pipeline left unsynced at that point ('active') waited forever."""
+    (plan,) = _plans(pg_url, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text)")
+    lease = Lease(rk.endpoint(pg_url), "fenced", duration=30, member="m")
+    assert lease.acquire()
+    states: list[tuple[Any, ...]] = []
+
+    def look() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            states.extend(
+                conn.execute(
+                    "SELECT state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND query ILIKE '%%replikit_leases%%FOR SHARE%%'"
+                ).fetchall()
+            )
+
+    with _writer(pg_url, mode) as writer, inject("apply.before-commit", look):
+        writer.fence = lease
+        cp = Checkpoint("fenced", start=PgLsn(1), position=PgLsn(2))
+        _apply(writer, [plan], mode, Change(Op.INSERT, plan.target_id, after={"id": 1, "v": "a"}),
+               checkpoint=cp)  # fmt: skip
+    assert states == [("idle in transaction",)]
+    assert _rows(pg_url, "dst.t") == [(1, "a")]
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from replikit.endpoints.base import require
 
@@ -163,8 +163,18 @@ class PostgresChangeWriter(ChangeWriterBase):
         s.stager.rolled_back()
         s.control = False
 
-    def _commit(self, s: _Session) -> None:
-        self._fenced(lambda sql, params: s.conn.execute(sql, params).fetchall())
+    def _commit(self, s: _Session, pipeline: psycopg.Pipeline | None = None) -> None:
+        def rows(sql: str, params: tuple[Any, ...]) -> list[Any]:
+            cur = s.conn.execute(sql, params)
+            if pipeline is not None:
+                # a Sync, not the Flush fetchall() sends in a pipeline: the server then waits
+                # for COMMIT idle in transaction, where idle_in_transaction_session_timeout
+                # ends the transaction of a writer frozen here; left mid-pipeline, no timeout
+                # applies and its lock on the lease row held a standby's takeover forever
+                pipeline.sync()
+            return cur.fetchall()
+
+        self._fenced(rows)
         failpoint("apply.before-commit")  # recovery tests crash here, mid-transaction
         s.committing = True
         s.conn.commit()
@@ -322,7 +332,7 @@ class PostgresChangeWriter(ChangeWriterBase):
                             pipeline.sync()  # a spilled transaction: results piece by piece
                         self._check_conflicts(piece, keys, probe, _named(tables))
                         _apply_tx.run(s.conn, piece, tables.__getitem__, s.text)
-                    self._finish(s, checkpoint)
+                    self._finish(s, checkpoint, pipeline)
             s.stager.committed()
             s.control = s.control or checkpoint is not None
 
@@ -342,10 +352,12 @@ class PostgresChangeWriter(ChangeWriterBase):
 
         self._run(work, "applying changes", translate)
 
-    def _finish(self, s: _Session, checkpoint: Checkpoint | None) -> None:
+    def _finish(
+        self, s: _Session, checkpoint: Checkpoint | None, pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         if checkpoint is not None:
             self._checkpoint(s, checkpoint)
-        self._commit(s)
+        self._commit(s, pipeline)
 
     def _tables_for(
         self, plans: Mapping[TableId, TablePlan], transactions: Sequence[Transaction]
