@@ -191,3 +191,45 @@ def test_replicators_starting_together_create_the_tables_once_and_one_holds(targ
         t.join(60)
     assert errors == []
     assert sorted(won) == [False, False, False, True]
+
+
+def test_a_takeover_ends_the_sessions_of_earlier_epochs(pg_url):
+    """A holder frozen while it still sends a transaction (mid-pipeline, mid-COPY) is not idle
+    to PostgreSQL, so no idle limit ends it, and its row locks would hold up the new holder's
+    first transactions, which apply the same changes again. Its writer sessions carry the
+    epoch; the takeover ends those of earlier epochs and leaves its own alone."""
+    import psycopg
+
+    ep = rk.endpoint(pg_url)
+    clock = Clock()
+    old = Lease(ep, "ended", duration=10, member="old", clock=clock)
+    new = Lease(ep, "ended", duration=10, member="new", clock=clock)
+    other = Lease(ep, "another task", duration=10, member="x", clock=clock)
+    assert old.acquire() and other.acquire()
+
+    def writer(lease: Lease) -> psycopg.Connection:
+        conn = psycopg.connect(pg_url)
+        for statement in lease.session_statements("postgres"):
+            conn.execute(statement)
+        return conn
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS ended_rows (k int PRIMARY KEY)")
+    frozen, bystander = writer(old), writer(other)
+    frozen.execute("INSERT INTO ended_rows VALUES (1)")  # its transaction holds key 1
+    clock.advance(11)
+    assert new.acquire() and new.epoch == 2
+    mine = writer(new)
+    mine.execute("SET lock_timeout = '5s'")
+    mine.execute("INSERT INTO ended_rows VALUES (1)")  # not held up by the frozen one
+    mine.commit()
+    with pytest.raises(psycopg.OperationalError):
+        frozen.execute("SELECT 1")
+    assert bystander.execute("SELECT 1").fetchone() == (1,)  # another task's writer
+    clock.advance(11)
+    assert old.acquire() and old.epoch == 3  # taken back: now the epoch-2 session goes
+    with pytest.raises(psycopg.OperationalError):
+        mine.execute("SELECT 1")
+    for conn in (frozen, bystander, mine):
+        conn.close()
+    ep.close()

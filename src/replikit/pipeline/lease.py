@@ -14,6 +14,13 @@ rolls back (:class:`LeaseLostError`). The old holder therefore commits nothing a
 takeover; it notices at its next transaction and steps down. Clocks only decide *when* a standby
 may take over (a skewed clock makes a takeover early or late), never whether two write at once.
 
+A holder frozen *inside* a transaction keeps its locks. The server's idle-transaction limit
+(:meth:`Lease.session_statements`) ends it when it waits for the client idle in transaction; a
+process frozen while still sending a transaction's statements is not idle to PostgreSQL, so
+each PostgreSQL session of a holder also takes a shared advisory lock named by the task and its
+epoch, and a takeover ends the sessions still tagged with an earlier epoch
+(:meth:`Lease._end_previous`): their transactions could not commit anyway.
+
 ``replikit_lease_members`` keeps a heartbeat per process (holder or standby) and
 ``replikit_takeovers`` one row per epoch: who took the lease, from whom, when and why, for
 ``replikit status``.
@@ -29,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -201,7 +209,7 @@ class Lease:
     @contextlib.contextmanager
     def _session(self, doing: str) -> Iterator[Any]:
         with control_cursor(self._endpoint, f"{doing} (task {self.task!r})") as cur:
-            for statement in self.session_statements(self._session_flavor(cur)):
+            for statement in self.session_statements(self._session_flavor(cur), tagged=False):
                 cur.execute(statement)
             if not self._created:  # replicators starting together create the tables once
                 for statement in _creates(self._flavor):
@@ -307,6 +315,8 @@ class Lease:
             self.takeovers += previous is not None
             log.info("task %s: %s holds the lease, epoch %d (%s)", self.task, self.member,
                      epoch, reason)  # fmt: skip
+            if previous is not None and getattr(self._endpoint, "family", "") == "postgres":
+                self._end_previous(epoch, previous)
         elif not won:
             self.epoch = None
         return won
@@ -366,18 +376,57 @@ class Lease:
         )
 
     # -- fencing ------------------------------------------------------------------------------
-    def session_statements(self, flavor: str) -> tuple[str, ...]:
+    def session_statements(self, flavor: str, *, tagged: bool = True) -> tuple[str, ...]:
         """A server-side limit on idle transactions of about the lease's duration, for each
         connection that writes under this lease: a writer frozen inside a transaction (its
         renewal or an apply) loses that transaction, and its locks, when its lease expires,
         so the takeover is not held up. PostgreSQL and MariaDB have one; MySQL and SQLite do
-        not (there a frozen writer holds the takeover until it wakes up, and is fenced)."""
+        not (there a frozen writer holds the takeover until it wakes up, and is fenced).
+
+        On PostgreSQL a ``tagged`` session (a writer's, not the lease's own) also takes a
+        shared advisory lock on (the task's tag, the epoch), which names it to the process
+        that takes the lease over next (:meth:`_end_previous`)."""
         seconds = max(1, round(self.duration))
         if flavor == "postgres":
-            return (f"SET idle_in_transaction_session_timeout = {seconds * 1000}",)
+            limit = f"SET idle_in_transaction_session_timeout = {seconds * 1000}"
+            if not tagged or self.epoch is None:
+                return (limit,)
+            return (limit, f"SELECT pg_advisory_lock_shared({self._tag}, {int(self.epoch)})")
         if flavor == "mariadb":
             return (f"SET SESSION idle_transaction_timeout = {seconds}",)
         return ()
+
+    @property
+    def _tag(self) -> int:
+        """The first key of this task's advisory locks (a positive 32-bit hash of its id)."""
+        return zlib.crc32(f"replikit lease {self.task}".encode()) & 0x7FFFFFFF
+
+    def _end_previous(self, epoch: int, previous: str) -> None:
+        """End the PostgreSQL sessions earlier holders tagged (:meth:`session_statements`).
+
+        Their transactions cannot commit any more (the fence), but a holder frozen while it
+        sends one, mid-pipeline or mid-``COPY``, is not idle to the server, so its row locks
+        would hold up this holder's first transactions (which apply the same changes again)
+        until it wakes up. Failing here (no right to signal those sessions) only logs: the
+        locks then go when the old holder wakes up, is fenced and rolls back."""
+        try:
+            with self._session("ending the previous holder's sessions") as cur:
+                cur.execute(
+                    "SELECT pid, pg_terminate_backend(pid, 1000) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND classid = %s::oid AND objid < %s::oid "
+                    "AND objsubid = 2 AND granted AND pid <> pg_backend_pid()",
+                    (self._tag, epoch),
+                )
+                ended = [int(pid) for pid, _ in cur.fetchall()]
+        except Error as exc:
+            log.warning("task %s: could not end the target sessions of %s, which lost the "
+                        "lease: %s; any row locks they hold go when it wakes up and is fenced",
+                        self.task, previous, exc)  # fmt: skip
+            return
+        if ended:
+            log.warning("task %s: ended %d target session(s) of %s, which lost the lease "
+                        "(backend pids %s)", self.task, len(ended), previous,
+                        ", ".join(map(str, sorted(ended))))  # fmt: skip
 
     def fence(self, execute: Callable[[str, tuple[Any, ...]], list[Any]]) -> None:
         """Check, inside the caller's target transaction, that this process still holds the
