@@ -301,9 +301,11 @@ class SupportsTextWrite(Protocol):
     text_format: str
 
     def load_text(
-        self, plan: TablePlan, columns: Sequence[str], chunks: Iterable[bytes]
+        self, plan: TablePlan, columns: Sequence[str], chunks: Iterable[bytes], *, whole: bool
     ) -> int:
-        """Load whole lines of ``columns``; return the number of rows written."""
+        """Load whole lines of ``columns``; return the number of rows written. ``whole``: the
+        lines are all of the table's rows (its only unit), so a writer may empty a table it
+        created before loading them in the same transaction."""
         ...
 
 

@@ -163,7 +163,8 @@ class UnitLoader:
             return None
         try:
             data = check(data for _, data in text.chunks)
-            return int(self.writer.load_text(plan, text.columns, data, **extra))
+            whole = unit.count == 1  # the table's only unit: the writer may empty it first
+            return int(self.writer.load_text(plan, text.columns, data, whole=whole, **extra))
         except DataError as exc:
             log.info("%s unit %s: redone through typed rows (%s)", plan.target_id, unit, exc)
             return None

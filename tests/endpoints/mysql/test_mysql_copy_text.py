@@ -402,3 +402,57 @@ def test_json_text_of_any_character_set_arrives_as_typed(mysql_url, pg_url):
         ).fetchall()
     assert rows == [(1, '{"a": "café 😀"}', '{"b": "café"}'), (2, None, None)]
     assert [tuple(r) for r in query(mysql_url, "SELECT id, u, l FROM js ORDER BY id")] == rows
+
+
+# -- COPY FREEZE: a table the load created and loads as one unit -------------------------
+def _frozen_pages(conn, table):
+    """(pages all-frozen in the visibility map, pages) of ``table``."""
+    row = conn.execute(
+        "SELECT all_frozen, pg_relation_size(%s::regclass) / current_setting('block_size')::int"
+        " FROM pg_visibility_map_summary(%s::regclass)",
+        (table, table),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def test_a_table_created_for_the_load_is_loaded_frozen_an_existing_one_keeps_its_rows(
+    mysql_url, pg_url
+):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        have = "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_visibility'"
+        if conn.execute(have).fetchone() is None:
+            pytest.skip("the server has no pg_visibility extension (postgresql-contrib)")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+    values = ", ".join(f"({n}, 'row {n}')" for n in range(1, 3001))
+    run_sql(
+        mysql_url,
+        "CREATE TABLE one (id INT PRIMARY KEY, s VARCHAR(20));\n"
+        "INSERT INTO one VALUES (1, 'a'), (2, 'b\\tc'), (3, NULL);\n"
+        "CREATE TABLE parts (id INT PRIMARY KEY, s VARCHAR(20));\n"
+        f"INSERT INTO parts VALUES {values};\nANALYZE TABLE parts",
+    )
+    schema = _db(mysql_url)
+    # split_rows: `parts` loads as key ranges, each its own transaction: none may empty it
+    settings = rk.TaskSettings(split_rows=1000)
+    rk.Task(endpoint(mysql_url), rk.endpoint(pg_url), settings=settings).run()
+    with psycopg.connect(pg_url) as conn:
+        one, parts = f'"{schema}".one', f'"{schema}".parts'
+        assert conn.execute(f"SELECT id, s FROM {one} ORDER BY id").fetchall() == [
+            (1, "a"), (2, "b\tc"), (3, None),
+        ]  # fmt: skip
+        assert conn.execute(f"SELECT count(*), sum(id) FROM {parts}").fetchone() == (
+            3000, 3000 * 3001 // 2,
+        )  # fmt: skip
+        assert _frozen_pages(conn, one) == (1, 1)  # COPY ... FREEZE
+        frozen, pages = _frozen_pages(conn, parts)
+        assert pages > 1 and frozen == 0
+        conn.execute(f"DELETE FROM {one} WHERE id < 3")
+        conn.execute(f"UPDATE {one} SET id = 100")
+        conn.commit()
+    run_sql(mysql_url, "DELETE FROM one WHERE id = 3;\nDROP TABLE parts")
+    # an existing table that do-nothing keeps: its own rows stay, the loaded ones are added
+    settings = rk.TaskSettings(target_table_prep_mode="do-nothing")
+    rk.Task(endpoint(mysql_url), rk.endpoint(pg_url), settings=settings).run()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(f'SELECT id, s FROM "{schema}".one ORDER BY id').fetchall()
+    assert rows == [(1, "a"), (2, "b\tc"), (100, None)]

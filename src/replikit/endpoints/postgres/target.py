@@ -90,6 +90,8 @@ class PostgresWriter:
     def __init__(self, params: ConnParams) -> None:
         self._params = params
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
+        #: tables :meth:`prepare` created empty: a unit that is all of one may COPY FREEZE
+        self._created: set[TableId] = set()
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
         self._checks: list[tuple[ObjectPlan, str | None]] = []  # CHECKs finish added or not
 
@@ -156,6 +158,7 @@ class PostgresWriter:
         if mode not in MODES:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
+        self._created.difference_update(p.target_id for p in plans)
         self._names = object_names(plans, DIALECT)
         self._checks = []
         errors: dict[str, BaseException] = {}
@@ -173,6 +176,7 @@ class PostgresWriter:
                         params=self._params,
                     )
             ok = [p for p in plans if str(p.target_id) not in errors]
+            self._created.update(p.target_id for p in ok if p.target_id not in existing)
             if mode == "truncate" and ok:
                 # one statement: tables that reference each other are emptied together
                 names = ", ".join(_ddl.table_name(p.target_id) for p in ok)
@@ -364,14 +368,27 @@ class PostgresWriter:
         chunks: Iterable[bytes],
         *,
         once: str | None = None,
+        whole: bool = False,
     ) -> int:
         """Text COPY of whole lines of ``columns`` (target names), as a source built them;
-        one transaction, ``once`` as for :meth:`load`."""
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        one transaction, ``once`` as for :meth:`load`.
+
+        ``whole``: these are all of the table's rows (its only unit). When :meth:`prepare`
+        created the table, the transaction then empties it first and loads with ``COPY ...
+        FREEZE``: the rows are written frozen and all-visible, so the index builds and the
+        foreign key check after the load (and the next VACUUM) do not rewrite every page to
+        set hint bits. The ``TRUNCATE`` is of a table no other session writes yet, and is
+        undone with the unit if the unit fails. Frozen rows are visible to other sessions'
+        older snapshots as soon as the unit commits (PostgreSQL's documented caveat of
+        ``FREEZE``), as an empty table would be otherwise.
+        """
+        freeze = whole and plan.target_id in self._created
+        statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.SQL(" (FREEZE)" if freeze else ""),
         )
-        return self._copy_chunks(plan, statement, chunks, once, "line")
+        return self._copy_chunks(plan, statement, chunks, once, "line", empty_first=freeze)
 
     def _copy_chunks(
         self,
@@ -380,15 +397,21 @@ class PostgresWriter:
         chunks: Iterable[bytes],
         once: str | None,
         unit_of_data: str,
+        *,
+        empty_first: bool = False,
     ) -> int:
         """COPY ``chunks`` of ready-made data in one transaction (``once``: the ledger key);
-        a refused value is named by the ``unit_of_data`` (``row``, ``line``) COPY reports."""
+        a refused value is named by the ``unit_of_data`` (``row``, ``line``) COPY reports.
+        ``empty_first``: ``TRUNCATE`` the table in the same transaction (a ``FREEZE``
+        statement needs it)."""
         with connect(self._params) as conn, conn.cursor() as cur:
             self._guard(conn)
             done = _ledger.done(conn, once)
             if done is not None:
                 return done
             try:
+                if empty_first:
+                    cur.execute(f"TRUNCATE {_ddl.table_name(plan.target_id)}")
                 with cur.copy(statement) as copy:
                     for chunk in chunks:
                         copy.write(chunk)
