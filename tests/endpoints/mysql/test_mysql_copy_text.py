@@ -415,14 +415,18 @@ def _frozen_pages(conn, table):
     return int(row[0]), int(row[1])
 
 
-def test_a_table_created_for_the_load_is_loaded_frozen_an_existing_one_keeps_its_rows(
-    mysql_url, pg_url
-):
+def _visibility(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         have = "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_visibility'"
         if conn.execute(have).fetchone() is None:
             pytest.skip("the server has no pg_visibility extension (postgresql-contrib)")
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+
+
+def test_a_table_created_for_the_load_is_loaded_frozen_an_existing_one_keeps_its_rows(
+    mysql_url, pg_url
+):
+    _visibility(pg_url)
     values = ", ".join(f"({n}, 'row {n}')" for n in range(1, 3001))
     run_sql(
         mysql_url,
@@ -456,3 +460,23 @@ def test_a_table_created_for_the_load_is_loaded_frozen_an_existing_one_keeps_its
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(f'SELECT id, s FROM "{schema}".one ORDER BY id').fetchall()
     assert rows == [(1, "a"), (2, "b\tc"), (100, None)]
+
+
+def test_a_whole_unit_with_a_ledger_key_is_frozen_and_loaded_once(mysql_url, pg_url):
+    # a unit that may run twice (a cluster) reads the ledger in its transaction first
+    _visibility(pg_url)
+    run_sql(mysql_url, "CREATE TABLE w (id INT PRIMARY KEY, s VARCHAR(20))")
+    plan = _plan(mysql_url, "w")
+    writer = rk.endpoint(pg_url).writer()
+    writer.prepare([plan], "drop-and-create")
+    writer.start_ledger("L")
+    lines = [b"1\ta\n2\t\\N\n"]
+    for _ in range(2):  # the second run finds the unit recorded and loads nothing
+        assert writer.load_text(plan, ["id", "s"], lines, once="L/w/0", whole=True) == 2
+    writer.end_ledger("L")
+    table = f'"{_db(mysql_url)}".w'
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(f"SELECT id, s FROM {table} ORDER BY id").fetchall() == [
+            (1, "a"), (2, None),
+        ]  # fmt: skip
+        assert _frozen_pages(conn, table) == (1, 1)
