@@ -71,7 +71,7 @@ COLUMNS = {
 @pytest.fixture(params=["adbc", "csv"])
 def arrow_driver(request, monkeypatch):
     """Every reader made in the test reads Arrow through this driver."""
-    if request.param == "adbc" and _arrow_adbc.adbc_dbapi() is None:
+    if request.param == "adbc" and _arrow_adbc.adbc_manager() is None:
         pytest.skip("adbc-driver-postgresql is not installed")
     monkeypatch.setattr(pg_source.PostgresReader, "arrow_driver", request.param)
     return request.param
@@ -214,7 +214,7 @@ def test_rows_longer_than_a_csv_block_are_read_on_their_own(pg_url, arrow_driver
 
 # -- ADBC's driver against the CSV reading ---------------------------------------------------------
 needs_adbc = pytest.mark.skipif(
-    _arrow_adbc.adbc_dbapi() is None, reason="adbc-driver-postgresql is not installed"
+    _arrow_adbc.adbc_manager() is None, reason="adbc-driver-postgresql is not installed"
 )
 #: the edges of what each reading parses (years 1 and 9999) and past them (BC, 5 and 6-digit
 #: years, PostgreSQL's extremes, infinity, which ADBC's driver wraps)
@@ -331,11 +331,11 @@ def test_adbc_reads_the_readers_snapshot_and_closes_early(pg_url, monkeypatch):
 def test_adbc_failing_before_its_first_batch_reads_through_csv(pg_url, monkeypatch, caplog):
     from adbc_driver_manager import AdbcStatusCode
 
-    dbapi = _arrow_adbc.adbc_dbapi()
+    manager = _arrow_adbc.adbc_manager()
 
     def failing(*args, **kwargs):
         said = "IO: [libpq] Failed to connect: password=sekrit"
-        raise dbapi.OperationalError(said, status_code=AdbcStatusCode.IO)
+        raise manager.OperationalError(said, status_code=AdbcStatusCode.IO)
         yield  # a generator, as the real one
 
     monkeypatch.setattr(pg_source, "record_batches", failing)

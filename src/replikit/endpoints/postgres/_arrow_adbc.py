@@ -17,6 +17,11 @@ Arrow types (:func:`replikit.endpoints._arrow.canonical_type`):
 Only for servers whose encoding is UTF-8 (text arrives as the server holds it) and only for
 tables :func:`._arrow_copy.arrow_columns` accepts; otherwise, and when the driver is not
 installed or cannot connect, the CSV reading is used.
+
+The driver is used through ADBC's low-level API (``adbc_driver_manager``'s database,
+connection and statement), not its DB-API module: that one imports ``pyarrow.dataset`` (with
+Parquet, Acero, Substrait and the cloud filesystems), 11 MB of resident memory for nothing
+read here (measured; #18's full load budget is 100 MB).
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import struct
 from collections.abc import Generator
 from typing import Any
 
+from replikit.endpoints._arrow import pool
 from replikit.endpoints.postgres._arrow_copy import ArrowColumns
 from replikit.endpoints.postgres._values import date_text, timestamp_text
 from replikit.schema.types import Kind
 
 __all__ = [
     "BATCH_BYTES",
-    "adbc_dbapi",
+    "adbc_manager",
     "canonical",
     "error_text",
     "record_batches",
@@ -63,13 +69,15 @@ _MIN_DAYS, _MAX_DAYS = -719_162, 2_932_896
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
-def adbc_dbapi() -> Any | None:
-    """``adbc_driver_postgresql.dbapi``, or ``None`` when it is not installed."""
+def adbc_manager() -> Any | None:
+    """``adbc_driver_manager`` (its ``Error`` classes are the driver's), or ``None`` when
+    ADBC's PostgreSQL driver is not installed."""
     try:
-        import adbc_driver_postgresql.dbapi
+        import adbc_driver_manager
+        import adbc_driver_postgresql  # noqa: F401  (the driver itself, loaded on connect)
     except ImportError:
         return None
-    return adbc_driver_postgresql.dbapi
+    return adbc_driver_manager
 
 
 def select_types(cols: ArrowColumns) -> list[str]:
@@ -82,7 +90,7 @@ def select_types(cols: ArrowColumns) -> list[str]:
 
 
 def record_batches(
-    dbapi: Any,
+    manager: Any,
     conninfo: str,
     cols: ArrowColumns,
     query: str,
@@ -90,20 +98,26 @@ def record_batches(
 ) -> Generator[Any, None, None]:
     """The canonical record batches of ``query`` read in ``snapshot`` (imported in a
     REPEATABLE READ, READ ONLY transaction, as every other read of the reader). Errors are
-    the driver's (``dbapi.Error``) or pyarrow's (while streaming): the caller maps them."""
-    conn = dbapi.connect(conninfo, autocommit=False)
-    cur = reader = None
+    the driver's (``manager.Error``) or pyarrow's (while streaming): the caller maps them."""
+    import adbc_driver_postgresql
+
+    db = adbc_driver_postgresql.connect(conninfo)
+    conn = stmt = reader = None
     try:
-        cur = conn.cursor()
-        for statement in _SESSION:
-            cur.execute(statement)
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur.execute("SET TRANSACTION SNAPSHOT " + _literal(snapshot))
-        cur.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)}
-        )
-        cur.execute(query)
-        reader = cur.fetch_record_batch()
+        conn = manager.AdbcConnection(db)
+        conn.set_autocommit(False)
+        stmt = manager.AdbcStatement(conn)
+        for statement in (
+            *_SESSION,
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "SET TRANSACTION SNAPSHOT " + _literal(snapshot),
+        ):
+            stmt.set_sql_query(statement)
+            stmt.execute_update()
+        stmt.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+        stmt.set_sql_query(query)
+        handle, _ = stmt.execute_query()
+        reader = cols.pa.RecordBatchReader._import_from_c(handle.address)
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -112,7 +126,7 @@ def record_batches(
             if batch.num_rows:
                 yield canonical(cols, batch)
     finally:
-        for closing in (reader, cur, conn):
+        for closing in (reader, stmt, conn, db):
             if closing is not None:
                 with contextlib.suppress(Exception):
                     closing.close()
@@ -133,13 +147,14 @@ def canonical(cols: ArrowColumns, batch: Any) -> Any:
         want = cols.canonical[i]
         if t.kind is Kind.DECIMAL:
             with contextlib.suppress(pa.ArrowInvalid):  # kept as text: as the CSV reading
-                array = pa.compute.cast(array, want)
+                array = pa.compute.cast(array, want, memory_pool=pool(pa))
         elif t.kind is Kind.DATE:
             array = _dated(pa, array, date=True)
         elif t.kind is Kind.TIMESTAMP:
             array = _dated(pa, array, date=False, tz=t.tz)
         if array.type != want and array.type != pa.string():
-            array = array.cast(want)  # a zone's name (the values are UTC already)
+            # a zone's name (the values are UTC already)
+            array = array.cast(want, memory_pool=pool(pa))
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=list(cols.names))
 
@@ -149,7 +164,7 @@ def _dated(pa: Any, array: Any, *, date: bool, tz: bool = False) -> Any:
     of each value (the driver's wrapped epoch shift undone)."""
     lo, hi = (_MIN_DAYS, _MAX_DAYS) if date else (_MIN_US, _MAX_US)
     raw = array.view(pa.int32() if date else pa.int64())
-    bounds = pa.compute.min_max(raw)
+    bounds = pa.compute.min_max(raw, memory_pool=pool(pa))
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
     if low is None or (lo <= low and high <= hi):
         return array

@@ -32,7 +32,7 @@ from psycopg import sql  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from replikit.endpoints.postgres._arrow_adbc import (  # noqa: E402
-    adbc_dbapi,
+    adbc_manager,
     error_text,
     record_batches,
     select_types,
@@ -306,11 +306,11 @@ class PostgresReader:
         # not with a snapshot imported from elsewhere (the CDC handoff, a reader pickled for
         # another process) for now: docs/duckdb-and-files.md says why
         use = self.arrow_driver == "adbc" and self._imported is None
-        dbapi = adbc_dbapi() if use else None
-        if dbapi is None and use:
+        manager = adbc_manager() if use else None
+        if manager is None and use:
             _hint_adbc()
-        if dbapi is not None and self._server_utf8(table.id):
-            batches = self._read_adbc(dbapi, table, cols, unit)
+        if manager is not None and self._server_utf8(table.id):
+            batches = self._read_adbc(manager, table, cols, unit)
             try:
                 first = next(batches)
             except StopIteration:
@@ -325,7 +325,7 @@ class PostgresReader:
         yield from self._read_csv(table, cols, unit)
 
     def _read_adbc(
-        self, dbapi: Any, table: TableSchema, cols: ArrowColumns, unit: Unit
+        self, manager: Any, table: TableSchema, cols: ArrowColumns, unit: Unit
     ) -> Generator[Any, None, None]:
         """:func:`._arrow_adbc.record_batches` of ``unit``; a failure before its first batch
         is :class:`_NotStarted` (the caller reads through CSV instead, which reports a real
@@ -335,13 +335,13 @@ class PostgresReader:
         select, _ = _select(table, unit.range, select_types(cols), unit, literals=True)
         query = select.as_string()
         conninfo = make_conninfo(**self._params.kwargs(application_name="replikit"))
-        batches = record_batches(dbapi, conninfo, cols, query, snapshot)
+        batches = record_batches(manager, conninfo, cols, query, snapshot)
         started = False
         try:
             for batch in batches:
                 started = True
                 yield batch
-        except (dbapi.Error, cols.pa.ArrowException, OSError) as exc:  # OSError: pyarrow's IO
+        except (manager.Error, cols.pa.ArrowException, OSError) as exc:  # OSError: pyarrow's IO
             said = scrub(error_text(exc), self._params)
             if not started:
                 raise _NotStarted(said) from None

@@ -47,7 +47,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from replikit.endpoints._arrow import canonical_type
+from replikit.endpoints._arrow import canonical_type, pool
 from replikit.endpoints.sqlite import _values as v
 from replikit.schema.convert import TablePlan
 from replikit.schema.types import Kind, Type
@@ -83,15 +83,16 @@ def _as_is(pa: Any, arr: Any) -> list[Any]:
 def _utf8(pa: Any, arr: Any) -> list[Any]:
     """Text as ``str`` when all ASCII (cheap to make and to bind), else as its UTF-8 bytes
     (see the module docs: bound into ``CAST(? AS TEXT)``)."""
-    if pa.compute.all(pa.compute.string_is_ascii(arr)).as_py() is not False:
+    ascii_only = pa.compute.string_is_ascii(arr, memory_pool=pool(pa))
+    if pa.compute.all(ascii_only, memory_pool=pool(pa)).as_py() is not False:
         return list(arr.to_pylist())
-    return list(arr.cast(pa.binary()).to_pylist())
+    return list(arr.cast(pa.binary(), memory_pool=pool(pa)).to_pylist())
 
 
 def _bools(pa: Any, arr: Any) -> list[Any]:
     """0 and 1, what SQLite stores for ``True`` and ``False`` (sqlite3 binds an ``int``
     without the adapter lookup a ``bool`` costs)."""
-    return list(arr.cast(pa.int8()).to_pylist())
+    return list(arr.cast(pa.int8(), memory_pool=pool(pa)).to_pylist())
 
 
 def _floats(pa: Any, arr: Any) -> list[Any]:
@@ -99,10 +100,15 @@ def _floats(pa: Any, arr: Any) -> list[Any]:
     bits (-0.0 is the sign bit alone; ``== 0`` cannot tell it from 0.0)."""
     pc = pa.compute
     bits = pa.int32() if arr.type == pa.float32() else pa.int64()
-    sign_only = -(2 ** (bits.bit_width - 1))
-    special = pc.or_(pc.is_nan(arr), pc.equal(arr.view(bits), sign_only))
+    mp = pool(pa)
+    sign_only = pa.scalar(-(2 ** (bits.bit_width - 1)), bits, memory_pool=mp)
+    special = pc.or_(
+        pc.is_nan(arr, memory_pool=mp),
+        pc.equal(arr.view(bits), sign_only, memory_pool=mp),
+        memory_pool=mp,
+    )
     values = arr.to_pylist()
-    if not pc.any(special).as_py():
+    if not pc.any(special, memory_pool=mp).as_py():
         return list(values)
     return [None if x is None else v.float_out(x) for x in values]
 
@@ -110,8 +116,9 @@ def _floats(pa: Any, arr: Any) -> list[Any]:
 def _decimals_numeric(pa: Any, arr: Any) -> list[Any]:
     """``decimal_to_numeric``: a decimal of at most 15 digits (the column's precision) is held
     exactly by the double nearest to it, which parsing its exact text gives."""
-    pc = pa.compute
-    return list(pc.cast(pc.cast(arr, pa.string()), pa.float64()).to_pylist())
+    pc, mp = pa.compute, pool(pa)
+    text = pc.cast(arr, pa.string(), memory_pool=mp)
+    return list(pc.cast(text, pa.float64(), memory_pool=mp).to_pylist())
 
 
 def _decimals_text(pa: Any, arr: Any) -> list[Any]:
@@ -121,7 +128,7 @@ def _decimals_text(pa: Any, arr: Any) -> list[Any]:
 
 
 def _dates(pa: Any, arr: Any) -> list[Any]:
-    return list(pa.compute.cast(arr, pa.string()).to_pylist())
+    return list(pa.compute.cast(arr, pa.string(), memory_pool=pool(pa)).to_pylist())
 
 
 _NO_FRACTION = r"\.000000$"
@@ -132,12 +139,13 @@ def _timestamps(tz: bool) -> Convert:
     all zero; an aware value (UTC) ends in ``+00:00``."""
 
     def convert(pa: Any, arr: Any) -> list[Any]:
-        pc = pa.compute
+        pc, mp = pa.compute, pool(pa)
+        if tz:  # the same instants, as UTC wall time
+            arr = arr.cast(pa.timestamp("us"), memory_pool=mp)
+        text = pc.cast(arr, pa.string(), memory_pool=mp)
+        text = pc.replace_substring_regex(text, _NO_FRACTION, "", memory_pool=mp)
         if tz:
-            arr = arr.cast(pa.timestamp("us"))  # the same instants, as UTC wall time
-        text = pc.replace_substring_regex(pc.cast(arr, pa.string()), _NO_FRACTION, "")
-        if tz:
-            text = pc.binary_join_element_wise(text, "+00:00", "")
+            text = pc.binary_join_element_wise(text, "+00:00", "", memory_pool=mp)
         return list(text.to_pylist())
 
     return convert
