@@ -109,3 +109,18 @@ def test_a_callers_thread_pool_runs_in_process(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         task = rk.Task(f"sqlite:///{src}", f"sqlite:///{tmp_path / 'out.db'}", executor=pool)
         assert task.run().total_rows == 3000
+
+
+def test_only_an_executor_other_than_threads_or_a_process_pool_may_rerun_a_unit():
+    """``may_rerun`` tells a process pool by its class without importing its module first."""
+    from concurrent.futures import Executor
+
+    from replikit.pipeline.units import may_rerun
+
+    class Cluster(Executor):
+        pass
+
+    with ThreadPoolExecutor(1) as threads, ProcessPoolExecutor(1) as processes:
+        assert not may_rerun(threads)
+        assert not may_rerun(processes)
+    assert may_rerun(Cluster())

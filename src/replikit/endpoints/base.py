@@ -18,7 +18,6 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from replikit import display
@@ -335,6 +334,10 @@ def _resolve(scheme: str) -> type[Endpoint]:
         return _LOADED[scheme]
     target = _REGISTRY.get(scheme)
     if target is None:
+        # imported here: importlib.metadata (with email and zipfile) is 6 MB resident, and
+        # only a scheme replikit does not know needs it
+        from importlib.metadata import entry_points
+
         for ep in entry_points(group="replikit.endpoints"):
             if ep.name == scheme:
                 target = ep.value

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -68,7 +69,12 @@ def may_rerun(executor: Executor) -> bool:
     """True when ``executor`` may run a submitted unit twice: a cluster (Dask) reruns work
     that a dead worker had finished. Threads and a process pool never do (a dead pool process
     breaks the pool)."""
-    return not isinstance(executor, ThreadPoolExecutor | ProcessPoolExecutor)
+    if isinstance(executor, ThreadPoolExecutor):
+        return False
+    # a process pool exists only where its module was imported: not importing it here keeps
+    # multiprocessing (5 MB resident) out of every other run
+    pools = sys.modules.get("concurrent.futures.process")
+    return pools is None or not isinstance(executor, pools.ProcessPoolExecutor)
 
 
 def in_process(executor: Executor) -> bool:
