@@ -324,7 +324,9 @@ class PostgresChangeWriter(ChangeWriterBase):
                     step[:] = [BatchApply(s.conn, tables.__getitem__, s.stager, s.text,
                                           self.bulk_min_rows)]  # fmt: skip
                     step[0].apply(net)
-                self._finish(s, checkpoint)
+                # the checkpoint and the commit in one round trip (the fence's Sync as below)
+                with s.conn.pipeline() as pipeline:
+                    self._finish(s, checkpoint, pipeline)
             else:
                 with s.conn.pipeline() as pipeline:  # one round trip: changes, checkpoint, commit
                     for i, piece in enumerate(pieces(transactions)):
