@@ -28,6 +28,7 @@ from replikit.endpoints.base import (
     SupportsApply,
     SupportsCdc,
     SupportsCdcTakeover,
+    SupportsReloadSnapshot,
     apply_target,
     cdc_source,
     endpoint,
@@ -771,13 +772,29 @@ class Task:
             len(todo),
             len(tables),
         )
-        load = self._load_pipeline(self.source.reader(todo), resumed=True)
+        with contextlib.ExitStack() as snapshot:
+            reader, snapshots = self._reload_snapshot(todo, snapshot)
+            load = self._load_pipeline(reader, resumed=True)
 
-        def finish_all() -> None:  # indexes and keys of every table, loaded now or before
-            if isinstance(load.writer, SupportsPrepare):
-                load.writer.finish(self.pipeline().plans())
+            def finish_all() -> None:  # indexes and keys of every table, loaded now or before
+                snapshot.close()
+                if isinstance(load.writer, SupportsPrepare):
+                    load.writer.finish(self.pipeline().plans())
 
-        stream.run(load=load, after_load=finish_all)
+            stream.run(load=load, after_load=finish_all, snapshots=snapshots)
+
+    def _reload_snapshot(
+        self, todo: list[TableSchema], stack: contextlib.ExitStack
+    ) -> tuple[Reader, dict[TableId, Position]]:
+        """A reader of the tables a resumed full load loads again, and their snapshot's
+        position per table: the stream replays from the first snapshot, and skips those
+        tables' changes the new one holds. A source without an exact snapshot (MongoDB) gives
+        a plain reader: its replayed changes are applied again (idempotently)."""
+        source = self.source
+        if not todo or not isinstance(source, SupportsReloadSnapshot):
+            return source.reader(todo), {}
+        reader, at = stack.enter_context(source.cdc_reload_snapshot(todo, task=self.task_id))
+        return reader, dict.fromkeys((t.id for t in todo), at)
 
     def _load_pipeline(self, reader: Reader, *, resumed: bool) -> Pipeline:
         s = self.settings

@@ -447,6 +447,88 @@ def test_killed_process_resumes_without_loss_or_duplicates(
 
 
 @pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("pg", "mysql")]
+)
+def test_a_resumed_full_load_applies_no_change_its_new_snapshot_holds(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    """A full load stopped midway is resumed: the tables not loaded yet are read from a new
+    snapshot while the stream replays from the first one's position. Nothing is written
+    after the new snapshot, so its tables get no change applied (each reached the target
+    once, in the load). (Tables the first run loaded get theirs: the crash tests above.)"""
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=3000)  # several full-load batches (split_rows=1000)
+    load = Workload(source, writer=3, seed=3)
+    load.run(count=30)  # in the first snapshot
+    load.start(pause=0.005)
+    code = _child(source, target, "full-load-and-cdc", "full-load.batch:1")
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    load.run(count=20)  # after the first snapshot, before the second
+    checkpoint = _checkpoint(target)
+    assert checkpoint is not None and checkpoint.phase == "full-load"
+    assert not checkpoint.loaded  # every table is loaded again
+    task = _task(source, target, stop_when_idle=2.0, batch_changes=50, parallel_tables=2)
+    stats = task.run()
+    applied = {t.table: t.inserts + t.updates + t.deletes for t in stats}
+    assert set(applied.values()) == {0}, f"changes applied again: {applied}"
+    _assert_equal(source, target)
+    _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
+
+
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg")]
+)
+def test_a_crash_after_a_resumed_load_still_skips_what_its_snapshot_holds(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    """The resumed run finishes its load, then crashes at its first CDC commit: the checkpoint
+    keeps the reload snapshot's position, so the third run, which replays from the first
+    snapshot again, still skips what the reloaded tables hold and applies only the ledger
+    rows written after the second snapshot."""
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=3000)
+    load = Workload(source, writer=3, seed=3)
+    load.run(count=30)  # in the first snapshot
+    assert _child(source, target, "full-load-and-cdc", "full-load.batch:1") == FAILPOINT_EXIT
+    load.run(count=20)  # after the first snapshot, before the second
+    codes: list[int] = []
+    second = threading.Thread(
+        target=lambda: codes.append(_child(source, target, "full-load-and-cdc", "cdc.apply:1"))
+    )
+    second.start()
+    _wait_for(lambda: not second.is_alive() or _phase(target) == "cdc", timeout=120)
+    load.run(count=10)  # after the second snapshot: the rows the third run applies
+    second.join(180)
+    assert codes == [FAILPOINT_EXIT], "the second run did not crash at its first commit"
+    checkpoint = _checkpoint(target)
+    assert checkpoint is not None and checkpoint.phase == "cdc" and checkpoint.snapshots
+    task = _task(source, target, stop_when_idle=2.0, batch_changes=50, parallel_tables=2)
+    stats = task.run()
+    [ledger] = [t for t in stats if t.table.endswith("ledger")]
+    assert (ledger.inserts, ledger.updates, ledger.deletes) == (10, 0, 0)
+    _assert_equal(source, target)
+    _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
+
+
+def _checkpoint(target: Db) -> Any:
+    with rk.endpoint(target.url) as ep:
+        store = ep.checkpoint_store()
+        try:
+            return store.read_checkpoint("t1")
+        finally:
+            store.close()
+
+
+def _phase(target: Db) -> str | None:
+    try:
+        checkpoint = _checkpoint(target)
+    except rk.Error:  # the control table is being created
+        return None
+    return None if checkpoint is None else str(checkpoint.phase)
+
+
+@pytest.mark.parametrize(
     ("src_kind", "dst_kind"),
     [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("pg", "mysql"), ("mysql", "mysql")],
 )

@@ -2,10 +2,10 @@
 
 Their change data capture and change apply live in the family's ``cdc`` and ``apply``
 modules, which take the endpoint's connection parameters: the ``cdc`` module has the
-functions ``setup``, ``snapshot``, ``start`` and ``teardown`` and a change reader class, the
-``apply`` module a change writer class. :class:`ServerEndpoint` delegates to them once, for
-both families; the modules are imported only when used, so naming an endpoint never needs its
-driver.
+functions ``setup``, ``snapshot``, ``reload_snapshot``, ``start`` and ``teardown`` and a
+change reader class, the ``apply`` module a change writer class. :class:`ServerEndpoint`
+delegates to them once, for both families; the modules are imported only when used, so
+naming an endpoint never needs its driver.
 """
 
 from __future__ import annotations
@@ -48,6 +48,14 @@ class ServerEndpoint(Endpoint):
         """A full-load reader consistent with a CDC start position: ``with ... as (reader,
         pos)``; changes committed after the snapshot are those a reader from ``pos`` gets."""
         snapshot = self._module("cdc").snapshot(self.params, tables, task=task)
+        return cast(AbstractContextManager[tuple[Reader, Position]], snapshot)
+
+    def cdc_reload_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> AbstractContextManager[tuple[Reader, Position]]:
+        """A full-load reader of ``tables`` at an exact position, ``with ... as (reader, pos)``,
+        leaving ``task``'s stream where it is (a full load resumed after a stop)."""
+        snapshot = self._module("cdc").reload_snapshot(self.params, tables, task=task)
         return cast(AbstractContextManager[tuple[Reader, Position]], snapshot)
 
     def cdc_start(self, tables: Sequence[TableSchema], *, task: str) -> Position:

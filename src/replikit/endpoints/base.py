@@ -50,6 +50,7 @@ __all__ = [
     "SupportsCdcStart",
     "SupportsCdcTakeover",
     "SupportsCurrentPosition",
+    "SupportsReloadSnapshot",
     "apply_target",
     "cdc_source",
     "endpoint",
@@ -248,6 +249,22 @@ class SupportsCdcStart(Protocol):
         Every change committed after the snapshot the reader sees is delivered by a change
         reader started at ``pos``; none before it is. The reader stays valid inside the block.
         """
+        ...
+
+
+@runtime_checkable
+class SupportsReloadSnapshot(Protocol):
+    """A CDC source that reads tables again at an exact position of its change log, leaving
+    the task's stream where it is (a full load resumed after a stop: its stream replays from
+    the first snapshot's position, and skips what the new snapshot holds)."""
+
+    def cdc_reload_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> AbstractContextManager[tuple[Reader, Position]]:
+        """``with ... as (reader, pos)``: a full-load reader of ``tables`` that sees exactly
+        the changes committed at or before ``pos`` (a position as the change reader hands
+        them out). Nothing of ``task``'s stream (slot, start position) changes; whatever the
+        snapshot needs on the source is gone when the block ends."""
         ...
 
 

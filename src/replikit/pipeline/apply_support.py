@@ -56,6 +56,8 @@ __all__ = [
     "fk_order",
     "image_columns",
     "key_of",
+    "loaded_from_text",
+    "loaded_text",
     "lost_connection",
     "percent_safe",
     "pieces",
@@ -268,7 +270,10 @@ def checkpoint_values(
 ) -> tuple[str, str | None, str | None, str, str, datetime | None]:
     """``(task, start_position, position, phase, loaded, commit_ts)`` of a control-table row.
 
-    Positions as ``str(position)``, ``loaded`` as a JSON array of sorted table names.
+    Positions as ``str(position)``, ``loaded`` as a JSON array of sorted table names, or with
+    ``snapshots`` (a resumed full load's, see :class:`Checkpoint`) as a JSON object
+    ``{"loaded": [names], "snapshots": {name: str(position)}}`` (the same column: no control
+    table changes shape).
 
     Raises:
         SchemaError: the checkpoint's phase is unknown.
@@ -281,9 +286,38 @@ def checkpoint_values(
         None if cp.start is None else str(cp.start),
         None if cp.position is None else str(cp.position),
         cp.phase,
-        json.dumps(sorted(cp.loaded)),
+        loaded_text(cp),
         cp.commit_ts,
     )
+
+
+def loaded_text(checkpoint: Checkpoint) -> str:
+    """The ``loaded`` column of ``checkpoint``'s row (see :func:`checkpoint_values`)."""
+    names = sorted(checkpoint.loaded)
+    if not checkpoint.snapshots:
+        return json.dumps(names)
+    snapshots = {name: str(pos) for name, pos in sorted(checkpoint.snapshots.items())}
+    return json.dumps({"loaded": names, "snapshots": snapshots})
+
+
+def loaded_from_text(text: Any) -> tuple[frozenset[str], dict[str, Position]] | None:
+    """``(loaded, snapshots)`` from :func:`loaded_text`'s text; ``None``: not that form.
+
+    Raises:
+        ConfigError: a snapshot position does not parse.
+    """
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    snapshots: Any = {}
+    if isinstance(value, dict):
+        snapshots = value.get("snapshots", {})
+        value = value.get("loaded")
+    if not isinstance(value, list) or not isinstance(snapshots, dict):
+        return None
+    parsed = {str(name): Position.parse(str(pos)) for name, pos in snapshots.items()}
+    return frozenset(str(n) for n in value), parsed
 
 
 def checkpoint_from_row(task: str, row: Sequence[Any], *, table: str) -> Checkpoint:
@@ -296,11 +330,8 @@ def checkpoint_from_row(task: str, row: Sequence[Any], *, table: str) -> Checkpo
         SchemaError: the row of ``table`` is damaged (unknown phase, ``loaded`` not a list).
     """
     start, position, phase, loaded, commit_ts = row
-    try:
-        names = json.loads(loaded)
-    except (TypeError, ValueError):
-        names = None
-    if phase not in PHASES or not isinstance(names, list):
+    names = loaded_from_text(loaded)
+    if phase not in PHASES or names is None:
         raise SchemaError(
             f"{table} row of task {task!r} is damaged (phase {phase!r}, loaded {loaded!r}); "
             "fix it or drop the task's control rows and start the task again"
@@ -310,8 +341,9 @@ def checkpoint_from_row(task: str, row: Sequence[Any], *, table: str) -> Checkpo
         start=None if start is None else Position.parse(start),
         position=None if position is None else Position.parse(position),
         phase=cast(Any, phase),
-        loaded=frozenset(str(n) for n in names),
+        loaded=names[0],
         commit_ts=commit_ts,
+        snapshots=names[1],
     )
 
 

@@ -39,7 +39,7 @@ from replikit._failpoints import failpoint
 from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, DataError, Error
 from replikit.logs import in_context
-from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.cache import ADD_PIECE, ChangeCache
 from replikit.pipeline.conflict_policy import ConflictHandler, Unrecorded, refuse_unreported
 from replikit.pipeline.conflicts import ConflictError
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, dialect_of
@@ -69,6 +69,7 @@ __all__ = ["DEFAULT_QUEUE_BYTES", "CacheFeeder", "Replicator", "StopCondition", 
 log = logging.getLogger(__name__)
 
 _NO_LOCK = contextlib.nullcontext()
+_NONE: frozenset[TableId] = frozenset()
 _INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 _OPS = (Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE)  # the order of _count's per-table lists
 #: a stream with nothing to apply writes its status (in a transaction of its own) this often
@@ -226,6 +227,17 @@ def _planned_only(change: Change, plan: TablePlan) -> Change:
                    after=keep(change.after))  # fmt: skip
 
 
+def _past_snapshots(checkpoint: Checkpoint) -> Checkpoint:
+    """``checkpoint`` without its snapshots once its position is past every one (a replay
+    from there cannot deliver a change they hold)."""
+    at = checkpoint.position
+    if not checkpoint.snapshots or at is None:
+        return checkpoint
+    if any(at < pos for pos in checkpoint.snapshots.values()):
+        return checkpoint
+    return replace(checkpoint, snapshots={})
+
+
 class Replicator:
     """Applies a source's change stream to a target, with checkpoints (see module docs).
 
@@ -301,6 +313,9 @@ class Replicator:
         # target id -> source name for the counters (re-planning keeps target ids)
         self._source_names = {p.target_id: str(p.source.id) for p in plans}
         self._stopped: dict[TableId, str] = {}
+        #: tables a resumed full load read from a snapshot of its own -> that snapshot's
+        #: position: their changes at or before it are in the loaded rows (skipped)
+        self._snapshots: dict[TableId, Position] = {}
         self._stop = threading.Event()
         self._stream: Stream | None = None
         self._cached_upto: Transaction | None = None
@@ -330,6 +345,13 @@ class Replicator:
         """Start the reader thread at ``checkpoint.resume``."""
         if self._stream is None:
             self.checkpoint = checkpoint
+            names = {str(t): t for t in self._by_source}
+            self._snapshots = {
+                names[name]: pos for name, pos in checkpoint.snapshots.items() if name in names
+            }
+            for table, pos in self._snapshots.items():
+                log.info("table %s was loaded at %s: its changes up to there are skipped",
+                         table, pos)  # fmt: skip
             self._stream = Stream(
                 self.reader, checkpoint.resume, self.queue_transactions, self.queue_bytes
             )
@@ -359,12 +381,31 @@ class Replicator:
                 return
             failpoint("cdc.cache")
             try:
-                cache.add(item)
+                self._cache(cache, item)
             finally:
                 discard(item)  # the cache holds its own copy
             self.statistics.cdc.cached_changes += len(item)
             self.statistics.cdc.cache_changes += len(item)
             self._cached_upto = Transaction((), item.position, item.commit_ts, item.txid)
+
+    def _cache(self, cache: ChangeCache, tx: Transaction) -> None:
+        """Add ``tx`` to ``cache``, without the changes its tables' reload snapshots hold."""
+        skipped = self._snapshotted(tx)
+        if not skipped:
+            cache.add(tx)
+            return
+        changes = spilled(tx)
+        for piece in changes.batches(ADD_PIECE) if changes is not None else (tx.changes,):
+            cache.add(c for c in piece if c.table not in skipped)
+
+    def _snapshotted(self, tx: Transaction) -> frozenset[TableId]:
+        """The source tables whose reload snapshot already holds ``tx`` (committed at or
+        before its position; see :attr:`Checkpoint.snapshots`)."""
+        snapshots = self._snapshots
+        if not snapshots:
+            return _NONE
+        at = tx.position
+        return frozenset(t for t, pos in snapshots.items() if at <= pos)
 
     def start_caching(self, cache: ChangeCache) -> CacheFeeder:
         """Run :meth:`cache_until` in a thread of its own; ``finish()`` it after the load."""
@@ -517,8 +558,8 @@ class Replicator:
         assert self.checkpoint is not None
         last = batch[-1]
         failpoint("cdc.apply")
-        checkpoint = replace(
-            self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc"
+        checkpoint = _past_snapshots(
+            replace(self.checkpoint, position=last.position, commit_ts=last.commit_ts, phase="cdc")
         )
         reporter = self.reporter
         report = None  # the status commits with the data it describes (at most once a second)
@@ -530,6 +571,8 @@ class Replicator:
         committed = datetime.now(UTC)
         failpoint("apply.after-commit")
         self.checkpoint = checkpoint
+        if self._snapshots and not checkpoint.snapshots:
+            self._snapshots = {}  # committed past them: nothing left to skip
         self.reader.ack(last.position)
         self._count(mapped)
         latencies = [
@@ -706,6 +749,9 @@ class Replicator:
         if spilled(tx) is not None:
             return self._map_spilled(tx)
         by_source, stopped, steps = self._by_source, self._stopped, self._steps
+        skipped = self._snapshotted(tx)
+        if skipped:  # left out like a stopped table's
+            stopped = {**stopped, **dict.fromkeys(skipped, "")}
         ignored = self._ignored
         changes: list[Change] = []
         last: Any = None  # the last change's table: runs of one table look it up once
@@ -759,12 +805,16 @@ class Replicator:
         source = spilled(tx)
         assert source is not None
         by_source, stopped = self._by_source, self._stopped
+        skipped = self._snapshotted(tx)
         if (
             not self.transforms
             and not self._ignored
             and not tx.schema_changes
             and all(
-                t in by_source and t not in stopped and by_source[t].target_id == t
+                t in by_source
+                and t not in stopped
+                and t not in skipped
+                and by_source[t].target_id == t
                 for t in source.tables
             )
         ):

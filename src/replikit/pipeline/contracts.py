@@ -384,6 +384,10 @@ class Checkpoint:
     task. ``phase`` is ``"full-load"`` until every selected table is loaded, then ``"cdc"``.
     ``loaded`` holds the source table names (``str(TableId)``) whose full load finished.
     ``commit_ts`` is the source commit time of the transaction at ``position``.
+    ``snapshots`` maps the source table names a resumed full load loaded again to the source
+    position of the snapshot it read them from: their changes at or before it are in the
+    loaded rows, so the stream (which replays from ``resume``) skips them; it is emptied once
+    ``position`` is past every one of them.
     ``report``, when set, is written with the checkpoint in the same target transaction
     (:meth:`replikit.pipeline.status.Report.write`: the task's status and history rows); it
     is never read back.
@@ -395,6 +399,7 @@ class Checkpoint:
     phase: Literal["full-load", "cdc"] = "cdc"
     loaded: frozenset[str] = field(default_factory=frozenset)
     commit_ts: datetime | None = None
+    snapshots: Mapping[str, Position] = field(default_factory=dict, hash=False)
     report: Any = field(default=None, compare=False, repr=False)
 
     @property

@@ -416,6 +416,7 @@ class Pipeline:
         load: Pipeline | None = None,
         start: Position | None = None,
         after_load: Callable[[], object] | None = None,
+        snapshots: Mapping[TableId, Position] | None = None,
     ) -> Statistics:
         """Run the pipeline; return the statistics.
 
@@ -424,8 +425,10 @@ class Pipeline:
         from its checkpoint, or starts at ``start`` (``None``: the reader's stored position);
         on its first run with ``load`` (a full-load pipeline of the same tables, reading a
         snapshot consistent with ``start``) it loads first while changes wait in the cache,
-        calling ``after_load`` when the load is done. It runs until :meth:`stop` or its
-        ``stop_when`` condition.
+        calling ``after_load`` when the load is done. A load resumed after a stop reads from a
+        snapshot of its own: ``snapshots`` gives its source position per table, and the stream
+        skips those tables' changes at or before it (they are in the loaded rows). It runs
+        until :meth:`stop` or its ``stop_when`` condition.
 
         Raises:
             ConversionError: a column is unsupported (before anything is written).
@@ -435,11 +438,13 @@ class Pipeline:
         """
         if self.streaming:
             try:
-                return run_stream(self, load=load, start=start, after_load=after_load)
+                return run_stream(
+                    self, load=load, start=start, after_load=after_load, snapshots=snapshots
+                )
             finally:
                 self._stop.clear()
-        if load is not None or start is not None or after_load is not None:
-            raise ConfigError("load=, start= and after_load= are for a change stream")
+        if load is not None or start is not None or after_load is not None or snapshots:
+            raise ConfigError("load=, start=, after_load= and snapshots= are for a change stream")
         return self._load_all()
 
     def _load_all(self) -> Statistics:

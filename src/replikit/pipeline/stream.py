@@ -6,7 +6,10 @@ A pipeline whose reader is a :class:`~replikit.pipeline.contracts.ChangeReader` 
    (a first run starts at ``start``, or at the reader's own stored position);
 2. if a full load is still due (``load``, checkpoint phase ``full-load``), the load runs while
    the change stream fills the cache (changes of tables being loaded are held), then the cached
-   changes are applied and the checkpoint leaves the full-load phase;
+   changes are applied and the checkpoint leaves the full-load phase; a load resumed after a
+   stop reads the tables not loaded yet from a snapshot of its own (``snapshots``: its
+   position per table), later than the stream's start, so the stream skips those tables'
+   changes at or before it (:attr:`~replikit.pipeline.contracts.Checkpoint.snapshots`);
 3. the stream is applied batch by batch, each batch committed in one target transaction with
    its checkpoint, and the source acknowledged after that commit
    (:class:`~replikit.pipeline.cdc.Replicator`).
@@ -18,7 +21,7 @@ idempotent, and a full load cut short loads the tables it had not finished again
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -46,6 +49,7 @@ def run_stream(
     load: Pipeline | None,
     start: Position | None,
     after_load: Callable[[], object] | None,
+    snapshots: Mapping[TableId, Position] | None = None,
 ) -> Statistics:
     """Run ``pipe`` (whose reader is a change reader) as the module docstring says."""
     reader, writer, store = _stages(pipe)
@@ -56,6 +60,10 @@ def run_stream(
         checkpoint = Checkpoint(
             pipe.task_id, start=start, phase="full-load" if load is not None else "cdc"
         )
+        store.write_checkpoint(checkpoint)
+    if snapshots:  # before the stream opens: it skips what they hold from its first change
+        merged = {**checkpoint.snapshots, **{str(t): pos for t, pos in snapshots.items()}}
+        checkpoint = replace(checkpoint, snapshots=merged)
         store.write_checkpoint(checkpoint)
     replicator = Replicator(
         reader,

@@ -293,6 +293,15 @@ class EndpointConformance:
             )
             writer.write_checkpoint(checkpoint)
             assert writer.read_checkpoint(_TASK) == checkpoint
+            resumed = Checkpoint(  # a resumed full load's snapshot positions
+                _TASK,
+                start=SqliteSeq(5),
+                phase="full-load",
+                loaded=frozenset({"a.b"}),
+                snapshots={"a.c": SqliteSeq(7), "a.d": SqliteSeq(8)},
+            )
+            writer.write_checkpoint(resumed)
+            assert writer.read_checkpoint(_TASK) == resumed
             moved = Checkpoint(_TASK, start=SqliteSeq(5), position=SqliteSeq(9), phase="cdc")
             writer.write_checkpoint(moved)
             assert writer.read_checkpoint(_TASK) == moved

@@ -5,6 +5,8 @@ half-written or duplicated (each ledger row is written exactly once)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -61,17 +63,13 @@ def _assert_equal(src: str, folder: Path, seq: int) -> None:
     assert any(f.name.startswith("CDC") for f in table.iterdir()), "no change file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed: a full load that stopped is resumed from a new snapshot while "
-    "the stream replays from the first one's position, so append-only change files repeat "
-    "changes the reloaded table's load files hold (database targets converge); the fix is an "
-    "exact per-table snapshot position on resume (docs/duckdb-and-files.md)",
-)
 def test_crash_during_the_full_load_then_resume(source: str, tmp_path: Path):
     """Deterministic form of what the SIGKILL test saw about once in ten runs with a faster
     reader: the task stops at its first full-load batch, rows are written while it is down,
-    and the rerun loads every table again."""
+    and the rerun loads every table again from a snapshot of its own (a temporary slot's)
+    while its stream replays from the first snapshot's position: the changes the new
+    snapshot holds are skipped, those after it (written while the rerun streams) are in a
+    change file, and each is written once."""
     folder = tmp_path / "out"
     load = Workload(source)
     load.run(20)  # in the first snapshot
@@ -80,8 +78,41 @@ def test_crash_during_the_full_load_then_resume(source: str, tmp_path: Path):
     load.stop()
     assert code == FAILPOINT_EXIT, "the failpoint was not reached"
     load.run(20)  # after the first snapshot, before the second
-    assert run_child(source, f"file://{folder}") == 0
-    _assert_equal(source, folder, load.seq)
+    during = Workload(source)
+    during.seq = load.seq
+    during.start()  # before, during and after the second snapshot
+    watcher = threading.Thread(target=_stop_once_streaming, args=(source, during))
+    watcher.start()
+    try:
+        assert run_child(source, f"file://{folder}") == 0
+    finally:
+        during.stop()
+        watcher.join()
+    assert _slots(source) == ["replikit_t1"], "the reload snapshot's slot outlived its load"
+    _assert_equal(source, folder, during.seq)
+
+
+def _stop_once_streaming(src: str, load: Workload) -> None:
+    """Stop ``load`` a little after the task's stream (opened after its reload snapshot was
+    taken) is active, so some of its writes come after that snapshot."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(src, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots "
+                "WHERE slot_name = 'replikit_t1' AND active_pid IS NOT NULL"
+            ).fetchone()
+            if row and row[0]:
+                break
+            time.sleep(0.05)
+    time.sleep(1.0)
+    load.stop()
+
+
+def _slots(src: str) -> list[str]:
+    with psycopg.connect(src) as conn:
+        rows = conn.execute("SELECT slot_name FROM pg_replication_slots ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
 
 
 def test_crash_between_change_files_and_manifest_then_resume(source: str, tmp_path: Path):

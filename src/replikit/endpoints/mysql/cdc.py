@@ -12,6 +12,7 @@ position lives with the target's checkpoint.
   (``binlog_snapshot_file/position``, MariaDB) on one connection, which the full-load reader
   then reads through. InnoDB tables only; MySQL, which lacks those status variables, takes a
   brief ``FLUSH TABLES WITH READ LOCK`` instead.
+* :func:`reload_snapshot` is the same snapshot for a full load resumed after a stop.
 * :func:`start` is "now", for a CDC-only task.
 * :class:`MysqlChangeReader` streams transactions (see :mod:`._binlog_reader`).
 
@@ -33,7 +34,15 @@ from replikit.pipeline.contracts import Reader
 from replikit.pipeline.waiting import Blocker, Waiting, watch
 from replikit.schema.model import TableSchema
 
-__all__ = ["BinlogPosition", "MysqlChangeReader", "setup", "snapshot", "start", "teardown"]
+__all__ = [
+    "BinlogPosition",
+    "MysqlChangeReader",
+    "reload_snapshot",
+    "setup",
+    "snapshot",
+    "start",
+    "teardown",
+]
 
 _TRANSACTIONAL = frozenset({"innodb", "xtradb", "rocksdb", "tokudb", "ndbcluster"})
 
@@ -102,6 +111,15 @@ def snapshot(
         with contextlib.suppress(Exception):
             conn.rollback()
         conn.close()
+
+
+def reload_snapshot(
+    params: Any, tables: Sequence[TableSchema], *, task: str
+) -> AbstractContextManager[tuple[Reader, BinlogPosition]]:
+    """:func:`snapshot`, for a full load resumed after a stop: it creates nothing on the
+    source and moves no stream, so the task's checkpoint stays valid; transactions ending
+    at or before the position are in what the reader sees."""
+    return snapshot(params, tables, task=task)
 
 
 def _check_engines(server: Server, conn: Any, tables: Sequence[TableSchema]) -> None:

@@ -11,12 +11,15 @@ replication slot ``replikit_t`` (where CDC stands). The lifecycle, as
 * :func:`snapshot` creates the slot on a replication connection with an exported snapshot and
   yields a full-load reader whose every unit imports it, with the slot's consistent point:
   the exact full-load/CDC handoff.
+* :func:`reload_snapshot` does the same from a temporary slot, for a full load resumed after
+  a stop (the task's slot stays where the checkpoint is; the stream skips what it holds).
 * :func:`start` creates the slot without a snapshot (a CDC-only task) or returns where it is.
 * :class:`PostgresChangeReader` reads the slot (:mod:`._cdc_reader`).
 * :func:`teardown` drops the slot (ending a walsender that holds it) and the publication.
 
 Server requirements: ``wal_level = logical`` (restart), ``max_replication_slots`` and
-``max_wal_senders`` with room for one more, a role with REPLICATION (or superuser) that owns
+``max_wal_senders`` with room for one more (two while a resumed full load holds its
+temporary slot), a role with REPLICATION (or superuser) that owns
 the tables (``CREATE PUBLICATION ... FOR TABLE`` needs ownership), and ``pg_hba.conf`` letting
 that role make ``replication=database`` connections (a normal *database* line) for streaming;
 without them the reader polls. Setting ``max_slot_wal_keep_size`` keeps an abandoned slot from
@@ -55,6 +58,7 @@ __all__ = [
     "PostgresChangeReader",
     "object_name",
     "preflight",
+    "reload_snapshot",
     "setup",
     "snapshot",
     "start",
@@ -219,14 +223,40 @@ def snapshot(
     name = object_name(task)
     with connect(params, autocommit=True) as conn:
         drop_slot(conn, name)
+    with _exported(params, tables, name, temporary=False) as out:
+        yield out
+
+
+@contextlib.contextmanager
+def reload_snapshot(
+    params: ConnParams, tables: Sequence[TableSchema], *, task: str
+) -> Iterator[tuple[PostgresReader, PgLsn]]:
+    """``with reload_snapshot(...) as (reader, at)``: a full load of ``tables`` that sees
+    exactly the transactions whose commit ends at or before ``at`` (a resumed load).
+
+    As :func:`snapshot`, but from a TEMPORARY slot ``replikit_<task>_reload``: the task's
+    own slot stays where its checkpoint is, and the temporary one is dropped by the server
+    when the replication connection closes, at the end of the block (or if the process dies).
+    """
+    with _exported(params, tables, f"{object_name(task)}_reload", temporary=True) as out:
+        yield out
+
+
+@contextlib.contextmanager
+def _exported(
+    params: ConnParams, tables: Sequence[TableSchema], name: str, *, temporary: bool
+) -> Iterator[tuple[PostgresReader, PgLsn]]:
+    """Slot ``name`` created with an exported snapshot; a reader of that snapshot and the
+    slot's consistent point (transactions ending at or before it are in the snapshot)."""
     rep = replication_connect(params)
     try:
         new_syntax = rep.info.server_version >= 150000
         export = "(SNAPSHOT 'export')" if new_syntax else "EXPORT_SNAPSHOT"
+        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
         try:
             with _watched(params, rep.info.backend_pid, name):
                 row = rep.execute(
-                    f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput {export}"
+                    f"CREATE_REPLICATION_SLOT {name} {kind} pgoutput {export}"
                 ).fetchone()
         except psycopg.Error as exc:
             raise _slot_error(exc, name, params) from None

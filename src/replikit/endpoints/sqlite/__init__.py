@@ -193,9 +193,17 @@ class SqliteEndpoint(Endpoint):
         """
         return self._snapshot(tables, task)
 
+    def cdc_reload_snapshot(
+        self, tables: Sequence[TableSchema], *, task: str
+    ) -> contextlib.AbstractContextManager[tuple[SqliteReader, SqliteSeq]]:
+        """:meth:`cdc_snapshot` for a full load resumed after a stop: ``task``'s registered
+        position stays where its checkpoint is (the purge keeps the changes its stream
+        replays); the reader sees exactly the changes up to the yielded position."""
+        return self._snapshot(tables, None)
+
     @contextlib.contextmanager
     def _snapshot(
-        self, tables: Sequence[TableSchema], task: str
+        self, tables: Sequence[TableSchema], task: str | None
     ) -> Iterator[tuple[SqliteReader, SqliteSeq]]:
         from replikit.endpoints.sqlite import cdc
         from replikit.endpoints.sqlite.source import Pinned, SqliteReader

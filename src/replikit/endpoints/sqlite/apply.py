@@ -24,7 +24,6 @@ does, so one process never writes a database file through two connections at onc
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,7 +38,7 @@ from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.endpoints.sqlite._values import BadValue
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
-from replikit.pipeline.apply_support import Plans, Txs
+from replikit.pipeline.apply_support import Plans, Txs, loaded_from_text, loaded_text
 from replikit.pipeline.conflicts import probe_sql
 from replikit.pipeline.contracts import Checkpoint
 from replikit.pipeline.netchange import Key, TableNet, net_changes
@@ -222,13 +221,17 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
         try:
             if phase not in ("full-load", "cdc"):
                 raise ValueError(f"unknown phase {phase!r}")
+            names = loaded_from_text(loaded)
+            if names is None:
+                raise ValueError(f"loaded is {loaded!r}")
             return Checkpoint(
                 task=task,
                 start=Position.parse(start) if start else None,
                 position=Position.parse(position) if position else None,
                 phase=phase,
-                loaded=frozenset(str(n) for n in json.loads(loaded)),
+                loaded=names[0],
                 commit_ts=datetime.fromisoformat(commit_ts) if commit_ts else None,
+                snapshots=names[1],
             )
         except (ValueError, TypeError, ConfigError) as exc:
             raise ConfigError(
@@ -251,7 +254,7 @@ class SqliteChangeWriter(apply_support.ChangeWriterBase):
                 None if cp.start is None else str(cp.start),
                 None if cp.position is None else str(cp.position),
                 cp.phase,
-                json.dumps(sorted(cp.loaded)),
+                loaded_text(cp),
                 None if cp.commit_ts is None else cp.commit_ts.isoformat(),
                 datetime.now(UTC).isoformat(),
             ),
