@@ -34,6 +34,7 @@ from replikit.pipeline.contracts import Batch, Checkpoint
 from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.spill import (
     RECORD_ROWS,
+    ChangeBuffer,
     SpilledChanges,
     TransactionBuffer,
     spilled,
@@ -235,6 +236,30 @@ def test_spill_memory_stays_bounded_while_rows_arrive() -> None:
     assert isinstance(changes, SpilledChanges) and len(changes) == 100_000
     changes.close()
     assert peak < 12 << 20, f"peak {peak / 2**20:.1f} MiB for 100,000 rows"  # unbounded: ~90
+
+
+def test_a_change_buffer_keeps_each_changes_own_position_in_memory_and_on_disk() -> None:
+    """The cache's changes of many source transactions, applied as one: each keeps its own
+    position, commit time and transaction id, also once spilled."""
+    changes = [Change(*_upsert(i, "n" * (i % 50), i), SqliteSeq(i), TS, i) for i in range(3000)]
+    small = ChangeBuffer(1 << 30)
+    small.add(changes[:10])
+    kept = small.finish(SqliteSeq(99), TS, 99)
+    assert isinstance(kept, tuple) and list(kept) == changes[:10]
+    buffer = ChangeBuffer(0)
+    for i in range(0, len(changes), 700):
+        buffer.add(changes[i : i + 700])
+    assert len(buffer) == len(changes)
+    out = buffer.finish(SqliteSeq(2999), TS, 2999)
+    tx = Transaction(out, SqliteSeq(2999), TS, 2999)
+    on_disk = spilled(tx)
+    assert on_disk is not None and on_disk.tables == {TID}
+    assert on_disk.counts == {(TID, Op.INSERT): len(changes)}
+    assert list(on_disk) == changes
+    assert [c for b in on_disk.batches(1000) for c in b] == changes  # a second pass
+    on_disk.close()
+    with pytest.raises(Error, match="closed"):
+        list(on_disk)
 
 
 # -- pieces ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import pytest
 
 import replikit as rk
 from live_task import run_in_thread
-from replikit._failpoints import FAILPOINT_EXIT
+from replikit._failpoints import FAILPOINT_EXIT, inject
 
 CHILD = Path(__file__).with_name("_cdc_child.py")
 
@@ -483,9 +483,10 @@ def test_a_crash_after_a_resumed_load_still_skips_what_its_snapshot_holds(
     make_db: Callable[[str], Db], src_kind: str, dst_kind: str
 ) -> None:
     """The resumed run finishes its load, then crashes at its first CDC commit: the checkpoint
-    keeps the reload snapshot's position, so the third run, which replays from the first
-    snapshot again, still skips what the reloaded tables hold and applies only the ledger
-    rows written after the second snapshot."""
+    keeps the reload snapshot's position (or is past it), so the third run, which replays
+    from the first snapshot again (or from after the cached changes), still skips what the
+    reloaded tables hold and applies only the ledger rows written after the second
+    snapshot."""
     source, target = make_db(src_kind), make_db(dst_kind)
     _create_source(source, items=3000)
     load = Workload(source, writer=3, seed=3)
@@ -502,13 +503,58 @@ def test_a_crash_after_a_resumed_load_still_skips_what_its_snapshot_holds(
     second.join(180)
     assert codes == [FAILPOINT_EXIT], "the second run did not crash at its first commit"
     checkpoint = _checkpoint(target)
-    assert checkpoint is not None and checkpoint.phase == "cdc" and checkpoint.snapshots
+    assert checkpoint is not None and checkpoint.phase == "cdc"
+    # the reload snapshot's position is kept, unless the cached changes' commit moved the
+    # position past it (a transaction after it was cached): a replay then starts after it
+    assert checkpoint.snapshots or checkpoint.position is not None
     task = _task(source, target, stop_when_idle=2.0, batch_changes=50, parallel_tables=2)
     stats = task.run()
     [ledger] = [t for t in stats if t.table.endswith("ledger")]
     assert (ledger.inserts, ledger.updates, ledger.deletes) == (10, 0, 0)
     _assert_equal(source, target)
     _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg")])
+def test_cached_changes_commit_their_checkpoint(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    """A first run's changes cached during its full load commit with a checkpoint at the
+    last cached transaction: a failure before the first CDC batch resumes from there, so the
+    next run applies only what came after them (ledger inserts == rows the target lacks),
+    not every change since the snapshot again. Deterministic: the first load batch writes
+    to the source and waits until the stream cached changes, the cache's apply writes once
+    more (a transaction for the stream after it) and the first CDC batch raises."""
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=3000)
+    load = Workload(source, writer=3, seed=3)
+    load.run(count=10)  # in the snapshot
+    task = _task(source, target, stop_when_idle=2.0, batch_changes=50, parallel_tables=2)
+
+    def write_while_loading() -> None:
+        load.run(count=10)
+        _wait_for(lambda: task.statistics().cdc.cached_changes > 0)
+
+    with (
+        inject("full-load.batch", write_while_loading),
+        inject("cdc.apply-cached", lambda: load.run(count=1)),
+        inject("cdc.apply"),
+        pytest.raises(rk.Error, match="failpoint cdc.apply reached"),
+    ):
+        task.run()
+    checkpoint = _checkpoint(target)
+    assert checkpoint is not None and checkpoint.phase == "cdc"
+    assert checkpoint.position is not None, "the cached changes moved no checkpoint"
+    schema = _target_schema(source, target)
+    held = len(target.rows("ledger", "writer, seq", schema))
+    assert held > 10, "no cached ledger row was applied"
+    load.run(count=10)  # while the task is down
+    task = _task(source, target, stop_when_idle=2.0, batch_changes=50, parallel_tables=2)
+    stats = task.run()
+    [ledger] = [t for t in stats if t.table.endswith("ledger")]
+    assert (ledger.inserts, ledger.updates, ledger.deletes) == (load.seq - held, 0, 0)
+    _assert_equal(source, target)
+    _assert_ledger(target, {3: load.seq}, schema)
 
 
 def _checkpoint(target: Db) -> Any:

@@ -20,7 +20,8 @@ before it).
 
 During a full load the same queue feeds a :class:`~replikit.pipeline.cache.ChangeCache` instead
 (:meth:`Replicator.cache_until`): changes of tables being loaded are held, then applied after
-the load (DMS "cached changes") before the stream continues.
+the load (DMS "cached changes") before the stream continues, each table's in one target
+transaction with a checkpoint (:meth:`Replicator.apply_cache`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from replikit.pipeline.setaside import (
     without,
     without_table,
 )
-from replikit.pipeline.spill import TransactionBuffer, spilled, transaction_bytes
+from replikit.pipeline.spill import ChangeBuffer, TransactionBuffer, spilled, transaction_bytes
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
 from replikit.positions import Position
@@ -72,6 +73,8 @@ _NO_LOCK = contextlib.nullcontext()
 _NONE: frozenset[TableId] = frozenset()
 _INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 _OPS = (Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE)  # the order of _count's per-table lists
+#: a table's cached changes past this estimated size wait for their apply in a spill file
+CACHED_SPILL_BYTES = 16 * 1024 * 1024
 #: a stream with nothing to apply writes its status (in a transaction of its own) this often
 IDLE_REPORT_SECONDS = 5.0
 
@@ -412,37 +415,107 @@ class Replicator:
         self._require_stream()
         return CacheFeeder(self, cache)
 
-    def apply_cache(self, cache: ChangeCache, tables: Iterable[TableId]) -> None:
-        """Apply every held change of ``tables`` (source ids), table by table, idempotently.
+    def apply_cache(
+        self, cache: ChangeCache, tables: Iterable[TableId], checkpoint: Checkpoint
+    ) -> tuple[Checkpoint, bool]:
+        """Apply every held change of ``tables`` (source ids), table by table, each table's
+        in one target transaction with a checkpoint.
 
-        No checkpoint position is written: a crash here replays from the stored position,
-        which converges because apply is idempotent. Errors other than replikit's are
-        raised as :class:`~replikit.Error` (see :func:`thread_error`).
+        ``checkpoint`` is the task's during its load (phase ``full-load``). The changes of
+        every table but the last commit with it, their table added to
+        :attr:`~replikit.pipeline.contracts.Checkpoint.snapshots` at the position of the last
+        cached transaction (so a crash before the last table replays the stream without
+        applying that table's changes again); the last table's commit with the checkpoint
+        leaving the full load: phase ``cdc``, every table loaded, ``position`` the last
+        cached transaction's. Returns that checkpoint and whether it was committed (``False``:
+        nothing was applied; the caller stores it). Errors other than replikit's are raised
+        as :class:`~replikit.Error` (see :func:`thread_error`).
         """
+        tables = list(tables)
+        last = self._cached_upto
+        done = replace(checkpoint, phase="cdc", loaded=frozenset(str(t) for t in tables))
+        if last is not None:
+            done = _past_snapshots(replace(done, position=last.position, commit_ts=last.commit_ts))
         try:
-            self._apply_cache(cache, tables)
+            committed = self._apply_cache(cache, tables, checkpoint, done)
             self.statistics.cdc.cache_changes = 0
         except Error:
             raise
         except Exception as exc:
             raise thread_error("applying the changes cached during the full load", exc) from exc
+        return done, committed
 
-    def _apply_cache(self, cache: ChangeCache, tables: Iterable[TableId]) -> None:
+    def _apply_cache(
+        self, cache: ChangeCache, tables: list[TableId], during: Checkpoint, done: Checkpoint
+    ) -> bool:
         last = self._cached_upto
         if last is None:
             for table in tables:
                 if cache.is_held(table):
                     list(cache.release(table))
-            return
-        for table in tables:
+            return False
+        # A table's changes are applied once its successor's are collected: the last
+        # table's go with ``done`` (no checkpoint in between claims what is not applied).
+        pending: tuple[TableId, Transaction] | None = None
+        try:
+            for table in tables:
+                mapped = self._collect_cached(cache, table, last)
+                if mapped is None:
+                    continue
+                previous, pending = pending, (table, mapped)
+                if previous is not None:
+                    during = self._commit_cached(previous, during, last)
+            if pending is None:
+                return False
+            self._commit_cached(pending, done, last)
+            return True
+        finally:
+            if pending is not None:
+                discard(pending[1])
+
+    def _collect_cached(
+        self, cache: ChangeCache, table: TableId, last: Transaction
+    ) -> Transaction | None:
+        """``table``'s held changes, mapped to the target, as one transaction at ``last``
+        (on disk past :data:`CACHED_SPILL_BYTES`); ``None``: none to apply."""
+        buffer = ChangeBuffer(CACHED_SPILL_BYTES)
+        try:
             chunk: list[Change] = []
             for change in cache.release(table):
                 chunk.append(change)
                 if len(chunk) >= self.batch_changes:
-                    self._apply_cached(chunk, last)
+                    buffer.add(self._map(Transaction(tuple(chunk), last.position)).changes)
                     chunk = []
             if chunk:
-                self._apply_cached(chunk, last)
+                buffer.add(self._map(Transaction(tuple(chunk), last.position)).changes)
+            if not len(buffer):
+                return None
+            changes = buffer.finish(last.position, last.commit_ts, last.txid)
+        finally:
+            buffer.reset()
+        return Transaction(changes, last.position, last.commit_ts, last.txid)
+
+    def _commit_cached(
+        self, pending: tuple[TableId, Transaction], checkpoint: Checkpoint, last: Transaction
+    ) -> Checkpoint:
+        """Apply one table's cached changes with ``checkpoint`` (during the load: with the
+        table's snapshot at ``last``); the checkpoint committed."""
+        table, mapped = pending
+        if checkpoint.phase == "full-load":
+            name = str(table)
+            held = checkpoint.snapshots.get(name)
+            at = last.position if held is None or held < last.position else held
+            checkpoint = replace(checkpoint, snapshots={**checkpoint.snapshots, name: at})
+        failpoint("cdc.apply-cached")
+        try:
+            self._count(self._apply_with_policy([mapped], checkpoint, conflicts=False))
+        finally:
+            discard(mapped)
+            for made in self._replaced:
+                discard(made)
+            self._replaced.clear()
+        self.checkpoint = checkpoint
+        return checkpoint
 
     def _apply_cached(self, changes: list[Change], last: Transaction) -> None:
         tx = Transaction(tuple(changes), last.position, last.commit_ts, last.txid)
@@ -592,14 +665,19 @@ class Replicator:
 
     # -- error policies ---------------------------------------------------------------------------
     def _apply_with_policy(
-        self, mapped: list[Transaction], checkpoint: Checkpoint | None
+        self, mapped: list[Transaction], checkpoint: Checkpoint | None, *, conflicts: bool = True
     ) -> list[Transaction]:
         """Apply ``mapped``; a change the target refuses is handled by ``policy.data_errors``
         and the rest applied again (each round leaves a change or a table out, so it ends).
         Returns what was applied."""
-        # conflicts mean something only past the snapshot: cached and held changes (applied
-        # without a checkpoint) may overlap the rows a load copied, and converge
-        check = self._conflicts.batch() if self._conflicts and checkpoint is not None else None
+        # conflicts mean something only past the snapshot: cached and held changes
+        # (``conflicts=False``, or without a checkpoint) may overlap the rows a load copied,
+        # and converge
+        check = (
+            self._conflicts.batch()
+            if self._conflicts and conflicts and checkpoint is not None
+            else None
+        )
         while True:
             try:
                 self.writer.apply(self.plans, mapped, checkpoint=checkpoint,

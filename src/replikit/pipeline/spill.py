@@ -36,8 +36,10 @@ from replikit.schema.model import TableId
 __all__ = [
     "DEFAULT_SPILL_BYTES",
     "RECORD_ROWS",
+    "ChangeBuffer",
     "Row",
     "SpilledChanges",
+    "StampedChanges",
     "TransactionBuffer",
     "estimate_size",
     "spilled",
@@ -356,6 +358,109 @@ class TransactionBuffer:
         self._bytes = self._sized = self._count = 0
         self._next = 1
         self._counts = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+
+class StampedChanges(SpilledChanges):
+    """:class:`SpilledChanges` whose changes keep their own ``position``, ``commit_ts`` and
+    ``txid`` (the changes of several source transactions applied as one: the cache's).
+    ``position``, ``commit_ts`` and ``txid`` are those of the transaction they form."""
+
+    def _changes(self) -> Iterator[Change]:
+        offset = 0
+        while offset < self._end:
+            file = self._file
+            if file is None:
+                raise Error(f"{self!r} was read after it was closed (its transaction was done)")
+            changes, offset = segments.read_at(file.fileno(), offset)
+            yield from changes
+
+
+class ChangeBuffer:
+    """Collects whole :class:`~replikit.changes.Change` objects (of any number of source
+    transactions) into the changes of one transaction; past ``spill_bytes`` (estimated) they
+    go to a temporary file (:class:`StampedChanges`). Unlike :class:`TransactionBuffer`, each
+    change keeps its own position, commit time and transaction id.
+
+    Args:
+        spill_bytes: estimated size past which the changes go to disk.
+        directory: where the temporary file goes (``None``: the system's temporary directory).
+    """
+
+    def __init__(
+        self, spill_bytes: int = DEFAULT_SPILL_BYTES, *, directory: str | None = None
+    ) -> None:
+        if spill_bytes < 0:
+            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
+        self.spill_bytes = spill_bytes
+        self.directory = directory
+        self._mem: list[Change] = []
+        self._bytes = 0
+        self._file: IO[bytes] | None = None
+        self._count = 0  # changes in the file
+        self._counts: Counter[tuple[TableId, Op]] = Counter()  # changes in the file, by kind
+
+    def __len__(self) -> int:
+        return self._count + len(self._mem)
+
+    def add(self, changes: Collection[Change]) -> None:
+        """Append ``changes`` (in order)."""
+        if not changes:
+            return
+        if not isinstance(changes, Sequence):
+            changes = list(changes)
+        self._mem += changes
+        self._bytes += _sampled(changes, estimate_size)
+        if self._file is None and self._bytes <= self.spill_bytes:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="replikit-tx-", dir=self.directory)  # noqa: SIM115 - owned by StampedChanges
+        self._write()
+
+    def _write(self) -> None:
+        file = self._file
+        assert file is not None
+        mem = self._mem
+        for i in range(0, len(mem), RECORD_ROWS):
+            part = mem[i : i + RECORD_ROWS]
+            self._counts.update((c.table, c.op) for c in part)
+            file.write(segments.encode(part))
+        self._count += len(mem)
+        self._mem = []
+        self._bytes = 0
+
+    def finish(
+        self, position: Position | None, commit_ts: datetime | None, txid: int | str | None
+    ) -> Collection[Change]:
+        """The changes collected (a tuple, or :class:`StampedChanges` on disk); the buffer
+        is then empty. ``position``, ``commit_ts`` and ``txid`` are the transaction's."""
+        if self._file is None:
+            out: Collection[Change] = tuple(self._mem)
+            self.reset()
+            return out
+        self._write()
+        file, self._file = self._file, None
+        file.flush()
+        counts = self._counts
+        spilled_out = StampedChanges(
+            file,
+            self._count,
+            frozenset(t for t, _ in counts),
+            counts=counts,
+            position=position,
+            commit_ts=commit_ts,
+            txid=txid,
+        )
+        self.reset()
+        return spilled_out
+
+    def reset(self) -> None:
+        """Forget what was collected (its spill file, if any, is deleted)."""
+        self._mem = []
+        self._bytes = self._count = 0
+        self._counts = Counter()
         file, self._file = self._file, None
         if file is not None:
             file.close()

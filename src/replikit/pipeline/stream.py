@@ -6,7 +6,10 @@ A pipeline whose reader is a :class:`~replikit.pipeline.contracts.ChangeReader` 
    (a first run starts at ``start``, or at the reader's own stored position);
 2. if a full load is still due (``load``, checkpoint phase ``full-load``), the load runs while
    the change stream fills the cache (changes of tables being loaded are held), then the cached
-   changes are applied and the checkpoint leaves the full-load phase; a load resumed after a
+   changes are applied, each table's in one target transaction with a checkpoint: the table
+   joins the checkpoint's snapshots at the last cached transaction, and the last table's
+   commit leaves the full-load phase at that position (so no cached change is applied twice,
+   whatever the crash); a load resumed after a
    stop reads the tables not loaded yet from a snapshot of its own (``snapshots``: its
    position per table), later than the stream's start, so the stream skips those tables'
    changes at or before it (:attr:`~replikit.pipeline.contracts.Checkpoint.snapshots`);
@@ -186,9 +189,12 @@ def _load_and_cache(
         # A feeder that failed may have taken a transaction off the queue without caching
         # it: raise before the checkpoint leaves the full-load phase (a rerun replays).
         feeder.finish()
-        checkpoint = replace(checkpoint, phase="cdc", loaded=frozenset(str(t) for t in tables))
-        replicator.apply_cache(cache, tables)
-        store.write_checkpoint(checkpoint)
+        # Each table's cached changes commit with a checkpoint (the last table's leaves the
+        # full load at the last cached position): a crash in between applies none twice.
+        during = replace(checkpoint, loaded=frozenset(loaded))
+        checkpoint, committed = replicator.apply_cache(cache, tables, during)
+        if not committed:
+            store.write_checkpoint(checkpoint)
     finally:
         pipe.loading = None
         if pipe.cache is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psycopg
@@ -141,4 +142,62 @@ def test_a_half_written_manifest_is_removed_on_resume(source: str, tmp_path: Pat
     load.run(5)
     assert run_child(source, f"file://{folder}") == 0
     assert not left.exists()
+    _assert_equal(source, folder, load.seq)
+
+
+def _more_items(src: str, n: int) -> None:
+    """``n`` more item rows: a full load long enough for the stream to cache changes."""
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO items SELECT i, 'item ' || i, i, i / 4.0, ARRAY['a'], now() "
+            "FROM generate_series(3001, %s) i",
+            (3000 + n,),
+        )
+
+
+def _change_rows(folder: Path, table: str) -> list[str]:
+    """Every row of ``table``'s committed change files: Op, _position and values, as text."""
+    out = []
+    for f in sorted((folder / "public" / table).glob("CDC*.parquet")):
+        for r in pq.read_table(f).to_pylist():
+            meta = (r.pop("Op"), r.pop("_position"))
+            r.pop("_change")
+            r.pop("_commit_ts")
+            r.pop("_unchanged", None)
+            out.append(repr((*meta, sorted(r.items()))))
+    return out
+
+
+def _assert_written_once(folder: Path) -> None:
+    for table in ("items", "ledger"):
+        rows = _change_rows(folder, table)
+        assert rows, f"{table}: no change file row"
+        twice = sorted(r for r, n in Counter(rows).items() if n > 1)
+        assert not twice, f"{table}: changes written twice: {twice[:3]}"
+
+
+@pytest.mark.parametrize("crash", ["cdc.apply:1", "cdc.apply-cached:2"])
+def test_a_crash_after_cached_changes_were_applied_writes_none_twice(
+    source: str, tmp_path: Path, crash: str
+):
+    """A first run's changes cached during its full load are applied after it, each table's
+    with a checkpoint in the same commit: a crash before the first CDC batch
+    (``cdc.apply:1``) resumes after the last cached transaction, and one between two
+    tables' cached changes (``cdc.apply-cached:2``) skips, in the replayed stream, the
+    changes of the table already applied. No change file row is written twice."""
+    folder = tmp_path / "out"
+    _more_items(source, 60_000)  # a load of a few seconds: the stream caches meanwhile
+    load = Workload(source)
+    load.run(10)  # in the snapshot
+    load.start()  # during the load (cached) and after
+    try:
+        code = run_child(source, f"file://{folder}", crash)
+    finally:
+        load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    committed = [f for t in ("items", "ledger") for f in (folder / "public" / t).glob("CDC*")]
+    assert committed, "no cached change was applied before the crash"
+    load.run(10)  # while the task is down
+    assert run_child(source, f"file://{folder}") == 0
+    _assert_written_once(folder)
     _assert_equal(source, folder, load.seq)
