@@ -79,9 +79,10 @@ class SqliteEndpoint(Endpoint):
     """A SQLite database file (or an in-memory database).
 
     Options: ``timeout`` (seconds to wait for a lock, default 30), ``batch_size`` (rows per
-    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 10,000),
-    ``cdc_setup`` (default False: replikit may create the CDC change table and triggers on
-    this database, and remake them after ``ALTER TABLE ... ADD COLUMN``).
+    batch read, default 10,000), ``commit_rows`` (rows per write transaction, default 10,000;
+    a load of Arrow batches also commits every ~2 MB of them), ``cdc_setup`` (default False:
+    replikit may create the CDC change table and triggers on this database, and remake them
+    after ``ALTER TABLE ... ADD COLUMN``).
     """
 
     schemes = ("sqlite",)
