@@ -84,10 +84,10 @@ def _dlt_missing() -> str | None:
     return None if proc.returncode == 0 else f"dlt not importable in {PEERS_VENV}"
 
 
-def _replikit(source: Source, target: Path, work: Path) -> list[str]:
+def _replikit(source: Source, target: Path, work: Path, options: str = "") -> list[str]:
     exe = full_load._replikit_exe() or "replikit"
     includes = [a for t in TABLES for a in ("--include", f"{source.schema}.{t}")]
-    return [exe, "copy", source.url, f"duckdb:///{target}", *includes, "--no-progress"]
+    return [exe, "copy", source.url, f"duckdb:///{target}{options}", *includes, "--no-progress"]
 
 
 def _dlt(backend: str) -> Callable[[Source, Path, Path], list[str]]:
@@ -114,6 +114,12 @@ TOOLS = {
     t.key: t
     for t in (
         Tool("replikit-duckdb", "replikit", _replikit),
+        # the default builds the keys only; this one every index too (the source's 6)
+        Tool(
+            "replikit-duckdb-all-indexes",
+            "replikit (indexes=all)",
+            partial(_replikit, options="?indexes=all"),
+        ),
         Tool("dlt-pyarrow", "dlt (pyarrow)", _dlt("pyarrow"), _dlt_missing),
         Tool("dlt-connectorx", "dlt (connectorx)", _dlt("connectorx"), _dlt_missing),
     )

@@ -53,6 +53,7 @@ from replikit.pipeline.contracts import (
     SupportsDdl,
     SupportsPrepare,
     SupportsSchemaObjects,
+    SupportsSkippedObjects,
     dialect_of,
 )
 from replikit.pipeline.control import control_store
@@ -375,7 +376,13 @@ class Task:
 
         convert = partial(function_plan, source=dialect_of(pipe.reader).name, target=target)
         routines = routine_plans(self.catalog().routines, target=target, convert=convert)
-        report = ConversionReport.of([*(o for p in plans for o in p.objects), *views, *routines])
+        skipped = (
+            pipe.writer.skipped_objects(plans)
+            if isinstance(pipe.writer, SupportsSkippedObjects)
+            else []
+        )
+        objects = [*skipped, *(o for p in plans for o in p.objects), *views, *routines]
+        report = ConversionReport.of(objects)
         findings = (*self._onto_source(plans), *pipe.findings())
         notes = tuple((t, tuple(n)) for t, n in pipe.mapping_notes().items())
         return Plan(Assessment(tuple(plans), tuple(problems), findings, report), ddl, notes)

@@ -217,11 +217,12 @@ def test_sakila_postgresql_to_mysql_and_sqlite_views_and_checks(
 
 
 def _hop(task: rk.Task):
-    """Run ``task``; its plan, and the views the target refused (named, with the reason)."""
+    """Run ``task``; its plan, and the views the target refused (named, with the reason).
+    Objects the plan declared left out (DuckDB's non-unique indexes) are not refusals."""
     plan = task.plan()
     stats = task.run()
-    refused = {o.name.split(".")[-1]: e for o, e in stats.objects if e is not None}
-    assert {o.kind for o, e in stats.objects if e is not None} <= {"view"}, refused
+    refused = {o.name.split(".")[-1]: e for o, e in stats.objects if e is not None and o.converted}
+    assert {o.kind for o, e in stats.objects if e is not None and o.converted} <= {"view"}, refused
     return plan, refused
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "SupportsRawRead",
     "SupportsRawWrite",
     "SupportsSchemaObjects",
+    "SupportsSkippedObjects",
     "SupportsTextRead",
     "SupportsTextWrite",
     "SupportsTransactionBatches",
@@ -224,6 +225,18 @@ class SupportsSchemaObjects(Protocol):
     ) -> list[tuple[ObjectPlan, str | None]]:
         """Create the converted checks of ``plans`` and ``views`` (in order); per object
         attempted, ``None`` when created or the target's reason for refusing it."""
+        ...
+
+
+@runtime_checkable
+class SupportsSkippedObjects(Protocol):
+    """A writer configured to leave some of a table's keys or indexes out (DuckDB's
+    ``indexes`` option): it declares them, so that the plan and the run's statistics list
+    them instead of leaving them out silently."""
+
+    def skipped_objects(self, plans: Sequence[TablePlan]) -> list[ObjectPlan]:
+        """The keys and indexes of ``plans`` this writer will not build, ``not converted``
+        with the reason."""
         ...
 
 

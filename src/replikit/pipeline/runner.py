@@ -47,6 +47,7 @@ from replikit.pipeline.contracts import (
     SupportsRawRead,
     SupportsRawWrite,
     SupportsSchemaObjects,
+    SupportsSkippedObjects,
     SupportsTextRead,
     SupportsTextWrite,
     SupportsUnitLedger,
@@ -558,7 +559,11 @@ class Pipeline:
 
     def create_objects(self, plans: Sequence[TablePlan]) -> None:
         """Converted CHECKs of ``plans`` and the views, when the writer creates them; each
-        outcome is in ``statistics.objects`` and a refused CHECK is a note on its table."""
+        outcome is in ``statistics.objects`` and a refused CHECK is a note on its table. Keys
+        and indexes the writer is configured to leave out are there too, with the reason."""
+        if isinstance(self.writer, SupportsSkippedObjects):
+            for obj in self.writer.skipped_objects(plans):
+                self.statistics.object_created(obj, obj.reason)
         if not isinstance(self.writer, SupportsSchemaObjects):
             return
         by_target = {p.target_id: p for p in plans}

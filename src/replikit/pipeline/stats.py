@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from replikit import display
-from replikit.schema.report import ObjectPlan
+from replikit.schema.report import ObjectPlan, plural
 
 __all__ = ["LAG_BUCKETS", "CdcStats", "LagHistogram", "Statistics", "TableState", "TableStats"]
 
@@ -489,7 +489,7 @@ def _object_lines(objects: Sequence[tuple[ObjectPlan, str | None]]) -> list[str]
     made: dict[str, int] = {}
     for obj, error in objects:
         made[obj.kind] = made.get(obj.kind, 0) + (error is None)
-    counts = ", ".join(f"{n} {kind}s" for kind, n in made.items())
+    counts = ", ".join(f"{n} {plural(kind)}" for kind, n in made.items())
     lines = [f"schema objects created: {counts}"]
     lines += [f"    not created: {obj.kind} {obj.name}: {error}" for obj, error in objects if error]
     return lines

@@ -1,10 +1,11 @@
 """The conversion report: schema objects beyond tables, each with a verdict.
 
 Tables and columns are judged by :class:`~replikit.schema.convert.Fidelity`. Everything else
-the plan converts or leaves behind (CHECK constraints, defaults, generated columns, views,
-functions, procedures, triggers) is an :class:`ObjectPlan` with a :class:`Verdict`, the
-target SQL when there is one, and the reason. None of them stops a task: an object that is
-not converted is reported, and the data still loads.
+the plan converts or leaves behind (keys and indexes a target is told not to build, CHECK
+constraints, defaults, generated columns, views, functions, procedures, triggers) is an
+:class:`ObjectPlan` with a :class:`Verdict`, the target SQL when there is one, and the reason.
+None of them stops a task: an object that is not converted is reported, and the data still
+loads.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 from replikit.schema.model import Routine, TableId
 
-__all__ = ["KINDS", "ConversionReport", "ObjectPlan", "Verdict", "routine_plans"]
+__all__ = ["KINDS", "ConversionReport", "ObjectPlan", "Verdict", "plural", "routine_plans"]
 
 #: object kinds in report order
 KINDS = (
+    "key",
+    "index",
     "check",
     "default",
     "generated column",
@@ -29,6 +32,11 @@ KINDS = (
     "procedure",
     "trigger",
 )
+
+
+def plural(kind: str) -> str:
+    """``kind`` in the plural (``index`` -> ``indexes``)."""
+    return kind + ("es" if kind.endswith("x") else "s")
 
 
 class Verdict(enum.StrEnum):
@@ -120,7 +128,7 @@ class ConversionReport:
         out = ["schema objects:"]
         for kind, row in self.counts().items():
             text = ", ".join(f"{n} {verdict}" for verdict, n in row.items())
-            out.append(f"  {kind + 's':<20} {text}")
+            out.append(f"  {plural(kind):<20} {text}")
         for obj in self.objects:
             if obj.verdict is not Verdict.EXACT:
                 out.append(f"  {'~' if obj.converted else 'x'} {obj}")

@@ -54,3 +54,70 @@ def test_sparse_keys_split_into_even_units_read_once(tmp_path):
         keys = sorted(r[0] for u in units for b in reader.read(u) for r in b.rows)
     assert len(units) == 5 and max(counts) <= 2100, counts
     assert keys == sorted({*range(9000), *(i * 1000000 for i in range(9000, 10000))})
+
+
+def _indexed_source(conn):
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT UNIQUE, v INTEGER)")
+    conn.execute("CREATE INDEX t_v ON t (v)")
+    conn.execute("CREATE UNIQUE INDEX t_v_code ON t (v, code)")
+    conn.execute("INSERT INTO t VALUES (1, 'a', 10), (2, 'b', 10), (3, 'c', 20)")
+
+
+def _built(path):
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        indexes = sorted(
+            (r[0], r[1])
+            for r in conn.execute("SELECT index_name, is_unique FROM duckdb_indexes()").fetchall()
+        )
+        keys = conn.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    return indexes, keys
+
+
+@pytest.mark.parametrize(
+    ("option", "indexes", "keys", "skipped"),
+    [
+        ("", [True, True], 1, {"index": ["t.t_v"]}),
+        ("?indexes=keys", [True, True], 1, {"index": ["t.t_v"]}),
+        ("?indexes=all", [False, True, True], 1, {}),
+        (
+            "?indexes=none",
+            [],
+            0,
+            {
+                "index": ["t.t_v", "t.t_v_code"],
+                "key": ["t.primary key (id)", "t.unique (code)"],
+            },
+        ),
+    ],
+)
+def test_indexes_option_builds_keys_and_declares_what_it_leaves_out(
+    tmp_path, option, indexes, keys, skipped
+):
+    path = tmp_path / "ix.duckdb"
+    with rk.endpoint("sqlite:///:memory:") as src, rk.endpoint(f"duckdb:///{path}{option}") as dst:
+        _indexed_source(src._conns.shared())
+        task = rk.Task(src, dst)
+        report = task.plan().assessment.schema
+        stats = task.run()
+    declared = {kind: sorted(o.name for o in report.of_kind(kind)) for kind in ("index", "key")}
+    assert {k: v for k, v in declared.items() if v} == skipped
+    assert all(o.reason and "indexes=" in o.reason for k in skipped for o in report.of_kind(k))
+    in_stats = sorted(o.name for o, error in stats.objects if error and o.kind in ("index", "key"))
+    assert in_stats == sorted(n for names in skipped.values() for n in names)
+    built, pk = _built(path)
+    # the unique constraint's index is named by the writer: compare the uniqueness only
+    assert sorted(u for _, u in built) == indexes
+    assert pk == keys
+    conn = duckdb.connect(str(path), read_only=True)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    conn.close()
+
+
+def test_indexes_option_is_checked():
+    with pytest.raises(rk.ConfigError, match="indexes option 'some'"):
+        rk.endpoint("duckdb:///:memory:?indexes=some").writer()

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DuckdbDialect", "DuckdbEndpoint"]
 
-_OPTIONS = {"batch_size", "commit_rows", "threads", "memory_limit"}
+_OPTIONS = {"batch_size", "commit_rows", "threads", "memory_limit", "indexes"}
+_TEXT_OPTIONS = {"memory_limit", "indexes"}
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|%)", re.IGNORECASE)
 
 
@@ -53,7 +54,7 @@ def _url_options(url: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(
                 f"unknown DuckDB URL parameter {key!r}; known: {', '.join(sorted(_OPTIONS))}"
             )
-        if key == "memory_limit":
+        if key in _TEXT_OPTIONS:
             options[key] = value
             continue
         try:
@@ -70,7 +71,11 @@ class DuckdbEndpoint(Endpoint):
     transaction when loading, default 200,000), ``threads`` (DuckDB's worker
     threads; default: DuckDB's, one per core), ``memory_limit`` (DuckDB's buffer memory,
     default ``"128MB"``: a load or an apply needs little, and DuckDB's own default, 80% of
-    RAM, lets it keep whatever it read; raise it for heavy queries through this endpoint).
+    RAM, lets it keep whatever it read; raise it for heavy queries through this endpoint),
+    ``indexes`` (which of a loaded table's keys and indexes are built after the load:
+    ``keys``, the default: the primary key and unique ones, the non-unique indexes declared
+    as left out; ``all``; ``none``: no key either, for a full load only, as CDC's upserts
+    need the key).
     """
 
     schemes = ("duckdb",)
@@ -142,7 +147,8 @@ class DuckdbEndpoint(Endpoint):
 
     @override
     def writer(self, **options: Any) -> DuckdbWriter:
-        """A :class:`~replikit.endpoints.duckdb.target.DuckdbWriter` (option: ``commit_rows``)."""
+        """A :class:`~replikit.endpoints.duckdb.target.DuckdbWriter` (options: ``commit_rows``,
+        ``indexes``)."""
         from replikit.endpoints.duckdb.target import DuckdbWriter
 
         return self._build(DuckdbWriter, "writer", self._db, **options)

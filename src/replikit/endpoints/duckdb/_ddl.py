@@ -7,6 +7,14 @@ A table replikit creates gets its primary key after the load (``ALTER TABLE ... 
 KEY``): building the index once is about twice as fast as maintaining it per batch and needs
 less memory (measured: 1M rows in 2.2 s + 0.2 s instead of 4.2 s). Unique constraints become
 unique indexes built after the load too.
+
+Which of them are built is the writer's ``indexes`` option (:data:`INDEXES`): ``keys`` (the
+default) builds the primary key, unique constraints and unique indexes, which carry meaning
+(CDC's upserts need the key), and leaves out the non-unique secondary indexes: DuckDB's ART
+indexes speed up point lookups, not the scans analytic queries make, and building them took
+about a third of a 1M-row load and most of its peak memory (measured, docs/duckdb-and-files.md);
+``all`` builds every index as well; ``none`` builds no index nor key (a full load only).
+:func:`skipped_objects` declares what is left out, for the plan and the run's statistics.
 """
 
 from __future__ import annotations
@@ -15,18 +23,24 @@ from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.identifiers import ObjectNames
 from replikit.schema.model import Index, TableId
-from replikit.schema.report import ObjectPlan
+from replikit.schema.report import ObjectPlan, Verdict
 
 __all__ = [
+    "INDEXES",
     "add_column",
     "add_primary_key",
     "create_schema",
     "create_table",
     "drop_table",
     "index_statements",
+    "skipped_objects",
     "table_name",
     "view_statements",
 ]
+
+
+#: the writer's ``indexes`` option: which keys and indexes are built after the load
+INDEXES = ("keys", "all", "none")
 
 
 def table_name(tid: TableId) -> str:
@@ -69,10 +83,11 @@ def create_table(plan: TablePlan, *, key: bool = True) -> str:
     return f"CREATE TABLE {table_name(plan.target_id)} (\n    {body}\n)"
 
 
-def add_primary_key(plan: TablePlan) -> list[str]:
-    """``ALTER TABLE ... ADD PRIMARY KEY`` (none for a table without a key)."""
+def add_primary_key(plan: TablePlan, indexes: str = "all") -> list[str]:
+    """``ALTER TABLE ... ADD PRIMARY KEY`` (none for a table without a key, or with
+    ``indexes="none"``)."""
     key = plan.target_schema.primary_key
-    if not key:
+    if not key or indexes == "none":
         return []
     return [f"ALTER TABLE {table_name(plan.target_id)} ADD PRIMARY KEY ({_cols(key)})"]
 
@@ -105,12 +120,22 @@ def _index(plan: TablePlan, index: Index, name: str) -> str | None:
     )
 
 
-def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], list[str]]:
-    """``CREATE INDEX`` statements (unique constraints as unique indexes) and problems."""
+def _kept(index: Index, indexes: str) -> bool:
+    """True when the ``indexes`` option builds ``index``."""
+    return indexes == "all" or (indexes == "keys" and index.unique)
+
+
+def index_statements(
+    plan: TablePlan, names: ObjectNames, indexes: str = "all"
+) -> tuple[list[str], list[str]]:
+    """``CREATE INDEX`` statements (unique constraints as unique indexes) and problems, for
+    the indexes the ``indexes`` option (:data:`INDEXES`) builds."""
     schema = plan.target_schema
     statements: list[str] = []
     problems: list[str] = []
     for index, name in zip(schema.indexes, names.indexes[plan.target_id], strict=True):
+        if not _kept(index, indexes):
+            continue
         sql = _index(plan, index, name)
         if sql is None:
             what = "partial index" if index.where else "expression index"
@@ -118,7 +143,7 @@ def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], li
         else:
             statements.append(sql)
     for cols, name in zip(schema.unique, names.unique.get(plan.target_id, ()), strict=False):
-        if cols:
+        if cols and indexes != "none":
             statements.append(
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {DIALECT.quote(name)} ON "
                 f"{table_name(plan.target_id)} ({_cols(cols)})"
@@ -129,6 +154,34 @@ def index_statements(plan: TablePlan, names: ObjectNames) -> tuple[list[str], li
             "(DuckDB enforces them on every write and cannot defer them)"
         )
     return statements, problems
+
+
+def skipped_objects(plan: TablePlan, indexes: str) -> list[ObjectPlan]:
+    """The keys and indexes of ``plan`` that the ``indexes`` option leaves out, each ``not
+    converted`` with the reason and the option that builds it."""
+    schema = plan.target_schema
+    tid, where = plan.target_id, str(plan.source.id)
+    out: list[ObjectPlan] = []
+    if indexes == "none":
+        why = "not built with indexes=none; indexes=keys builds it"
+        if schema.primary_key:
+            name = f"{where}.primary key ({', '.join(schema.primary_key)})"
+            out.append(ObjectPlan("key", name, Verdict.NOT_CONVERTED, reason=why, table=tid))
+        for cols in schema.unique:
+            name = f"{where}.unique ({', '.join(cols)})"
+            out.append(ObjectPlan("key", name, Verdict.NOT_CONVERTED, reason=why, table=tid))
+    for index in schema.indexes:
+        if _kept(index, indexes):
+            continue
+        why = (
+            "a non-unique index is not built with indexes=keys (DuckDB scans, its indexes "
+            "serve point lookups); indexes=all builds it"
+            if indexes == "keys"
+            else "not built with indexes=none; indexes=all builds it"
+        )
+        name = f"{where}.{index.name}"
+        out.append(ObjectPlan("index", name, Verdict.NOT_CONVERTED, reason=why, table=tid))
+    return out
 
 
 def view_statements(view: ObjectPlan) -> list[str]:

@@ -116,7 +116,9 @@ def over_batch(
 
 
 class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
-    """Creates, truncates or checks tables, loads rows through Arrow, then builds indexes.
+    """Creates, truncates or checks tables, loads rows through Arrow, then builds keys and
+    indexes: ``indexes`` says which (:data:`._ddl.INDEXES`; ``keys``, the default, leaves the
+    non-unique indexes out and declares them, :meth:`skipped_objects`).
 
     ``problems`` collects what could not be done as planned (foreign keys, partial indexes).
     """
@@ -126,9 +128,16 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
     #: foreign keys are never created in DuckDB (see :mod:`._ddl`), so none is left behind
     foreign_keys_in_create = False
 
-    def __init__(self, database: Database, *, commit_rows: int = 200_000) -> None:
+    def __init__(
+        self, database: Database, *, commit_rows: int = 200_000, indexes: str = "keys"
+    ) -> None:
+        if indexes not in _ddl.INDEXES:
+            raise ConfigError(
+                f"unknown DuckDB indexes option {indexes!r}; use one of {', '.join(_ddl.INDEXES)}"
+            )
         self._db = database
         self.commit_rows = commit_rows
+        self.indexes = indexes
         self.problems: list[str] = []
         self._kept: set[TableId] = set()
         self._names: ObjectNames | None = None
@@ -150,8 +159,19 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
             out += [_ddl.drop_table(plan), _ddl.create_table(plan, key=False)]
         names = object_names(plans, DIALECT)
         for plan in plans:
-            out += _ddl.add_primary_key(plan) + _ddl.index_statements(plan, names)[0]
+            out += _ddl.add_primary_key(plan, self.indexes)
+            out += _ddl.index_statements(plan, names, self.indexes)[0]
         return out
+
+    def skipped_objects(self, plans: Sequence[TablePlan]) -> list[ObjectPlan]:
+        """The keys and indexes of ``plans`` the ``indexes`` option leaves out (on tables
+        ``prepare`` kept, nothing is built anyway)."""
+        return [
+            obj
+            for p in plans
+            if p.target_id not in self._kept
+            for obj in _ddl.skipped_objects(p, self.indexes)
+        ]
 
     def object_ddl(self, plans: Sequence[TablePlan], views: Sequence[ObjectPlan]) -> list[str]:
         """The view statements :meth:`create_objects` would run (CHECKs are in :meth:`ddl`)."""
@@ -343,9 +363,9 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
         duckdb = driver()
         with self._db.connected() as conn:
             for plan in [p for p in plans if p.target_id not in self._kept]:
-                statements, problems = _ddl.index_statements(plan, names)
+                statements, problems = _ddl.index_statements(plan, names, self.indexes)
                 if not _has_primary_key(conn, plan.target_id):
-                    statements = _ddl.add_primary_key(plan) + statements
+                    statements = _ddl.add_primary_key(plan, self.indexes) + statements
                 self.problems.extend(problems)
                 try:
                     for sql in statements:
