@@ -70,8 +70,10 @@ class DuckdbEndpoint(Endpoint):
     Options: ``batch_size`` (rows per batch read, default 10,000), ``commit_rows`` (rows per
     transaction when loading, default 200,000), ``threads`` (DuckDB's worker
     threads; default: DuckDB's, one per core), ``memory_limit`` (DuckDB's buffer memory,
-    default ``"128MB"``: a load or an apply needs little, and DuckDB's own default, 80% of
-    RAM, lets it keep whatever it read; raise it for heavy queries through this endpoint),
+    default ``"64MB"``: a load or an apply needs little (measured, 1.1M rows from
+    PostgreSQL: peak RSS 335 MB with 128MB, 274 MB with 64MB, at the same speed), and
+    DuckDB's own default, 80% of RAM, lets it keep whatever it read; raise it for heavy
+    queries through this endpoint),
     ``indexes`` (which of a loaded table's keys and indexes are built after the load:
     ``keys``, the default: the primary key and unique ones, the non-unique indexes declared
     as left out; ``all``; ``none``: no key either, for a full load only, as CDC's upserts
@@ -90,7 +92,7 @@ class DuckdbEndpoint(Endpoint):
         super().__init__(url, **{**from_url, **options})
         self._location = parse_url(base)
         threads = self.options.get("threads")
-        limit = str(self.options.get("memory_limit", "128MB"))
+        limit = str(self.options.get("memory_limit", "64MB"))
         if not _MEMORY.fullmatch(limit):
             raise ConfigError(f"bad DuckDB memory_limit {limit!r}; e.g. '256MB', '2GB' or '50%'")
         self._db = Database(
