@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from replikit.changes import Change, Op, TextImage, Transaction
 from replikit.errors import ConfigError, Error
@@ -240,7 +240,79 @@ class SpilledChanges(Collection[Change]):
         raise TypeError("spilled changes live in a local temporary file and cannot be pickled")
 
 
-class TransactionBuffer:
+_S = TypeVar("_S", bound="SpilledChanges")
+
+
+def _row_kind(row: Row) -> tuple[TableId, Op]:
+    return row[1], row[0]
+
+
+def _change_kind(change: Change) -> tuple[TableId, Op]:
+    return change.table, change.op
+
+
+class _Spill:
+    """What :class:`TransactionBuffer` and :class:`ChangeBuffer` share: the limit, the
+    temporary file, and how many changes of each kind went into it."""
+
+    def __init__(self, spill_bytes: int, directory: str | None) -> None:
+        if spill_bytes < 0:
+            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
+        self.spill_bytes = spill_bytes
+        self.directory = directory
+        self._file: IO[bytes] | None = None
+        self._count = 0  # changes in the file
+        self._counts: Counter[tuple[TableId, Op]] | None = None  # the same, by kind
+
+    def _open(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="replikit-tx-", dir=self.directory)  # noqa: SIM115 - owned by the spilled changes
+
+    def _write(self) -> None:  # each buffer's own: what it holds in memory, to the file
+        raise NotImplementedError
+
+    def reset(self) -> None:  # each buffer's own: forget everything, delete the file
+        raise NotImplementedError
+
+    def _spilled(
+        self,
+        cls: type[_S],
+        position: Position | None,
+        commit_ts: datetime | None,
+        txid: int | str | None,
+    ) -> _S:
+        """The file, with what is still in memory written to it, as ``cls``'s changes; the
+        buffer is then empty (the file is theirs now)."""
+        self._write()
+        file, self._file = self._file, None
+        assert file is not None
+        file.flush()
+        counts = self._counts or Counter()
+        out = cls(
+            file,
+            self._count,
+            frozenset(t for t, _ in counts),
+            counts=counts,
+            position=position,
+            commit_ts=commit_ts,
+            txid=txid,
+        )
+        self.reset()
+        return out
+
+    def _append(self, items: Sequence[Any], kind: Callable[[Any], tuple[TableId, Op]]) -> None:
+        """Write ``items`` (rows or changes) to the file in records; ``kind``: (table, op)."""
+        file = self._file
+        assert file is not None
+        if self._counts is None:
+            self._counts = Counter()
+        for i in range(0, len(items), RECORD_ROWS):
+            part = items[i : i + RECORD_ROWS]
+            self._counts.update(map(kind, part))
+            file.write(segments.encode(part))
+        self._count += len(items)
+
+
+class TransactionBuffer(_Spill):
     """Collects the rows of the source transaction being read; spills past ``spill_bytes``.
 
     A reader appends :data:`Row` tuples to :attr:`rows` (a plain list, the hot path), calls
@@ -257,17 +329,11 @@ class TransactionBuffer:
     def __init__(
         self, spill_bytes: int = DEFAULT_SPILL_BYTES, *, directory: str | None = None
     ) -> None:
-        if spill_bytes < 0:
-            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
-        self.spill_bytes = spill_bytes
-        self.directory = directory
+        super().__init__(spill_bytes, directory)
         self.rows: list[Row] = []
         self._bytes = 0  # estimated size of ``rows[:_sized]``
         self._sized = 0
         self._next = 1  # len(rows) at which check() looks again
-        self._file: IO[bytes] | None = None
-        self._count = 0  # rows in the file
-        self._counts: Counter[tuple[TableId, Op]] | None = None  # rows in the file, by kind
         #: the estimated size of the transaction :meth:`finish` returned last (what
         #: :func:`transaction_bytes` would say), for ``Transaction.size_hint``
         self.finished_bytes = 0
@@ -297,21 +363,12 @@ class TransactionBuffer:
                 room = (self.spill_bytes - self._bytes) // per_row // 2
                 self._next = n + max(1, min(RECORD_ROWS, room))
                 return
-            self._file = tempfile.TemporaryFile(prefix="replikit-tx-", dir=self.directory)  # noqa: SIM115 - owned by SpilledChanges
+            self._open()
         self._write()
         self._next = max(1, min(RECORD_ROWS, self.spill_bytes // 8 // per_row))
 
     def _write(self) -> None:
-        file = self._file
-        assert file is not None
-        rows = self.rows
-        if self._counts is None:
-            self._counts = Counter()
-        for i in range(0, len(rows), RECORD_ROWS):
-            part = rows[i : i + RECORD_ROWS]
-            self._counts.update((r[1], r[0]) for r in part)
-            file.write(segments.encode(part))
-        self._count += len(rows)
+        self._append(self.rows, _row_kind)
         self.rows = []
         self._bytes = self._sized = 0
 
@@ -335,20 +392,7 @@ class TransactionBuffer:
             self.reset()
             self.finished_bytes = _CHANGE_BYTES + sized
             return out
-        self._write()
-        file, self._file = self._file, None
-        file.flush()
-        counts = self._counts or Counter()
-        out = SpilledChanges(
-            file,
-            self._count,
-            frozenset(t for t, _ in counts),
-            counts=counts,
-            position=position,
-            commit_ts=commit_ts,
-            txid=txid,
-        )
-        self.reset()
+        out = self._spilled(SpilledChanges, position, commit_ts, txid)
         self.finished_bytes = 1024 + 64 * len(out.tables)
         return out
 
@@ -378,7 +422,7 @@ class StampedChanges(SpilledChanges):
             yield from changes
 
 
-class ChangeBuffer:
+class ChangeBuffer(_Spill):
     """Collects whole :class:`~replikit.changes.Change` objects (of any number of source
     transactions) into the changes of one transaction; past ``spill_bytes`` (estimated) they
     go to a temporary file (:class:`StampedChanges`). Unlike :class:`TransactionBuffer`, each
@@ -392,15 +436,9 @@ class ChangeBuffer:
     def __init__(
         self, spill_bytes: int = DEFAULT_SPILL_BYTES, *, directory: str | None = None
     ) -> None:
-        if spill_bytes < 0:
-            raise ConfigError(f"spill_bytes must be >= 0, not {spill_bytes}")
-        self.spill_bytes = spill_bytes
-        self.directory = directory
+        super().__init__(spill_bytes, directory)
         self._mem: list[Change] = []
         self._bytes = 0
-        self._file: IO[bytes] | None = None
-        self._count = 0  # changes in the file
-        self._counts: Counter[tuple[TableId, Op]] = Counter()  # changes in the file, by kind
 
     def __len__(self) -> int:
         return self._count + len(self._mem)
@@ -416,18 +454,11 @@ class ChangeBuffer:
         if self._file is None and self._bytes <= self.spill_bytes:
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="replikit-tx-", dir=self.directory)  # noqa: SIM115 - owned by StampedChanges
+            self._open()
         self._write()
 
     def _write(self) -> None:
-        file = self._file
-        assert file is not None
-        mem = self._mem
-        for i in range(0, len(mem), RECORD_ROWS):
-            part = mem[i : i + RECORD_ROWS]
-            self._counts.update((c.table, c.op) for c in part)
-            file.write(segments.encode(part))
-        self._count += len(mem)
+        self._append(self._mem, _change_kind)
         self._mem = []
         self._bytes = 0
 
@@ -440,27 +471,13 @@ class ChangeBuffer:
             out: Collection[Change] = tuple(self._mem)
             self.reset()
             return out
-        self._write()
-        file, self._file = self._file, None
-        file.flush()
-        counts = self._counts
-        spilled_out = StampedChanges(
-            file,
-            self._count,
-            frozenset(t for t, _ in counts),
-            counts=counts,
-            position=position,
-            commit_ts=commit_ts,
-            txid=txid,
-        )
-        self.reset()
-        return spilled_out
+        return self._spilled(StampedChanges, position, commit_ts, txid)
 
     def reset(self) -> None:
         """Forget what was collected (its spill file, if any, is deleted)."""
         self._mem = []
         self._bytes = self._count = 0
-        self._counts = Counter()
+        self._counts = None
         file, self._file = self._file, None
         if file is not None:
             file.close()
