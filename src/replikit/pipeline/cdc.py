@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -228,6 +229,13 @@ def _planned_only(change: Change, plan: TablePlan) -> Change:
 
     return replace(change, key=keep(change.key), before=keep(change.before),
                    after=keep(change.after))  # fmt: skip
+
+
+def _chunks(changes: Iterable[Change], size: int) -> Iterator[tuple[Change, ...]]:
+    """``changes`` in tuples of ``size`` (the last one shorter)."""
+    it = iter(changes)
+    while chunk := tuple(itertools.islice(it, size)):
+        yield chunk
 
 
 def _past_snapshots(checkpoint: Checkpoint) -> Checkpoint:
@@ -480,14 +488,8 @@ class Replicator:
         (on disk past :data:`CACHED_SPILL_BYTES`); ``None``: none to apply."""
         buffer = ChangeBuffer(CACHED_SPILL_BYTES)
         try:
-            chunk: list[Change] = []
-            for change in cache.release(table):
-                chunk.append(change)
-                if len(chunk) >= self.batch_changes:
-                    buffer.add(self._map(Transaction(tuple(chunk), last.position)).changes)
-                    chunk = []
-            if chunk:
-                buffer.add(self._map(Transaction(tuple(chunk), last.position)).changes)
+            for chunk in _chunks(cache.release(table), self.batch_changes):
+                buffer.add(self._map(Transaction(chunk, last.position)).changes)
             if not len(buffer):
                 return None
             changes = buffer.finish(last.position, last.commit_ts, last.txid)
@@ -517,8 +519,8 @@ class Replicator:
         self.checkpoint = checkpoint
         return checkpoint
 
-    def _apply_cached(self, changes: list[Change], last: Transaction) -> None:
-        tx = Transaction(tuple(changes), last.position, last.commit_ts, last.txid)
+    def _apply_cached(self, changes: tuple[Change, ...], last: Transaction) -> None:
+        tx = Transaction(changes, last.position, last.commit_ts, last.txid)
         mapped = self._map(tx)
         if mapped.changes:
             failpoint("cdc.apply-cached")
@@ -806,13 +808,7 @@ class Replicator:
         resume = self.checkpoint.resume if self.checkpoint is not None else None
         assert resume is not None, "a stream applies held changes only once it runs"
         last = Transaction((), resume, None, None)
-        chunk: list[Change] = []
-        for change in changes:
-            chunk.append(change)
-            if len(chunk) >= self.batch_changes:
-                self._apply_cached(chunk, last)
-                chunk = []
-        if chunk:
+        for chunk in _chunks(changes, self.batch_changes):
             self._apply_cached(chunk, last)
 
     @property
