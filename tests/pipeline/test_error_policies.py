@@ -21,7 +21,8 @@ from test_task_cdc import (
 import replikit as rk
 from live_task import run_in_thread
 from replikit import cli
-from replikit.pipeline import control
+from replikit._failpoints import inject
+from replikit.pipeline import cdc, control, spill
 
 __all__ = ["make_db"]  # the fixture, shared with test_task_cdc
 
@@ -215,3 +216,62 @@ def test_cli_reload_of_a_stopped_task_then_the_next_run_converges(make_db) -> No
     _stop(task2, thread2)
     assert not errors2, errors2
     assert _items_equal(source, target)
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "disk"])
+@pytest.mark.parametrize("kinds", KINDS, ids=["sqlite", "pg"])
+def test_skip_row_sets_aside_one_cached_change_in_memory_or_on_disk(
+    make_db, kinds, on_disk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes cached during the full load, their table's on disk (spill threshold 0) or in
+    memory: under ``skip-row`` exactly the refused ones are set aside, the table goes on."""
+    source, target = _setup(make_db, kinds)
+    spilled: list[bool] = []
+
+    class Buffer(spill.ChangeBuffer):  # records where each table's cached changes waited
+        def finish(self, *args: Any) -> Any:
+            out = super().finish(*args)
+            spilled.append(isinstance(out, spill.StampedChanges))
+            return out
+
+    monkeypatch.setattr(cdc, "ChangeBuffer", Buffer)
+    if on_disk:
+        monkeypatch.setattr(cdc, "CACHED_SPILL_BYTES", 0)
+    task = _task(source, target, target_table_prep_mode="do-nothing",
+                 error_policy={"data_errors": "skip-row"}, stop_when_idle=2.0)  # fmt: skip
+
+    def write_while_loading() -> None:
+        _cdc_rows(source)
+        _wait_for(lambda: task.statistics().cdc.cached_changes >= 6)
+
+    with inject("full-load.batch", write_while_loading):
+        stats = task.run()
+    assert spilled and all(s is on_disk for s in spilled), spilled
+    assert sorted(_ids(target)) == [1, 2, 3, 4, 5, 10, 12, 14]
+    assert sorted(_ids(target, "ledger")) == [1, 2]
+    items = stats[next(t.table for t in stats if t.table.endswith("items"))]
+    assert items.exceptions == 2 and items.state is not rk.TableState.SUSPENDED
+    assert control.read_suspended(target.url, "t1") == []
+    rows = control.read_exceptions(target.url, "t1")
+    assert sorted(r.key["id"] for r in rows) == [11, 13]  # type: ignore[index]
+    assert all(r.table == items.table and r.op == "insert" for r in rows)
+
+
+def test_skip_row_sets_aside_changes_of_a_transaction_on_disk(make_db) -> None:
+    """A source transaction too large for memory (held on disk from its first row): under
+    ``skip-row`` its refused changes are set aside, the rest of it applies."""
+    source, target = _setup(make_db, ("pg", "pg"))
+    task = _task(source, target, target_table_prep_mode="do-nothing",
+                 error_policy={"data_errors": "skip-row"}, transaction_memory_bytes=0)  # fmt: skip
+    thread, errors = run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    source.execute([("INSERT INTO items VALUES (?, ?)", (i, qty))
+                    for i, qty in ((10, 1), (11, 500), (12, 2), (13, 700), (14, 3))]
+                   + [("INSERT INTO ledger VALUES (?, ?)", (2, "b"))])  # fmt: skip
+    _wait_for(lambda: target_has(target, "ledger", 2) or bool(errors))
+    _stop(task, thread)
+    assert not errors, errors
+    assert sorted(_ids(target)) == [1, 2, 3, 4, 5, 10, 12, 14]
+    rows = control.read_exceptions(target.url, "t1")
+    assert sorted(r.key["id"] for r in rows) == [11, 13]  # type: ignore[index]
+    assert control.read_suspended(target.url, "t1") == []

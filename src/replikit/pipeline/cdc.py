@@ -706,13 +706,16 @@ class Replicator:
         position = self.checkpoint.position if self.checkpoint is not None else None
         found = find_change(self.plans[target], mapped, exc)
         if found is not None and self.policy.data_errors == "skip-row":
-            tx, change = found
-            self._skip(source, change, tx, exc)
+            self._skip(source, found.change, found.tx, exc)
             if not self._escalated(source):
-                return without(mapped, change)
-        self.suspend(source, suspend_reason(str(source), exc, self.policy), position)
+                return without(mapped, found)
+        self.suspend(
+            source,
+            suspend_reason(str(source), exc, self.policy, found=found is not None),
+            position,
+        )
         if found is not None:  # the table's changes before the refused one still apply
-            return cut(mapped, target, found[1])
+            return cut(mapped, target, found)
         return [without_table(tx, target) for tx in mapped]
 
     def _stop_conflicting(self, exc: ConflictError, mapped: list[Transaction]) -> list[Transaction]:

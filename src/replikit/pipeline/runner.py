@@ -819,7 +819,9 @@ class Pipeline:
                 failpoint("full-load.batch", wake=self._stop)
                 return n
         if self._skipper is not None:  # skip-row: batch by batch, refused rows set aside
-            return self._skipper.load(plan, loader.batches(plan, unit))
+            n_kept = self._skipper.load(plan, loader.batches(plan, unit))
+            failpoint("full-load.batch", wake=self._stop)
+            return n_kept
         if self._text_ok(plan, unit):
             n_text = loader.load_text(plan, unit, self._checked)
             if n_text is not None:
