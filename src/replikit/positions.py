@@ -19,7 +19,8 @@ __all__ = ["FORMATS", "PgLsn", "Position", "SqliteSeq"]
 #: The position formats ``Position.parse`` reads, for messages and help texts.
 FORMATS = (
     "pg:<LSN> (PostgreSQL, e.g. pg:0/1A2B3C), "
-    "mysql:<binlog file>:<offset>[@<GTID state>] (MySQL/MariaDB, e.g. mysql:binlog.000003:4), "
+    "mysql:<binlog file>:<offset>[@<GTID state>][#<server>] (MySQL/MariaDB, e.g. "
+    "mysql:binlog.000003:4), "
     "sqlite:<change sequence> (SQLite, e.g. sqlite:42), "
     'mongo:<Extended JSON> (MongoDB, e.g. mongo:{"shop.orders": {"token": {"_data": "82..."}}})'
 )

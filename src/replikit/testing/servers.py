@@ -34,7 +34,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -403,9 +403,11 @@ class MysqlServer:
 
 
 class MysqlProcess:
-    """A private server: install the system tables, start, stop, remove."""
+    """A private server: install the system tables, start, stop, remove. ``settings``
+    override or add to :data:`MYSQL_SETTINGS` (e.g. another ``server-id``)."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, settings: Mapping[str, str | None] | None = None) -> None:
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix=f"replikit-my-{worker}-"))
         self.data = self.root / "data"
         self.binlogs = self.root / "binlog"
@@ -448,6 +450,7 @@ class MysqlProcess:
     def _command(self) -> list[str]:
         options = dict(
             MYSQL_SETTINGS,
+            **self.settings,
             port=str(self.port),
             socket=self.socket,
             datadir=str(self.data),
@@ -566,16 +569,23 @@ def postgresql_server(worker: str = "main") -> Iterator[PgServer]:
 
 
 @contextlib.contextmanager
-def mysql_server(worker: str = "main") -> Iterator[MysqlServer]:
+def mysql_server(
+    worker: str = "main",
+    *,
+    private: bool = False,
+    settings: Mapping[str, str | None] | None = None,
+) -> Iterator[MysqlServer]:
     """The MySQL/MariaDB server of a test session: ``REPLIKIT_TEST_MYSQL_URL``'s, or a
-    private ``mariadbd`` (named after ``worker``) removed when the block ends."""
-    url = os.environ.get(MYSQL_ENV_URL)
+    private ``mariadbd`` (named after ``worker``, with ``settings`` added to
+    :data:`MYSQL_SETTINGS`) removed when the block ends. ``private``: always a private
+    server (a test of several servers)."""
+    url = None if private else os.environ.get(MYSQL_ENV_URL)
     if url:
         yield MysqlServer(url)
         return
     if shutil.which("mariadb-install-db") is None:
         pytest.fail(MYSQL_INSTALL_HINT, pytrace=False)
-    server = MysqlProcess(worker)
+    server = MysqlProcess(worker, settings)
     try:
         server.init()
         server.start()

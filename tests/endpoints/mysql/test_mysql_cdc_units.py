@@ -17,7 +17,7 @@ from replikit.endpoints.mysql._positions import (
     mariadb_gtid_domains,
     positions_in,
 )
-from replikit.errors import ConfigError
+from replikit.errors import ConfigError, PositionLostError
 from replikit.positions import Position
 from replikit.schema.model import Column
 from replikit.schema.types import Type
@@ -32,11 +32,34 @@ gtids = st.lists(
 ).map(lambda parts: ",".join(f"{d}-{s}-{n}" for d, s, n in {p[0]: p for p in parts}.values()))
 
 
-@given(files, st.integers(4, 2**32), gtids)
-def test_position_round_trips_through_text(file, pos, gtid):
-    p = BinlogPosition(file, pos, gtid)
-    assert Position.parse(str(p)) == p
+servers = st.one_of(
+    st.just(""),
+    st.integers(1, 2**32 - 1).map(str),  # MariaDB @@server_id
+    st.uuids().map(str),  # MySQL @@server_uuid
+)
+mysql_gtids = st.uuids().map(lambda u: f"{u}:1-{u.int % 1000 + 1}")
+
+
+@given(files, st.integers(4, 2**32), st.one_of(gtids, mysql_gtids), servers)
+def test_position_round_trips_through_text(file, pos, gtid, server):
+    p = BinlogPosition(file, pos, gtid, server)
+    parsed = Position.parse(str(p))
+    assert parsed == p and isinstance(parsed, BinlogPosition)
+    assert (parsed.file, parsed.pos, parsed.gtid, parsed.server) == (file, pos, gtid, server)
     assert str(p).startswith("mysql:")
+
+
+@given(files, files, st.integers(4, 2**32), st.integers(4, 2**32), servers, servers)
+def test_positions_of_two_known_servers_never_compare(file, other, pos, pos2, one, two):
+    """A file and offset mean nothing on another server: such positions raise when
+    compared; a position of an unknown server (typed by hand) compares by file and offset."""
+    a, b = BinlogPosition(file, pos, "", one), BinlogPosition(other, pos2, "", two)
+    if one and two and one != two:
+        for compare in (a.__lt__, a.__le__, a.__gt__, a.__ge__):
+            with pytest.raises(PositionLostError, match="positions of two servers"):
+                compare(b)
+    else:
+        assert (a < b) == (a._order < b._order) and (a >= b) == (a._order >= b._order)
 
 
 def test_positions_order_by_file_number_then_offset_not_gtid():

@@ -16,6 +16,11 @@ missed heartbeats) reopens the stream at the last transaction boundary seen, and
 at or before the last one yielded is never yielded again. A position the server no longer has
 (purged binlog, unknown GTID) or does not have yet raises
 :class:`~replikit.errors.PositionLostError`; the reader never silently restarts from "now".
+
+Positions name the server whose binlog they are in. Resuming at a position of another server
+(a failover) goes by the position's GTID state when this server has every transaction of it,
+else raises :class:`~replikit.errors.PositionLostError` (:meth:`Server.prepare`): a file and
+offset of one server are never read on another.
 """
 
 from __future__ import annotations
@@ -210,6 +215,7 @@ class MysqlChangeReader:
         self._gtids = _Gtids("")
         self._buffer = TransactionBuffer(spill_bytes)
         self._file: str | None = None  # the binlog file of the last commit and its positions
+        self._identity = ""  # the server's, which positions record (Server.identity)
         self._position_at: Callable[[int, str], BinlogPosition] = positions_in("binlog.000001")
         self._commit_second = -1  # the source commit time of the last commit, and as datetime
         self._commit_ts = datetime.fromtimestamp(0, UTC)
@@ -311,13 +317,19 @@ class MysqlChangeReader:
     def _run(self, resume: BinlogPosition, most: int) -> Iterator[list[Transaction]]:
         for decoder in self._decoders.values():
             decoder.forget_maps()  # a restarted server reuses table ids
-        self._gtids = _Gtids(self._server.prepare(resume, gtid_mode=self.use_gtid))
+        how = self._server.prepare(resume, gtid_mode=self.use_gtid)
+        self._gtids = _Gtids(how.gtid)
+        if how.server != self._identity:
+            self._identity = how.server
+            self._file = None  # positions from here on name this server
+        if how.moved:  # its positions do not compare with the other server's
+            self._last = None
         stream = open_stream(
             self._server.stream_settings(),
             server_id=self.server_id,
             file=resume.file,
             pos=resume.pos,
-            gtid=resume.gtid if self.use_gtid else None,
+            gtid=resume.gtid if how.by_gtid else None,
             mariadb=self._server.mariadb,
             blocking=self.blocking,
             heartbeat=self.heartbeat,
@@ -443,7 +455,7 @@ class MysqlChangeReader:
         file = stream.log_file
         if file != self._file:
             self._file = file
-            self._position_at = positions_in(file)
+            self._position_at = positions_in(file, self._identity)
         position = self._position_at(stream.log_pos, str(self._gtids))
         self._boundary = position
         last = self._last

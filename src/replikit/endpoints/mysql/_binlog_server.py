@@ -7,17 +7,25 @@ be closed from any thread without racing a control query.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
-from replikit.endpoints.mysql._positions import BinlogPosition
+from replikit.endpoints.mysql._positions import (
+    BinlogPosition,
+    describe_server,
+    mariadb_gtid_domains,
+)
 from replikit.errors import ConfigError, ConnectError, Error, PositionLostError, SchemaError
 from replikit.schema.model import TableId, TableSchema
 
-__all__ = ["Server", "quote"]
+__all__ = ["Resume", "Server", "quote"]
+
+log = logging.getLogger(__name__)
 
 _ACCESS_DENIED = frozenset({1044, 1045, 1142, 1143, 1227, 1370})
 _ER_NO_SUCH_TABLE = 1146
@@ -26,6 +34,23 @@ _ER_NO_SUCH_TABLE = 1146
 def quote(name: str) -> str:
     """A MySQL identifier in backticks."""
     return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """How a stream resumes at a position (:meth:`Server.prepare`).
+
+    Attributes:
+        gtid: the GTID state at the position.
+        server: this server's identity (``@@server_uuid``, MariaDB ``@@server_id``).
+        by_gtid: stream from ``gtid`` instead of the position's file and offset.
+        moved: the position is of another server (a failover): resumed by its GTID state.
+    """
+
+    gtid: str
+    server: str
+    by_gtid: bool
+    moved: bool = False
 
 
 class Server:
@@ -184,29 +209,139 @@ class Server:
         if not row:
             raise ConfigError(f"log_bin is OFF on {self.where}: CDC reads the binary log")
         file, pos = str(row[0][0]), int(row[0][1])
+        server = self.identity(conn)
         if self.is_mariadb(conn):
-            return BinlogPosition(file, pos, self._gtid_pos(conn, file, pos))
+            return BinlogPosition(file, pos, self.gtid_pos(conn, file, pos), server)
         gtid = str(row[0][4]).replace("\n", "") if len(row[0]) > 4 and row[0][4] else ""
-        return BinlogPosition(file, pos, gtid)
+        return BinlogPosition(file, pos, gtid, server)
 
-    def _gtid_pos(self, conn: Any, file: str, pos: int) -> str:
+    def gtid_pos(self, conn: Any, file: str, pos: int) -> str:
+        """MariaDB's GTID state at ``file``:``pos`` of this server's binlog (``""``: none)."""
         found = self.rows(conn, "SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
         return str(found[0][0] or "") if found else ""
 
-    def prepare(self, position: BinlogPosition, *, gtid_mode: bool) -> str:
-        """Check the server can stream from ``position``; the GTID state there.
+    def identity(self, conn: Any) -> str:
+        """Which server this is, as positions record it: ``@@server_uuid`` (MySQL), or
+        ``@@server_id`` (MariaDB has no ``server_uuid``; a replication topology needs a
+        distinct ``server_id`` per server)."""
+        variable = "@@server_id" if self.is_mariadb(conn) else "@@server_uuid"
+        return str(self.rows(conn, f"SELECT {variable}")[0][0]).lower()
+
+    def prepare(self, position: BinlogPosition, *, gtid_mode: bool) -> Resume:
+        """Check the server can stream from ``position``; how it resumes there.
 
         Re-checks the binlog settings (``binlog_row_metadata`` is dynamic and global), then
-        :meth:`check_position`. The GTID state is the position's own, else asked (MariaDB).
+        that ``position`` is this server's (:meth:`moved_from`; a position of another server
+        resumes by its GTID state when this server has every transaction of it, else
+        :class:`PositionLostError`), then :meth:`check_position`. The GTID state is the
+        position's own, else asked (MariaDB).
         """
         with self.connect() as conn:
             self.check_settings(conn)
             logs = self.binary_logs(conn)
+            server = self.identity(conn)
+            moved = self.moved_from(conn, position, server, logs)
+            if moved is not None:
+                self._check_failover(conn, position, server, moved)
+                log.warning(
+                    "binlog position %s is of %s, %s is %s (a failover?): resuming from its "
+                    "GTID state %s, which this server has",
+                    position, describe_server(position.server), self.where,
+                    describe_server(server), position.gtid,
+                )  # fmt: skip
+                return Resume(position.gtid, server, by_gtid=True, moved=True)
             if not gtid_mode:
                 self.check_position(position, logs)
             if position.gtid or not self.is_mariadb(conn):
-                return position.gtid
-            return self._gtid_pos(conn, position.file, position.pos)
+                return Resume(position.gtid, server, by_gtid=gtid_mode)
+            gtid = self.gtid_pos(conn, position.file, position.pos)
+            return Resume(gtid, server, by_gtid=gtid_mode)
+
+    def moved_from(
+        self, conn: Any, position: BinlogPosition, server: str, logs: list[tuple[str, int]]
+    ) -> str | None:
+        """Why ``position`` is not of this server (``server``), else ``None``: it names
+        another server, or (MariaDB, whose ``server_id`` two unrelated servers may share)
+        this server's binlog has another GTID state at its file and offset."""
+        if position.server and position.server != server:
+            return f"this server is {describe_server(server)}"
+        sizes = dict(logs)
+        if (
+            not position.gtid
+            or not self.is_mariadb(conn)
+            or sizes.get(position.file, -1) < position.pos
+        ):
+            return None  # nothing to compare (a missing file: check_position says why)
+        there = self.gtid_pos(conn, position.file, position.pos)
+        wanted = mariadb_gtid_domains(position.gtid)
+        found = mariadb_gtid_domains(there) if there else {}
+        if all(found.get(domain) == gtid for domain, gtid in wanted.items()):
+            return None
+        return (
+            f"this server is {describe_server(server)}, but its binlog has GTID state "
+            f"{there or 'none'} at {position.file}:{position.pos}, not {position.gtid}"
+        )
+
+    def _check_failover(
+        self, conn: Any, position: BinlogPosition, server: str, moved: str
+    ) -> None:
+        """PositionLostError unless a stream can resume from ``position``'s GTID state on
+        this server: the position names its server, another one than this, and this
+        server's binlog has every transaction of that state."""
+        where = (
+            f"binlog position {position} is of {describe_server(position.server)} and cannot "
+            f"be resumed on {self.where}: {moved}; a binlog file and offset mean nothing on "
+            "another server"
+        )
+        why: str | None
+        if not position.gtid:
+            why = "the position has no GTID state to resume from instead"
+        elif not position.server:
+            why = (
+                "the position does not say which server it came from, so its GTIDs are not "
+                "trusted either"
+            )
+        elif position.server == server:
+            why = (
+                "two servers with one server_id write GTIDs that look alike, so it is not "
+                "resumed by GTID either"
+            )
+        else:
+            why = self._missing_gtids(conn, position.gtid)
+        if why is None:
+            return
+        raise PositionLostError(
+            f"{where}, and {why}. Nothing was read from this server. Point the task at the "
+            "server its checkpoint came from, or start it again with a fresh full load: "
+            "replikit drop SRC DST --task-id TASK, then replicate again (full-load-and-cdc)"
+        )
+
+    def _missing_gtids(self, conn: Any, gtid: str) -> str | None:
+        """Why this server's binlog lacks a transaction of GTID state ``gtid``, else ``None``."""
+        if self.is_mariadb(conn):
+            state = str(self.rows(conn, "SELECT @@GLOBAL.gtid_binlog_state")[0][0] or "")
+            have = {
+                (int(d), int(s)): int(n)
+                for d, s, n in (p.split("-") for p in state.split(",") if p.strip())
+            }
+            for domain, (origin, seq) in mariadb_gtid_domains(gtid).items():
+                if have.get((domain, origin), -1) < seq:
+                    return (
+                        f"this server's binlog does not have GTID {domain}-{origin}-{seq} "
+                        f"(its GTID state: {state or 'none'})"
+                    )
+            return None
+        row = self.rows(
+            conn,
+            "SELECT GTID_SUBSET(%s, @@GLOBAL.gtid_executed), "
+            "GTID_SUBSET(@@GLOBAL.gtid_purged, %s), @@GLOBAL.gtid_executed",
+            (gtid, gtid),
+        )[0]
+        if not row[0]:
+            return f"this server has not executed every GTID of {gtid} (it has {row[2]})"
+        if not row[1]:
+            return f"this server purged binlogs with transactions after {gtid}"
+        return None
 
     def check_position(self, position: BinlogPosition, logs: list[tuple[str, int]]) -> None:
         """PositionLostError unless the server still has ``position`` and has reached it."""

@@ -4,11 +4,16 @@ A :class:`BinlogPosition` is the ``(file, pos)`` of the end of the last delivere
 commit event (``XID`` or ``COMMIT``, or a standalone DDL statement): resuming there delivers
 the next transaction. It also carries the server's GTID state at that point when known
 (MariaDB ``domain-server-seq`` list, MySQL ``uuid:interval`` set), for reading after a failover
-to another server, where file names differ. Positions of one server are ordered by file
-sequence number, then offset; the GTID part takes no part in ordering.
+to another server, where file names differ, and the identity of the server whose binlog it is
+(MySQL ``@@server_uuid``, MariaDB ``@@server_id``; ``""``: unknown, e.g. a position typed by
+hand). Positions of one server are ordered by file sequence number, then offset; the GTID
+part takes no part in ordering, and positions of two known, different servers have no order
+at all: comparing them raises :class:`~replikit.errors.PositionLostError` (a file and offset
+mean nothing on another server).
 
-``str(BinlogPosition("binlog.000003", 1234, "0-101-7"))`` is ``"mysql:binlog.000003:1234@0-101-7"``
-and round-trips through :meth:`replikit.positions.Position.parse`.
+``str(BinlogPosition("binlog.000003", 1234, "0-101-7", "101"))`` is
+``"mysql:binlog.000003:1234@0-101-7#101"`` and round-trips through
+:meth:`replikit.positions.Position.parse`.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from replikit.errors import ConfigError
+from replikit.errors import ConfigError, PositionLostError
 from replikit.positions import Position
 
-__all__ = ["BinlogPosition", "mariadb_gtid_add", "mariadb_gtid_domains", "positions_in"]
+__all__ = [
+    "BinlogPosition",
+    "describe_server",
+    "mariadb_gtid_add",
+    "mariadb_gtid_domains",
+    "positions_in",
+]
 
 _FILE = re.compile(r"^(?P<stem>[^:@/\\]*?)(?P<seq>\d+)$")
 _MARIADB_GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -37,11 +48,14 @@ class BinlogPosition(Position):
         pos: byte offset in ``file`` just after the transaction's commit event.
         gtid: the GTID state at ``pos`` (``""``: unknown): MariaDB ``"0-101-7,1-102-3"``
             (last GTID per domain) or a MySQL GTID set ``"3E11FA47-...:1-5"``.
+        server: the server whose binlog ``file`` is (see :func:`describe_server`; ``""``:
+            unknown). Not part of equality.
     """
 
     file: str
     pos: int
     gtid: str = ""
+    server: str = field(default="", compare=False)
     _order: tuple[str, int, int] = field(init=False, repr=False, compare=False, hash=False)
     prefix: ClassVar[str] = "mysql"
 
@@ -62,41 +76,75 @@ class BinlogPosition(Position):
     def _key(self) -> tuple[str, int, int]:
         return self._order
 
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not BinlogPosition:
+            return NotImplemented
+        if self.server and other.server and self.server != other.server:
+            raise PositionLostError(
+                f"binlog positions of two servers compared: {self} ({describe_server(self.server)}"
+                f") and {other} ({describe_server(other.server)}); a binlog file and offset "
+                "mean nothing on another server. A task whose checkpoint holds positions of "
+                "another server (the source failed over during a resumed full load) cannot "
+                "tell which changes its loaded rows hold: start it again with a fresh full load "
+                "(replikit drop SRC DST --task-id TASK, then replicate again), or point it back "
+                "at the server its checkpoint came from"
+            )
+        return self._order < other._order
+
     def _text(self) -> str:
-        return f"{self.file}:{self.pos}" + (f"@{self.gtid}" if self.gtid else "")
+        return (
+            f"{self.file}:{self.pos}"
+            + (f"@{self.gtid}" if self.gtid else "")
+            + (f"#{self.server}" if self.server else "")
+        )
 
     @classmethod
     def _from_text(cls, text: str) -> BinlogPosition:
-        head, _, gtid = text.partition("@")
+        head, sep, server = text.rpartition("#")
+        if not sep or ":" in server:  # no server part ('#' of a file name)
+            head, server = text, ""
+        head, _, gtid = head.partition("@")
         file, sep, pos = head.rpartition(":")
         if not sep or not pos.isdigit():
-            raise ConfigError(f"not a binlog position: {text!r} (expected 'file:offset[@gtid]')")
-        return cls(file, int(pos), gtid)
+            raise ConfigError(
+                f"not a binlog position: {text!r} (expected 'file:offset[@gtid][#server]')"
+            )
+        return cls(file, int(pos), gtid, server)
 
     def with_gtid(self, gtid: str) -> BinlogPosition:
-        """The same file and offset with another GTID state."""
-        return BinlogPosition(self.file, self.pos, gtid)
+        """The same file, offset and server with another GTID state."""
+        return BinlogPosition(self.file, self.pos, gtid, self.server)
 
 
-def positions_in(file: str) -> Callable[[int, str], BinlogPosition]:
-    """A maker of positions in ``file`` that parses its name once (a reader's hot path).
+def describe_server(server: str) -> str:
+    """A server identity of a position, for messages: ``server_id 1`` (MariaDB, which has no
+    ``server_uuid``) or ``server_uuid 3e11fa47-...`` (MySQL); ``unknown server``."""
+    if not server:
+        return "unknown server"
+    return f"server_id {server}" if server.isdigit() else f"server_uuid {server}"
 
-    ``make(pos, gtid)`` equals ``BinlogPosition(file, pos, gtid)``.
+
+def positions_in(file: str, server: str = "") -> Callable[[int, str], BinlogPosition]:
+    """A maker of positions in ``file`` of ``server`` that parses the name once (a reader's
+    hot path).
+
+    ``make(pos, gtid)`` equals ``BinlogPosition(file, pos, gtid, server)``.
     """
     stem, seq, _ = BinlogPosition(file, 4)._order  # checks the name
     new = object.__new__
     slots: dict[str, Any] = dict(vars(BinlogPosition))  # the slots' member descriptors
-    set_file, set_pos, set_gtid, set_order = (
-        slots[name].__set__ for name in ("file", "pos", "gtid", "_order")
+    set_file, set_pos, set_gtid, set_server, set_order = (
+        slots[name].__set__ for name in ("file", "pos", "gtid", "server", "_order")
     )
 
     def make(pos: int, gtid: str) -> BinlogPosition:
         if pos < 0:
-            return BinlogPosition(file, pos, gtid)  # refused there
+            return BinlogPosition(file, pos, gtid, server)  # refused there
         position: BinlogPosition = new(BinlogPosition)
         set_file(position, file)
         set_pos(position, pos)
         set_gtid(position, gtid)
+        set_server(position, server)
         set_order(position, (stem, seq, pos))
         return position
 

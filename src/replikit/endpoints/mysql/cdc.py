@@ -16,7 +16,8 @@ position lives with the target's checkpoint.
 * :func:`start` is "now", for a CDC-only task.
 * :class:`MysqlChangeReader` streams transactions (see :mod:`._binlog_reader`).
 
-Positions are :class:`BinlogPosition` (file, offset and the GTID state there).
+Positions are :class:`BinlogPosition` (file, offset, the GTID state there and the server's
+identity).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def _consistent_snapshot(server: Server, conn: Any) -> BinlogPosition:
             raise ConfigError(f"log_bin is OFF on {server.where}: CDC reads the binary log")
         cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
         row = cur.fetchone()
-    return BinlogPosition(file, pos, str(row[0] or "") if row else "")
+    gtid = str(row[0] or "") if row else ""
+    return BinlogPosition(file, pos, gtid, server.identity(conn))
 
 
 def _mysql_snapshot(server: Server, conn: Any) -> BinlogPosition:
