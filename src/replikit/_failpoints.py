@@ -23,8 +23,10 @@ Points used by replikit: ``full-load.batch`` (after a full-load batch was writte
 ``cdc.read`` (the change-reader thread, after it read a source transaction and before it
 hands it on), ``cdc.cache`` (the thread that moves changes into the cache during a full load,
 after it took a transaction off the queue), ``cdc.apply`` (the applying thread, before a batch
-of transactions is written) and ``cdc.apply-cached`` (the same, before each table's cached
-changes are applied after a full load).
+of transactions is written), ``cdc.apply-cached`` (the same, before each table's cached
+changes are applied after a full load, and before each chunk of a reloaded table's held
+changes) and ``cdc.reloaded`` (the same, right after a table reloaded during CDC replicates
+again).
 """
 
 from __future__ import annotations

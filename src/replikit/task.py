@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,7 @@ from replikit.pipeline.generated import verify_generated
 from replikit.pipeline.lease import Lease, LeaseLostError, drop_lease
 from replikit.pipeline.policy import Backoff, recoverable
 from replikit.pipeline.progress import Progress
+from replikit.pipeline.reload import SnapshotAt
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter, status_store
@@ -229,6 +230,7 @@ class Task:
         self._reporter: StatusReporter | None = None  # while a run reports its status
         self._control: Endpoint | None = None  # the control database (control_url)
         self._error: BaseException | None = None  # what ended the last run
+        self._reloading = threading.Lock()  # held while a table is loaded again
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Task:
@@ -899,7 +901,9 @@ class Task:
         the first load). This call waits until the table replicates again (at most
         ``timeout`` seconds). When the task is not running, the table is loaded here and
         its suspension lifted; the next run applies its changes from the task's checkpoint
-        on, which converges because apply is idempotent.
+        on, but for those the load holds where the source reads the table at an exact
+        position (PostgreSQL, MySQL/MariaDB, SQLite: the position joins the checkpoint),
+        so a change-file target gets each change once.
 
         Raises:
             TableNotFoundError: ``table`` is not one of the task's source tables.
@@ -916,12 +920,30 @@ class Task:
                     state.error or "reload failed")})  # fmt: skip
             return
         try:
-            self._load_table(tid)
+            at: list[Position | None] = []
+            self._load_table(tid, at.append)
+            self._skip_in_next_run(tid, at[0])
             failures = control_store(self.target)
             if failures is not None:
                 failures.resume(self.task_id, str(tid))
         finally:
             self._close_owned()
+
+    def _skip_in_next_run(self, table: TableId, at: Position | None) -> None:
+        """The stopped task's next run leaves out ``table``'s changes at or before ``at``
+        (a reload holds them): the position joins its checkpoint's snapshots."""
+        if at is None or not isinstance(self.target, SupportsApply):
+            return
+        store = self.target.checkpoint_store()
+        try:
+            checkpoint = store.read_checkpoint(self.task_id)
+            if checkpoint is None or checkpoint.resume is None or at <= checkpoint.resume:
+                return  # no stream yet, or it is past the snapshot already
+            snapshots = {**checkpoint.snapshots, str(table): at}
+            store.write_checkpoint(replace(checkpoint, snapshots=snapshots))
+        finally:
+            if isinstance(store, SupportsClose):
+                store.close()
 
     def _source_table(self, table: str) -> TableId:
         from replikit.errors import TableNotFoundError
@@ -936,30 +958,52 @@ class Task:
             )
         return found[0]
 
-    def _load_table(self, table: TableId) -> TablePlan:
+    def _load_table(self, table: TableId, at: SnapshotAt | None = None) -> TablePlan:
         """Load ``table`` into the target as it is now (its target table replaced or
-        emptied, per ``target_table_prep_mode``); return its plan. Raises what failed."""
+        emptied, per ``target_table_prep_mode``); return its plan. Raises what failed.
+
+        The table is read from a snapshot at an exact source position where the source has
+        one (as a resumed full load is, see :meth:`_reload_snapshot`); ``at`` is told that
+        position (``None``: a plain read) before the load begins."""
         s = self.settings
         prep = "truncate" if s.target_table_prep_mode == "do-nothing" else s.target_table_prep_mode
         self._statistics.reset_table(str(table))
-        pipe = Pipeline(
-            self.source.reader([str(table)]),
-            self.target.writer(),
-            transforms=self.transforms,
-            mappings=self.mappings,
-            type_overrides=s.type_overrides,
-            prep_mode=prep,
-            executor=self.executor,
-            parallel=self._parallel(),
-            split_rows=s.split_rows,
-            statistics=self._statistics,
-            progress=False,
-            replicate=True,
-        )
-        log.info("table %s: loading it again (%s)", table, prep)
-        pipe.run()
+        schema = self._reflect_table(table)  # as it is now: a reload follows schema changes
+        # one at a time: a PostgreSQL reload snapshot is the task's one temporary slot
+        with self._reloading, contextlib.ExitStack() as snapshot:
+            reader, positions = self._reload_snapshot([schema], snapshot)
+            if at is not None:
+                at(positions.get(table))
+            pipe = Pipeline(
+                reader,
+                self.target.writer(),
+                transforms=self.transforms,
+                mappings=self.mappings,
+                type_overrides=s.type_overrides,
+                prep_mode=prep,
+                executor=self.executor,
+                parallel=self._parallel(),
+                split_rows=s.split_rows,
+                statistics=self._statistics,
+                progress=False,
+                replicate=True,
+            )
+            log.info("table %s: loading it again (%s)", table, prep)
+            pipe.run()
         (plan,) = pipe.plans()
         return plan
+
+    def _reflect_table(self, table: TableId) -> TableSchema:
+        """``table``'s schema as the source has it now."""
+        from replikit.errors import TableNotFoundError
+
+        found = [t for t in self.source.reflect().tables if t.id == table]
+        if not found:
+            raise TableNotFoundError(
+                f"table {table} is no longer in {self.source.url}; exclude it from the task",
+                table=str(table),
+            )
+        return found[0]
 
     def statistics(self) -> Statistics:
         """Per-table statistics (live while the task runs)."""

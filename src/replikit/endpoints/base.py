@@ -255,8 +255,8 @@ class SupportsCdcStart(Protocol):
 @runtime_checkable
 class SupportsReloadSnapshot(Protocol):
     """A CDC source that reads tables again at an exact position of its change log, leaving
-    the task's stream where it is (a full load resumed after a stop: its stream replays from
-    the first snapshot's position, and skips what the new snapshot holds)."""
+    the task's stream where it is (a full load resumed after a stop, or a table reloaded
+    while the stream runs: the stream skips those tables' changes the new snapshot holds)."""
 
     def cdc_reload_snapshot(
         self, tables: Sequence[TableSchema], *, task: str

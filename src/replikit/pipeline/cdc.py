@@ -814,6 +814,24 @@ class Replicator:
         for chunk in _chunks(changes, self.batch_changes):
             self._apply_cached(chunk, last)
 
+    def skip_until(self, table: TableId, position: Position) -> None:
+        """Leave out ``table``'s changes at or before ``position`` (a reload read it from a
+        snapshot there: they are in the loaded rows). When the stream is not past it yet, the
+        position joins the checkpoint's snapshots, committed now, so a replay after a crash
+        leaves them out too; the checkpoint drops it once the stream is past it."""
+        checkpoint = self.checkpoint
+        assert checkpoint is not None, "a stream skips a reloaded table's changes once it runs"
+        resume = checkpoint.resume
+        if resume is not None and position <= resume:
+            return  # nothing the stream delivers from here on is that old
+        snapshots = {**checkpoint.snapshots, str(table): position}
+        checkpoint = replace(checkpoint, snapshots=snapshots)
+        self._apply_with_policy([], checkpoint, conflicts=False)
+        self.checkpoint = checkpoint
+        self._snapshots[table] = position
+        log.info("table %s was reloaded at %s: its changes up to there are skipped",
+                 table, position)  # fmt: skip
+
     @property
     def suspended(self) -> dict[TableId, str]:
         """Suspended (or stopped) source tables and why."""

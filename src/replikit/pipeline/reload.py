@@ -2,10 +2,20 @@
 
 The handoff is the first load's (DMS "cached changes"): from the batch the reload starts at,
 the table's changes are *held* in a :class:`~replikit.pipeline.cache.ChangeCache` instead of
-applied; then a full load of the table reads it (at or after that point) in a thread of its
-own while the stream keeps applying the other tables; when the load is done the held changes
-are applied (idempotently: what the load already saw converges) and the table replicates again.
-Nothing is lost in between: every change committed after the read started is held.
+applied; then a full load of the table reads it in a thread of its own while the stream keeps
+applying the other tables; when the load is done the held changes are applied and the table
+replicates again. Nothing is lost in between: every change committed after the read started is
+held.
+
+Nothing is applied twice either, when the source reads the table from a snapshot at an exact
+position of its change log (``cdc_reload_snapshot``: the loader reports that position as soon as
+it has it). Of the held changes only those of transactions after it are applied (the others are
+in the loaded rows), and when the stream is still behind it, the table's changes it delivers up
+to there are left out, that position kept in the checkpoint until the stream is past it (a
+replay after a crash leaves them out too: :attr:`~replikit.pipeline.contracts.Checkpoint.
+snapshots`, as for a resumed full load). That matters for change-file targets, which write
+every change they are given; database targets converge anyway (apply is idempotent), and a
+source without an exact snapshot (MongoDB) gets every held change applied.
 
 The table stays in ``replikit_suspended_tables`` (state ``reloading``) until the handoff is
 complete, so a crash in between leaves it suspended, to be reloaded again. A reload can be asked
@@ -16,31 +26,70 @@ deleted by an offline reload, which the running task cannot have seen) starts a 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from replikit._failpoints import failpoint
 from replikit.changes import Transaction
-from replikit.pipeline.cache import ChangeCache
+from replikit.pipeline.cache import ADD_PIECE, ChangeCache
 from replikit.pipeline.control import SuspendedTable
+from replikit.pipeline.spill import spilled
 from replikit.pipeline.stats import TableState
+from replikit.positions import Position
 from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId
 
 if TYPE_CHECKING:
     from replikit.pipeline.cdc import Replicator
 
-__all__ = ["CONTROL_POLL_SECONDS", "Loader", "Reloads"]
+__all__ = ["CONTROL_POLL_SECONDS", "Loader", "Reloads", "SnapshotAt"]
 
 log = logging.getLogger(__name__)
 
 #: how often a running task looks at its suspended tables' control rows
 CONTROL_POLL_SECONDS = 5.0
-#: loads one source table into the target (replacing what it holds) and returns its plan
-Loader = Callable[[TableId], TablePlan]
+#: what a loader calls once it knows what its read holds: the source position its snapshot is
+#: exact at (every change committed at or before it is in the load, none after it), or
+#: ``None`` when the source has no such snapshot
+SnapshotAt = Callable[[Position | None], None]
+#: loads one source table into the target (replacing what it holds), reporting its snapshot,
+#: and returns its plan
+Loader = Callable[[TableId, SnapshotAt], TablePlan]
+
+
+class _Covered:
+    """How many of a reloading table's held changes its load holds: those of transactions at
+    or before its snapshot. The applying thread counts each held transaction's changes
+    (:meth:`held`); the loading thread reports the snapshot (:meth:`loaded_at`). Until it
+    does, the counts are kept by position (the time it takes to open a snapshot); after,
+    only their sum. No report, or no exact snapshot: none is covered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reported = False
+        self.at: Position | None = None  # the snapshot's position
+        self.count = 0  # held changes at or before it
+        self._unsure: list[tuple[Position, int]] = []  # held before it was reported
+
+    def loaded_at(self, at: Position | None) -> None:
+        with self._lock:
+            self._reported, self.at = True, at
+            if at is not None:
+                self.count += sum(n for pos, n in self._unsure if pos <= at)
+            self._unsure = []
+
+    def held(self, position: Position, n: int) -> None:
+        with self._lock:
+            if not self._reported:
+                self._unsure.append((position, n))
+            elif self.at is not None and position <= self.at:
+                self.count += n
 
 
 @dataclass(eq=False)
@@ -50,6 +99,7 @@ class _Running:
     done: threading.Event = field(default_factory=threading.Event)  # the load ended
     plan: TablePlan | None = None
     error: BaseException | None = None
+    covered: _Covered = field(default_factory=_Covered)
 
 
 class Reloads:
@@ -78,9 +128,18 @@ class Reloads:
 
     def hold(self, batch: list[Transaction]) -> None:
         """Hold the changes of the tables being reloaded (before the batch is applied)."""
-        if self._cache is not None and self._running:
-            for tx in batch:
-                self._cache.add(tx)
+        cache, running = self._cache, self._running
+        if cache is None or not running:
+            return
+        for tx in batch:
+            on_disk = spilled(tx)
+            for piece in on_disk.batches(ADD_PIECE) if on_disk is not None else (tx.changes,):
+                held = [c for c in piece if c.table in running]
+                if not held:
+                    continue
+                cache.add(held)
+                for table, n in Counter(c.table for c in held).items():
+                    running[table].covered.held(tx.position, n)
 
     def service(self) -> None:
         """Start what was requested, finish what loaded (between two batches)."""
@@ -135,7 +194,7 @@ class Reloads:
 
         def load() -> None:
             try:
-                running.plan = loader(table)
+                running.plan = loader(table, running.covered.loaded_at)
             except BaseException as exc:
                 running.error = exc
             finally:
@@ -160,11 +219,16 @@ class Reloads:
             rep.suspend(table, reason)
             event.set()
             return
+        covered = running.covered
         rep.replace_plan(table, running.plan)
         rep.release(table)
-        rep.apply_held(self._cache.release(table))
+        # the held changes the load holds come first (the cache keeps their order)
+        rep.apply_held(itertools.islice(self._cache.release(table), covered.count, None))
+        if covered.at is not None:
+            rep.skip_until(table, covered.at)
         if rep.control is not None:
             rep.control.resume(rep.task, name)
         rep.statistics.set_state(name, TableState.REPLICATING)
+        failpoint("cdc.reloaded")
         log.info("table %s: reloaded; replicating again", name)
         event.set()

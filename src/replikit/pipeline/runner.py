@@ -58,6 +58,7 @@ from replikit.pipeline.contracts import (
 from replikit.pipeline.control import ControlStore
 from replikit.pipeline.policy import Backoff, ErrorPolicy, recoverable
 from replikit.pipeline.progress import Progress
+from replikit.pipeline.reload import Loader
 from replikit.pipeline.skiprows import RowSkipper
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
@@ -172,8 +173,8 @@ class Pipeline:
         on_table_suspended: called with a table's plan and the :class:`DataError` that
             ended its load, instead of putting the table in error (a stream's load: the
             table is suspended and the others go on).
-        reloader: loads one source table again (a stream reloads suspended tables with it
-            while it runs: :mod:`replikit.pipeline.reload`).
+        reloader: loads one source table again, telling where its read stands (a stream
+            reloads suspended tables with it while it runs: :mod:`replikit.pipeline.reload`).
     """
 
     def __init__(
@@ -212,7 +213,7 @@ class Pipeline:
         control: ControlStore | None = None,
         schema_policy: str = "apply",
         on_table_suspended: Callable[[TablePlan, BaseException], None] | None = None,
-        reloader: Callable[[TableId], TablePlan] | None = None,
+        reloader: Loader | None = None,
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(

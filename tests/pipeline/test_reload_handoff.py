@@ -1,0 +1,177 @@
+"""Reloading a table while the stream runs, into change files (Parquet): each change is written
+once, whatever the stream's lag and even across a crash right after the handoff.
+
+The reload reads the table from a snapshot at an exact source position; of the changes held
+meanwhile only those after it are written, and the stream skips the table's changes it
+delivers late (at or before that position), also after a restart. The ledger table, whose
+rows are only ever inserted, is the one reloaded: a key in both its ``LOAD`` and ``CDC`` files
+is a change written twice.
+
+A test sets the order deterministically: the stream's reader is held up (failpoint
+``cdc.read``) while transactions commit before the reload's snapshot, and the reload's load
+commits more once it has its snapshot (``full-load.batch``); the reader goes on during the
+load (``drained``: the held changes straddle the snapshot) or only after the handoff
+(``behind``: the stream delivers the table's changes the load holds after it rejoined).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from test_task_cdc import Db, Workload, _create_source, _source_endpoint, _wait_for, make_db
+
+import replikit as rk
+from live_task import running
+from replikit._failpoints import FAILPOINT_EXIT, inject
+
+__all__ = ["make_db"]  # the fixture, shared with test_task_cdc
+
+pytestmark = [pytest.mark.timeout(300)]
+
+CHILD = Path(__file__).with_name("_reload_child.py")
+TESTS = Path(__file__).parents[1]  # the helpers the child imports (live_task)
+STEP = 5  # source transactions per step of a test
+
+
+def task_for(source: Db, folder: Path, **settings: Any) -> rk.Task:
+    """The tests' full-load-and-cdc task from ``source`` into Parquet files in ``folder``."""
+    base: dict[str, Any] = {"task_id": "t1", "progress": False, "batch_changes": 50}
+    return rk.Task(
+        _source_endpoint(source),
+        f"file://{folder}",
+        migration_type="full-load-and-cdc",
+        settings=rk.TaskSettings(**{**base, **settings}),
+    )
+
+
+def counted(task: rk.Task) -> int:
+    """Source transactions applied so far (each updates one ``counters`` row)."""
+    return next(t.updates for t in task.statistics() if t.table.endswith("counters"))
+
+
+def reload_across_the_snapshot(
+    task: rk.Task, work: Workload, *, behind: bool, applied: int
+) -> None:
+    """Reload ``ledger`` with ``STEP`` transactions committed before its snapshot and read by
+    the stream only after it, and ``STEP`` committed after it (see the module docstring);
+    ``applied``: the transactions the task applied before."""
+    reader_free = threading.Event()
+
+    def after_snapshot() -> None:  # in the reload's load, which holds its snapshot
+        work.run(STEP)
+        if not behind:
+            reader_free.set()
+            _wait_for(lambda: counted(task) >= applied + 2 * STEP)
+
+    with inject("cdc.read", reader_free.wait), inject("full-load.batch", after_snapshot):
+        try:
+            work.run(STEP)  # committed before the reload starts: in its snapshot
+            task.reload("ledger", timeout=120)
+        finally:
+            reader_free.set()
+
+
+def table_dir(folder: Path, table: str) -> Path:
+    (found,) = [p.parent for p in folder.rglob("_schema.json") if p.parent.name == table]
+    return found
+
+
+def replayed(folder: Path, table: str) -> list[tuple[Any, ...]]:
+    """``table`` as the files endpoint reads it: the change files over the load files."""
+    name = ".".join(table_dir(folder, table).relative_to(folder).parts)
+    with rk.endpoint(f"file://{folder}") as files:
+        reader = files.reader([name])
+        [schema] = reader.tables
+        batches = (b for u in reader.units(schema) for b in reader.read(u))
+        return sorted(tuple(r) for b in batches for r in b.rows)
+
+
+def file_rows(folder: Path, table: str, prefix: str) -> list[dict[str, Any]]:
+    files = sorted(table_dir(folder, table).rglob(f"{prefix}*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def assert_each_change_once(source: Db, folder: Path) -> None:
+    """The files give the source, no change row is in the change files twice, and no
+    ledger row is both loaded and inserted by a change."""
+    for table, order in (("items", "id"), ("ledger", "writer, seq"), ("counters", "id")):
+        assert replayed(folder, table) == sorted(source.rows(table, order)), f"{table} differs"
+        changes = [repr(sorted(r.items())) for r in file_rows(folder, table, "CDC")]
+        twice = [r for r, n in Counter(changes).items() if n > 1]
+        assert not twice, f"{table}: changes written twice: {twice[:3]}"
+    loaded = {(r["writer"], r["seq"]) for r in file_rows(folder, "ledger", "LOAD")}
+    changes = file_rows(folder, "ledger", "CDC")
+    inserted = [(r["writer"], r["seq"]) for r in changes if r["Op"] == "I"]
+    assert inserted, "no ledger change after the reload"
+    again = sorted(loaded.intersection(inserted))
+    assert not again, f"ledger rows in the reload and written again as changes: {again[:5]}"
+
+
+@pytest.mark.parametrize("lag", ["drained", "behind"])
+@pytest.mark.parametrize("kind", ["sqlite", "pg", "mysql"])
+def test_a_reload_writes_each_change_once(
+    make_db: Callable[[str], Db], tmp_path: Path, kind: str, lag: str
+) -> None:
+    source = make_db(kind)
+    _create_source(source)
+    folder = tmp_path / "out"
+    task = task_for(source, folder)
+    work = Workload(source)
+    with running(task):
+        work.run(STEP)  # replicated before the reload (and ledger rows for it to load)
+        _wait_for(lambda: counted(task) >= STEP)
+        reload_across_the_snapshot(task, work, behind=lag == "behind", applied=STEP)
+        work.run(STEP)  # after the handoff
+        _wait_for(lambda: counted(task) >= 4 * STEP)
+    assert_each_change_once(source, folder)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_a_crash_right_after_the_handoff_then_resume(
+    make_db: Callable[[str], Db], tmp_path: Path, kind: str
+) -> None:
+    """The process dies right after the reload's handoff, its stream still behind the load's
+    snapshot: the restarted task replays from its checkpoint, before that position, and
+    skips the reloaded table's changes up to it again (the checkpoint keeps it)."""
+    source = make_db(kind)
+    _create_source(source)
+    folder = tmp_path / "out"
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "REPLIKIT_FAILPOINT": "cdc.reloaded", "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), kind, source.url, str(folder)],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == FAILPOINT_EXIT, f"no crash at the handoff:\n{proc.stderr[-3000:]}"
+    Workload(source, writer=2).run(STEP)  # while the task is down
+    task_for(source, folder, stop_when_idle=2.0).run()
+    assert_each_change_once(source, folder)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_a_reload_while_the_task_is_stopped_then_run(
+    make_db: Callable[[str], Db], tmp_path: Path, kind: str
+) -> None:
+    """A reload with no task running: the next run replays from the checkpoint, before the
+    reload's snapshot, and leaves out the table's changes up to it (the reload recorded that
+    position in the checkpoint)."""
+    source = make_db(kind)
+    _create_source(source)
+    folder = tmp_path / "out"
+    work = Workload(source)
+    work.run(STEP)  # loaded
+    task_for(source, folder, stop_when_idle=1.0).run()
+    work.run(STEP)  # while stopped: in the reload's snapshot
+    task_for(source, folder).reload("ledger")
+    work.run(STEP)  # after it
+    task_for(source, folder, stop_when_idle=2.0).run()
+    assert_each_change_once(source, folder)
