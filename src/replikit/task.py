@@ -56,12 +56,12 @@ from replikit.pipeline.contracts import (
     SupportsSkippedObjects,
     dialect_of,
 )
-from replikit.pipeline.control import control_store
+from replikit.pipeline.control import SuspendedTable, control_store
 from replikit.pipeline.generated import verify_generated
 from replikit.pipeline.lease import Lease, LeaseLostError, drop_lease
 from replikit.pipeline.policy import Backoff, recoverable
 from replikit.pipeline.progress import Progress
-from replikit.pipeline.reload import SnapshotAt
+from replikit.pipeline.reload import SnapshotAt, reloading
 from replikit.pipeline.runner import Pipeline
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter, status_store
@@ -920,14 +920,30 @@ class Task:
                     state.error or "reload failed")})  # fmt: skip
             return
         try:
-            at: list[Position | None] = []
-            self._load_table(tid, at.append)
-            self._skip_in_next_run(tid, at[0])
-            failures = control_store(self.target)
-            if failures is not None:
-                failures.resume(self.task_id, str(tid))
+            self._reload_stopped(tid)
         finally:
             self._close_owned()
+
+    def _reload_stopped(self, table: TableId) -> None:
+        """Reload ``table`` of this stopped task. It is recorded ``reloading`` first, so a
+        crash during the load leaves it to the next run to reload again (not to replicate
+        over a half-finished load); a failed load leaves it suspended, naming the error."""
+        name = str(table)
+        control = control_store(self.target)
+        if control is not None:
+            control.suspend(reloading(self.task_id, name))
+        try:
+            at: list[Position | None] = []
+            self._load_table(table, at.append)
+            self._skip_in_next_run(table, at[0])
+        except Exception as exc:
+            if control is not None:
+                control.suspend(SuspendedTable(task=self.task_id, table=name, reason=(
+                    f"table {name} suspended: its reload failed: {exc}. Fix the cause and "
+                    f"reload it again: replikit reload SRC DST --table {name}")))  # fmt: skip
+            raise
+        if control is not None:
+            control.resume(self.task_id, name)
 
     def _skip_in_next_run(self, table: TableId, at: Position | None) -> None:
         """The stopped task's next run leaves out ``table``'s changes at or before ``at``

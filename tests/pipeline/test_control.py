@@ -1,5 +1,6 @@
 """The failure control tables (``replikit_suspended_tables``, ``replikit_apply_exceptions``)
-in every target family that holds them, on real databases."""
+in every target family that holds them, on real databases; and the same records in a files
+target (its manifest) and a MongoDB one (collections)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,20 @@ from replikit.pipeline import control
 from replikit.pipeline.control import ApplyException, SuspendedTable
 
 
-@pytest.fixture(params=["sqlite", "duckdb", "pg", "mysql"])
+@pytest.fixture(params=["sqlite", "duckdb", "pg", "mysql", "files", "mongodb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[rk.Endpoint]:
     kind = request.param
-    if kind == "sqlite":
+    if kind == "mongodb":  # the nx-27017 stand-in (tests/fix_mongo.py)
+        server = request.getfixturevalue("nx_server")
+        name = f"ctl_{uuid.uuid4().hex[:10]}"
+        with rk.endpoint(server.url(name)) as ep:
+            yield ep
+        server.drop_database(name)
+        return
+    if kind == "files":
+        pytest.importorskip("pyarrow")
+        url = f"file://{tmp_path / 'out'}"
+    elif kind == "sqlite":
         url = f"sqlite:///{tmp_path / 't.db'}"
     elif kind == "duckdb":
         pytest.importorskip("duckdb")
@@ -74,6 +85,38 @@ def test_suspend_record_read_and_drop(target: rk.Endpoint) -> None:
 
 def test_an_endpoint_without_control_tables_has_no_store() -> None:
     assert control.control_store(object()) is None
+
+
+def test_files_control_records_refuse_a_foreign_folder_and_survive_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """Nothing is written into a folder replikit did not write; a suspension in the manifest
+    stays when a checkpoint rewrites it."""
+    from replikit.pipeline.contracts import Checkpoint
+    from replikit.positions import SqliteSeq
+
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("not ours")
+    with rk.endpoint(f"file://{tmp_path / 'theirs'}") as ep:
+        store = control.control_store(ep)
+        assert store is not None
+        with pytest.raises(rk.ConfigError, match="did not write"):
+            store.suspend(SuspendedTable(task="t1", table="orders", reason="bad value"))
+    with rk.endpoint(f"file://{tmp_path / 'ours'}") as ep:
+        store = control.control_store(ep)
+        assert store is not None
+        row = SuspendedTable(task="t1", table="orders", reason="bad value")
+        store.suspend(row)
+        checkpoints = ep.checkpoint_store()
+        checkpoint = Checkpoint("t1", start=SqliteSeq(0), position=SqliteSeq(7))
+        checkpoints.write_checkpoint(checkpoint)
+        assert store.suspended("t1") == [row]
+        assert checkpoints.read_checkpoint("t1") == checkpoint
+        checkpoints.drop_control("t1")
+        assert store.suspended("t1") == [row]
+        store.drop("t1")
+        assert store.suspended("t1") == []
+        assert not (tmp_path / "ours" / "_replikit_exceptions").exists()
 
 
 def test_writers_creating_control_objects_at_once_do_not_collide(pg_server) -> None:

@@ -17,7 +17,7 @@ from replikit.errors import Error
 from replikit.pipeline.contracts import SupportsClose
 from replikit.pipeline.control import control_store
 from replikit.pipeline.lease import lease_report
-from replikit.pipeline.status import require_status_store
+from replikit.pipeline.status import require_status_store, status_store
 
 __all__ = ["format_status", "task_status"]
 
@@ -46,13 +46,14 @@ def task_status(
     target: Endpoint, task: str, *, control: Endpoint | None = None, history: int = 10
 ) -> dict[str, Any]:
     """Everything the control tables of ``target`` (status and history in ``control`` when
-    given) say about ``task``.
+    given) say about ``task``. A target that keeps no status tables (files, MongoDB) gives
+    the checkpoint, the suspended tables and the apply exceptions without them.
 
     Raises:
         Error: the task left no control rows there (never run, or dropped).
     """
-    status_db = require_status_store(control or target)
-    status = status_db.status(task)
+    status_db = require_status_store(control) if control is not None else status_store(target)
+    status = None if status_db is None else status_db.status(task)
     checkpoint = _checkpoint(target, task)
     if status is None and checkpoint is None:
         raise Error(
@@ -64,6 +65,7 @@ def task_status(
     suspended = failures.suspended(task) if failures is not None else []
     counts = failures.count_exceptions(task) if failures is not None else {}
     latest = failures.exceptions(task, limit=5) if failures is not None else []
+    recent = [] if status_db is None else status_db.history(task, limit=history)
     return {
         "task_id": task,
         "status": None if status is None else status.as_dict(),
@@ -72,7 +74,7 @@ def task_status(
         "exceptions": sum(counts.values()),
         "exceptions_by_table": counts,
         "latest_exceptions": [e.as_dict() for e in latest],
-        "history": [h.as_dict() for h in status_db.history(task, limit=history)],
+        "history": [h.as_dict() for h in recent],
         "lease": lease_report(target, task),
     }
 
@@ -106,7 +108,10 @@ def format_status(report: dict[str, Any], now: datetime | None = None) -> str:
             f"{_ms(status['source_latency_ms'])}, apply {_ms(status['apply_latency_ms'])}"
         )
     else:
-        lines.append(f"task {report['task_id']}: no status row (a run before status tables)")
+        lines.append(
+            f"task {report['task_id']}: no status row (a run before status tables, or a "
+            "target that keeps none)"
+        )
     if cp is not None:
         lines.append(
             f"checkpoint: phase {cp['phase']}, position {cp['position'] or cp['start'] or '-'}, "

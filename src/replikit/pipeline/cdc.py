@@ -269,7 +269,7 @@ class Replicator:
         policy: what a change the target refuses does (``data_errors``: suspend its table,
             set it aside in the exceptions table, or stop).
         control: where suspended tables and set-aside changes are recorded (the target's
-            control tables); ``None`` keeps them in the statistics and the log only.
+            control store); ``None`` keeps them in the statistics and the log only.
         schema_policy: ``apply``, ``stop-table`` or ``ignore`` (see ``TaskSettings``).
         reloader: loads one source table into the target again and returns its new plan;
             with it, suspended tables can be reloaded while the stream runs
@@ -556,7 +556,9 @@ class Replicator:
             pending = None
             if item is None:
                 idle = stop.idle_seconds
-                if idle is not None and time.monotonic() - last_activity >= idle:
+                if self.reloads.active:  # loading a table is not idle
+                    last_activity = time.monotonic()
+                elif idle is not None and time.monotonic() - last_activity >= idle:
                     log.info("no source transaction for %.1f s: stopping", idle)
                     break
                 reporter = self.reporter
@@ -770,7 +772,10 @@ class Replicator:
             )
 
     def restore_suspended(self) -> list[str]:
-        """Suspend again the tables the control tables say are suspended; their names."""
+        """Suspend again the tables the control store says are suspended; their names. A
+        table whose reload did not finish (``reloading``: the task stopped or crashed during
+        it), or was asked for (``reload-requested``), is reloaded again once the stream runs
+        (when this replicator has a reloader)."""
         if self.control is None:
             return []
         names: list[str] = []
@@ -782,6 +787,9 @@ class Replicator:
             self._stopped[table] = row.reason
             self.statistics.set_state(row.table, TableState.SUSPENDED, row.reason)
             names.append(row.table)
+            if row.state != "suspended" and self.reloads.loader is not None:
+                log.warning("table %s: its reload did not finish; reloading it again", row.table)
+                self.reloads.request(table)
         if names:
             log.warning("suspended tables (reload them to resume): %s", ", ".join(names))
         return names

@@ -22,22 +22,30 @@ recorded again (the same row, by its fingerprint): nothing is skipped without it
 
 Readers (``replikit status``, the status page) use :func:`read_suspended`,
 :func:`read_exceptions` and :func:`count_exceptions` with the target endpoint and the task id;
-they work with the task stopped. Endpoints that hold control tables implement
-:class:`SupportsControl` (a DB-API session in one transaction); the SQL of each family is the
-data in :data:`FLAVORS`.
+they work with the task stopped.
+
+:class:`ControlStore` is the interface the pipeline writes through. Endpoints that hold control
+tables implement :class:`SupportsControl` (a DB-API session in one transaction) and get a
+:class:`SqlControlStore`; the SQL of each family is the data in :data:`FLAVORS`. Endpoints
+without SQL keep the same records their own way and hand out their store through
+:class:`SupportsControlStore`: files targets in their manifest (next to the checkpoint),
+MongoDB targets in collections of the URL's database.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
+
+from typing_extensions import override
 
 from replikit.errors import CapabilityError, Error
 
@@ -48,11 +56,14 @@ __all__ = [
     "ApplyException",
     "ControlStore",
     "Flavor",
+    "SqlControlStore",
     "SupportsControl",
+    "SupportsControlStore",
     "SuspendedTable",
     "control_cursor",
     "control_store",
     "count_exceptions",
+    "latest_exceptions",
     "read_exceptions",
     "read_suspended",
     "table_exists",
@@ -65,6 +76,8 @@ EXCEPTIONS = "replikit_apply_exceptions"
 
 ExceptionKind = Literal["data-error", "conflict"]
 SuspendState = Literal["suspended", "reload-requested", "reloading"]
+_STATES = frozenset({"suspended", "reload-requested", "reloading"})
+_KINDS = frozenset({"data-error", "conflict"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +111,19 @@ class SuspendedTable:
             "position": self.position,
             "suspended_at": self.suspended_at.isoformat(),
         }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SuspendedTable:
+        """The record :meth:`as_dict` gave (a store that keeps documents reads it back)."""
+        state = str(doc.get("state", "suspended"))
+        return cls(
+            task=str(doc["task"]),
+            table=str(doc["table"]),
+            state=cast(SuspendState, state if state in _STATES else "suspended"),
+            reason=str(doc.get("reason") or ""),
+            position=doc.get("position"),
+            suspended_at=_utc(doc.get("suspended_at")),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +179,22 @@ class ApplyException:
             "position": self.position,
             "created_at": self.created_at.isoformat(),
         }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ApplyException:
+        """The record :meth:`as_dict` gave (a store that keeps documents reads it back)."""
+        kind = str(doc.get("kind", "data-error"))
+        return cls(
+            task=str(doc["task"]),
+            table=str(doc["table"]),
+            kind=cast(ExceptionKind, kind if kind in _KINDS else "data-error"),
+            error=str(doc.get("error") or ""),
+            op=str(doc.get("op") or ""),
+            key=doc.get("key"),
+            column=doc.get("column"),
+            position=doc.get("position"),
+            created_at=_utc(doc.get("created_at")),
+        )
 
 
 # -- the SQL of each family, as data ------------------------------------------------------------
@@ -299,8 +341,72 @@ def table_exists(cur: Any, flavor: Flavor, name: str) -> bool:
     return any(row[0] for row in cur.fetchall())
 
 
-class ControlStore:
-    """Writes and reads one target's suspended tables and apply exceptions.
+class ControlStore(abc.ABC):
+    """Where one target keeps its tasks' suspended tables and apply exceptions.
+
+    Each write is durable when the method returns, before the data (and the checkpoint) that
+    leaves a table or a change out is committed: a crash in between finds the record (see the
+    module docs). Reading before anything was written finds nothing.
+    """
+
+    # -- writing ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def suspend(self, table: SuspendedTable) -> None:
+        """Record ``table`` as suspended (or reloading), replacing its previous record."""
+
+    @abc.abstractmethod
+    def resume(self, task: str, table: str) -> None:
+        """Forget that ``table`` was suspended (after it was reloaded)."""
+
+    @abc.abstractmethod
+    def record(self, exceptions: Sequence[ApplyException]) -> None:
+        """Add ``exceptions`` (a record already there, by fingerprint, stays one record)."""
+
+    @abc.abstractmethod
+    def drop(self, task: str) -> None:
+        """Delete ``task``'s records."""
+
+    # -- reading ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def suspended(self, task: str) -> list[SuspendedTable]:
+        """The tables of ``task`` that are suspended (or reloading), by table name."""
+
+    @abc.abstractmethod
+    def exceptions(
+        self, task: str, *, table: str | None = None, limit: int | None = 100
+    ) -> list[ApplyException]:
+        """``task``'s apply exceptions, the latest first (of ``table`` only, when given)."""
+
+    def count_exceptions(self, task: str) -> dict[str, int]:
+        """How many apply exceptions ``task`` has, by table."""
+        counts: dict[str, int] = {}
+        for e in self.exceptions(task, limit=None):
+            counts[e.table] = counts.get(e.table, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+@runtime_checkable
+class SupportsControlStore(Protocol):
+    """An endpoint that keeps the control records without SQL (files, MongoDB)."""
+
+    def control_store(self) -> ControlStore | None:
+        """Its store (``None``: this endpoint, as configured, keeps none)."""
+        ...
+
+
+def latest_exceptions(
+    records: Iterable[ApplyException], *, table: str | None, limit: int | None
+) -> list[ApplyException]:
+    """``records`` (of ``table`` only, when given) the latest first, at most ``limit``: the
+    order :meth:`ControlStore.exceptions` returns (for stores that filter in Python)."""
+    chosen = [e for e in records if table is None or e.table == table]
+    chosen.sort(key=lambda e: e.table)
+    chosen.sort(key=lambda e: e.created_at, reverse=True)
+    return chosen if limit is None else chosen[: max(0, limit)]
+
+
+class SqlControlStore(ControlStore):
+    """The control tables of an endpoint that holds them (:class:`SupportsControl`).
 
     Every method runs in one target transaction of its own (see the module docs for why that
     is safe). The tables are created on the first write; reading before that finds nothing.
@@ -318,7 +424,7 @@ class ControlStore:
         self._created = False
 
     def __repr__(self) -> str:
-        return f"ControlStore({self._endpoint!r})"
+        return f"SqlControlStore({self._endpoint!r})"
 
     @contextlib.contextmanager
     def _session(self, doing: str, *, create: bool) -> Iterator[Any]:
@@ -337,6 +443,7 @@ class ControlStore:
         return table_exists(cur, self.flavor, name)
 
     # -- writing ----------------------------------------------------------------------------
+    @override
     def suspend(self, table: SuspendedTable) -> None:
         """Record ``table`` as suspended (or reloading), replacing its previous row."""
         name = self.flavor.table(SUSPENDED)
@@ -353,6 +460,7 @@ class ControlStore:
             )  # fmt: skip
         log.info("table %s suspended (task %s): %s", table.table, table.task, table.reason)
 
+    @override
     def resume(self, task: str, table: str) -> None:
         """Forget that ``table`` was suspended (after it was reloaded)."""
         name = self.flavor.table(SUSPENDED)
@@ -362,6 +470,7 @@ class ControlStore:
                 (task, table),
             )
 
+    @override
     def record(self, exceptions: Sequence[ApplyException]) -> None:
         """Add ``exceptions`` (a record already there, by fingerprint, stays one row)."""
         if not exceptions:
@@ -381,6 +490,7 @@ class ControlStore:
                      e.error, e.position, self.flavor.when(e.created_at)),
                 )  # fmt: skip
 
+    @override
     def drop(self, task: str) -> None:
         """Delete ``task``'s rows; drop each table when no task is left in it."""
         with self._session(f"dropping the control rows of task {task!r}", create=False) as cur:
@@ -395,6 +505,7 @@ class ControlStore:
         self._created = False
 
     # -- reading ----------------------------------------------------------------------------
+    @override
     def suspended(self, task: str) -> list[SuspendedTable]:
         """The tables of ``task`` that are suspended (or reloading), by table name."""
         with self._session("reading suspended tables", create=False) as cur:
@@ -416,6 +527,7 @@ class ControlStore:
             for r in rows
         ]  # fmt: skip
 
+    @override
     def exceptions(
         self, task: str, *, table: str | None = None, limit: int | None = 100
     ) -> list[ApplyException]:
@@ -437,6 +549,7 @@ class ControlStore:
             rows = cur.fetchall()
         return [_exception(r) for r in rows]
 
+    @override
     def count_exceptions(self, task: str) -> dict[str, int]:
         """How many apply exceptions ``task`` has, by table."""
         with self._session("counting apply exceptions", create=False) as cur:
@@ -462,10 +575,12 @@ def _exception(row: Sequence[Any]) -> ApplyException:
 
 
 def control_store(endpoint: object) -> ControlStore | None:
-    """The control store of ``endpoint``; ``None`` when it holds no control tables (then
+    """The control store of ``endpoint``; ``None`` when it keeps no control records (then
     suspensions and exceptions live only in the task's statistics and log)."""
+    if isinstance(endpoint, SupportsControlStore):
+        return endpoint.control_store()
     if isinstance(endpoint, SupportsControl) and endpoint.family in FLAVORS:
-        return ControlStore(endpoint)
+        return SqlControlStore(endpoint)
     return None
 
 
@@ -475,7 +590,7 @@ def _store(target: object) -> ControlStore:
     ep = target if isinstance(target, Endpoint) else endpoint(target)
     store = control_store(ep)
     if store is None:
-        raise CapabilityError(f"{ep.url} holds no replikit control tables")
+        raise CapabilityError(f"{ep.url} keeps no replikit control records")
     return store
 
 

@@ -17,8 +17,10 @@ snapshots`, as for a resumed full load). That matters for change-file targets, w
 every change they are given; database targets converge anyway (apply is idempotent), and a
 source without an exact snapshot (MongoDB) gets every held change applied.
 
-The table stays in ``replikit_suspended_tables`` (state ``reloading``) until the handoff is
-complete, so a crash in between leaves it suspended, to be reloaded again. A reload can be asked
+The table stays in ``replikit_suspended_tables`` (state ``reloading``; a files target's
+manifest) until the handoff is complete, so a crash in between leaves it suspended, and the
+task's next run reloads it again (:meth:`~replikit.pipeline.cdc.Replicator.restore_suspended`)
+instead of applying its changes over a half-finished load. A reload can be asked
 for in the process (``Task.reload``) or from outside (``replikit reload``): a running task looks
 at its suspended tables' rows every few seconds, and a row set to ``reload-requested`` (or
 deleted by an offline reload, which the running task cannot have seen) starts a reload here.
@@ -48,7 +50,7 @@ from replikit.schema.model import TableId
 if TYPE_CHECKING:
     from replikit.pipeline.cdc import Replicator
 
-__all__ = ["CONTROL_POLL_SECONDS", "Loader", "Reloads", "SnapshotAt"]
+__all__ = ["CONTROL_POLL_SECONDS", "Loader", "Reloads", "SnapshotAt", "reloading"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,20 @@ SnapshotAt = Callable[[Position | None], None]
 #: loads one source table into the target (replacing what it holds), reporting its snapshot,
 #: and returns its plan
 Loader = Callable[[TableId, SnapshotAt], TablePlan]
+
+
+def reloading(task: str, table: str) -> SuspendedTable:
+    """The control record of ``table`` while a reload loads it. A run that finds it (the
+    task stopped or crashed before the reload ended) loads the table again."""
+    return SuspendedTable(
+        task=task,
+        table=table,
+        state="reloading",
+        reason=(
+            f"table {table} is being reloaded; if the task stops before the reload ends, its "
+            f"next run reloads it again (or: replikit reload SRC DST --table {table})"
+        ),
+    )
 
 
 class _Covered:
@@ -184,10 +200,8 @@ class Reloads:
         self._cache.hold(table)
         rep.hold_back(table, "reloading")
         name = str(table)
-        if rep.control is not None:
-            rep.control.suspend(
-                SuspendedTable(task=rep.task, table=name, state="reloading", reason="reloading")
-            )
+        if rep.control is not None:  # before the load replaces the table: a crash finds it
+            rep.control.suspend(reloading(rep.task, name))
         rep.statistics.reset_table(name)
         running = _Running(table, event)
         self._running[table] = running

@@ -11,7 +11,8 @@ started, e.g. ``64MB``; default 128 MB), ``compression`` (Parquet's, default ``s
 credentials) or ``filesystem`` (an fsspec file system to use as it is).
 
 A files endpoint is a full-load source and target and a CDC *target* (change files in the DMS
-layout, committed by a manifest); see :mod:`.apply` and docs/duckdb-and-files.md.
+layout, committed by a manifest, which also records suspended tables); see :mod:`.apply`,
+:mod:`._control` and docs/duckdb-and-files.md.
 
 >>> import replikit as rk
 >>> rk.endpoint("memory://rk-doc?format=csv").options["format"]
@@ -36,6 +37,7 @@ from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
 if TYPE_CHECKING:
+    from replikit.endpoints.files._control import FilesControlStore
     from replikit.endpoints.files.apply import FilesChangeWriter
     from replikit.endpoints.files.reflect import TableFolder
     from replikit.endpoints.files.source import FilesReader
@@ -170,6 +172,13 @@ class FilesEndpoint(Endpoint):
         from replikit.endpoints.files.apply import FilesChangeWriter
 
         return self._build(FilesChangeWriter, "change writer", self._store, **options)
+
+    def control_store(self) -> FilesControlStore:
+        """Suspended tables (in the manifest) and apply exceptions of the tasks writing here
+        (:mod:`replikit.pipeline.control`)."""
+        from replikit.endpoints.files._control import FilesControlStore
+
+        return FilesControlStore(self._store)
 
     def checkpoint_store(self, **options: Any) -> FilesChangeWriter:
         """Task checkpoints in the folder's manifest."""

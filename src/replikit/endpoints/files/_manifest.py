@@ -6,6 +6,11 @@ sequence number is above ``change_seq`` was written by an apply that never commi
 process died between its data files and the manifest) and is removed before the next apply;
 readers never read it. A folder with a manifest is one replikit wrote; a target folder
 holding other things and no manifest is refused.
+
+The manifest also holds each task's suspended tables (``suspended``: the files target's
+``replikit_suspended_tables``, see :mod:`._control`), so whatever rewrites it -- an apply, a
+checkpoint, a suspension -- keeps them. Every :class:`ManifestFile` of one folder in a process
+shares one lock: the applying thread, the loaders and the control store each rewrite it.
 """
 
 from __future__ import annotations
@@ -18,21 +23,32 @@ from typing import Any
 
 from replikit.endpoints.files._connect import Store
 from replikit.endpoints.files._ddl import MANIFEST
-from replikit.errors import SchemaError
+from replikit.errors import ConfigError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.contracts import Checkpoint
 
-__all__ = ["Manifest", "ManifestFile"]
+__all__ = ["Manifest", "ManifestFile", "refuse_foreign_root"]
 
 _VERSION = 1
+_locks: dict[tuple[str, str], threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(store: Store, path: str) -> threading.RLock:
+    """The one lock of the manifest at ``path`` in this process."""
+    with _locks_guard:
+        return _locks.setdefault((store.location.protocol, path), threading.RLock())
 
 
 @dataclass(slots=True)
 class Manifest:
-    """The manifest's content: per-task checkpoint rows and the last committed change file."""
+    """The manifest's content: per-task checkpoint rows, the last committed change file and
+    per-task suspended tables (table -> :meth:`~replikit.pipeline.control.SuspendedTable.
+    as_dict`)."""
 
     change_seq: int = 0
     tasks: dict[str, list[Any]] = field(default_factory=dict)
+    suspended: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def checkpoint(self, task: str, where: str) -> Checkpoint | None:
         """``task``'s checkpoint (``None``: none stored)."""
@@ -57,7 +73,7 @@ class ManifestFile:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.path = store.path(MANIFEST)
-        self.lock = threading.RLock()
+        self.lock = _lock(store, self.path)
 
     def exists(self) -> bool:
         """Whether the folder has a manifest (replikit wrote it)."""
@@ -70,7 +86,8 @@ class ManifestFile:
         text = self.store.read_text(self.path)
         try:
             doc = json.loads(text)
-            return Manifest(int(doc.get("change_seq", 0)), dict(doc.get("tasks", {})))
+            suspended = {t: dict(rows) for t, rows in dict(doc.get("suspended", {})).items()}
+            return Manifest(int(doc.get("change_seq", 0)), dict(doc.get("tasks", {})), suspended)
         except (ValueError, TypeError, AttributeError) as exc:
             raise SchemaError(
                 f"{self.store.where}/{MANIFEST} is damaged ({exc}); restore it or start the "
@@ -79,7 +96,14 @@ class ManifestFile:
 
     def write(self, manifest: Manifest) -> None:
         """Replace the manifest atomically."""
-        doc = {"replikit": _VERSION, "change_seq": manifest.change_seq, "tasks": manifest.tasks}
+        doc: dict[str, Any] = {
+            "replikit": _VERSION,
+            "change_seq": manifest.change_seq,
+            "tasks": manifest.tasks,
+        }
+        suspended = {t: rows for t, rows in manifest.suspended.items() if rows}
+        if suspended:
+            doc["suspended"] = suspended
         self.store.write_text(self.path, json.dumps(doc, indent=1, sort_keys=True))
 
     def ensure(self) -> None:
@@ -87,3 +111,17 @@ class ManifestFile:
         with self.lock:
             if not self.exists():
                 self.write(Manifest())
+
+
+def refuse_foreign_root(store: Store, manifest: ManifestFile) -> None:
+    """A root folder that holds anything and no manifest was not written by replikit:
+    :class:`ConfigError` naming what it holds (nothing is written into it)."""
+    if manifest.exists():
+        return
+    entries = [name for name, _ in store.entries(store.root)]
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ConfigError(
+            f"target folder {store.where} holds files replikit did not write ({shown}); "
+            "write into an empty or new folder, or one a previous replikit run wrote"
+        )

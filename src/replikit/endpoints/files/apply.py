@@ -28,6 +28,7 @@ from replikit._failpoints import failpoint
 from replikit.changes import Change, Op
 from replikit.endpoints.files import _ddl
 from replikit.endpoints.files._connect import Store
+from replikit.endpoints.files._control import EXCEPTIONS
 from replikit.endpoints.files._dialect import DIALECT
 from replikit.endpoints.files._formats import Field, Files, Layout
 from replikit.endpoints.files._manifest import ManifestFile
@@ -210,10 +211,13 @@ class FilesChangeWriter(ChangeWriterBase):
                         "removing %s/%s: written by an apply that did not commit", folder, rel
                     )
                     self._store.remove(f"{folder}/{rel}")
-        # the manifest's own temporary files (a process killed while writing it)
+        # the manifest's own temporary files and those of apply exceptions (a process
+        # killed while writing one)
         for rel in self._store.files_under(self._store.root):
-            if "/" not in rel and rel.startswith(f".{_ddl.MANIFEST}.") and rel.endswith(".tmp"):
-                log.warning("removing %s: a manifest write that did not finish", rel)
+            folder, _, name = rel.rpartition("/")
+            ours = folder == EXCEPTIONS or (not folder and name.startswith(f".{_ddl.MANIFEST}."))
+            if ours and name.startswith(".") and name.endswith(".tmp"):
+                log.warning("removing %s: a control write that did not finish", rel)
                 self._store.remove(self._store.path(rel))
         self._clean = True
 

@@ -24,7 +24,7 @@ from replikit.endpoints.files import _ddl
 from replikit.endpoints.files._connect import Store
 from replikit.endpoints.files._dialect import DIALECT, FORMATS
 from replikit.endpoints.files._formats import Field, Files, Layout
-from replikit.endpoints.files._manifest import ManifestFile
+from replikit.endpoints.files._manifest import ManifestFile, refuse_foreign_root
 from replikit.endpoints.files._partition import Partition, parse_partition
 from replikit.endpoints.files._values import pa
 from replikit.endpoints.files.reflect import table_folder
@@ -48,20 +48,6 @@ def layout_of(plan: TablePlan) -> Layout:
     """The files' columns of ``plan``'s table (target names and types, plan adapters)."""
     fields = [Field(cp.name, cp.target.type, cp.target.adapt, cp.nullable) for cp in plan.columns]
     return Layout(str(plan.target_id), fields, plan.target_schema.key)
-
-
-def refuse_foreign_root(store: Store, manifest: ManifestFile) -> None:
-    """A root folder that holds anything and no manifest was not written by replikit:
-    :class:`ConfigError` naming what it holds (nothing is written into it)."""
-    if manifest.exists():
-        return
-    entries = [name for name, _ in store.entries(store.root)]
-    if entries:
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        raise ConfigError(
-            f"target folder {store.where} holds files replikit did not write ({shown}); "
-            "write into an empty or new folder, or one a previous replikit run wrote"
-        )
 
 
 class FilesWriter(Writer, SupportsPrepare, SupportsArrowWrite):

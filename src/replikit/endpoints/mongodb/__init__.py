@@ -34,6 +34,7 @@ from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableSchema
 
 if TYPE_CHECKING:
+    from replikit.endpoints.mongodb._control import MongoControlStore
     from replikit.endpoints.mongodb._positions import MongoPosition
     from replikit.endpoints.mongodb.apply import MongoChangeWriter
     from replikit.endpoints.mongodb.cdc import MongoChangeReader
@@ -201,6 +202,13 @@ class MongoEndpoint(Endpoint):
 
         return self._build(MongoChangeWriter, "change writer", self._client, self.database,
                            **options)  # fmt: skip
+
+    def control_store(self) -> MongoControlStore | None:
+        """Suspended tables and apply exceptions in collections of the URL's database
+        (:mod:`replikit.pipeline.control`); ``None`` when the URL names no database."""
+        from replikit.endpoints.mongodb._control import MongoControlStore
+
+        return None if self.database is None else MongoControlStore(self._client, self.database)
 
     def checkpoint_store(self, **options: Any) -> MongoChangeWriter:
         """Task checkpoints, read and written outside of an apply."""

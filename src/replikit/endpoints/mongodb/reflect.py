@@ -35,7 +35,9 @@ log = logging.getLogger("replikit.mongodb")
 #: where replikit records the tables it wrote (one per database)
 RECORDS: Final = "replikit_tables"
 #: collections of replikit itself, never reflected as user tables
-CONTROL: Final = frozenset({RECORDS, "replikit_checkpoints"})
+CONTROL: Final = frozenset(
+    {RECORDS, "replikit_checkpoints", "replikit_suspended_tables", "replikit_apply_exceptions"}
+)
 _SYSTEM_DATABASES: Final = frozenset({"admin", "local", "config"})
 
 
