@@ -25,8 +25,9 @@ hands it on), ``cdc.cache`` (the thread that moves changes into the cache during
 after it took a transaction off the queue), ``cdc.apply`` (the applying thread, before a batch
 of transactions is written), ``cdc.apply-cached`` (the same, before each table's cached
 changes are applied after a full load, and before each chunk of a reloaded table's held
-changes) and ``cdc.reloaded`` (the same, right after a table reloaded during CDC replicates
-again).
+changes), ``cdc.reload-applied`` (the same, once a table reloaded during CDC had its held
+changes applied, before it replicates again) and ``cdc.reloaded`` (the same, right after it
+replicates again).
 """
 
 from __future__ import annotations

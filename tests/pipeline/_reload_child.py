@@ -4,7 +4,9 @@ ends; see ``test_reload_handoff.py`` and ``test_files_control.py``.
 Usage: python _reload_child.py KIND SRC_URL FOLDER [WHERE] (KIND: ``sqlite`` or ``pg``)
 
 WHERE ``handoff`` (the default): the stream is behind the reload's snapshot and
-``REPLIKIT_FAILPOINT=cdc.reloaded`` ends the process right after the handoff. WHERE ``load``:
+``REPLIKIT_FAILPOINT=cdc.reloaded`` ends the process right after the handoff. WHERE ``ahead``:
+the same with the stream past the snapshot (it caught up during the load), the process ended
+by the failpoint ``REPLIKIT_FAILPOINT`` names in the handoff. WHERE ``load``:
 the process ends during the reload's load, once ``STEP`` more source transactions were
 committed and the stream applied the other tables' changes past them (the reloaded table's
 are held).
@@ -52,7 +54,7 @@ def main(kind: str, url: str, folder: str, where: str = "handoff") -> int:
         if where == "load":
             crash_during_the_load(task, work)
         else:
-            reload_across_the_snapshot(task, work, behind=True, applied=STEP)
+            reload_across_the_snapshot(task, work, behind=where != "ahead", applied=STEP)
     print("the failpoint was not reached", file=sys.stderr)
     return 1
 

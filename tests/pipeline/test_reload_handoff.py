@@ -32,6 +32,7 @@ from test_task_cdc import Db, Workload, _create_source, _source_endpoint, _wait_
 import replikit as rk
 from live_task import running
 from replikit._failpoints import FAILPOINT_EXIT, inject
+from replikit.pipeline import control
 
 __all__ = ["make_db"]  # the fixture, shared with test_task_cdc
 
@@ -155,6 +156,44 @@ def test_a_crash_right_after_the_handoff_then_resume(
     Workload(source, writer=2).run(STEP)  # while the task is down
     task_for(source, folder, stop_when_idle=2.0).run()
     assert_each_change_once(source, folder)
+
+
+@pytest.mark.parametrize("point", ["cdc.reload-applied", "cdc.reloaded"])
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_a_crash_in_the_handoff_with_the_stream_ahead_then_restart(
+    make_db: Callable[[str], Db], tmp_path: Path, kind: str, point: str
+) -> None:
+    """The stream caught up during the load (past its snapshot, the checkpoint past the held
+    changes) and the process dies once the handoff wrote the held changes after the
+    snapshot: before the table is resumed (``cdc.reload-applied``: still ``reloading``, the
+    restart loads it again, emptying its change files) or right after (``cdc.reloaded``: it
+    replicates from the checkpoint, past them). Either way no held change is written twice."""
+    source = make_db(kind)
+    _create_source(source)
+    folder = tmp_path / "out"
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "REPLIKIT_FAILPOINT": point, "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), kind, source.url, str(folder), "ahead"],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == FAILPOINT_EXIT, f"no crash at {point}:\n{proc.stderr[-3000:]}"
+    url = f"file://{folder}"
+    states = [(s.table.split(".")[-1], s.state) for s in control.read_suspended(url, "t1")]
+    assert states == ([("ledger", "reloading")] if point == "cdc.reload-applied" else [])
+    work = Workload(source, writer=2)
+    work.run(STEP)  # while the task is down
+    task = task_for(source, folder)
+    with running(task):
+        _wait_for(lambda: ledger_state(task) is rk.TableState.REPLICATING)
+        work.run(STEP)  # after the restart (and its reload)
+        _wait_for(lambda: replayed(folder, "counters") == source.rows("counters", "id"))
+    assert control.read_suspended(url, "t1") == []
+    assert_each_change_once(source, folder)
+
+
+def ledger_state(task: rk.Task) -> rk.TableState:
+    return next(t.state for t in task.statistics() if t.table.endswith("ledger"))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "pg"])

@@ -238,6 +238,7 @@ class Reloads:
         rep.release(table)
         # the held changes the load holds come first (the cache keeps their order)
         rep.apply_held(itertools.islice(self._cache.release(table), covered.count, None))
+        failpoint("cdc.reload-applied")
         if covered.at is not None:
             rep.skip_until(table, covered.at)
         if rep.control is not None:
