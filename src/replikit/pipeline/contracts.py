@@ -7,7 +7,9 @@ Abilities beyond that are separate protocols a stage may also implement:
 :class:`SupportsPrepare` (create/truncate before, indexes and sequences after) and
 :class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format
 through untouched when types match), :class:`SupportsArrowRead` / :class:`SupportsArrowWrite`
-(move a unit as Arrow record batches, with no Python object per value).
+(move a unit as Arrow record batches, with no Python object per value),
+:class:`SupportsColumnRead` / :class:`SupportsColumnWrite` (move a unit as
+:class:`ColumnBatch` es of plain values and UTF-8 text, without Arrow).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "ChangeWriter",
     "Checkpoint",
     "CheckpointStore",
+    "ColumnBatch",
     "Fence",
     "HasDefaultSchema",
     "HasDialect",
@@ -42,6 +45,8 @@ __all__ = [
     "SupportsArrowRead",
     "SupportsArrowWrite",
     "SupportsClose",
+    "SupportsColumnRead",
+    "SupportsColumnWrite",
     "SupportsDdl",
     "SupportsPrepare",
     "SupportsPushedMappings",
@@ -107,6 +112,20 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnBatch:
+    """Rows of one table by column: ``values[j][i]`` is row ``i``'s value of column
+    ``columns[j]``, in the form :mod:`replikit.endpoints._columns` gives its kind."""
+
+    table: TableId
+    columns: tuple[str, ...]
+    values: Sequence[Sequence[Any]]
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
 
 
 @runtime_checkable
@@ -352,6 +371,35 @@ class SupportsArrowWrite(Protocol):
 
     def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
         """Write every record batch for one unit of ``plan``; return the rows written."""
+        ...
+
+
+@runtime_checkable
+class SupportsColumnRead(Protocol):
+    """A reader that can deliver a unit as :class:`ColumnBatch` es (every column of the
+    table, in the forms of :mod:`replikit.endpoints._columns`), sized in bytes so memory
+    stays bounded whatever the row width."""
+
+    def column_readable(self, table: TableSchema) -> bool:
+        """True when every column of ``table`` can be read in its column batch form."""
+        ...
+
+    def read_columns(self, unit: Unit) -> Iterator[ColumnBatch]:
+        """The unit's rows as column batches."""
+        ...
+
+
+@runtime_checkable
+class SupportsColumnWrite(Protocol):
+    """A writer that loads :class:`ColumnBatch` es (see :class:`SupportsColumnRead`)."""
+
+    def column_writable(self, plan: TablePlan) -> bool:
+        """True when every column of ``plan`` can be written from its column batch form with
+        the values the row path would write."""
+        ...
+
+    def load_columns(self, plan: TablePlan, batches: Iterable[ColumnBatch]) -> int:
+        """Write every column batch for one unit of ``plan``; return the rows written."""
         ...
 
 

@@ -41,6 +41,8 @@ from replikit.pipeline.contracts import (
     SupportsArrowRead,
     SupportsArrowWrite,
     SupportsClose,
+    SupportsColumnRead,
+    SupportsColumnWrite,
     SupportsDdl,
     SupportsPrepare,
     SupportsPushedMappings,
@@ -708,13 +710,15 @@ class Pipeline:
             str(plan.source.id), self.statistics[str(plan.source.id)].units_total
         )
         loader = replace(self._loader(), ledger=ledger)
+        columns = self._columns_ok(plan, unit)  # taken before Arrow (pyarrow not imported)
         future = executor.submit(
             loader,
             plan,
             unit,
             self._raw_ok(plan),
-            self._arrow_ok(plan, unit),
+            not columns and self._arrow_ok(plan, unit),
             self._text_ok(plan, unit),
+            columns=columns,
         )
         self._remote.add(future)
         return future
@@ -829,6 +833,11 @@ class Pipeline:
                 self.statistics.rows(name, n_text)
                 failpoint("full-load.batch", wake=self._stop)
                 return n_text
+        if self._columns_ok(plan, unit):
+            assert isinstance(self.reader, SupportsColumnRead)
+            assert isinstance(self.writer, SupportsColumnWrite)
+            columns = self._counted(name, self.reader.read_columns(unit), counted)
+            return self.writer.load_columns(plan, columns)
         if self._arrow_ok(plan, unit):
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
@@ -927,10 +936,10 @@ class Pipeline:
             and reader.text_format == writer.text_format
         )
 
-    def _arrow_ok(self, plan: TablePlan, unit: Unit) -> bool:
-        """True when ``unit`` can move as Arrow record batches: no transform, no row filter
-        or column read as text, and both stages take every column of the table."""
-        reader, writer = self.reader, self.writer
+    def _columnar_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` may move column by column (as column batches or Arrow record
+        batches): no transform, no row filter or column read as text, no column the target
+        computes."""
         return (
             not self.transforms
             and self._skipper is None
@@ -938,6 +947,26 @@ class Pipeline:
             and unit.select is None
             and not unit.as_text
             and not plan.computed
+        )
+
+    def _columns_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` can move as column batches: both stages take every column of
+        the table in its column batch form (no Arrow: see :mod:`replikit.endpoints._columns`)."""
+        reader, writer = self.reader, self.writer
+        return (
+            self._columnar_ok(plan, unit)
+            and isinstance(reader, SupportsColumnRead)
+            and isinstance(writer, SupportsColumnWrite)
+            and reader.column_readable(plan.source)
+            and writer.column_writable(plan)
+        )
+
+    def _arrow_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` can move as Arrow record batches: both stages take every column
+        of the table."""
+        reader, writer = self.reader, self.writer
+        return (
+            self._columnar_ok(plan, unit)
             and isinstance(reader, SupportsArrowRead)
             and isinstance(writer, SupportsArrowWrite)
             and reader.arrow_readable(plan.source)

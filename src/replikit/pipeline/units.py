@@ -22,6 +22,8 @@ from replikit.pipeline.contracts import (
     Reader,
     SupportsArrowRead,
     SupportsArrowWrite,
+    SupportsColumnRead,
+    SupportsColumnWrite,
     SupportsRawRead,
     SupportsRawWrite,
     SupportsTextRead,
@@ -124,7 +126,14 @@ class UnitLoader:
     ledger: str | None = None
 
     def __call__(
-        self, plan: TablePlan, unit: Unit, raw: bool, arrow: bool = False, text: bool = False
+        self,
+        plan: TablePlan,
+        unit: Unit,
+        raw: bool,
+        arrow: bool = False,
+        text: bool = False,
+        *,
+        columns: bool = False,
     ) -> int:
         once = None if self.ledger is None else f"{self.ledger}/{plan.target_id}/{unit.index}"
         extra: dict[str, Any] = {} if once is None else {"once": once}
@@ -143,11 +152,16 @@ class UnitLoader:
             done = self.load_text(plan, unit, **extra)
             if done is not None:
                 return done
+        if columns:
+            assert isinstance(self.reader, SupportsColumnRead)
+            assert isinstance(self.writer, SupportsColumnWrite)
+            with _closed(self.reader.read_columns(unit)) as column_batches:
+                return self.writer.load_columns(plan, column_batches, **extra)
         if arrow:
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
-            with _closed(self.reader.read_arrow(unit)) as columns:
-                return self.writer.load_arrow(plan, columns, **extra)
+            with _closed(self.reader.read_arrow(unit)) as records:
+                return self.writer.load_arrow(plan, records, **extra)
         with _closed(self.batches(plan, unit)) as batches:
             return self.writer.load(plan, batches, **extra)
 

@@ -1,7 +1,8 @@
 """The columnar full load into SQLite (Arrow record batches, ``SqliteWriter.load_arrow``) stores
 exactly what the row path stores: column by column against the value adapters (Hypothesis, no
 server), and end to end from PostgreSQL, comparing ``typeof()`` and value of every cell of the
-two SQLite files (Hypothesis, real server)."""
+two SQLite files (Hypothesis, real server). PostgreSQL's reader gives column batches too, which
+a plain copy takes (``test_sqlite_column_load.py``): the copies here turn them off."""
 
 import datetime as dt
 import json
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 import replikit as rk
 from replikit.endpoints._arrow import canonical_type
-from replikit.endpoints.sqlite import _arrow_load
+from replikit.endpoints.sqlite import _arrow_load, _column_load
 from replikit.endpoints.sqlite import _values as v
 from replikit.endpoints.sqlite.target import SqliteWriter
 from replikit.schema.types import Type
@@ -33,7 +34,7 @@ def _stored(values, text=False):
     is the integer sqlite3 binds for it."""
     if text:
         values = [x.decode() if isinstance(x, bytes) else x for x in values]
-        values = [None if x == _arrow_load.TEXT_NULL else x for x in values]
+        values = [None if x == _column_load.TEXT_NULL else x for x in values]
     values = [int(x) if isinstance(x, bool) else x for x in values]  # bound as INTEGER 0/1
     return [(type(x).__name__, repr(x)) for x in values]
 
@@ -232,6 +233,7 @@ def _copy(url, path, *, arrow):
         return load_arrow(self, plan, batches)
 
     with (
+        mock.patch.object(SqliteWriter, "column_writable", return_value=False),
         mock.patch.object(SqliteWriter, "arrow_writable", return_value=arrow),
         mock.patch.object(SqliteWriter, "load_arrow", spy),
     ):
@@ -260,8 +262,9 @@ def test_postgres_to_sqlite_stores_the_same_through_arrow(pg_table, tmp_path, da
     assert not wrong, "\n".join(wrong[:20])
 
 
-def test_the_plain_copy_takes_the_arrow_path(pg_table, tmp_path):
-    """Without patching: a PostgreSQL table of these types loads into SQLite through Arrow."""
+def test_the_plain_copy_is_arrow_writable(pg_table, tmp_path):
+    """Without patching: a table of these types can load into SQLite through Arrow (from a
+    source without column batches: MySQL/MariaDB, DuckDB)."""
     _insert(pg_table, [[1, *([None] * len(COLUMNS))]])
     with rk.endpoint(pg_table) as pg, rk.endpoint(f"sqlite:///{tmp_path / 'x.db'}") as lite:
         task = rk.Task(pg, lite, mappings=rk.Mappings().include("public", "vals"))
@@ -284,6 +287,7 @@ def test_a_row_sqlite_refuses_is_named_as_on_the_row_path(pg_url, tmp_path):
     errors = {}
     for arrow in (False, True):
         with (
+            mock.patch.object(SqliteWriter, "column_writable", return_value=False),
             mock.patch.object(SqliteWriter, "arrow_writable", return_value=arrow),
             rk.endpoint(pg_url) as pg,
             rk.endpoint(f"sqlite:///{path}") as lite,
@@ -321,6 +325,7 @@ def test_a_utf16_database_loads_row_by_row(pg_url, tmp_path):
         task = rk.Task(pg, lite, mappings=rk.Mappings().include("public", "t"))
         [plan] = task.plan().assessment.tables
         assert not lite.writer().arrow_writable(plan)
+        assert not lite.writer().column_writable(plan)
         task.run()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT k, s FROM t ORDER BY k").fetchall() == [

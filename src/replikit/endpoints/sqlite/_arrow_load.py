@@ -25,14 +25,14 @@ out``)                      (Python's ``str``), ``+00:00`` appended for ``timest
 ==========================  =================================================================
 
 Text columns (``is_text``) are bound into ``CAST(NULLIF(?, 0) AS TEXT)``
-(:data:`TEXT_PARAMETER`): a batch's text that is not all ASCII leaves Arrow as its UTF-8 bytes,
-which SQLite takes as text in the database's encoding (UTF-8), the same TEXT value binding the
-``str`` gives, without decoding every string into Python and encoding it back (measured: 0.37 s
-against 0.64 s per 300,000 200-byte accented notes); ASCII text stays ``str``. sqlite3 binds
-``int``, ``float`` and ``str`` directly but looks an adapter up for ``bytes``, ``bool`` and
-``None`` (5x an int's cost, measured), so booleans go as 0/1 and a text column's NULL as the
-integer 0, which ``NULLIF`` turns back into NULL (no text or blob equals an integer). The
-column's affinity applies to the value as to any other.
+(:data:`._column_load.TEXT_PARAMETER`): a batch's text that is not all ASCII leaves Arrow as
+its UTF-8 bytes, which SQLite takes as text in the database's encoding (UTF-8), the same TEXT
+value binding the ``str`` gives, without decoding every string into Python and encoding it back
+(measured: 0.37 s against 0.64 s per 300,000 200-byte accented notes); ASCII text stays
+``str``. sqlite3 binds ``int``, ``float`` and ``str`` directly but looks an adapter up for
+``bytes``, ``bool`` and ``None`` (5x an int's cost, measured), so booleans go as 0/1 and a text
+column's NULL as the integer 0, which ``NULLIF`` turns back into NULL (no text or blob equals
+an integer). The column's affinity applies to the value as to any other.
 
 Any other column (or adapter) is not taken: :func:`columns_for` returns ``None`` and the table
 loads row by row. ``tests/endpoints/sqlite/test_sqlite_arrow_load.py`` holds both paths to the
@@ -49,6 +49,7 @@ from typing import Any
 
 from replikit.endpoints._arrow import canonical_type, pool
 from replikit.endpoints.sqlite import _values as v
+from replikit.endpoints.sqlite._column_load import REAL_DIGITS, TEXT_NULL
 from replikit.schema.convert import TablePlan
 from replikit.schema.types import Kind, Type
 
@@ -56,11 +57,6 @@ __all__ = ["ArrowColumn", "columns_for", "pyarrow"]
 
 #: a column's values: an Arrow array in, the list sqlite3 binds out
 Convert = Callable[[Any, Any], list[Any]]
-#: a text column's NULL, bound into ``CAST(NULLIF(?, 0) AS TEXT)``: no text or blob equals an
-#: integer, and sqlite3 binds an ``int`` without the adapter lookup ``None`` costs
-TEXT_NULL = 0
-#: the placeholder of a text column (:attr:`ArrowColumn.is_text`)
-TEXT_PARAMETER = f"CAST(NULLIF(?, {TEXT_NULL}) AS TEXT)"
 
 
 def pyarrow() -> Any | None:
@@ -209,8 +205,6 @@ class ArrowColumn:
         return out
 
 
-#: the digits a double holds exactly (``decimal_to_numeric`` takes ``NUMERIC(p,s)``, p <= 15)
-_REAL_DIGITS = 15
 _AS_IS_KINDS = frozenset({Kind.INT, Kind.BYTES})
 _TEXT_KINDS = frozenset({Kind.STRING, Kind.TEXT, Kind.JSON, Kind.ENUM})
 
@@ -229,7 +223,7 @@ def _column(pa: Any, name: str, t: Type, adapt: Callable[[Any], Any] | None) -> 
     if kind is Kind.FLOAT and adapt is v.float_out:
         return ArrowColumn(name, arrow, _floats)
     if kind is Kind.DECIMAL and adapt is v.decimal_to_numeric:
-        if t.precision is None or t.precision > _REAL_DIGITS:
+        if t.precision is None or t.precision > REAL_DIGITS:
             return None
         return ArrowColumn(name, arrow, _decimals_numeric, _parsed(_decimal_text, adapt))
     if kind is Kind.DECIMAL and adapt is v.decimal_to_text:

@@ -11,6 +11,7 @@ back, earlier transactions of the same load stay committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import pickle
 import re
@@ -21,7 +22,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from replikit.endpoints.sqlite import _arrow_load, _ddl
+from replikit.endpoints.sqlite import _arrow_load, _column_load, _ddl
 from replikit.endpoints.sqlite._connect import Connections
 from replikit.endpoints.sqlite._dialect import DIALECT, affinity
 from replikit.endpoints.sqlite._values import BadValue, Converter, map_columns
@@ -29,8 +30,10 @@ from replikit.endpoints.sqlite.reflect import reflect_table
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline.contracts import (
     Batch,
+    ColumnBatch,
     Fence,
     SupportsArrowWrite,
+    SupportsColumnWrite,
     SupportsPrepare,
     Writer,
     table_errors,
@@ -85,14 +88,14 @@ class _Insert:
     names: tuple[str, ...]
     adapters: tuple[tuple[int, Converter], ...]
     key: tuple[int, ...]
-    #: positions bound as :data:`._arrow_load.TEXT_PARAMETER` (the Arrow path's text)
+    #: positions bound as :data:`._column_load.TEXT_PARAMETER` (the columnar paths' text)
     utf8: frozenset[int] = frozenset()
 
     def key_of(self, row: Sequence[Any]) -> dict[str, Any]:
         return {self.names[i]: self._shown(i, row[i]) for i in self.key}
 
     def _shown(self, i: int, value: Any) -> Any:
-        if i in self.utf8 and isinstance(value, bytes):
+        if i in self.utf8 and isinstance(value, bytes | bytearray):
             return value.decode("utf-8", "replace")
         return value
 
@@ -103,7 +106,7 @@ def _insert(
     cols = [plan.planned_column(c) for c in columns]
     names = tuple(cp.name for cp in cols)
     quote = DIALECT.quote
-    marks = (_arrow_load.TEXT_PARAMETER if i in utf8 else "?" for i in range(len(names)))
+    marks = (_column_load.TEXT_PARAMETER if i in utf8 else "?" for i in range(len(names)))
     sql = (
         f"INSERT INTO {quote(plan.target_id.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
         f"VALUES ({', '.join(marks)})"
@@ -167,6 +170,24 @@ def _arrow_columns(
     return columns
 
 
+def _converted(
+    ins: _Insert, loads: Sequence[_column_load.ColumnLoad], values: Sequence[Sequence[Any]]
+) -> list[Sequence[Any]]:
+    """A column batch's columns as sqlite3 binds them; a value that does not convert (the
+    reader's batch is not what it promised) names its column."""
+    columns: list[Sequence[Any]] = []
+    for name, load, column in zip(ins.names, loads, values, strict=True):
+        try:
+            columns.append(load.convert(column))
+        except (BadValue, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+            raise DataError(
+                f"cannot convert the column {load.source} for SQLite: {exc}",
+                table=ins.table,
+                column=name,
+            ) from None
+    return columns
+
+
 class _Columns:
     """Converted batches, column-wise: their rows are made as ``executemany`` binds them, so
     each row's tuple is freed right after (measured: less time and memory than a list)."""
@@ -203,9 +224,9 @@ def _bad_column(ins: _Insert, row: Sequence[Any], exc: BaseException) -> str | N
     return None
 
 
-class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
-    """Creates, truncates or checks tables, loads rows (or Arrow record batches: see
-    :mod:`._arrow_load`), then builds indexes.
+class SqliteWriter(Writer, SupportsPrepare, SupportsColumnWrite, SupportsArrowWrite):
+    """Creates, truncates or checks tables, loads rows (or column batches, or Arrow record
+    batches: see :mod:`._column_load`, :mod:`._arrow_load`), then builds indexes.
 
     ``problems`` collects what could not be done as planned (indexes left out, renamed).
     ``dialect`` is the SQLite type rules to plan with; ``default_schema`` is None because
@@ -378,15 +399,41 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsArrowWrite):
             total += self._flush(conn, ins, pending)
         return total
 
-    def arrow_writable(self, plan: TablePlan) -> bool:
-        """True when every column of ``plan`` converts from its canonical Arrow form to the
-        values :meth:`load` would bind (:mod:`._arrow_load`), in a database whose text is
-        UTF-8 (SQLite reads text bound as bytes in the database's encoding)."""
+    def _text_is_utf8(self) -> bool:
+        """Whether the database's text encoding is UTF-8 (asked once): SQLite reads text bound
+        as bytes (the columnar paths) in that encoding."""
         if self._utf8 is None:
             with self._conns.lock:
                 row = self._conns.shared().execute("PRAGMA encoding").fetchone()
             self._utf8 = row is not None and str(row[0]).upper() == "UTF-8"
-        return self._utf8 and _arrow_load.columns_for(plan) is not None
+        return self._utf8
+
+    def column_writable(self, plan: TablePlan) -> bool:
+        """True when every column of ``plan`` converts from its column batch form to the
+        values :meth:`load` would bind (:mod:`._column_load`), in a UTF-8 database."""
+        return self._text_is_utf8() and _column_load.columns_for(plan) is not None
+
+    def load_columns(self, plan: TablePlan, batches: Iterable[ColumnBatch]) -> int:
+        """Insert every column batch (see :meth:`column_writable`), its columns converted
+        column-wise, one transaction per batch (the reader sizes them in bytes)."""
+        loads = _column_load.columns_for(plan)
+        if loads is None:
+            raise ConfigError(f"table {plan.target_id} has columns that cannot load as columns")
+        names = tuple(c.source for c in loads)
+        utf8 = frozenset(i for i, c in enumerate(loads) if c.is_text)
+        ins = self._insert_for(plan, names, utf8)
+        conn = self._conns.shared()
+        total = 0
+        for batch in batches:
+            values = [batch.values[batch.columns.index(n)] for n in names]
+            rows = functools.partial(zip, *_converted(ins, loads, values), strict=True)
+            total += self._write(conn, ins, rows(), batch.rows, rows)
+        return total
+
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """True when every column of ``plan`` converts from its canonical Arrow form to the
+        values :meth:`load` would bind (:mod:`._arrow_load`), in a UTF-8 database."""
+        return self._text_is_utf8() and _arrow_load.columns_for(plan) is not None
 
     def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
         """Insert every Arrow record batch (see :meth:`arrow_writable`), its columns
