@@ -62,17 +62,40 @@ class TextImage(Mapping[str, Any]):
     :attr:`texts` (``None`` for SQL NULL) for columns whose target type is the source's own, and
     skip typing and rendering values that go out unchanged. Immutable; it pickles as a plain
     ``dict`` of canonical values (spill files, caches).
+
+    ``typed``: the values a reader has already typed, one per column in layout order, and
+    :data:`UNTYPED` for the others (the list becomes the image's own).
     """
 
     __slots__ = ("_values", "layout", "texts")
 
-    def __init__(self, layout: ImageLayout, texts: tuple[str | None, ...]) -> None:
+    #: the ``typed`` entry of a column not typed yet
+    UNTYPED: Final = _UNTYPED
+
+    def __init__(
+        self, layout: ImageLayout, texts: tuple[str | None, ...], typed: list[Any] | None = None
+    ) -> None:
         self.layout = layout
         self.texts = texts
-        self._values: list[Any] | None = None
+        self._values = typed
 
     def __getitem__(self, name: str) -> Any:
         i = self.layout.index[name]
+        values = self._values
+        if values is None:
+            values = self._values = [_UNTYPED] * len(self.texts)
+        value = values[i]
+        if value is _UNTYPED:
+            text = self.texts[i]
+            value = values[i] = None if text is None else self.layout.loaders[i](text)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """``image[name]``, or ``default`` for a column the image does not have (one call
+        where ``Mapping.get`` makes three)."""
+        i = self.layout.index.get(name)
+        if i is None:
+            return default
         values = self._values
         if values is None:
             values = self._values = [_UNTYPED] * len(self.texts)

@@ -84,6 +84,11 @@ class PgLsn(Position):
     value: int
     prefix: ClassVar[str] = "pg"
 
+    def __lt__(self, other: object) -> bool:
+        if other.__class__ is PgLsn:  # the common case, without the two _key() calls
+            return self.value < other.value
+        return Position.__lt__(self, other)
+
     def _key(self) -> int:
         return self.value
 

@@ -592,22 +592,26 @@ class Replicator:
         size = 0
         item: Any = first
         self._note_read(stream)
+        most = self.batch_changes
+        stops = stop.position is not None or stop.commit_time is not None
+        get = stream.get
         while True:
-            if item.schema_changes and batch:
-                return batch, item, False  # apply what came before the new shape first
             if item.schema_changes:
+                if batch:
+                    return batch, item, False  # apply what came before the new shape first
                 self._schema_changes(item.schema_changes)
             batch.append(item)
-            size += len(item)
-            if stop.reached(item):
+            size += len(item.changes)
+            if stops and stop.reached(item):
                 return batch, None, True
-            if size >= self.batch_changes:
+            if size >= most:
                 return batch, None, False
-            item = stream.get_nowait()
-            if item is None:
-                return batch, None, False
-            if item is END or isinstance(item, BaseException):
-                return batch, item, False
+            item = get(0)
+            if item.__class__ is not Transaction:  # the common case without isinstance
+                if item is None:
+                    return batch, None, False
+                if not isinstance(item, Transaction):  # END or the reader's error
+                    return batch, item, False
 
     def _note_read(self, stream: Stream) -> None:
         cdc = self.statistics.cdc
@@ -624,11 +628,13 @@ class Replicator:
         mapped: list[Transaction] = []
         try:
             self.reloads.hold(batch)
-            mapped += (self._map(tx) for tx in batch)
+            self._map_batch(batch, mapped)
             self._apply(batch, mapped)
         finally:  # applied, or failed (then read again from the source): spill files go
-            for tx in (*batch, *mapped, *self._replaced):
-                discard(tx)
+            for txs in (batch, mapped, self._replaced):
+                for tx in txs:
+                    if tx.changes.__class__ is not tuple:  # the common case: nothing on disk
+                        discard(tx)
             self._replaced.clear()
 
     def _apply(self, batch: list[Transaction], mapped: list[Transaction]) -> None:
@@ -652,17 +658,20 @@ class Replicator:
             self._snapshots = {}  # committed past them: nothing left to skip
         self.reader.ack(last.position)
         self._count(mapped)
-        latencies = [
-            (committed - tx.commit_ts).total_seconds() for tx in batch if tx.commit_ts is not None
-        ]
+        # one pass over the batch: lag, size, and the transactions that were not heartbeats
+        now = committed.timestamp()
+        latencies: list[float] = []
+        size = applied = 0
+        for tx in batch:
+            if tx.commit_ts is not None:
+                latencies.append(now - tx.commit_ts.timestamp())
+            hint = tx.size_hint
+            size += hint if hint is not None else transaction_bytes(tx)
+            if tx.changes or tx.schema_changes:
+                applied += 1
         cdc = self.statistics.cdc
-        cdc.bytes += sum(transaction_bytes(tx) for tx in batch)
-        cdc.applied(
-            sum(1 for tx in batch if len(tx) or tx.schema_changes),  # not the heartbeats
-            sum(len(tx) for tx in mapped),
-            latencies,
-            str(last.position),
-        )
+        cdc.bytes += size
+        cdc.applied(applied, sum([len(tx.changes) for tx in mapped]), latencies, str(last.position))
         cdc.source_commit_ts = last.commit_ts
         if reporter is not None and not reporter.inline and reporter.due():
             reporter.publish()  # a separate control database: after the data's commit
@@ -846,6 +855,29 @@ class Replicator:
         return dict(self._stopped)
 
     # -- mapping --------------------------------------------------------------------------------
+    def _map_batch(self, batch: list[Transaction], out: list[Transaction]) -> None:
+        """Append :meth:`_map` of every transaction of ``batch`` to ``out``. With nothing to
+        map (no transforms, no stopped, ignored or snapshotted tables) a transaction whose
+        tables are each their own target passes as it is, checked in one pass over the batch
+        (a run of changes of one table, across transactions, looks its table up once)."""
+        if self._steps or self._ignored or self._stopped or self._snapshots:
+            out += (self._map(tx) for tx in batch)
+            return
+        same = {t for t, p in self._by_source.items() if p.target_id == t}
+        last: Any = None
+        for tx in batch:
+            changes = tx.changes
+            if changes.__class__ is tuple and not tx.schema_changes:
+                for change in changes:
+                    if change.table is not last:
+                        if change.table not in same:
+                            break
+                        last = change.table
+                else:
+                    out.append(tx)
+                    continue
+            out.append(self._map(tx))
+
     def _map(self, tx: Transaction) -> Transaction:
         """Transform and re-address ``tx``'s changes to the target (the hot path: no copies
         of changes that need none, positional constructors instead of ``replace``)."""

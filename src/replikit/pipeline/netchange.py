@@ -141,6 +141,7 @@ _ABSENT = "absent"
 _FULL = "full"
 _PARTIAL = "partial"
 _NOTHING: Mapping[str, Any] = {}  # shared, never written to
+_MISSING: Any = object()  # an image's get() default: the column is not there
 # the members, read once (``Op.INSERT`` is an attribute lookup on the enum class each time)
 _INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
 
@@ -184,6 +185,14 @@ class _Reducer:
         # the last table's lookups: runs of changes of one table skip hashing its id
         self._last: tuple[TableId, tuple[str, ...], _TableState, frozenset[str] | None] | None
         self._last = None
+
+    def run(self) -> tuple[Any, dict[Key, tuple[str, Mapping[str, Any]]], str]:
+        """For :func:`net_changes`' inline path: the table of the last change, its entries and
+        its key column, when its key has one column (else no table)."""
+        last = self._last
+        if last is None or len(last[1]) != 1:
+            return None, {}, ""
+        return last[0], last[2].entries, last[1][0]
 
     def _key_columns(self, table: TableId) -> tuple[str, ...]:
         cols = self.keys.get(table)
@@ -252,7 +261,8 @@ class _Reducer:
         old = _key_of(kcols, change.key, change.before, change.after)
         after = change.after if change.after is not None else _NOTHING
         if len(kcols) == 1:
-            new = (after[kcols[0]],) if kcols[0] in after else old
+            value = after.get(kcols[0], _MISSING)
+            new = old if value is _MISSING else (value,)
         else:
             new = tuple(after.get(c, v) for c, v in zip(kcols, old, strict=True))
         if cols is not None and after.keys() >= cols:  # a full image
@@ -282,8 +292,10 @@ def _key_of(kcols: tuple[str, ...], *images: Mapping[str, Any] | None) -> Key:
     if len(kcols) == 1:  # the common case, without the loops
         col = kcols[0]
         for image in images:
-            if image is not None and col in image:
-                return (image[col],)
+            if image is not None:
+                value = image.get(col, _MISSING)
+                if value is not _MISSING:
+                    return (value,)
         raise ConfigError(f"change has no value for key column {col!r}")
     values = []
     for col in kcols:
@@ -312,10 +324,38 @@ def net_changes(
         ConfigError: a table has no key columns, or a change lacks a key value.
     """
     reducer = _Reducer(keys, columns)
+    batch = reducer.batch
+    add = reducer.add
+    # Inserts and deletes of the table of the change before, whose key has one column, are
+    # reduced here, as _Reducer.add would (the common case, without its calls); everything
+    # else goes through add, after which the run's table is looked up again.
+    entries: dict[Key, tuple[str, Mapping[str, Any]]] = {}
+    table, col = None, ""
+    inserts = deletes = 0
+    absent = (_ABSENT, _NOTHING)
     for tx in transactions:
         for change in tx.changes:
-            reducer.add(change)
-        reducer.batch.transactions += 1
-        reducer.batch.position = tx.position
+            if change.table is table:
+                op = change.op
+                if op is _INSERT:
+                    after = change.after
+                    if after is not None:
+                        value = after.get(col, _MISSING)
+                        if value is not _MISSING:
+                            entries[(value,)] = (_FULL, after)
+                            inserts += 1
+                            continue
+                elif op is _DELETE:
+                    value = change.key.get(col, _MISSING)
+                    if value is not _MISSING:
+                        entries[(value,)] = absent
+                        deletes += 1
+                        continue
+            add(change)
+            table, entries, col = reducer.run()
+        batch.transactions += 1
+        batch.position = tx.position
     reducer._cut()
-    return reducer.batch
+    batch.inserts += inserts
+    batch.deletes += deletes
+    return batch

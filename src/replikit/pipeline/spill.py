@@ -316,8 +316,9 @@ class TransactionBuffer(_Spill):
     """Collects the rows of the source transaction being read; spills past ``spill_bytes``.
 
     A reader appends :data:`Row` tuples to :attr:`rows` (a plain list, the hot path), calls
-    :meth:`check` after each batch of rows (cheap: it estimates sizes only every so many rows),
-    and :meth:`finish` at the commit. :meth:`reset` forgets the transaction (e.g. the stream
+    :meth:`check` after each batch of rows (cheap: it estimates sizes only every so many rows;
+    a reader may skip the call while ``len(rows) < check_at``), and :meth:`finish` at the
+    commit. :meth:`reset` forgets the transaction (e.g. the stream
     broke off mid-transaction and will send it again).
 
     Args:
@@ -333,7 +334,8 @@ class TransactionBuffer(_Spill):
         self.rows: list[Row] = []
         self._bytes = 0  # estimated size of ``rows[:_sized]``
         self._sized = 0
-        self._next = 1  # len(rows) at which check() looks again
+        #: ``len(rows)`` from which :meth:`check` looks at the size again
+        self.check_at = 1
         #: the estimated size of the transaction :meth:`finish` returned last (what
         #: :func:`transaction_bytes` would say), for ``Transaction.size_hint``
         self.finished_bytes = 0
@@ -350,7 +352,7 @@ class TransactionBuffer(_Spill):
         """Spill the rows collected so far when they are (or the transaction is) too large.
         ``last_bytes``: the caller's estimate of the last row's size (0: estimate it here)."""
         n = len(self.rows)
-        if n < self._next:
+        if n < self.check_at:
             return
         if n == self._sized + 1:  # one new row (the first of most transactions)
             self._bytes += last_bytes or _row_bytes(self.rows[-1])
@@ -361,11 +363,11 @@ class TransactionBuffer(_Spill):
         if self._file is None:
             if self._bytes <= self.spill_bytes:
                 room = (self.spill_bytes - self._bytes) // per_row // 2
-                self._next = n + max(1, min(RECORD_ROWS, room))
+                self.check_at = n + max(1, min(RECORD_ROWS, room))
                 return
             self._open()
         self._write()
-        self._next = max(1, min(RECORD_ROWS, self.spill_bytes // 8 // per_row))
+        self.check_at = max(1, min(RECORD_ROWS, self.spill_bytes // 8 // per_row))
 
     def _write(self) -> None:
         self._append(self.rows, _row_kind)
@@ -386,10 +388,18 @@ class TransactionBuffer(_Spill):
             else:
                 sized = _sampled(rows, _row_bytes)
             new = _new_change
-            out: Collection[Change] = tuple(
-                [new(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in rows]
-            )
-            self.reset()
+            out: Collection[Change]
+            if n == 1:  # most transactions
+                op, t, k, b, a = rows[0]
+                out = (new(op, t, k, b, a, position, commit_ts, txid),)
+            else:
+                out = tuple(
+                    [new(op, t, k, b, a, position, commit_ts, txid) for op, t, k, b, a in rows]
+                )
+            # what reset() does, for a buffer with nothing on disk
+            self.rows = []
+            self._bytes = self._sized = 0
+            self.check_at = 1
             self.finished_bytes = _CHANGE_BYTES + sized
             return out
         out = self._spilled(SpilledChanges, position, commit_ts, txid)
@@ -400,7 +410,7 @@ class TransactionBuffer(_Spill):
         """Forget the transaction (its spill file, if any, is deleted)."""
         self.rows = []
         self._bytes = self._sized = self._count = 0
-        self._next = 1
+        self.check_at = 1
         self._counts = None
         file, self._file = self._file, None
         if file is not None:

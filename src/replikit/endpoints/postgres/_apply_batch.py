@@ -166,7 +166,7 @@ class BatchApply:
                 cur.executemany(table.upsert_sql(shape), params)
                 continue
             keys = [k for k, _ in items]
-            stage = self._copy(cur, table, shape.names, keys, (shape.row(i) for _, i in items))
+            stage = self._copy(cur, table, shape.names, keys, shape.rows(i for _, i in items))
             cur.execute(table.merge_upsert(shape, stage))
 
     def _updates(
@@ -234,8 +234,9 @@ class BatchApply:
         cols = ", ".join(DIALECT.quote(n) for n in names)
         try:
             with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+                write_row = copy.write_row
                 for row in rows:
-                    copy.write_row(row)
+                    write_row(row)
         except psycopg.Error as exc:
             line, column = copy_position(exc)
             key = None if line is None else next(itertools.islice(keys, line - 1, None), None)

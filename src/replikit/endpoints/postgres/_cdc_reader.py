@@ -76,6 +76,7 @@ _READ_WAIT = 0.25  # longest a read holds the lock: bounds how long close() wait
 _BATCH_BYTES = 4 * 1024 * 1024  # a list of transactions ends past this estimated size
 _RETRYABLE = (SessionLost, ConnectError, psycopg.OperationalError)
 _STEADY = 10.0  # a session that lasted this long before breaking counts as a fresh loss
+_READ_MESSAGES = 1024  # most messages taken from a session at once
 
 
 def _lost_hint(slot: str) -> str:
@@ -85,6 +86,16 @@ def _lost_hint(slot: str) -> str:
 def _opaque(aliases: dict[int, int]) -> frozenset[int]:
     """Type oids whose text never passes on as is: money, and domains over it (and arrays)."""
     return MONEY_OIDS | {oid for oid, base in aliases.items() if base in MONEY_OIDS}
+
+
+def _read(session: Session, wait: float, into: list[bytes]) -> bool:
+    """Put the messages ``session`` has received (waiting up to ``wait`` for the first) in
+    ``into``, the next one last; ``False``: the session had none left to give."""
+    got: list[bytes] = []
+    more = session.read_many(wait, got, _READ_MESSAGES)
+    got.reverse()
+    into += got
+    return more
 
 
 def _lsn(tx: Transaction) -> int:
@@ -110,6 +121,8 @@ class _Run:
     error: str = ""
     beat: int = 0  # the position of the last transaction or heartbeat handed out
     beat_at: float = 0.0
+    #: messages of the session read and not decoded yet, the next one last
+    messages: list[bytes] = field(default_factory=list)
 
 
 class PostgresChangeReader:
@@ -466,25 +479,34 @@ class PostgresChangeReader:
         session = run.session
         assert session is not None
         decoder = run.decoder
-        read, decode, feed = session.read, decoder.decode, run.asm.feed
+        decode, feed = decoder.decode, run.asm.feed
         fast = run.asm.feed_message
         closed = self._closed
         append = out.append
+        messages = run.messages
+        pop = messages.pop
+        more = True
         while not closed.is_set():
-            message = read(wait)
-            if message is None:
-                return
-            tx = fast(message, decoder)  # the common messages, straight from their bytes
-            if tx is SLOW:
-                event = decode(message)
-                if event.__class__ is Relation:
-                    self._relation(run, event)
-                tx = feed(event)
-            if tx is not None:
-                append(tx)
-                if len(out) >= most:
+            if not messages:
+                if not more:
+                    return  # as the session said: what it had is decoded
+                more = _read(session, wait, messages)
+                if not messages:
                     return
-                wait = 0.0
+            # the messages left unread here stay in run.messages for the next call
+            while messages:
+                message = pop()
+                tx = fast(message, decoder)  # the common messages, straight from their bytes
+                if tx is SLOW:
+                    event = decode(message)
+                    if event.__class__ is Relation:
+                        self._relation(run, event)
+                    tx = feed(event)
+                if tx is not None:
+                    append(tx)
+                    if len(out) >= most:
+                        return
+                    wait = 0.0
 
     def _relation(self, run: _Run, rel: Relation) -> None:
         tid = rel.table
@@ -593,6 +615,7 @@ class PostgresChangeReader:
 
     def _close_session(self, run: _Run) -> None:
         session, run.session = run.session, None
+        run.messages.clear()  # the next session sends them again
         if session is not None:
             try:
                 session.close()

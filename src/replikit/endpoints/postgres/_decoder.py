@@ -29,13 +29,17 @@ they pass ``spill_bytes`` (estimated): a transaction of any size is read in boun
 
 from __future__ import annotations
 
-import functools
 import struct
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from replikit.changes import ImageLayout, Op, SchemaChange, TextImage, Transaction
-from replikit.endpoints.postgres._pgload import ALIASES_SQL, psycopg_loader, type_aliases
+from replikit.endpoints.postgres._pgload import (
+    ALIASES_SQL,
+    loader_for,
+    psycopg_loader,
+    type_aliases,
+)
 from replikit.endpoints.postgres._pgoutput import (
     _BEGIN,
     _COMMIT,
@@ -57,7 +61,7 @@ from replikit.endpoints.postgres._pgoutput import (
     TypeMessage,
     Update,
     Value,
-    _fast_row,
+    row_parser,
 )
 from replikit.errors import DecodeError
 from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, Row, TransactionBuffer
@@ -107,6 +111,7 @@ MONEY_OIDS = frozenset({790, 791})
 SLOW: Final = object()
 _ROW_BYTES = 200 + 64 + 72 + 64  # a Change, a one-column key image, an image's own size
 _PARSE_ERRORS = (ValueError, IndexError, KeyError, UnicodeDecodeError, struct.error, OverflowError)
+_INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 
 
 class _Plan:
@@ -117,13 +122,18 @@ class _Plan:
         "ident",
         "image_bytes",
         "kept",
+        "key_at",
+        "key_load",
+        "key_name",
         "key_names",
         "keys",
         "layout",
         "names",
         "oids",
+        "parse",
         "rel",
         "table",
+        "untyped",
     )
 
     def __init__(
@@ -139,9 +149,15 @@ class _Plan:
         self.key_names = tuple(self.names[i] for i in keys)
         self.kept = True  # changes of this relation are kept (the assembler's tables)
         self.image_bytes = 72 * len(self.names)  # an image's entries (spill's estimate)
-        loaders: list[Callable[[str], Any]] = [functools.partial(loader, o) for o in self.oids]
+        self.parse = row_parser(len(self.names))
+        loaders = [loader_for(loader, o) for o in self.oids]
         hidden = frozenset(i for i, o in enumerate(self.oids) if o in opaque)
         self.layout = ImageLayout(self.names, loaders, TEXT_FORMAT, hidden)
+        # a key of one column (the common case) is typed as the row arrives, into its image
+        self.key_at = keys[0] if len(keys) == 1 else -1
+        self.key_name = self.names[keys[0]] if len(keys) == 1 else ""
+        self.key_load = loaders[keys[0]] if len(keys) == 1 else None
+        self.untyped = [TextImage.UNTYPED] * len(self.names)
 
 
 class TransactionAssembler:
@@ -272,7 +288,6 @@ class TransactionAssembler:
         done nothing: the caller then decodes and feeds it (which also reports errors)."""
         size = len(message)
         begin = self._begin
-        plan: _Plan | None = None
         try:
             kind = message[0]
             if kind == 0x49 or kind == 0x55 or kind == 0x44:  # I U D
@@ -284,44 +299,63 @@ class TransactionAssembler:
                     return SLOW  # the first change since its Relation: plan it there
                 if not plan.kept:
                     return None
-                ncols = len(rel.columns)
                 tag = message[5]
                 old_kind: Any = None
                 old = None
                 if kind == 0x49:
                     if tag != 0x4E:
                         return SLOW
-                    op = Op.INSERT
-                    new, pos, plain = _fast_row(message, 6, ncols)
+                    op = _INSERT
+                    new, pos, plain = plan.parse(message, 6)
                 elif kind == 0x55:
-                    op = Op.UPDATE
+                    op = _UPDATE
                     pos = 6
                     if tag == 0x4B or tag == 0x4F:
                         old_kind = "K" if tag == 0x4B else "O"
-                        old, pos, _ = _fast_row(message, 6, ncols)
+                        old, pos, _ = plan.parse(message, 6)
                         tag = message[pos]
                         pos += 1
                     if tag != 0x4E:
                         return SLOW
-                    new, pos, plain = _fast_row(message, pos, ncols)
+                    new, pos, plain = plan.parse(message, pos)
                 else:
                     if tag != 0x4B and tag != 0x4F:
                         return SLOW
-                    op = Op.DELETE
+                    op = _DELETE
                     old_kind = "K" if tag == 0x4B else "O"
-                    old, pos, _ = _fast_row(message, 6, ncols)
+                    old, pos, _ = plan.parse(message, 6)
                     new, plain = None, False
                 if pos != size:
                     return SLOW
-            elif kind == 0x42:  # B
+                if old is None and plain and plan.key_at >= 0:
+                    # the common case: a row of text or NULL values and a key of one column
+                    # (typed now, into the image; the rest when a transform or a writer asks,
+                    # and a PostgreSQL writer may pass the text on)
+                    text: Any = new[plan.key_at]  # type: ignore[index]
+                    key = None if text is None else plan.key_load(text)  # type: ignore[misc]
+                    typed = plan.untyped.copy()
+                    typed[plan.key_at] = key
+                    after = TextImage(plan.layout, new, typed)  # type: ignore[arg-type]
+                    rows = self._buffer.rows
+                    rows.append((op, plan.table, {plan.key_name: key}, None, after))
+                else:
+                    self._change(plan, op, old_kind, old, new, plain)
+                    rows = self._buffer.rows
+                # the row's estimated size, as spill's estimate_size would put it, from the
+                # message's (its values' text plus 5 bytes a value): a change, a key image
+                # and one or two images
+                if len(rows) >= self._buffer.check_at:
+                    self._buffer.check(_ROW_BYTES + plan.image_bytes + size)
+                return None
+            if kind == 0x42:  # B
                 if size != 21 or begin is not None:
                     return SLOW
                 final_lsn, _ts, xid = _BEGIN.unpack_from(message, 1)
+                # a transaction ended (its rows went with it) or the assembler was reset:
+                # the buffer and the schema changes are empty
                 self._begin = (final_lsn, xid)
-                self._buffer.reset()
-                self._schema = []
                 return None
-            elif kind == 0x43:  # C
+            if kind == 0x43:  # C
                 if size != 26 or begin is None:
                     return SLOW
                 _flags, lsn, end, ts = _COMMIT.unpack_from(message, 1)
@@ -332,15 +366,7 @@ class TransactionAssembler:
                 return SLOW
         except _PARSE_ERRORS:
             return SLOW
-        if kind == 0x43:
-            assert begin is not None
-            return self._finish(end, commit_ts, begin[1])
-        assert plan is not None
-        self._change(plan, op, old_kind, old, new, plain)
-        # the row's estimated size, as spill's estimate_size would put it, from the message's
-        # (its values' text plus 5 bytes a value): a change, a key image and one or two images
-        self._buffer.check(_ROW_BYTES + plan.image_bytes + size)
-        return None
+        return self._finish(end, commit_ts, begin[1])
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
         """:meth:`feed` each event, yielding transactions as they complete."""

@@ -8,14 +8,15 @@ are called.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from replikit.endpoints.postgres._pgoutput import Loader
 
-__all__ = ["ALIASES_SQL", "psycopg_loader", "type_aliases"]
+__all__ = ["ALIASES_SQL", "loader_for", "psycopg_loader", "type_aliases"]
 
 # -- the default, psycopg-based value loader ------------------------------------------------
 # psycopg loads these to replikit's canonical values; every other type comes out as its text
@@ -44,6 +45,8 @@ _CANONICAL = frozenset(
     ]
 )
 _DATETIME = ("date", "time", "timetz", "timestamp", "timestamptz")
+_INT_OIDS = frozenset({20, 21, 23, 26})  # int8, int2, int4, oid: their text is int()'s
+_FOR_TYPE = "for_type"  # psycopg_loader's per-type loaders (see loader_for)
 _MONEY_OID = 790
 _MONEY_JUNK = re.compile(r"[^0-9.\-]")
 
@@ -152,7 +155,21 @@ def psycopg_loader(aliases: Mapping[int, int] | None = None) -> Loader:
             cache[type_oid] = fn
         return fn(text.encode())
 
+    def for_type(type_oid: int) -> Callable[[str], Any]:
+        if alias.get(type_oid, type_oid) in _INT_OIDS:
+            return int  # what psycopg's integer loaders return, without the bytes round trip
+        return functools.partial(load, type_oid)
+
+    setattr(load, _FOR_TYPE, for_type)
     return load
+
+
+def loader_for(loader: Loader, type_oid: int) -> Callable[[str], Any]:
+    """``loader`` of one type, as ``text -> value`` (faster for :func:`psycopg_loader`'s)."""
+    for_type = getattr(loader, _FOR_TYPE, None)
+    if for_type is not None:
+        return cast(Callable[[str], Any], for_type(type_oid))
+    return functools.partial(loader, type_oid)
 
 
 def _as_text(data: bytes) -> str:

@@ -16,10 +16,11 @@ Malformed or truncated messages, unknown message types and changes of unknown re
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from replikit.errors import DecodeError
 from replikit.schema.model import TableId
@@ -39,10 +40,12 @@ __all__ = [
     "Origin",
     "PgOutputDecoder",
     "Relation",
+    "RowParser",
     "Truncate",
     "TypeMessage",
     "Update",
     "Value",
+    "row_parser",
 ]
 
 PG_EPOCH: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -231,44 +234,66 @@ def _timestamp(us: int) -> dt.datetime:
 
 
 # -- the decoder ----------------------------------------------------------------------------
-def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int, bool]:
-    """A tuple at ``pos``, the offset after it and whether all its values are text or NULL;
-    any error means "use the careful path"."""
-    (n,) = _I16.unpack_from(buf, pos)
-    if n != ncols:
-        raise ValueError
-    pos += 2
-    plain = True
-    out: list[Value] = []
-    append = out.append
-    unpack = _I32.unpack_from
-    size = len(buf)
-    for _ in range(n):
-        kind = buf[pos]
-        if kind == 0x74:  # 't'
-            start = pos + 5
-            pos = start + unpack(buf, pos + 1)[0]
-            if pos < start or pos > size:
-                raise ValueError
-            append(buf[start:pos].decode())
-        elif kind == 0x6E:  # 'n'
-            append(None)
-            pos += 1
-        elif kind == 0x75:  # 'u'
-            append(UNCHANGED)
-            pos += 1
-            plain = False
-        elif kind == 0x62:  # 'b'
-            (ln,) = unpack(buf, pos + 1)
-            end = pos + 5 + ln
-            if ln < 0 or end > len(buf):
-                raise ValueError
-            append(buf[pos + 5 : end])
-            pos = end
-            plain = False
-        else:
+RowParser = Callable[[bytes, int], tuple[tuple[Value, ...], int, bool]]
+
+
+def _other_value(buf: bytes, pos: int, kind: int) -> tuple[Value, int]:
+    """A value of kind ``u`` or ``b`` at ``pos`` and the offset after it."""
+    if kind == 0x75:  # 'u'
+        return UNCHANGED, pos + 1
+    if kind == 0x62:  # 'b'
+        end = pos + 5 + _U32.unpack_from(buf, pos + 1)[0]
+        if end > len(buf):
             raise ValueError
-    return tuple(out), pos, plain
+        return buf[pos + 5 : end], end
+    raise ValueError
+
+
+@functools.cache
+def row_parser(ncols: int) -> RowParser:
+    """``parse(buf, pos)``: the tuple of ``ncols`` values at ``pos``, the offset after it and
+    whether all its values are text or NULL; any error means "use the careful path".
+
+    Generated per column count, one block of code per column (no loop, no list): the value
+    parsing is the reader's largest cost. Lengths are read unsigned, so a bad one runs past
+    the end of the message, where the next read or the final check fails.
+    """
+    lines = [
+        "def parse(buf, pos):",
+        f"    if _I16(buf, pos)[0] != {ncols}:",
+        "        raise ValueError",
+        "    pos += 2",
+        "    plain = True",
+    ]
+    for i in range(ncols):
+        lines += [
+            "    kind = buf[pos]",
+            "    if kind == 0x74:",
+            "        start = pos + 5",
+            "        pos = start + _U32(buf, pos + 1)[0]",
+            f"        v{i} = buf[start:pos].decode()",
+            "    elif kind == 0x6E:",
+            f"        v{i} = None",
+            "        pos += 1",
+            "    else:",
+            f"        v{i}, pos = _other(buf, pos, kind)",
+            "        plain = False",
+        ]
+    values = "".join(f"v{i}, " for i in range(ncols))
+    lines += ["    if pos > len(buf):", "        raise ValueError"]
+    lines.append(f"    return ({values}), pos, plain")
+    scope: dict[str, Any] = {
+        "_I16": _I16.unpack_from,
+        "_U32": _U32.unpack_from,
+        "_other": _other_value,
+    }
+    exec("\n".join(lines), scope)  # generated from ncols alone
+    return cast(RowParser, scope["parse"])
+
+
+def _fast_row(buf: bytes, pos: int, ncols: int) -> tuple[tuple[Value, ...], int, bool]:
+    """:func:`row_parser` of ``ncols``, applied."""
+    return row_parser(ncols)(buf, pos)
 
 
 class _Reader:

@@ -1,6 +1,6 @@
 """Reading a logical replication slot: a walsender stream, or SQL polling (I/O, no decoding).
 
-Both sessions hand out the slot's raw pgoutput messages one :meth:`read` at a time and tell
+Both sessions hand out the slot's raw pgoutput messages in runs (:meth:`read_many`) and tell
 the server how far the reader's consumer has acknowledged, never further:
 
 * :class:`StreamSession` runs ``START_REPLICATION`` on a ``replication=database`` connection
@@ -124,34 +124,39 @@ class StreamSession:
         self.idle_end = 0
         #: the server asked for a reply (it waits for it, e.g. to shut down): cleared by reader
         self.reply_requested = False
-        self._in_tx = False
+        self._tag = _COMMIT  # the type of the last message: Commit between transactions
 
-    def read(self, timeout: float) -> bytes | None:
-        """The next pgoutput message, or ``None`` when none came within ``timeout`` seconds."""
+    def read_many(self, timeout: float, out: list[bytes], most: int) -> bool:
+        """Append to ``out`` the pgoutput messages received so far (at most ``most``); when
+        there is none, wait up to ``timeout`` seconds for the first (one Python call for a
+        run of messages: the reader's hot path). ``False``: none came (else there may be
+        more: call again)."""
         pg = self._pg
+        append = out.append
+        count = self._count
+        got = 0
         deadline = 0.0
         polled = False  # the socket was looked at once (a zero timeout reads what is there)
         try:
             while True:
                 n, data = pg.get_copy_data(1)
                 if n > 0:
-                    self._count += 1
-                    if self._count >= _CHECK_EVERY:
-                        self._count = 0
+                    count += 1
+                    if count >= _CHECK_EVERY:
+                        count = 0
                         self._last_recv = now = time.monotonic()
                         self._keep_alive(now)
-                    kind = data[0]
-                    if kind == _XLOGDATA:
-                        tag = data[25]
-                        if tag == _BEGIN:
-                            self._in_tx = True
-                        elif tag == _COMMIT:
-                            self._in_tx = False
-                        return bytes(data[25:])
+                    if data[0] == _XLOGDATA:
+                        self._tag = data[25]
+                        append(bytes(data[25:]))
+                        got += 1
+                        if got >= most:
+                            return True
+                        continue
                     self._last_recv = time.monotonic()
                     self._pinged = False
-                    if kind == _KEEPALIVE:
-                        if not self._in_tx:
+                    if data[0] == _KEEPALIVE:
+                        if self._tag == _COMMIT:  # between transactions
                             self.idle_end = max(self.idle_end, _U64.unpack_from(data, 1)[0])
                         if data[17]:
                             self.reply_requested = True
@@ -159,13 +164,15 @@ class StreamSession:
                     continue
                 if n < 0:
                     raise SessionLost(self._ended())
+                if got:
+                    return True
                 now = time.monotonic()
                 self._keep_alive(now)
                 if not deadline:
                     deadline = now + timeout
                 wait = deadline - now
                 if wait <= 0 and polled:
-                    return None
+                    return False
                 polled = True
                 ready, _, _ = select.select([pg.socket], [], [], max(wait, 0.0))
                 if ready:
@@ -174,6 +181,8 @@ class StreamSession:
                     self._pinged = False
         except (OSError, psycopg.OperationalError) as exc:
             raise SessionLost(str(exc).strip() or type(exc).__name__) from None
+        finally:
+            self._count = count
 
     def _ended(self) -> str:
         result = self._pg.get_result()
@@ -257,12 +266,19 @@ class PollSession:
         self._limit = max_changes
         self._count = 0
 
-    def read(self, timeout: float) -> bytes | None:
-        """The next message; ``None`` once a peek brought no new transaction."""
+    def read_many(self, timeout: float, out: list[bytes], most: int) -> bool:
+        """Append to ``out`` the next messages (at most ``most``), up to the end of a peek that
+        brought no new transaction (``timeout``: unused, a peek does not wait). ``False``:
+        that end was reached (the next call peeks again), else there may be more."""
         try:
-            return self._read()
+            for _ in range(most):
+                message = self._read()
+                if message is None:
+                    return False
+                out.append(message)
         except psycopg.OperationalError as exc:
             raise SessionLost(str(exc).strip() or type(exc).__name__) from None
+        return True
 
     def _read(self) -> bytes | None:
         while True:
