@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
-from replikit.changes import Change, Op, TextImage, Transaction
+from replikit.changes import Change, Op, TextImage, Transaction, slots_constructor
 from replikit.errors import ConfigError, Error
 from replikit.pipeline import segments
 from replikit.positions import Position
@@ -60,42 +60,8 @@ _SAMPLES = 8  # rows sampled per size estimate
 _SIZED = (str, bytes, bytearray)
 
 
-def _change_factory() -> Callable[..., Change]:
-    """``Change(op, table, key, before, after, position, commit_ts, txid)`` at half the cost:
-    the frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this
-    sets its slots directly (the same object: same fields, equal, hashable, frozen)."""
-    fields = ("op", "table", "key", "before", "after", "position", "commit_ts", "txid")
-    slots = getattr(Change, "__slots__", ())
-    if tuple(slots) != fields:  # pragma: no cover - Change changed: its own constructor
-        return Change
-    s0, s1, s2, s3, s4, s5, s6, s7 = (getattr(Change, f).__set__ for f in fields)
-    new = object.__new__
-
-    def make(
-        op: Op,
-        table: TableId,
-        key: Mapping[str, Any],
-        before: Mapping[str, Any] | None,
-        after: Mapping[str, Any] | None,
-        position: Position | None,
-        commit_ts: datetime | None,
-        txid: int | str | None,
-    ) -> Change:
-        change = new(Change)
-        s0(change, op)
-        s1(change, table)
-        s2(change, key)
-        s3(change, before)
-        s4(change, after)
-        s5(change, position)
-        s6(change, commit_ts)
-        s7(change, txid)
-        return change
-
-    return make
-
-
-_new_change = _change_factory()
+#: ``Change(op, table, key, before, after, position, commit_ts, txid)`` at half the cost
+_new_change = slots_constructor(Change)
 
 
 def _image_bytes(image: Mapping[str, Any] | None) -> int:
