@@ -64,3 +64,34 @@ def test_size_estimate_counts_the_text_without_typing(texts: list[str | None]) -
     plain = Change(Op.INSERT, TableId("s", "t"), {}, None, as_dict)
     assert estimate_size(change) == estimate_size(plain)
     assert calls == []
+
+
+def test_get_types_once_and_typed_values_given_are_not_typed_again() -> None:
+    calls: list[str] = []
+    image = TextImage(_layout(calls), ("7", "1.50", None))
+    assert image.get("id") == 7 and image.get("id", "x") == 7 and calls == ["id"]
+    assert image.get("note", "x") is None and image.get("other", "x") == "x"
+    assert calls == ["id"]  # NULL needs no typing, an absent column none either
+    typed = [TextImage.UNTYPED] * 3
+    typed[0] = 70  # a reader typed the key as the row came
+    given_ = TextImage(_layout(calls), ("7", "1.50", None), typed)
+    assert given_["id"] == 70 and given_.get("id") == 70 and calls == ["id"]
+    assert given_["price"] == Decimal("1.50") and calls == ["id", "price"]
+    assert given_ == {"id": 70, "price": Decimal("1.50"), "note": None}
+
+
+@given(st.tuples(st.sampled_from(list(Op)), st.text(max_size=5), st.integers()))
+def test_slots_constructor_makes_what_the_dataclass_makes(args: tuple[Op, str, int]) -> None:
+    from replikit.changes import Transaction, slots_constructor
+    from replikit.positions import PgLsn
+
+    op, name, n = args
+    table = TableId("s", name)
+    fields = (op, table, {"id": n}, None, {"id": n}, PgLsn(abs(n)), None, n)
+    made = slots_constructor(Change)(*fields)
+    assert made == Change(*fields) and repr(made) == repr(Change(*fields))
+    with pytest.raises(AttributeError):
+        made.op = Op.DELETE  # type: ignore[misc]
+    tx = slots_constructor(Transaction)((made,), PgLsn(abs(n)), None, n, (), 10)
+    assert tx == Transaction((made,), PgLsn(abs(n)), None, n, (), 10)
+    assert tx.size_hint == 10 and len(tx) == 1

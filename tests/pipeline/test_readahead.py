@@ -117,13 +117,14 @@ def test_a_running_stream_freezes_the_heap_and_unfreezes_it_after() -> None:
 
     from replikit.pipeline.cdc import _heap_frozen
 
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     with _heap_frozen():
         frozen = gc.get_freeze_count()
+        assert not gc.isenabled()  # collections on the stream's schedule, not by counts
         with _heap_frozen():  # nested / concurrent runs share it
             assert gc.get_freeze_count() >= frozen > 0
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() > 0 and not gc.isenabled()
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     gc.freeze()  # the program's own freeze is left alone
     try:
         before = gc.get_freeze_count()
@@ -132,3 +133,39 @@ def test_a_running_stream_freezes_the_heap_and_unfreezes_it_after() -> None:
         assert gc.get_freeze_count() == before
     finally:
         gc.unfreeze()
+
+
+def test_a_running_stream_collects_cyclic_garbage_on_its_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import weakref
+
+    from replikit.pipeline import cdc
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref[Node]:
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]
+        return weakref.ref(node)
+
+    with cdc._heap_frozen():
+        monkeypatch.setattr(cdc, "COLLECT_SECONDS", 3600.0)
+        ref = cycle()
+        cdc._collect_if_due()
+        assert ref() is not None  # not due: the cycle waits (no count-triggered collection)
+        monkeypatch.setattr(cdc, "COLLECT_SECONDS", 0.0)
+        cdc._collect_if_due()
+        assert ref() is None  # due: collected
+    gc.disable()  # the program's own setting is left alone, and nothing is collected for it
+    try:
+        with cdc._heap_frozen():
+            ref = cycle()
+            cdc._collect_if_due()
+            assert ref() is not None and not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.collect()

@@ -670,6 +670,24 @@ def test_fused_path_equals_decode_and_feed(msgs: list[bytes]) -> None:
             ]
 
 
+@settings(max_examples=300)
+@given(_history(), st.data())
+def test_fused_path_equals_decode_and_feed_on_damaged_messages(
+    msgs: list[bytes], d: st.DataObject
+) -> None:
+    # one message cut short or with a byte changed: the fused path takes it as the careful
+    # path does, or leaves it to it (which then decodes it or says what is wrong)
+    i = d.draw(st.integers(0, len(msgs) - 1))
+    msg = msgs[i]
+    at = d.draw(st.integers(0, len(msg) - 1))
+    if d.draw(st.booleans()):
+        damaged = msg[:at]
+    else:
+        damaged = msg[:at] + bytes([msg[at] ^ d.draw(st.integers(1, 255))]) + msg[at + 1 :]
+    msgs = [*msgs[:i], damaged, *msgs[i + 1 :]]
+    assert _run(msgs, fused=True) == _run(msgs, fused=False)
+
+
 def test_fused_path_refuses_what_feed_refuses() -> None:
     from replikit.endpoints.postgres._decoder import SLOW
 

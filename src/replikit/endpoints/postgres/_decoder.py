@@ -336,27 +336,7 @@ class TransactionAssembler:
                     new, plain = None, False
                 if pos != size:
                     return SLOW
-                if old is None and plain and plan.key_at >= 0:
-                    # the common case: a row of text or NULL values and a key of one column
-                    # (typed now, into the image; the rest when a transform or a writer asks,
-                    # and a PostgreSQL writer may pass the text on)
-                    text: Any = new[plan.key_at]  # type: ignore[index]
-                    key = None if text is None else plan.key_load(text)  # type: ignore[misc]
-                    typed = plan.untyped.copy()
-                    typed[plan.key_at] = key
-                    after = TextImage(plan.layout, new, typed)  # type: ignore[arg-type]
-                    rows = self._buffer.rows
-                    rows.append((op, plan.table, {plan.key_name: key}, None, after))
-                else:
-                    self._change(plan, op, old_kind, old, new, plain)
-                    rows = self._buffer.rows
-                # the row's estimated size, as spill's estimate_size would put it, from the
-                # message's (its values' text plus 5 bytes a value): a change, a key image
-                # and one or two images
-                if len(rows) >= self._buffer.check_at:
-                    self._buffer.check(_ROW_BYTES + plan.image_bytes + size)
-                return None
-            if kind == 0x42:  # B
+            elif kind == 0x42:  # B
                 if size != 21 or begin is not None:
                     return SLOW
                 final_lsn, _ts, xid = _BEGIN.unpack_from(message, 1)
@@ -364,7 +344,7 @@ class TransactionAssembler:
                 # the buffer and the schema changes are empty
                 self._begin = (final_lsn, xid)
                 return None
-            if kind == 0x43:  # C
+            elif kind == 0x43:  # C
                 if size != 26 or begin is None:
                     return SLOW
                 _flags, lsn, end, ts = _COMMIT.unpack_from(message, 1)
@@ -375,7 +355,28 @@ class TransactionAssembler:
                 return SLOW
         except _PARSE_ERRORS:
             return SLOW
-        return self._finish(end, commit_ts, begin[1])
+        if kind == 0x43:
+            assert begin is not None
+            return self._finish(end, commit_ts, begin[1])
+        assert plan is not None
+        buffer = self._buffer
+        if old is None and plain and plan.key_at >= 0:
+            # the common case: a row of text or NULL values and a key of one column (typed
+            # now, into the image; the rest when a transform or a writer asks, and a
+            # PostgreSQL writer may pass the text on)
+            text: Any = new[plan.key_at]  # type: ignore[index]
+            key = None if text is None else plan.key_load(text)  # type: ignore[misc]
+            typed = plan.untyped.copy()
+            typed[plan.key_at] = key
+            after = TextImage(plan.layout, new, typed)  # type: ignore[arg-type]
+            buffer.rows.append((op, plan.table, {plan.key_name: key}, None, after))
+        else:
+            self._change(plan, op, old_kind, old, new, plain)
+        # the row's estimated size, as spill's estimate_size would put it, from the message's
+        # (its values' text plus 5 bytes a value): a change, a key image and one or two images
+        if len(buffer.rows) >= buffer.check_at:
+            buffer.check(_ROW_BYTES + plan.image_bytes + size)
+        return None
 
     def feed_all(self, events: Iterable[Event]) -> Iterator[Transaction]:
         """:meth:`feed` each event, yielding transactions as they complete."""
