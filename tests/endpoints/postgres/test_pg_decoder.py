@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import replikit as rk
-from replikit.changes import Change, Op, Transaction
+from replikit.changes import Change, Op, TextImage, Transaction
 from replikit.endpoints.postgres._decoder import (
     ALIASES_SQL,
     UNCHANGED,
@@ -689,12 +689,26 @@ def test_fused_path_equals_decode_and_feed_on_damaged_messages(
 
 
 def _outcome(msgs: list[bytes], fused: bool) -> Any:
-    """:func:`_run`'s transactions, or the error it raised (a damaged value's text may be one
-    the loader refuses: both paths must refuse it alike)."""
+    """:func:`_run`'s transactions with their images' text as it came (typing it here could
+    fail: a damaged value's text may be one the loader refuses), or the error it raised (a
+    damaged key: both paths must refuse it alike)."""
     try:
-        return _run(msgs, fused)
+        out = _run(msgs, fused)
     except ValueError as exc:
         return ("raised", type(exc), str(exc))
+
+    def image(values: Any) -> Any:
+        return ("text", values.texts) if isinstance(values, TextImage) else values
+
+    return [
+        (
+            [(c.op, c.table, c.key, image(c.before), image(c.after)) for c in x.changes],
+            x.position, x.commit_ts, x.txid, x.schema_changes,
+        )
+        if isinstance(x, Transaction)
+        else x
+        for x in out
+    ]  # fmt: skip
 
 
 def test_fused_path_refuses_what_feed_refuses() -> None:

@@ -51,6 +51,7 @@ from replikit.endpoints.postgres._pgoutput import (
     _BEGIN,
     _COMMIT,
     _U32,
+    TIMESTAMP_RANGE,
     UNCHANGED,
     Begin,
     BinaryLoader,
@@ -121,6 +122,7 @@ _ROW_BYTES = 200 + 64 + 72 + 64  # a Change, a one-column key image, an image's 
 _PARSE_ERRORS = (ValueError, IndexError, KeyError, UnicodeDecodeError, struct.error, OverflowError)
 _INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 _new_transaction = slots_constructor(Transaction)  # Transaction(...) at half the cost
+_TS_FIRST, _TS_LAST = TIMESTAMP_RANGE
 
 
 class _Plan:
@@ -339,7 +341,9 @@ class TransactionAssembler:
             elif kind == 0x42:  # B
                 if size != 21 or begin is not None:
                     return SLOW
-                final_lsn, _ts, xid = _BEGIN.unpack_from(message, 1)
+                final_lsn, ts, xid = _BEGIN.unpack_from(message, 1)
+                if not _TS_FIRST <= ts <= _TS_LAST:
+                    return SLOW  # a time the careful path refuses (the Commit has its own)
                 # a transaction ended (its rows went with it) or the assembler was reset:
                 # the buffer and the schema changes are empty
                 self._begin = (final_lsn, xid)

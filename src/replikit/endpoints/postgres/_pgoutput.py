@@ -27,6 +27,7 @@ from replikit.schema.model import TableId
 
 __all__ = [
     "PG_EPOCH",
+    "TIMESTAMP_RANGE",
     "UNCHANGED",
     "Begin",
     "BinaryLoader",
@@ -224,6 +225,17 @@ _COMMIT = struct.Struct("!BQQq")
 _COLTYPE = struct.Struct("!Ii")
 _TRUNC = struct.Struct("!IB")
 _MSG = struct.Struct("!BQ")
+
+
+def _us_since_epoch(when: dt.datetime) -> int:
+    return (when - PG_EPOCH) // dt.timedelta(microseconds=1)
+
+
+#: the µs since 2000-01-01 that :func:`_timestamp` turns into a datetime (else it refuses)
+TIMESTAMP_RANGE: Final = (
+    _us_since_epoch(dt.datetime.min.replace(tzinfo=dt.UTC)),
+    _us_since_epoch(dt.datetime.max.replace(tzinfo=dt.UTC)),
+)
 
 
 def _timestamp(us: int) -> dt.datetime:
