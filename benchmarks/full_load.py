@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,34 @@ TOOLS: dict[str, Tool] = {
         ),
     )
 }
+
+
+def add_variants(tools: dict[str, Any], keys: list[str], specs: list[str]) -> list[str]:
+    """``--variant NAME=ARGS``: for each replikit tool in ``keys``, a copy that runs with the
+    shell-split ``ARGS`` appended to its ``replikit copy`` command, keyed and labelled
+    ``tool[NAME]``; registered in ``tools`` and returned with ``keys`` (each after its
+    tool), so one run compares settings side by side, interleaved rep by rep."""
+    out: list[str] = []
+    for key in keys:
+        out.append(key)
+        if not key.startswith("replikit-"):
+            continue
+        for spec in specs:
+            name, sep, args = spec.partition("=")
+            if not sep or not name:
+                raise SystemExit(f"--variant {spec!r}: expected NAME=ARGS")
+            base = tools[key]
+            extra = shlex.split(args)
+
+            def command(ctx: Any, run: Callable[[Any], list[str]] = base.command,
+                        more: list[str] = extra) -> list[str]:  # fmt: skip
+                return [*run(ctx), *more]
+
+            variant = f"{key}[{name}]"
+            tools[variant] = replace(base, key=variant, label=f"{base.label} [{name}]",
+                                     command=command)  # fmt: skip
+            out.append(variant)
+    return out
 
 
 # -- verification: PostgreSQL target (checksums computed in SQL) --------------------------
@@ -781,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
         help="extra argument for `replikit copy` (repeatable), "
         "e.g. --replikit-arg=--parallel --replikit-arg=2",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=ARGS (repeatable): also run each replikit tool with ARGS appended, "
+        "e.g. --variant 'one-unit=--split-rows 100000000'",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
     args = parser.parse_args(argv)
 
@@ -788,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in TOOLS]
     if unknown:
         parser.error(f"unknown tools {unknown}; choose from {list(TOOLS)}")
+    keys = add_variants(TOOLS, keys, args.variant)
     tools = [TOOLS[k] for k in keys]
 
     server = pgserver.start(keep=args.keep)

@@ -678,6 +678,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-verify", choices=["full", "counts"], default="full")
     p.add_argument("--profile", default=None, help="after the runs, cProfile this replikit tool")
     p.add_argument("--replikit-arg", action="append", default=[], help="extra `replikit copy` arg")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=ARGS (repeatable): also run each replikit tool with ARGS appended",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
     return p
 
@@ -691,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = [k.strip() for k in args.tools.split(",") if k.strip()]
     if unknown := [k for k in keys if k not in TOOLS]:
         parser.error(f"unknown tools {unknown}; choose from {list(TOOLS)}")
+    keys = full_load.add_variants(TOOLS, keys, args.variant)
     if args.setup_peers or not PEERS_VENV.exists():
         print(f"installing the peers into {PEERS_VENV} ...", flush=True)
         setup_peers()
