@@ -263,3 +263,27 @@ def test_every_scalar_setting_reads_from_the_environment():
         assert getattr(got, f.name) == value, f.name
         seen.add(f.name)
     assert {"history_interval", "wait_timeout", "lease_seconds", "standby"} <= seen
+
+
+def test_split_rows_is_auto_a_number_or_none_from_every_source(capsys):
+    """``split_rows`` takes ``auto`` (the default), a number of rows or None, from keywords,
+    the environment and ``--split-rows``; anything else names where it came from."""
+    import replikit as rk
+    from replikit._cli_parser import parser
+
+    assert rk.TaskSettings().split_rows == "auto"
+    env = {"auto": "auto", "AUTO": "auto", "none": None, "300_000": 300_000}
+    for raw, value in env.items():
+        got = rk.TaskSettings.from_env(environ={"REPLIKIT_SPLIT_ROWS": raw})
+        assert got.split_rows == value, raw
+    with pytest.raises(rk.ConfigError, match="REPLIKIT_SPLIT_ROWS='some'.*whole number"):
+        rk.TaskSettings.from_env(environ={"REPLIKIT_SPLIT_ROWS": "some"})
+    for bad in ("automatic", True):
+        with pytest.raises(rk.ConfigError, match='split_rows must be "auto"') as err:
+            rk.TaskSettings(split_rows=bad)  # type: ignore[arg-type]
+        assert err.value.setting == "split_rows"
+    for flag, value in (("auto", "auto"), ("2_000_000", 2_000_000)):
+        assert parser().parse_args(["copy", "a", "b", "--split-rows", flag]).split_rows == value
+    with pytest.raises(SystemExit):
+        parser().parse_args(["copy", "a", "b", "--split-rows", "many"])
+    assert "--split-rows: expected a number of rows or auto, got 'many'" in capsys.readouterr().err

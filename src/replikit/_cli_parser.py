@@ -149,6 +149,18 @@ def _default(setting: str) -> Any:
     return f.default if f.default is not MISSING else None
 
 
+def _split_rows(text: str) -> int | str:
+    """``--split-rows``: a number of rows, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of rows or auto, got {text!r}"
+        ) from None
+
+
 def _setting_help(text: str, setting: str, *, show_default: bool = True) -> str:
     """``text`` plus the default and the environment variable of ``setting``."""
     env = ENV_PREFIX + setting.upper()
@@ -279,9 +291,13 @@ def _load_options(p: argparse.ArgumentParser, *, what: str) -> None:
     )
     p.add_argument(
         "--split-rows",
-        type=int,
-        metavar="N",
-        help=_setting_help("split tables above N rows into key ranges", "split_rows"),
+        type=_split_rows,
+        metavar="N|auto",
+        help=_setting_help(
+            "split tables above N rows into key ranges of about N rows; auto: above 250,000 "
+            "rows, into no more ranges than can load at once",
+            "split_rows",
+        ),
     )
     p.add_argument(
         "--strict",

@@ -92,8 +92,15 @@ class TaskSettings:
             comparing them with the plan: what does not fit is a finding of ``plan()``, and
             unsupported ones stop ``run`` before anything is truncated (docs/quickstart.md).
         parallel_tables: how many units load at once (DMS ``MaxFullLoadSubTasks``).
-        split_rows: tables with more (estimated) rows are split into key ranges of about this
-            size; ``None`` never splits.
+        split_rows: how tables are split into key ranges (units) that load at once.
+            ``"auto"`` (default): a table with more than 250,000 (estimated) rows is split into
+            about 250,000-row ranges, but into no more ranges than units can load at once:
+            ``parallel_tables``, and where the source or the target database runs on this
+            machine (or inside this process), this machine's cores divided by the number of
+            such databases. A table left whole loads in one transaction, which into a table
+            the load created in PostgreSQL is ``COPY ... FREEZE`` (docs/scale.md). A number:
+            ranges of about that many rows, as many as it takes;
+            ``None`` never splits.
         allow_lossy: run even when the assessment lists lossy columns (they are always listed
             first); ``False`` makes ``run`` refuse.
         type_overrides: ``{"schema.table.column": "native target type"}``.
@@ -160,7 +167,7 @@ class TaskSettings:
 
     target_table_prep_mode: PrepMode = "drop-and-create"
     parallel_tables: int = 4
-    split_rows: int | None = 250_000
+    split_rows: int | Literal["auto"] | None = "auto"
     allow_lossy: bool = True
     type_overrides: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
@@ -211,7 +218,13 @@ class TaskSettings:
                 setting="target_table_prep_mode",
             )
         _at_least("parallel_tables", self.parallel_tables, 1)
-        _at_least("split_rows", self.split_rows, 1000, none_ok=True)
+        if isinstance(self.split_rows, str | bool) and self.split_rows != "auto":
+            raise ConfigError(
+                f'split_rows must be "auto", a number of rows or None; got {self.split_rows!r}',
+                setting="split_rows",
+            )
+        if self.split_rows != "auto":
+            _at_least("split_rows", self.split_rows, 1000, none_ok=True)
         if self.task_id is not None and not _TASK_ID.fullmatch(self.task_id):
             raise ConfigError(
                 f"task_id must be 1-40 lowercase letters, digits or '_'; got {self.task_id!r}",
@@ -269,7 +282,7 @@ class TaskSettings:
 
         Each field reads the variable named after it in capitals: ``REPLIKIT_PARALLEL_TABLES=8``,
         ``REPLIKIT_TARGET_TABLE_PREP_MODE=truncate``, ``REPLIKIT_ALLOW_LOSSY=false``
-        (``1/true/yes/on``, ``0/false/no/off``), ``REPLIKIT_SPLIT_ROWS=none``,
+        (``1/true/yes/on``, ``0/false/no/off``), ``REPLIKIT_SPLIT_ROWS=none`` (or ``auto``),
         ``REPLIKIT_TYPE_OVERRIDES='{"main.t.c": "text"}'`` (a JSON object). A value that does
         not parse raises :class:`~replikit.ConfigError` naming the variable (and the field
         in ``setting``). ``environ`` replaces ``os.environ``.
@@ -304,12 +317,15 @@ _INTS = _typed("int")
 _FLOATS = _typed("float")
 _BOOLS = _typed("bool")
 _NONE_OK = frozenset(f.name for f in fields(TaskSettings) if "None" in str(f.type).split(" | "))
+_AUTO_OK = frozenset(f.name for f in fields(TaskSettings) if "auto" in str(f.type))
 
 
 def _env_value(name: str, var: str, raw: str) -> Any:
     """The typed value of environment variable ``var`` (for field ``name``)."""
     if name in _NONE_OK and raw.lower() == "none":
         return None
+    if name in _AUTO_OK and raw.lower() == "auto":
+        return "auto"
     try:
         if name in _INTS:
             return int(raw.replace("_", ""))

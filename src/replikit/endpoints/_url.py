@@ -8,11 +8,12 @@ two on generated URLs).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["UrlParts", "parse_url"]
+__all__ = ["UrlParts", "is_local_host", "parse_url"]
 
 # sqlalchemy.engine.url._parse_url's pattern, as it is in SQLAlchemy 2.0
 _PATTERN = re.compile(
@@ -83,3 +84,15 @@ def parse_url(url: str) -> UrlParts:
 
 
 _QUOTED = ("username", "password", "database")
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether a server address names this machine: none (the client's default, a Unix
+    socket), a socket path, ``localhost`` or a loopback address."""
+    host = (host or "").strip()
+    if not host or host.startswith(("/", "@")) or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -48,6 +48,7 @@ __all__ = [
     "SupportsColumnRead",
     "SupportsColumnWrite",
     "SupportsDdl",
+    "SupportsPlacement",
     "SupportsPrepare",
     "SupportsPushedMappings",
     "SupportsRawRead",
@@ -269,6 +270,17 @@ class SupportsClose(Protocol):
 
 
 @runtime_checkable
+class SupportsPlacement(Protocol):
+    """A reader or writer that knows where its database does the work."""
+
+    #: True when the database works on this machine (a server reached at a loopback
+    #: address or over a Unix socket, an engine inside this process), so each unit it
+    #: serves keeps one of this machine's cores busy there
+    #: (:func:`replikit.pipeline.splitting.load_slots`)
+    on_this_machine: bool
+
+
+@runtime_checkable
 class SupportsRawRead(Protocol):
     """A reader that can hand out a unit in its database's bulk wire format."""
 
@@ -298,8 +310,9 @@ class SupportsRawWrite(Protocol):
 
     raw_format: str
 
-    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes]) -> int:
-        """Load chunks in the bulk wire format; return the number of rows written."""
+    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes], *, whole: bool) -> int:
+        """Load chunks in the bulk wire format; return the number of rows written.
+        ``whole`` as for :meth:`SupportsTextWrite.load_text`."""
         ...
 
 

@@ -62,6 +62,14 @@ from replikit.pipeline.policy import Backoff, ErrorPolicy, recoverable
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.reload import Loader
 from replikit.pipeline.skiprows import RowSkipper
+from replikit.pipeline.splitting import (
+    AUTO_SPLIT_ROWS,
+    SplitRows,
+    auto_split_rows,
+    load_slots,
+    on_this_machine,
+    usable_cores,
+)
 from replikit.pipeline.stats import Statistics, TableState
 from replikit.pipeline.status import StatusReporter
 from replikit.pipeline.stream import run_stream
@@ -146,7 +154,9 @@ class Pipeline:
             ``distributed.Client`` runs them on its workers
             (:func:`~replikit.pipeline.units.executor_of`).
         parallel: workers of the default executor.
-        split_rows: split tables above this many (estimated) rows into key ranges.
+        split_rows: split tables above this many (estimated) rows into key ranges of about
+            that size; ``"auto"``: into at most as many ranges as units can load at once
+            (:mod:`replikit.pipeline.splitting`); ``None``: never split.
         statistics: where counters go (a new :class:`Statistics` by default).
         progress: show a progress line on stderr (``None``: only when it is a terminal).
         on_table_loaded: called (in the thread that called ``run``) with each table's plan
@@ -199,7 +209,7 @@ class Pipeline:
         prep_mode: str = "drop-and-create",
         executor: Executor | HasExecutor | None = None,
         parallel: int = 4,
-        split_rows: int | None = None,
+        split_rows: SplitRows = None,
         statistics: Statistics | None = None,
         progress: bool | None = None,
         on_table_loaded: Callable[[TablePlan], None] | None = None,
@@ -643,11 +653,12 @@ class Pipeline:
         """The units to load; a table the reader cannot split is in error (added to
         ``failed``), the others go on."""
         work: list[tuple[TablePlan, Unit]] = []
+        slots = self._slots()
         for plan in plans:
             name = str(plan.source.id)
             try:
                 table = self._sources[plan.target_id]
-                units = self._stages()[0].units(table, split_rows=self.split_rows)
+                units = self._stages()[0].units(table, split_rows=self._range_rows(table, slots))
             except Exception as exc:  # one table's failure is that table's failure
                 log.info("table %s: not split into units: %s", name, exc)
                 failed[name] = exc
@@ -662,6 +673,34 @@ class Pipeline:
         # biggest tables first: the longest unit bounds the wall time
         work.sort(key=lambda pu: -(pu[0].source.estimated_rows or 0) / max(pu[1].count, 1))
         return work
+
+    def _slots(self) -> int | None:
+        """For ``split_rows="auto"``: how many units of a table can usefully load at once
+        (:func:`~replikit.pipeline.splitting.load_slots`); ``None`` when the units run in
+        other processes (a cluster, whose size this process does not know), or ``split_rows``
+        is not ``"auto"``."""
+        if self.split_rows != "auto" or (
+            self.executor is not None and not in_process(self.executor)
+        ):
+            return None
+        stages = self._stages()
+        slots = load_slots(self.parallel, stages)
+        here = [n for n, s in zip(("source", "target"), stages, strict=True) if on_this_machine(s)]
+        log.info(
+            "split_rows=auto: %d load slot(s) (%d worker(s), %d core(s), %s on this machine): "
+            "a table of more than %s rows is cut into at most that many key ranges", slots,
+            self.parallel, usable_cores(), " and ".join(here) or "neither database",
+            f"{AUTO_SPLIT_ROWS:,}",
+        )  # fmt: skip
+        return slots
+
+    def _range_rows(self, table: TableSchema, slots: int | None) -> int | None:
+        """The ``split_rows`` the reader cuts ``table`` by."""
+        if self.split_rows != "auto":
+            return self.split_rows
+        if slots is None:
+            return AUTO_SPLIT_ROWS
+        return auto_split_rows(table.estimated_rows or 0, slots)
 
     def _execute(self, work: list[tuple[TablePlan, Unit]]) -> dict[str, BaseException]:
         failed: dict[str, BaseException] = {}
@@ -812,7 +851,8 @@ class Pipeline:
             assert isinstance(self.reader, SupportsRawRead)
             assert isinstance(self.writer, SupportsRawWrite)
             try:
-                n = self.writer.load_raw(plan, self._checked(self.reader.read_raw(unit)))
+                chunks = self._checked(self.reader.read_raw(unit))
+                n = self.writer.load_raw(plan, chunks, whole=unit.count == 1)
             except DataError as exc:
                 if unit.select is None:
                     raise

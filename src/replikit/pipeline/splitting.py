@@ -7,22 +7,84 @@ beside a dense run, ids from several generators), even bounds put almost every r
 unit, so a reader that can *sample* its keys is asked for quantiles instead: each unit then
 holds about the same number of rows whatever the distribution. Engines supply two small
 queries (:class:`KeySampler`); the decisions live here, once.
+
+How many units a table becomes is decided here too. ``split_rows="auto"`` (the default of
+:class:`~replikit.TaskSettings`) splits a table only as far as its units can load at once:
+ranges are for parallelism, and a table that loads as one unit keeps what one transaction
+gives (a PostgreSQL target writes the rows of a table it created frozen with ``COPY ...
+FREEZE``, which the index builds and the foreign key checks after the load then need not
+rewrite). :func:`load_slots` counts the units that can usefully run at once: the workers,
+but where the source's or the target's database works on this machine, each running unit
+keeps one of its processes busy per such database, so no more units than the cores can run;
+:func:`auto_split_rows` cuts a big table into at most that many ranges (every table spread
+over all the slots balances the load as finer ranges would). An integer ``split_rows`` is
+taken as it is: ranges of about that many rows, as many as it takes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, Protocol
 
-from replikit.pipeline.contracts import KeyRange, Unit
+from replikit.pipeline.contracts import KeyRange, SupportsPlacement, Unit
 from replikit.schema.model import TableSchema
 from replikit.schema.types import Kind
 
-__all__ = ["KeySampler", "even_bounds", "split_table", "units_between"]
+__all__ = [
+    "AUTO_SPLIT_ROWS",
+    "KeySampler",
+    "SplitRows",
+    "auto_split_rows",
+    "even_bounds",
+    "load_slots",
+    "on_this_machine",
+    "split_table",
+    "units_between",
+    "usable_cores",
+]
 
 #: keys are called sparse (and sampled) when their span exceeds the row count this many times
 SPARSE = 2.0
+
+#: ``split_rows="auto"``: tables with more (estimated) rows than this may be split
+AUTO_SPLIT_ROWS = 250_000
+
+#: rows per key range: ``"auto"``, about that many, or ``None`` (never split)
+SplitRows = int | Literal["auto"] | None
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS, Windows
+
+
+def on_this_machine(stage: object) -> bool:
+    """Whether a reader's or writer's database does its work on this machine
+    (:class:`~replikit.pipeline.contracts.SupportsPlacement`); ``False`` when the stage does
+    not say."""
+    return isinstance(stage, SupportsPlacement) and stage.on_this_machine is True
+
+
+def load_slots(workers: int, stages: Iterable[object], cores: int | None = None) -> int:
+    """How many units can usefully load at once: ``workers``, but no more than ``cores``
+    (this machine's, by default) can run when ``stages`` (the reader and the writer) have
+    their databases here, each running unit keeping one process busy in each of them."""
+    here = sum(1 for s in stages if on_this_machine(s))
+    if here == 0:
+        return max(1, workers)
+    cores = usable_cores() if cores is None else cores
+    return max(1, min(workers, cores // here))
+
+
+def auto_split_rows(rows: int, slots: int) -> int | None:
+    """The ``split_rows`` that cuts a table of about ``rows`` rows into as many key ranges
+    as ``split_rows=AUTO_SPLIT_ROWS`` would, but at most ``slots`` (``None``: one unit)."""
+    pieces = min(math.ceil(rows / AUTO_SPLIT_ROWS), slots)
+    return math.ceil(rows / pieces) if pieces > 1 else None
 
 
 class KeySampler(Protocol):

@@ -142,7 +142,8 @@ class UnitLoader:
             assert isinstance(self.writer, SupportsRawWrite)
             try:
                 with _closed(self.reader.read_raw(unit)) as chunks:
-                    return self.writer.load_raw(plan, chunks, **extra)
+                    # the table's only unit: the writer may empty it first
+                    return self.writer.load_raw(plan, chunks, whole=unit.count == 1, **extra)
             except DataError:
                 if unit.select is None:
                     raise

@@ -173,6 +173,8 @@ class DuckdbReader(Reader):
     """Reads tables of a DuckDB database; ``dialect`` is the type rules they were read with."""
 
     dialect = DIALECT
+    #: an engine inside this process (:class:`~replikit.pipeline.contracts.SupportsPlacement`)
+    on_this_machine = True
 
     def __init__(
         self, database: Database, tables: Sequence[TableSchema], *, batch_size: int = 10_000

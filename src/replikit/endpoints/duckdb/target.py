@@ -125,6 +125,8 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
 
     dialect = DIALECT
     default_schema: str | None = "main"
+    #: an engine inside this process (:class:`~replikit.pipeline.contracts.SupportsPlacement`)
+    on_this_machine = True
     #: foreign keys are never created in DuckDB (see :mod:`._ddl`), so none is left behind
     foreign_keys_in_create = False
 

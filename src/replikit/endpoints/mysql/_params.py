@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replikit.endpoints._url import parse_url
+from replikit.endpoints._url import is_local_host, parse_url
 from replikit.errors import ConfigError
 
 __all__ = ["DRIVERS", "SSL_MODES", "ConnParams"]
@@ -110,6 +110,12 @@ class ConnParams:
             driver=driver,
             ssl=ssl,
         )
+
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine: a Unix socket, ``localhost`` (the
+        default) or a loopback address."""
+        return self.unix_socket is not None or is_local_host(self.host)
 
     def where(self) -> str:
         """``host:port/db`` (or the socket) for messages."""

@@ -199,6 +199,12 @@ class MysqlReader:
                 self._busy = None
 
     # -- units ------------------------------------------------------------------------------
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine
+        (:class:`~replikit.pipeline.contracts.SupportsPlacement`)."""
+        return self._params.on_this_machine
+
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
         """One unit, or integer primary-key ranges of about ``split_rows`` rows each
         (:func:`~replikit.pipeline.splitting.split_table`)."""

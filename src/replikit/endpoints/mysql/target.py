@@ -140,6 +140,12 @@ class MysqlWriter:
         self._kept: set[TableId] = set()  # existing tables kept by truncate / do-nothing
         self._checks: list[tuple[ObjectPlan, str | None]] = []  # CHECKs finish added or not
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine
+        (:class:`~replikit.pipeline.contracts.SupportsPlacement`)."""
+        return self._params.on_this_machine
+
     # -- DDL ------------------------------------------------------------------------------
     @property
     def server(self) -> Server:

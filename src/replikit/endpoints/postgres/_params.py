@@ -11,11 +11,12 @@ never cut off.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replikit.endpoints._url import parse_url
+from replikit.endpoints._url import is_local_host, parse_url
 from replikit.errors import ConfigError
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "ConnParams"]
@@ -85,6 +86,19 @@ class ConnParams:
             **overrides,
         }
         return {k: v for k, v in base.items() if v is not None}
+
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine: each host (``hostaddr`` first, as libpq
+        takes it; ``PGHOST`` or the default Unix socket when none is given) a socket
+        directory, ``localhost`` or a loopback address."""
+        hosts = (
+            self.extra.get("hostaddr")
+            or self.extra.get("host")
+            or self.host
+            or os.environ.get("PGHOST", "")
+        )
+        return all(is_local_host(h) for h in hosts.split(","))
 
     def where(self) -> str:
         """``host:port/db`` for messages."""

@@ -183,6 +183,12 @@ class PostgresReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine
+        (:class:`~replikit.pipeline.contracts.SupportsPlacement`)."""
+        return self._params.on_this_machine
+
     # -- units ----------------------------------------------------------------------------
     def units(self, table: TableSchema, *, split_rows: int | None = None) -> list[Unit]:
         """One unit, or integer primary-key ranges of about ``split_rows`` rows each

@@ -102,6 +102,12 @@ class PostgresWriter:
             names = object_names(plans, DIALECT)
         return names
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs on this machine
+        (:class:`~replikit.pipeline.contracts.SupportsPlacement`)."""
+        return self._params.on_this_machine
+
     # -- DDL ------------------------------------------------------------------------------
     def ddl(self, plans: Sequence[TablePlan]) -> list[str]:
         """Every statement ``prepare("drop-and-create")`` and ``finish`` would run."""
@@ -352,14 +358,23 @@ class PostgresWriter:
             raise known or _row_error(exc, plan, names, rows, done) from exc
         return len(rows)
 
-    def load_raw(self, plan: TablePlan, chunks: Iterable[bytes], *, once: str | None = None) -> int:
+    def load_raw(
+        self,
+        plan: TablePlan,
+        chunks: Iterable[bytes],
+        *,
+        once: str | None = None,
+        whole: bool = False,
+    ) -> int:
         """Binary COPY of raw chunks (from a PostgreSQL reader with identical types); ``once``
-        as for :meth:`load`."""
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        and ``whole`` (``COPY ... FREEZE``) as for :meth:`load_text`."""
+        freeze = whole and plan.target_id in self._created
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
             sql.SQL(_ddl.table_name(plan.target_id)),
             sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns),
+            sql.SQL(", FREEZE" if freeze else ""),
         )
-        return self._copy_chunks(plan, statement, chunks, once, "row")
+        return self._copy_chunks(plan, statement, chunks, once, "row", empty_first=freeze)
 
     def load_text(
         self,

@@ -148,6 +148,8 @@ class SqliteReader(Reader):
     """
 
     dialect = DIALECT
+    #: an engine inside this process (:class:`~replikit.pipeline.contracts.SupportsPlacement`)
+    on_this_machine = True
 
     def __init__(
         self,

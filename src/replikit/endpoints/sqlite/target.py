@@ -235,6 +235,8 @@ class SqliteWriter(Writer, SupportsPrepare, SupportsColumnWrite, SupportsArrowWr
 
     dialect = DIALECT
     default_schema: str | None = None
+    #: an engine inside this process (:class:`~replikit.pipeline.contracts.SupportsPlacement`)
+    on_this_machine = True
     #: checked before each commit (a standby task's lease; docs/high-availability.md)
     fence: Fence | None = None
     #: foreign keys are part of ``CREATE TABLE`` (declared, not enforced: foreign_keys=OFF)
