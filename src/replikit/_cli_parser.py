@@ -295,7 +295,7 @@ def _load_options(p: argparse.ArgumentParser, *, what: str) -> None:
         metavar="N|auto",
         help=_setting_help(
             "split tables above N rows into key ranges of about N rows; auto: above 250,000 "
-            "rows, into no more ranges than can load at once",
+            "rows, and into PostgreSQL into no more ranges than can load at once",
             "split_rows",
         ),
     )

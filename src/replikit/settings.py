@@ -94,12 +94,12 @@ class TaskSettings:
         parallel_tables: how many units load at once (DMS ``MaxFullLoadSubTasks``).
         split_rows: how tables are split into key ranges (units) that load at once.
             ``"auto"`` (default): a table with more than 250,000 (estimated) rows is split into
-            about 250,000-row ranges, but into no more ranges than units can load at once:
-            ``parallel_tables``, and where the source or the target database runs on this
-            machine (or inside this process), this machine's cores divided by the number of
-            such databases. A table left whole loads in one transaction, which into a table
-            the load created in PostgreSQL is ``COPY ... FREEZE`` (docs/scale.md). A number:
-            ranges of about that many rows, as many as it takes;
+            about 250,000-row ranges; into PostgreSQL, into no more ranges than units can load
+            at once: ``parallel_tables``, and where the source or the target database runs on
+            this machine (or inside this process), this machine's cores divided by the number
+            of such databases. A table left whole loads in one transaction, which into a table
+            the load created is ``COPY ... FREEZE`` (docs/scale.md). A number: ranges of
+            about that many rows, as many as it takes;
             ``None`` never splits.
         allow_lossy: run even when the assessment lists lossy columns (they are always listed
             first); ``False`` makes ``run`` refuse.

@@ -137,3 +137,12 @@ def test_auto_splits_as_far_as_the_cores_run_both_local_databases(databases):
     expected = min(2, max(1, usable_cores() // 2))
     assert stats["public.big"].units_total == expected
     assert stats["public.small"].units_total == 1
+
+
+def test_auto_keeps_ranges_for_a_target_that_gains_nothing_from_a_whole_table(
+    databases, tmp_path
+):
+    src, _ = databases  # SQLite takes one unit at a time and commits as it goes
+    stats = rk.copy(src, f"sqlite:///{tmp_path / 'o.db'}", progress=False)
+    assert stats["public.big"].units_total == 2  # ranges of about AUTO_SPLIT_ROWS, as before
+    assert stats["public.big"].full_load_rows == ROWS

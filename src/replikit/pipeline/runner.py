@@ -676,11 +676,14 @@ class Pipeline:
 
     def _slots(self) -> int | None:
         """For ``split_rows="auto"``: how many units of a table can usefully load at once
-        (:func:`~replikit.pipeline.splitting.load_slots`); ``None`` when the units run in
-        other processes (a cluster, whose size this process does not know), or ``split_rows``
-        is not ``"auto"``."""
-        if self.split_rows != "auto" or (
-            self.executor is not None and not in_process(self.executor)
+        (:func:`~replikit.pipeline.splitting.load_slots`); ``None`` (ranges of
+        :data:`~replikit.pipeline.splitting.AUTO_SPLIT_ROWS`) when the writer gains nothing
+        from a table loaded whole (only ``prefers_whole_tables`` ones do), or the units run
+        in other processes (a cluster, whose size this process does not know)."""
+        if (
+            self.split_rows != "auto"
+            or not getattr(self.writer, "prefers_whole_tables", False)
+            or (self.executor is not None and not in_process(self.executor))
         ):
             return None
         stages = self._stages()

@@ -9,16 +9,19 @@ holds about the same number of rows whatever the distribution. Engines supply tw
 queries (:class:`KeySampler`); the decisions live here, once.
 
 How many units a table becomes is decided here too. ``split_rows="auto"`` (the default of
-:class:`~replikit.TaskSettings`) splits a table only as far as its units can load at once:
-ranges are for parallelism, and a table that loads as one unit keeps what one transaction
-gives (a PostgreSQL target writes the rows of a table it created frozen with ``COPY ...
-FREEZE``, which the index builds and the foreign key checks after the load then need not
-rewrite). :func:`load_slots` counts the units that can usefully run at once: the workers,
-but where the source's or the target's database works on this machine, each running unit
-keeps one of its processes busy per such database, so no more units than the cores can run;
-:func:`auto_split_rows` cuts a big table into at most that many ranges (every table spread
-over all the slots balances the load as finer ranges would). An integer ``split_rows`` is
-taken as it is: ranges of about that many rows, as many as it takes.
+:class:`~replikit.TaskSettings`) cuts tables above :data:`AUTO_SPLIT_ROWS` rows into ranges
+of about that size; for a writer that loads a whole table better (``prefers_whole_tables``:
+a PostgreSQL target writes the rows of a table it created frozen with ``COPY ... FREEZE`` in
+one transaction, which the index builds and the foreign key checks after the load then need
+not rewrite) it splits a table only as far as its ranges can load at once, since ranges are
+for parallelism. :func:`load_slots` counts the units that can usefully run at once: the
+workers, but where the source's or the target's database works on this machine, each
+running unit keeps one of its processes busy per such database, so no more units than the
+cores can run; :func:`auto_split_rows` cuts a big table into at most that many ranges (every
+table spread over all the slots balances the load as finer ranges would). Other writers keep
+the ranges: they gain nothing from a whole table, and a range read through the key's index
+comes in key order, which a target that keeps rows by key (SQLite) appends. An integer
+``split_rows`` is taken as it is: ranges of about that many rows, as many as it takes.
 """
 
 from __future__ import annotations

@@ -78,6 +78,10 @@ class PostgresWriter:
     text_format = "postgresql-text"
     dialect = DIALECT
     atomic_units = True  # a unit is one transaction: one that failed can be loaded again
+    #: a table loaded as one unit loads better (``COPY ... FREEZE`` into a table the load
+    #: created, :meth:`load_text`), so ``split_rows="auto"`` splits tables only as far as
+    #: their ranges can load at once (:mod:`replikit.pipeline.splitting`)
+    prefers_whole_tables = True
     #: where tables without a schema land
     default_schema = "public"
     foreign_keys_in_create = False
