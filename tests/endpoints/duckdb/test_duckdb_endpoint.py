@@ -121,3 +121,19 @@ def test_indexes_option_builds_keys_and_declares_what_it_leaves_out(
 def test_indexes_option_is_checked():
     with pytest.raises(rk.ConfigError, match="indexes option 'some'"):
         rk.endpoint("duckdb:///:memory:?indexes=some").writer()
+
+
+def test_indexes_build_under_the_endpoint_memory_limit_and_higher_when_needed(tmp_path):
+    from replikit.endpoints.duckdb._connect import Database, Location
+
+    db = Database(Location(str(tmp_path / "x.duckdb")), memory_limit="8MB")
+    with db.connected() as conn:
+        limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        db.build(conn, "CREATE TABLE seen AS SELECT current_setting('memory_limit') AS m")
+        assert conn.execute("SELECT m FROM seen").fetchone()[0] == limit  # not raised first
+        conn.execute("CREATE TABLE t AS SELECT range AS i FROM range(2000000)")
+        db.build(conn, "ALTER TABLE t ADD PRIMARY KEY (i)")  # more than 8MB: built higher
+        keys = "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        assert conn.execute(keys).fetchone()[0] == 1
+        assert conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
+    db.close()

@@ -10,6 +10,7 @@ is one in-memory database per endpoint: what its writer loads, its reader sees.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import urllib.parse
@@ -22,8 +23,11 @@ from replikit.errors import ConfigError, ConnectError
 
 __all__ = ["Database", "Location", "driver", "parse_url", "rollback"]
 
+log = logging.getLogger(__name__)
+
 _MEMORY = ("", "/", ":memory:", "/:memory:")
-#: DuckDB's memory limit while indexes are built (then none, if that is not enough)
+#: DuckDB's memory limit for an index the endpoint's limit cannot build (then none, if that
+#: is not enough either)
 BUILD_MEMORY = "256MB"
 
 
@@ -121,22 +125,45 @@ class Database:
             conn.close()
 
     def build(self, conn: Any, statement: str) -> None:
-        """Run an index-building ``statement`` under :data:`BUILD_MEMORY` (more than a load
-        needs: measured, the indexes of 1M rows need 256 MB), or without a limit when DuckDB
-        runs out of that; the endpoint's limit again after it."""
+        """Run an index-building ``statement`` under the endpoint's memory limit, then, when
+        DuckDB runs out of that, under :data:`BUILD_MEMORY`, then without a limit; the
+        endpoint's limit again after it. (Measured, 1M rows: the primary key builds under
+        32MB, 0.34 s against 0.23 s under 256MB, which took 30 MB more peak RSS; a refused
+        attempt costs 0.06-0.2 s.)"""
         duckdb = driver()
         if self.memory_limit is None:
             conn.execute(statement)
             return
         try:
-            conn.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
-            try:
-                conn.execute(statement)
-            except duckdb.OutOfMemoryException:
-                conn.execute("RESET memory_limit")
-                conn.execute(statement)
+            for limit in (self.memory_limit, BUILD_MEMORY, None):
+                if limit is None:
+                    conn.execute("RESET memory_limit")
+                else:
+                    conn.execute(f"SET memory_limit = '{limit}'")
+                try:
+                    conn.execute(statement)
+                except duckdb.OutOfMemoryException:
+                    if limit is None:
+                        raise
+                    continue
+                return
         finally:
-            conn.execute(f"SET memory_limit = '{self.memory_limit}'")
+            self._restore_limit(conn)
+
+    def _restore_limit(self, conn: Any) -> None:
+        """The endpoint's memory limit again; an index built over it is held in memory until
+        a checkpoint writes it out (DuckDB refuses the lower limit until then)."""
+        duckdb = driver()
+        restore = f"SET memory_limit = '{self.memory_limit}'"
+        try:
+            conn.execute(restore)
+        except duckdb.OutOfMemoryException:
+            conn.execute("CHECKPOINT")
+            try:
+                conn.execute(restore)
+            except duckdb.OutOfMemoryException as exc:
+                log.warning("DuckDB %s keeps a memory limit above %s: %s", self.where,
+                            self.memory_limit, str(exc).splitlines()[0])  # fmt: skip
 
     def close(self) -> None:
         """Close the database (an in-memory one is gone; a file is unlocked)."""

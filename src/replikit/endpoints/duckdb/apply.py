@@ -31,7 +31,7 @@ from replikit.endpoints.duckdb._arrow import Columns
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import CONTROL_SCHEMA
-from replikit.endpoints.duckdb.target import insert, over_rows
+from replikit.endpoints.duckdb.target import insert, over_rows, scan
 from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline import apply_support
 from replikit.pipeline.apply_support import ChangeWriterBase, Image, Key, Plans, Txs
@@ -118,7 +118,8 @@ def _upsert(conn: Any, t: _Table, images: Sequence[Image]) -> None:
 
 def _delete(conn: Any, t: _Table, keys: Sequence[Key]) -> None:
     def statement(cols: Columns, relation: str) -> str:
-        return f"DELETE FROM {t.target} USING {relation} WHERE {_key_match(t, cols, relation)}"  # noqa: S608
+        match = _key_match(t, cols, relation)
+        return f"DELETE FROM {t.target} USING {scan(relation)} WHERE {match}"  # noqa: S608
 
     over_rows(conn, t.columns(t.key), [list(k) for k in keys], statement)
 
@@ -136,7 +137,7 @@ def _partial(conn: Any, t: _Table, items: Sequence[tuple[Key, Image]]) -> None:
                 f"{t.target}.{q(k)} = {cols.cast(width + j, relation)}"
                 for j, k in enumerate(t.key_target)
             )
-            return f"UPDATE {t.target} SET {sets} FROM {relation} WHERE {match}"  # noqa: S608
+            return f"UPDATE {t.target} SET {sets} FROM {scan(relation)} WHERE {match}"  # noqa: S608
 
         over_rows(conn, Columns(t.label, plans, ()), rows, statement)
 

@@ -12,14 +12,12 @@ source read and the target write overlap.
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
+from replikit.endpoints._ahead import read_ahead as _read_ahead
 from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect
 from replikit.errors import DataError
 
@@ -94,47 +92,7 @@ def _unmark(
     return data.replace(MARK, b"\\N")
 
 
-_DONE = object()
-
-
 def read_ahead(items: Iterator[Any], depth: int = AHEAD) -> Iterator[Any]:
-    """``items``, produced by a thread at most ``depth`` items ahead of the consumer.
-
-    The producer runs ``items`` to its end (its ``finally`` blocks in that thread); an
-    exception there is raised here. Closing this generator early stops the producer at its
-    next item and waits for it, so ``items`` is closed before this returns.
-    """
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
-                box.put((item, None))
-        except BaseException as exc:  # handed to the consumer
-            box.put((_DONE, exc))
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-        box.put((_DONE, None))
-
-    thread = threading.Thread(target=produce, name="replikit-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = box.get()
-            if item is _DONE:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                box.get(timeout=0.05)  # unblock a producer waiting to put
-        thread.join()
+    """``items`` fetched in a thread at most ``depth`` chunks ahead
+    (:func:`replikit.endpoints._ahead.read_ahead`)."""
+    return _read_ahead(items, depth)
