@@ -9,12 +9,15 @@ Abilities beyond that are separate protocols a stage may also implement:
 through untouched when types match), :class:`SupportsArrowRead` / :class:`SupportsArrowWrite`
 (move a unit as Arrow record batches, with no Python object per value),
 :class:`SupportsColumnRead` / :class:`SupportsColumnWrite` (move a unit as
-:class:`ColumnBatch` es of plain values and UTF-8 text, without Arrow).
+:class:`ColumnBatch` es of plain values and UTF-8 text, without Arrow),
+:class:`SupportsArrowStreamRead` / :class:`SupportsArrowStreamWrite` (hand a unit from the
+source's driver to the target's engine as one Arrow C stream, with no Python in between).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -43,6 +46,8 @@ __all__ = [
     "KeyRange",
     "Reader",
     "SupportsArrowRead",
+    "SupportsArrowStreamRead",
+    "SupportsArrowStreamWrite",
     "SupportsArrowWrite",
     "SupportsClose",
     "SupportsColumnRead",
@@ -413,6 +418,40 @@ class SupportsColumnWrite(Protocol):
 
     def load_columns(self, plan: TablePlan, batches: Iterable[ColumnBatch]) -> int:
         """Write every column batch for one unit of ``plan``; return the rows written."""
+        ...
+
+
+@runtime_checkable
+class SupportsArrowStreamRead(Protocol):
+    """A reader that can hand a unit over as one Arrow C stream (an object with
+    ``__arrow_c_stream__``) that the target's engine reads in its own code.
+
+    Columns are named as the source's and typed as :class:`SupportsArrowRead` says, except
+    that any column may hold each value's canonical text instead, and that a date or timestamp
+    outside the years 1-9999 is not carried exactly: a writer checks those and refuses the
+    unit (``DataError``), which is then read with ``read_arrow``. The stream is read once,
+    inside the context manager (which holds the source's connection).
+    """
+
+    def arrow_stream(self, unit: Unit) -> AbstractContextManager[Any] | None:
+        """The unit as a stream, or ``None`` when it cannot be read so (then through
+        ``read_arrow``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsArrowStreamWrite(Protocol):
+    """A writer that loads a unit from an Arrow stream (see
+    :class:`SupportsArrowStreamRead`), for plans ``arrow_writable`` accepts."""
+
+    def arrow_writable(self, plan: TablePlan) -> bool:
+        """As :meth:`SupportsArrowWrite.arrow_writable`."""
+        ...
+
+    def load_arrow_stream(self, plan: TablePlan, stream: AbstractContextManager[Any]) -> int:
+        """Write the unit ``stream`` gives, in one transaction; return the rows written. A
+        value refused (or not exact in a stream) is a ``DataError``, raised after the rollback:
+        the caller loads the unit from ``read_arrow``, whose error names the row."""
         ...
 
 

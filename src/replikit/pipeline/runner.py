@@ -39,6 +39,8 @@ from replikit.pipeline.contracts import (
     HasDefaultSchema,
     Reader,
     SupportsArrowRead,
+    SupportsArrowStreamRead,
+    SupportsArrowStreamWrite,
     SupportsArrowWrite,
     SupportsClose,
     SupportsColumnRead,
@@ -761,6 +763,7 @@ class Pipeline:
             not columns and self._arrow_ok(plan, unit),
             self._text_ok(plan, unit),
             columns=columns,
+            stream=self._stream_ok(plan, unit),
         )
         self._remote.add(future)
         return future
@@ -881,6 +884,12 @@ class Pipeline:
             assert isinstance(self.writer, SupportsColumnWrite)
             columns = self._counted(name, self.reader.read_columns(unit), counted)
             return self.writer.load_columns(plan, columns)
+        if self._stream_ok(plan, unit):
+            n_stream = loader.load_stream(plan, unit)
+            if n_stream is not None:
+                self.statistics.rows(name, n_stream)
+                failpoint("full-load.batch", wake=self._stop)
+                return n_stream
         if self._arrow_ok(plan, unit):
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
@@ -1013,6 +1022,19 @@ class Pipeline:
             and isinstance(reader, SupportsArrowRead)
             and isinstance(writer, SupportsArrowWrite)
             and reader.arrow_readable(plan.source)
+            and writer.arrow_writable(plan)
+        )
+
+    def _stream_ok(self, plan: TablePlan, unit: Unit) -> bool:
+        """True when ``unit`` may go as one Arrow stream from the source's driver to the
+        target's engine (:class:`SupportsArrowStreamRead`; the reader still decides per unit,
+        and a unit it cannot stream goes as record batches). Checked before the reader's
+        ``arrow_readable``, which imports pyarrow."""
+        reader, writer = self.reader, self.writer
+        return (
+            self._columnar_ok(plan, unit)
+            and isinstance(reader, SupportsArrowStreamRead)
+            and isinstance(writer, SupportsArrowStreamWrite)
             and writer.arrow_writable(plan)
         )
 

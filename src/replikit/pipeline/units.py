@@ -21,6 +21,8 @@ from replikit.pipeline.contracts import (
     Batch,
     Reader,
     SupportsArrowRead,
+    SupportsArrowStreamRead,
+    SupportsArrowStreamWrite,
     SupportsArrowWrite,
     SupportsColumnRead,
     SupportsColumnWrite,
@@ -134,6 +136,7 @@ class UnitLoader:
         text: bool = False,
         *,
         columns: bool = False,
+        stream: bool = False,
     ) -> int:
         once = None if self.ledger is None else f"{self.ledger}/{plan.target_id}/{unit.index}"
         extra: dict[str, Any] = {} if once is None else {"once": once}
@@ -158,6 +161,10 @@ class UnitLoader:
             assert isinstance(self.writer, SupportsColumnWrite)
             with _closed(self.reader.read_columns(unit)) as column_batches:
                 return self.writer.load_columns(plan, column_batches, **extra)
+        if stream:
+            done = self.load_stream(plan, unit, **extra)
+            if done is not None:
+                return done
         if arrow:
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)
@@ -191,6 +198,22 @@ class UnitLoader:
             return None
         finally:
             _close(text.chunks, quiet=False)
+
+    def load_stream(self, plan: TablePlan, unit: Unit, **extra: Any) -> int | None:
+        """Load the unit from the reader's Arrow stream (:class:`SupportsArrowStreamRead`;
+        the caller checked the stages take it); ``None`` when the reader cannot stream it, or
+        the load failed with a :class:`DataError` (the writer rolled it back): the caller
+        loads it as record batches, whose error names the row."""
+        assert isinstance(self.reader, SupportsArrowStreamRead)
+        assert isinstance(self.writer, SupportsArrowStreamWrite)
+        stream = self.reader.arrow_stream(unit)
+        if stream is None:
+            return None
+        try:
+            return int(self.writer.load_arrow_stream(plan, stream, **extra))
+        except DataError as exc:
+            log.info("%s unit %s: redone as Arrow record batches (%s)", plan.target_id, unit, exc)
+            return None
 
     def check_executor(self, executor: Executor | None, plans: Sequence[TablePlan]) -> None:
         """Raise :class:`ConfigError` when ``executor`` runs work elsewhere and a stage

@@ -23,11 +23,12 @@ from typing import Any
 from replikit.endpoints import _arrow as shared
 from replikit.endpoints._arrow import preview
 from replikit.endpoints.base import require
-from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
+from replikit.endpoints.duckdb._casts import arrow_type, cast
+from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb._values import text_of
 from replikit.errors import DataError
 from replikit.schema.convert import ColumnPlan
-from replikit.schema.types import Kind, Type
+from replikit.schema.types import Type
 
 __all__ = ["Columns", "arrow_canonical", "arrow_table", "preview"]
 
@@ -37,35 +38,6 @@ import pyarrow.compute as pc  # noqa: E402
 Adapter = Callable[[Any], Any]
 _COUNTER = itertools.count()
 _ARROW_ERRORS = shared.arrow_errors(pa)
-
-
-def _arrow_type(t: Type, sql: str) -> Any:
-    """The Arrow type a column of target type ``t`` (declared ``sql``) is sent as."""
-    kind = t.kind
-    if kind is Kind.ARRAY and t.item is not None:
-        inner = _arrow_type(t.item, t.item.native or sql.removesuffix("[]"))
-        for _ in range(max(t.dims, 1)):
-            inner = pa.list_(inner)
-        return inner
-    upper = sql.upper()
-    if kind is Kind.BOOL:
-        return pa.bool_()
-    if kind is Kind.INT and "HUGEINT" not in upper:
-        bits = t.bits or 64
-        return getattr(pa, f"{'u' if t.unsigned else ''}int{bits}")()
-    if kind is Kind.DECIMAL and upper.startswith(("DECIMAL", "NUMERIC")):
-        return pa.decimal128(t.precision or 18, t.scale or 0)
-    if kind is Kind.FLOAT:
-        return pa.float32() if t.bits == 32 else pa.float64()
-    if kind is Kind.BYTES:
-        return pa.binary()
-    if kind is Kind.DATE:
-        return pa.date32()
-    if kind is Kind.TIME and not t.tz:
-        return pa.time64("us")
-    if kind is Kind.TIMESTAMP:
-        return pa.timestamp("us", tz="UTC" if t.tz else None)
-    return pa.string()
 
 
 def arrow_canonical(t: Type) -> Any:
@@ -108,7 +80,7 @@ class Columns:
             _Col(
                 cp.name,
                 cp.target.sql,
-                _arrow_type(cp.target.type, cp.target.sql),
+                arrow_type(pa, cp.target.type, cp.target.sql),
                 cp.target.adapt,
                 cp.nullable,
             )
@@ -131,11 +103,7 @@ class Columns:
     def cast(self, i: int, relation: str) -> str:
         """Column ``i`` of the registered batch, cast to its declared type (structured types
         from their JSON text)."""
-        sql = self.cols[i].sql
-        value = f"{relation}.{DIALECT.quote(f'c{i}')}"
-        if sql.upper().startswith(NESTED):
-            value = f"CAST({value} AS JSON)"
-        return f"CAST({value} AS {sql})"
+        return cast(f"{relation}.{DIALECT.quote(f'c{i}')}", self.cols[i].sql)
 
     # -- rows -> Arrow ----------------------------------------------------------------------
     def arrow(self, rows: Sequence[Sequence[Any]]) -> Any:

@@ -1,10 +1,14 @@
-"""Full-load writing into DuckDB through Arrow record batches (see :mod:`._arrow`).
+"""Full-load writing into DuckDB through Arrow record batches (see :mod:`._arrow`), or one
+Arrow stream DuckDB reads from the source's driver itself.
 
 Each :meth:`DuckdbWriter.load` call (one unit; calls may run in several threads at once) has
 its own connection; rows are gathered into Arrow tables of about 20,000 rows, each inserted
 with ``INSERT INTO t SELECT CAST(...) FROM batch``, committed every ``commit_rows`` rows. A
 row DuckDB refuses raises :class:`~replikit.DataError` naming table, column and key; its
 transaction is rolled back, earlier ones stay (a restarted load truncates the unit first).
+
+pyarrow is imported only for the Arrow batches (:mod:`._arrow`): a unit that arrives as a
+stream (:meth:`DuckdbWriter.load_arrow_stream`) needs none of it (about 40 MB resident).
 """
 
 from __future__ import annotations
@@ -13,20 +17,22 @@ import contextlib
 import itertools
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
 from replikit.endpoints._ahead import read_ahead
 from replikit.endpoints._arrow import ArrowRows
-from replikit.endpoints.duckdb import _ddl
-from replikit.endpoints.duckdb._arrow import Columns, arrow_canonical, arrow_table, pa
+from replikit.endpoints.duckdb import _casts, _ddl
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
-from replikit.errors import ConfigError, ConnectError, SchemaError
+from replikit.errors import ConfigError, ConnectError, DataError, SchemaError
 from replikit.pipeline.contracts import (
     Batch,
+    SupportsArrowStreamWrite,
     SupportsArrowWrite,
     SupportsPrepare,
     Writer,
@@ -40,6 +46,9 @@ from replikit.schema.model import TableId, TableSchema
 from replikit.schema.names import ascii_fold
 from replikit.schema.report import ObjectPlan
 from replikit.schema.types import Kind
+
+if TYPE_CHECKING:
+    from replikit.endpoints.duckdb._arrow import Columns
 
 __all__ = ["MODES", "DuckdbWriter", "columns_for", "insert", "over_rows", "scan"]
 
@@ -60,10 +69,18 @@ _BATCH_NAMES = itertools.count()
 _BATCH = '"replikit_python"."replikit_python"."replikit_batch"'
 
 
+def _arrow() -> ModuleType:
+    """:mod:`._arrow`, imported with pyarrow on first use."""
+    from replikit.endpoints.duckdb import _arrow
+
+    return _arrow
+
+
 def columns_for(plan: TablePlan, columns: Sequence[str]) -> Columns:
     """The Arrow conversion of ``plan``'s table for rows in ``columns`` order (source names)."""
     planned = [plan.planned_column(c) for c in columns]
-    return Columns(str(plan.target_id), planned, plan.target_schema.key)
+    columns_of: type[Columns] = _arrow().Columns
+    return columns_of(str(plan.target_id), planned, plan.target_schema.key)
 
 
 def insert(
@@ -135,7 +152,7 @@ def scan(relation: str) -> str:
     return f"{_BATCH} AS {relation}"
 
 
-class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
+class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStreamWrite):
     """Creates, truncates or checks tables, loads rows through Arrow, then builds keys and
     indexes: ``indexes`` says which (:data:`._ddl.INDEXES`; ``keys``, the default, leaves the
     non-unique indexes out and declares them, :meth:`skipped_objects`).
@@ -332,17 +349,9 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
 
     # -- load from Arrow --------------------------------------------------------------------
     def arrow_writable(self, plan: TablePlan) -> bool:
-        """True when every column's canonical Arrow type is the one :class:`Columns` sends
-        (so DuckDB's cast makes of it what it makes of the row path's values); UUIDs come as
-        their text, which is what the row path's adapter sends."""
-        cols = columns_for(plan, [cp.source.name for cp in plan.columns])
-        for cp, col in zip(plan.columns, cols.cols, strict=True):
-            canonical = arrow_canonical(cp.source.type)
-            if cp.generated is not None or canonical is None or canonical != col.arrow:
-                return False
-            if cp.target.adapt is not None and cp.source.type.kind is not Kind.UUID:
-                return False
-        return True
+        """True when every column's canonical Arrow type is the one :class:`._arrow.Columns`
+        sends (:func:`._casts.writable`; decided without importing pyarrow)."""
+        return _casts.writable(plan)
 
     def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
         """Insert every Arrow record batch (see :meth:`arrow_writable`) with the casting
@@ -358,7 +367,7 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
             conn.execute("BEGIN")
             try:
                 for group in _gathered(ahead, ARROW_GROUP_ROWS):
-                    table = arrow_table(group, sources, temporal)
+                    table = _arrow().arrow_table(group, sources, temporal)
                     over_batch(conn, cols, table, ArrowRows(table), statement)
                     since += table.num_rows
                     if since >= self.commit_rows:
@@ -373,6 +382,45 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite):
                 rollback(conn)
                 raise
         return total + since
+
+    # -- load from an Arrow stream ------------------------------------------------------------
+    def load_arrow_stream(self, plan: TablePlan, stream: AbstractContextManager[Any]) -> int:
+        """Insert a unit handed over as one Arrow C stream
+        (:class:`~replikit.pipeline.contracts.SupportsArrowStreamRead`) with one casting
+        ``INSERT ... SELECT`` in one transaction: DuckDB reads the stream in its own code, with
+        no pyarrow and no Python per batch. A value the stream may carry inexactly (a date
+        outside the years 1-9999), or one DuckDB refuses, is a :class:`DataError` after the
+        rollback: the caller loads the unit as record batches, which name the row."""
+        duckdb = driver()
+        names = ", ".join(DIALECT.quote(cp.name) for cp in plan.columns)
+        relation = f"rk_stream_{next(_BATCH_NAMES)}"
+        statement = (
+            f"INSERT INTO {_ddl.table_name(plan.target_id)} ({names}) "  # noqa: S608
+            f"SELECT {_casts.stream_select(plan.columns, relation)} FROM {scan(relation)}"
+        )
+        with stream as replikit_batch, self._db.connected() as conn:  # noqa: F841  (_BATCH)
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(statement).fetchone()
+                conn.execute("COMMIT")
+            except (
+                duckdb.ConversionException,
+                duckdb.ConstraintException,
+                duckdb.InvalidInputException,
+                duckdb.OutOfRangeException,
+            ) as exc:
+                rollback(conn)
+                first = str(exc).strip().splitlines()[0]
+                raise DataError(
+                    f"DuckDB refused a value: {first}", table=str(plan.target_id)
+                ) from exc
+            except duckdb.Error as exc:
+                rollback(conn)
+                raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
+            except BaseException:
+                rollback(conn)
+                raise
+        return int(row[0]) if row else 0
 
     # -- after the load ---------------------------------------------------------------------
     @override
@@ -417,10 +465,10 @@ def _gathered(batches: Iterable[Any], rows: int) -> Iterator[Any]:
         pending.append(batch)
         have += batch.num_rows
         if have >= rows:
-            yield pa.Table.from_batches(pending)
+            yield _arrow().pa.Table.from_batches(pending)
             pending, have = [], 0
     if pending:
-        yield pa.Table.from_batches(pending)
+        yield _arrow().pa.Table.from_batches(pending)
 
 
 def _has_primary_key(conn: Any, tid: TableId) -> bool:

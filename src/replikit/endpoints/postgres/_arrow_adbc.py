@@ -14,6 +14,11 @@ Arrow types (:func:`replikit.endpoints._arrow.canonical_type`):
   column as PostgreSQL's text of each value, as the CSV reading does, rebuilt from the exact
   binary value (:func:`._values.date_text`, :func:`._values.timestamp_text`).
 
+:class:`AdbcStream` hands the driver's stream itself to a target engine that reads Arrow in its
+own code (DuckDB): the same columns before :func:`canonical`, so decimals and UUIDs as text, and
+dates and timestamps outside the years 1-9999 wrapped (the engine refuses those, and the unit
+is read again as canonical batches); nothing of pyarrow is imported for it.
+
 Only for servers whose encoding is UTF-8 (text arrives as the server holds it) and only for
 tables :func:`._arrow_copy.arrow_columns` accepts; otherwise, and when the driver is not
 installed or cannot connect, the CSV reading is used.
@@ -29,16 +34,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from replikit.endpoints._arrow import pool
 from replikit.endpoints.postgres._arrow_copy import ArrowColumns
-from replikit.endpoints.postgres._values import date_text, timestamp_text
-from replikit.schema.types import Kind
+from replikit.endpoints.postgres._values import date_text, load_type, timestamp_text
+from replikit.schema.types import Kind, Type
 
 __all__ = [
     "BATCH_BYTES",
+    "AdbcStream",
     "adbc_manager",
     "canonical",
     "error_text",
@@ -80,13 +86,53 @@ def adbc_manager() -> Any | None:
     return adbc_driver_manager
 
 
-def select_types(cols: ArrowColumns) -> list[str]:
-    """What each column is cast to in the SELECT (the CSV reading's load types, but text for
-    numeric and uuid)."""
-    return [
-        "text" if t.kind in _AS_TEXT else load
-        for t, load in zip(cols.types, cols.load_types, strict=True)
-    ]
+def select_types(types: Sequence[Type]) -> list[str]:
+    """What each column of ``types`` is cast to in the SELECT (the CSV reading's load types,
+    but text for numeric and uuid)."""
+    return ["text" if t.kind in _AS_TEXT else load_type(t) for t in types]
+
+
+class AdbcStream:
+    """``query`` executed in ``snapshot`` (imported in a REPEATABLE READ, READ ONLY
+    transaction, as every other read of the reader): entered, it gives the driver's Arrow C
+    stream (``__arrow_c_stream__``); left, it closes statement, connection and database.
+    Opening it raises the driver's errors (``manager.Error``); no pyarrow is imported."""
+
+    def __init__(self, manager: Any, conninfo: str, query: str, snapshot: str) -> None:
+        import adbc_driver_postgresql
+
+        self._open: list[Any] = [adbc_driver_postgresql.connect(conninfo)]
+        try:
+            conn = manager.AdbcConnection(self._open[0])
+            self._open.append(conn)
+            conn.set_autocommit(False)
+            stmt = manager.AdbcStatement(conn)
+            self._open.append(stmt)
+            for statement in (
+                *_SESSION,
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                "SET TRANSACTION SNAPSHOT " + _literal(snapshot),
+            ):
+                stmt.set_sql_query(statement)
+                stmt.execute_update()
+            stmt.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+            stmt.set_sql_query(query)
+            self.handle, _ = stmt.execute_query()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Any:
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close what is open, the statement first."""
+        while self._open:
+            with contextlib.suppress(Exception):
+                self._open.pop().close()
 
 
 def record_batches(
@@ -96,40 +142,22 @@ def record_batches(
     query: str,
     snapshot: str,
 ) -> Generator[Any, None, None]:
-    """The canonical record batches of ``query`` read in ``snapshot`` (imported in a
-    REPEATABLE READ, READ ONLY transaction, as every other read of the reader). Errors are
-    the driver's (``manager.Error``) or pyarrow's (while streaming): the caller maps them."""
-    import adbc_driver_postgresql
-
-    db = adbc_driver_postgresql.connect(conninfo)
-    conn = stmt = reader = None
-    try:
-        conn = manager.AdbcConnection(db)
-        conn.set_autocommit(False)
-        stmt = manager.AdbcStatement(conn)
-        for statement in (
-            *_SESSION,
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-            "SET TRANSACTION SNAPSHOT " + _literal(snapshot),
-        ):
-            stmt.set_sql_query(statement)
-            stmt.execute_update()
-        stmt.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
-        stmt.set_sql_query(query)
-        handle, _ = stmt.execute_query()
+    """The canonical record batches of ``query`` read in ``snapshot`` (:class:`AdbcStream`).
+    Errors are the driver's (``manager.Error``) or pyarrow's (while streaming): the caller
+    maps them."""
+    with AdbcStream(manager, conninfo, query, snapshot) as handle:
         reader = cols.pa.RecordBatchReader._import_from_c(handle.address)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            if batch.num_rows:
-                yield canonical(cols, batch)
-    finally:
-        for closing in (reader, stmt, conn, db):
-            if closing is not None:
-                with contextlib.suppress(Exception):
-                    closing.close()
+        try:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                if batch.num_rows:
+                    yield canonical(cols, batch)
+        finally:
+            with contextlib.suppress(Exception):
+                reader.close()
 
 
 def _literal(text: str) -> str:

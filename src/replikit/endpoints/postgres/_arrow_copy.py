@@ -22,12 +22,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from replikit.endpoints._arrow import canonical_type
+from replikit.endpoints._arrow import TYPE_NAMES, canonical_type
 from replikit.endpoints.postgres._values import load_type
 from replikit.schema.model import TableSchema
 from replikit.schema.types import Kind, Type
 
-__all__ = ["BLOCK_BYTES", "ArrowColumns", "arrow_columns", "record_batches"]
+__all__ = ["BLOCK_BYTES", "ArrowColumns", "arrow_columns", "arrow_readable", "record_batches"]
 
 #: bytes of CSV per record batch (about 6,000 rows of 330 bytes): the CSV reader holds about
 #: 20 blocks at once (measured: 1 MB blocks peaked at 165 MB, 8 MB at 273 MB)
@@ -76,16 +76,22 @@ class ArrowColumns:
 def arrow_columns(table: TableSchema) -> ArrowColumns | None:
     """The Arrow reading of ``table``, or ``None`` when a column has no canonical Arrow form
     read this way (or pyarrow is not installed): the table is read row by row."""
-    pa = _pyarrow()
-    if pa is None:
+    if not arrow_readable(table):
         return None
-    cols = ArrowColumns(pa, table)
-    for t, load, canonical in zip(cols.types, cols.load_types, cols.canonical, strict=True):
-        if canonical is None or load not in _LOAD_TYPES:
-            return None
-        if load == "text" and t.kind not in _TEXT_KINDS:
-            return None
-    return cols
+    pa = _pyarrow()
+    return None if pa is None else ArrowColumns(pa, table)
+
+
+def arrow_readable(table: TableSchema) -> bool:
+    """True when every column of ``table`` has a canonical Arrow form read this way (decided
+    without importing pyarrow)."""
+    for c in table.columns:
+        load = load_type(c.type)
+        if canonical_type(TYPE_NAMES, c.type) is None or load not in _LOAD_TYPES:
+            return False
+        if load == "text" and c.type.kind not in _TEXT_KINDS:
+            return False
+    return True
 
 
 class _Rows:

@@ -34,13 +34,18 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 from psycopg.types.string import ByteaBinaryLoader  # noqa: E402
 
 from replikit.endpoints.postgres._arrow_adbc import (  # noqa: E402
+    AdbcStream,
     adbc_manager,
     error_text,
     record_batches,
     select_types,
     sqlstate,
 )
-from replikit.endpoints.postgres._arrow_copy import ArrowColumns, arrow_columns  # noqa: E402
+from replikit.endpoints.postgres._arrow_copy import (  # noqa: E402
+    ArrowColumns,
+    arrow_columns,
+    arrow_readable,
+)
 from replikit.endpoints.postgres._arrow_copy import (  # noqa: E402
     record_batches as csv_record_batches,
 )
@@ -373,7 +378,7 @@ class PostgresReader:
         problem in its own terms), after it the replikit error for it."""
         with self._reading(table.id):
             _, snapshot = self._exporter()  # this reader's own (see read_arrow)
-        select, _ = _select(table, unit.range, select_types(cols), unit, literals=True)
+        select, _ = _select(table, unit.range, select_types(cols.types), unit, literals=True)
         query = select.as_string()
         conninfo = make_conninfo(**self._params.kwargs(application_name="replikit"))
         batches = record_batches(manager, conninfo, cols, query, snapshot)
@@ -389,6 +394,30 @@ class PostgresReader:
             raise read_error(_as_psycopg(exc, said), str(table.id), self._params) from None
         finally:
             batches.close()
+
+    def arrow_stream(self, unit: Unit) -> AdbcStream | None:
+        """The unit as ADBC's Arrow stream of binary ``COPY``, for a target engine that reads
+        it in its own code (:class:`~replikit.pipeline.contracts.SupportsArrowStreamRead`,
+        :class:`._arrow_adbc.AdbcStream`): no pyarrow in this process. ``None`` (then
+        :meth:`read_arrow`) where ADBC's driver is not installed or cannot start the read, the
+        snapshot comes from elsewhere, the database's encoding is not UTF-8, or a column has
+        no canonical Arrow form."""
+        table = self._table(unit.table)
+        use = self.arrow_driver == "adbc" and self._imported is None
+        manager = adbc_manager() if use and arrow_readable(table) else None
+        if manager is None or not self._server_utf8(table.id):
+            return None
+        with self._reading(table.id):
+            _, snapshot = self._exporter()  # this reader's own (see read_arrow)
+        casts = select_types([c.type for c in table.columns])
+        select, _ = _select(table, unit.range, casts, unit, literals=True)
+        conninfo = make_conninfo(**self._params.kwargs(application_name="replikit"))
+        try:
+            return AdbcStream(manager, conninfo, select.as_string(), snapshot)
+        except manager.Error as exc:
+            said = scrub(error_text(exc), self._params)
+            log.info("table %s: not streamed through ADBC: %s", table.id, said)
+            return None
 
     def _read_csv(self, table: TableSchema, cols: ArrowColumns, unit: Unit) -> Iterator[Any]:
         """The unit's rows parsed from ``COPY ... (FORMAT csv)`` (:mod:`._arrow_copy`)."""
