@@ -16,6 +16,12 @@ def test_urls_and_options(tmp_path):
     ep = rk.endpoint(f"duckdb:///{tmp_path / 'a.duckdb'}?threads=1&commit_rows=5")
     assert ep.options == {"threads": 1, "commit_rows": 5}
     assert ep.writer().commit_rows == 5
+    # little memory and one thread unless asked (a load needs no more: benchmarks/README.md)
+    settings = "SELECT current_setting('threads'), current_setting('memory_limit')"
+    for url, want in [("", (1, "30.5 MiB")), ("?threads=3&memory_limit=1GB", (3, "953.6 MiB"))]:
+        ep = rk.endpoint(f"duckdb:///{tmp_path / 'b.duckdb'}{url}")
+        with ep, ep._db.connected() as conn:
+            assert conn.execute(settings).fetchone() == want
 
 
 def test_a_missing_file_is_not_created_by_reading(tmp_path):

