@@ -90,22 +90,16 @@ class TextImage(Mapping[str, Any]):
         self._values = typed
 
     def __getitem__(self, name: str) -> Any:
-        i = self.layout.index[name]
-        values = self._values
-        if values is None:
-            values = self._values = [_UNTYPED] * len(self.texts)
-        value = values[i]
-        if value is _UNTYPED:
-            text = self.texts[i]
-            value = values[i] = None if text is None else self.layout.loaders[i](text)
-        return value
+        return self._at(self.layout.index[name])
 
     def get(self, name: str, default: Any = None) -> Any:
-        """``image[name]``, or ``default`` for a column the image does not have (one call
+        """``image[name]``, or ``default`` for a column the image does not have (two calls
         where ``Mapping.get`` makes three)."""
         i = self.layout.index.get(name)
-        if i is None:
-            return default
+        return default if i is None else self._at(i)
+
+    def _at(self, i: int) -> Any:
+        """The typed value of column ``i``, typed from its text the first time it is asked for."""
         values = self._values
         if values is None:
             values = self._values = [_UNTYPED] * len(self.texts)
