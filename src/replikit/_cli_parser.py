@@ -14,7 +14,7 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from replikit import __version__
-from replikit.pipeline.runner import PREP_MODES
+from replikit.pipeline.choices import PREP_MODES, STREAM_GC
 from replikit.positions import FORMATS
 from replikit.settings import ENV_PREFIX, TaskSettings
 
@@ -36,6 +36,7 @@ SETTING_FLAGS = {
     "schema_change_policy": "--schema-changes",
     "standby": "--standby",
     "lease_seconds": "--lease-seconds",
+    "stream_gc": "--stream-gc",
 }
 
 URLS = """\
@@ -471,6 +472,16 @@ def _add_replicate(sub: Any, common: argparse.ArgumentParser) -> None:
         help=_setting_help(
             "a source table's schema change: follow it, suspend the table, or ignore it",
             "schema_change_policy",
+        ),
+    )
+    p.add_argument(
+        "--stream-gc",
+        choices=STREAM_GC,
+        help=_setting_help(
+            "Python's garbage collector while changes stream: managed (off, and replikit "
+            "collects every 5 s between batches: faster on a backlog) or python (left as the "
+            "program set it); docs/cdc.md",
+            "stream_gc",
         ),
     )
     p.add_argument(

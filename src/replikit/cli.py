@@ -292,6 +292,7 @@ def _replicate_flags(args: argparse.Namespace) -> dict[str, Any]:
         "schema_change_policy": args.schema_changes,
         "standby": args.standby,
         "lease_seconds": args.lease_seconds,
+        "stream_gc": args.stream_gc,
     }
 
 

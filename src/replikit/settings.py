@@ -19,15 +19,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from replikit.errors import ConfigError
-from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, StopCondition
+from replikit.pipeline.choices import (
+    DEFAULT_QUEUE_BYTES,
+    DEFAULT_SPILL_BYTES,
+    GENERATED_COLUMNS,
+    PREP_MODES,
+    StreamGc,
+    check_stream_gc,
+)
 from replikit.pipeline.policy import ErrorPolicy, SchemaChangePolicy
-from replikit.pipeline.runner import PREP_MODES
-from replikit.pipeline.spill import DEFAULT_SPILL_BYTES
 from replikit.positions import Position
-from replikit.schema.convert import GENERATED_COLUMNS
+
+if TYPE_CHECKING:  # the pipeline loads when a stop condition is made, not with the settings
+    from replikit.pipeline.cdc import StopCondition
 
 __all__ = ["ENV_PREFIX", "ErrorPolicy", "TaskSettings", "stop_condition"]
 
@@ -42,6 +49,8 @@ _FALSE = ("0", "false", "no", "off")
 
 def stop_condition(settings: TaskSettings) -> StopCondition:
     """The CDC stop condition ``settings`` describe (``cdc_stop_position``, idle time)."""
+    from replikit.pipeline.cdc import StopCondition
+
     position: Position | None = None
     commit_time: datetime | None = None
     text = settings.cdc_stop_position
@@ -163,6 +172,14 @@ class TaskSettings:
         validation_interval: with ``migration_type="validation-only"``: validate again this
             many seconds after each run ends, until :meth:`~replikit.Task.stop` (statistics
             and ``task.last_validation`` updated each time); ``None`` (default): once.
+        stream_gc: who runs Python's cyclic garbage collector while a CDC stream applies
+            changes. ``"managed"`` (default): the stream turns the count-triggered
+            collections off for the whole process and runs a full collection itself every
+            5 s between batches, then restores the collector when it ends (a backlog drains
+            faster: docs/cdc.md, "The garbage collector while a stream runs").
+            ``"python"``: the stream leaves the collector as the program set it, for a
+            program that runs other work in the same process and wants its usual
+            collections (or tunes the collector itself).
     """
 
     target_table_prep_mode: PrepMode = "drop-and-create"
@@ -191,6 +208,7 @@ class TaskSettings:
     standby: bool = False
     lease_seconds: float = 10.0
     validation_interval: float | None = None
+    stream_gc: StreamGc = "managed"
 
     def __post_init__(self) -> None:
         if isinstance(self.error_policy, Mapping):
@@ -211,6 +229,7 @@ class TaskSettings:
                 f"{self.schema_change_policy!r}",
                 setting="schema_change_policy",
             )
+        check_stream_gc(self.stream_gc)
         if self.target_table_prep_mode not in PREP_MODES:
             raise ConfigError(
                 f"target_table_prep_mode must be one of {', '.join(PREP_MODES)}; "

@@ -756,6 +756,7 @@ class Task:
             control=control_store(self.target),
             schema_policy=s.schema_change_policy,
             reloader=self._load_table,
+            stream_gc=s.stream_gc,
         )
 
     def _load_then_stream(

@@ -42,6 +42,7 @@ from replikit.changes import Change, Op, SchemaChange, Transaction
 from replikit.errors import ConfigError, DataError, Error
 from replikit.logs import in_context
 from replikit.pipeline.cache import ADD_PIECE, ChangeCache
+from replikit.pipeline.choices import check_stream_gc
 from replikit.pipeline.conflict_policy import ConflictHandler, Unrecorded, refuse_unreported
 from replikit.pipeline.conflicts import ConflictError
 from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, dialect_of
@@ -300,6 +301,8 @@ class Replicator:
         reloader: loads one source table into the target again and returns its new plan;
             with it, suspended tables can be reloaded while the stream runs
             (:attr:`reloads`, :mod:`replikit.pipeline.reload`).
+        stream_gc: ``managed`` runs the garbage collector on the stream's schedule while
+            :meth:`run` runs (:func:`_heap_frozen`); ``python`` leaves it as it is.
     """
 
     def __init__(
@@ -320,9 +323,12 @@ class Replicator:
         control: ControlStore | None = None,
         schema_policy: str = "apply",
         reloader: Loader | None = None,
+        stream_gc: str = "managed",
     ) -> None:
         if batch_changes < 1 or queue_transactions < 1 or queue_bytes < 1:
             raise ConfigError("batch_changes, queue_transactions and queue_bytes must be >= 1")
+        check_stream_gc(stream_gc)
+        self.stream_gc = stream_gc
         self.reader = reader
         self.writer = writer
         self.task = task
@@ -563,7 +569,8 @@ class Replicator:
 
         Raises the reader's or the writer's error after committing what was applied before it.
         """
-        with _heap_frozen():
+        managed = self.stream_gc == "managed"
+        with _heap_frozen() if managed else contextlib.nullcontext():
             return self._run(checkpoint, stop)
 
     def _run(self, checkpoint: Checkpoint, stop: StopCondition | None) -> Checkpoint:

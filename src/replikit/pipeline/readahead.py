@@ -22,6 +22,7 @@ from typing import Any
 from replikit._failpoints import armed, failpoint
 from replikit.changes import Transaction
 from replikit.logs import in_context
+from replikit.pipeline.choices import DEFAULT_QUEUE_BYTES
 from replikit.pipeline.contracts import ChangeReader, SupportsTransactionBatches
 from replikit.pipeline.spill import spilled, transaction_bytes
 from replikit.positions import Position
@@ -31,8 +32,6 @@ __all__ = ["DEFAULT_QUEUE_BYTES", "END", "Stream", "discard"]
 log = logging.getLogger("replikit.pipeline.cdc")
 
 END = object()  # the reader's iterator ended
-#: default bound on the estimated size of the transactions queued between reader and applier
-DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 #: the applying side takes at most this many queued items (of at most this many estimated
 #: bytes, and an eighth of the queue's bound) off the queue at once, under one lock round,
 #: and hands them out one by one

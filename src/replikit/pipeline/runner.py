@@ -32,6 +32,7 @@ from replikit.mapping.pushed import Projected, Projection
 from replikit.pipeline.cache import ChangeCache
 from replikit.pipeline.cdc import DEFAULT_QUEUE_BYTES, Replicator, StopCondition
 from replikit.pipeline.checks import override_findings, plan_findings, refuse_unsupported
+from replikit.pipeline.choices import PREP_MODES, check_stream_gc
 from replikit.pipeline.contracts import (
     ChangeReader,
     ChangeWriter,
@@ -98,8 +99,6 @@ from replikit.transforms import SchemaTransform, Transform
 __all__ = ["PREP_MODES", "Pipeline", "UnitLoader"]
 
 log = logging.getLogger("replikit.pipeline")
-
-PREP_MODES = ("drop-and-create", "truncate", "do-nothing")
 
 
 def _with_filter(
@@ -189,6 +188,9 @@ class Pipeline:
             table is suspended and the others go on).
         reloader: loads one source table again, telling where its read stands (a stream
             reloads suspended tables with it while it runs: :mod:`replikit.pipeline.reload`).
+        stream_gc: ``managed`` (default): while a stream applies changes, Python's
+            count-triggered garbage collections are off and the stream collects every 5 s
+            between batches; ``python``: the collector is left as it is (``TaskSettings``).
     """
 
     def __init__(
@@ -228,11 +230,13 @@ class Pipeline:
         schema_policy: str = "apply",
         on_table_suspended: Callable[[TablePlan, BaseException], None] | None = None,
         reloader: Loader | None = None,
+        stream_gc: str = "managed",
     ) -> None:
         if prep_mode not in PREP_MODES:
             raise ConfigError(
                 f"prep_mode must be one of {', '.join(PREP_MODES)}; got {prep_mode!r}"
             )
+        check_stream_gc(stream_gc)
         self.reader = reader
         self.writer = writer
         self.mappings = mappings or Mappings()
@@ -276,6 +280,7 @@ class Pipeline:
         self.schema_policy = schema_policy
         self.on_table_suspended = on_table_suspended
         self.reloader = reloader
+        self.stream_gc = stream_gc
         self.functions = tuple(r.id.name for r in routines if r.kind == "function")
         self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()

@@ -30,6 +30,7 @@ from typing import IO, Any, TypeVar
 from replikit.changes import Change, Op, TextImage, Transaction, slots_constructor
 from replikit.errors import ConfigError, Error
 from replikit.pipeline import segments
+from replikit.pipeline.choices import DEFAULT_SPILL_BYTES
 from replikit.positions import Position
 from replikit.schema.model import TableId
 
@@ -46,8 +47,6 @@ __all__ = [
     "transaction_bytes",
 ]
 
-#: the default ``spill_bytes``: a transaction estimated larger than this goes to disk
-DEFAULT_SPILL_BYTES = 64 * 1024 * 1024
 #: most rows in one record of a spill file (also the longest run between size checks)
 RECORD_ROWS = 1024
 #: what a reader collects per row change: op, table, key, before image, after image

@@ -83,6 +83,7 @@ def run_stream(
         control=pipe.control,
         schema_policy=pipe.schema_policy,
         reloader=pipe.reloader,
+        stream_gc=pipe.stream_gc,
     )
     pipe.replicator = replicator
     replicator.reporter = pipe.reporter

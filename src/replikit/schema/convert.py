@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from replikit.errors import ConfigError, SchemaError
+from replikit.pipeline.choices import GENERATED_COLUMNS
 from replikit.schema.model import CheckConstraint, Column, Generation, TableId, TableSchema
 from replikit.schema.names import IdentifierRules, NamedByRules, NameKind
 from replikit.schema.report import ObjectPlan, Verdict
@@ -420,9 +421,6 @@ GENERATION_KINDS: dict[str, tuple[bool, ...]] = {
     "sqlite": (True, False),
     "duckdb": (False,),  # DuckDB refuses STORED
 }
-
-#: values of ``generated_columns`` (:func:`plan_table`, ``TaskSettings``)
-GENERATED_COLUMNS = ("create", "values")
 
 _PLAIN = "the column is created as a plain column holding the source's values"
 
