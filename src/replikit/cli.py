@@ -27,17 +27,21 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from replikit import _dask
 from replikit._cli_parser import SETTING_FLAGS, parser
-from replikit.endpoints.base import Endpoint, cdc_source, endpoint
 from replikit.errors import ConfigError, Error, StoppedError, TaskError
 from replikit.logs import ContextFilter, JsonFormatter
-from replikit.mapping import Mappings, Selection
-from replikit.pipeline.policy import ErrorPolicy
-from replikit.task import Task, TaskSettings
-from replikit.taskfile import TaskFile, load_task_file
+from replikit.settings import TaskSettings
+
+# The commands import the task, the mappings, the endpoints and the task files when they run:
+# ``replikit --help`` (and a bad command line) needs only the parser.
+if TYPE_CHECKING:
+    from replikit.endpoints.base import Endpoint
+    from replikit.mapping import Mappings
+    from replikit.pipeline.policy import ErrorPolicy
+    from replikit.task import Task
+    from replikit.taskfile import TaskFile
 
 __all__ = ["main"]
 
@@ -51,6 +55,8 @@ def _pair(text: str, flag: str, shape: str) -> tuple[str, str]:
 
 def _mappings(args: argparse.Namespace, base: Mappings | None = None) -> Mappings:
     """Selection and renames from the command line (added to ``base``: a task file's)."""
+    from replikit.mapping import Mappings, Selection
+
     if base is None:
         mappings = Mappings(selection=Selection(tuple(args.include), tuple(args.exclude)))
     else:
@@ -104,6 +110,8 @@ def _build(
 ) -> Task:
     """The task the command line describes: a ``--task`` file's, with the URLs, selection,
     renames and setting flags given on the line winning over it."""
+    from replikit.task import Task
+
     task_file = _task_file(args)
     if task_file is None:
         return Task(
@@ -129,6 +137,8 @@ def _build(
 
 
 def _task_file(args: argparse.Namespace) -> TaskFile | None:
+    from replikit.taskfile import load_task_file
+
     path = getattr(args, "task", None)
     return None if path is None else load_task_file(path)
 
@@ -191,6 +201,8 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
+    from replikit import _dask
+
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(_dask.client(args.dask)) if args.dask else None
         task = _task(args, executor, **_load_flags(args))
@@ -275,6 +287,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _source(url: str, cdc_setup: bool) -> Endpoint:
+    from replikit.endpoints.base import endpoint
+
     if cdc_setup and url.startswith("sqlite"):
         return endpoint(url, cdc_setup=True)
     return endpoint(url)
@@ -304,6 +318,8 @@ def _given(args: argparse.Namespace, settings: TaskSettings) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``replikit run TASKFILE``: a full-load task as ``copy``, the others as ``replicate``
     (with those commands' defaults for every flag)."""
+    from replikit.taskfile import load_task_file
+
     task_file = load_task_file(args.taskfile)
     full_load = task_file.migration_type == "full-load"
     argv = ["copy" if full_load else "replicate", "--task", args.taskfile]
@@ -352,7 +368,9 @@ def _monitor(task: Task, args: argparse.Namespace) -> Iterator[None]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from replikit.endpoints.base import endpoint
     from replikit.monitor.report import format_status, task_status
+    from replikit.task import Task
 
     if args.target_url is not None and args.task_id is None:
         raise ConfigError("--target needs --task-id (or give SRC_URL and DST_URL)")
@@ -383,6 +401,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:
+    from replikit.task import Task
+
     task = Task(args.source, args.target, settings=_settings(args, task_id=args.task_id))
     task.drop()
     print(f"dropped task {task.task_id}: source CDC objects and target control rows")
@@ -390,6 +410,8 @@ def _cmd_drop(args: argparse.Namespace) -> int:
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
+    from replikit.task import Task
+
     settings = _settings(args, task_id=args.task_id, target_table_prep_mode=args.prep)
     with _source(args.source, False) as source:
         task = Task(source, args.target, mappings=_mappings(args), settings=settings)
@@ -406,6 +428,9 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 
 
 def _cmd_cdc_setup(args: argparse.Namespace) -> int:
+    from replikit.endpoints.base import cdc_source
+    from replikit.mapping import Selection
+
     selection = Selection(tuple(args.include), tuple(args.exclude))
     with _source(args.source, True) as source:
         tables = list(source.reflect(selection).tables)

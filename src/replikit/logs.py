@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from replikit.endpoints.base import mask_url
+from replikit.endpoints._url import mask_url
 
 __all__ = ["ContextFilter", "JsonFormatter", "in_context", "log_context", "scrub"]
 

@@ -51,26 +51,29 @@ def stop_condition(settings: TaskSettings) -> StopCondition:
     """The CDC stop condition ``settings`` describe (``cdc_stop_position``, idle time)."""
     from replikit.pipeline.cdc import StopCondition
 
-    position: Position | None = None
-    commit_time: datetime | None = None
-    text = settings.cdc_stop_position
-    if text is not None:
-        if text.startswith("server_time:"):
-            try:
-                commit_time = datetime.fromisoformat(text.removeprefix("server_time:"))
-            except ValueError:
-                raise ConfigError(
-                    f"cdc_stop_position {text!r}: expected server_time:<ISO 8601 time>, "
-                    "e.g. server_time:2025-01-31T12:00:00+00:00",
-                    setting="cdc_stop_position",
-                ) from None
-            if commit_time.tzinfo is None:
-                commit_time = commit_time.replace(tzinfo=UTC)
-        else:
-            position = _position(text, "cdc_stop_position")
+    position, commit_time = _stop_at(settings.cdc_stop_position)
     return StopCondition(
         idle_seconds=settings.stop_when_idle, position=position, commit_time=commit_time
     )
+
+
+def _stop_at(text: str | None) -> tuple[Position | None, datetime | None]:
+    """``cdc_stop_position`` read: a position, or a commit time (``server_time:<ISO 8601>``)."""
+    if text is None:
+        return None, None
+    if not text.startswith("server_time:"):
+        return _position(text, "cdc_stop_position"), None
+    try:
+        commit_time = datetime.fromisoformat(text.removeprefix("server_time:"))
+    except ValueError:
+        raise ConfigError(
+            f"cdc_stop_position {text!r}: expected server_time:<ISO 8601 time>, "
+            "e.g. server_time:2025-01-31T12:00:00+00:00",
+            setting="cdc_stop_position",
+        ) from None
+    if commit_time.tzinfo is None:
+        commit_time = commit_time.replace(tzinfo=UTC)
+    return None, commit_time
 
 
 def _position(text: str, setting: str) -> Position:
@@ -269,7 +272,7 @@ class TaskSettings:
         _at_least("validation_interval", self.validation_interval, 0, none_ok=True)
         if self.cdc_start_position not in (None, "now"):
             _position(self.cdc_start_position, "cdc_start_position")
-        stop_condition(self)
+        _stop_at(self.cdc_stop_position)
         if self.generated_columns not in GENERATED_COLUMNS:
             raise ConfigError(
                 f"generated_columns must be one of {', '.join(GENERATED_COLUMNS)}; "

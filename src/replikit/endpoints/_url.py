@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["UrlParts", "is_local_host", "parse_url"]
+__all__ = ["UrlParts", "is_local_host", "mask_url", "parse_url"]
 
 # sqlalchemy.engine.url._parse_url's pattern, as it is in SQLAlchemy 2.0
 _PATTERN = re.compile(
@@ -96,3 +96,27 @@ def is_local_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@?]*):")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, however the password is spelt.
+
+    The password is what SQLAlchemy's ``make_url`` reads (``user:<password>@``, up to an
+    ``@``), extended to the last ``@`` of the URL, so a password holding ``/``, ``:``, ``?``,
+    ``%``-escapes or even a bare ``@`` never shows (a raw ``?`` in a password cannot be told
+    from the start of a query, so the query is no bound: an ``@`` in the query makes the mask
+    cover the host too, which hides more than needed, never less); a ``password=`` query
+    parameter is masked too. The rest of the URL is kept as written (task ids are derived
+    from it).
+    """
+    m = _USERINFO.match(url)
+    if m is not None:
+        start = m.end()
+        at = url.rfind("@")
+        if at >= start:
+            url = f"{url[:start]}***{url[at:]}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)

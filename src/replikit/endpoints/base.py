@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from replikit import display
+from replikit.endpoints._url import mask_url
 from replikit.errors import (
     CapabilityError,
     ConfigError,
@@ -405,30 +406,6 @@ def endpoint(url: str | Any, **options: Any) -> Endpoint:
             )
         url = url_text(url)
     return _resolve(_scheme(url))(url, **options)
-
-
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@?]*):")
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, however the password is spelt.
-
-    The password is what SQLAlchemy's ``make_url`` reads (``user:<password>@``, up to an
-    ``@``), extended to the last ``@`` of the URL, so a password holding ``/``, ``:``, ``?``,
-    ``%``-escapes or even a bare ``@`` never shows (a raw ``?`` in a password cannot be told
-    from the start of a query, so the query is no bound: an ``@`` in the query makes the mask
-    cover the host too, which hides more than needed, never less); a ``password=`` query
-    parameter is masked too. The rest of the URL is kept as written (task ids are derived
-    from it).
-    """
-    m = _USERINFO.match(url)
-    if m is not None:
-        start = m.end()
-        at = url.rfind("@")
-        if at >= start:
-            url = f"{url[:start]}***{url[at:]}"
-    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def hide_secret(text: str, secret: str | None) -> str:
