@@ -52,6 +52,11 @@ NX_DEVIATIONS = {
     "no-transactions-in-hello": "nx-27017's hello has no setName, so replikit applies "
     "without multi-document transactions unless forced",
     "index-names": "nx-27017 renames indexes (idx_<collection>_<field>)",
+    "no-snapshot-reads": "nx-27017 accepts read concern 'snapshot' and atClusterTime but "
+    "ignores them and reports no atClusterTime, so replikit reloads a collection without a "
+    "snapshot (and warns)",
+    "untimed-events": "nx-27017 gives an event's clusterTime as a date, not a Timestamp, and "
+    "its resume tokens (nx:N) hold no cluster time",
 }
 
 

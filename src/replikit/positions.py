@@ -10,9 +10,12 @@ import abc
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from replikit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from replikit.schema.model import TableId
 
 __all__ = ["FORMATS", "PgLsn", "Position", "SqliteSeq"]
 
@@ -61,6 +64,12 @@ class Position(abc.ABC):
         if type(other) is not type(self):
             return NotImplemented
         return bool(self._key() < other._key())
+
+    def for_table(self, table: TableId) -> Position:
+        """This position as ``table``'s changes are compared with it: the position itself
+        where one change log orders every table; a source that keeps a point per table
+        (MongoDB: one change stream per collection) gives that table's only."""
+        return self
 
     @staticmethod
     def parse(text: str) -> Position:

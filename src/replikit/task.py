@@ -798,13 +798,16 @@ class Task:
     ) -> tuple[Reader, dict[TableId, Position]]:
         """A reader of the tables a resumed full load loads again, and their snapshot's
         position per table: the stream replays from the first snapshot, and skips those
-        tables' changes the new one holds. A source without an exact snapshot (MongoDB) gives
-        a plain reader: its replayed changes are applied again (idempotently)."""
+        tables' changes the new one holds (each table's as :meth:`Position.for_table` gives
+        it). A source without an exact snapshot (or a MongoDB server without snapshot reads)
+        gives a plain reader: its replayed changes are applied again (idempotently)."""
         source = self.source
         if not todo or not isinstance(source, SupportsReloadSnapshot):
             return source.reader(todo), {}
         reader, at = stack.enter_context(source.cdc_reload_snapshot(todo, task=self.task_id))
-        return reader, dict.fromkeys((t.id for t in todo), at)
+        if at is None:
+            return reader, {}
+        return reader, {t.id: at.for_table(t.id) for t in todo}
 
     def _load_pipeline(self, reader: Reader, *, resumed: bool) -> Pipeline:
         s = self.settings

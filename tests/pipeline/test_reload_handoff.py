@@ -88,12 +88,17 @@ def table_dir(folder: Path, table: str) -> Path:
 
 def replayed(folder: Path, table: str) -> list[tuple[Any, ...]]:
     """``table`` as the files endpoint reads it: the change files over the load files."""
+    return replayed_table(folder, table)[1]
+
+
+def replayed_table(folder: Path, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """:func:`replayed`, and the names of its columns."""
     name = ".".join(table_dir(folder, table).relative_to(folder).parts)
     with rk.endpoint(f"file://{folder}") as files:
         reader = files.reader([name])
         [schema] = reader.tables
         batches = (b for u in reader.units(schema) for b in reader.read(u))
-        return sorted(tuple(r) for b in batches for r in b.rows)
+        return list(schema.column_names), sorted(tuple(r) for b in batches for r in b.rows)
 
 
 def file_rows(folder: Path, table: str, prefix: str) -> list[dict[str, Any]]:
@@ -214,3 +219,80 @@ def test_a_reload_while_the_task_is_stopped_then_run(
     work.run(STEP)  # after it
     task_for(source, folder, stop_when_idle=2.0).run()
     assert_each_change_once(source, folder)
+
+
+# -- MongoDB: a reload reads at one cluster time ----------------------------------------------
+class MongoWorkload:
+    """Each step writes a ``ledger`` document (only ever inserted) and bumps the ``counters``
+    document (an update: what :func:`counted` counts), two single-document writes."""
+
+    def __init__(self, db: Any, writer: int = 1) -> None:
+        self.db = db
+        self.writer = writer
+        self.seq = 0
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.seq += 1
+            self.db.ledger.insert_one(
+                {"_id": f"{self.writer}-{self.seq:05d}", "writer": self.writer, "seq": self.seq}
+            )
+            self.db.counters.update_one({"_id": 1}, {"$inc": {"n": 1}})
+
+
+def assert_mongo_source_replayed(db: Any, folder: Path) -> None:
+    """The files give the collections' documents."""
+    for table in ("ledger", "counters"):
+        names, rows = replayed_table(folder, table)
+        want = sorted(tuple(doc.get(n) for n in names) for doc in db[table].find())
+        assert rows == want, f"{table} differs"
+
+
+@pytest.mark.parametrize("lag", ["drained", "behind"])
+def test_a_mongodb_reload_writes_each_change_once(
+    mongo: Any, mongo_url: str, mongo_db: str, tmp_path: Path, lag: str, caplog: Any
+) -> None:
+    """:func:`test_a_reload_writes_each_change_once` from MongoDB: the reload reads at one
+    cluster time, and of the changes held meanwhile only those of a later time are written.
+    nx-27017 has no snapshot reads (deviation 'no-snapshot-reads'), so there the reload
+    warns that change files may hold some changes twice and the files still give the source
+    (and a new stream there replays the collection's history, 'origin-token', so changes are
+    written twice there anyway)."""
+    import logging
+
+    client = mongo.client()
+    try:
+        db = client[mongo_db]
+        db.counters.insert_one({"_id": 1, "n": 0})
+        db.ledger.insert_one({"_id": "0-00000", "writer": 0, "seq": 0})
+        folder = tmp_path / "out"
+        task = rk.Task(
+            mongo_url,
+            f"file://{folder}",
+            migration_type="full-load-and-cdc",
+            settings=rk.TaskSettings(task_id="t1", progress=False, batch_changes=50),
+        )
+        work = MongoWorkload(db)
+        with caplog.at_level(logging.WARNING, logger="replikit.mongodb"), running(task):
+            work.run(STEP)  # replicated before the reload (and ledger rows for it to load)
+            _wait_for(lambda: counted(task) >= STEP)
+            reload_across_the_snapshot(task, work, behind=lag == "behind", applied=STEP)
+            work.run(STEP)  # after the handoff
+            _wait_for(lambda: counted(task) >= 4 * STEP)
+        warned = [r.getMessage() for r in caplog.records if r.name == "replikit.mongodb"]
+        assert_mongo_source_replayed(db, folder)
+        if mongo.deviates("no-snapshot-reads"):
+            assert any(f"{mongo_db}.ledger" in m and "twice" in m for m in warned), warned
+            return
+        assert not warned, warned
+        for table in ("ledger", "counters"):
+            changes = [repr(sorted(r.items())) for r in file_rows(folder, table, "CDC")]
+            twice = [r for r, n in Counter(changes).items() if n > 1]
+            assert not twice, f"{table}: changes written twice: {twice[:3]}"
+        loaded = {r["_id"] for r in file_rows(folder, "ledger", "LOAD")}
+        inserted = [r["_id"] for r in file_rows(folder, "ledger", "CDC") if r["Op"] == "I"]
+        assert inserted, "no ledger change after the reload"
+        again = sorted(loaded.intersection(inserted))
+        assert not again, f"ledger documents in the reload and written again: {again[:5]}"
+    finally:
+        client.close()

@@ -261,11 +261,15 @@ class SupportsReloadSnapshot(Protocol):
 
     def cdc_reload_snapshot(
         self, tables: Sequence[TableSchema], *, task: str
-    ) -> AbstractContextManager[tuple[Reader, Position]]:
+    ) -> AbstractContextManager[tuple[Reader, Position | None]]:
         """``with ... as (reader, pos)``: a full-load reader of ``tables`` that sees exactly
         the changes committed at or before ``pos`` (a position as the change reader hands
-        them out). Nothing of ``task``'s stream (slot, start position) changes; whatever the
-        snapshot needs on the source is gone when the block ends."""
+        them out; compared with a table's changes as :meth:`Position.for_table` gives it).
+        ``pos`` is ``None`` where the source cannot read at an exact position this time (a
+        MongoDB server without snapshot reads): the reader reads the tables as they are, and
+        the stream applies every change it replays again. Nothing of ``task``'s stream
+        (slot, start position) changes; whatever the snapshot needs on the source is gone
+        when the block ends."""
         ...
 
 

@@ -15,7 +15,9 @@ to there are left out, that position kept in the checkpoint until the stream is 
 replay after a crash leaves them out too: :attr:`~replikit.pipeline.contracts.Checkpoint.
 snapshots`, as for a resumed full load). That matters for change-file targets, which write
 every change they are given; database targets converge anyway (apply is idempotent), and a
-source without an exact snapshot (MongoDB) gets every held change applied.
+source without an exact snapshot (a MongoDB server without snapshot reads: standalone, before
+5.0) gets every held change applied. MongoDB reads the table at a cluster time and keeps a
+point per collection: the position compared is the table's (``Position.for_table``).
 
 The table stays in ``replikit_suspended_tables`` (state ``reloading``; a files target's
 manifest) until the handoff is complete, so a crash in between leaves it suspended, and the

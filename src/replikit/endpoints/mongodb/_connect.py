@@ -35,6 +35,8 @@ _URL = re.compile(r"^(?P<scheme>mongodb(?:\+srv)?)://(?P<rest>[^/?]*)(?P<path>/[
 HISTORY_LOST: Final = frozenset({286, 280, 136})
 #: "The $changeStream stage is only supported on replica sets"
 NO_CHANGE_STREAMS: Final = frozenset({40573})
+#: a snapshot read at a cluster time older than the server keeps history for
+SNAPSHOT_TOO_OLD: Final = 239
 DUPLICATE_KEY: Final = 11000
 
 
@@ -214,6 +216,14 @@ def translated(client: Client, doing: str, *, table: str | None = None) -> Itera
                 f"MongoDB at {client.where} has no change streams ({text}): they need a "
                 "replica set or a sharded cluster (a one-node replica set is enough: start "
                 "mongod with --replSet rs0 and run rs.initiate())"
+            ) from exc
+        if exc.code == SNAPSHOT_TOO_OLD:
+            raise DataError(
+                f"cannot {doing} MongoDB at {client.where}{where}: {text}. The read is at one "
+                "cluster time, and the server keeps that history for "
+                "minSnapshotHistoryWindowInSeconds (300 s by default): raise it "
+                "(setParameter) above the time the read takes, then reload the table again",
+                table=table,
             ) from exc
         if exc.code in (13, 18) or exc.code == 8000:
             raise ConnectError(f"cannot {doing} MongoDB at {client.where}: {text}") from exc

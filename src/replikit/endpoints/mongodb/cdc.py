@@ -16,6 +16,13 @@ resume token, so a restart resumes each stream after the last change the target 
   seconds as an empty transaction, so the checkpoint follows the oplog.
 * Handoff with the full load: the position is taken before the load reads
   (:func:`start`); changes during the load arrive again and apply idempotently.
+* A table read again while the stream runs (a reload, a resumed full load) is read at one
+  cluster time where the server has snapshot reads (:func:`snapshot_time`): the changes of
+  that time or before are in the loaded rows, and the pipeline leaves them out
+  (:meth:`._positions.Resume.after_time`). Where it has none (a standalone server, MongoDB
+  before 5.0, the nx-27017 test stand-in) the read is a plain one, with a warning: every
+  change held or replayed meanwhile is applied again (idempotent in a database, written
+  twice in change files).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from replikit.changes import SchemaChange, Transaction
+from replikit.endpoints.base import hide_secret
 from replikit.endpoints.mongodb import _events
-from replikit.endpoints.mongodb._connect import Client, translated
+from replikit.endpoints.mongodb._connect import Client, driver, translated
 from replikit.endpoints.mongodb._positions import MongoPosition, Resume
 from replikit.endpoints.mongodb.reflect import Reflected
 from replikit.errors import ConfigError
@@ -37,7 +45,7 @@ from replikit.pipeline.spill import DEFAULT_SPILL_BYTES, TransactionBuffer
 from replikit.positions import Position
 from replikit.schema.model import TableId, TableSchema
 
-__all__ = ["MongoChangeReader", "check_streams", "namespace", "start"]
+__all__ = ["MongoChangeReader", "check_streams", "namespace", "snapshot_time", "start"]
 
 log = logging.getLogger("replikit.mongodb.cdc")
 
@@ -83,6 +91,35 @@ def start(client: Client, tables: Sequence[TableSchema]) -> MongoPosition:
                 Resume.after(token) if token is not None else _cluster_time(client)
             )
     return MongoPosition.of(points)
+
+
+def snapshot_time(
+    client: Client, tables: Sequence[TableSchema]
+) -> tuple[tuple[int, int] | None, str]:
+    """The cluster time of a snapshot read now (``(seconds, increment)``), at which
+    ``tables`` can be read (every change of that time or before in, none after); or ``None``
+    and why not, where the server has no snapshot reads. The server picks the time (its
+    majority-committed point) for a first ``find`` with read concern ``snapshot`` and says it
+    in the cursor's ``atClusterTime``."""
+    if not tables:
+        return None, "no table to read"
+    pymongo = driver()
+    table = tables[0].id
+    coll = client.collection(table.schema, table.name)
+    command = {"find": table.name, "filter": {}, "projection": {"_id": 1}, "limit": 1,
+               "singleBatch": True, "readConcern": {"level": "snapshot"}}  # fmt: skip
+    with translated(client, "start a snapshot read of", table=str(table)):
+        try:
+            reply = coll.database.command(command)
+        except pymongo.errors.OperationFailure as exc:
+            if exc.code in (13, 18):  # not authorised, authentication failed
+                raise
+            text = hide_secret(str((exc.details or {}).get("errmsg", exc)), client.url.password)
+            return None, f"the server refused a snapshot read: {text}"
+    at = (reply.get("cursor") or {}).get("atClusterTime")
+    if at is None or not hasattr(at, "inc"):
+        return None, "the server reported no snapshot time (atClusterTime) for a snapshot read"
+    return (int(at.time), int(at.inc)), ""
 
 
 def _cluster_time(client: Client) -> Resume:

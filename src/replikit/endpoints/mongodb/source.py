@@ -6,6 +6,14 @@ of about that many documents each, with bounds taken by walking the ``_id`` inde
 classes (numbers, strings, ObjectIds...) by class first and a range query only matches its
 own class, so a collection whose smallest and largest ``_id`` differ in class is read as one
 unit: a range would miss documents. Each unit is one cursor sorted by ``_id``.
+
+A reader made with ``snapshot_at`` (a cluster time, ``(seconds, increment)``) reads every
+collection as it was at that time: each of its queries, the bounds of the ranges too, is a
+``find`` command with read concern ``{level: "snapshot", atClusterTime}`` (MongoDB 5.0+ on a
+replica set or sharded cluster), so units read in parallel, in other threads or processes,
+see one state (a reload at an exact change-stream position: ``cdc.reload_snapshot``).
+MongoDB keeps that history for ``minSnapshotHistoryWindowInSeconds`` (300 s by default): a
+read running longer fails with SnapshotTooOld, which says so.
 """
 
 from __future__ import annotations
@@ -57,12 +65,15 @@ class MongoReader(Reader):
         reflected: Reflected,
         *,
         batch_size: int = 1000,
+        snapshot_at: tuple[int, int] | None = None,
     ) -> None:
         self._client = client
         self._tables = tuple(tables)
         self._by_id = {t.id: t for t in self._tables}
         self._reflected = reflected
         self.batch_size = batch_size
+        #: the cluster time every read is at (``None``: each read sees the collection now)
+        self.snapshot_at = snapshot_at
 
     @property
     @override
@@ -103,14 +114,14 @@ class MongoReader(Reader):
             return [Unit(table.id)]
         coll = self._client.collection(table.id.schema, table.id.name)
         with translated(self._client, "split", table=str(table.id)):
-            ends = [_first_id(coll, 1), _first_id(coll, -1)]
+            ends = [self._first_id(coll, 1), self._first_id(coll, -1)]
             if ends[0] is None or type_class(ends[0]) != type_class(ends[1]):
                 return [Unit(table.id)]
             pieces = math.ceil(rows / split_rows)
             step = max(1, rows // pieces)
             bounds: list[Any] = []
             for i in range(1, pieces):
-                found = list(coll.find({}, {d.ID: 1}).sort(d.ID, 1).skip(i * step).limit(1))
+                found = list(self._find(coll, {}, {d.ID: 1}, direction=1, skip=i * step, limit=1))
                 if found and (not bounds or found[0][d.ID] != bounds[-1]):
                     bounds.append(found[0][d.ID])
         edges: list[Any] = [None, *bounds, None]
@@ -138,8 +149,7 @@ class MongoReader(Reader):
         query = _range(unit.range)
         rows: list[list[Any]] = []
         with translated(self._client, "read", table=str(table.id)):
-            cursor = coll.find(query, batch_size=self.batch_size).sort(d.ID, 1)
-            for doc in cursor:
+            for doc in self._find(coll, query, None, direction=1, batch_size=self.batch_size):
                 rows.append(_row(shape, doc, table.id))
                 if len(rows) >= self.batch_size:
                     yield Batch(table.id, shape.names, rows)
@@ -152,6 +162,54 @@ class MongoReader(Reader):
         client is the endpoint's to close (its change streams may be open)."""
         if self._client.unpickled:
             self._client.close()
+
+    def _first_id(self, coll: Any, direction: int) -> Any:
+        found = list(self._find(coll, {}, {d.ID: 1}, direction=direction, limit=1))
+        return found[0][d.ID] if found else None
+
+    def _find(
+        self,
+        coll: Any,
+        query: dict[str, Any],
+        projection: dict[str, Any] | None,
+        *,
+        direction: int,
+        skip: int = 0,
+        limit: int = 0,
+        batch_size: int | None = None,
+    ) -> Iterator[Any]:
+        """The documents of ``coll`` matching ``query``, sorted by ``_id`` in ``direction``:
+        a plain ``find``, or at :attr:`snapshot_at` a ``find`` command with snapshot read
+        concern (its cursor's ``getMore`` s read at the same time)."""
+        if self.snapshot_at is None:
+            cursor = coll.find(query, projection).sort(d.ID, direction)
+            if skip:
+                cursor = cursor.skip(skip)
+            if limit:
+                cursor = cursor.limit(limit)
+            if batch_size:
+                cursor = cursor.batch_size(batch_size)
+            return iter(cursor)
+        from bson.timestamp import Timestamp
+
+        from replikit.endpoints.mongodb._connect import codec
+
+        command: dict[str, Any] = {"find": coll.name, "filter": query, "sort": {d.ID: direction}}
+        if projection is not None:
+            command["projection"] = projection
+        if skip:
+            command["skip"] = skip
+        if limit:
+            command["limit"] = limit
+            command["singleBatch"] = True
+        if batch_size:
+            command["batchSize"] = batch_size
+        command["readConcern"] = {"level": "snapshot",
+                                  "atClusterTime": Timestamp(*self.snapshot_at)}  # fmt: skip
+        cursor = coll.database.cursor_command(
+            command, read_preference=coll.read_preference, codec_options=codec()
+        )
+        return iter(cursor)
 
     def _table(self, tid: TableId) -> TableSchema:
         try:
@@ -168,11 +226,6 @@ def _row(shape: d.TableShape, doc: Any, table: TableId) -> list[Any]:
             f"document cannot be read as a row: {exc}", table=str(table),
             key={d.ID: d.relaxed(doc.get(d.ID))},
         ) from exc  # fmt: skip
-
-
-def _first_id(coll: Any, direction: int) -> Any:
-    found = list(coll.find({}, {d.ID: 1}).sort(d.ID, direction).limit(1))
-    return found[0][d.ID] if found else None
 
 
 def _range(rng: KeyRange | None) -> dict[str, Any]:
