@@ -27,7 +27,8 @@ of transactions is written), ``cdc.apply-cached`` (the same, before each table's
 changes are applied after a full load, and before each chunk of a reloaded table's held
 changes), ``cdc.reload-applied`` (the same, once a table reloaded during CDC had its held
 changes applied, before it replicates again) and ``cdc.reloaded`` (the same, right after it
-replicates again).
+replicates again); ``files.data-file`` (the files target, once a load or change file is open
+under its temporary name, before anything is written to it).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import replikit as rk
 from live_task import running
 from replikit._failpoints import FAILPOINT_EXIT, inject
 from replikit.pipeline import control
+from replikit.pipeline.reload import reloading
 
 __all__ = ["make_db"]  # the fixture, shared with test_task_cdc
 
@@ -190,15 +191,67 @@ def test_a_crash_in_the_handoff_with_the_stream_ahead_then_restart(
     work.run(STEP)  # while the task is down
     task = task_for(source, folder)
     with running(task):
-        _wait_for(lambda: ledger_state(task) is rk.TableState.REPLICATING)
+        wait_until_ledger_replicates(task)
         work.run(STEP)  # after the restart (and its reload)
         _wait_for(lambda: replayed(folder, "counters") == source.rows("counters", "id"))
     assert control.read_suspended(url, "t1") == []
     assert_each_change_once(source, folder)
 
 
-def ledger_state(task: rk.Task) -> rk.TableState:
-    return next(t.state for t in task.statistics() if t.table.endswith("ledger"))
+def wait_until_ledger_replicates(task: rk.Task) -> None:
+    """Wait until the reloaded ledger replicates again; a reload that failed (the table
+    suspended with its error) fails the test at once, naming the error."""
+
+    def ledger() -> rk.TableStats:
+        return next(t for t in task.statistics() if t.table.endswith("ledger"))
+
+    def ended() -> bool:
+        stats = ledger()
+        failed = stats.state is rk.TableState.SUSPENDED and "reload failed" in (stats.error or "")
+        return failed or stats.state is rk.TableState.REPLICATING
+
+    _wait_for(ended)
+    assert ledger().state is rk.TableState.REPLICATING, ledger().error
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_a_reload_as_the_task_starts_beside_its_first_apply(
+    make_db: Callable[[str], Db], tmp_path: Path, kind: str
+) -> None:
+    """A run that finds a table left ``reloading`` (its last run stopped during a reload)
+    reloads it beside the stream, and the stream's first apply removes what a run that died
+    left in the folder (uncommitted change files, temporary files): the reload's load file,
+    open under its temporary name at that moment, is not such a leftover. The stream is held
+    until the load's file is open, and the load until the stream applied the changes made
+    while the task was down."""
+    source = make_db(kind)
+    _create_source(source)
+    folder = tmp_path / "out"
+    work = Workload(source)
+    work.run(STEP)
+    first = task_for(source, folder, stop_when_idle=1.0)
+    first.run()
+    (ledger,) = [t.table for t in first.statistics() if t.table.endswith("ledger")]
+    files = control.control_store(rk.endpoint(f"file://{folder}"))
+    assert files is not None
+    files.suspend(reloading("t1", ledger))  # what a run that stopped in the reload left
+    Workload(source, writer=2).run(STEP)  # while the task is down: the restart's first apply
+    task = task_for(source, folder)
+    load_open = threading.Event()
+
+    def hold_the_load() -> None:  # in the reload's load, its LOAD file open
+        load_open.set()
+        _wait_for(lambda: counted(task) >= STEP)
+
+    with (
+        inject("cdc.read", lambda: load_open.wait(60)),
+        inject("files.data-file", hold_the_load),
+        running(task),
+    ):
+        wait_until_ledger_replicates(task)
+        work.run(STEP)  # after the reload
+        _wait_for(lambda: replayed(folder, "counters") == source.rows("counters", "id"))
+    assert_each_change_once(source, folder)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "pg"])

@@ -8,7 +8,9 @@ adlfs). Options in the URL query: ``format``, ``partition_by``, ``file_size``, `
 
 Every file is written under a hidden temporary name in its folder and renamed into place when
 complete, so a reader of the folder never sees half a file; a failure (disk full, permission)
-removes the temporary file and raises :class:`~replikit.ConnectError` naming the file.
+removes the temporary file and raises :class:`~replikit.ConnectError` naming the file. A
+temporary file left by a process that died is removed by the next apply
+(:meth:`Store.in_flight` tells it from one this process is writing now).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import secrets
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +40,11 @@ _PACKAGES = {
     "abfs": "adlfs",
     "abfss": "adlfs",
 }
+
+
+#: the temporary files this process is writing now, by protocol and path (see Store.in_flight)
+_in_flight: set[tuple[str, str]] = set()
+_in_flight_lock = threading.Lock()
 
 
 def fsspec() -> Any:
@@ -193,7 +201,10 @@ class Store:
         ``path`` when the block ends without error, removed when it raises."""
         folder, name = posixpath.split(path)
         temp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+        key = self._in_flight_key(temp)
         self.makedirs(folder)
+        with _in_flight_lock:
+            _in_flight.add(key)
         try:
             with self._errors("write", path):
                 with self.fs.open(temp, "wb") as f:
@@ -204,6 +215,19 @@ class Store:
                 if self.fs.exists(temp):
                     self.fs.rm_file(temp)
             raise
+        finally:
+            with _in_flight_lock:
+                _in_flight.discard(key)
+
+    def in_flight(self, path: str) -> bool:
+        """Whether ``path`` is the temporary file of a write this process has not finished
+        (a table's load beside the stream: not the leftover of a write that died)."""
+        key = self._in_flight_key(path)
+        with _in_flight_lock:
+            return key in _in_flight
+
+    def _in_flight_key(self, path: str) -> tuple[str, str]:
+        return self.location.protocol, posixpath.normpath(self._strip(path))
 
     def write_text(self, path: str, text: str) -> None:
         """Write ``text`` to ``path`` atomically (see :meth:`writing`)."""

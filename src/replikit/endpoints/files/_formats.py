@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from replikit._failpoints import failpoint
 from replikit.endpoints import _arrow as shared
 from replikit.endpoints.files._connect import Store
 from replikit.endpoints.files._values import (
@@ -188,6 +189,7 @@ class _File:
         self.path = path
         self._cm = store.writing(path)
         self._f: IO[bytes] = self._cm.__enter__()
+        failpoint("files.data-file")
         self.fmt = fmt
         self.layout = layout
         self.rows = 0

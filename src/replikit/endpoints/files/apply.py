@@ -199,13 +199,17 @@ class FilesChangeWriter(ChangeWriterBase):
             )
 
     def _remove_uncommitted(self, committed: int) -> None:
-        """Change files above ``committed`` and temporary files: an apply that died."""
+        """Change files above ``committed`` and temporary files: an apply (or a load) that
+        died. Not the temporary files this process is writing now: a reload that started
+        with the run (a table the last run left ``reloading``) may be loading beside the
+        stream's first apply, its load file still under its temporary name."""
         for tid in find_tables(self._store):
             folder = _ddl.table_folder(self._store.root, tid)
             for rel in self._store.files_under(folder):
                 name = rel.rsplit("/", 1)[-1]
                 m = _ddl.CHANGE_FILE.match(name)
-                stale = (m is not None and int(m.group(1)) > committed) or name.endswith(".tmp")
+                temp = name.endswith(".tmp") and not self._store.in_flight(f"{folder}/{rel}")
+                stale = (m is not None and int(m.group(1)) > committed) or temp
                 if stale:
                     log.warning(
                         "removing %s/%s: written by an apply that did not commit", folder, rel
@@ -216,9 +220,11 @@ class FilesChangeWriter(ChangeWriterBase):
         for rel in self._store.files_under(self._store.root):
             folder, _, name = rel.rpartition("/")
             ours = folder == EXCEPTIONS or (not folder and name.startswith(f".{_ddl.MANIFEST}."))
-            if ours and name.startswith(".") and name.endswith(".tmp"):
+            path = self._store.path(rel)
+            leftover = name.endswith(".tmp") and not self._store.in_flight(path)
+            if ours and name.startswith(".") and leftover:
                 log.warning("removing %s: a control write that did not finish", rel)
-                self._store.remove(self._store.path(rel))
+                self._store.remove(path)
         self._clean = True
 
     def _apply(
