@@ -4,6 +4,8 @@ waits for (pid, age, query) every few seconds and gives up after ``wait_timeout`
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 import replikit as rk
+from live_task import running
 from replikit.pipeline.waiting import wait_limit
 
 
@@ -111,3 +114,62 @@ def test_mysql_read_lock_names_the_running_statement_and_gives_up(
     assert "gave up" in message
     waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
     assert waits and all(f"pid {pid}" in w for w in waits)
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["beside-the-stream", "task-stopped"])
+def test_pg_reload_names_the_open_transaction_and_gives_up(
+    pg_url: str, tmp_path, live: bool
+) -> None:
+    """A reload reads the table from a new slot's snapshot, which waits for the source's
+    open transactions like the first one: the task's ``wait_timeout`` bounds that wait too
+    (in the reload's own thread beside the stream, and in ``Task.reload`` of a stopped
+    task), the table stays suspended with an error naming the blocking session, and the
+    reload goes through once that transaction ended."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, qty int)")
+        conn.execute("INSERT INTO orders VALUES (1, 1)")
+    settings = rk.TaskSettings(task_id="waits3", wait_timeout=1, progress=False)
+
+    def make_task(settings: rk.TaskSettings) -> rk.Task:
+        target = f"sqlite:///{tmp_path / 'dst.db'}"
+        return rk.Task(pg_url, target, migration_type="full-load-and-cdc", settings=settings)
+
+    task = make_task(settings)
+    blocker = psycopg.connect(pg_url, application_name="held-open-by-test")
+    try:
+        with running(task) if live else contextlib.nullcontext():
+            if not live:  # loaded and stopped
+                make_task(dataclasses.replace(settings, stop_when_idle=0.5)).run()
+            blocker.execute("INSERT INTO orders VALUES (2, 2)")  # holds an xid, left open
+            pid = blocker.info.backend_pid
+            with pytest.raises(rk.Error) as info:
+                # the task's wait_timeout ends the wait; 60 s only ends a broken test
+                reload_within(task, "public.orders", 60)
+            message = str(info.value)
+            assert f"pid {pid}" in message and "held-open-by-test" in message
+            assert "idle in transaction" in message and "INSERT INTO orders" in message
+            assert "gave up after" in message and "wait_timeout" in message
+            blocker.commit()
+            reload_within(task, "public.orders", 60)
+    finally:
+        blocker.close()
+        task.drop()
+
+
+def reload_within(task: rk.Task, table: str, seconds: float) -> None:
+    """``task.reload(table)``, failing the test instead of hanging after ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def reload() -> None:
+        try:
+            task.reload(table, timeout=seconds)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reload, daemon=True)
+    thread.start()
+    thread.join(seconds + 5)
+    assert outcome, f"reload of {table} still waiting after {seconds} s"
+    if outcome[0] is not None:
+        raise outcome[0]

@@ -924,7 +924,9 @@ class Task:
                     state.error or "reload failed")})  # fmt: skip
             return
         try:
-            self._reload_stopped(tid)
+            # as in run(): the task's log fields, and its wait_timeout for the snapshot
+            with log_context(task=self.task_id), wait_limit(self.settings.wait_timeout):
+                self._reload_stopped(tid)
         finally:
             self._close_owned()
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from replikit._failpoints import failpoint
 from replikit.changes import Transaction
+from replikit.logs import in_context
 from replikit.pipeline.cache import ADD_PIECE, ChangeCache
 from replikit.pipeline.control import SuspendedTable
 from replikit.pipeline.spill import spilled
@@ -217,7 +218,11 @@ class Reloads:
                 running.done.set()
 
         log.info("table %s: reloading while CDC goes on (its changes are held)", name)
-        threading.Thread(target=load, name=f"replikit-reload-{name}", daemon=True).start()
+        # in the task's context: its log fields, and its wait_timeout for the snapshot's
+        # wait on open source transactions (a bare thread would wait as long as they last)
+        thread = threading.Thread(target=in_context(load), name=f"replikit-reload-{name}",
+                                  daemon=True)  # fmt: skip
+        thread.start()
 
     def _finish(self, running: _Running) -> None:
         rep = self._rep

@@ -35,16 +35,19 @@ _LIMIT: contextvars.ContextVar[tuple[float | None, float]] = contextvars.Context
 @dataclass(frozen=True, slots=True)
 class Blocker:
     """A session a statement waits for: its id, how long its transaction or statement has
-    run (seconds), and its current or last query."""
+    run (seconds), its current or last query, and what the server says of the session
+    (``session``: application, user, database, state, where it has them)."""
 
     pid: int
     age: float
     query: str
+    session: str = ""
 
     def __str__(self) -> str:
         query = " ".join(self.query.split())
         query = query if len(query) <= 120 else query[:119] + "…"
-        return f"pid {self.pid} ({self.age:.0f} s): {query or '(no query)'}"
+        about = f"{self.session}, " if self.session else ""
+        return f"pid {self.pid} ({about}{self.age:.0f} s): {query or '(no query)'}"
 
 
 @contextlib.contextmanager

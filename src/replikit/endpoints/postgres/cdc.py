@@ -325,9 +325,12 @@ def teardown(params: ConnParams, *, task: str) -> None:
             ) from None
 
 
-# transactions holding an xid: a new logical slot is consistent only once they have ended
+# transactions holding an xid, in any database of the server: a new logical slot is
+# consistent only once they have ended
 _BLOCKERS = """
-SELECT pid, extract(epoch FROM now() - xact_start)::float8, coalesce(query, '')
+SELECT pid, extract(epoch FROM now() - xact_start)::float8, coalesce(query, ''),
+       coalesce(application_name, ''), coalesce(usename::text, ''),
+       coalesce(datname::text, ''), coalesce(state, '')
 FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
   AND pid <> %s
@@ -341,7 +344,7 @@ def _watched(params: ConnParams, pid: int, name: str) -> AbstractContextManager[
     def probe() -> list[Blocker]:
         with connect(params, autocommit=True) as conn:
             rows = conn.execute(_BLOCKERS, (pid,)).fetchall()
-        return [Blocker(int(r[0]), float(r[1] or 0), str(r[2])) for r in rows]
+        return [Blocker(int(r[0]), float(r[1] or 0), str(r[2]), _session(*r[3:])) for r in rows]
 
     def cancel() -> None:
         with connect(params, autocommit=True) as conn:
@@ -352,8 +355,21 @@ def _watched(params: ConnParams, pid: int, name: str) -> AbstractContextManager[
         probe,
         cancel,
         fix="The slot can only be created once the transactions running when it began have "
-        "ended: commit or end them (SELECT pg_terminate_backend(pid)) and run the task again.",
+        "ended, in every database of the server: commit or end them (SELECT "
+        "pg_terminate_backend(pid)) and run the task (or the reload) again.",
     )
+
+
+def _session(application: str, user: str, database: str, state: str) -> str:
+    """A blocking session as ``pg_stat_activity`` describes it ("application 'psql', user
+    app, database shop, idle in transaction")."""
+    parts = [f"application {application!r}" if application else "no application_name"]
+    parts += [f"user {user}"] if user else []
+    parts += [f"database {database}"] if database else []
+    parts += [state] if state else []
+    return ", ".join(parts)
+
+
 def takeover(params: ConnParams, *, task: str, timeout: float = 10.0) -> None:
     """End the walsender that still streams slot ``replikit_<task>`` (a replicator this one
     took the task over from: its lease is gone, so it commits nothing more) and wait until
