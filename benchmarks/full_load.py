@@ -291,7 +291,10 @@ def add_variants(tools: dict[str, Any], keys: list[str], specs: list[str]) -> li
     """``--variant NAME=ARGS``: for each replikit tool in ``keys``, a copy that runs with the
     shell-split ``ARGS`` appended to its ``replikit copy`` command, keyed and labelled
     ``tool[NAME]``; registered in ``tools`` and returned with ``keys`` (each after its
-    tool), so one run compares settings side by side, interleaved rep by rep."""
+    tool), so one run compares settings side by side, interleaved rep by rep. Leading
+    ``VAR=VALUE`` words of ``ARGS`` are set in the tool's environment instead:
+    ``--variant 'main=PYTHONPATH=/tmp/main/src'`` runs another checkout's replikit (compile
+    its bytecode first, ``python -m compileall -q DIR``, as the benchmark does its own)."""
     out: list[str] = []
     for key in keys:
         out.append(key)
@@ -303,14 +306,27 @@ def add_variants(tools: dict[str, Any], keys: list[str], specs: list[str]) -> li
                 raise SystemExit(f"--variant {spec!r}: expected NAME=ARGS")
             base = tools[key]
             extra = shlex.split(args)
+            env: dict[str, str] = {}
+            while extra and "=" in extra[0] and not extra[0].startswith("-"):
+                var, _, value = extra.pop(0).partition("=")
+                env[var] = value
 
             def command(ctx: Any, run: Callable[[Any], list[str]] = base.command,
                         more: list[str] = extra) -> list[str]:  # fmt: skip
                 return [*run(ctx), *more]
 
+            def environ(ctx: Any, inner: Callable[[Any], dict[str, str]] = base.env,
+                        more_env: dict[str, str] = env) -> dict[str, str]:  # fmt: skip
+                return {**inner(ctx), **more_env}
+
             variant = f"{key}[{name}]"
+            changes: dict[str, Any] = {"command": command}
+            if env and not hasattr(base, "env"):
+                raise SystemExit(f"--variant {spec!r}: this benchmark's tools take no environment")
+            if env:
+                changes["env"] = environ
             tools[variant] = replace(base, key=variant, label=f"{base.label} [{name}]",
-                                     command=command)  # fmt: skip
+                                     **changes)  # fmt: skip
             out.append(variant)
     return out
 

@@ -18,6 +18,8 @@ wait for an event, write to the source...).
 
 Points used by replikit: ``full-load.batch`` (after a full-load batch was written),
 ``full-load.chunk`` (after a chunk of a raw full-load copy was written),
+``full-load.table-indexed`` (after the indexes and keys of a table whose rows are all loaded
+were built, or refused, while other tables may still load: :mod:`replikit.pipeline.finishing`),
 ``apply.before-commit`` (inside a target transaction, before COMMIT), ``apply.after-commit``
 (after the target committed, before the source is acknowledged), and one per CDC thread:
 ``cdc.read`` (the change-reader thread, after it read a source transaction and before it

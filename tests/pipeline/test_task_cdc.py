@@ -446,6 +446,43 @@ def test_killed_process_resumes_without_loss_or_duplicates(
     _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
 
 
+@pytest.mark.parametrize(("src_kind", "dst_kind"), [("pg", "pg"), ("mysql", "pg")])
+def test_a_crash_after_a_loaded_tables_keys_were_built_resumes_with_every_key(
+    make_db: Callable[[str], Db], src_kind: str, dst_kind: str
+) -> None:
+    """The process dies right after the first loaded table's indexes and keys were built,
+    while the other tables may still load (replikit.pipeline.finishing): the resumed run keeps
+    that table (loaded, in the checkpoint), loads the others again, finishes every table
+    (nothing built twice, nothing refused as existing) and replays the changes; every table
+    ends equal to the source, with its primary key."""
+    source, target = make_db(src_kind), make_db(dst_kind)
+    _create_source(source, items=3000)  # items in 3 units; ledger and counters in one each
+    load = Workload(source, writer=3, seed=3)
+    load.run(count=30)
+    load.start(pause=0.005)
+    code = _child(source, target, "full-load-and-cdc", "full-load.table-indexed:1")
+    load.stop()
+    assert code == FAILPOINT_EXIT, "the failpoint was not reached"
+    checkpoint = _checkpoint(target)
+    assert checkpoint is not None and checkpoint.phase == "full-load"
+    assert checkpoint.loaded  # the table whose keys were built at least
+    load.run(count=20)  # while the replicator is down
+    assert _child(source, target, "full-load-and-cdc", None) == 0
+    _assert_equal(source, target)
+    _assert_ledger(target, {3: load.seq}, _target_schema(source, target))
+    schema = _target_schema(source, target) or "public"
+    with psycopg.connect(target.url.replace("postgresql+psycopg", "postgresql")) as conn:
+        keys = conn.execute(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = %s::regnamespace AND contype = 'p' ORDER BY 1",
+            (schema,),
+        ).fetchall()
+    assert sorted(d for _, d in keys) == [
+        "PRIMARY KEY (id)", "PRIMARY KEY (id)", "PRIMARY KEY (writer, seq)",
+    ]  # fmt: skip
+    assert all(t.rsplit(".", 1)[-1] in ("items", "ledger", "counters") for t, _ in keys)
+
+
 @pytest.mark.parametrize(
     ("src_kind", "dst_kind"), [("sqlite", "sqlite"), ("pg", "pg"), ("mysql", "pg"), ("pg", "mysql")]
 )

@@ -4,7 +4,8 @@ A full load moves :class:`Batch` es of rows. A :class:`Reader` is bound to a set
 it splits each into work :class:`Unit` s (whole table or primary-key ranges) and reads one
 unit as a stream of batches. A :class:`Writer` loads the stream of batches for one unit.
 Abilities beyond that are separate protocols a stage may also implement:
-:class:`SupportsPrepare` (create/truncate before, indexes and sequences after) and
+:class:`SupportsPrepare` (create/truncate before, indexes and sequences after),
+:class:`SupportsEarlyFinish` (a loaded table's indexes while other tables still load) and
 :class:`SupportsRawRead` / :class:`SupportsRawWrite` (pass the source's bulk format
 through untouched when types match), :class:`SupportsArrowRead` / :class:`SupportsArrowWrite`
 (move a unit as Arrow record batches, with no Python object per value),
@@ -16,6 +17,7 @@ source's driver to the target's engine as one Arrow C stream, with no Python in 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ __all__ = [
     "SupportsColumnRead",
     "SupportsColumnWrite",
     "SupportsDdl",
+    "SupportsEarlyFinish",
     "SupportsPlacement",
     "SupportsPrepare",
     "SupportsPushedMappings",
@@ -176,6 +179,23 @@ class SupportsPrepare(Protocol):
 
     def finish(self, plans: Sequence[TablePlan]) -> None:
         """After the load: indexes, foreign keys, sequence values (per table, as ``prepare``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsEarlyFinish(Protocol):
+    """A writer that builds a table's indexes and keys as soon as its rows are loaded, while
+    other tables still load (the full load calls it for each table whose last unit is
+    written, then ``finish`` for every table as before)."""
+
+    def finish_loaded(
+        self, plans: Sequence[TablePlan], *, stop: threading.Event | None = None
+    ) -> None:
+        """The part of ``finish`` that needs only ``plans``' own rows (indexes and keys, each
+        step committed), leaving foreign keys and the rest to ``finish``, which must not do
+        this part twice. ``stop`` set: end soon, ``finish`` (or a resumed run) does what is
+        left. A table that fails is named in a :class:`~replikit.errors.TableDdlError`
+        (:func:`table_errors`) and keeps nothing of this part."""
         ...
 
 

@@ -2,9 +2,10 @@
 
 The pipeline plans each table (portable types -> the writer's dialect), prepares the target,
 splits tables into units, runs the units on a ``concurrent.futures.Executor`` (threads by
-default), and finishes the target (indexes, foreign keys, sequences) for the tables that
-completed. When reader and writer speak the same bulk wire format and a table's column types
-are identical, rows pass through undecoded.
+default), and finishes the target for the tables that completed: a table's indexes and keys
+as soon as its rows are in, while the others load (:mod:`replikit.pipeline.finishing`), the
+foreign keys and sequences after the load. When reader and writer speak the same bulk wire
+format and a table's column types are identical, rows pass through undecoded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +48,7 @@ from replikit.pipeline.contracts import (
     SupportsColumnRead,
     SupportsColumnWrite,
     SupportsDdl,
+    SupportsEarlyFinish,
     SupportsPrepare,
     SupportsPushedMappings,
     SupportsRawRead,
@@ -61,6 +63,7 @@ from replikit.pipeline.contracts import (
     dialect_of,
 )
 from replikit.pipeline.control import ControlStore
+from replikit.pipeline.finishing import EarlyFinish
 from replikit.pipeline.policy import Backoff, ErrorPolicy, recoverable
 from replikit.pipeline.progress import Progress
 from replikit.pipeline.reload import Loader
@@ -162,8 +165,9 @@ class Pipeline:
         progress: show a progress line on stderr (``None``: only when it is a terminal).
         on_table_loaded: called (in the thread that called ``run``) with each table's plan
             as soon as its last unit is written, before indexes and keys are added.
-        finish: add indexes, keys and sequence values after the load (the writer's
-            ``finish``); ``False`` leaves that to the caller.
+        finish: add indexes, keys and sequence values (the writer's ``finish`` after the
+            load; a writer with ``finish_loaded`` builds each table's indexes and keys as soon
+            as its rows are in); ``False`` leaves that to the caller.
         replicate: the target tables will also receive changes (CDC); existing target
             tables are then also checked for the key changes are applied by.
         views: the source's views, created after the tables when the writer can
@@ -285,6 +289,7 @@ class Pipeline:
         self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()
         self._remote: set[Future[int]] = set()
+        self._early: EarlyFinish | None = None  # while a full load runs
         self._plans: list[TablePlan] | None = None
         self._findings: list[Finding] | None = None
         self._sources: dict[TableId, TableSchema] = {}
@@ -476,11 +481,16 @@ class Pipeline:
             self.statistics.add(str(p.source.id), str(p.target_id), p.source.estimated_rows)
         try:
             failed = self._prepare(plans)
+            self._early = self._early_finish(plans)
             with Progress(self.statistics, enabled=self.progress):
                 work = self._work([p for p in plans if self._ok(p, failed)], failed)
                 failed |= self._execute(work)
+                failed |= self._end_early(plans)
             self._raise_if_stopped(plans, failed)
         finally:
+            if self._early is not None:  # after an error: its builds end before the run
+                self._early.close()
+                self._early = None
             self._stop.clear()  # a stop request ends this run, not the next one
             if isinstance(self.reader, SupportsClose):
                 self.reader.close()
@@ -500,6 +510,24 @@ class Pipeline:
                 failed,
             )
         return self.statistics
+
+    def _early_finish(self, plans: list[TablePlan]) -> EarlyFinish | None:
+        """Who builds a table's indexes and keys once its rows are loaded, while the others
+        load (:mod:`replikit.pipeline.finishing`): when this run finishes the tables, the
+        writer can, and there is another table to load meanwhile."""
+        writer = self.writer
+        if self.finish and isinstance(writer, SupportsEarlyFinish) and len(plans) > 1:
+            return EarlyFinish(writer, self._stop)
+        return None
+
+    def _end_early(self, plans: list[TablePlan]) -> dict[str, BaseException]:
+        """Wait for the indexes and keys being built during the load; the tables that
+        failed there are in error."""
+        early, self._early = self._early, None
+        refused = early.close() if early is not None else None
+        if refused is None:
+            return {}
+        return self._table_errors(plans, refused, "indexes and keys not completed")
 
     @staticmethod
     def _ok(plan: TablePlan, failed: Mapping[str, BaseException]) -> bool:
@@ -649,7 +677,7 @@ class Pipeline:
         )
         raise StoppedError(
             f"stopped before the full load finished: {loaded} of {len(plans)} tables loaded "
-            "(indexes and keys not added); run again with drop-and-create or truncate to "
+            "(indexes and keys not all added); run again with drop-and-create or truncate to "
             "load the rest",
             dict(failed),
         )
@@ -728,7 +756,7 @@ class Pipeline:
                 futures[self._submit(executor, plan, unit, ledger)] = (plan, unit)
             pending = set(futures)
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     plan, unit = futures[fut]
                     self._collect(fut, plan, unit, failed)
@@ -798,8 +826,11 @@ class Pipeline:
                 self.statistics.rows(name, fut.result())
             last = self.statistics.unit_done(name)
             suspended = self.statistics[name].state is TableState.SUSPENDED
-            if last and self.on_table_loaded is not None and name not in failed and not suspended:
-                self.on_table_loaded(plan)
+            if last and name not in failed and not suspended:
+                if self.on_table_loaded is not None:
+                    self.on_table_loaded(plan)
+                if self._early is not None:
+                    self._early.table_loaded(plan)
             return
         if isinstance(exc, StoppedError):
             self.statistics.finish(name, TableState.CANCELLED, "stopped before loaded")

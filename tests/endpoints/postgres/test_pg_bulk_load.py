@@ -10,7 +10,7 @@ import pytest
 import replikit as rk
 from replikit.endpoints.postgres.source import RAW_BLOCK_BYTES
 from replikit.pipeline.contracts import Batch
-from replikit.schema.convert import TablePlan, plan_table
+from replikit.schema.convert import TablePlan, link_foreign_keys, plan_table
 from replikit.schema.model import TableId
 
 
@@ -170,3 +170,43 @@ def test_indexes_build_at_once_and_a_failed_one_fails_its_table_only(pg_url: str
         ("b_copy_u_key", "UNIQUE (u)"),
     ]
     assert len(_indexes(pg_url, "b_copy")) == 3
+
+
+def test_keys_built_while_the_load_goes_on_are_finished_once(pg_url: str) -> None:
+    """``finish_loaded`` builds one table's indexes and keys as soon as its rows are in (no
+    foreign key yet: the referencing table may still be loading); ``finish`` then adds the
+    foreign key and builds nothing twice, in the same writer and in a resumed run's."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SCHEMA src;"
+            "CREATE TABLE src.parent (id bigint PRIMARY KEY, code text UNIQUE, v int);"
+            "CREATE INDEX parent_v ON src.parent (v);"
+            "CREATE TABLE src.child (id bigint PRIMARY KEY, "
+            "parent_id bigint REFERENCES src.parent (id));"
+        )
+    ep = rk.endpoint(pg_url)
+    (parent, child) = (_plan(ep, "parent", "p_copy"), _plan(ep, "child", "c_copy"))
+    plans = link_foreign_keys([parent, child])
+    writer = ep.writer()
+    writer.prepare(plans, "drop-and-create")
+    rows = [(i, f"c{i}", i % 5) for i in range(1, 301)]
+    writer.load(plans[0], [Batch(plans[0].source.id, ("id", "code", "v"), rows)])
+    writer.finish_loaded([plans[0]])
+    assert _constraints(pg_url, "p_copy") == [
+        ("p_copy_code_key", "UNIQUE (code)"),
+        ("p_copy_pkey", "PRIMARY KEY (id)"),
+    ]
+    assert len(_indexes(pg_url, "p_copy")) == 3
+    assert _constraints(pg_url, "c_copy") == []
+    kids = [(i, 1 + i % 300) for i in range(1, 1001)]
+    writer.load(plans[1], [Batch(plans[1].source.id, ("id", "parent_id"), kids)])
+    writer.finish(plans)
+    want_child = [
+        ("c_copy_pkey", "PRIMARY KEY (id)"),
+        ("child_parent_id_fkey", "FOREIGN KEY (parent_id) REFERENCES p_copy(id)"),
+    ]
+    assert _constraints(pg_url, "c_copy") == want_child
+    before = (_indexes(pg_url, "p_copy"), _indexes(pg_url, "c_copy"))
+    ep.writer().finish([plans[0]])  # a resumed run: finds the keys, builds nothing
+    assert (_indexes(pg_url, "p_copy"), _indexes(pg_url, "c_copy")) == before
+    assert _constraints(pg_url, "c_copy") == want_child

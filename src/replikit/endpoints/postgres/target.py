@@ -97,6 +97,8 @@ class PostgresWriter:
         #: tables :meth:`prepare` created empty: a unit that is all of one may COPY FREEZE
         self._created: set[TableId] = set()
         self._names: ObjectNames | None = None  # chosen by prepare, used again by finish
+        #: tables whose indexes and keys :meth:`finish_loaded` completed (finish skips them)
+        self._indexed: set[TableId] = set()
         self._checks: list[tuple[ObjectPlan, str | None]] = []  # CHECKs finish added or not
 
     def _names_for(self, plans: Sequence[TablePlan]) -> ObjectNames:
@@ -169,6 +171,7 @@ class PostgresWriter:
             raise ConfigError(f"unknown table preparation mode {mode!r}; use one of {MODES}")
         self._kept.difference_update(p.target_id for p in plans)
         self._created.difference_update(p.target_id for p in plans)
+        self._indexed.difference_update(p.target_id for p in plans)
         self._names = object_names(plans, DIALECT)
         self._checks = []
         errors: dict[str, BaseException] = {}
@@ -231,24 +234,8 @@ class PostgresWriter:
         plans = [p for p in plans if p.target_id not in self._kept]
         finish = _ddl.finish_statements(plans, names)
         errors: dict[str, BaseException] = {}
-        builds = [b for p in plans for b in _ddl.index_builds(p, names)]
-        builds.sort(key=lambda b: -b.cost)  # the longest first, the others fill in around it
-        built = _build_indexes(self._params, builds, errors, self.index_sessions)
+        self._keys([p for p in plans if p.target_id not in self._indexed], names, errors)
         with connect(self._params) as conn:
-            _index_memory(conn)
-            for tid, _ in finish.tables:
-                attach = [b.attach for b in built.get(tid, []) if b.attach is not None]
-                if str(tid) not in errors and attach:
-                    _per_table(
-                        conn,
-                        tid,
-                        errors,
-                        partial(_execute, conn, attach),
-                        action="index",
-                        params=self._params,
-                    )
-                if str(tid) in errors:
-                    _drop_built(conn, built.get(tid, []))
             for tid, ref, statement in finish.foreign_keys:
                 if str(tid) not in errors and str(ref) not in errors:
                     _per_table(
@@ -278,6 +265,62 @@ class PostgresWriter:
                     )
         if errors:
             raise table_errors(errors, "PostgreSQL indexes and keys", len(plans))
+
+    def finish_loaded(
+        self, plans: Sequence[TablePlan], *, stop: threading.Event | None = None
+    ) -> None:
+        """The indexes and keys of tables whose rows are all loaded, while other tables
+        still load (:class:`~replikit.pipeline.contracts.SupportsEarlyFinish`): built and
+        attached as :meth:`finish` does, each build committed. Foreign keys, CHECKs and
+        identity restarts wait for :meth:`finish`, which builds nothing twice (a resumed
+        run's finds these indexes and keys in the catalog). ``stop`` set: no further build
+        starts (one running completes); :meth:`finish` builds the rest. A table one of whose
+        indexes or keys fails is in the :class:`~replikit.errors.TableDdlError`, without the
+        indexes built for it."""
+        names = self._names_for(plans)
+        plans = [p for p in plans if p.target_id not in self._kept]
+        errors: dict[str, BaseException] = {}
+        self._keys(plans, names, errors, stop)
+        if stop is None or not stop.is_set():  # else builds may be left: finish checks
+            self._indexed.update(p.target_id for p in plans if str(p.target_id) not in errors)
+        if errors:
+            raise table_errors(errors, "PostgreSQL indexes and keys", len(plans))
+
+    def _keys(
+        self,
+        plans: Sequence[TablePlan],
+        names: ObjectNames,
+        errors: dict[str, BaseException],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Every index of ``plans`` (keys' included) built on up to :attr:`index_sessions`
+        connections, the costliest first; then per table, in one transaction, its keys take
+        their indexes. A table in ``errors`` (here or before) loses the indexes built for it.
+        """
+        builds = [b for p in plans for b in _ddl.index_builds(p, names)]
+        builds.sort(key=lambda b: -b.cost)  # the longest first, the others fill in around it
+        start = time.monotonic()
+        built = _build_indexes(self._params, builds, errors, self.index_sessions, stop)
+        with connect(self._params) as conn:
+            for plan in plans:
+                tid = plan.target_id
+                attach = [b.attach for b in built.get(tid, []) if b.attach is not None]
+                if str(tid) not in errors and attach:
+                    _per_table(
+                        conn,
+                        tid,
+                        errors,
+                        partial(_execute, conn, attach),
+                        action="index",
+                        params=self._params,
+                    )
+                if str(tid) in errors:
+                    _drop_built(conn, built.get(tid, []))
+        if builds:
+            log.info(
+                "%s: %d index(es) and keys done in %.2f s",
+                ", ".join(str(p.target_id) for p in plans), len(builds), time.monotonic() - start,
+            )  # fmt: skip
 
     # -- data -----------------------------------------------------------------------------
     def load(self, plan: TablePlan, batches: Iterable[Any], *, once: str | None = None) -> int:
@@ -522,13 +565,15 @@ def _build_indexes(
     builds: Sequence[_ddl.Build],
     errors: dict[str, BaseException],
     sessions: int,
+    stop: threading.Event | None = None,
 ) -> dict[TableId, list[_ddl.Build]]:
     """Run ``builds`` on up to ``sessions`` connections, each build committed on its own;
     return the ones built, by table. A refused build is its table's error in ``errors`` (the
     first one; the table's builds not started yet are skipped). What an earlier run of the
     same finish committed (it stopped, and a resumed load finishes every table again) is
     not built again: a primary key's build when the table has its key, a key whose
-    constraint exists, an index that exists (a key's is then only attached)."""
+    constraint exists, an index that exists (a key's is then only attached). ``stop`` set:
+    no further build starts."""
     todo = list(builds)
     lock = threading.Lock()
     built: dict[TableId, list[_ddl.Build]] = {}
@@ -536,7 +581,7 @@ def _build_indexes(
 
     def take() -> _ddl.Build | None:
         with lock:
-            while todo:
+            while todo and not (stop is not None and stop.is_set()):
                 b = todo.pop(0)
                 if str(b.table) not in errors:
                     return b
