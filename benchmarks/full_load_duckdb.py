@@ -84,10 +84,20 @@ def _dlt_missing() -> str | None:
     return None if proc.returncode == 0 else f"dlt not importable in {PEERS_VENV}"
 
 
-def _replikit(source: Source, target: Path, work: Path, options: str = "") -> list[str]:
+def _replikit(
+    source: Source, target: Path, work: Path, options: str = "", src: str | None = None
+) -> list[str]:
     exe = full_load._replikit_exe() or "replikit"
     includes = [a for t in TABLES for a in ("--include", f"{source.schema}.{t}")]
-    return [exe, "copy", source.url, f"duckdb:///{target}{options}", *includes, "--no-progress"]
+    command = [exe, "copy", source.url, f"duckdb:///{target}{options}", *includes, "--no-progress"]
+    # another checkout's code (--baseline): env execs replikit in the same process
+    return ["env", f"PYTHONPATH={src}", *command] if src else command
+
+
+def _baseline(src: str) -> Tool:
+    """``replikit`` run on the code of another checkout's ``src`` folder (e.g. main's, from
+    ``git archive main | tar -x -C DIR``), beside this one in the same rotation."""
+    return Tool("replikit-baseline", f"replikit ({src})", partial(_replikit, src=src))
 
 
 def _dlt(backend: str) -> Callable[[Source, Path, Path], list[str]]:
@@ -223,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--setup-peers", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run replikit with PYTHONPATH=SRC (another checkout's src folder)",
+    )
     args = parser.parse_args(argv)
     if args.setup_peers and not _peer_python().exists():
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
@@ -230,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             [str(_peer_python()), "-m", "pip", "install", "-q", "-r", str(PEERS_REQS)], check=True
         )
     tools = [TOOLS[k.strip()] for k in args.tools.split(",") if k.strip()]
+    if args.baseline:
+        tools.append(_baseline(args.baseline))
     skipped = {t.key: why for t in tools if (why := t.missing())}
     for key, why in skipped.items():
         print(f"skipping {key}: {why}")

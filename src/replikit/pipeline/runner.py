@@ -1011,8 +1011,10 @@ class Pipeline:
 
     def _text_ok(self, plan: TablePlan, unit: Unit) -> bool:
         """True when ``unit`` may go as text the source builds in the writer's bulk format
-        (:class:`SupportsTextRead`): no transform, row filter, pushed SELECT or skip-row; the
-        reader still decides per plan (``copy_text`` returns ``None``)."""
+        (:class:`SupportsTextRead`; a reader offering several names them in ``text_formats``):
+        no transform, row filter, pushed SELECT or skip-row, and a plan the writer's
+        ``text_writable`` (where it has one) accepts; the reader still decides per plan
+        (``copy_text`` returns ``None``)."""
         reader, writer = self.reader, self.writer
         return (
             not self.transforms
@@ -1021,7 +1023,8 @@ class Pipeline:
             and unit.select is None
             and isinstance(reader, SupportsTextRead)
             and isinstance(writer, SupportsTextWrite)
-            and reader.text_format == writer.text_format
+            and writer.text_format in getattr(reader, "text_formats", (reader.text_format,))
+            and getattr(writer, "text_writable", _any_plan)(plan)
         )
 
     def _columnar_ok(self, plan: TablePlan, unit: Unit) -> bool:
@@ -1084,3 +1087,8 @@ class Pipeline:
             self.statistics.rows(name, n)
             counted[0] += n
             failpoint("full-load.batch", wake=self._stop)
+
+
+def _any_plan(plan: TablePlan) -> bool:
+    """A text writer without ``text_writable`` takes every plan its format carries."""
+    return True

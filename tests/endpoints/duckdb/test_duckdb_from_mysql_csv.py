@@ -2,7 +2,9 @@
 table whose every column has a CSV field holds the values the row path reads (``read``),
 value for value, on a real server (Hypothesis for values); zero dates, odd booleans, one-column
 NULL rows and strings full of quotes, commas and line breaks; the table then loads into DuckDB
-with the same values as the row path would write."""
+with the same values as the row path would write, by default through DuckDB's own CSV reader
+(``copy_text`` / ``load_text`` over a FIFO, no pyarrow), falling back to the record batches
+for a unit it refuses."""
 
 import datetime as dt
 import json
@@ -191,33 +193,210 @@ def test_zero_dates_follow_the_policy_and_refusals_name_the_row(mysql_url):
         reader.close()
 
 
+def _copy(url, path, table="vals"):
+    """``rk.copy`` of ``table`` into DuckDB at ``path``; its rows ordered by the first column."""
+    import duckdb
+
+    rk.copy(url, f"duckdb:///{path}", include=[f"%.{table}"], progress=False)
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        (schema,) = conn.execute(
+            f"SELECT schema_name FROM duckdb_tables() WHERE table_name = '{table}'"
+        ).fetchone()
+        return conn.execute(f'SELECT * FROM "{schema}".{table} ORDER BY 1').fetchall()
+    finally:
+        conn.close()
+
+
+def _no_batches(monkeypatch):
+    """Fail a load that leaves DuckDB's CSV reader for the Arrow record batches."""
+    from replikit.endpoints.mysql.source import MysqlReader
+
+    def refuse(self, unit):
+        raise AssertionError(f"{unit} was loaded as record batches, not as CSV lines")
+
+    monkeypatch.setattr(MysqlReader, "read_arrow", refuse)
+
+
 @FEW
 @given(data=st.data())
 def test_duckdb_holds_what_the_row_path_writes(my_table, tmp_path_factory, monkeypatch, data):
-    """The same table copied to DuckDB through the CSV lines and through the row path
-    (``arrow_readable`` off): equal tables."""
-    import duckdb
-
+    """The same table copied to DuckDB three ways: the server's CSV lines read by DuckDB's own
+    CSV reader (the default: no record batch), the lines parsed into Arrow record batches, and
+    the row path: equal tables."""
     from replikit.endpoints.mysql.source import MysqlReader
 
     rows = [[i, *(data.draw(st.none() | s) for _, s in COLUMNS.values())] for i in range(4)]
     _execute(my_table, "DELETE FROM vals", rows=rows)
     folder = tmp_path_factory.mktemp("csvduck")
     got = {}
-    for name in ("columnar", "rows"):
-        if name == "rows":
-            monkeypatch.setattr(MysqlReader, "arrow_readable", lambda self, table: False)
-        path = folder / f"{name}.duckdb"
-        rk.copy(my_table, f"duckdb:///{path}", include=["%.vals"], progress=False)
-        conn = duckdb.connect(str(path), read_only=True)
-        try:
-            conn.execute("SET TimeZone = 'UTC'")
-            (schema,) = conn.execute(
+    with monkeypatch.context() as m:
+        _no_batches(m)
+        got["text"] = _copy(my_table, folder / "text.duckdb")
+    with monkeypatch.context() as m:
+        m.setattr(MysqlReader, "copy_text", lambda self, plan, unit: None)
+        got["columnar"] = _copy(my_table, folder / "columnar.duckdb")
+        m.setattr(MysqlReader, "arrow_readable", lambda self, table: False)
+        got["rows"] = _copy(my_table, folder / "rows.duckdb")
+    assert len(got["text"]) == 4
+    assert got["text"] == got["columnar"] == got["rows"]
+
+
+def test_duckdb_reads_the_lines_itself_without_pyarrow(mysql_url, tmp_path):
+    """A copy through DuckDB's CSV reader (several units, chunks of many fetches, strings
+    full of quotes and line breaks, one-column NULL rows) imports no pyarrow and loses no
+    row."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _execute(
+        mysql_url,
+        "CREATE TABLE big (id int PRIMARY KEY, s text NULL, d datetime(6), n decimal(9,3))",
+    )
+    rows = [
+        [
+            i,
+            None if i % 3 == 0 else ('"' * (i % 5)) + f",\n{i}\r",
+            f"2024-02-29 01:02:03.{i % 10}",
+            i / 8,
+        ]
+        for i in range(30_000)
+    ]
+    _execute(mysql_url, "DROP TABLE IF EXISTS vals", "CREATE TABLE vals (a int, b text)")
+    p = urlsplit(mysql_url)
+    conn = pymysql.connect(host=p.hostname, port=p.port, user=p.username,
+                           database=p.path.lstrip("/"), autocommit=True)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO big VALUES (%s, %s, %s, %s)", rows)
+        cur.executemany("INSERT INTO vals VALUES (%s, %s)", [(1, None), (None, ""), (None, None)])
+    conn.close()
+    target = tmp_path / "x.duckdb"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import replikit as rk
+        from replikit.endpoints.mysql.source import MysqlReader
+        def refuse(self, unit):
+            raise AssertionError("loaded as record batches")
+        MysqlReader.read_arrow = refuse
+        stats = rk.copy({mysql_url!r}, "duckdb:///{target}", include=["%.big", "%.vals"],
+                        progress=False, split_rows=7000)
+        assert sorted(s.full_load_rows for s in stats) == [3, 30000], stats
+        assert "pyarrow" not in sys.modules, sorted(m for m in sys.modules if "arrow" in m)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import duckdb
+
+    with duckdb.connect(str(target), read_only=True) as duck:
+        (schema,) = duck.execute(
+            "SELECT schema_name FROM duckdb_tables() WHERE table_name = 'big'"
+        ).fetchone()
+        got = duck.execute(f'SELECT * FROM "{schema}".big ORDER BY id').fetchall()
+        nulls = duck.execute(f'SELECT * FROM "{schema}".vals ORDER BY a, b').fetchall()
+    want = [
+        (i, s, dt.datetime.fromisoformat(d), Decimal(str(n)).quantize(Decimal("0.001")))
+        for i, s, d, n in rows
+    ]
+    assert got == want
+    assert nulls == [(1, None), (None, ""), (None, None)]
+
+
+def test_duckdb_zero_dates_and_refusals_through_the_lines(mysql_url, tmp_path, monkeypatch):
+    """Zero dates in a nullable column load as NULL through DuckDB's CSV reader; a zero date
+    in a NOT NULL column, or a TINYINT(1) of 2, sends the unit to the record batches, whose
+    error names the column, and leaves nothing in DuckDB."""
+    _execute(
+        mysql_url,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, t datetime(6) NOT NULL, "
+        "b tinyint(1), n decimal(6,2))",
+        "INSERT INTO vals VALUES (1, '2024-02-29', '2024-02-29 01:02:03.5', 1, 1.5), "
+        "(2, '0000-00-00', '2001-01-01', 0, NULL), (3, '2020-02-31', '2001-01-01', NULL, -2)",
+    )
+    with monkeypatch.context() as m:
+        _no_batches(m)
+        got = _copy(mysql_url, tmp_path / "z.duckdb")
+    assert [(r[0], r[1], r[3], r[4]) for r in got] == [
+        (1, dt.date(2024, 2, 29), True, Decimal("1.50")),
+        (2, None, False, None),
+        (3, None, None, Decimal("-2.00")),
+    ]
+    for change, column in (
+        ("UPDATE vals SET t = '0000-00-00' WHERE id = 1", "t"),
+        ("UPDATE vals SET t = '2001-01-01', b = 2 WHERE id = 1", "b"),
+    ):
+        _execute(mysql_url, "SET SESSION sql_mode = ''", change)
+        path = tmp_path / f"{column}.duckdb"
+        with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
+            task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
+            with pytest.raises(rk.TaskError):
+                task.run()
+            [stat] = task.statistics()
+            assert f"column {column}; key id=1" in str(stat.error), stat.error
+        import duckdb
+
+        with duckdb.connect(str(path), read_only=True) as duck:
+            (schema,) = duck.execute(
                 "SELECT schema_name FROM duckdb_tables() WHERE table_name = 'vals'"
             ).fetchone()
-            got[name] = conn.execute(f'SELECT * FROM "{schema}".vals ORDER BY id').fetchall()
-        finally:
-            conn.close()
-    monkeypatch.undo()
-    assert len(got["columnar"]) == 4
-    assert got["columnar"] == got["rows"]
+            assert duck.execute(f'SELECT count(*) FROM "{schema}".vals').fetchone() == (0,)
+
+
+def test_a_line_duckdb_refuses_is_rolled_back_and_loaded_as_batches(
+    mysql_url, tmp_path, monkeypatch, caplog
+):
+    """A line longer than DuckDB's CSV buffer: the unit is rolled back and loaded again as
+    record batches, with every value."""
+    import logging
+
+    from replikit.endpoints.duckdb import _csvpipe
+
+    monkeypatch.setattr(_csvpipe, "BUFFER_BYTES", 1 << 20)
+    _execute(mysql_url, "CREATE TABLE vals (id int PRIMARY KEY, s longtext)")
+    long = "é" * (700 << 10)  # 1.4 MB of UTF-8
+    _execute(mysql_url, rows=[[i, long if i == 2 else f"v{i}"] for i in range(1, 2001)])
+    with caplog.at_level(logging.INFO, logger="replikit.pipeline.units"):
+        got = _copy(mysql_url, tmp_path / "l.duckdb")
+    assert any("redone through typed rows" in r.getMessage() for r in caplog.records)
+    assert got == [(i, long if i == 2 else f"v{i}") for i in range(1, 2001)]
+
+
+def test_the_pipe_never_waits_for_a_reader_that_failed(tmp_path):
+    """DuckDB failing before it opens the FIFO, or after reading part of it, leaves no thread
+    waiting; an error of the source is the feeder's."""
+    import duckdb
+
+    from replikit.endpoints.duckdb import _csvpipe
+
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE t (a int, b varchar)")
+
+    def lines(n, fail=False):
+        for i in range(n):
+            yield b"".join(b'%d,"x"\n' % j for j in range(i * 1000, i * 1000 + 1000))
+        if fail:
+            raise ValueError("the source broke")
+
+    for statement, chunks in (
+        ("INSERT INTO missing SELECT * FROM {}", lines(50)),  # never opened
+        ("INSERT INTO t SELECT c1, c0 FROM {}", lines(50)),  # refused after reading
+    ):
+        with _csvpipe.fifo() as path:
+            feeder = _csvpipe.Feeder(path, chunks)
+            feeder.start()
+            with pytest.raises(duckdb.Error):
+                conn.execute(statement.format(_csvpipe.read_csv(path, ["INTEGER", "INTEGER"])))
+            feeder.finish()
+            assert not feeder._thread.is_alive() and feeder.error is None
+    with _csvpipe.fifo() as path:
+        feeder = _csvpipe.Feeder(path, lines(3, fail=True))
+        feeder.start()
+        got = conn.execute(
+            f"SELECT count(*) FROM {_csvpipe.read_csv(path, ['INTEGER', 'VARCHAR'])}"
+        ).fetchone()
+        feeder.finish()
+    assert got == (3000,) and isinstance(feeder.error, ValueError)

@@ -18,7 +18,7 @@ from replikit.endpoints.duckdb._dialect import DIALECT, NESTED
 from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.types import Kind, Type
 
-__all__ = ["arrow_type", "cast", "stream_select", "writable"]
+__all__ = ["arrow_type", "cast", "csv_select", "csv_type", "stream_select", "writable"]
 
 #: the first and last instant of the years 1-9999 a stream's dates and timestamps are exact in
 _DATES = ("DATE '0001-01-01'", "DATE '9999-12-31'")
@@ -107,3 +107,49 @@ def _bounds(t: Type) -> tuple[str, str] | None:
     if t.kind is Kind.TIMESTAMP:
         return _TIMESTAMPTZ if t.tz else _TIMESTAMPS
     return None
+
+
+#: the DuckDB type a column of each canonical Arrow type is parsed into by DuckDB's CSV reader
+#: (:data:`~replikit.endpoints.mysql._csvlines.CSV_FORMAT`): that type's text reads back exact
+_CSV_TYPES = {
+    "bool": "BOOLEAN",
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "UTINYINT",
+    "uint16": "USMALLINT",
+    "uint32": "UINTEGER",
+    "uint64": "UBIGINT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "date32": "DATE",
+    "timestamp[us]": "TIMESTAMP",
+    # the text is UTC; the session's time zone is UTC, so the CAST to TIMESTAMPTZ keeps it
+    "timestamp[us, tz=UTC]": "TIMESTAMP",
+}
+
+
+def csv_type(t: Type) -> str | None:
+    """The type DuckDB's CSV reader parses a column of source type ``t`` into (the text of
+    its canonical Arrow type), or ``None`` when that text has no exact parse here."""
+    canonical = canonical_type(TYPE_NAMES, t)
+    if canonical is None:
+        return None
+    if canonical.startswith("decimal128("):
+        precision, scale = canonical.removeprefix("decimal128(").rstrip(")").split(", ")
+        return f"DECIMAL({precision}, {scale})"
+    return _CSV_TYPES.get(canonical)
+
+
+def csv_select(columns: Sequence[ColumnPlan], relation: str) -> str | None:
+    """The ``SELECT`` list inserting ``columns`` from DuckDB's CSV reader read as
+    ``relation`` (columns ``c0``, ``c1``... as :func:`csv_type` parsed them), each cast to its
+    declared type as the Arrow batches are; ``None`` when a column has no :func:`csv_type`."""
+    out = []
+    for i, cp in enumerate(columns):
+        if csv_type(cp.source.type) is None:
+            return None
+        value = f"{relation}.{DIALECT.quote(f'c{i}')}"
+        out.append(f"{cast(value, cp.target.sql)} AS {DIALECT.quote(cp.name)}")
+    return ", ".join(out)

@@ -25,7 +25,7 @@ from typing_extensions import override
 
 from replikit.endpoints._ahead import read_ahead
 from replikit.endpoints._arrow import ArrowRows
-from replikit.endpoints.duckdb import _casts, _ddl
+from replikit.endpoints.duckdb import _casts, _csvpipe, _ddl
 from replikit.endpoints.duckdb._connect import Database, driver, rollback
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.endpoints.duckdb.reflect import reflect_table
@@ -35,6 +35,7 @@ from replikit.pipeline.contracts import (
     SupportsArrowStreamWrite,
     SupportsArrowWrite,
     SupportsPrepare,
+    SupportsTextWrite,
     Writer,
     table_errors,
 )
@@ -152,7 +153,9 @@ def scan(relation: str) -> str:
     return f"{_BATCH} AS {relation}"
 
 
-class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStreamWrite):
+class DuckdbWriter(
+    Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStreamWrite, SupportsTextWrite
+):
     """Creates, truncates or checks tables, loads rows through Arrow, then builds keys and
     indexes: ``indexes`` says which (:data:`._ddl.INDEXES`; ``keys``, the default, leaves the
     non-unique indexes out and declares them, :meth:`skipped_objects`).
@@ -166,6 +169,8 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStr
     on_this_machine = True
     #: foreign keys are never created in DuckDB (see :mod:`._ddl`), so none is left behind
     foreign_keys_in_create = False
+    #: :meth:`load_text` takes CSV lines a source built (a MySQL reader's ``copy_text``)
+    text_format = _csvpipe.CSV_FORMAT
 
     def __init__(
         self, database: Database, *, commit_rows: int = 200_000, indexes: str = "keys"
@@ -422,6 +427,66 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStr
                 raise
         return int(row[0]) if row else 0
 
+    # -- load from CSV lines ------------------------------------------------------------------
+    def text_writable(self, plan: TablePlan) -> bool:
+        """True when a unit of ``plan`` can load from :data:`._csvpipe.CSV_FORMAT` lines:
+        the Arrow batches' casts apply (:meth:`arrow_writable`), every column's canonical
+        type has an exact CSV parse (:func:`._casts.csv_type`), and a FIFO can be made."""
+        return (
+            _csvpipe.supported()
+            and _casts.writable(plan)
+            and _casts.csv_select(plan.columns, "r") is not None
+        )
+
+    def load_text(
+        self, plan: TablePlan, columns: Sequence[str], chunks: Iterable[bytes], *, whole: bool
+    ) -> int:
+        """Insert a unit handed over as CSV lines of ``columns`` (target names, every column
+        of ``plan``) with one ``INSERT ... SELECT CAST(...) FROM read_csv(...)`` in one
+        transaction: DuckDB's CSV reader parses the lines from a FIFO a thread writes them
+        into (:mod:`._csvpipe`). A line or value DuckDB refuses is a :class:`DataError` after
+        the rollback: the caller loads the unit as record batches, which name the row; an
+        error of the source (``chunks``) is raised as it is, after the rollback."""
+        duckdb = driver()
+        by_name = {cp.name: cp for cp in plan.columns}
+        ordered = [by_name[c] for c in columns]
+        types = [_casts.csv_type(cp.source.type) for cp in ordered]
+        relation = f"rk_csv_{next(_BATCH_NAMES)}"
+        select = _casts.csv_select(ordered, relation)
+        if select is None or None in types or len(ordered) != len(plan.columns):
+            raise DataError("the lines hold a column DuckDB cannot parse from CSV exactly",
+                            table=str(plan.target_id))  # fmt: skip
+        names = ", ".join(DIALECT.quote(c) for c in columns)
+        with _csvpipe.fifo() as path:
+            statement = (
+                f"INSERT INTO {_ddl.table_name(plan.target_id)} ({names}) "  # noqa: S608
+                f"SELECT {select} FROM {_csvpipe.read_csv(path, [t or '' for t in types])} "
+                f"AS {relation}"
+            )
+            feeder = _csvpipe.Feeder(path, chunks)
+            try:
+                with self._db.connected() as conn:
+                    conn.execute("BEGIN")
+                    feeder.start()
+                    try:
+                        row = conn.execute(statement).fetchone()
+                        feeder.finish()
+                        if feeder.error is not None:
+                            raise feeder.error
+                        conn.execute("COMMIT")
+                    except duckdb.Error as exc:
+                        rollback(conn)
+                        feeder.finish()
+                        if feeder.error is not None:  # the source failed: DuckDB read a part
+                            raise feeder.error from None
+                        raise _text_error(duckdb, plan, exc) from exc
+                    except BaseException:
+                        rollback(conn)
+                        raise
+            finally:
+                feeder.finish()
+        return int(row[0]) if row else 0
+
     # -- after the load ---------------------------------------------------------------------
     @override
     def finish(self, plans: Sequence[TablePlan]) -> None:
@@ -447,6 +512,22 @@ class DuckdbWriter(Writer, SupportsPrepare, SupportsArrowWrite, SupportsArrowStr
                     )
         if errors:
             raise table_errors(errors, "DuckDB indexes", len(plans))
+
+
+def _text_error(duckdb: ModuleType, plan: TablePlan, exc: Exception) -> Exception:
+    """What a failed ``read_csv`` INSERT raises: a line or value refused (or too long for the
+    reader's buffer) as :class:`DataError`, the unit loaded again as record batches."""
+    refused = (
+        duckdb.ConversionException,
+        duckdb.ConstraintException,
+        duckdb.InvalidInputException,
+        duckdb.OutOfRangeException,
+        duckdb.OutOfMemoryException,
+    )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, refused):
+        return DataError(f"DuckDB refused the CSV lines: {first}", table=str(plan.target_id))
+    return ConnectError(f"DuckDB write to {plan.target_id} failed: {first}")
 
 
 def _insert(

@@ -36,13 +36,14 @@ refused, so the CSV reader fails on the line or the row count; the reader then r
 
 from __future__ import annotations
 
+import csv
 import io
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from replikit.endpoints._arrow import canonical_type, pool
+from replikit.endpoints._arrow import TYPE_NAMES, canonical_type, pool
 from replikit.endpoints.mysql._copytext import MARK
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._lines import line_chunks
@@ -50,12 +51,18 @@ from replikit.errors import DataError
 from replikit.schema.model import Column, TableSchema
 from replikit.schema.types import Kind
 
-__all__ = ["CHUNK_BYTES", "CsvLines", "csv_lines"]
+__all__ = ["CHUNK_BYTES", "CSV_FORMAT", "CsvLines", "CsvText", "csv_lines", "csv_text"]
 
 #: about this many bytes of lines per record batch (at most 10,000 rows, see
 #: :func:`~replikit.endpoints.mysql._lines.line_chunks`)
 CHUNK_BYTES = 2 << 20
 _FIRST_ROWS = 1_000
+#: the text format of :class:`CsvText` (a DuckDB writer's ``text_format``): RFC 4180 lines
+#: (``,``, ``"`` doubled inside quotes, ``\n`` between rows), NULL an unquoted empty field,
+#: each value the text its canonical Arrow type parses from (integers, decimals and doubles
+#: as digits, booleans ``0`` / ``1``, ``YYYY-MM-DD`` dates, ``YYYY-MM-DD hh:mm:ss[.ffffff]``
+#: timestamps, in UTC for a time-zone-aware type), in the table's column order
+CSV_FORMAT = "csv"
 
 
 def _lit(text: str) -> str:
@@ -112,6 +119,21 @@ def field_for(pa: Any, column: Column) -> CsvField | None:
     return CsvField(column.name, how, value, parsed, wanted, bool(column.nullable))
 
 
+def _expression(fields: list[CsvField]) -> str:
+    """The SELECT expression of a row's CSV line."""
+    return f"CONVERT(CONCAT_WS({_lit(',')}, {', '.join(f.value for f in fields)}) USING binary)"
+
+
+def _fields(pa: Any, table: TableSchema) -> list[CsvField] | None:
+    fields = []
+    for c in table.columns:
+        f = field_for(pa, c)
+        if f is None:
+            return None
+        fields.append(f)
+    return fields or None
+
+
 class CsvLines:
     """One table's CSV line SELECT, and chunks of lines -> record batches."""
 
@@ -124,9 +146,7 @@ class CsvLines:
         self.names = [f.name for f in fields]
         self.key = [n for n in table.key if n in self.names]
         self.marks = any(f.how in ("bool", "date") for f in fields)
-        self.expression = (
-            f"CONVERT(CONCAT_WS({_lit(',')}, {', '.join(f.value for f in fields)}) USING binary)"
-        )
+        self.expression = _expression(fields)
         self._pcsv = pcsv
         self._read = pcsv.ReadOptions(
             column_names=self.names, use_threads=False, block_size=64 << 20
@@ -275,10 +295,72 @@ def _refusal(f: CsvField) -> str:
 
 def csv_lines(pa: Any, table: TableSchema) -> CsvLines | None:
     """The CSV line reading of ``table``, or ``None`` when a column needs :mod:`._arrow_rows`."""
-    fields = []
-    for c in table.columns:
-        f = field_for(pa, c)
-        if f is None:
-            return None
-        fields.append(f)
+    fields = _fields(pa, table)
     return CsvLines(pa, table, fields) if fields else None
+
+
+# -- the lines as text, for a target that parses CSV itself (no pyarrow) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CsvText:
+    """One table's CSV line SELECT for a target that reads the lines itself (DuckDB's CSV
+    reader, :data:`CSV_FORMAT`): ``fields`` in the table's column order (their ``wanted``:
+    canonical Arrow type names, :data:`~replikit.endpoints._arrow.TYPE_NAMES`), decided and
+    read without pyarrow."""
+
+    table: str
+    fields: tuple[CsvField, ...]
+    expression: str
+    marks: bool
+
+    def chunks(
+        self,
+        fetch: Callable[[int], Any],
+        allowed: Callable[[CsvField], bool],
+        counts: Counter[str],
+    ) -> Iterator[tuple[int, bytes]]:
+        """``(rows, bytes)`` chunks of lines from ``fetch(n)`` (a cursor's ``fetchmany``),
+        about :data:`CHUNK_BYTES` each, marks resolved: a marked date ``allowed(field)``
+        reads as NULL (an empty field, counted in ``counts`` under the column); any other
+        marked value raises :class:`DataError` (the unit is then read as record batches,
+        whose error names the row)."""
+        for rows, data in line_chunks(fetch, self.table, first=_FIRST_ROWS, size=CHUNK_BYTES):
+            if self.marks and MARK in data:
+                data = self._unmark(data, allowed, counts)
+            yield rows, data
+
+    def _unmark(
+        self, data: bytes, allowed: Callable[[CsvField], bool], counts: Counter[str]
+    ) -> bytes:
+        """Rare (a chunk holding a zero date): the chunk parsed by Python's CSV reader."""
+        mark = MARK.decode("utf-8", "surrogateescape")
+        found: Counter[str] = Counter()
+        lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")
+        for line in csv.reader(lines, strict=True):
+            if len(line) != len(self.fields):  # CONCAT_WS left out a NULL it made
+                raise DataError(
+                    "a value is longer than max_allowed_packet as text", table=self.table
+                )
+            for field, text in zip(self.fields, line, strict=True):
+                if text != mark:
+                    continue
+                if field.how == "date" and allowed(field):
+                    found[field.name] += 1
+                    continue
+                what = "zero or invalid date" if field.how == "date" else "non-boolean value"
+                raise DataError(
+                    f"a {what} needs the typed path", table=self.table, column=field.name
+                )
+        counts.update(found)
+        return data.replace(MARK, b"")  # a mark is always a whole unquoted field
+
+
+def csv_text(table: TableSchema) -> CsvText | None:
+    """The CSV lines of ``table`` for a target that parses them (:class:`CsvText`), or
+    ``None`` when a column has no CSV field; decided without pyarrow."""
+    fields = _fields(TYPE_NAMES, table)
+    if fields is None:
+        return None
+    marks = any(f.how in ("bool", "date") for f in fields)
+    return CsvText(str(table.id), tuple(fields), _expression(fields), marks)

@@ -43,7 +43,14 @@ from replikit.endpoints.mysql._copytext import (
     LineSelect,
     line_select,
 )
-from replikit.endpoints.mysql._csvlines import CsvField, CsvLines, csv_lines
+from replikit.endpoints.mysql._csvlines import (
+    CSV_FORMAT,
+    CsvField,
+    CsvLines,
+    CsvText,
+    csv_lines,
+    csv_text,
+)
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._lines import chunks, read_ahead
 from replikit.endpoints.mysql._params import ConnParams
@@ -88,6 +95,8 @@ class MysqlReader:
     dialect = DIALECT
     #: :meth:`copy_text` writes PostgreSQL COPY text (a writer with this ``text_format``)
     text_format = TEXT_FORMAT
+    #: ... or, for a DuckDB target, CSV lines its own reader parses (:mod:`._csvlines`)
+    text_formats = (TEXT_FORMAT, CSV_FORMAT)
 
     def __init__(
         self,
@@ -352,6 +361,8 @@ class MysqlReader:
         :class:`~replikit.DataError`: redo the unit with :meth:`read` for the full message.
         """
         table = self._table(unit.table)
+        if plan.target_dialect == "duckdb":
+            return self._csv_text(plan, table, unit)
         if plan.target_dialect != "postgresql":
             return None
         select = line_select(
@@ -371,6 +382,40 @@ class MysqlReader:
             return again
 
         return TextUnit(select.columns, read_ahead(self._lines(table, unit, select, utf8mb4)))
+
+    def _csv_text(self, plan: TablePlan, table: TableSchema, unit: Unit) -> TextUnit | None:
+        """The unit as :data:`~._csvlines.CSV_FORMAT` lines of every column of ``table`` in
+        its order (the plan's target names), or ``None``: a column without a CSV field, a
+        column read as text, a plan that leaves out, reorders or converts a column (the
+        writer checks the types), or TINYINT(1) kept as integers."""
+        text = csv_text(table)
+        if text is None or unit.as_text:
+            return None
+        if not self.tinyint1_as_bool and any(c.type.kind is Kind.BOOL for c in table.columns):
+            return None
+        if [cp.source.name for cp in plan.columns] != list(table.column_names):
+            return None
+        columns = tuple(cp.name for cp in plan.columns)
+        return TextUnit(columns, read_ahead(self._csv_chunks(table, unit, text)))
+
+    def _csv_chunks(self, table: TableSchema, unit: Unit, text: CsvText) -> Iterator[Any]:
+        sql, params = _unit_select(text.expression, table.id, unit)
+        counts: Counter[str] = Counter()
+        policy = self._zero.policy
+
+        def allowed(field: CsvField) -> bool:
+            return policy == "null" and field.nullable
+
+        with self._connection(unit) as conn:
+            driver = driver_of(conn)
+            cur = conn.cursor(driver.ss_cursor)
+            try:
+                with self._read_errors(driver, str(table.id)):
+                    cur.execute(sql, params or None)
+                    yield from text.chunks(cur.fetchmany, allowed, counts)
+            finally:
+                cur.close()
+        self._add_zero_dates(table, counts)
 
     def _lines(
         self,
