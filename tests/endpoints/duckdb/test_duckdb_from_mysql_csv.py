@@ -31,7 +31,10 @@ _TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
     max_size=12,
 ) | st.sampled_from(
-    ["", '"', '""', '","', "a,b", "line\nbreak", "cr\r\nlf", "\r", "\\N", "NULL", " ", "\t", "😀"]
+    [
+        *("", '"', '""', '","', "a,b", "line\nbreak", "cr\r\nlf", "\r", "\\N", "NULL", " ", "\t"),
+        *("😀", "'", "''", "a'b", "\\", "\\'", "\\0", "\\Z", "\x1a", "a\x1a\\0\\Z'", "\\\\0"),
+    ]
 )
 _DATETIMES = st.datetimes(dt.datetime(1000, 1, 1), dt.datetime(9999, 12, 31))
 #: every kind the CSV lines carry (no FLOAT, binary, TIME or BIT: those tables keep the
@@ -243,10 +246,14 @@ def test_duckdb_holds_what_the_row_path_writes(my_table, tmp_path_factory, monke
     assert got["text"] == got["columnar"] == got["rows"]
 
 
+#: quotes, backslashes, NUL and Ctrl-Z bytes, and text that looks like an escape or NULL
+_ODD = ["", "'", "\\", "\x00", "\x1a", "a\x00\\0\x1a\\Z'\\\\0", "\\0", "\\Z", "NULL"]
+
+
 def test_duckdb_reads_the_lines_itself_without_pyarrow(mysql_url, tmp_path):
     """A copy through DuckDB's CSV reader (several units, chunks of many fetches, strings
-    full of quotes and line breaks, one-column NULL rows) imports no pyarrow and loses no
-    row."""
+    full of quotes, escapes, NUL bytes and line breaks, one-column NULL rows) imports no
+    pyarrow and loses no row."""
     import subprocess
     import sys
     import textwrap
@@ -258,7 +265,7 @@ def test_duckdb_reads_the_lines_itself_without_pyarrow(mysql_url, tmp_path):
     rows = [
         [
             i,
-            None if i % 3 == 0 else ('"' * (i % 5)) + f",\n{i}\r",
+            None if i % 3 == 0 else ('"' * (i % 5)) + f",\n{i}\r" + _ODD[i % len(_ODD)],
             f"2024-02-29 01:02:03.{i % 10}",
             i / 8,
         ]
