@@ -75,6 +75,11 @@ __all__ = ["MysqlReader"]
 
 log = logging.getLogger(__name__)
 
+#: a cursor's ``fetchmany``
+Fetch = Callable[[int], Any]
+#: whether a zero date in this CSV field may be read as NULL
+Allowed = Callable[[CsvField], bool]
+
 
 class MysqlReader:
     """Reads full-load batches of a set of MySQL/MariaDB tables.
@@ -305,8 +310,26 @@ class MysqlReader:
             yield cols.batch(batch.rows, slow)
 
     def _csv_batches(self, unit: Unit, table: TableSchema, lines: CsvLines) -> Iterator[Any]:
-        sql, params = _unit_select(lines.expression, table.id, unit)
-        name = str(table.id)
+        def batches(fetch: Fetch, allowed: Allowed, counts: Counter[str]) -> Iterator[Any]:
+            for rows, data in lines.chunks(fetch):
+                yield lines.batch(rows, data, allowed, counts)
+
+        return self._csv_read(unit, table, lines.expression, batches)
+
+    def _csv_read(
+        self,
+        unit: Unit,
+        table: TableSchema,
+        expression: str,
+        consume: Callable[[Fetch, Allowed, Counter[str]], Iterator[Any]],
+    ) -> Iterator[Any]:
+        """Run the unit's server-built CSV line ``expression`` and hand its cursor to ``consume``.
+
+        ``consume`` gets the cursor's ``fetchmany``, which zero-date fields may become NULL
+        (the ``zero_dates`` policy), and the counter of zero dates it met; the counts are
+        added to the table's statistics once the unit's lines are all read.
+        """
+        sql, params = _unit_select(expression, table.id, unit)
         counts: Counter[str] = Counter()
         policy = self._zero.policy
 
@@ -317,10 +340,9 @@ class MysqlReader:
             driver = driver_of(conn)
             cur = conn.cursor(driver.ss_cursor)
             try:
-                with self._read_errors(driver, name):
+                with self._read_errors(driver, str(table.id)):
                     cur.execute(sql, params or None)
-                    for rows, data in lines.chunks(cur.fetchmany):
-                        yield lines.batch(rows, data, allowed, counts)
+                    yield from consume(cur.fetchmany, allowed, counts)
             finally:
                 cur.close()
         self._add_zero_dates(table, counts)
@@ -399,23 +421,7 @@ class MysqlReader:
         return TextUnit(columns, read_ahead(self._csv_chunks(table, unit, text)))
 
     def _csv_chunks(self, table: TableSchema, unit: Unit, text: CsvText) -> Iterator[Any]:
-        sql, params = _unit_select(text.expression, table.id, unit)
-        counts: Counter[str] = Counter()
-        policy = self._zero.policy
-
-        def allowed(field: CsvField) -> bool:
-            return policy == "null" and field.nullable
-
-        with self._connection(unit) as conn:
-            driver = driver_of(conn)
-            cur = conn.cursor(driver.ss_cursor)
-            try:
-                with self._read_errors(driver, str(table.id)):
-                    cur.execute(sql, params or None)
-                    yield from text.chunks(cur.fetchmany, allowed, counts)
-            finally:
-                cur.close()
-        self._add_zero_dates(table, counts)
+        return self._csv_read(unit, table, text.expression, text.chunks)
 
     def _lines(
         self,
