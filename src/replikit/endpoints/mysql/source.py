@@ -127,6 +127,9 @@ class MysqlReader:
         self._busy: Unit | None = None
         self._lock = threading.RLock()
         self._zero = ZeroDates(zero_dates)
+        #: each unit's zero dates read as NULL, by source column, from its last complete read
+        self._unit_zero: dict[_UnitKey, Counter[str]] = {}
+        self._zero_lock = threading.Lock()
 
     @property
     def tables(self) -> Sequence[TableSchema]:
@@ -135,8 +138,16 @@ class MysqlReader:
 
     @property
     def zero_dates(self) -> dict[tuple[str, str], int]:
-        """How many zero/invalid dates were read as NULL, per ``(table, column)``."""
-        return dict(self._zero.counts)
+        """How many zero/invalid dates were read as NULL, per ``(table, column)``: each unit
+        counted once, by its last complete read (a unit read again, after its load was rolled
+        back and retried or redone by another path, replaces its earlier count). Units read in
+        another process (a process pool, Dask) are counted in that process's reader."""
+        total: Counter[tuple[str, str]] = Counter()
+        with self._zero_lock:
+            for (table, *_), counts in self._unit_zero.items():
+                for column, n in counts.items():
+                    total[(table, column)] += n
+        return dict(total)
 
     def close(self) -> None:
         """Nothing to release: unit connections close with their unit; shared ones are yours."""
@@ -264,15 +275,20 @@ class MysqlReader:
             raise ConfigError(f"table {tid} is not one of this reader's tables") from None
 
     def columns(
-        self, table: TableSchema, as_text: frozenset[str] = frozenset()
+        self,
+        table: TableSchema,
+        as_text: frozenset[str] = frozenset(),
+        zero: ZeroDates | None = None,
     ) -> list[ColumnReader]:
         """How each column of ``table`` is selected and converted (``as_text``: the columns
-        read as MySQL's own text form, e.g. ``838:59:59`` or ``0000-00-00``)."""
+        read as MySQL's own text form, e.g. ``838:59:59`` or ``0000-00-00``); zero dates read
+        as NULL are counted in ``zero`` (a unit's own counter; ``None``: a new one, uncounted)."""
         name = str(table.id)
+        zero = ZeroDates(self._zero.policy) if zero is None else zero
         return [
             text_reader(c)
             if c.name in as_text
-            else column_reader(name, c, zero=self._zero, tinyint1_as_bool=self.tinyint1_as_bool)
+            else column_reader(name, c, zero=zero, tinyint1_as_bool=self.tinyint1_as_bool)
             for c in table.columns
         ]
 
@@ -300,7 +316,8 @@ class MysqlReader:
         return read_ahead(self._arrow_batches(unit, table, cols))
 
     def _arrow_batches(self, unit: Unit, table: TableSchema, cols: MysqlArrow) -> Iterator[Any]:
-        readers = self.columns(table)
+        zero = ZeroDates(self._zero.policy)
+        readers = self.columns(table, zero=zero)
         converters = [(i, r) for i, r in enumerate(readers) if r.convert is not None]
 
         def slow(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
@@ -308,6 +325,7 @@ class MysqlReader:
 
         for batch in self._batches(unit, table, readers, None):
             yield cols.batch(batch.rows, slow)
+        self._add_zero_dates(unit, table, _by_column(zero))
 
     def _csv_batches(self, unit: Unit, table: TableSchema, lines: CsvLines) -> Iterator[Any]:
         def batches(fetch: Fetch, allowed: Allowed, counts: Counter[str]) -> Iterator[Any]:
@@ -326,8 +344,8 @@ class MysqlReader:
         """Run the unit's server-built CSV line ``expression`` and hand its cursor to ``consume``.
 
         ``consume`` gets the cursor's ``fetchmany``, which zero-date fields may become NULL
-        (the ``zero_dates`` policy), and the counter of zero dates it met; the counts are
-        added to the table's statistics once the unit's lines are all read.
+        (the ``zero_dates`` policy), and the counter of zero dates it met; they become
+        the unit's counts (:meth:`_add_zero_dates`) once its lines are all read.
         """
         sql, params = _unit_select(expression, table.id, unit)
         counts: Counter[str] = Counter()
@@ -345,14 +363,16 @@ class MysqlReader:
                     yield from consume(cur.fetchmany, allowed, counts)
             finally:
                 cur.close()
-        self._add_zero_dates(table, counts)
+        self._add_zero_dates(unit, table, counts)
 
     def read(self, unit: Unit) -> Iterator[Batch]:
         """Stream the unit's rows as canonical Python values, ``batch_rows`` per batch."""
         table = self._table(unit.table)
-        readers = self.columns(table, unit.as_text)
+        zero = ZeroDates(self._zero.policy)
+        readers = self.columns(table, unit.as_text, zero)
         converters = [(i, r) for i, r in enumerate(readers) if r.convert is not None]
         yield from self._batches(unit, table, readers, converters)
+        self._add_zero_dates(unit, table, _by_column(zero))
 
     def _batches(
         self,
@@ -363,7 +383,6 @@ class MysqlReader:
     ) -> Iterator[Batch]:
         """The unit's batches, converted by ``converters`` (``None``: driver values)."""
         sql, params = _unit_select(", ".join(r.expression for r in readers), table.id, unit)
-        before = dict(self._zero.counts)
         with self._connection(unit) as conn:
             driver = driver_of(conn)
             cur = conn.cursor(driver.ss_cursor)
@@ -371,7 +390,6 @@ class MysqlReader:
                 yield from self._stream(cur, driver, sql, params, table, converters)
             finally:
                 cur.close()  # an unbuffered cursor drains what is left, keeping conn usable
-        self._report_zero_dates(table, before)
 
     def copy_text(self, plan: TablePlan, unit: Unit) -> TextUnit | None:
         """The unit's rows as PostgreSQL COPY text built by the server (see
@@ -450,7 +468,7 @@ class MysqlReader:
                     yield from chunks(cur.fetchmany, select, name, allowed, counts)
             finally:
                 cur.close()
-        self._add_zero_dates(table, counts)
+        self._add_zero_dates(unit, table, counts)
 
     def _stream(
         self,
@@ -531,24 +549,37 @@ class MysqlReader:
                     ) from None
         raise DataError(f"cannot read a batch: {first}", table=str(table.id)) from first
 
-    def _add_zero_dates(self, table: TableSchema, counts: Counter[str]) -> None:
-        """Add a unit's zero dates read as NULL (by source column) to the reader's, and log
-        them."""
-        before = dict(self._zero.counts)
+    def _add_zero_dates(self, unit: Unit, table: TableSchema, counts: Counter[str]) -> None:
+        """Make ``counts`` (zero dates read as NULL by source column, in a complete read of
+        ``unit``) the unit's: they replace what an earlier read of the same unit counted (its
+        load was rolled back, then retried or redone by another path), so each value is
+        counted once. Logs only what no earlier read of the unit had logged."""
+        key = _unit_key(unit)
+        with self._zero_lock:
+            before = self._unit_zero.get(key, Counter())
+            self._unit_zero[key] = +counts
         for column, count in counts.items():
-            self._zero.counts[(str(table.id), column)] += count
-        self._report_zero_dates(table, before)
-
-    def _report_zero_dates(self, table: TableSchema, before: dict[tuple[str, str], int]) -> None:
-        for (tname, column), count in self._zero.counts.items():
-            new = count - before.get((tname, column), 0)
-            if tname == str(table.id) and new:
+            new = count - before[column]
+            if new > 0:
                 log.warning(
                     "%s.%s: %d zero or invalid date(s) read as NULL (zero_dates='null')",
-                    tname,
+                    table.id,
                     column,
                     new,
                 )
+
+
+#: a unit's identity: its table, place among the table's units and key range
+_UnitKey = tuple[str, int, int, KeyRange | None]
+
+
+def _unit_key(unit: Unit) -> _UnitKey:
+    return (str(unit.table), unit.index, unit.count, unit.range)
+
+
+def _by_column(zero: ZeroDates) -> Counter[str]:
+    """A unit's :class:`ZeroDates` counts (of one table) by column."""
+    return Counter({column: n for (_, column), n in zero.counts.items()})
 
 
 def _utf8mb4_columns(conn: Any, tid: TableId, columns: Sequence[str]) -> list[str]:
