@@ -372,6 +372,25 @@ def test_a_line_duckdb_refuses_is_rolled_back_and_loaded_as_batches(
     assert got == [(i, long if i == 2 else f"v{i}") for i in range(1, 2001)]
 
 
+def test_a_zero_date_beside_a_field_over_the_csv_modules_limit(mysql_url, tmp_path):
+    """A chunk holding both a zero date (resolved with Python's csv module) and a text over
+    that module's 128 kB field limit: the unit goes to the record batches and loads whole,
+    where it used to fail the table with the csv module's own error."""
+    _execute(
+        mysql_url,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, s longtext)",
+    )
+    big = "x,\"" * (60 << 10)  # 240 kB, with commas and quotes to escape
+    rows = [[i, "0000-00-00" if i == 1 else "2024-01-02", big if i == 2 else f"v{i}"]
+            for i in range(1, 11)]  # fmt: skip
+    _execute(mysql_url, "SET SESSION sql_mode = ''", rows=rows)
+    got = _copy(mysql_url, tmp_path / "b.duckdb")
+    want = [(i, None if i == 1 else dt.date(2024, 1, 2), big if i == 2 else f"v{i}")
+            for i in range(1, 11)]  # fmt: skip
+    assert got == want
+
+
 def test_the_pipe_never_waits_for_a_reader_that_failed(tmp_path):
     """DuckDB failing before it opens the FIFO, or after reading part of it, leaves no thread
     waiting; an error of the source is the feeder's."""

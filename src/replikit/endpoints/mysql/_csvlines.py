@@ -349,7 +349,15 @@ class CsvText:
         mark = MARK.decode("utf-8", "surrogateescape")
         found: Counter[str] = Counter()
         lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")
-        for line in csv.reader(lines, strict=True):
+        try:
+            parsed = list(csv.reader(lines, strict=True))
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 kB field limit
+            raise DataError(
+                f"a chunk with a zero date could not be split into fields ({exc}); "
+                "the unit is read through the typed path",
+                table=self.table,
+            ) from None
+        for line in parsed:
             if len(line) != len(self.fields):  # CONCAT_WS left out a NULL it made
                 raise DataError(
                     "a value is longer than max_allowed_packet as text", table=self.table
