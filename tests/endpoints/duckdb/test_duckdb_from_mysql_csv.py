@@ -381,7 +381,7 @@ def test_a_zero_date_beside_a_field_over_the_csv_modules_limit(mysql_url, tmp_pa
         "SET SESSION sql_mode = ''",
         "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, s longtext)",
     )
-    big = "x,\"" * (60 << 10)  # 240 kB, with commas and quotes to escape
+    big = 'x,"' * (60 << 10)  # 240 kB, with commas and quotes to escape
     rows = [[i, "0000-00-00" if i == 1 else "2024-01-02", big if i == 2 else f"v{i}"]
             for i in range(1, 11)]  # fmt: skip
     _execute(mysql_url, "SET SESSION sql_mode = ''", rows=rows)
