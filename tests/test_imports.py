@@ -133,3 +133,33 @@ def test_validate_stays_the_function_when_its_module_loads_first() -> None:
         "assert validate is replikit.validate and callable(validate)\n"
     )
     _loaded(code)
+
+
+def test_a_copy_loads_no_task_file_nor_dask_and_skips_the_exit_collection(tmp_path) -> None:
+    """``replikit copy`` without ``--task`` or ``--dask`` imports neither the task-file module
+    (and its YAML parser) nor the Dask glue: their import was wall time before the first
+    row. At exit the objects still alive are frozen (``gc.freeze``) before Python's final
+    collection pass, which cost 30-40 ms at the end of a full load; an ``atexit`` handler
+    registered before ``main`` runs after the command's and sees the frozen objects."""
+    src = tmp_path / "src.db"
+    code = (
+        "import atexit, contextlib, gc, io, sqlite3\n"
+        f"with sqlite3.connect({str(src)!r}) as c:\n"
+        "    c.execute('CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)')\n"
+        "    c.executemany('REPLACE INTO t VALUES (?, ?)', [(i, str(i)) for i in range(9)])\n"
+        "c.close()\n"
+        "from replikit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['copy', 'sqlite:///{src}', 'sqlite:///{tmp_path / 'dst.db'}', "
+        "'--no-progress']) == 0\n"
+        "assert gc.get_freeze_count() == 0  # (only at exit)\n"
+    )
+    loaded = _loaded(code)
+    assert "yaml" not in loaded["heavy"] and "dask" not in loaded["heavy"]
+    assert "replikit.task" in loaded["replikit"]
+    assert [m for m in loaded["replikit"] if m in ("replikit.taskfile", "replikit._dask")] == []
+    at_exit = "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))"
+    probe = f"import atexit, gc\n{at_exit}\n{code}\nprint('main returned')"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == ["main returned", "frozen at exit: True"]

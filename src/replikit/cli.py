@@ -13,9 +13,11 @@ overridden by the flags given; errors in a flag's value name the flag. The libra
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import contextvars
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -137,10 +139,12 @@ def _build(
 
 
 def _task_file(args: argparse.Namespace) -> TaskFile | None:
+    path = getattr(args, "task", None)
+    if path is None:
+        return None  # (the task-file module and its YAML parser load only for a file)
     from replikit.taskfile import load_task_file
 
-    path = getattr(args, "task", None)
-    return None if path is None else load_task_file(path)
+    return load_task_file(path)
 
 
 def _settings(args: argparse.Namespace, **flags: Any) -> TaskSettings:
@@ -201,10 +205,12 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    from replikit import _dask
-
     with contextlib.ExitStack() as stack:
-        executor = stack.enter_context(_dask.client(args.dask)) if args.dask else None
+        executor = None
+        if args.dask:
+            from replikit import _dask
+
+            executor = stack.enter_context(_dask.client(args.dask))
         task = _task(args, executor, **_load_flags(args))
         with _graceful(task):
             status, error = _run(task)
@@ -532,6 +538,8 @@ def _urls_from_env(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
+    atexit.unregister(_no_collection_at_exit)  # (once, however often main runs in a process)
+    atexit.register(_no_collection_at_exit)
     args = _parse(list(sys.argv[1:] if argv is None else argv))
     with _logging(args.verbose_total, args.quiet, args.log_format):
         try:
@@ -549,6 +557,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
             hint = "" if args.verbose_total else " (run with -v for the traceback)"
             return _fail(args, 1, f"unexpected {type(exc).__name__}: {exc}{hint}", exc)
+
+
+def _no_collection_at_exit() -> None:
+    """At interpreter exit, leave the objects alive then out of the collector's last pass.
+
+    Python's finalization runs a full cyclic collection over every object the process still
+    holds (after a full load: the imported modules, the catalog, plans and statistics), which
+    took 30-40 ms of a command's wall time and frees nothing the ending process needs freed.
+    ``gc.freeze()`` (run by ``atexit``, after the command's output is written and its threads
+    and connections are closed) moves them to the permanent generation; reference counting
+    still finalizes what the module teardown releases, and the OS reclaims the rest.
+    """
+    gc.freeze()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

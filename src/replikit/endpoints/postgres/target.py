@@ -145,8 +145,9 @@ class PostgresWriter:
             for v in views
             if v.converted and v.target is not None
         ]
-        with connect(self._params) as conn:
-            out += _each(conn, work)
+        if work:  # (no session for nothing to do: it is wall time at the end of a load)
+            with connect(self._params) as conn:
+                out += _each(conn, work)
         return out
 
     def check_existing(
@@ -297,6 +298,8 @@ class PostgresWriter:
         connections, the costliest first; then per table, in one transaction, its keys take
         their indexes. A table in ``errors`` (here or before) loses the indexes built for it.
         """
+        if not plans:  # (all finished early: no sessions opened for nothing)
+            return
         builds = [b for p in plans for b in _ddl.index_builds(p, names)]
         builds.sort(key=lambda b: -b.cost)  # the longest first, the others fill in around it
         start = time.monotonic()
@@ -620,6 +623,8 @@ def _build_indexes(
         except BaseException as exc:  # handed to the caller (a lost server, a bug)
             crashed.append(exc)
 
+    if not todo:
+        return built
     n = max(1, min(sessions, len(todo)))
     if len(todo) <= 1 or n == 1:
         work()
