@@ -119,12 +119,19 @@ def kinds(*, odd: bool, extra: Mapping[str, Kind] | None = None) -> dict[str, Ki
 
 # -- end to end from PostgreSQL ---------------------------------------------------------------
 
-FEW = settings(
-    max_examples=12,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+
+def few(examples: int = 12) -> settings:
+    """Hypothesis settings for tests on real database servers: ``examples`` examples, no
+    deadline, no shrinking, function-scoped fixtures shared by the examples."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+FEW = few()
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
 ) | st.sampled_from(["", '"', "a,b", "line\nbreak", "\r\n", "NULL", "NaN", "\\N", "t", "12", "0"])

@@ -15,22 +15,18 @@ from decimal import Decimal
 import duckdb
 import psycopg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import replikit as rk
 from replikit.endpoints.duckdb.target import DuckdbWriter
 from replikit.endpoints.postgres import _arrow_adbc
 from replikit.endpoints.postgres import source as pg_source
+from strategies_columns import few
 
 pytestmark = [pytest.mark.timeout(300)]
 
-FEW = settings(
-    max_examples=12,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FEW = few()
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
 ) | st.sampled_from(["", '"', "a,b", "line\nbreak", "NULL", "NaN", "\\N"])

@@ -13,20 +13,16 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import replikit as rk
 from replikit.endpoints.mysql._csvlines import csv_lines
+from strategies_columns import few
 
 pytestmark = [pytest.mark.timeout(300)]
 
-FEW = settings(
-    max_examples=20,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FEW = few(20)
 _TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
     max_size=12,

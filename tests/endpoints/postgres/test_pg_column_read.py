@@ -8,22 +8,18 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import replikit as rk
 from replikit.endpoints._columns import form_of, in_form
 from replikit.endpoints.postgres import _columns
 from replikit.pipeline.contracts import SupportsColumnRead
+from strategies_columns import few
 
 pytestmark = [pytest.mark.timeout(300)]
 
-FEW = settings(
-    max_examples=20,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FEW = few(20)
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
 ) | st.sampled_from(["", '"', "a,b", "line\nbreak", "\\N", "t", "ü 日本 🚚"])
