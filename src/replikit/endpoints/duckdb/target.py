@@ -323,38 +323,28 @@ class DuckdbWriter(
         """Insert every batch as Arrow tables of about :data:`ARROW_ROWS` rows, committing
         every ``commit_rows`` rows (a commit per 20,000 rows cost 60% of the load's time;
         one per unit held more memory, measured)."""
-        duckdb = driver()
         total = 0
         target = _ddl.table_name(plan.target_id)
-        with self._db.connected() as conn:
-            conn.execute("BEGIN")
-            try:
-                pending: list[Sequence[Any]] = []
-                columns: tuple[str, ...] | None = None
-                since = 0  # rows inserted since the last commit
-                for batch in batches:
-                    if columns is not None and batch.columns != columns and pending:
-                        total += _insert(conn, plan, columns, pending, target)
-                        pending = []
-                    columns = batch.columns
-                    pending.extend(batch.rows)
-                    if len(pending) >= ARROW_ROWS:
-                        since += _insert(conn, plan, columns, pending, target)
-                        pending = []
-                    if since >= self.commit_rows:
-                        conn.execute("COMMIT")
-                        conn.execute("BEGIN")
-                        total, since = total + since, 0
-                total += since
-                if pending and columns is not None:
+        with self._db.connected() as conn, _transaction(conn, _write_failed(plan)):
+            pending: list[Sequence[Any]] = []
+            columns: tuple[str, ...] | None = None
+            since = 0  # rows inserted since the last commit
+            for batch in batches:
+                if columns is not None and batch.columns != columns and pending:
                     total += _insert(conn, plan, columns, pending, target)
-                conn.execute("COMMIT")
-            except duckdb.Error as exc:
-                rollback(conn)
-                raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
-            except BaseException:
-                rollback(conn)
-                raise
+                    pending = []
+                columns = batch.columns
+                pending.extend(batch.rows)
+                if len(pending) >= ARROW_ROWS:
+                    since += _insert(conn, plan, columns, pending, target)
+                    pending = []
+                if since >= self.commit_rows:
+                    conn.execute("COMMIT")
+                    conn.execute("BEGIN")
+                    total, since = total + since, 0
+            total += since
+            if pending and columns is not None:
+                total += _insert(conn, plan, columns, pending, target)
         return total
 
     # -- load from Arrow --------------------------------------------------------------------
@@ -366,31 +356,25 @@ class DuckdbWriter(
     def load_arrow(self, plan: TablePlan, batches: Iterable[Any]) -> int:
         """Insert every Arrow record batch (see :meth:`arrow_writable`) with the casting
         ``INSERT`` of :meth:`load`, committing every ``commit_rows`` rows."""
-        duckdb = driver()
         sources = [cp.source.name for cp in plan.columns]
         cols = columns_for(plan, sources)
         temporal = [cp.target.type.kind in (Kind.DATE, Kind.TIMESTAMP) for cp in plan.columns]
         statement = _insert_statement(cols, _ddl.table_name(plan.target_id))
         total = since = 0
         ahead = read_ahead(iter(batches), ARROW_AHEAD)
-        with self._db.connected() as conn, contextlib.closing(ahead):
-            conn.execute("BEGIN")
-            try:
-                for group in _gathered(ahead, ARROW_GROUP_ROWS):
-                    table = _arrow().arrow_table(group, sources, temporal)
-                    over_batch(conn, cols, table, ArrowRows(table), statement)
-                    since += table.num_rows
-                    if since >= self.commit_rows:
-                        conn.execute("COMMIT")
-                        conn.execute("BEGIN")
-                        total, since = total + since, 0
-                conn.execute("COMMIT")
-            except duckdb.Error as exc:
-                rollback(conn)
-                raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
-            except BaseException:
-                rollback(conn)
-                raise
+        with (
+            self._db.connected() as conn,
+            contextlib.closing(ahead),
+            _transaction(conn, _write_failed(plan)),
+        ):
+            for group in _gathered(ahead, ARROW_GROUP_ROWS):
+                table = _arrow().arrow_table(group, sources, temporal)
+                over_batch(conn, cols, table, ArrowRows(table), statement)
+                since += table.num_rows
+                if since >= self.commit_rows:
+                    conn.execute("COMMIT")
+                    conn.execute("BEGIN")
+                    total, since = total + since, 0
         return total + since
 
     # -- load from an Arrow stream ------------------------------------------------------------
@@ -401,35 +385,19 @@ class DuckdbWriter(
         no pyarrow and no Python per batch. A value the stream may carry inexactly (a date
         outside the years 1-9999), or one DuckDB refuses, is a :class:`DataError` after the
         rollback: the caller loads the unit as record batches, which name the row."""
-        duckdb = driver()
         names = ", ".join(DIALECT.quote(cp.name) for cp in plan.columns)
         relation = f"rk_stream_{next(_BATCH_NAMES)}"
         statement = (
             f"INSERT INTO {_ddl.table_name(plan.target_id)} ({names}) "  # noqa: S608
             f"SELECT {_casts.stream_select(plan.columns, relation)} FROM {scan(relation)}"
         )
-        with stream as replikit_batch, self._db.connected() as conn:  # noqa: F841  (_BATCH)
-            conn.execute("BEGIN")
-            try:
-                row = conn.execute(statement).fetchone()
-                conn.execute("COMMIT")
-            except (
-                duckdb.ConversionException,
-                duckdb.ConstraintException,
-                duckdb.InvalidInputException,
-                duckdb.OutOfRangeException,
-            ) as exc:
-                rollback(conn)
-                first = str(exc).strip().splitlines()[0]
-                raise DataError(
-                    f"DuckDB refused a value: {first}", table=str(plan.target_id)
-                ) from exc
-            except duckdb.Error as exc:
-                rollback(conn)
-                raise ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}") from exc
-            except BaseException:
-                rollback(conn)
-                raise
+        refused = _refusal(plan, "a value", memory=False, whole=True)
+        with (
+            stream as replikit_batch,  # noqa: F841  (_BATCH)
+            self._db.connected() as conn,
+            _transaction(conn, refused),
+        ):
+            row = conn.execute(statement).fetchone()
         return int(row[0]) if row else 0
 
     # -- load from CSV lines ------------------------------------------------------------------
@@ -484,7 +452,7 @@ class DuckdbWriter(
                         feeder.finish()
                         if feeder.error is not None:  # the source failed: DuckDB read a part
                             raise feeder.error from None
-                        raise _text_error(duckdb, plan, exc) from exc
+                        raise _refusal(plan, "the CSV lines")(exc) from exc
                     except BaseException:
                         rollback(conn)
                         raise
@@ -519,20 +487,51 @@ class DuckdbWriter(
             raise table_errors(errors, "DuckDB indexes", len(plans))
 
 
-def _text_error(duckdb: ModuleType, plan: TablePlan, exc: Exception) -> Exception:
-    """What a failed ``read_csv`` INSERT raises: a line or value refused (or too long for the
-    reader's buffer) as :class:`DataError`, the unit loaded again as record batches."""
+@contextlib.contextmanager
+def _transaction(conn: Any, error: Callable[[Exception], Exception]) -> Iterator[None]:
+    """``BEGIN``, the body, ``COMMIT``: on any error the transaction is rolled back, and a
+    DuckDB error is raised as ``error(exc)``. The body may commit and begin again."""
+    duckdb = driver()
+    conn.execute("BEGIN")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except duckdb.Error as exc:
+        rollback(conn)
+        raise error(exc) from exc
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def _write_failed(plan: TablePlan) -> Callable[[Exception], Exception]:
+    """A failed write of ``plan``'s rows as :class:`ConnectError`, DuckDB's message whole."""
+    return lambda exc: ConnectError(f"DuckDB write to {plan.target_id} failed: {exc}")
+
+
+def _refusal(
+    plan: TablePlan, what: str, *, memory: bool = True, whole: bool = False
+) -> Callable[[Exception], Exception]:
+    """What a failed ``INSERT ... SELECT`` of a whole unit raises: ``what`` refused (a value,
+    a line, or with ``memory`` one too long for the CSV reader's buffer) as
+    :class:`DataError`, the unit then loaded again as record batches, which name the row;
+    any other error as :class:`ConnectError` (DuckDB's first line, or its message ``whole``)."""
+    duckdb = driver()
     refused = (
         duckdb.ConversionException,
         duckdb.ConstraintException,
         duckdb.InvalidInputException,
         duckdb.OutOfRangeException,
-        duckdb.OutOfMemoryException,
+        *((duckdb.OutOfMemoryException,) if memory else ()),
     )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, refused):
-        return DataError(f"DuckDB refused the CSV lines: {first}", table=str(plan.target_id))
-    return ConnectError(f"DuckDB write to {plan.target_id} failed: {first}")
+
+    def error(exc: Exception) -> Exception:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, refused):
+            return DataError(f"DuckDB refused {what}: {first}", table=str(plan.target_id))
+        return ConnectError(f"DuckDB write to {plan.target_id} failed: {exc if whole else first}")
+
+    return error
 
 
 def _insert(
