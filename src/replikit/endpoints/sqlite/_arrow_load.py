@@ -49,7 +49,7 @@ from typing import Any
 
 from replikit.endpoints._arrow import canonical_type, pool
 from replikit.endpoints.sqlite import _values as v
-from replikit.endpoints.sqlite._column_load import REAL_DIGITS, TEXT_NULL
+from replikit.endpoints.sqlite._column_load import REAL_DIGITS, TEXT_NULL, column_wise
 from replikit.schema.convert import TablePlan
 from replikit.schema.types import Kind, Type
 
@@ -244,9 +244,7 @@ def columns_for(plan: TablePlan) -> list[ArrowColumn] | None:
         return None
     out: list[ArrowColumn] = []
     for cp in plan.columns:
-        if cp.generated is not None or cp.target.as_text:
-            return None
-        if cp.source.type.kind is not cp.target.type.kind and cp.source.type.kind is not Kind.ENUM:
+        if not column_wise(cp):
             return None
         col = _column(pa, cp.source.name, cp.source.type, cp.target.adapt)
         if col is None:

@@ -44,7 +44,7 @@ from typing import Any
 
 from replikit.endpoints._columns import form_of
 from replikit.endpoints.sqlite import _values as v
-from replikit.schema.convert import TablePlan
+from replikit.schema.convert import ColumnPlan, TablePlan
 from replikit.schema.types import Kind, Type
 
 __all__ = ["TEXT_NULL", "TEXT_PARAMETER", "ColumnLoad", "columns_for"]
@@ -151,14 +151,21 @@ def _convert(t: Type, adapt: Callable[[Any], Any] | None) -> tuple[Convert, bool
     return None
 
 
+def column_wise(cp: ColumnPlan) -> bool:
+    """Whether ``cp`` can load a column at a time (here or from Arrow): stored, not written
+    as text, and of the target's kind (an ENUM's text included)."""
+    if cp.generated is not None or cp.target.as_text:
+        return False
+    kind = cp.source.type.kind
+    return kind is cp.target.type.kind or kind is Kind.ENUM
+
+
 def columns_for(plan: TablePlan) -> list[ColumnLoad] | None:
     """The conversion of every column of ``plan`` (in its order), or ``None`` when one is
     not covered: then the table loads another way."""
     out: list[ColumnLoad] = []
     for cp in plan.columns:
-        if cp.generated is not None or cp.target.as_text:
-            return None
-        if cp.source.type.kind is not cp.target.type.kind and cp.source.type.kind is not Kind.ENUM:
+        if not column_wise(cp):
             return None
         found = _convert(cp.source.type, cp.target.adapt)
         if found is None:
