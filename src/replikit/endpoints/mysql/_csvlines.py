@@ -46,7 +46,7 @@ from typing import Any
 from replikit.endpoints._arrow import TYPE_NAMES, canonical_type, pool
 from replikit.endpoints.mysql._copytext import MARK
 from replikit.endpoints.mysql._dialect import DIALECT
-from replikit.endpoints.mysql._lines import line_chunks
+from replikit.endpoints.mysql._lines import line_chunks, resolve_marks
 from replikit.errors import DataError
 from replikit.schema.model import Column, TableSchema
 from replikit.schema.types import Kind
@@ -358,22 +358,13 @@ class CsvText:
                 table=self.table,
             ) from None
         for line in parsed:
-            if len(line) != len(self.fields):  # CONCAT_WS left out a NULL it made
-                raise DataError(
-                    "a value is longer than max_allowed_packet as text", table=self.table
-                )
-            for field, text in zip(self.fields, line, strict=True):
-                if text != mark:
-                    continue
-                if field.how == "date" and allowed(field):
-                    found[field.name] += 1
-                    continue
-                what = "zero or invalid date" if field.how == "date" else "non-boolean value"
-                raise DataError(
-                    f"a {what} needs the typed path", table=self.table, column=field.name
-                )
+            resolve_marks(self.fields, line, mark, self.table, allowed, found, _name)
         counts.update(found)
         return data.replace(MARK, b"")  # a mark is always a whole unquoted field
+
+
+def _name(field: CsvField) -> str:
+    return field.name
 
 
 def csv_text(table: TableSchema) -> CsvText | None:

@@ -13,15 +13,15 @@ source read and the target write overlap.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from replikit.endpoints._ahead import read_ahead as _read_ahead
 from replikit.endpoints.mysql._copytext import MARK, Field, LineSelect
 from replikit.errors import DataError
 
-__all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "line_chunks", "read_ahead"]
+__all__ = ["AHEAD", "CHUNK_BYTES", "chunks", "line_chunks", "read_ahead", "resolve_marks"]
 
 CHUNK_BYTES = 256 << 10
 AHEAD = 2
@@ -76,20 +76,51 @@ def _unmark(
 ) -> bytes:
     """Count the marked dates that load as NULL and write them so; raise for the others."""
     for line in data.split(b"\n"):
-        if MARK not in line:
-            continue
-        texts = line.split(b"\t")
-        if len(texts) != len(select.fields):  # CONCAT_WS left out a NULL it made
-            raise DataError("a value is longer than max_allowed_packet as text", table=table)
-        for field, text in zip(select.fields, texts, strict=True):
-            if text != MARK:
-                continue
-            if field.how == "date" and allowed(field):
-                counts[field.source] += 1
-                continue
-            what = "zero or invalid date" if field.how == "date" else "non-boolean value"
-            raise DataError(f"a {what} needs the typed path", table=table, column=field.source)
+        if MARK in line:
+            texts = line.split(b"\t")
+            resolve_marks(select.fields, texts, MARK, table, allowed, counts, _source)
     return data.replace(MARK, b"\\N")
+
+
+def _source(field: Field) -> str:
+    return field.source
+
+
+class Marked(Protocol):
+    """A field whose value the server may mark (:data:`._copytext.MARK`)."""
+
+    @property
+    def how(self) -> str: ...  # "date" and "bool" fields may be marked
+
+
+F = TypeVar("F", bound=Marked)
+T = TypeVar("T", str, bytes)
+
+
+def resolve_marks(
+    fields: Sequence[F],
+    texts: Sequence[T],
+    mark: T,
+    table: str,
+    allowed: Callable[[F], bool],
+    counts: Counter[str],
+    source: Callable[[F], str],
+) -> None:
+    """One line's ``texts`` (its fields, in ``fields``' order; COPY text or CSV): a marked
+    date of a field ``allowed`` is counted in ``counts`` under its ``source(field)`` column;
+    any other marked value raises :class:`DataError` (its unit then goes to the typed path,
+    which names the row), as does a line short of fields (``CONCAT_WS`` left out a NULL it
+    made)."""
+    if len(texts) != len(fields):
+        raise DataError("a value is longer than max_allowed_packet as text", table=table)
+    for field, text in zip(fields, texts, strict=True):
+        if text != mark:
+            continue
+        if field.how == "date" and allowed(field):
+            counts[source(field)] += 1
+            continue
+        what = "zero or invalid date" if field.how == "date" else "non-boolean value"
+        raise DataError(f"a {what} needs the typed path", table=table, column=source(field))
 
 
 def read_ahead(items: Iterator[Any], depth: int = AHEAD) -> Iterator[Any]:
