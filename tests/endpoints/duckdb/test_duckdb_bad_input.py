@@ -149,3 +149,30 @@ def test_parse_type(native, kind):
         assert t.values == ("a", "b'c")
     if native == "DOUBLE[][]":
         assert t.dims == 2 and t.item == Type.float_(64)
+
+
+def test_a_file_named_after_the_target_schema_fails_that_table_before_any_ddl(pg_url, tmp_path):
+    """DuckDB names a database after its file: ``shop.duckdb`` with the target schema ``shop``
+    would make every name ambiguous. The table fails before any DDL, and the error says what
+    to do; a table of another schema in the same task still loads."""
+    import duckdb
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA shop; CREATE TABLE shop.items (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE public.other (id int PRIMARY KEY); INSERT INTO other VALUES (1)")
+    path = tmp_path / "Shop.duckdb"
+    with rk.endpoint(pg_url) as pg, rk.endpoint(f"duckdb:///{path}") as duck:
+        mappings = rk.Mappings().include("shop", "items").include("public", "other")
+        task = rk.Task(pg, duck, mappings=mappings)
+        with pytest.raises(rk.TaskError):
+            task.run()
+        stats = {str(s.table): s for s in task.statistics()}
+    error = str(stats["shop.items"].error)
+    assert "after its file" in error and "Name the file otherwise" in error, error
+    assert stats["public.other"].error is None
+    with duckdb.connect(str(path), read_only=True) as conn:
+        schemas = {
+            r[0] for r in conn.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()
+        }
+        assert "shop" not in schemas
+        assert conn.execute("SELECT count(*) FROM public.other").fetchone() == (1,)

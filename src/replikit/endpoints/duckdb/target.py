@@ -277,6 +277,8 @@ class DuckdbWriter(
         errors: dict[str, BaseException] = {}
         duckdb = driver()
         with self._db.connected() as conn:
+            errors.update(_catalog_clashes(conn, plans))
+            plans = [p for p in plans if str(p.target_id) not in errors]
             existing = self._existing(conn, plans)
             if mode in ("truncate", "do-nothing"):
                 pairs = [(p, existing[p.target_id]) for p in plans if p.target_id in existing]
@@ -485,6 +487,23 @@ class DuckdbWriter(
                     )
         if errors:
             raise table_errors(errors, "DuckDB indexes", len(plans))
+
+
+def _catalog_clashes(conn: Any, plans: Sequence[TablePlan]) -> dict[str, SchemaError]:
+    """The tables whose target schema has the name DuckDB gives the database (its file's
+    name): DuckDB cannot tell the two apart in any name, so nothing of them is created."""
+    row = conn.execute("SELECT current_database()").fetchone()
+    catalog = str(row[0]) if row else ""
+    return {
+        str(p.target_id): SchemaError(
+            f"DuckDB names this database {catalog!r} after its file, and the target schema "
+            f"{p.target_id.schema!r} has the same name: every name in it would be ambiguous. "
+            f"Name the file otherwise (e.g. {catalog}_copy.duckdb), or map the schema to "
+            "another name (a rename rule, or the schema main)"
+        )
+        for p in plans
+        if p.target_id.schema and p.target_id.schema.casefold() == catalog.casefold()
+    }
 
 
 @contextlib.contextmanager
