@@ -231,6 +231,23 @@ def test_sqlite_reserved_prefix_is_refused(pg_url, tmp_path):
     assert target.tables() == [(None, "t_sqlite_stuff")]
 
 
+def test_a_table_of_63_underscores_is_refused_for_postgresql_then_renamed(pg_url, tmp_path):
+    """PostgreSQL cannot create a table called 63 underscores (its array type would need the
+    row type's own name: a duplicate key in pg_type; Hypothesis found it): refused before any
+    DDL, then copied under the suggested name."""
+    name = "_" * 63
+    source, target = sqlite_db(tmp_path / "s.db"), Db("postgresql", pg_url)
+    source.execute(
+        f'CREATE TABLE "{name}" (id INTEGER PRIMARY KEY)', f'INSERT INTO "{name}" VALUES (1)'
+    )
+    (finding,) = _unsupported_names(rk.Task(source.url, pg_url))
+    assert "63 underscores" in (finding.reason or ""), finding
+    assert target.tables() == []
+    rk.Task(source.url, pg_url, mappings=add_fix(rk.Mappings(), finding.fix)).run()
+    [(schema, arrived)] = target.tables()
+    assert set(arrived) != {"_"} and target.contents(schema, arrived) == [("1",)]
+
+
 # -- names the writers choose -----------------------------------------------------------------
 def test_generated_key_and_sequence_names_never_take_a_table_name(tmp_path, pg_url):
     """PostgreSQL would name t's key t_pkey and its sequence t_id_seq: tables of those names
