@@ -85,11 +85,19 @@ def _dlt_missing() -> str | None:
 
 
 def _replikit(
-    source: Source, target: Path, work: Path, options: str = "", src: str | None = None
+    source: Source,
+    target: Path,
+    work: Path,
+    options: str = "",
+    src: str | None = None,
+    source_options: str = "",
 ) -> list[str]:
     exe = full_load._replikit_exe() or "replikit"
     includes = [a for t in TABLES for a in ("--include", f"{source.schema}.{t}")]
-    command = [exe, "copy", source.url, f"duckdb:///{target}{options}", *includes, "--no-progress"]
+    url = source.url
+    if source_options:
+        url += ("&" if "?" in url else "?") + source_options
+    command = [exe, "copy", url, f"duckdb:///{target}{options}", *includes, "--no-progress"]
     # another checkout's code (--baseline): env execs replikit in the same process
     return ["env", f"PYTHONPATH={src}", *command] if src else command
 
@@ -129,6 +137,13 @@ TOOLS = {
             "replikit-duckdb-all-indexes",
             "replikit (indexes=all)",
             partial(_replikit, options="?indexes=all"),
+        ),
+        # MariaDB only: the server's CSV lines where connectorx (replikit[mysql-arrow]) would
+        # be taken (?arrow=csv)
+        Tool(
+            "replikit-duckdb-csv",
+            "replikit (arrow=csv)",
+            partial(_replikit, source_options="arrow=csv"),
         ),
         Tool("dlt-pyarrow", "dlt (pyarrow)", _dlt("pyarrow"), _dlt_missing),
         Tool("dlt-connectorx", "dlt (connectorx)", _dlt("connectorx"), _dlt_missing),
@@ -245,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             [str(_peer_python()), "-m", "pip", "install", "-q", "-r", str(PEERS_REQS)], check=True
         )
     tools = [TOOLS[k.strip()] for k in args.tools.split(",") if k.strip()]
+    if args.source != "mariadb":  # a MySQL URL option
+        tools = [t for t in tools if t.key != "replikit-duckdb-csv"]
     if args.baseline:
         tools.append(_baseline(args.baseline))
     skipped = {t.key: why for t in tools if (why := t.missing())}

@@ -909,6 +909,13 @@ class Pipeline:
             n_kept = self._skipper.load(plan, loader.batches(plan, unit))
             failpoint("full-load.batch", wake=self._stop)
             return n_kept
+        # the source's driver straight into the target's engine first, then text
+        if self._stream_ok(plan, unit):
+            n_stream = loader.load_stream(plan, unit)
+            if n_stream is not None:
+                self.statistics.rows(name, n_stream)
+                failpoint("full-load.batch", wake=self._stop)
+                return n_stream
         if self._text_ok(plan, unit):
             n_text = loader.load_text(plan, unit, self._checked)
             if n_text is not None:
@@ -920,12 +927,6 @@ class Pipeline:
             assert isinstance(self.writer, SupportsColumnWrite)
             columns = self._counted(name, self.reader.read_columns(unit), counted)
             return self.writer.load_columns(plan, columns)
-        if self._stream_ok(plan, unit):
-            n_stream = loader.load_stream(plan, unit)
-            if n_stream is not None:
-                self.statistics.rows(name, n_stream)
-                failpoint("full-load.batch", wake=self._stop)
-                return n_stream
         if self._arrow_ok(plan, unit):
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)

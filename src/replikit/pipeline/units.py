@@ -152,6 +152,10 @@ class UnitLoader:
                     raise
                 # the source's SELECT could not compute a value (or the target refused it):
                 # the unit (rolled back) goes through Python, which decides each row
+        if stream:  # the source's driver straight into the target's engine: before text
+            done = self.load_stream(plan, unit, **extra)
+            if done is not None:
+                return done
         if text:
             done = self.load_text(plan, unit, **extra)
             if done is not None:
@@ -161,10 +165,6 @@ class UnitLoader:
             assert isinstance(self.writer, SupportsColumnWrite)
             with _closed(self.reader.read_columns(unit)) as column_batches:
                 return self.writer.load_columns(plan, column_batches, **extra)
-        if stream:
-            done = self.load_stream(plan, unit, **extra)
-            if done is not None:
-                return done
         if arrow:
             assert isinstance(self.reader, SupportsArrowRead)
             assert isinstance(self.writer, SupportsArrowWrite)

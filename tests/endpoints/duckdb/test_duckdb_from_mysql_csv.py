@@ -56,6 +56,16 @@ COLUMNS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _csv_lines(monkeypatch):
+    """These tests are about the CSV lines: connectorx's Arrow stream, which a DuckDB target
+    takes first where connectorx is installed (test_duckdb_from_mysql_connectorx.py), is
+    off."""
+    from replikit.endpoints.mysql.source import MysqlReader
+
+    monkeypatch.setattr(MysqlReader, "arrow_driver", "none")
+
+
 def _execute(url, *statements, rows=None):
     p = urlsplit(url)  # the test server: root without a password
     conn = pymysql.connect(
@@ -284,6 +294,7 @@ def test_duckdb_reads_the_lines_itself_without_pyarrow(mysql_url, tmp_path):
         def refuse(self, unit):
             raise AssertionError("loaded as record batches")
         MysqlReader.read_arrow = refuse
+        MysqlReader.arrow_driver = "none"  # the CSV lines, not connectorx's stream
         stats = rk.copy({mysql_url!r}, "duckdb:///{target}", include=["%.big", "%.vals"],
                         progress=False, split_rows=7000)
         assert sorted(s.full_load_rows for s in stats) == [3, 30000], stats

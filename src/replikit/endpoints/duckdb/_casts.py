@@ -93,6 +93,9 @@ def stream_select(columns: Sequence[ColumnPlan], relation: str) -> str:
         bounds = _bounds(cp.source.type)
         if bounds is not None:
             lo, hi = bounds
+            # typed as the bounds (a no-op for an Arrow date or timestamp; a column the
+            # stream holds as text is parsed here)
+            value = f"CAST({value} AS {lo.split()[0]})"
             value = (
                 f"CASE WHEN {value} IS NULL OR {value} BETWEEN {lo} AND {hi} THEN {value} "
                 f"ELSE error('{OUT_OF_RANGE}') END"

@@ -6,7 +6,9 @@
 (measured faster) and PyMySQL otherwise. Recognised query keys: ``ssl_mode``
 (``DISABLED``/``PREFERRED``/``REQUIRED``/``VERIFY_CA``/``VERIFY_IDENTITY``), ``ssl_ca``,
 ``ssl_cert``, ``ssl_key``, ``unix_socket``, ``connect_timeout``, ``driver``, and ``charset``
-(SQLAlchemy URLs carry it; replikit always talks utf8mb4). Anything else is a
+(SQLAlchemy URLs carry it; replikit always talks utf8mb4), and ``arrow`` (``auto``,
+``connectorx`` or ``csv``: how a full load into DuckDB reads the rows, :data:`ARROW_READERS`).
+Anything else is a
 :class:`~replikit.ConfigError`, so a misspelt TLS option never silently connects in clear.
 
 ``A URL without a password takes it where the mysql client does: the ``password`` of the
@@ -32,13 +34,19 @@ from typing import Any
 from replikit.endpoints._url import is_local_host, parse_url
 from replikit.errors import ConfigError
 
-__all__ = ["DRIVERS", "SSL_MODES", "ConnParams"]
+__all__ = ["ARROW_READERS", "DRIVERS", "SSL_MODES", "ConnParams"]
 
 log = logging.getLogger("replikit.mysql")
 
 DRIVERS = ("auto", "mysqlclient", "pymysql")
 SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
-_QUERY_KEYS = {"ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "unix_socket", "connect_timeout"}
+_QUERY_KEYS = {
+    "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "unix_socket", "connect_timeout", "arrow"
+}  # fmt: skip
+#: how a full load into a target that reads Arrow streams (DuckDB) reads the rows: ``auto``
+#: (connectorx where it is installed, else the server's CSV lines), ``connectorx`` (required),
+#: ``csv`` (the CSV lines: less memory, no connectorx); :mod:`._cxstream`
+ARROW_READERS = ("auto", "connectorx", "csv")
 _SCHEME_DRIVERS = {"pymysql": "pymysql", "mysqldb": "mysqlclient", "mysqlclient": "mysqlclient"}
 
 
@@ -60,6 +68,7 @@ class ConnParams:
     connect_timeout: int = 10
     driver: str = "auto"
     ssl: Mapping[str, str] = field(default_factory=dict)
+    arrow: str = "auto"
 
     @classmethod
     def from_url(cls, url: str, masked: str) -> ConnParams:
@@ -98,6 +107,11 @@ class ConnParams:
             raise ConfigError(
                 f"connect_timeout must be a whole number of seconds > 0 in {masked!r}"
             )
+        arrow = query.get("arrow", "auto")
+        if arrow not in ARROW_READERS:
+            raise ConfigError(
+                f"arrow must be one of {', '.join(ARROW_READERS)} in {masked!r}; got {arrow!r}"
+            )
         user, password = _login(u.username, u.password)
         return cls(
             host=u.host,
@@ -109,6 +123,7 @@ class ConnParams:
             connect_timeout=timeout,
             driver=driver,
             ssl=ssl,
+            arrow=arrow,
         )
 
     @property

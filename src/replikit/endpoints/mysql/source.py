@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from replikit.endpoints.mysql import _cxstream
 from replikit.endpoints.mysql._arrow_rows import MysqlArrow, arrow_columns
 from replikit.endpoints.mysql._connect import (
     Driver,
@@ -50,6 +51,14 @@ from replikit.endpoints.mysql._csvlines import (
     CsvText,
     csv_lines,
     csv_text,
+)
+from replikit.endpoints.mysql._cxstream import (
+    CxStream,
+    connectorx,
+    page_key,
+    select_list,
+    url_for,
+    usable,
 )
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._lines import chunks, read_ahead
@@ -102,6 +111,9 @@ class MysqlReader:
     text_format = TEXT_FORMAT
     #: ... or, for a DuckDB target, CSV lines its own reader parses (:mod:`._csvlines`)
     text_formats = (TEXT_FORMAT, CSV_FORMAT)
+    #: what :meth:`arrow_stream` reads with: ``"connectorx"`` where it is installed and the
+    #: URL's ``arrow`` allows, or ``"none"`` (units then go as CSV lines or record batches)
+    arrow_driver = "connectorx"
 
     def __init__(
         self,
@@ -326,6 +338,75 @@ class MysqlReader:
         for batch in self._batches(unit, table, readers, None):
             yield cols.batch(batch.rows, slow)
         self._add_zero_dates(unit, table, _by_column(zero))
+
+    def arrow_stream(self, unit: Unit) -> CxStream | None:
+        """The unit as one Arrow stream read by connectorx, for a target engine that reads it
+        in its own code (:class:`~replikit.pipeline.contracts.SupportsArrowStreamRead`,
+        :mod:`._cxstream`), or ``None`` (then CSV lines or record batches): the URL's
+        ``arrow=csv``; connectorx not installed (a :class:`~replikit.ConfigError` under
+        ``arrow=connectorx``); a reader holding a snapshot (CDC); a Unix socket or TLS
+        options; a column without a stream form; a unit that cannot be paged along a single
+        integer key (a table without one, past one page of rows); or a server connectorx
+        cannot log in to."""
+        wanted = self._params.arrow
+        if wanted == "csv" or self.arrow_driver != "connectorx":
+            return None
+        if self._shared is not None or unit.as_text:
+            return None
+        table = self._table(unit.table)
+        select = select_list(table, self.tinyint1_as_bool)
+        url = url_for(self._params)
+        if select is None or url is None or unit.where is not None or unit.select is not None:
+            return None
+        key = page_key(table)
+        if unit.range is not None and (key is None or unit.range.columns != (key,)):
+            return None
+        rows = table.estimated_rows
+        if key is None and (rows is None or rows > _cxstream.PAGE_ROWS):
+            return None
+        cx = connectorx()
+        if cx is None:
+            if wanted == "connectorx":
+                raise ConfigError(
+                    "the MySQL URL asks for arrow=connectorx, which is not installed: "
+                    "pip install 'replikit[mysql-arrow]', or leave out arrow=connectorx"
+                )
+            _hint_connectorx()
+            return None
+        if not usable(cx, url, self._params):
+            return None
+        span = unit.range or KeyRange(())
+        bounds = (
+            int(span.lower[0]) if span.lower is not None else None,
+            int(span.upper[0]) if span.upper is not None else None,
+        )
+        ends = self._page_ends(table, key, bounds) if key is not None else lambda _: None
+        return CxStream(cx, url, self._params, table, select, key, bounds, ends)
+
+    def _page_ends(
+        self, table: TableSchema, key: str, bounds: tuple[int | None, int | None]
+    ) -> Callable[[int | None], int | None]:
+        """``page_end`` of :class:`._cxstream.CxStream`: the key ``PAGE_ROWS`` keys
+        after ``after`` within ``bounds`` (one walk along the primary key), or ``None``
+        when fewer rows are left."""
+        q, name = _escaped(key, table.id)
+        lower, upper = bounds
+
+        def end(after: int | None) -> int | None:
+            parts, params = [], []
+            for op, bound in ((">=", lower), ("<", upper), (">", after)):
+                if bound is not None:
+                    parts.append(f"{q} {op} %s")
+                    params.append(bound)
+            where = f" WHERE {' AND '.join(parts)}" if parts else ""
+            sql = (
+                f"SELECT {q} FROM {name}{where} ORDER BY {q} "  # noqa: S608
+                f"LIMIT 1 OFFSET {_cxstream.PAGE_ROWS - 1}"
+            )
+            row = self._one_row(table, sql, params)
+            return None if row is None else int(row[0])
+
+        return end
 
     def _csv_batches(self, unit: Unit, table: TableSchema, lines: CsvLines) -> Iterator[Any]:
         def batches(fetch: Fetch, allowed: Allowed, counts: Counter[str]) -> Iterator[Any]:
@@ -571,6 +652,19 @@ class MysqlReader:
 
 #: a unit's identity: its table, place among the table's units and key range
 _UnitKey = tuple[str, int, int, KeyRange | None]
+
+
+_hinted: list[bool] = []
+
+
+def _hint_connectorx() -> None:
+    """Say once that connectorx would read into DuckDB faster."""
+    if not _hinted:
+        _hinted.append(True)
+        log.info(
+            "reading MySQL for DuckDB as CSV lines the server builds; "
+            "pip install 'replikit[mysql-arrow]' (connectorx) reads it faster"
+        )
 
 
 def _unit_key(unit: Unit) -> _UnitKey:
