@@ -14,6 +14,7 @@ from cdc_workload import crash_then_resume, create_source, sigkill_then_resume
 
 pytestmark = [pytest.mark.timeout(300)]
 
+
 @pytest.fixture
 def source(pg_url: str) -> str:
     return create_source(pg_url)

@@ -216,7 +216,14 @@ def test_errors_while_streaming_name_the_table_and_hide_the_password():
     assert _cxstream.url_for(params) == "mysql://u:s3cr%40t@127.0.0.1:1/db"
     table = TableSchema(TableId("db", "t"), ())
     stream = _cxstream.CxStream(
-        _cxstream.connectorx(), "x", params, table, "1", None, (None, None), lambda _: None
+        _cxstream.connectorx(),
+        "x",
+        params,
+        table,
+        _cxstream.Selection("1", (), ()),
+        None,
+        (None, None),
+        lambda _: None,
     )
     error = stream._error(RuntimeError("Access denied for u:s3cr@t at mysql://u:s3cr@t@host"))
     assert isinstance(error, rk.DataError)
@@ -233,7 +240,7 @@ def test_decimal_widths_choose_value_or_text():
 
     def expr(p, s):
         c = Column("n", Type(Kind.DECIMAL, precision=p, scale=s, native=f"decimal({p},{s})"))
-        return _cxstream._expression(c, True)
+        return _cxstream._expression(c, True)[0]
 
     assert expr(28, 10) == "`n`"
     assert expr(12, 2) == "`n`"

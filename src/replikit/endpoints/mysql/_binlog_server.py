@@ -282,9 +282,7 @@ class Server:
             f"{there or 'none'} at {position.file}:{position.pos}, not {position.gtid}"
         )
 
-    def _check_failover(
-        self, conn: Any, position: BinlogPosition, server: str, moved: str
-    ) -> None:
+    def _check_failover(self, conn: Any, position: BinlogPosition, server: str, moved: str) -> None:
         """PositionLostError unless a stream can resume from ``position``'s GTID state on
         this server: the position names its server, another one than this, and this
         server's binlog has every transaction of that state."""

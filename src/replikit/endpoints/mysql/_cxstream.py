@@ -14,11 +14,15 @@ hold, or as its canonical text, which the target casts (the stream's contract):
   (connectorx reads decimals into ``decimal128(38, 10)``), a wider one as its text;
 * strings, ENUM and JSON as utf8mb4 text (``CONVERT`` where the column is in another
   character set);
-* ``TINYINT(1)`` as ``'false'`` / ``'true'``; any other value as a text no cast accepts, so
-  the target refuses the unit, which is then read as record batches whose error names the row;
-* DATE, DATETIME and TIMESTAMP as their text (TIMESTAMP in the session's UTC): a zero or
-  invalid date is a text the target refuses in the same way (the record batches read it as
-  NULL where ``zero_dates="null"`` allows, and count it).
+* ``TINYINT(1)`` as it is, each batch checked to hold only 0 and 1;
+* DATE, DATETIME and TIMESTAMP as ``column + INTERVAL 0 DAY`` (TIMESTAMP becomes a DATETIME in
+  the session's UTC), which is NULL for a zero or invalid date (connectorx would panic on
+  one): each batch is checked to hold no more NULLs than the column (its ``IS NULL`` is
+  selected beside it, then dropped).
+
+A batch that fails a check raises :class:`~replikit.DataError`: the target rolls the unit back
+and it goes as CSV lines (:mod:`._csvlines`), which read a zero date as NULL where
+``zero_dates="null"`` allows (and count it), and otherwise refuse the row by name.
 
 A table with any other column (BIT, binary, FLOAT, TIME, YEAR, geometry...) is not streamed
 (:func:`select_list` returns ``None``), nor a column connectorx cannot read without a Rust
@@ -45,7 +49,8 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote
@@ -57,7 +62,17 @@ from replikit.errors import DataError
 from replikit.schema.model import Column, TableSchema
 from replikit.schema.types import Kind
 
-__all__ = ["BATCH_ROWS", "PAGE_ROWS", "CxStream", "connectorx", "select_list", "url_for"]
+__all__ = [
+    "BATCH_ROWS",
+    "PAGE_ROWS",
+    "Check",
+    "CxStream",
+    "Selection",
+    "check_batch",
+    "connectorx",
+    "select_list",
+    "url_for",
+]
 
 log = logging.getLogger("replikit.mysql")
 
@@ -71,6 +86,9 @@ _DECIMAL_DIGITS, _DECIMAL_SCALE = 28, 10
 #: the session every page runs in: UTC for TIMESTAMP's text, utf8mb4 results
 _SESSION = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]
 _PROBE_SECONDS = 10.0
+#: the prefix of the extra columns a date check reads (a table with such a column name is not
+#: streamed)
+_FLAG = "__replikit_isnull_"
 
 _state: dict[str, Any] = {}
 _state_lock = threading.Lock()
@@ -168,42 +186,97 @@ def usable(cx: ModuleType, url: str, params: ConnParams) -> bool:
         return bool(_state[key])
 
 
-def _expression(column: Column, tinyint1_as_bool: bool) -> str | None:
-    """How ``column`` is selected into the stream (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A test each record batch passes before DuckDB reads it: ``date`` (``column`` holds no
+    more NULLs than the source column, counted by ``flag``, the source's ``IS NULL``, or none
+    for a NOT NULL column: a zero or invalid date reads as NULL through ``+ INTERVAL 0 DAY``)
+    or ``bool`` (every value of ``column`` is 0 or 1)."""
+
+    how: str
+    column: str
+    flag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A table's stream SELECT list: ``sql``, the ``checks`` of each batch, and the ``flags``
+    (extra columns the checks read, dropped before DuckDB sees the batch)."""
+
+    sql: str
+    checks: tuple[Check, ...]
+    flags: tuple[str, ...]
+
+
+def _expression(column: Column, tinyint1_as_bool: bool) -> tuple[str, str | None] | None:
+    """How ``column`` is selected into the stream (see the module docstring), and the check
+    its batches need (``"date"``, ``"bool"`` or ``None``)."""
     t = column.type
     q = DIALECT.quote(column.name)
     base = t.native.lower().split("(")[0].split()[0] if t.native else ""
     kind = t.kind
     if kind is Kind.INT and base not in ("bit", "year"):
-        return q
+        return q, None
     if kind is Kind.FLOAT and (t.bits or 64) > 32 and base in ("double", "real"):
-        return q
+        return q, None
     if kind is Kind.DECIMAL:
         exact = (t.precision or 65) <= _DECIMAL_DIGITS and (t.scale or 0) <= _DECIMAL_SCALE
-        return q if exact else f"CAST({q} AS CHAR)"
+        return (q if exact else f"CAST({q} AS CHAR)"), None
     if kind in (Kind.STRING, Kind.TEXT, Kind.ENUM, Kind.JSON):
         utf8 = (column.collation or "").startswith("utf8mb4") and kind is not Kind.JSON
-        return q if utf8 else f"CONVERT({q} USING utf8mb4)"
+        return (q if utf8 else f"CONVERT({q} USING utf8mb4)"), None
     if kind is Kind.BOOL and tinyint1_as_bool and base in ("tinyint", "bool", "boolean"):
-        return (
-            f"CASE {q} WHEN 0 THEN {_lit('false')} WHEN 1 THEN {_lit('true')} "
-            f"ELSE CONCAT({_lit('not a boolean: ')}, {q}) END"
-        )
+        return q, "bool"
     if kind in (Kind.DATE, Kind.TIMESTAMP) and base in ("date", "datetime", "timestamp"):
-        return f"CAST({q} AS CHAR)"
+        # its own value (TIMESTAMP as a DATETIME in the session's UTC); NULL where the date is
+        # zero or invalid, which the batch's check finds
+        return f"{q} + INTERVAL 0 DAY", "date"
     return None
 
 
-def select_list(table: TableSchema, tinyint1_as_bool: bool) -> str | None:
+def select_list(table: TableSchema, tinyint1_as_bool: bool) -> Selection | None:
     """The SELECT list of ``table``'s stream, each column named as the source's, or ``None``
     when a column has no stream form here."""
-    out = []
-    for c in table.columns:
-        value = _expression(c, tinyint1_as_bool)
-        if value is None:
+    out, checks, flags = [], [], []
+    for i, c in enumerate(table.columns):
+        chosen = _expression(c, tinyint1_as_bool)
+        if chosen is None:
             return None
+        value, how = chosen
         out.append(f"{value} AS {DIALECT.quote(c.name)}")
-    return ", ".join(out) if out else None
+        flag = None
+        if how == "date" and c.nullable:
+            flag = f"{_FLAG}{i}"
+            out.append(f"{DIALECT.quote(c.name)} IS NULL AS {DIALECT.quote(flag)}")
+            flags.append(flag)
+        if how is not None:
+            checks.append(Check(how, c.name, flag))
+    if not out or set(flags) & set(table.column_names):
+        return None
+    return Selection(", ".join(out), tuple(checks), tuple(flags))
+
+
+def check_batch(batch: Any, checks: Sequence[Check], table: str) -> None:
+    """Raise :class:`DataError` when ``batch`` holds a value its checks refuse (a zero or
+    invalid date, a TINYINT(1) other than 0/1): the unit then goes as CSV lines, which
+    apply the ``zero_dates`` policy or name the row."""
+    import pyarrow.compute as pc
+
+    for check in checks:
+        values = batch.column(check.column)
+        if check.how == "bool":
+            low, high = pc.min_max(values).values()
+            bad = low.is_valid and (low.as_py() < 0 or high.as_py() > 1)
+        else:
+            nulls = 0
+            if check.flag is not None:
+                nulls = pc.sum(batch.column(check.flag)).as_py() or 0
+            bad = values.null_count > nulls
+        if bad:
+            what = "a TINYINT(1) other than 0/1" if check.how == "bool" else "a zero date"
+            raise DataError(
+                f"column {check.column} holds {what}: read as CSV lines instead", table=table
+            )
 
 
 def page_key(table: TableSchema) -> str | None:
@@ -234,7 +307,7 @@ class CxStream:
         url: str,
         params: ConnParams,
         table: TableSchema,
-        select: str,
+        select: Selection,
         key: str | None,
         bounds: tuple[int | None, int | None],
         page_end: PageEnd,
@@ -244,7 +317,8 @@ class CxStream:
         self._params = params
         self._table = str(table.id)
         name = DIALECT.qualified(table.id.schema, table.id.name)
-        self._from = f"SELECT {select} FROM {name}"  # noqa: S608
+        self._from = f"SELECT {select.sql} FROM {name}"  # noqa: S608
+        self._selection = select
         self._key = key
         self._bounds = bounds
         self._page_end = page_end
@@ -296,19 +370,25 @@ class CxStream:
         import pyarrow as pa
 
         first = self._open(None)
-        return pa.RecordBatchReader.from_batches(first[0].schema, self._pages(first))
+        schema = first[0].schema
+        for flag in self._selection.flags:
+            schema = schema.remove(schema.get_field_index(flag))
+        return pa.RecordBatchReader.from_batches(schema, self._pages(first, schema))
 
     def __exit__(self, *exc: object) -> None:
         while self._open_pages:
             with contextlib.suppress(Exception):
                 self._open_pages.pop().close()
 
-    def _pages(self, first: tuple[Any, int | None]) -> Iterator[Any]:
+    def _pages(self, first: tuple[Any, int | None], schema: Any) -> Iterator[Any]:
         page, last = first
-        schema = page.schema
+        checks, names = self._selection.checks, schema.names
         while True:
             ahead = self._open(last) if last is not None else None
             for batch in self._batches(page):
+                check_batch(batch, checks, self._table)
+                if self._selection.flags:
+                    batch = batch.select(names)
                 if not batch.schema.equals(schema):
                     raise DataError(
                         f"connectorx read a page as {batch.schema}, not {schema}",
