@@ -50,6 +50,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -296,9 +297,9 @@ class CxStream:
     """A unit's rows as pages of one ``SELECT`` read by connectorx: entered, it gives a
     pyarrow ``RecordBatchReader`` (``__arrow_c_stream__``) over every page in key order;
     left, it closes the pages open. Each page is a key range whose end ``page_end`` finds
-    (a walk of :data:`PAGE_ROWS` keys on the source); the next page is opened as one starts
-    being read, so the target never waits for a page to start and at most two are read
-    ahead. Errors while reading are :class:`DataError` s with the password removed (the
+    (a walk of :data:`PAGE_ROWS` keys on the source); the next page is opened in a thread as
+    one starts being read, so the target never waits for a page to start, and at most two
+    are read ahead. Errors while reading are :class:`DataError` s with the password removed (the
     target rolls the unit back and reads it as record batches)."""
 
     def __init__(
@@ -323,6 +324,7 @@ class CxStream:
         self._bounds = bounds
         self._page_end = page_end
         self._open_pages: list[Any] = []
+        self._ahead: ThreadPoolExecutor | None = None
 
     def _query(self, after: int | None, last: int | None) -> str:
         """The page of keys ``> after`` and ``<= last`` (``None``: unbounded) within the
@@ -369,6 +371,7 @@ class CxStream:
     def __enter__(self) -> Any:
         import pyarrow as pa
 
+        self._ahead = ThreadPoolExecutor(1, thread_name_prefix="replikit-connectorx")
         first = self._open(None)
         schema = first[0].schema
         for flag in self._selection.flags:
@@ -376,6 +379,9 @@ class CxStream:
         return pa.RecordBatchReader.from_batches(schema, self._pages(first, schema))
 
     def __exit__(self, *exc: object) -> None:
+        if self._ahead is not None:  # a page still being opened is closed below
+            self._ahead.shutdown(wait=True, cancel_futures=True)
+            self._ahead = None
         while self._open_pages:
             with contextlib.suppress(Exception):
                 self._open_pages.pop().close()
@@ -384,7 +390,9 @@ class CxStream:
         page, last = first
         checks, names = self._selection.checks, schema.names
         while True:
-            ahead = self._open(last) if last is not None else None
+            # the next page's end is found and its read started while this one is read
+            assert self._ahead is not None
+            ahead = self._ahead.submit(self._open, last) if last is not None else None
             for batch in self._batches(page):
                 check_batch(batch, checks, self._table)
                 if self._selection.flags:
@@ -400,7 +408,7 @@ class CxStream:
                 page.close()
             if ahead is None:
                 return
-            page, last = ahead
+            page, last = ahead.result()
 
     def _batches(self, page: Any) -> Iterator[Any]:
         while True:
