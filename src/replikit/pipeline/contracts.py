@@ -450,7 +450,9 @@ class SupportsArrowStreamRead(Protocol):
     that any column may hold each value's canonical text instead, and that a date or timestamp
     outside the years 1-9999 is not carried exactly: a writer checks those and refuses the
     unit (``DataError``), which is then read with ``read_arrow``. The stream is read once,
-    inside the context manager (which holds the source's connection).
+    inside the context manager (which holds the source's connection). A stream may carry
+    ``engine_memory`` (e.g. ``"64MB"``): the target engine's working memory it loads fastest
+    with, which a writer whose memory limit the user did not set may take for the unit.
     """
 
     def arrow_stream(self, unit: Unit) -> AbstractContextManager[Any] | None:

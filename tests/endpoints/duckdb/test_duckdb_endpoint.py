@@ -143,3 +143,23 @@ def test_indexes_build_under_the_endpoint_memory_limit_and_higher_when_needed(tm
         assert conn.execute(keys).fetchone()[0] == 1
         assert conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
     db.close()
+
+
+def test_a_stream_widens_the_default_memory_limit_for_its_unit_only(tmp_path):
+    """A stream's ``engine_memory`` is the limit while its unit loads, then the endpoint's
+    again; a limit the user chose is kept as it is."""
+    from replikit.endpoints.duckdb._connect import Database, Location
+
+    setting = "SELECT current_setting('memory_limit')"
+    for chosen, inside in ((False, "61.0 MiB"), (True, "30.5 MiB")):
+        db = Database(Location(str(tmp_path / f"{chosen}.duckdb")), memory_limit="32MB",
+                      limit_chosen=chosen)  # fmt: skip
+        with db.connected() as conn:
+            with db.widened(conn, "64MB"):
+                assert conn.execute(setting).fetchone()[0] == inside
+            assert conn.execute(setting).fetchone()[0] == "30.5 MiB"
+            with db.widened(conn, None):
+                assert conn.execute(setting).fetchone()[0] == "30.5 MiB"
+        db.close()
+    assert not rk.endpoint("duckdb:///:memory:")._db.limit_chosen
+    assert rk.endpoint("duckdb:///:memory:?memory_limit=32MB")._db.limit_chosen

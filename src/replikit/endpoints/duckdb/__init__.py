@@ -101,6 +101,7 @@ class DuckdbEndpoint(Endpoint):
             self._location,
             threads=threads,
             memory_limit=limit,
+            limit_chosen="memory_limit" in self.options,
         )
 
     @property

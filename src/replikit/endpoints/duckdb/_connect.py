@@ -69,11 +69,18 @@ class Database:
     """The endpoint's database instance, opened on first use."""
 
     def __init__(
-        self, location: Location, *, threads: int | None = None, memory_limit: str | None = None
+        self,
+        location: Location,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        limit_chosen: bool = True,
     ) -> None:
         self.location = location
         self.threads = threads
         self.memory_limit = memory_limit
+        #: whether the user set ``memory_limit`` (else a load may raise it: :meth:`widened`)
+        self.limit_chosen = limit_chosen
         self._lock = threading.Lock()
         self._db: Any = None
 
@@ -147,6 +154,20 @@ class Database:
                         raise
                     continue
                 return
+        finally:
+            self._restore_limit(conn)
+
+    @contextlib.contextmanager
+    def widened(self, conn: Any, limit: str | None) -> Iterator[None]:
+        """``limit`` as the memory limit for the block, then the endpoint's again: only where
+        the user did not choose a limit and ``limit`` is given (a reader's
+        ``engine_memory``, what its stream was measured fastest with)."""
+        if limit is None or self.limit_chosen or self.memory_limit is None:
+            yield
+            return
+        conn.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
         finally:
             self._restore_limit(conn)
 

@@ -397,6 +397,7 @@ class DuckdbWriter(
         with (
             stream as replikit_batch,  # noqa: F841  (_BATCH)
             self._db.connected() as conn,
+            self._db.widened(conn, getattr(stream, "engine_memory", None)),
             _transaction(conn, refused),
         ):
             row = conn.execute(statement).fetchone()
