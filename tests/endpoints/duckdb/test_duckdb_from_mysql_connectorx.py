@@ -265,3 +265,33 @@ def test_the_urls_arrow_option(mysql_url, monkeypatch):
         reader = MysqlReader(my.params, [table])
         with pytest.raises(rk.ConfigError, match=r"pip install 'replikit\[mysql-arrow\]'"):
             reader.arrow_stream(reader.units(table)[0])
+
+
+def test_a_not_null_zero_date_goes_back_to_the_csv_lines_and_is_refused(
+    mysql_url, tmp_path, caplog
+):
+    """A zero date in a NOT NULL column (no flag column: any NULL is one) leaves the stream;
+    the CSV lines refuse it naming the row, and DuckDB keeps no row."""
+    _execute(
+        mysql_url,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE vals (id int PRIMARY KEY, t datetime(3) NOT NULL, b tinyint(1) NOT NULL)",
+        "INSERT INTO vals VALUES (1, '2024-02-29 01:02:03.5', 1), (2, '0000-00-00', 0)",
+    )
+    path = tmp_path / "n.duckdb"
+    caplog.set_level(logging.INFO, logger="replikit.pipeline")
+    with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
+        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
+        with pytest.raises(rk.TaskError):
+            task.run()
+        [stat] = task.statistics()
+        assert "column t; key id=2" in str(stat.error), stat.error
+    assert "column t holds a zero or invalid date" in caplog.text
+    _execute(mysql_url, "UPDATE vals SET t = '2001-01-01', b = -1 WHERE id = 2")
+    with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{tmp_path / 'b.duckdb'}") as duck:
+        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
+        with pytest.raises(rk.TaskError):
+            task.run()
+        [stat] = task.statistics()
+        assert "column b; key id=2" in str(stat.error), stat.error
+    assert "column b holds a TINYINT(1) other than 0/1" in caplog.text

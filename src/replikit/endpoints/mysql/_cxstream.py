@@ -14,11 +14,13 @@ hold, or as its canonical text, which the target casts (the stream's contract):
   (connectorx reads decimals into ``decimal128(38, 10)``), a wider one as its text;
 * strings, ENUM and JSON as utf8mb4 text (``CONVERT`` where the column is in another
   character set);
-* ``TINYINT(1)`` as it is, each batch checked to hold only 0 and 1;
+* ``TINYINT(1)`` as it is where it is 0 or 1, else NULL;
 * DATE, DATETIME and TIMESTAMP as ``column + INTERVAL 0 DAY`` (TIMESTAMP becomes a DATETIME in
   the session's UTC), which is NULL for a zero or invalid date (connectorx would panic on
-  one): each batch is checked to hold no more NULLs than the column (its ``IS NULL`` is
-  selected beside it, then dropped).
+  one).
+
+Each batch of those last two is checked to hold no more NULLs than the source column (whose
+NULLs a flag column selected beside it counts, then dropped).
 
 A batch that fails a check raises :class:`~replikit.DataError`: the target rolls the unit back
 and it goes as CSV lines (:mod:`._csvlines`), which read a zero date as NULL where
@@ -189,14 +191,15 @@ def usable(cx: ModuleType, url: str, params: ConnParams) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """A test each record batch passes before DuckDB reads it: ``date`` (``column`` holds no
-    more NULLs than the source column, counted by ``flag``, the source's ``IS NULL``, or none
-    for a NOT NULL column: a zero or invalid date reads as NULL through ``+ INTERVAL 0 DAY``)
-    or ``bool`` (every value of ``column`` is 0 or 1)."""
+    """A test each record batch passes before DuckDB reads it: ``column`` holds no more NULLs
+    than the source column, counted by ``flag`` (``IF(column IS NULL, NULL, 1)`` selected
+    beside it; ``None`` for a NOT NULL column). The column's expression is NULL for a value
+    the stream cannot carry exactly: a zero or invalid date (``+ INTERVAL 0 DAY``), a
+    ``TINYINT(1)`` other than 0/1. ``what`` says which, for the message."""
 
-    how: str
     column: str
-    flag: str | None = None
+    flag: str | None
+    what: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +213,9 @@ class Selection:
 
 
 def _expression(column: Column, tinyint1_as_bool: bool) -> tuple[str, str | None] | None:
-    """How ``column`` is selected into the stream (see the module docstring), and the check
-    its batches need (``"date"``, ``"bool"`` or ``None``)."""
+    """How ``column`` is selected into the stream (see the module docstring), and what its
+    batches are checked for (``None``: nothing; else the expression is NULL for such a
+    value)."""
     t = column.type
     q = DIALECT.quote(column.name)
     base = t.native.lower().split("(")[0].split()[0] if t.native else ""
@@ -227,11 +231,11 @@ def _expression(column: Column, tinyint1_as_bool: bool) -> tuple[str, str | None
         utf8 = (column.collation or "").startswith("utf8mb4") and kind is not Kind.JSON
         return (q if utf8 else f"CONVERT({q} USING utf8mb4)"), None
     if kind is Kind.BOOL and tinyint1_as_bool and base in ("tinyint", "bool", "boolean"):
-        return q, "bool"
+        return f"IF({q} IN (0, 1), {q}, NULL)", "a TINYINT(1) other than 0/1"
     if kind in (Kind.DATE, Kind.TIMESTAMP) and base in ("date", "datetime", "timestamp"):
         # its own value (TIMESTAMP as a DATETIME in the session's UTC); NULL where the date is
-        # zero or invalid, which the batch's check finds
-        return f"{q} + INTERVAL 0 DAY", "date"
+        # zero or invalid (connectorx would panic on one)
+        return f"{q} + INTERVAL 0 DAY", "a zero or invalid date"
     return None
 
 
@@ -243,40 +247,34 @@ def select_list(table: TableSchema, tinyint1_as_bool: bool) -> Selection | None:
         chosen = _expression(c, tinyint1_as_bool)
         if chosen is None:
             return None
-        value, how = chosen
-        out.append(f"{value} AS {DIALECT.quote(c.name)}")
+        value, what = chosen
+        q = DIALECT.quote(c.name)
+        out.append(f"{value} AS {q}")
+        if what is None:
+            continue
         flag = None
-        if how == "date" and c.nullable:
+        if c.nullable:
             flag = f"{_FLAG}{i}"
-            out.append(f"{DIALECT.quote(c.name)} IS NULL AS {DIALECT.quote(flag)}")
+            out.append(f"IF({q} IS NULL, NULL, 1) AS {DIALECT.quote(flag)}")
             flags.append(flag)
-        if how is not None:
-            checks.append(Check(how, c.name, flag))
+        checks.append(Check(c.name, flag, what))
     if not out or set(flags) & set(table.column_names):
         return None
     return Selection(", ".join(out), tuple(checks), tuple(flags))
 
 
 def check_batch(batch: Any, checks: Sequence[Check], table: str) -> None:
-    """Raise :class:`DataError` when ``batch`` holds a value its checks refuse (a zero or
-    invalid date, a TINYINT(1) other than 0/1): the unit then goes as CSV lines, which
-    apply the ``zero_dates`` policy or name the row."""
-    import pyarrow.compute as pc
-
+    """Raise :class:`DataError` when a checked column of ``batch`` holds more NULLs than its
+    source column (:class:`Check`): the unit then goes as CSV lines, which apply the
+    ``zero_dates`` policy or name the row. Null counts only: no compute kernel is loaded."""
+    rows = batch.num_rows
     for check in checks:
-        values = batch.column(check.column)
-        if check.how == "bool":
-            low, high = pc.min_max(values).values()
-            bad = low.is_valid and (low.as_py() < 0 or high.as_py() > 1)
-        else:
-            nulls = 0
-            if check.flag is not None:
-                nulls = pc.sum(batch.column(check.flag)).as_py() or 0
-            bad = values.null_count > nulls
-        if bad:
-            what = "a TINYINT(1) other than 0/1" if check.how == "bool" else "a zero date"
+        nulls = batch.column(check.flag).null_count if check.flag is not None else 0
+        if batch.column(check.column).null_count > nulls:
             raise DataError(
-                f"column {check.column} holds {what}: read as CSV lines instead", table=table
+                f"column {check.column} holds {check.what} in these {rows} rows: read as CSV "
+                "lines instead",
+                table=table,
             )
 
 
