@@ -79,8 +79,9 @@ __all__ = [
 
 log = logging.getLogger("replikit.mysql")
 
-#: rows per page (one statement, and the most connectorx reads ahead of the target)
-PAGE_ROWS = 65_536
+#: rows per page (one statement; at most two are read ahead of the target). Measured on the
+#: benchmark's 1.1M rows: 0.2-0.3 s faster than 65,536 at 10-15 MB more peak RSS
+PAGE_ROWS = 131_072
 #: rows per record batch connectorx makes
 BATCH_ROWS = 16_384
 #: the largest DECIMAL connectorx reads exactly (``decimal128(38, 10)`` through a 28-digit
