@@ -412,6 +412,18 @@ def endpoint(url: str | Any, **options: Any) -> Endpoint:
     return _resolve(_scheme(url))(url, **options)
 
 
+#: the keys :func:`say_once` has logged in this process
+_SAID: set[str] = set()
+
+
+def say_once(logger: logging.Logger, key: str, message: str) -> None:
+    """Log ``message`` at INFO the first time ``key`` is said in this process (a hint such
+    as an optional package that would read faster, which every unit would otherwise repeat)."""
+    if key not in _SAID:
+        _SAID.add(key)
+        logger.info("%s", message)
+
+
 def hide_secret(text: str, secret: str | None) -> str:
     """``text`` with each delimited occurrence of ``secret`` (or its URL escape) as ``***``.
 

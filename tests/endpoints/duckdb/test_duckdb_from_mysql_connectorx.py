@@ -196,7 +196,7 @@ def test_what_is_not_streamed(mysql_url, monkeypatch, caplog):
         finally:
             conn.close()
         monkeypatch.setitem(_cxstream._state, "module", None)
-        monkeypatch.setattr("replikit.endpoints.mysql.source._hinted", [])
+        monkeypatch.setattr("replikit.endpoints.base._SAID", set())
         with caplog.at_level(logging.INFO, logger="replikit.endpoints.mysql.source"):
             assert reader.arrow_stream(reader.units(tables["small"])[0]) is None
             assert reader.arrow_stream(reader.units(tables["small"])[0]) is None
@@ -267,6 +267,17 @@ def test_the_urls_arrow_option(mysql_url, monkeypatch):
             reader.arrow_stream(reader.units(table)[0])
 
 
+def _refused(url, path):
+    """The error of the one table of a task copying ``vals`` to DuckDB at ``path``, which
+    must fail."""
+    with rk.endpoint(url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
+        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
+        with pytest.raises(rk.TaskError):
+            task.run()
+        [stat] = task.statistics()
+        return str(stat.error)
+
+
 def test_a_not_null_zero_date_goes_back_to_the_csv_lines_and_is_refused(
     mysql_url, tmp_path, caplog
 ):
@@ -278,20 +289,9 @@ def test_a_not_null_zero_date_goes_back_to_the_csv_lines_and_is_refused(
         "CREATE TABLE vals (id int PRIMARY KEY, t datetime(3) NOT NULL, b tinyint(1) NOT NULL)",
         "INSERT INTO vals VALUES (1, '2024-02-29 01:02:03.5', 1), (2, '0000-00-00', 0)",
     )
-    path = tmp_path / "n.duckdb"
     caplog.set_level(logging.INFO, logger="replikit.pipeline")
-    with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
-        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
-        with pytest.raises(rk.TaskError):
-            task.run()
-        [stat] = task.statistics()
-        assert "column t; key id=2" in str(stat.error), stat.error
+    assert "column t; key id=2" in _refused(mysql_url, tmp_path / "t.duckdb")
     assert "column t holds a zero or invalid date" in caplog.text
     _execute(mysql_url, "UPDATE vals SET t = '2001-01-01', b = -1 WHERE id = 2")
-    with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{tmp_path / 'b.duckdb'}") as duck:
-        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
-        with pytest.raises(rk.TaskError):
-            task.run()
-        [stat] = task.statistics()
-        assert "column b; key id=2" in str(stat.error), stat.error
+    assert "column b; key id=2" in _refused(mysql_url, tmp_path / "b.duckdb")
     assert "column b holds a TINYINT(1) other than 0/1" in caplog.text

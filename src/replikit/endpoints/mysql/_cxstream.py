@@ -353,8 +353,8 @@ class CxStream:
 
     def _open(self, after: int | None) -> tuple[Any, int | None]:
         """The page after key ``after``, open, and the key it ends at (``None``: the last)."""
-        try:
-            last = self._page_end(after) if self._key is not None else None
+        last = self._page_end(after) if self._key is not None else None
+        with self._mapped():
             page = self._cx.read_sql(
                 self._url,
                 self._query(after, last),
@@ -362,14 +362,20 @@ class CxStream:
                 batch_size=BATCH_ROWS,
                 pre_execution_query=_SESSION,
             )
-        except DataError:
+        self._open_pages.append(page)
+        return page, last
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """connectorx's failures (a Rust panic included) as :meth:`_error` s."""
+        try:
+            yield
+        except (DataError, StopIteration):
             raise
         except BaseException as exc:
             if not _failure(exc):
                 raise
             raise self._error(exc) from None
-        self._open_pages.append(page)
-        return page, last
 
     def _error(self, exc: BaseException) -> DataError:
         said = hide_secret(str(exc), self._params.password).strip() or type(exc).__name__
@@ -420,11 +426,8 @@ class CxStream:
     def _batches(self, page: Any) -> Iterator[Any]:
         while True:
             try:
-                batch = page.read_next_batch()
+                with self._mapped():
+                    batch = page.read_next_batch()
             except StopIteration:
                 return
-            except BaseException as exc:
-                if not _failure(exc):
-                    raise
-                raise self._error(exc) from None
             yield batch

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from replikit.endpoints.base import say_once
 from replikit.endpoints.mysql import _cxstream
 from replikit.endpoints.mysql._arrow_rows import MysqlArrow, arrow_columns
 from replikit.endpoints.mysql._connect import (
@@ -654,17 +655,14 @@ class MysqlReader:
 _UnitKey = tuple[str, int, int, KeyRange | None]
 
 
-_hinted: list[bool] = []
-
-
 def _hint_connectorx() -> None:
     """Say once that connectorx would read into DuckDB faster."""
-    if not _hinted:
-        _hinted.append(True)
-        log.info(
-            "reading MySQL for DuckDB as CSV lines the server builds; "
-            "pip install 'replikit[mysql-arrow]' (connectorx) reads it faster"
-        )
+    say_once(
+        log,
+        "connectorx",
+        "reading MySQL for DuckDB as CSV lines the server builds; "
+        "pip install 'replikit[mysql-arrow]' (connectorx) reads it faster",
+    )
 
 
 def _unit_key(unit: Unit) -> _UnitKey:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from replikit.endpoints.base import require
+from replikit.endpoints.base import require, say_once
 
 require("psycopg", package="psycopg", extra="postgres", purpose="The PostgreSQL endpoint")
 
@@ -449,18 +449,15 @@ class PostgresReader:
             raise ConfigError(f"table {tid} is not one of this reader's tables") from None
 
 
-_hinted: list[bool] = []
-
-
 def _hint_adbc() -> None:
     """Say once that ADBC's driver would read faster."""
-    if not _hinted:
-        _hinted.append(True)
-        log.info(
-            "reading PostgreSQL into Arrow through COPY (FORMAT csv); "
-            "pip install adbc-driver-postgresql (in replikit's duckdb and files extras) "
-            "reads it about 3x faster"
-        )
+    say_once(
+        log,
+        "adbc",
+        "reading PostgreSQL into Arrow through COPY (FORMAT csv); "
+        "pip install adbc-driver-postgresql (in replikit's duckdb and files extras) "
+        "reads it about 3x faster",
+    )
 
 
 def _chunked(rows: Iterable[_T], size: int) -> Iterator[list[_T]]:
