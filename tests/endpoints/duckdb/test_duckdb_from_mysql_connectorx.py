@@ -295,3 +295,28 @@ def test_a_not_null_zero_date_goes_back_to_the_csv_lines_and_is_refused(
     _execute(mysql_url, "UPDATE vals SET t = '2001-01-01', b = -1 WHERE id = 2")
     assert "column b; key id=2" in _refused(mysql_url, tmp_path / "b.duckdb")
     assert "column b holds a TINYINT(1) other than 0/1" in caplog.text
+
+
+def test_a_server_connectorx_cannot_log_in_to(mysql_url, caplog):
+    """connectorx refused at login (here: a wrong password; in life, say, MySQL 8's
+    caching_sha2_password without TLS): under ``arrow=auto`` the unit is not streamed, after
+    one probe of at most a few seconds and one log line; under ``arrow=connectorx`` it is a
+    ConnectError saying what to do. The password is in neither."""
+    import time
+
+    from replikit.endpoints.mysql._params import ConnParams
+
+    _execute(mysql_url, "CREATE TABLE small (id int PRIMARY KEY)")
+    bad = mysql_url.replace("root@", "root:Wr0ng-pw@")
+    with rk.endpoint(mysql_url) as my:
+        [table] = my.reflect().tables
+    caplog.set_level(logging.INFO, logger="replikit.mysql")
+    started = time.monotonic()
+    reader = MysqlReader(ConnParams.from_url(bad, "x"), [table])
+    assert reader.arrow_stream(reader.units(table)[0]) is None
+    assert time.monotonic() - started < _cxstream._PROBE_SECONDS + 2
+    assert "not read through connectorx" in caplog.text
+    strict = MysqlReader(ConnParams.from_url(bad + "?arrow=connectorx", "x"), [table])
+    with pytest.raises(rk.ConnectError, match="arrow=auto or arrow=csv") as info:
+        strict.arrow_stream(strict.units(table)[0])
+    assert "Wr0ng-pw" not in str(info.value) and "Wr0ng-pw" not in caplog.text

@@ -39,9 +39,11 @@ Each page is its own statement, so a unit is consistent page by page, as key ran
 reach connectorx's connections): a reader that holds a snapshot for CDC never streams.
 
 connectorx is used only over TCP without TLS options (it takes no ``ssl_*`` or socket from
-the URL here), and is tried once per process: a server it cannot log in to (e.g. MySQL 8's
-``caching_sha2_password`` without TLS) leaves every unit on the CSV lines
-(:mod:`._csvlines`), with one log line saying why.
+the URL here), and is tried once per process and URL (:func:`unusable`): replikit's own driver
+logs in over TCP first (connectorx's pool holds the GIL while it retries a refused login for
+30 s), then connectorx runs ``SELECT 1``. A server it cannot read from leaves every unit on the
+CSV lines (:mod:`._csvlines`), with one log line saying why; under ``?arrow=connectorx`` that
+is a :class:`~replikit.ConnectError` instead.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ BATCH_ROWS = 16_384
 _DECIMAL_DIGITS, _DECIMAL_SCALE = 28, 10
 #: the session every page runs in: UTC for TIMESTAMP's text, utf8mb4 results
 _SESSION = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]
-_PROBE_SECONDS = 10.0
+_PROBE_SECONDS = 3.0
 #: the prefix of the extra columns a date check reads (a table with such a column name is not
 #: streamed)
 _FLAG = "__replikit_isnull_"
@@ -157,14 +159,20 @@ def url_for(params: ConnParams) -> str | None:
     return f"mysql://{user}{password}@{host}:{params.port or 3306}/{database}"
 
 
-def usable(cx: ModuleType, url: str, params: ConnParams) -> bool:
-    """Whether connectorx can read from the server at ``url``: tried once per process and
-    URL, waiting at most :data:`_PROBE_SECONDS` (connectorx's pool retries a refused login
-    for 30 s)."""
+def unusable(cx: ModuleType, url: str, params: ConnParams) -> str | None:
+    """Why connectorx cannot read from the server at ``url`` (``None``: it can): tried once
+    per process and URL, first as a TCP login of replikit's own driver (:func:`_tcp_login`),
+    then as connectorx's ``SELECT 1``, waited for at most :data:`_PROBE_SECONDS`."""
     key = f"probe:{url}"
     with _state_lock:
         if key in _state:
-            return bool(_state[key])
+            known: str | None = _state[key]
+            return known
+        said = _tcp_login(params)
+        if said is not None:
+            _state[key] = said
+            _log_unused(params, said)
+            return said
         outcome: list[str | None] = []
 
         def probe() -> None:
@@ -180,14 +188,35 @@ def usable(cx: ModuleType, url: str, params: ConnParams) -> bool:
         thread.start()
         thread.join(_PROBE_SECONDS)
         said = outcome[0] if outcome else f"no answer in {_PROBE_SECONDS:.0f} s"
-        _state[key] = bool(outcome) and said is None
-        if not _state[key]:
-            log.info(
-                "MySQL %s: not read through connectorx (%s); reading CSV lines instead",
-                params.where,
-                said,
-            )
-        return bool(_state[key])
+        _state[key] = said
+        if said is not None:
+            _log_unused(params, said)
+        return said
+
+
+def _tcp_login(params: ConnParams) -> str | None:
+    """Why replikit's own driver cannot log in over TCP as connectorx would (``None``: it
+    can). Tried first: connectorx holds the GIL while its pool retries a refused login for
+    30 s, which no timeout here could cut short."""
+    from dataclasses import replace
+
+    from replikit.endpoints.mysql._connect import connect
+    from replikit.errors import Error
+
+    host = params.host if params.host not in (None, "localhost") else "127.0.0.1"
+    try:
+        connect(replace(params, host=host, unix_socket=None)).close()
+    except Error as exc:
+        return str(exc)
+    return None
+
+
+def _log_unused(params: ConnParams, said: str) -> None:
+    log.info(
+        "MySQL %s: not read through connectorx (%s); reading CSV lines instead",
+        params.where(),
+        said,
+    )
 
 
 @dataclass(frozen=True, slots=True)

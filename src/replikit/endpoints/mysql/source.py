@@ -58,8 +58,8 @@ from replikit.endpoints.mysql._cxstream import (
     connectorx,
     page_key,
     select_list,
+    unusable,
     url_for,
-    usable,
 )
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.endpoints.mysql._lines import chunks, read_ahead
@@ -374,7 +374,13 @@ class MysqlReader:
                 )
             _hint_connectorx()
             return None
-        if not usable(cx, url, self._params):
+        why = unusable(cx, url, self._params)
+        if why is not None:
+            if wanted == "connectorx":
+                raise ConnectError(
+                    f"the MySQL URL asks for arrow=connectorx, and connectorx cannot read from "
+                    f"{self._params.where()}: {why}; use arrow=auto or arrow=csv to read CSV lines"
+                )
             return None
         span = unit.range or KeyRange(())
         bounds = (
