@@ -161,15 +161,18 @@ def test_many_rows_in_several_chunks_and_one_column_nulls(mysql_url):
     assert got == ["", None, None]
 
 
+#: a table of a valid, a zero and an invalid date, booleans and decimals (rows 1-3)
+_ZERO_DATES = (
+    "SET SESSION sql_mode = ''",
+    "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, t datetime(6) NOT NULL, "
+    "b tinyint(1), n decimal(6,2))",
+    "INSERT INTO vals VALUES (1, '2024-02-29', '2024-02-29 01:02:03.5', 1, 1.5), "
+    "(2, '0000-00-00', '2001-01-01', 0, NULL), (3, '2020-02-31', '2001-01-01', NULL, -2)",
+)
+
+
 def test_zero_dates_follow_the_policy_and_refusals_name_the_row(mysql_url):
-    _execute(
-        mysql_url,
-        "SET SESSION sql_mode = ''",
-        "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, t datetime(6) NOT NULL, "
-        "b tinyint(1), n decimal(6,2))",
-        "INSERT INTO vals VALUES (1, '2024-02-29', '2024-02-29 01:02:03.5', 1, 1.5), "
-        "(2, '0000-00-00', '2001-01-01', 0, NULL), (3, '2020-02-31', '2001-01-01', NULL, -2)",
-    )
+    _execute(mysql_url, *_ZERO_DATES)
     table, by_row, records = _both(mysql_url)
     assert [(r["id"], r["d"], r["b"], r["n"]) for r in records] == [
         (1, dt.date(2024, 2, 29), True, Decimal("1.50")),
@@ -216,6 +219,17 @@ def _copy(url, path, table="vals"):
         return conn.execute(f'SELECT * FROM "{schema}".{table} ORDER BY 1').fetchall()
     finally:
         conn.close()
+
+
+def _refused(url, path):
+    """The error of the one table of a task copying ``vals`` to DuckDB at ``path``, which
+    must fail."""
+    with rk.endpoint(url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
+        task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
+        with pytest.raises(rk.TaskError):
+            task.run()
+        [stat] = task.statistics()
+        return str(stat.error)
 
 
 def _no_batches(monkeypatch):
@@ -323,14 +337,7 @@ def test_duckdb_zero_dates_and_refusals_through_the_lines(mysql_url, tmp_path, m
     """Zero dates in a nullable column load as NULL through DuckDB's CSV reader; a zero date
     in a NOT NULL column, or a TINYINT(1) of 2, sends the unit to the record batches, whose
     error names the column, and leaves nothing in DuckDB."""
-    _execute(
-        mysql_url,
-        "SET SESSION sql_mode = ''",
-        "CREATE TABLE vals (id int PRIMARY KEY, d date NULL, t datetime(6) NOT NULL, "
-        "b tinyint(1), n decimal(6,2))",
-        "INSERT INTO vals VALUES (1, '2024-02-29', '2024-02-29 01:02:03.5', 1, 1.5), "
-        "(2, '0000-00-00', '2001-01-01', 0, NULL), (3, '2020-02-31', '2001-01-01', NULL, -2)",
-    )
+    _execute(mysql_url, *_ZERO_DATES)
     with monkeypatch.context() as m:
         _no_batches(m)
         got = _copy(mysql_url, tmp_path / "z.duckdb")
@@ -345,12 +352,8 @@ def test_duckdb_zero_dates_and_refusals_through_the_lines(mysql_url, tmp_path, m
     ):
         _execute(mysql_url, "SET SESSION sql_mode = ''", change)
         path = tmp_path / f"{column}.duckdb"
-        with rk.endpoint(mysql_url) as my, rk.endpoint(f"duckdb:///{path}") as duck:
-            task = rk.Task(my, duck, mappings=rk.Mappings().include("%", "vals"))
-            with pytest.raises(rk.TaskError):
-                task.run()
-            [stat] = task.statistics()
-            assert f"column {column}; key id=1" in str(stat.error), stat.error
+        error = _refused(mysql_url, path)
+        assert f"column {column}; key id=1" in error, error
         import duckdb
 
         with duckdb.connect(str(path), read_only=True) as duck:
