@@ -293,6 +293,12 @@ def test_kill_9_mid_stream_then_resume_loses_and_doubles_nothing(
     finally:
         proc.kill()  # SIGKILL mid-stream: no cleanup
         proc.wait()
+        # Writes after the kill are what the restart must pick up and move the checkpoint
+        # past; without a few of them the killed task may already have been caught up.
+        at_kill = dict(seqs)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(seqs[w] < at_kill[w] + 3 for w in seqs):
+            time.sleep(0.01)
         stop.set()
         for t in threads:
             t.join()
