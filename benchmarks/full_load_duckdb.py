@@ -8,9 +8,10 @@ throwaway server of ``benchmarks/pgserver.py``, as in ``full_load.py``; with ``-
 mariadb``, ``generate_mysql.py``'s twin data set on ``mysqlserver.py``'s server (verified with
 ``verify_mysql``'s canonical values, computed on the DuckDB rows in Python). Each repetition runs
 every tool once, round-robin with the start rotating; before each run the DuckDB file is
-deleted. Recorded per run: wall clock from spawn to exit and the peak RSS of the tool's
-process tree (``full_load.RssSampler``, /proc every 50 ms); each target is verified against
-the source: row counts plus per-column and per-row digests of canonical values
+deleted and the disk synced (``os.sync``: no run pays for the write-back of another's file).
+Recorded per run: wall clock from spawn to exit and the peak RSS of the tool's process tree
+(``full_load.RssSampler``, /proc every 50 ms); each target is verified against the source:
+row counts plus per-column and per-row digests of canonical values
 (``full_load.canonical_digests``), read from the DuckDB file. dlt runs in its own virtualenv
 (``--setup-peers`` creates it from ``peers/requirements-duckdb.txt``).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -215,6 +217,8 @@ def run_once(
     target = work / "bench.duckdb"
     for suffix in ("", ".wal"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
+    # the previous run's file may still be being written back: no run pays for another's
+    os.sync()
     before()
     run = Run(tool.key, rep)
     err = work / f"{tool.key}-{rep}.err"
