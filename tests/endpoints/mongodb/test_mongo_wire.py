@@ -293,15 +293,7 @@ def test_kill_9_mid_stream_then_resume_loses_and_doubles_nothing(
     finally:
         proc.kill()  # SIGKILL mid-stream: no cleanup
         proc.wait()
-        # Writes after the kill are what the restart must pick up and move the checkpoint
-        # past; without a few of them the killed task may already have been caught up.
-        at_kill = dict(seqs)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(seqs[w] < at_kill[w] + 3 for w in seqs):
-            time.sleep(0.01)
-        stop.set()
-        for t in threads:
-            t.join()
+        _stop_writers_after_more(seqs, stop, threads)
     killed_at = _checkpointed(path)
     result = subprocess.run([*command, "3"], env=env, capture_output=True, timeout=240)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
@@ -315,6 +307,21 @@ def test_kill_9_mid_stream_then_resume_loses_and_doubles_nothing(
         assert ids == [f"{w}-{s:06d}" for s in range(n)]
     assert target["counter"][3] == source["counter"]["n"] == sum(seqs.values())
     assert _checkpointed(path) != killed_at, "the restart resumed and moved the checkpoint"
+
+
+def _stop_writers_after_more(
+    seqs: dict[int, int], stop: threading.Event, threads: list[threading.Thread]
+) -> None:
+    """Let every writer write a few more rows after the kill, then stop them: those are what
+    the restart must pick up and move the checkpoint past (without them, a killed task that
+    had caught up leaves the restart nothing to do)."""
+    at_kill = dict(seqs)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(seqs[w] < at_kill[w] + 3 for w in seqs):
+        time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
 
 
 def _checkpointed(path: Path) -> str | None:
@@ -491,9 +498,7 @@ def test_cdc_into_mongodb_killed_and_resumed(mongo, mongo_url, mongo_db, tmp_pat
     finally:
         proc.kill()
         proc.wait()
-        stop.set()
-        for t in threads:
-            t.join()
+        _stop_writers_after_more(seqs, stop, threads)
     killed_at = checkpoint()
     result = subprocess.run([*command, "3"], env=env, capture_output=True, timeout=240)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
