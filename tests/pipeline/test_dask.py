@@ -145,6 +145,37 @@ def test_mysql_and_sqlite_sources_run_on_workers(
     assert _pg_rows(pg_url, "b") == [(i, i / 4) for i in range(1, 101)]
 
 
+def test_zero_dates_read_on_the_workers_are_noted_in_the_tasks_statistics(
+    cluster, mysql_server, mysql_url, pg_url
+):
+    """The readers on the workers count the zero dates they read as NULL, which the task's own
+    reader never sees: each unit's count comes back with its rows, and the table's statistics
+    say the total, each unit once."""
+    db = mysql_url.rsplit("/", 1)[1]
+    conn = mysql_server.connect(db)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("CREATE TABLE z (id INT PRIMARY KEY, d DATE NULL)")
+        cur.executemany(
+            "INSERT INTO z VALUES (%s, %s)",
+            [(i, "0000-00-00" if i % 7 == 0 else "2020-01-02") for i in range(1, 5001)],
+        )
+        cur.execute("ANALYZE TABLE z")
+    conn.close()
+    stats, workers = _workers_used(
+        cluster,
+        lambda: rk.copy(mysql_url, pg_url, executor=cluster, split_rows=1000, progress=False),
+    )
+    assert len(workers) == 2
+    assert stats[f"{db}.z"].units_total >= 4
+    assert stats[f"{db}.z"].warnings == [
+        f"column d: {5000 // 7} zero or invalid date(s) read as NULL (zero_dates='null')"
+    ]
+    with psycopg.connect(pg_url) as pg:
+        nulls = pg.execute(f'SELECT count(*) FROM "{db}".z WHERE d IS NULL').fetchone()
+    assert nulls == (5000 // 7,)
+
+
 class DieOnce:
     """A transform that kills its worker process the first time it sees ``key`` (in the
     middle of a unit: earlier batches of the unit are already in the target's open

@@ -67,8 +67,10 @@ __all__ = [
     "SupportsTextWrite",
     "SupportsTransactionBatches",
     "SupportsUnitLedger",
+    "SupportsValueNotes",
     "TextUnit",
     "Unit",
+    "ValueNotes",
     "Writer",
     "dialect_of",
     "table_errors",
@@ -303,6 +305,25 @@ class SupportsPlacement(Protocol):
     #: serves keeps one of this machine's cores busy there
     #: (:func:`replikit.pipeline.splitting.load_slots`)
     on_this_machine: bool
+
+
+#: what a reader read otherwise than the source stores it: ``(table, column, what)`` (the
+#: source table's name, the source column, what became of the values) -> how many values
+ValueNotes = dict[tuple[str, str, str], int]
+
+
+@runtime_checkable
+class SupportsValueNotes(Protocol):
+    """A reader that, by a policy the user chose, reads some values otherwise than the source
+    stores them (MySQL's zero dates read as NULL): it counts them per unit, so the task's
+    statistics say, for each table, how many values of which column became what."""
+
+    def value_notes(self, unit: Unit | None = None) -> ValueNotes:
+        """The counts over every unit read so far, each unit by its last complete read (a
+        unit read again replaces its earlier count); ``unit``: that unit's only. ``what``
+        reads after the count, e.g. ``"zero or invalid date(s) read as NULL
+        (zero_dates='null')"``."""
+        ...
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -58,7 +59,9 @@ from replikit.pipeline.contracts import (
     SupportsTextRead,
     SupportsTextWrite,
     SupportsUnitLedger,
+    SupportsValueNotes,
     Unit,
+    ValueNotes,
     Writer,
     dialect_of,
 )
@@ -288,7 +291,10 @@ class Pipeline:
         self.functions = tuple(r.id.name for r in routines if r.kind == "function")
         self._view_plans: list[ObjectPlan] | None = None
         self._stop = threading.Event()
-        self._remote: set[Future[int]] = set()
+        #: futures of units run in other processes: they return (rows, ValueNotes)
+        self._remote: set[Future[Any]] = set()
+        #: what the readers of those units noted, per unit (a unit run again replaces it)
+        self._remote_notes: dict[tuple[str, int, int, str], ValueNotes] = {}
         self._early: EarlyFinish | None = None  # while a full load runs
         self._plans: list[TablePlan] | None = None
         self._findings: list[Finding] | None = None
@@ -494,6 +500,7 @@ class Pipeline:
             self._stop.clear()  # a stop request ends this run, not the next one
             if isinstance(self.reader, SupportsClose):
                 self.reader.close()
+        self._note_values(plans)
         done = [p for p in plans if self._ok(p, failed)]
         if self.finish and isinstance(self.writer, SupportsPrepare) and done:
             failed |= self._finish(done, [p for p in plans if not self._ok(p, failed)])
@@ -510,6 +517,22 @@ class Pipeline:
                 failed,
             )
         return self.statistics
+
+    def _note_values(self, plans: list[TablePlan]) -> None:
+        """Say in each table's statistics how many values of which column the reader read
+        otherwise than the source stores them (:class:`SupportsValueNotes`, e.g. MySQL zero
+        dates read as NULL): counted by this process's reader and by those of the units that
+        ran in other processes."""
+        total: Counter[tuple[str, str, str]] = Counter()
+        if isinstance(self.reader, SupportsValueNotes):
+            total.update(self.reader.value_notes())
+        for notes in self._remote_notes.values():
+            total.update(notes)
+        names = {str(p.source.id) for p in plans}
+        for (table, column, what), n in sorted(total.items()):
+            message = f"column {column}: {n:,} {what}"
+            if table in names and n > 0 and message not in self.statistics[table].warnings:
+                self.statistics.warn(table, message)
 
     def _early_finish(self, plans: list[TablePlan]) -> EarlyFinish | None:
         """Who builds a table's indexes and keys once its rows are loaded, while the others
@@ -744,7 +767,7 @@ class Pipeline:
         failed: dict[str, BaseException] = {}
         own = self.executor is None
         executor = self.executor or ThreadPoolExecutor(self.parallel, "replikit-load")
-        futures: dict[Future[int], tuple[TablePlan, Unit]] = {}
+        futures: dict[Future[Any], tuple[TablePlan, Unit]] = {}
         ledger = None
         if may_rerun(executor):  # a unit may run twice there: load each one once
             writer = self._stages()[1]
@@ -779,7 +802,9 @@ class Pipeline:
 
     def _submit(
         self, executor: Executor, plan: TablePlan, unit: Unit, ledger: str | None
-    ) -> Future[int]:
+    ) -> Future[Any]:
+        """The unit's load: its future gives the rows written, or, in another process, the
+        rows and what that process's reader noted of the values (:meth:`UnitLoader.noted`)."""
         if in_process(executor):
             return executor.submit(self._load_unit, plan, unit)
         # another process: the loader pickles; rows are counted when the unit returns
@@ -789,7 +814,7 @@ class Pipeline:
         loader = replace(self._loader(), ledger=ledger)
         columns = self._columns_ok(plan, unit)  # taken before Arrow (pyarrow not imported)
         future = executor.submit(
-            loader,
+            loader.noted,
             plan,
             unit,
             self._raw_ok(plan),
@@ -817,13 +842,16 @@ class Pipeline:
         return reader, writer
 
     def _collect(
-        self, fut: Future[int], plan: TablePlan, unit: Unit, failed: dict[str, BaseException]
+        self, fut: Future[Any], plan: TablePlan, unit: Unit, failed: dict[str, BaseException]
     ) -> None:
         name = str(plan.source.id)
         exc = fut.exception()
         if exc is None:
             if fut in self._remote:
-                self.statistics.rows(name, fut.result())
+                rows, notes = fut.result()
+                self.statistics.rows(name, rows)
+                key = (str(unit.table), unit.index, unit.count, repr(unit.range))
+                self._remote_notes[key] = notes
             last = self.statistics.unit_done(name)
             suspended = self.statistics[name].state is TableState.SUSPENDED
             if last and name not in failed and not suspended:

@@ -31,7 +31,9 @@ from replikit.pipeline.contracts import (
     SupportsTextRead,
     SupportsTextWrite,
     SupportsUnitLedger,
+    SupportsValueNotes,
     Unit,
+    ValueNotes,
     Writer,
 )
 from replikit.schema.convert import TablePlan
@@ -172,6 +174,24 @@ class UnitLoader:
                 return self.writer.load_arrow(plan, records, **extra)
         with _closed(self.batches(plan, unit)) as batches:
             return self.writer.load(plan, batches, **extra)
+
+    def noted(
+        self,
+        plan: TablePlan,
+        unit: Unit,
+        raw: bool,
+        arrow: bool = False,
+        text: bool = False,
+        *,
+        columns: bool = False,
+        stream: bool = False,
+    ) -> tuple[int, ValueNotes]:
+        """The unit loaded as by calling the loader, in another process: the rows written,
+        and what the reader there read of the unit's values otherwise than the source stores
+        them (:class:`SupportsValueNotes`), which the task's own reader never sees."""
+        rows = self(plan, unit, raw, arrow, text, columns=columns, stream=stream)
+        reader = self.reader
+        return rows, reader.value_notes(unit) if isinstance(reader, SupportsValueNotes) else {}
 
     def load_text(
         self,

@@ -218,3 +218,29 @@ def test_a_pickled_reader_starts_without_counts(mysql_url, path):
         _drain(copy.copy_text(plan, unit).chunks)
     want = _want(mysql_url, [True, False, True], [False, True, False])
     assert copy.zero_dates == want and reader.zero_dates == want
+
+
+@pytest.mark.parametrize("target", ["sqlite", "duckdb"])
+def test_the_tables_statistics_and_json_say_how_many_zero_dates_became_null(
+    mysql_url, tmp_path, capsys, target
+):
+    """The count is not only a log line: the table's statistics carry it, so the summary and
+    ``--json`` (whose reader sees no log) say which column lost how many values."""
+    import json
+
+    from replikit.cli import main
+
+    _zero_table(mysql_url, [True, False, True, True], [False, True, False, False])
+    db = _db(mysql_url)
+    out = f"{target}:///{tmp_path / 'out.db'}"
+    want = [
+        "column d: 3 zero or invalid date(s) read as NULL (zero_dates='null')",
+        "column dt: 1 zero or invalid date(s) read as NULL (zero_dates='null')",
+    ]
+    stats = rk.copy(mysql_url, out, include=[f"{db}.z"], progress=False)
+    assert stats[f"{db}.z"].warnings == want
+    assert "note: column d: 3 zero or invalid date(s)" in str(stats)
+
+    assert main(["copy", mysql_url, out, "--include", f"{db}.z", "--json"]) == 0
+    (table,) = json.loads(capsys.readouterr().out)["tables"]
+    assert table["warnings"] == want

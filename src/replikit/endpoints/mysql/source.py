@@ -75,7 +75,7 @@ from replikit.endpoints.mysql._values import (
 )
 from replikit.errors import ConfigError, ConnectError, DataError
 from replikit.mapping.filters import pushdown
-from replikit.pipeline.contracts import Batch, KeyRange, TextUnit, Unit
+from replikit.pipeline.contracts import Batch, KeyRange, TextUnit, Unit, ValueNotes
 from replikit.pipeline.splitting import split_table
 from replikit.schema.convert import TablePlan
 from replikit.schema.model import TableId, TableSchema
@@ -154,13 +154,27 @@ class MysqlReader:
         """How many zero/invalid dates were read as NULL, per ``(table, column)``: each unit
         counted once, by its last complete read (a unit read again, after its load was rolled
         back and retried or redone by another path, replaces its earlier count). Units read in
-        another process (a process pool, Dask) are counted in that process's reader."""
+        another process (a process pool, Dask) are counted in that process's reader, which
+        hands each unit's count back with its rows (:meth:`value_notes`): the task's
+        statistics note every table's total."""
         total: Counter[tuple[str, str]] = Counter()
         with self._zero_lock:
             for (table, *_), counts in self._unit_zero.items():
                 for column, n in counts.items():
                     total[(table, column)] += n
         return dict(total)
+
+    def value_notes(self, unit: Unit | None = None) -> ValueNotes:
+        """:attr:`zero_dates` as the task's statistics note them, per table and column
+        (:class:`~replikit.pipeline.contracts.SupportsValueNotes`); ``unit``: that unit's."""
+        if unit is None:
+            counted = self.zero_dates
+        else:
+            with self._zero_lock:
+                found = Counter(self._unit_zero.get(_unit_key(unit), Counter()))
+            counted = {(str(unit.table), column): n for column, n in found.items()}
+        what = f"zero or invalid date(s) read as NULL (zero_dates='{self._zero.policy}')"
+        return {(table, column, what): n for (table, column), n in counted.items() if n > 0}
 
     def close(self) -> None:
         """Nothing to release: unit connections close with their unit; shared ones are yours."""
