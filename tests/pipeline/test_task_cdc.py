@@ -744,3 +744,30 @@ def test_stop_at_position(make_db: Callable[[str], Db]) -> None:
     task = _task(source, target, cdc_stop_position=f"sqlite:{mid}")
     task.run()  # returns by itself at the stop position
     assert task.statistics().cdc.position == f"sqlite:{mid}"
+
+
+def test_zero_dates_read_as_null_are_noted_in_the_tables_statistics(
+    make_db: Callable[[str], Db],
+) -> None:
+    """MySQL zero dates read as NULL, in the full load and in the changes that follow, are
+    counted in the table's statistics (a line each), not only in the log."""
+    source, target = make_db("mysql"), make_db("sqlite")
+    zero = [("SET SESSION sql_mode = ''", ())]
+    table = [("CREATE TABLE zd (id INTEGER PRIMARY KEY, d DATE NULL)", ())]
+    rows = [("INSERT INTO zd VALUES (?, ?), (?, ?)", (1, "0000-00-00", 2, "2020-01-02"))]
+    source.execute([(s, ()) for s in SCHEMA] + table + zero + rows)
+    task = _task(source, target)
+    thread, errors = run_in_thread(task)
+    _wait_for(lambda: task.phase == "cdc" or bool(errors))
+    source.execute([*zero, ("INSERT INTO zd VALUES (?, ?)", (3, "0000-00-00")),
+                    ("UPDATE zd SET d = ? WHERE id = ?", ("2020-00-15", 2)),
+                    ("INSERT INTO counters VALUES (?, ?)", (7, 0))])  # fmt: skip
+    _wait_for(lambda: bool(errors) or _has_key(target, "counters", 7))
+    task.stop()
+    thread.join(60)
+    assert not errors, errors
+    assert target.rows("zd", "id") == [(1, None), (2, None), (3, None)]
+    assert task.statistics()[f"{source.name}.zd"].warnings == [
+        "column d: 1 zero or invalid date(s) read as NULL (zero_dates='null')",
+        "column d: 2 zero or invalid date(s) read as NULL from the binlog (zero_dates='null')",
+    ]

@@ -45,7 +45,13 @@ from replikit.pipeline.cache import ADD_PIECE, ChangeCache
 from replikit.pipeline.choices import check_stream_gc
 from replikit.pipeline.conflict_policy import ConflictHandler, Unrecorded, refuse_unreported
 from replikit.pipeline.conflicts import ConflictError
-from replikit.pipeline.contracts import ChangeReader, ChangeWriter, Checkpoint, dialect_of
+from replikit.pipeline.contracts import (
+    ChangeReader,
+    ChangeWriter,
+    Checkpoint,
+    SupportsValueNotes,
+    dialect_of,
+)
 from replikit.pipeline.control import ApplyException, ControlStore, SuspendedTable
 from replikit.pipeline.policy import ErrorPolicy
 from replikit.pipeline.readahead import DEFAULT_QUEUE_BYTES, END, Stream, discard
@@ -60,7 +66,7 @@ from replikit.pipeline.setaside import (
     without_table,
 )
 from replikit.pipeline.spill import ChangeBuffer, TransactionBuffer, spilled, transaction_bytes
-from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.stats import Statistics, TableState, note_values
 from replikit.pipeline.status import StatusReporter
 from replikit.positions import Position
 from replikit.schema.convert import TablePlan
@@ -344,6 +350,8 @@ class Replicator:
         self.control = control
         self.schema_policy = schema_policy
         self._skipped: dict[TableId, int] = {}
+        #: the value notes already logged once (:meth:`_note_values`)
+        self._noted: set[tuple[str, str, str]] = set()
         self._conflicts = None if self.policy.apply_conflicts == "converge" else ConflictHandler(
             task, self.policy, control, self.statistics, lambda t: self._source_names[t]
         )
@@ -693,6 +701,7 @@ class Replicator:
             self._snapshots = {}  # committed past them: nothing left to skip
         self.reader.ack(last.position)
         self._count(mapped)
+        self._note_values()
         # one pass over the batch: lag, size, and the transactions that were not heartbeats
         now = committed.timestamp()
         latencies: list[float] = []
@@ -710,6 +719,19 @@ class Replicator:
         cdc.source_commit_ts = last.commit_ts
         if reporter is not None and not reporter.inline and reporter.due():
             reporter.publish()  # a separate control database: after the data's commit
+
+    def _note_values(self) -> None:
+        """Note in the tables' statistics what the reader read otherwise than the source
+        stores it (:class:`SupportsValueNotes`: MySQL zero dates read as NULL), the counts so
+        far; a column's first one is also logged."""
+        reader = self.reader
+        if not isinstance(reader, SupportsValueNotes):
+            return
+        notes = reader.value_notes()
+        for table, column, what in notes.keys() - self._noted:
+            log.warning("%s: column %s: %s; counted in the table's statistics", table, column, what)
+        self._noted |= notes.keys()
+        note_values(self.statistics, notes)
 
     # -- error policies ---------------------------------------------------------------------------
     def _apply_with_policy(

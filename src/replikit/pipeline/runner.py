@@ -79,7 +79,7 @@ from replikit.pipeline.splitting import (
     on_this_machine,
     usable_cores,
 )
-from replikit.pipeline.stats import Statistics, TableState
+from replikit.pipeline.stats import Statistics, TableState, note_values
 from replikit.pipeline.status import StatusReporter
 from replikit.pipeline.stream import run_stream
 from replikit.pipeline.units import (
@@ -529,10 +529,7 @@ class Pipeline:
         for notes in self._remote_notes.values():
             total.update(notes)
         names = {str(p.source.id) for p in plans}
-        for (table, column, what), n in sorted(total.items()):
-            message = f"column {column}: {n:,} {what}"
-            if table in names and n > 0 and message not in self.statistics[table].warnings:
-                self.statistics.warn(table, message)
+        note_values(self.statistics, {k: n for k, n in total.items() if k[0] in names})
 
     def _early_finish(self, plans: list[TablePlan]) -> EarlyFinish | None:
         """Who builds a table's indexes and keys once its rows are loaded, while the others

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +16,15 @@ from typing import Any
 from replikit import display
 from replikit.schema.report import ObjectPlan, plural
 
-__all__ = ["LAG_BUCKETS", "CdcStats", "LagHistogram", "Statistics", "TableState", "TableStats"]
+__all__ = [
+    "LAG_BUCKETS",
+    "CdcStats",
+    "LagHistogram",
+    "Statistics",
+    "TableState",
+    "TableStats",
+    "note_values",
+]
 
 # table events (start, end, state changes) and CDC batches; "-v" on the command line shows them
 log = logging.getLogger("replikit.pipeline")
@@ -279,6 +287,8 @@ class Statistics:
         self.objects: list[tuple[ObjectPlan, str | None]] = []
         #: the last error a retry recovered from, or that stopped the task
         self.last_error: str | None = None
+        #: what :meth:`note` last noted under each (table, key)
+        self._noted: dict[tuple[str, str], str] = {}
 
     def object_created(self, obj: ObjectPlan, error: str | None) -> None:
         """Record a schema object the target created (``error`` None) or refused."""
@@ -297,6 +307,7 @@ class Statistics:
         """Forget every table and the CDC counters (a task starts each run from zero)."""
         with self._lock:
             self._tables.clear()
+            self._noted.clear()
             self.cdc = CdcStats()
             self.objects = []
             self.last_error = None
@@ -345,6 +356,20 @@ class Statistics:
         """Note something left out of ``table`` that does not stop it."""
         with self._lock:
             self._tables[table].warnings.append(message)
+
+    def note(self, table: str, key: str, message: str) -> None:
+        """Note ``message`` among ``table``'s warnings in place of what was noted under
+        ``key`` before (a count that grew); nothing for a table not registered."""
+        with self._lock:
+            st = self._tables.get(table)
+            if st is None:
+                return
+            old = self._noted.get((table, key))
+            self._noted[(table, key)] = message
+            if old is not None and old in st.warnings:
+                st.warnings[st.warnings.index(old)] = message
+            elif message not in st.warnings:
+                st.warnings.append(message)
 
     def __getitem__(self, table: str) -> TableStats:
         return self._tables[table]
@@ -527,3 +552,13 @@ def _fit(name: str, width: int) -> str:
         return name
     tail = (width - 1) // 2
     return f"{name[: width - 1 - tail]}…{name[-tail:]}"
+
+
+def note_values(statistics: Statistics, notes: Mapping[tuple[str, str, str], int]) -> None:
+    """Note in each table's statistics how many values of a column a reader read otherwise
+    than the source stores them (:class:`~replikit.pipeline.contracts.SupportsValueNotes`'s
+    ``(table, column, what) -> count``): one line per column and kind, updated as the count
+    grows, e.g. ``column d: 3 zero or invalid date(s) read as NULL (zero_dates='null')``."""
+    for (table, column, what), n in sorted(notes.items()):
+        if n > 0:
+            statistics.note(table, f"{column}\x00{what}", f"column {column}: {n:,} {what}")

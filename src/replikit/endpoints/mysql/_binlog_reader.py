@@ -226,6 +226,12 @@ class MysqlChangeReader:
         """Zero or partial dates read as NULL so far, per ``(table, column)``."""
         return self._zero_dates.counts
 
+    def value_notes(self, unit: object = None) -> dict[tuple[str, str, str], int]:
+        """:attr:`zero_dates` as the task's statistics note them
+        (:class:`~replikit.pipeline.contracts.SupportsValueNotes`; a stream has no units),
+        told apart from the full load's."""
+        return self._zero_dates.notes(where=" from the binlog")
+
     @property
     def acknowledged(self) -> BinlogPosition | None:
         """The last position passed to :meth:`ack`."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -64,6 +64,16 @@ class ZeroDates:
                 "(nullable columns only)"
             )
         self.counts[(table, column.name)] += 1
+
+    def notes(
+        self, counts: Mapping[tuple[str, str], int] | None = None, *, where: str = ""
+    ) -> dict[tuple[str, str, str], int]:
+        """``counts`` (default: this one's) as a reader's value notes, ``(table, column, what)
+        -> count`` (:class:`~replikit.pipeline.contracts.SupportsValueNotes`); ``where``
+        follows "read as NULL" (" from the binlog")."""
+        what = f"zero or invalid date(s) read as NULL{where} (zero_dates='{self.policy}')"
+        found = dict(self.counts if counts is None else counts)  # one copy: another thread counts
+        return {(table, column, what): n for (table, column), n in found.items() if n > 0}
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,8 +173,7 @@ class MysqlReader:
             with self._zero_lock:
                 found = Counter(self._unit_zero.get(_unit_key(unit), Counter()))
             counted = {(str(unit.table), column): n for column, n in found.items()}
-        what = f"zero or invalid date(s) read as NULL (zero_dates='{self._zero.policy}')"
-        return {(table, column, what): n for (table, column), n in counted.items() if n > 0}
+        return self._zero.notes(counted)
 
     def close(self) -> None:
         """Nothing to release: unit connections close with their unit; shared ones are yours."""
