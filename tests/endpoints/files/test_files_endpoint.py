@@ -345,3 +345,56 @@ def test_the_files_writer_refuses_a_process_pool_by_name(tmp_path):
         with pytest.raises(rk.ConfigError, match="FilesWriter.*threads"):
             task.run()
     assert not (tmp_path / "out" / "Genre").exists()
+
+
+_HOLD_MANIFEST = """
+import sys
+from replikit.endpoints.files._connect import Store, parse_url
+from replikit.endpoints.files._manifest import ManifestFile
+
+manifest = ManifestFile(Store(parse_url(sys.argv[1])))
+with manifest.lock:
+    doc = manifest.read()
+    print("locked", flush=True)
+    sys.stdin.readline()
+    doc.suspended.setdefault("t", {})["other.process"] = {"reason": "written by the child"}
+    manifest.write(doc)
+"""
+
+
+def test_another_process_waits_for_the_manifest_and_loses_no_update(tmp_path):
+    """A second process (``replikit reload`` beside a running task) rewrites the manifest
+    under the same lock: while one process holds it, the other waits, then reads what the
+    first wrote; neither write is lost."""
+    import threading
+
+    from replikit.endpoints.files._connect import Store, parse_url
+    from replikit.endpoints.files._manifest import ManifestFile
+
+    url = f"file://{tmp_path / 'out'}"
+    manifest = ManifestFile(Store(parse_url(url)))
+    (tmp_path / "out").mkdir()
+    manifest.ensure()
+    src = str(__import__("pathlib").Path(__file__).resolve().parents[3] / "src")
+    with subprocess.Popen([sys.executable, "-c", _HOLD_MANIFEST, url], text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          env={"PYTHONPATH": src, "PATH": ""}) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "locked"
+
+        def mine() -> None:
+            with manifest.lock:
+                doc = manifest.read()
+                doc.suspended.setdefault("t", {})["this.process"] = {"reason": "mine"}
+                manifest.write(doc)
+
+        thread = threading.Thread(target=mine)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the manifest was rewritten while another process held it"
+        child.stdin.write("\n")
+        child.stdin.flush()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert child.wait(10) == 0
+    assert sorted(manifest.read().suspended["t"]) == ["other.process", "this.process"]

@@ -10,12 +10,17 @@ holding other things and no manifest is refused.
 The manifest also holds each task's suspended tables (``suspended``: the files target's
 ``replikit_suspended_tables``, see :mod:`._control`), so whatever rewrites it -- an apply, a
 checkpoint, a suspension -- keeps them. Every :class:`ManifestFile` of one folder in a process
-shares one lock: the applying thread, the loaders and the control store each rewrite it.
+shares one lock: the applying thread, the loaders and the control store each rewrite it. On
+this machine's file system the lock is also an exclusive ``flock`` on the folder, so another
+process (``replikit reload`` beside a running task) waits for it rather than rewriting the
+manifest from what it read before the other's write; other file systems (object stores) have
+no such lock: one process at a time may write a folder there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,14 +35,62 @@ from replikit.pipeline.contracts import Checkpoint
 __all__ = ["Manifest", "ManifestFile", "refuse_foreign_root"]
 
 _VERSION = 1
-_locks: dict[tuple[str, str], threading.RLock] = {}
+try:
+    import fcntl
+except ImportError:  # Windows: the lock holds within the process only
+    fcntl = None  # type: ignore[assignment]
+
+
+class FolderLock:
+    """A re-entrant lock of one folder's manifest: held by one thread of this process at a
+    time and, for ``local`` (the folder's path on this machine), by one process at a time
+    (an exclusive ``flock`` on the folder, taken by the outermost hold and released with it;
+    a process that dies releases it)."""
+
+    def __init__(self, local: str | None) -> None:
+        self._thread = threading.RLock()
+        self._local = local if fcntl is not None else None
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        try:
+            if self._depth == 0 and self._local is not None and os.path.isdir(self._local):
+                fd = os.open(self._local, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._fd = fd
+            self._depth += 1
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        fd = self._fd
+        if self._depth == 0 and fd is not None:
+            self._fd = None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        self._thread.release()
+
+
+_locks: dict[tuple[str, str], FolderLock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock(store: Store, path: str) -> threading.RLock:
+def _lock(store: Store, path: str) -> FolderLock:
     """The one lock of the manifest at ``path`` in this process."""
+    protocol = store.location.protocol
+    local = os.path.abspath(store.root) if protocol in ("file", "local") else None
     with _locks_guard:
-        return _locks.setdefault((store.location.protocol, path), threading.RLock())
+        return _locks.setdefault((protocol, path), FolderLock(local))
 
 
 @dataclass(slots=True)
