@@ -176,20 +176,13 @@ class UnitLoader:
             return self.writer.load(plan, batches, **extra)
 
     def noted(
-        self,
-        plan: TablePlan,
-        unit: Unit,
-        raw: bool,
-        arrow: bool = False,
-        text: bool = False,
-        *,
-        columns: bool = False,
-        stream: bool = False,
+        self, plan: TablePlan, unit: Unit, *paths: bool, **more: bool
     ) -> tuple[int, ValueNotes]:
-        """The unit loaded as by calling the loader, in another process: the rows written,
-        and what the reader there read of the unit's values otherwise than the source stores
-        them (:class:`SupportsValueNotes`), which the task's own reader never sees."""
-        rows = self(plan, unit, raw, arrow, text, columns=columns, stream=stream)
+        """The unit loaded as by calling the loader (``paths`` and ``more``: the call's
+        ``raw``, ``arrow``... flags), in another process: the rows written, and what the
+        reader there read of the unit's values otherwise than the source stores them
+        (:class:`SupportsValueNotes`), which the task's own reader never sees."""
+        rows = self(plan, unit, *paths, **more)
         reader = self.reader
         return rows, reader.value_notes(unit) if isinstance(reader, SupportsValueNotes) else {}
 
