@@ -69,6 +69,21 @@ def test_missing_source_file(tmp_path: Path) -> None:
         endpoint(tmp_path / "no" / "folder.db").check()
 
 
+def test_a_folder_named_as_the_database_says_so(tmp_path: Path) -> None:
+    """SQLite's own word for a folder is "disk I/O error": the message names the folder and
+    what to give instead, as source and as target."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    source = tmp_path / "src.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.close()
+    for act in (lambda: endpoint(folder).reflect(), lambda: rk.copy(
+            f"sqlite:///{source}", f"sqlite:///{folder}", progress=False)):  # fmt: skip
+        with pytest.raises(ConnectError, match="it is a folder, not a database file"):
+            act()
+
+
 def test_not_a_database(tmp_path: Path) -> None:
     (tmp_path / "junk.db").write_bytes(b"this is not a database file at all" * 100)
     with pytest.raises(ConnectError):

@@ -97,6 +97,12 @@ class Connections:
             )
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
+            path = self.location.path
+            if path is not None and os.path.isdir(path):  # SQLite says "disk I/O error"
+                raise ConnectError(
+                    f"cannot open SQLite database {self.where}: it is a folder, not a database "
+                    "file; name the file, e.g. sqlite:///folder/name.db"
+                ) from None
             raise translate(exc, self.where) from exc
         return conn
 
