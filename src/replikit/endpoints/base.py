@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import logging
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from replikit.endpoints._url import mask_url
 from replikit.errors import (
     CapabilityError,
     ConfigError,
+    ConnectError,
     MissingDependencyError,
     TableNotFoundError,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "SupportsReloadSnapshot",
     "apply_target",
     "cdc_source",
+    "check_creatable",
     "endpoint",
     "hide_secret",
     "mask_url",
@@ -414,6 +417,21 @@ def endpoint(url: str | Any, **options: Any) -> Endpoint:
 
 #: the keys :func:`say_once` has logged in this process
 _SAID: set[str] = set()
+
+
+def check_creatable(path: str, scheme: str) -> None:
+    """A database file ``path`` (of a ``scheme:///path`` URL) that is missing must have a
+    folder to be created in: else :class:`ConnectError`, with the four-slash hint when the
+    path was written relative but an absolute one exists (``duckdb:///tmp/x.db``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        return
+    hint = ""
+    if not os.path.isabs(path) and os.path.isdir(os.path.dirname("/" + path)):
+        hint = f"; for the absolute path /{path}, write four slashes: {scheme}:////{path}"
+    raise ConnectError(
+        f"no such database file {path!r} (and no folder {folder!r} to create it in){hint}"
+    )
 
 
 def say_once(logger: logging.Logger, key: str, message: str) -> None:

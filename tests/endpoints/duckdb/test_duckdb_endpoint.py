@@ -33,6 +33,23 @@ def test_a_missing_file_is_not_created_by_reading(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.parametrize("scheme", ["duckdb", "sqlite"])
+def test_an_absolute_path_written_with_three_slashes_gets_the_four_slash_hint(
+    tmp_path, monkeypatch, scheme
+):
+    """``duckdb:///tmp/x/out.duckdb`` is relative: from a folder where ``tmp/x`` does not
+    exist, the error says so and gives the URL that names the absolute path."""
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path / "out.db"
+    relative = str(absolute).lstrip("/")
+    with pytest.raises(rk.ConnectError) as err, rk.endpoint(f"{scheme}:///{relative}") as ep:
+        ep.check()
+    assert str(err.value).endswith(f"write four slashes: {scheme}:////{relative}")
+    with pytest.raises(rk.ConnectError) as err, rk.endpoint(f"{scheme}:///nofolder/x.db") as ep:
+        ep.check()
+    assert "four slashes" not in str(err.value)
+
+
 def test_memory_database_is_shared_by_its_writer_and_reader():
     with rk.endpoint("sqlite:///:memory:") as src, rk.endpoint("duckdb:///:memory:") as dst:
         conn = src._conns.shared()

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints.base import Capabilities, Endpoint, check_creatable
 from replikit.endpoints.duckdb._connect import Database, parse_url
 from replikit.endpoints.duckdb._dialect import DIALECT, DuckdbDialect
-from replikit.errors import ConfigError, ConnectError
+from replikit.errors import ConfigError
 from replikit.mapping import Selection
 from replikit.schema.model import Catalog
 
@@ -123,12 +123,7 @@ class DuckdbEndpoint(Endpoint):
                 conn.execute("SELECT 1").fetchall()
             return
         assert self._location.path is not None
-        folder = os.path.dirname(os.path.abspath(self._location.path))
-        if not os.path.isdir(folder):
-            raise ConnectError(
-                f"no such database file {self._location.path!r} (and no folder {folder!r} "
-                "to create it in)"
-            )
+        check_creatable(self._location.path, "duckdb")
 
     @override
     def home_schema(self) -> str:

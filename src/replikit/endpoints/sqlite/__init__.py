@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from replikit.endpoints.base import Capabilities, Endpoint
+from replikit.endpoints.base import Capabilities, Endpoint, check_creatable
 from replikit.endpoints.sqlite._connect import Connections, parse_url
 from replikit.endpoints.sqlite._dialect import DIALECT, SqliteDialect
-from replikit.errors import ConfigError, ConnectError, TableNotFoundError
+from replikit.errors import ConfigError, TableNotFoundError
 from replikit.mapping import Selection
 from replikit.schema.model import Catalog, TableId, TableSchema
 
@@ -117,12 +117,7 @@ class SqliteEndpoint(Endpoint):
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return
         assert self._location.path is not None
-        folder = os.path.dirname(os.path.abspath(self._location.path))
-        if not os.path.isdir(folder):
-            raise ConnectError(
-                f"no such database file {self._location.path!r} (and no folder {folder!r} "
-                "to create it in)"
-            )
+        check_creatable(self._location.path, "sqlite")
 
     @override
     def reflect(self, selection: Selection | None = None) -> Catalog:
