@@ -8,6 +8,7 @@ duplicate, and every table must end equal.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -747,10 +748,13 @@ def test_stop_at_position(make_db: Callable[[str], Db]) -> None:
 
 
 def test_zero_dates_read_as_null_are_noted_in_the_tables_statistics(
-    make_db: Callable[[str], Db],
+    make_db: Callable[[str], Db], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """MySQL zero dates read as NULL, in the full load and in the changes that follow, are
-    counted in the table's statistics (a line each), not only in the log."""
+    counted in the table's statistics (a line each), not only in the log; ``replikit status``
+    shows them too."""
+    from replikit.cli import main
+
     source, target = make_db("mysql"), make_db("sqlite")
     zero = [("SET SESSION sql_mode = ''", ())]
     table = [("CREATE TABLE zd (id INTEGER PRIMARY KEY, d DATE NULL)", ())]
@@ -767,7 +771,13 @@ def test_zero_dates_read_as_null_are_noted_in_the_tables_statistics(
     thread.join(60)
     assert not errors, errors
     assert target.rows("zd", "id") == [(1, None), (2, None), (3, None)]
-    assert task.statistics()[f"{source.name}.zd"].warnings == [
+    notes = [
         "column d: 1 zero or invalid date(s) read as NULL (zero_dates='null')",
         "column d: 2 zero or invalid date(s) read as NULL from the binlog (zero_dates='null')",
     ]
+    assert task.statistics()[f"{source.name}.zd"].warnings == notes
+    assert main(["status", "--task-id", "t1", "--target", target.url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"]["tables"][f"{source.name}.zd"]["warnings"] == notes
+    assert main(["status", "--task-id", "t1", "--target", target.url]) == 0
+    assert f"    note: {notes[1]}" in capsys.readouterr().out.splitlines()

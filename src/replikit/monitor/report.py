@@ -175,4 +175,5 @@ def _tables(tables: dict[str, dict[str, Any]]) -> list[str]:
         )
         if t.get("error"):
             lines.append(f"    error: {t['error']}")
+        lines += [f"    note: {w}" for w in t.get("warnings", ())]
     return lines

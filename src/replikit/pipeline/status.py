@@ -472,7 +472,7 @@ class StatusReporter:
                 "target": t.target, "state": t.state.value, "full_load_rows": t.full_load_rows,
                 "inserts": t.inserts, "updates": t.updates, "deletes": t.deletes,
                 "ddls": t.ddls, "errors": t.errors, "exceptions": t.exceptions,
-                "error": t.error,
+                "error": t.error, **({"warnings": list(t.warnings)} if t.warnings else {}),
             }
             for t in stats
         }  # fmt: skip
