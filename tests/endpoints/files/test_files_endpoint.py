@@ -375,7 +375,9 @@ def test_another_process_waits_for_the_manifest_and_loses_no_update(tmp_path):
     manifest = ManifestFile(Store(parse_url(url)))
     (tmp_path / "out").mkdir()
     manifest.ensure()
-    src = str(__import__("pathlib").Path(__file__).resolve().parents[3] / "src")
+    from datasets import REPO
+
+    src = str(REPO / "src")
     with subprocess.Popen([sys.executable, "-c", _HOLD_MANIFEST, url], text=True,
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           env={"PYTHONPATH": src, "PATH": ""}) as child:  # fmt: skip
