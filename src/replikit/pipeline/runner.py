@@ -481,6 +481,7 @@ class Pipeline:
 
     def _load_all(self) -> Statistics:
         plans = self.plans()
+        self._remote_notes.clear()  # this run's units count anew
         self.refuse(plans)
         self._loader().check_executor(self.executor, plans)
         for p in plans:
