@@ -293,8 +293,8 @@ class Pipeline:
         self._stop = threading.Event()
         #: futures of units run in other processes: they return (rows, ValueNotes)
         self._remote: set[Future[Any]] = set()
-        #: what the readers of those units noted, per unit (a unit run again replaces it)
-        self._remote_notes: dict[tuple[str, int, int, str], ValueNotes] = {}
+        #: what the readers noted of this run's units, per unit (here or elsewhere)
+        self._unit_notes: dict[tuple[str, int, int, str], ValueNotes] = {}
         self._early: EarlyFinish | None = None  # while a full load runs
         self._plans: list[TablePlan] | None = None
         self._findings: list[Finding] | None = None
@@ -481,7 +481,7 @@ class Pipeline:
 
     def _load_all(self) -> Statistics:
         plans = self.plans()
-        self._remote_notes.clear()  # this run's units count anew
+        self._unit_notes.clear()  # this run's units count anew
         self.refuse(plans)
         self._loader().check_executor(self.executor, plans)
         for p in plans:
@@ -522,12 +522,10 @@ class Pipeline:
     def _note_values(self, plans: list[TablePlan]) -> None:
         """Say in each table's statistics how many values of which column the reader read
         otherwise than the source stores them (:class:`SupportsValueNotes`, e.g. MySQL zero
-        dates read as NULL): counted by this process's reader and by those of the units that
-        ran in other processes."""
+        dates read as NULL): the sum over this run's loaded units, whether this process's
+        reader or another process's read them."""
         total: Counter[tuple[str, str, str]] = Counter()
-        if isinstance(self.reader, SupportsValueNotes):
-            total.update(self.reader.value_notes())
-        for notes in self._remote_notes.values():
+        for notes in self._unit_notes.values():
             total.update(notes)
         names = {str(p.source.id) for p in plans}
         note_values(self.statistics, {k: n for k, n in total.items() if k[0] in names})
@@ -845,11 +843,13 @@ class Pipeline:
         name = str(plan.source.id)
         exc = fut.exception()
         if exc is None:
+            key = (str(unit.table), unit.index, unit.count, repr(unit.range))
             if fut in self._remote:
                 rows, notes = fut.result()
                 self.statistics.rows(name, rows)
-                key = (str(unit.table), unit.index, unit.count, repr(unit.range))
-                self._remote_notes[key] = notes
+                self._unit_notes[key] = notes
+            elif isinstance(self.reader, SupportsValueNotes):
+                self._unit_notes[key] = self.reader.value_notes(unit)
             last = self.statistics.unit_done(name)
             suspended = self.statistics[name].state is TableState.SUSPENDED
             if last and name not in failed and not suspended:

@@ -65,6 +65,13 @@ def _want(url: str, zero_d: list[bool], zero_dt: list[bool]) -> dict[tuple[str, 
     return {k: n for k, n in want.items() if n}
 
 
+def _notes(zero_d: list[bool], zero_dt: list[bool]) -> list[str]:
+    """The table's statistics notes for these zero dates."""
+    counts = (("d", sum(zero_d)), ("dt", sum(zero_dt)))
+    return [f"column {c}: {n} zero or invalid date(s) read as NULL (zero_dates='null')"
+            for c, n in counts if n]  # fmt: skip
+
+
 def _drain(items) -> None:
     for _ in items:
         pass
@@ -152,9 +159,11 @@ def test_duckdb_csv_refused_then_loaded_as_record_batches_counts_once(
     zero_dt = [i < 1000 and i % 5 == 1 for i in range(1200)]
     _zero_table(mysql_url, zero_d, zero_dt, long=1200)
     with caplog.at_level(logging.INFO):
-        rk.copy(mysql_url, f"duckdb:///{tmp_path / 'z.duckdb'}", include=["%.z"], progress=False)
+        out = f"duckdb:///{tmp_path / 'z.duckdb'}"
+        stats = rk.copy(mysql_url, out, include=["%.z"], progress=False)
     assert any("redone through typed rows" in r.getMessage() for r in caplog.records)
     assert _logged(caplog) == {"d": sum(zero_d), "dt": sum(zero_dt)}
+    assert stats[f"{_db(mysql_url)}.z"].warnings == _notes(zero_d, zero_dt)
     import duckdb
 
     with duckdb.connect(str(tmp_path / "z.duckdb"), read_only=True) as duck:
@@ -191,6 +200,7 @@ def test_a_unit_retried_by_the_runner_counts_its_zero_dates_once(mysql_url, pg_u
     assert fails == [1]
     assert task.statistics().retries >= 1
     assert _logged(caplog) == {"d": sum(zero_d), "dt": sum(zero_dt)}
+    assert task.statistics()[f"{_db(mysql_url)}.z"].warnings == _notes(zero_d, zero_dt)
     with psycopg.connect(pg_url) as conn:
         got = conn.execute(
             f'SELECT count(*), count(*) - count(d), count(*) - count(dt) FROM "{_db(mysql_url)}".z'
