@@ -102,3 +102,21 @@ def test_selection_and_all_databases(zoo, mysql_server):
     assert [t.id.name for t in only.tables] == ["parent"]
     everything = endpoint(mysql_server.url("")).reflect(Selection(include=(f"{db}.%",)))
     assert sorted(t.id.name for t in everything.tables) == ["parent", "zoo"]
+
+
+def test_only_replikits_own_tables_are_left_out(mysql_url):
+    """A user's table that starts like replikit's (``Replikit_Orders``, ``replikit_2024``, in
+    any case) is reflected and copied; only replikit's control tables, by exact name, are
+    not user data."""
+    run_sql(
+        mysql_url,
+        "CREATE TABLE Replikit_Orders (id INT PRIMARY KEY);\n"
+        "CREATE TABLE replikit_2024 (id INT PRIMARY KEY);\n"
+        "CREATE TABLE REPLIKIT_STATUS (id INT PRIMARY KEY);\n"
+        "CREATE TABLE replikit_checkpoints (task_id VARCHAR(10) PRIMARY KEY);\n"
+        "CREATE VIEW replikit_view AS SELECT id FROM replikit_2024",
+    )
+    catalog = endpoint(mysql_url).reflect()
+    assert sorted(t.id.name for t in catalog.tables) == [
+        "REPLIKIT_STATUS", "Replikit_Orders", "replikit_2024"]  # fmt: skip
+    assert [v.id.name for v in catalog.views] == ["replikit_view"]

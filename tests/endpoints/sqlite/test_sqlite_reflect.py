@@ -140,7 +140,7 @@ def test_internal_tables_views_and_generated_columns(tmp_path: Path) -> None:
         "b INT, c INT GENERATED ALWAYS AS (b * 2) STORED, d INT AS (b + 1), e DEFAULT 'x')",
         "INSERT INTO t (id, a, b) VALUES (41, 'q', 1)",
         "DELETE FROM t",
-        "CREATE TABLE _replikit_status (x)",
+        "CREATE TABLE _replikit_changes (x)",  # a SQLite CDC source's change log
         "CREATE VIEW v AS SELECT a FROM t",
         "CREATE INDEX t_expr ON t (lower(a), b DESC) WHERE b > 0",
         "CREATE UNIQUE INDEX t_b ON t (b)",

@@ -11,6 +11,7 @@ import ast
 from collections.abc import Sequence
 from typing import Any
 
+from replikit.endpoints._reserved import reserved
 from replikit.endpoints.duckdb._dialect import DIALECT
 from replikit.mapping import Selection
 from replikit.schema.model import (
@@ -27,8 +28,14 @@ from replikit.schema.model import (
 __all__ = ["CONTROL_SCHEMA", "reflect_catalog", "reflect_table"]
 
 CONTROL_SCHEMA = "replikit"
-_HIDDEN = ("information_schema", "pg_catalog", CONTROL_SCHEMA)
+_HIDDEN = ("information_schema", "pg_catalog")
 _MAIN = "database_name = current_database() AND NOT internal"
+
+
+def _hidden(schema: str, name: str) -> bool:
+    """The system's schemas, and replikit's own tables in its control schema (by name: a
+    user's table there is the user's)."""
+    return schema in _HIDDEN or (schema == CONTROL_SCHEMA and reserved(name, fold_case=True))
 
 
 def _tables(conn: Any) -> list[tuple[str, str, int | None]]:
@@ -36,7 +43,7 @@ def _tables(conn: Any) -> list[tuple[str, str, int | None]]:
         f"SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE {_MAIN} "  # noqa: S608
         "ORDER BY schema_name, table_name"
     ).fetchall()
-    return [(s, t, n) for s, t, n in rows if s not in _HIDDEN]
+    return [(s, t, n) for s, t, n in rows if not _hidden(s, t)]
 
 
 def reflect_catalog(conn: Any, selection: Selection | None = None) -> Catalog:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from replikit.endpoints._reserved import reserved
 from replikit.endpoints.mysql._dialect import DIALECT
 from replikit.mapping import Selection
 from replikit.schema.model import (
@@ -154,9 +155,6 @@ def _in(schemas: Sequence[str]) -> str:
     return ", ".join(["%s"] * len(schemas))
 
 
-CONTROL_PREFIX = "replikit_"
-
-
 def _tables(
     conn: Any, schemas: Sequence[str], selection: Selection, problems: list[str]
 ) -> tuple[dict[TableId, _Table], list[View]]:
@@ -171,7 +169,7 @@ def _tables(
     views: list[View] = []
     for schema, name, kind, rows, size, auto, comment, viewdef in _rows(conn, sql, schemas):
         tid = TableId(schema, name)
-        if not selection.matches(tid) or name.lower().startswith(CONTROL_PREFIX):
+        if not selection.matches(tid) or reserved(name, fold_case=False):
             continue  # replikit's control tables (replikit_checkpoints) are not user data
         if kind == "VIEW":
             views.append(View(tid, viewdef))

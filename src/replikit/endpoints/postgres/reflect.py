@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from replikit.endpoints._reserved import CONTROL_TABLES
 from replikit.endpoints.postgres._connect import Connection
 from replikit.endpoints.postgres._dialect import DIALECT
 from replikit.mapping import Selection
@@ -38,8 +39,9 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::bigint,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replikit')
-  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT (n.nspname = 'replikit' AND c.relname = ANY(%s))
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
 ORDER BY n.nspname, c.relname
 """
 _ROUTINES = """
@@ -195,7 +197,10 @@ def reflect(conn: Connection, selection: Selection | None = None) -> Catalog:
 def _relations(conn: Connection, selection: Selection) -> tuple[dict[int, _Table], list[View]]:
     tables: dict[int, _Table] = {}
     views: list[View] = []
-    for oid, schema, name, kind, rows, size, comment, viewdef in conn.execute(_RELATIONS):
+    control = sorted(CONTROL_TABLES)  # replikit's own, in its schema; not a user's there
+    for oid, schema, name, kind, rows, size, comment, viewdef in conn.execute(
+        _RELATIONS, (control,)
+    ):
         tid = TableId(schema, name)
         if not selection.matches(tid):
             continue

@@ -121,7 +121,8 @@ class SqliteEndpoint(Endpoint):
 
     @override
     def reflect(self, selection: Selection | None = None) -> Catalog:
-        """User tables (not ``sqlite_%``, ``_replikit_%``, ``replikit_%``) and chosen views."""
+        """User tables (not ``sqlite_%``, nor replikit's own tables,
+        :mod:`replikit.endpoints._reserved`) and chosen views."""
         from replikit.endpoints.sqlite.reflect import reflect_catalog
 
         with self._conns.reading() as (conn, shared), self._locked(shared):

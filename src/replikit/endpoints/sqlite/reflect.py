@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from replikit.endpoints._reserved import reserved
+from replikit.endpoints.sqlite._cdc_codec import trigger_names
 from replikit.endpoints.sqlite._dialect import DIALECT
 from replikit.mapping import Selection
 from replikit.schema.model import (
@@ -28,15 +30,11 @@ from replikit.schema.model import (
 )
 
 __all__ = [
-    "CONTROL_PREFIX",
-    "INTERNAL_PREFIX",
     "reflect_catalog",
     "reflect_table",
     "table_names",
 ]
 
-INTERNAL_PREFIX = "_replikit_"  # CDC bookkeeping in a source database
-CONTROL_PREFIX = "replikit_"  # a task's control tables in a target (checkpoints, ...)
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\b[^)]*$", re.IGNORECASE)
 _GENERATED = {2: "VIRTUAL", 3: "STORED"}  # pragma_table_xinfo.hidden
@@ -54,8 +52,8 @@ class _TableRow:
 
 
 def _user_table(name: str) -> bool:
-    lower = name.lower()
-    return not lower.startswith(("sqlite_", INTERNAL_PREFIX, CONTROL_PREFIX))
+    """Not SQLite's own (``sqlite_%``), nor one of replikit's tables (by exact name)."""
+    return not name.lower().startswith("sqlite_") and not reserved(name, fold_case=True)
 
 
 def _table_rows(conn: sqlite3.Connection) -> list[_TableRow]:
@@ -101,7 +99,7 @@ def reflect_catalog(conn: sqlite3.Connection, selection: Selection | None = None
         for name, table, sql in conn.execute(
             "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
         )
-        if table in names and not name.lower().startswith((INTERNAL_PREFIX, CONTROL_PREFIX))
+        if table in names and name not in trigger_names(table)  # not a CDC source's own
     )
     return Catalog(tables=tables, views=views, routines=triggers)
 
