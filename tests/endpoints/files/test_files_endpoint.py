@@ -400,3 +400,26 @@ def test_another_process_waits_for_the_manifest_and_loses_no_update(tmp_path):
         assert not thread.is_alive()
         assert child.wait(10) == 0
     assert sorted(manifest.read().suspended["t"]) == ["other.process", "this.process"]
+
+
+def test_a_hidden_folder_with_a_tables_files_is_named_in_the_plan(tmp_path):
+    """Folders whose name starts with ``_`` or ``.`` are not read (as Spark and pyarrow hide
+    them): one that holds a table's files is named in the plan's problems, so leaving it out
+    is never silent; replikit's own ``_replikit_*`` entries are not."""
+    import shutil
+
+    src = tmp_path / "src.db"
+    with __import__("sqlite3").connect(src) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO a VALUES (1)")
+    conn.close()
+    out = tmp_path / "out"
+    rk.copy(f"sqlite:///{src}", f"file://{out}?format=parquet", progress=False)
+    shutil.copytree(out / "a", out / "_staging")
+    (out / "sales").mkdir()
+    shutil.copytree(out / "a", out / "sales" / ".old")
+    plan = rk.Task(f"file://{out}?format=parquet", f"sqlite:///{tmp_path / 'x.db'}").plan()
+    hidden = [p for p in plan.assessment.problems if "is hidden" in p]
+    assert [p.split(": not read")[0] for p in hidden] == [
+        f"file://{out}/_staging", f"file://{out}/sales/.old"]  # fmt: skip
+    assert [str(t.source.id) for t in plan.assessment.tables] == ["a"]

@@ -21,7 +21,7 @@ from replikit.errors import SchemaError
 from replikit.mapping import Selection
 from replikit.schema.model import Catalog, Column, TableId, TableSchema
 
-__all__ = ["TableFolder", "find_tables", "reflect_catalog", "table_folder"]
+__all__ = ["TableFolder", "find_tables", "hidden_tables", "reflect_catalog", "table_folder"]
 
 _FORMAT_OF = {
     ".parquet": "parquet",
@@ -57,6 +57,12 @@ def _format_of(name: str) -> str | None:
     return _FORMAT_OF.get(ext)
 
 
+#: the names a reader never reads as a table (hidden, as Spark and pyarrow hide them)
+_HIDDEN = ("_", ".")
+#: replikit's own entries in a folder it wrote (the manifest, the apply exceptions)
+_OWN = "_replikit_"
+
+
 def _is_table(store: Store, folder: str) -> bool:
     for name, is_dir in store.entries(folder):
         if name == _ddl.SCHEMA_FILE or (not is_dir and _ddl.is_data_name(name)):
@@ -81,6 +87,25 @@ def find_tables(store: Store) -> list[TableId]:
             if child_dir and not hidden and _is_table(store, store.path(name, child)):
                 out.append(TableId(name, child))
     return sorted(out, key=str)
+
+
+def hidden_tables(store: Store) -> list[str]:
+    """Folders under the root (one or two levels deep) that hold a table's files but are
+    never read, their name starting ``_`` or ``.`` (hidden, as Spark and pyarrow hide them),
+    for the plan to name; replikit's own folders are not among them."""
+    out = []
+    for name, is_dir in store.entries(store.root):
+        if not is_dir or name.startswith(_OWN):
+            continue
+        if _is_table(store, store.path(name)):
+            if name.startswith(_HIDDEN):
+                out.append(name)
+            continue
+        for child, child_dir in store.entries(store.path(name)):
+            hidden = name.startswith(_HIDDEN) or child.startswith(_HIDDEN)
+            if child_dir and hidden and _is_table(store, store.path(name, child)):
+                out.append(f"{name}/{child}")
+    return sorted(out)
 
 
 def _split(files: Sequence[str]) -> tuple[list[str], list[tuple[int, str]], list[str]]:
@@ -182,4 +207,9 @@ def reflect_catalog(
         tables.append(found.schema)
         if found.problem:
             problems.append(found.problem)
+    problems += [
+        f"{store.where}/{name}: not read: a folder whose name starts with '_' or '.' is hidden "
+        "(as Spark and pyarrow hide it); rename it to read its files as a table"
+        for name in hidden_tables(store)
+    ]
     return Catalog(tables=tuple(tables), problems=tuple(problems)), folders
