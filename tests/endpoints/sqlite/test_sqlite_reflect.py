@@ -193,3 +193,19 @@ def test_arbitrary_identifiers_survive_create_and_reflection(
     assert got.primary_key == (columns[0],)
     for word in ("select", "from", "order", "group", "table"):
         assert DIALECT.quote(word) == f'"{word}"'
+
+
+def test_a_virtual_table_is_named_in_the_plan_not_left_out_silently(tmp_path: Path) -> None:
+    """An FTS5 table keeps its rows in its module's storage, which a copy does not read: the
+    plan names it with what to do; its shadow tables are not listed as tables."""
+    ep = make(
+        tmp_path / "v.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)",
+        "CREATE VIRTUAL TABLE docs USING fts5(body)",
+        "INSERT INTO docs VALUES ('hello world')",
+    )
+    catalog = ep.reflect()
+    assert [t.id.name for t in catalog.tables] == ["t"]
+    (problem,) = catalog.problems
+    assert problem.startswith("docs: a virtual table (USING fts5) is not copied")
+    assert "CREATE TABLE docs_rows AS SELECT * FROM docs" in problem

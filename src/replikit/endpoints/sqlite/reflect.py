@@ -101,7 +101,26 @@ def reflect_catalog(conn: sqlite3.Connection, selection: Selection | None = None
         )
         if table in names and name not in trigger_names(table)  # not a CDC source's own
     )
-    return Catalog(tables=tables, views=views, routines=triggers)
+    virtual = [
+        _not_copied(name, sql)
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND "
+            "upper(sql) LIKE 'CREATE VIRTUAL%' ORDER BY name"
+        )
+        if _user_table(name) and (selection is None or selection.matches(TableId(None, name)))
+    ]
+    return Catalog(tables=tables, views=views, routines=triggers, problems=tuple(virtual))
+
+
+def _not_copied(name: str, sql: str) -> str:
+    """The plan's problem for virtual table ``name`` (created by ``sql``)."""
+    found = re.search(r"\bUSING\s+(\w+)", sql, re.IGNORECASE)
+    module = f"USING {found[1]}" if found else sql
+    make = f"CREATE TABLE {name}_rows AS SELECT * FROM {name}"  # noqa: S608  (advice, not run)
+    return (
+        f"{name}: a virtual table ({module}) is not copied: its module keeps the rows; to copy "
+        f"them, make a table of them ({make}) and create the virtual table in the target yourself"
+    )
 
 
 def reflect_table(conn: sqlite3.Connection, name: str) -> TableSchema | None:
