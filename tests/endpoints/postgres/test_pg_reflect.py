@@ -78,3 +78,23 @@ def test_selection_filters(pg_url: str) -> None:
         conn.execute(SCHEMA_SQL)
     cat = rk.endpoint(pg_url).reflect(Selection(include=("shop.par%",)))
     assert [str(t.id) for t in cat.tables] == ["shop.parent"]
+
+
+def test_a_foreign_table_is_named_in_the_plan_not_left_out_silently(pg_url: str) -> None:
+    """A foreign table's rows live in another database, which a copy does not read: the
+    catalog's problems name it and its server."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+        except psycopg.errors.UndefinedFile:
+            pytest.skip("postgres_fdw is not installed with this server")
+        conn.execute("CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw "
+                     "OPTIONS (dbname 'nowhere')")  # fmt: skip
+        conn.execute("CREATE FOREIGN TABLE remote_orders (id int) SERVER elsewhere")
+        conn.execute("CREATE TABLE local_orders (id int PRIMARY KEY)")
+    catalog = rk.endpoint(pg_url).reflect()
+    assert [str(t.id) for t in catalog.tables] == ["public.local_orders"]
+    assert catalog.problems == (
+        "public.remote_orders: a foreign table (server elsewhere) is not copied: its rows live "
+        "in another database; copy from that one, or make a table of its rows here",
+    )

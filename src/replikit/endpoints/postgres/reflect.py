@@ -175,12 +175,30 @@ class _Types:
         return DIALECT.parse_type(spelled), (), ()
 
 
+_FOREIGN = """
+SELECT n.nspname, c.relname, s.srvname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_foreign_table f ON f.ftrelid = c.oid JOIN pg_foreign_server s ON s.oid = f.ftserver
+WHERE c.relkind = 'f' ORDER BY 1, 2
+"""
+
+
+def _foreign_tables(conn: Connection, selection: Selection) -> list[str]:
+    """The plan's problems for the selected foreign tables, which a copy does not read."""
+    return [
+        f"{TableId(schema, name)}: a foreign table (server {server}) is not copied: its rows "
+        "live in another database; copy from that one, or make a table of its rows here"
+        for schema, name, server in conn.execute(_FOREIGN)
+        if selection.matches(TableId(schema, name))
+    ]
+
+
 def reflect(conn: Connection, selection: Selection | None = None) -> Catalog:
     """Reflect the user tables and views of ``conn``'s database selected by ``selection``."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         tables, views = _relations(conn, selection or Selection())
-        problems: list[str] = []
+        problems = _foreign_tables(conn, selection or Selection())
         oids = list(tables)
         _columns(conn, tables, oids, problems)
         _constraints(conn, tables, oids)
