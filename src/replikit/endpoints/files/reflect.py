@@ -72,40 +72,45 @@ def _is_table(store: Store, folder: str) -> bool:
     return False
 
 
-def find_tables(store: Store) -> list[TableId]:
-    """The table folders under the root (one or two levels deep)."""
-    out = []
-    for name, is_dir in store.entries(store.root):
-        if not is_dir or name.startswith(("_", ".")):
-            continue
-        folder = store.path(name)
-        if _is_table(store, folder):
-            out.append(TableId(None, name))
-            continue
-        for child, child_dir in store.entries(folder):
-            hidden = child.startswith(("_", "."))
-            if child_dir and not hidden and _is_table(store, store.path(name, child)):
-                out.append(TableId(name, child))
-    return sorted(out, key=str)
-
-
-def hidden_tables(store: Store) -> list[str]:
-    """Folders under the root (one or two levels deep) that hold a table's files but are
-    never read, their name starting ``_`` or ``.`` (hidden, as Spark and pyarrow hide them),
-    for the plan to name; replikit's own folders are not among them."""
-    out = []
+def _table_folders(store: Store) -> list[tuple[str, ...]]:
+    """Every folder one or two levels under the root that holds a table's files, as its
+    path's parts (a folder that does is not looked into further); hidden ones too
+    (:func:`_hidden`), not replikit's own entries."""
+    out: list[tuple[str, ...]] = []
     for name, is_dir in store.entries(store.root):
         if not is_dir or name.startswith(_OWN):
             continue
         if _is_table(store, store.path(name)):
-            if name.startswith(_HIDDEN):
-                out.append(name)
+            out.append((name,))
             continue
-        for child, child_dir in store.entries(store.path(name)):
-            hidden = name.startswith(_HIDDEN) or child.startswith(_HIDDEN)
-            if child_dir and hidden and _is_table(store, store.path(name, child)):
-                out.append(f"{name}/{child}")
-    return sorted(out)
+        out += [(name, child) for child, child_dir in store.entries(store.path(name))
+                if child_dir and _is_table(store, store.path(name, child))]  # fmt: skip
+    return out
+
+
+def _hidden(parts: tuple[str, ...]) -> bool:
+    """A folder never read as a table: a part of its path starts ``_`` or ``.``."""
+    return any(p.startswith(_HIDDEN) for p in parts)
+
+
+def _table_id(parts: tuple[str, ...]) -> TableId:
+    return TableId(*parts) if len(parts) == 2 else TableId(None, parts[0])
+
+
+def find_tables(store: Store) -> list[TableId]:
+    """The table folders under the root (one or two levels deep), hidden ones left out."""
+    return _visible(_table_folders(store))
+
+
+def _visible(folders: Sequence[tuple[str, ...]]) -> list[TableId]:
+    return sorted((_table_id(p) for p in folders if not _hidden(p)), key=str)
+
+
+def hidden_tables(folders: Sequence[tuple[str, ...]]) -> list[str]:
+    """Of ``folders`` (:func:`_table_folders`), those that hold a table's files but are never
+    read, a name in their path starting ``_`` or ``.`` (hidden, as Spark and pyarrow hide
+    them), for the plan to name."""
+    return sorted("/".join(p) for p in folders if _hidden(p))
 
 
 def _split(files: Sequence[str]) -> tuple[list[str], list[tuple[int, str]], list[str]]:
@@ -197,7 +202,8 @@ def reflect_catalog(
     tables: list[TableSchema] = []
     folders: dict[TableId, TableFolder] = {}
     problems: list[str] = []
-    for tid in find_tables(store):
+    found_folders = _table_folders(store)
+    for tid in _visible(found_folders):
         if selection is not None and not selection.matches(tid):
             continue
         found = table_folder(store, tid, committed)
@@ -210,6 +216,6 @@ def reflect_catalog(
     problems += [
         f"{store.where}/{name}: not read: a folder whose name starts with '_' or '.' is hidden "
         "(as Spark and pyarrow hide it); rename it to read its files as a table"
-        for name in hidden_tables(store)
+        for name in hidden_tables(found_folders)
     ]
     return Catalog(tables=tuple(tables), problems=tuple(problems)), folders
