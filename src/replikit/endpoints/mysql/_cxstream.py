@@ -334,7 +334,7 @@ class CxStream:
     (a walk of :data:`PAGE_ROWS` keys on the source); the next page is opened in a thread as
     one starts being read, so the target never waits for a page to start, and at most two
     are read ahead. Errors while reading are :class:`DataError` s with the password removed (the
-    target rolls the unit back and reads it as record batches)."""
+    target rolls the unit back and it goes as CSV lines)."""
 
     def __init__(
         self,
