@@ -33,8 +33,8 @@ def _import_replikit_modules() -> None:
     task's loader threads, and CPython 3.11 before 3.11.8 can fail two ASTs built at once in
     two threads with "SystemError: AST constructor recursion depth mismatch" (gh-106905; seen
     once in a full run). Importing them all now, one at a time, leaves nothing to parse in a
-    thread. A module whose optional driver is missing is skipped (its tests skip or fail on their
-own).
+    thread. A module whose optional driver is missing is skipped (its tests skip or fail on
+    their own).
     """
     import contextlib
     import importlib

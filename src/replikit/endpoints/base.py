@@ -415,10 +415,6 @@ def endpoint(url: str | Any, **options: Any) -> Endpoint:
     return _resolve(_scheme(url))(url, **options)
 
 
-#: the keys :func:`say_once` has logged in this process
-_SAID: set[str] = set()
-
-
 def check_creatable(path: str, scheme: str) -> None:
     """A database file ``path`` (of a ``scheme:///path`` URL) that is missing must have a
     folder to be created in: else :class:`ConnectError`, with the four-slash hint when the
@@ -432,6 +428,10 @@ def check_creatable(path: str, scheme: str) -> None:
     raise ConnectError(
         f"no such database file {path!r} (and no folder {folder!r} to create it in){hint}"
     )
+
+
+#: the keys :func:`say_once` has logged in this process
+_SAID: set[str] = set()
 
 
 def say_once(logger: logging.Logger, key: str, message: str) -> None:
